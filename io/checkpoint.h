@@ -1,0 +1,62 @@
+/* furrow checkpoints: HDF5 files written by `furrow convert` / `furrow synth`,
+ * read by every rank (each reading only its slices). The byte layout is specified
+ * in io/FORMAT.md. Tensors are named with their Hugging Face names
+ * ("model.layers.3.mlp.experts.17.down_proj.weight"); an FP8 weight's block scales
+ * are the tensor "<name>_scale_inv" (i.e. "...weight_scale_inv"), as in the hub. */
+#ifndef FW_IO_CHECKPOINT_H
+#define FW_IO_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/config.h"
+#include "io/dtype.h"
+#include "io/err.h"
+
+#define FW_CKPT_FORMAT_VERSION 1
+
+typedef struct fw_tensor_info {
+    fw_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+} fw_tensor_info;
+
+typedef struct fw_ckpt fw_ckpt;
+
+/* Opens the checkpoint directory: checks the format version, parses the embedded
+ * config. Nothing else is read until asked for. */
+int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e);
+void fw_ckpt_close(fw_ckpt *ck);
+const fw_config *fw_ckpt_config(const fw_ckpt *ck);
+
+/* Info about a tensor; FW_ERR naming the tensor and checkpoint if it is absent. */
+int fw_ckpt_info(const fw_ckpt *ck, const char *name, fw_tensor_info *info, fw_err *e);
+bool fw_ckpt_has(const fw_ckpt *ck, const char *name);
+
+/* Reads the hyperslab start[0..ndim) + count[0..ndim) of a tensor, in elements,
+ * into dst (raw element bytes of the stored dtype, row-major). start and count
+ * NULL: the whole tensor. */
+int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count,
+                 void *dst, fw_err *e);
+
+/* Tensors in the checkpoint, for `furrow info`: calls fn for each, in name order. */
+typedef int (*fw_ckpt_visit_fn)(void *user, const char *name, const fw_tensor_info *info,
+                                const char *file);
+int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e);
+
+/* Recomputes every dataset's checksum and compares it with the stored one. */
+int fw_ckpt_verify(fw_ckpt *ck, fw_err *e);
+
+/* Writing (convert, synth). */
+typedef struct fw_ckpt_writer fw_ckpt_writer;
+int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *cfg, fw_err *e);
+/* Writes one tensor (any order). Picks its file from its layer index, its chunk
+ * shape from its parallel role, and stores its checksum. */
+int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
+                  const int64_t *shape, const void *data, fw_err *e);
+/* Finishes the files and writes the root index. FW_ERR leaves no valid checkpoint. */
+int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e);
+/* Abandons a failed write (removes partial files). */
+void fw_ckpt_writer_abort(fw_ckpt_writer *w);
+
+#endif

@@ -1,0 +1,5 @@
+noinst_LIBRARIES += libfurrow_io.a
+libfurrow_io_a_SOURCES = \
+	io/err.c io/err.h \
+	io/dtype.h io/config.h io/safetensors.h io/checkpoint.h
+EXTRA_DIST += io/FORMAT.md

@@ -1,0 +1,2 @@
+noinst_LIBRARIES += libfurrow_partition.a
+libfurrow_partition_a_SOURCES = partition/partition.h partition/empty.c

@@ -1,0 +1,60 @@
+#include "runtime/cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fw_cli_parse_int(const char *text, const char *flag, int64_t min, int64_t max, int64_t *out,
+                     fw_err *e) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end)
+        return fw_errf(e, "%s: '%s' is not an integer", flag, text);
+    if (v < min || v > max)
+        return fw_errf(e, "%s: %lld is out of range [%lld, %lld]", flag, v, (long long)min,
+                       (long long)max);
+    *out = v;
+    return FW_OK;
+}
+
+int fw_cli_parse_double(const char *text, const char *flag, double *out, fw_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end) return fw_errf(e, "%s: '%s' is not a number", flag, text);
+    *out = v;
+    return FW_OK;
+}
+
+int fw_cli_parse_ids(const char *text, const char *flag, int64_t limit, int32_t **ids,
+                     int64_t *n, fw_err *e) {
+    int64_t cap = 1;
+    for (const char *p = text; *p; p++) cap += *p == ',';
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v) return fw_errf(e, "%s: out of memory", flag);
+    int64_t k = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (errno || end == p || (*end && *end != ',') || x < 0 || x > INT32_MAX ||
+            (limit > 0 && x >= limit)) {
+            free(v);
+            if (limit > 0 && x >= limit && end != p)
+                return fw_errf(e, "%s: token id %lld is outside the vocabulary [0, %lld)", flag, x,
+                               (long long)limit);
+            return fw_errf(e, "%s: expected comma-separated token ids, got '%s'", flag, text);
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        free(v);
+        return fw_errf(e, "%s: no token ids given", flag);
+    }
+    *ids = v;
+    *n = k;
+    return FW_OK;
+}

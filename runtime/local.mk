@@ -1,0 +1,13 @@
+noinst_LIBRARIES += libfurrow_runtime.a
+libfurrow_runtime_a_SOURCES = \
+	runtime/cli.c runtime/cli.h \
+	runtime/cmd_convert.c \
+	runtime/cmd_info.c \
+	runtime/cmd_synth.c \
+	runtime/cmd_logits.c \
+	runtime/cmd_generate.c \
+	runtime/cmd_bench.c
+
+bin_PROGRAMS += furrow
+furrow_SOURCES = runtime/main.c
+furrow_LDADD = $(FW_LIBS) $(FW_EXTERNAL_LIBS)

@@ -1,0 +1,12 @@
+# Every test runs through tests/run-test.sh (the LOG_COMPILER): it runs tests named
+# test_mpi_* under mpirun and exports where ../shared is. Exit 77 = skipped.
+LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-test.sh
+SH_LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-test.sh
+TEST_EXTENSIONS = .sh
+AM_TESTS_ENVIRONMENT = \
+	FURROW_BIN='$(abs_top_builddir)/furrow'; export FURROW_BIN; \
+	FURROW_SRCDIR='$(abs_top_srcdir)'; export FURROW_SRCDIR; \
+	FURROW_BUILDDIR='$(abs_top_builddir)'; export FURROW_BUILDDIR; \
+	MPIRUN='$(MPIRUN)'; export MPIRUN;
+EXTRA_DIST += tests/run-test.sh
+FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
