@@ -8,5 +8,5 @@ AM_TESTS_ENVIRONMENT = \
 	FURROW_SRCDIR='$(abs_top_srcdir)'; export FURROW_SRCDIR; \
 	FURROW_BUILDDIR='$(abs_top_builddir)'; export FURROW_BUILDDIR; \
 	MPIRUN='$(MPIRUN)'; export MPIRUN;
-EXTRA_DIST += tests/run-test.sh
+EXTRA_DIST += tests/run-test.sh tests/check.h
 FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
