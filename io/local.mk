@@ -1,5 +1,7 @@
 noinst_LIBRARIES += libfurrow_io.a
 libfurrow_io_a_SOURCES = \
 	io/err.c io/err.h \
+	io/dtype.c io/config.c io/safetensors.c \
+	io/h5out.c io/h5out.h \
 	io/dtype.h io/config.h io/safetensors.h io/checkpoint.h
 EXTRA_DIST += io/FORMAT.md

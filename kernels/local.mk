@@ -1,3 +1,6 @@
 noinst_LIBRARIES += libfurrow_kernels.a
 libfurrow_kernels_a_SOURCES = \
-	kernels/ops.h
+	kernels/ops.h \
+	kernels/weight.c \
+	kernels/cpu/ref.c \
+	kernels/cpu/fast.c

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int fw_cli_parse_int(const char *text, const char *flag, int64_t min, int64_t max, int64_t *out,
                      fw_err *e) {
@@ -57,4 +58,17 @@ int fw_cli_parse_ids(const char *text, const char *flag, int64_t limit, int32_t 
     *ids = v;
     *n = k;
     return FW_OK;
+}
+
+int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e) {
+    if (!strcmp(text, "fast")) *ops = fw_ops_cpu_fast();
+    else if (!strcmp(text, "ref")) *ops = fw_ops_cpu_ref();
+    else return fw_errf(e, "--kernels: expected 'fast' or 'ref', got '%s'", text);
+    return FW_OK;
+}
+
+double fw_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "io/err.h"
+#include "kernels/ops.h"
 
 /* Parses "5,17,3" into a malloc'd array of ids in [0, limit) (limit <= 0: no
  * bound). Names `flag` in errors. */
@@ -23,5 +24,10 @@ int fw_cmd_synth(int argc, char **argv);
 int fw_cmd_logits(int argc, char **argv);
 int fw_cmd_generate(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
+
+/* --kernels fast|ref: picks the CPU op table. */
+int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e);
+/* Seconds on a monotonic clock. */
+double fw_now(void);
 
 #endif

@@ -1,6 +1,9 @@
 noinst_LIBRARIES += libfurrow_runtime.a
 libfurrow_runtime_a_SOURCES = \
 	runtime/cli.c runtime/cli.h \
+	runtime/model.h runtime/model_load.c runtime/forward.c \
+	runtime/rope.c runtime/rope.h \
+	runtime/sample.c runtime/sample.h \
 	runtime/cmd_convert.c \
 	runtime/cmd_info.c \
 	runtime/cmd_synth.c \

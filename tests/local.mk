@@ -10,3 +10,9 @@ AM_TESTS_ENVIRONMENT = \
 	MPIRUN='$(MPIRUN)'; export MPIRUN;
 EXTRA_DIST += tests/run-test.sh tests/check.h
 FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
+
+# Golden parity (test_golden.sh drives golden_check over converted checkpoints).
+check_PROGRAMS += tests/golden_check
+tests_golden_check_LDADD = $(FWTEST_LIBS)
+TESTS += tests/test_golden.sh
+EXTRA_DIST += tests/test_golden.sh

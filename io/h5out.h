@@ -1,0 +1,21 @@
+/* Writing result arrays (logits, token ids) to small HDF5 files. */
+#ifndef FW_IO_H5OUT_H
+#define FW_IO_H5OUT_H
+
+#include <stdint.h>
+
+#include "io/err.h"
+
+typedef struct fw_h5out fw_h5out;
+
+/* Creates (truncates) an HDF5 file for results. */
+int fw_h5out_create(fw_h5out **out, const char *path, fw_err *e);
+/* Writes dataset `name` of float32 (rows, cols); cols == 0 means 1-D (rows). */
+int fw_h5out_f32(fw_h5out *f, const char *name, const float *data, int64_t rows, int64_t cols, fw_err *e);
+/* Writes a 1-D int64 dataset. */
+int fw_h5out_i64(fw_h5out *f, const char *name, const int64_t *data, int64_t n, fw_err *e);
+/* Writes a string attribute on the root group. */
+int fw_h5out_attr(fw_h5out *f, const char *name, const char *value, fw_err *e);
+int fw_h5out_close(fw_h5out *f, fw_err *e);
+
+#endif

@@ -1,0 +1,257 @@
+/* The DeepSeek-V3 forward pass on one rank, written once over the op table. */
+#include "runtime/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/rope.h"
+
+/* Scratch for one forward call, carved out of one allocation. */
+typedef struct scratch {
+    char *base;
+    size_t used;
+} scratch;
+
+static float *take(scratch *s, int64_t n_floats) {
+    float *p = (float *)(s->base ? s->base + s->used : NULL);
+    s->used += ((size_t)n_floats * sizeof(float) + 63) / 64 * 64;
+    return p;
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+typedef struct bufs {
+    float *x, *h, *y;          /* (T, D) residual stream, normed input, block output */
+    float *qa;                 /* (T, q_lora) */
+    float *q;                  /* (T, H, dqk) */
+    float *kva;                /* (T, C + R): normed c_kv then rotated k_pe, as cached */
+    float *o;                  /* (T, H, dv) */
+    float *cos_tab, *sin_tab;  /* (T, R / 2) */
+    float *lat_c;              /* naive: (S, C) */
+    float *kvx;                /* naive: (S, H, dn + dv) */
+    float *k, *v;              /* naive: (S, H, dqk), (S, H, dv) */
+    float *qn, *qh;            /* absorbed: (T, dn), (T, C) one head's slices */
+    float *q_lat, *q_pe, *o_lat;   /* absorbed: (T, H, C), (T, H, R), (T, H, C) */
+    float *oh;                 /* absorbed: (T, dv) */
+    float *g, *u;              /* (T, F) FFN hidden */
+    float *rlog, *rw;          /* (T, E) router logits, (T, k) routing weights */
+    int32_t *rid;              /* (T, k) chosen experts */
+    int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
+    int32_t *count;            /* (E + 1) */
+    float *xe, *ye;            /* (T, D) one expert's tokens in and out */
+} bufs;
+
+static void carve(scratch *s, bufs *b, const fw_config *c, int64_t T, int64_t S, fw_attn_mode mode) {
+    const int64_t D = c->hidden_size, H = c->num_attention_heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dqk = dn + R, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
+    b->x = take(s, T * D);
+    b->h = take(s, T * D);
+    b->y = take(s, T * D);
+    b->qa = take(s, T * max64(1, c->q_lora_rank));
+    b->q = take(s, T * H * dqk);
+    b->kva = take(s, T * (C + R));
+    b->o = take(s, T * H * dv);
+    b->cos_tab = take(s, T * R / 2);
+    b->sin_tab = take(s, T * R / 2);
+    if (mode == FW_ATTN_NAIVE) {
+        b->lat_c = take(s, S * C);
+        b->kvx = take(s, S * H * (dn + dv));
+        b->k = take(s, S * H * dqk);
+        b->v = take(s, S * H * dv);
+    } else {
+        b->qn = take(s, T * dn);
+        b->qh = take(s, T * C);
+        b->q_lat = take(s, T * H * C);
+        b->q_pe = take(s, T * H * R);
+        b->o_lat = take(s, T * H * C);
+        b->oh = take(s, T * dv);
+    }
+    b->g = take(s, T * F);
+    b->u = take(s, T * F);
+    if (E > 0) {
+        b->rlog = take(s, T * E);
+        b->rw = take(s, T * k);
+        b->rid = (int32_t *)take(s, T * k);
+        b->order = (int32_t *)take(s, T * k);
+        b->count = (int32_t *)take(s, E + 1);
+        b->xe = take(s, T * D);
+        b->ye = take(s, T * D);
+    }
+}
+
+/* Naive MLA: expand keys and values of all S cached positions through kv_b. */
+static void attention_naive(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+                            int64_t S, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t H = c->num_attention_heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    for (int64_t s = 0; s < S; s++) memcpy(b->lat_c + s * C, lat + s * W, (size_t)C * sizeof(float));
+    m->ops->matmul(b->kvx, b->lat_c, &L->kv_b, S); /* (S, H, dn + dv) */
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *kv = b->kvx + (s * H + h) * (dn + dv);
+            float *k = b->k + (s * H + h) * dqk;
+            memcpy(k, kv, (size_t)dn * sizeof(float));
+            memcpy(k + dn, lat + s * W + C, (size_t)R * sizeof(float)); /* k_pe, shared by heads */
+            memcpy(b->v + (s * H + h) * dv, kv + dn, (size_t)dv * sizeof(float));
+        }
+    m->ops->attn_naive(b->o, b->q, b->k, b->v, T, S, H, dqk, dv, m->softmax_scale);
+}
+
+/* Absorbed MLA: q_nope . W_UK per head, attention over the latent cache, then
+ * the latent output . W_UV^T per head; kv_b is never expanded per position. */
+static void attention_absorbed(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+                               int64_t S, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t H = c->num_attention_heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    for (int64_t h = 0; h < H; h++) {
+        fw_weight w_uk = fw_weight_view(&L->kv_b, h * (dn + dv), dn, 0, C); /* (dn, C) */
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(b->qn + t * dn, b->q + (t * H + h) * dqk, (size_t)dn * sizeof(float));
+            memcpy(b->q_pe + (t * H + h) * R, b->q + (t * H + h) * dqk + dn, (size_t)R * sizeof(float));
+        }
+        m->ops->matmul_xw(b->qh, b->qn, &w_uk, T); /* (T, C) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->q_lat + (t * H + h) * C, b->qh + t * C, (size_t)C * sizeof(float));
+    }
+    m->ops->attn_absorbed(b->o_lat, b->q_lat, b->q_pe, lat, W, lat + C, W, T, S, H, C, R,
+                          m->softmax_scale);
+    for (int64_t h = 0; h < H; h++) {
+        fw_weight w_uv = fw_weight_view(&L->kv_b, h * (dn + dv) + dn, dv, 0, C); /* (dv, C) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->qh + t * C, b->o_lat + (t * H + h) * C, (size_t)C * sizeof(float));
+        m->ops->matmul(b->oh, b->qh, &w_uv, T); /* (T, dv) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->o + (t * H + h) * dv, b->oh + t * dv, (size_t)dv * sizeof(float));
+    }
+}
+
+/* y = down(silu(gate(x)) * up(x)) for n rows of x. */
+static void swiglu(const fw_model *m, const fw_weight *gate, const fw_weight *up, const fw_weight *down,
+                   float *y, const float *x, int64_t n, bufs *b) {
+    m->ops->matmul(b->g, x, gate, n);
+    m->ops->matmul(b->u, x, up, n);
+    m->ops->silu_mul(b->g, b->g, b->u, n * gate->rows);
+    m->ops->matmul(y, b->g, down, n);
+}
+
+/* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D). */
+static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    fw_route_params rp = {.n_experts = (int)E, .top_k = (int)k, .n_group = c->n_group,
+                          .topk_group = c->topk_group, .norm_topk_prob = c->norm_topk_prob,
+                          .routed_scaling_factor = (float)c->routed_scaling_factor};
+    m->ops->matmul(b->rlog, b->h, &L->router, T); /* (T, E) */
+    m->ops->route(b->rid, b->rw, b->rlog, L->router_bias, T, &rp);
+
+    if (c->n_shared_experts > 0) swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
+    else memset(b->y, 0, (size_t)(T * D) * sizeof(float));
+
+    /* Group the (token, slot) pairs by expert so each expert runs once on its tokens. */
+    memset(b->count, 0, (size_t)(E + 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < T * k; i++) b->count[b->rid[i] + 1]++;
+    for (int64_t x = 0; x < E; x++) b->count[x + 1] += b->count[x];
+    for (int64_t i = 0; i < T * k; i++) b->order[b->count[b->rid[i]]++] = (int32_t)i;
+    for (int64_t x = E; x > 0; x--) b->count[x] = b->count[x - 1]; /* back to start offsets */
+    b->count[0] = 0;
+
+    for (int64_t x = 0; x < E; x++) {
+        const int32_t *pairs = b->order + b->count[x];
+        int64_t n = b->count[x + 1] - b->count[x];
+        if (n == 0) continue;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(b->xe + i * D, b->h + (pairs[i] / k) * D, (size_t)D * sizeof(float));
+        swiglu(m, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], b->ye, b->xe, n, b);
+        for (int64_t i = 0; i < n; i++) {
+            float w = b->rw[pairs[i]], *y = b->y + (pairs[i] / k) * D;
+            const float *ye = b->ye + i * D;
+            for (int64_t d = 0; d < D; d++) y[d] += w * ye[d];
+        }
+    }
+}
+
+int fw_model_forward(fw_model *m, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode,
+                     float *logits, int64_t n_out, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    const fw_ops *ops = m->ops;
+    const int64_t D = c->hidden_size, H = c->num_attention_heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
+    const int64_t W = C + R, V = c->vocab_size;
+    const float eps = (float)c->rms_norm_eps;
+    if (T <= 0 || n_out < 0 || n_out > T) return fw_errf(e, "forward: bad token count %lld", (long long)T);
+    const int64_t pos0 = kv->len, S = pos0 + T;
+    if (S > kv->cap)
+        return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
+                       (long long)pos0, (long long)T, (long long)kv->cap);
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= V)
+            return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                           ids[t], (long long)(pos0 + t), (long long)V);
+
+    scratch s = {0};
+    bufs b;
+    carve(&s, &b, c, T, S, mode); /* first pass measures */
+    s.base = aligned_alloc(64, s.used);
+    if (!s.base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s.used);
+    s.used = 0;
+    carve(&s, &b, c, T, S, mode);
+
+    fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, pos0, T, b.cos_tab, b.sin_tab);
+    ops->embed(b.x, &m->embed, ids, T, 0);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const fw_layer *L = &m->layers[l];
+        float *lat = kv->data + (int64_t)l * kv->cap * W; /* (cap, C + R) */
+
+        ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
+        if (c->q_lora_rank > 0) {
+            ops->matmul(b.qa, b.h, &L->q_a, T);
+            ops->rmsnorm(b.qa, b.qa, L->q_a_norm, T, c->q_lora_rank, eps);
+            ops->matmul(b.q, b.qa, &L->q_b, T);
+        } else {
+            ops->matmul(b.q, b.h, &L->q_b, T);
+        }
+        ops->matmul(b.kva, b.h, &L->kv_a, T);
+        for (int64_t t = 0; t < T; t++) ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
+        ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
+        ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
+        memcpy(lat + pos0 * W, b.kva, (size_t)(T * W) * sizeof(float));
+
+        if (mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, T, S, &b);
+        else attention_absorbed(m, L, lat, T, S, &b);
+        ops->matmul(b.y, b.o, &L->o, T);
+        ops->add(b.x, b.y, T * D);
+
+        ops->rmsnorm(b.h, b.x, L->ffn_norm, T, D, eps);
+        if (L->moe) moe(m, L, T, &b);
+        else swiglu(m, &L->gate, &L->up, &L->down, b.y, b.h, T, &b);
+        ops->add(b.x, b.y, T * D);
+    }
+    if (n_out > 0) {
+        ops->rmsnorm(b.h, b.x + (T - n_out) * D, m->final_norm, n_out, D, eps);
+        ops->matmul(logits, b.h, &m->head, n_out);
+    }
+    free(s.base);
+    kv->len = S;
+    return FW_OK;
+}
+
+int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    memset(kv, 0, sizeof *kv);
+    kv->cap = cap;
+    kv->n_layers = c->num_hidden_layers;
+    kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
+    size_t bytes = (size_t)(kv->n_layers * cap * kv->width) * sizeof(float);
+    kv->data = malloc(bytes ? bytes : 1);
+    if (!kv->data) return fw_errf(e, "KV cache: out of memory for %lld positions (%zu bytes)", (long long)cap, bytes);
+    return FW_OK;
+}
+
+void fw_kv_free(fw_kv *kv) {
+    free(kv->data);
+    kv->data = NULL;
+}

@@ -1,0 +1,204 @@
+/* Loading a furrow checkpoint into an fw_model: every tensor is checked against
+ * the config's shape and kept in its stored format (BF16, FP8 + block scales, F32). */
+#include "runtime/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "io/dtype.h"
+#include "runtime/rope.h"
+
+static void *model_alloc(fw_model *m, size_t bytes) {
+    if (m->n_allocs == m->cap_allocs) {
+        int64_t cap = m->cap_allocs ? 2 * m->cap_allocs : 256;
+        void **a = realloc(m->allocs, (size_t)cap * sizeof *a);
+        if (!a) return NULL;
+        m->allocs = a;
+        m->cap_allocs = cap;
+    }
+    /* 64-byte alignment for SIMD loads; round the size up as aligned_alloc wants. */
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (p) m->allocs[m->n_allocs++] = p;
+    return p;
+}
+
+static int check_shape(const fw_tensor_info *in, const char *name, int64_t rows, int64_t cols,
+                       fw_err *e) {
+    bool ok = cols ? (in->ndim == 2 && in->shape[0] == rows && in->shape[1] == cols)
+                   : (in->ndim == 1 && in->shape[0] == rows);
+    if (ok) return FW_OK;
+    char got[128] = "", want[64];
+    for (int i = 0, n = 0; i < in->ndim && n < (int)sizeof got - 24; i++)
+        n += snprintf(got + n, sizeof got - (size_t)n, "%s%lld", i ? ", " : "", (long long)in->shape[i]);
+    if (cols) snprintf(want, sizeof want, "%lld, %lld", (long long)rows, (long long)cols);
+    else snprintf(want, sizeof want, "%lld", (long long)rows);
+    return fw_errf(e, "tensor '%s' has shape [%s], the config implies [%s]", name, got, want);
+}
+
+/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8. */
+static int load_weight(fw_model *m, fw_ckpt *ck, const char *name, int64_t rows, int64_t cols,
+                       fw_weight *w, fw_err *e) {
+    fw_tensor_info in;
+    if (fw_ckpt_info(ck, name, &in, e) || check_shape(&in, name, rows, cols, e)) return FW_ERR;
+    memset(w, 0, sizeof *w);
+    switch (in.dtype) {
+    case FW_DTYPE_F32: w->type = FW_WTYPE_F32; break;
+    case FW_DTYPE_BF16: w->type = FW_WTYPE_BF16; break;
+    case FW_DTYPE_F8_E4M3: w->type = FW_WTYPE_FP8; break;
+    default:
+        return fw_errf(e, "tensor '%s': dtype %s is not supported for a weight matrix", name,
+                       fw_dtype_name(in.dtype));
+    }
+    size_t bytes = (size_t)rows * (size_t)cols * fw_dtype_size(in.dtype);
+    void *data = model_alloc(m, bytes);
+    if (!data) return fw_errf(e, "tensor '%s': out of memory (%zu bytes)", name, bytes);
+    if (fw_ckpt_read(ck, name, NULL, NULL, data, e)) return FW_ERR;
+    m->weight_bytes += bytes;
+    w->rows = rows;
+    w->cols = cols;
+    w->ld = cols;
+    w->data = data;
+    if (w->type != FW_WTYPE_FP8) return FW_OK;
+
+    char sname[512];
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    int64_t srows = (rows + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, scols = (cols + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK;
+    if (fw_ckpt_info(ck, sname, &in, e) || check_shape(&in, sname, srows, scols, e)) return FW_ERR;
+    if (in.dtype != FW_DTYPE_F32)
+        return fw_errf(e, "tensor '%s': block scales must be F32, found %s", sname, fw_dtype_name(in.dtype));
+    float *scale = model_alloc(m, (size_t)(srows * scols) * sizeof(float));
+    if (!scale) return fw_errf(e, "tensor '%s': out of memory", sname);
+    if (fw_ckpt_read(ck, sname, NULL, NULL, scale, e)) return FW_ERR;
+    m->weight_bytes += (uint64_t)(srows * scols) * sizeof(float);
+    w->scale = scale;
+    w->scale_ld = scols;
+    return FW_OK;
+}
+
+/* A 1-D vector (norm weights, router bias), widened to float32 (it is small). */
+static int load_vector(fw_model *m, fw_ckpt *ck, const char *name, int64_t n, float **out, fw_err *e) {
+    fw_tensor_info in;
+    if (fw_ckpt_info(ck, name, &in, e) || check_shape(&in, name, n, 0, e)) return FW_ERR;
+    if (in.dtype != FW_DTYPE_F32 && in.dtype != FW_DTYPE_BF16)
+        return fw_errf(e, "tensor '%s': dtype %s is not supported for a vector", name,
+                       fw_dtype_name(in.dtype));
+    float *v = model_alloc(m, (size_t)n * sizeof(float));
+    if (!v) return fw_errf(e, "tensor '%s': out of memory", name);
+    if (fw_ckpt_read(ck, name, NULL, NULL, v, e)) return FW_ERR;
+    if (in.dtype == FW_DTYPE_BF16) /* widen in place, from the end backwards */
+        for (int64_t i = n - 1; i >= 0; i--) v[i] = fw_bf16_to_f32(((const uint16_t *)v)[i]);
+    m->weight_bytes += (uint64_t)n * fw_dtype_size(in.dtype);
+    *out = v;
+    return FW_OK;
+}
+
+#define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
+
+static int load_layer(fw_model *m, fw_ckpt *ck, int l, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    fw_layer *L = &m->layers[l];
+    const int64_t D = c->hidden_size, H = c->num_attention_heads;
+    const int64_t dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    char n[256], pre[64];
+    snprintf(pre, sizeof pre, "model.layers.%d", l);
+
+    if (load_vector(m, ck, NAME(n, "%s.input_layernorm.weight", pre), D, &L->attn_norm, e) ||
+        load_vector(m, ck, NAME(n, "%s.post_attention_layernorm.weight", pre), D, &L->ffn_norm, e))
+        return FW_ERR;
+    if (c->q_lora_rank > 0) {
+        if (load_weight(m, ck, NAME(n, "%s.self_attn.q_a_proj.weight", pre), c->q_lora_rank, D, &L->q_a, e) ||
+            load_vector(m, ck, NAME(n, "%s.self_attn.q_a_layernorm.weight", pre), c->q_lora_rank, &L->q_a_norm, e) ||
+            load_weight(m, ck, NAME(n, "%s.self_attn.q_b_proj.weight", pre), H * dqk, c->q_lora_rank, &L->q_b, e))
+            return FW_ERR;
+    } else if (load_weight(m, ck, NAME(n, "%s.self_attn.q_proj.weight", pre), H * dqk, D, &L->q_b, e)) {
+        return FW_ERR;
+    }
+    if (load_weight(m, ck, NAME(n, "%s.self_attn.kv_a_proj_with_mqa.weight", pre), C + R, D, &L->kv_a, e) ||
+        load_vector(m, ck, NAME(n, "%s.self_attn.kv_a_layernorm.weight", pre), C, &L->kv_a_norm, e) ||
+        load_weight(m, ck, NAME(n, "%s.self_attn.kv_b_proj.weight", pre), H * (dn + dv), C, &L->kv_b, e) ||
+        load_weight(m, ck, NAME(n, "%s.self_attn.o_proj.weight", pre), D, H * dv, &L->o, e))
+        return FW_ERR;
+
+    L->moe = fw_config_layer_is_moe(c, l);
+    if (!L->moe) {
+        const int64_t I = c->intermediate_size;
+        return load_weight(m, ck, NAME(n, "%s.mlp.gate_proj.weight", pre), I, D, &L->gate, e) ||
+               load_weight(m, ck, NAME(n, "%s.mlp.up_proj.weight", pre), I, D, &L->up, e) ||
+               load_weight(m, ck, NAME(n, "%s.mlp.down_proj.weight", pre), D, I, &L->down, e);
+    }
+    const int64_t E = c->n_routed_experts, Ie = c->moe_intermediate_size;
+    if (load_weight(m, ck, NAME(n, "%s.mlp.gate.weight", pre), E, D, &L->router, e) ||
+        load_vector(m, ck, NAME(n, "%s.mlp.gate.e_score_correction_bias", pre), E, &L->router_bias, e))
+        return FW_ERR;
+    L->exp_gate = model_alloc(m, 3 * (size_t)E * sizeof(fw_weight));
+    if (!L->exp_gate) return fw_errf(e, "layer %d: out of memory", l);
+    L->exp_up = L->exp_gate + E;
+    L->exp_down = L->exp_up + E;
+    for (int64_t x = 0; x < E; x++)
+        if (load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.gate_proj.weight", pre, (long long)x), Ie, D, &L->exp_gate[x], e) ||
+            load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.up_proj.weight", pre, (long long)x), Ie, D, &L->exp_up[x], e) ||
+            load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.down_proj.weight", pre, (long long)x), D, Ie, &L->exp_down[x], e))
+            return FW_ERR;
+    if (c->n_shared_experts > 0) {
+        const int64_t Is = Ie * c->n_shared_experts;
+        if (load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.gate_proj.weight", pre), Is, D, &L->sh_gate, e) ||
+            load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.up_proj.weight", pre), Is, D, &L->sh_up, e) ||
+            load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.down_proj.weight", pre), D, Is, &L->sh_down, e))
+            return FW_ERR;
+    }
+    return FW_OK;
+}
+
+int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, fw_err *e) {
+    *out = NULL;
+    fw_ckpt *ck;
+    if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
+    fw_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        fw_ckpt_close(ck);
+        return fw_errf(e, "out of memory");
+    }
+    m->ops = ops;
+    m->cfg = *fw_ckpt_config(ck);
+    m->cfg.json = NULL; /* owned by the checkpoint; not needed after loading */
+    const fw_config *c = &m->cfg;
+    const int64_t V = c->vocab_size, D = c->hidden_size;
+
+    int rc = FW_ERR;
+    m->layers = model_alloc(m, (size_t)c->num_hidden_layers * sizeof *m->layers);
+    m->rope_inv_freq = model_alloc(m, (size_t)c->qk_rope_head_dim / 2 * sizeof(float));
+    if (!m->layers || !m->rope_inv_freq) {
+        fw_errf(e, "out of memory");
+        goto done;
+    }
+    memset(m->layers, 0, (size_t)c->num_hidden_layers * sizeof *m->layers);
+    if (load_weight(m, ck, "model.embed_tokens.weight", V, D, &m->embed, e) ||
+        load_vector(m, ck, "model.norm.weight", D, &m->final_norm, e))
+        goto done;
+    if (c->tie_word_embeddings) m->head = m->embed;
+    else if (load_weight(m, ck, "lm_head.weight", V, D, &m->head, e)) goto done;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        if (load_layer(m, ck, l, e)) goto done;
+    fw_rope_inv_freq(c, m->rope_inv_freq, &m->rope_mscale);
+    m->softmax_scale = (float)fw_config_softmax_scale(c);
+    rc = FW_OK;
+done:
+    fw_ckpt_close(ck);
+    if (rc) {
+        fw_err_prefix(e, "loading %s", dir);
+        fw_model_free(m);
+        return FW_ERR;
+    }
+    *out = m;
+    return FW_OK;
+}
+
+void fw_model_free(fw_model *m) {
+    if (!m) return;
+    for (int64_t i = 0; i < m->n_allocs; i++) free(m->allocs[i]);
+    free(m->allocs);
+    free(m);
+}

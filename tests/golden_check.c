@@ -1,0 +1,194 @@
+/* Compares the model in a furrow checkpoint with a golden reference.h5 (computed
+ * by transformers in float64): logits at every prompt position, the KV-cached
+ * decode path teacher-forced on the reference's greedy tokens, free-running
+ * greedy tokens, and cached decode against a full forward.
+ * usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast] */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model.h"
+#include "runtime/sample.h"
+#include "tests/check.h"
+
+/* Suggested tolerances of shared/golden/README.md. */
+#define LOGIT_TOL 1e-3      /* max |logit - ref| / max |ref| */
+#define MARGIN_TOL 1e-3     /* greedy tokens must match where the margin exceeds this */
+#define SELF_TOL 1e-4       /* cached decode vs full forward, relative to max |logit| */
+
+typedef struct prompt {
+    int64_t n_tok, n_greedy, V;
+    int32_t *tokens, *greedy;
+    float *logits, *greedy_logits, *margin;
+} prompt;
+
+static void *read_ds(hid_t file, const char *path, hid_t mem_type, size_t elem, int64_t *dims, int *ndim) {
+    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
+    if (ds < 0) return NULL;
+    hid_t sp = H5Dget_space(ds);
+    hsize_t d[2] = {1, 1};
+    *ndim = H5Sget_simple_extent_dims(sp, d, NULL);
+    dims[0] = (int64_t)d[0];
+    dims[1] = *ndim > 1 ? (int64_t)d[1] : 1;
+    void *buf = malloc((size_t)(dims[0] * dims[1]) * elem);
+    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return buf;
+}
+
+static int load_prompt(hid_t f, int i, prompt *p) {
+    char path[128];
+    int64_t dims[2];
+    int nd;
+    int64_t *t64;
+    snprintf(path, sizeof path, "/prompts/%d/tokens", i);
+    if (!(t64 = read_ds(f, path, H5T_NATIVE_INT64, 8, dims, &nd))) return -1;
+    p->n_tok = dims[0];
+    p->tokens = malloc((size_t)p->n_tok * sizeof(int32_t));
+    for (int64_t k = 0; k < p->n_tok; k++) p->tokens[k] = (int32_t)t64[k];
+    free(t64);
+    snprintf(path, sizeof path, "/prompts/%d/greedy_tokens", i);
+    if (!(t64 = read_ds(f, path, H5T_NATIVE_INT64, 8, dims, &nd))) return -1;
+    p->n_greedy = dims[0];
+    p->greedy = malloc((size_t)p->n_greedy * sizeof(int32_t));
+    for (int64_t k = 0; k < p->n_greedy; k++) p->greedy[k] = (int32_t)t64[k];
+    free(t64);
+    snprintf(path, sizeof path, "/prompts/%d/logits", i);
+    if (!(p->logits = read_ds(f, path, H5T_NATIVE_FLOAT, 4, dims, &nd))) return -1;
+    p->V = dims[1];
+    snprintf(path, sizeof path, "/prompts/%d/greedy_logits", i);
+    if (!(p->greedy_logits = read_ds(f, path, H5T_NATIVE_FLOAT, 4, dims, &nd))) return -1;
+    snprintf(path, sizeof path, "/prompts/%d/greedy_margin", i);
+    if (!(p->margin = read_ds(f, path, H5T_NATIVE_FLOAT, 4, dims, &nd))) return -1;
+    return 0;
+}
+
+static void free_prompt(prompt *p) {
+    free(p->tokens);
+    free(p->greedy);
+    free(p->logits);
+    free(p->greedy_logits);
+    free(p->margin);
+}
+
+/* max |a - b| / max |b| over n values. */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / (m > 0 ? m : 1);
+}
+
+static void check_prompt(fw_model *m, const prompt *p, int idx) {
+    fw_err e = {{0}};
+    const int64_t V = p->V, L = p->n_tok, G = p->n_greedy;
+    CHECK(V == m->cfg.vocab_size, "prompt %d: reference vocab %lld, model %lld", idx, (long long)V,
+          (long long)m->cfg.vocab_size);
+    if (V != m->cfg.vocab_size) return;
+    float *logits = malloc((size_t)((L + G) * V) * sizeof(float));
+    fw_kv kv;
+    CHECK(fw_kv_init(&kv, m, L + G, &e) == FW_OK, "%s", e.msg);
+
+    /* 1. Full forward over the prompt, both attention forms, against the reference. */
+    for (int mode = 0; mode < 2; mode++) {
+        kv.len = 0;
+        int rc = fw_model_forward(m, &kv, p->tokens, L, mode ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE, logits, L, &e);
+        CHECK(rc == FW_OK, "prompt %d: forward failed: %s", idx, e.msg);
+        double err = rel_err(logits, p->logits, L * V);
+        printf("prompt %d (%lld tokens), %s prefill: max|logit - ref| / max|ref| = %.3g\n", idx,
+               (long long)L, mode ? "absorbed" : "naive", err);
+        CHECK(err < LOGIT_TOL, "prompt %d: %s prefill logits differ from the reference by %.3g", idx,
+              mode ? "absorbed" : "naive", err);
+    }
+
+    /* 2. Teacher-forced cached decode: prefill, then feed the reference's greedy
+     * tokens one by one (absorbed attention over the latent cache). */
+    float *decode = malloc((size_t)(G * V) * sizeof(float));
+    kv.len = 0;
+    CHECK(fw_model_forward(m, &kv, p->tokens, L, FW_ATTN_NAIVE, decode, 1, &e) == FW_OK, "%s", e.msg);
+    for (int64_t g = 1; g < G; g++)
+        CHECK(fw_model_forward(m, &kv, &p->greedy[g - 1], 1, FW_ATTN_ABSORBED, decode + g * V, 1, &e) == FW_OK,
+              "%s", e.msg);
+    double worst = 0;
+    for (int64_t g = 0; g < G; g++) worst = fmax(worst, rel_err(decode + g * V, p->greedy_logits + g * V, V));
+    printf("prompt %d: teacher-forced decode of %lld tokens: max rel error vs greedy_logits = %.3g\n", idx,
+           (long long)G, worst);
+    CHECK(worst < LOGIT_TOL, "prompt %d: cached decode logits differ from greedy_logits by %.3g", idx, worst);
+
+    /* 3. Cached decode equals a full forward over prompt + greedy tokens. */
+    int32_t *all = malloc((size_t)(L + G) * sizeof(int32_t));
+    memcpy(all, p->tokens, (size_t)L * sizeof(int32_t));
+    memcpy(all + L, p->greedy, (size_t)G * sizeof(int32_t));
+    kv.len = 0;
+    CHECK(fw_model_forward(m, &kv, all, L + G - 1, FW_ATTN_NAIVE, logits, L + G - 1, &e) == FW_OK, "%s", e.msg);
+    double self = rel_err(decode, logits + (L - 1) * V, G * V);
+    printf("prompt %d: cached decode vs full forward: %.3g\n", idx, self);
+    CHECK(self < SELF_TOL, "prompt %d: cached decode differs from the full forward by %.3g", idx, self);
+
+    /* 4. Free-running greedy decode: tokens equal wherever the margin allows. */
+    kv.len = 0;
+    float *last = malloc((size_t)V * sizeof(float));
+    CHECK(fw_model_forward(m, &kv, p->tokens, L, FW_ATTN_NAIVE, last, 1, &e) == FW_OK, "%s", e.msg);
+    int64_t compared = 0;
+    for (int64_t g = 0; g < G; g++) {
+        int32_t tok = fw_sample_argmax(last, V);
+        if (p->margin[g] <= MARGIN_TOL) {
+            printf("prompt %d: step %lld is a near-tie (margin %.2g); stopping the comparison\n", idx,
+                   (long long)g, p->margin[g]);
+            break;
+        }
+        CHECK(tok == p->greedy[g], "prompt %d: greedy step %lld: got %d, reference %d (margin %.3g)", idx,
+              (long long)g, tok, p->greedy[g], p->margin[g]);
+        if (tok != p->greedy[g]) break;
+        compared++;
+        if (g + 1 < G)
+            CHECK(fw_model_forward(m, &kv, &tok, 1, FW_ATTN_ABSORBED, last, 1, &e) == FW_OK, "%s", e.msg);
+    }
+    printf("prompt %d: %lld of %lld greedy tokens equal the reference\n", idx, (long long)compared, (long long)G);
+    free(last);
+    free(all);
+    free(decode);
+    free(logits);
+    fw_kv_free(&kv);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast]\n");
+        return 2;
+    }
+    const fw_ops *ops = argc > 3 && !strcmp(argv[3], "ref") ? fw_ops_cpu_ref() : fw_ops_cpu_fast();
+    fw_err e = {{0}};
+    fw_model *m;
+    if (fw_model_load(&m, argv[1], ops, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    hid_t f = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0, "cannot open %s", argv[2]);
+    int n = 0;
+    for (int i = 0; f >= 0; i++) {
+        prompt p = {0};
+        char path[64];
+        snprintf(path, sizeof path, "/prompts/%d", i);
+        if (H5Lexists(f, "/prompts", H5P_DEFAULT) <= 0 || H5Lexists(f, path, H5P_DEFAULT) <= 0) break;
+        CHECK(load_prompt(f, i, &p) == 0, "%s: cannot read %s", argv[2], path);
+        check_prompt(m, &p, i);
+        free_prompt(&p);
+        n++;
+    }
+    CHECK(n > 0, "%s holds no prompts", argv[2]);
+    printf("%d prompts checked with kernels '%s'\n", n, ops->name);
+    if (f >= 0) H5Fclose(f);
+    fw_model_free(m);
+    return check_result();
+}
