@@ -4,6 +4,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/model.h runtime/model_load.c runtime/forward.c \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
+	runtime/ceilings.c runtime/ceilings.h \
 	runtime/cmd_convert.c \
 	runtime/cmd_info.c \
 	runtime/cmd_synth.c \

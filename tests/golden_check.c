@@ -141,8 +141,8 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
     int64_t compared = 0;
     for (int64_t g = 0; g < G; g++) {
         int32_t tok = fw_sample_argmax(last, V);
-        if (p->margin[g] <= MARGIN_TOL) {
-            printf("prompt %d: step %lld is a near-tie (margin %.2g); stopping the comparison\n", idx,
+        if (tok != p->greedy[g] && p->margin[g] <= MARGIN_TOL) {
+            printf("prompt %d: step %lld is a near-tie (margin %.2g) that flipped; stopping there\n", idx,
                    (long long)g, p->margin[g]);
             break;
         }

@@ -16,3 +16,7 @@ check_PROGRAMS += tests/golden_check
 tests_golden_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh
+check_PROGRAMS += tests/test_safetensors tests/test_config
+TESTS += tests/test_safetensors tests/test_config
+tests_test_safetensors_LDADD = $(FWTEST_LIBS)
+tests_test_config_LDADD = $(FWTEST_LIBS)

@@ -1,0 +1,59 @@
+/* The tensors of a DeepSeek-V3 checkpoint, derived from its config: Hugging Face
+ * name, shape, whether an FP8 checkpoint stores it as F8_E4M3 with block scales,
+ * and its tensor-parallel role. convert checks a checkpoint against this list,
+ * synth writes it, and the checkpoint writer takes roles and chunk units from it. */
+#ifndef FW_IO_MODEL_TENSORS_H
+#define FW_IO_MODEL_TENSORS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/config.h"
+#include "io/err.h"
+
+/* How a tensor is split across a tensor-parallel group (DESIGN.md, Parallelism). */
+typedef enum fw_tp_role {
+    FW_TP_REPLICATED = 0,   /* every rank holds all of it: norms, q_a/kv_a, router */
+    FW_TP_COLUMN,           /* output rows split: q_b/q_proj, kv_b, dense/shared gate+up */
+    FW_TP_ROW,              /* input columns split, then all-reduce: o_proj, down */
+    FW_TP_VOCAB,            /* vocabulary rows split: embed_tokens, lm_head */
+    FW_TP_EXPERT,           /* one routed expert, owned whole by one rank */
+} fw_tp_role;
+
+const char *fw_tp_role_name(fw_tp_role r);
+
+typedef struct fw_model_tensor {
+    char name[112];         /* "model.layers.3.mlp.experts.17.down_proj.weight" */
+    int ndim;               /* 1 or 2 */
+    int64_t shape[2];
+    const char *dims;       /* the shape in config keys, for messages: "[intermediate_size, hidden_size]" */
+    fw_tp_role role;
+    bool quantized;         /* F8_E4M3 + "<name>_scale_inv" in an FP8 checkpoint */
+    bool f32;               /* stored F32 in the hub checkpoints (e_score_correction_bias) */
+    int layer;              /* -1: not in a layer (embed, final norm, head) */
+    bool mtp;               /* multi-token-prediction layer: optional, not run */
+} fw_model_tensor;
+
+/* Every tensor a checkpoint of this config holds, in model order (embed, layers
+ * 0.., final norm, head, then the MTP layers). The weight_scale_inv tensors are not
+ * listed: see fw_model_tensor_scale_shape. *out is malloc'd. */
+int fw_model_tensors(const fw_config *c, fw_model_tensor **out, int64_t *n, fw_err *e);
+
+/* Shape of the block scales of a quantized [rows, cols] weight: ceil by the
+ * config's fp8_block (128 x 128). */
+void fw_model_tensor_scale_shape(const fw_config *c, const int64_t shape[2], int64_t out[2]);
+
+/* The role of a tensor from its name alone ("..._scale_inv" takes its weight's
+ * role), and the natural slicing unit along the split axis: a head's rows or
+ * columns for attention projections, 128 for the rest; 0 where nothing is split. */
+fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *unit);
+
+/* Layer index from "model.layers.<N>." (N may be an MTP layer); -1 otherwise. */
+int fw_model_tensor_layer(const char *name);
+
+/* Parameters of the stored model (weights only, not scales), by config. */
+int64_t fw_model_param_count(const fw_config *c, bool with_mtp);
+/* Parameters used per token: routed experts counted num_experts_per_tok of E. */
+int64_t fw_model_active_param_count(const fw_config *c);
+
+#endif

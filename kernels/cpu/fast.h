@@ -1,0 +1,27 @@
+/* Internals of the fast CPU ops, shared by kernels/cpu/fast*.c, the kernel tests
+ * and the micro-benchmark (not part of the public op table). */
+#ifndef FW_KERNELS_CPU_FAST_H
+#define FW_KERNELS_CPU_FAST_H
+
+#include "kernels/ops.h"
+
+/* Whether this CPU runs the AVX2/FMA/F16C kernels (checked at run time). */
+bool fw_cpu_has_avx2(void);
+
+/* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs). */
+const fw_ops *fw_ops_cpu_fast_generic(void);
+
+/* matmul implementations, callable directly so that tests and benchmarks can
+ * run each at any T (fw_ops_cpu_fast's matmul picks GEMV for T <= FW_GEMV_MAX_T). */
+#define FW_GEMV_MAX_T 8
+void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);  /* T <= 8 */
+void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_xw_generic(float *y, const float *x, const fw_weight *w, int64_t T);
+
+/* Widens w[i, j0 .. j0 + n) (scales applied) into out[n]. */
+void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
+
+#endif
