@@ -1,1 +1,1 @@
-EXTRA_DIST += jobs/README.md
+EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh
