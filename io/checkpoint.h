@@ -47,6 +47,9 @@ int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e);
 /* Recomputes every dataset's checksum and compares it with the stored one. */
 int fw_ckpt_verify(fw_ckpt *ck, fw_err *e);
 
+/* What the checkpoint was made from (the root's `source` attribute; "" if none). */
+const char *fw_ckpt_source(const fw_ckpt *ck);
+
 /* Writing (convert, synth). */
 typedef struct fw_ckpt_writer fw_ckpt_writer;
 int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *cfg, fw_err *e);
@@ -54,6 +57,13 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
  * shape from its parallel role, and stores its checksum. */
 int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
                   const int64_t *shape, const void *data, fw_err *e);
+/* Options, before the first fw_ckpt_write. Layers per data file: n > 0 puts n
+ * consecutive layers in each file; 0 (the default) packs consecutive layers into
+ * files of about FW_CKPT_FILE_BYTES (a layer bigger than that gets its own). */
+#define FW_CKPT_FILE_BYTES (4LL << 30)
+int fw_ckpt_writer_set_layers_per_file(fw_ckpt_writer *w, int n, fw_err *e);
+/* What the checkpoint is made from, stored as the root's `source` attribute. */
+int fw_ckpt_writer_set_source(fw_ckpt_writer *w, const char *source, fw_err *e);
 /* Finishes the files and writes the root index. FW_ERR leaves no valid checkpoint. */
 int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e);
 /* Abandons a failed write (removes partial files). */

@@ -2,6 +2,7 @@
  * is stored, and every error names the file and the key, so that a config that
  * furrow would run wrongly (softmax gating, another RoPE scaling, another
  * quantization) is refused instead of half-understood. */
+#define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include "io/config.h"
 
 #include <errno.h>

@@ -3,5 +3,6 @@ libfurrow_io_a_SOURCES = \
 	io/err.c io/err.h \
 	io/dtype.c io/config.c io/safetensors.c \
 	io/h5out.c io/h5out.h \
+	io/ckpt_h5.c io/ckpt_h5.h io/checkpoint.c io/checkpoint_write.c io/model_tensors.c io/model_tensors.h \
 	io/dtype.h io/config.h io/safetensors.h io/checkpoint.h
 EXTRA_DIST += io/FORMAT.md

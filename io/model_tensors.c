@@ -30,7 +30,7 @@ typedef struct walker {
 } walker;
 
 static void emit(walker *w, const char *dims, fw_tp_role role, bool quantized, int64_t rows,
-                 int64_t cols, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+                 int64_t cols, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 static void emit(walker *w, const char *dims, fw_tp_role role, bool quantized, int64_t rows,
                  int64_t cols, const char *fmt, ...) {
@@ -229,7 +229,7 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
 }
 
-fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *unit) {
+fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *head_unit) {
     /* A block-scale tensor follows its weight ("<weight>_scale_inv"). */
     size_t n = strlen(name);
     if (ends_with(name, n, "_scale_inv")) n -= strlen("_scale_inv");
@@ -237,7 +237,7 @@ fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *u
     fw_tp_role r = FW_TP_REPLICATED;
     if (ends_with(name, n, "embed_tokens.weight") || ends_with(name, n, "lm_head.weight") ||
         ends_with(name, n, "shared_head.head.weight")) {
-        r = FW_TP_VOCAB, u = 128;
+        r = FW_TP_VOCAB;
     } else if (strstr(name, ".mlp.experts.")) {
         r = FW_TP_EXPERT;
     } else if (ends_with(name, n, "self_attn.q_b_proj.weight") || ends_with(name, n, "self_attn.q_proj.weight")) {
@@ -249,11 +249,11 @@ fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *u
     } else if (ends_with(name, n, "mlp.gate_proj.weight") || ends_with(name, n, "mlp.up_proj.weight") ||
                ends_with(name, n, "mlp.shared_experts.gate_proj.weight") ||
                ends_with(name, n, "mlp.shared_experts.up_proj.weight")) {
-        r = FW_TP_COLUMN, u = 128;
+        r = FW_TP_COLUMN;
     } else if (ends_with(name, n, "mlp.down_proj.weight") ||
                ends_with(name, n, "mlp.shared_experts.down_proj.weight")) {
-        r = FW_TP_ROW, u = 128;
+        r = FW_TP_ROW;
     }
-    if (unit) *unit = u;
+    if (head_unit) *head_unit = u;
     return r;
 }

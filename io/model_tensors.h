@@ -44,9 +44,10 @@ int fw_model_tensors(const fw_config *c, fw_model_tensor **out, int64_t *n, fw_e
 void fw_model_tensor_scale_shape(const fw_config *c, const int64_t shape[2], int64_t out[2]);
 
 /* The role of a tensor from its name alone ("..._scale_inv" takes its weight's
- * role), and the natural slicing unit along the split axis: a head's rows or
- * columns for attention projections, 128 for the rest; 0 where nothing is split. */
-fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *unit);
+ * role). *head_unit: for tensors split by attention head, one head's rows
+ * (q_b_proj/q_proj: qk_head_dim; kv_b_proj: qk_nope + v_head) or columns (o_proj:
+ * v_head_dim); 0 for everything else. */
+fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *head_unit);
 
 /* Layer index from "model.layers.<N>." (N may be an MTP layer); -1 otherwise. */
 int fw_model_tensor_layer(const char *name);

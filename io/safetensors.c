@@ -7,6 +7,7 @@
  *   [8, 8+N)        JSON header (may be padded with trailing spaces)
  *   [8+N, size)     data; data_offsets are relative to 8+N
  */
+#define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include "io/safetensors.h"
 
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* config.json parsing: the golden configs, a 671B-style config with the published
  * keys, and refusals that must name the file and key. */
+#define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

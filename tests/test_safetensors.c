@@ -1,5 +1,6 @@
 /* safetensors reader: the golden hub directories, then corrupt files and
  * directories that must each give an error naming the file (and tensor). */
+#define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1,0 +1,434 @@
+/* Reading furrow checkpoints (io/FORMAT.md): the root file's external links give
+ * the tensor table; data files are opened once each, on first use, read-only. */
+#include "io/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "io/ckpt_h5.h"
+
+typedef struct ck_file {
+    char *name;                 /* "layers-000-003.h5", relative to the directory */
+    char *path;
+    hid_t fid;                  /* negative until opened */
+} ck_file;
+
+typedef struct ck_entry {
+    char *name;                 /* Hugging Face name */
+    char *obj;                  /* dataset path inside its file */
+    int file;
+    bool have_info;             /* info is filled on first use */
+    fw_tensor_info info;
+} ck_entry;
+
+struct fw_ckpt {
+    char *dir, *root;
+    char *source;
+    fw_config cfg;
+    ck_file *files;
+    int n_files;
+    ck_entry *t;                /* sorted by name */
+    int64_t n, cap;
+};
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+    return strcmp(((const ck_entry *)a)->name, ((const ck_entry *)b)->name);
+}
+
+static ck_entry *find(const fw_ckpt *ck, const char *name) {
+    ck_entry key = {.name = (char *)name};
+    return bsearch(&key, ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
+}
+
+/* Data file names come from the root file: accept plain names only, so links
+ * cannot point outside the checkpoint directory. */
+static int file_index(fw_ckpt *ck, const char *name, fw_err *e) {
+    for (int i = 0; i < ck->n_files; i++)
+        if (!strcmp(ck->files[i].name, name)) return i;
+    if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return fw_errf(e, "%s: external link to '%s': data files must be plain names in the checkpoint "
+                          "directory", ck->root, name);
+    ck_file *f = realloc(ck->files, (size_t)(ck->n_files + 1) * sizeof *f);
+    if (!f) return fw_errf(e, "%s: out of memory", ck->root);
+    ck->files = f;
+    f = &ck->files[ck->n_files];
+    f->name = strdup(name);
+    f->path = join(ck->dir, name);
+    f->fid = H5I_INVALID_HID;
+    if (!f->name || !f->path) {
+        free(f->name);
+        free(f->path);
+        return fw_errf(e, "%s: out of memory", ck->root);
+    }
+    return ck->n_files++;
+}
+
+typedef struct visit_ctx {
+    fw_ckpt *ck;
+    fw_err *e;
+    int rc;
+} visit_ctx;
+
+static herr_t visit_link(hid_t g, const char *path, const H5L_info_t *li, void *user) {
+    visit_ctx *x = user;
+    fw_ckpt *ck = x->ck;
+    if (li->type != H5L_TYPE_EXTERNAL) return 0;   /* groups on the way */
+    size_t size = li->u.val_size;
+    char *buf = malloc(size ? size : 1);
+    const char *fname, *obj;
+    unsigned flags;
+    if (!buf) {
+        x->rc = fw_errf(x->e, "%s: out of memory", ck->root);
+        return -1;
+    }
+    if (H5Lget_val(g, path, buf, size, H5P_DEFAULT) < 0 ||
+        H5Lunpack_elink_val(buf, size, &flags, &fname, &obj) < 0) {
+        x->rc = fw_h5_errf(x->e, "%s: cannot read the external link '%s'", ck->root, path);
+        free(buf);
+        return -1;
+    }
+    int fi = file_index(ck, fname, x->e);
+    if (fi < 0) {
+        free(buf);
+        x->rc = FW_ERR;
+        return -1;
+    }
+    if (ck->n == ck->cap) {
+        int64_t cap = ck->cap ? 2 * ck->cap : 1024;
+        ck_entry *t = realloc(ck->t, (size_t)cap * sizeof *t);
+        if (!t) {
+            free(buf);
+            x->rc = fw_errf(x->e, "%s: out of memory", ck->root);
+            return -1;
+        }
+        ck->t = t;
+        ck->cap = cap;
+    }
+    ck_entry *t = &ck->t[ck->n];
+    memset(t, 0, sizeof *t);
+    size_t len = strlen(path) + 1;
+    t->name = malloc(len);
+    t->obj = strdup(obj);
+    t->file = fi;
+    free(buf);
+    if (!t->name || !t->obj) {
+        free(t->name);
+        free(t->obj);
+        x->rc = fw_errf(x->e, "%s: out of memory", ck->root);
+        return -1;
+    }
+    fw_ckpt_path_to_name(path, t->name, len);
+    ck->n++;
+    return 0;
+}
+
+/* format and format_version of a file of the checkpoint (root or data). */
+static int check_format(hid_t fid, const char *path, fw_err *e) {
+    char *fmt = fw_h5_get_str(fid, "format");
+    if (!fmt || strcmp(fmt, FW_CKPT_FORMAT_NAME) != 0) {
+        int rc = fw_errf(e, "%s: not a furrow checkpoint file (attribute 'format' is %s%s%s, expected '%s')",
+                         path, fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "", FW_CKPT_FORMAT_NAME);
+        free(fmt);
+        return rc;
+    }
+    free(fmt);
+    int64_t v;
+    if (fw_h5_get_i64(fid, "format_version", &v) != 0)
+        return fw_errf(e, "%s: attribute 'format_version' is missing or not an integer", path);
+    if (v != FW_CKPT_FORMAT_VERSION)
+        return fw_errf(e, "%s: checkpoint format_version %lld, but this furrow reads format_version %d%s", path,
+                       (long long)v, FW_CKPT_FORMAT_VERSION,
+                       v > FW_CKPT_FORMAT_VERSION ? " (written by a newer furrow?)" : " (re-convert it)");
+    return FW_OK;
+}
+
+static int read_root(fw_ckpt *ck, fw_err *e) {
+    hid_t fid = H5Fopen(ck->root, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0) return fw_h5_errf(e, "%s: cannot open", ck->root);
+    int rc = check_format(fid, ck->root, e);
+    char *json = NULL;
+    if (rc == FW_OK && !(json = fw_h5_get_str(fid, "config_json")))
+        rc = fw_errf(e, "%s: attribute 'config_json' is missing", ck->root);
+    if (rc == FW_OK) {
+        char src[4200];
+        snprintf(src, sizeof src, "%s (config_json)", ck->root);
+        rc = fw_config_parse(&ck->cfg, json, src, e);
+    }
+    free(json);
+    if (rc == FW_OK) {
+        ck->source = fw_h5_get_str(fid, "source");
+        visit_ctx x = {ck, e, FW_OK};
+        if (H5Lvisit(fid, H5_INDEX_NAME, H5_ITER_INC, visit_link, &x) < 0)
+            rc = x.rc ? x.rc : fw_h5_errf(e, "%s: cannot list the tensors", ck->root);
+    }
+    int64_t count;
+    if (rc == FW_OK && fw_h5_get_i64(fid, "tensor_count", &count) == 0 && count != ck->n)
+        rc = fw_errf(e, "%s: links to %lld tensors, but its tensor_count says %lld", ck->root,
+                     (long long)ck->n, (long long)count);
+    H5Fclose(fid);
+    return rc;
+}
+
+int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e) {
+    *out = NULL;
+    fw_h5_quiet();
+    fw_ckpt *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->dir = strdup(dir)) || !(ck->root = join(dir, FW_CKPT_ROOT))) {
+        fw_ckpt_close(ck);
+        return fw_errf(e, "%s: out of memory", dir);
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fw_ckpt_close(ck);
+        return fw_errf(e, "%s: not a directory (a furrow checkpoint is a directory holding %s)", dir,
+                       FW_CKPT_ROOT);
+    }
+    if (stat(ck->root, &st) != 0) {
+        int rc = fw_errf(e, "%s: not a furrow checkpoint (no %s; convert one with `furrow convert`)", dir,
+                         FW_CKPT_ROOT);
+        fw_ckpt_close(ck);
+        return rc;
+    }
+    if (read_root(ck, e) != FW_OK) {
+        fw_ckpt_close(ck);
+        return FW_ERR;
+    }
+    qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
+    for (int64_t i = 1; i < ck->n; i++)
+        if (!strcmp(ck->t[i - 1].name, ck->t[i].name)) {
+            int rc = fw_errf(e, "%s: tensor '%s' is linked twice", ck->root, ck->t[i].name);
+            fw_ckpt_close(ck);
+            return rc;
+        }
+    *out = ck;
+    return FW_OK;
+}
+
+void fw_ckpt_close(fw_ckpt *ck) {
+    if (!ck) return;
+    for (int i = 0; i < ck->n_files; i++) {
+        if (ck->files[i].fid >= 0) H5Fclose(ck->files[i].fid);
+        free(ck->files[i].name);
+        free(ck->files[i].path);
+    }
+    for (int64_t i = 0; i < ck->n; i++) {
+        free(ck->t[i].name);
+        free(ck->t[i].obj);
+    }
+    free(ck->files);
+    free(ck->t);
+    fw_config_free(&ck->cfg);
+    free(ck->source);
+    free(ck->dir);
+    free(ck->root);
+    free(ck);
+}
+
+const fw_config *fw_ckpt_config(const fw_ckpt *ck) { return &ck->cfg; }
+
+const char *fw_ckpt_source(const fw_ckpt *ck) { return ck->source ? ck->source : ""; }
+
+bool fw_ckpt_has(const fw_ckpt *ck, const char *name) { return find(ck, name) != NULL; }
+
+/* The data file's handle, opened (and its format checked) on first use. */
+static hid_t file_get(const fw_ckpt *ck, int i, fw_err *e) {
+    ck_file *f = &ck->files[i];
+    if (f->fid >= 0) return f->fid;
+    hid_t fid = H5Fopen(f->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0) {
+        fw_h5_errf(e, "%s: cannot open data file %s", ck->dir, f->path);
+        return H5I_INVALID_HID;
+    }
+    if (check_format(fid, f->path, e) != FW_OK) {
+        H5Fclose(fid);
+        return H5I_INVALID_HID;
+    }
+    return f->fid = fid;
+}
+
+static hid_t open_dataset(const fw_ckpt *ck, const ck_entry *t, fw_err *e) {
+    hid_t fid = file_get(ck, t->file, e);
+    if (fid < 0) return fid;
+    hid_t d = H5Dopen2(fid, t->obj, H5P_DEFAULT);
+    if (d < 0) fw_h5_errf(e, "%s: tensor '%s': cannot open dataset %s", ck->files[t->file].path, t->name, t->obj);
+    return d;
+}
+
+static int load_info(const fw_ckpt *ck, ck_entry *t, fw_err *e) {
+    if (t->have_info) return FW_OK;
+    hid_t d = open_dataset(ck, t, e);
+    if (d < 0) return FW_ERR;
+    const char *path = ck->files[t->file].path;
+    int rc = FW_OK;
+    char *dt = fw_h5_get_str(d, "dtype");
+    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    fw_tensor_info in = {.dtype = fw_dtype_from_name(dt)};
+    hsize_t dims[H5S_MAX_RANK];
+    if (!dt) {
+        rc = fw_errf(e, "%s: tensor '%s' has no 'dtype' attribute", path, t->name);
+    } else if (in.dtype == FW_DTYPE_INVALID) {
+        rc = fw_errf(e, "%s: tensor '%s' has an unknown dtype '%s'", path, t->name, dt);
+    } else if (type < 0 || H5Tget_size(type) != fw_dtype_size(in.dtype)) {
+        rc = fw_errf(e, "%s: tensor '%s': dtype %s but its HDF5 type is %zu bytes per element", path, t->name,
+                     dt, type < 0 ? (size_t)0 : H5Tget_size(type));
+    } else if (nd < 1 || nd > 8 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        rc = fw_errf(e, "%s: tensor '%s' has %d dimensions (furrow handles 1 to 8)", path, t->name, nd);
+    } else {
+        in.ndim = nd;
+        for (int i = 0; i < nd; i++) in.shape[i] = (int64_t)dims[i];
+        t->info = in;
+        t->have_info = true;
+    }
+    free(dt);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(d);
+    return rc;
+}
+
+static ck_entry *lookup(const fw_ckpt *ck, const char *name, fw_err *e) {
+    ck_entry *t = find(ck, name);
+    if (!t) {
+        fw_errf(e, "%s: checkpoint has no tensor '%s'", ck->dir, name);
+        return NULL;
+    }
+    return load_info(ck, t, e) == FW_OK ? t : NULL;
+}
+
+int fw_ckpt_info(const fw_ckpt *ck, const char *name, fw_tensor_info *info, fw_err *e) {
+    ck_entry *t = lookup(ck, name, e);
+    if (!t) return FW_ERR;
+    *info = t->info;
+    return FW_OK;
+}
+
+static void format_shape(char *buf, size_t size, int nd, const int64_t *v) {
+    int n = snprintf(buf, size, "[");
+    for (int i = 0; i < nd && n > 0 && (size_t)n < size; i++)
+        n += snprintf(buf + n, size - (size_t)n, "%s%lld", i ? ", " : "", (long long)v[i]);
+    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
+}
+
+/* Reads [start, start + count) of dataset d (dims of the entry) into dst with the
+ * stored type as memory type: raw bytes, no conversion. */
+static int read_slab(const fw_ckpt *ck, const ck_entry *t, hid_t d, const hsize_t *start, const hsize_t *count,
+                     void *dst, fw_err *e) {
+    int nd = t->info.ndim;
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(nd, count, NULL), type = H5Dget_type(d);
+    int rc = FW_OK;
+    if (fs < 0 || ms < 0 || type < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(d, type, ms, fs, H5P_DEFAULT, dst) < 0)
+        rc = fw_h5_errf(e, "%s: tensor '%s': read failed", ck->files[t->file].path, t->name);
+    if (type >= 0) H5Tclose(type);
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
+int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
+                 fw_err *e) {
+    ck_entry *t = lookup(ck, name, e);
+    if (!t) return FW_ERR;
+    const fw_tensor_info *in = &t->info;
+    hsize_t s[8], c[8];
+    bool empty = false;
+    for (int i = 0; i < in->ndim; i++) {
+        int64_t a = start ? start[i] : 0, n = count ? count[i] : in->shape[i];
+        if (a < 0 || n < 0 || a > in->shape[i] || n > in->shape[i] - a) {
+            char shape[160];
+            format_shape(shape, sizeof shape, in->ndim, in->shape);
+            return fw_errf(e, "%s: tensor '%s' %s: requested [%lld, %lld) in dimension %d is out of range", ck->dir,
+                           name, shape, (long long)a, (long long)a + (long long)n, i);
+        }
+        s[i] = (hsize_t)a;
+        c[i] = (hsize_t)n;
+        empty |= n == 0;
+    }
+    if (empty) return FW_OK;
+    hid_t d = open_dataset(ck, t, e);
+    if (d < 0) return FW_ERR;
+    int rc = read_slab(ck, t, d, s, c, dst, e);
+    H5Dclose(d);
+    return rc;
+}
+
+int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e) {
+    for (int64_t i = 0; i < ck->n; i++) {
+        ck_entry *t = &ck->t[i];
+        if (load_info(ck, t, e) != FW_OK) return FW_ERR;
+        int rc = fn(user, t->name, &t->info, ck->files[t->file].name);
+        if (rc) return rc;
+    }
+    return FW_OK;
+}
+
+/* Streams one tensor through XXH3 in blocks of whole rows of about 64 MiB, so a
+ * 2 GB embedding does not need 2 GB of memory. */
+static int verify_one(fw_ckpt *ck, ck_entry *t, void **buf, size_t *buf_size, XXH3_state_t *st, fw_err *e) {
+    if (load_info(ck, t, e) != FW_OK) return FW_ERR;
+    hid_t d = open_dataset(ck, t, e);
+    if (d < 0) return FW_ERR;
+    const char *path = ck->files[t->file].path;
+    const fw_tensor_info *in = &t->info;
+    int rc = FW_OK;
+    uint64_t want;
+    if (fw_h5_get_u64(d, "checksum", &want) != 0) {
+        H5Dclose(d);
+        return fw_errf(e, "%s: tensor '%s' has no 'checksum' attribute", path, t->name);
+    }
+    size_t row = fw_dtype_size(in->dtype);
+    for (int i = 1; i < in->ndim; i++) row *= (size_t)in->shape[i];
+    int64_t rows = in->shape[0];
+    int64_t block = row ? (int64_t)((64u << 20) / row) : rows;
+    if (block < 1) block = 1;
+    if (block > rows) block = rows;
+    size_t need = (size_t)block * row;
+    if (need > *buf_size) {
+        void *p = realloc(*buf, need);
+        if (!p) {
+            H5Dclose(d);
+            return fw_errf(e, "%s: tensor '%s': out of memory (%zu bytes)", path, t->name, need);
+        }
+        *buf = p;
+        *buf_size = need;
+    }
+    XXH3_64bits_reset(st);
+    for (int64_t r = 0; r < rows && rc == FW_OK && row; r += block) {
+        hsize_t s[8] = {0}, c[8];
+        s[0] = (hsize_t)r;
+        c[0] = (hsize_t)(rows - r < block ? rows - r : block);
+        for (int i = 1; i < in->ndim; i++) c[i] = (hsize_t)in->shape[i];
+        rc = read_slab(ck, t, d, s, c, *buf, e);
+        if (rc == FW_OK) XXH3_64bits_update(st, *buf, (size_t)c[0] * row);
+    }
+    H5Dclose(d);
+    if (rc != FW_OK) return rc;
+    uint64_t got = XXH3_64bits_digest(st);
+    if (got != want)
+        return fw_errf(e, "%s: tensor '%s' is corrupt: checksum %016llx, stored %016llx", path, t->name,
+                       (unsigned long long)got, (unsigned long long)want);
+    return FW_OK;
+}
+
+int fw_ckpt_verify(fw_ckpt *ck, fw_err *e) {
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) return fw_errf(e, "%s: out of memory", ck->dir);
+    void *buf = NULL;
+    size_t size = 0;
+    int rc = FW_OK;
+    for (int64_t i = 0; i < ck->n && rc == FW_OK; i++) rc = verify_one(ck, &ck->t[i], &buf, &size, st, e);
+    free(buf);
+    XXH3_freeState(st);
+    return rc;
+}

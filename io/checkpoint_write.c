@@ -1,0 +1,475 @@
+/* Writing furrow checkpoints (io/FORMAT.md): data files by layer range, chunked
+ * by tensor-parallel role; the root file with its external links comes last, so
+ * an interrupted write leaves no valid checkpoint. */
+#include <config.h>   /* the build's (PACKAGE_VERSION), not io/config.h */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "io/checkpoint.h"
+#include "io/ckpt_h5.h"
+#include "io/model_tensors.h"
+
+#define CHUNK_MAX_BYTES (64 << 20)   /* well under HDF5's 4 GB, big enough for one I/O */
+
+typedef struct w_file {
+    char name[64];
+    char *path;
+    const char *contents;       /* "base", "layers", "mtp" */
+    int first, last;            /* layer range, -1 for base */
+    hid_t fid;                  /* negative until the first tensor goes there */
+    bool created;
+} w_file;
+
+typedef struct w_entry {
+    char *name;
+    int file;
+    fw_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+} w_entry;
+
+struct fw_ckpt_writer {
+    char *dir, *root, *root_tmp;
+    bool made_dir;
+    fw_config cfg;              /* a copy; owns cfg.json */
+    char *source;
+    int layers_per_file;        /* 0: pack by bytes */
+    int *layer_file;            /* [num_hidden_layers + num_nextn_predict_layers] */
+    w_file *files;
+    int n_files;
+    w_entry *t;
+    int64_t n, cap;
+    hid_t fapl;
+    bool failed;                /* a write failed half-way: only abort remains */
+};
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *cfg, fw_err *e) {
+    *out = NULL;
+    fw_h5_quiet();
+    if (!cfg->json) return fw_errf(e, "%s: the config has no config.json text to store", dir);
+    fw_ckpt_writer *w = calloc(1, sizeof *w);
+    if (w) w->fapl = H5I_INVALID_HID;
+    if (!w || !(w->dir = strdup(dir)) || !(w->root = join(dir, FW_CKPT_ROOT)) ||
+        !(w->root_tmp = join(dir, FW_CKPT_ROOT ".tmp")) || !(w->source = strdup(""))) {
+        fw_ckpt_writer_abort(w);
+        return fw_errf(e, "%s: out of memory", dir);
+    }
+    w->cfg = *cfg;
+    if (!(w->cfg.json = strdup(cfg->json))) {
+        fw_ckpt_writer_abort(w);
+        return fw_errf(e, "%s: out of memory", dir);
+    }
+    struct stat st;
+    int rc = FW_OK;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) rc = fw_errf(e, "%s: exists and is not a directory", dir);
+        else if (stat(w->root, &st) == 0)
+            rc = fw_errf(e, "%s already exists: %s holds a furrow checkpoint (remove it or choose another "
+                            "output directory)", w->root, dir);
+    } else if (mkdir(dir, 0777) != 0) {
+        rc = fw_errf(e, "%s: cannot create the directory: %s", dir, strerror(errno));
+    } else {
+        w->made_dir = true;
+    }
+    /* HDF5 1.10 object formats: fixed-array chunk indexes, compact groups. */
+    if (rc == FW_OK && ((w->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+                        H5Pset_libver_bounds(w->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0))
+        rc = fw_h5_errf(e, "%s: cannot set up HDF5 file access", dir);
+    if (rc != FW_OK) {
+        fw_ckpt_writer_abort(w);
+        return rc;
+    }
+    *out = w;
+    return FW_OK;
+}
+
+int fw_ckpt_writer_set_layers_per_file(fw_ckpt_writer *w, int n, fw_err *e) {
+    if (n < 0) return fw_errf(e, "%s: layers per file must be positive (or 0 for automatic), not %d", w->dir, n);
+    if (w->files) return fw_errf(e, "%s: layers per file must be set before the first tensor is written", w->dir);
+    w->layers_per_file = n;
+    return FW_OK;
+}
+
+int fw_ckpt_writer_set_source(fw_ckpt_writer *w, const char *source, fw_err *e) {
+    char *s = strdup(source ? source : "");
+    if (!s) return fw_errf(e, "%s: out of memory", w->dir);
+    free(w->source);
+    w->source = s;
+    return FW_OK;
+}
+
+static int add_file(fw_ckpt_writer *w, const char *contents, int first, int last, fw_err *e) {
+    w_file *f = realloc(w->files, (size_t)(w->n_files + 1) * sizeof *f);
+    if (!f) return fw_errf(e, "%s: out of memory", w->dir);
+    w->files = f;
+    f = &w->files[w->n_files];
+    memset(f, 0, sizeof *f);
+    if (first < 0) snprintf(f->name, sizeof f->name, "base.h5");
+    else snprintf(f->name, sizeof f->name, "%s-%03d-%03d.h5", contents, first, last);
+    f->contents = contents;
+    f->first = first;
+    f->last = last;
+    f->fid = H5I_INVALID_HID;
+    if (!(f->path = join(w->dir, f->name))) return fw_errf(e, "%s: out of memory", w->dir);
+    for (int l = first; l >= 0 && l <= last; l++) w->layer_file[l] = w->n_files;
+    w->n_files++;
+    return FW_OK;
+}
+
+/* Bytes of each layer as it will be stored, for packing layers into files. */
+static int layer_bytes(const fw_config *c, int64_t *bytes, int nl, fw_err *e) {
+    fw_model_tensor *t;
+    int64_t n;
+    if (fw_model_tensors(c, &t, &n, e)) return FW_ERR;
+    for (int64_t i = 0; i < n; i++) {
+        if (t[i].layer < 0 || t[i].layer >= nl) continue;
+        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+        bytes[t[i].layer] += el * (t[i].quantized && c->fp8 ? 1 : t[i].f32 ? 4 : 2);
+    }
+    free(t);
+    return FW_OK;
+}
+
+/* Which file each layer goes to: decided at the first write, from the config. */
+static int plan_files(fw_ckpt_writer *w, fw_err *e) {
+    const int L = w->cfg.num_hidden_layers, nl = L + w->cfg.num_nextn_predict_layers;
+    w->layer_file = calloc((size_t)nl + 1, sizeof *w->layer_file);
+    int64_t *bytes = calloc((size_t)nl + 1, sizeof *bytes);
+    int rc = !w->layer_file || !bytes ? fw_errf(e, "%s: out of memory", w->dir) : FW_OK;
+    if (rc == FW_OK) rc = add_file(w, "base", -1, -1, e);
+    if (rc == FW_OK && w->layers_per_file == 0) rc = layer_bytes(&w->cfg, bytes, nl, e);
+    for (int first = 0; rc == FW_OK && first < L;) {
+        int last = first;
+        if (w->layers_per_file > 0) {
+            last = first + w->layers_per_file - 1;
+        } else {
+            for (int64_t sum = bytes[first]; last + 1 < L && sum + bytes[last + 1] <= FW_CKPT_FILE_BYTES;)
+                sum += bytes[++last];
+        }
+        if (last >= L) last = L - 1;
+        rc = add_file(w, "layers", first, last, e);
+        first = last + 1;
+    }
+    if (rc == FW_OK && nl > L) rc = add_file(w, "mtp", L, nl - 1, e);
+    free(bytes);
+    return rc;
+}
+
+static int file_open(fw_ckpt_writer *w, w_file *f, fw_err *e) {
+    if (f->fid >= 0) return FW_OK;
+    /* EXCL: never overwrite a file we did not make (a left-over of an interrupted
+     * conversion is for the user to remove). */
+    hid_t fid = H5Fcreate(f->path, H5F_ACC_EXCL, H5P_DEFAULT, w->fapl);
+    if (fid < 0) {
+        struct stat st;
+        if (stat(f->path, &st) == 0)
+            return fw_errf(e, "%s already exists (left by an interrupted conversion? remove it)", f->path);
+        return fw_h5_errf(e, "%s: cannot create", f->path);
+    }
+    f->fid = fid;
+    f->created = true;
+    if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) || fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) ||
+        fw_h5_put_str(fid, "contents", f->contents) || fw_h5_put_i64(fid, "first_layer", f->first) ||
+        fw_h5_put_i64(fid, "last_layer", f->last) || fw_h5_put_i64(fid, "mtp", !strcmp(f->contents, "mtp")))
+        return fw_h5_errf(e, "%s: cannot write the file attributes", f->path);
+    return FW_OK;
+}
+
+/* Largest divisor of n that is at most cap (n >= 1). */
+static int64_t divisor_upto(int64_t n, int64_t cap) {
+    for (int64_t u = cap < n ? cap : n; u > 1; u--)
+        if (n % u == 0) return u;
+    return 1;
+}
+
+/* Rows (or columns) per chunk along the split axis of length n: one head for
+ * head-split tensors; else the largest divisor of n/8 up to 128, so that every
+ * TP degree dividing 8 gets whole chunks. */
+static int64_t split_unit(int64_t n, int64_t head) {
+    if (head > 0 && n % head == 0) return head;
+    return divisor_upto(n % 8 == 0 ? n / 8 : n, 128);
+}
+
+static void chunk_shape(const fw_ckpt_writer *w, const char *name, int ndim, const int64_t *shape, size_t esize,
+                        hsize_t *chunk) {
+    int64_t head;
+    fw_tp_role role = fw_model_tensor_role(&w->cfg, name, &head);
+    size_t len = strlen(name);
+    bool scale = len > 10 && !strcmp(name + len - 10, "_scale_inv");
+    for (int i = 0; i < ndim; i++) chunk[i] = (hsize_t)shape[i];
+    int free_axis = 0;   /* the axis shortened when a chunk is over the cap */
+    if (!scale && ndim == 2 && (role == FW_TP_COLUMN || role == FW_TP_VOCAB)) {
+        chunk[0] = (hsize_t)split_unit(shape[0], head);
+        free_axis = 1;
+    } else if (!scale && ndim == 2 && role == FW_TP_ROW) {
+        chunk[1] = (hsize_t)split_unit(shape[1], head);
+    }
+    uint64_t rest = esize;
+    for (int i = 0; i < ndim; i++)
+        if (i != free_axis) rest *= chunk[i];
+    if (rest * chunk[free_axis] > CHUNK_MAX_BYTES) {
+        hsize_t k = rest < CHUNK_MAX_BYTES ? CHUNK_MAX_BYTES / rest : 1;
+        if (k >= 128) k -= k % 128;   /* keep FP8 128-blocks whole */
+        chunk[free_axis] = k;
+    }
+}
+
+static const char *quantization(const fw_ckpt_writer *w, fw_dtype dtype, char *buf, size_t size) {
+    if (dtype != FW_DTYPE_F8_E4M3) return "none";
+    int b0 = w->cfg.fp8_block[0] > 0 ? w->cfg.fp8_block[0] : 128, b1 = w->cfg.fp8_block[1] > 0 ? w->cfg.fp8_block[1] : 128;
+    if (b0 == b1) snprintf(buf, size, "fp8_e4m3_block%d", b0);
+    else snprintf(buf, size, "fp8_e4m3_block%dx%d", b0, b1);
+    return buf;
+}
+
+static int record(fw_ckpt_writer *w, const char *name, int file, fw_dtype dtype, int ndim, const int64_t *shape,
+                  fw_err *e) {
+    if (w->n == w->cap) {
+        int64_t cap = w->cap ? 2 * w->cap : 1024;
+        w_entry *t = realloc(w->t, (size_t)cap * sizeof *t);
+        if (!t) return fw_errf(e, "%s: out of memory", w->dir);
+        w->t = t;
+        w->cap = cap;
+    }
+    w_entry *t = &w->t[w->n];
+    memset(t, 0, sizeof *t);
+    if (!(t->name = strdup(name))) return fw_errf(e, "%s: out of memory", w->dir);
+    t->file = file;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    w->n++;
+    return FW_OK;
+}
+
+/* Creates, writes and labels one dataset. Any HDF5 failure poisons the writer. */
+static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtype dtype, int ndim,
+                         const int64_t *shape, uint64_t nbytes, const void *data, fw_err *e) {
+    char path[512], quant[48];
+    fw_ckpt_name_to_path(name, path, sizeof path);
+    hsize_t dims[8], chunk[8];
+    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+    chunk_shape(w, name, ndim, shape, fw_dtype_size(dtype), chunk);
+    int64_t head;
+    fw_tp_role role = fw_model_tensor_role(&w->cfg, name, &head);
+
+    hid_t type = fw_h5_type(dtype), space = H5Screate_simple(ndim, dims, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = H5I_INVALID_HID;
+    int rc = FW_OK;
+    if (type < 0 || space < 0 || lcpl < 0 || dcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
+        H5Pset_obj_track_times(dcpl, 0) < 0 ||
+        (nbytes > 0 && (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+                        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0))) {
+        rc = fw_h5_errf(e, "%s: tensor '%s': cannot set up the dataset", f->path, name);
+    } else if ((d = H5Dcreate2(f->fid, path, type, space, lcpl, dcpl, H5P_DEFAULT)) < 0) {
+        rc = fw_h5_errf(e, "%s: tensor '%s': cannot create the dataset", f->path, name);
+    } else if (nbytes > 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
+    } else if (fw_h5_put_str(d, "dtype", fw_dtype_name(dtype)) ||
+               fw_h5_put_u64(d, "checksum", XXH3_64bits(data, (size_t)nbytes)) ||
+               fw_h5_put_str(d, "role", fw_tp_role_name(role)) ||
+               fw_h5_put_str(d, "quantization", quantization(w, dtype, quant, sizeof quant))) {
+        rc = fw_h5_errf(e, "%s: tensor '%s': cannot write its attributes", f->path, name);
+    }
+    if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (rc != FW_OK) w->failed = true;
+    return rc;
+}
+
+int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim, const int64_t *shape,
+                  const void *data, fw_err *e) {
+    if (w->failed) return fw_errf(e, "%s: an earlier write failed; the checkpoint must be abandoned", w->dir);
+    if (!fw_ckpt_name_valid(name) || strlen(name) > 400)
+        return fw_errf(e, "%s: '%s' is not a valid tensor name", w->dir, name ? name : "(null)");
+    if (ndim < 1 || ndim > 8) return fw_errf(e, "%s: tensor '%s' has %d dimensions (1 to 8)", w->dir, name, ndim);
+    hid_t probe = fw_h5_type(dtype);
+    if (probe < 0) return fw_errf(e, "%s: tensor '%s': dtype %s cannot be stored", w->dir, name, fw_dtype_name(dtype));
+    H5Tclose(probe);
+    unsigned long long nbytes = fw_dtype_size(dtype);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || fw_mul_u64(nbytes, (unsigned long long)shape[i], &nbytes))
+            return fw_errf(e, "%s: tensor '%s': bad shape (dimension %d is %lld)", w->dir, name, i,
+                           (long long)shape[i]);
+    if (!w->files && plan_files(w, e)) return FW_ERR;
+
+    const int L = w->cfg.num_hidden_layers, nl = L + w->cfg.num_nextn_predict_layers;
+    int layer = fw_model_tensor_layer(name), fi = 0;
+    if (layer >= nl)
+        return fw_errf(e, "%s: tensor '%s': layer %d is beyond the config's %d layers + %d MTP layers", w->dir,
+                       name, layer, L, nl - L);
+    if (layer >= 0) fi = w->layer_file[layer];
+    w_file *f = &w->files[fi];
+    if (file_open(w, f, e)) {
+        w->failed = true;
+        return FW_ERR;
+    }
+    char path[512];
+    fw_ckpt_name_to_path(name, path, sizeof path);
+    /* H5Lexists fails rather than says no when a group on the way is missing. */
+    if (H5Lexists(f->fid, path, H5P_DEFAULT) > 0)
+        return fw_errf(e, "%s: tensor '%s' is written twice", f->path, name);
+    if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, e)) return FW_ERR;
+    return record(w, name, fi, dtype, ndim, shape, e);
+}
+
+static int entry_cmp(const void *a, const void *b) {
+    return strcmp(((const w_entry *)a)->name, ((const w_entry *)b)->name);
+}
+
+static const w_entry *find(const fw_ckpt_writer *w, const char *name) {
+    w_entry key = {.name = (char *)name};
+    return bsearch(&key, w->t, (size_t)w->n, sizeof *w->t, entry_cmp);
+}
+
+static bool shape_is(const w_entry *t, int ndim, const int64_t *shape) {
+    if (t->ndim != ndim) return false;
+    for (int i = 0; i < ndim; i++)
+        if (t->shape[i] != shape[i]) return false;
+    return true;
+}
+
+/* The checkpoint is complete: every tensor the config implies is there with its
+ * shape (an MTP layer all or nothing), and each FP8 weight has its scales. */
+static int check_complete(fw_ckpt_writer *w, fw_err *e) {
+    qsort(w->t, (size_t)w->n, sizeof *w->t, entry_cmp);
+    fw_model_tensor *m;
+    int64_t n;
+    if (fw_model_tensors(&w->cfg, &m, &n, e)) return FW_ERR;
+    /* MTP layers are optional: a layer with any tensor written must be whole. */
+    const int L = w->cfg.num_hidden_layers, nl = L + w->cfg.num_nextn_predict_layers;
+    bool *mtp_seen = calloc((size_t)nl + 1, sizeof *mtp_seen);
+    if (!mtp_seen) {
+        free(m);
+        return fw_errf(e, "%s: out of memory", w->dir);
+    }
+    for (int64_t i = 0; i < w->n; i++) {
+        int l = fw_model_tensor_layer(w->t[i].name);
+        if (l >= L && l < nl) mtp_seen[l] = true;
+    }
+    int rc = FW_OK;
+    for (int64_t i = 0; i < n && rc == FW_OK; i++) {
+        const w_entry *t = find(w, m[i].name);
+        if (m[i].mtp && !t && !mtp_seen[m[i].layer]) continue;
+        if (!t) {
+            rc = fw_errf(e, "%s: tensor '%s' %s was never written", w->dir, m[i].name, m[i].dims);
+        } else if (!shape_is(t, m[i].ndim, m[i].shape)) {
+            rc = fw_errf(e, "%s: tensor '%s' was written with a shape other than the config's %s", w->dir,
+                         m[i].name, m[i].dims);
+        }
+    }
+    free(m);
+    free(mtp_seen);
+    char sname[520];
+    for (int64_t i = 0; i < w->n && rc == FW_OK; i++) {
+        if (w->t[i].dtype != FW_DTYPE_F8_E4M3) continue;
+        snprintf(sname, sizeof sname, "%s_scale_inv", w->t[i].name);
+        const w_entry *s = find(w, sname);
+        int64_t want[2] = {0, 0};
+        if (w->t[i].ndim == 2) fw_model_tensor_scale_shape(&w->cfg, w->t[i].shape, want);
+        if (!s) rc = fw_errf(e, "%s: FP8 tensor '%s' has no '%s'", w->dir, w->t[i].name, sname);
+        else if (s->dtype != FW_DTYPE_F32 || !shape_is(s, 2, want))
+            rc = fw_errf(e, "%s: '%s' must be F32 [%lld, %lld] (128x128 blocks of its weight)", w->dir, sname,
+                         (long long)want[0], (long long)want[1]);
+    }
+    return rc;
+}
+
+/* Data reaches the disk before the root that points to it. */
+static int sync_path(const char *path, fw_err *e) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return fw_errf(e, "%s: cannot open to sync: %s", path, strerror(errno));
+    int rc = fsync(fd) != 0 && errno != EINVAL ? fw_errf(e, "%s: fsync failed: %s", path, strerror(errno)) : FW_OK;
+    close(fd);
+    return rc;
+}
+
+static int write_root(fw_ckpt_writer *w, fw_err *e) {
+    hid_t fid = H5Fcreate(w->root_tmp, H5F_ACC_TRUNC, H5P_DEFAULT, w->fapl);
+    if (fid < 0) return fw_h5_errf(e, "%s: cannot create", w->root_tmp);
+    int rc = FW_OK;
+    if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
+        fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) ||
+        fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
+        fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n))
+        rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root_tmp);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (rc == FW_OK && (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0))
+        rc = fw_h5_errf(e, "%s: cannot set up links", w->root_tmp);
+    char path[512];
+    for (int64_t i = 0; i < w->n && rc == FW_OK; i++) {
+        fw_ckpt_name_to_path(w->t[i].name, path, sizeof path);
+        if (H5Lcreate_external(w->files[w->t[i].file].name, path, fid, path, lcpl, H5P_DEFAULT) < 0)
+            rc = fw_h5_errf(e, "%s: cannot link tensor '%s'", w->root_tmp, w->t[i].name);
+    }
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (H5Fclose(fid) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: cannot close", w->root_tmp);
+    return rc;
+}
+
+int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e) {
+    int rc = w->failed ? fw_errf(e, "%s: an earlier write failed; the checkpoint must be abandoned", w->dir) : FW_OK;
+    if (rc == FW_OK && !w->files) rc = fw_errf(e, "%s: no tensors were written", w->dir);
+    if (rc == FW_OK) rc = check_complete(w, e);
+    for (int i = 0; i < w->n_files && rc == FW_OK; i++) {
+        w_file *f = &w->files[i];
+        if (f->fid < 0) continue;
+        herr_t h = H5Fclose(f->fid);
+        f->fid = H5I_INVALID_HID;
+        if (h < 0) rc = fw_h5_errf(e, "%s: cannot finish the file", f->path);
+        else rc = sync_path(f->path, e);
+    }
+    if (rc == FW_OK) rc = write_root(w, e);
+    if (rc == FW_OK) rc = sync_path(w->root_tmp, e);
+    if (rc == FW_OK && rename(w->root_tmp, w->root) != 0)
+        rc = fw_errf(e, "%s: cannot rename to %s: %s", w->root_tmp, w->root, strerror(errno));
+    if (rc == FW_OK) rc = sync_path(w->dir, e);
+    if (rc != FW_OK) {
+        fw_ckpt_writer_abort(w);
+        return FW_ERR;
+    }
+    for (int i = 0; i < w->n_files; i++) w->files[i].created = false;   /* keep them */
+    w->made_dir = false;
+    fw_ckpt_writer_abort(w);   /* frees what is left */
+    return FW_OK;
+}
+
+void fw_ckpt_writer_abort(fw_ckpt_writer *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_files; i++) {
+        w_file *f = &w->files[i];
+        if (f->fid >= 0) H5Fclose(f->fid);
+        if (f->created) unlink(f->path);
+        free(f->path);
+    }
+    if (w->root_tmp) unlink(w->root_tmp);
+    if (w->made_dir) rmdir(w->dir);   /* only if nothing else is in it */
+    for (int64_t i = 0; i < w->n; i++) free(w->t[i].name);
+    if (w->fapl >= 0) H5Pclose(w->fapl);
+    free(w->t);
+    free(w->files);
+    free(w->layer_file);
+    free(w->cfg.json);
+    free(w->source);
+    free(w->root);
+    free(w->root_tmp);
+    free(w->dir);
+    free(w);
+}

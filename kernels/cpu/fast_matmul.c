@@ -1,0 +1,489 @@
+/* matmul and matmul_xw for the fast CPU ops.
+ *
+ * Decode (T <= FW_GEMV_MAX_T) is memory-bound: each weight row is streamed once
+ * for all T tokens and widened in registers (bf16: shift into the high half; fp8:
+ * rebias into f16 and convert with F16C), FP8 block partial sums are scaled once
+ * per 128-column block. Prefill is compute-bound: a panel of W is widened (scales
+ * applied) into a thread-local f32 tile and an FMA micro-kernel of GEMM_MR tokens
+ * x GEMM_NR rows runs over it. OpenMP splits output rows (and tokens if the rows
+ * are too few). */
+#include "kernels/cpu/fast.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+/* Below this many weight elements a parallel region costs more than it saves. */
+#define PAR_MIN_ELEMS 65536
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline size_t wsize(fw_wtype t) { return t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1; }
+
+static inline const char *wrow(const fw_weight *w, int64_t i) {
+    return (const char *)w->data + (size_t)(i * w->ld) * wsize(w->type);
+}
+
+/* The block scale of view element (i, j). */
+static inline float fp8_scale(const fw_weight *w, int64_t i, int64_t j) {
+    return w->scale[((w->r0 + i) / FW_FP8_BLOCK) * w->scale_ld + (w->c0 + j) / FW_FP8_BLOCK];
+}
+
+/* End (view column, exclusive) of the FP8 scale block holding view column j, capped at n. */
+static inline int64_t fp8_seg_end(const fw_weight *w, int64_t j, int64_t n) {
+    int64_t e = ((w->c0 + j) / FW_FP8_BLOCK + 1) * FW_FP8_BLOCK - w->c0;
+    return e < n ? e : n;
+}
+
+/* e4m3fn -> f32 without ldexpf: the 7 magnitude bits placed at the top of an f32
+ * mantissa/exponent give the value times 2^-120 (subnormals included). */
+static inline float fp8_to_f32_fast(uint8_t b) {
+    uint32_t u = (uint32_t)(b & 0x7F) << 20;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 0x1p120f;
+    if ((b & 0x7F) == 0x7F) f = NAN;
+    return (b & 0x80) ? -f : f;
+}
+
+static void widen_row_generic(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n) {
+    const char *row = wrow(w, i);
+    switch (w->type) {
+    case FW_WTYPE_F32: memcpy(out, (const float *)row + j0, (size_t)n * sizeof(float)); break;
+    case FW_WTYPE_BF16:
+        for (int64_t j = 0; j < n; j++) out[j] = fw_bf16_to_f32(((const uint16_t *)row)[j0 + j]);
+        break;
+    case FW_WTYPE_FP8:
+        for (int64_t j = 0; j < n;) {
+            int64_t e = fp8_seg_end(w, j0 + j, j0 + n) - j0;
+            float s = fp8_scale(w, i, j0 + j);
+            for (; j < e; j++) out[j] = fp8_to_f32_fast(((const uint8_t *)row)[j0 + j]) * s;
+        }
+        break;
+    }
+}
+
+/* ---- AVX2 building blocks ---- */
+
+AVX2_INLINE __m256 ld_bf16(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* 8 e4m3fn values as f32 / 256: (b << 8) >> 1 (arithmetic) puts e4m3's exponent and
+ * mantissa where f16 keeps them; clearing the copied sign bit leaves an f16 whose
+ * value is the fp8 value times 2^-8 (the bias differs by 8), subnormals included.
+ * The 2^8 goes into the block scale. (0x7F, NaN in e4m3fn, reads as 480.) */
+AVX2_INLINE __m256 ld_fp8(const uint8_t *p) {
+    __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p));
+    h = _mm_and_si128(_mm_srai_epi16(h, 1), _mm_set1_epi16((short)0xBFFF));
+    return _mm256_cvtph_ps(h);
+}
+
+/* 8 weights at row + j (an fp8 load is scaled by 2^-8, see ld_fp8). */
+AVX2_INLINE __m256 ld_w(const int type, const char *row, int64_t j) {
+    if (type == FW_WTYPE_F32) return _mm256_loadu_ps((const float *)row + j);
+    if (type == FW_WTYPE_BF16) return ld_bf16((const uint16_t *)row + j);
+    return ld_fp8((const uint8_t *)row + j);
+}
+
+AVX2_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* {sum(a), sum(b), sum(c), sum(d)} */
+AVX2_INLINE __m128 hsum4x(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+AVX2_INLINE __m256i tail_mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2_FN static void widen_row_avx2(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n) {
+    const char *row = wrow(w, i);
+    int64_t j = 0;
+    switch (w->type) {
+    case FW_WTYPE_F32: memcpy(out, (const float *)row + j0, (size_t)n * sizeof(float)); break;
+    case FW_WTYPE_BF16: {
+        const uint16_t *p = (const uint16_t *)row + j0;
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, ld_bf16(p + j));
+        for (; j < n; j++) out[j] = fw_bf16_to_f32(p[j]);
+        break;
+    }
+    case FW_WTYPE_FP8: {
+        const uint8_t *p = (const uint8_t *)row + j0;
+        while (j < n) {
+            int64_t e = fp8_seg_end(w, j0 + j, j0 + n) - j0;
+            float s = fp8_scale(w, i, j0 + j);
+            __m256 vs = _mm256_set1_ps(s * 256.0f);
+            for (; j + 8 <= e; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(ld_fp8(p + j), vs));
+            for (; j < e; j++) out[j] = fp8_to_f32_fast(p[j]) * s;
+        }
+        break;
+    }
+    }
+}
+
+void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n) {
+    if (fw_cpu_has_avx2()) widen_row_avx2(out, w, i, j0, n);
+    else widen_row_generic(out, w, i, j0, n);
+}
+
+/* ---- GEMV (decode): y[t, i0 + r] for r < RB, t < TT ---- */
+
+AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t i0,
+                           const int type, const int RB, const int TT) {
+    const int64_t K = w->cols, N = w->rows;
+    const size_t es = wsize((fw_wtype)type);
+    const char *row[4];
+    __m256 tot[8], acc[8]; /* (RB, TT) */
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) row[r] = wrow(w, i0 + r);
+#pragma GCC unroll 8
+    for (int a = 0; a < RB * TT; a++) tot[a] = _mm256_setzero_ps();
+    int64_t j = 0;
+    while (j < K) {
+        const int64_t js = j, je = type == FW_WTYPE_FP8 ? fp8_seg_end(w, j, K) : K;
+#pragma GCC unroll 8
+        for (int a = 0; a < RB * TT; a++) acc[a] = _mm256_setzero_ps();
+        for (; j + 8 <= je; j += 8) {
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                __m256 wv = ld_w(type, row[r], j);
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++)
+                    acc[r * TT + t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * K + j), acc[r * TT + t]);
+            }
+        }
+        if (j < je) { /* tail: zero-padded copies keep the same arithmetic, no overread */
+            const int64_t n = je - j;
+            const __m256i m = tail_mask(n);
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                char buf[32] = {0};
+                memcpy(buf, row[r] + j * es, (size_t)n * es);
+                __m256 wv = ld_w(type, buf, 0);
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++)
+                    acc[r * TT + t] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + t * K + j, m), acc[r * TT + t]);
+            }
+            j = je;
+        }
+        if (type == FW_WTYPE_FP8) {
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                __m256 s = _mm256_set1_ps(fp8_scale(w, i0 + r, js) * 256.0f);
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++) tot[r * TT + t] = _mm256_fmadd_ps(acc[r * TT + t], s, tot[r * TT + t]);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int a = 0; a < RB * TT; a++) tot[a] = _mm256_add_ps(tot[a], acc[a]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) y[t * N + i0 + r] = hsum8(tot[r * TT + t]);
+}
+
+/* Rows per tile for TT tokens: enough independent accumulators to hide the FMA
+ * latency, few enough to stay in registers. */
+#define GEMV_RB(TT) ((TT) <= 2 ? 4 : (TT) <= 4 ? 2 : 1)
+
+#define DEF_GEMV(TNAME, TYPE, TT)                                                    \
+    AVX2_FN static void gemv_##TNAME##_##TT(float *y, const float *x, const fw_weight *w) { \
+        const int64_t nb = (w->rows + GEMV_RB(TT) - 1) / GEMV_RB(TT);                \
+        _Pragma("omp parallel for schedule(static) if (w->rows * w->cols >= PAR_MIN_ELEMS)") \
+        for (int64_t b = 0; b < nb; b++) {                                           \
+            const int64_t i0 = b * GEMV_RB(TT);                                      \
+            if (i0 + GEMV_RB(TT) <= w->rows) gemv_tile(y, x, w, i0, TYPE, GEMV_RB(TT), TT); \
+            else                                                                     \
+                for (int64_t i = i0; i < w->rows; i++) gemv_tile(y, x, w, i, TYPE, 1, TT); \
+        }                                                                            \
+    }
+#define DEF_GEMV_TYPE(TNAME, TYPE)                                                   \
+    DEF_GEMV(TNAME, TYPE, 1) DEF_GEMV(TNAME, TYPE, 2) DEF_GEMV(TNAME, TYPE, 3)      \
+    DEF_GEMV(TNAME, TYPE, 4) DEF_GEMV(TNAME, TYPE, 5) DEF_GEMV(TNAME, TYPE, 6)      \
+    DEF_GEMV(TNAME, TYPE, 7) DEF_GEMV(TNAME, TYPE, 8)
+DEF_GEMV_TYPE(f32, FW_WTYPE_F32)
+DEF_GEMV_TYPE(bf16, FW_WTYPE_BF16)
+DEF_GEMV_TYPE(fp8, FW_WTYPE_FP8)
+
+typedef void (*gemv_fn)(float *y, const float *x, const fw_weight *w);
+#define GEMV_ROW(TNAME) \
+    { gemv_##TNAME##_1, gemv_##TNAME##_2, gemv_##TNAME##_3, gemv_##TNAME##_4, \
+      gemv_##TNAME##_5, gemv_##TNAME##_6, gemv_##TNAME##_7, gemv_##TNAME##_8 }
+static const gemv_fn gemv_table[3][FW_GEMV_MAX_T] = {GEMV_ROW(f32), GEMV_ROW(bf16), GEMV_ROW(fp8)};
+
+void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->rows, K = w->cols;
+    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
+        int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
+        gemv_table[w->type][tt - 1](y + t0 * N, x + t0 * K, w);
+    }
+}
+
+/* ---- GEMM (prefill) ---- */
+
+#define GEMM_NB 64  /* W rows per tile */
+#define GEMM_KC 256 /* W columns per tile */
+#define GEMM_MR 3   /* tokens per micro-kernel */
+#define GEMM_NR 4   /* W rows per micro-kernel */
+
+/* tile (GEMM_NB, GEMM_KC) = W[n0 : n0 + nb, k0 : k0 + kc], zero-padded to whole
+ * micro-kernel rows and 8 columns. */
+AVX2_FN static void gemm_fill_tile(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
+    const int64_t kcp = (kc + 7) & ~(int64_t)7;
+    const int64_t nbp = (nb + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    for (int64_t r = 0; r < nb; r++) {
+        widen_row_avx2(tile + r * GEMM_KC, w, n0 + r, k0, kc);
+        memset(tile + r * GEMM_KC + kc, 0, (size_t)(kcp - kc) * sizeof(float));
+    }
+    for (int64_t r = nb; r < nbp; r++) memset(tile + r * GEMM_KC, 0, (size_t)kcp * sizeof(float));
+}
+
+/* y[t, 0 : nr] += x[t, 0 : kcp] . tile[0 : nr, 0 : kcp]^T for t < MR_ (tile rows
+ * up to GEMM_NR are read; rows past nr are zero). */
+AVX2_INLINE void gemm_micro(float *y, int64_t ldy, const float *x, int64_t ldx, const float *tile,
+                            int64_t kcp, int64_t nr, const int MR_) {
+    __m256 acc[GEMM_MR][GEMM_NR];
+#pragma GCC unroll 4
+    for (int t = 0; t < MR_; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMM_NR; r++) acc[t][r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kcp; k += 8) {
+        __m256 xv[GEMM_MR];
+#pragma GCC unroll 4
+        for (int t = 0; t < MR_; t++) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMM_NR; r++) {
+            __m256 wv = _mm256_load_ps(tile + r * GEMM_KC + k);
+#pragma GCC unroll 4
+            for (int t = 0; t < MR_; t++) acc[t][r] = _mm256_fmadd_ps(xv[t], wv, acc[t][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < MR_; t++) {
+        __m128 s = hsum4x(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+        float *yt = y + t * ldy;
+        if (nr == GEMM_NR) {
+            _mm_storeu_ps(yt, _mm_add_ps(_mm_loadu_ps(yt), s));
+        } else {
+            float tmp[4];
+            _mm_storeu_ps(tmp, s);
+            for (int64_t r = 0; r < nr; r++) yt[r] += tmp[r];
+        }
+    }
+}
+
+AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->rows, K = w->cols, Kp = (K + 7) & ~(int64_t)7;
+    if (N <= 0 || T <= 0) return;
+    const float *xs = x;
+    float *xpad = NULL;
+    if (Kp != K) { /* the micro-kernel reads whole vectors: pad x rows with zeros */
+        xpad = malloc((size_t)(T * Kp) * sizeof(float));
+        if (!xpad) { /* no memory for the copy: the GEMV path needs none */
+            fw_cpu_matmul_gemv_avx2(y, x, w, T);
+            return;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(xpad + t * Kp, x + t * K, (size_t)K * sizeof(float));
+            memset(xpad + t * Kp + K, 0, (size_t)(Kp - K) * sizeof(float));
+        }
+        xs = xpad;
+    }
+    /* Work items: row blocks x token groups; split tokens only when there are too
+     * few row blocks to keep every thread busy. */
+    const int64_t nnb = (N + GEMM_NB - 1) / GEMM_NB, ntb = (T + GEMM_MR - 1) / GEMM_MR;
+    const int64_t want = 4 * (int64_t)max_threads();
+    int64_t ntg = nnb >= want ? 1 : (want + nnb - 1) / nnb;
+    if (ntg > ntb) ntg = ntb;
+    const int64_t tbg = (ntb + ntg - 1) / ntg; /* token blocks per group */
+    ntg = (ntb + tbg - 1) / tbg;
+
+#pragma omp parallel if (N * K * T >= PAR_MIN_ELEMS)
+    {
+        _Alignas(64) float tile[GEMM_NB * GEMM_KC]; /* (GEMM_NB, GEMM_KC) */
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t bn = 0; bn < nnb; bn++) {
+            for (int64_t g = 0; g < ntg; g++) {
+                const int64_t n0 = bn * GEMM_NB, nb = N - n0 < GEMM_NB ? N - n0 : GEMM_NB;
+                const int64_t t0 = g * tbg * GEMM_MR, t1 = t0 + tbg * GEMM_MR < T ? t0 + tbg * GEMM_MR : T;
+                for (int64_t t = t0; t < t1; t++) memset(y + t * N + n0, 0, (size_t)nb * sizeof(float));
+                for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+                    const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC, kcp = (kc + 7) & ~(int64_t)7;
+                    gemm_fill_tile(tile, w, n0, nb, k0, kc);
+                    for (int64_t t = t0; t < t1; t += GEMM_MR) {
+                        const float *xt = xs + t * Kp + k0;
+                        float *yt = y + t * N + n0;
+                        const int64_t mr = t1 - t < GEMM_MR ? t1 - t : GEMM_MR;
+                        for (int64_t r = 0; r < nb; r += GEMM_NR) {
+                            const int64_t nr = nb - r < GEMM_NR ? nb - r : GEMM_NR;
+                            const float *tl = tile + r * GEMM_KC;
+                            if (mr == 3) gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 3);
+                            else if (mr == 2) gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 2);
+                            else gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(xpad);
+}
+
+void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (T <= FW_GEMV_MAX_T) fw_cpu_matmul_gemv_avx2(y, x, w, T);
+    else fw_cpu_matmul_gemm_avx2(y, x, w, T);
+}
+
+/* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
+
+/* y[t, j] += sum_{r < RB} x[t, i + r] W[i + r, j] for j in [ja, jb), all t. */
+AVX2_INLINE void xw_rows(float *y, const float *x, const fw_weight *w, int64_t T, int64_t i,
+                         int64_t ja, int64_t jb, const int type, const int RB) {
+    const int64_t K = w->rows, N = w->cols;
+    const char *row[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) row[r] = wrow(w, i + r);
+    for (int64_t j = ja; j < jb;) {
+        const int64_t je = type == FW_WTYPE_FP8 ? fp8_seg_end(w, j, jb) : jb;
+        __m256 sc[4];
+        float scs[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            scs[r] = type == FW_WTYPE_FP8 ? fp8_scale(w, i + r, j) : 1.0f;
+            sc[r] = _mm256_set1_ps(scs[r] * 256.0f);
+        }
+        for (; j + 8 <= je; j += 8) {
+            __m256 wv[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                wv[r] = ld_w(type, row[r], j);
+                if (type == FW_WTYPE_FP8) wv[r] = _mm256_mul_ps(wv[r], sc[r]);
+            }
+            for (int64_t t = 0; t < T; t++) {
+                __m256 yv = _mm256_loadu_ps(y + t * N + j);
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) yv = _mm256_fmadd_ps(_mm256_set1_ps(x[t * K + i + r]), wv[r], yv);
+                _mm256_storeu_ps(y + t * N + j, yv);
+            }
+        }
+        for (; j < je; j++) { /* a partial vector at a block or row end */
+            float wj[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                if (type == FW_WTYPE_F32) wj[r] = ((const float *)row[r])[j];
+                else if (type == FW_WTYPE_BF16) wj[r] = fw_bf16_to_f32(((const uint16_t *)row[r])[j]);
+                else wj[r] = fp8_to_f32_fast(((const uint8_t *)row[r])[j]) * scs[r];
+            }
+            for (int64_t t = 0; t < T; t++) {
+                float s = y[t * N + j];
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) s += x[t * K + i + r] * wj[r];
+                y[t * N + j] = s;
+            }
+        }
+    }
+}
+
+AVX2_INLINE void xw_cols(float *y, const float *x, const fw_weight *w, int64_t T, int64_t ja, int64_t jb,
+                         const int type) {
+    const int64_t K = w->rows, N = w->cols;
+    for (int64_t t = 0; t < T; t++) memset(y + t * N + ja, 0, (size_t)(jb - ja) * sizeof(float));
+    int64_t i = 0;
+    for (; i + 4 <= K; i += 4) xw_rows(y, x, w, T, i, ja, jb, type, 4);
+    for (; i < K; i++) xw_rows(y, x, w, T, i, ja, jb, type, 1);
+}
+
+AVX2_FN static void xw_cols_f32(float *y, const float *x, const fw_weight *w, int64_t T, int64_t ja, int64_t jb) {
+    xw_cols(y, x, w, T, ja, jb, FW_WTYPE_F32);
+}
+AVX2_FN static void xw_cols_bf16(float *y, const float *x, const fw_weight *w, int64_t T, int64_t ja, int64_t jb) {
+    xw_cols(y, x, w, T, ja, jb, FW_WTYPE_BF16);
+}
+AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, int64_t T, int64_t ja, int64_t jb) {
+    xw_cols(y, x, w, T, ja, jb, FW_WTYPE_FP8);
+}
+
+void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->cols;
+    if (N <= 0 || T <= 0) return;
+    void (*cols)(float *, const float *, const fw_weight *, int64_t, int64_t, int64_t) =
+        w->type == FW_WTYPE_F32 ? xw_cols_f32 : w->type == FW_WTYPE_BF16 ? xw_cols_bf16 : xw_cols_fp8;
+    /* Each thread owns whole 64-byte lines of y's columns and streams its part of every W row. */
+    const int64_t nchunk = (N + 15) / 16;
+#pragma omp parallel if (w->rows * N >= PAR_MIN_ELEMS)
+    {
+#ifdef _OPENMP
+        const int64_t nth = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+        const int64_t nth = 1, id = 0;
+#endif
+        const int64_t per = (nchunk + nth - 1) / nth;
+        const int64_t ja = id * per * 16, jb = (id + 1) * per * 16 < N ? (id + 1) * per * 16 : N;
+        if (ja < jb) cols(y, x, w, T, ja, jb);
+    }
+}
+
+/* ---- portable versions ---- */
+
+#define GENERIC_CHUNK 256
+
+void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->rows, K = w->cols;
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)
+    for (int64_t i = 0; i < N; i++) {
+        float buf[GENERIC_CHUNK];
+        for (int64_t t = 0; t < T; t++) y[t * N + i] = 0;
+        for (int64_t k0 = 0; k0 < K; k0 += GENERIC_CHUNK) {
+            const int64_t n = K - k0 < GENERIC_CHUNK ? K - k0 : GENERIC_CHUNK;
+            widen_row_generic(buf, w, i, k0, n);
+            for (int64_t t = 0; t < T; t++) {
+                const float *xt = x + t * K + k0;
+                float s = 0;
+                for (int64_t k = 0; k < n; k++) s += xt[k] * buf[k];
+                y[t * N + i] += s;
+            }
+        }
+    }
+}
+
+void fw_cpu_matmul_xw_generic(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t K = w->rows, N = w->cols;
+    const int64_t nchunk = (N + GENERIC_CHUNK - 1) / GENERIC_CHUNK;
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)
+    for (int64_t c = 0; c < nchunk; c++) {
+        const int64_t j0 = c * GENERIC_CHUNK, n = N - j0 < GENERIC_CHUNK ? N - j0 : GENERIC_CHUNK;
+        float buf[GENERIC_CHUNK];
+        for (int64_t t = 0; t < T; t++) memset(y + t * N + j0, 0, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < K; i++) {
+            widen_row_generic(buf, w, i, j0, n);
+            for (int64_t t = 0; t < T; t++) {
+                const float xi = x[t * K + i];
+                float *yt = y + t * N + j0;
+                for (int64_t j = 0; j < n; j++) yt[j] += xi * buf[j];
+            }
+        }
+    }
+}
