@@ -1,2 +1,4 @@
 noinst_LIBRARIES += libfurrow_partition.a
-libfurrow_partition_a_SOURCES = partition/partition.h partition/empty.c
+libfurrow_partition_a_SOURCES = \
+	partition/plan.h \
+	partition/shard.h

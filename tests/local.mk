@@ -20,3 +20,7 @@ check_PROGRAMS += tests/test_safetensors tests/test_config
 TESTS += tests/test_safetensors tests/test_config
 tests_test_safetensors_LDADD = $(FWTEST_LIBS)
 tests_test_config_LDADD = $(FWTEST_LIBS)
+
+check_PROGRAMS += tests/test_kernels
+TESTS += tests/test_kernels
+tests_test_kernels_LDADD = $(FWTEST_LIBS)

@@ -1,0 +1,583 @@
+/* Kernel tests: the reference ops against hand-computed values, and every fast
+ * op (the AVX2 table where the CPU has it, and the portable table) against the
+ * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
+ * weight types, views with nonzero origins into FP8 parents.
+ *
+ * Bounds: float32 accumulation against the reference's double sums gives a
+ * normalised mean squared error around 1e-13 and a max error around 1e-7 of the
+ * largest output; we require NMSE <= 1e-9 and max |fast - ref| <= 1e-5 * max |ref|.
+ * A kernel that drops, repeats or misscales one weight block among a few hundred
+ * misses both by orders of magnitude. Outputs must be finite, and sentinel values
+ * around every output buffer must survive (out-of-bounds writes). */
+#include "kernels/ops.h"
+#include "kernels/cpu/fast.h"
+#include "tests/check.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NMSE_MAX 1e-9
+#define RELMAX_MAX 1e-5
+#define GUARD 16
+#define SENTINEL 1234.5678f
+
+/* ---- helpers ---- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static float rng_uniform(void) { return (float)(rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
+
+static void fill(float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++) p[i] = rng_uniform();
+}
+
+/* A buffer of n floats with GUARD sentinels on each side. */
+static float *galloc(int64_t n) {
+    float *b = malloc((size_t)(n + 2 * GUARD) * sizeof(float));
+    if (!b) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < n + 2 * GUARD; i++) b[i] = SENTINEL;
+    return b + GUARD;
+}
+
+static void gfree(float *p) {
+    if (p) free(p - GUARD);
+}
+
+static bool guards_ok(const float *p, int64_t n) {
+    for (int i = 1; i <= GUARD; i++)
+        if (p[-i] != SENTINEL || p[n - 1 + i] != SENTINEL) return false;
+    return true;
+}
+
+/* Compares a (under test) with r (reference): finiteness, NMSE, relative max error. */
+static bool close_enough(const float *a, const float *r, int64_t n, const char *what) {
+    double se = 0, sr = 0, maxe = 0, maxr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) {
+            CHECK(isfinite(a[i]), "%s: element %lld is %g", what, (long long)i, a[i]);
+            return false;
+        }
+        double e = fabs((double)a[i] - r[i]);
+        se += e * e;
+        sr += (double)r[i] * r[i];
+        maxe = e > maxe ? e : maxe;
+        maxr = fabs(r[i]) > maxr ? fabs(r[i]) : maxr;
+    }
+    double nmse = sr > 0 ? se / sr : se;
+    double rel = maxr > 0 ? maxe / maxr : maxe;
+    bool ok = nmse <= NMSE_MAX && rel <= RELMAX_MAX;
+    CHECK(ok, "%s: nmse %.3g (max %.0e), rel max err %.3g (max %.0e)", what, nmse, NMSE_MAX, rel, RELMAX_MAX);
+    return ok;
+}
+
+/* A parent weight [rows, cols] with row stride ld >= cols, random values; FP8 with
+ * random block scales (scale_ld one wider than needed, to catch misuse). */
+typedef struct tw {
+    fw_weight w;
+    void *data;
+    float *scale;
+} tw;
+
+static tw tw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
+    tw t = {0};
+    size_t es = type == FW_WTYPE_F32 ? 4 : type == FW_WTYPE_BF16 ? 2 : 1;
+    t.data = malloc((size_t)(rows * ld) * es + 1);
+    for (int64_t i = 0; i < rows * ld; i++) {
+        float v = rng_uniform();
+        if (type == FW_WTYPE_F32) ((float *)t.data)[i] = v;
+        else if (type == FW_WTYPE_BF16) ((uint16_t *)t.data)[i] = fw_f32_to_bf16(v);
+        else ((uint8_t *)t.data)[i] = fw_f32_to_fp8e4m3(v * 300.0f); /* normals and subnormals */
+    }
+    t.w = (fw_weight){.type = type, .rows = rows, .cols = cols, .ld = ld, .data = t.data};
+    if (type == FW_WTYPE_FP8) {
+        int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128 + 1;
+        t.scale = malloc((size_t)(sr * sc) * sizeof(float));
+        for (int64_t i = 0; i < sr * sc; i++) t.scale[i] = (1.5f + rng_uniform()) / 300.0f;
+        t.w.scale = t.scale;
+        t.w.scale_ld = sc;
+    }
+    return t;
+}
+
+static void tw_free(tw *t) {
+    free(t->data);
+    free(t->scale);
+}
+
+static const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : "fp8"; }
+
+/* The fast implementations under test: the table(s) and the matmul paths directly. */
+typedef struct impl {
+    const char *name;
+    const fw_ops *ops;
+} impl;
+
+static impl impls[2];
+static int n_impls;
+
+/* ---- conversions, views ---- */
+
+static uint32_t fbits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float bitsf(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_conversions(void) {
+    /* fp8 e4m3fn decoding */
+    CHECK(fw_fp8e4m3_to_f32(0x7E) == 448.0f, "0x7E -> %g", fw_fp8e4m3_to_f32(0x7E));
+    CHECK(fw_fp8e4m3_to_f32(0xFE) == -448.0f, "0xFE -> %g", fw_fp8e4m3_to_f32(0xFE));
+    CHECK(fw_fp8e4m3_to_f32(0x01) == 0x1p-9f, "0x01 -> %g", fw_fp8e4m3_to_f32(0x01));
+    CHECK(fw_fp8e4m3_to_f32(0x07) == 7 * 0x1p-9f, "0x07 -> %g", fw_fp8e4m3_to_f32(0x07));
+    CHECK(fw_fp8e4m3_to_f32(0x08) == 0x1p-6f, "0x08 -> %g", fw_fp8e4m3_to_f32(0x08));
+    CHECK(fw_fp8e4m3_to_f32(0x38) == 1.0f, "0x38 -> %g", fw_fp8e4m3_to_f32(0x38));
+    CHECK(fw_fp8e4m3_to_f32(0x3B) == 1.375f, "0x3B -> %g", fw_fp8e4m3_to_f32(0x3B));
+    CHECK(fw_fp8e4m3_to_f32(0x80) == 0.0f && signbit(fw_fp8e4m3_to_f32(0x80)), "0x80 is -0");
+    CHECK(isnan(fw_fp8e4m3_to_f32(0x7F)) && isnan(fw_fp8e4m3_to_f32(0xFF)), "0x7F/0xFF are NaN");
+    /* fp8 encoding: exact values, saturation, ties to even */
+    CHECK(fw_f32_to_fp8e4m3(448.0f) == 0x7E, "448");
+    CHECK(fw_f32_to_fp8e4m3(-448.0f) == 0xFE, "-448");
+    CHECK(fw_f32_to_fp8e4m3(1e6f) == 0x7E && fw_f32_to_fp8e4m3(-1e6f) == 0xFE, "saturate");
+    CHECK(fw_f32_to_fp8e4m3(INFINITY) == 0x7E && fw_f32_to_fp8e4m3(-INFINITY) == 0xFE, "inf saturates");
+    CHECK(fw_f32_to_fp8e4m3(460.0f) == 0x7E, "460 -> 448");
+    CHECK(fw_f32_to_fp8e4m3(0x1p-9f) == 0x01, "2^-9");
+    CHECK(fw_f32_to_fp8e4m3(0x1p-10f) == 0x00, "2^-10 ties to 0");
+    CHECK(fw_f32_to_fp8e4m3(3 * 0x1p-10f) == 0x02, "1.5 * 2^-9 ties to 2 * 2^-9");
+    CHECK(fw_f32_to_fp8e4m3(7.5f * 0x1p-9f) == 0x08, "7.5 * 2^-9 ties to the smallest normal");
+    CHECK(fw_f32_to_fp8e4m3(1.0625f) == 0x38, "1 + 1/16 ties to 1");
+    CHECK(fw_f32_to_fp8e4m3(1.1875f) == 0x3A, "1 + 3/16 ties to 1.25");
+    CHECK(fw_f32_to_fp8e4m3(1.07f) == 0x39, "1.07 rounds up to 1.125");
+    CHECK(fw_f32_to_fp8e4m3(-0.0f) == 0x80, "-0");
+    CHECK(isnan(fw_fp8e4m3_to_f32(fw_f32_to_fp8e4m3(NAN))), "NaN stays NaN");
+    for (int b = 0; b < 256; b++) {
+        if ((b & 0x7F) == 0x7F) continue;
+        CHECK(fw_f32_to_fp8e4m3(fw_fp8e4m3_to_f32((uint8_t)b)) == b, "round trip of 0x%02X", b);
+    }
+    /* bf16 */
+    CHECK(fw_bf16_to_f32(0x3F80) == 1.0f, "bf16 1");
+    CHECK(fw_bf16_to_f32(0x4049) == 3.140625f, "bf16 pi");
+    CHECK(fw_f32_to_bf16(1.0f) == 0x3F80, "1.0");
+    CHECK(fw_f32_to_bf16(bitsf(0x3F808000)) == 0x3F80, "tie to even (down)");
+    CHECK(fw_f32_to_bf16(bitsf(0x3F818000)) == 0x3F82, "tie to even (up)");
+    CHECK(fw_f32_to_bf16(bitsf(0x3F808001)) == 0x3F81, "above the tie");
+    CHECK(fw_f32_to_bf16(bitsf(0x3F807FFF)) == 0x3F80, "below the tie");
+    CHECK(fw_f32_to_bf16(bitsf(0x7F7FFFFF)) == 0x7F80, "overflow rounds to inf");
+    CHECK(isnan(fw_bf16_to_f32(fw_f32_to_bf16(NAN))), "bf16 NaN");
+    CHECK(fw_f32_to_bf16(bitsf(0xFF800000)) == 0xFF80, "-inf");
+    (void)fbits;
+}
+
+static void test_views(void) {
+    tw p = tw_make(FW_WTYPE_FP8, 384, 640, 650);
+    fw_weight v = fw_weight_view(&p.w, 70, 200, 100, 333);
+    fw_weight vv = fw_weight_view(&v, 60, 50, 30, 40); /* origin (130, 130) */
+    CHECK(v.r0 == 70 && v.c0 == 100 && vv.r0 == 130 && vv.c0 == 130, "view origins");
+    int bad = 0;
+    for (int64_t i = 0; i < v.rows; i += 7)
+        for (int64_t j = 0; j < v.cols; j += 5)
+            bad += fw_weight_get(&v, i, j) != fw_weight_get(&p.w, 70 + i, 100 + j);
+    for (int64_t i = 0; i < vv.rows; i++)
+        for (int64_t j = 0; j < vv.cols; j++)
+            bad += fw_weight_get(&vv, i, j) != fw_weight_get(&p.w, 130 + i, 130 + j);
+    CHECK(bad == 0, "%d view elements differ from the parent's", bad);
+    /* element (0, 0) of the parent: the raw value times scale[0][0] */
+    float e = fw_fp8e4m3_to_f32(((const uint8_t *)p.data)[0]) * p.scale[0];
+    CHECK(fw_weight_get(&p.w, 0, 0) == e, "fp8 get");
+    /* element (129, 260): scale block (1, 2) */
+    e = fw_fp8e4m3_to_f32(((const uint8_t *)p.data)[129 * 650 + 260]) * p.scale[1 * p.w.scale_ld + 2];
+    CHECK(fw_weight_get(&p.w, 129, 260) == e, "fp8 get, block (1, 2)");
+    tw_free(&p);
+}
+
+/* ---- matmul, matmul_xw ---- */
+
+typedef void (*mm_fn)(float *y, const float *x, const fw_weight *w, int64_t T);
+
+static void check_mm(const char *name, mm_fn f, mm_fn ref, const fw_weight *w, int64_t T, bool xw) {
+    int64_t in = xw ? w->rows : w->cols, out = xw ? w->cols : w->rows;
+    float *x = galloc(T * in), *y = galloc(T * out), *yr = galloc(T * out);
+    fill(x, T * in);
+    ref(yr, x, w, T);
+    f(y, x, w, T);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s %s [%lld x %lld] ld %lld at (%lld, %lld), T %lld", name,
+             xw ? "matmul_xw" : "matmul", tname(w->type), (long long)w->rows, (long long)w->cols,
+             (long long)w->ld, (long long)w->r0, (long long)w->c0, (long long)T);
+    close_enough(y, yr, T * out, what);
+    CHECK(guards_ok(y, T * out), "%s: wrote outside y", what);
+    gfree(x);
+    gfree(y);
+    gfree(yr);
+}
+
+static void test_matmul(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 128, 200, 257}, Ts[] = {1, 3, 8, 37};
+    for (int ty = 0; ty < 3; ty++) {
+        for (int a = 0; a < 4; a++) {
+            for (int b = 0; b < 4; b++) {
+                tw p = tw_make((fw_wtype)ty, rows[a], cols[b], cols[b] + (b & 1) * 3);
+                for (int c = 0; c < 4; c++) {
+                    for (int k = 0; k < n_impls; k++) {
+                        check_mm(impls[k].name, impls[k].ops->matmul, ref->matmul, &p.w, Ts[c], false);
+                        check_mm(impls[k].name, impls[k].ops->matmul_xw, ref->matmul_xw, &p.w, Ts[c], true);
+                    }
+                    if (fw_cpu_has_avx2()) { /* both matmul paths at every T */
+                        check_mm("gemm", fw_cpu_matmul_gemm_avx2, ref->matmul, &p.w, Ts[c], false);
+                        check_mm("gemv", fw_cpu_matmul_gemv_avx2, ref->matmul, &p.w, Ts[c], false);
+                    }
+                }
+                tw_free(&p);
+            }
+        }
+        /* Views into a parent, with origins off the 128 grid (partial FP8 blocks on
+         * every side), and sizes that make the threads split the work. */
+        tw p = tw_make((fw_wtype)ty, 700, 900, 905);
+        const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130}};
+        for (int v = 0; v < 4; v++) {
+            fw_weight w = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
+            for (int c = 0; c < 4; c++) {
+                for (int k = 0; k < n_impls; k++) {
+                    check_mm(impls[k].name, impls[k].ops->matmul, ref->matmul, &w, Ts[c], false);
+                    check_mm(impls[k].name, impls[k].ops->matmul_xw, ref->matmul_xw, &w, Ts[c], true);
+                }
+                if (fw_cpu_has_avx2()) {
+                    check_mm("gemm", fw_cpu_matmul_gemm_avx2, ref->matmul, &w, Ts[c], false);
+                    check_mm("gemv", fw_cpu_matmul_gemv_avx2, ref->matmul, &w, Ts[c], false);
+                }
+            }
+        }
+        tw_free(&p);
+    }
+    /* Hand-computed: W = [[1, 2, 3], [4, 5, 6]] (exact in every type). */
+    const float wv[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, -1, 2};
+    uint16_t wb[6];
+    uint8_t w8[6];
+    float sc[1] = {0.5f};
+    for (int i = 0; i < 6; i++) {
+        wb[i] = fw_f32_to_bf16(wv[i]);
+        w8[i] = fw_f32_to_fp8e4m3(2 * wv[i]);
+    }
+    fw_weight ws[3] = {{.type = FW_WTYPE_F32, .rows = 2, .cols = 3, .ld = 3, .data = wv},
+                       {.type = FW_WTYPE_BF16, .rows = 2, .cols = 3, .ld = 3, .data = wb},
+                       {.type = FW_WTYPE_FP8, .rows = 2, .cols = 3, .ld = 3, .data = w8, .scale = sc, .scale_ld = 1}};
+    for (int t = 0; t < 3; t++) {
+        float y[3];
+        ref->matmul(y, x, &ws[t], 1);
+        CHECK(y[0] == 5 && y[1] == 11, "ref matmul %s: %g %g", tname(ws[t].type), y[0], y[1]);
+        ref->matmul_xw(y, x, &ws[t], 1); /* x[0:2] . W */
+        CHECK(y[0] == -3 && y[1] == -3 && y[2] == -3, "ref matmul_xw %s: %g %g %g", tname(ws[t].type), y[0], y[1], y[2]);
+    }
+}
+
+/* ---- small ops ---- */
+
+static void test_embed(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    for (int ty = 0; ty < 3; ty++) {
+        tw p = tw_make((fw_wtype)ty, 300, 257, 260);
+        fw_weight w = fw_weight_view(&p.w, 0, 300, 0, 257);
+        const int32_t ids[] = {1000, 1299, 999, 1300, -5, 1129, 1128, 1000};
+        const int64_t T = 8;
+        for (int k = 0; k < n_impls; k++) {
+            float *y = galloc(T * 257), *yr = galloc(T * 257);
+            ref->embed(yr, &w, ids, T, 1000);
+            impls[k].ops->embed(y, &w, ids, T, 1000);
+            CHECK(memcmp(y, yr, (size_t)T * 257 * sizeof(float)) == 0, "%s embed %s differs", impls[k].name, tname(w.type));
+            CHECK(guards_ok(y, T * 257), "%s embed: wrote outside y", impls[k].name);
+            CHECK(yr[2 * 257] == 0 && yr[4 * 257 + 256] == 0 && yr[3 * 257 + 7] == 0, "out-of-shard ids give zeros");
+            CHECK(yr[0] == fw_weight_get(&w, 0, 0) && yr[257 + 256] == fw_weight_get(&w, 299, 256), "embed rows");
+            gfree(y);
+            gfree(yr);
+        }
+        tw_free(&p);
+    }
+}
+
+static void test_rmsnorm(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    const int64_t Ds[] = {5, 8, 200, 257, 7168}, Ts[] = {1, 3, 37};
+    for (int a = 0; a < 5; a++) {
+        for (int b = 0; b < 3; b++) {
+            int64_t D = Ds[a], T = Ts[b];
+            float *x = galloc(T * D), *w = galloc(D), *y = galloc(T * D), *yr = galloc(T * D);
+            fill(x, T * D);
+            fill(w, D);
+            ref->rmsnorm(yr, x, w, T, D, 1e-6f);
+            for (int k = 0; k < n_impls; k++) {
+                char what[96];
+                snprintf(what, sizeof what, "%s rmsnorm T %lld D %lld", impls[k].name, (long long)T, (long long)D);
+                impls[k].ops->rmsnorm(y, x, w, T, D, 1e-6f);
+                close_enough(y, yr, T * D, what);
+                CHECK(guards_ok(y, T * D), "%s: wrote outside y", what);
+                float *xi = galloc(T * D); /* in place */
+                memcpy(xi, x, (size_t)(T * D) * sizeof(float));
+                impls[k].ops->rmsnorm(xi, xi, w, T, D, 1e-6f);
+                close_enough(xi, yr, T * D, what);
+                gfree(xi);
+            }
+            gfree(x);
+            gfree(w);
+            gfree(y);
+            gfree(yr);
+        }
+    }
+    /* Hand-computed: x = (3, 4): mean square 12.5. */
+    float x[2] = {3, 4}, w[2] = {1, 2}, y[2];
+    ref->rmsnorm(y, x, w, 1, 2, 0.0f);
+    CHECK(fabsf(y[0] - 3 / sqrtf(12.5f)) < 1e-6f && fabsf(y[1] - 8 / sqrtf(12.5f)) < 1e-6f, "rmsnorm (3, 4): %g %g", y[0], y[1]);
+}
+
+static void test_rope(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    /* Hand-computed: pair 0 by 90 degrees, pair 1 by 180 degrees. */
+    float v[4] = {1, 0, 0, 1}, c[2] = {0, -1}, s[2] = {1, 0};
+    ref->rope(v, 1, 1, 4, 4, 4, c, s);
+    CHECK(v[0] == 0 && v[1] == 1 && v[2] == 0 && v[3] == -1, "rope: %g %g %g %g", v[0], v[1], v[2], v[3]);
+    float v2[2] = {2, 3}, c2[1] = {cosf(0.5f)}, s2[1] = {sinf(0.5f)};
+    ref->rope(v2, 1, 1, 2, 2, 2, c2, s2);
+    CHECK(fabsf(v2[0] - (2 * cosf(0.5f) - 3 * sinf(0.5f))) < 1e-6f && fabsf(v2[1] - (2 * sinf(0.5f) + 3 * cosf(0.5f))) < 1e-6f,
+          "rope by 0.5 rad");
+    /* q_pe-like layout: T tokens x H heads, the rope part after 128 other values. */
+    const int64_t T = 37, H = 5, dim = 64, vs = 192, ts = H * 192;
+    float *x = galloc(T * ts), *xr = galloc(T * ts), *ct = galloc(T * dim / 2), *st = galloc(T * dim / 2);
+    fill(x, T * ts);
+    for (int64_t i = 0; i < T * dim / 2; i++) {
+        float a = rng_uniform() * 3.14159f;
+        ct[i] = cosf(a);
+        st[i] = sinf(a);
+    }
+    for (int k = 0; k < n_impls; k++) {
+        memcpy(xr, x, (size_t)(T * ts) * sizeof(float));
+        float *xf = galloc(T * ts);
+        memcpy(xf, x, (size_t)(T * ts) * sizeof(float));
+        ref->rope(xr + 128, T, H, ts, vs, dim, ct, st);
+        impls[k].ops->rope(xf + 128, T, H, ts, vs, dim, ct, st);
+        close_enough(xf, xr, T * ts, impls[k].name);
+        CHECK(memcmp(xf, x, 128 * sizeof(float)) == 0, "rope touched the nope part");
+        CHECK(guards_ok(xf, T * ts), "rope wrote outside x");
+        gfree(xf);
+    }
+    gfree(x);
+    gfree(xr);
+    gfree(ct);
+    gfree(st);
+}
+
+static void test_elementwise(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    const int64_t ns[] = {1, 7, 100003};
+    for (int a = 0; a < 3; a++) {
+        int64_t n = ns[a];
+        float *g = galloc(n), *u = galloc(n), *y = galloc(n), *yr = galloc(n);
+        fill(g, n);
+        fill(u, n);
+        for (int64_t i = 0; i < n; i++) g[i] *= 8;
+        ref->silu_mul(yr, g, u, n);
+        for (int k = 0; k < n_impls; k++) {
+            impls[k].ops->silu_mul(y, g, u, n);
+            close_enough(y, yr, n, "silu_mul");
+            CHECK(guards_ok(y, n), "silu_mul wrote outside y");
+            memcpy(y, g, (size_t)n * sizeof(float)); /* in place */
+            impls[k].ops->silu_mul(y, y, u, n);
+            close_enough(y, yr, n, "silu_mul in place");
+            memcpy(y, g, (size_t)n * sizeof(float));
+            impls[k].ops->add(y, u, n);
+            for (int64_t i = 0; i < n; i++) yr[i] = g[i] + u[i];
+            CHECK(memcmp(y, yr, (size_t)n * sizeof(float)) == 0, "add");
+            CHECK(guards_ok(y, n), "add wrote outside y");
+            ref->silu_mul(yr, g, u, n);
+        }
+        gfree(g);
+        gfree(u);
+        gfree(y);
+        gfree(yr);
+    }
+    float g = 2, u = 3, y;
+    fw_ops_cpu_ref()->silu_mul(&y, &g, &u, 1);
+    CHECK(fabsf(y - 2 / (1 + expf(-2)) * 3) < 1e-6f, "silu(2) * 3 = %g", y);
+}
+
+static void test_attn(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    /* Hand-computed: scores (0, ln 3) -> p = (1/4, 3/4); v = (4, 8) -> 7. Causal:
+     * with T = S = 2 query 0 sees only key 0. */
+    {
+        float q[2] = {1, 1}, k[2] = {0, logf(3)}, v[2] = {4, 8}, o[2];
+        ref->attn_naive(o, q, k, v, 1, 2, 1, 1, 1, 1.0f);
+        CHECK(fabsf(o[0] - 7) < 1e-5f, "attn_naive: %g, want 7", o[0]);
+        ref->attn_naive(o, q, k, v, 2, 2, 1, 1, 1, 1.0f);
+        CHECK(o[0] == 4 && fabsf(o[1] - 7) < 1e-5f, "attn_naive causal: %g %g, want 4 7", o[0], o[1]);
+        float ql[1] = {1}, qp[1] = {0}, cc[2] = {0, logf(3) / 2}, pe[2] = {5, 5};
+        ref->attn_absorbed(o, ql, qp, cc, 1, pe, 1, 1, 2, 1, 1, 1, 2.0f);
+        float want = 0.25f * 0 + 0.75f * logf(3) / 2;
+        CHECK(fabsf(o[0] - want) < 1e-5f, "attn_absorbed: %g, want %g", o[0], want);
+    }
+    const int64_t shapes[][5] = {/* T, S - T, H, dqk, dv */
+                                 {1, 0, 1, 5, 3},    {1, 40, 3, 24, 16},  {3, 5, 5, 192, 128}, {8, 0, 2, 17, 9},
+                                 {37, 0, 3, 24, 16}, {37, 100, 2, 192, 128}, {5, 64, 4, 8, 8}};
+    for (int a = 0; a < 7; a++) {
+        int64_t T = shapes[a][0], S = T + shapes[a][1], H = shapes[a][2], dqk = shapes[a][3], dv = shapes[a][4];
+        float *q = galloc(T * H * dqk), *k = galloc(S * H * dqk), *v = galloc(S * H * dv);
+        float *o = galloc(T * H * dv), *orf = galloc(T * H * dv);
+        fill(q, T * H * dqk);
+        fill(k, S * H * dqk);
+        fill(v, S * H * dv);
+        float scale = 3.0f / sqrtf((float)dqk); /* peaky enough to test the max subtraction */
+        ref->attn_naive(orf, q, k, v, T, S, H, dqk, dv, scale);
+        for (int i = 0; i < n_impls; i++) {
+            char what[128];
+            snprintf(what, sizeof what, "%s attn_naive T %lld S %lld H %lld dqk %lld dv %lld", impls[i].name,
+                     (long long)T, (long long)S, (long long)H, (long long)dqk, (long long)dv);
+            impls[i].ops->attn_naive(o, q, k, v, T, S, H, dqk, dv, scale);
+            close_enough(o, orf, T * H * dv, what);
+            CHECK(guards_ok(o, T * H * dv), "%s: wrote outside o", what);
+        }
+        gfree(q);
+        gfree(k);
+        gfree(v);
+        gfree(o);
+        gfree(orf);
+    }
+    const int64_t ashapes[][5] = {/* T, S, H, C, R */
+                                  {1, 1, 1, 8, 4},   {1, 7, 5, 12, 4},   {3, 40, 8, 64, 16},
+                                  {1, 100, 6, 512, 64}, {2, 33, 3, 13, 5}};
+    for (int a = 0; a < 5; a++) {
+        int64_t T = ashapes[a][0], S = ashapes[a][1], H = ashapes[a][2], C = ashapes[a][3], R = ashapes[a][4];
+        int64_t stride = C + R + 3; /* c and pe interleaved in one cache row, padded */
+        float *ql = galloc(T * H * C), *qp = galloc(T * H * R), *cache = galloc(S * stride);
+        float *o = galloc(T * H * C), *orf = galloc(T * H * C);
+        fill(ql, T * H * C);
+        fill(qp, T * H * R);
+        fill(cache, S * stride);
+        float scale = 2.0f / sqrtf((float)(C + R));
+        ref->attn_absorbed(orf, ql, qp, cache, stride, cache + C, stride, T, S, H, C, R, scale);
+        for (int i = 0; i < n_impls; i++) {
+            char what[128];
+            snprintf(what, sizeof what, "%s attn_absorbed T %lld S %lld H %lld C %lld R %lld", impls[i].name,
+                     (long long)T, (long long)S, (long long)H, (long long)C, (long long)R);
+            impls[i].ops->attn_absorbed(o, ql, qp, cache, stride, cache + C, stride, T, S, H, C, R, scale);
+            close_enough(o, orf, T * H * C, what);
+            CHECK(guards_ok(o, T * H * C), "%s: wrote outside o", what);
+        }
+        gfree(ql);
+        gfree(qp);
+        gfree(cache);
+        gfree(o);
+        gfree(orf);
+    }
+}
+
+/* ---- routing ---- */
+
+static float logit(float s) { return logf(s / (1 - s)); }
+
+static void test_route(void) {
+    const fw_ops *ref = fw_ops_cpu_ref();
+    /* 8 experts in 4 groups of 2, keep 2 groups, pick 2 experts. Without group
+     * limiting the two best are experts 0 (0.9) and 2 (0.62); group sums are
+     * g0 1.0, g1 1.22, g2 1.1, g3 0.4, so groups 1 and 2 stay and the pick is 2, 3. */
+    const float s[8] = {0.9f, 0.1f, 0.62f, 0.6f, 0.55f, 0.54f, 0.2f, 0.2f};
+    float lg[8], bias[8] = {0};
+    for (int e = 0; e < 8; e++) lg[e] = logit(s[e]);
+    fw_route_params p = {.n_experts = 8, .top_k = 2, .n_group = 4, .topk_group = 2,
+                         .norm_topk_prob = true, .routed_scaling_factor = 2.5f};
+    for (int k = -1; k < n_impls; k++) {
+        const fw_ops *ops = k < 0 ? ref : impls[k].ops;
+        int32_t ids[2];
+        float w[2];
+        ops->route(ids, w, lg, bias, 1, &p);
+        CHECK(ids[0] == 2 && ids[1] == 3, "%s route: ids %d %d, want 2 3", ops->name, ids[0], ids[1]);
+        CHECK(fabsf(w[0] - 0.62f / 1.22f * 2.5f) < 1e-5f && fabsf(w[1] - 0.6f / 1.22f * 2.5f) < 1e-5f,
+              "%s route weights %g %g", ops->name, w[0], w[1]);
+        /* The bias selects (group 3 now sums 1.4 and expert 7 leads) but weights use s. */
+        bias[7] = 1.0f;
+        ops->route(ids, w, lg, bias, 1, &p);
+        CHECK(ids[0] == 7 && ids[1] == 2, "%s route with bias: ids %d %d, want 7 2", ops->name, ids[0], ids[1]);
+        CHECK(fabsf(w[0] - 0.2f / 0.82f * 2.5f) < 1e-5f && fabsf(w[1] - 0.62f / 0.82f * 2.5f) < 1e-5f,
+              "%s route with bias: weights %g %g", ops->name, w[0], w[1]);
+        bias[7] = 0;
+        /* No normalisation: weights are s * factor. One group: plain top-k. */
+        fw_route_params q = p;
+        q.norm_topk_prob = false;
+        q.n_group = 1;
+        q.topk_group = 1;
+        ops->route(ids, w, lg, bias, 1, &q);
+        CHECK(ids[0] == 0 && ids[1] == 2, "%s route, one group: ids %d %d, want 0 2", ops->name, ids[0], ids[1]);
+        CHECK(fabsf(w[0] - 0.9f * 2.5f) < 1e-5f && fabsf(w[1] - 0.62f * 2.5f) < 1e-5f, "%s unnormalised weights", ops->name);
+    }
+    /* DeepSeek-V3's shape on random logits: the fast ids must equal the reference's. */
+    const int64_t T = 37, E = 256, K = 8;
+    fw_route_params v3 = {.n_experts = 256, .top_k = 8, .n_group = 8, .topk_group = 4,
+                          .norm_topk_prob = true, .routed_scaling_factor = 2.5f};
+    float *logits = galloc(T * E), *b = galloc(E), *w = galloc(T * K), *wr = galloc(T * K);
+    int32_t *ids = malloc((size_t)(T * K) * sizeof(int32_t)), *idr = malloc((size_t)(T * K) * sizeof(int32_t));
+    fill(logits, T * E);
+    for (int64_t i = 0; i < T * E; i++) logits[i] *= 4;
+    for (int64_t e = 0; e < E; e++) b[e] = 0.1f * rng_uniform();
+    ref->route(idr, wr, logits, b, T, &v3);
+    bool sorted = true, distinct = true, kept4 = true;
+    for (int64_t t = 0; t < T; t++) {
+        float sum = 0;
+        int groups[8] = {0}, ng = 0;
+        for (int64_t k = 0; k < K; k++) {
+            sum += wr[t * K + k];
+            int32_t e = idr[t * K + k];
+            if (k > 0) {
+                float sp = 1 / (1 + expf(-logits[t * E + idr[t * K + k - 1]])) + b[idr[t * K + k - 1]];
+                float sc = 1 / (1 + expf(-logits[t * E + e])) + b[e];
+                sorted &= sp >= sc;
+            }
+            for (int64_t j = 0; j < k; j++) distinct &= idr[t * K + j] != e;
+            if (!groups[e / 32]++) ng++;
+        }
+        kept4 &= ng <= 4;
+        CHECK(fabsf(sum - 2.5f) < 1e-5f, "token %lld: weights sum to %g, want 2.5", (long long)t, sum);
+    }
+    CHECK(sorted && distinct && kept4, "ref route: sorted %d distinct %d within 4 groups %d", sorted, distinct, kept4);
+    for (int k = 0; k < n_impls; k++) {
+        impls[k].ops->route(ids, w, logits, b, T, &v3);
+        CHECK(memcmp(ids, idr, (size_t)(T * K) * sizeof(int32_t)) == 0, "%s route ids differ from ref", impls[k].name);
+        close_enough(w, wr, T * K, "route weights");
+        CHECK(guards_ok(w, T * K), "route wrote outside w");
+    }
+    free(ids);
+    free(idr);
+    gfree(logits);
+    gfree(b);
+    gfree(w);
+    gfree(wr);
+}
+
+int main(void) {
+    impls[n_impls++] = (impl){"fast", fw_ops_cpu_fast()};
+    if (fw_ops_cpu_fast() != fw_ops_cpu_fast_generic()) impls[n_impls++] = (impl){"generic", fw_ops_cpu_fast_generic()};
+    fprintf(stderr, "fast ops: %s\n", fw_ops_cpu_fast()->name);
+    test_conversions();
+    test_views();
+    test_matmul();
+    test_embed();
+    test_rmsnorm();
+    test_rope();
+    test_elementwise();
+    test_attn();
+    test_route();
+    return check_result();
+}
