@@ -5,6 +5,9 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
 	runtime/ceilings.c runtime/ceilings.h \
+	runtime/world.c runtime/world.h \
+	runtime/topo.c runtime/topo.h \
+	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
 	runtime/cmd_convert.c \
 	runtime/cmd_info.c \
 	runtime/cmd_synth.c \
