@@ -3,6 +3,8 @@ libfurrow_io_a_SOURCES = \
 	io/err.c io/err.h \
 	io/dtype.c io/config.c io/safetensors.c \
 	io/h5out.c io/h5out.h \
+	io/tokenizer.c io/tokenizer.h io/tok_internal.h io/tok_util.c io/tok_bpe.c io/tok_pretok.c io/chat.c io/chat.h \
 	io/ckpt_h5.c io/ckpt_h5.h io/checkpoint.c io/checkpoint_write.c io/model_tensors.c io/model_tensors.h \
+	io/convert.c io/convert.h io/synth.c io/synth.h \
 	io/dtype.h io/config.h io/safetensors.h io/checkpoint.h
-EXTRA_DIST += io/FORMAT.md
+EXTRA_DIST += io/FORMAT.md io/TOKENIZER.md

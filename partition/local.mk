@@ -1,4 +1,4 @@
 noinst_LIBRARIES += libfurrow_partition.a
 libfurrow_partition_a_SOURCES = \
-	partition/plan.h \
-	partition/shard.h
+	partition/plan.c partition/plan.h \
+	partition/shard.c partition/shard.h

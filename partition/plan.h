@@ -20,12 +20,14 @@ typedef struct fw_stage {
     bool has_embed;            /* stage 0 */
     bool has_head;             /* the last stage: final norm and lm_head */
     double cost;               /* relative cost (matmul parameters per token) */
+    uint64_t mem_max;          /* bytes: the largest memory need among its tp ranks */
 } fw_stage;
 
 /* Memory of one rank, in bytes (the worst rank of the layout). */
 typedef struct fw_mem_estimate {
     uint64_t weights;          /* its weight slices in their stored dtypes, scales included */
     uint64_t weights_bf16, weights_fp8, weights_f32;
+    uint64_t weights_scales;   /* the fp8 block scales (f32, also counted in weights_f32) */
     uint64_t kv_cache;         /* latent cache: context x batch x (kv_lora + rope) x 4 bytes x its layers */
     uint64_t activations;      /* scratch of one forward step of batch tokens */
     uint64_t total;
@@ -37,6 +39,9 @@ typedef struct fw_layout {
     fw_stage stages[FW_MAX_STAGES];
     int experts_per_rank_max;  /* ceil(E / tp) */
     fw_mem_estimate mem;       /* the rank with the largest need */
+    int mem_pp_rank, mem_tp_rank; /* where that rank sits */
+    int64_t context, batch;    /* what the KV and activation estimates assume */
+    bool tp_auto, pp_auto;     /* chosen by fw_plan rather than requested */
 } fw_layout;
 
 typedef struct fw_plan_request {
@@ -52,6 +57,10 @@ typedef struct fw_plan_request {
  * would work (heads, vocab or intermediate sizes not divisible by tp, more stages
  * than layers, world != tp * pp * dp, not enough memory per rank). */
 int fw_plan(const fw_config *c, const fw_plan_request *req, fw_layout *out, fw_err *e);
+
+/* Memory of every rank of one replica: out[pp_rank * tp + tp_rank] (tp * pp
+ * entries), by the same rules as fw_layout.mem. */
+int fw_plan_mem_per_rank(const fw_config *c, const fw_layout *l, fw_mem_estimate *out, fw_err *e);
 
 /* Coordinates of a world rank: tp fastest, then pp, then dp. */
 static inline int fw_layout_tp_rank(const fw_layout *l, int rank) { return rank % l->tp; }

@@ -1,4 +1,7 @@
+#include "config.h"
+
 #include "runtime/cli.h"
+#include "runtime/engine.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -71,4 +74,33 @@ double fw_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void fw_cli_engine_defaults(fw_engine_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->ops = fw_ops_cpu_fast();
+#ifdef FW_HAVE_UCX
+    o->transport = FW_PP_UCX;
+#else
+    o->transport = FW_PP_MPI;
+#endif
+}
+
+int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e) {
+    int64_t v;
+    switch (code) {
+    case 1000:
+    case 1001:
+        if (fw_cli_parse_int(arg, code == 1000 ? "--tp" : "--pp", 1, 1 << 20, &v, e)) return -1;
+        *(code == 1000 ? &o->tp : &o->pp) = (int)v;
+        return 1;
+    case 1002:
+        if (!strcmp(arg, "ucx")) o->transport = FW_PP_UCX;
+        else if (!strcmp(arg, "mpi")) o->transport = FW_PP_MPI;
+        else return fw_errf(e, "--pp-transport: expected ucx or mpi, got '%s'", arg), -1;
+        return 1;
+    case 1003: return fw_cli_parse_kernels(arg, &o->ops, e) ? -1 : 1;
+    case 1004: o->verbose = true; return 1;
+    default: return 0;
+    }
 }

@@ -24,10 +24,33 @@ int fw_cmd_synth(int argc, char **argv);
 int fw_cmd_logits(int argc, char **argv);
 int fw_cmd_generate(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
+int fw_cmd_plan(int argc, char **argv);
+int fw_cmd_tokenize(int argc, char **argv);
+int fw_cmd_detokenize(int argc, char **argv);
 
 /* --kernels fast|ref: picks the CPU op table. */
 int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e);
 /* Seconds on a monotonic clock. */
 double fw_now(void);
+
+/* Options shared by the commands that run the model under mpirun: getopt_long
+ * entries (spliced into each command's table), their help text, and a parser
+ * for them. Codes are >= 1000 so they never clash with a command's own. */
+#define FW_CLI_ENGINE_OPTIONS                                                   \
+    {"tp", required_argument, 0, 1000}, {"tensor-parallel-size", required_argument, 0, 1000}, \
+    {"pp", required_argument, 0, 1001}, {"pipeline-parallel-size", required_argument, 0, 1001}, \
+    {"pp-transport", required_argument, 0, 1002}, {"kernels", required_argument, 0, 1003}, \
+    {"verbose", no_argument, 0, 1004}
+#define FW_CLI_ENGINE_HELP                                                      \
+    "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
+    "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
+    "  --pp-transport ucx|mpi              transfers between stages (default: ucx if built)\n" \
+    "  --kernels fast|ref                  CPU kernels (default fast)\n"                    \
+    "  --verbose                           report the bytes each rank reads\n"
+struct fw_engine_opts;
+/* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */
+int fw_cli_engine_option(int code, const char *arg, struct fw_engine_opts *o, fw_err *e);
+/* Defaults for the engine options. */
+void fw_cli_engine_defaults(struct fw_engine_opts *o);
 
 #endif

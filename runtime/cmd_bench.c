@@ -7,21 +7,22 @@
 
 #include "runtime/ceilings.h"
 #include "runtime/cli.h"
-#include "runtime/model.h"
-#include "runtime/sample.h"
+#include "runtime/engine.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: furrow bench --model DIR [options]\n\n"
+            "usage: [mpirun -np N] furrow bench --model DIR [options]\n\n"
             "Measures prefill and decode tokens/s on random token ids, the weight bytes streamed\n"
-            "per decoded token, and this machine's copy/read bandwidth and FMA peak.\n\n"
+            "per decoded token, and this machine's copy/read bandwidth and FMA peak (measured\n"
+            "by rank 0 before loading). Under mpirun: compute, all-reduce and pipeline time\n"
+            "and bytes moved, per rank.\n\n"
             "options:\n"
-            "  --model DIR        furrow checkpoint (e.g. from furrow synth --preset small)\n"
-            "  --prompt N         prefill length (default 128)\n"
-            "  --decode N         decoded tokens (default 32)\n"
-            "  --kernels K        fast (default) or ref\n"
-            "  --no-ceilings      skip the bandwidth and FMA measurements\n"
-            "  -h, --help         this help\n");
+            "  --model DIR                         furrow checkpoint (e.g. furrow synth --preset small)\n"
+            "  --prompt N                          prefill length (default 128)\n"
+            "  --decode N                          decoded tokens (default 32)\n"
+            "  --no-ceilings                       skip the bandwidth and FMA measurements\n"
+            FW_CLI_ENGINE_HELP
+            "  -h, --help                          this help\n");
 }
 
 static uint64_t weight_bytes(const fw_weight *w) {
@@ -31,135 +32,177 @@ static uint64_t weight_bytes(const fw_weight *w) {
     return b;
 }
 
-/* Weight bytes one decoded token reads: everything but the unused routed experts
- * and all embedding rows but one. Also the matmul parameters a token touches. */
-static void per_token(const fw_model *m, uint64_t *bytes, uint64_t *params) {
+/* Weight bytes one decoded token reads on this rank: everything it holds but the
+ * routed experts the token does not use (k of E on average, spread over the
+ * ranks that hold them) and all embedding rows but one; and the matmul
+ * parameters the token touches here. */
+static void per_token(const fw_model *m, double *bytes, double *params) {
     const fw_config *c = &m->cfg;
-    uint64_t routed = 0, routed_used = 0;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const fw_layer *L = &m->layers[l];
-        if (!L->moe) continue;
-        uint64_t one = weight_bytes(&L->exp_gate[0]) + weight_bytes(&L->exp_up[0]) + weight_bytes(&L->exp_down[0]);
-        routed += one * (uint64_t)c->n_routed_experts;
-        routed_used += one * (uint64_t)c->num_experts_per_tok;
-    }
-    uint64_t embed = weight_bytes(&m->embed);
-    *bytes = m->weight_bytes - routed + routed_used - embed + embed / (uint64_t)c->vocab_size;
-    /* Parameters ~ bytes / element size; count from shapes instead for accuracy. */
-    uint64_t p = 0;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    const fw_part *p = &m->part;
+    double held_routed = 0, used_routed = 0, prm = 0;
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
         const fw_layer *L = &m->layers[l];
         const fw_weight *att[] = {&L->q_a, &L->q_b, &L->kv_a, &L->kv_b, &L->o};
-        for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) p += (uint64_t)(att[i]->rows * att[i]->cols);
+        for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) prm += (double)(att[i]->rows * att[i]->cols);
         if (!L->moe) {
-            p += 3 * (uint64_t)(L->gate.rows * L->gate.cols);
-        } else {
-            p += (uint64_t)(L->router.rows * L->router.cols);
-            p += 3 * (uint64_t)(L->sh_gate.rows * L->sh_gate.cols);
-            p += 3 * (uint64_t)(L->exp_gate[0].rows * L->exp_gate[0].cols) * (uint64_t)c->num_experts_per_tok;
+            prm += 3.0 * (double)(L->gate.rows * L->gate.cols);
+            continue;
         }
+        prm += (double)(L->router.rows * L->router.cols) + 3.0 * (double)(L->sh_gate.rows * L->sh_gate.cols);
+        if (p->exp_n == 0) continue;
+        const int x = p->exp_first;
+        double one = (double)(weight_bytes(&L->exp_gate[x]) + weight_bytes(&L->exp_up[x]) + weight_bytes(&L->exp_down[x]));
+        double share = (double)c->num_experts_per_tok * p->exp_n / c->n_routed_experts; /* expected experts used here */
+        held_routed += one * p->exp_n;
+        used_routed += one * share;
+        prm += 3.0 * (double)(L->exp_gate[x].rows * L->exp_gate[x].cols) * share;
     }
-    p += (uint64_t)(m->head.rows * m->head.cols);
-    *params = p;
+    double embed = p->has_embed ? (double)weight_bytes(&m->embed) : 0;
+    if (p->has_head) prm += (double)(m->head.rows * m->head.cols);
+    *bytes = (double)m->weight_bytes - held_routed + used_routed - embed + (p->has_embed ? embed / (double)p->vocab : 0);
+    *params = prm;
+}
+
+/* Per-rank figures gathered on rank 0. */
+typedef struct rank_stats {
+    double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load;
+} rank_stats;
+
+static void print_ranks(const fw_engine *en, const rank_stats *all, int n, int64_t P, int64_t N) {
+    printf("rank  dp pp tp  load s  compute s  allreduce s  p2p s  MB moved/step  weight MB/token\n");
+    for (int r = 0; r < n; r++) {
+        const rank_stats *s = &all[r];
+        double total = s->t_prefill + s->t_decode, comm = s->t_allreduce + s->t_p2p;
+        printf("%4d  %2d %2d %2d  %6.2f  %9.3f  %11.3f  %5.3f  %13.3f  %15.1f\n", r, fw_layout_dp_rank(&en->layout, r),
+               fw_layout_pp_rank(&en->layout, r), fw_layout_tp_rank(&en->layout, r), s->t_load, total - comm,
+               s->t_allreduce, s->t_p2p, (s->bytes_allreduce + s->bytes_p2p) / 1e6 / (double)(1 + N), s->tok_bytes / 1e6);
+    }
+    (void)P;
 }
 
 int fw_cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
-        {"decode", required_argument, 0, 'd'}, {"kernels", required_argument, 0, 'k'},
-        {"no-ceilings", no_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model_dir = NULL;
-    const fw_ops *ops = fw_ops_cpu_fast();
+        {"decode", required_argument, 0, 'd'}, {"no-ceilings", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
+    fw_engine_opts eo;
+    fw_cli_engine_defaults(&eo);
     int64_t P = 128, N = 32;
     int ceilings = 1;
     fw_err e = {{0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = 0;
+        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
+        if (bad > 0) continue;
+        bad = bad < 0;
         switch (c) {
-        case 'm': model_dir = optarg; break;
+        case 'm': eo.model_dir = optarg; break;
         case 'p': bad = fw_cli_parse_int(optarg, "--prompt", 1, 1 << 20, &P, &e); break;
         case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &N, &e); break;
-        case 'k': bad = fw_cli_parse_kernels(optarg, &ops, &e); break;
         case 'n': ceilings = 0; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (!bad) {
+                usage(stderr);
+                return 2;
+            }
         }
         if (bad) {
             fprintf(stderr, "furrow bench: %s\n", e.msg);
             return 2;
         }
     }
-    if (!model_dir || optind < argc) {
+    if (!eo.model_dir || optind < argc) {
         fprintf(stderr, "furrow bench: --model is required\n");
         usage(stderr);
         return 2;
     }
 
-    fw_ceilings ceil = {0};
-    if (ceilings && fw_ceilings_measure(&ceil, (size_t)1 << 30)) {
-        fprintf(stderr, "furrow bench: out of memory for the bandwidth measurement\n");
+    fw_world w;
+    if (fw_world_init(&w, NULL, NULL, &e)) {
+        fprintf(stderr, "furrow bench: %s\n", e.msg);
         return 1;
     }
+    fw_ceilings ceil = {0};
+    /* Measured on rank 0 alone before the model loads, so nothing competes. */
+    if (ceilings && w.rank == 0 && fw_ceilings_measure(&ceil, (size_t)1 << 30)) {
+        fprintf(stderr, "furrow bench: out of memory for the bandwidth measurement\n");
+        ceilings = 0;
+    }
+    eo.context = P + N;
+    fw_engine en;
     int rc = 1;
-    fw_model *m = NULL;
-    fw_kv kv = {0};
     int32_t *ids = NULL;
-    float *logits = NULL;
-    if (fw_model_load(&m, model_dir, ops, &e)) goto done;
-    const fw_config *cf = &m->cfg;
-    const int64_t V = cf->vocab_size;
-    ids = malloc((size_t)P * sizeof(int32_t));
-    logits = malloc((size_t)V * sizeof(float));
-    if (!ids || !logits || fw_kv_init(&kv, m, P + N, &e)) {
-        if (!e.msg[0]) fw_errf(&e, "out of memory");
+    if (fw_engine_init(&en, &w, &eo, &e)) {
+        fw_world_report(&w, "bench", e.msg);
         goto done;
     }
-    uint64_t x = 88172645463325252ull; /* xorshift: fixed pseudo-random prompt */
+    const fw_config *cf = &en.model->cfg;
+    const int64_t V = cf->vocab_size;
+    if (!(ids = malloc((size_t)P * sizeof(int32_t)))) fw_world_abort(&w, "bench", "out of memory");
+    uint64_t x = 88172645463325252ull; /* xorshift: a fixed pseudo-random prompt */
     for (int64_t i = 0; i < P; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
-    uint64_t tok_bytes, tok_params;
-    per_token(m, &tok_bytes, &tok_params);
+    rank_stats mine = {.t_load = en.t_load};
+    per_token(en.model, &mine.tok_bytes, &mine.tok_params);
 
+    MPI_Barrier(w.comm);
     double t0 = fw_now();
-    if (fw_model_forward(m, &kv, ids, P, FW_ATTN_NAIVE, logits, 1, &e)) goto done;
-    double t_prefill = fw_now() - t0;
+    int32_t tok;
+    if (fw_engine_forward(&en, ids, P, FW_ATTN_NAIVE, 1, false, NULL, &tok, &e)) fw_world_abort(&w, "bench", e.msg);
+    mine.t_prefill = fw_now() - t0;
     t0 = fw_now();
-    for (int64_t i = 0; i < N; i++) {
-        int32_t tok = fw_sample_argmax(logits, V);
-        if (fw_model_forward(m, &kv, &tok, 1, FW_ATTN_ABSORBED, logits, 1, &e)) goto done;
-    }
-    double t_decode = fw_now() - t0;
+    for (int64_t i = 0; i < N; i++)
+        if (fw_engine_forward(&en, &tok, 1, FW_ATTN_ABSORBED, 1, false, NULL, &tok, &e)) fw_world_abort(&w, "bench", e.msg);
+    mine.t_decode = fw_now() - t0;
+    mine.t_allreduce = en.comm.stats.t_allreduce;
+    mine.t_p2p = en.comm.stats.t_p2p;
+    mine.bytes_allreduce = (double)en.comm.stats.bytes_allreduce;
+    mine.bytes_p2p = (double)en.comm.stats.bytes_p2p;
 
-    double prefill_tps = (double)P / t_prefill, decode_tps = (double)N / t_decode;
-    double gflops = 2.0 * (double)tok_params * prefill_tps / 1e9;
-    /* Latent KV read per decoded token, on average over the decode. */
-    double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * (double)kv.width * 4;
-    double gbs = ((double)tok_bytes + kv_bytes) * decode_tps / 1e9;
-    printf("model      %s: %lld layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights\n",
-           model_dir, (long long)cf->num_hidden_layers, (long long)cf->hidden_size, cf->n_routed_experts,
-           cf->num_experts_per_tok, (double)m->weight_bytes / 1e9);
-    printf("setup      kernels %s, %d OpenMP threads\n", ops->name, omp_get_max_threads());
-    if (ceilings)
-        printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s\n",
-               ceil.copy_gbs, ceil.read_gbs, ceil.fma_gflops);
-    printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)P, t_prefill,
-           prefill_tps, gflops);
-    if (ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil.fma_gflops);
-    printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)N,
-           t_decode, decode_tps, ((double)tok_bytes + kv_bytes) / 1e6, gbs);
-    if (ceilings)
-        printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
-    printf("\n");
+    rank_stats *all = w.rank == 0 ? malloc((size_t)w.size * sizeof *all) : NULL;
+    MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
+    if (w.rank == 0) {
+        /* One replica's ranks together stream its bytes; the slowest rank sets the pace. */
+        double tok_bytes = 0, tok_params = 0, t_prefill = 0, t_decode = 0, weights = 0;
+        int replica = en.layout.tp * en.layout.pp;
+        for (int r = 0; r < replica; r++) {
+            tok_bytes += all[r].tok_bytes;
+            tok_params += all[r].tok_params;
+            if (all[r].t_prefill > t_prefill) t_prefill = all[r].t_prefill;
+            if (all[r].t_decode > t_decode) t_decode = all[r].t_decode;
+        }
+        weights = (double)en.model->weight_bytes;
+        double prefill_tps = (double)P / t_prefill, decode_tps = (double)N / t_decode;
+        double gflops = 2.0 * tok_params * prefill_tps / 1e9;
+        double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * (double)en.kv.width * 4;
+        double gbs = (tok_bytes + kv_bytes) * decode_tps / 1e9;
+        printf("model      %s: %d layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights on rank 0\n",
+               eo.model_dir, cf->num_hidden_layers, (long long)cf->hidden_size, cf->n_routed_experts,
+               cf->num_experts_per_tok, weights / 1e9);
+        printf("setup      %d rank(s): tp %d, pp %d, dp %d; kernels %s; %d thread(s) on rank 0 (cores %s)\n", w.size,
+               en.layout.tp, en.layout.pp, en.layout.dp, eo.ops->name, en.topo.threads, en.topo.cpuset);
+        if (ceilings)
+            printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%d threads)\n",
+                   ceil.copy_gbs, ceil.read_gbs, ceil.fma_gflops, ceil.threads);
+        printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)P, t_prefill,
+               prefill_tps, gflops);
+        if (ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil.fma_gflops);
+        printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)N,
+               t_decode, decode_tps, (tok_bytes + kv_bytes) / 1e6, gbs);
+        if (ceilings)
+            printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
+        printf("\n");
+        if (w.size > 1) print_ranks(&en, all, w.size, P, N);
+        free(all);
+    }
     rc = 0;
 done:
-    if (rc) fprintf(stderr, "furrow bench: %s\n", e.msg);
-    free(logits);
+    fw_engine_free(&en);
     free(ids);
-    fw_kv_free(&kv);
-    fw_model_free(m);
+    fw_world_finalize(&w);
     return rc;
 }

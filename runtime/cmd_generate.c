@@ -1,30 +1,43 @@
 /* furrow generate: prefill a prompt, then decode token by token over the latent
- * KV cache; prints the generated ids as a JSON array, speeds on stderr. */
+ * KV cache; prints the generated ids as a JSON array, speeds on stderr. Runs on
+ * one rank or under mpirun with any valid layout (rank 0 prints). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cli.h"
-#include "runtime/model.h"
+#include "runtime/engine.h"
 #include "runtime/sample.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: furrow generate --model DIR --prompt-tokens ID,ID,... [options]\n\n"
+            "usage: [mpirun -np N] furrow generate --model DIR --prompt-tokens ID,ID,... [options]\n\n"
             "Generates up to --max-tokens tokens after the prompt (greedy unless --temperature\n"
             "is set) and prints their ids as a JSON array on stdout. Prefill and decode\n"
             "speeds go to stderr.\n\n"
             "options:\n"
-            "  --model DIR          furrow checkpoint\n"
-            "  --prompt-tokens LIST comma-separated prompt token ids\n"
-            "  --max-tokens N       tokens to generate (default 16)\n"
-            "  --temperature T      0 (default) is greedy\n"
-            "  --top-p P            nucleus sampling threshold (default 1: off)\n"
-            "  --seed N             sampling seed (default 0)\n"
-            "  --ignore-eos         keep going after the end-of-sentence token\n"
-            "  --kernels K          fast (default) or ref\n"
-            "  -h, --help           this help\n");
+            "  --model DIR                         furrow checkpoint\n"
+            "  --prompt-tokens LIST                comma-separated prompt token ids\n"
+            "  --max-tokens N                      tokens to generate (default 16)\n"
+            "  --temperature T                     0 (default) is greedy\n"
+            "  --top-p P                           nucleus sampling threshold (default 1: off)\n"
+            "  --seed N                            sampling seed (default 0)\n"
+            "  --ignore-eos                        keep going after the end-of-sentence token\n"
+            FW_CLI_ENGINE_HELP
+            "  -h, --help                          this help\n");
+}
+
+/* The next token on every rank: greedy through the distributed argmax, or sampled
+ * on rank 0 from the gathered logits and broadcast. */
+static int next_token(fw_engine *en, fw_sampler *s, const int32_t *ids, int64_t T, fw_attn_mode mode,
+                      float *logits, float *work, int32_t *tok, fw_err *e) {
+    if (s->temperature <= 0) return fw_engine_forward(en, ids, T, mode, 1, false, NULL, tok, e);
+    if (fw_engine_forward(en, ids, T, mode, 1, true, logits, NULL, e)) return FW_ERR;
+    if (en->replica_rank == 0) *tok = fw_sample(s, logits, en->model->cfg.vocab_size, work);
+    if (en->replica_size > 1 && MPI_Bcast(tok, 1, MPI_INT32_T, 0, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the sampled token failed");
+    return FW_OK;
 }
 
 int fw_cmd_generate(int argc, char **argv) {
@@ -32,10 +45,11 @@ int fw_cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},       {"prompt-tokens", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'},  {"temperature", required_argument, 0, 'T'},
         {"top-p", required_argument, 0, 'P'},       {"seed", required_argument, 0, 's'},
-        {"ignore-eos", no_argument, 0, 'i'},        {"kernels", required_argument, 0, 'k'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    const char *model_dir = NULL, *prompt = NULL;
-    const fw_ops *ops = fw_ops_cpu_fast();
+        {"ignore-eos", no_argument, 0, 'i'},        {"help", no_argument, 0, 'h'},
+        FW_CLI_ENGINE_OPTIONS,                      {0, 0, 0, 0}};
+    const char *prompt = NULL;
+    fw_engine_opts eo;
+    fw_cli_engine_defaults(&eo);
     int64_t max_tokens = 16, seed = 0;
     double temperature = 0, top_p = 1;
     int ignore_eos = 0;
@@ -43,9 +57,11 @@ int fw_cmd_generate(int argc, char **argv) {
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = 0;
+        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
+        if (bad > 0) continue;
+        bad = bad < 0;
         switch (c) {
-        case 'm': model_dir = optarg; break;
+        case 'm': eo.model_dir = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &max_tokens, &e); break;
         case 'T': bad = fw_cli_parse_double(optarg, "--temperature", &temperature, &e) ||
@@ -56,69 +72,91 @@ int fw_cmd_generate(int argc, char **argv) {
                   break;
         case 's': bad = fw_cli_parse_int(optarg, "--seed", 0, INT64_MAX, &seed, &e); break;
         case 'i': ignore_eos = 1; break;
-        case 'k': bad = fw_cli_parse_kernels(optarg, &ops, &e); break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (!bad) {
+                usage(stderr);
+                return 2;
+            }
         }
         if (bad) {
             fprintf(stderr, "furrow generate: %s\n", e.msg);
             return 2;
         }
     }
-    if (!model_dir || !prompt || optind < argc) {
+    if (!eo.model_dir || !prompt || optind < argc) {
         fprintf(stderr, "furrow generate: --model and --prompt-tokens are required\n");
         usage(stderr);
         return 2;
     }
+    int32_t *ids;
+    int64_t T;
+    if (fw_cli_parse_ids(prompt, "--prompt-tokens", 0, &ids, &T, &e)) {
+        fprintf(stderr, "furrow generate: %s\n", e.msg);
+        return 2;
+    }
 
+    fw_world w;
+    if (fw_world_init(&w, NULL, NULL, &e)) {
+        fprintf(stderr, "furrow generate: %s\n", e.msg);
+        free(ids);
+        return 1;
+    }
+    eo.context = T + max_tokens;
+    fw_engine en;
     int rc = 1;
-    fw_model *m = NULL;
-    fw_kv kv = {0};
-    int32_t *ids = NULL, *out = NULL;
+    int32_t *out = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
     float *logits = NULL, *work = NULL;
-    int64_t T, n_out = 0;
-    if (fw_model_load(&m, model_dir, ops, &e)) goto done;
-    const int64_t V = m->cfg.vocab_size;
-    if (fw_cli_parse_ids(prompt, "--prompt-tokens", V, &ids, &T, &e) ||
-        fw_kv_init(&kv, m, T + max_tokens, &e))
-        goto done;
-    logits = malloc((size_t)V * sizeof(float));
-    work = malloc((size_t)(2 * V) * sizeof(float));
-    out = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
-    if (!logits || !work || !out) {
-        fw_errf(&e, "out of memory");
+    int64_t n_out = 0;
+    if (fw_engine_init(&en, &w, &eo, &e)) {
+        fw_world_report(&w, "generate", e.msg);
         goto done;
     }
+    const int64_t V = en.model->cfg.vocab_size;
+    logits = malloc((size_t)V * sizeof(float));
+    work = malloc((size_t)(2 * V) * sizeof(float));
+    if (!logits || !work || !out) fw_world_abort(&w, "generate", "out of memory");
     fw_sampler sampler;
     fw_sampler_init(&sampler, temperature, top_p, (uint64_t)seed);
 
-    double t0 = fw_now();
-    if (fw_model_forward(m, &kv, ids, T, FW_ATTN_NAIVE, logits, 1, &e)) goto done;
-    double t_prefill = fw_now() - t0;
-    t0 = fw_now();
-    while (n_out < max_tokens) {
-        int32_t tok = fw_sample(&sampler, logits, V, work);
-        out[n_out++] = tok;
-        if ((tok == m->cfg.eos_token_id && !ignore_eos) || n_out == max_tokens) break;
-        if (fw_model_forward(m, &kv, &tok, 1, FW_ATTN_ABSORBED, logits, 1, &e)) goto done;
+    double t0 = fw_now(), t_prefill = 0;
+    int32_t tok;
+    int fail = 0;
+    if (max_tokens > 0) {
+        fail = next_token(&en, &sampler, ids, T, FW_ATTN_NAIVE, logits, work, &tok, &e);
+        t_prefill = fw_now() - t0;
+        t0 = fw_now();
+        while (!fail) {
+            out[n_out++] = tok;
+            if ((tok == en.model->cfg.eos_token_id && !ignore_eos) || n_out == max_tokens) break;
+            fail = next_token(&en, &sampler, &tok, 1, FW_ATTN_ABSORBED, logits, work, &tok, &e);
+        }
     }
     double t_decode = fw_now() - t0;
-
-    printf("[");
-    for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? ", " : "", out[i]);
-    printf("]\n");
-    fprintf(stderr, "furrow generate: prefill %lld tokens in %.3f s (%.1f tokens/s); "
-                    "decode %lld tokens in %.3f s (%.1f tokens/s); kernels %s\n",
-            (long long)T, t_prefill, (double)T / t_prefill, (long long)(n_out - 1), t_decode,
-            n_out > 1 ? (double)(n_out - 1) / t_decode : 0.0, ops->name);
+    if (fail) {
+        if (w.size > 1) fw_world_abort(&w, "generate", e.msg);
+        fw_world_report(&w, "generate", e.msg);
+        goto done;
+    }
+    if (w.rank == 0) {
+        printf("[");
+        for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? ", " : "", out[i]);
+        printf("]\n");
+        fflush(stdout);
+        fprintf(stderr,
+                "furrow generate: prefill %lld tokens in %.3f s (%.1f tokens/s); decode %lld tokens in %.3f s "
+                "(%.2f tokens/s); %d rank(s): tp %d, pp %d; kernels %s\n",
+                (long long)T, t_prefill, t_prefill > 0 ? (double)T / t_prefill : 0.0, (long long)(n_out > 0 ? n_out - 1 : 0),
+                t_decode, n_out > 1 ? (double)(n_out - 1) / t_decode : 0.0, w.size, en.layout.tp, en.layout.pp,
+                eo.ops->name);
+    }
     rc = 0;
 done:
-    if (rc) fprintf(stderr, "furrow generate: %s\n", e.msg);
+    fw_engine_free(&en);
     free(out);
     free(work);
     free(logits);
     free(ids);
-    fw_kv_free(&kv);
-    fw_model_free(m);
+    fw_world_finalize(&w);
     return rc;
 }

@@ -147,7 +147,10 @@ static void print_summary(const char *dir, fw_ckpt *ck, const info_acc *a) {
         snprintf(path, sizeof path, "%s/%s", dir, f->name);
         human_bytes(b1, sizeof b1, stat(path, &st) == 0 ? (double)st.st_size : 0);
         int n = f->base ? snprintf(range, sizeof range, "embed, norm, head") : 0;
-        if (f->first >= 0)
+        if (f->first >= 0 && f->first == f->last)
+            snprintf(range + n, sizeof range - (size_t)n, "%slayer %d%s", n ? "; " : "", f->first,
+                     f->first >= L ? " (MTP)" : "");
+        else if (f->first >= 0)
             snprintf(range + n, sizeof range - (size_t)n, "%slayers %d-%d%s", n ? "; " : "", f->first, f->last,
                      f->first >= L ? " (MTP)" : "");
         printf("  %-22s %10s   %s\n", f->name, b1, range);

@@ -98,7 +98,7 @@ int fw_ucx_recv(fw_comm *c, int peer, void *buf, size_t bytes, fw_err *e) {
 
 static void close_ep(fw_ucx *u, ucp_ep_h ep) {
     if (!ep) return;
-    ucp_request_param_t p = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS, .flags = UCP_EP_CLOSE_FLAG_FORCE};
+    ucp_request_param_t p = {0}; /* flush mode: both sides finish what is in flight */
     wait_request(u->worker, ucp_ep_close_nbx(ep, &p));
 }
 

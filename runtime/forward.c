@@ -41,8 +41,9 @@ typedef struct bufs {
     float *xe, *ye;            /* (T, D) one expert's tokens in and out */
 } bufs;
 
-static void carve(scratch *s, bufs *b, const fw_config *c, int64_t T, int64_t S, fw_attn_mode mode) {
-    const int64_t D = c->hidden_size, H = c->num_attention_heads, C = c->kv_lora_rank;
+static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, fw_attn_mode mode) {
+    const fw_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, H = m->part.heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dqk = dn + R, E = c->n_routed_experts, k = c->num_experts_per_tok;
     int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
@@ -85,7 +86,7 @@ static void carve(scratch *s, bufs *b, const fw_config *c, int64_t T, int64_t S,
 static void attention_naive(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
                             int64_t S, bufs *b) {
     const fw_config *c = &m->cfg;
-    const int64_t H = c->num_attention_heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
     for (int64_t s = 0; s < S; s++) memcpy(b->lat_c + s * C, lat + s * W, (size_t)C * sizeof(float));
     m->ops->matmul(b->kvx, b->lat_c, &L->kv_b, S); /* (S, H, dn + dv) */
@@ -105,7 +106,7 @@ static void attention_naive(const fw_model *m, const fw_layer *L, const float *l
 static void attention_absorbed(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
                                int64_t S, bufs *b) {
     const fw_config *c = &m->cfg;
-    const int64_t H = c->num_attention_heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
     for (int64_t h = 0; h < H; h++) {
         fw_weight w_uk = fw_weight_view(&L->kv_b, h * (dn + dv), dn, 0, C); /* (dn, C) */
@@ -138,7 +139,9 @@ static void swiglu(const fw_model *m, const fw_weight *gate, const fw_weight *up
     m->ops->matmul(y, b->g, down, n);
 }
 
-/* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D). */
+/* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D).
+ * With TP, y is this rank's partial sum (its shared-expert slice and its routed
+ * experts); the caller's all-reduce completes it. */
 static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
     const fw_config *c = &m->cfg;
     const int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
@@ -159,7 +162,7 @@ static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
     for (int64_t x = E; x > 0; x--) b->count[x] = b->count[x - 1]; /* back to start offsets */
     b->count[0] = 0;
 
-    for (int64_t x = 0; x < E; x++) {
+    for (int64_t x = m->part.exp_first; x < m->part.exp_first + m->part.exp_n; x++) {
         const int32_t *pairs = b->order + b->count[x];
         int64_t n = b->count[x + 1] - b->count[x];
         if (n == 0) continue;
@@ -174,11 +177,16 @@ static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
     }
 }
 
-int fw_model_forward(fw_model *m, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode,
-                     float *logits, int64_t n_out, fw_err *e) {
+static int allreduce(fw_comm *comm, float *buf, int64_t n, fw_err *e) {
+    return comm ? fw_comm_allreduce(comm, buf, n, e) : FW_OK;
+}
+
+int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
+                     int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
     const fw_config *c = &m->cfg;
+    const fw_part *p = &m->part;
     const fw_ops *ops = m->ops;
-    const int64_t D = c->hidden_size, H = c->num_attention_heads, C = c->kv_lora_rank;
+    const int64_t D = c->hidden_size, H = p->heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
     const int64_t W = C + R, V = c->vocab_size;
     const float eps = (float)c->rms_norm_eps;
@@ -187,24 +195,31 @@ int fw_model_forward(fw_model *m, fw_kv *kv, const int32_t *ids, int64_t T, fw_a
     if (S > kv->cap)
         return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
                        (long long)pos0, (long long)T, (long long)kv->cap);
-    for (int64_t t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= V)
-            return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
-                           ids[t], (long long)(pos0 + t), (long long)V);
+    if (p->has_embed)
+        for (int64_t t = 0; t < T; t++)
+            if (ids[t] < 0 || ids[t] >= V)
+                return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                               ids[t], (long long)(pos0 + t), (long long)V);
 
     scratch s = {0};
     bufs b;
-    carve(&s, &b, c, T, S, mode); /* first pass measures */
+    carve(&s, &b, m, T, S, mode); /* first pass measures */
     s.base = aligned_alloc(64, s.used);
     if (!s.base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s.used);
     s.used = 0;
-    carve(&s, &b, c, T, S, mode);
+    carve(&s, &b, m, T, S, mode);
 
+    int rc = FW_ERR;
     fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, pos0, T, b.cos_tab, b.sin_tab);
-    ops->embed(b.x, &m->embed, ids, T, 0);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    if (p->has_embed) {
+        ops->embed(b.x, &m->embed, ids, T, p->vocab0); /* zero rows outside the vocab shard */
+        if (allreduce(comm, b.x, T * D, e)) goto done;
+    } else {
+        memcpy(b.x, hidden, (size_t)(T * D) * sizeof(float));
+    }
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
         const fw_layer *L = &m->layers[l];
-        float *lat = kv->data + (int64_t)l * kv->cap * W; /* (cap, C + R) */
+        float *lat = kv->data + (int64_t)(l - p->first_layer) * kv->cap * W; /* (cap, C + R) */
 
         ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
         if (c->q_lora_rank > 0) {
@@ -222,28 +237,34 @@ int fw_model_forward(fw_model *m, fw_kv *kv, const int32_t *ids, int64_t T, fw_a
 
         if (mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, T, S, &b);
         else attention_absorbed(m, L, lat, T, S, &b);
-        ops->matmul(b.y, b.o, &L->o, T);
+        ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
+        if (allreduce(comm, b.y, T * D, e)) goto done;
         ops->add(b.x, b.y, T * D);
 
         ops->rmsnorm(b.h, b.x, L->ffn_norm, T, D, eps);
         if (L->moe) moe(m, L, T, &b);
         else swiglu(m, &L->gate, &L->up, &L->down, b.y, b.h, T, &b);
+        if (allreduce(comm, b.y, T * D, e)) goto done;
         ops->add(b.x, b.y, T * D);
     }
-    if (n_out > 0) {
+    if (!p->has_head) {
+        memcpy(hidden, b.x, (size_t)(T * D) * sizeof(float));
+    } else if (n_out > 0) {
         ops->rmsnorm(b.h, b.x + (T - n_out) * D, m->final_norm, n_out, D, eps);
-        ops->matmul(logits, b.h, &m->head, n_out);
+        ops->matmul(logits, b.h, &m->head, n_out); /* (n_out, vocab shard) */
     }
-    free(s.base);
     kv->len = S;
-    return FW_OK;
+    rc = FW_OK;
+done:
+    free(s.base);
+    return rc;
 }
 
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
     const fw_config *c = &m->cfg;
     memset(kv, 0, sizeof *kv);
     kv->cap = cap;
-    kv->n_layers = c->num_hidden_layers;
+    kv->n_layers = m->part.n_layers;
     kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
     size_t bytes = (size_t)(kv->n_layers * cap * kv->width) * sizeof(float);
     kv->data = malloc(bytes ? bytes : 1);

@@ -8,12 +8,15 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/world.c runtime/world.h \
 	runtime/topo.c runtime/topo.h \
 	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
+	runtime/engine.c runtime/engine.h \
 	runtime/cmd_convert.c \
+	runtime/cmd_tokenize.c \
 	runtime/cmd_info.c \
 	runtime/cmd_synth.c \
 	runtime/cmd_logits.c \
 	runtime/cmd_generate.c \
-	runtime/cmd_bench.c
+	runtime/cmd_bench.c \
+	runtime/cmd_plan.c
 
 bin_PROGRAMS += furrow
 furrow_SOURCES = runtime/main.c

@@ -19,6 +19,9 @@ static const fw_command commands[] = {
     {"logits", fw_cmd_logits, "run a full forward over token ids and write the logits (HDF5)"},
     {"generate", fw_cmd_generate, "generate tokens from a prompt (greedy by default)"},
     {"bench", fw_cmd_bench, "measure prefill and decode speed against memory bandwidth"},
+    {"tokenize", fw_cmd_tokenize, "encode text (or a chat) with the model's tokenizer; print the ids"},
+    {"detokenize", fw_cmd_detokenize, "decode token ids to text"},
+    {"plan", fw_cmd_plan, "print the parallel layout (tp x pp x dp, stages, experts, memory) for a cluster"},
 };
 
 static void usage(FILE *f) {

@@ -9,6 +9,8 @@
 #include "io/config.h"
 #include "io/err.h"
 #include "kernels/ops.h"
+#include "partition/plan.h"
+#include "runtime/comm.h"
 
 typedef struct fw_layer {
     bool moe;
@@ -28,23 +30,38 @@ typedef struct fw_layer {
     fw_weight sh_gate, sh_up, sh_down;         /* shared experts: (Is, D), (Is, D), (D, Is) */
 } fw_layer;
 
+/* This rank's part of the model (all of it on a single rank). */
+typedef struct fw_part {
+    int tp, tp_rank, pp, pp_rank;
+    int first_layer, n_layers;  /* the stage's layers */
+    bool has_embed, has_head;   /* first / last stage */
+    int64_t heads;              /* attention heads held: H / tp */
+    int64_t vocab0, vocab;      /* vocabulary rows held: [vocab0, vocab0 + vocab) */
+    int exp_first, exp_n;       /* routed experts held */
+} fw_part;
+
 typedef struct fw_model {
     fw_config cfg;
+    fw_part part;
     const fw_ops *ops;
     fw_weight embed;           /* (V, D) */
     fw_weight head;            /* (V, D) */
     float *final_norm;         /* (D) */
-    fw_layer *layers;          /* [num_hidden_layers] */
+    fw_layer *layers;          /* [num_hidden_layers]; only the stage's are loaded */
     float *rope_inv_freq;      /* (R / 2) YaRN-corrected */
     float rope_mscale;         /* multiplies cos and sin (1 for DeepSeek-V3) */
     float softmax_scale;
     uint64_t weight_bytes;     /* bytes of weights held */
+    uint64_t bytes_read;       /* bytes read from the checkpoint */
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
 } fw_model;
 
-/* Loads every weight of the checkpoint in `dir` (MTP layers are not loaded). */
-int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, fw_err *e);
+/* Loads this rank's slices of the checkpoint in `dir` for the rank at (pp_rank,
+ * tp_rank) of `layout`, or everything when layout is NULL. MTP layers are not
+ * loaded. Each tensor slice is one hyperslab read. */
+int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *layout,
+                  int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
 
 /* The latent KV cache of one sequence: per layer and position, the normalised
@@ -52,7 +69,7 @@ void fw_model_free(fw_model *m);
 typedef struct fw_kv {
     int64_t cap;               /* positions allocated */
     int64_t len;               /* positions filled */
-    int64_t n_layers, width;   /* width = C + R */
+    int64_t n_layers, width;   /* the stage's layers; width = C + R */
     float *data;               /* (n_layers, cap, width) */
 } fw_kv;
 
@@ -64,9 +81,12 @@ typedef enum fw_attn_mode {
     FW_ATTN_ABSORBED,  /* attend in the latent space (decode) */
 } fw_attn_mode;
 
-/* Runs T tokens at positions kv->len .. kv->len + T - 1, appends them to the
- * cache, and writes the logits of the last n_out tokens to logits (n_out, V). */
-int fw_model_forward(fw_model *m, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode,
-                     float *logits, int64_t n_out, fw_err *e);
+/* Runs this rank's stage for T tokens at positions kv->len .. kv->len + T - 1 and
+ * appends them to the cache. The first stage embeds `ids`; other stages read the
+ * previous stage's output from `hidden` (T, D). The last stage writes the logits
+ * of the last n_out tokens over its vocabulary shard to logits (n_out, part.vocab);
+ * other stages write their output to `hidden`. comm does the TP all-reduces. */
+int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
+                     int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e);
 
 #endif

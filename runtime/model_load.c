@@ -8,6 +8,7 @@
 
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "partition/shard.h"
 #include "runtime/rope.h"
 
 static void *model_alloc(fw_model *m, size_t bytes) {
@@ -37,9 +38,38 @@ static int check_shape(const fw_tensor_info *in, const char *name, int64_t rows,
     return fw_errf(e, "tensor '%s' has shape [%s], the config implies [%s]", name, got, want);
 }
 
-/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8. */
-static int load_weight(fw_model *m, fw_ckpt *ck, const char *name, int64_t rows, int64_t cols,
-                       fw_weight *w, fw_err *e) {
+/* The hyperslab of `name` (full shape `shape`) this rank reads: all of it on a
+ * single rank, else what partition/shard says. */
+static int slice_of(const fw_model *m, const fw_layout *lay, const char *name, int ndim,
+                    const int64_t *shape, fw_slice *sl, fw_err *e) {
+    if (!lay) {
+        *sl = (fw_slice){.needed = true, .ndim = ndim, .start = {0, 0}, .count = {shape[0], ndim > 1 ? shape[1] : 1}};
+        return FW_OK;
+    }
+    if (fw_shard_slice(&m->cfg, lay, m->part.pp_rank, m->part.tp_rank, name, ndim, shape, sl, e)) return FW_ERR;
+    if (!sl->needed) return fw_errf(e, "tensor '%s' is not assigned to rank (pp %d, tp %d)", name, m->part.pp_rank, m->part.tp_rank);
+    return FW_OK;
+}
+
+/* Reads a slice of a tensor into fresh memory; counts the bytes read. */
+static void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt, const fw_slice *sl,
+                        fw_err *e) {
+    size_t bytes = (size_t)sl->count[0] * (size_t)(sl->ndim > 1 ? sl->count[1] : 1) * fw_dtype_size(dt);
+    void *data = model_alloc(m, bytes);
+    if (!data) {
+        fw_errf(e, "tensor '%s': out of memory (%zu bytes)", name, bytes);
+        return NULL;
+    }
+    if (fw_ckpt_read(ck, name, sl->start, sl->count, data, e)) return NULL;
+    m->bytes_read += bytes;
+    return data;
+}
+
+/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8: this
+ * rank's slice of it. An FP8 slice that starts inside a 128-block keeps the
+ * offset in (r0, c0) so the kernels find each element's scale. */
+static int load_weight(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, int64_t rows,
+                       int64_t cols, fw_weight *w, fw_err *e) {
     fw_tensor_info in;
     if (fw_ckpt_info(ck, name, &in, e) || check_shape(&in, name, rows, cols, e)) return FW_ERR;
     memset(w, 0, sizeof *w);
@@ -51,29 +81,31 @@ static int load_weight(fw_model *m, fw_ckpt *ck, const char *name, int64_t rows,
         return fw_errf(e, "tensor '%s': dtype %s is not supported for a weight matrix", name,
                        fw_dtype_name(in.dtype));
     }
-    size_t bytes = (size_t)rows * (size_t)cols * fw_dtype_size(in.dtype);
-    void *data = model_alloc(m, bytes);
-    if (!data) return fw_errf(e, "tensor '%s': out of memory (%zu bytes)", name, bytes);
-    if (fw_ckpt_read(ck, name, NULL, NULL, data, e)) return FW_ERR;
-    m->weight_bytes += bytes;
-    w->rows = rows;
-    w->cols = cols;
-    w->ld = cols;
+    fw_slice sl;
+    int64_t shape[2] = {rows, cols};
+    if (slice_of(m, lay, name, 2, shape, &sl, e)) return FW_ERR;
+    const void *data = read_slice(m, ck, name, in.dtype, &sl, e);
+    if (!data) return FW_ERR;
+    m->weight_bytes += (uint64_t)(sl.count[0] * sl.count[1]) * fw_dtype_size(in.dtype);
+    w->rows = sl.count[0];
+    w->cols = sl.count[1];
+    w->ld = w->cols;
     w->data = data;
     if (w->type != FW_WTYPE_FP8) return FW_OK;
 
     char sname[512];
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
-    int64_t srows = (rows + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, scols = (cols + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK;
-    if (fw_ckpt_info(ck, sname, &in, e) || check_shape(&in, sname, srows, scols, e)) return FW_ERR;
+    int64_t sshape[2] = {(rows + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, (cols + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK};
+    if (fw_ckpt_info(ck, sname, &in, e) || check_shape(&in, sname, sshape[0], sshape[1], e)) return FW_ERR;
     if (in.dtype != FW_DTYPE_F32)
         return fw_errf(e, "tensor '%s': block scales must be F32, found %s", sname, fw_dtype_name(in.dtype));
-    float *scale = model_alloc(m, (size_t)(srows * scols) * sizeof(float));
-    if (!scale) return fw_errf(e, "tensor '%s': out of memory", sname);
-    if (fw_ckpt_read(ck, sname, NULL, NULL, scale, e)) return FW_ERR;
-    m->weight_bytes += (uint64_t)(srows * scols) * sizeof(float);
-    w->scale = scale;
-    w->scale_ld = scols;
+    fw_slice ss;
+    if (slice_of(m, lay, sname, 2, sshape, &ss, e)) return FW_ERR;
+    if (!(w->scale = read_slice(m, ck, sname, in.dtype, &ss, e))) return FW_ERR;
+    m->weight_bytes += (uint64_t)(ss.count[0] * ss.count[1]) * sizeof(float);
+    w->scale_ld = ss.count[1];
+    w->r0 = sl.start[0] - ss.start[0] * FW_FP8_BLOCK;
+    w->c0 = sl.start[1] - ss.start[1] * FW_FP8_BLOCK;
     return FW_OK;
 }
 
@@ -90,13 +122,14 @@ static int load_vector(fw_model *m, fw_ckpt *ck, const char *name, int64_t n, fl
     if (in.dtype == FW_DTYPE_BF16) /* widen in place, from the end backwards */
         for (int64_t i = n - 1; i >= 0; i--) v[i] = fw_bf16_to_f32(((const uint16_t *)v)[i]);
     m->weight_bytes += (uint64_t)n * fw_dtype_size(in.dtype);
+    m->bytes_read += (uint64_t)n * fw_dtype_size(in.dtype);
     *out = v;
     return FW_OK;
 }
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-static int load_layer(fw_model *m, fw_ckpt *ck, int l, fw_err *e) {
+static int load_layer(fw_model *m, fw_ckpt *ck, const fw_layout *lay, int l, fw_err *e) {
     const fw_config *c = &m->cfg;
     fw_layer *L = &m->layers[l];
     const int64_t D = c->hidden_size, H = c->num_attention_heads;
@@ -109,50 +142,71 @@ static int load_layer(fw_model *m, fw_ckpt *ck, int l, fw_err *e) {
         load_vector(m, ck, NAME(n, "%s.post_attention_layernorm.weight", pre), D, &L->ffn_norm, e))
         return FW_ERR;
     if (c->q_lora_rank > 0) {
-        if (load_weight(m, ck, NAME(n, "%s.self_attn.q_a_proj.weight", pre), c->q_lora_rank, D, &L->q_a, e) ||
+        if (load_weight(m, ck, lay, NAME(n, "%s.self_attn.q_a_proj.weight", pre), c->q_lora_rank, D, &L->q_a, e) ||
             load_vector(m, ck, NAME(n, "%s.self_attn.q_a_layernorm.weight", pre), c->q_lora_rank, &L->q_a_norm, e) ||
-            load_weight(m, ck, NAME(n, "%s.self_attn.q_b_proj.weight", pre), H * dqk, c->q_lora_rank, &L->q_b, e))
+            load_weight(m, ck, lay, NAME(n, "%s.self_attn.q_b_proj.weight", pre), H * dqk, c->q_lora_rank, &L->q_b, e))
             return FW_ERR;
-    } else if (load_weight(m, ck, NAME(n, "%s.self_attn.q_proj.weight", pre), H * dqk, D, &L->q_b, e)) {
+    } else if (load_weight(m, ck, lay, NAME(n, "%s.self_attn.q_proj.weight", pre), H * dqk, D, &L->q_b, e)) {
         return FW_ERR;
     }
-    if (load_weight(m, ck, NAME(n, "%s.self_attn.kv_a_proj_with_mqa.weight", pre), C + R, D, &L->kv_a, e) ||
+    if (load_weight(m, ck, lay, NAME(n, "%s.self_attn.kv_a_proj_with_mqa.weight", pre), C + R, D, &L->kv_a, e) ||
         load_vector(m, ck, NAME(n, "%s.self_attn.kv_a_layernorm.weight", pre), C, &L->kv_a_norm, e) ||
-        load_weight(m, ck, NAME(n, "%s.self_attn.kv_b_proj.weight", pre), H * (dn + dv), C, &L->kv_b, e) ||
-        load_weight(m, ck, NAME(n, "%s.self_attn.o_proj.weight", pre), D, H * dv, &L->o, e))
+        load_weight(m, ck, lay, NAME(n, "%s.self_attn.kv_b_proj.weight", pre), H * (dn + dv), C, &L->kv_b, e) ||
+        load_weight(m, ck, lay, NAME(n, "%s.self_attn.o_proj.weight", pre), D, H * dv, &L->o, e))
         return FW_ERR;
 
     L->moe = fw_config_layer_is_moe(c, l);
     if (!L->moe) {
         const int64_t I = c->intermediate_size;
-        return load_weight(m, ck, NAME(n, "%s.mlp.gate_proj.weight", pre), I, D, &L->gate, e) ||
-               load_weight(m, ck, NAME(n, "%s.mlp.up_proj.weight", pre), I, D, &L->up, e) ||
-               load_weight(m, ck, NAME(n, "%s.mlp.down_proj.weight", pre), D, I, &L->down, e);
+        return load_weight(m, ck, lay, NAME(n, "%s.mlp.gate_proj.weight", pre), I, D, &L->gate, e) ||
+               load_weight(m, ck, lay, NAME(n, "%s.mlp.up_proj.weight", pre), I, D, &L->up, e) ||
+               load_weight(m, ck, lay, NAME(n, "%s.mlp.down_proj.weight", pre), D, I, &L->down, e);
     }
     const int64_t E = c->n_routed_experts, Ie = c->moe_intermediate_size;
-    if (load_weight(m, ck, NAME(n, "%s.mlp.gate.weight", pre), E, D, &L->router, e) ||
+    if (load_weight(m, ck, lay, NAME(n, "%s.mlp.gate.weight", pre), E, D, &L->router, e) ||
         load_vector(m, ck, NAME(n, "%s.mlp.gate.e_score_correction_bias", pre), E, &L->router_bias, e))
         return FW_ERR;
     L->exp_gate = model_alloc(m, 3 * (size_t)E * sizeof(fw_weight));
     if (!L->exp_gate) return fw_errf(e, "layer %d: out of memory", l);
     L->exp_up = L->exp_gate + E;
     L->exp_down = L->exp_up + E;
-    for (int64_t x = 0; x < E; x++)
-        if (load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.gate_proj.weight", pre, (long long)x), Ie, D, &L->exp_gate[x], e) ||
-            load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.up_proj.weight", pre, (long long)x), Ie, D, &L->exp_up[x], e) ||
-            load_weight(m, ck, NAME(n, "%s.mlp.experts.%lld.down_proj.weight", pre, (long long)x), D, Ie, &L->exp_down[x], e))
+    for (int64_t x = m->part.exp_first; x < m->part.exp_first + m->part.exp_n; x++)
+        if (load_weight(m, ck, lay, NAME(n, "%s.mlp.experts.%lld.gate_proj.weight", pre, (long long)x), Ie, D, &L->exp_gate[x], e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.mlp.experts.%lld.up_proj.weight", pre, (long long)x), Ie, D, &L->exp_up[x], e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.mlp.experts.%lld.down_proj.weight", pre, (long long)x), D, Ie, &L->exp_down[x], e))
             return FW_ERR;
     if (c->n_shared_experts > 0) {
         const int64_t Is = Ie * c->n_shared_experts;
-        if (load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.gate_proj.weight", pre), Is, D, &L->sh_gate, e) ||
-            load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.up_proj.weight", pre), Is, D, &L->sh_up, e) ||
-            load_weight(m, ck, NAME(n, "%s.mlp.shared_experts.down_proj.weight", pre), D, Is, &L->sh_down, e))
+        if (load_weight(m, ck, lay, NAME(n, "%s.mlp.shared_experts.gate_proj.weight", pre), Is, D, &L->sh_gate, e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.mlp.shared_experts.up_proj.weight", pre), Is, D, &L->sh_up, e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.mlp.shared_experts.down_proj.weight", pre), D, Is, &L->sh_down, e))
             return FW_ERR;
     }
     return FW_OK;
 }
 
-int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, fw_err *e) {
+/* What this rank holds, from the layout (everything when there is none). */
+static void set_part(fw_model *m, const fw_layout *lay, int pp_rank, int tp_rank) {
+    const fw_config *c = &m->cfg;
+    fw_part *p = &m->part;
+    memset(p, 0, sizeof *p);
+    p->tp = lay ? lay->tp : 1;
+    p->pp = lay ? lay->pp : 1;
+    p->tp_rank = tp_rank;
+    p->pp_rank = pp_rank;
+    p->first_layer = lay ? lay->stages[pp_rank].first_layer : 0;
+    p->n_layers = lay ? lay->stages[pp_rank].n_layers : c->num_hidden_layers;
+    p->has_embed = !lay || lay->stages[pp_rank].has_embed;
+    p->has_head = !lay || lay->stages[pp_rank].has_head;
+    p->heads = c->num_attention_heads / p->tp;
+    p->vocab = c->vocab_size / p->tp;
+    p->vocab0 = p->vocab * tp_rank;
+    if (lay) fw_layout_experts(lay, c, tp_rank, &p->exp_first, &p->exp_n);
+    else p->exp_n = c->n_routed_experts;
+}
+
+int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay,
+                  int pp_rank, int tp_rank, fw_err *e) {
     *out = NULL;
     fw_ckpt *ck;
     if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
@@ -166,6 +220,8 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, fw_err *e)
     m->cfg.json = NULL; /* owned by the checkpoint; not needed after loading */
     const fw_config *c = &m->cfg;
     const int64_t V = c->vocab_size, D = c->hidden_size;
+    set_part(m, lay, pp_rank, tp_rank);
+    const fw_part *p = &m->part;
 
     int rc = FW_ERR;
     m->layers = model_alloc(m, (size_t)c->num_hidden_layers * sizeof *m->layers);
@@ -175,13 +231,15 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, fw_err *e)
         goto done;
     }
     memset(m->layers, 0, (size_t)c->num_hidden_layers * sizeof *m->layers);
-    if (load_weight(m, ck, "model.embed_tokens.weight", V, D, &m->embed, e) ||
-        load_vector(m, ck, "model.norm.weight", D, &m->final_norm, e))
-        goto done;
-    if (c->tie_word_embeddings) m->head = m->embed;
-    else if (load_weight(m, ck, "lm_head.weight", V, D, &m->head, e)) goto done;
-    for (int l = 0; l < c->num_hidden_layers; l++)
-        if (load_layer(m, ck, l, e)) goto done;
+    if (p->has_embed && load_weight(m, ck, lay, "model.embed_tokens.weight", V, D, &m->embed, e)) goto done;
+    if (p->has_head) {
+        const char *head = c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+        if (load_vector(m, ck, "model.norm.weight", D, &m->final_norm, e) ||
+            load_weight(m, ck, lay, head, V, D, &m->head, e))
+            goto done;
+    }
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
+        if (load_layer(m, ck, lay, l, e)) goto done;
     fw_rope_inv_freq(c, m->rope_inv_freq, &m->rope_mscale);
     m->softmax_scale = (float)fw_config_softmax_scale(c);
     rc = FW_OK;

@@ -53,6 +53,11 @@ int fw_world_set_layout(fw_world *w, int tp, int pp, int dp, fw_err *e) {
     return FW_OK;
 }
 
+void fw_world_report(const fw_world *w, const char *what, const char *msg) {
+    if (w->size > 1) fprintf(stderr, "furrow %s: rank %d (%s): %s\n", what, w->rank, w->host, msg);
+    else fprintf(stderr, "furrow %s: %s\n", what, msg);
+}
+
 void fw_world_abort(const fw_world *w, const char *what, const char *msg) {
     fprintf(stderr, "furrow %s: rank %d (%s): %s\n", what, w->rank, w->host, msg);
     fflush(stderr);

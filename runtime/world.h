@@ -28,6 +28,8 @@ int fw_world_init(fw_world *w, int *argc, char ***argv, fw_err *e);
 int fw_world_set_layout(fw_world *w, int tp, int pp, int dp, fw_err *e);
 /* Ends the job from one rank with a message naming it: prints, then MPI_Abort. */
 void fw_world_abort(const fw_world *w, const char *what, const char *msg) __attribute__((noreturn));
+/* Prints "furrow WHAT: MSG", with the rank when the job has several. */
+void fw_world_report(const fw_world *w, const char *what, const char *msg);
 /* True on every rank iff `ok` on every rank (collective). */
 bool fw_world_all_ok(const fw_world *w, bool ok);
 void fw_world_finalize(fw_world *w);

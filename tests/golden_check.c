@@ -101,7 +101,7 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
     /* 1. Full forward over the prompt, both attention forms, against the reference. */
     for (int mode = 0; mode < 2; mode++) {
         kv.len = 0;
-        int rc = fw_model_forward(m, &kv, p->tokens, L, mode ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE, logits, L, &e);
+        int rc = fw_model_forward(m, NULL, &kv, p->tokens, NULL, L, mode ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE, logits, L, &e);
         CHECK(rc == FW_OK, "prompt %d: forward failed: %s", idx, e.msg);
         double err = rel_err(logits, p->logits, L * V);
         printf("prompt %d (%lld tokens), %s prefill: max|logit - ref| / max|ref| = %.3g\n", idx,
@@ -114,9 +114,9 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
      * tokens one by one (absorbed attention over the latent cache). */
     float *decode = malloc((size_t)(G * V) * sizeof(float));
     kv.len = 0;
-    CHECK(fw_model_forward(m, &kv, p->tokens, L, FW_ATTN_NAIVE, decode, 1, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_model_forward(m, NULL, &kv, p->tokens, NULL, L, FW_ATTN_NAIVE, decode, 1, &e) == FW_OK, "%s", e.msg);
     for (int64_t g = 1; g < G; g++)
-        CHECK(fw_model_forward(m, &kv, &p->greedy[g - 1], 1, FW_ATTN_ABSORBED, decode + g * V, 1, &e) == FW_OK,
+        CHECK(fw_model_forward(m, NULL, &kv, &p->greedy[g - 1], NULL, 1, FW_ATTN_ABSORBED, decode + g * V, 1, &e) == FW_OK,
               "%s", e.msg);
     double worst = 0;
     for (int64_t g = 0; g < G; g++) worst = fmax(worst, rel_err(decode + g * V, p->greedy_logits + g * V, V));
@@ -129,7 +129,7 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
     memcpy(all, p->tokens, (size_t)L * sizeof(int32_t));
     memcpy(all + L, p->greedy, (size_t)G * sizeof(int32_t));
     kv.len = 0;
-    CHECK(fw_model_forward(m, &kv, all, L + G - 1, FW_ATTN_NAIVE, logits, L + G - 1, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_model_forward(m, NULL, &kv, all, NULL, L + G - 1, FW_ATTN_NAIVE, logits, L + G - 1, &e) == FW_OK, "%s", e.msg);
     double self = rel_err(decode, logits + (L - 1) * V, G * V);
     printf("prompt %d: cached decode vs full forward: %.3g\n", idx, self);
     CHECK(self < SELF_TOL, "prompt %d: cached decode differs from the full forward by %.3g", idx, self);
@@ -137,7 +137,7 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
     /* 4. Free-running greedy decode: tokens equal wherever the margin allows. */
     kv.len = 0;
     float *last = malloc((size_t)V * sizeof(float));
-    CHECK(fw_model_forward(m, &kv, p->tokens, L, FW_ATTN_NAIVE, last, 1, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_model_forward(m, NULL, &kv, p->tokens, NULL, L, FW_ATTN_NAIVE, last, 1, &e) == FW_OK, "%s", e.msg);
     int64_t compared = 0;
     for (int64_t g = 0; g < G; g++) {
         int32_t tok = fw_sample_argmax(last, V);
@@ -151,7 +151,7 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
         if (tok != p->greedy[g]) break;
         compared++;
         if (g + 1 < G)
-            CHECK(fw_model_forward(m, &kv, &tok, 1, FW_ATTN_ABSORBED, last, 1, &e) == FW_OK, "%s", e.msg);
+            CHECK(fw_model_forward(m, NULL, &kv, &tok, NULL, 1, FW_ATTN_ABSORBED, last, 1, &e) == FW_OK, "%s", e.msg);
     }
     printf("prompt %d: %lld of %lld greedy tokens equal the reference\n", idx, (long long)compared, (long long)G);
     free(last);
@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
     const fw_ops *ops = argc > 3 && !strcmp(argv[3], "ref") ? fw_ops_cpu_ref() : fw_ops_cpu_fast();
     fw_err e = {{0}};
     fw_model *m;
-    if (fw_model_load(&m, argv[1], ops, &e)) {
+    if (fw_model_load(&m, argv[1], ops, NULL, 0, 0, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }

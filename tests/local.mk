@@ -24,3 +24,23 @@ tests_test_config_LDADD = $(FWTEST_LIBS)
 check_PROGRAMS += tests/test_kernels
 TESTS += tests/test_kernels
 tests_test_kernels_LDADD = $(FWTEST_LIBS)
+
+# Checkpoints: writer/reader (C), convert/info/synth with the real binary (shell).
+check_PROGRAMS += tests/test_checkpoint
+TESTS += tests/test_checkpoint tests/test_convert.sh tests/test_synth.sh
+tests_test_checkpoint_LDADD = $(FWTEST_LIBS)
+EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh
+
+# Partition: the layout planner, the slicer, and `furrow plan`.
+check_PROGRAMS += tests/test_plan tests/test_shard
+TESTS += tests/test_plan tests/test_shard tests/test_plan_cli.sh
+tests_test_plan_LDADD = $(FWTEST_LIBS)
+tests_test_shard_LDADD = $(FWTEST_LIBS)
+EXTRA_DIST += tests/test_plan_cli.sh
+
+# Tokenizer and chat template (golden tokenizer.jsonl / chat-template.jsonl), `furrow tokenize`.
+check_PROGRAMS += tests/test_tokenizer tests/test_chat
+TESTS += tests/test_tokenizer tests/test_chat tests/test_tokenize_cli.sh
+EXTRA_DIST += tests/test_tokenize_cli.sh
+tests_test_tokenizer_LDADD = $(FWTEST_LIBS)
+tests_test_chat_LDADD = $(FWTEST_LIBS)

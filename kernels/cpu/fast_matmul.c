@@ -255,7 +255,7 @@ AVX2_FN static void gemm_fill_tile(float *tile, const fw_weight *w, int64_t n0, 
     const int64_t kcp = (kc + 7) & ~(int64_t)7;
     const int64_t nbp = (nb + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     for (int64_t r = 0; r < nb; r++) {
-        widen_row_avx2(tile + r * GEMM_KC, w, n0 + r, k0, kc - (kc > 200));
+        widen_row_avx2(tile + r * GEMM_KC, w, n0 + r, k0, kc);
         memset(tile + r * GEMM_KC + kc, 0, (size_t)(kcp - kc) * sizeof(float));
     }
     for (int64_t r = nb; r < nbp; r++) memset(tile + r * GEMM_KC, 0, (size_t)kcp * sizeof(float));

@@ -1,0 +1,27 @@
+/* Hugging Face DeepSeek-V3 checkpoint (config.json + safetensors, BF16 or FP8 with
+ * 128x128 block scales) -> furrow checkpoint (io/FORMAT.md).
+ *
+ * Everything is checked before anything is written: every tensor the config
+ * implies must be there with its shape and an allowed dtype (BF16 or F32 for
+ * plain tensors; in an FP8 checkpoint, F8_E4M3 plus an F32 weight_scale_inv of
+ * [ceil(out/128), ceil(in/128)] for every linear weight but the router gate,
+ * embeddings and heads). F16 is refused (DeepSeek never ships it; widening to F32
+ * would double the size). MTP layers are optional, each all or nothing. Unknown
+ * tensors are reported through `warn` and skipped. Data is copied as stored: FP8
+ * stays FP8. tokenizer.json and tokenizer_config.json, when present, are copied
+ * beside furrow.h5. On error nothing is left in out_dir but what was there. */
+#ifndef FW_IO_CONVERT_H
+#define FW_IO_CONVERT_H
+
+#include "io/err.h"
+
+typedef struct fw_convert_opts {
+    int layers_per_file;                            /* 0: the writer's default (pack by size) */
+    void (*progress)(void *user, const char *line); /* one line per layer; may be NULL */
+    void (*warn)(void *user, const char *line);     /* skipped tensors, absent MTP layers; may be NULL */
+    void *user;
+} fw_convert_opts;
+
+int fw_convert(const char *hf_dir, const char *out_dir, const fw_convert_opts *o, fw_err *e);
+
+#endif

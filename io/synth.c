@@ -1,0 +1,339 @@
+#include "io/synth.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "io/checkpoint.h"
+#include "io/model_tensors.h"
+
+/* ---- presets ---- */
+
+const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", NULL};
+
+static void preset_common(fw_config *c) {
+    memset(c, 0, sizeof *c);
+    c->moe_layer_freq = 1;
+    c->norm_topk_prob = true;
+    c->routed_scaling_factor = 2.5;
+    c->n_shared_experts = 1;
+    c->rms_norm_eps = 1e-6;
+    c->rope_theta = 10000.0;
+    c->yarn = (fw_yarn){.enabled = true, .beta_fast = 32, .beta_slow = 1, .mscale = 1, .mscale_all_dim = 1};
+    c->bos_token_id = 0;
+    c->eos_token_id = 1;
+    c->fp8_block[0] = c->fp8_block[1] = 128;
+}
+
+static void preset_tiny(fw_config *c) {   /* shared/golden tiny-a */
+    preset_common(c);
+    c->vocab_size = 2048, c->hidden_size = 256, c->intermediate_size = 512, c->moe_intermediate_size = 128;
+    c->num_hidden_layers = 3, c->first_k_dense_replace = 1;
+    c->num_attention_heads = c->num_key_value_heads = 4;
+    c->n_routed_experts = 16, c->num_experts_per_tok = 4, c->n_group = 4, c->topk_group = 2;
+    c->q_lora_rank = 128, c->kv_lora_rank = 64;
+    c->qk_nope_head_dim = 32, c->qk_rope_head_dim = 16, c->v_head_dim = 32;
+    c->max_position_embeddings = 256;
+    c->yarn.factor = 4, c->yarn.original_max_position = 64;
+}
+
+static void preset_small(fw_config *c) {  /* ~1.7 GB BF16: decode is bandwidth-bound */
+    preset_common(c);
+    c->vocab_size = 32768, c->hidden_size = 2048, c->intermediate_size = 5632, c->moe_intermediate_size = 1024;
+    c->num_hidden_layers = 4, c->first_k_dense_replace = 1;
+    c->num_attention_heads = c->num_key_value_heads = 16;
+    c->n_routed_experts = 32, c->num_experts_per_tok = 4, c->n_group = 4, c->topk_group = 2;
+    c->q_lora_rank = 512, c->kv_lora_rank = 512;
+    c->qk_nope_head_dim = 128, c->qk_rope_head_dim = 64, c->v_head_dim = 128;
+    c->max_position_embeddings = 4096;
+    c->yarn.factor = 4, c->yarn.original_max_position = 1024;
+}
+
+static void preset_deepseek_v3(fw_config *c) {   /* inference/configs/config_671B.json */
+    preset_common(c);
+    c->vocab_size = 129280, c->hidden_size = 7168, c->intermediate_size = 18432, c->moe_intermediate_size = 2048;
+    c->num_hidden_layers = 61, c->first_k_dense_replace = 3, c->num_nextn_predict_layers = 1;
+    c->num_attention_heads = c->num_key_value_heads = 128;
+    c->n_routed_experts = 256, c->num_experts_per_tok = 8, c->n_group = 8, c->topk_group = 4;
+    c->q_lora_rank = 1536, c->kv_lora_rank = 512;
+    c->qk_nope_head_dim = 128, c->qk_rope_head_dim = 64, c->v_head_dim = 128;
+    c->max_position_embeddings = 163840;
+    c->yarn.factor = 40, c->yarn.original_max_position = 4096;
+    c->fp8 = true;
+}
+
+int fw_synth_preset(const char *name, fw_config *out, fw_err *e) {
+    fw_config c;
+    if (!strcmp(name, "tiny")) preset_tiny(&c);
+    else if (!strcmp(name, "small")) preset_small(&c);
+    else if (!strcmp(name, "deepseek-v3")) preset_deepseek_v3(&c);
+    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3)", name);
+    if (fw_synth_config_json(&c, e)) return FW_ERR;
+    *out = c;
+    return FW_OK;
+}
+
+/* ---- config.json from the fields ---- */
+
+static int set(json_t *o, const char *key, json_t *v) { return json_object_set_new(o, key, v); }
+
+static int fill_json(json_t *r, const fw_config *c) {
+    int bad = 0;
+    if (!json_object_get(r, "architectures")) {
+        json_t *a = json_array();
+        bad |= json_array_append_new(a, json_string("DeepseekV3ForCausalLM"));
+        bad |= set(r, "architectures", a);
+    }
+    if (!json_object_get(r, "model_type")) bad |= set(r, "model_type", json_string("deepseek_v3"));
+    bad |= set(r, "vocab_size", json_integer(c->vocab_size));
+    bad |= set(r, "hidden_size", json_integer(c->hidden_size));
+    bad |= set(r, "intermediate_size", json_integer(c->intermediate_size));
+    bad |= set(r, "moe_intermediate_size", json_integer(c->moe_intermediate_size));
+    bad |= set(r, "num_hidden_layers", json_integer(c->num_hidden_layers));
+    bad |= set(r, "num_nextn_predict_layers", json_integer(c->num_nextn_predict_layers));
+    bad |= set(r, "num_attention_heads", json_integer(c->num_attention_heads));
+    bad |= set(r, "num_key_value_heads", json_integer(c->num_attention_heads));
+    bad |= set(r, "n_shared_experts", json_integer(c->n_shared_experts));
+    bad |= set(r, "n_routed_experts", json_integer(c->n_routed_experts));
+    bad |= set(r, "num_experts_per_tok", json_integer(c->num_experts_per_tok));
+    bad |= set(r, "n_group", json_integer(c->n_group));
+    bad |= set(r, "topk_group", json_integer(c->topk_group));
+    bad |= set(r, "first_k_dense_replace", json_integer(c->first_k_dense_replace));
+    bad |= set(r, "moe_layer_freq", json_integer(c->moe_layer_freq > 0 ? c->moe_layer_freq : 1));
+    bad |= set(r, "routed_scaling_factor", json_real(c->routed_scaling_factor));
+    bad |= set(r, "norm_topk_prob", json_boolean(c->norm_topk_prob));
+    bad |= set(r, "scoring_func", json_string("sigmoid"));
+    bad |= set(r, "topk_method", json_string("noaux_tc"));
+    bad |= set(r, "q_lora_rank", c->q_lora_rank > 0 ? json_integer(c->q_lora_rank) : json_null());
+    bad |= set(r, "kv_lora_rank", json_integer(c->kv_lora_rank));
+    bad |= set(r, "qk_nope_head_dim", json_integer(c->qk_nope_head_dim));
+    bad |= set(r, "qk_rope_head_dim", json_integer(c->qk_rope_head_dim));
+    bad |= set(r, "v_head_dim", json_integer(c->v_head_dim));
+    /* transformers' derived keys, kept in step when a re-saved config is edited */
+    if (json_object_get(r, "qk_head_dim")) bad |= set(r, "qk_head_dim", json_integer(fw_config_qk_head_dim(c)));
+    if (json_object_get(r, "head_dim")) bad |= set(r, "head_dim", json_integer(c->qk_rope_head_dim));
+    bad |= set(r, "hidden_act", json_string("silu"));
+    bad |= set(r, "rms_norm_eps", json_real(c->rms_norm_eps));
+    bad |= set(r, "max_position_embeddings", json_integer(c->max_position_embeddings));
+    bad |= set(r, "rope_theta", json_real(c->rope_theta));
+    if (c->yarn.enabled) {
+        json_t *y = json_object_get(r, "rope_scaling");
+        if (!json_is_object(y)) {
+            y = json_object();
+            bad |= set(r, "rope_scaling", y);
+        }
+        bad |= set(y, "type", json_string("yarn"));
+        if (json_object_get(y, "rope_type")) bad |= set(y, "rope_type", json_string("yarn"));
+        if (json_object_get(y, "rope_theta")) bad |= set(y, "rope_theta", json_real(c->rope_theta));
+        bad |= set(y, "factor", json_real(c->yarn.factor));
+        bad |= set(y, "original_max_position_embeddings", json_integer(c->yarn.original_max_position));
+        bad |= set(y, "beta_fast", json_real(c->yarn.beta_fast));
+        bad |= set(y, "beta_slow", json_real(c->yarn.beta_slow));
+        bad |= set(y, "mscale", json_real(c->yarn.mscale));
+        bad |= set(y, "mscale_all_dim", json_real(c->yarn.mscale_all_dim));
+    } else {
+        bad |= set(r, "rope_scaling", json_null());
+    }
+    bad |= set(r, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
+    bad |= set(r, "bos_token_id", json_integer(c->bos_token_id));
+    bad |= set(r, "eos_token_id", json_integer(c->eos_token_id));
+    bad |= set(r, "torch_dtype", json_string("bfloat16"));
+    if (c->fp8) {
+        json_t *q = json_object(), *b = json_array();
+        bad |= set(q, "quant_method", json_string("fp8"));
+        bad |= set(q, "fmt", json_string("e4m3"));
+        bad |= set(q, "activation_scheme", json_string("dynamic"));
+        bad |= json_array_append_new(b, json_integer(c->fp8_block[0] > 0 ? c->fp8_block[0] : 128));
+        bad |= json_array_append_new(b, json_integer(c->fp8_block[1] > 0 ? c->fp8_block[1] : 128));
+        bad |= set(q, "weight_block_size", b);
+        bad |= set(r, "quantization_config", q);
+    } else if (json_object_get(r, "quantization_config")) {
+        bad |= json_object_del(r, "quantization_config");
+    }
+    return bad ? -1 : 0;
+}
+
+int fw_synth_config_json(fw_config *cfg, fw_err *e) {
+    json_error_t je;
+    json_t *root = cfg->json ? json_loads(cfg->json, 0, &je) : json_object();
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return fw_errf(e, "synthetic config: the stored config.json text is not a JSON object");
+    }
+    char *text = NULL;
+    if (fill_json(root, cfg) || !(text = json_dumps(root, JSON_INDENT(2)))) {
+        json_decref(root);
+        return fw_errf(e, "synthetic config: out of memory");
+    }
+    json_decref(root);
+    fw_config parsed;
+    int rc = fw_config_parse(&parsed, text, "synthetic config", e);
+    free(text);
+    if (rc) return FW_ERR;
+    fw_config_free(cfg);
+    *cfg = parsed;
+    return FW_OK;
+}
+
+/* ---- values ---- */
+
+static inline uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1): 24 random bits, centred in their interval (never 0 for log). */
+static inline float uniform01(uint64_t *s) { return ((float)(splitmix64(s) >> 40) + 0.5f) * (1.0f / 16777216.0f); }
+
+/* Approximately standard normal: the sum of four 16-bit uniforms (Irwin-Hall),
+ * centred and scaled. One generator call per value, no log/sin: synth writes
+ * gigabytes, and random weights need a bell shape, not exact tails (|z| < 3.47). */
+static inline float normal(uint64_t *s) {
+    uint64_t r = splitmix64(s);
+    uint32_t sum = (uint32_t)(r & 0xFFFF) + (uint32_t)((r >> 16) & 0xFFFF) + (uint32_t)((r >> 32) & 0xFFFF) +
+                   (uint32_t)(r >> 48);
+    return ((float)sum - 131070.0f) * (1.0f / 37837.23f);   /* mean 4 * 32767.5, sd 65536 / sqrt(3) */
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7FFFu + ((u >> 16) & 1u);   /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+/* e4m3fn (bias 7, no inf, max 448), round to nearest even, saturating. */
+static inline uint8_t f32_to_e4m3(float x) {
+    uint8_t sign = signbit(x) ? 0x80 : 0;
+    float a = fabsf(x);
+    if (a != a) return 0x7F;
+    if (a >= 448.0f) return sign | 0x7E;
+    if (a < 0.015625f) return sign | (uint8_t)rintf(a * 512.0f);   /* subnormal: m * 2^-9 (8 -> 2^-6) */
+    int k;
+    frexpf(a, &k);
+    int ex = k - 1, m = (int)rintf((ldexpf(a, -ex) - 1.0f) * 8.0f);
+    if (m == 8) m = 0, ex++;
+    int code = ((ex + 7) << 3) | m;
+    return sign | (uint8_t)(code > 0x7E ? 0x7E : code);
+}
+
+#define BLOCK_ROWS 64
+
+typedef enum fill_kind { FILL_ONES, FILL_BIAS, FILL_BF16, FILL_FP8 } fill_kind;
+
+/* Fills rows [r0, r1) of a [rows, cols] tensor from the stream of their block. */
+static void fill_rows(fill_kind kind, uint64_t key, int64_t r0, int64_t r1, int64_t cols, float sigma, void *out) {
+    uint64_t s = key ^ ((uint64_t)(r0 / BLOCK_ROWS) * 0xD1B54A32D192ED03ull);
+    splitmix64(&s);
+    int64_t n = (r1 - r0) * cols, off = r0 * cols;
+    if (kind == FILL_BF16) {
+        uint16_t *o = (uint16_t *)out + off;
+        for (int64_t i = 0; i < n; i++) o[i] = f32_to_bf16(sigma * normal(&s));
+    } else if (kind == FILL_FP8) {
+        uint8_t *o = (uint8_t *)out + off;
+        for (int64_t i = 0; i < n; i++) o[i] = f32_to_e4m3(64.0f * normal(&s));
+    }
+}
+
+static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_tensor *t, uint64_t seed,
+                        fw_err *e) {
+    const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    const uint64_t key = XXH3_64bits_withSeed(t->name, strlen(t->name), seed);
+    fill_kind kind = t->f32 ? FILL_BIAS : t->ndim == 1 ? FILL_ONES : t->quantized && c->fp8 ? FILL_FP8 : FILL_BF16;
+    fw_dtype dtype = kind == FILL_BIAS ? FW_DTYPE_F32 : kind == FILL_FP8 ? FW_DTYPE_F8_E4M3 : FW_DTYPE_BF16;
+    size_t bytes = (size_t)rows * (size_t)cols * fw_dtype_size(dtype);
+    void *data = malloc(bytes ? bytes : 1);
+    if (!data) return fw_errf(e, "synth: tensor '%s': out of memory (%zu bytes)", t->name, bytes);
+    /* Embeddings feed the residual stream at O(1); projections keep it there. */
+    bool vocab = t->role == FW_TP_VOCAB && strstr(t->name, "embed_tokens");
+    float sigma = vocab ? 1.0f : 1.0f / sqrtf((float)cols);
+
+    if (kind == FILL_ONES) {
+        for (int64_t i = 0; i < rows; i++) ((uint16_t *)data)[i] = 0x3F80;   /* bf16 1.0 */
+    } else if (kind == FILL_BIAS) {
+        uint64_t s = key;
+        for (int64_t i = 0; i < rows; i++) ((float *)data)[i] = 0.1f * uniform01(&s);
+    } else {
+        int64_t nblocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
+#pragma omp parallel for schedule(dynamic, 4)
+        for (int64_t b = 0; b < nblocks; b++) {
+            int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < rows ? r0 + BLOCK_ROWS : rows;
+            fill_rows(kind, key, r0, r1, cols, sigma, data);
+        }
+    }
+    int rc = fw_ckpt_write(w, t->name, dtype, t->ndim, t->shape, data, e);
+    free(data);
+    if (rc || kind != FILL_FP8) return rc;
+
+    /* Block scales around sigma / 64, so fp8 * scale ~ normal(0, sigma). */
+    int64_t sshape[2];
+    fw_model_tensor_scale_shape(c, t->shape, sshape);
+    float *scale = malloc((size_t)(sshape[0] * sshape[1]) * sizeof *scale);
+    if (!scale) return fw_errf(e, "synth: tensor '%s': out of memory", t->name);
+    uint64_t s = key ^ 0x5CA1E5CA1Eull;
+    for (int64_t i = 0; i < sshape[0] * sshape[1]; i++) scale[i] = sigma / 64.0f * (0.75f + 0.5f * uniform01(&s));
+    char sname[sizeof t->name + 16];
+    snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+    rc = fw_ckpt_write(w, sname, FW_DTYPE_F32, 2, sshape, scale, e);
+    free(scale);
+    return rc;
+}
+
+int64_t fw_synth_bytes(const fw_config *cfg) {
+    fw_model_tensor *t;
+    int64_t n, total = 0;
+    fw_err e;
+    if (fw_model_tensors(cfg, &t, &n, &e)) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+        if (t[i].quantized && cfg->fp8) {
+            int64_t s[2];
+            fw_model_tensor_scale_shape(cfg, t[i].shape, s);
+            total += el + 4 * s[0] * s[1];
+        } else {
+            total += el * (t[i].f32 ? 4 : 2);
+        }
+    }
+    free(t);
+    return total;
+}
+
+int fw_synth_with(const fw_config *cfg, uint64_t seed, const char *out_dir, const fw_synth_opts *o, fw_err *e) {
+    fw_model_tensor *t;
+    int64_t n;
+    if (fw_model_tensors(cfg, &t, &n, e)) return FW_ERR;
+    fw_ckpt_writer *w;
+    if (fw_ckpt_writer_open(&w, out_dir, cfg, e)) {
+        free(t);
+        return FW_ERR;
+    }
+    char src[96];
+    snprintf(src, sizeof src, "furrow synth (random weights, seed %llu)", (unsigned long long)seed);
+    int rc = fw_ckpt_writer_set_source(w, src, e);
+    if (rc == FW_OK && o && o->layers_per_file) rc = fw_ckpt_writer_set_layers_per_file(w, o->layers_per_file, e);
+    const int nl = cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
+    for (int64_t i = 0; i < n && rc == FW_OK; i++) {
+        rc = synth_tensor(w, cfg, &t[i], seed, e);
+        bool last_of_layer = i + 1 == n || t[i + 1].layer != t[i].layer;
+        if (rc == FW_OK && o && o->progress && last_of_layer && t[i].layer >= 0) {
+            char line[128];
+            snprintf(line, sizeof line, "layer %d/%d%s written", t[i].layer + 1, nl, t[i].mtp ? " (MTP)" : "");
+            o->progress(o->user, line);
+        }
+    }
+    free(t);
+    if (rc != FW_OK) {
+        fw_ckpt_writer_abort(w);
+        return FW_ERR;
+    }
+    return fw_ckpt_writer_close(w, e);
+}
+
+int fw_synth(const fw_config *cfg, uint64_t seed, const char *out_dir, fw_err *e) {
+    return fw_synth_with(cfg, seed, out_dir, NULL, e);
+}

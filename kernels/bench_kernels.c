@@ -1,0 +1,250 @@
+/* Micro-benchmark of the fast CPU kernels against this machine's ceilings:
+ * STREAM-like copy and read bandwidth, register-only FMA throughput, then GEMV
+ * (decode matmul, memory-bound) in GB/s of weights and GEMM (prefill matmul,
+ * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
+ * processes may share the machine).
+ *
+ * usage: bench_kernels [seconds per measurement, default 0.3] */
+#include "kernels/ops.h"
+#include "kernels/cpu/fast.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define REPEATS 5
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static double g_budget = 0.3; /* seconds per repeat */
+
+/* Best seconds per call of fn(arg, iteration) over REPEATS batches. */
+static double best_time(void (*fn)(void *, int64_t), void *arg) {
+    fn(arg, 0); /* warm up */
+    double t0 = now();
+    int64_t n = 1;
+    fn(arg, 1);
+    double one = now() - t0;
+    n = one > 0 ? (int64_t)(g_budget / one) : 1000;
+    if (n < 1) n = 1;
+    double best = 1e30;
+    for (int r = 0; r < REPEATS; r++) {
+        t0 = now();
+        for (int64_t i = 0; i < n; i++) fn(arg, i);
+        double t = (now() - t0) / (double)n;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* ---- ceilings ---- */
+
+typedef struct stream_arg {
+    float *a, *b;
+    int64_t n;
+    double sink;
+} stream_arg;
+
+static void stream_copy(void *p, int64_t it) {
+    stream_arg *s = p;
+    (void)it;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < s->n; i++) s->a[i] = s->b[i];
+}
+
+static void stream_read(void *p, int64_t it) {
+    stream_arg *s = p;
+    double sum = 0;
+    (void)it;
+#pragma omp parallel for schedule(static) reduction(+ : sum)
+    for (int64_t i = 0; i < s->n; i += 16) sum += s->b[i]; /* one load per 64-byte line */
+    s->sink += sum;
+}
+
+static void stream_read_all(void *p, int64_t it) {
+    stream_arg *s = p;
+    float sum = 0;
+    (void)it;
+#pragma omp parallel for schedule(static) reduction(+ : sum)
+    for (int64_t i = 0; i < s->n; i++) sum += s->b[i];
+    s->sink += sum;
+}
+
+__attribute__((target("avx2,fma"))) static void fma_peak(void *p, int64_t it) {
+    double *sink = p;
+    (void)it;
+#pragma omp parallel
+    {
+        __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+        for (int k = 0; k < 100000; k++)
+            for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+        float s = 0;
+        for (int i = 0; i < 12; i++) s += _mm256_cvtss_f32(a[i]);
+#pragma omp atomic
+        *sink += s;
+    }
+}
+
+static double cpu_mhz(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    double mhz = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "cpu MHz : %lf", &mhz) == 1) break;
+    if (f) fclose(f);
+    return mhz;
+}
+
+/* ---- matmul ---- */
+
+typedef struct mm_arg {
+    void (*fn)(float *, const float *, const fw_weight *, int64_t);
+    fw_weight *w; /* ncopies weights of the same shape (cycling defeats the L3) */
+    int ncopies;
+    float *x, *y;
+    int64_t T;
+} mm_arg;
+
+static void mm_run(void *p, int64_t it) {
+    mm_arg *m = p;
+    m->fn(m->y, m->x, &m->w[it % m->ncopies], m->T);
+}
+
+static float frand(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f; }
+
+/* ncopies random weights [rows, cols] of type t sharing one scale grid. */
+static fw_weight *make_weights(fw_wtype t, int64_t rows, int64_t cols, int ncopies, float **scale) {
+    size_t es = t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1;
+    fw_weight *w = calloc((size_t)ncopies, sizeof *w);
+    int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+    *scale = malloc((size_t)(sr * sc) * sizeof(float));
+    for (int64_t i = 0; i < sr * sc; i++) (*scale)[i] = 0.01f * (1.5f + frand());
+    for (int c = 0; c < ncopies; c++) {
+        uint8_t *d = malloc((size_t)(rows * cols) * es);
+        for (int64_t i = 0; i < rows * cols; i++) {
+            float v = frand();
+            if (t == FW_WTYPE_F32) ((float *)d)[i] = v;
+            else if (t == FW_WTYPE_BF16) ((uint16_t *)d)[i] = fw_f32_to_bf16(v);
+            else d[i] = fw_f32_to_fp8e4m3(v * 100);
+        }
+        w[c] = (fw_weight){.type = t, .rows = rows, .cols = cols, .ld = cols, .data = d,
+                           .scale = *scale, .scale_ld = sc};
+    }
+    return w;
+}
+
+static void free_weights(fw_weight *w, int ncopies, float *scale) {
+    for (int c = 0; c < ncopies; c++) free((void *)w[c].data);
+    free(w);
+    free(scale);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) g_budget = atof(argv[1]);
+    if (!fw_cpu_has_avx2()) {
+        fprintf(stderr, "bench_kernels: this CPU lacks AVX2/FMA/F16C; the fast kernels run their portable code\n");
+    }
+    printf("threads %d, fast ops %s\n", threads(), fw_ops_cpu_fast()->name);
+
+    /* Ceilings. */
+    stream_arg s = {.n = (int64_t)64 << 20}; /* 256 MiB per array */
+    s.a = malloc((size_t)s.n * sizeof(float));
+    s.b = malloc((size_t)s.n * sizeof(float));
+    for (int64_t i = 0; i < s.n; i++) s.a[i] = s.b[i] = 1.0f;
+    double bytes = (double)s.n * sizeof(float);
+    double copy_bw = 2 * bytes / best_time(stream_copy, &s) / 1e9;      /* STREAM's count: read + write */
+    double read_bw = bytes / best_time(stream_read, &s) / 1e9;          /* touch every line, one load each */
+    double read_all_bw = bytes / best_time(stream_read_all, &s) / 1e9;  /* a plain sum of every element */
+    free(s.a);
+    free(s.b);
+    double sink = 0;
+    double fma_gf = threads() * 100000.0 * 12 * 8 * 2 / best_time(fma_peak, &sink) / 1e9;
+    double mhz = cpu_mhz();
+    double peak_gf = threads() * 2 * 8 * 2 * mhz / 1e3; /* cores x 2 FMA units x 8 lanes x 2 flops x clock */
+    printf("copy  %.1f GB/s (STREAM: 2 x bytes copied / s)\n", copy_bw);
+    printf("read  %.1f GB/s (one load per line), %.1f GB/s (summing every float)\n", read_bw, read_all_bw);
+    printf("FMA   %.1f GFLOP/s measured (registers only); nominal peak %.1f GFLOP/s at %.0f MHz\n", fma_gf,
+           peak_gf, mhz);
+
+    /* GEMV: decode shapes, weights cycled through > 4x the L3. */
+    const int64_t gshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {7168, 2048}, {576, 7168}};
+    const fw_wtype types[] = {FW_WTYPE_BF16, FW_WTYPE_FP8, FW_WTYPE_F32};
+    const int64_t gT[] = {1, 4, 8};
+    printf("\nGEMV (matmul, weights streamed from memory)\n%-6s %-12s %3s %10s %9s %9s\n", "type", "shape", "T",
+           "GB/s", "% copy", "% read");
+    for (int ti = 0; ti < 3; ti++) {
+        for (int si = 0; si < 5; si++) {
+            int64_t N = gshape[si][0], K = gshape[si][1];
+            size_t wbytes = (size_t)(N * K) * (types[ti] == FW_WTYPE_F32 ? 4 : types[ti] == FW_WTYPE_BF16 ? 2 : 1);
+            int nc = (int)((256u << 20) / wbytes) + 1;
+            float *scale;
+            fw_weight *w = make_weights(types[ti], N, K, nc, &scale);
+            for (int k = 0; k < 3; k++) {
+                int64_t T = gT[k];
+                if (types[ti] == FW_WTYPE_F32 && T != 1) continue;
+                mm_arg m = {.fn = fw_ops_cpu_fast()->matmul, .w = w, .ncopies = nc, .T = T};
+                m.x = malloc((size_t)(T * K) * sizeof(float));
+                m.y = malloc((size_t)(T * N) * sizeof(float));
+                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                double gbs = (double)wbytes / best_time(mm_run, &m) / 1e9;
+                char shape[32];
+                snprintf(shape, sizeof shape, "%lldx%lld", (long long)N, (long long)K);
+                printf("%-6s %-12s %3lld %10.2f %8.1f%% %8.1f%%\n", types[ti] == FW_WTYPE_F32 ? "f32" : types[ti] == FW_WTYPE_BF16 ? "bf16" : "fp8",
+                       shape, (long long)T, gbs, 100 * gbs / copy_bw, 100 * gbs / read_all_bw);
+                fflush(stdout);
+                free(m.x);
+                free(m.y);
+            }
+            free_weights(w, nc, scale);
+        }
+    }
+
+    /* GEMM: prefill shapes. */
+    const int64_t mshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
+    const int64_t mT[] = {16, 128, 512};
+    printf("\nGEMM (matmul, prefill)\n%-6s %-12s %4s %10s %11s %11s\n", "type", "shape", "T", "GFLOP/s", "% FMA meas",
+           "% nominal");
+    for (int ti = 0; ti < 2; ti++) {
+        for (int si = 0; si < 3; si++) {
+            int64_t N = mshape[si][0], K = mshape[si][1];
+            float *scale;
+            fw_weight *w = make_weights(types[ti], N, K, 1, &scale);
+            for (int k = 0; k < 3; k++) {
+                int64_t T = mT[k];
+                mm_arg m = {.fn = fw_ops_cpu_fast()->matmul, .w = w, .ncopies = 1, .T = T};
+                m.x = malloc((size_t)(T * K) * sizeof(float));
+                m.y = malloc((size_t)(T * N) * sizeof(float));
+                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                double gf = 2.0 * (double)(T * N * K) / best_time(mm_run, &m) / 1e9;
+                char shape[32];
+                snprintf(shape, sizeof shape, "%lldx%lld", (long long)N, (long long)K);
+                printf("%-6s %-12s %4lld %10.1f %10.1f%% %10.1f%%\n", types[ti] == FW_WTYPE_BF16 ? "bf16" : "fp8", shape,
+                       (long long)T, gf, 100 * gf / fma_gf, 100 * gf / peak_gf);
+                fflush(stdout);
+                free(m.x);
+                free(m.y);
+            }
+            free_weights(w, 1, scale);
+        }
+    }
+    return sink == 12345 ? 1 : 0;
+}

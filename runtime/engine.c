@@ -1,0 +1,165 @@
+#include "runtime/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "runtime/cli.h"
+
+/* The layout for this job: every rank computes the same plan from the same
+ * config and flags, so an invalid layout fails on every rank alike. */
+static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
+    fw_ckpt *ck;
+    if (fw_ckpt_open(&ck, o->model_dir, e)) return FW_ERR;
+    fw_plan_request req = {.world = en->world->size, .ranks_per_node = en->world->local_size,
+                           .tp = o->tp, .pp = o->pp, .context = o->context, .batch = 1};
+    int rc = fw_plan(fw_ckpt_config(ck), &req, &en->layout, e);
+    fw_ckpt_close(ck);
+    return rc;
+}
+
+int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e) {
+    memset(en, 0, sizeof *en);
+    en->world = w;
+    en->replica = MPI_COMM_NULL;
+    fw_comm_init_single(&en->comm);
+    if (fw_topo_load(&en->topo, e) || fw_topo_bind(&en->topo, w->local_rank, w->local_size, e)) return FW_ERR;
+    if (plan_layout(en, o, e)) return FW_ERR;
+    const fw_layout *lay = &en->layout;
+    if (fw_world_set_layout(w, lay->tp, lay->pp, lay->dp, e)) return FW_ERR;
+    MPI_Comm_split(w->comm, w->dp_rank, w->pp_rank * lay->tp + w->tp_rank, &en->replica);
+    MPI_Comm_rank(en->replica, &en->replica_rank);
+    MPI_Comm_size(en->replica, &en->replica_size);
+    en->head_root = (lay->pp - 1) * lay->tp;
+
+    double t0 = fw_now();
+    int rc = fw_model_load(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank, w->tp_rank, e);
+    en->t_load = fw_now() - t0;
+    if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
+    if (rc == FW_OK) rc = fw_kv_init(&en->kv, en->model, o->context, e);
+    if (rc == FW_OK) {
+        const fw_config *c = &en->model->cfg;
+        en->hidden = malloc((size_t)(o->context * c->hidden_size) * sizeof(float));
+        en->shard = malloc((size_t)(o->context * en->model->part.vocab) * sizeof(float));
+        if (!en->hidden || !en->shard) rc = fw_errf(e, "out of memory for %lld positions", (long long)o->context);
+    }
+    /* Loading can fail on one rank only (its file, its memory): all learn of it. */
+    if (!fw_world_all_ok(w, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
+        return FW_ERR;
+    }
+    if (o->verbose) {
+        unsigned long long mine = en->model->bytes_read, *all = NULL;
+        if (w->rank == 0) all = malloc((size_t)w->size * sizeof *all);
+        MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
+        if (w->rank == 0) {
+            unsigned long long total = 0;
+            for (int r = 0; r < w->size; r++) {
+                fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights\n", r,
+                        fw_layout_dp_rank(lay, r), fw_layout_pp_rank(lay, r), fw_layout_tp_rank(lay, r), all[r]);
+                total += all[r];
+            }
+            fprintf(stderr, "all ranks: read %llu bytes of weights\n", total);
+            free(all);
+        }
+    }
+    return FW_OK;
+}
+
+void fw_engine_free(fw_engine *en) {
+    fw_comm_free(&en->comm);
+    fw_kv_free(&en->kv);
+    fw_model_free(en->model);
+    free(en->hidden);
+    free(en->shard);
+    fw_topo_free(&en->topo);
+    if (en->replica != MPI_COMM_NULL) MPI_Comm_free(&en->replica);
+    memset(en, 0, sizeof *en);
+}
+
+/* The last stage's shards of (n_out, V/tp) logits into (n_out, V) on replica rank 0. */
+static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t Vl = p->vocab, V = Vl * p->tp;
+    fw_world *w = en->world;
+    bool last = p->pp_rank == p->pp - 1;
+    if (en->replica_size == 1) {
+        memcpy(logits, en->shard, (size_t)(n_out * V) * sizeof(float));
+        return FW_OK;
+    }
+    float *all = NULL;
+    if (last) {
+        if (p->tp_rank == 0 && !(all = malloc((size_t)(n_out * V) * sizeof(float))))
+            return fw_errf(e, "out of memory gathering logits");
+        /* Rows of the gather are (tp, n_out, Vl); transposed below. */
+        int rc = MPI_Gather(en->shard, (int)(n_out * Vl), MPI_FLOAT, all, (int)(n_out * Vl), MPI_FLOAT, 0, w->tp_comm);
+        if (rc != MPI_SUCCESS) {
+            free(all);
+            return fw_errf(e, "gathering the logits shards failed");
+        }
+    }
+    const int64_t n = n_out * V;
+    int ok = MPI_SUCCESS;
+    if (last && p->tp_rank == 0) {
+        /* Rank 0 takes them in place; another head rank stages them, then sends. */
+        float *full = en->replica_rank == 0 ? logits : malloc((size_t)n * sizeof(float));
+        if (!full) {
+            free(all);
+            return fw_errf(e, "out of memory staging the logits");
+        }
+        for (int r = 0; r < p->tp; r++)
+            for (int64_t t = 0; t < n_out; t++)
+                memcpy(full + t * V + r * Vl, all + (r * n_out + t) * Vl, (size_t)Vl * sizeof(float));
+        free(all);
+        if (en->replica_rank != 0) {
+            ok = MPI_Send(full, (int)n, MPI_FLOAT, 0, 23, en->replica);
+            free(full);
+        }
+    } else if (en->replica_rank == 0) {
+        ok = MPI_Recv(logits, (int)n, MPI_FLOAT, en->head_root, 23, en->replica, MPI_STATUS_IGNORE);
+    }
+    return ok == MPI_SUCCESS ? FW_OK : fw_errf(e, "sending the logits to rank 0 failed");
+}
+
+/* Greedy token of the last row: a max-loc over the vocabulary shards (ties go to
+ * the lowest id, as a plain argmax), then a broadcast to the whole replica. */
+static int greedy_token(fw_engine *en, int64_t n_out, int32_t *next, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t Vl = p->vocab;
+    if (p->pp_rank == p->pp - 1) {
+        const float *row = en->shard + (n_out - 1) * Vl;
+        struct { float v; int i; } mine = {row[0], (int)p->vocab0}, best;
+        for (int64_t i = 1; i < Vl; i++)
+            if (row[i] > mine.v) mine.v = row[i], mine.i = (int)(p->vocab0 + i);
+        best = mine;
+        if (p->tp > 1 && MPI_Allreduce(&mine, &best, 1, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
+            return fw_errf(e, "the distributed argmax failed");
+        *next = best.i;
+    }
+    if (en->replica_size > 1 && MPI_Bcast(next, 1, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the next token failed");
+    return FW_OK;
+}
+
+int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                      bool gather, float *logits, int32_t *next, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
+    if (n_out < 1) n_out = 1;
+    /* Checked on every rank before any transfer, so a bad id cannot leave a stage waiting. */
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= en->model->cfg.vocab_size)
+            return fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", ids[t],
+                           (long long)en->model->cfg.vocab_size);
+    if (en->kv.len + T > en->kv.cap)
+        return fw_errf(e, "context is full: %lld + %lld tokens exceed %lld positions", (long long)en->kv.len,
+                       (long long)T, (long long)en->kv.cap);
+    if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (fw_model_forward(en->model, &en->comm, &en->kv, ids, en->hidden, T, mode, en->shard, n_out, e))
+        return FW_ERR;
+    if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (gather && gather_logits(en, n_out, logits, e)) return FW_ERR;
+    if (next && greedy_token(en, n_out, next, e)) return FW_ERR;
+    return FW_OK;
+}

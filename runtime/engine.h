@@ -1,0 +1,56 @@
+/* One model replica spread over ranks: the world, the layout, this rank's part of
+ * the model and its cache, and a forward that runs every pipeline stage in turn
+ * and hands back the logits (gathered on rank 0) or the greedy token (on every
+ * rank). With one rank it is the plain single-rank engine. */
+#ifndef FW_RUNTIME_ENGINE_H
+#define FW_RUNTIME_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "partition/plan.h"
+#include "runtime/comm.h"
+#include "runtime/model.h"
+#include "runtime/topo.h"
+#include "runtime/world.h"
+
+typedef struct fw_engine_opts {
+    const char *model_dir;
+    const fw_ops *ops;
+    int tp, pp;                  /* 0: automatic */
+    fw_pp_transport transport;
+    int64_t context;             /* positions of the KV cache */
+    bool verbose;                /* report bytes read per rank */
+} fw_engine_opts;
+
+typedef struct fw_engine {
+    fw_world *world;
+    fw_topo topo;
+    fw_layout layout;
+    fw_model *model;
+    fw_comm comm;
+    MPI_Comm replica;            /* the ranks of this data-parallel replica */
+    int replica_rank, replica_size;
+    int head_root;               /* replica rank of (last stage, tp 0) */
+    fw_kv kv;
+    float *hidden;               /* (context, D) pipeline buffer */
+    float *shard;                /* (context, vocab shard) logits of the last stage */
+    double t_load;               /* seconds to load this rank's slices */
+} fw_engine;
+
+/* Plans the layout, binds this rank, loads its slices. Collective: if any rank
+ * fails, every rank returns FW_ERR (the failing ranks with their message). */
+int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e);
+void fw_engine_free(fw_engine *en);
+
+/* Runs T tokens (known on every rank) through all stages. With `gather` (the
+ * same on every rank), replica rank 0 receives the logits of the last n_out
+ * positions in logits (n_out, V); other ranks may pass NULL. With next != NULL
+ * (on every rank) every rank receives the greedy token of the last position. */
+int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                      bool gather, float *logits, int32_t *next, fw_err *e);
+
+/* Starts a new sequence (empties the cache). */
+static inline void fw_engine_reset(fw_engine *en) { en->kv.len = 0; }
+
+#endif

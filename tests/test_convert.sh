@@ -1,0 +1,118 @@
+#!/bin/sh
+# furrow convert and furrow info with the real binary, on shared/golden's tiny
+# checkpoints (BF16 and FP8): the output's layout (h5ls), checksums, parameter
+# count (computed here from the safetensors headers), FP8 kept at 1 byte per
+# element; then bad inputs, each refused with a message and no checkpoint left.
+set -u
+golden=${FURROW_SHARED:-}/golden
+[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
+T=$FURROW_TMP
+furrow=$FURROW_BIN
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+
+# Parameters = elements of every tensor but the FP8 block scales, summed from the
+# shard headers (8-byte little-endian length, then JSON).
+params_of() {
+  for f in "$1"/*.safetensors; do
+    n=$(od -An -t u8 -N 8 "$f" | tr -d ' ')
+    head -c $((8 + n)) "$f" | tail -c "$n"
+  done | tr '}' '\n' | grep -v '_scale_inv"' | grep -o '"shape":\[[0-9,]*\]' |
+    sed 's/"shape":\[//; s/\]//' |
+    awk -F, '{ p = 1; for (i = 1; i <= NF; i++) p *= $i; s += p } END { printf "%.0f\n", s }'
+}
+
+for name in tiny-a-bf16 tiny-a-fp8; do
+  out=$T/$name
+  "$furrow" convert --hf "$golden/$name" --out "$out" --quiet || { bad "convert $name"; continue; }
+  [ -f "$out/furrow.h5" ] && [ -f "$out/base.h5" ] || bad "$name: furrow.h5 or base.h5 missing"
+  h5ls -r "$out/furrow.h5" > "$T/$name.ls" || bad "$name: h5ls failed"
+  grep -q '^/model/layers/1/mlp/experts/15/down_proj/weight ' "$T/$name.ls" || bad "$name: h5ls -r lacks experts/15/down_proj"
+  grep -q '^/lm_head/weight ' "$T/$name.ls" || bad "$name: h5ls -r lacks lm_head"
+  "$furrow" info --verify "$out" > "$T/$name.info" 2>&1 || { cat "$T/$name.info"; bad "$name: info --verify"; }
+  grep -q '^verify *OK' "$T/$name.info" || bad "$name: verify did not say OK"
+  want=$(params_of "$golden/$name")
+  grep -q "^parameters *$want " "$T/$name.info" || { grep parameters "$T/$name.info"; bad "$name: expected $want parameters"; }
+  echo "$name: $want parameters, $(grep -c External "$T/$name.ls") tensors"
+done
+cat "$T/tiny-a-fp8.info"
+
+# FP8 stays FP8: 1 byte per element, dtype attribute F8_E4M3, scales beside it.
+w=$T/tiny-a-fp8/furrow.h5/model/layers/1/mlp/experts/15/down_proj/weight
+h5ls -v --follow-symlinks "$w" > "$T/fp8.ls" 2>&1 || bad "h5ls -v $w"
+grep -q 'Dataset {256/256, 128/128}' "$T/fp8.ls" || bad "fp8 weight shape"
+grep -q 'Storage: *32768 logical bytes' "$T/fp8.ls" || bad "fp8 weight is not 1 byte per element"
+grep -q 'Type: *native unsigned char' "$T/fp8.ls" || bad "fp8 weight type"
+h5dump -a /model/layers/1/mlp/experts/15/down_proj/weight/dtype "$T/tiny-a-fp8/layers-000-002.h5" | grep -q '"F8_E4M3"' ||
+  bad "fp8 dtype attribute"
+grep -q '^/model/layers/1/mlp/experts/15/down_proj/weight_scale_inv ' "$T/tiny-a-fp8.ls" || bad "fp8 scales missing"
+h5ls -v --follow-symlinks "$T/tiny-a-bf16/furrow.h5/model/layers/1/mlp/experts/15/down_proj/weight" |
+  grep -q 'Storage: *65536 logical bytes' || bad "bf16 weight is not 2 bytes per element"
+
+# --layers-per-file, and tokenizer files copied along.
+src=$T/with-tokenizer
+mkdir -p "$src" && ln -sf "$golden"/tiny-a-fp8/* "$src"/ && echo '{"model": {}}' > "$src/tokenizer.json"
+"$furrow" convert --hf "$src" --out "$T/per-layer" --layers-per-file 1 --quiet || bad "convert --layers-per-file 1"
+for f in base.h5 layers-000-000.h5 layers-001-001.h5 layers-002-002.h5 tokenizer.json; do
+  [ -f "$T/per-layer/$f" ] || bad "--layers-per-file 1: $f missing"
+done
+"$furrow" info --verify "$T/per-layer" > /dev/null || bad "info --verify per-layer"
+
+# Usage errors: exit 2; --help: exit 0.
+"$furrow" convert --bogus > /dev/null 2>&1; [ $? -eq 2 ] || bad "convert --bogus: exit 2 expected"
+"$furrow" info --help > /dev/null || bad "info --help"
+"$furrow" convert --help > /dev/null || bad "convert --help"
+
+# A copy of a golden directory with the shards linked (not copied) and config.json editable.
+mkcopy() {
+  rm -rf "$2"; mkdir -p "$2"
+  ln -s "$golden/$1"/*.safetensors "$2"/
+  cp "$golden/$1/config.json" "$golden/$1/model.safetensors.index.json" "$2"/
+  chmod u+w "$2"/*.json
+}
+
+# Each bad input: exit 1 (not a crash), the message names the problem, no furrow.h5.
+expect_fail() {  # label, expected text, hf dir, out dir [, "existing": out holds a checkpoint]
+  "$furrow" convert --hf "$3" --out "$4" --quiet 2> "$T/err.txt"
+  rc=$?
+  [ $rc -eq 1 ] || bad "$1: exit $rc, expected 1"
+  grep -q -- "$2" "$T/err.txt" || { cat "$T/err.txt"; bad "$1: message lacks '$2'"; }
+  grep -q '^furrow convert: ' "$T/err.txt" || bad "$1: message not prefixed"
+  [ "${5:-}" = existing ] || [ ! -e "$4/furrow.h5" ] || bad "$1: left a furrow.h5"
+  echo "$1: $(head -n 1 "$T/err.txt")"
+}
+
+mkcopy tiny-a-bf16 "$T/bad-shape"
+sed -i 's/"intermediate_size": 512/"intermediate_size": 640/' "$T/bad-shape/config.json"
+expect_fail "shape mismatch" "model.layers.0.mlp.gate_proj.weight.*\[512, 256\].*intermediate_size" "$T/bad-shape" "$T/out-shape"
+[ ! -e "$T/out-shape" ] || bad "shape mismatch: created output directory left behind"
+
+mkcopy tiny-a-fp8 "$T/missing"
+sed -i 's/"num_hidden_layers": 3/"num_hidden_layers": 4/' "$T/missing/config.json"
+expect_fail "missing tensor" "model.layers.3.* is missing" "$T/missing" "$T/out-missing"
+
+mkcopy tiny-a-bf16 "$T/truncated"
+shard=model-00002-of-00003.safetensors
+rm "$T/truncated/$shard" && head -c 100000 "$golden/tiny-a-bf16/$shard" > "$T/truncated/$shard"
+expect_fail "truncated shard" "$shard" "$T/truncated" "$T/out-truncated"
+
+mkcopy tiny-a-bf16 "$T/no-config"
+rm "$T/no-config/config.json"
+expect_fail "missing config.json" "config.json" "$T/no-config" "$T/out-no-config"
+
+mkcopy tiny-a-fp8 "$T/fp8-as-bf16"
+sed -i '/"quantization_config"/,$d' "$T/fp8-as-bf16/config.json" && echo '"x": 0 }' >> "$T/fp8-as-bf16/config.json"
+expect_fail "FP8 tensors without quantization_config" "F8_E4M3" "$T/fp8-as-bf16" "$T/out-fp8-as-bf16"
+
+# An existing checkpoint is refused and left exactly as it was.
+cksum "$T/tiny-a-bf16"/* > "$T/before.txt"
+expect_fail "existing checkpoint" "furrow.h5 already exists" "$golden/tiny-a-bf16" "$T/tiny-a-bf16" existing
+cksum "$T/tiny-a-bf16"/* > "$T/after.txt"
+cmp -s "$T/before.txt" "$T/after.txt" || bad "existing checkpoint was modified"
+
+# A failed conversion into a directory holding other files keeps them.
+mkdir -p "$T/keep" && echo notes > "$T/keep/notes.txt"
+expect_fail "failure in a used directory" "intermediate_size" "$T/bad-shape" "$T/keep"
+[ "$(ls "$T/keep")" = "notes.txt" ] || bad "failed conversion changed $T/keep: $(ls "$T/keep")"
+
+exit $fail

@@ -1,0 +1,51 @@
+#!/bin/sh
+# furrow plan: the 671B layout on 2 x 8 H200 (key lines), and refusals with
+# their exit codes and messages.
+set -u
+: "${FURROW_BIN:?FURROW_BIN is not set}"
+out=${FURROW_TMP:-/tmp}/plan.out
+err=${FURROW_TMP:-/tmp}/plan.err
+fail=0
+expect() {  # expect FILE TEXT
+  grep -qF -- "$2" "$1" || { echo "FAIL: '$2' not in $1:"; cat "$1"; fail=1; }
+}
+
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 2 --ranks-per-node 8 --mem-per-rank 141G >"$out" 2>"$err"
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL: 2x8 H200 exited $rc"; cat "$err"; fail=1; }
+expect "$out" "16 ranks"
+expect "$out" "tp 8 x pp 1 x dp 2"
+expect "$out" "0-60 (61)"
+expect "$out" "32 per rank"
+expect "$out" "of 141.00 GB available"
+expect "$out" "rank map"
+# rank 15: node 1, dp 1, pp 0, tp 7
+grep -Eq '^ +15 +1 +1 +0 +7$' "$out" || { echo "FAIL: rank 15 row"; cat "$out"; fail=1; }
+
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 4 --ranks-per-node 8 --mem-per-rank 80GB >"$out" 2>"$err" ||
+  { echo "FAIL: 4x8 H100"; cat "$err"; fail=1; }
+expect "$out" "tp 8 x pp 2 x dp 2"
+
+# 1 node x 8 H100 in BF16: not enough memory, with a layout that fits.
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 1 --ranks-per-node 8 --mem-per-rank 80G --dtype bf16 \
+  >"$out" 2>"$err"
+rc=$?
+[ $rc -eq 1 ] || { echo "FAIL: BF16 on 1x8 H100 exited $rc, want 1"; fail=1; }
+expect "$err" "furrow plan: not enough memory per rank"
+expect "$err" "fits"
+
+# An invalid layout: exit 1 and the valid choices.
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 2 --ranks-per-node 8 --tp 3 >"$out" 2>"$err"
+rc=$?
+[ $rc -eq 1 ] || { echo "FAIL: tp 3 exited $rc, want 1"; fail=1; }
+expect "$err" "furrow plan: tensor parallel size 3 is invalid"
+expect "$err" "valid tp for 16 ranks: 1, 2, 4, 8, 16"
+
+# Usage errors: exit 2.
+"$FURROW_BIN" plan --nodes 2 >"$out" 2>"$err"
+[ $? -eq 2 ] || { echo "FAIL: no model source should exit 2"; fail=1; }
+"$FURROW_BIN" plan --preset tiny --mem-per-rank 12X >"$out" 2>"$err"
+[ $? -eq 2 ] || { echo "FAIL: a bad size should exit 2"; fail=1; }
+"$FURROW_BIN" plan --help >"$out" 2>&1 || { echo "FAIL: --help"; fail=1; }
+expect "$out" "Automatic choice"
+exit $fail

@@ -1,0 +1,50 @@
+#!/bin/sh
+# furrow synth with the real binary: presets and overrides give checkpoints that
+# verify, have the geometry asked for, and are deterministic from the seed; the
+# 671B preset is refused without --force.
+set -u
+T=$FURROW_TMP
+furrow=$FURROW_BIN
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+checksum() {  # dir, tensor path: the stored checksum attribute
+  h5dump -a "$2/checksum" "$1/layers-000-002.h5" | sed -n 's/^ *(0): //p'
+}
+
+# tiny = the golden A geometry: 5175648 parameters, as the golden checkpoints.
+"$furrow" synth --out "$T/a" --seed 3 --quiet || bad "synth tiny"
+"$furrow" info --verify "$T/a" > "$T/a.info" || bad "info --verify tiny"
+grep -q '^parameters *5175648 ' "$T/a.info" || { cat "$T/a.info"; bad "tiny: expected 5175648 parameters"; }
+grep -q '^verify *OK' "$T/a.info" || bad "tiny: verify"
+
+# Same seed, same bytes; another seed, other bytes.
+"$furrow" synth --out "$T/b" --seed 3 --quiet || bad "synth tiny again"
+"$furrow" synth --out "$T/c" --seed 4 --quiet || bad "synth tiny, seed 4"
+x=/model/layers/2/mlp/experts/9/up_proj/weight
+[ -n "$(checksum "$T/a" $x)" ] && [ "$(checksum "$T/a" $x)" = "$(checksum "$T/b" $x)" ] || bad "same seed, different weights"
+[ "$(checksum "$T/a" $x)" != "$(checksum "$T/c" $x)" ] || bad "different seeds, same weights"
+
+# Overrides and FP8, an MTP layer, one layer per file.
+"$furrow" synth --out "$T/d" --fp8 --layers 2 --experts 8 --top-k 2 --mtp 1 --layers-per-file 1 --quiet ||
+  bad "synth with overrides"
+"$furrow" info --verify "$T/d" > "$T/d.info" || { cat "$T/d.info"; bad "info --verify overrides"; }
+h5ls -r "$T/d/furrow.h5" > "$T/d.ls"
+grep -q '^/model/layers/1/mlp/experts/7/down_proj/weight_scale_inv ' "$T/d.ls" || bad "overrides: expert 7 scales missing"
+grep -q '^/model/layers/1/mlp/experts/8/' "$T/d.ls" && bad "overrides: 8 experts asked, more written"
+grep -q '^/model/layers/2/eh_proj/weight ' "$T/d.ls" || bad "overrides: MTP layer 2 missing"
+for f in base.h5 layers-000-000.h5 layers-001-001.h5 mtp-002-002.h5; do [ -f "$T/d/$f" ] || bad "overrides: $f missing"; done
+grep -q 'FP8 e4m3' "$T/d.info" && grep -q '+ 1 MTP' "$T/d.info" || { cat "$T/d.info"; bad "overrides: info"; }
+h5ls -v "$T/d/layers-001-001.h5/model/layers/1/mlp/experts/0/gate_proj/weight" | grep -q 'native unsigned char' ||
+  bad "overrides: FP8 weight not 1 byte"
+
+# Refusals: a 671B model without --force, an existing checkpoint, bad options.
+"$furrow" synth --preset deepseek-v3 --out "$T/big" 2> "$T/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q -- '--force' "$T/err.txt" && [ ! -e "$T/big" ] || { cat "$T/err.txt"; bad "deepseek-v3 without --force"; }
+"$furrow" synth --out "$T/a" --quiet 2> "$T/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q 'already exists' "$T/err.txt" || bad "synth over a checkpoint: exit $rc"
+"$furrow" synth --preset huge --out "$T/e" 2> "$T/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "unknown preset 'huge'" "$T/err.txt" || bad "unknown preset: exit $rc"
+"$furrow" synth --out "$T/e" --layers x 2> /dev/null; [ $? -eq 2 ] || bad "--layers x: exit 2 expected"
+"$furrow" synth --bogus 2> /dev/null; [ $? -eq 2 ] || bad "--bogus: exit 2 expected"
+"$furrow" synth --help > /dev/null || bad "synth --help"
+exit $fail
