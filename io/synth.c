@@ -260,7 +260,8 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
         for (int64_t i = 0; i < rows; i++) ((float *)data)[i] = 0.1f * uniform01(&s);
     } else {
         int64_t nblocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
-#pragma omp parallel for schedule(dynamic, 4)
+        /* Threads only for big tensors: a team per small tensor costs more than it saves. */
+#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= (1 << 20))
         for (int64_t b = 0; b < nblocks; b++) {
             int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < rows ? r0 + BLOCK_ROWS : rows;
             fill_rows(kind, key, r0, r1, cols, sigma, data);

@@ -44,3 +44,7 @@ TESTS += tests/test_tokenizer tests/test_chat tests/test_tokenize_cli.sh
 EXTRA_DIST += tests/test_tokenize_cli.sh
 tests_test_tokenizer_LDADD = $(FWTEST_LIBS)
 tests_test_chat_LDADD = $(FWTEST_LIBS)
+
+# Many ranks under mpirun (tests/mpi.sh): layouts against one rank, failures.
+TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh
+EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh
