@@ -1,19 +1,82 @@
 /* The pre-tokenizer: tokenizer.json's Split steps, run by PCRE2 (UTF, Unicode
  * properties, JIT when available). Each step splits every piece the previous
  * step produced, and each piece is the whole subject of the next step's search,
- * so a lookahead never sees past its piece, as in the reference. The reference
- * compiles the patterns with Oniguruma; the only syntax the two read differently
- * here is \s / \S, which this file spells out as Oniguruma defines them. */
+ * so a lookahead never sees past its piece, as in the reference.
+ *
+ * The reference compiles the patterns with Oniguruma. Two differences matter and
+ * are translated away here: Oniguruma's \s lacks U+180E, which PCRE2's has; and
+ * the reference's Unicode tables are newer (16.0) than those of the PCRE2 this
+ * was built with (10.42: Unicode 14.0), so \p{L}, \p{M}, \p{N}, \p{P} and \p{S}
+ * get the code points assigned since (CJK Extension H and I, new emoji, new
+ * scripts) added explicitly. The table was measured from the reference itself
+ * (tokenizers 0.23.2, the version that made the golden data): for every code
+ * point, its Split with \p{X} against PCRE2's; the only differences were these
+ * additions and U+180E. */
 #include "io/tok_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Oniguruma's Unicode \s: U+0009..U+000D, U+0085 and the Z categories. PCRE2's
- * (with PCRE2_UCP) also matches U+180E. */
+/* Oniguruma's Unicode \s: U+0009..U+000D, U+0085 and the Z categories. */
 #define ONIG_SPACE "\\t-\\r\\x{85}\\p{Z}"
 
-/* Rewrites \s and \S outside character classes; everything else is copied. */
+/* Code points in the reference's \p{X} but not in PCRE2 10.42's. */
+static const struct {
+    char cat;
+    uint32_t lo, hi;
+} newer_unicode[] = {
+    {'L', 0x1C89, 0x1C8A}, {'L', 0xA7CB, 0xA7CD}, {'L', 0xA7DA, 0xA7DC}, {'L', 0x105C0, 0x105F3},
+    {'L', 0x10D4A, 0x10D65}, {'L', 0x10D6F, 0x10D85}, {'L', 0x10EC2, 0x10EC4},
+    {'L', 0x1123F, 0x11240}, {'L', 0x11380, 0x11389}, {'L', 0x1138B, 0x1138B},
+    {'L', 0x1138E, 0x1138E}, {'L', 0x11390, 0x113B5}, {'L', 0x113B7, 0x113B7},
+    {'L', 0x113D1, 0x113D1}, {'L', 0x113D3, 0x113D3}, {'L', 0x11BC0, 0x11BE0},
+    {'L', 0x11F02, 0x11F02}, {'L', 0x11F04, 0x11F10}, {'L', 0x11F12, 0x11F33},
+    {'L', 0x1342F, 0x1342F}, {'L', 0x13441, 0x13446}, {'L', 0x13460, 0x143FA},
+    {'L', 0x16100, 0x1611D}, {'L', 0x16D40, 0x16D6C}, {'L', 0x18CFF, 0x18CFF},
+    {'L', 0x1B132, 0x1B132}, {'L', 0x1B155, 0x1B155}, {'L', 0x1DF25, 0x1DF2A},
+    {'L', 0x1E030, 0x1E06D}, {'L', 0x1E4D0, 0x1E4EB}, {'L', 0x1E5D0, 0x1E5ED},
+    {'L', 0x1E5F0, 0x1E5F0}, {'L', 0x2B739, 0x2B739}, {'L', 0x2EBF0, 0x2EE5D},
+    {'L', 0x31350, 0x323AF},
+    {'M', 0x0897, 0x0897}, {'M', 0x0CF3, 0x0CF3}, {'M', 0x0ECE, 0x0ECE}, {'M', 0x10D69, 0x10D6D},
+    {'M', 0x10EFC, 0x10EFF}, {'M', 0x11241, 0x11241}, {'M', 0x113B8, 0x113C0},
+    {'M', 0x113C2, 0x113C2}, {'M', 0x113C5, 0x113C5}, {'M', 0x113C7, 0x113CA},
+    {'M', 0x113CC, 0x113D0}, {'M', 0x113D2, 0x113D2}, {'M', 0x113E1, 0x113E2},
+    {'M', 0x11F00, 0x11F01}, {'M', 0x11F03, 0x11F03}, {'M', 0x11F34, 0x11F3A},
+    {'M', 0x11F3E, 0x11F42}, {'M', 0x11F5A, 0x11F5A}, {'M', 0x13440, 0x13440},
+    {'M', 0x13447, 0x13455}, {'M', 0x1611E, 0x1612F}, {'M', 0x1E08F, 0x1E08F},
+    {'M', 0x1E4EC, 0x1E4EF}, {'M', 0x1E5EE, 0x1E5EF},
+    {'N', 0x10D40, 0x10D49}, {'N', 0x116D0, 0x116E3}, {'N', 0x11BF0, 0x11BF9},
+    {'N', 0x11F50, 0x11F59}, {'N', 0x16130, 0x16139}, {'N', 0x16D70, 0x16D79},
+    {'N', 0x1CCF0, 0x1CCF9}, {'N', 0x1D2C0, 0x1D2D3}, {'N', 0x1E4F0, 0x1E4F9},
+    {'N', 0x1E5F1, 0x1E5FA},
+    {'P', 0x1B4E, 0x1B4F}, {'P', 0x1B7F, 0x1B7F}, {'P', 0x10D6E, 0x10D6E}, {'P', 0x113D4, 0x113D5},
+    {'P', 0x113D7, 0x113D8}, {'P', 0x11B00, 0x11B09}, {'P', 0x11BE1, 0x11BE1},
+    {'P', 0x11F43, 0x11F4F}, {'P', 0x16D6D, 0x16D6F}, {'P', 0x1E5FF, 0x1E5FF},
+    {'S', 0x2427, 0x2429}, {'S', 0x2FFC, 0x2FFF}, {'S', 0x31E4, 0x31E5}, {'S', 0x31EF, 0x31EF},
+    {'S', 0x10D8E, 0x10D8F}, {'S', 0x1CC00, 0x1CCEF}, {'S', 0x1CD00, 0x1CEB3},
+    {'S', 0x1F6DC, 0x1F6DC}, {'S', 0x1F774, 0x1F776}, {'S', 0x1F77B, 0x1F77F},
+    {'S', 0x1F7D9, 0x1F7D9}, {'S', 0x1F8B2, 0x1F8BB}, {'S', 0x1F8C0, 0x1F8C1},
+    {'S', 0x1FA75, 0x1FA77}, {'S', 0x1FA87, 0x1FA89}, {'S', 0x1FA8F, 0x1FA8F},
+    {'S', 0x1FAAD, 0x1FAAF}, {'S', 0x1FABB, 0x1FABF}, {'S', 0x1FAC6, 0x1FAC6},
+    {'S', 0x1FACE, 0x1FACF}, {'S', 0x1FADA, 0x1FADC}, {'S', 0x1FADF, 0x1FADF},
+    {'S', 0x1FAE8, 0x1FAE9}, {'S', 0x1FAF7, 0x1FAF8}, {'S', 0x1FBCB, 0x1FBEF},
+};
+
+/* Appends the ranges to add to \p{cat} (none for other categories). */
+static int put_newer(tok_buf *out, char cat) {
+    char r[40];
+    for (size_t i = 0; i < sizeof newer_unicode / sizeof newer_unicode[0]; i++) {
+        if (newer_unicode[i].cat != cat) continue;
+        int n = snprintf(r, sizeof r, "\\x{%X}-\\x{%X}", (unsigned)newer_unicode[i].lo,
+                         (unsigned)newer_unicode[i].hi);
+        if (tok_buf_append(out, r, (size_t)n)) return -1;
+    }
+    return 0;
+}
+
+/* Rewrites \s, \S, \p{X} and \P{X} (X one of L M N P S; \P only outside a
+ * class) as Oniguruma reads them; everything else is copied. */
 static int translate(const char *pat, tok_buf *out) {
     size_t n = strlen(pat);
     int depth = 0; /* inside [...] (Oniguruma allows nested classes) */
@@ -22,9 +85,21 @@ static int translate(const char *pat, tok_buf *out) {
         if (c == '\\' && i + 1 < n) {
             char d = pat[i + 1];
             int rc;
-            if (!depth && d == 's') rc = tok_buf_append(out, "[" ONIG_SPACE "]", strlen(ONIG_SPACE) + 2);
-            else if (!depth && d == 'S') rc = tok_buf_append(out, "[^" ONIG_SPACE "]", strlen(ONIG_SPACE) + 3);
-            else rc = tok_buf_append(out, pat + i, 2);
+            bool prop = (d == 'p' || d == 'P') && i + 4 < n && pat[i + 2] == '{' && pat[i + 4] == '}' &&
+                        strchr("LMNPS", pat[i + 3]);
+            if (!depth && d == 's') {
+                rc = tok_buf_append(out, "[" ONIG_SPACE "]", strlen(ONIG_SPACE) + 2);
+            } else if (!depth && d == 'S') {
+                rc = tok_buf_append(out, "[^" ONIG_SPACE "]", strlen(ONIG_SPACE) + 3);
+            } else if (prop && (!depth || d == 'p')) {
+                char cls[8] = {'\\', 'p', '{', pat[i + 3], '}'};
+                rc = (!depth && tok_buf_append(out, d == 'P' ? "[^" : "[", d == 'P' ? 2 : 1)) ||
+                     tok_buf_append(out, cls, 5) || put_newer(out, pat[i + 3]) ||
+                     (!depth && tok_buf_append(out, "]", 1));
+                i += 3;
+            } else {
+                rc = tok_buf_append(out, pat + i, 2);
+            }
             if (rc) return -1;
             i++;
             continue;

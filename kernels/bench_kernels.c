@@ -4,7 +4,9 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per measurement, default 0.3] */
+ * usage: bench_kernels [seconds per repeat, default 0.3] [sections: any of c g m, default all]
+ *   c: ceilings only, g: + GEMV, m: + GEMM (the ceilings always run: the others are
+ *   reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/fast.h"
 
@@ -160,6 +162,7 @@ static void free_weights(fw_weight *w, int ncopies, float *scale) {
 
 int main(int argc, char **argv) {
     if (argc > 1) g_budget = atof(argv[1]);
+    const char *sections = argc > 2 ? argv[2] : "gm";
     if (!fw_cpu_has_avx2()) {
         fprintf(stderr, "bench_kernels: this CPU lacks AVX2/FMA/F16C; the fast kernels run their portable code\n");
     }
@@ -191,7 +194,7 @@ int main(int argc, char **argv) {
     const int64_t gT[] = {1, 4, 8};
     printf("\nGEMV (matmul, weights streamed from memory)\n%-6s %-12s %3s %10s %9s %9s\n", "type", "shape", "T",
            "GB/s", "% copy", "% read");
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 3 && strchr(sections, 'g'); ti++) {
         for (int si = 0; si < 5; si++) {
             int64_t N = gshape[si][0], K = gshape[si][1];
             size_t wbytes = (size_t)(N * K) * (types[ti] == FW_WTYPE_F32 ? 4 : types[ti] == FW_WTYPE_BF16 ? 2 : 1);
@@ -223,7 +226,7 @@ int main(int argc, char **argv) {
     const int64_t mT[] = {16, 128, 512};
     printf("\nGEMM (matmul, prefill)\n%-6s %-12s %4s %10s %11s %11s\n", "type", "shape", "T", "GFLOP/s", "% FMA meas",
            "% nominal");
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 2 && strchr(sections, 'm'); ti++) {
         for (int si = 0; si < 3; si++) {
             int64_t N = mshape[si][0], K = mshape[si][1];
             float *scale;

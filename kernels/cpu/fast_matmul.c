@@ -248,6 +248,9 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
 #define GEMM_KC 256 /* W columns per tile */
 #define GEMM_MR 3   /* tokens per micro-kernel */
 #define GEMM_NR 4   /* W rows per micro-kernel */
+#ifndef GEMM_TC
+#define GEMM_TC 12  /* tokens per L1-resident chunk of x (a multiple of GEMM_MR) */
+#endif
 
 /* tile (GEMM_NB, GEMM_KC) = W[n0 : n0 + nb, k0 : k0 + kc], zero-padded to whole
  * micro-kernel rows and 8 columns. */
@@ -333,16 +336,21 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
                 for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
                     const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC, kcp = (kc + 7) & ~(int64_t)7;
                     gemm_fill_tile(tile, w, n0, nb, k0, kc);
-                    for (int64_t t = t0; t < t1; t += GEMM_MR) {
-                        const float *xt = xs + t * Kp + k0;
-                        float *yt = y + t * N + n0;
-                        const int64_t mr = t1 - t < GEMM_MR ? t1 - t : GEMM_MR;
+                    /* A chunk of GEMM_TC tokens' x stays in L1 while the tile's row
+                     * groups pass; each row group serves the whole chunk from L1. */
+                    for (int64_t tc = t0; tc < t1; tc += GEMM_TC) {
+                        const int64_t tce = t1 - tc < GEMM_TC ? t1 : tc + GEMM_TC;
                         for (int64_t r = 0; r < nb; r += GEMM_NR) {
                             const int64_t nr = nb - r < GEMM_NR ? nb - r : GEMM_NR;
                             const float *tl = tile + r * GEMM_KC;
-                            if (mr == 3) gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 3);
-                            else if (mr == 2) gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 2);
-                            else gemm_micro(yt + r, N, xt, Kp, tl, kcp, nr, 1);
+                            for (int64_t t = tc; t < tce; t += GEMM_MR) {
+                                const float *xt = xs + t * Kp + k0;
+                                float *yt = y + t * N + n0 + r;
+                                const int64_t mr = tce - t < GEMM_MR ? tce - t : GEMM_MR;
+                                if (mr == 3) gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 3);
+                                else if (mr == 2) gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 2);
+                                else gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 1);
+                            }
                         }
                     }
                 }
