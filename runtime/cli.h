@@ -25,6 +25,7 @@ int fw_cmd_logits(int argc, char **argv);
 int fw_cmd_generate(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
 int fw_cmd_plan(int argc, char **argv);
+int fw_cmd_topo(int argc, char **argv);
 int fw_cmd_tokenize(int argc, char **argv);
 int fw_cmd_detokenize(int argc, char **argv);
 

@@ -16,7 +16,8 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cmd_logits.c \
 	runtime/cmd_generate.c \
 	runtime/cmd_bench.c \
-	runtime/cmd_plan.c
+	runtime/cmd_plan.c \
+	runtime/cmd_topo.c
 
 bin_PROGRAMS += furrow
 furrow_SOURCES = runtime/main.c

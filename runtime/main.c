@@ -21,6 +21,7 @@ static const fw_command commands[] = {
     {"bench", fw_cmd_bench, "measure prefill and decode speed against memory bandwidth"},
     {"tokenize", fw_cmd_tokenize, "encode text (or a chat) with the model's tokenizer; print the ids"},
     {"detokenize", fw_cmd_detokenize, "decode token ids to text"},
+    {"topo", fw_cmd_topo, "show the machine (hwloc) and where each rank is bound"},
     {"plan", fw_cmd_plan, "print the parallel layout (tp x pp x dp, stages, experts, memory) for a cluster"},
 };
 
