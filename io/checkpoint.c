@@ -27,12 +27,26 @@ typedef struct ck_entry {
 struct fw_ckpt {
     char *dir, *root;
     char *source;
+    uint64_t id;                /* checkpoint_id of the root; data files must match */
     fw_config cfg;
     ck_file *files;
     int n_files;
     ck_entry *t;                /* sorted by name */
     int64_t n, cap;
 };
+
+/* Read-only opens without HDF5's file locks: a finished checkpoint has no
+ * writer to guard against, and parallel file systems (Lustre, NFS) often refuse
+ * flock, which would fail every rank's open. */
+static hid_t open_ro(const char *path) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    if (fapl >= 0) H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
+    return fid;
+}
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -182,7 +196,7 @@ static int check_format(hid_t fid, const char *path, fw_err *e) {
 }
 
 static int read_root(fw_ckpt *ck, fw_err *e) {
-    hid_t fid = H5Fopen(ck->root, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fid = open_ro(ck->root);
     if (fid < 0) return fw_h5_errf(e, "%s: cannot open", ck->root);
     int rc = check_format(fid, ck->root, e);
     char *json = NULL;
@@ -194,6 +208,8 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
         rc = fw_config_parse(&ck->cfg, json, src, e);
     }
     free(json);
+    if (rc == FW_OK && fw_h5_get_u64(fid, "checkpoint_id", &ck->id) != 0)
+        rc = fw_errf(e, "%s: attribute 'checkpoint_id' is missing", ck->root);
     if (rc == FW_OK) {
         ck->source = fw_h5_get_str(fid, "source");
         visit_ctx x = {.ck = ck, .e = e};
@@ -272,12 +288,20 @@ bool fw_ckpt_has(const fw_ckpt *ck, const char *name) { return find(ck, name) !=
 static hid_t file_get(const fw_ckpt *ck, int i, fw_err *e) {
     ck_file *f = &ck->files[i];
     if (f->fid >= 0) return f->fid;
-    hid_t fid = H5Fopen(f->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fid = open_ro(f->path);
     if (fid < 0) {
         fw_h5_errf(e, "%s: cannot open data file %s", ck->dir, f->path);
         return H5I_INVALID_HID;
     }
+    uint64_t id = 0;
     if (check_format(fid, f->path, e) != FW_OK) {
+        H5Fclose(fid);
+        return H5I_INVALID_HID;
+    }
+    if (fw_h5_get_u64(fid, "checkpoint_id", &id) != 0 || id != ck->id) {
+        fw_errf(e, "%s belongs to another checkpoint than %s (checkpoint_id %016llx, the root's is %016llx): "
+                   "files of different conversions are mixed", f->path, ck->root, (unsigned long long)id,
+                (unsigned long long)ck->id);
         H5Fclose(fid);
         return H5I_INVALID_HID;
     }

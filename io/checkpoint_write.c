@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -47,6 +48,7 @@ struct fw_ckpt_writer {
     w_entry *t;
     int64_t n, cap;
     hid_t fapl;
+    uint64_t id;                /* checkpoint_id: ties the data files to their root */
     bool failed;                /* a write failed half-way: only abort remains */
 };
 
@@ -69,6 +71,12 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
         return fw_errf(e, "%s: out of memory", dir);
     }
     w->cfg = *cfg;
+    w->cfg.json = NULL;   /* ours is a copy, below */
+    /* Unique per write, not per content: files of two conversions never mix. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t salt[4] = {(uint64_t)now.tv_sec, (uint64_t)now.tv_nsec, (uint64_t)getpid(), (uint64_t)(uintptr_t)w};
+    w->id = XXH3_64bits(salt, sizeof salt);
     if (!(w->cfg.json = strdup(cfg->json))) {
         fw_ckpt_writer_abort(w);
         return fw_errf(e, "%s: out of memory", dir);
@@ -183,7 +191,7 @@ static int file_open(fw_ckpt_writer *w, w_file *f, fw_err *e) {
     f->fid = fid;
     f->created = true;
     if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) || fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) ||
-        fw_h5_put_str(fid, "contents", f->contents) || fw_h5_put_i64(fid, "first_layer", f->first) ||
+        fw_h5_put_u64(fid, "checkpoint_id", w->id) || fw_h5_put_str(fid, "contents", f->contents) || fw_h5_put_i64(fid, "first_layer", f->first) ||
         fw_h5_put_i64(fid, "last_layer", f->last) || fw_h5_put_i64(fid, "mtp", !strcmp(f->contents, "mtp")))
         return fw_h5_errf(e, "%s: cannot write the file attributes", f->path);
     return FW_OK;
@@ -308,7 +316,10 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
         if (shape[i] < 0 || fw_mul_u64(nbytes, (unsigned long long)shape[i], &nbytes))
             return fw_errf(e, "%s: tensor '%s': bad shape (dimension %d is %lld)", w->dir, name, i,
                            (long long)shape[i]);
-    if (!w->files && plan_files(w, e)) return FW_ERR;
+    if (!w->files && plan_files(w, e)) {
+        w->failed = true;
+        return FW_ERR;
+    }
 
     const int L = w->cfg.num_hidden_layers, nl = L + w->cfg.num_nextn_predict_layers;
     int layer = fw_model_tensor_layer(name), fi = 0;
@@ -323,11 +334,15 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
     }
     char path[512];
     fw_ckpt_name_to_path(name, path, sizeof path);
-    /* H5Lexists fails rather than says no when a group on the way is missing. */
+    /* H5Lexists may fail when a group on the way is missing: only "yes" counts. */
     if (H5Lexists(f->fid, path, H5P_DEFAULT) > 0)
         return fw_errf(e, "%s: tensor '%s' is written twice", f->path, name);
     if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, e)) return FW_ERR;
-    return record(w, name, fi, dtype, ndim, shape, e);
+    if (record(w, name, fi, dtype, ndim, shape, e)) {
+        w->failed = true;   /* on disk but not in the index */
+        return FW_ERR;
+    }
+    return FW_OK;
 }
 
 static int entry_cmp(const void *a, const void *b) {
@@ -406,7 +421,7 @@ static int write_root(fw_ckpt_writer *w, fw_err *e) {
     if (fid < 0) return fw_h5_errf(e, "%s: cannot create", w->root_tmp);
     int rc = FW_OK;
     if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
-        fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) ||
+        fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) || fw_h5_put_u64(fid, "checkpoint_id", w->id) ||
         fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
         fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n))
         rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root_tmp);

@@ -145,9 +145,3 @@ void fw_ckpt_name_to_path(const char *name, char *path, size_t size) {
     for (char *p = path; *p; p++)
         if (*p == '.') *p = '/';
 }
-
-void fw_ckpt_path_to_name(const char *path, char *name, size_t size) {
-    snprintf(name, size, "%s", path + (*path == '/'));
-    for (char *p = name; *p; p++)
-        if (*p == '/') *p = '.';
-}

@@ -37,10 +37,9 @@ char *fw_h5_get_str(hid_t obj, const char *name);
 int fw_h5_get_i64(hid_t obj, const char *name, int64_t *v);
 int fw_h5_get_u64(hid_t obj, const char *name, uint64_t *v);
 
-/* "model.layers.3.mlp.gate.weight" <-> "/model/layers/3/mlp/gate/weight". A name
+/* "model.layers.3.mlp.gate.weight" -> "/model/layers/3/mlp/gate/weight". A name
  * is valid when it is non-empty, has no '/', and no empty '.'-separated part. */
 bool fw_ckpt_name_valid(const char *name);
 void fw_ckpt_name_to_path(const char *name, char *path, size_t size);
-void fw_ckpt_path_to_name(const char *path, char *name, size_t size);
 
 #endif

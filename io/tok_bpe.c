@@ -15,23 +15,24 @@
 #define TOK_BPE_LINEAR_MAX 64
 
 typedef struct tok_heap_item {
-    int32_t rank, pos, merged;
+    int32_t rank, pos;
 } tok_heap_item;
 
-/* ---- merges: (left, right) -> (rank, merged) ---- */
+/* ---- merges: (left, right) -> rank ---- */
 
 static inline size_t merge_slot(uint64_t key, size_t mask) {
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     return (size_t)(h ^ (h >> 29)) & mask;
 }
 
-static inline const tok_merge *merge_get(const fw_tokenizer *t, int32_t a, int32_t b) {
-    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+/* The rank of merging a then b, INT32_MAX when there is no such merge. */
+static inline int32_t merge_rank(const fw_tokenizer *t, int32_t a, int32_t b) {
+    uint64_t key = (uint64_t)a << TOK_ID_BITS | (uint64_t)b;
     size_t i = merge_slot(key, t->merge_mask);
     for (;;) {
-        const tok_merge *m = &t->merges[i];
-        if (m->key == key) return m;
-        if (m->key == UINT64_MAX) return NULL;
+        tok_merge m = t->merges[i];
+        if (m == TOK_MERGE_EMPTY) return INT32_MAX;
+        if (m >> TOK_ID_BITS == key) return (int32_t)(m & (TOK_ID_LIMIT - 1));
         i = (i + 1) & t->merge_mask;
     }
 }
@@ -40,19 +41,25 @@ int tok_merges_init(fw_tokenizer *t, int64_t n) {
     size_t cap = 1024;
     while (cap < (size_t)n * 2) cap *= 2;
     t->merges = malloc(cap * sizeof *t->merges);
-    if (!t->merges) return -1;
-    for (size_t i = 0; i < cap; i++) t->merges[i] = (tok_merge){UINT64_MAX, 0, 0};
+    t->merge_to = malloc((size_t)(n ? n : 1) * sizeof *t->merge_to);
+    if (!t->merges || !t->merge_to) return -1;
+    for (size_t i = 0; i < cap; i++) t->merges[i] = TOK_MERGE_EMPTY;
     t->merge_mask = cap - 1;
+    t->n_merge_ranks = n;
     return 0;
 }
 
-/* A pair given twice keeps its last rank, as the reference's HashMap does. */
+/* a, b, merged < TOK_ID_LIMIT and rank < the n given to init (the loader
+ * checks). A pair given twice keeps its last rank, as the reference's HashMap
+ * does. */
 void tok_merges_put(fw_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t merged) {
-    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    uint64_t key = (uint64_t)a << TOK_ID_BITS | (uint64_t)b;
     size_t i = merge_slot(key, t->merge_mask);
-    while (t->merges[i].key != UINT64_MAX && t->merges[i].key != key) i = (i + 1) & t->merge_mask;
-    if (t->merges[i].key == UINT64_MAX) t->n_merges++;
-    t->merges[i] = (tok_merge){key, rank, merged};
+    while (t->merges[i] != TOK_MERGE_EMPTY && t->merges[i] >> TOK_ID_BITS != key)
+        i = (i + 1) & t->merge_mask;
+    if (t->merges[i] == TOK_MERGE_EMPTY) t->n_merges++;
+    t->merges[i] = key << TOK_ID_BITS | (uint64_t)rank;
+    t->merge_to[rank] = merged;
 }
 
 /* ---- scratch ---- */
@@ -61,7 +68,7 @@ static int scratch_reserve(fw_tokenizer *t, size_t n) {
     if (n <= t->scratch_cap) return 0;
     size_t cap = t->scratch_cap ? t->scratch_cap : 256;
     while (cap < n) cap *= 2;
-    int32_t **arrs[] = {&t->sym, &t->rank, &t->merged, &t->prev, &t->next};
+    int32_t **arrs[] = {&t->sym, &t->rank, &t->prev, &t->next};
     for (size_t k = 0; k < sizeof arrs / sizeof arrs[0]; k++) {
         int32_t *p = realloc(*arrs[k], cap * sizeof(int32_t));
         if (!p) return -1;
@@ -77,37 +84,28 @@ static int scratch_reserve(fw_tokenizer *t, size_t n) {
 
 /* ---- the linear version ---- */
 
-static inline void pair_rank(const fw_tokenizer *t, int32_t a, int32_t b, int32_t *rank,
-                             int32_t *merged) {
-    const tok_merge *m = merge_get(t, a, b);
-    *rank = m ? m->rank : INT32_MAX;
-    *merged = m ? m->merged : -1;
-}
-
 static int bpe_linear(fw_tokenizer *t, size_t n, tok_ids *out) {
-    int32_t *sym = t->sym, *rank = t->rank, *merged = t->merged;
+    int32_t *sym = t->sym, *rank = t->rank;
     size_t m = n;
-    for (size_t i = 0; i + 1 < m; i++) pair_rank(t, sym[i], sym[i + 1], &rank[i], &merged[i]);
+    for (size_t i = 0; i + 1 < m; i++) rank[i] = merge_rank(t, sym[i], sym[i + 1]);
     while (m > 1) {
         int32_t best = INT32_MAX;
         size_t bi = 0;
         for (size_t i = 0; i + 1 < m; i++)
             if (rank[i] < best) best = rank[i], bi = i;
         if (best == INT32_MAX) break;
-        sym[bi] = merged[bi];
+        sym[bi] = t->merge_to[best];
         /* drop symbol bi+1 and pair bi+1 */
         size_t tail = m - (bi + 2);
         memmove(sym + bi + 1, sym + bi + 2, tail * sizeof *sym);
-        if (tail) {
-            memmove(rank + bi + 1, rank + bi + 2, (tail - 1) * sizeof *rank);
-            memmove(merged + bi + 1, merged + bi + 2, (tail - 1) * sizeof *merged);
-        }
+        if (tail) memmove(rank + bi + 1, rank + bi + 2, (tail - 1) * sizeof *rank);
         m--;
-        if (bi > 0) pair_rank(t, sym[bi - 1], sym[bi], &rank[bi - 1], &merged[bi - 1]);
-        if (bi + 1 < m) pair_rank(t, sym[bi], sym[bi + 1], &rank[bi], &merged[bi]);
+        if (bi > 0) rank[bi - 1] = merge_rank(t, sym[bi - 1], sym[bi]);
+        if (bi + 1 < m) rank[bi] = merge_rank(t, sym[bi], sym[bi + 1]);
     }
-    for (size_t i = 0; i < m; i++)
-        if (tok_ids_push(out, sym[i])) return -1;
+    if (tok_ids_reserve(out, (int64_t)m)) return -1;
+    memcpy(out->p + out->n, sym, m * sizeof *sym);
+    out->n += (int64_t)m;
     return 0;
 }
 
@@ -143,6 +141,8 @@ static tok_heap_item heap_pop(tok_heap_item *h, size_t *n) {
     return top;
 }
 
+/* A rank identifies its merge (one pair), so an item is still valid when the
+ * pair now at its position has the item's rank. */
 static int bpe_heap(fw_tokenizer *t, size_t n, tok_ids *out) {
     int32_t *sym = t->sym, *prev = t->prev, *next = t->next;
     tok_heap_item *h = t->heap;
@@ -152,25 +152,23 @@ static int bpe_heap(fw_tokenizer *t, size_t n, tok_ids *out) {
         next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
     for (size_t i = 0; i + 1 < n; i++) {
-        const tok_merge *m = merge_get(t, sym[i], sym[i + 1]);
-        if (m) heap_push(h, &hn, (tok_heap_item){m->rank, (int32_t)i, m->merged});
+        int32_t r = merge_rank(t, sym[i], sym[i + 1]);
+        if (r != INT32_MAX) heap_push(h, &hn, (tok_heap_item){r, (int32_t)i});
     }
     /* n-1 items to start, at most two more per merge and n-1 merges: the heap
      * never holds more than 3n items (the scratch has room for that). */
     while (hn) {
         tok_heap_item top = heap_pop(h, &hn);
-        int32_t p = top.pos, q = next[p];
-        if (sym[p] < 0 || q < 0) continue;
-        const tok_merge *m = merge_get(t, sym[p], sym[q]);
-        if (!m || m->merged != top.merged) continue;
-        sym[p] = top.merged;
+        int32_t p = top.pos, q = next[p], r;
+        if (sym[p] < 0 || q < 0 || merge_rank(t, sym[p], sym[q]) != top.rank) continue;
+        sym[p] = t->merge_to[top.rank];
         sym[q] = -1;
         next[p] = next[q];
         if (next[q] >= 0) prev[next[q]] = p;
-        if (prev[p] >= 0 && (m = merge_get(t, sym[prev[p]], sym[p])))
-            heap_push(h, &hn, (tok_heap_item){m->rank, prev[p], m->merged});
-        if (next[p] >= 0 && (m = merge_get(t, sym[p], sym[next[p]])))
-            heap_push(h, &hn, (tok_heap_item){m->rank, p, m->merged});
+        if (prev[p] >= 0 && (r = merge_rank(t, sym[prev[p]], sym[p])) != INT32_MAX)
+            heap_push(h, &hn, (tok_heap_item){r, prev[p]});
+        if (next[p] >= 0 && (r = merge_rank(t, sym[p], sym[next[p]])) != INT32_MAX)
+            heap_push(h, &hn, (tok_heap_item){r, p});
     }
     for (int32_t i = 0; i >= 0; i = next[i])
         if (tok_ids_push(out, sym[i])) return -1;
@@ -201,14 +199,15 @@ void tok_bpe_free(fw_tokenizer *t) {
     t->cache.slots = NULL;
     t->cache.count = 0;
     free(t->merges);
+    free(t->merge_to);
+    t->merge_to = NULL;
     free(t->sym);
     free(t->rank);
-    free(t->merged);
     free(t->prev);
     free(t->next);
     free(t->heap);
     t->merges = NULL;
-    t->sym = t->rank = t->merged = t->prev = t->next = NULL;
+    t->sym = t->rank = t->prev = t->next = NULL;
     t->heap = NULL;
     t->scratch_cap = t->heap_cap = 0;
 }

@@ -57,11 +57,13 @@ int tok_strmap_put(tok_strmap *m, const void *key, size_t len, int32_t val);
 /* The value, or -1 when absent. */
 int32_t tok_strmap_get(const tok_strmap *m, const void *key, size_t len);
 
-/* (left id, right id) -> (rank, merged id). */
-typedef struct tok_merge {
-    uint64_t key;           /* left << 32 | right; UINT64_MAX = empty */
-    int32_t rank, merged;
-} tok_merge;
+/* (left id, right id) -> rank, packed in one word: left << 42 | right << 21 |
+ * rank (ids and ranks below 2^21); the merged id is merge_to[rank]. Eight bytes
+ * an entry keep the table (2 MB for DeepSeek-V3) mostly in cache. */
+typedef uint64_t tok_merge;
+#define TOK_ID_BITS 21
+#define TOK_ID_LIMIT ((int64_t)1 << TOK_ID_BITS)
+#define TOK_MERGE_EMPTY UINT64_MAX
 
 /* Added tokens: a byte trie, leftmost-longest matching. */
 typedef struct tok_trie_node {
@@ -74,6 +76,8 @@ typedef struct tok_trie {
     tok_trie_node *nodes;   /* node 0 is the root */
     int32_t n, cap;
     bool first[256];        /* bytes a token can start with */
+    int n_first;            /* how many such bytes */
+    uint8_t a_first;        /* one of them (the only one when n_first == 1) */
     int32_t count;          /* tokens inserted */
 } tok_trie;
 
@@ -89,9 +93,12 @@ size_t tok_trie_longest(const tok_trie *tr, const char *s, size_t len, int32_t *
 enum { TOK_SPLIT_ISOLATED, TOK_SPLIT_REMOVED };
 
 typedef struct tok_step {
-    pcre2_code *re;
+    /* [0]: the pattern as Oniguruma reads it (see tok_pretok.c); [1]: the pattern
+     * as written, which PCRE2 reads the same way on text without the code points
+     * where the two differ, and runs faster (NULL when it does not compile). */
+    pcre2_code *re[2];
+    bool jit[2];
     int behavior;
-    bool jit;
 } tok_step;
 
 #define TOK_MAX_STEPS 8
@@ -129,9 +136,10 @@ struct fw_tokenizer {
 
     tok_strmap vocab;       /* raw bytes of a vocabulary token -> id */
     int32_t byte_id[256];   /* the one-byte tokens */
-    tok_merge *merges;
+    tok_merge *merges;      /* open addressing, (merge_mask + 1) */
     size_t merge_mask;
-    int64_t n_merges;
+    int32_t *merge_to;      /* rank -> merged id, (n_merge_ranks) */
+    int64_t n_merges, n_merge_ranks;
     bool ignore_merges;
 
     tok_trie added_raw;     /* added tokens matched on the raw text */
@@ -145,7 +153,7 @@ struct fw_tokenizer {
 
     tok_cache cache;
     /* BPE scratch */
-    int32_t *sym, *rank, *merged, *prev, *next;
+    int32_t *sym, *rank, *prev, *next;
     size_t scratch_cap;
     struct tok_heap_item *heap;
     size_t heap_cap;
@@ -180,6 +188,8 @@ void tok_cache_clear(tok_cache *c);
  * patterns are matched as they are. */
 int tok_step_compile(fw_tokenizer *t, tok_step *st, const char *pattern, bool literal,
                      int behavior, fw_err *e);
+/* Whether s[0, n) holds a code point that PCRE2 and Oniguruma classify apart. */
+bool tok_needs_onig_classes(const char *s, size_t n);
 /* Runs the pre-tokenizer steps and the BPE over a span without added tokens. */
 int tok_pretokenize(fw_tokenizer *t, const char *s, size_t n, tok_ids *out, fw_err *e);
 void tok_steps_free(fw_tokenizer *t);

@@ -168,7 +168,11 @@ int tok_trie_add(tok_trie *tr, const char *s, size_t len, int32_t id) {
     }
     if (tr->nodes[cur].id < 0) tr->count++;
     tr->nodes[cur].id = id;
-    tr->first[(uint8_t)s[0]] = true;
+    if (!tr->first[(uint8_t)s[0]]) {
+        tr->first[(uint8_t)s[0]] = true;
+        tr->n_first++;
+        tr->a_first = (uint8_t)s[0];
+    }
     return 0;
 }
 
@@ -262,6 +266,14 @@ int fw_utf8_validate(const char *s, size_t n, size_t *bad_offset) {
     const uint8_t *u = (const uint8_t *)s;
     size_t i = 0;
     while (i < n) {
+        /* eight ASCII bytes at a time */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if (w & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        if (i >= n) break;
         if (u[i] < 0x80) {
             i++;
             continue;

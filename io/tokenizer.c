@@ -54,15 +54,33 @@ static int get_bool(load_ctx *c, const json_t *obj, const char *where, const cha
     return FW_OK;
 }
 
+/* Tokenizer files are a few MB; anything past this is not one. */
+#define TOK_JSON_MAX_BYTES ((long)1 << 30)
+
 static json_t *load_json(const char *path, fw_err *e) {
-    json_error_t je;
     FILE *f = fopen(path, "rb");
     if (!f) {
         fw_errf(e, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    /* Read whole, then parse from memory: json_loadf reads a byte at a time. */
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    char *buf = NULL;
+    if (size < 0 || size > TOK_JSON_MAX_BYTES || fseek(f, 0, SEEK_SET) != 0 ||
+        !(buf = malloc((size_t)size + 1)) || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fw_errf(e, "%s: %s", path,
+                size > TOK_JSON_MAX_BYTES ? "larger than 1 GiB; not a tokenizer file"
+                : !buf && size >= 0      ? "out of memory"
+                                         : "cannot read it");
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
     fclose(f);
+    json_error_t je;
+    json_t *root = json_loadb(buf, (size_t)size, JSON_REJECT_DUPLICATES, &je);
+    free(buf);
     if (!root) {
         if (je.line > 0) fw_errf(e, "%s:%d:%d: %s", path, je.line, je.column, je.text);
         else fw_errf(e, "%s: %s", path, je.text);
@@ -170,6 +188,9 @@ static int load_model(load_ctx *c, const json_t *root, const json_t *added) {
             max_id = json_integer_value(id);
     }
     t->n_ids = max_id + 1;
+    if (t->n_ids > TOK_ID_LIMIT)
+        return fw_errf(c->e, "%s: token id %lld is too large (ids must be below %lld)", c->path,
+                       (long long)max_id, (long long)TOK_ID_LIMIT);
     size_t nid = (size_t)t->n_ids;
     t->dec_off = calloc(nid ? nid : 1, sizeof *t->dec_off);
     t->dec_len = calloc(nid ? nid : 1, sizeof *t->dec_len);
@@ -199,8 +220,9 @@ static int load_model(load_ctx *c, const json_t *root, const json_t *added) {
         }
     }
 
-    if (json_array_size(merges) >= INT32_MAX) {
-        fw_errf(c->e, "%s: model.merges has too many entries", c->path);
+    if ((int64_t)json_array_size(merges) > TOK_ID_LIMIT) {
+        fw_errf(c->e, "%s: model.merges has %zu entries; at most %lld are supported", c->path,
+                json_array_size(merges), (long long)TOK_ID_LIMIT);
         goto done;
     }
     if (tok_merges_init(t, (int64_t)json_array_size(merges))) goto oom;
@@ -546,7 +568,11 @@ static int encode_span(fw_tokenizer *t, const char *s, size_t n, int pass, tok_i
     if (!tr->count) return encode_span(t, s, n, pass + 1, out, e);
     size_t done = 0, i = 0;
     while (i < n) {
-        if (!tr->first[(uint8_t)s[i]]) {
+        if (tr->n_first == 1) { /* DeepSeek's all start with '<' */
+            const char *p = memchr(s + i, tr->a_first, n - i);
+            if (!p) break;
+            i = (size_t)(p - s);
+        } else if (!tr->first[(uint8_t)s[i]]) {
             i++;
             continue;
         }

@@ -151,8 +151,8 @@ int fw_cmd_tokenize(int argc, char **argv) {
     fw_tokenizer *t = NULL;
     char *text = NULL, *rendered = NULL;
     size_t len = 0;
-    int32_t *all = NULL;
-    int64_t n_all = 0, cap_all = 0;
+    int32_t *all = NULL, *wrap = NULL;
+    int64_t n_all = 0, cap_all = 0, n_wrap = 0, n_pre = 0;
     if (load(&t, model_dir, tok_file, cfg_file, &e)) goto done;
     if (file) {
         if (read_file(file, &text, &len, &e)) goto done;
@@ -178,18 +178,23 @@ int fw_cmd_tokenize(int argc, char **argv) {
         len = rlen;
     }
 
+    /* The special tokens add_special wraps a text in ([BOS], or as the config
+     * says), so that chunks are encoded plain and wrapped once. */
+    if (add_special && fw_tokenizer_encode(t, "", 0, true, &wrap, &n_wrap, &e)) goto done;
+    n_pre = n_wrap > 0 && wrap[0] == fw_tokenizer_bos(t) ? 1 : 0;
     double t0 = fw_now();
-    for (size_t i = 0; i < len || (i == 0 && len == 0);) {
+    for (size_t i = 0; i <= len;) {
         size_t j = chunk_end(text, len, i, (size_t)chunk);
         int32_t *ids;
         int64_t n;
-        if (fw_tokenizer_encode(t, text + i, j - i, add_special && i == 0, &ids, &n, &e)) {
+        bool first = i == 0, last = j == len;
+        if (fw_tokenizer_encode(t, text + i, j - i, false, &ids, &n, &e)) {
             if (chunk) fw_err_prefix(&e, "chunk at byte %zu", i);
             goto done;
         }
-        if (n_all + n > cap_all) {
+        if (n_all + n + n_wrap > cap_all) {
             int64_t cap = cap_all ? cap_all : 1024;
-            while (cap < n_all + n) cap *= 2;
+            while (cap < n_all + n + n_wrap) cap *= 2;
             int32_t *p = realloc(all, (size_t)cap * sizeof *p);
             if (!p) {
                 free(ids);
@@ -199,10 +204,14 @@ int fw_cmd_tokenize(int argc, char **argv) {
             all = p;
             cap_all = cap;
         }
+        if (first && n_pre) all[n_all++] = wrap[0];
         if (n) memcpy(all + n_all, ids, (size_t)n * sizeof *ids);
         n_all += n;
         free(ids);
-        if (j == len) break;
+        if (last) {
+            for (int64_t k = n_pre; k < n_wrap; k++) all[n_all++] = wrap[k];
+            break;
+        }
         i = j;
     }
     double dt = fw_now() - t0;
@@ -219,6 +228,7 @@ int fw_cmd_tokenize(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) fprintf(stderr, "furrow tokenize: %s\n", e.msg);
+    free(wrap);
     free(all);
     free(rendered);
     free(text);

@@ -285,6 +285,23 @@ static void test_synth(const char *base) {
     fw_ckpt_close(x);
     fw_ckpt_close(y);
     fw_config_free(&c);
+
+    /* A data file of another write (same layout, same seed) is refused. */
+    char from[2200], to[2200];
+    snprintf(from, sizeof from, "%s/layers-000-002.h5", a);
+    snprintf(to, sizeof to, "%s/layers-000-002.h5", b);
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    CHECK(in && out, "copy %s", from);
+    for (int ch; in && out && (ch = fgetc(in)) != EOF;) fputc(ch, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+    CHECK(fw_ckpt_open(&y, b, &e) == FW_OK, "open: %s", e.msg);
+    if (y) {
+        CHECK(fw_ckpt_info(y, "model.layers.0.input_layernorm.weight", &(fw_tensor_info){0}, &e) == FW_ERR &&
+                  strstr(e.msg, "another checkpoint") && strstr(e.msg, "layers-000-002.h5"),
+              "mixed files: %s", e.msg);
+        fw_ckpt_close(y);
+    }
 }
 
 int main(void) {

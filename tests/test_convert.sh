@@ -58,6 +58,23 @@ for f in base.h5 layers-000-000.h5 layers-001-001.h5 layers-002-002.h5 tokenizer
 done
 "$furrow" info --verify "$T/per-layer" > /dev/null || bad "info --verify per-layer"
 
+# An unknown tensor (in its own shard, listed in the index) is reported and skipped.
+mkcopy_extra() {
+  rm -rf "$1"; mkdir -p "$1"
+  ln -s "$golden/tiny-a-bf16"/*.safetensors "$1"/
+  cp "$golden/tiny-a-bf16/config.json" "$1"/
+  x=model.layers.0.self_attn.rotary_emb.inv_freq
+  h="{\"$x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}"
+  { printf "\\$(printf %03o ${#h})\\000\\000\\000\\000\\000\\000\\000"; printf '%s' "$h"; head -c 16 /dev/zero; } > "$1/extra.safetensors"
+  sed "s/\"weight_map\": {/\"weight_map\": {\"$x\": \"extra.safetensors\",/" \
+    "$golden/tiny-a-bf16/model.safetensors.index.json" > "$1/model.safetensors.index.json"
+}
+mkcopy_extra "$T/extra"
+"$furrow" convert --hf "$T/extra" --out "$T/out-extra" 2> "$T/extra.err" || { cat "$T/extra.err"; bad "convert with an extra tensor"; }
+grep -q "warning: skipping tensor 'model.layers.0.self_attn.rotary_emb.inv_freq'" "$T/extra.err" || { cat "$T/extra.err"; bad "extra tensor not reported"; }
+grep -q "layer 3/3 converted" "$T/extra.err" || bad "no progress lines"
+h5ls -r "$T/out-extra/furrow.h5" | grep -q rotary_emb && bad "extra tensor was converted"
+
 # Usage errors: exit 2; --help: exit 0.
 "$furrow" convert --bogus > /dev/null 2>&1; [ $? -eq 2 ] || bad "convert --bogus: exit 2 expected"
 "$furrow" info --help > /dev/null || bad "info --help"

@@ -122,6 +122,45 @@ static int golden(fw_tokenizer *t, const char *shared) {
     return n_lines;
 }
 
+/* Ids from the reference (tokenizers 0.23.2) for text the golden lines lack:
+ * code points newer than PCRE2's Unicode tables (CJK Extension H U+31350, emoji
+ * U+1FAE8 and U+1FA77, U+1C89, U+A7CC), U+180E (a space to PCRE2, not to
+ * Oniguruma), U+0085 and U+2028, digits of other scripts. */
+static void reference_cases(fw_tokenizer *t) {
+    static const struct {
+        const char *text;
+        int32_t ids[16];
+        int n;
+    } cases[] = {
+        {"\xE6\x96\xB0 \xF0\xB1\x8D\x90\xF0\xB1\x8D\x91 \xE5\xAD\x97",
+         {1043, 86387, 112, 238, 241, 175, 112, 238, 242, 223, 2024}, 11},
+        {"shaking \xF0\x9F\xAB\xA8 and pink \xF0\x9F\xA9\xB7 heart",
+         {3037, 1690, 7351, 107, 104, 305, 23952, 7351, 105, 118, 4082}, 11},
+        {"a\xE1\xA0\x8E" "b \xE1\xA0\x8E c", {67, 115522, 239, 68, 223, 115522, 239, 274}, 8},
+        {"x\xC2\x85" "y\xE2\x80\xA8" "z", {90, 129, 230, 91, 300, 104, 92}, 7},
+        {"\xE1\xB2\x89\xE1\xB2\x8A \xEA\x9F\x8C", {160, 113, 234, 160, 113, 235, 2297, 256, 237}, 9},
+        {"\xD9\xA3\xD9\xA4\xD9\xA5 \xE0\xA5\xA7\xE0\xA5\xA8\xE0\xA5\xA9 \xC2\xBD\xC2\xB2",
+         {127056, 152, 100, 152, 101, 223, 26020, 35712, 47045, 223, 23951, 1628}, 12},
+        {"  \t\n\r\n  x", {262, 7028, 204, 201, 223, 1527}, 6},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        fw_err e = {{0}};
+        int32_t *ids;
+        int64_t n;
+        if (fw_tokenizer_encode(t, cases[c].text, strlen(cases[c].text), false, &ids, &n, &e)) {
+            CHECK(0, "reference case %zu: %s", c, e.msg);
+            continue;
+        }
+        int same = n == cases[c].n && !memcmp(ids, cases[c].ids, (size_t)n * sizeof *ids);
+        CHECK(same, "reference case %zu: ids differ", c);
+        if (!same) {
+            print_ids("got ", ids, n);
+            print_ids("want", cases[c].ids, cases[c].n);
+        }
+        free(ids);
+    }
+}
+
 /* Streaming where characters are split across byte tokens, and ill-formed
  * sequences, against the whole decode. */
 static void stream_edges(fw_tokenizer *t) {
@@ -317,6 +356,7 @@ int main(void) {
         return 1;
     }
     golden(t, shared);
+    reference_cases(t);
     stream_edges(t);
     bpe_paths(t);
     api(t);
