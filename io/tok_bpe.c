@@ -189,11 +189,6 @@ int tok_bpe_merge(fw_tokenizer *t, const char *w, size_t n, bool force_heap, tok
 
 _Static_assert(sizeof(tok_cache_entry) == 64, "a cache entry is one cache line");
 
-void tok_cache_clear(tok_cache *c) {
-    if (c->slots) memset(c->slots, 0, TOK_CACHE_SLOTS * sizeof *c->slots);
-    c->count = 0;
-}
-
 void tok_bpe_free(fw_tokenizer *t) {
     free(t->cache.slots);
     t->cache.slots = NULL;

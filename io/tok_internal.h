@@ -182,7 +182,6 @@ void tok_bpe_free(fw_tokenizer *t);
 /* The merge table: init for n merges, then put each (a later duplicate wins). */
 int tok_merges_init(fw_tokenizer *t, int64_t n);
 void tok_merges_put(fw_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t merged);
-void tok_cache_clear(tok_cache *c);
 
 /* Compiles a tokenizer.json Split pattern (Oniguruma syntax) for PCRE2; literal
  * patterns are matched as they are. */

@@ -127,11 +127,14 @@ static int set_decoded(load_ctx *c, int32_t id, const char *s, size_t n, tok_buf
 }
 
 static int check_id(load_ctx *c, const json_t *v, const char *what, const char *name, int32_t *id) {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= INT32_MAX)
-        return fw_errf(c->e, "%s: %s '%s' has id %s%s, expected an integer in [0, 2^31-1)", c->path,
-                       what, name, json_is_integer(v) ? "" : "of type ",
-                       json_is_integer(v) ? "out of range" : type_name(v));
-    *id = (int32_t)json_integer_value(v);
+    if (!json_is_integer(v))
+        return fw_errf(c->e, "%s: %s '%s': the id is %s, expected an integer", c->path, what, name,
+                       type_name(v));
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || x >= TOK_ID_LIMIT)
+        return fw_errf(c->e, "%s: %s '%s': id %lld is outside [0, %lld)", c->path, what, name,
+                       (long long)x, (long long)TOK_ID_LIMIT);
+    *id = (int32_t)x;
     return FW_OK;
 }
 
@@ -184,13 +187,10 @@ static int load_model(load_ctx *c, const json_t *root, const json_t *added) {
     size_t i;
     json_array_foreach(added, i, v) {
         json_t *id = get(v, "id");
-        if (json_is_integer(id) && json_integer_value(id) > max_id && json_integer_value(id) < INT32_MAX)
+        if (json_is_integer(id) && json_integer_value(id) > max_id && json_integer_value(id) < TOK_ID_LIMIT)
             max_id = json_integer_value(id);
     }
     t->n_ids = max_id + 1;
-    if (t->n_ids > TOK_ID_LIMIT)
-        return fw_errf(c->e, "%s: token id %lld is too large (ids must be below %lld)", c->path,
-                       (long long)max_id, (long long)TOK_ID_LIMIT);
     size_t nid = (size_t)t->n_ids;
     t->dec_off = calloc(nid ? nid : 1, sizeof *t->dec_off);
     t->dec_len = calloc(nid ? nid : 1, sizeof *t->dec_len);

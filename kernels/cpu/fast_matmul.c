@@ -164,6 +164,16 @@ AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t
         const int64_t js = j, je = type == FW_WTYPE_FP8 ? fp8_seg_end(w, j, K) : K;
 #pragma GCC unroll 8
         for (int a = 0; a < RB * TT; a++) acc[a] = _mm256_setzero_ps();
+        if (type == FW_WTYPE_FP8 && i0 + 2 * RB <= N) {
+            /* Rows are short streams (a few KB): fetch the next tile's bytes of this
+             * block now rather than wait for the prefetchers to pick up each row. */
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                const char *nx = row[r] + (size_t)(RB * w->ld) + js;
+                _mm_prefetch(nx, _MM_HINT_T0);
+                _mm_prefetch(nx + 64, _MM_HINT_T0);
+            }
+        }
         for (; j + 8 <= je; j += 8) {
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
