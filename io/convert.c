@@ -1,4 +1,5 @@
 #include "io/convert.h"
+#include "io/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -161,40 +162,6 @@ static int check_all(conv *c, fw_err *e) {
     return report_unknown(c, e);
 }
 
-/* Copies a small file with O_EXCL, so nothing already in out_dir is replaced. */
-static int copy_file(const char *from, const char *to, fw_err *e) {
-    int in = open(from, O_RDONLY);
-    if (in < 0) return fw_errf(e, "%s: cannot open: %s", from, strerror(errno));
-    int out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (out < 0) {
-        int rc = fw_errf(e, "%s: cannot create: %s", to, strerror(errno));
-        close(in);
-        return rc;
-    }
-    char buf[1 << 16];
-    int rc = FW_OK;
-    for (;;) {
-        ssize_t r = read(in, buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            rc = fw_errf(e, "%s: read error: %s", from, strerror(errno));
-            break;
-        }
-        if (r == 0) break;
-        for (ssize_t off = 0; off < r && rc == FW_OK;) {
-            ssize_t k = write(out, buf + off, (size_t)(r - off));
-            if (k < 0 && errno == EINTR) continue;
-            if (k < 0) rc = fw_errf(e, "%s: write error: %s", to, strerror(errno));
-            else off += k;
-        }
-        if (rc) break;
-    }
-    if (close(out) != 0 && rc == FW_OK) rc = fw_errf(e, "%s: write error: %s", to, strerror(errno));
-    close(in);
-    if (rc) unlink(to);
-    return rc;
-}
-
 static int copy_tokenizer(conv *c, fw_err *e) {
     for (int i = 0; i < N_TOKENIZER_FILES; i++) {
         char from[4200], to[4200];
@@ -202,7 +169,7 @@ static int copy_tokenizer(conv *c, fw_err *e) {
         snprintf(to, sizeof to, "%s/%s", c->out, tokenizer_files[i]);
         struct stat st;
         if (stat(from, &st) != 0) continue;
-        if (copy_file(from, to, e)) return FW_ERR;
+        if (fw_copy_file(from, to, e)) return FW_ERR;
         c->copied[i] = true;
     }
     return FW_OK;

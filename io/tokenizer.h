@@ -22,6 +22,9 @@
 
 #include "io/err.h"
 
+/* Token ids of the DeepSeek-V3 tokenizer: 128000 BPE entries + 815 added (one past the last). */
+#define FW_DEEPSEEK_V3_TOKENS 128815
+
 typedef struct fw_tokenizer fw_tokenizer;
 
 /* Loads tokenizer.json and, when config_path is not NULL, tokenizer_config.json

@@ -4,8 +4,8 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m, default all]
- *   c: ceilings only, g: + GEMV, m: + GEMM (the ceilings always run: the others are
+ * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x, default gm]
+ *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16 (the ceilings always run: the others are
  *   reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/fast.h"
@@ -238,6 +238,30 @@ int main(int argc, char **argv) {
             }
             free_weights(w, nc, scale);
         }
+    }
+
+    /* The two matmul paths around the crossover (FW_GEMV_MAX_T). */
+    for (int ti = 0; ti < 2 && strchr(sections, 'x'); ti++) {
+        int64_t N = 2048, K = 2048;
+        size_t wbytes = (size_t)(N * K) * (types[ti] == FW_WTYPE_BF16 ? 2 : 1);
+        int nc = (int)((256u << 20) / wbytes) + 1;
+        float *scale;
+        fw_weight *w = make_weights(types[ti], N, K, nc, &scale);
+        printf("\n%s 2048x2048: GFLOP/s of the GEMV path / the GEMM path\n", types[ti] == FW_WTYPE_BF16 ? "bf16" : "fp8");
+        for (int64_t T = 1; T <= 16; T++) {
+            mm_arg m = {.fn = fw_cpu_matmul_gemv_avx2, .w = w, .ncopies = nc, .T = T};
+            m.x = malloc((size_t)(T * K) * sizeof(float));
+            m.y = malloc((size_t)(T * N) * sizeof(float));
+            for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+            double a = 2.0 * (double)(T * N * K) / best_time(mm_run, &m) / 1e9;
+            m.fn = fw_cpu_matmul_gemm_avx2;
+            double b = 2.0 * (double)(T * N * K) / best_time(mm_run, &m) / 1e9;
+            printf("T %2lld: %6.1f / %6.1f\n", (long long)T, a, b);
+            fflush(stdout);
+            free(m.x);
+            free(m.y);
+        }
+        free_weights(w, nc, scale);
     }
 
     /* GEMM: prefill shapes. */

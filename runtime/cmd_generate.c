@@ -6,18 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/checkpoint.h"
 #include "runtime/cli.h"
 #include "runtime/engine.h"
+#include "runtime/prompt.h"
 #include "runtime/sample.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: [mpirun -np N] furrow generate --model DIR --prompt-tokens ID,ID,... [options]\n\n"
+            "usage: [mpirun -np N] furrow generate --model DIR (--prompt TEXT | --chat JSON | --prompt-tokens IDS)\n"
+            "                                      [options]\n\n"
             "Generates up to --max-tokens tokens after the prompt (greedy unless --temperature\n"
-            "is set) and prints their ids as a JSON array on stdout. Prefill and decode\n"
+            "is set). With --prompt or --chat the text streams to stdout as it is produced;\n"
+            "with --prompt-tokens the ids are printed as a JSON array. Prefill and decode\n"
             "speeds go to stderr.\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
+            "  --prompt TEXT                       a text prompt (encoded with BOS by the model's tokenizer)\n"
+            "  --chat JSON|@FILE                   OpenAI-style messages, rendered by DeepSeek-V3's chat\n"
+            "                                      template with the generation prompt\n"
             "  --prompt-tokens LIST                comma-separated prompt token ids\n"
             "  --max-tokens N                      tokens to generate (default 16)\n"
             "  --temperature T                     0 (default) is greedy\n"
@@ -40,14 +47,57 @@ static int next_token(fw_engine *en, fw_sampler *s, const int32_t *ids, int64_t 
     return FW_OK;
 }
 
+/* Rank 0 tokenizes the text prompt or chat and sends the ids to every rank; it
+ * keeps the tokenizer for the output. All ranks return the same status. */
+static int text_prompt(fw_world *w, const char *model_dir, const char *text, bool chat, fw_tokenizer **tok,
+                       int32_t **ids, int64_t *T, fw_err *e) {
+    int64_t n = -1;
+    if (w->rank == 0) {
+        fw_ckpt *ck;
+        bool mapped = false;
+        if (fw_ckpt_open(&ck, model_dir, e) == FW_OK) {
+            int64_t vocab = fw_ckpt_config(ck)->vocab_size;
+            fw_ckpt_close(ck);
+            int64_t got;
+            if (fw_prompt_tokenizer(tok, model_dir, e) == FW_OK &&
+                fw_prompt_encode(*tok, text, chat, vocab, ids, &got, &mapped, e) == FW_OK && (n = got) > 0 && mapped)
+                fprintf(stderr, "furrow generate: the tokenizer has more ids than the model's vocabulary (%lld): "
+                                "prompt ids taken modulo %lld (a small synthetic model)\n",
+                        (long long)vocab, (long long)vocab);
+        }
+    }
+    MPI_Bcast(&n, 1, MPI_INT64_T, 0, w->comm);
+    if (n < 0) {
+        if (w->rank != 0) fw_errf(e, "rank 0 could not tokenize the prompt");
+        return FW_ERR;
+    }
+    if (w->rank != 0 && !(*ids = malloc((size_t)n * sizeof(int32_t)))) fw_world_abort(w, "generate", "out of memory");
+    MPI_Bcast(*ids, (int)n, MPI_INT32_T, 0, w->comm);
+    *T = n;
+    return FW_OK;
+}
+
+/* Streams the text a new token completes (rank 0 only holds a stream). */
+static void emit(fw_detok_stream *s, int32_t tok, bool finish) {
+    const char *piece;
+    size_t len;
+    fw_err e;
+    int rc = finish ? fw_detok_stream_finish(s, &piece, &len, &e) : fw_detok_stream_push(s, tok, &piece, &len, &e);
+    if (rc == FW_OK && len) {
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+    }
+}
+
 int fw_cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"prompt-tokens", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'},  {"temperature", required_argument, 0, 'T'},
         {"top-p", required_argument, 0, 'P'},       {"seed", required_argument, 0, 's'},
         {"ignore-eos", no_argument, 0, 'i'},        {"help", no_argument, 0, 'h'},
+        {"prompt", required_argument, 0, 'x'},      {"chat", required_argument, 0, 'c'},
         FW_CLI_ENGINE_OPTIONS,                      {0, 0, 0, 0}};
-    const char *prompt = NULL;
+    const char *prompt = NULL, *text = NULL, *chat = NULL;
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
     int64_t max_tokens = 16, seed = 0;
@@ -63,6 +113,8 @@ int fw_cmd_generate(int argc, char **argv) {
         switch (c) {
         case 'm': eo.model_dir = optarg; break;
         case 'p': prompt = optarg; break;
+        case 'x': text = optarg; break;
+        case 'c': chat = optarg; break;
         case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &max_tokens, &e); break;
         case 'T': bad = fw_cli_parse_double(optarg, "--temperature", &temperature, &e) ||
                         (temperature < 0 && fw_errf(&e, "--temperature must be >= 0"));
@@ -84,14 +136,14 @@ int fw_cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!eo.model_dir || !prompt || optind < argc) {
-        fprintf(stderr, "furrow generate: --model and --prompt-tokens are required\n");
+    if (!eo.model_dir || (!!prompt + !!text + !!chat) != 1 || optind < argc) {
+        fprintf(stderr, "furrow generate: --model and one of --prompt, --chat, --prompt-tokens are required\n");
         usage(stderr);
         return 2;
     }
-    int32_t *ids;
-    int64_t T;
-    if (fw_cli_parse_ids(prompt, "--prompt-tokens", 0, &ids, &T, &e)) {
+    int32_t *ids = NULL;
+    int64_t T = 0;
+    if (prompt && fw_cli_parse_ids(prompt, "--prompt-tokens", 0, &ids, &T, &e)) {
         fprintf(stderr, "furrow generate: %s\n", e.msg);
         return 2;
     }
@@ -100,6 +152,12 @@ int fw_cmd_generate(int argc, char **argv) {
     if (fw_world_init(&w, NULL, NULL, &e)) {
         fprintf(stderr, "furrow generate: %s\n", e.msg);
         free(ids);
+        return 1;
+    }
+    fw_tokenizer *tok_text = NULL;
+    if (!prompt && text_prompt(&w, eo.model_dir, text ? text : chat, chat != NULL, &tok_text, &ids, &T, &e)) {
+        if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
+        fw_world_finalize(&w);
         return 1;
     }
     eo.context = T + max_tokens;
@@ -122,12 +180,15 @@ int fw_cmd_generate(int argc, char **argv) {
     double t0 = fw_now(), t_prefill = 0;
     int32_t tok;
     int fail = 0;
+    fw_detok_stream *stream = NULL;
+    if (tok_text && fw_detok_stream_init(&stream, tok_text, true, &e)) fw_world_abort(&w, "generate", e.msg);
     if (max_tokens > 0) {
         fail = next_token(&en, &sampler, ids, T, FW_ATTN_NAIVE, logits, work, &tok, &e);
         t_prefill = fw_now() - t0;
         t0 = fw_now();
         while (!fail) {
             out[n_out++] = tok;
+            if (stream) emit(stream, tok, false);
             if ((tok == en.model->cfg.eos_token_id && !ignore_eos) || n_out == max_tokens) break;
             fail = next_token(&en, &sampler, &tok, 1, FW_ATTN_ABSORBED, logits, work, &tok, &e);
         }
@@ -138,10 +199,15 @@ int fw_cmd_generate(int argc, char **argv) {
         fw_world_report(&w, "generate", e.msg);
         goto done;
     }
-    if (w.rank == 0) {
+    if (stream) {
+        emit(stream, 0, true);
+        printf("\n");
+    } else if (w.rank == 0) {
         printf("[");
         for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? ", " : "", out[i]);
         printf("]\n");
+    }
+    if (w.rank == 0) {
         fflush(stdout);
         fprintf(stderr,
                 "furrow generate: prefill %lld tokens in %.3f s (%.1f tokens/s); decode %lld tokens in %.3f s "
@@ -153,6 +219,8 @@ int fw_cmd_generate(int argc, char **argv) {
     rc = 0;
 done:
     fw_engine_free(&en);
+    fw_detok_stream_free(stream);
+    fw_tokenizer_free(tok_text);
     free(out);
     free(work);
     free(logits);

@@ -3,9 +3,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "io/fileutil.h"
 #include "io/synth.h"
+#include "io/tokenizer.h"
 #include "runtime/cli.h"
+#include "runtime/data.h"
 
 #define SYNTH_FORCE_BYTES (64LL << 30)   /* above this, --force is needed */
 
@@ -34,6 +38,8 @@ static void usage(FILE *f) {
             "  --out DIR               output directory (created; must not hold a checkpoint)\n"
             "  --seed N                random seed (default 1)\n"
             "  --layers-per-file N     N layers per data file (default: ~4 GiB files)\n"
+            "  --tokenizer DIR|none    tokenizer.json (+ tokenizer_config.json) to put beside the\n"
+            "                          weights (default: the shipped DeepSeek-V3 tokenizer)\n"
             "  --force                 write more than 64 GiB\n"
             "  -q, --quiet             no progress lines\n"
             "  -h, --help              this help\n");
@@ -47,6 +53,7 @@ static void print_progress(void *user, const char *line) {
 enum {
     OPT_PRESET = 256, OPT_CONFIG, OPT_LAYERS, OPT_DENSE, OPT_HIDDEN, OPT_HEADS, OPT_EXPERTS, OPT_TOPK,
     OPT_VOCAB, OPT_INTER, OPT_MOE_INTER, OPT_MTP, OPT_FP8, OPT_BF16, OPT_SEED, OPT_LPF, OPT_FORCE,
+    OPT_TOKENIZER,
 };
 
 /* Keeps routing consistent after --experts / --top-k: groups must divide the
@@ -64,6 +71,30 @@ static void fix_routing(fw_config *c) {
     if (c->moe_intermediate_size <= 0) c->moe_intermediate_size = c->hidden_size;
 }
 
+/* The model carries the real DeepSeek-V3 tokenizer (--tokenizer DIR, default the
+ * shipped one; "none" for no tokenizer). A vocabulary smaller than the
+ * tokenizer's means generate maps text ids modulo it: said here once. */
+static int copy_tokenizer(const char *dir, const char *out, const fw_config *cfg, bool quiet, fw_err *e) {
+    char buf[4096];
+    if (dir && !strcmp(dir, "none")) return FW_OK;
+    if (!dir && !(dir = fw_data_tokenizer_dir(buf, sizeof buf))) {
+        if (!quiet) fprintf(stderr, "furrow synth: no shipped tokenizer found; the model has none (use --tokenizer DIR)\n");
+        return FW_OK;
+    }
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < 2; i++) {
+        char from[4200], to[4200];
+        snprintf(from, sizeof from, "%s/%s", dir, files[i]);
+        snprintf(to, sizeof to, "%s/%s", out, files[i]);
+        if (access(from, R_OK) != 0 && i == 1) break; /* the config is optional */
+        if (fw_copy_file(from, to, e)) return FW_ERR;
+    }
+    if (!quiet && cfg->vocab_size < FW_DEEPSEEK_V3_TOKENS)
+        fprintf(stderr, "furrow synth: the tokenizer has %d tokens, this model's vocabulary %lld: text prompts map ids modulo %lld\n",
+                FW_DEEPSEEK_V3_TOKENS, (long long)cfg->vocab_size, (long long)cfg->vocab_size);
+    return FW_OK;
+}
+
 int fw_cmd_synth(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'},          {"preset", required_argument, 0, OPT_PRESET},
@@ -76,12 +107,13 @@ int fw_cmd_synth(int argc, char **argv) {
         {"mtp", required_argument, 0, OPT_MTP},       {"fp8", no_argument, 0, OPT_FP8},
         {"bf16", no_argument, 0, OPT_BF16},           {"seed", required_argument, 0, OPT_SEED},
         {"layers-per-file", required_argument, 0, OPT_LPF},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"force", no_argument, 0, OPT_FORCE},         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     /* Overrides are applied after the preset or config is loaded. */
     int64_t layers = -1, dense = -1, hidden = -1, heads = -1, experts = -1, topk = -1, vocab = -1, inter = -1,
             moe_inter = -1, mtp = -1, seed = 1, lpf = 0;
-    const char *out = NULL, *preset = NULL, *config = NULL;
+    const char *out = NULL, *preset = NULL, *config = NULL, *tokenizer = NULL;
     int fp8 = -1;
     bool force = false, quiet = false;
     fw_err e = {{0}};
@@ -109,6 +141,7 @@ int fw_cmd_synth(int argc, char **argv) {
         case OPT_LPF: dst = &lpf, flag = "--layers-per-file"; break;
         case OPT_FP8: fp8 = 1; break;
         case OPT_BF16: fp8 = 0; break;
+        case OPT_TOKENIZER: tokenizer = optarg; break;
         case OPT_FORCE: force = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
@@ -168,6 +201,10 @@ int fw_cmd_synth(int argc, char **argv) {
     fw_synth_opts o = {.layers_per_file = (int)lpf, .progress = quiet ? NULL : print_progress};
     double t0 = fw_now();
     if (fw_synth_with(&cfg, (uint64_t)seed, out, &o, &e)) {
+        fprintf(stderr, "furrow synth: %s\n", e.msg);
+        goto done;
+    }
+    if (copy_tokenizer(tokenizer, out, &cfg, quiet, &e)) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);
         goto done;
     }

@@ -9,6 +9,8 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/topo.c runtime/topo.h \
 	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
 	runtime/engine.c runtime/engine.h \
+	runtime/data.c runtime/data.h \
+	runtime/prompt.c runtime/prompt.h \
 	runtime/cmd_convert.c \
 	runtime/cmd_tokenize.c \
 	runtime/cmd_info.c \
