@@ -52,3 +52,5 @@ EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:
 	-rm -rf tests/tmp
+TESTS += tests/test_generate_text.sh
+EXTRA_DIST += tests/test_generate_text.sh
