@@ -4,8 +4,9 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x, default gm]
- *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16 (the ceilings always run: the others are
+ * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w, default gmaw]
+ *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16,
+ *   a: attention, w: matmul_xw (the ceilings always run: the others are
  *   reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/fast.h"
@@ -147,8 +148,44 @@ typedef struct mm_arg {
 } mm_arg;
 
 static void mm_run(void *p, int64_t it) {
+    static int64_t calls; /* not `it`: each batch restarts it, and must not find its weights cached */
     mm_arg *m = p;
-    m->fn(m->y, m->x, &m->w[it % m->ncopies], m->T);
+    (void)it;
+    m->fn(m->y, m->x, &m->w[calls++ % m->ncopies], m->T);
+}
+
+typedef struct xw_arg {
+    fw_weight *w;
+    float *x, *y;
+    int64_t T;
+} xw_arg;
+
+static void xw_run(void *p, int64_t it) {
+    xw_arg *a = p;
+    (void)it;
+    for (int64_t h = 0; h < 128; h++) {
+        fw_weight v = fw_weight_view(a->w, h * 256, 128, 0, 512);
+        fw_ops_cpu_fast()->matmul_xw(a->y + h * 512, a->x + h * 128, &v, a->T);
+    }
+}
+
+typedef struct attn_arg {
+    float *q, *k, *v, *o;
+    int64_t T, S, H, dqk, dv;
+} attn_arg;
+
+static void attn_naive_run(void *p, int64_t it) {
+    attn_arg *a = p;
+    (void)it;
+    fw_ops_cpu_fast()->attn_naive(a->o, a->q, a->k, a->v, a->T, a->S, a->H, a->dqk, a->dv, 0.1f);
+}
+
+/* k holds the latent cache rows (C + R per position); q the H heads' (C + R). */
+static void attn_absorbed_run(void *p, int64_t it) {
+    attn_arg *a = p;
+    (void)it;
+    const int64_t C = a->dqk, R = a->dv;
+    fw_ops_cpu_fast()->attn_absorbed(a->o, a->q, a->q + a->H * C, a->k, C + R, a->k + C, C + R, 1, a->S, a->H, C, R, 0.05f);
 }
 
 static float frand(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f; }
@@ -182,7 +219,7 @@ static void free_weights(fw_weight *w, int ncopies, float *scale) {
 
 int main(int argc, char **argv) {
     if (argc > 1) g_budget = atof(argv[1]);
-    const char *sections = argc > 2 ? argv[2] : "gm";
+    const char *sections = argc > 2 ? argv[2] : "gmaw";
     if (!fw_cpu_has_avx2()) {
         fprintf(stderr, "bench_kernels: this CPU lacks AVX2/FMA/F16C; the fast kernels run their portable code\n");
     }
@@ -262,6 +299,50 @@ int main(int argc, char **argv) {
             free(m.y);
         }
         free_weights(w, nc, scale);
+    }
+
+    /* matmul_xw as absorbed MLA uses it: q_nope . W_UK for each of 128 heads, W_UK
+     * a [128, 512] view (rows h*256 .. h*256+127) of kv_b_proj [128*256, 512]. */
+    for (int ti = 0; ti < 2 && strchr(sections, 'w'); ti++) {
+        float *scale;
+        fw_weight *w = make_weights(types[ti], 128 * 256, 512, 1, &scale);
+        xw_arg a = {.w = w, .T = 1};
+        a.x = malloc(128 * 128 * sizeof(float));
+        a.y = malloc(128 * 512 * sizeof(float));
+        for (int i = 0; i < 128 * 128; i++) a.x[i] = frand();
+        size_t bytes = (size_t)128 * 128 * 512 * (types[ti] == FW_WTYPE_BF16 ? 2 : 1);
+        printf("\nmatmul_xw %s, 128 heads x [128, 512] views, T 1: %.2f GB/s\n",
+               types[ti] == FW_WTYPE_BF16 ? "bf16" : "fp8", (double)bytes / best_time(xw_run, &a) / 1e9);
+        free(a.x);
+        free(a.y);
+        free_weights(w, 1, scale);
+    }
+
+    /* Attention: prefill (naive) and decode (absorbed over the latent cache). */
+    if (strchr(sections, 'a')) {
+        attn_arg a = {.T = 512, .S = 512, .H = 16, .dqk = 192, .dv = 128};
+        a.q = calloc((size_t)(a.T * a.H * a.dqk), sizeof(float));
+        a.k = calloc((size_t)(a.S * a.H * a.dqk), sizeof(float));
+        a.v = calloc((size_t)(a.S * a.H * a.dv), sizeof(float));
+        a.o = calloc((size_t)(a.T * a.H * a.dv), sizeof(float));
+        for (int64_t i = 0; i < a.T * a.H * a.dqk; i++) a.q[i] = frand();
+        for (int64_t i = 0; i < a.S * a.H * a.dqk; i++) a.k[i] = frand();
+        for (int64_t i = 0; i < a.S * a.H * a.dv; i++) a.v[i] = frand();
+        double fl = (double)a.T * (a.T + 1) / 2 * a.H * (a.dqk + a.dv) * 2; /* causal */
+        printf("\nattn_naive T %lld S %lld H %lld dqk %lld dv %lld: %.1f GFLOP/s\n", (long long)a.T, (long long)a.S,
+               (long long)a.H, (long long)a.dqk, (long long)a.dv, fl / best_time(attn_naive_run, &a) / 1e9);
+        free(a.q), free(a.k), free(a.v), free(a.o);
+        attn_arg b = {.T = 1, .S = 4096, .H = 16, .dqk = 512, .dv = 64}; /* dqk: C, dv: R */
+        b.q = calloc((size_t)(b.H * (b.dqk + b.dv)), sizeof(float));
+        b.k = calloc((size_t)(b.S * (b.dqk + b.dv)), sizeof(float));
+        b.o = calloc((size_t)(b.H * b.dqk), sizeof(float));
+        for (int64_t i = 0; i < b.S * (b.dqk + b.dv); i++) b.k[i] = frand();
+        for (int64_t i = 0; i < b.H * (b.dqk + b.dv); i++) b.q[i] = frand();
+        double t = best_time(attn_absorbed_run, &b);
+        printf("attn_absorbed T 1 S %lld H %lld C %lld R %lld: %.1f GFLOP/s, cache read at %.1f GB/s\n",
+               (long long)b.S, (long long)b.H, (long long)b.dqk, (long long)b.dv,
+               (double)b.S * b.H * (2 * b.dqk + b.dv) * 2 / t / 1e9, (double)b.S * (b.dqk + b.dv) * 4 / t / 1e9);
+        free(b.q), free(b.k), free(b.o);
     }
 
     /* GEMM: prefill shapes. */

@@ -12,3 +12,38 @@ libfurrow_kernels_a_SOURCES = \
 check_PROGRAMS += kernels/bench_kernels
 kernels_bench_kernels_SOURCES = kernels/bench_kernels.c
 kernels_bench_kernels_LDADD = libfurrow_kernels.a -lm
+
+# The CUDA backend (kernels/cuda): CUDA C++ compiled by nvcc into its own library,
+# linked only into GPU targets (the rest of furrow never links CUDA). The sources
+# are distributed whether or not this build has CUDA.
+FW_CUDA_SRCS = \
+	kernels/cuda/ctx.cu \
+	kernels/cuda/convert.cu \
+	kernels/cuda/embed.cu \
+	kernels/cuda/rmsnorm.cu \
+	kernels/cuda/rope.cu \
+	kernels/cuda/elementwise.cu \
+	kernels/cuda/route.cu \
+	kernels/cuda/attention.cu \
+	kernels/cuda/matmul.cu \
+	kernels/cuda/matmul_own.cu \
+	kernels/cuda/matmul_xw.cu \
+	kernels/cuda/fp8_quant.cu
+FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h
+EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
+# sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.
+FW_NVCC_FLAGS = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+	-std=c++17 -Xcompiler -Wall,-Wextra
+AM_V_NVCC = $(am__v_NVCC_@AM_V@)
+am__v_NVCC_ = $(am__v_NVCC_@AM_DEFAULT_V@)
+am__v_NVCC_0 = @echo "  NVCC    " $@;
+am__v_NVCC_1 =
+SUFFIXES = .cu
+.cu.o:
+	$(AM_V_NVCC)$(NVCC) $(NVCCFLAGS) $(FW_NVCC_FLAGS) -I$(top_srcdir) -I$(top_builddir) $(CUDA_CFLAGS) -c -o $@ $<
+if HAVE_CUDA
+noinst_LIBRARIES += libfurrow_cuda.a
+libfurrow_cuda_a_SOURCES = $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
+# nvcc tracks no header dependencies here: rebuild on any header change.
+$(libfurrow_cuda_a_OBJECTS): $(FW_CUDA_HDRS) kernels/ops.h
+endif

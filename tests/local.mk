@@ -54,3 +54,14 @@ clean-local:
 	-rm -rf tests/tmp
 TESTS += tests/test_generate_text.sh
 EXTRA_DIST += tests/test_generate_text.sh
+
+# The CUDA ops against the CPU reference (skipped, exit 77, without a GPU). Only
+# this program links CUDA; --as-needed drops the driver stub (-lcuda) that nothing
+# calls, so it loads on a machine without a driver and skips.
+if HAVE_CUDA
+check_PROGRAMS += tests/test_cuda_ops
+TESTS += tests/test_cuda_ops
+tests_test_cuda_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
+tests_test_cuda_ops_LDFLAGS = -Wl,--as-needed
+tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
+endif

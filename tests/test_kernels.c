@@ -4,11 +4,14 @@
  * weight types, views with nonzero origins into FP8 parents.
  *
  * Bounds: float32 accumulation against the reference's double sums gives a
- * normalised mean squared error around 1e-13 and a max error around 1e-7 of the
- * largest output; we require NMSE <= 1e-9 and max |fast - ref| <= 1e-5 * max |ref|.
- * A kernel that drops, repeats or misscales one weight block among a few hundred
+ * normalised mean squared error below 1e-12 and a max error around 1e-6 of the
+ * largest output; we require NMSE <= 1e-9 and max |fast - ref| <= 1e-5 * max |ref|
+ * (for matmuls the denominators are at least the typical output, sqrt(K) / 3, so
+ * that one output that cancels to nearly 0 is not judged alone). A kernel that
+ * drops, repeats or misscales one weight among a few hundred, or one FP8 block,
  * misses both by orders of magnitude. Outputs must be finite, and sentinel values
- * around every output buffer must survive (out-of-bounds writes). */
+ * around every output buffer must survive (out-of-bounds writes).
+ * FW_TEST_VERBOSE=1 prints every comparison. */
 #include "kernels/ops.h"
 #include "kernels/cpu/fast.h"
 #include "tests/check.h"

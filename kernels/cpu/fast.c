@@ -74,7 +74,8 @@ static int argmax_free(const float *v, const bool *taken, int n) {
 /* One token of the router, the same arithmetic as the reference (ids must agree). */
 static void route_token(int32_t *ids, float *w, const float *logits, const float *bias, const fw_route_params *p) {
     const int E = p->n_experts, K = p->top_k;
-    const int G = p->n_group > 1 ? p->n_group : 1, TG = p->n_group > 1 ? p->topk_group : 1;
+    const bool grouped = p->n_group > 1 && p->n_group <= E;
+    const int G = grouped ? p->n_group : 1, TG = grouped ? p->topk_group : 1;
     const int gs = E / G;
     float s[ROUTE_MAX_E], sb[ROUTE_MAX_E], gscore[ROUTE_MAX_E];
     bool taken[ROUTE_MAX_E], keep[ROUTE_MAX_E];
@@ -101,7 +102,7 @@ static void route_token(int32_t *ids, float *w, const float *logits, const float
         int g = argmax_free(gscore, taken, G);
         taken[g] = keep[g] = true;
     }
-    for (int e = 0; e < E; e++) taken[e] = !keep[e / gs];
+    for (int e = 0; e < E; e++) taken[e] = e / gs >= G || !keep[e / gs];
     float wsum = 0;
     for (int k = 0; k < K; k++) {
         int e = argmax_free(sb, taken, E);
@@ -271,6 +272,49 @@ static void attn_core_generic(const attn_job *j, int nq) {
     }
 }
 
+/* exp(x) to about 2 ulp (Cephes' expf: 2^n times a degree-5 polynomial on
+ * [-ln2/2, ln2/2]); below the normal range (masked scores: -inf) it gives 0. */
+AVX2_INLINE __m256 exp256(__m256 x) {
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3365478515625f), _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365478515625f));
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* softmax_block with the exponentials 8 at a time; sc has room for ATTN_SB. */
+AVX2_FN static float softmax_block_avx2(float *sc, int64_t nb, float *m, float *l) {
+    for (int64_t s = nb; s < ((nb + 7) & ~(int64_t)7); s++) sc[s] = -INFINITY; /* pad: exp gives 0 */
+    float bm = -INFINITY;
+    for (int64_t s = 0; s < nb; s++) bm = sc[s] > bm ? sc[s] : bm;
+    const float mn = bm > *m ? bm : *m;
+    const float alpha = *m == -INFINITY ? 0.0f : expf(*m - mn);
+    *m = mn;
+    if (mn == -INFINITY) { /* every key so far masked */
+        for (int64_t s = 0; s < nb; s++) sc[s] = 0;
+        *l = 0;
+        return alpha;
+    }
+    const __m256 vm = _mm256_set1_ps(mn);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nb; s += 8) {
+        __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + s), vm));
+        _mm256_storeu_ps(sc + s, p);
+        sum = _mm256_add_ps(sum, p);
+    }
+    *l = *l * alpha + hsum8(sum);
+    return alpha;
+}
+
 /* out[q] += a[q] . b for q < NQ: one pass over b serves every query. */
 AVX2_INLINE void dot_nq(float *out, const float *const *a, const float *b, int64_t n, const int NQ) {
     __m256 acc[ATTN_QB];
@@ -288,8 +332,15 @@ AVX2_INLINE void dot_nq(float *out, const float *const *a, const float *b, int64
 #pragma GCC unroll 4
         for (int q = 0; q < NQ; q++) acc[q] = _mm256_fmadd_ps(_mm256_maskload_ps(a[q] + i, mk), bv, acc[q]);
     }
+    if (NQ == 4) {
+        __m256 ab = _mm256_hadd_ps(acc[0], acc[1]), cd = _mm256_hadd_ps(acc[2], acc[3]);
+        __m256 abcd = _mm256_hadd_ps(ab, cd);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+        _mm_storeu_ps(out, _mm_add_ps(_mm_loadu_ps(out), r));
+    } else {
 #pragma GCC unroll 4
-    for (int q = 0; q < NQ; q++) out[q] += hsum8(acc[q]);
+        for (int q = 0; q < NQ; q++) out[q] += hsum8(acc[q]);
+    }
 }
 
 AVX2_INLINE void attn_core_avx2(const attn_job *j, const int NQ) {
@@ -313,7 +364,7 @@ AVX2_INLINE void attn_core_avx2(const attn_job *j, const int NQ) {
             for (int q = 0; q < NQ; q++) sc[q][s] = k < j->nkeys[q] ? d[q] * j->scale : -INFINITY;
         }
 #pragma GCC unroll 4
-        for (int q = 0; q < NQ; q++) alpha[q] = softmax_block(sc[q], nb, &m[q], &l[q]);
+        for (int q = 0; q < NQ; q++) alpha[q] = softmax_block_avx2(sc[q], nb, &m[q], &l[q]);
         /* o[q] = o[q] * alpha[q] + sum_s p[q][s] v[s], 8 output values at a time. */
         for (int64_t d = 0; d < j->dv; d += 8) {
             const __m256i mk = tail_mask(j->dv - d);

@@ -216,18 +216,27 @@ AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t
 }
 
 /* Rows per tile for TT tokens: enough independent accumulators to hide the FMA
- * latency, few enough to stay in registers. */
-#define GEMV_RB(TT) ((TT) <= 2 ? 4 : (TT) <= 4 ? 2 : 1)
+ * latency, few enough to stay in registers, and x loads shared by RB rows. Above 4
+ * tokens a pair of rows is run twice, for each half of the tokens: the second pass
+ * finds the rows in L1, and RB x TT stays at most 8 accumulators. */
+#define GEMV_RB(TT) ((TT) <= 2 ? 4 : 2)
+#define GEMV_TA(TT) ((TT) <= 4 ? (TT) : ((TT) + 1) / 2) /* tokens in the first pass */
 
 #define DEF_GEMV(TNAME, TYPE, TT)                                                    \
     AVX2_FN static void gemv_##TNAME##_##TT(float *y, const float *x, const fw_weight *w) { \
         const int64_t nb = (w->rows + GEMV_RB(TT) - 1) / GEMV_RB(TT);                \
-        _Pragma("omp parallel for schedule(static) if (w->rows * w->cols >= PAR_MIN_ELEMS)") \
+        const int64_t N = w->rows, K = w->cols;                                      \
+        _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")     \
         for (int64_t b = 0; b < nb; b++) {                                           \
             const int64_t i0 = b * GEMV_RB(TT);                                      \
-            if (i0 + GEMV_RB(TT) <= w->rows) gemv_tile(y, x, w, i0, TYPE, GEMV_RB(TT), TT); \
-            else                                                                     \
-                for (int64_t i = i0; i < w->rows; i++) gemv_tile(y, x, w, i, TYPE, 1, TT); \
+            if (i0 + GEMV_RB(TT) <= N) {                                             \
+                gemv_tile(y, x, w, i0, TYPE, GEMV_RB(TT), GEMV_TA(TT));              \
+                if (GEMV_TA(TT) < (TT))                                              \
+                    gemv_tile(y + GEMV_TA(TT) * N, x + GEMV_TA(TT) * K, w, i0, TYPE, \
+                              GEMV_RB(TT), (TT) - GEMV_TA(TT));                      \
+            } else {                                                                 \
+                for (int64_t i = i0; i < N; i++) gemv_tile(y, x, w, i, TYPE, 1, TT); \
+            }                                                                        \
         }                                                                            \
     }
 #define DEF_GEMV_TYPE(TNAME, TYPE)                                                   \
@@ -254,12 +263,16 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
 
 /* ---- GEMM (prefill) ---- */
 
-#define GEMM_NB 64  /* W rows per tile */
-#define GEMM_KC 256 /* W columns per tile */
+#ifndef GEMM_NB
+#define GEMM_NB 32  /* W rows per tile */
+#endif
+#ifndef GEMM_KC
+#define GEMM_KC 512 /* W columns per tile (the micro-kernel's run: longer runs amortise its sums) */
+#endif
 #define GEMM_MR 3   /* tokens per micro-kernel */
 #define GEMM_NR 4   /* W rows per micro-kernel */
 #ifndef GEMM_TC
-#define GEMM_TC 12  /* tokens per L1-resident chunk of x (a multiple of GEMM_MR) */
+#define GEMM_TC 6   /* tokens per L1-resident chunk of x (a multiple of GEMM_MR) */
 #endif
 
 /* tile (GEMM_NB, GEMM_KC) = W[n0 : n0 + nb, k0 : k0 + kc], zero-padded to whole
@@ -286,7 +299,7 @@ AVX2_INLINE void gemm_micro(float *y, int64_t ldy, const float *x, int64_t ldx, 
     for (int64_t k = 0; k < kcp; k += 8) {
         __m256 xv[GEMM_MR];
 #pragma GCC unroll 4
-        for (int t = 0; t < MR_; t++) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+        for (int t = 0; t < MR_; t++) xv[t] = _mm256_load_ps(x + t * ldx + k);
 #pragma GCC unroll 4
         for (int r = 0; r < GEMM_NR; r++) {
             __m256 wv = _mm256_load_ps(tile + r * GEMM_KC + k);
@@ -309,21 +322,16 @@ AVX2_INLINE void gemm_micro(float *y, int64_t ldy, const float *x, int64_t ldx, 
 }
 
 AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols, Kp = (K + 7) & ~(int64_t)7;
+    const int64_t N = w->rows, K = w->cols;
     if (N <= 0 || T <= 0) return;
-    const float *xs = x;
-    float *xpad = NULL;
-    if (Kp != K) { /* the micro-kernel reads whole vectors: pad x rows with zeros */
-        xpad = malloc((size_t)(T * Kp) * sizeof(float));
-        if (!xpad) { /* no memory for the copy: the GEMV path needs none */
-            fw_cpu_matmul_gemv_avx2(y, x, w, T);
-            return;
-        }
-        for (int64_t t = 0; t < T; t++) {
-            memcpy(xpad + t * Kp, x + t * K, (size_t)K * sizeof(float));
-            memset(xpad + t * Kp + K, 0, (size_t)(Kp - K) * sizeof(float));
-        }
-        xs = xpad;
+    /* x packed by column panels, xp (np, T, GEMM_KC), zero-padded: a chunk of tokens
+     * then sits in consecutive 1 KB rows of L1 (x's own rows, K floats apart, can all
+     * map to the same cache set), and the micro-kernel reads whole vectors. */
+    const int64_t np = (K + GEMM_KC - 1) / GEMM_KC;
+    float *xp = np > 0 ? aligned_alloc(64, (size_t)(np * T * GEMM_KC) * sizeof(float)) : NULL;
+    if (np > 0 && !xp) { /* no memory for the copy: the GEMV path needs none */
+        fw_cpu_matmul_gemv_avx2(y, x, w, T);
+        return;
     }
     /* Work items: row blocks x token groups; split tokens only when there are too
      * few row blocks to keep every thread busy. */
@@ -336,6 +344,15 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
 
 #pragma omp parallel if (N * K * T >= PAR_MIN_ELEMS)
     {
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t p = 0; p < np; p++) {
+            for (int64_t t = 0; t < T; t++) {
+                const int64_t k0 = p * GEMM_KC, kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+                float *dst = xp + (p * T + t) * GEMM_KC;
+                memcpy(dst, x + t * K + k0, (size_t)kc * sizeof(float));
+                memset(dst + kc, 0, (size_t)(GEMM_KC - kc) * sizeof(float));
+            }
+        }
         _Alignas(64) float tile[GEMM_NB * GEMM_KC]; /* (GEMM_NB, GEMM_KC) */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t bn = 0; bn < nnb; bn++) {
@@ -343,8 +360,10 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
                 const int64_t n0 = bn * GEMM_NB, nb = N - n0 < GEMM_NB ? N - n0 : GEMM_NB;
                 const int64_t t0 = g * tbg * GEMM_MR, t1 = t0 + tbg * GEMM_MR < T ? t0 + tbg * GEMM_MR : T;
                 for (int64_t t = t0; t < t1; t++) memset(y + t * N + n0, 0, (size_t)nb * sizeof(float));
-                for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-                    const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC, kcp = (kc + 7) & ~(int64_t)7;
+                for (int64_t p = 0; p < np; p++) {
+                    const int64_t k0 = p * GEMM_KC, kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+                    const int64_t kcp = (kc + 7) & ~(int64_t)7;
+                    const float *xpp = xp + p * T * GEMM_KC; /* (T, GEMM_KC) */
                     gemm_fill_tile(tile, w, n0, nb, k0, kc);
                     /* A chunk of GEMM_TC tokens' x stays in L1 while the tile's row
                      * groups pass; each row group serves the whole chunk from L1. */
@@ -354,12 +373,12 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
                             const int64_t nr = nb - r < GEMM_NR ? nb - r : GEMM_NR;
                             const float *tl = tile + r * GEMM_KC;
                             for (int64_t t = tc; t < tce; t += GEMM_MR) {
-                                const float *xt = xs + t * Kp + k0;
+                                const float *xt = xpp + t * GEMM_KC;
                                 float *yt = y + t * N + n0 + r;
                                 const int64_t mr = tce - t < GEMM_MR ? tce - t : GEMM_MR;
-                                if (mr == 3) gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 3);
-                                else if (mr == 2) gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 2);
-                                else gemm_micro(yt, N, xt, Kp, tl, kcp, nr, 1);
+                                if (mr == 3) gemm_micro(yt, N, xt, GEMM_KC, tl, kcp, nr, 3);
+                                else if (mr == 2) gemm_micro(yt, N, xt, GEMM_KC, tl, kcp, nr, 2);
+                                else gemm_micro(yt, N, xt, GEMM_KC, tl, kcp, nr, 1);
                             }
                         }
                     }
@@ -367,7 +386,7 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
             }
         }
     }
-    free(xpad);
+    free(xp);
 }
 
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
@@ -377,49 +396,66 @@ void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T)
 
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
 
-/* y[t, j] += sum_{r < RB} x[t, i + r] W[i + r, j] for j in [ja, jb), all t. */
+#define XW_TB 8 /* tokens per pass over a row group's columns */
+
+/* y[t, j] += sum_{r < RB} x[t, i + r] W[i + r, j] for j in [ja, jb), t < T. The
+ * FP8 block scale (and ld_fp8's 2^8) goes into the broadcast x values, once per
+ * block, instead of into every widened weight. */
 AVX2_INLINE void xw_rows(float *y, const float *x, const fw_weight *w, int64_t T, int64_t i,
                          int64_t ja, int64_t jb, const int type, const int RB) {
     const int64_t K = w->rows, N = w->cols;
     const char *row[4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) row[r] = wrow(w, i + r);
-    for (int64_t j = ja; j < jb;) {
-        const int64_t je = type == FW_WTYPE_FP8 ? fp8_seg_end(w, j, jb) : jb;
-        __m256 sc[4];
-        float scs[4];
+    for (int64_t t0 = 0; t0 < T; t0 += XW_TB) {
+        const int64_t tn = T - t0 < XW_TB ? T - t0 : XW_TB;
+        float *yt0 = y + t0 * N;
+        const float *xt0 = x + t0 * K + i;
+        for (int64_t j = ja; j < jb;) {
+            const int64_t je = type == FW_WTYPE_FP8 ? fp8_seg_end(w, j, jb) : jb;
+            float scs[4], xs[XW_TB * 4]; /* (tn, RB): x times the block scale */
 #pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            scs[r] = type == FW_WTYPE_FP8 ? fp8_scale(w, i + r, j) : 1.0f;
-            sc[r] = _mm256_set1_ps(scs[r] * 256.0f);
-        }
-        for (; j + 8 <= je; j += 8) {
-            __m256 wv[4];
+            for (int r = 0; r < RB; r++) scs[r] = type == FW_WTYPE_FP8 ? fp8_scale(w, i + r, j) : 1.0f;
+            for (int64_t t = 0; t < tn; t++)
 #pragma GCC unroll 4
-            for (int r = 0; r < RB; r++) {
-                wv[r] = ld_w(type, row[r], j);
-                if (type == FW_WTYPE_FP8) wv[r] = _mm256_mul_ps(wv[r], sc[r]);
+                for (int r = 0; r < RB; r++)
+                    xs[t * RB + r] = xt0[t * K + r] * (type == FW_WTYPE_FP8 ? scs[r] * 256.0f : 1.0f);
+            if (tn == 1) { /* decode: the x values live in registers */
+                __m256 xb[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) xb[r] = _mm256_set1_ps(xs[r]);
+                for (; j + 8 <= je; j += 8) {
+                    __m256 yv = _mm256_loadu_ps(yt0 + j);
+#pragma GCC unroll 4
+                    for (int r = 0; r < RB; r++) yv = _mm256_fmadd_ps(xb[r], ld_w(type, row[r], j), yv);
+                    _mm256_storeu_ps(yt0 + j, yv);
+                }
             }
-            for (int64_t t = 0; t < T; t++) {
-                __m256 yv = _mm256_loadu_ps(y + t * N + j);
+            for (; j + 8 <= je; j += 8) {
+                __m256 wv[4];
 #pragma GCC unroll 4
-                for (int r = 0; r < RB; r++) yv = _mm256_fmadd_ps(_mm256_set1_ps(x[t * K + i + r]), wv[r], yv);
-                _mm256_storeu_ps(y + t * N + j, yv);
+                for (int r = 0; r < RB; r++) wv[r] = ld_w(type, row[r], j);
+                for (int64_t t = 0; t < tn; t++) {
+                    __m256 yv = _mm256_loadu_ps(yt0 + t * N + j);
+#pragma GCC unroll 4
+                    for (int r = 0; r < RB; r++) yv = _mm256_fmadd_ps(_mm256_broadcast_ss(xs + t * RB + r), wv[r], yv);
+                    _mm256_storeu_ps(yt0 + t * N + j, yv);
+                }
             }
-        }
-        for (; j < je; j++) { /* a partial vector at a block or row end */
-            float wj[4];
+            for (; j < je; j++) { /* a partial vector at a block or row end */
+                float wj[4];
 #pragma GCC unroll 4
-            for (int r = 0; r < RB; r++) {
-                if (type == FW_WTYPE_F32) wj[r] = ((const float *)row[r])[j];
-                else if (type == FW_WTYPE_BF16) wj[r] = fw_bf16_to_f32(((const uint16_t *)row[r])[j]);
-                else wj[r] = fp8_to_f32_fast(((const uint8_t *)row[r])[j]) * scs[r];
-            }
-            for (int64_t t = 0; t < T; t++) {
-                float s = y[t * N + j];
+                for (int r = 0; r < RB; r++) {
+                    if (type == FW_WTYPE_F32) wj[r] = ((const float *)row[r])[j];
+                    else if (type == FW_WTYPE_BF16) wj[r] = fw_bf16_to_f32(((const uint16_t *)row[r])[j]);
+                    else wj[r] = fp8_to_f32_fast(((const uint8_t *)row[r])[j]) * scs[r];
+                }
+                for (int64_t t = 0; t < tn; t++) {
+                    float sum = yt0[t * N + j];
 #pragma GCC unroll 4
-                for (int r = 0; r < RB; r++) s += x[t * K + i + r] * wj[r];
-                y[t * N + j] = s;
+                    for (int r = 0; r < RB; r++) sum += xt0[t * K + r] * wj[r];
+                    yt0[t * N + j] = sum;
+                }
             }
         }
     }

@@ -170,8 +170,10 @@ static int argmax_free(const float *v, const bool *taken, int n) {
 static void ref_route(int32_t *ids, float *w, const float *logits, const float *bias,
                       int64_t T, const fw_route_params *p) {
     int E = p->n_experts, K = p->top_k;
-    int G = p->n_group > 1 ? p->n_group : 1;
-    int TG = p->n_group > 1 ? p->topk_group : 1;
+    /* n_group <= 1 (or more groups than experts) means no group limiting. */
+    bool grouped = p->n_group > 1 && p->n_group <= E;
+    int G = grouped ? p->n_group : 1;
+    int TG = grouped ? p->topk_group : 1;
     int gs = E / G;
     float *s = malloc((size_t)E * sizeof(float));      /* sigmoid scores (E) */
     float *sb = malloc((size_t)E * sizeof(float));     /* biased, for selection (E) */
@@ -202,7 +204,7 @@ static void ref_route(int32_t *ids, float *w, const float *logits, const float *
             taken[g] = keep[g] = true;
         }
         /* Experts of dropped groups are excluded from the top-k. */
-        for (int e = 0; e < E; e++) taken[e] = !keep[e / gs];
+        for (int e = 0; e < E; e++) taken[e] = e / gs >= G || !keep[e / gs];
         float wsum = 0;
         for (int k = 0; k < K; k++) {
             int e = argmax_free(sb, taken, E);

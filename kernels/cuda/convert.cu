@@ -1,0 +1,30 @@
+/* f32 <-> bf16 on the device (round to nearest even), for boundaries and tests. */
+#include "kernels/cuda/cuda_common.h"
+
+#define CVT_THREADS 256
+
+__global__ void __launch_bounds__(CVT_THREADS) f32_to_bf16_kernel(bf16 *__restrict__ y, const float *__restrict__ x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * CVT_THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * CVT_THREADS)
+        y[i] = fw_f2bf(x[i]);
+}
+
+__global__ void __launch_bounds__(CVT_THREADS) bf16_to_f32_kernel(float *__restrict__ y, const bf16 *__restrict__ x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * CVT_THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * CVT_THREADS)
+        y[i] = fw_bf2f(x[i]);
+}
+
+extern "C" int fw_cuda_f32_to_bf16(fw_cuda_ctx *ctx, fw_bf16 *y, const float *x, int64_t n) {
+    if (n < 0) return fw_cuda_errf(ctx, "fw_cuda_f32_to_bf16: n %lld", (long long)n);
+    if (n == 0) return FW_CUDA_OK;
+    f32_to_bf16_kernel<<<fw_grid_1d(n, CVT_THREADS), CVT_THREADS, 0, ctx->stream>>>(y, x, n);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}
+
+extern "C" int fw_cuda_bf16_to_f32(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, int64_t n) {
+    if (n < 0) return fw_cuda_errf(ctx, "fw_cuda_bf16_to_f32: n %lld", (long long)n);
+    if (n == 0) return FW_CUDA_OK;
+    bf16_to_f32_kernel<<<fw_grid_1d(n, CVT_THREADS), CVT_THREADS, 0, ctx->stream>>>(y, x, n);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}

@@ -1,0 +1,137 @@
+/* Shared by the .cu files of kernels/cuda (CUDA C++ only): the one check macro for
+ * CUDA and cuBLAS(Lt) calls, argument errors, device-side element access of
+ * weights and bf16/fp8 values, warp and block reductions, and the internal
+ * functions one .cu file calls in another. */
+#ifndef FW_KERNELS_CUDA_CUDA_COMMON_H
+#define FW_KERNELS_CUDA_CUDA_COMMON_H
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+#include <cublasLt.h>
+
+#include "kernels/cuda/ops_cuda.h"
+
+typedef __nv_bfloat16 bf16;
+
+/* ---- errors ---- */
+
+/* Writes "file:line: what: msg" into ctx->err; returns FW_CUDA_ERR. */
+int fw_cuda_fail(fw_cuda_ctx *ctx, const char *file, int line, const char *what, const char *msg);
+/* printf-style argument errors ("fw_cuda_matmul: ..."); returns FW_CUDA_ERR. */
+int fw_cuda_errf(fw_cuda_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static inline bool fw_cuda_ok(cudaError_t e) { return e == cudaSuccess; }
+static inline const char *fw_cuda_str(cudaError_t e) { return cudaGetErrorString(e); }
+static inline bool fw_cuda_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
+static inline const char *fw_cuda_str(cublasStatus_t s) { return cublasLtGetStatusString(s); }
+
+/* The one check for every CUDA runtime and cuBLAS(Lt) call (llm.c's cudaCheck,
+ * returning a status instead of exiting): on failure, records file, line, the
+ * call and the library's error string in ctx->err and returns FW_CUDA_ERR. */
+#define FW_CUDA_CHECK(ctx, call)                                                              \
+    do {                                                                                      \
+        auto fw_st_ = (call);                                                                 \
+        if (!fw_cuda_ok(fw_st_)) return fw_cuda_fail((ctx), __FILE__, __LINE__, #call, fw_cuda_str(fw_st_)); \
+    } while (0)
+
+/* After a kernel launch: a bad launch configuration fails here; a fault while the
+ * kernel runs is reported by the next synchronizing call. */
+#define FW_CUDA_LAUNCHED(ctx) FW_CUDA_CHECK(ctx, cudaGetLastError())
+
+/* ---- internal functions (defined in the file named) ---- */
+
+/* ctx.cu: a scratch area of at least `bytes`, valid until the next op on the stream. */
+int fw_cuda_scratch(fw_cuda_ctx *ctx, size_t bytes, void **p);
+/* matmul_own.cu: y (T, N) = x (T, K) . W^T with the own kernels; y bf16 or fp32. */
+int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T);
+/* fp8_quant.cu: x (T, K) bf16 -> xq (Mpad, K) e4m3 with dequant scales xs[m + kb * Mpad]
+ * (amax / 448 per token per 128 channels; rows T..Mpad-1 zero with scale 1; the
+ * blocks kb in [ceil(K/128), roundup4) that pad the grid get scale 0): Mpad x KBp floats. */
+int fw_cuda_quant_act(fw_cuda_ctx *ctx, uint8_t *xq, float *xs, const bf16 *x, int64_t T, int64_t Mpad, int64_t K);
+/* fp8_quant.cu: the weight scales of w (r0, c0 multiples of 128) in cuBLASLt's layout:
+ * block (n, k) at k + n * KBp, zero padding, NBp x KBp floats. */
+int fw_cuda_repack_wscale(fw_cuda_ctx *ctx, float *dst, const fw_weight *w, int64_t NB, int64_t KB, int64_t NBp,
+                          int64_t KBp);
+
+/* ---- small host helpers ---- */
+
+static inline int64_t fw_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fw_round_up(int64_t a, int64_t b) { return fw_ceil_div(a, b) * b; }
+/* The largest power of two (<= 256) that divides the address: what cuBLASLt calls
+ * the alignment of a buffer. */
+static inline unsigned fw_ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    unsigned al = 256;
+    while (al > 1 && (a & (al - 1))) al >>= 1;
+    return al;
+}
+/* Blocks for a grid-stride loop over n elements. */
+static inline unsigned fw_grid_1d(int64_t n, int threads) {
+    int64_t b = fw_ceil_div(n, threads);
+    if (b < 1) b = 1;
+    if (b > 65536) b = 65536;
+    return (unsigned)b;
+}
+
+/* ---- device helpers ---- */
+
+__device__ __forceinline__ float fw_bf2f(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ bf16 fw_f2bf(float v) { return __float2bfloat16_rn(v); }
+
+/* e4m3fn -> f32, exact (0x7F and 0xFF are NaN, as fw_fp8e4m3_to_f32). */
+__device__ __forceinline__ float fw_fp8_to_f32(uint8_t b) {
+    __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)b, __NV_E4M3);
+    return __half2float(__half(h));
+}
+
+/* A weight view as kernels see it: element (i, j) at data + i * ld + j; FP8 scale of
+ * (i, j) at scale[((r0 + i) / 128) * scale_ld + (c0 + j) / 128] (ops.h). */
+struct fw_wview {
+    const void *data;
+    const float *scale;
+    int64_t ld, scale_ld, r0, c0;
+};
+
+static inline fw_wview fw_wview_of(const fw_weight *w) {
+    fw_wview v = {w->data, w->scale, w->ld, w->scale_ld, w->r0, w->c0};
+    return v;
+}
+
+template <int WT>
+__device__ __forceinline__ float fw_wget(const fw_wview &w, int64_t i, int64_t j) {
+    int64_t off = i * w.ld + j;
+    if (WT == FW_WTYPE_F32) return ((const float *)w.data)[off];
+    if (WT == FW_WTYPE_BF16) return fw_bf2f(((const bf16 *)w.data)[off]);
+    float s = w.scale[((w.r0 + i) >> 7) * w.scale_ld + ((w.c0 + j) >> 7)];
+    return fw_fp8_to_f32(((const uint8_t *)w.data)[off]) * s;
+}
+
+__device__ __forceinline__ float fw_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float fw_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* The sum over the block, returned to every thread. blockDim.x a multiple of 32;
+ * `red` holds 33 floats of shared memory; contains __syncthreads. */
+__device__ __forceinline__ float fw_block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = fw_warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < nw ? red[lane] : 0.0f;
+        s = fw_warp_sum(s);
+        if (lane == 0) red[32] = s;
+    }
+    __syncthreads();
+    return red[32];
+}
+
+#endif

@@ -1,0 +1,194 @@
+/* The own matmul kernels, y (T, N) = x (T, K) . W^T for every weight type and view,
+ * used where cuBLASLt is not (matmul.cu says when). Weights are widened to fp32 in
+ * registers (FP8: times the scale of their 128 x 128 block), never in memory;
+ * activations stay bf16; accumulation is fp32.
+ *
+ * - gemv (T <= 8, decode): one warp per output row n streams W's row once and
+ *   keeps T accumulators; 16-byte loads when W's rows, x and K allow, else one
+ *   element per lane (odd views, odd ld).
+ * - tiled (T > 8): 64 x 64 output tiles, K in steps of 32 through shared memory,
+ *   4 x 4 outputs per thread. Plain fp32 FMA: correct for every shape, not fast;
+ *   the real model's shapes go to cuBLASLt. */
+#include "kernels/cuda/cuda_common.h"
+
+#define GEMV_THREADS 256 /* 8 warps, 8 output rows per block */
+#define TILE 64
+#define TILE_K 32
+#define TILED_THREADS 256
+
+__device__ __forceinline__ void fw_store(bf16 *p, float v) { *p = fw_f2bf(v); }
+__device__ __forceinline__ void fw_store(float *p, float v) { *p = v; }
+
+/* 8 consecutive elements from element offset `off` (16-byte aligned for F32/BF16,
+ * 8-byte for FP8, which comes back unscaled). */
+template <int WT>
+__device__ __forceinline__ void load8(const void *base, int64_t off, float v[8]) {
+    if (WT == FW_WTYPE_F32) {
+        const float4 *p = (const float4 *)((const float *)base + off);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+        v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else if (WT == FW_WTYPE_BF16) {
+        uint4 u = *(const uint4 *)((const bf16 *)base + off);
+        const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __bfloat1622float2(h[i]);
+            v[2 * i] = f.x;
+            v[2 * i + 1] = f.y;
+        }
+    } else {
+        uint2 u = *(const uint2 *)((const uint8_t *)base + off);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[i] = fw_fp8_to_f32((uint8_t)(u.x >> (8 * i)));     /* little-endian: byte i */
+            v[4 + i] = fw_fp8_to_f32((uint8_t)(u.y >> (8 * i)));
+        }
+    }
+}
+
+template <int WT, int MT, bool VEC, typename OutT>
+__global__ void __launch_bounds__(GEMV_THREADS)
+gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
+    const int lane = threadIdx.x & 31;
+    const int64_t n = (int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5);
+    if (n >= N) return; /* warp-uniform */
+    float acc[MT];
+#pragma unroll
+    for (int t = 0; t < MT; t++) acc[t] = 0.0f;
+    if (VEC) {
+        /* K % 8 == 0 and, for FP8, c0 % 8 == 0: a chunk of 8 never straddles a block. */
+        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
+        for (int64_t k = (int64_t)lane * 8; k < K; k += 32 * 8) {
+            float wv[8];
+            load8<WT>(w.data, n * w.ld + k, wv);
+            if (WT == FW_WTYPE_FP8) {
+                float s = srow[(w.c0 + k) >> 7];
+#pragma unroll
+                for (int i = 0; i < 8; i++) wv[i] *= s;
+            }
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                if (t < T) {
+                    float xv[8];
+                    load8<FW_WTYPE_BF16>(x, t * K + k, xv);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[t] = fmaf(wv[i], xv[i], acc[t]);
+                }
+            }
+        }
+    } else {
+        for (int64_t k = lane; k < K; k += 32) {
+            float wv = fw_wget<WT>(w, n, k);
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (t < T) acc[t] = fmaf(wv, fw_bf2f(x[t * K + k]), acc[t]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MT; t++) acc[t] = fw_warp_sum(acc[t]);
+    if (lane == 0) {
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+            if (t < T) fw_store(y + t * N + n, acc[t]);
+    }
+}
+
+template <int WT, typename OutT>
+__global__ void __launch_bounds__(TILED_THREADS)
+tiled_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t T, int64_t N, int64_t K) {
+    /* [k][row], one column of padding so the transposed stores hit distinct banks. */
+    __shared__ float xs[TILE_K][TILE + 1];
+    __shared__ float ws[TILE_K][TILE + 1];
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int64_t n0 = (int64_t)blockIdx.x * TILE, m0 = (int64_t)blockIdx.y * TILE;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += TILE_K) {
+        /* A warp loads 32 consecutive k of one row: coalesced. */
+#pragma unroll
+        for (int i = 0; i < TILE * TILE_K / TILED_THREADS; i++) {
+            int idx = tid + i * TILED_THREADS, r = idx / TILE_K, kk = idx % TILE_K;
+            int64_t k = k0 + kk, m = m0 + r, n = n0 + r;
+            xs[kk][r] = (m < T && k < K) ? fw_bf2f(x[m * K + k]) : 0.0f;
+            ws[kk][r] = (n < N && k < K) ? fw_wget<WT>(w, n, k) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < TILE_K; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                a[i] = xs[kk][ty + 16 * i];
+                b[i] = ws[kk][tx + 16 * i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int64_t m = m0 + ty + 16 * i;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t n = n0 + tx + 16 * j;
+            if (m < T && n < N) fw_store(y + m * N + n, acc[i][j]);
+        }
+    }
+}
+
+template <int WT, int MT, typename OutT>
+static void launch_gemv(bool vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K,
+                        cudaStream_t st) {
+    unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32);
+    if (vec) gemv_kernel<WT, MT, true, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+    else gemv_kernel<WT, MT, false, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+}
+
+template <int WT, typename OutT>
+static void launch_own(bool gemv, bool vec, OutT *y, const bf16 *x, const fw_wview &w, int64_t T, int64_t N,
+                       int64_t K, cudaStream_t st) {
+    if (gemv) {
+        int t = (int)T;
+        if (t <= 1) launch_gemv<WT, 1>(vec, y, x, w, t, N, K, st);
+        else if (t <= 2) launch_gemv<WT, 2>(vec, y, x, w, t, N, K, st);
+        else if (t <= 4) launch_gemv<WT, 4>(vec, y, x, w, t, N, K, st);
+        else launch_gemv<WT, 8>(vec, y, x, w, t, N, K, st);
+    } else {
+        dim3 grid((unsigned)fw_ceil_div(N, TILE), (unsigned)fw_ceil_div(T, TILE));
+        tiled_kernel<WT, OutT><<<grid, TILED_THREADS, 0, st>>>(y, x, w, T, N, K);
+    }
+}
+
+template <typename OutT>
+static void launch_typed(int wt, bool gemv, bool vec, OutT *y, const bf16 *x, const fw_wview &w, int64_t T,
+                         int64_t N, int64_t K, cudaStream_t st) {
+    if (wt == FW_WTYPE_F32) launch_own<FW_WTYPE_F32>(gemv, vec, y, x, w, T, N, K, st);
+    else if (wt == FW_WTYPE_BF16) launch_own<FW_WTYPE_BF16>(gemv, vec, y, x, w, T, N, K, st);
+    else launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, st);
+}
+
+int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {
+    int64_t N = w->rows, K = w->cols;
+    bool gemv = T <= 8;
+    if (!gemv && fw_ceil_div(T, TILE) > 65535)
+        return fw_cuda_errf(ctx, "fw_cuda_matmul: T %lld is too large for one launch", (long long)T);
+    if (gemv && fw_ceil_div(N, GEMV_THREADS / 32) > 0x7fffffffLL)
+        return fw_cuda_errf(ctx, "fw_cuda_matmul: N %lld is too large for one launch", (long long)N);
+    int64_t es = w->type == FW_WTYPE_F32 ? 4 : w->type == FW_WTYPE_BF16 ? 2 : 1;
+    /* 16-byte loads need every W row, every x row and each 8-chunk aligned. */
+    bool vec = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 && (w->ld * es) % 16 == 0 &&
+               (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
+    fw_wview v = fw_wview_of(w);
+    if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ctx->stream);
+    else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ctx->stream);
+    FW_CUDA_LAUNCHED(ctx);
+    ctx->last_mm_path = gemv ? FW_CUDA_MM_GEMV : FW_CUDA_MM_TILED;
+    return FW_CUDA_OK;
+}

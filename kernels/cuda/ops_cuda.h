@@ -1,0 +1,168 @@
+/* The CUDA op table: the ops of kernels/ops.h on DEVICE pointers, with bf16
+ * activations and fp32 accumulation (DESIGN.md, Numerics). Router logits and
+ * weights, norm weights and statistics, softmax and the RoPE cos/sin tables stay
+ * fp32. Weights are the same fw_weight struct as on the CPU (views with ld and a
+ * block-scale origin r0, c0), with `data` and `scale` in device memory.
+ *
+ * Every op is enqueued on ctx->stream and returns FW_CUDA_OK (0) or FW_CUDA_ERR
+ * (-1, the values of FW_OK / FW_ERR) with a message naming the file, line and
+ * call in ctx->err. Launch errors are caught at once; errors of a kernel while it
+ * runs show up at the next fw_cuda_sync (or any later call on the stream).
+ * Nothing here exits, and there is no global state: everything hangs off ctx.
+ *
+ * Usable from C (the bf16 type is then its 16 bits) and from CUDA C++. */
+#ifndef FW_KERNELS_CUDA_OPS_CUDA_H
+#define FW_KERNELS_CUDA_OPS_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 fw_bf16;
+extern "C" {
+#else
+typedef uint16_t fw_bf16; /* the bits of a __nv_bfloat16 (fw_f32_to_bf16 makes them) */
+#endif
+
+#include "kernels/ops.h"
+
+#define FW_CUDA_OK 0
+#define FW_CUDA_ERR (-1)
+
+/* Which implementation a matmul ran (ctx->last_mm_path after each call). */
+typedef enum fw_cuda_mm_path {
+    FW_CUDA_MM_NONE = 0,
+    FW_CUDA_MM_LT_BF16, /* cuBLASLt, bf16 weights, fp32 compute */
+    FW_CUDA_MM_LT_FP8,  /* cuBLASLt block-scaled FP8: activations quantized per token per 128 */
+    FW_CUDA_MM_GEMV,    /* own kernel, T <= 8: a warp per output row, weights widened in registers */
+    FW_CUDA_MM_TILED,   /* own kernel, 64 x 64 output tiles, weights widened per tile */
+} fw_cuda_mm_path;
+
+/* FW_CUDA_MM_OWN never calls cuBLASLt (tests of the own kernels, debugging). */
+typedef enum fw_cuda_mm_policy { FW_CUDA_MM_AUTO = 0, FW_CUDA_MM_OWN } fw_cuda_mm_policy;
+
+typedef struct fw_cuda_plans fw_cuda_plans; /* cached cuBLASLt descriptors (matmul.cu) */
+
+/* One per device and stream; not shared between host threads. */
+typedef struct fw_cuda_ctx {
+    int device;
+    int cc_major, cc_minor;
+    char device_name[256];
+    cudaStream_t stream;
+    bool own_stream;
+    cublasLtHandle_t lt;
+    void *lt_ws; /* cuBLASLt workspace */
+    size_t lt_ws_bytes;
+    void *scratch; /* per-op temporaries: fp8 activations, scales, padded outputs */
+    size_t scratch_bytes;
+    fw_cuda_plans *plans;
+    fw_cuda_mm_policy mm_policy;
+    fw_cuda_mm_path last_mm_path;
+    char err[1024];
+} fw_cuda_ctx;
+
+/* *n = the number of usable devices; 0 (and FW_CUDA_OK) where there is no driver
+ * or no GPU, so callers can skip. */
+int fw_cuda_device_count(int *n);
+
+/* Binds `device`, creates the cuBLASLt handle and workspace. stream == NULL: the
+ * context creates (and later destroys) a non-blocking stream of its own. */
+int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream);
+void fw_cuda_ctx_free(fw_cuda_ctx *ctx);
+/* Grows the scratch space to at least `bytes` now (ops grow it on demand, which
+ * synchronizes the stream and cannot happen during CUDA graph capture). */
+int fw_cuda_ctx_reserve(fw_cuda_ctx *ctx, size_t bytes);
+/* Waits for the stream; reports errors of kernels that already ran. */
+int fw_cuda_sync(fw_cuda_ctx *ctx);
+
+/* Device memory (synchronous copies on ctx->stream). */
+int fw_cuda_malloc(fw_cuda_ctx *ctx, void **p, size_t bytes);
+void fw_cuda_free(void *p);
+int fw_cuda_upload(fw_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+int fw_cuda_download(fw_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+
+/* Element conversions on the device (round to nearest even), at boundaries/tests. */
+int fw_cuda_f32_to_bf16(fw_cuda_ctx *ctx, fw_bf16 *y, const float *x, int64_t n);
+int fw_cuda_bf16_to_f32(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, int64_t n);
+
+/* A device copy of a host weight (or view): `w` describes it (device data and
+ * scales); the copy has row stride `ld` (0: cols rounded up to 16, which keeps FP8
+ * rows cuBLASLt-aligned) and, for FP8, the scale blocks that cover the view, the
+ * grid zero-padded to multiples of 4 blocks both ways (scale_ld a multiple of 4:
+ * cuBLASLt's layout, so a whole uploaded FP8 weight is used in place; views of it
+ * get their scales repacked per call), and the origin's offset within its 128 x 128
+ * block kept in w.r0, w.c0. Views of w (fw_weight_view) work as on the CPU. On
+ * failure nothing stays allocated. */
+typedef struct fw_cuda_weight {
+    fw_weight w;
+    void *data_alloc;
+    float *scale_alloc;
+} fw_cuda_weight;
+
+int fw_cuda_weight_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *hw, int64_t ld);
+void fw_cuda_weight_free(fw_cuda_weight *dw);
+
+/* ---- the ops (the table below points at these) ---- */
+
+/* y (T, D) = rows ids[t] - vocab0 of emb (D = emb.cols); ids (device) outside
+ * [vocab0, vocab0 + emb.rows) give zero rows. */
+int fw_cuda_embed(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_weight *emb, const int32_t *ids, int64_t T, int64_t vocab0);
+/* y (T, D) = x / sqrt(mean(x^2) + eps) * w, statistics in fp32; w (D) fp32. y may equal x. */
+int fw_cuda_rmsnorm(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps);
+/* y (T, W.rows) = x (T, W.cols) . W^T. Path: see matmul.cu. */
+int fw_cuda_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+/* The same with fp32 output (router logits). */
+int fw_cuda_matmul_f32(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+/* y (T, W.cols) = x (T, W.rows) . W (absorbed MLA's q . W_UK). */
+int fw_cuda_matmul_xw(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+/* Interleaved-pair rotation in place, strided as fw_ops.rope; cos/sin (T, dim/2) fp32. */
+int fw_cuda_rope(fw_cuda_ctx *ctx, fw_bf16 *x, int64_t T, int64_t n_vec, int64_t tok_stride, int64_t vec_stride,
+                 int64_t dim, const float *cos_tab, const float *sin_tab);
+/* As fw_ops.attn_naive: o (T, H, dv) from q (T, H, dqk), k (S, H, dqk), v (S, H, dv). */
+int fw_cuda_attn_naive(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
+                       int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale);
+/* As fw_ops.attn_absorbed: o_lat (T, H, C) over the latent cache c (S, C; row stride
+ * c_stride) and pe (S, R; row stride pe_stride). */
+int fw_cuda_attn_absorbed(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
+                          const fw_bf16 *c, int64_t c_stride, const fw_bf16 *pe, int64_t pe_stride,
+                          int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale);
+/* y = silu(g) * u (n); y may equal g. */
+int fw_cuda_silu_mul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *g, const fw_bf16 *u, int64_t n);
+/* y += x (n). */
+int fw_cuda_add(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t n);
+/* As fw_ops.route, all fp32: logits (T, E), bias (E) or NULL, ids/w (T, top_k). */
+int fw_cuda_route(fw_cuda_ctx *ctx, int32_t *ids, float *w, const float *logits, const float *bias, int64_t T,
+                  const fw_route_params *p);
+
+typedef struct fw_cuda_ops {
+    const char *name;
+    int (*embed)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_weight *emb, const int32_t *ids, int64_t T, int64_t vocab0);
+    int (*rmsnorm)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps);
+    int (*matmul)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+    int (*matmul_f32)(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+    int (*matmul_xw)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
+    int (*rope)(fw_cuda_ctx *ctx, fw_bf16 *x, int64_t T, int64_t n_vec, int64_t tok_stride, int64_t vec_stride,
+                int64_t dim, const float *cos_tab, const float *sin_tab);
+    int (*attn_naive)(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
+                      int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale);
+    int (*attn_absorbed)(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
+                         const fw_bf16 *c, int64_t c_stride, const fw_bf16 *pe, int64_t pe_stride,
+                         int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale);
+    int (*silu_mul)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *g, const fw_bf16 *u, int64_t n);
+    int (*add)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t n);
+    int (*route)(fw_cuda_ctx *ctx, int32_t *ids, float *w, const float *logits, const float *bias, int64_t T,
+                 const fw_route_params *p);
+} fw_cuda_ops;
+
+const fw_cuda_ops *fw_ops_cuda(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

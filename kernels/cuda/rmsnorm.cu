@@ -1,0 +1,31 @@
+/* RMSNorm: y (T, D) = x / sqrt(mean(x^2) + eps) * w, a block per token, the sum of
+ * squares and the scale in fp32, bf16 in and out, w fp32. In place is safe: each
+ * thread reads x[d] again just before writing y[d], after the block's reduction. */
+#include "kernels/cuda/cuda_common.h"
+
+#define NORM_THREADS 256
+
+__global__ void __launch_bounds__(NORM_THREADS)
+rmsnorm_kernel(bf16 *y, const bf16 *x, const float *__restrict__ w, int64_t D, float eps) {
+    __shared__ float red[33];
+    const int64_t t = blockIdx.x;
+    const bf16 *xt = x + t * D;
+    bf16 *yt = y + t * D;
+    float ss = 0.0f;
+    for (int64_t d = threadIdx.x; d < D; d += NORM_THREADS) {
+        float v = fw_bf2f(xt[d]);
+        ss = fmaf(v, v, ss);
+    }
+    ss = fw_block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / (float)D + eps);
+    for (int64_t d = threadIdx.x; d < D; d += NORM_THREADS) yt[d] = fw_f2bf(fw_bf2f(xt[d]) * r * w[d]);
+}
+
+extern "C" int fw_cuda_rmsnorm(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps) {
+    if (T < 0 || D < 0) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: bad shape (%lld, %lld)", (long long)T, (long long)D);
+    if (T == 0 || D == 0) return FW_CUDA_OK;
+    if (T > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: T %lld is too large for one launch", (long long)T);
+    rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, x, w, D, eps);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}
