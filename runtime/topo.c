@@ -81,6 +81,15 @@ static hwloc_bitmap_t share_of(hwloc_topology_t hw, hwloc_const_bitmap_t allowed
     return set;
 }
 
+/* The GPU (index into pci[]) of node-local rank r: the r-th in bus order,
+ * round-robin when there are more ranks than GPUs; -1 without GPUs. */
+static int gpu_of(const fw_topo *t, int r) {
+    if (t->n_gpus == 0) return -1;
+    for (int i = 0, g = 0; i < t->n_pci; i++)
+        if (t->pci[i].gpu && g++ == r % t->n_gpus) return i;
+    return -1;
+}
+
 int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e) {
     hwloc_topology_t hw = t->hw;
     hwloc_const_bitmap_t allowed = hwloc_topology_get_allowed_cpuset(hw);
@@ -94,10 +103,31 @@ int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e) {
     hwloc_bitmap_t set;
     int shared_cores = hwloc_get_nbobjs_inside_cpuset_by_type(hw, current, HWLOC_OBJ_CORE);
     t->inherited = !hwloc_bitmap_isequal(current, allowed) && shared_cores * local_size <= t->n_cores;
+    t->gpu_index = gpu_of(t, local_rank);
+    int gpu_numa = t->gpu_index >= 0 ? t->pci[t->gpu_index].numa : -1;
+
     if (t->inherited) {
         set = hwloc_bitmap_dup(current);
+    } else if (gpu_numa >= 0) {
+        /* NUMA-local to the GPU: the cores of its NUMA node, shared by the local
+         * ranks whose GPUs hang off the same node. */
+        hwloc_obj_t numa = hwloc_get_numanode_obj_by_os_index(hw, (unsigned)gpu_numa);
+        hwloc_bitmap_t near = hwloc_bitmap_alloc();
+        hwloc_bitmap_and(near, current, numa ? numa->cpuset : current);
+        int idx = 0, n_same = 0;
+        for (int r = 0; r < local_size; r++) {
+            int gi = gpu_of(t, r);
+            if (gi >= 0 && t->pci[gi].numa == gpu_numa) {
+                if (r < local_rank) idx++;
+                n_same++;
+            }
+        }
+        set = share_of(hw, hwloc_bitmap_iszero(near) ? current : near, idx, n_same ? n_same : 1);
+        hwloc_bitmap_free(near);
     } else {
         set = share_of(hw, current, local_rank, local_size);
+    }
+    if (!t->inherited) {
         if (hwloc_set_cpubind(hw, set, HWLOC_CPUBIND_PROCESS)) {
             char buf[256];
             hwloc_bitmap_list_snprintf(buf, sizeof buf, set);
@@ -113,10 +143,6 @@ int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e) {
     hwloc_cpuset_to_nodeset(hw, set, nodes);
     if (hwloc_bitmap_weight(nodes) == 1) t->numa_of_binding = hwloc_bitmap_first(nodes);
     hwloc_bitmap_free(nodes);
-
-    /* This rank's GPU: the node-local rank's one, in bus order. */
-    for (int i = 0, g = 0; i < t->n_pci; i++)
-        if (t->pci[i].gpu && g++ == local_rank % (t->n_gpus ? t->n_gpus : 1)) t->gpu_index = i;
 
     t->threads = t->bound_cores;
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(t->threads);
