@@ -5,6 +5,7 @@ libfurrow_kernels_a_SOURCES = \
 	kernels/cpu/ref.c \
 	kernels/cpu/fast.h \
 	kernels/cpu/fast.c \
+	kernels/cpu/ceilings.c kernels/cpu/ceilings.h \
 	kernels/cpu/fast_matmul.c
 
 # A micro-benchmark, never installed: `make kernels/bench_kernels`; make check

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "runtime/ceilings.h"
+#include "kernels/cpu/ceilings.h"
 #include "runtime/cli.h"
 #include "runtime/engine.h"
 

@@ -4,7 +4,6 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/model.h runtime/model_load.c runtime/forward.c \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
-	runtime/ceilings.c runtime/ceilings.h \
 	runtime/world.c runtime/world.h \
 	runtime/topo.c runtime/topo.h \
 	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
