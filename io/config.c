@@ -3,6 +3,7 @@
  * furrow would run wrongly (softmax gating, another RoPE scaling, another
  * quantization) is refused instead of half-understood. */
 #define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
+#include "io/jsonutil.h"
 #include "io/config.h"
 
 #include <errno.h>
@@ -33,19 +34,6 @@ static json_t *get(json_t *obj, const char *key) {
     return json_is_null(v) ? NULL : v;
 }
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* An exact integer: a JSON integer, or a real without fraction such as 4.0. */
 static int json_exact_int(const json_t *v, int64_t *out) {
@@ -92,7 +80,7 @@ static int get_i64(cfg_ctx *x, json_t *obj, const char *where, const char *key, 
             return fw_errf(x->e, "%s: key '%s%s' is %g; it must be an integer", x->src, where, key,
                            json_real_value(v));
         return fw_errf(x->e, "%s: key '%s%s' must be an integer, not %s", x->src, where, key,
-                       json_type_name(v));
+                       fw_json_type_name(v));
     }
     if (n < lo || n > hi) return err_range(x, where, key, (long long)n, (long long)lo, (long long)hi);
     *out = n;
@@ -118,7 +106,7 @@ static int get_f64(cfg_ctx *x, json_t *obj, const char *where, const char *key, 
     }
     if (!json_is_number(v))
         return fw_errf(x->e, "%s: key '%s%s' must be a number, not %s", x->src, where, key,
-                       json_type_name(v));
+                       fw_json_type_name(v));
     double d = json_number_value(v);
     if (!isfinite(d)) return fw_errf(x->e, "%s: key '%s%s' is not finite", x->src, where, key);
     *out = d;
@@ -133,7 +121,7 @@ static int get_bool(cfg_ctx *x, json_t *obj, const char *where, const char *key,
     }
     if (!json_is_boolean(v))
         return fw_errf(x->e, "%s: key '%s%s' must be true or false, not %s", x->src, where, key,
-                       json_type_name(v));
+                       fw_json_type_name(v));
     *out = json_is_true(v);
     return FW_OK;
 }
@@ -149,7 +137,7 @@ static int get_str(cfg_ctx *x, json_t *obj, const char *where, const char *key, 
     }
     if (!json_is_string(v))
         return fw_errf(x->e, "%s: key '%s%s' must be a string, not %s", x->src, where, key,
-                       json_type_name(v));
+                       fw_json_type_name(v));
     *out = json_string_value(v);
     return FW_OK;
 }
@@ -273,7 +261,7 @@ static int parse_rope(cfg_ctx *x, json_t *root, fw_config *c) {
     json_t *rs = get(root, "rope_scaling");
     if (rs && !json_is_object(rs))
         return fw_errf(x->e, "%s: key 'rope_scaling' must be an object or null, not %s", x->src,
-                       json_type_name(rs));
+                       fw_json_type_name(rs));
 
     double top = 0, in = 0;
     bool has_top = get(root, "rope_theta") != NULL, has_in = rs && get(rs, "rope_theta") != NULL;
@@ -334,7 +322,7 @@ static int parse_quant(cfg_ctx *x, json_t *root, fw_config *c) {
     if (!q) return FW_OK;
     if (!json_is_object(q))
         return fw_errf(x->e, "%s: key 'quantization_config' must be an object, not %s", x->src,
-                       json_type_name(q));
+                       fw_json_type_name(q));
 
     const char *method, *fmt, *act;
     if (get_str(x, q, w, "quant_method", true, NULL, &method)) return FW_ERR;
@@ -383,7 +371,7 @@ static int parse_token_id(cfg_ctx *x, json_t *root, const char *key, int64_t def
     }
     int64_t n;
     if (json_exact_int(v, &n) != 0)
-        return fw_errf(x->e, "%s: key '%s' must be an integer, not %s", x->src, key, json_type_name(v));
+        return fw_errf(x->e, "%s: key '%s' must be an integer, not %s", x->src, key, fw_json_type_name(v));
     if (n < 0 || n >= vocab)
         return fw_errf(x->e, "%s: key '%s' is %lld; it must be a token id below vocab_size (%lld)", x->src, key,
                        (long long)n, (long long)vocab);
@@ -419,7 +407,7 @@ int fw_config_parse(fw_config *c, const char *json_text, const char *source, fw_
     cfg_ctx x = {source, e};
     int rc = FW_OK;
     if (!json_is_object(root))
-        rc = fw_errf(e, "%s: the top level must be a JSON object, not %s", source, json_type_name(root));
+        rc = fw_errf(e, "%s: the top level must be a JSON object, not %s", source, fw_json_type_name(root));
     else
         rc = parse_root(&x, root, c);
     json_decref(root);

@@ -2,6 +2,7 @@ noinst_LIBRARIES += libfurrow_io.a
 libfurrow_io_a_SOURCES = \
 	io/err.c io/err.h \
 	io/fileutil.c io/fileutil.h \
+	io/jsonutil.c io/jsonutil.h \
 	io/dtype.c io/config.c io/safetensors.c \
 	io/h5out.c io/h5out.h \
 	io/tokenizer.c io/tokenizer.h io/tok_internal.h io/tok_util.c io/tok_bpe.c io/tok_pretok.c io/chat.c io/chat.h \

@@ -4,6 +4,7 @@
  * model type, a normalizer, pre-tokenizer step or decoder it does not know, BPE
  * options (dropout, subword prefixes, byte fallback) it does not implement. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include "io/jsonutil.h"
 #include "io/tok_internal.h"
 
 #include <errno.h>
@@ -20,19 +21,6 @@ typedef struct load_ctx {
     fw_err *e;
 } load_ctx;
 
-static const char *type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* The value of key, NULL when absent or null. */
 static json_t *get(const json_t *obj, const char *key) {
@@ -49,7 +37,7 @@ static int get_bool(load_ctx *c, const json_t *obj, const char *where, const cha
         return FW_OK;
     }
     if (!json_is_boolean(v))
-        return fw_errf(c->e, "%s: %s.%s is %s, expected a boolean", c->path, where, key, type_name(v));
+        return fw_errf(c->e, "%s: %s.%s is %s, expected a boolean", c->path, where, key, fw_json_type_name(v));
     *out = json_is_true(v);
     return FW_OK;
 }
@@ -87,7 +75,7 @@ static json_t *load_json(const char *path, fw_err *e) {
         return NULL;
     }
     if (!json_is_object(root)) {
-        fw_errf(e, "%s: expected a JSON object at the top, got %s", path, type_name(root));
+        fw_errf(e, "%s: expected a JSON object at the top, got %s", path, fw_json_type_name(root));
         json_decref(root);
         return NULL;
     }
@@ -129,7 +117,7 @@ static int set_decoded(load_ctx *c, int32_t id, const char *s, size_t n, tok_buf
 static int check_id(load_ctx *c, const json_t *v, const char *what, const char *name, int32_t *id) {
     if (!json_is_integer(v))
         return fw_errf(c->e, "%s: %s '%s': the id is %s, expected an integer", c->path, what, name,
-                       type_name(v));
+                       fw_json_type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0 || x >= TOK_ID_LIMIT)
         return fw_errf(c->e, "%s: %s '%s': id %lld is outside [0, %lld)", c->path, what, name,
@@ -143,13 +131,13 @@ static int load_model(load_ctx *c, const json_t *root, const json_t *added) {
     json_t *model = get(root, "model");
     if (!model) return fw_errf(c->e, "%s: the 'model' field is missing", c->path);
     if (!json_is_object(model))
-        return fw_errf(c->e, "%s: 'model' is %s, expected an object", c->path, type_name(model));
+        return fw_errf(c->e, "%s: 'model' is %s, expected an object", c->path, fw_json_type_name(model));
     json_t *type = get(model, "type");
     if (!type) return fw_errf(c->e, "%s: model.type is missing (expected \"BPE\")", c->path);
     if (!json_is_string(type) || strcmp(json_string_value(type), "BPE"))
         return fw_errf(c->e, "%s: model.type is %s%s%s; only byte-level BPE is supported", c->path,
                        json_is_string(type) ? "'" : "",
-                       json_is_string(type) ? json_string_value(type) : type_name(type),
+                       json_is_string(type) ? json_string_value(type) : fw_json_type_name(type),
                        json_is_string(type) ? "'" : "");
     if (get(model, "dropout"))
         return fw_errf(c->e, "%s: model.dropout is set; BPE dropout is not supported", c->path);
@@ -169,11 +157,11 @@ static int load_model(load_ctx *c, const json_t *root, const json_t *added) {
     json_t *vocab = get(model, "vocab");
     if (!vocab) return fw_errf(c->e, "%s: model.vocab is missing", c->path);
     if (!json_is_object(vocab))
-        return fw_errf(c->e, "%s: model.vocab is %s, expected an object", c->path, type_name(vocab));
+        return fw_errf(c->e, "%s: model.vocab is %s, expected an object", c->path, fw_json_type_name(vocab));
     json_t *merges = get(model, "merges");
     if (!merges) return fw_errf(c->e, "%s: model.merges is missing", c->path);
     if (!json_is_array(merges))
-        return fw_errf(c->e, "%s: model.merges is %s, expected an array", c->path, type_name(merges));
+        return fw_errf(c->e, "%s: model.merges is %s, expected an array", c->path, fw_json_type_name(merges));
 
     /* The id space: vocabulary and added tokens. */
     const char *key;
@@ -461,7 +449,7 @@ static int load_config(load_ctx *c) {
         tpl = pick;
     }
     if (tpl && !json_is_string(tpl)) {
-        fw_errf(c->e, "%s: chat_template is %s, expected a string", c->path, type_name(tpl));
+        fw_errf(c->e, "%s: chat_template is %s, expected a string", c->path, fw_json_type_name(tpl));
         goto done;
     }
     if (tpl && !(t->chat_template = strdup(json_string_value(tpl)))) {
@@ -488,7 +476,7 @@ int fw_tokenizer_load(fw_tokenizer **out, const char *path, const char *config_p
         goto fail_root;
     }
     if (!json_is_array(added)) {
-        fw_errf(e, "%s: 'added_tokens' is %s, expected an array", path, type_name(added));
+        fw_errf(e, "%s: 'added_tokens' is %s, expected an array", path, fw_json_type_name(added));
         goto fail_root;
     }
     if (load_model(&c, root, added) || load_added(&c, added) || load_pipeline(&c, root))

@@ -9,6 +9,7 @@
  *   a: attention, w: matmul_xw (the ceilings always run: the others are
  *   reported against them). */
 #include "kernels/ops.h"
+#include "kernels/cpu/ceilings.h"
 #include "kernels/cpu/fast.h"
 
 #include <immintrin.h>
@@ -66,65 +67,24 @@ typedef struct stream_arg {
     double sink;
 } stream_arg;
 
-/* Each thread copies its contiguous share with memcpy (the best copy the C library has). */
+/* The ceilings' kernels (kernels/cpu/ceilings.c), timed here like every other. */
 static void stream_copy(void *p, int64_t it) {
     stream_arg *s = p;
     (void)it;
-#pragma omp parallel
-    {
-#ifdef _OPENMP
-        int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-#else
-        int64_t nt = 1, id = 0;
-#endif
-        int64_t a = s->n * id / nt, b = s->n * (id + 1) / nt;
-        memcpy(s->a + a, s->b + a, (size_t)(b - a) * sizeof(float));
-    }
+    fw_ceiling_copy(s->a, s->b, s->n);
 }
 
-/* A read-only stream (what GEMV does): vector loads into 4 independent sums. */
-__attribute__((target("avx2"))) static void stream_read(void *p, int64_t it) {
+static void stream_read(void *p, int64_t it) {
     stream_arg *s = p;
-    double sum = 0;
     (void)it;
-#pragma omp parallel for schedule(static) reduction(+ : sum)
-    for (int64_t c = 0; c < s->n / 4096; c++) {
-        const float *b = s->b + c * 4096;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < 4096; i += 32) {
-            a0 = _mm256_add_ps(a0, _mm256_load_ps(b + i));
-            a1 = _mm256_add_ps(a1, _mm256_load_ps(b + i + 8));
-            a2 = _mm256_add_ps(a2, _mm256_load_ps(b + i + 16));
-            a3 = _mm256_add_ps(a3, _mm256_load_ps(b + i + 24));
-        }
-        sum += _mm256_cvtss_f32(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    }
-    s->sink += sum;
+    s->sink += fw_ceiling_read(s->b, s->n);
 }
 
 #define FMA_ITERS 2000000
 
-/* 12 independent FMA chains per thread, kept in registers: the FMA units' throughput. */
-__attribute__((target("avx2,fma"))) static void fma_peak(void *p, int64_t it) {
-    double *sink = p;
+static void fma_peak(void *p, int64_t it) {
     (void)it;
-#pragma omp parallel
-    {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-        __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-        const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-        for (int k = 0; k < FMA_ITERS; k++) {
-#define FMA1(a) a = _mm256_fmadd_ps(a, m, c);
-            FMA1(a0) FMA1(a1) FMA1(a2) FMA1(a3) FMA1(a4) FMA1(a5)
-            FMA1(a6) FMA1(a7) FMA1(a8) FMA1(a9) FMA1(a10) FMA1(a11)
-#undef FMA1
-            __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5),
-                             "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-        }
-        float s = _mm256_cvtss_f32(_mm256_add_ps(_mm256_add_ps(a0, a5), a11));
-#pragma omp atomic
-        *sink += s;
-    }
+    *(double *)p += fw_ceiling_fma(FMA_ITERS);
 }
 
 static double cpu_mhz(void) {
@@ -236,7 +196,7 @@ int main(int argc, char **argv) {
     free(s.a);
     free(s.b);
     double sink = 0;
-    double fma_gf = threads() * (double)FMA_ITERS * 12 * 8 * 2 / best_time(fma_peak, &sink) / 1e9;
+    double fma_gf = threads() * (double)FMA_ITERS * FW_CEILING_FMA_FLOPS / best_time(fma_peak, &sink) / 1e9;
     double mhz = cpu_mhz();
     double peak_gf = threads() * 2 * 8 * 2 * mhz / 1e3; /* cores x 2 FMA units x 8 lanes x 2 flops x clock */
     printf("copy  %.1f GB/s (STREAM: 2 x bytes copied / s)\n", copy_bw);
