@@ -103,10 +103,11 @@ int fw_cmd_logits(int argc, char **argv) {
         fw_h5out *h5 = NULL;
         ids64 = malloc((size_t)T * sizeof(int64_t));
         for (int64_t i = 0; i < T; i++) ids64[i] = ids[i];
-        if (fw_h5out_create(&h5, out, &e) || fw_h5out_f32(h5, "logits", logits, T, V, &e) ||
-            fw_h5out_i64(h5, "tokens", ids64, T, &e) || fw_h5out_attr(h5, "model", eo.model_dir, &e) ||
-            fw_h5out_close(h5, &e)) {
-            if (h5) fw_h5out_close(h5, &e);
+        int bad = fw_h5out_create(&h5, out, &e) || fw_h5out_f32(h5, "logits", logits, T, V, &e) ||
+                  fw_h5out_i64(h5, "tokens", ids64, T, &e) || fw_h5out_attr(h5, "model", eo.model_dir, &e);
+        fw_err close_err;
+        if (h5 && fw_h5out_close(h5, &close_err) && !bad) bad = 1, e = close_err;
+        if (bad) {
             fprintf(stderr, "furrow logits: %s\n", e.msg);
         } else {
             fprintf(stderr, "furrow logits: %lld tokens in %.3f s (%.1f tokens/s; %d rank(s): tp %d, pp %d; kernels %s) -> %s\n",
