@@ -157,6 +157,8 @@ int fw_cmd_generate(int argc, char **argv) {
     fw_tokenizer *tok_text = NULL;
     if (!prompt && text_prompt(&w, eo.model_dir, text ? text : chat, chat != NULL, &tok_text, &ids, &T, &e)) {
         if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
+        fw_tokenizer_free(tok_text);
+        free(ids);
         fw_world_finalize(&w);
         return 1;
     }
