@@ -8,5 +8,6 @@ model=${FURROW_QUICKSTART_MODEL:-models/tiny-random}
 rm -rf "$model"
 ./furrow synth --preset tiny --out "$model"
 ./furrow info "$model" --verify
-echo "== greedy generation (random weights: the ids mean nothing, the path is the real one)"
-./furrow generate --model "$model" --prompt-tokens 0,1034,562,99,1800 --max-tokens 24
+echo "== greedy generation (RANDOM weights: the text means nothing; tokenizer, model and decode are the real ones)"
+./furrow generate --model "$model" --prompt "The capital of France is" --max-tokens 24
+./furrow generate --model "$model" --chat '[{"role":"user","content":"Hello!"}]' --max-tokens 16
