@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "io/fileutil.h"
 #include "io/checkpoint.h"
 #include "io/ckpt_h5.h"
 #include "io/model_tensors.h"
@@ -88,6 +89,8 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
         else if (stat(w->root, &st) == 0)
             rc = fw_errf(e, "%s already exists: %s holds a furrow checkpoint (remove it or choose another "
                             "output directory)", w->root, dir);
+    } else if (fw_make_parents(dir, e) != FW_OK) {
+        rc = FW_ERR;
     } else if (mkdir(dir, 0777) != 0) {
         rc = fw_errf(e, "%s: cannot create the directory: %s", dir, strerror(errno));
     } else {

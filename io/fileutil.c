@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,3 +41,21 @@ int fw_copy_file(const char *from, const char *to, fw_err *e) {
     return rc;
 }
 
+
+int fw_make_parents(const char *path, fw_err *e) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return fw_errf(e, "%s: path too long", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return FW_OK;
+    *slash = '\0';
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return fw_errf(e, "%s: cannot create the directory: %s", buf, strerror(errno));
+        if (c == '\0') break;
+        *p = c;
+    }
+    return FW_OK;
+}

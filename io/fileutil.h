@@ -8,4 +8,7 @@
  * failure the partial copy is removed. */
 int fw_copy_file(const char *from, const char *to, fw_err *e);
 
+/* Creates the missing parent folders of `path` (as mkdir -p of its dirname). */
+int fw_make_parents(const char *path, fw_err *e);
+
 #endif
