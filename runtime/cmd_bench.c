@@ -20,6 +20,8 @@ static void usage(FILE *f) {
             "  --model DIR                         furrow checkpoint (e.g. furrow synth --preset small)\n"
             "  --prompt N                          prefill length (default 128)\n"
             "  --decode N                          decoded tokens (default 32)\n"
+            "  --batch B                           sequences at once (default 1); under pipeline\n"
+            "                                      parallelism they overlap in the stages\n"
             "  --no-ceilings                       skip the bandwidth and FMA measurements\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
@@ -84,10 +86,11 @@ int fw_cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"decode", required_argument, 0, 'd'}, {"no-ceilings", no_argument, 0, 'n'},
+        {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
-    int64_t P = 128, N = 32;
+    int64_t P = 128, N = 32, B = 1;
     int ceilings = 1;
     fw_err e = {{0}};
     int c;
@@ -100,6 +103,7 @@ int fw_cmd_bench(int argc, char **argv) {
         case 'm': eo.model_dir = optarg; break;
         case 'p': bad = fw_cli_parse_int(optarg, "--prompt", 1, 1 << 20, &P, &e); break;
         case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &N, &e); break;
+        case 'b': bad = fw_cli_parse_int(optarg, "--batch", 1, 256, &B, &e); break;
         case 'n': ceilings = 0; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -131,6 +135,7 @@ int fw_cmd_bench(int argc, char **argv) {
         ceilings = 0;
     }
     eo.context = P + N;
+    eo.n_seqs = (int)B;
     fw_engine en;
     int rc = 1;
     int32_t *ids = NULL;
@@ -140,23 +145,27 @@ int fw_cmd_bench(int argc, char **argv) {
     }
     const fw_config *cf = &en.model->cfg;
     const int64_t V = cf->vocab_size;
-    if (!(ids = malloc((size_t)P * sizeof(int32_t)))) fw_world_abort(&w, "bench", "out of memory");
-    uint64_t x = 88172645463325252ull; /* xorshift: a fixed pseudo-random prompt */
-    for (int64_t i = 0; i < P; i++) {
+    if (!(ids = malloc((size_t)(B * P) * sizeof(int32_t)))) fw_world_abort(&w, "bench", "out of memory");
+    uint64_t x = 88172645463325252ull; /* xorshift: fixed pseudo-random prompts */
+    for (int64_t i = 0; i < B * P; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
+    const int32_t *in[256];
+    int64_t lens[256], ones[256];
+    int32_t toks[256];
+    for (int64_t b = 0; b < B; b++) in[b] = ids + b * P, lens[b] = P, ones[b] = 1;
     rank_stats mine = {.t_load = en.t_load};
     per_token(en.model, &mine.tok_bytes, &mine.tok_params);
 
     MPI_Barrier(w.comm);
     double t0 = fw_now();
-    int32_t tok;
-    if (fw_engine_forward(&en, ids, P, FW_ATTN_NAIVE, 1, false, NULL, &tok, &e)) fw_world_abort(&w, "bench", e.msg);
+    if (fw_engine_forward_many(&en, (int)B, in, lens, FW_ATTN_NAIVE, toks, &e)) fw_world_abort(&w, "bench", e.msg);
     mine.t_prefill = fw_now() - t0;
     t0 = fw_now();
+    for (int64_t b = 0; b < B; b++) in[b] = &toks[b];
     for (int64_t i = 0; i < N; i++)
-        if (fw_engine_forward(&en, &tok, 1, FW_ATTN_ABSORBED, 1, false, NULL, &tok, &e)) fw_world_abort(&w, "bench", e.msg);
+        if (fw_engine_forward_many(&en, (int)B, in, ones, FW_ATTN_ABSORBED, toks, &e)) fw_world_abort(&w, "bench", e.msg);
     mine.t_decode = fw_now() - t0;
     mine.t_allreduce = en.comm.stats.t_allreduce;
     mine.t_p2p = en.comm.stats.t_p2p;
@@ -176,9 +185,9 @@ int fw_cmd_bench(int argc, char **argv) {
             if (all[r].t_decode > t_decode) t_decode = all[r].t_decode;
         }
         weights = (double)en.model->weight_bytes;
-        double prefill_tps = (double)P / t_prefill, decode_tps = (double)N / t_decode;
+        double prefill_tps = (double)(B * P) / t_prefill, decode_tps = (double)(B * N) / t_decode;
         double gflops = 2.0 * tok_params * prefill_tps / 1e9;
-        double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * (double)en.kv.width * 4;
+        double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * (double)en.kvs[0].width * 4;
         double gbs = (tok_bytes + kv_bytes) * decode_tps / 1e9;
         printf("model      %s: %d layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights on rank 0\n",
                eo.model_dir, cf->num_hidden_layers, (long long)cf->hidden_size, cf->n_routed_experts,
@@ -188,10 +197,11 @@ int fw_cmd_bench(int argc, char **argv) {
         if (ceilings)
             printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%d threads)\n",
                    ceil.copy_gbs, ceil.read_gbs, ceil.fma_gflops, ceil.threads);
-        printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)P, t_prefill,
+        if (B > 1) printf("batch      %lld sequences, each with its own cache\n", (long long)B);
+        printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)(B * P), t_prefill,
                prefill_tps, gflops);
         if (ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil.fma_gflops);
-        printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)N,
+        printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)(B * N),
                t_decode, decode_tps, (tok_bytes + kv_bytes) / 1e6, gbs);
         if (ceilings)
             printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);

@@ -25,7 +25,10 @@ static void usage(FILE *f) {
             "  --prompt TEXT                       a text prompt (encoded with BOS by the model's tokenizer)\n"
             "  --chat JSON|@FILE                   OpenAI-style messages, rendered by DeepSeek-V3's chat\n"
             "                                      template with the generation prompt\n"
-            "  --prompt-tokens LIST                comma-separated prompt token ids\n"
+            "  --prompt-tokens LIST                comma-separated prompt token ids; repeat it for several\n"
+            "                                      sequences at once (greedy; one JSON array per line, in\n"
+            "                                      order; under pipeline parallelism they overlap in the\n"
+            "                                      stages as micro-batches)\n"
             "  --max-tokens N                      tokens to generate (default 16)\n"
             "  --temperature T                     0 (default) is greedy\n"
             "  --top-p P                           nucleus sampling threshold (default 1: off)\n"
@@ -89,6 +92,83 @@ static void emit(fw_detok_stream *s, int32_t tok, bool finish) {
     }
 }
 
+#define FW_MAX_SEQS 256
+
+/* Several token-id prompts at once, greedy: one engine with a cache per
+ * sequence; each step runs every sequence through the pipeline back to back. */
+static int generate_many(fw_engine_opts *eo, const char **prompts, int n, int64_t max_tokens, int ignore_eos) {
+    fw_err e = {{0}};
+    int32_t *ids[FW_MAX_SEQS] = {0}, *out = NULL, next[FW_MAX_SEQS];
+    int64_t T[FW_MAX_SEQS], one[FW_MAX_SEQS], done_at[FW_MAX_SEQS];
+    int64_t longest = 0;
+    for (int i = 0; i < n; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--prompt-tokens (sequence %d)", i);
+        if (fw_cli_parse_ids(prompts[i], flag, 0, &ids[i], &T[i], &e)) {
+            fprintf(stderr, "furrow generate: %s\n", e.msg);
+            for (int k = 0; k < i; k++) free(ids[k]);
+            return 2;
+        }
+        if (T[i] > longest) longest = T[i];
+        one[i] = 1;
+        done_at[i] = max_tokens;
+    }
+    fw_world w;
+    if (fw_world_init(&w, NULL, NULL, &e)) {
+        fprintf(stderr, "furrow generate: %s\n", e.msg);
+        for (int i = 0; i < n; i++) free(ids[i]);
+        return 1;
+    }
+    eo->context = longest + max_tokens;
+    eo->n_seqs = n;
+    fw_engine en;
+    int rc = 1;
+    if (fw_engine_init(&en, &w, eo, &e)) {
+        fw_world_report(&w, "generate", e.msg);
+        goto done;
+    }
+    if (!(out = malloc((size_t)(n * (max_tokens + 1)) * sizeof(int32_t)))) fw_world_abort(&w, "generate", "out of memory");
+    double t0 = fw_now(), t_prefill = 0;
+    /* A finished sequence (EOS) keeps its slot; what it produces after is dropped. */
+    for (int64_t step = 0; step < max_tokens; step++) {
+        const int32_t *in[FW_MAX_SEQS];
+        for (int i = 0; i < n; i++) in[i] = step == 0 ? ids[i] : &out[i * (max_tokens + 1) + step - 1];
+        if (fw_engine_forward_many(&en, n, in, step == 0 ? T : one, step == 0 ? FW_ATTN_NAIVE : FW_ATTN_ABSORBED,
+                                   next, &e))
+            fw_world_abort(&w, "generate", e.msg);
+        if (step == 0) t_prefill = fw_now() - t0, t0 = fw_now();
+        int live = 0;
+        for (int i = 0; i < n; i++) {
+            out[i * (max_tokens + 1) + step] = next[i];
+            if (done_at[i] == max_tokens && next[i] == en.model->cfg.eos_token_id && !ignore_eos) done_at[i] = step + 1;
+            live += done_at[i] > step + 1;
+        }
+        if (!live) break;
+    }
+    double t_decode = fw_now() - t0;
+    if (w.rank == 0) {
+        int64_t total = 0;
+        for (int i = 0; i < n; i++) {
+            printf("[");
+            for (int64_t k = 0; k < done_at[i]; k++) printf("%s%d", k ? ", " : "", out[i * (max_tokens + 1) + k]);
+            printf("]\n");
+            total += done_at[i];
+        }
+        fflush(stdout);
+        fprintf(stderr, "furrow generate: %d sequences; prefill %.3f s; decode %.3f s (%.2f tokens/s over all); "
+                        "%d rank(s): tp %d, pp %d\n",
+                n, t_prefill, t_decode, t_decode > 0 ? (double)(total - n) / t_decode : 0.0, w.size, en.layout.tp,
+                en.layout.pp);
+    }
+    rc = 0;
+done:
+    fw_engine_free(&en);
+    free(out);
+    for (int i = 0; i < n; i++) free(ids[i]);
+    fw_world_finalize(&w);
+    return rc;
+}
+
 int fw_cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"prompt-tokens", required_argument, 0, 'p'},
@@ -98,6 +178,8 @@ int fw_cmd_generate(int argc, char **argv) {
         {"prompt", required_argument, 0, 'x'},      {"chat", required_argument, 0, 'c'},
         FW_CLI_ENGINE_OPTIONS,                      {0, 0, 0, 0}};
     const char *prompt = NULL, *text = NULL, *chat = NULL;
+    const char *prompts[FW_MAX_SEQS];
+    int n_prompts = 0;
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
     int64_t max_tokens = 16, seed = 0;
@@ -112,7 +194,10 @@ int fw_cmd_generate(int argc, char **argv) {
         bad = bad < 0;
         switch (c) {
         case 'm': eo.model_dir = optarg; break;
-        case 'p': prompt = optarg; break;
+        case 'p':
+            if (n_prompts == FW_MAX_SEQS) bad = fw_errf(&e, "--prompt-tokens: at most %d sequences", FW_MAX_SEQS) != 0;
+            else prompt = prompts[n_prompts++] = optarg;
+            break;
         case 'x': text = optarg; break;
         case 'c': chat = optarg; break;
         case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &max_tokens, &e); break;
@@ -140,6 +225,14 @@ int fw_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "furrow generate: --model and one of --prompt, --chat, --prompt-tokens are required\n");
         usage(stderr);
         return 2;
+    }
+    if (n_prompts > 1) {
+        if (temperature > 0) {
+            fprintf(stderr, "furrow generate: several --prompt-tokens run greedy only (sampling per sequence comes "
+                            "with the batching scheduler)\n");
+            return 2;
+        }
+        return generate_many(&eo, prompts, n_prompts, max_tokens, ignore_eos);
     }
     int32_t *ids = NULL;
     int64_t T = 0;

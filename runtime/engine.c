@@ -37,7 +37,10 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     int rc = fw_model_load(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank, w->tp_rank, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
-    if (rc == FW_OK) rc = fw_kv_init(&en->kv, en->model, o->context, e);
+    en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
+    en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
+    if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
+    for (int i = 0; i < en->n_seqs && rc == FW_OK; i++) rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
     if (rc == FW_OK) {
         const fw_config *c = &en->model->cfg;
         en->hidden = malloc((size_t)(o->context * c->hidden_size) * sizeof(float));
@@ -69,7 +72,8 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 
 void fw_engine_free(fw_engine *en) {
     fw_comm_free(&en->comm);
-    fw_kv_free(&en->kv);
+    for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
+    free(en->kvs);
     fw_model_free(en->model);
     free(en->hidden);
     free(en->shard);
@@ -122,44 +126,85 @@ static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e)
     return ok == MPI_SUCCESS ? FW_OK : fw_errf(e, "sending the logits to rank 0 failed");
 }
 
-/* Greedy token of the last row: a max-loc over the vocabulary shards (ties go to
- * the lowest id, as a plain argmax), then a broadcast to the whole replica. */
-static int greedy_token(fw_engine *en, int64_t n_out, int32_t *next, fw_err *e) {
+/* The last stage's (value, id) of the largest logit in its shard of one row. */
+typedef struct maxloc {
+    float v;
+    int i;
+} maxloc;
+
+static maxloc shard_max(const fw_engine *en, const float *row) {
     const fw_part *p = &en->model->part;
-    const int64_t Vl = p->vocab;
+    maxloc m = {row[0], (int)p->vocab0};
+    for (int64_t i = 1; i < p->vocab; i++)
+        if (row[i] > m.v) m.v = row[i], m.i = (int)(p->vocab0 + i);
+    return m;
+}
+
+/* Greedy tokens of n sequences from their shard maxima: a max-loc over the
+ * vocabulary shards (ties go to the lowest id, as a plain argmax), then a
+ * broadcast to the whole replica. */
+static int greedy_tokens(fw_engine *en, int n, maxloc *mine, int32_t *next, fw_err *e) {
+    const fw_part *p = &en->model->part;
     if (p->pp_rank == p->pp - 1) {
-        const float *row = en->shard + (n_out - 1) * Vl;
-        struct { float v; int i; } mine = {row[0], (int)p->vocab0}, best;
-        for (int64_t i = 1; i < Vl; i++)
-            if (row[i] > mine.v) mine.v = row[i], mine.i = (int)(p->vocab0 + i);
-        best = mine;
-        if (p->tp > 1 && MPI_Allreduce(&mine, &best, 1, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
+        if (p->tp > 1 && MPI_Allreduce(MPI_IN_PLACE, mine, n, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
             return fw_errf(e, "the distributed argmax failed");
-        *next = best.i;
+        for (int i = 0; i < n; i++) next[i] = mine[i].i;
     }
-    if (en->replica_size > 1 && MPI_Bcast(next, 1, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
-        return fw_errf(e, "broadcasting the next token failed");
+    if (en->replica_size > 1 && MPI_Bcast(next, n, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the next tokens failed");
     return FW_OK;
 }
 
-int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
-                      bool gather, float *logits, int32_t *next, fw_err *e) {
-    const fw_part *p = &en->model->part;
-    const int64_t D = en->model->cfg.hidden_size;
-    if (n_out < 1) n_out = 1;
+static int check_ids(const fw_engine *en, const fw_kv *kv, const int32_t *ids, int64_t T, fw_err *e) {
+    if (kv->len + T > kv->cap)
+        return fw_errf(e, "context is full: %lld + %lld tokens exceed %lld positions", (long long)kv->len,
+                       (long long)T, (long long)kv->cap);
     /* Checked on every rank before any transfer, so a bad id cannot leave a stage waiting. */
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= en->model->cfg.vocab_size)
             return fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", ids[t],
                            (long long)en->model->cfg.vocab_size);
-    if (en->kv.len + T > en->kv.cap)
-        return fw_errf(e, "context is full: %lld + %lld tokens exceed %lld positions", (long long)en->kv.len,
-                       (long long)T, (long long)en->kv.cap);
+    return FW_OK;
+}
+
+/* This rank's stage for one sequence: receive, run its layers, pass on. */
+static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode,
+                         int64_t n_out, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
-    if (fw_model_forward(en->model, &en->comm, &en->kv, ids, en->hidden, T, mode, en->shard, n_out, e))
-        return FW_ERR;
+    if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) return FW_ERR;
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    return FW_OK;
+}
+
+int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                           int32_t *next, fw_err *e) {
+    if (n < 1 || n > en->n_seqs) return fw_errf(e, "%d sequences, the engine holds %d", n, en->n_seqs);
+    for (int i = 0; i < n; i++)
+        if (check_ids(en, &en->kvs[i], ids[i], T[i], e)) return fw_err_prefix(e, "sequence %d", i);
+    maxloc *best = calloc((size_t)n, sizeof *best);
+    if (!best) return fw_errf(e, "out of memory");
+    int rc = FW_OK;
+    for (int i = 0; i < n && rc == FW_OK; i++) {
+        rc = stage_forward(en, &en->kvs[i], ids[i], T[i], mode, 1, e);
+        if (rc == FW_OK && en->model->part.has_head) best[i] = shard_max(en, en->shard);
+    }
+    if (rc == FW_OK) rc = greedy_tokens(en, n, best, next, e);
+    free(best);
+    return rc;
+}
+
+int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                      bool gather, float *logits, int32_t *next, fw_err *e) {
+    if (n_out < 1) n_out = 1;
+    fw_kv *kv = &en->kvs[0];
+    if (check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, n_out, e)) return FW_ERR;
     if (gather && gather_logits(en, n_out, logits, e)) return FW_ERR;
-    if (next && greedy_token(en, n_out, next, e)) return FW_ERR;
+    if (next) {
+        maxloc best = {0, 0};
+        if (en->model->part.has_head) best = shard_max(en, en->shard + (n_out - 1) * en->model->part.vocab);
+        if (greedy_tokens(en, 1, &best, next, e)) return FW_ERR;
+    }
     return FW_OK;
 }

@@ -19,7 +19,8 @@ typedef struct fw_engine_opts {
     const fw_ops *ops;
     int tp, pp;                  /* 0: automatic */
     fw_pp_transport transport;
-    int64_t context;             /* positions of the KV cache */
+    int64_t context;             /* positions of the KV cache (each sequence) */
+    int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
 } fw_engine_opts;
 
@@ -32,7 +33,8 @@ typedef struct fw_engine {
     MPI_Comm replica;            /* the ranks of this data-parallel replica */
     int replica_rank, replica_size;
     int head_root;               /* replica rank of (last stage, tp 0) */
-    fw_kv kv;
+    fw_kv *kvs;                  /* [n_seqs] caches; fw_engine_forward uses kvs[0] */
+    int n_seqs;
     float *hidden;               /* (context, D) pipeline buffer */
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
@@ -50,7 +52,17 @@ void fw_engine_free(fw_engine *en);
 int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
                       bool gather, float *logits, int32_t *next, fw_err *e);
 
-/* Starts a new sequence (empties the cache). */
-static inline void fw_engine_reset(fw_engine *en) { en->kv.len = 0; }
+/* Several sequences at once, greedy: sequence i runs ids[i] (T[i] tokens, known
+ * on every rank) over its own cache, and every rank receives its next token in
+ * next[i]. The sequences go through the pipeline one behind the other, so while
+ * stage s works on sequence i, stage s - 1 already works on sequence i + 1
+ * (micro-batches in flight). n <= opts.n_seqs. */
+int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                           int32_t *next, fw_err *e);
+
+/* Starts new sequences (empties the caches). */
+static inline void fw_engine_reset(fw_engine *en) {
+    for (int i = 0; i < en->n_seqs; i++) en->kvs[i].len = 0;
+}
 
 #endif
