@@ -4,15 +4,16 @@
 # all-reduce, pipeline transfers) as the model is split.
 #
 #   jobs/bench_layouts.sh [--model DIR] [--preset small] [--prompt N] [--decode N]
-#                         [--layouts "1:1:1 2:2:1 2:1:2"]   (np:tp:pp)
+#                         [--layouts "1:1:1 1:1:1:4 2:2:1 2:1:2 2:1:2:4"]   (np:tp:pp[:sequences])
 #
 # Without --model a synthetic checkpoint of --preset (random weights) is written
 # to $TMPDIR first. Ranks share this machine's cores: each layout's ranks split
 # them (furrow binds each rank to its share), so the total compute is the same.
+# Several sequences go through a pipeline one behind the other (micro-batches).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 furrow=${FURROW_BIN:-$here/furrow}
-model= preset=small prompt=64 decode=16 layouts="1:1:1 2:2:1 2:1:2"
+model= preset=small prompt=64 decode=16 layouts="1:1:1 1:1:1:4 2:2:1 2:1:2 2:1:2:4"
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -30,8 +31,9 @@ if [ -z "$model" ]; then
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 for l in $layouts; do
-  np=${l%%:*}; rest=${l#*:}; tp=${rest%%:*}; pp=${rest#*:}
-  echo "== $np rank(s): tp $tp x pp $pp"
+  set -- $(echo "$l" | tr ':' ' ')
+  np=$1 tp=$2 pp=$3 seqs=${4:-1}
+  echo "== $np rank(s): tp $tp x pp $pp, $seqs sequence(s)"
   mpirun --oversubscribe --bind-to none -np "$np" "$furrow" bench --model "$model" --prompt "$prompt" \
-    --decode "$decode" --tp "$tp" --pp "$pp" --pp-transport mpi
+    --decode "$decode" --tp "$tp" --pp "$pp" --batch "$seqs" --pp-transport mpi
 done
