@@ -3,6 +3,7 @@
 #ifndef FW_TESTS_CHECK_H
 #define FW_TESTS_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,6 +26,19 @@ static int check_failures_;
         fputc('\n', stderr);                                                    \
         exit(77);                                                               \
     } while (0)
+
+/* A fixed xorshift stream, so every run draws the same inputs. */
+static uint64_t check_rng_state = 0x9E3779B97F4A7C15ull;
+
+static inline uint32_t check_rng_u32(void) {
+    check_rng_state ^= check_rng_state << 13;
+    check_rng_state ^= check_rng_state >> 7;
+    check_rng_state ^= check_rng_state << 17;
+    return (uint32_t)(check_rng_state >> 32);
+}
+
+/* Uniform in [-1, 1). */
+static inline float check_rng_uniform(void) { return (float)(check_rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; }
 
 static inline int check_result(void) {
     if (check_failures_) fprintf(stderr, "%d check(s) failed\n", check_failures_);

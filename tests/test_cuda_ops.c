@@ -73,16 +73,6 @@ static bool op_ok(int st, const char *what) {
 
 /* ---- random numbers ---- */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
-static float rng_uniform(void) { return (float)(rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
 
 static float *hnew(int64_t n) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
@@ -96,7 +86,7 @@ static float *hnew(int64_t n) {
 /* n values uniform in [-a, a), rounded to bf16 (what the GPU will see). */
 static float *hrand_bf16(int64_t n, float a) {
     float *p = hnew(n);
-    for (int64_t i = 0; i < n; i++) p[i] = fw_bf16_to_f32(fw_f32_to_bf16(a * rng_uniform()));
+    for (int64_t i = 0; i < n; i++) p[i] = fw_bf16_to_f32(fw_f32_to_bf16(a * check_rng_uniform()));
     return p;
 }
 
@@ -225,7 +215,7 @@ static hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     t.data = malloc((size_t)(rows * ld) * es + 1);
     if (!t.data) exit(1);
     for (int64_t i = 0; i < rows * ld; i++) {
-        float v = rng_uniform();
+        float v = check_rng_uniform();
         if (type == FW_WTYPE_F32) ((float *)t.data)[i] = v;
         else if (type == FW_WTYPE_BF16) ((uint16_t *)t.data)[i] = fw_f32_to_bf16(v);
         else ((uint8_t *)t.data)[i] = fw_f32_to_fp8e4m3(v * 300.0f); /* normals and subnormals */
@@ -234,7 +224,7 @@ static hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     if (type == FW_WTYPE_FP8) {
         int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128 + 1;
         t.scale = hnew(sr * sc);
-        for (int64_t i = 0; i < sr * sc; i++) t.scale[i] = (1.5f + rng_uniform()) / 300.0f;
+        for (int64_t i = 0; i < sr * sc; i++) t.scale[i] = (1.5f + check_rng_uniform()) / 300.0f;
         t.w.scale = t.scale;
         t.w.scale_ld = sc;
     }
@@ -252,12 +242,12 @@ static void test_convert(void) {
     const int64_t n = 4096;
     float *x = hnew(n);
     for (int64_t i = 0; i < n; i++) {
-        uint32_t u = rng_u32();
+        uint32_t u = check_rng_u32();
         switch (i % 4) {
-        case 0: x[i] = rng_uniform() * 1000.0f; break;
-        case 1: u = (u & 0x807F0000u) | (rng_u32() % 254 + 1) << 23 | 0x8000u; memcpy(&x[i], &u, 4); break; /* ties */
+        case 0: x[i] = check_rng_uniform() * 1000.0f; break;
+        case 1: u = (u & 0x807F0000u) | (check_rng_u32() % 254 + 1) << 23 | 0x8000u; memcpy(&x[i], &u, 4); break; /* ties */
         case 2: u &= 0x807FFFFFu; memcpy(&x[i], &u, 4); break; /* subnormals */
-        default: u = (u & 0x807FFFFFu) | (rng_u32() % 254 + 1) << 23; memcpy(&x[i], &u, 4); break; /* any exponent */
+        default: u = (u & 0x807FFFFFu) | (check_rng_u32() % 254 + 1) << 23; memcpy(&x[i], &u, 4); break; /* any exponent */
         }
     }
     x[0] = INFINITY, x[1] = -INFINITY, x[2] = 0.0f, x[3] = -0.0f, x[5] = 3.4028235e38f; /* FLT_MAX rounds to inf */
@@ -332,7 +322,7 @@ static void test_embed(void) {
         p = hw_make((fw_wtype)ty, 160, 7168, 7168);
         CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
         int32_t big[37];
-        for (int t = 0; t < 37; t++) big[t] = 500 + (int32_t)(rng_u32() % 180);
+        for (int t = 0; t < 37; t++) big[t] = 500 + (int32_t)(check_rng_u32() % 180);
         check_embed("wide", &p.w, &d.w, big, 37, 510);
         fw_cuda_weight_free(&d);
         hw_free(&p);
@@ -347,7 +337,7 @@ static void test_rmsnorm(void) {
         for (int b = 0; b < 4; b++) {
             int64_t D = Ds[a], T = Ts[b];
             float *x = hrand_bf16(T * D, 3.0f), *w = hnew(D), *yr = hnew(T * D), *y = hnew(T * D);
-            for (int64_t d = 0; d < D; d++) w[d] = 0.5f + rng_uniform();
+            for (int64_t d = 0; d < D; d++) w[d] = 0.5f + check_rng_uniform();
             fw_ops_cpu_ref()->rmsnorm(yr, x, w, T, D, 1e-6f);
             dbuf dx = dbf16(x, T * D), dw = df32(w, D), dy = dnew((size_t)(T * D) * 2);
             char shape[96];
@@ -379,7 +369,7 @@ static void check_rope(int64_t T, int64_t n_vec, int64_t ts, int64_t vs, int64_t
     int64_t n = T * ts, half = dim / 2;
     float *x = hrand_bf16(n, 1.0f), *xr = hnew(n), *y = hnew(n), *ct = hnew(T * half), *st = hnew(T * half);
     for (int64_t i = 0; i < T * half; i++) {
-        float a = rng_uniform() * 3.14159265f;
+        float a = check_rng_uniform() * 3.14159265f;
         ct[i] = cosf(a);
         st[i] = sinf(a);
     }
@@ -519,8 +509,8 @@ static void check_route(const char *label, int64_t T, const fw_route_params *p, 
     int E = p->n_experts, K = p->top_k;
     float *lg = hnew(T * E), *bias = hnew(E), *w = hnew(T * K), *wr = hnew(T * K);
     int32_t *ids = malloc((size_t)(T * K) * 4), *idr = malloc((size_t)(T * K) * 4);
-    for (int64_t i = 0; i < T * E; i++) lg[i] = coarse ? 0.5f * (float)((int)(rng_u32() % 5) - 2) : lscale * rng_uniform();
-    for (int e = 0; e < E; e++) bias[e] = bscale * rng_uniform();
+    for (int64_t i = 0; i < T * E; i++) lg[i] = coarse ? 0.5f * (float)((int)(check_rng_u32() % 5) - 2) : lscale * check_rng_uniform();
+    for (int e = 0; e < E; e++) bias[e] = bscale * check_rng_uniform();
     const float *bp = use_bias ? bias : NULL;
     fw_ops_cpu_ref()->route(idr, wr, lg, bp, T, p);
     dbuf dl = df32(lg, T * E), db = df32(bias, E), di = dnew((size_t)(T * K) * 4), dw = dnew((size_t)(T * K) * 4);

@@ -27,19 +27,9 @@
 
 /* ---- helpers ---- */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
-static float rng_uniform(void) { return (float)(rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
 
 static void fill(float *p, int64_t n) {
-    for (int64_t i = 0; i < n; i++) p[i] = rng_uniform();
+    for (int64_t i = 0; i < n; i++) p[i] = check_rng_uniform();
 }
 
 /* A buffer of n floats with GUARD sentinels on each side. */
@@ -111,7 +101,7 @@ static tw tw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     size_t es = type == FW_WTYPE_F32 ? 4 : type == FW_WTYPE_BF16 ? 2 : 1;
     t.data = malloc((size_t)(rows * ld) * es + 1);
     for (int64_t i = 0; i < rows * ld; i++) {
-        float v = rng_uniform();
+        float v = check_rng_uniform();
         if (type == FW_WTYPE_F32) ((float *)t.data)[i] = v;
         else if (type == FW_WTYPE_BF16) ((uint16_t *)t.data)[i] = fw_f32_to_bf16(v);
         else ((uint8_t *)t.data)[i] = fw_f32_to_fp8e4m3(v * 300.0f); /* normals and subnormals */
@@ -120,7 +110,7 @@ static tw tw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     if (type == FW_WTYPE_FP8) {
         int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128 + 1;
         t.scale = malloc((size_t)(sr * sc) * sizeof(float));
-        for (int64_t i = 0; i < sr * sc; i++) t.scale[i] = (1.5f + rng_uniform()) / 300.0f;
+        for (int64_t i = 0; i < sr * sc; i++) t.scale[i] = (1.5f + check_rng_uniform()) / 300.0f;
         t.w.scale = t.scale;
         t.w.scale_ld = sc;
     }
@@ -380,7 +370,7 @@ static void test_rope(void) {
     float *x = galloc(T * ts), *xr = galloc(T * ts), *ct = galloc(T * dim / 2), *st = galloc(T * dim / 2);
     fill(x, T * ts);
     for (int64_t i = 0; i < T * dim / 2; i++) {
-        float a = rng_uniform() * 3.14159f;
+        float a = check_rng_uniform() * 3.14159f;
         ct[i] = cosf(a);
         st[i] = sinf(a);
     }
@@ -551,7 +541,7 @@ static void test_route(void) {
     int32_t *ids = malloc((size_t)(T * K) * sizeof(int32_t)), *idr = malloc((size_t)(T * K) * sizeof(int32_t));
     fill(logits, T * E);
     for (int64_t i = 0; i < T * E; i++) logits[i] *= 4;
-    for (int64_t e = 0; e < E; e++) b[e] = 0.1f * rng_uniform();
+    for (int64_t e = 0; e < E; e++) b[e] = 0.1f * check_rng_uniform();
     ref->route(idr, wr, logits, b, T, &v3);
     bool sorted = true, distinct = true, kept4 = true;
     for (int64_t t = 0; t < T; t++) {
