@@ -29,7 +29,9 @@ FW_CUDA_SRCS = \
 	kernels/cuda/matmul.cu \
 	kernels/cuda/matmul_own.cu \
 	kernels/cuda/matmul_xw.cu \
-	kernels/cuda/fp8_quant.cu
+	kernels/cuda/fp8_quant.cu \
+	kernels/cuda/mla.cu \
+	kernels/cuda/moe.cu
 FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
 # sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.

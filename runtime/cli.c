@@ -101,6 +101,11 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
         return 1;
     case 1003: return fw_cli_parse_kernels(arg, &o->ops, e) ? -1 : 1;
     case 1004: o->verbose = true; return 1;
+    case 1005:
+        if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))
+            return fw_errf(e, "--device: '%s' is not one of cpu, cuda", arg), -1;
+        o->device = arg;
+        return 1;
     default: return 0;
     }
 }

@@ -17,6 +17,9 @@ int fw_cli_parse_int(const char *text, const char *flag, int64_t min, int64_t ma
 /* Parses a float flag value. */
 int fw_cli_parse_double(const char *text, const char *flag, double *out, fw_err *e);
 
+/* Runs the subcommand argv[1] (runtime/dispatch.c); the process exit status. */
+int fw_main(int argc, char **argv);
+
 /* Subcommands: each returns the process exit status. */
 int fw_cmd_convert(int argc, char **argv);
 int fw_cmd_info(int argc, char **argv);
@@ -41,12 +44,14 @@ double fw_now(void);
     {"tp", required_argument, 0, 1000}, {"tensor-parallel-size", required_argument, 0, 1000}, \
     {"pp", required_argument, 0, 1001}, {"pipeline-parallel-size", required_argument, 0, 1001}, \
     {"pp-transport", required_argument, 0, 1002}, {"kernels", required_argument, 0, 1003}, \
-    {"verbose", no_argument, 0, 1004}
+    {"verbose", no_argument, 0, 1004}, {"device", required_argument, 0, 1005}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
     "  --pp-transport ucx|mpi              transfers between stages (default: ucx if built)\n" \
     "  --kernels fast|ref                  CPU kernels (default fast)\n"                    \
+    "  --device cpu|cuda                   where the model runs (default cpu; cuda: one GPU per\n" \
+    "                                      rank, by node-local rank; needs furrow-cuda)\n"      \
     "  --verbose                           report the bytes each rank reads\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */

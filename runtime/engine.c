@@ -32,6 +32,12 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     MPI_Comm_rank(en->replica, &en->replica_rank);
     MPI_Comm_size(en->replica, &en->replica_size);
     en->head_root = (lay->pp - 1) * lay->tp;
+    if (o->device && strcmp(o->device, "cpu")) {
+        en->dev_be = fw_device_backend_linked();
+        if (!en->dev_be || strcmp(en->dev_be->name, o->device))
+            return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
+                           o->device, o->device);
+    }
 
     double t0 = fw_now();
     int rc = fw_model_load(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank, w->tp_rank, e);
@@ -40,7 +46,14 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
-    for (int i = 0; i < en->n_seqs && rc == FW_OK; i++) rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
+    if (rc == FW_OK && en->dev_be) {
+        /* The device keeps the caches; the host ones only count positions. */
+        rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank,
+                                en->n_seqs, o->context, e);
+        for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = o->context;
+    }
+    for (int i = 0; i < en->n_seqs && rc == FW_OK && !en->dev_be; i++)
+        rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
     if (rc == FW_OK) {
         const fw_config *c = &en->model->cfg;
         en->hidden = malloc((size_t)(o->context * c->hidden_size) * sizeof(float));
@@ -71,6 +84,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 }
 
 void fw_engine_free(fw_engine *en) {
+    if (en->dev_be && en->dev) en->dev_be->detach(en->dev);
     fw_comm_free(&en->comm);
     for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
     free(en->kvs);
@@ -173,9 +187,29 @@ static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T
     const fw_part *p = &en->model->part;
     const int64_t D = en->model->cfg.hidden_size;
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
-    if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) return FW_ERR;
+    if (en->dev_be) {
+        fw_seg seg = {(int)(kv - en->kvs), kv, ids, T};
+        if (en->dev_be->forward(en->dev, 1, &seg, en->hidden, mode, en->shard, n_out, e)) return FW_ERR;
+    } else if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) {
+        return FW_ERR;
+    }
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     return FW_OK;
+}
+
+/* n sequences through a single-stage device replica in one batched forward. */
+static int device_batch(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                        maxloc *best, fw_err *e) {
+    const int64_t Vl = en->model->part.vocab;
+    fw_seg *segs = calloc((size_t)n, sizeof *segs);
+    float *logits = malloc((size_t)(n * Vl) * sizeof(float));
+    int rc = !segs || !logits ? fw_errf(e, "out of memory") : FW_OK;
+    for (int i = 0; i < n && rc == FW_OK; i++) segs[i] = (fw_seg){i, &en->kvs[i], ids[i], T[i]};
+    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, mode, logits, 1, e);
+    for (int i = 0; i < n && rc == FW_OK; i++) best[i] = shard_max(en, logits + i * Vl);
+    free(segs);
+    free(logits);
+    return rc;
 }
 
 int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
@@ -185,8 +219,14 @@ int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, cons
         if (check_ids(en, &en->kvs[i], ids[i], T[i], e)) return fw_err_prefix(e, "sequence %d", i);
     maxloc *best = calloc((size_t)n, sizeof *best);
     if (!best) return fw_errf(e, "out of memory");
+    int n_done = 0;
     int rc = FW_OK;
-    for (int i = 0; i < n && rc == FW_OK; i++) {
+    if (en->dev_be && en->layout.pp == 1) {
+        /* One stage on a device: all sequences in one batched forward. */
+        rc = device_batch(en, n, ids, T, mode, best, e);
+        n_done = n;
+    }
+    for (int i = n_done; i < n && rc == FW_OK; i++) {
         rc = stage_forward(en, &en->kvs[i], ids[i], T[i], mode, 1, e);
         if (rc == FW_OK && en->model->part.has_head) best[i] = shard_max(en, en->shard);
     }

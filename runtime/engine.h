@@ -10,6 +10,7 @@
 
 #include "partition/plan.h"
 #include "runtime/comm.h"
+#include "runtime/device.h"
 #include "runtime/model.h"
 #include "runtime/topo.h"
 #include "runtime/world.h"
@@ -22,6 +23,7 @@ typedef struct fw_engine_opts {
     int64_t context;             /* positions of the KV cache (each sequence) */
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
+    const char *device;          /* "cpu" (default) or a linked device backend ("cuda") */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -38,6 +40,8 @@ typedef struct fw_engine {
     float *hidden;               /* (context, D) pipeline buffer */
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
+    const fw_device_backend *dev_be; /* NULL: the CPU op table */
+    void *dev;                   /* the backend's state */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank

@@ -53,6 +53,8 @@ typedef struct fw_model {
     float softmax_scale;
     uint64_t weight_bytes;     /* bytes of weights held */
     uint64_t bytes_read;       /* bytes read from the checkpoint */
+    float *route_margin;       /* optional, set by tests: per token of a forward, the smallest
+                                * routing gap over its MoE layers (forward.c) */
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
 } fw_model;

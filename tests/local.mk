@@ -13,6 +13,7 @@ FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
 
 # Golden parity (test_golden.sh drives golden_check over converted checkpoints).
 check_PROGRAMS += tests/golden_check
+tests_golden_check_SOURCES = tests/golden_check.c tests/golden_ref.c tests/golden_ref.h
 tests_golden_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh
@@ -61,7 +62,16 @@ EXTRA_DIST += tests/test_generate_text.sh
 if HAVE_CUDA
 check_PROGRAMS += tests/test_cuda_ops
 TESTS += tests/test_cuda_ops
+tests_test_cuda_ops_SOURCES = tests/test_cuda_ops.c tests/test_cuda_model_ops.c tests/cuda_test.h
 tests_test_cuda_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_test_cuda_ops_LDFLAGS = -Wl,--as-needed
 tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
+# The GPU forward against the CPU forward and shared/golden (skipped without a GPU).
+check_PROGRAMS += tests/gpu_golden_check
+tests_gpu_golden_check_SOURCES = tests/gpu_golden_check.c tests/golden_ref.c tests/golden_ref.h
+tests_gpu_golden_check_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
+tests_gpu_golden_check_LDFLAGS = -Wl,--as-needed
+tests_gpu_golden_check_LDADD = $(FW_GPU_LIBS) $(FWTEST_LIBS) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++
+TESTS += tests/test_gpu_golden.sh
 endif
+EXTRA_DIST += tests/test_gpu_golden.sh

@@ -31,6 +31,7 @@
  * Exit 77 without a GPU. */
 #include "kernels/cuda/ops_cuda.h"
 #include "tests/check.h"
+#include "tests/cuda_test.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -38,30 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD 256          /* sentinel bytes on each side (keeps 256-byte alignment) */
-#define GUARD_BYTE 0xA5
-#define FILL_BYTE 0xFF     /* bf16 0xFFFF and f32 0xFFFFFFFF are NaN */
-#define NMSE_BF16 1e-5
-#define NMSE_BF16_FEW 2e-5 /* fewer than 64 outputs */
-#define NMSE_F32 1e-8
-#define NMSE_ROUTE_W 1e-10
-#define NMSE_FP8_ACT 5e-3
-
-static fw_cuda_ctx ctx;
+fw_cuda_ctx ctx;
 static int n_lines;
 static double worst_bf16; /* the worst NMSE among bf16-bound comparisons */
 
-/* Test infrastructure failures end the test (the library itself returns statuses). */
-#define CU(call)                                                                                    \
-    do {                                                                                            \
-        if ((call) != FW_CUDA_OK) {                                                                 \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, ctx.err);         \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
-
 /* An op under test: its status and the stream's (kernel faults) are checks. */
-static bool op_ok(int st, const char *what) {
+bool op_ok(int st, const char *what) {
     if (st != FW_CUDA_OK) {
         CHECK(st == FW_CUDA_OK, "%s: %s", what, ctx.err);
         return false;
@@ -74,7 +57,7 @@ static bool op_ok(int st, const char *what) {
 /* ---- random numbers ---- */
 
 
-static float *hnew(int64_t n) {
+float *hnew(int64_t n) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     if (!p) {
         fprintf(stderr, "out of host memory\n");
@@ -84,7 +67,7 @@ static float *hnew(int64_t n) {
 }
 
 /* n values uniform in [-a, a), rounded to bf16 (what the GPU will see). */
-static float *hrand_bf16(int64_t n, float a) {
+float *hrand_bf16(int64_t n, float a) {
     float *p = hnew(n);
     for (int64_t i = 0; i < n; i++) p[i] = fw_bf16_to_f32(fw_f32_to_bf16(a * check_rng_uniform()));
     return p;
@@ -92,12 +75,7 @@ static float *hrand_bf16(int64_t n, float a) {
 
 /* ---- device buffers with guards ---- */
 
-typedef struct dbuf {
-    unsigned char *base;
-    size_t bytes;
-} dbuf;
-
-static void *dp(dbuf b) { return b.base + GUARD; }
+void *dp(dbuf b) { return b.base + GUARD; }
 
 static void dfill(dbuf b) {
     unsigned char *h = malloc(b.bytes + 2 * GUARD);
@@ -109,14 +87,14 @@ static void dfill(dbuf b) {
     free(h);
 }
 
-static dbuf dnew(size_t bytes) {
+dbuf dnew(size_t bytes) {
     dbuf b = {NULL, bytes};
     CU(fw_cuda_malloc(&ctx, (void **)&b.base, bytes + 2 * GUARD));
     dfill(b);
     return b;
 }
 
-static void dfree(dbuf *b) {
+void dfree(dbuf *b) {
     fw_cuda_free(b->base);
     b->base = NULL;
 }
@@ -131,7 +109,7 @@ static bool dguards_ok(dbuf b) {
 }
 
 /* A device bf16 copy of x (x must hold bf16 values already). */
-static dbuf dbf16(const float *x, int64_t n) {
+dbuf dbf16(const float *x, int64_t n) {
     dbuf b = dnew((size_t)n * 2);
     uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * 2);
     for (int64_t i = 0; i < n; i++) h[i] = fw_f32_to_bf16(x[i]);
@@ -140,14 +118,14 @@ static dbuf dbf16(const float *x, int64_t n) {
     return b;
 }
 
-static dbuf df32(const float *x, int64_t n) {
+dbuf df32(const float *x, int64_t n) {
     dbuf b = dnew((size_t)n * 4);
     CU(fw_cuda_upload(&ctx, dp(b), x, (size_t)n * 4));
     return b;
 }
 
 /* Downloads n bf16 values, widened. */
-static void get_bf16(float *y, dbuf b, int64_t n) {
+void get_bf16(float *y, dbuf b, int64_t n) {
     uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * 2);
     CU(fw_cuda_download(&ctx, h, dp(b), (size_t)n * 2));
     for (int64_t i = 0; i < n; i++) y[i] = fw_bf16_to_f32(h[i]);
@@ -157,7 +135,7 @@ static void get_bf16(float *y, dbuf b, int64_t n) {
 /* ---- comparison ---- */
 
 /* NMSE of y against ref, finiteness, one log line; returns the NMSE. */
-static double compare(const char *op, const char *shape, const char *path, const float *y, const float *ref, int64_t n,
+double compare(const char *op, const char *shape, const char *path, const float *y, const float *ref, int64_t n,
                       double bound) {
     double se = 0, sr = 0;
     int64_t bad = -1;
@@ -182,7 +160,7 @@ static double compare(const char *op, const char *shape, const char *path, const
     return nmse;
 }
 
-static void check_guards(dbuf b, const char *op, const char *shape) {
+void check_guards(dbuf b, const char *op, const char *shape) {
     CHECK(dguards_ok(b), "%s %s: wrote outside its output", op, shape);
 }
 
@@ -196,19 +174,13 @@ static const char *path_name(fw_cuda_mm_path p) {
     }
 }
 
-static const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : "fp8"; }
+const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : "fp8"; }
 
 /* ---- host weights ---- */
 
 /* A host parent [rows, cols], row stride ld, random values; FP8 with random block
  * scales and a scale_ld one wider than needed (catches misuse). */
-typedef struct hw {
-    fw_weight w;
-    void *data;
-    float *scale;
-} hw;
-
-static hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
+hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     hw t;
     memset(&t, 0, sizeof t);
     size_t es = type == FW_WTYPE_F32 ? 4 : type == FW_WTYPE_BF16 ? 2 : 1;
@@ -231,7 +203,7 @@ static hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     return t;
 }
 
-static void hw_free(hw *t) {
+void hw_free(hw *t) {
     free(t->data);
     free(t->scale);
 }
@@ -883,6 +855,7 @@ int main(void) {
     test_attn();
     test_matmul();
     test_matmul_xw();
+    check_failures_ += test_model_ops();
     if (!getenv("FW_TEST_NO_TIMING")) test_timing();
     printf("%d comparisons; worst NMSE of the bf16 outputs %.3e (bounds %.0e, %.0e under 64 outputs)\n", n_lines, worst_bf16,
            NMSE_BF16, NMSE_BF16_FEW);

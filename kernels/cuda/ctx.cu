@@ -126,6 +126,14 @@ extern "C" int fw_cuda_upload(fw_cuda_ctx *ctx, void *dst, const void *src, size
     return FW_CUDA_OK;
 }
 
+extern "C" int fw_cuda_upload2d(fw_cuda_ctx *ctx, void *dst, size_t dpitch, const void *src, size_t spitch,
+                                size_t width, size_t height) {
+    if (width == 0 || height == 0) return FW_CUDA_OK;
+    FW_CUDA_CHECK(ctx, cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyHostToDevice, ctx->stream));
+    FW_CUDA_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
+    return FW_CUDA_OK;
+}
+
 extern "C" int fw_cuda_download(fw_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     FW_CUDA_CHECK(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream));
     FW_CUDA_CHECK(ctx, cudaStreamSynchronize(ctx->stream));

@@ -85,6 +85,9 @@ int fw_cuda_malloc(fw_cuda_ctx *ctx, void **p, size_t bytes);
 void fw_cuda_free(void *p);
 int fw_cuda_upload(fw_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
 int fw_cuda_download(fw_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+/* height rows of width bytes, host rows spitch apart to device rows dpitch apart. */
+int fw_cuda_upload2d(fw_cuda_ctx *ctx, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                     size_t height);
 
 /* Element conversions on the device (round to nearest even), at boundaries/tests. */
 int fw_cuda_f32_to_bf16(fw_cuda_ctx *ctx, fw_bf16 *y, const float *x, int64_t n);
@@ -138,6 +141,43 @@ int fw_cuda_add(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t n);
 /* As fw_ops.route, all fp32: logits (T, E), bias (E) or NULL, ids/w (T, top_k). */
 int fw_cuda_route(fw_cuda_ctx *ctx, int32_t *ids, float *w, const float *logits, const float *bias, int64_t T,
                   const fw_route_params *p);
+
+/* ---- ops of the model runtime beyond the CPU table (one launch where the CPU loops) ---- */
+
+/* fw_cuda_rmsnorm over rows with strides ldx, ldy (the c_kv part of each cache row). */
+int fw_cuda_rmsnorm_ld(fw_cuda_ctx *ctx, fw_bf16 *y, int64_t ldy, const fw_bf16 *x, int64_t ldx, const float *w,
+                       int64_t T, int64_t D, float eps);
+/* Absorbed MLA's projections for all H heads (mla.cu); kv_b (H * (dn + dv), C):
+ * q_lat (T, H, C) = q_nope . W_UK(h) with q (T, H, dn + R);
+ * o (T, H, dv) = o_lat (T, H, C) . W_UV(h)^T. */
+int fw_cuda_mla_q_absorb(fw_cuda_ctx *ctx, fw_bf16 *q_lat, const fw_bf16 *q, const fw_weight *kv_b, int64_t T,
+                         int64_t H, int64_t dn, int64_t dv, int64_t R, int64_t C);
+int fw_cuda_mla_o_absorb(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *o_lat, const fw_weight *kv_b, int64_t T,
+                         int64_t H, int64_t dn, int64_t dv, int64_t C);
+
+/* Routed experts without a host sync (moe.cu). The plan groups the n_pairs = T * k
+ * (token, slot) pairs of ids (T, k) whose expert lies in [e0, e0 + n_exp): local
+ * expert e owns grouped rows offsets[e] .. offsets[e + 1] - 1; rows[r] is the pair
+ * of grouped row r; slot_row[pair] its grouped row or -1 (another rank's expert).
+ * It lives in device memory of fw_cuda_moe_plan_bytes(n_pairs, n_exp) bytes. */
+typedef struct fw_cuda_moe_plan {
+    int64_t n_pairs, n_exp, tile_cap;
+    int32_t *offsets, *rows, *slot_row, *small, *tiles, *counts;
+} fw_cuda_moe_plan;
+
+size_t fw_cuda_moe_plan_bytes(int64_t n_pairs, int64_t n_exp);
+int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *plan, void *mem, const int32_t *ids, int64_t T, int64_t k,
+                      int64_t e0, int64_t n_exp);
+/* For every grouped row r of local expert e: y[r] (N) = x_r . W_e^T, where x_r is
+ * x[rows[r] / k] with `gather` (token rows) or x[r] (grouped rows), and W_e is w0
+ * (N x K, expert 0) with its data moved by e * wstride elements and its scales by
+ * e * sstride floats (experts stacked in one allocation). FP8: w0.r0 = w0.c0 = 0.
+ * y has room for n_pairs rows; rows past the local pairs are not written. */
+int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k, const fw_weight *w0,
+                       int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *plan);
+/* y (T, D) += sum over slots j (in order) of w[t, j] * ye[slot_row[t * k + j]], local slots only. */
+int fw_cuda_moe_combine(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *ye, const float *w,
+                        const fw_cuda_moe_plan *plan, int64_t T, int64_t k, int64_t D);
 
 typedef struct fw_cuda_ops {
     const char *name;

@@ -6,11 +6,11 @@
 #define NORM_THREADS 256
 
 __global__ void __launch_bounds__(NORM_THREADS)
-rmsnorm_kernel(bf16 *y, const bf16 *x, const float *__restrict__ w, int64_t D, float eps) {
+rmsnorm_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float *__restrict__ w, int64_t D, float eps) {
     __shared__ float red[33];
     const int64_t t = blockIdx.x;
-    const bf16 *xt = x + t * D;
-    bf16 *yt = y + t * D;
+    const bf16 *xt = x + t * ldx;
+    bf16 *yt = y + t * ldy;
     float ss = 0.0f;
     for (int64_t d = threadIdx.x; d < D; d += NORM_THREADS) {
         float v = fw_bf2f(xt[d]);
@@ -22,10 +22,15 @@ rmsnorm_kernel(bf16 *y, const bf16 *x, const float *__restrict__ w, int64_t D, f
 }
 
 extern "C" int fw_cuda_rmsnorm(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps) {
-    if (T < 0 || D < 0) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: bad shape (%lld, %lld)", (long long)T, (long long)D);
+    return fw_cuda_rmsnorm_ld(ctx, y, D, x, D, w, T, D, eps);
+}
+
+extern "C" int fw_cuda_rmsnorm_ld(fw_cuda_ctx *ctx, fw_bf16 *y, int64_t ldy, const fw_bf16 *x, int64_t ldx,
+                                  const float *w, int64_t T, int64_t D, float eps) {
+    if (T < 0 || D < 0 || ldx < D || ldy < D) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: bad shape (%lld, %lld)", (long long)T, (long long)D);
     if (T == 0 || D == 0) return FW_CUDA_OK;
     if (T > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: T %lld is too large for one launch", (long long)T);
-    rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, x, w, D, eps);
+    rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, D, eps);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -1,0 +1,47 @@
+/* A device backend for the model: the engine runs this rank's stage through it
+ * instead of the CPU op table when `--device` names it. A binary that links one
+ * registers it before running a command (furrow-cuda registers the CUDA backend);
+ * plain `furrow` links none, so it never loads CUDA, and hands `--device cuda` to
+ * the furrow-cuda next to it (runtime/main.c). */
+#ifndef FW_RUNTIME_DEVICE_H
+#define FW_RUNTIME_DEVICE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "io/err.h"
+#include "runtime/model.h"
+
+/* One sequence's part of a batched forward: T tokens at its cache's positions
+ * kv->len .. kv->len + T - 1 (kv holds the length and capacity; the backend keeps
+ * the cache itself, slot `seq`). */
+typedef struct fw_seg {
+    int seq;
+    fw_kv *kv;
+    const int32_t *ids;
+    int64_t T;
+} fw_seg;
+
+typedef struct fw_device_backend {
+    const char *name;
+    /* Copies this rank's part of the model (host weights loaded) to the device
+     * chosen by the node-local rank, with caches for n_seqs sequences of
+     * `context` positions; tp_comm is the tensor-parallel group (MPI_COMM_NULL:
+     * none). The host weights may be freed afterwards. */
+    int (*attach)(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, int n_seqs, int64_t context,
+                  fw_err *e);
+    /* fw_model_forward for n sequences at once: hidden holds (sum T, D) floats in
+     * and out as there; the last stage writes the logits of the last n_out tokens
+     * of each sequence, (n * n_out, vocab shard), in sequence order. */
+    int (*forward)(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+                   int64_t n_out, fw_err *e);
+    /* A line describing the device (name, memory), for reports. */
+    const char *(*describe)(void *dev);
+    void (*detach)(void *dev);
+} fw_device_backend;
+
+/* The backend linked into this binary, or NULL. */
+const fw_device_backend *fw_device_backend_linked(void);
+void fw_device_backend_register(const fw_device_backend *b);
+
+#endif

@@ -1,0 +1,35 @@
+/* The CUDA device backend (runtime/device.h): one GPU per rank, picked by the
+ * node-local rank, NCCL for the tensor-parallel group. */
+#include <stdlib.h>
+
+#include "runtime/gpu/gpu_backend.h"
+#include "runtime/gpu/gpu_model.h"
+
+static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, int n_seqs, int64_t context,
+                  fw_err *e) {
+    int n = 0;
+    if (fw_cuda_device_count(&n) || n == 0) return fw_errf(e, "--device cuda: no usable GPU on this node");
+    fw_gpu_model *g = calloc(1, sizeof *g);
+    if (!g) return fw_errf(e, "out of memory");
+    *dev = g;
+    if (fw_gpu_model_init(g, m, local_rank % n, n_seqs, context, e)) return FW_ERR;
+    if (tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(g, tp_comm, e)) return FW_ERR;
+    return FW_OK;
+}
+
+static int forward(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+                   int64_t n_out, fw_err *e) {
+    return fw_gpu_forward(dev, n, segs, hidden, mode, logits, n_out, e);
+}
+
+static const char *describe(void *dev) { return ((fw_gpu_model *)dev)->desc; }
+
+static void detach(void *dev) {
+    if (!dev) return;
+    fw_gpu_model_free(dev);
+    free(dev);
+}
+
+static const fw_device_backend cuda_backend = {"cuda", attach, forward, describe, detach};
+
+const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }

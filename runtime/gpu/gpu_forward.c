@@ -1,0 +1,320 @@
+/* The DeepSeek-V3 forward on one GPU, for several sequences at once: every
+ * projection, norm and expert runs once over all their tokens; only attention
+ * runs per sequence, over that sequence's latent cache. The structure follows
+ * runtime/forward.c (the CPU forward) step for step; the differences are bf16
+ * activations, batched-head MLA projections, and MoE grouping on the device. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/gpu/gpu_model.h"
+#include "runtime/rope.h"
+
+#define CK(call)                                     \
+    do {                                             \
+        if (call) return fw_gpu_fail(g, e);          \
+    } while (0)
+
+typedef struct carver {
+    char *base;
+    size_t used;
+} carver;
+
+static void *take(carver *c, size_t bytes) {
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (bytes + 255) / 256 * 256;
+    return p;
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+typedef struct gbufs {
+    int32_t *ids, *rid;
+    float *cos_tab, *sin_tab, *hid, *rlog, *rw, *logits;
+    fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
+    fw_bf16 *lat_c, *kvx, *k, *v;          /* naive */
+    fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
+    fw_bf16 *g, *u, *eg, *eu, *ye, *hn;
+    void *plan;
+} gbufs;
+
+typedef struct shape {
+    int64_t Tt, Smax, n_rows; /* tokens, longest context, head rows */
+} shape;
+
+static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, fw_attn_mode mode) {
+    const fw_config *c = &g->cfg;
+    const int64_t Tt = s->Tt, S = s->Smax, D = c->hidden_size, H = g->part.heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R;
+    const int64_t E = c->n_routed_experts, k = c->num_experts_per_tok, bf = sizeof(fw_bf16), f = sizeof(float);
+    const int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
+    b->ids = take(cv, (size_t)Tt * 4);
+    b->cos_tab = take(cv, (size_t)(Tt * R / 2) * f);
+    b->sin_tab = take(cv, (size_t)(Tt * R / 2) * f);
+    b->hid = take(cv, (size_t)(Tt * D) * f);
+    b->x = take(cv, (size_t)(Tt * D) * bf);
+    b->h = take(cv, (size_t)(Tt * D) * bf);
+    b->y = take(cv, (size_t)(Tt * D) * bf);
+    b->qa = take(cv, (size_t)(Tt * max64(1, c->q_lora_rank)) * bf);
+    b->q = take(cv, (size_t)(Tt * H * dqk) * bf);
+    b->kva = take(cv, (size_t)(Tt * (C + R)) * bf);
+    b->o = take(cv, (size_t)(Tt * H * dv) * bf);
+    if (mode == FW_ATTN_NAIVE) {
+        b->lat_c = take(cv, (size_t)(S * C) * bf);
+        b->kvx = take(cv, (size_t)(S * H * (dn + dv)) * bf);
+        b->k = take(cv, (size_t)(S * H * dqk) * bf);
+        b->v = take(cv, (size_t)(S * H * dv) * bf);
+    } else {
+        b->q_lat = take(cv, (size_t)(Tt * H * C) * bf);
+        b->q_pe = take(cv, (size_t)(Tt * H * R) * bf);
+        b->o_lat = take(cv, (size_t)(Tt * H * C) * bf);
+    }
+    b->g = take(cv, (size_t)(Tt * F) * bf);
+    b->u = take(cv, (size_t)(Tt * F) * bf);
+    if (E > 0) {
+        const int64_t P = Tt * k, Ie = c->moe_intermediate_size;
+        b->rlog = take(cv, (size_t)(Tt * E) * f);
+        b->rw = take(cv, (size_t)P * f);
+        b->rid = take(cv, (size_t)P * 4);
+        b->plan = take(cv, fw_cuda_moe_plan_bytes(P, max64(1, g->part.exp_n)));
+        b->eg = take(cv, (size_t)(P * Ie) * bf);
+        b->eu = take(cv, (size_t)(P * Ie) * bf);
+        b->ye = take(cv, (size_t)(P * D) * bf);
+    }
+    b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
+    b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
+}
+
+/* Grows the device work space and the pinned staging to fit. */
+static int reserve(fw_gpu_model *g, size_t work, size_t pinned, fw_err *e) {
+    if (work > g->work_bytes) {
+        fw_cuda_free(g->work);
+        g->work = NULL, g->work_bytes = 0;
+        CK(fw_cuda_sync(&g->ctx) || fw_cuda_malloc(&g->ctx, &g->work, work));
+        g->work_bytes = work;
+    }
+    if (pinned > g->pinned_bytes) {
+        if (g->pinned) cudaFreeHost(g->pinned);
+        g->pinned = NULL, g->pinned_bytes = 0;
+        if (cudaMallocHost(&g->pinned, pinned) != cudaSuccess)
+            return fw_errf(e, "GPU %d: cannot pin %zu bytes of host staging", g->ctx.device, pinned);
+        g->pinned_bytes = pinned;
+    }
+    return FW_OK;
+}
+
+static int copy2d(fw_gpu_model *g, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                  size_t height, fw_err *e) {
+    if (!width || !height) return FW_OK;
+    cudaError_t st = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice,
+                                       g->ctx.stream);
+    if (st != cudaSuccess) return fw_errf(e, "GPU %d: copy: %s", g->ctx.device, cudaGetErrorString(st));
+    return FW_OK;
+}
+
+static int copy_async(fw_gpu_model *g, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind, fw_err *e) {
+    cudaError_t st = cudaMemcpyAsync(dst, src, bytes, kind, g->ctx.stream);
+    if (st != cudaSuccess) return fw_errf(e, "GPU %d: copy: %s", g->ctx.device, cudaGetErrorString(st));
+    return FW_OK;
+}
+
+static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
+    return g->comm ? fw_gpu_allreduce(g, buf, n, e) : FW_OK;
+}
+
+static fw_bf16 *cache_of(const fw_gpu_model *g, int seq, int l) {
+    const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
+    return g->kv + ((int64_t)seq * g->part.n_layers + (l - g->part.first_layer)) * g->cap * W;
+}
+
+/* Naive MLA for one sequence: expand keys and values of its S cached positions. */
+static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_bf16 *lat, int64_t T, int64_t S,
+                      const fw_bf16 *q, fw_bf16 *o, gbufs *b, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const int64_t H = g->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R, bf = sizeof(fw_bf16);
+    if (copy2d(g, b->lat_c, C * bf, lat, W * bf, C * bf, S, e)) return FW_ERR;
+    CK(fw_cuda_matmul(&g->ctx, b->kvx, b->lat_c, &L->kv_b.w, S)); /* (S, H, dn + dv) */
+    if (copy2d(g, b->k, dqk * bf, b->kvx, (dn + dv) * bf, dn * bf, S * H, e) ||
+        copy2d(g, b->v, dv * bf, b->kvx + dn, (dn + dv) * bf, dv * bf, S * H, e))
+        return FW_ERR;
+    for (int64_t h = 0; h < H; h++) /* k_pe, shared by the heads */
+        if (copy2d(g, b->k + h * dqk + dn, H * dqk * bf, lat + C, W * bf, R * bf, S, e)) return FW_ERR;
+    CK(fw_cuda_attn_naive(&g->ctx, o, q, b->k, b->v, T, S, H, dqk, dv, g->softmax_scale));
+    return FW_OK;
+}
+
+static int swiglu(fw_gpu_model *g, const fw_cuda_weight *gate, const fw_cuda_weight *up, const fw_cuda_weight *down,
+                  fw_bf16 *y, const fw_bf16 *x, int64_t n, gbufs *b, fw_err *e) {
+    CK(fw_cuda_matmul(&g->ctx, b->g, x, &gate->w, n));
+    CK(fw_cuda_matmul(&g->ctx, b->u, x, &up->w, n));
+    CK(fw_cuda_silu_mul(&g->ctx, b->g, b->g, b->u, n * gate->w.rows));
+    CK(fw_cuda_matmul(&g->ctx, y, b->g, &down->w, n));
+    return FW_OK;
+}
+
+/* Shared experts plus the routed top-k of this rank's experts, y (T, D): a
+ * partial sum under TP that the caller's all-reduce completes. */
+static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const int64_t D = c->hidden_size, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    fw_route_params rp = {.n_experts = (int)c->n_routed_experts, .top_k = (int)k, .n_group = c->n_group,
+                          .topk_group = c->topk_group, .norm_topk_prob = c->norm_topk_prob,
+                          .routed_scaling_factor = (float)c->routed_scaling_factor};
+    CK(fw_cuda_matmul_f32(&g->ctx, b->rlog, b->h, &L->router.w, T));
+    CK(fw_cuda_route(&g->ctx, b->rid, b->rw, b->rlog, L->router_bias, T, &rp));
+    if (c->n_shared_experts > 0) {
+        if (swiglu(g, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b, e)) return FW_ERR;
+    } else if (cudaMemsetAsync(b->y, 0, (size_t)(T * D) * sizeof(fw_bf16), g->ctx.stream) != cudaSuccess) {
+        return fw_errf(e, "GPU %d: memset failed", g->ctx.device);
+    }
+    if (g->part.exp_n == 0) return FW_OK;
+    fw_cuda_moe_plan pl;
+    CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
+    CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride, &pl));
+    CK(fw_cuda_moe_matmul(&g->ctx, b->eu, b->h, true, k, &L->exp_up.w, L->exp_up.stride, L->exp_up.sstride, &pl));
+    CK(fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, T * k * Ie));
+    CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
+                          L->exp_down.sstride, &pl));
+    CK(fw_cuda_moe_combine(&g->ctx, b->y, b->ye, b->rw, &pl, T, k, D));
+    return FW_OK;
+}
+
+static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_t *off, int64_t Tt,
+                 fw_attn_mode mode, gbufs *b, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const fw_gpu_layer *L = &g->layers[l];
+    const int64_t D = c->hidden_size, H = g->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R, bf = sizeof(fw_bf16);
+    const float eps = (float)c->rms_norm_eps;
+    fw_cuda_ctx *ctx = &g->ctx;
+
+    CK(fw_cuda_rmsnorm(ctx, b->h, b->x, L->attn_norm, Tt, D, eps));
+    if (c->q_lora_rank > 0) {
+        CK(fw_cuda_matmul(ctx, b->qa, b->h, &L->q_a.w, Tt));
+        CK(fw_cuda_rmsnorm(ctx, b->qa, b->qa, L->q_a_norm, Tt, c->q_lora_rank, eps));
+        CK(fw_cuda_matmul(ctx, b->q, b->qa, &L->q_b.w, Tt));
+    } else {
+        CK(fw_cuda_matmul(ctx, b->q, b->h, &L->q_b.w, Tt));
+    }
+    CK(fw_cuda_matmul(ctx, b->kva, b->h, &L->kv_a.w, Tt));
+    CK(fw_cuda_rmsnorm_ld(ctx, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
+    CK(fw_cuda_rope(ctx, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
+    CK(fw_cuda_rope(ctx, b->q + dn, Tt, H, H * dqk, dqk, R, b->cos_tab, b->sin_tab));
+    for (int i = 0; i < n; i++) /* append to each sequence's cache */
+        if (copy_async(g, cache_of(g, segs[i].seq, l) + segs[i].kv->len * W, b->kva + off[i] * W,
+                       (size_t)(segs[i].T * W) * bf, cudaMemcpyDeviceToDevice, e))
+            return FW_ERR;
+
+    if (mode == FW_ATTN_NAIVE) {
+        for (int i = 0; i < n; i++)
+            if (attn_naive(g, L, cache_of(g, segs[i].seq, l), segs[i].T, segs[i].kv->len + segs[i].T,
+                           b->q + off[i] * H * dqk, b->o + off[i] * H * dv, b, e))
+                return FW_ERR;
+    } else {
+        CK(fw_cuda_mla_q_absorb(ctx, b->q_lat, b->q, &L->kv_b.w, Tt, H, dn, dv, R, C));
+        if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e)) return FW_ERR;
+        for (int i = 0; i < n; i++) {
+            const fw_bf16 *lat = cache_of(g, segs[i].seq, l);
+            CK(fw_cuda_attn_absorbed(ctx, b->o_lat + off[i] * H * C, b->q_lat + off[i] * H * C,
+                                     b->q_pe + off[i] * H * R, lat, W, lat + C, W, segs[i].T,
+                                     segs[i].kv->len + segs[i].T, H, C, R, g->softmax_scale));
+        }
+        CK(fw_cuda_mla_o_absorb(ctx, b->o, b->o_lat, &L->kv_b.w, Tt, H, dn, dv, C));
+    }
+    CK(fw_cuda_matmul(ctx, b->y, b->o, &L->o.w, Tt)); /* row-parallel: a partial sum under TP */
+    if (allreduce(g, b->y, Tt * D, e)) return FW_ERR;
+    CK(fw_cuda_add(ctx, b->x, b->y, Tt * D));
+
+    CK(fw_cuda_rmsnorm(ctx, b->h, b->x, L->ffn_norm, Tt, D, eps));
+    if (L->moe) {
+        if (moe(g, L, Tt, b, e)) return FW_ERR;
+    } else if (swiglu(g, &L->gate, &L->up, &L->down, b->y, b->h, Tt, b, e)) {
+        return FW_ERR;
+    }
+    if (allreduce(g, b->y, Tt * D, e)) return FW_ERR;
+    CK(fw_cuda_add(ctx, b->x, b->y, Tt * D));
+    return FW_OK;
+}
+
+int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+                   int64_t n_out, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const fw_part *p = &g->part;
+    const int64_t D = c->hidden_size, R = c->qk_rope_head_dim, V = c->vocab_size;
+    if (n < 1) return fw_errf(e, "forward: no sequences");
+    int64_t *off = calloc((size_t)n + 1, sizeof *off);
+    if (!off) return fw_errf(e, "out of memory");
+    shape sh = {0, 0, 0};
+    int rc = FW_OK;
+    for (int i = 0; i < n && rc == FW_OK; i++) {
+        const fw_seg *s = &segs[i];
+        if (s->T <= 0 || n_out < 0 || n_out > s->T) rc = fw_errf(e, "forward: bad token count %lld", (long long)s->T);
+        else if (s->seq < 0 || s->seq >= g->n_seqs) rc = fw_errf(e, "forward: no cache slot %d", s->seq);
+        else if (s->kv->len + s->T > g->cap)
+            rc = fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
+                         (long long)s->kv->len, (long long)s->T, (long long)g->cap);
+        for (int64_t t = 0; rc == FW_OK && p->has_embed && t < s->T; t++)
+            if (s->ids[t] < 0 || s->ids[t] >= V)
+                rc = fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", s->ids[t], (long long)V);
+        off[i + 1] = off[i] + s->T;
+        sh.Smax = max64(sh.Smax, s->kv->len + s->T);
+    }
+    sh.Tt = off[n];
+    sh.n_rows = (int64_t)n * n_out;
+    carver cv = {0};
+    gbufs b;
+    carve(&cv, &b, g, &sh, mode);
+    const size_t half = (size_t)(sh.Tt * R / 2);
+    size_t pinned = (size_t)sh.Tt * 4 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) + 256;
+    if (rc == FW_OK) rc = reserve(g, cv.used, pinned, e);
+    if (rc != FW_OK) {
+        free(off);
+        return FW_ERR;
+    }
+    cv = (carver){g->work, 0};
+    carve(&cv, &b, g, &sh, mode);
+
+    /* Host side of the step: ids and RoPE tables into pinned memory, then up. */
+    int32_t *h_ids = g->pinned;
+    float *h_cos = (float *)(h_ids + sh.Tt), *h_sin = h_cos + half, *h_hid = h_sin + half;
+    for (int i = 0; i < n; i++) {
+        if (segs[i].ids) memcpy(h_ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
+        fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h_cos + off[i] * R / 2,
+                       h_sin + off[i] * R / 2);
+    }
+    rc = copy_async(g, b.cos_tab, h_cos, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
+         copy_async(g, b.sin_tab, h_sin, half * sizeof(float), cudaMemcpyHostToDevice, e);
+    if (rc == FW_OK && p->has_embed) {
+        rc = copy_async(g, b.ids, h_ids, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e);
+        if (rc == FW_OK && fw_cuda_embed(&g->ctx, b.x, &g->embed.w, b.ids, sh.Tt, p->vocab0))
+            rc = fw_gpu_fail(g, e);
+        if (rc == FW_OK) rc = allreduce(g, b.x, sh.Tt * D, e); /* zero rows outside the vocabulary shard */
+    } else if (rc == FW_OK) {
+        memcpy(h_hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
+        rc = copy_async(g, b.hid, h_hid, (size_t)(sh.Tt * D) * sizeof(float), cudaMemcpyHostToDevice, e);
+        if (rc == FW_OK && fw_cuda_f32_to_bf16(&g->ctx, b.x, b.hid, sh.Tt * D)) rc = fw_gpu_fail(g, e);
+    }
+    for (int l = p->first_layer; rc == FW_OK && l < p->first_layer + p->n_layers; l++)
+        rc = layer(g, l, n, segs, off, sh.Tt, mode, &b, e);
+    if (rc == FW_OK && g->comm) rc = fw_gpu_comm_wait(g, e); /* never block on a stuck collective */
+    if (rc == FW_OK && !p->has_head) {
+        if (fw_cuda_bf16_to_f32(&g->ctx, b.hid, b.x, sh.Tt * D) ||
+            fw_cuda_download(&g->ctx, hidden, b.hid, (size_t)(sh.Tt * D) * sizeof(float)))
+            rc = fw_gpu_fail(g, e);
+    } else if (rc == FW_OK && n_out > 0) {
+        for (int i = 0; i < n && rc == FW_OK; i++)
+            rc = copy_async(g, b.hn + (int64_t)i * n_out * D, b.x + (off[i + 1] - n_out) * D,
+                            (size_t)(n_out * D) * sizeof(fw_bf16), cudaMemcpyDeviceToDevice, e);
+        if (rc == FW_OK &&
+            (fw_cuda_rmsnorm(&g->ctx, b.hn, b.hn, g->final_norm, sh.n_rows, D, (float)c->rms_norm_eps) ||
+             fw_cuda_matmul_f32(&g->ctx, b.logits, b.hn, &g->head.w, sh.n_rows) ||
+             fw_cuda_download(&g->ctx, logits, b.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float))))
+            rc = fw_gpu_fail(g, e);
+    } else if (rc == FW_OK && fw_cuda_sync(&g->ctx)) {
+        rc = fw_gpu_fail(g, e);
+    }
+    if (rc == FW_OK)
+        for (int i = 0; i < n; i++) segs[i].kv->len += segs[i].T;
+    free(off);
+    return rc;
+}

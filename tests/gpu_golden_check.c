@@ -1,0 +1,181 @@
+/* Golden parity of the GPU forward (bf16 activations): the same checkpoint on the
+ * CPU (float32, fast kernels) and on the GPU, against each other and against
+ * shared/golden's reference.
+ *
+ * Routing has near-ties (shared/golden/README.md): where a token's routing gap,
+ * measured in the CPU run, is below the GPU's noise (ROUTE_NOISE), the GPU may
+ * pick another expert and that token's logits may move by a large fraction of
+ * their range. Such tokens, and every later token of the prompt (which attends
+ * to them), are left out of the logit comparisons and counted; at least half of
+ * all positions must remain.
+ *
+ * Checks, per prompt: full-prompt prefill (naive MLA) against the CPU and the
+ * reference; teacher-forced decode (absorbed MLA over the bf16 latent cache)
+ * against greedy_logits; its argmax against the reference's greedy token where
+ * the reference margin is clear; and two sequences in one batched forward
+ * against each alone.
+ * usage: gpu_golden_check CHECKPOINT_DIR REFERENCE.h5   (exit 77: no GPU) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/gpu/gpu_model.h"
+#include "runtime/sample.h"
+#include "tests/check.h"
+#include "tests/golden_ref.h"
+
+#define GPU_TOL 3e-2      /* max |logit - ref| / max |ref|, bf16 activations */
+#define ROUTE_NOISE 5e-3  /* routing gaps below this may flip in bf16 */
+#define BATCH_TOL 1e-2    /* batched vs alone: same numerics, other GEMM shapes */
+
+static double worst_prefill, worst_decode;
+static int64_t n_kept, n_total;
+
+/* CPU logits of every prompt position and the first position whose routing is
+ * a near-tie (L if none). */
+static int64_t cpu_reference(fw_model *m, const prompt *p, float *logits) {
+    fw_err e = {{0}};
+    const int64_t L = p->n_tok;
+    fw_kv kv;
+    CHECK(fw_kv_init(&kv, m, L, &e) == FW_OK, "%s", e.msg);
+    m->route_margin = malloc((size_t)L * sizeof(float));
+    for (int64_t t = 0; t < L; t++) m->route_margin[t] = INFINITY;
+    CHECK(fw_model_forward(m, NULL, &kv, p->tokens, NULL, L, FW_ATTN_NAIVE, logits, L, &e) == FW_OK, "%s", e.msg);
+    int64_t first = L;
+    for (int64_t t = 0; t < L && first == L; t++)
+        if (m->route_margin[t] < ROUTE_NOISE) first = t;
+    free(m->route_margin);
+    m->route_margin = NULL;
+    fw_kv_free(&kv);
+    return first;
+}
+
+static int gpu_run(fw_gpu_model *g, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits,
+                   int64_t n_out, fw_err *e) {
+    fw_seg s = {0, kv, ids, T};
+    return fw_gpu_forward(g, 1, &s, NULL, mode, logits, n_out, e);
+}
+
+static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const prompt *other, int idx) {
+    fw_err e = {{0}};
+    const int64_t V = p->V, L = p->n_tok, G = p->n_greedy;
+    float *cpu = malloc((size_t)(L * V) * sizeof(float)), *gpu = malloc((size_t)(L * V) * sizeof(float));
+    const int64_t clean = cpu_reference(m, p, cpu);
+    n_kept += clean, n_total += L;
+
+    /* 1. Prefill of the whole prompt. */
+    fw_kv kv = {.cap = g->cap};
+    CHECK(gpu_run(g, &kv, p->tokens, L, FW_ATTN_NAIVE, gpu, L, &e) == FW_OK, "prompt %d: %s", idx, e.msg);
+    double vs_cpu = clean ? rel_err(gpu, cpu, clean * V) : 0, vs_ref = clean ? rel_err(gpu, p->logits, clean * V) : 0;
+    printf("prompt %d (%lld tokens, %lld before the first routing near-tie): GPU prefill vs CPU %.3g, vs "
+           "reference %.3g\n", idx, (long long)L, (long long)clean, vs_cpu, vs_ref);
+    CHECK(vs_cpu < GPU_TOL && vs_ref < GPU_TOL, "prompt %d: GPU prefill logits differ (%.3g vs CPU, %.3g vs reference)",
+          idx, vs_cpu, vs_ref);
+    worst_prefill = fmax(worst_prefill, fmax(vs_cpu, vs_ref));
+
+    /* 2. Teacher-forced decode over the latent cache: only while the prompt is clean
+     * (a decode step attends to every earlier position). */
+    float *dec = malloc((size_t)V * sizeof(float));
+    kv.len = 0;
+    CHECK(gpu_run(g, &kv, p->tokens, L, FW_ATTN_NAIVE, dec, 1, &e) == FW_OK, "%s", e.msg);
+    int64_t steps = 0, agree = 0;
+    for (int64_t s = 0; s < G && clean == L; s++) {
+        if (s > 0) CHECK(gpu_run(g, &kv, &p->greedy[s - 1], 1, FW_ATTN_ABSORBED, dec, 1, &e) == FW_OK, "%s", e.msg);
+        double err = rel_err(dec, p->greedy_logits + s * V, V);
+        CHECK(err < GPU_TOL, "prompt %d: decode step %lld: GPU logits differ from greedy_logits by %.3g", idx,
+              (long long)s, err);
+        worst_decode = fmax(worst_decode, err);
+        double scale = 0;
+        for (int64_t v = 0; v < V; v++) scale = fmax(scale, fabs(p->greedy_logits[s * V + v]));
+        if (p->margin[s] > 2 * GPU_TOL * scale) {
+            int32_t tok = fw_sample_argmax(dec, V);
+            CHECK(tok == p->greedy[s], "prompt %d: decode step %lld: GPU argmax %d, reference %d (margin %.3g)", idx,
+                  (long long)s, tok, p->greedy[s], p->margin[s]);
+            agree += tok == p->greedy[s];
+        }
+        steps++;
+    }
+    printf("prompt %d: %lld teacher-forced decode steps on the GPU, %lld clear greedy tokens equal\n", idx,
+           (long long)steps, (long long)agree);
+
+    /* 3. This prompt and another in one batched prefill equal each alone (the last
+     * position's logits; both caches then hold their own prompt). */
+    if (other) {
+        float *alone = malloc((size_t)(2 * V) * sizeof(float)), *both = malloc((size_t)(2 * V) * sizeof(float));
+        fw_kv k0 = {.cap = g->cap}, k1 = {.cap = g->cap};
+        CHECK(gpu_run(g, &k0, p->tokens, L, FW_ATTN_NAIVE, alone, 1, &e) == FW_OK, "%s", e.msg);
+        k0.len = 0;
+        CHECK(gpu_run(g, &k0, other->tokens, other->n_tok, FW_ATTN_NAIVE, alone + V, 1, &e) == FW_OK, "%s", e.msg);
+        k0.len = 0;
+        fw_seg segs[2] = {{0, &k0, p->tokens, L}, {1, &k1, other->tokens, other->n_tok}};
+        CHECK(fw_gpu_forward(g, 2, segs, NULL, FW_ATTN_NAIVE, both, 1, &e) == FW_OK, "%s", e.msg);
+        double b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
+        printf("prompt %d: batched with another prompt vs alone: %.3g, %.3g\n", idx, b0, b1);
+        CHECK(b0 < BATCH_TOL && b1 < BATCH_TOL, "prompt %d: batched prefill differs from alone (%.3g, %.3g)", idx, b0,
+              b1);
+        /* One batched decode step of both sequences equals each step alone. */
+        int32_t t0 = p->greedy[0], t1 = other->greedy[0];
+        fw_seg step[2] = {{0, &k0, &t0, 1}, {1, &k1, &t1, 1}};
+        CHECK(fw_gpu_forward(g, 2, step, NULL, FW_ATTN_ABSORBED, both, 1, &e) == FW_OK, "%s", e.msg);
+        k0.len = L, k1.len = other->n_tok;
+        CHECK(gpu_run(g, &k0, &t0, 1, FW_ATTN_ABSORBED, alone, 1, &e) == FW_OK, "%s", e.msg);
+        fw_seg one = {1, &k1, &t1, 1};
+        CHECK(fw_gpu_forward(g, 1, &one, NULL, FW_ATTN_ABSORBED, alone + V, 1, &e) == FW_OK, "%s", e.msg);
+        b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
+        printf("prompt %d: batched decode step vs alone: %.3g, %.3g\n", idx, b0, b1);
+        CHECK(b0 < BATCH_TOL && b1 < BATCH_TOL, "prompt %d: batched decode differs from alone (%.3g, %.3g)", idx, b0,
+              b1);
+        free(alone);
+        free(both);
+    }
+    free(dec);
+    free(cpu);
+    free(gpu);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: gpu_golden_check CHECKPOINT_DIR REFERENCE.h5\n");
+        return 2;
+    }
+    int n_dev = 0;
+    if (fw_cuda_device_count(&n_dev) || n_dev == 0) {
+        printf("SKIP: no GPU\n");
+        return 77;
+    }
+    fw_err e = {{0}};
+    fw_model *m;
+    if (fw_model_load(&m, argv[1], fw_ops_cpu_fast(), NULL, 0, 0, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    hid_t f = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0, "cannot open %s", argv[2]);
+    prompt ps[64];
+    int n = 0;
+    int64_t longest = 0;
+    while (f >= 0 && n < 64 && has_prompt(f, n)) {
+        memset(&ps[n], 0, sizeof ps[n]);
+        CHECK(load_prompt(f, n, &ps[n]) == 0, "%s: cannot read prompt %d", argv[2], n);
+        if (ps[n].n_tok + ps[n].n_greedy > longest) longest = ps[n].n_tok + ps[n].n_greedy;
+        n++;
+    }
+    CHECK(n > 0, "%s holds no prompts", argv[2]);
+    fw_gpu_model g;
+    if (fw_gpu_model_init(&g, m, 0, 2, longest + 2, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    printf("%s\n", g.desc);
+    for (int i = 0; i < n; i++) check_prompt(m, &g, &ps[i], n > 1 ? &ps[(i + 1) % n] : NULL, i);
+    printf("%d prompts: worst GPU prefill error %.3g, worst decode error %.3g; %lld of %lld positions compared "
+           "(the rest follow a routing near-tie)\n", n, worst_prefill, worst_decode, (long long)n_kept,
+           (long long)n_total);
+    CHECK(2 * n_kept >= n_total, "too few positions compared: %lld of %lld", (long long)n_kept, (long long)n_total);
+    for (int i = 0; i < n; i++) free_prompt(&ps[i]);
+    fw_gpu_model_free(&g);
+    H5Fclose(f);
+    fw_model_free(m);
+    return check_result();
+}

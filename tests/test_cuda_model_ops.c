@@ -1,0 +1,215 @@
+/* The ops the GPU forward adds beyond the CPU table, against plain loops over
+ * fw_weight_get, with the same NMSE bounds and guards as test_cuda_ops.c:
+ * - the routed-expert chain: grouping on the device, the gathered expert matmul
+ *   (gate/up), the grouped-row matmul (down), the weighted combine; for BF16 and
+ *   FP8 experts stacked in one allocation, a local expert range inside the full
+ *   one (other ranks' experts are skipped), ragged N and K, and T from 1 (the
+ *   small-group kernel) to 300 (64-row tensor-core tiles, partial last tile);
+ * - absorbed MLA's all-head projections q . W_UK and o_lat . W_UV^T;
+ * - rmsnorm over strided rows. */
+#include <math.h>
+#include <string.h>
+
+#include "tests/check.h"
+#include "tests/cuda_test.h"
+
+/* Random distinct experts per token and random routing weights. */
+static void random_routes(int32_t *ids, float *w, int64_t T, int64_t k, int64_t E) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < k; j++) {
+            int32_t e;
+            bool dup;
+            do {
+                e = (int32_t)(check_rng_u32() % (uint32_t)E);
+                dup = false;
+                for (int64_t i = 0; i < j; i++) dup |= ids[t * k + i] == e;
+            } while (dup);
+            ids[t * k + j] = e;
+            w[t * k + j] = 0.5f + 0.5f * check_rng_uniform();
+        }
+}
+
+/* n experts of [N, K] stacked: one host block (for upload) and per-expert views. */
+typedef struct stack {
+    hw all;         /* rows n * N */
+    fw_weight *one; /* [n] host views, each with its own scale grid */
+    int64_t stride, sstride;
+} stack;
+
+static stack stack_make(fw_wtype ty, int64_t n, int64_t N, int64_t K) {
+    stack s;
+    const int64_t NB = (N + 127) / 128, KB = (K + 127) / 128, es = ty == FW_WTYPE_BF16 ? 2 : 1;
+    s.all = hw_make(ty, n * N, K, K);
+    s.stride = N * K;
+    s.sstride = ty == FW_WTYPE_FP8 ? NB * KB : 0;
+    s.one = calloc((size_t)n, sizeof *s.one);
+    if (ty == FW_WTYPE_FP8) { /* per-expert grids, packed NB x KB each */
+        free(s.all.scale);
+        s.all.scale = hnew(n * NB * KB);
+        for (int64_t i = 0; i < n * NB * KB; i++) s.all.scale[i] = (1.5f + check_rng_uniform()) / 300.0f;
+    }
+    for (int64_t i = 0; i < n; i++)
+        s.one[i] = (fw_weight){.type = ty, .rows = N, .cols = K, .ld = K,
+                               .data = (const char *)s.all.data + i * s.stride * es,
+                               .scale = ty == FW_WTYPE_FP8 ? s.all.scale + i * s.sstride : NULL,
+                               .scale_ld = ty == FW_WTYPE_FP8 ? KB : 0};
+    return s;
+}
+
+/* The stack on the device: expert 0's weight with device pointers. */
+static fw_weight stack_upload(const stack *s, int64_t n, dbuf *data, dbuf *scale) {
+    const fw_weight *w = &s->one[0];
+    const int64_t es = w->type == FW_WTYPE_BF16 ? 2 : 1;
+    *data = dnew((size_t)(n * s->stride * es));
+    CU(fw_cuda_upload(&ctx, dp(*data), s->all.data, (size_t)(n * s->stride * es)));
+    fw_weight d = *w;
+    d.data = dp(*data);
+    if (w->type == FW_WTYPE_FP8) {
+        *scale = dnew((size_t)(n * s->sstride) * sizeof(float));
+        CU(fw_cuda_upload(&ctx, dp(*scale), s->all.scale, (size_t)(n * s->sstride) * sizeof(float)));
+        d.scale = dp(*scale);
+    }
+    return d;
+}
+
+static void stack_free(stack *s) {
+    hw_free(&s->all);
+    free(s->one);
+}
+
+/* y = y0 + sum_j w * ((x[t] . W1_e^T) rounded to bf16) . W2_e^T over local experts. */
+static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N, int64_t K,
+                      int64_t D) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s T%lld k%lld experts %lld..%lld of %lld, N%lld K%lld D%lld", tname(ty),
+             (long long)T, (long long)k, (long long)e0, (long long)(e0 + n_exp - 1), (long long)E, (long long)N,
+             (long long)K, (long long)D);
+    const int64_t P = T * k;
+    int32_t *ids = malloc((size_t)P * sizeof(int32_t));
+    float *rw = hnew(P), *x = hrand_bf16(T * K, 1.0f), *y0 = hrand_bf16(T * D, 1.0f);
+    random_routes(ids, rw, T, k, E);
+    stack w1 = stack_make(ty, n_exp, N, K), w2 = stack_make(ty, n_exp, D, N);
+
+    float *ref = hnew(T * D), *a = hnew(N);
+    for (int64_t t = 0; t < T; t++) {
+        double acc[4096];
+        for (int64_t d = 0; d < D; d++) acc[d] = y0[t * D + d];
+        for (int64_t j = 0; j < k; j++) {
+            int64_t e = ids[t * k + j] - e0;
+            if (e < 0 || e >= n_exp) continue;
+            for (int64_t n = 0; n < N; n++) {
+                double s = 0;
+                for (int64_t c = 0; c < K; c++) s += (double)x[t * K + c] * fw_weight_get(&w1.one[e], n, c);
+                a[n] = fw_bf16_to_f32(fw_f32_to_bf16((float)s));
+            }
+            for (int64_t d = 0; d < D; d++) {
+                double s = 0;
+                for (int64_t n = 0; n < N; n++) s += (double)a[n] * fw_weight_get(&w2.one[e], d, n);
+                acc[d] += rw[t * k + j] * fw_bf16_to_f32(fw_f32_to_bf16((float)s));
+            }
+        }
+        for (int64_t d = 0; d < D; d++) ref[t * D + d] = (float)acc[d];
+    }
+
+    dbuf dx = dbf16(x, T * K), dy = dbf16(y0, T * D), dw = df32(rw, P), dids = dnew((size_t)P * 4);
+    CU(fw_cuda_upload(&ctx, dp(dids), ids, (size_t)P * 4));
+    dbuf da = dnew((size_t)(P * N) * 2), db = dnew((size_t)(P * D) * 2), dplan = dnew(fw_cuda_moe_plan_bytes(P, n_exp));
+    dbuf d1, s1 = {0}, d2, s2 = {0};
+    fw_weight w1d = stack_upload(&w1, n_exp, &d1, &s1), w2d = stack_upload(&w2, n_exp, &d2, &s2);
+    fw_cuda_moe_plan pl;
+    bool ok = op_ok(fw_cuda_moe_group(&ctx, &pl, dp(dplan), dp(dids), T, k, e0, n_exp), "moe_group") &&
+              op_ok(fw_cuda_moe_matmul(&ctx, dp(da), dp(dx), true, k, &w1d, w1.stride, w1.sstride, &pl), "moe_matmul") &&
+              op_ok(fw_cuda_moe_matmul(&ctx, dp(db), dp(da), false, k, &w2d, w2.stride, w2.sstride, &pl), "moe_matmul") &&
+              op_ok(fw_cuda_moe_combine(&ctx, dp(dy), dp(db), dp(dw), &pl, T, k, D), "moe_combine");
+    if (ok) {
+        float *y = hnew(T * D);
+        get_bf16(y, dy, T * D);
+        compare("moe", shape, T * k / n_exp > 8 ? "tiles" : "small", y, ref, T * D, NMSE_BF16);
+        free(y);
+    }
+    dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "moe", shape), dfree(all[i]);
+    if (s1.base) dfree(&s1);
+    if (s2.base) dfree(&s2);
+    stack_free(&w1);
+    stack_free(&w2);
+    free(ids), free(rw), free(x), free(y0), free(ref), free(a);
+}
+
+static void check_mla(fw_wtype ty, int64_t T, int64_t H, int64_t dn, int64_t dv, int64_t R, int64_t C) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s T%lld H%lld dn%lld dv%lld R%lld C%lld", tname(ty), (long long)T, (long long)H,
+             (long long)dn, (long long)dv, (long long)R, (long long)C);
+    const int64_t dqk = dn + R;
+    hw kv_b = hw_make(ty, H * (dn + dv), C, C);
+    fw_cuda_weight d;
+    CU(fw_cuda_weight_upload(&ctx, &d, &kv_b.w, 0));
+    float *q = hrand_bf16(T * H * dqk, 1.0f), *ol = hrand_bf16(T * H * C, 1.0f);
+    float *qref = hnew(T * H * C), *oref = hnew(T * H * dv), *y = hnew(T * H * (C > dv ? C : dv));
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            for (int64_t c = 0; c < C; c++) {
+                double s = 0;
+                for (int64_t i = 0; i < dn; i++) s += (double)q[(t * H + h) * dqk + i] * fw_weight_get(&kv_b.w, h * (dn + dv) + i, c);
+                qref[(t * H + h) * C + c] = (float)s;
+            }
+            for (int64_t j = 0; j < dv; j++) {
+                double s = 0;
+                for (int64_t c = 0; c < C; c++)
+                    s += (double)ol[(t * H + h) * C + c] * fw_weight_get(&kv_b.w, h * (dn + dv) + dn + j, c);
+                oref[(t * H + h) * dv + j] = (float)s;
+            }
+        }
+    dbuf dq = dbf16(q, T * H * dqk), dol = dbf16(ol, T * H * C), dql = dnew((size_t)(T * H * C) * 2),
+         dout = dnew((size_t)(T * H * dv) * 2);
+    if (op_ok(fw_cuda_mla_q_absorb(&ctx, dp(dql), dp(dq), &d.w, T, H, dn, dv, R, C), "mla_q_absorb")) {
+        get_bf16(y, dql, T * H * C);
+        compare("mla_q_absorb", shape, "-", y, qref, T * H * C, NMSE_BF16);
+    }
+    if (op_ok(fw_cuda_mla_o_absorb(&ctx, dp(dout), dp(dol), &d.w, T, H, dn, dv, C), "mla_o_absorb")) {
+        get_bf16(y, dout, T * H * dv);
+        compare("mla_o_absorb", shape, "-", y, oref, T * H * dv, NMSE_BF16);
+    }
+    dbuf *all[] = {&dq, &dol, &dql, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla", shape), dfree(all[i]);
+    fw_cuda_weight_free(&d);
+    hw_free(&kv_b);
+    free(q), free(ol), free(qref), free(oref), free(y);
+}
+
+static void check_rmsnorm_ld(void) {
+    const int64_t T = 5, D = 70, ld = 90;
+    float *x = hrand_bf16(T * ld, 2.0f), *w = hrand_bf16(D, 1.0f), *ref = hnew(T * ld), *y = hnew(T * ld);
+    memcpy(ref, x, (size_t)(T * ld) * sizeof(float));
+    for (int64_t t = 0; t < T; t++) {
+        double ss = 0;
+        for (int64_t d = 0; d < D; d++) ss += (double)x[t * ld + d] * x[t * ld + d];
+        double r = 1.0 / sqrt(ss / D + 1e-6);
+        for (int64_t d = 0; d < D; d++) ref[t * ld + d] = (float)(x[t * ld + d] * r * w[d]);
+    }
+    dbuf dx = dbf16(x, T * ld), dw = df32(w, D);
+    if (op_ok(fw_cuda_rmsnorm_ld(&ctx, dp(dx), ld, dp(dx), ld, dp(dw), T, D, 1e-6f), "rmsnorm_ld")) {
+        get_bf16(y, dx, T * ld);
+        compare("rmsnorm_ld", "T5 D70 ld90 in place (the rest of each row kept)", "-", y, ref, T * ld, NMSE_BF16);
+    }
+    check_guards(dx, "rmsnorm_ld", "");
+    dfree(&dx), dfree(&dw);
+    free(x), free(w), free(ref), free(y);
+}
+
+int test_model_ops(void) {
+    const int64_t Ts[] = {1, 5, 40, 300};
+    for (int ty = FW_WTYPE_BF16; ty <= FW_WTYPE_FP8; ty++)
+        for (int i = 0; i < 4; i++) {
+            check_moe((fw_wtype)ty, Ts[i], 4, 16, 0, 16, 200, 136, 96);
+            check_moe((fw_wtype)ty, Ts[i], 4, 16, 4, 8, 256, 128, 72);
+        }
+    check_moe(FW_WTYPE_FP8, 64, 8, 256, 64, 64, 256, 384, 256); /* DeepSeek-V3's top-8 of 256, a quarter held */
+    for (int ty = FW_WTYPE_F32; ty <= FW_WTYPE_FP8; ty++) {
+        check_mla((fw_wtype)ty, 1, 4, 32, 32, 16, 64);
+        check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);
+        check_mla((fw_wtype)ty, 20, 2, 128, 128, 64, 512);
+    }
+    check_rmsnorm_ld();
+    return check_failures_;
+}
