@@ -26,15 +26,15 @@
 #include "tests/golden_ref.h"
 
 #define GPU_TOL 3e-2      /* max |logit - ref| / max |ref|, bf16 activations */
-#define ROUTE_NOISE 5e-3  /* routing gaps below this may flip in bf16 */
+#define ROUTE_NOISE 1e-3  /* routing gaps below this may flip in bf16 */
 #define BATCH_TOL 1e-2    /* batched vs alone: same numerics, other GEMM shapes */
 
 static double worst_prefill, worst_decode;
 static int64_t n_kept, n_total;
 
-/* CPU logits of every prompt position and the first position whose routing is
- * a near-tie (L if none). */
-static int64_t cpu_reference(fw_model *m, const prompt *p, float *logits) {
+/* CPU logits of every prompt position, each position's routing margin, and the
+ * first position whose routing is a near-tie (L if none). */
+static int64_t cpu_reference(fw_model *m, const prompt *p, float *logits, float *margin) {
     fw_err e = {{0}};
     const int64_t L = p->n_tok;
     fw_kv kv;
@@ -45,6 +45,7 @@ static int64_t cpu_reference(fw_model *m, const prompt *p, float *logits) {
     int64_t first = L;
     for (int64_t t = 0; t < L && first == L; t++)
         if (m->route_margin[t] < ROUTE_NOISE) first = t;
+    memcpy(margin, m->route_margin, (size_t)L * sizeof(float));
     free(m->route_margin);
     m->route_margin = NULL;
     fw_kv_free(&kv);
@@ -61,7 +62,8 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
     fw_err e = {{0}};
     const int64_t V = p->V, L = p->n_tok, G = p->n_greedy;
     float *cpu = malloc((size_t)(L * V) * sizeof(float)), *gpu = malloc((size_t)(L * V) * sizeof(float));
-    const int64_t clean = cpu_reference(m, p, cpu);
+    float *margin = malloc((size_t)L * sizeof(float));
+    const int64_t clean = cpu_reference(m, p, cpu, margin);
     n_kept += clean, n_total += L;
 
     /* 1. Prefill of the whole prompt. */
@@ -73,6 +75,11 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
     CHECK(vs_cpu < GPU_TOL && vs_ref < GPU_TOL, "prompt %d: GPU prefill logits differ (%.3g vs CPU, %.3g vs reference)",
           idx, vs_cpu, vs_ref);
     worst_prefill = fmax(worst_prefill, fmax(vs_cpu, vs_ref));
+    if (getenv("FURROW_GOLDEN_VERBOSE"))
+        for (int64_t t = 0; t < L; t++)
+            printf("  position %3lld: routing margin %9.2e, GPU vs CPU %.3g\n", (long long)t, margin[t],
+                   rel_err(gpu + t * V, cpu + t * V, V));
+    free(margin);
 
     /* 2. Teacher-forced decode over the latent cache: only while the prompt is clean
      * (a decode step attends to every earlier position). */
@@ -134,6 +141,32 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
     free(gpu);
 }
 
+/* The production FP8 path (cuBLASLt block-scaled FP8, activations quantized to
+ * e4m3 per token per 128 channels, as DeepSeek's own inference) is not the
+ * computation the reference made (dequantized weights, full activations): its
+ * deviation is reported, and it must stay finite. */
+static void report_fp8_activations(fw_model *m, fw_gpu_model *g, const prompt *ps, int n) {
+    fw_err e = {{0}};
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t L = ps[i].n_tok, V = ps[i].V;
+        float *cpu = malloc((size_t)(L * V) * sizeof(float)), *gpu = malloc((size_t)(L * V) * sizeof(float));
+        float *margin = malloc((size_t)L * sizeof(float));
+        int64_t clean = cpu_reference(m, &ps[i], cpu, margin);
+        fw_kv kv = {.cap = g->cap};
+        CHECK(gpu_run(g, &kv, ps[i].tokens, L, FW_ATTN_NAIVE, gpu, L, &e) == FW_OK, "%s", e.msg);
+        CHECK(g->ctx.last_mm_path == FW_CUDA_MM_LT_FP8 || g->ctx.last_mm_path == FW_CUDA_MM_LT_BF16 ||
+                  g->ctx.last_mm_path == FW_CUDA_MM_GEMV || g->ctx.last_mm_path == FW_CUDA_MM_TILED,
+              "no matmul path recorded");
+        double err = rel_err(gpu, cpu, L * V);
+        CHECK(isfinite(err), "prompt %d: FP8-activation logits are not finite", i);
+        if (clean) worst = fmax(worst, rel_err(gpu, cpu, clean * V));
+        free(cpu), free(gpu), free(margin);
+    }
+    printf("FP8 activations (cuBLASLt block-scaled FP8): worst prefill deviation from the CPU before a routing "
+           "near-tie %.3g (reported, not bounded)\n", worst);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: gpu_golden_check CHECKPOINT_DIR REFERENCE.h5\n");
@@ -168,11 +201,20 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("%s\n", g.desc);
+    /* FP8 weights: the strict checks run the own kernels (bf16 activations, FP8
+     * weights widened in registers); the cuBLASLt FP8 path is reported after. */
+    const bool fp8 = m->layers[0].kv_a.type == FW_WTYPE_FP8;
+    g.ctx.mm_policy = fp8 ? FW_CUDA_MM_OWN : FW_CUDA_MM_AUTO;
+    printf("matmuls: %s\n", fp8 ? "own kernels (FP8 weights, bf16 activations)" : "cuBLASLt bf16 / own GEMV");
     for (int i = 0; i < n; i++) check_prompt(m, &g, &ps[i], n > 1 ? &ps[(i + 1) % n] : NULL, i);
     printf("%d prompts: worst GPU prefill error %.3g, worst decode error %.3g; %lld of %lld positions compared "
            "(the rest follow a routing near-tie)\n", n, worst_prefill, worst_decode, (long long)n_kept,
            (long long)n_total);
     CHECK(2 * n_kept >= n_total, "too few positions compared: %lld of %lld", (long long)n_kept, (long long)n_total);
+    if (fp8) {
+        g.ctx.mm_policy = FW_CUDA_MM_AUTO;
+        report_fp8_activations(m, &g, ps, n);
+    }
     for (int i = 0; i < n; i++) free_prompt(&ps[i]);
     fw_gpu_model_free(&g);
     H5Fclose(f);
