@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "io/ckpt_h5.h"
+#include "io/synth.h"
 
 typedef struct ck_file {
     char *name;                 /* "layers-000-003.h5", relative to the directory */
@@ -33,6 +34,8 @@ struct fw_ckpt {
     int n_files;
     ck_entry *t;                /* sorted by name */
     int64_t n, cap;
+    fw_ckpt_gen_fn gen;         /* a generated checkpoint: tensors made on read */
+    void *gen_user;
 };
 
 /* Read-only opens without HDF5's file locks: a finished checkpoint has no
@@ -224,6 +227,7 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
 }
 
 int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e) {
+    if (!strncmp(dir, FW_SYNTH_PREFIX, strlen(FW_SYNTH_PREFIX))) return fw_synth_open(out, dir, e);
     *out = NULL;
     fw_h5_quiet();
     fw_ckpt *ck = calloc(1, sizeof *ck);
@@ -258,8 +262,34 @@ int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e) {
     return FW_OK;
 }
 
+int fw_ckpt_open_generated(fw_ckpt **out, const char *label, fw_config *cfg, const char *const *names,
+                           const fw_tensor_info *infos, int64_t n, fw_ckpt_gen_fn gen, void *user, fw_err *e) {
+    *out = NULL;
+    fw_ckpt *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->t = calloc((size_t)(n > 0 ? n : 1), sizeof *ck->t)) || !(ck->dir = strdup(label)) ||
+        !(ck->source = strdup(label))) {
+        fw_ckpt_close(ck);
+        return fw_errf(e, "out of memory");
+    }
+    ck->cfg = *cfg;
+    cfg->json = NULL; /* owned by the checkpoint now */
+    ck->gen = gen;
+    ck->gen_user = user;
+    for (int64_t i = 0; i < n; i++, ck->n++) {
+        ck->t[i] = (ck_entry){.name = strdup(names[i]), .have_info = true, .info = infos[i]};
+        if (!ck->t[i].name) {
+            fw_ckpt_close(ck);
+            return fw_errf(e, "out of memory");
+        }
+    }
+    qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
+    *out = ck;
+    return FW_OK;
+}
+
 void fw_ckpt_close(fw_ckpt *ck) {
     if (!ck) return;
+    if (ck->gen) ck->gen(ck->gen_user, NULL, NULL, NULL, NULL, NULL, NULL); /* release */
     for (int i = 0; i < ck->n_files; i++) {
         if (ck->files[i].fid >= 0) H5Fclose(ck->files[i].fid);
         free(ck->files[i].name);
@@ -408,6 +438,11 @@ int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int6
         empty |= n == 0;
     }
     if (empty) return FW_OK;
+    if (ck->gen) {
+        int64_t a[8], c8[8];
+        for (int i = 0; i < in->ndim; i++) a[i] = (int64_t)s[i], c8[i] = (int64_t)c[i];
+        return ck->gen(ck->gen_user, name, in, a, c8, dst, e);
+    }
     hid_t d = open_dataset(ck, t, e);
     if (d < 0) return FW_ERR;
     int rc = read_slab(ck, t, d, s, c, dst, e);
@@ -419,7 +454,7 @@ int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e) {
     for (int64_t i = 0; i < ck->n; i++) {
         ck_entry *t = &ck->t[i];
         if (load_info(ck, t, e) != FW_OK) return FW_ERR;
-        int rc = fn(user, t->name, &t->info, ck->files[t->file].name);
+        int rc = fn(user, t->name, &t->info, ck->gen ? "(generated on read)" : ck->files[t->file].name);
         if (rc) return rc;
     }
     return FW_OK;
@@ -474,6 +509,7 @@ static int verify_one(fw_ckpt *ck, ck_entry *t, void **buf, size_t *buf_size, XX
 }
 
 int fw_ckpt_verify(fw_ckpt *ck, fw_err *e) {
+    if (ck->gen) return fw_errf(e, "%s: a generated checkpoint has no stored checksums to verify", ck->dir);
     XXH3_state_t *st = XXH3_createState();
     if (!st) return fw_errf(e, "%s: out of memory", ck->dir);
     void *buf = NULL;

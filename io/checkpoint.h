@@ -26,6 +26,15 @@ typedef struct fw_ckpt fw_ckpt;
 /* Opens the checkpoint directory: checks the format version, parses the embedded
  * config. Nothing else is read until asked for. */
 int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e);
+
+/* A checkpoint whose tensors are produced on read (io/synth's in-place synthetic
+ * model): n tensors with their infos; gen fills dst with the hyperslab (start,
+ * count) of `name`, and is called once with name == NULL at close to release
+ * `user`. Takes the config (and its json) over. */
+typedef int (*fw_ckpt_gen_fn)(void *user, const char *name, const fw_tensor_info *info, const int64_t *start,
+                              const int64_t *count, void *dst, fw_err *e);
+int fw_ckpt_open_generated(fw_ckpt **out, const char *label, fw_config *cfg, const char *const *names,
+                           const fw_tensor_info *infos, int64_t n, fw_ckpt_gen_fn gen, void *user, fw_err *e);
 void fw_ckpt_close(fw_ckpt *ck);
 const fw_config *fw_ckpt_config(const fw_ckpt *ck);
 

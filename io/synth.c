@@ -226,11 +226,12 @@ static inline uint8_t f32_to_e4m3(float x) {
 
 typedef enum fill_kind { FILL_ONES, FILL_BIAS, FILL_BF16, FILL_FP8 } fill_kind;
 
-/* Fills rows [r0, r1) of a [rows, cols] tensor from the stream of their block. */
+/* Fills rows [r0, r1) of a [rows, cols] tensor from the stream of their block
+ * (r0 starts a block) into out. */
 static void fill_rows(fill_kind kind, uint64_t key, int64_t r0, int64_t r1, int64_t cols, float sigma, void *out) {
     uint64_t s = key ^ ((uint64_t)(r0 / BLOCK_ROWS) * 0xD1B54A32D192ED03ull);
     splitmix64(&s);
-    int64_t n = (r1 - r0) * cols, off = r0 * cols;
+    int64_t n = (r1 - r0) * cols, off = 0; /* out holds rows r0 .. r1 - 1 */
     if (kind == FILL_BF16) {
         uint16_t *o = (uint16_t *)out + off;
         for (int64_t i = 0; i < n; i++) o[i] = f32_to_bf16(sigma * normal(&s));
@@ -238,6 +239,17 @@ static void fill_rows(fill_kind kind, uint64_t key, int64_t r0, int64_t r1, int6
         uint8_t *o = (uint8_t *)out + off;
         for (int64_t i = 0; i < n; i++) o[i] = f32_to_e4m3(64.0f * normal(&s));
     }
+}
+
+/* Embeddings feed the residual stream at O(1); projections keep it there. */
+static float sigma_of(const char *name, int64_t cols) {
+    return strstr(name, "embed_tokens") ? 1.0f : 1.0f / sqrtf((float)cols);
+}
+
+/* Block scales around sigma / 64, so fp8 * scale ~ normal(0, sigma). */
+static void fill_scales(uint64_t key, float sigma, int64_t n, float *scale) {
+    uint64_t s = key ^ 0x5CA1E5CA1Eull;
+    for (int64_t i = 0; i < n; i++) scale[i] = sigma / 64.0f * (0.75f + 0.5f * uniform01(&s));
 }
 
 static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_tensor *t, uint64_t seed,
@@ -249,9 +261,7 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
     size_t bytes = (size_t)rows * (size_t)cols * fw_dtype_size(dtype);
     void *data = malloc(bytes ? bytes : 1);
     if (!data) return fw_errf(e, "synth: tensor '%s': out of memory (%zu bytes)", t->name, bytes);
-    /* Embeddings feed the residual stream at O(1); projections keep it there. */
-    bool vocab = t->role == FW_TP_VOCAB && strstr(t->name, "embed_tokens");
-    float sigma = vocab ? 1.0f : 1.0f / sqrtf((float)cols);
+    float sigma = sigma_of(t->name, cols);
 
     if (kind == FILL_ONES) {
         for (int64_t i = 0; i < rows; i++) ((uint16_t *)data)[i] = 0x3F80;   /* bf16 1.0 */
@@ -264,20 +274,18 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
 #pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= (1 << 20))
         for (int64_t b = 0; b < nblocks; b++) {
             int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < rows ? r0 + BLOCK_ROWS : rows;
-            fill_rows(kind, key, r0, r1, cols, sigma, data);
+            fill_rows(kind, key, r0, r1, cols, sigma, (char *)data + (size_t)(r0 * cols) * fw_dtype_size(dtype));
         }
     }
     int rc = fw_ckpt_write(w, t->name, dtype, t->ndim, t->shape, data, e);
     free(data);
     if (rc || kind != FILL_FP8) return rc;
 
-    /* Block scales around sigma / 64, so fp8 * scale ~ normal(0, sigma). */
     int64_t sshape[2];
     fw_model_tensor_scale_shape(c, t->shape, sshape);
     float *scale = malloc((size_t)(sshape[0] * sshape[1]) * sizeof *scale);
     if (!scale) return fw_errf(e, "synth: tensor '%s': out of memory", t->name);
-    uint64_t s = key ^ 0x5CA1E5CA1Eull;
-    for (int64_t i = 0; i < sshape[0] * sshape[1]; i++) scale[i] = sigma / 64.0f * (0.75f + 0.5f * uniform01(&s));
+    fill_scales(key, sigma, sshape[0] * sshape[1], scale);
     char sname[sizeof t->name + 16];
     snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
     rc = fw_ckpt_write(w, sname, FW_DTYPE_F32, 2, sshape, scale, e);
@@ -337,4 +345,149 @@ int fw_synth_with(const fw_config *cfg, uint64_t seed, const char *out_dir, cons
 
 int fw_synth(const fw_config *cfg, uint64_t seed, const char *out_dir, fw_err *e) {
     return fw_synth_with(cfg, seed, out_dir, NULL, e);
+}
+
+/* ---- the synthetic model generated on read (no checkpoint on disk) ---- */
+
+typedef struct synth_src {
+    uint64_t seed;
+    fw_model_tensor *t; /* sorted by name */
+    int64_t n;
+} synth_src;
+
+static int tensor_cmp(const void *a, const void *b) {
+    return strcmp(((const fw_model_tensor *)a)->name, ((const fw_model_tensor *)b)->name);
+}
+
+static const fw_model_tensor *tensor_find(const synth_src *s, const char *name) {
+    fw_model_tensor key;
+    snprintf(key.name, sizeof key.name, "%s", name);
+    return bsearch(&key, s->t, (size_t)s->n, sizeof *s->t, tensor_cmp);
+}
+
+/* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of a [rows, cols] BF16 or FP8
+ * weight: each 64-row block it touches is generated whole, as fw_synth writes it. */
+static int gen_weight(uint64_t key, fill_kind kind, float sigma, int64_t cols, size_t es, int64_t r0, int64_t nr,
+                      int64_t c0, int64_t nc, void *dst) {
+    const int64_t b0 = r0 / BLOCK_ROWS, b1 = (r0 + nr - 1) / BLOCK_ROWS;
+    int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad) if ((b1 - b0 + 1) * BLOCK_ROWS * cols >= (1 << 20))
+    for (int64_t b = b0; b <= b1; b++) {
+        char *tmp = malloc((size_t)(BLOCK_ROWS * cols) * es);
+        if (!tmp) {
+            bad |= 1;
+            continue;
+        }
+        const int64_t br0 = b * BLOCK_ROWS;
+        fill_rows(kind, key, br0, br0 + BLOCK_ROWS, cols, sigma, tmp);
+        const int64_t lo = br0 > r0 ? br0 : r0, hi = br0 + BLOCK_ROWS < r0 + nr ? br0 + BLOCK_ROWS : r0 + nr;
+        for (int64_t r = lo; r < hi; r++)
+            memcpy((char *)dst + (size_t)((r - r0) * nc) * es, tmp + (size_t)((r - br0) * cols + c0) * es,
+                   (size_t)nc * es);
+        free(tmp);
+    }
+    return bad ? FW_ERR : FW_OK;
+}
+
+static int synth_gen(void *user, const char *name, const fw_tensor_info *in, const int64_t *start,
+                     const int64_t *count, void *dst, fw_err *e) {
+    synth_src *src = user;
+    if (!name) { /* close */
+        free(src->t);
+        free(src);
+        return FW_OK;
+    }
+    const int two = in->ndim == 2;
+    const int64_t rows = in->shape[0], cols = two ? in->shape[1] : 1;
+    const int64_t r0 = start[0], nr = count[0], c0 = two ? start[1] : 0, nc = two ? count[1] : 1;
+    const size_t es = fw_dtype_size(in->dtype), nl = strlen(name);
+    const bool is_scale = nl > 10 && !strcmp(name + nl - 10, "_scale_inv");
+    char wname[sizeof src->t[0].name];
+    snprintf(wname, sizeof wname, "%.*s", (int)(is_scale ? nl - 10 : nl), name);
+    const fw_model_tensor *t = tensor_find(src, wname);
+    if (!t) return fw_errf(e, "synthetic model: no tensor '%s'", name);
+    const uint64_t key = XXH3_64bits_withSeed(wname, strlen(wname), src->seed);
+    const float sigma = sigma_of(wname, t->ndim == 2 ? t->shape[1] : 1);
+    if (!is_scale && two)
+        return gen_weight(key, in->dtype == FW_DTYPE_F8_E4M3 ? FILL_FP8 : FILL_BF16, sigma, cols, es, r0, nr, c0, nc,
+                          dst)
+                   ? fw_errf(e, "synthetic model: tensor '%s': out of memory", name)
+                   : FW_OK;
+    /* Scales and vectors: small, generated whole (their streams are sequential). */
+    char *full = malloc((size_t)(rows * cols) * es);
+    if (!full) return fw_errf(e, "synthetic model: tensor '%s': out of memory", name);
+    if (is_scale) {
+        fill_scales(key, sigma, rows * cols, (float *)full);
+    } else if (in->dtype == FW_DTYPE_F32) {
+        uint64_t s = key;
+        for (int64_t i = 0; i < rows; i++) ((float *)full)[i] = 0.1f * uniform01(&s);
+    } else {
+        for (int64_t i = 0; i < rows; i++) ((uint16_t *)full)[i] = 0x3F80; /* bf16 1.0 */
+    }
+    for (int64_t r = 0; r < nr; r++)
+        memcpy((char *)dst + (size_t)(r * nc) * es, full + (size_t)((r0 + r) * cols + c0) * es, (size_t)nc * es);
+    free(full);
+    return FW_OK;
+}
+
+/* Applies "key=value" options of a synth: spec to the preset's config. */
+static int spec_option(fw_config *c, uint64_t *seed, const char *opt, fw_err *e) {
+    char key[32];
+    long long v;
+    if (sscanf(opt, "%31[a-z0-9_]=%lld", key, &v) != 2 || v < 0)
+        return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1)", opt);
+    if (!strcmp(key, "layers") && v >= 1) c->num_hidden_layers = (int)v;
+    else if (!strcmp(key, "dense")) c->first_k_dense_replace = (int)v;
+    else if (!strcmp(key, "seed")) *seed = (uint64_t)v;
+    else if (!strcmp(key, "fp8")) c->fp8 = v != 0;
+    else return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1)", opt);
+    return FW_OK;
+}
+
+int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e) {
+    *out = NULL;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", spec + strlen(FW_SYNTH_PREFIX));
+    char *save = NULL, *preset = strtok_r(buf, ",", &save);
+    fw_config c;
+    uint64_t seed = 0;
+    if (!preset || fw_synth_preset(preset, &c, e)) return fw_err_prefix(e, "%s", spec);
+    for (char *opt; (opt = strtok_r(NULL, ",", &save));)
+        if (spec_option(&c, &seed, opt, e)) {
+            fw_config_free(&c);
+            return FW_ERR;
+        }
+    if (c.first_k_dense_replace > c.num_hidden_layers) c.first_k_dense_replace = c.num_hidden_layers;
+    c.num_nextn_predict_layers = 0; /* never run */
+    synth_src *src = calloc(1, sizeof *src);
+    int64_t nt = 0;
+    if (!src || fw_synth_config_json(&c, e) || fw_model_tensors(&c, &src->t, &src->n, e)) {
+        free(src);
+        fw_config_free(&c);
+        return fw_err_prefix(e, "%s", spec);
+    }
+    src->seed = seed;
+    qsort(src->t, (size_t)src->n, sizeof *src->t, tensor_cmp);
+    const char **names = calloc((size_t)(2 * src->n), sizeof *names);
+    fw_tensor_info *infos = calloc((size_t)(2 * src->n), sizeof *infos);
+    char (*snames)[sizeof src->t[0].name + 16] = calloc((size_t)src->n, sizeof *snames);
+    int rc = names && infos && snames ? FW_OK : fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < src->n && rc == FW_OK; i++) {
+        const fw_model_tensor *t = &src->t[i];
+        bool fp8 = t->quantized && c.fp8;
+        names[nt] = t->name;
+        infos[nt++] = (fw_tensor_info){.dtype = t->f32 ? FW_DTYPE_F32 : fp8 ? FW_DTYPE_F8_E4M3 : FW_DTYPE_BF16,
+                                       .ndim = t->ndim, .shape = {t->shape[0], t->ndim == 2 ? t->shape[1] : 0}};
+        if (!fp8) continue;
+        snprintf(snames[i], sizeof snames[i], "%s_scale_inv", t->name);
+        fw_tensor_info si = {.dtype = FW_DTYPE_F32, .ndim = 2};
+        fw_model_tensor_scale_shape(&c, t->shape, si.shape);
+        names[nt] = snames[i];
+        infos[nt++] = si;
+    }
+    if (rc == FW_OK) rc = fw_ckpt_open_generated(out, spec, &c, names, infos, nt, synth_gen, src, e);
+    else synth_gen(src, NULL, NULL, NULL, NULL, NULL, NULL);
+    free(names), free(infos), free(snames);
+    if (rc) fw_config_free(&c);
+    return rc;
 }

@@ -43,4 +43,13 @@ typedef struct fw_synth_opts {
 int fw_synth(const fw_config *cfg, uint64_t seed, const char *out_dir, fw_err *e);
 int fw_synth_with(const fw_config *cfg, uint64_t seed, const char *out_dir, const fw_synth_opts *o, fw_err *e);
 
+/* The synthetic model without a checkpoint on disk: fw_ckpt_open of a "directory"
+ * "synth:PRESET[,layers=N][,dense=N][,seed=N][,fp8=0|1]" (dense: leading dense layers) gives
+ * a checkpoint whose tensors are generated on read, bit for bit what fw_synth
+ * writes with that config and seed; a slice costs only the 64-row blocks it
+ * touches, so each rank makes just its part. MTP layers are left out. */
+#define FW_SYNTH_PREFIX "synth:"
+typedef struct fw_ckpt fw_ckpt;
+int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e);
+
 #endif

@@ -47,4 +47,19 @@ h5ls -v "$T/d/layers-001-001.h5/model/layers/1/mlp/experts/0/gate_proj/weight" |
 "$furrow" synth --out "$T/e" --layers x 2> /dev/null; [ $? -eq 2 ] || bad "--layers x: exit 2 expected"
 "$furrow" synth --bogus 2> /dev/null; [ $? -eq 2 ] || bad "--bogus: exit 2 expected"
 "$furrow" synth --help > /dev/null || bad "synth --help"
+
+# The synthetic model generated in place (--model synth:...) equals the written
+# one bit for bit, on one rank and sliced over tp 2 (FP8 too, with its scales).
+. "$FURROW_SRCDIR/tests/mpi.sh"
+"$furrow" synth --preset tiny --seed 5 --out "$T/g" --quiet || bad "synth g"
+"$furrow" logits --model "$T/g" --tokens 1,2,3,500,7 --out "$T/g1.h5" 2> /dev/null || bad "logits on disk"
+"$furrow" logits --model synth:tiny,seed=5 --tokens 1,2,3,500,7 --out "$T/g2.h5" 2> /dev/null || bad "logits in place"
+h5diff "$T/g1.h5" "$T/g2.h5" logits > /dev/null || bad "synth:tiny differs from the written checkpoint"
+"$furrow" synth --preset tiny --fp8 --seed 3 --layers 2 --dense 0 --out "$T/h" --quiet || bad "synth h"
+"$furrow" logits --model "$T/h" --tokens 9,8,7 --out "$T/h1.h5" 2> /dev/null || bad "fp8 logits on disk"
+fw_mpirun 60 2 "$furrow" logits --model synth:tiny,layers=2,dense=0,seed=3,fp8=1 --tp 2 --tokens 9,8,7 \
+  --out "$T/h2.h5" 2> "$T/err.txt" || { cat "$T/err.txt"; bad "fp8 logits in place, tp 2"; }
+h5diff -d 1e-5 "$T/h1.h5" "$T/h2.h5" logits > /dev/null || bad "synth:tiny,fp8 over tp 2 differs from the written checkpoint"
+"$furrow" logits --model synth:tiny,layers=x --tokens 1 --out "$T/x.h5" 2> "$T/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "bad option 'layers=x'" "$T/err.txt" || { cat "$T/err.txt"; bad "synth: spec with a bad option"; }
 exit $fail
