@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
+#include "io/synth.h"
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli.h"
 #include "runtime/engine.h"
@@ -23,6 +26,17 @@ static void usage(FILE *f) {
             "  --batch B                           sequences at once (default 1); under pipeline\n"
             "                                      parallelism they overlap in the stages\n"
             "  --no-ceilings                       skip the bandwidth and FMA measurements\n"
+            "  --synthetic PRESET                  no checkpoint: random weights of a preset (tiny, small,\n"
+            "                                      deepseek-v3) generated in place on each rank\n"
+            "  --layers N                          with --synthetic: N layers (default: the preset's)\n"
+            "  --dense N                           with --synthetic: the first N layers dense\n"
+            "\nwith --device cuda (GPU: decode steps per batch and context, then a prefill;\n"
+            "per-layer times split by region, against the GPU's copy bandwidth and bf16\n"
+            "GEMM rate measured in the same run):\n"
+            "  --batches LIST                      decode batch sizes (default 1,8,64,256)\n"
+            "  --contexts LIST                     cached positions per sequence (default 1024,4096)\n"
+            "  --prefill N                         prefill length (default 4096; 0: none)\n"
+            "  --iters N                           timed repetitions (default 5)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -87,11 +101,21 @@ int fw_cmd_bench(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"decode", required_argument, 0, 'd'}, {"no-ceilings", no_argument, 0, 'n'},
         {"batch", required_argument, 0, 'b'},
+        {"synthetic", required_argument, 0, 's'}, {"layers", required_argument, 0, 'L'},
+        {"dense", required_argument, 0, 'D'},     {"batches", required_argument, 0, 'B'},
+        {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
+        {"iters", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
-    int64_t P = 128, N = 32, B = 1;
+    int64_t P = 128, N = 32, B = 1, layers = 0, dense = -1;
     int ceilings = 1;
+    const char *synthetic = NULL;
+    char spec[128];
+    fw_dev_bench db = {.n_batch = 4, .batch = {1, 8, 64, 256}, .n_context = 2, .context = {1024, 4096},
+                       .prefill = 4096, .iters = 5};
+    int32_t *list = NULL;
+    int64_t nlist = 0, v;
     fw_err e = {{0}};
     int c;
     optind = 1;
@@ -105,6 +129,28 @@ int fw_cmd_bench(int argc, char **argv) {
         case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &N, &e); break;
         case 'b': bad = fw_cli_parse_int(optarg, "--batch", 1, 256, &B, &e); break;
         case 'n': ceilings = 0; break;
+        case 's': synthetic = optarg; break;
+        case 'L': bad = fw_cli_parse_int(optarg, "--layers", 1, 1000, &layers, &e); break;
+        case 'D': bad = fw_cli_parse_int(optarg, "--dense", 0, 1000, &dense, &e); break;
+        case 'F': bad = fw_cli_parse_int(optarg, "--prefill", 0, 1 << 20, &db.prefill, &e); break;
+        case 'I': bad = fw_cli_parse_int(optarg, "--iters", 1, 1000, &v, &e), db.iters = (int)v; break;
+        case 'B':
+        case 'C':
+            bad = fw_cli_parse_ids(optarg, c == 'B' ? "--batches" : "--contexts", 0, &list, &nlist, &e);
+            if (!bad && (nlist < 1 || nlist > (c == 'B' ? 8 : 4)))
+                bad = fw_errf(&e, "%s: 1 to %d values", c == 'B' ? "--batches" : "--contexts",
+                              c == 'B' ? 8 : 4) != 0;
+            for (int64_t i = 0; !bad && i < nlist; i++) {
+                if (list[i] < 1 || (c == 'B' && list[i] > 256))
+                    bad = fw_errf(&e, "%s: %d is out of range", c == 'B' ? "--batches" : "--contexts", list[i]) != 0;
+                else if (c == 'B') db.batch[i] = list[i];
+                else db.context[i] = list[i];
+            }
+            if (c == 'B') db.n_batch = (int)nlist;
+            else db.n_context = (int)nlist;
+            free(list);
+            list = NULL;
+            break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -117,8 +163,14 @@ int fw_cmd_bench(int argc, char **argv) {
             return 2;
         }
     }
+    if (synthetic) { /* the in-place synthetic model (io/synth.h) */
+        int n = snprintf(spec, sizeof spec, "%s%s", FW_SYNTH_PREFIX, synthetic);
+        if (layers) n += snprintf(spec + n, sizeof spec - (size_t)n, ",layers=%lld", (long long)layers);
+        if (dense >= 0) snprintf(spec + n, sizeof spec - (size_t)n, ",dense=%lld", (long long)dense);
+        eo.model_dir = spec;
+    }
     if (!eo.model_dir || optind < argc) {
-        fprintf(stderr, "furrow bench: --model is required\n");
+        fprintf(stderr, "furrow bench: --model or --synthetic is required\n");
         usage(stderr);
         return 2;
     }
@@ -128,6 +180,8 @@ int fw_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "furrow bench: %s\n", e.msg);
         return 1;
     }
+    const bool device = eo.device && strcmp(eo.device, "cpu");
+    if (device) ceilings = 0; /* the device measures its own */
     fw_ceilings ceil = {0};
     /* Measured on rank 0 alone before the model loads, so nothing competes. */
     if (ceilings && w.rank == 0 && fw_ceilings_measure(&ceil, (size_t)1 << 30)) {
@@ -136,11 +190,26 @@ int fw_cmd_bench(int argc, char **argv) {
     }
     eo.context = P + N;
     eo.n_seqs = (int)B;
+    if (device) {
+        eo.context = db.prefill;
+        eo.n_seqs = 1;
+        for (int i = 0; i < db.n_context; i++) eo.context = db.context[i] + 1 > eo.context ? db.context[i] + 1 : eo.context;
+        for (int i = 0; i < db.n_batch; i++) eo.n_seqs = db.batch[i] > eo.n_seqs ? db.batch[i] : eo.n_seqs;
+    }
     fw_engine en;
     int rc = 1;
     int32_t *ids = NULL;
     if (fw_engine_init(&en, &w, &eo, &e)) {
         fw_world_report(&w, "bench", e.msg);
+        goto done;
+    }
+    if (device) {
+        if (en.layout.pp > 1) fw_world_abort(&w, "bench", "--device: the device benchmark runs one pipeline stage (pp 1)");
+        if (w.rank == 0)
+            printf("model      %s: %d layers, %.2f GB of weights on rank 0; tp %d\n", eo.model_dir,
+                   en.model->cfg.num_hidden_layers, (double)en.model->weight_bytes / 1e9, en.layout.tp);
+        if (en.dev_be->bench(en.dev, &db, w.rank == 0, &e)) fw_world_abort(&w, "bench", e.msg);
+        rc = 0;
         goto done;
     }
     const fw_config *cf = &en.model->cfg;

@@ -7,6 +7,7 @@
 #define FW_RUNTIME_DEVICE_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "io/err.h"
@@ -22,6 +23,16 @@ typedef struct fw_seg {
     int64_t T;
 } fw_seg;
 
+/* What `furrow bench --device` measures: decode steps of `batch[i]` sequences at
+ * `context[j]` cached positions, and a prefill of `prefill` tokens. */
+typedef struct fw_dev_bench {
+    int n_batch, n_context;
+    int batch[8];
+    int64_t context[4];
+    int64_t prefill;
+    int iters;
+} fw_dev_bench;
+
 typedef struct fw_device_backend {
     const char *name;
     /* Copies this rank's part of the model (host weights loaded) to the device
@@ -35,6 +46,8 @@ typedef struct fw_device_backend {
      * of each sequence, (n * n_out, vocab shard), in sequence order. */
     int (*forward)(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e);
+    /* The device's benchmark (collective over the replica; prints where `print`). */
+    int (*bench)(void *dev, const fw_dev_bench *req, bool print, fw_err *e);
     /* A line describing the device (name, memory), for reports. */
     const char *(*describe)(void *dev);
     void (*detach)(void *dev);

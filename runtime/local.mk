@@ -29,7 +29,7 @@ furrow_LDADD = $(FW_LIBS) $(FW_EXTERNAL_LIBS)
 # furrow-cuda: the same commands with the CUDA backend (runtime/gpu) linked in;
 # plain furrow hands `--device cuda` to it. Only GPU targets link CUDA and NCCL.
 FW_GPU_SRCS = runtime/gpu/gpu_model.h runtime/gpu/gpu_model.c runtime/gpu/gpu_forward.c \
-	runtime/gpu/gpu_nccl.c runtime/gpu/gpu_backend.c runtime/gpu/gpu_backend.h
+	runtime/gpu/gpu_nccl.c runtime/gpu/gpu_backend.c runtime/gpu/gpu_backend.h runtime/gpu/gpu_bench.c
 EXTRA_DIST += $(FW_GPU_SRCS) runtime/gpu/main_cuda.c
 if HAVE_CUDA
 noinst_LIBRARIES += libfurrow_gpu.a

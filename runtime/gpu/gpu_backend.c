@@ -22,6 +22,8 @@ static int forward(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_
     return fw_gpu_forward(dev, n, segs, hidden, mode, logits, n_out, e);
 }
 
+static int bench(void *dev, const fw_dev_bench *req, bool print, fw_err *e) { return fw_gpu_bench(dev, req, print, e); }
+
 static const char *describe(void *dev) { return ((fw_gpu_model *)dev)->desc; }
 
 static void detach(void *dev) {
@@ -30,6 +32,6 @@ static void detach(void *dev) {
     free(dev);
 }
 
-static const fw_device_backend cuda_backend = {"cuda", attach, forward, describe, detach};
+static const fw_device_backend cuda_backend = {"cuda", attach, forward, bench, describe, detach};
 
 const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }

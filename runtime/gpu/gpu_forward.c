@@ -162,20 +162,24 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
                           .routed_scaling_factor = (float)c->routed_scaling_factor};
     CK(fw_cuda_matmul_f32(&g->ctx, b->rlog, b->h, &L->router.w, T));
     CK(fw_cuda_route(&g->ctx, b->rid, b->rw, b->rlog, L->router_bias, T, &rp));
+    fw_gpu_prof_mark(g, FW_PROF_ROUTE);
     if (c->n_shared_experts > 0) {
         if (swiglu(g, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b, e)) return FW_ERR;
     } else if (cudaMemsetAsync(b->y, 0, (size_t)(T * D) * sizeof(fw_bf16), g->ctx.stream) != cudaSuccess) {
         return fw_errf(e, "GPU %d: memset failed", g->ctx.device);
     }
+    fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
     if (g->part.exp_n == 0) return FW_OK;
     fw_cuda_moe_plan pl;
     CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
+    fw_gpu_prof_mark(g, FW_PROF_ROUTE);
     CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride, &pl));
     CK(fw_cuda_moe_matmul(&g->ctx, b->eu, b->h, true, k, &L->exp_up.w, L->exp_up.stride, L->exp_up.sstride, &pl));
     CK(fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, T * k * Ie));
     CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
                           L->exp_down.sstride, &pl));
     CK(fw_cuda_moe_combine(&g->ctx, b->y, b->ye, b->rw, &pl, T, k, D));
+    fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
     return FW_OK;
 }
 
@@ -205,33 +209,43 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
                        (size_t)(segs[i].T * W) * bf, cudaMemcpyDeviceToDevice, e))
             return FW_ERR;
 
+    fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (mode == FW_ATTN_NAIVE) {
         for (int i = 0; i < n; i++)
             if (attn_naive(g, L, cache_of(g, segs[i].seq, l), segs[i].T, segs[i].kv->len + segs[i].T,
                            b->q + off[i] * H * dqk, b->o + off[i] * H * dv, b, e))
                 return FW_ERR;
+    fw_gpu_prof_mark(g, FW_PROF_ATTN);
     } else {
         CK(fw_cuda_mla_q_absorb(ctx, b->q_lat, b->q, &L->kv_b.w, Tt, H, dn, dv, R, C));
         if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e)) return FW_ERR;
+    fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
+
         for (int i = 0; i < n; i++) {
             const fw_bf16 *lat = cache_of(g, segs[i].seq, l);
             CK(fw_cuda_attn_absorbed(ctx, b->o_lat + off[i] * H * C, b->q_lat + off[i] * H * C,
                                      b->q_pe + off[i] * H * R, lat, W, lat + C, W, segs[i].T,
                                      segs[i].kv->len + segs[i].T, H, C, R, g->softmax_scale));
         }
+        fw_gpu_prof_mark(g, FW_PROF_ATTN);
         CK(fw_cuda_mla_o_absorb(ctx, b->o, b->o_lat, &L->kv_b.w, Tt, H, dn, dv, C));
     }
     CK(fw_cuda_matmul(ctx, b->y, b->o, &L->o.w, Tt)); /* row-parallel: a partial sum under TP */
+    fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (allreduce(g, b->y, Tt * D, e)) return FW_ERR;
+    fw_gpu_prof_mark(g, FW_PROF_COMM);
     CK(fw_cuda_add(ctx, b->x, b->y, Tt * D));
 
     CK(fw_cuda_rmsnorm(ctx, b->h, b->x, L->ffn_norm, Tt, D, eps));
+    fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (L->moe) {
         if (moe(g, L, Tt, b, e)) return FW_ERR;
     } else if (swiglu(g, &L->gate, &L->up, &L->down, b->y, b->h, Tt, b, e)) {
         return FW_ERR;
     }
+    fw_gpu_prof_mark(g, L->moe ? FW_PROF_MOE_GEMM : FW_PROF_DENSE);
     if (allreduce(g, b->y, Tt * D, e)) return FW_ERR;
+    fw_gpu_prof_mark(g, FW_PROF_COMM);
     CK(fw_cuda_add(ctx, b->x, b->y, Tt * D));
     return FW_OK;
 }
@@ -274,6 +288,8 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     cv = (carver){g->work, 0};
     carve(&cv, &b, g, &sh, mode);
 
+    g->n_prof = 0;
+    fw_gpu_prof_mark(g, FW_PROF_IO); /* the start */
     /* Host side of the step: ids and RoPE tables into pinned memory, then up. */
     int32_t *h_ids = g->pinned;
     float *h_cos = (float *)(h_ids + sh.Tt), *h_sin = h_cos + half, *h_hid = h_sin + half;
@@ -294,6 +310,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
         rc = copy_async(g, b.hid, h_hid, (size_t)(sh.Tt * D) * sizeof(float), cudaMemcpyHostToDevice, e);
         if (rc == FW_OK && fw_cuda_f32_to_bf16(&g->ctx, b.x, b.hid, sh.Tt * D)) rc = fw_gpu_fail(g, e);
     }
+    fw_gpu_prof_mark(g, FW_PROF_IO);
     for (int l = p->first_layer; rc == FW_OK && l < p->first_layer + p->n_layers; l++)
         rc = layer(g, l, n, segs, off, sh.Tt, mode, &b, e);
     if (rc == FW_OK && g->comm) rc = fw_gpu_comm_wait(g, e); /* never block on a stuck collective */
@@ -313,8 +330,27 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     } else if (rc == FW_OK && fw_cuda_sync(&g->ctx)) {
         rc = fw_gpu_fail(g, e);
     }
+    fw_gpu_prof_mark(g, FW_PROF_IO);
+    if (rc == FW_OK && g->prof && fw_cuda_sync(&g->ctx) == FW_CUDA_OK) fw_gpu_prof_collect(g);
     if (rc == FW_OK)
         for (int i = 0; i < n; i++) segs[i].kv->len += segs[i].T;
     free(off);
     return rc;
+}
+
+void fw_gpu_prof_mark(fw_gpu_model *g, fw_gpu_region r) {
+    if (!g->prof || g->n_prof >= FW_PROF_MAX_EVENTS) return;
+    cudaEvent_t *ev = (cudaEvent_t *)&g->prof_ev[g->n_prof];
+    if (!*ev && cudaEventCreate(ev) != cudaSuccess) return;
+    if (cudaEventRecord(*ev, g->ctx.stream) != cudaSuccess) return;
+    g->prof_region[g->n_prof++] = r;
+}
+
+void fw_gpu_prof_collect(fw_gpu_model *g) {
+    for (int i = 1; i < g->n_prof; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, (cudaEvent_t)g->prof_ev[i - 1], (cudaEvent_t)g->prof_ev[i]) == cudaSuccess)
+            g->prof_ms[g->prof_region[i]] += ms;
+    }
+    g->n_prof = 0;
 }

@@ -128,6 +128,8 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs
     size_t kv_bytes = (size_t)(n_seqs * p->n_layers * context * W) * sizeof(fw_bf16);
     if (dev_alloc(g, (void **)&g->kv, kv_bytes, e))
         return fw_err_prefix(e, "KV cache of %d x %lld positions (%zu bytes)", n_seqs, (long long)context, kv_bytes);
+    if (cudaMemsetAsync(g->kv, 0, kv_bytes, g->ctx.stream) != cudaSuccess || fw_cuda_sync(&g->ctx))
+        return fw_errf(e, "GPU %d: clearing the KV cache failed", device);
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     snprintf(g->desc, sizeof g->desc, "GPU %d (%s, sm_%d%d): %.2f GB of weights, %.2f GB of KV cache, %.1f GB free",
@@ -150,6 +152,8 @@ void fw_gpu_model_free(fw_gpu_model *g) {
     free_w(&g->head);
     for (int64_t i = 0; i < g->n_allocs; i++) fw_cuda_free(g->allocs[i]);
     fw_cuda_free(g->work);
+    for (int i = 0; i < FW_PROF_MAX_EVENTS; i++)
+        if (g->prof_ev[i]) cudaEventDestroy((cudaEvent_t)g->prof_ev[i]);
     if (g->pinned) cudaFreeHost(g->pinned);
     free(g->allocs);
     free(g->layers);

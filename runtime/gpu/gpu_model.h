@@ -30,6 +30,20 @@ typedef struct fw_gpu_layer {
 
 typedef struct fw_gpu_comm fw_gpu_comm; /* NCCL (gpu_nccl.c) */
 
+/* Where a forward's time goes (furrow bench --device cuda): events recorded on
+ * the stream between regions, summed after the forward when g->prof is set. */
+typedef enum fw_gpu_region {
+    FW_PROF_IO,        /* uploads, embedding, final norm and head, downloads */
+    FW_PROF_ATTN_GEMM, /* q/kv/o projections, norms, RoPE, absorbed-MLA projections */
+    FW_PROF_ATTN,      /* attention over the cache (and the naive form's expansion) */
+    FW_PROF_ROUTE,     /* router GEMM, top-k, grouping tokens by expert */
+    FW_PROF_MOE_GEMM,  /* shared and routed expert GEMMs, combine */
+    FW_PROF_DENSE,     /* dense FFN GEMMs */
+    FW_PROF_COMM,      /* tensor-parallel all-reduces */
+    FW_PROF_N
+} fw_gpu_region;
+#define FW_PROF_MAX_EVENTS 1024
+
 typedef struct fw_gpu_model {
     fw_cuda_ctx ctx;
     fw_config cfg;
@@ -54,6 +68,12 @@ typedef struct fw_gpu_model {
     size_t pinned_bytes;
 
     fw_gpu_comm *comm;          /* NULL without tensor parallelism */
+
+    bool prof;                  /* time regions (costs an event per region) */
+    void *prof_ev[FW_PROF_MAX_EVENTS];
+    int prof_region[FW_PROF_MAX_EVENTS];
+    int n_prof;
+    double prof_ms[FW_PROF_N];  /* summed over forwards since the last reset */
     char desc[512];
 } fw_gpu_model;
 
@@ -76,6 +96,14 @@ int fw_gpu_allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e);
  * failed collective (then aborts the communicator and fails). */
 int fw_gpu_comm_wait(fw_gpu_model *g, fw_err *e);
 void fw_gpu_comm_free(fw_gpu_model *g);
+
+/* Marks the end of a region of the forward (no-op unless g->prof). */
+void fw_gpu_prof_mark(fw_gpu_model *g, fw_gpu_region r);
+/* Adds the marked regions of the last forward (after it synchronized) to prof_ms. */
+void fw_gpu_prof_collect(fw_gpu_model *g);
+
+/* furrow bench --device cuda (gpu_bench.c): see fw_device_backend.bench. */
+int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e);
 
 /* Records ctx.err into e (after a failed fw_cuda_* call) and returns FW_ERR. */
 int fw_gpu_fail(fw_gpu_model *g, fw_err *e);

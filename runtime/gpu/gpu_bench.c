@@ -1,0 +1,203 @@
+/* furrow bench --device cuda: decode steps at several batch sizes and context
+ * lengths, and a long prefill, on this rank's stage, against ceilings measured on
+ * the same GPU in the same run (device-to-device copy bandwidth and a cuBLASLt
+ * bf16 GEMM of 8192^3), with the time split by region (fw_gpu_region). The caches
+ * are filled with zeros up to the context: the step reads as many bytes and does
+ * as much work as with real keys. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/gpu/gpu_model.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double wbytes(const fw_weight *w) {
+    if (!w->data) return 0;
+    double el = (double)(w->rows * w->cols);
+    if (w->type == FW_WTYPE_FP8) return el + 4.0 * (double)(((w->rows + 127) / 128) * ((w->cols + 127) / 128));
+    return el * (w->type == FW_WTYPE_BF16 ? 2 : 4);
+}
+
+static double wparams(const fw_weight *w) { return w->data ? (double)(w->rows * w->cols) : 0; }
+
+/* Per decode step of B sequences at context S, over the stage's layers: bytes
+ * the step must read (weights it touches, expected distinct experts under
+ * uniform routing, the latent cache) and FLOPs. */
+static void step_cost(const fw_gpu_model *g, int B, int64_t S, double *bytes, double *flops) {
+    const fw_config *c = &g->cfg;
+    const fw_part *p = &g->part;
+    const double H = (double)p->heads, C = (double)c->kv_lora_rank, W = C + (double)c->qk_rope_head_dim;
+    double by = 0, fl = 0;
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
+        const fw_gpu_layer *L = &g->layers[l];
+        const fw_weight *att[] = {&L->q_a.w, &L->q_b.w, &L->kv_a.w, &L->kv_b.w, &L->o.w};
+        for (size_t i = 0; i < 5; i++) by += wbytes(att[i]), fl += 2.0 * B * wparams(att[i]);
+        by += (double)B * (double)(S + 1) * W * 2;            /* the latent cache */
+        fl += 2.0 * B * H * (double)(S + 1) * (W + C);         /* scores and the weighted sum */
+        if (!L->moe) {
+            const fw_weight *ffn[] = {&L->gate.w, &L->up.w, &L->down.w};
+            for (size_t i = 0; i < 3; i++) by += wbytes(ffn[i]), fl += 2.0 * B * wparams(ffn[i]);
+            continue;
+        }
+        const fw_weight *sh[] = {&L->router.w, &L->sh_gate.w, &L->sh_up.w, &L->sh_down.w};
+        for (size_t i = 0; i < 4; i++) by += wbytes(sh[i]), fl += 2.0 * B * wparams(sh[i]);
+        const double E = (double)c->n_routed_experts, k = (double)c->num_experts_per_tok;
+        const double used = (double)p->exp_n * (1.0 - pow(1.0 - k / E, B));
+        const double one = wbytes(&L->exp_gate.w) + wbytes(&L->exp_up.w) + wbytes(&L->exp_down.w);
+        const double prm = wparams(&L->exp_gate.w) + wparams(&L->exp_up.w) + wparams(&L->exp_down.w);
+        by += used * one;
+        fl += 2.0 * B * k * (double)p->exp_n / E * prm;
+    }
+    *bytes = by, *flops = fl;
+}
+
+/* FLOPs of a prefill of T tokens over the stage: the per-token matmuls (the
+ * kv_b expansion costs what the absorbed projections do) and causal attention. */
+static double prefill_flops(const fw_gpu_model *g, int64_t T) {
+    double by, fl;
+    step_cost(g, 1, 0, &by, &fl);
+    const fw_config *c = &g->cfg;
+    const double H = (double)g->part.heads, tt = (double)T;
+    const double d = (double)(c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    return tt * fl + (double)g->part.n_layers * H * tt * tt * d;
+}
+
+/* Ceilings on this GPU, now: copy bandwidth (read + write) and bf16 GEMM. */
+static int ceilings(fw_gpu_model *g, double *copy_gbs, double *gemm_tflops, fw_err *e) {
+    const size_t bytes = (size_t)2 << 30;
+    const int64_t n = 8192;
+    void *a = NULL, *b = NULL, *x = NULL, *w = NULL, *y = NULL;
+    int rc = FW_ERR;
+    if (fw_cuda_malloc(&g->ctx, &a, bytes) || fw_cuda_malloc(&g->ctx, &b, bytes) ||
+        fw_cuda_malloc(&g->ctx, &x, (size_t)(n * n) * 2) || fw_cuda_malloc(&g->ctx, &w, (size_t)(n * n) * 2) ||
+        fw_cuda_malloc(&g->ctx, &y, (size_t)(n * n) * 2)) {
+        fw_gpu_fail(g, e);
+        goto out;
+    }
+    cudaMemsetAsync(a, 0, bytes, g->ctx.stream);
+    cudaMemsetAsync(x, 0x3c, (size_t)(n * n) * 2, g->ctx.stream); /* bf16 0x3c3c: 0.0115 */
+    cudaMemsetAsync(w, 0x3c, (size_t)(n * n) * 2, g->ctx.stream);
+    fw_weight wt = {.type = FW_WTYPE_BF16, .rows = n, .cols = n, .ld = n, .data = w};
+    double best_copy = 1e9, best_gemm = 1e9;
+    for (int i = 0; i < 4; i++) {
+        if (fw_cuda_sync(&g->ctx)) goto fail;
+        double t0 = now_s();
+        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g->ctx.stream);
+        if (fw_cuda_sync(&g->ctx)) goto fail;
+        double t1 = now_s();
+        if (fw_cuda_matmul(&g->ctx, y, x, &wt, n) || fw_cuda_sync(&g->ctx)) goto fail;
+        double t2 = now_s();
+        if (i > 0) best_copy = fmin(best_copy, t1 - t0), best_gemm = fmin(best_gemm, t2 - t1);
+    }
+    *copy_gbs = 2.0 * (double)bytes / best_copy / 1e9;
+    *gemm_tflops = 2.0 * (double)n * n * n / best_gemm / 1e12;
+    rc = FW_OK;
+    goto out;
+fail:
+    fw_gpu_fail(g, e);
+out:
+    fw_cuda_free(a), fw_cuda_free(b), fw_cuda_free(x), fw_cuda_free(w), fw_cuda_free(y);
+    return rc;
+}
+
+static void print_split(const fw_gpu_model *g, double div) {
+    for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / div);
+    printf("\n");
+}
+
+static double layers_ms(const fw_gpu_model *g) {
+    double s = 0;
+    for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) s += g->prof_ms[r];
+    return s;
+}
+
+/* Runs `iters` forwards of segs (after one warm-up), restoring the lengths each
+ * time; wall seconds per forward, then the same with the region timers. */
+static int run(fw_gpu_model *g, int n, fw_seg *segs, fw_attn_mode mode, float *logits, int iters, double *wall,
+               fw_err *e) {
+    int64_t len0[256];
+    for (int i = 0; i < n; i++) len0[i] = segs[i].kv->len;
+    double t = 0;
+    for (int it = 0; it <= 2 * iters; it++) {
+        for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
+        g->prof = it > iters;
+        double t0 = now_s();
+        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return FW_ERR;
+        if (it > 0 && it <= iters) t += now_s() - t0;
+    }
+    g->prof = false;
+    for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
+    *wall = t / iters;
+    return FW_OK;
+}
+
+int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e) {
+    double copy_gbs = 0, tflops = 0;
+    if (ceilings(g, &copy_gbs, &tflops, e)) return FW_ERR;
+    const fw_part *p = &g->part;
+    const int nl = p->n_layers;
+    int maxb = 1;
+    for (int i = 0; i < req->n_batch; i++) maxb = req->batch[i] > maxb ? req->batch[i] : maxb;
+    fw_kv *kvs = calloc((size_t)maxb, sizeof *kvs);
+    fw_seg *segs = calloc((size_t)maxb, sizeof *segs);
+    int32_t *ids = calloc((size_t)(req->prefill > maxb ? req->prefill : maxb), sizeof *ids);
+    float *logits = malloc((size_t)maxb * (size_t)p->vocab * sizeof(float));
+    if (!kvs || !segs || !ids || !logits) return fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < (req->prefill > maxb ? req->prefill : maxb); i++)
+        ids[i] = (int32_t)((i * 7919 + 13) % g->cfg.vocab_size);
+    if (print) {
+        printf("%s\n", g->desc);
+        printf("ceilings   (same GPU, same run) device-to-device copy %.0f GB/s (read + write); cuBLASLt bf16 GEMM "
+               "8192^3 %.0f TFLOP/s\n", copy_gbs, tflops);
+        printf("stage      %d layers (%d..%d), %lld heads, experts %d..%d, tp %d\n", nl, p->first_layer,
+               p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
+        printf("\nphase   batch  context  step ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  ms per layer: attn-gemm"
+               "      attn     route  moe-gemm     dense      comm\n");
+    }
+    int rc = FW_OK;
+    for (int bi = 0; bi < req->n_batch && rc == FW_OK; bi++)
+        for (int ci = 0; ci < req->n_context && rc == FW_OK; ci++) {
+            const int B = req->batch[bi];
+            const int64_t S = req->context[ci];
+            if (S + 1 > g->cap) continue;
+            for (int i = 0; i < B; i++) {
+                kvs[i] = (fw_kv){.cap = g->cap, .len = S};
+                segs[i] = (fw_seg){i, &kvs[i], &ids[i], 1};
+            }
+            memset(g->prof_ms, 0, sizeof g->prof_ms);
+            double wall;
+            rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall, e);
+            if (rc || !print) continue;
+            double by, fl, lay = layers_ms(g) / req->iters;
+            step_cost(g, B, S, &by, &fl);
+            double gbs = by / (lay / 1e3) / 1e9;
+            printf("decode  %5d  %7lld  %7.3f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |               ", B, (long long)S,
+                   wall * 1e3, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs, fl / (lay / 1e3) / 1e12);
+            print_split(g, (double)req->iters * nl);
+        }
+    if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
+        kvs[0] = (fw_kv){.cap = g->cap, .len = 0};
+        segs[0] = (fw_seg){0, &kvs[0], ids, req->prefill};
+        memset(g->prof_ms, 0, sizeof g->prof_ms);
+        double wall;
+        rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, e);
+        int it = req->iters > 3 ? 3 : req->iters;
+        if (rc == FW_OK && print) {
+            double lay = layers_ms(g) / it, fl = prefill_flops(g, req->prefill);
+            printf("prefill %5d  %7lld  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |               ", 1, (long long)req->prefill,
+                   wall * 1e3, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12);
+            print_split(g, (double)it * nl);
+            printf("prefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
+                   100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
+        }
+    }
+    free(kvs), free(segs), free(ids), free(logits);
+    return rc;
+}
