@@ -177,6 +177,58 @@ static void check_mla(fw_wtype ty, int64_t T, int64_t H, int64_t dn, int64_t dv,
     free(q), free(ol), free(qref), free(oref), free(y);
 }
 
+/* Flash-decoding MLA: nseq caches of rows (C + R) at stride W, queries with their
+ * own sequence and length (or one causal sequence), against softmax in double. */
+static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, int64_t C, int64_t R, bool causal) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "T%lld seqs %lld cap %lld H%lld C%lld R%lld%s", (long long)T, (long long)nseq,
+             (long long)cap, (long long)H, (long long)C, (long long)R, causal ? " causal" : "");
+    const int64_t W = C + R + 8, stride = cap * W;
+    float *cache = hrand_bf16(nseq * stride, 1.0f), *ql = hrand_bf16(T * H * C, 0.5f), *qp = hrand_bf16(T * H * R, 0.5f);
+    int32_t *seq = malloc((size_t)T * 4), *len = malloc((size_t)T * 4);
+    for (int64_t t = 0; t < T; t++) {
+        seq[t] = causal ? 0 : (int32_t)(check_rng_u32() % (uint32_t)nseq);
+        len[t] = causal ? (int32_t)(cap - T + t + 1) : (int32_t)(1 + check_rng_u32() % (uint32_t)cap);
+    }
+    const float scale = 1.0f / sqrtf((float)(C + R));
+    float *ref = hnew(T * H * C), *y = hnew(T * H * C);
+    double *sc = malloc((size_t)cap * sizeof(double));
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *c = cache + seq[t] * stride;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t s = 0; s < len[t]; s++) {
+                double d = 0;
+                for (int64_t i = 0; i < C; i++) d += (double)ql[(t * H + h) * C + i] * c[s * W + i];
+                for (int64_t i = 0; i < R; i++) d += (double)qp[(t * H + h) * R + i] * c[s * W + C + i];
+                sc[s] = d * scale;
+                mx = fmax(mx, sc[s]);
+            }
+            for (int64_t s = 0; s < len[t]; s++) sum += (sc[s] = exp(sc[s] - mx));
+            for (int64_t i = 0; i < C; i++) {
+                double o = 0;
+                for (int64_t s = 0; s < len[t]; s++) o += sc[s] * c[s * W + i];
+                ref[(t * H + h) * C + i] = (float)(o / sum);
+            }
+        }
+    dbuf dc = dbf16(cache, nseq * stride), dql = dbf16(ql, T * H * C), dqp = dbf16(qp, T * H * R);
+    dbuf dseq = dnew((size_t)T * 4), dlen = dnew((size_t)T * 4), dout = dnew((size_t)(T * H * C) * 2);
+    dbuf dwork = dnew(fw_cuda_mla_work_bytes(T, H, cap, C));
+    CU(fw_cuda_upload(&ctx, dp(dseq), seq, (size_t)T * 4));
+    CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)T * 4));
+    if (op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), dp(dc), W, stride, causal ? NULL : dp(dseq),
+                                 causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
+              "mla_decode")) {
+        get_bf16(y, dout, T * H * C);
+        char path[32];
+        snprintf(path, sizeof path, "%d splits", fw_cuda_mla_splits(T, H, cap));
+        compare("mla_decode", shape, path, y, ref, T * H * C, NMSE_BF16);
+    }
+    dbuf *all[] = {&dc, &dql, &dqp, &dseq, &dlen, &dout, &dwork};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla_decode", shape), dfree(all[i]);
+    free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc);
+}
+
 static void check_rmsnorm_ld(void) {
     const int64_t T = 5, D = 70, ld = 90;
     float *x = hrand_bf16(T * ld, 2.0f), *w = hrand_bf16(D, 1.0f), *ref = hnew(T * ld), *y = hnew(T * ld);
@@ -210,6 +262,13 @@ int test_model_ops(void) {
         check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);
         check_mla((fw_wtype)ty, 20, 2, 128, 128, 64, 512);
     }
+    check_mla_decode(1, 1, 1, 4, 64, 16, true);      /* one key */
+    check_mla_decode(1, 1, 1000, 16, 64, 16, true);  /* a long decode step: many splits */
+    check_mla_decode(7, 1, 300, 5, 32, 8, true);     /* causal prefill over the cache, H not a multiple of 8 */
+    check_mla_decode(9, 3, 200, 8, 512, 64, false);  /* batched decode, DeepSeek-V3 widths, own lengths */
+    check_mla_decode(64, 4, 50, 3, 64, 16, false);
+    check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
+    check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
     check_rmsnorm_ld();
     return check_failures_;
 }

@@ -108,6 +108,34 @@ __device__ __forceinline__ float fw_wget(const fw_wview &w, int64_t i, int64_t j
     return fw_fp8_to_f32(((const uint8_t *)w.data)[off]) * s;
 }
 
+/* 8 consecutive elements from element offset `off` (16-byte aligned for F32/BF16,
+ * 8-byte for FP8, which comes back unscaled). */
+template <int WT>
+__device__ __forceinline__ void fw_load8(const void *base, int64_t off, float v[8]) {
+    if (WT == FW_WTYPE_F32) {
+        const float4 *p = (const float4 *)((const float *)base + off);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+        v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else if (WT == FW_WTYPE_BF16) {
+        uint4 u = *(const uint4 *)((const bf16 *)base + off);
+        const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __bfloat1622float2(h[i]);
+            v[2 * i] = f.x;
+            v[2 * i + 1] = f.y;
+        }
+    } else {
+        uint2 u = *(const uint2 *)((const uint8_t *)base + off);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[i] = fw_fp8_to_f32((uint8_t)(u.x >> (8 * i)));     /* little-endian: byte i */
+            v[4 + i] = fw_fp8_to_f32((uint8_t)(u.y >> (8 * i)));
+        }
+    }
+}
+
 __device__ __forceinline__ float fw_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

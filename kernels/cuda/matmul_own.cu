@@ -19,34 +19,6 @@
 __device__ __forceinline__ void fw_store(bf16 *p, float v) { *p = fw_f2bf(v); }
 __device__ __forceinline__ void fw_store(float *p, float v) { *p = v; }
 
-/* 8 consecutive elements from element offset `off` (16-byte aligned for F32/BF16,
- * 8-byte for FP8, which comes back unscaled). */
-template <int WT>
-__device__ __forceinline__ void load8(const void *base, int64_t off, float v[8]) {
-    if (WT == FW_WTYPE_F32) {
-        const float4 *p = (const float4 *)((const float *)base + off);
-        float4 a = p[0], b = p[1];
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-        v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-    } else if (WT == FW_WTYPE_BF16) {
-        uint4 u = *(const uint4 *)((const bf16 *)base + off);
-        const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float2 f = __bfloat1622float2(h[i]);
-            v[2 * i] = f.x;
-            v[2 * i + 1] = f.y;
-        }
-    } else {
-        uint2 u = *(const uint2 *)((const uint8_t *)base + off);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            v[i] = fw_fp8_to_f32((uint8_t)(u.x >> (8 * i)));     /* little-endian: byte i */
-            v[4 + i] = fw_fp8_to_f32((uint8_t)(u.y >> (8 * i)));
-        }
-    }
-}
-
 template <int WT, int MT, bool VEC, typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS)
 gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
@@ -61,7 +33,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
         for (int64_t k = (int64_t)lane * 8; k < K; k += 32 * 8) {
             float wv[8];
-            load8<WT>(w.data, n * w.ld + k, wv);
+            fw_load8<WT>(w.data, n * w.ld + k, wv);
             if (WT == FW_WTYPE_FP8) {
                 float s = srow[(w.c0 + k) >> 7];
 #pragma unroll
@@ -71,7 +43,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
             for (int t = 0; t < MT; t++) {
                 if (t < T) {
                     float xv[8];
-                    load8<FW_WTYPE_BF16>(x, t * K + k, xv);
+                    fw_load8<FW_WTYPE_BF16>(x, t * K + k, xv);
 #pragma unroll
                     for (int i = 0; i < 8; i++) acc[t] = fmaf(wv[i], xv[i], acc[t]);
                 }

@@ -111,8 +111,9 @@ __device__ __forceinline__ const bf16 *x_row(const bf16 *x, const int32_t *rows,
     return x + (int64_t)(gather ? rows[r] / k : r) * K;
 }
 
-/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row once. */
-template <int WT>
+/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row once,
+ * 8 elements per lane per load where rows and x allow (VEC), else one. */
+template <int WT, bool VEC>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS)
 moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                 int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
@@ -129,11 +130,29 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
         xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
         acc[i] = 0.0f;
     }
-    for (int64_t kk = lane; kk < K; kk += 32) {
-        float wv = fw_wget<WT>(w, n, kk);
+    if (VEC) {
+        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
+        for (int64_t kk = (int64_t)lane * 8; kk < K; kk += 32 * 8) {
+            float wv[8];
+            fw_load8<WT>(w.data, n * w.ld + kk, wv);
+            const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
 #pragma unroll
-        for (int i = 0; i < MOE_SMALL; i++)
-            if (i < cnt) acc[i] = fmaf(wv, fw_bf2f(xr[i][kk]), acc[i]);
+            for (int i = 0; i < MOE_SMALL; i++) {
+                if (i >= cnt) break;
+                float xv[8], d = 0.0f;
+                fw_load8<FW_WTYPE_BF16>(xr[i], kk, xv);
+#pragma unroll
+                for (int q = 0; q < 8; q++) d = fmaf(wv[q], xv[q], d);
+                acc[i] = fmaf(sc, d, acc[i]);
+            }
+        }
+    } else {
+        for (int64_t kk = lane; kk < K; kk += 32) {
+            float wv = fw_wget<WT>(w, n, kk);
+#pragma unroll
+            for (int i = 0; i < MOE_SMALL; i++)
+                if (i < cnt) acc[i] = fmaf(wv, fw_bf2f(xr[i][kk]), acc[i]);
+        }
     }
 #pragma unroll
     for (int i = 0; i < MOE_SMALL; i++) {
@@ -232,9 +251,14 @@ template <int WT>
 static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
                        int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
     int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
+    const int64_t es = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
+    /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
+    const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
+                     fw_ptr_align(x) >= 16;
     if (small_cap > 0) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32), (unsigned)small_cap);
-        moe_gemv_kernel<WT><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        if (vec) moe_gemv_kernel<WT, true><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        else moe_gemv_kernel<WT, false><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
     }
     if (pl.n_pairs > MOE_SMALL) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);

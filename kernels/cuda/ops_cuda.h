@@ -155,6 +155,19 @@ int fw_cuda_mla_q_absorb(fw_cuda_ctx *ctx, fw_bf16 *q_lat, const fw_bf16 *q, con
 int fw_cuda_mla_o_absorb(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *o_lat, const fw_weight *kv_b, int64_t T,
                          int64_t H, int64_t dn, int64_t dv, int64_t C);
 
+/* Absorbed MLA attention for T queries at once (mla_decode.cu, flash-decoding):
+ * query t reads the cache of sequence q_seq[t] (rows of C + R values, row stride
+ * W, sequences seq_stride elements apart from `cache`) up to its first q_len[t]
+ * positions; with q_seq = q_len = NULL, one sequence and causal (query t of the
+ * last T of S sees S - T + t + 1 keys). o_lat (T, H, C) as fw_cuda_attn_absorbed.
+ * `work` holds fw_cuda_mla_work_bytes(T, H, S, C) bytes; S bounds every length. */
+int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S);
+size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_t C);
+int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
+                       const fw_bf16 *cache, int64_t W, int64_t seq_stride, const int32_t *q_seq,
+                       const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale,
+                       void *work);
+
 /* Routed experts without a host sync (moe.cu). The plan groups the n_pairs = T * k
  * (token, slot) pairs of ids (T, k) whose expert lies in [e0, e0 + n_exp): local
  * expert e owns grouped rows offsets[e] .. offsets[e + 1] - 1; rows[r] is the pair

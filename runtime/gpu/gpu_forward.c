@@ -28,7 +28,8 @@ static void *take(carver *c, size_t bytes) {
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 typedef struct gbufs {
-    int32_t *ids, *rid;
+    int32_t *ids, *rid, *q_seq, *q_len; /* per token: its sequence, the keys it sees */
+    void *mla_work;
     float *cos_tab, *sin_tab, *hid, *rlog, *rw, *logits;
     fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
     fw_bf16 *lat_c, *kvx, *k, *v;          /* naive */
@@ -64,6 +65,9 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->k = take(cv, (size_t)(S * H * dqk) * bf);
         b->v = take(cv, (size_t)(S * H * dv) * bf);
     } else {
+        b->q_seq = take(cv, (size_t)Tt * 4);
+        b->q_len = take(cv, (size_t)Tt * 4);
+        b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, S, C));
         b->q_lat = take(cv, (size_t)(Tt * H * C) * bf);
         b->q_pe = take(cv, (size_t)(Tt * H * R) * bf);
         b->o_lat = take(cv, (size_t)(Tt * H * C) * bf);
@@ -221,12 +225,9 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
         if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e)) return FW_ERR;
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
 
-        for (int i = 0; i < n; i++) {
-            const fw_bf16 *lat = cache_of(g, segs[i].seq, l);
-            CK(fw_cuda_attn_absorbed(ctx, b->o_lat + off[i] * H * C, b->q_lat + off[i] * H * C,
-                                     b->q_pe + off[i] * H * R, lat, W, lat + C, W, segs[i].T,
-                                     segs[i].kv->len + segs[i].T, H, C, R, g->softmax_scale));
-        }
+        /* Every token of every sequence in one launch, each over its own cache. */
+        CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, cache_of(g, 0, l), W, g->part.n_layers * g->cap * W,
+                              b->q_seq, b->q_len, Tt, g->cap, H, C, R, g->softmax_scale, b->mla_work));
         fw_gpu_prof_mark(g, FW_PROF_ATTN);
         CK(fw_cuda_mla_o_absorb(ctx, b->o, b->o_lat, &L->kv_b.w, Tt, H, dn, dv, C));
     }
@@ -279,7 +280,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     gbufs b;
     carve(&cv, &b, g, &sh, mode);
     const size_t half = (size_t)(sh.Tt * R / 2);
-    size_t pinned = (size_t)sh.Tt * 4 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) + 256;
+    size_t pinned = (size_t)sh.Tt * 12 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) + 256;
     if (rc == FW_OK) rc = reserve(g, cv.used, pinned, e);
     if (rc != FW_OK) {
         free(off);
@@ -291,15 +292,20 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     g->n_prof = 0;
     fw_gpu_prof_mark(g, FW_PROF_IO); /* the start */
     /* Host side of the step: ids and RoPE tables into pinned memory, then up. */
-    int32_t *h_ids = g->pinned;
-    float *h_cos = (float *)(h_ids + sh.Tt), *h_sin = h_cos + half, *h_hid = h_sin + half;
+    int32_t *h_ids = g->pinned, *h_seq = h_ids + sh.Tt, *h_len = h_seq + sh.Tt;
+    float *h_cos = (float *)(h_len + sh.Tt), *h_sin = h_cos + half, *h_hid = h_sin + half;
     for (int i = 0; i < n; i++) {
         if (segs[i].ids) memcpy(h_ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
+        for (int64_t j = 0; j < segs[i].T; j++)
+            h_seq[off[i] + j] = segs[i].seq, h_len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
         fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h_cos + off[i] * R / 2,
                        h_sin + off[i] * R / 2);
     }
     rc = copy_async(g, b.cos_tab, h_cos, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
          copy_async(g, b.sin_tab, h_sin, half * sizeof(float), cudaMemcpyHostToDevice, e);
+    if (rc == FW_OK && mode == FW_ATTN_ABSORBED)
+        rc = copy_async(g, b.q_seq, h_seq, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e) ||
+             copy_async(g, b.q_len, h_len, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e);
     if (rc == FW_OK && p->has_embed) {
         rc = copy_async(g, b.ids, h_ids, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e);
         if (rc == FW_OK && fw_cuda_embed(&g->ctx, b.x, &g->embed.w, b.ids, sh.Tt, p->vocab0))

@@ -1,0 +1,168 @@
+/* Absorbed MLA attention over the latent cache for many queries at once, each
+ * with its own sequence and length (flash-decoding): a block takes one query,
+ * MLA_HG heads (a warp each) and one split of its keys, so a decode step of one
+ * sequence still fills the GPU, and the key tile it loads into shared memory
+ * serves all its heads (the cache is shared by the heads; the head groups of one
+ * query are neighbours in the grid, so they also share L2). Per tile of 32 keys:
+ * lane j scores key j against the warp's head (fp32 dot over C + R), the warp
+ * updates its online softmax, then each lane adds p_j * c_j to its C / 32
+ * output channels. Each split writes its unnormalised sums and (max, sum of
+ * exponentials); a second kernel merges the splits. */
+#include "kernels/cuda/cuda_common.h"
+
+#include <math.h>
+
+#define MLA_HG 8 /* heads per block: one warp each */
+#define MLA_KT 32
+#define MLA_THREADS (32 * MLA_HG)
+#define MLA_MAX_NA 16 /* C <= 512 */
+
+struct md_args {
+    bf16 *o;                  /* (T, H, C) */
+    const bf16 *q_lat, *q_pe; /* (T, H, C), (T, H, R) */
+    const bf16 *cache;        /* sequence 0's rows: c (C) then pe (R) at row stride W */
+    int64_t W, seq_stride;    /* row stride; elements between sequences' caches */
+    const int32_t *q_seq, *q_len; /* per query: sequence, keys it sees; NULL: 0 and S - T + t + 1 */
+    int64_t T, S, H, C, R, KS;
+    int splits, wp;           /* splits per query; padded row length of the key tile */
+    float scale;
+    float *part;              /* (T, H, splits, C) */
+    float2 *ml;               /* (T, H, splits): running max, sum of exponentials */
+};
+
+template <int NA>
+__global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
+    extern __shared__ __align__(16) unsigned char sm_raw[];
+    const int64_t Wd = a.C + a.R;
+    bf16 *qs = (bf16 *)sm_raw;            /* [MLA_HG][Wd] */
+    bf16 *ks = qs + MLA_HG * Wd;          /* [MLA_KT][wp] */
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int64_t t = blockIdx.y, h0 = (int64_t)blockIdx.x * MLA_HG, h = h0 + warp;
+    const int split = blockIdx.z;
+    const bool hv = h < a.H;
+    const int64_t seq = a.q_seq ? a.q_seq[t] : 0;
+    const int64_t n = a.q_len ? a.q_len[t] : a.S - a.T + t + 1;
+    const int64_t s0 = split * a.KS, s1 = min(s0 + a.KS, n);
+    const bf16 *cache = a.cache + seq * a.seq_stride;
+    for (int64_t i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {
+        int64_t hh = h0 + i / Wd, d = i % Wd;
+        bf16 v = fw_f2bf(0.0f);
+        if (hh < a.H) v = d < a.C ? a.q_lat[(t * a.H + hh) * a.C + d] : a.q_pe[(t * a.H + hh) * a.R + d - a.C];
+        qs[i] = v;
+    }
+    float m = -INFINITY, l = 0.0f, acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; i++) acc[i] = 0.0f;
+    for (int64_t s = s0; s < s1; s += MLA_KT) {
+        const int nk = (int)min((int64_t)MLA_KT, s1 - s);
+        __syncthreads(); /* the previous tile is consumed (and qs written) */
+        for (int64_t i = tid; i < MLA_KT * Wd; i += MLA_THREADS) {
+            int64_t j = i / Wd, d = i % Wd;
+            ks[j * a.wp + d] = j < nk ? cache[(s + j) * a.W + d] : fw_f2bf(0.0f);
+        }
+        __syncthreads();
+        if (!hv) continue; /* warp-uniform */
+        float sc = -INFINITY;
+        if (lane < nk) {
+            const __nv_bfloat162 *q2 = (const __nv_bfloat162 *)(qs + warp * Wd);
+            const __nv_bfloat162 *k2 = (const __nv_bfloat162 *)(ks + lane * a.wp);
+            float dot = 0.0f;
+            for (int64_t d = 0; d < Wd / 2; d++) {
+                float2 qv = __bfloat1622float2(q2[d]), kv = __bfloat1622float2(k2[d]);
+                dot = fmaf(qv.x, kv.x, fmaf(qv.y, kv.y, dot));
+            }
+            sc = dot * a.scale;
+        }
+        const float m_new = fmaxf(m, fw_warp_max(sc)); /* finite: lane 0 always has a key */
+        const float alpha = expf(m - m_new), p = lane < nk ? expf(sc - m_new) : 0.0f;
+        l = l * alpha + fw_warp_sum(p);
+        m = m_new;
+#pragma unroll
+        for (int i = 0; i < NA; i++) acc[i] *= alpha;
+        for (int j = 0; j < nk; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const bf16 *kr = ks + j * a.wp;
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                int64_t d = lane + 32 * i;
+                if (d < a.C) acc[i] = fmaf(pj, fw_bf2f(kr[d]), acc[i]);
+            }
+        }
+    }
+    if (!hv) return;
+    const int64_t pi = (t * a.H + h) * a.splits + split;
+#pragma unroll
+    for (int i = 0; i < NA; i++) {
+        int64_t d = lane + 32 * i;
+        if (d < a.C) a.part[pi * a.C + d] = acc[i];
+    }
+    if (lane == 0) a.ml[pi] = make_float2(m, l);
+}
+
+/* o[t, h] = sum over splits of exp(m_s - M) part_s / sum of exp(m_s - M) l_s. */
+__global__ void mla_merge_kernel(md_args a) {
+    const int64_t th = blockIdx.x;
+    const float2 *ml = a.ml + th * a.splits;
+    float M = -INFINITY;
+    for (int s = 0; s < a.splits; s++) M = fmaxf(M, ml[s].x);
+    float L = 0.0f;
+    for (int s = 0; s < a.splits; s++) L += ml[s].y > 0.0f ? expf(ml[s].x - M) * ml[s].y : 0.0f;
+    const float inv = 1.0f / L;
+    for (int64_t d = threadIdx.x; d < a.C; d += blockDim.x) {
+        float v = 0.0f;
+        for (int s = 0; s < a.splits; s++)
+            if (ml[s].y > 0.0f) v = fmaf(expf(ml[s].x - M), a.part[(th * a.splits + s) * a.C + d], v);
+        a.o[th * a.C + d] = fw_f2bf(v * inv);
+    }
+}
+
+/* Splits per query: enough blocks for about two waves on a large GPU, and no
+ * split shorter than 64 keys. */
+extern "C" int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S) {
+    int64_t blocks = T * fw_ceil_div(H, MLA_HG), want = fw_ceil_div(264, blocks > 0 ? blocks : 1);
+    int64_t most = fw_ceil_div(S, 64);
+    if (want > most) want = most;
+    return (int)(want < 1 ? 1 : want > 64 ? 64 : want);
+}
+
+extern "C" size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_t C) {
+    int64_t n = T * H * fw_cuda_mla_splits(T, H, S);
+    return (size_t)(n * C) * sizeof(float) + (size_t)n * sizeof(float2) + 256;
+}
+
+extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
+                                  const fw_bf16 *cache, int64_t W, int64_t seq_stride, const int32_t *q_seq,
+                                  const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R,
+                                  float scale, void *work) {
+    if (T < 0 || S < 1 || H < 1 || C < 1 || R < 0 || C % 2 || R % 2 || W < C + R || C > 32 * MLA_MAX_NA ||
+        (!q_len && S < T))
+        return fw_cuda_errf(ctx, "fw_cuda_mla_decode: bad shape (T %lld, S %lld, H %lld, C %lld, R %lld, W %lld)",
+                            (long long)T, (long long)S, (long long)H, (long long)C, (long long)R, (long long)W);
+    if (T == 0) return FW_CUDA_OK;
+    if (T > 65535) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: %lld queries in one launch", (long long)T);
+    md_args a;
+    a.o = (bf16 *)o_lat, a.q_lat = (const bf16 *)q_lat, a.q_pe = (const bf16 *)q_pe, a.cache = (const bf16 *)cache;
+    a.W = W, a.seq_stride = seq_stride, a.q_seq = q_seq, a.q_len = q_len;
+    a.T = T, a.S = S, a.H = H, a.C = C, a.R = R, a.scale = scale;
+    a.splits = fw_cuda_mla_splits(T, H, S);
+    a.KS = fw_round_up(fw_ceil_div(S, a.splits), MLA_KT);
+    /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */
+    a.wp = (int)(C + R + 2);
+    if ((a.wp / 2) % 2 == 0) a.wp += 2;
+    int64_t n = T * H * a.splits;
+    a.part = (float *)work;
+    a.ml = (float2 *)((char *)work + fw_round_up((int64_t)(n * C) * (int64_t)sizeof(float), 256));
+    size_t smem = (size_t)(MLA_HG * (C + R) + MLA_KT * a.wp) * sizeof(bf16);
+    if (smem > 48 * 1024) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: C + R = %lld too wide", (long long)(C + R));
+    dim3 grid((unsigned)fw_ceil_div(H, MLA_HG), (unsigned)T, (unsigned)a.splits);
+    int na = (int)fw_ceil_div(C, 32);
+    if (na <= 2) mla_split_kernel<2><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
+    else if (na <= 4) mla_split_kernel<4><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
+    else if (na <= 8) mla_split_kernel<8><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
+    else mla_split_kernel<16><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
+    FW_CUDA_LAUNCHED(ctx);
+    if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
+    mla_merge_kernel<<<(unsigned)(T * H), 128, 0, ctx->stream>>>(a);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}
