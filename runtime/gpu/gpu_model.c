@@ -107,6 +107,10 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
 int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs, int64_t context, fw_err *e) {
     memset(g, 0, sizeof *g);
     if (fw_cuda_ctx_init(&g->ctx, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->ctx.err);
+    /* FURROW_CUDA_GEMM=own: never cuBLASLt (bf16 activations into FP8 weights
+     * instead of e4m3 activations; debugging and layout comparisons). */
+    const char *gemm = getenv("FURROW_CUDA_GEMM");
+    if (gemm && !strcmp(gemm, "own")) g->ctx.mm_policy = FW_CUDA_MM_OWN;
     g->cfg = m->cfg;
     g->part = m->part;
     g->softmax_scale = m->softmax_scale;
