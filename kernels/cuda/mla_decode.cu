@@ -23,12 +23,15 @@ struct md_args {
     const bf16 *cache;        /* sequence 0's rows: c (C) then pe (R) at row stride W */
     int64_t W, seq_stride;    /* row stride; elements between sequences' caches */
     const int32_t *q_seq, *q_len; /* per query: sequence, keys it sees; NULL: 0 and S - T + t + 1 */
-    int64_t T, S, H, C, R, KS;
+    int64_t T, S, H, C, R;
     int splits, wp;           /* splits per query; padded row length of the key tile */
     float scale;
     float *part;              /* (T, H, splits, C) */
     float2 *ml;               /* (T, H, splits): running max, sum of exponentials */
 };
+
+__device__ __forceinline__ int64_t fw_ceil_div_d(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__device__ __forceinline__ int64_t fw_round_up_d(int64_t a, int64_t b) { return fw_ceil_div_d(a, b) * b; }
 
 template <int NA>
 __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
@@ -42,7 +45,9 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     const bool hv = h < a.H;
     const int64_t seq = a.q_seq ? a.q_seq[t] : 0;
     const int64_t n = a.q_len ? a.q_len[t] : a.S - a.T + t + 1;
-    const int64_t s0 = split * a.KS, s1 = min(s0 + a.KS, n);
+    /* This query's keys split evenly (in whole tiles), so short ones use every split. */
+    const int64_t span = fw_round_up_d(fw_ceil_div_d(n, a.splits), MLA_KT);
+    const int64_t s0 = split * span, s1 = min(s0 + span, n);
     const bf16 *cache = a.cache + seq * a.seq_stride;
     for (int64_t i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {
         int64_t hh = h0 + i / Wd, d = i % Wd;
@@ -145,7 +150,6 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     a.W = W, a.seq_stride = seq_stride, a.q_seq = q_seq, a.q_len = q_len;
     a.T = T, a.S = S, a.H = H, a.C = C, a.R = R, a.scale = scale;
     a.splits = fw_cuda_mla_splits(T, H, S);
-    a.KS = fw_round_up(fw_ceil_div(S, a.splits), MLA_KT);
     /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */
     a.wp = (int)(C + R + 2);
     if ((a.wp / 2) % 2 == 0) a.wp += 2;
@@ -163,6 +167,24 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     FW_CUDA_LAUNCHED(ctx);
     if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
     mla_merge_kernel<<<(unsigned)(T * H), 128, 0, ctx->stream>>>(a);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}
+
+__global__ void kv_append_kernel(bf16 *cache, int64_t W, int64_t seq_stride, const bf16 *__restrict__ rows,
+                                 const int32_t *__restrict__ q_seq, const int32_t *__restrict__ q_len, int64_t T) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T * W; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / W, d = i % W;
+        cache[q_seq[t] * seq_stride + (int64_t)(q_len[t] - 1) * W + d] = rows[i];
+    }
+}
+
+extern "C" int fw_cuda_kv_append(fw_cuda_ctx *ctx, fw_bf16 *cache, int64_t W, int64_t seq_stride, const fw_bf16 *rows,
+                                 const int32_t *q_seq, const int32_t *q_len, int64_t T) {
+    if (T < 0 || W < 1) return fw_cuda_errf(ctx, "fw_cuda_kv_append: bad shape (T %lld, W %lld)", (long long)T, (long long)W);
+    if (T == 0) return FW_CUDA_OK;
+    kv_append_kernel<<<fw_grid_1d(T * W, 256), 256, 0, ctx->stream>>>((bf16 *)cache, W, seq_stride, (const bf16 *)rows,
+                                                                     q_seq, q_len, T);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -168,6 +168,12 @@ int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, c
                        const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale,
                        void *work);
 
+/* Row t of rows (T, W) into the cache of sequence q_seq[t] at position q_len[t] - 1
+ * (the layout of fw_cuda_mla_decode): the new tokens' latent rows, with positions
+ * read on the device so a captured decode step stays valid. */
+int fw_cuda_kv_append(fw_cuda_ctx *ctx, fw_bf16 *cache, int64_t W, int64_t seq_stride, const fw_bf16 *rows,
+                      const int32_t *q_seq, const int32_t *q_len, int64_t T);
+
 /* Routed experts without a host sync (moe.cu). The plan groups the n_pairs = T * k
  * (token, slot) pairs of ids (T, k) whose expert lies in [e0, e0 + n_exp): local
  * expert e owns grouped rows offsets[e] .. offsets[e + 1] - 1; rows[r] is the pair

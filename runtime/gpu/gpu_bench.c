@@ -118,19 +118,20 @@ static double layers_ms(const fw_gpu_model *g) {
     return s;
 }
 
-/* Runs `iters` forwards of segs (after one warm-up), restoring the lengths each
- * time; wall seconds per forward, then the same with the region timers. */
+/* Runs `iters` forwards of segs (after two warm-ups: the second captures the
+ * decode graph), restoring the lengths each time; wall seconds per forward; then
+ * `iters` more, eager, with the region timers. */
 static int run(fw_gpu_model *g, int n, fw_seg *segs, fw_attn_mode mode, float *logits, int iters, double *wall,
                fw_err *e) {
     int64_t len0[256];
     for (int i = 0; i < n; i++) len0[i] = segs[i].kv->len;
     double t = 0;
-    for (int it = 0; it <= 2 * iters; it++) {
+    for (int it = 0; it < 2 + 2 * iters; it++) {
         for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
-        g->prof = it > iters;
+        g->prof = it >= 2 + iters;
         double t0 = now_s();
         if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return FW_ERR;
-        if (it > 0 && it <= iters) t += now_s() - t0;
+        if (it >= 2 && it < 2 + iters) t += now_s() - t0;
     }
     g->prof = false;
     for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
@@ -158,6 +159,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
                "8192^3 %.0f TFLOP/s\n", copy_gbs, tflops);
         printf("stage      %d layers (%d..%d), %lld heads, experts %d..%d, tp %d\n", nl, p->first_layer,
                p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
+        printf("\nstep ms: one forward, wall clock (decode: a CUDA graph); layer ms and the split: the layers' GPU\n"
+               "time, eager, from events between regions (launch gaps included)\n");
         printf("\nphase   batch  context  step ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  ms per layer: attn-gemm"
                "      attn     route  moe-gemm     dense      comm\n");
     }

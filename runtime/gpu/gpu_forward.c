@@ -49,6 +49,8 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
     const int64_t E = c->n_routed_experts, k = c->num_experts_per_tok, bf = sizeof(fw_bf16), f = sizeof(float);
     const int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
     b->ids = take(cv, (size_t)Tt * 4);
+    b->q_seq = take(cv, (size_t)Tt * 4);
+    b->q_len = take(cv, (size_t)Tt * 4);
     b->cos_tab = take(cv, (size_t)(Tt * R / 2) * f);
     b->sin_tab = take(cv, (size_t)(Tt * R / 2) * f);
     b->hid = take(cv, (size_t)(Tt * D) * f);
@@ -65,8 +67,6 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->k = take(cv, (size_t)(S * H * dqk) * bf);
         b->v = take(cv, (size_t)(S * H * dv) * bf);
     } else {
-        b->q_seq = take(cv, (size_t)Tt * 4);
-        b->q_len = take(cv, (size_t)Tt * 4);
         b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, S, C));
         b->q_lat = take(cv, (size_t)(Tt * H * C) * bf);
         b->q_pe = take(cv, (size_t)(Tt * H * R) * bf);
@@ -88,8 +88,16 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
 }
 
-/* Grows the device work space and the pinned staging to fit. */
+/* Host-side buffers of a step, in pinned memory. */
+typedef struct staging {
+    int32_t *ids, *seq, *len;
+    float *cos, *sin, *hid, *logits;
+} staging;
+
+/* Grows the device work space and the pinned staging to fit (dropping the
+ * captured graphs, which point into them). */
 static int reserve(fw_gpu_model *g, size_t work, size_t pinned, fw_err *e) {
+    if (work > g->work_bytes || pinned > g->pinned_bytes) fw_gpu_drop_graphs(g);
     if (work > g->work_bytes) {
         fw_cuda_free(g->work);
         g->work = NULL, g->work_bytes = 0;
@@ -208,10 +216,8 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     CK(fw_cuda_rmsnorm_ld(ctx, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
     CK(fw_cuda_rope(ctx, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
     CK(fw_cuda_rope(ctx, b->q + dn, Tt, H, H * dqk, dqk, R, b->cos_tab, b->sin_tab));
-    for (int i = 0; i < n; i++) /* append to each sequence's cache */
-        if (copy_async(g, cache_of(g, segs[i].seq, l) + segs[i].kv->len * W, b->kva + off[i] * W,
-                       (size_t)(segs[i].T * W) * bf, cudaMemcpyDeviceToDevice, e))
-            return FW_ERR;
+    /* Append to each sequence's cache at positions known on the device (graph-safe). */
+    CK(fw_cuda_kv_append(ctx, cache_of(g, 0, l), W, g->part.n_layers * g->cap * W, b->kva, b->q_seq, b->q_len, Tt));
 
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (mode == FW_ATTN_NAIVE) {
@@ -251,6 +257,94 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     return FW_OK;
 }
 
+/* The device work of a forward, enqueued on the stream without waiting: inputs
+ * from the pinned staging, outputs (logits or hidden) back into it. This is what
+ * a CUDA graph captures for decode steps. */
+static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *off, const shape *sh, fw_attn_mode mode,
+                   int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const fw_part *p = &g->part;
+    const int64_t D = c->hidden_size, Tt = sh->Tt;
+    const size_t half = (size_t)(Tt * c->qk_rope_head_dim / 2);
+    fw_gpu_prof_mark(g, FW_PROF_IO); /* the start */
+    if (copy_async(g, b->cos_tab, h->cos, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
+        copy_async(g, b->sin_tab, h->sin, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
+        copy_async(g, b->q_seq, h->seq, (size_t)Tt * 4, cudaMemcpyHostToDevice, e) ||
+        copy_async(g, b->q_len, h->len, (size_t)Tt * 4, cudaMemcpyHostToDevice, e))
+        return FW_ERR;
+    if (p->has_embed) {
+        if (copy_async(g, b->ids, h->ids, (size_t)Tt * 4, cudaMemcpyHostToDevice, e)) return FW_ERR;
+        CK(fw_cuda_embed(&g->ctx, b->x, &g->embed.w, b->ids, Tt, p->vocab0));
+        if (allreduce(g, b->x, Tt * D, e)) return FW_ERR; /* zero rows outside the vocabulary shard */
+    } else {
+        if (copy_async(g, b->hid, h->hid, (size_t)(Tt * D) * sizeof(float), cudaMemcpyHostToDevice, e)) return FW_ERR;
+        CK(fw_cuda_f32_to_bf16(&g->ctx, b->x, b->hid, Tt * D));
+    }
+    fw_gpu_prof_mark(g, FW_PROF_IO);
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
+        if (layer(g, l, n, segs, off, Tt, mode, b, e)) return FW_ERR;
+    if (!p->has_head) {
+        CK(fw_cuda_bf16_to_f32(&g->ctx, b->hid, b->x, Tt * D));
+        if (copy_async(g, h->hid, b->hid, (size_t)(Tt * D) * sizeof(float), cudaMemcpyDeviceToHost, e)) return FW_ERR;
+    } else if (n_out > 0) {
+        for (int i = 0; i < n; i++)
+            if (copy_async(g, b->hn + (int64_t)i * n_out * D, b->x + (off[i + 1] - n_out) * D,
+                           (size_t)(n_out * D) * sizeof(fw_bf16), cudaMemcpyDeviceToDevice, e))
+                return FW_ERR;
+        CK(fw_cuda_rmsnorm(&g->ctx, b->hn, b->hn, g->final_norm, sh->n_rows, D, (float)c->rms_norm_eps));
+        CK(fw_cuda_matmul_f32(&g->ctx, b->logits, b->hn, &g->head.w, sh->n_rows));
+        if (copy_async(g, h->logits, b->logits, (size_t)(sh->n_rows * p->vocab) * sizeof(float),
+                       cudaMemcpyDeviceToHost, e))
+            return FW_ERR;
+    }
+    fw_gpu_prof_mark(g, FW_PROF_IO);
+    return FW_OK;
+}
+
+/* Decode steps of n sequences (one token each) replay a CUDA graph captured on
+ * the second such step (the first grows the work space and warms cuBLASLt):
+ * one launch instead of dozens per layer. Any reallocation drops the graphs. */
+static bool graphable(const fw_gpu_model *g, int n, const fw_seg *segs, fw_attn_mode mode, int64_t n_out) {
+    if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
+    for (int i = 0; i < n; i++)
+        if (segs[i].T != 1) return false;
+    return true;
+}
+
+static int run_graph(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *off, const shape *sh,
+                     int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
+    cudaGraphExec_t *exec = (cudaGraphExec_t *)&g->graph_exec[n];
+    if (!*exec) {
+        if (!g->graph_warm[n]) { /* first step of this batch size: eager */
+            g->graph_warm[n] = true;
+            return enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, n_out, b, h, e);
+        }
+        cudaGraph_t graph;
+        if (cudaStreamBeginCapture(g->ctx.stream, cudaStreamCaptureModeRelaxed) != cudaSuccess)
+            return fw_errf(e, "GPU %d: cannot start a CUDA graph capture", g->ctx.device);
+        int rc = enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, n_out, b, h, e);
+        cudaError_t st = cudaStreamEndCapture(g->ctx.stream, &graph);
+        if (rc) return FW_ERR;
+        if (st != cudaSuccess) return fw_errf(e, "GPU %d: capturing the decode step: %s", g->ctx.device, cudaGetErrorString(st));
+        st = cudaGraphInstantiate(exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (st != cudaSuccess) {
+            *exec = NULL;
+            return fw_errf(e, "GPU %d: instantiating the decode graph: %s", g->ctx.device, cudaGetErrorString(st));
+        }
+    }
+    cudaError_t st = cudaGraphLaunch(*exec, g->ctx.stream);
+    return st == cudaSuccess ? FW_OK : fw_errf(e, "GPU %d: graph launch: %s", g->ctx.device, cudaGetErrorString(st));
+}
+
+void fw_gpu_drop_graphs(fw_gpu_model *g) {
+    for (int i = 0; i <= FW_GPU_MAX_GRAPH_BATCH; i++) {
+        if (g->graph_exec[i]) cudaGraphExecDestroy((cudaGraphExec_t)g->graph_exec[i]);
+        g->graph_exec[i] = NULL;
+        g->graph_warm[i] = false;
+    }
+}
+
 int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e) {
     const fw_config *c = &g->cfg;
@@ -274,13 +368,18 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
         off[i + 1] = off[i] + s->T;
         sh.Smax = max64(sh.Smax, s->kv->len + s->T);
     }
+    /* Decode graphs are captured for the whole cache, so their shapes never change. */
+    const bool graph = rc == FW_OK && graphable(g, n, segs, mode, n_out);
+    if (graph) sh.Smax = g->cap;
     sh.Tt = off[n];
     sh.n_rows = (int64_t)n * n_out;
     carver cv = {0};
     gbufs b;
     carve(&cv, &b, g, &sh, mode);
     const size_t half = (size_t)(sh.Tt * R / 2);
-    size_t pinned = (size_t)sh.Tt * 12 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) + 256;
+    const size_t out_floats = (size_t)max64(sh.Tt * D, sh.n_rows * max64(1, p->vocab));
+    size_t pinned = (size_t)sh.Tt * 12 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) +
+                    out_floats * sizeof(float) + 1024;
     if (rc == FW_OK) rc = reserve(g, cv.used, pinned, e);
     if (rc != FW_OK) {
         free(off);
@@ -289,55 +388,26 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     cv = (carver){g->work, 0};
     carve(&cv, &b, g, &sh, mode);
 
-    g->n_prof = 0;
-    fw_gpu_prof_mark(g, FW_PROF_IO); /* the start */
-    /* Host side of the step: ids and RoPE tables into pinned memory, then up. */
-    int32_t *h_ids = g->pinned, *h_seq = h_ids + sh.Tt, *h_len = h_seq + sh.Tt;
-    float *h_cos = (float *)(h_len + sh.Tt), *h_sin = h_cos + half, *h_hid = h_sin + half;
+    /* Host side of the step: ids, positions and RoPE tables into pinned memory. */
+    staging h;
+    h.ids = g->pinned, h.seq = h.ids + sh.Tt, h.len = h.seq + sh.Tt;
+    h.cos = (float *)(h.len + sh.Tt), h.sin = h.cos + half, h.hid = h.sin + half;
+    h.logits = h.hid + sh.Tt * D;
     for (int i = 0; i < n; i++) {
-        if (segs[i].ids) memcpy(h_ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
+        if (segs[i].ids) memcpy(h.ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
         for (int64_t j = 0; j < segs[i].T; j++)
-            h_seq[off[i] + j] = segs[i].seq, h_len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
-        fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h_cos + off[i] * R / 2,
-                       h_sin + off[i] * R / 2);
+            h.seq[off[i] + j] = segs[i].seq, h.len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
+        fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h.cos + off[i] * R / 2,
+                       h.sin + off[i] * R / 2);
     }
-    rc = copy_async(g, b.cos_tab, h_cos, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
-         copy_async(g, b.sin_tab, h_sin, half * sizeof(float), cudaMemcpyHostToDevice, e);
-    if (rc == FW_OK && mode == FW_ATTN_ABSORBED)
-        rc = copy_async(g, b.q_seq, h_seq, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e) ||
-             copy_async(g, b.q_len, h_len, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e);
-    if (rc == FW_OK && p->has_embed) {
-        rc = copy_async(g, b.ids, h_ids, (size_t)sh.Tt * 4, cudaMemcpyHostToDevice, e);
-        if (rc == FW_OK && fw_cuda_embed(&g->ctx, b.x, &g->embed.w, b.ids, sh.Tt, p->vocab0))
-            rc = fw_gpu_fail(g, e);
-        if (rc == FW_OK) rc = allreduce(g, b.x, sh.Tt * D, e); /* zero rows outside the vocabulary shard */
-    } else if (rc == FW_OK) {
-        memcpy(h_hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
-        rc = copy_async(g, b.hid, h_hid, (size_t)(sh.Tt * D) * sizeof(float), cudaMemcpyHostToDevice, e);
-        if (rc == FW_OK && fw_cuda_f32_to_bf16(&g->ctx, b.x, b.hid, sh.Tt * D)) rc = fw_gpu_fail(g, e);
-    }
-    fw_gpu_prof_mark(g, FW_PROF_IO);
-    for (int l = p->first_layer; rc == FW_OK && l < p->first_layer + p->n_layers; l++)
-        rc = layer(g, l, n, segs, off, sh.Tt, mode, &b, e);
+    if (!p->has_embed) memcpy(h.hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
+    g->n_prof = 0;
+    rc = graph ? run_graph(g, n, segs, off, &sh, n_out, &b, &h, e) : enqueue(g, n, segs, off, &sh, mode, n_out, &b, &h, e);
     if (rc == FW_OK && g->comm) rc = fw_gpu_comm_wait(g, e); /* never block on a stuck collective */
-    if (rc == FW_OK && !p->has_head) {
-        if (fw_cuda_bf16_to_f32(&g->ctx, b.hid, b.x, sh.Tt * D) ||
-            fw_cuda_download(&g->ctx, hidden, b.hid, (size_t)(sh.Tt * D) * sizeof(float)))
-            rc = fw_gpu_fail(g, e);
-    } else if (rc == FW_OK && n_out > 0) {
-        for (int i = 0; i < n && rc == FW_OK; i++)
-            rc = copy_async(g, b.hn + (int64_t)i * n_out * D, b.x + (off[i + 1] - n_out) * D,
-                            (size_t)(n_out * D) * sizeof(fw_bf16), cudaMemcpyDeviceToDevice, e);
-        if (rc == FW_OK &&
-            (fw_cuda_rmsnorm(&g->ctx, b.hn, b.hn, g->final_norm, sh.n_rows, D, (float)c->rms_norm_eps) ||
-             fw_cuda_matmul_f32(&g->ctx, b.logits, b.hn, &g->head.w, sh.n_rows) ||
-             fw_cuda_download(&g->ctx, logits, b.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float))))
-            rc = fw_gpu_fail(g, e);
-    } else if (rc == FW_OK && fw_cuda_sync(&g->ctx)) {
-        rc = fw_gpu_fail(g, e);
-    }
-    fw_gpu_prof_mark(g, FW_PROF_IO);
-    if (rc == FW_OK && g->prof && fw_cuda_sync(&g->ctx) == FW_CUDA_OK) fw_gpu_prof_collect(g);
+    if (rc == FW_OK && fw_cuda_sync(&g->ctx)) rc = fw_gpu_fail(g, e);
+    if (rc == FW_OK && g->prof) fw_gpu_prof_collect(g);
+    if (rc == FW_OK && !p->has_head) memcpy(hidden, h.hid, (size_t)(sh.Tt * D) * sizeof(float));
+    else if (rc == FW_OK && n_out > 0) memcpy(logits, h.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float));
     if (rc == FW_OK)
         for (int i = 0; i < n; i++) segs[i].kv->len += segs[i].T;
     free(off);

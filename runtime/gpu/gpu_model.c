@@ -111,6 +111,8 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs
      * instead of e4m3 activations; debugging and layout comparisons). */
     const char *gemm = getenv("FURROW_CUDA_GEMM");
     if (gemm && !strcmp(gemm, "own")) g->ctx.mm_policy = FW_CUDA_MM_OWN;
+    const char *graphs = getenv("FURROW_CUDA_GRAPHS");
+    g->graphs_on = !(graphs && !strcmp(graphs, "0"));
     g->cfg = m->cfg;
     g->part = m->part;
     g->softmax_scale = m->softmax_scale;
@@ -145,6 +147,7 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs
 static void free_w(fw_cuda_weight *w) { fw_cuda_weight_free(w); }
 
 void fw_gpu_model_free(fw_gpu_model *g) {
+    fw_gpu_drop_graphs(g);
     if (g->comm) fw_gpu_comm_free(g);
     for (int l = 0; g->layers && l < g->cfg.num_hidden_layers; l++) {
         fw_gpu_layer *G = &g->layers[l];

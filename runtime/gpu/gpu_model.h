@@ -43,6 +43,7 @@ typedef enum fw_gpu_region {
     FW_PROF_N
 } fw_gpu_region;
 #define FW_PROF_MAX_EVENTS 1024
+#define FW_GPU_MAX_GRAPH_BATCH 256
 
 typedef struct fw_gpu_model {
     fw_cuda_ctx ctx;
@@ -69,7 +70,11 @@ typedef struct fw_gpu_model {
 
     fw_gpu_comm *comm;          /* NULL without tensor parallelism */
 
-    bool prof;                  /* time regions (costs an event per region) */
+    bool graphs_on;             /* decode steps as CUDA graphs (FURROW_CUDA_GRAPHS=0: off) */
+    void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
+    bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
+
+    bool prof;                  /* time regions (costs an event per region; no graphs) */
     void *prof_ev[FW_PROF_MAX_EVENTS];
     int prof_region[FW_PROF_MAX_EVENTS];
     int n_prof;
@@ -96,6 +101,9 @@ int fw_gpu_allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e);
  * failed collective (then aborts the communicator and fails). */
 int fw_gpu_comm_wait(fw_gpu_model *g, fw_err *e);
 void fw_gpu_comm_free(fw_gpu_model *g);
+
+/* Destroys the captured decode graphs. */
+void fw_gpu_drop_graphs(fw_gpu_model *g);
 
 /* Marks the end of a region of the forward (no-op unless g->prof). */
 void fw_gpu_prof_mark(fw_gpu_model *g, fw_gpu_region r);
