@@ -188,6 +188,10 @@ static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T
     const int64_t D = en->model->cfg.hidden_size;
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     if (en->dev_be) {
+        /* The device keeps one cache per engine sequence slot. */
+        if (kv < en->kvs || kv >= en->kvs + en->n_seqs)
+            return fw_errf(e, "--device %s: this cache is not one of the engine's sequence slots (the "
+                              "scheduler's paged cache runs on the CPU only for now)", en->dev_be->name);
         fw_seg seg = {(int)(kv - en->kvs), kv, ids, T};
         if (en->dev_be->forward(en->dev, 1, &seg, en->hidden, mode, en->shard, n_out, e)) return FW_ERR;
     } else if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) {
