@@ -32,6 +32,7 @@ FW_CUDA_SRCS = \
 	kernels/cuda/fp8_quant.cu \
 	kernels/cuda/mla.cu \
 	kernels/cuda/mla_decode.cu \
+	kernels/cuda/attn_gemm.cu \
 	kernels/cuda/moe.cu
 FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)

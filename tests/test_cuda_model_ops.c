@@ -229,6 +229,27 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
     free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc);
 }
 
+/* The cuBLAS prefill attention against the CPU reference's naive attention. */
+static void check_attn_prefill(int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv) {
+    char shape[96];
+    snprintf(shape, sizeof shape, "T%lld S%lld H%lld dqk%lld dv%lld", (long long)T, (long long)S, (long long)H,
+             (long long)dqk, (long long)dv);
+    float *q = hrand_bf16(T * H * dqk, 0.5f), *k = hrand_bf16(S * H * dqk, 0.5f), *v = hrand_bf16(S * H * dv, 1.0f);
+    float *ref = hnew(T * H * dv), *y = hnew(T * H * dv);
+    const float scale = 1.0f / sqrtf((float)dqk);
+    fw_ops_cpu_ref()->attn_naive(ref, q, k, v, T, S, H, dqk, dv, scale);
+    dbuf dq = dbf16(q, T * H * dqk), dk = dbf16(k, S * H * dqk), dv_ = dbf16(v, S * H * dv);
+    dbuf dout = dnew((size_t)(T * H * dv) * 2), dwork = dnew(fw_cuda_attn_prefill_bytes(T, S, H));
+    if (op_ok(fw_cuda_attn_prefill(&ctx, dp(dout), dp(dq), dp(dk), dp(dv_), T, S, H, dqk, dv, scale, dp(dwork)),
+              "attn_prefill")) {
+        get_bf16(y, dout, T * H * dv);
+        compare("attn_prefill", shape, "cublas", y, ref, T * H * dv, NMSE_BF16);
+    }
+    dbuf *all[] = {&dq, &dk, &dv_, &dout, &dwork};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "attn_prefill", shape), dfree(all[i]);
+    free(q), free(k), free(v), free(ref), free(y);
+}
+
 static void check_rmsnorm_ld(void) {
     const int64_t T = 5, D = 70, ld = 90;
     float *x = hrand_bf16(T * ld, 2.0f), *w = hrand_bf16(D, 1.0f), *ref = hnew(T * ld), *y = hnew(T * ld);
@@ -269,6 +290,9 @@ int test_model_ops(void) {
     check_mla_decode(64, 4, 50, 3, 64, 16, false);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
+    check_attn_prefill(1, 1, 2, 24, 16);
+    check_attn_prefill(37, 50, 3, 24, 16);    /* queries are the last 37 of 50 positions */
+    check_attn_prefill(200, 200, 4, 192, 128); /* DeepSeek-V3 head widths */
     check_rmsnorm_ld();
     return check_failures_;
 }

@@ -10,6 +10,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <cublasLt.h>
+#include <cublas_v2.h>
 
 #include "kernels/cuda/ops_cuda.h"
 

@@ -56,6 +56,7 @@ typedef struct fw_cuda_ctx {
     cudaStream_t stream;
     bool own_stream;
     cublasLtHandle_t lt;
+    void *blas;          /* cublasHandle_t (batched GEMMs of the prefill attention) */
     void *lt_ws; /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     void *scratch; /* per-op temporaries: fp8 activations, scales, padded outputs */
@@ -167,6 +168,14 @@ int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, c
                        const fw_bf16 *cache, int64_t W, int64_t seq_stride, const int32_t *q_seq,
                        const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale,
                        void *work);
+
+/* Prefill attention as fw_cuda_attn_naive, through cuBLAS strided-batched GEMMs
+ * (attn_gemm.cu): per group of heads, scores = q k^T * scale in fp32, a causal
+ * softmax into bf16 probabilities, o = p v. `work` holds
+ * fw_cuda_attn_prefill_bytes(T, S, H) bytes. */
+size_t fw_cuda_attn_prefill_bytes(int64_t T, int64_t S, int64_t H);
+int fw_cuda_attn_prefill(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
+                         int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale, void *work);
 
 /* Row t of rows (T, W) into the cache of sequence q_seq[t] at position q_len[t] - 1
  * (the layout of fw_cuda_mla_decode): the new tokens' latent rows, with positions

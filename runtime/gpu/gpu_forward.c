@@ -33,6 +33,7 @@ typedef struct gbufs {
     float *cos_tab, *sin_tab, *hid, *rlog, *rw, *logits;
     fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
     fw_bf16 *lat_c, *kvx, *k, *v;          /* naive */
+    void *attn_work;                       /* naive: scores and probabilities */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *eu, *ye, *hn;
     void *plan;
@@ -66,6 +67,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->kvx = take(cv, (size_t)(S * H * (dn + dv)) * bf);
         b->k = take(cv, (size_t)(S * H * dqk) * bf);
         b->v = take(cv, (size_t)(S * H * dv) * bf);
+        b->attn_work = take(cv, fw_cuda_attn_prefill_bytes(Tt, S, H));
     } else {
         b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, S, C));
         b->q_lat = take(cv, (size_t)(Tt * H * C) * bf);
@@ -151,7 +153,7 @@ static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_bf16 *lat
         return FW_ERR;
     for (int64_t h = 0; h < H; h++) /* k_pe, shared by the heads */
         if (copy2d(g, b->k + h * dqk + dn, H * dqk * bf, lat + C, W * bf, R * bf, S, e)) return FW_ERR;
-    CK(fw_cuda_attn_naive(&g->ctx, o, q, b->k, b->v, T, S, H, dqk, dv, g->softmax_scale));
+    CK(fw_cuda_attn_prefill(&g->ctx, o, q, b->k, b->v, T, S, H, dqk, dv, g->softmax_scale, b->attn_work));
     return FW_OK;
 }
 
