@@ -309,3 +309,20 @@ extern "C" int fw_cuda_moe_combine(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
+
+__global__ void moe_gather_kernel(bf16 *__restrict__ xg, const bf16 *__restrict__ x, fw_cuda_moe_plan pl, int k,
+                                  int64_t D) {
+    const int64_t n = (int64_t)pl.offsets[pl.n_exp] * D;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        xg[i] = x[(int64_t)(pl.rows[i / D] / k) * D + i % D];
+}
+
+extern "C" int fw_cuda_moe_gather(fw_cuda_ctx *ctx, fw_bf16 *xg, const fw_bf16 *x, const fw_cuda_moe_plan *pl,
+                                  int64_t k, int64_t D) {
+    if (k < 1 || D < 1) return fw_cuda_errf(ctx, "fw_cuda_moe_gather: bad shape (k %lld, D %lld)", (long long)k, (long long)D);
+    if (pl->n_pairs == 0) return FW_CUDA_OK;
+    moe_gather_kernel<<<fw_grid_1d(pl->n_pairs * D, 256), 256, 0, ctx->stream>>>((bf16 *)xg, (const bf16 *)x, *pl,
+                                                                                (int)k, D);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}

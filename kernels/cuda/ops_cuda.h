@@ -203,6 +203,10 @@ int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *plan, void *mem, const
  * y has room for n_pairs rows; rows past the local pairs are not written. */
 int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k, const fw_weight *w0,
                        int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *plan);
+/* xg (grouped rows, D) = x[rows[r] / k]: the tokens in expert order (for one GEMM
+ * per expert on large batches). */
+int fw_cuda_moe_gather(fw_cuda_ctx *ctx, fw_bf16 *xg, const fw_bf16 *x, const fw_cuda_moe_plan *plan, int64_t k,
+                       int64_t D);
 /* y (T, D) += sum over slots j (in order) of w[t, j] * ye[slot_row[t * k + j]], local slots only. */
 int fw_cuda_moe_combine(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *ye, const float *w,
                         const fw_cuda_moe_plan *plan, int64_t T, int64_t k, int64_t D);

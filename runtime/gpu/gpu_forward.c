@@ -35,7 +35,7 @@ typedef struct gbufs {
     fw_bf16 *lat_c, *kvx, *k, *v;          /* naive */
     void *attn_work;                       /* naive: scores and probabilities */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
-    fw_bf16 *g, *u, *eg, *eu, *ye, *hn;
+    fw_bf16 *g, *u, *eg, *eu, *ye, *xg, *hn;
     void *plan;
 } gbufs;
 
@@ -85,6 +85,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->eg = take(cv, (size_t)(P * Ie) * bf);
         b->eu = take(cv, (size_t)(P * Ie) * bf);
         b->ye = take(cv, (size_t)(P * D) * bf);
+        b->xg = take(cv, (size_t)(P * D) * bf);
     }
     b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
@@ -166,6 +167,46 @@ static int swiglu(fw_gpu_model *g, const fw_cuda_weight *gate, const fw_cuda_wei
     return FW_OK;
 }
 
+/* Expert x's weights out of a stack. */
+static fw_weight expert_w(const fw_gpu_experts *s, int64_t x) {
+    fw_weight w = s->w;
+    const int64_t es = w.type == FW_WTYPE_F32 ? 4 : w.type == FW_WTYPE_BF16 ? 2 : 1;
+    w.data = (const char *)w.data + x * s->stride * es;
+    if (w.scale) w.scale += x * s->sstride;
+    return w;
+}
+
+/* Many tokens per expert (prefill): the tokens gathered into expert order, then
+ * one cuBLASLt GEMM per expert and weight, after one copy of the group offsets
+ * to the host (never in a decode step, which uses the grouped kernels). */
+#define MOE_GEMM_PAIRS 4 /* average routed rows per local expert from which this pays */
+static int experts_by_gemm(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_moe_plan *pl, gbufs *b,
+                           fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const int64_t D = c->hidden_size, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    const int64_t n = g->part.exp_n;
+    int32_t *off = malloc((size_t)(n + 1) * sizeof *off);
+    if (!off) return fw_errf(e, "out of memory");
+    int rc = fw_cuda_moe_gather(&g->ctx, b->xg, b->h, pl, k, D) ||
+             fw_cuda_download(&g->ctx, off, pl->offsets, (size_t)(n + 1) * sizeof *off);
+    for (int64_t x = 0; rc == FW_OK && x < n; x++) {
+        const int64_t r0 = off[x], rows = off[x + 1] - off[x];
+        if (rows == 0) continue;
+        fw_weight wg = expert_w(&L->exp_gate, x), wu = expert_w(&L->exp_up, x);
+        rc = fw_cuda_matmul(&g->ctx, b->eg + r0 * Ie, b->xg + r0 * D, &wg, rows) ||
+             fw_cuda_matmul(&g->ctx, b->eu + r0 * Ie, b->xg + r0 * D, &wu, rows);
+    }
+    if (rc == FW_OK) rc = fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, (int64_t)off[n] * Ie);
+    for (int64_t x = 0; rc == FW_OK && x < n; x++) {
+        const int64_t r0 = off[x], rows = off[x + 1] - off[x];
+        if (rows == 0) continue;
+        fw_weight wd = expert_w(&L->exp_down, x);
+        rc = fw_cuda_matmul(&g->ctx, b->ye + r0 * D, b->eg + r0 * Ie, &wd, rows);
+    }
+    free(off);
+    return rc ? fw_gpu_fail(g, e) : FW_OK;
+}
+
 /* Shared experts plus the routed top-k of this rank's experts, y (T, D): a
  * partial sum under TP that the caller's all-reduce completes. */
 static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_err *e) {
@@ -187,11 +228,16 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     fw_cuda_moe_plan pl;
     CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
     fw_gpu_prof_mark(g, FW_PROF_ROUTE);
-    CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride, &pl));
-    CK(fw_cuda_moe_matmul(&g->ctx, b->eu, b->h, true, k, &L->exp_up.w, L->exp_up.stride, L->exp_up.sstride, &pl));
-    CK(fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, T * k * Ie));
-    CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
-                          L->exp_down.sstride, &pl));
+    if (T * k >= MOE_GEMM_PAIRS * g->part.exp_n) {
+        if (experts_by_gemm(g, L, &pl, b, e)) return FW_ERR;
+    } else {
+        CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride,
+                              &pl));
+        CK(fw_cuda_moe_matmul(&g->ctx, b->eu, b->h, true, k, &L->exp_up.w, L->exp_up.stride, L->exp_up.sstride, &pl));
+        CK(fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, T * k * Ie));
+        CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
+                              L->exp_down.sstride, &pl));
+    }
     CK(fw_cuda_moe_combine(&g->ctx, b->y, b->ye, b->rw, &pl, T, k, D));
     fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
     return FW_OK;
