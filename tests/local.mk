@@ -65,3 +65,8 @@ tests_test_cuda_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_test_cuda_ops_LDFLAGS = -Wl,--as-needed
 tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
 endif
+
+# Sampling against a plain reference (penalties, temperature, top-k/p, min-p, seeds, logprobs).
+check_PROGRAMS += tests/test_sample
+TESTS += tests/test_sample
+tests_test_sample_LDADD = $(FWTEST_LIBS)
