@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/kvcache.h"
 #include "runtime/rope.h"
 
 /* Scratch for one forward call, carved out of one allocation. */
@@ -39,6 +40,7 @@ typedef struct bufs {
     int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
     int32_t *count;            /* (E + 1) */
     float *xe, *ye;            /* (T, D) one expert's tokens in and out */
+    float *lat;                /* (S, C + R) one layer's latent cache gathered from its blocks */
 } bufs;
 
 static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, fw_attn_mode mode) {
@@ -54,6 +56,7 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     b->q = take(s, T * H * dqk);
     b->kva = take(s, T * (C + R));
     b->o = take(s, T * H * dv);
+    b->lat = take(s, S * (C + R));
     b->cos_tab = take(s, T * R / 2);
     b->sin_tab = take(s, T * R / 2);
     if (mode == FW_ATTN_NAIVE) {
@@ -219,7 +222,7 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
     }
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
         const fw_layer *L = &m->layers[l];
-        float *lat = kv->data + (int64_t)(l - p->first_layer) * kv->cap * W; /* (cap, C + R) */
+        float *lat = b.lat; /* (S, C + R) */
 
         ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
         if (c->q_lora_rank > 0) {
@@ -233,7 +236,9 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
         for (int64_t t = 0; t < T; t++) ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
         ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
         ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
-        memcpy(lat + pos0 * W, b.kva, (size_t)(T * W) * sizeof(float));
+        /* Through the block table: the new rows out, the whole sequence back in. */
+        fw_kv_pool_scatter(kv->pool, kv->table, l - p->first_layer, pos0, T, b.kva);
+        fw_kv_pool_gather(kv->pool, kv->table, l - p->first_layer, S, lat);
 
         if (mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, T, S, &b);
         else attention_absorbed(m, L, lat, T, S, &b);
@@ -263,16 +268,30 @@ done:
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
     const fw_config *c = &m->cfg;
     memset(kv, 0, sizeof *kv);
-    kv->cap = cap;
     kv->n_layers = m->part.n_layers;
     kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
-    size_t bytes = (size_t)(kv->n_layers * cap * kv->width) * sizeof(float);
-    kv->data = malloc(bytes ? bytes : 1);
-    if (!kv->data) return fw_errf(e, "KV cache: out of memory for %lld positions (%zu bytes)", (long long)cap, bytes);
+    int64_t bs = FW_KV_BLOCK_SIZE, nb = cap > 0 ? (cap + bs - 1) / bs : 1;
+    kv->own = malloc(sizeof *kv->own);
+    kv->own_table = malloc((size_t)nb * sizeof(int32_t));
+    if (!kv->own || !kv->own_table) {
+        fw_kv_free(kv);
+        return fw_errf(e, "KV cache: out of memory");
+    }
+    if (fw_kv_pool_init(kv->own, nb, bs, kv->n_layers, kv->width, e)) {
+        free(kv->own), kv->own = NULL;
+        fw_kv_free(kv);
+        return FW_ERR;
+    }
+    for (int64_t i = 0; i < nb; i++) kv->own_table[i] = fw_kv_pool_take(kv->own);
+    kv->pool = kv->own;
+    kv->table = kv->own_table;
+    kv->cap = cap;
     return FW_OK;
 }
 
 void fw_kv_free(fw_kv *kv) {
-    free(kv->data);
-    kv->data = NULL;
+    if (kv->own) fw_kv_pool_free(kv->own);
+    free(kv->own);
+    free(kv->own_table);
+    memset(kv, 0, sizeof *kv);
 }

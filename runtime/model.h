@@ -64,15 +64,24 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_l
                   int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
 
+struct fw_kv_pool;
+
 /* The latent KV cache of one sequence: per layer and position, the normalised
- * compressed KV (C = kv_lora_rank values) then the rotated k_pe (R values). */
+ * compressed KV (C = kv_lora_rank values) then the rotated k_pe (R values), held
+ * in the blocks of a paged pool named by the sequence's block table
+ * (runtime/kvcache.h). The scheduler's sequences share one pool; fw_kv_init
+ * gives a sequence a pool of its own. */
 typedef struct fw_kv {
-    int64_t cap;               /* positions allocated */
+    int64_t cap;               /* positions its blocks hold: table entries x block size */
     int64_t len;               /* positions filled */
     int64_t n_layers, width;   /* the stage's layers; width = C + R */
-    float *data;               /* (n_layers, cap, width) */
+    struct fw_kv_pool *pool;   /* the blocks */
+    const int32_t *table;      /* (cap / block size) block ids */
+    struct fw_kv_pool *own;    /* fw_kv_init's private pool and table, freed by fw_kv_free */
+    int32_t *own_table;
 } fw_kv;
 
+/* A sequence of at most cap positions with a private pool. */
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e);
 void fw_kv_free(fw_kv *kv);
 
