@@ -3,6 +3,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli.c runtime/cli.h \
 	runtime/model.h runtime/model_load.c runtime/forward.c \
 	runtime/kvcache.c runtime/kvcache.h \
+	runtime/sched.c runtime/sched.h \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
 	runtime/world.c runtime/world.h \

@@ -70,3 +70,8 @@ endif
 check_PROGRAMS += tests/test_sample
 TESTS += tests/test_sample
 tests_test_sample_LDADD = $(FWTEST_LIBS)
+
+# Continuous batching with a stand-in model: block tables, budgets, preemption.
+check_PROGRAMS += tests/test_sched
+TESTS += tests/test_sched
+tests_test_sched_LDADD = $(FWTEST_LIBS)
