@@ -34,6 +34,7 @@ static void usage(FILE *f) {
             "  --top-p P                           nucleus sampling threshold (default 1: off)\n"
             "  --seed N                            sampling seed (default 0)\n"
             "  --ignore-eos                        keep going after the end-of-sentence token\n"
+            "  --input FILE --output FILE          a batch job of JSONL requests (generate --input - --help)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -191,6 +192,8 @@ int fw_cmd_generate(int argc, char **argv) {
     int ignore_eos = 0;
     fw_err e = {{0}};
     int c;
+    for (int i = 1; i < argc; i++) /* a batch job: its own options */
+        if (!strcmp(argv[i], "--input") || !strncmp(argv[i], "--input=", 8)) return fw_cmd_generate_batch(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int bad = fw_cli_engine_option(c, optarg, &eo, &e);

@@ -38,6 +38,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
+    en->context = o->context;
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
     for (int i = 0; i < en->n_seqs && rc == FW_OK; i++) rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
@@ -208,3 +209,22 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
     }
     return FW_OK;
 }
+
+int fw_engine_stage(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                    fw_err *e) {
+    if (T > en->context) return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T,
+                                        (long long)en->context);
+    return check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, n_out, e) ? FW_ERR : FW_OK;
+}
+
+fw_engine_best fw_engine_shard_best(const fw_engine *en) {
+    maxloc m = shard_max(en, en->shard);
+    return (fw_engine_best){m.v, m.i};
+}
+
+int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *next, fw_err *e) {
+    _Static_assert(sizeof(fw_engine_best) == sizeof(maxloc), "fw_engine_best is maxloc");
+    return greedy_tokens(en, n, (maxloc *)best, next, e);
+}
+
+int fw_engine_row_logits(fw_engine *en, float *logits, fw_err *e) { return gather_logits(en, 1, logits, e); }

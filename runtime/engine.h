@@ -35,6 +35,7 @@ typedef struct fw_engine {
     int head_root;               /* replica rank of (last stage, tp 0) */
     fw_kv *kvs;                  /* [n_seqs] caches; fw_engine_forward uses kvs[0] */
     int n_seqs;
+    int64_t context;             /* positions a forward call takes at most */
     float *hidden;               /* (context, D) pipeline buffer */
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
@@ -59,6 +60,23 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
  * (micro-batches in flight). n <= opts.n_seqs. */
 int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
                            int32_t *next, fw_err *e);
+
+/* For the scheduler's steps (runtime/runner.c): one chunk of one sequence
+ * through this rank's stage over a cache the caller gives (ids checked first,
+ * the same on every rank); with n_out = 1 the last stage keeps the last
+ * position's logits shard for what follows. */
+int fw_engine_stage(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                    fw_err *e);
+/* The last stage's largest logit of its shard of that row (layout of MPI_FLOAT_INT). */
+typedef struct fw_engine_best {
+    float v;
+    int i;
+} fw_engine_best;
+fw_engine_best fw_engine_shard_best(const fw_engine *en);
+/* Max-loc of n rows' bests across the shards; every replica rank gets the tokens. */
+int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *next, fw_err *e);
+/* That row's full logits (V) on replica rank 0 (collective over the replica's head ranks and rank 0). */
+int fw_engine_row_logits(fw_engine *en, float *logits, fw_err *e);
 
 /* Starts new sequences (empties the caches). */
 static inline void fw_engine_reset(fw_engine *en) {

@@ -4,6 +4,9 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/model.h runtime/model_load.c runtime/forward.c \
 	runtime/kvcache.c runtime/kvcache.h \
 	runtime/sched.c runtime/sched.h \
+	runtime/runner.c runtime/runner.h \
+	runtime/request.c runtime/request.h \
+	runtime/cmd_batch.c \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
 	runtime/world.c runtime/world.h \

@@ -75,3 +75,7 @@ tests_test_sample_LDADD = $(FWTEST_LIBS)
 check_PROGRAMS += tests/test_sched
 TESTS += tests/test_sched
 tests_test_sched_LDADD = $(FWTEST_LIBS)
+
+# Batch jobs: generate --input/--output, preemption, tp/pp, kill -9 and resume.
+TESTS += tests/test_batch.sh
+EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py

@@ -1,0 +1,179 @@
+#include "runtime/runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/cli.h"
+
+void fw_runner_defaults(fw_sched_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->block_size = FW_KV_BLOCK_SIZE;
+    o->max_batch = 32;
+    o->max_queue = 256;
+    o->token_budget = 512;
+    o->max_context = 4096;
+}
+
+int fw_runner_option(int code, const char *arg, fw_sched_opts *o, fw_err *e) {
+    int64_t v;
+    static const char *names[] = {"--kv-blocks", "--block-size", "--max-batch", "--token-budget", "--max-context"};
+    if (code < 1100 || code > 1104) return 0;
+    if (fw_cli_parse_int(arg, names[code - 1100], 1, code == 1102 ? 4096 : INT32_MAX, &v, e)) return -1;
+    switch (code) {
+    case 1100: o->n_blocks = v; break;
+    case 1101: o->block_size = v; break;
+    case 1102: o->max_batch = (int)v; break;
+    case 1103: o->token_budget = v; break;
+    default: o->max_context = v; break;
+    }
+    return 1;
+}
+
+int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *e) {
+    memset(r, 0, sizeof *r);
+    r->en = en;
+    r->leader = en->replica_rank == 0;
+    r->max_batch = o->max_batch;
+    fw_sched_opts so = *o;
+    const fw_config *c = &en->model->cfg;
+    so.vocab = c->vocab_size;
+    so.eos = (int32_t)c->eos_token_id;
+    if (so.n_blocks <= 0) { /* max_batch requests of 512 tokens, or one of max_context */
+        int64_t per = (so.max_context < 512 ? so.max_context : 512) * so.max_batch;
+        if (per < so.max_context) per = so.max_context;
+        so.n_blocks = (per + so.block_size - 1) / so.block_size;
+    }
+    if (en->context < so.token_budget)
+        return fw_errf(e, "runner: the engine takes %lld tokens per call, the budget is %lld", (long long)en->context,
+                       (long long)so.token_budget);
+    if (fw_kv_pool_init(&r->pool, so.n_blocks, so.block_size, en->model->part.n_layers,
+                        c->kv_lora_rank + c->qk_rope_head_dim, e))
+        return FW_ERR;
+    r->out = calloc((size_t)so.max_batch, sizeof *r->out);
+    r->best = calloc((size_t)so.max_batch, sizeof *r->best);
+    r->best_tok = calloc((size_t)so.max_batch, sizeof *r->best_tok);
+    r->best_at = calloc((size_t)so.max_batch, sizeof *r->best_at);
+    r->wire_cap = 2 + 4 * (int64_t)so.max_batch + so.token_budget + so.max_batch * fw_kv_blocks_for(&r->pool, so.max_context);
+    r->wire = malloc((size_t)r->wire_cap * sizeof *r->wire);
+    if (r->leader) r->logits = malloc((size_t)c->vocab_size * sizeof(float));
+    if (!r->out || !r->best || !r->best_tok || !r->best_at || !r->wire || (r->leader && !r->logits)) {
+        fw_runner_free(r);
+        return fw_errf(e, "runner: out of memory");
+    }
+    if (r->leader && fw_sched_init(&r->sched, &so, &r->pool, e)) {
+        fw_runner_free(r);
+        return FW_ERR;
+    }
+    return FW_OK;
+}
+
+void fw_runner_free(fw_runner *r) {
+    if (r->leader) fw_sched_free(&r->sched);
+    fw_kv_pool_free(&r->pool);
+    free(r->wire);
+    free(r->logits);
+    free(r->out);
+    free(r->best);
+    free(r->best_tok);
+    free(r->best_at);
+    memset(r, 0, sizeof *r);
+}
+
+/* The plan on the wire: [n, length] then per entry (pos0, n, n_table, logits),
+ * then each entry's token ids, then each entry's block table. */
+static int64_t encode(fw_runner *r, const fw_step *st) {
+    int64_t *w = r->wire, k = 2 + 4 * (int64_t)st->n;
+    w[0] = st->n;
+    for (int i = 0; i < st->n; i++) {
+        const fw_step_entry *x = &st->e[i];
+        int64_t nt = fw_kv_blocks_for(&r->pool, x->pos0 + x->n);
+        int64_t *h = w + 2 + 4 * i;
+        h[0] = x->pos0, h[1] = x->n, h[2] = nt, h[3] = x->logits;
+        for (int64_t t = 0; t < x->n; t++) w[k++] = x->req->tokens[x->pos0 + t];
+    }
+    for (int i = 0; i < st->n; i++) {
+        const fw_step_entry *x = &st->e[i];
+        for (int64_t b = 0; b < w[2 + 4 * i + 2]; b++) w[k++] = x->req->table[b];
+    }
+    w[1] = k;
+    return k;
+}
+
+/* Runs a decoded plan on this rank; the leader samples into r->out. */
+static int execute(fw_runner *r, fw_err *e) {
+    fw_engine *en = r->en;
+    const int64_t *w = r->wire;
+    int n = (int)w[0];
+    int64_t k = 2 + 4 * (int64_t)n, kt = k;
+    for (int i = 0; i < n; i++) kt += w[2 + 4 * i + 1];
+    int nb = 0;
+    int32_t ids[4096], tab[4096];
+    for (int i = 0; i < n; i++) {
+        const int64_t *h = w + 2 + 4 * i;
+        int64_t pos0 = h[0], T = h[1], nt = h[2];
+        int32_t *idv = T <= 4096 ? ids : malloc((size_t)T * sizeof(int32_t));
+        int32_t *tv = nt <= 4096 ? tab : malloc((size_t)nt * sizeof(int32_t));
+        if (!idv || !tv) return fw_errf(e, "runner: out of memory");
+        for (int64_t t = 0; t < T; t++) idv[t] = (int32_t)w[k + t];
+        for (int64_t b = 0; b < nt; b++) tv[b] = (int32_t)w[kt + b];
+        k += T, kt += nt;
+        fw_kv kv = {.cap = nt * r->pool.block_size, .len = pos0, .n_layers = r->pool.n_layers,
+                    .width = r->pool.width, .pool = &r->pool, .table = tv};
+        fw_attn_mode mode = T == 1 && pos0 > 0 ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE;
+        int rc = fw_engine_stage(en, &kv, idv, T, mode, h[3] != FW_STEP_NONE, e);
+        if (idv != ids) free(idv);
+        if (tv != tab) free(tv);
+        if (rc) return FW_ERR;
+        if (h[3] == FW_STEP_ARGMAX) {
+            if (en->model->part.has_head) r->best[nb] = fw_engine_shard_best(en);
+            r->best_at[nb++] = i;
+        } else if (h[3] == FW_STEP_FULL) {
+            if (fw_engine_row_logits(en, r->logits, e)) return FW_ERR;
+            if (r->leader) fw_sampler_next(&r->sched.step.e[i].req->sampler, r->logits, &r->out[i]);
+        }
+    }
+    if (nb > 0) {
+        if (fw_engine_best_tokens(en, nb, r->best, r->best_tok, e)) return FW_ERR;
+        for (int j = 0; j < nb; j++) r->out[r->best_at[j]] = (fw_sample_out){.id = r->best_tok[j]};
+    }
+    return FW_OK;
+}
+
+static int bcast(fw_runner *r, fw_err *e) {
+    fw_engine *en = r->en;
+    if (en->replica_size == 1) return FW_OK;
+    if (MPI_Bcast(r->wire, 2, MPI_INT64_T, 0, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the step plan failed");
+    if (r->wire[0] > 0 && (r->wire[1] > r->wire_cap ||
+                           MPI_Bcast(r->wire + 2, (int)(r->wire[1] - 2), MPI_INT64_T, 0, en->replica) != MPI_SUCCESS))
+        return fw_errf(e, "broadcasting the step plan failed");
+    return FW_OK;
+}
+
+int fw_runner_step(fw_runner *r, int *n, fw_err *e) {
+    double t0 = fw_now();
+    const fw_step *st = fw_sched_plan(&r->sched);
+    *n = st->n;
+    if (st->n == 0) return FW_OK;
+    encode(r, st);
+    if (bcast(r, e) || execute(r, e)) return FW_ERR;
+    fw_sched_commit(&r->sched, r->out);
+    r->steps++;
+    r->tokens += st->n_tokens;
+    r->last_step_s = fw_now() - t0;
+    return FW_OK;
+}
+
+void fw_runner_stop(fw_runner *r) {
+    fw_err e;
+    r->wire[0] = -1, r->wire[1] = 2;
+    bcast(r, &e);
+}
+
+int fw_runner_follow(fw_runner *r, fw_err *e) {
+    for (;;) {
+        if (bcast(r, e)) return FW_ERR;
+        if (r->wire[0] < 0) return FW_OK;
+        if (execute(r, e)) return FW_ERR;
+    }
+}
