@@ -7,6 +7,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/runner.c runtime/runner.h \
 	runtime/request.c runtime/request.h \
 	runtime/cmd_batch.c \
+	runtime/serve.h runtime/serve_http.c runtime/serve_metrics.c runtime/cmd_serve.c \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
 	runtime/world.c runtime/world.h \

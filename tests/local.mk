@@ -79,3 +79,7 @@ tests_test_sched_LDADD = $(FWTEST_LIBS)
 # Batch jobs: generate --input/--output, preemption, tp/pp, kill -9 and resume.
 TESTS += tests/test_batch.sh
 EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
+
+# furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
+TESTS += tests/test_serve.sh
+EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
