@@ -249,16 +249,16 @@ bool fw_job_token(fw_job *j, const fw_sample_out *o) {
     append(j, piece, len);
     /* A stop string can only end inside the new piece: search from where it could start. */
     size_t from = before >= j->stop_max ? before - j->stop_max + 1 : 0;
+    char *first = NULL; /* the earliest of the stop strings found */
     for (int s = 0; s < j->n_stop; s++) {
         char *hit = j->text_len >= from ? strstr(j->text + from, j->stop[s]) : NULL;
-        if (hit) {
-            j->text_len = (size_t)(hit - j->text);
-            j->text[j->text_len] = 0;
-            j->n_stop = -j->n_stop; /* marks "stopped by a string"; negated back in fw_job_end */
-            return true;
-        }
+        if (hit && (!first || hit < first)) first = hit;
     }
-    return false;
+    if (!first) return false;
+    j->text_len = (size_t)(first - j->text);
+    j->text[j->text_len] = 0;
+    j->n_stop = -j->n_stop; /* marks "stopped by a string"; negated back in fw_job_end */
+    return true;
 }
 
 void fw_job_end(fw_job *j) {

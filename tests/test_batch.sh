@@ -53,6 +53,21 @@ for l in open('ref.jsonl'):
   n=$((n + 1))
 done < greedy.txt
 ok "$n greedy requests equal generate --prompt-tokens"
+python3 - <<'EOF2' || fail=1
+import json
+req = {str(d["id"]): d for d in map(json.loads, open("in.jsonl", encoding="utf-8"))}
+n = 0
+for d in map(json.loads, open("ref.jsonl", encoding="utf-8")):
+    r = req[str(d["id"])]
+    assert len(d["tokens"]) <= r["max_tokens"] and d["usage"]["completion_tokens"] == len(d["tokens"]), d
+    assert d["finish_reason"] == "stop" or len(d["tokens"]) == r["max_tokens"], d
+    if "stop" in r:
+        assert not any(s in d["text"] for s in r["stop"]), d
+        n += d["finish_reason"] == "stop" and len(d["tokens"]) < r["max_tokens"]
+    if "logprobs" in r:
+        assert len(d["logprobs"]) == len(d["tokens"]) and all(len(x["top"]) == 2 for x in d["logprobs"]), d
+print("ok: lengths, finish reasons, logprobs; stop strings cut the text (%d requests stopped on one)" % n)
+EOF2
 
 same() { # NAME FILE: the same results by id (logprobs within 1e-4), one line each
   if python3 "$FURROW_SRCDIR/tests/batch_compare.py" ref.jsonl "$2" > cmp.txt; then ok "$1"
@@ -70,16 +85,21 @@ fw_mpirun 120 2 "$FURROW_BIN" generate --model model --max-context 64 --input in
   --kv-blocks 20 --block-size 4 2>/dev/null
 same "pp 2 with preemptions" pp2.jsonl
 
-# kill -9 at random moments, then rerun; then finish.
+# kill -9 at random moments, then rerun; then finish. Each round waits (bounded)
+# until a few more lines are out, so the kills land mid-job at any speed.
 rm -f resumed.jsonl
-for delay in 0.05 0.3 0.1 0.5 0.2 0.02; do
+lines() { cat resumed.jsonl 2>/dev/null | wc -l; }
+for step in 3 7 2 9 4 5; do
+  want=$(($(lines) + step))
   "$FURROW_BIN" generate --model model --max-context 64 --input in.jsonl --output resumed.jsonl --kv-blocks 20 \
     --block-size 4 2>/dev/null &
   pid=$! # furrow itself, not a subshell: the kill must hit the writer
-  sleep "$delay"
+  i=0
+  while [ "$(lines)" -lt $want ] && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+  sleep "0.0$step"
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
-  printf '%s ' "$(cat resumed.jsonl 2>/dev/null | wc -l)"
+  printf '%s ' "$(lines)"
 done
 echo "lines after each kill -9"
 run --input in.jsonl --output resumed.jsonl --kv-blocks 20 --block-size 4 2> resumed.err || bad "the final rerun failed"
