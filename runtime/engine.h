@@ -78,6 +78,11 @@ int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *n
 /* That row's full logits (V) on replica rank 0 (collective over the replica's head ranks and rank 0). */
 int fw_engine_row_logits(fw_engine *en, float *logits, fw_err *e);
 
+/* The k largest logits of that row across the shards (ids, vals: tp * k) and the
+ * row's log-sum-exp, on replica rank 0; each shard sends k, not the row
+ * (runtime/engine_top.c; collective like fw_engine_row_logits). */
+int fw_engine_row_top(fw_engine *en, int k, int32_t *ids, float *vals, int64_t *n, double *lse, fw_err *e);
+
 /* Starts new sequences (empties the caches). */
 static inline void fw_engine_reset(fw_engine *en) {
     for (int i = 0; i < en->n_seqs; i++) en->kvs[i].len = 0;

@@ -13,7 +13,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/world.c runtime/world.h \
 	runtime/topo.c runtime/topo.h \
 	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
-	runtime/engine.c runtime/engine.h \
+	runtime/engine.c runtime/engine.h runtime/engine_top.c \
 	runtime/data.c runtime/data.h \
 	runtime/prompt.c runtime/prompt.h \
 	runtime/cmd_convert.c \

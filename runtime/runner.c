@@ -55,8 +55,11 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     r->best_at = calloc((size_t)so.max_batch, sizeof *r->best_at);
     r->wire_cap = 2 + 4 * (int64_t)so.max_batch + so.token_budget + so.max_batch * fw_kv_blocks_for(&r->pool, so.max_context);
     r->wire = malloc((size_t)r->wire_cap * sizeof *r->wire);
+    r->top_ids = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_ids);
+    r->top_vals = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_vals);
     if (r->leader) r->logits = malloc((size_t)c->vocab_size * sizeof(float));
-    if (!r->out || !r->best || !r->best_tok || !r->best_at || !r->wire || (r->leader && !r->logits)) {
+    if (!r->out || !r->best || !r->best_tok || !r->best_at || !r->wire || !r->top_ids || !r->top_vals ||
+        (r->leader && !r->logits)) {
         fw_runner_free(r);
         return fw_errf(e, "runner: out of memory");
     }
@@ -76,6 +79,8 @@ void fw_runner_free(fw_runner *r) {
     free(r->best);
     free(r->best_tok);
     free(r->best_at);
+    free(r->top_ids);
+    free(r->top_vals);
     memset(r, 0, sizeof *r);
 }
 
@@ -88,7 +93,8 @@ static int64_t encode(fw_runner *r, const fw_step *st) {
         const fw_step_entry *x = &st->e[i];
         int64_t nt = fw_kv_blocks_for(&r->pool, x->pos0 + x->n);
         int64_t *h = w + 2 + 4 * i;
-        h[0] = x->pos0, h[1] = x->n, h[2] = nt, h[3] = x->logits;
+        h[0] = x->pos0, h[1] = x->n, h[2] = nt;
+        h[3] = x->logits | (int64_t)(x->logits == FW_STEP_TOP ? x->req->sp.top_k : 0) << 8; /* kind, and k */
         for (int64_t t = 0; t < x->n; t++) w[k++] = x->req->tokens[x->pos0 + t];
     }
     for (int i = 0; i < st->n; i++) {
@@ -110,7 +116,7 @@ static int execute(fw_runner *r, fw_err *e) {
     int32_t ids[4096], tab[4096];
     for (int i = 0; i < n; i++) {
         const int64_t *h = w + 2 + 4 * i;
-        int64_t pos0 = h[0], T = h[1], nt = h[2];
+        int64_t pos0 = h[0], T = h[1], nt = h[2], kind = h[3] & 0xff;
         int32_t *idv = T <= 4096 ? ids : malloc((size_t)T * sizeof(int32_t));
         int32_t *tv = nt <= 4096 ? tab : malloc((size_t)nt * sizeof(int32_t));
         if (!idv || !tv) return fw_errf(e, "runner: out of memory");
@@ -120,16 +126,22 @@ static int execute(fw_runner *r, fw_err *e) {
         fw_kv kv = {.cap = nt * r->pool.block_size, .len = pos0, .n_layers = r->pool.n_layers,
                     .width = r->pool.width, .pool = &r->pool, .table = tv};
         fw_attn_mode mode = T == 1 && pos0 > 0 ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE;
-        int rc = fw_engine_stage(en, &kv, idv, T, mode, h[3] != FW_STEP_NONE, e);
+        int rc = fw_engine_stage(en, &kv, idv, T, mode, kind != FW_STEP_NONE, e);
         if (idv != ids) free(idv);
         if (tv != tab) free(tv);
         if (rc) return FW_ERR;
-        if (h[3] == FW_STEP_ARGMAX) {
+        if (kind == FW_STEP_ARGMAX) {
             if (en->model->part.has_head) r->best[nb] = fw_engine_shard_best(en);
             r->best_at[nb++] = i;
-        } else if (h[3] == FW_STEP_FULL) {
+        } else if (kind == FW_STEP_FULL) {
             if (fw_engine_row_logits(en, r->logits, e)) return FW_ERR;
             if (r->leader) fw_sampler_next(&r->sched.step.e[i].req->sampler, r->logits, &r->out[i]);
+        } else if (kind == FW_STEP_TOP) {
+            int k = (int)(w[2 + 4 * i + 3] >> 8);
+            int64_t nc = 0;
+            double lse = 0;
+            if (fw_engine_row_top(en, k, r->top_ids, r->top_vals, &nc, &lse, e)) return FW_ERR;
+            if (r->leader) fw_sampler_next_top(&r->sched.step.e[i].req->sampler, r->top_ids, r->top_vals, nc, lse, &r->out[i]);
         }
     }
     if (nb > 0) {

@@ -22,6 +22,8 @@ typedef struct fw_runner {
     fw_engine_best *best;      /* (max_batch) */
     int32_t *best_tok;
     int *best_at;
+    int32_t *top_ids;          /* (tp * FW_SAMPLE_TOP_MAX) top-k candidates */
+    float *top_vals;
     int max_batch;
     int64_t steps, tokens;     /* counters for reports */
     double last_step_s;

@@ -210,3 +210,81 @@ void fw_sampler_probs(fw_sampler *s, const float *logits, float *probs) {
     double sum = filter(s);
     for (int64_t i = 0; i < s->V; i++) probs[i] = (float)(s->work[i] / sum);
 }
+
+bool fw_sampler_top_only(const fw_sample_params *p, int32_t max_k) {
+    return p->temperature > 0 && p->top_k >= 1 && p->top_k <= max_k && p->presence_penalty == 0 &&
+           p->frequency_penalty == 0 && p->repetition_penalty == 1 && p->logprobs <= p->top_k;
+}
+
+typedef struct cand {
+    float v, w;
+    int32_t id;
+} cand;
+
+static int by_w_desc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->w != y->w) return x->w < y->w ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int by_v_desc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int by_id(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Mirrors filter() and the draw of fw_sampler_next step by step (same float and
+ * double operations in the same order), so both give the same token. */
+void fw_sampler_next_top(fw_sampler *s, int32_t *ids, float *vals, int64_t n, double lse, fw_sample_out *out) {
+    cand one[256], *c = n <= 256 ? one : malloc((size_t)n * sizeof *c);
+    if (!c) { /* out of memory: the best candidate */
+        out->id = ids[0], out->logprob = 0, out->n_top = 0;
+        return;
+    }
+    float mx = vals[0];
+    for (int64_t i = 0; i < n; i++) {
+        c[i] = (cand){vals[i], 0, ids[i]};
+        if (vals[i] > mx) mx = vals[i];
+    }
+    double inv_t = 1.0 / s->p.temperature;
+    for (int64_t i = 0; i < n; i++) c[i].w = (float)exp((double)(c[i].v - mx) * inv_t);
+    out->n_top = 0;
+    out->logprob = 0;
+    if (s->p.logprobs >= 0) { /* alternatives by logit, as logprobs() */
+        qsort(c, (size_t)n, sizeof *c, by_v_desc);
+        for (int k = 0; k < s->p.logprobs && k < n; k++)
+            out->top[out->n_top++] = (fw_logprob){c[k].id, (float)(c[k].v - lse)};
+    }
+    qsort(c, (size_t)n, sizeof *c, by_w_desc);
+    int64_t k = s->p.top_k < n ? s->p.top_k : n, m = k;
+    double kept = 0;
+    for (int64_t i = 0; i < k; i++) kept += c[i].w;
+    if (s->p.top_p < 1) {
+        double acc = 0;
+        for (m = 0; m < k && (m == 0 || acc < s->p.top_p * kept); m++) acc += c[m].w;
+    }
+    if (s->p.min_p > 0)
+        for (int64_t i = 0; i < m; i++)
+            if (c[i].w < (float)s->p.min_p) c[i].w = 0;
+    qsort(c, (size_t)m, sizeof *c, by_id);
+    double sum = 0;
+    for (int64_t i = 0; i < m; i++) sum += c[i].w;
+    double r = fw_sample_uniform(s->p.seed, s->n_generated) * sum, acc = 0;
+    out->id = -1;
+    int32_t last = c[0].id;
+    float last_v = c[0].v;
+    for (int64_t i = 0; i < m && out->id < 0; i++) {
+        if (c[i].w <= 0) continue;
+        last = c[i].id, last_v = c[i].v;
+        acc += c[i].w;
+        if (r < acc) out->id = c[i].id, out->logprob = (float)(c[i].v - lse);
+    }
+    if (out->id < 0) out->id = last, out->logprob = (float)(last_v - lse);
+    if (s->p.logprobs < 0) out->logprob = 0;
+    if (c != one) free(c);
+}

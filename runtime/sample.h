@@ -19,6 +19,7 @@
 int32_t fw_sample_argmax(const float *logits, int64_t V);
 
 #define FW_SAMPLE_MAX_LOGPROBS 20
+#define FW_SAMPLE_TOP_MAX 64   /* top_k up to this samples from the shards' candidates */
 
 typedef struct fw_sample_params {
     double temperature;        /* 0: greedy */
@@ -70,6 +71,15 @@ void fw_sampler_accept(fw_sampler *s, int32_t id);
 void fw_sampler_reset(fw_sampler *s);
 /* Chooses the next token from logits (V) without accepting it. */
 void fw_sampler_next(fw_sampler *s, const float *logits, fw_sample_out *out);
+
+/* True when the request's choice needs only its top_k largest logits and their
+ * log-sum-exp: top_k in [1, max_k], no penalties, logprobs <= top_k. Then the
+ * vocabulary shards send their top_k candidates, never the whole row. */
+bool fw_sampler_top_only(const fw_sample_params *p, int32_t max_k);
+/* The same choice as fw_sampler_next from candidates: ids/vals (n) hold at least
+ * the top_k largest logits of the row (any order; sorted in place), lse the
+ * log-sum-exp of the whole row (for logprobs). */
+void fw_sampler_next_top(fw_sampler *s, int32_t *ids, float *vals, int64_t n, double lse, fw_sample_out *out);
 
 /* The probabilities the draw uses (V, zero outside the kept set, summing to 1)
  * after penalties, temperature and filters; for the tests' reference. Greedy

@@ -124,7 +124,7 @@ static fw_step_logits logits_kind(const fw_req *r) {
     const fw_sample_params *p = &r->sp;
     bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
                  p->repetition_penalty == 1;
-    return plain ? FW_STEP_ARGMAX : FW_STEP_FULL;
+    return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;
 }
 
 static void add_entry(fw_sched *s, fw_req *r, int64_t n) {

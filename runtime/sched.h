@@ -75,6 +75,7 @@ typedef enum fw_step_logits {
     FW_STEP_NONE,              /* a prompt chunk before the last */
     FW_STEP_ARGMAX,            /* greedy without penalties or logprobs: a max-loc across the shards */
     FW_STEP_FULL,              /* the whole row of logits on rank 0, for its sampler */
+    FW_STEP_TOP,               /* top_k <= FW_SAMPLE_TOP_MAX, no penalties: the shards' top_k candidates */
 } fw_step_logits;
 
 typedef struct fw_step_entry {

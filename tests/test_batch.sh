@@ -27,6 +27,7 @@ for i in range(60):
     else:
         d["prompt_tokens"] = [r.randrange(2048) for _ in range(r.randint(1, 12))]
         d.update(top_k=20, top_p=0.9, min_p=0.01, frequency_penalty=0.5, repetition_penalty=1.2, stop_token_ids=[5])
+    if k == 1 and i % 8 == 1: d.update(top_k=30, top_p=0.95)  # sampled from the shards' top-k candidates
     if i % 5 == 0: d["stop"] = ["e", "a"]
     if i % 9 == 0: d["logprobs"] = 2
     print(json.dumps(d, ensure_ascii=False))

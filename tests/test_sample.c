@@ -7,6 +7,7 @@
 #include "tests/check.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 static fw_sample_params params(double t, int k, double p, double minp, double pres, double freq, double rep) {
@@ -179,6 +180,70 @@ static void check_frequencies(void) {
     fw_sampler_free(&s);
 }
 
+/* The top-k path (candidates from shards) picks what the full row picks. */
+static void check_top_only(void) {
+    enum { V = 3000, TP = 3 };
+    static float logits[V];
+    int same = 0, total = 0;
+    for (int round = 0; round < 60; round++) {
+        for (int i = 0; i < V; i++) logits[i] = 4 * check_rng_uniform();
+        if (round % 5 == 0) logits[17] = logits[2000] = logits[100]; /* equal logits across shards */
+        fw_sample_params p = params(0.3 + 0.05 * (round % 30), 1 + round % 40, round % 3 ? 0.9 : 1,
+                                    round % 4 ? 0 : 0.05, 0, 0, 1);
+        p.seed = (uint64_t)round * 77;
+        p.logprobs = round % 2 ? p.top_k < 5 ? p.top_k : 5 : -1;
+        CHECK(fw_sampler_top_only(&p, 64), "round %d: not top-only", round);
+        fw_sampler full, top;
+        fw_err e;
+        fw_sampler_init(&full, &p, V, &e);
+        fw_sampler_init(&top, &p, V, &e);
+        /* Each of TP shards of V / TP ids offers its own top_k, as the ranks do. */
+        int32_t ids[TP * 64];
+        float vals[TP * 64];
+        int n = 0;
+        double lse_parts[TP], mx = -1e30, acc = 0;
+        for (int r = 0; r < TP; r++) {
+            int lo = r * V / TP, hi = (r + 1) * V / TP;
+            for (int k = 0; k < p.top_k; k++) {
+                int best = -1;
+                for (int i = lo; i < hi; i++) {
+                    bool taken = false;
+                    for (int j = n - k; j < n; j++) taken |= ids[j] == i;
+                    if (!taken && (best < 0 || logits[i] > logits[best])) best = i;
+                }
+                ids[n] = best, vals[n++] = logits[best];
+            }
+            double m = -1e30, sum = 0;
+            for (int i = lo; i < hi; i++) m = fmax(m, logits[i]);
+            for (int i = lo; i < hi; i++) sum += exp(logits[i] - m);
+            lse_parts[r] = m + log(sum);
+            mx = fmax(mx, lse_parts[r]);
+        }
+        for (int r = 0; r < TP; r++) acc += exp(lse_parts[r] - mx);
+        for (int t = 0; t < 5; t++) {
+            fw_sample_out a, b;
+            fw_sampler_next(&full, logits, &a);
+            int32_t ids2[TP * 64];
+            float vals2[TP * 64];
+            memcpy(ids2, ids, sizeof ids2), memcpy(vals2, vals, sizeof vals2);
+            fw_sampler_next_top(&top, ids2, vals2, n, mx + log(acc), &b);
+            total++;
+            same += a.id == b.id;
+            CHECK(a.id == b.id && fabs(a.logprob - b.logprob) < 1e-4 && a.n_top == b.n_top,
+                  "round %d draw %d: full row %d (%g), top-k %d (%g)", round, t, a.id, a.logprob, b.id, b.logprob);
+            for (int k = 0; k < a.n_top && k < b.n_top; k++)
+                CHECK(a.top[k].id == b.top[k].id, "round %d: alternative %d differs", round, k);
+            fw_sampler_accept(&full, a.id);
+            fw_sampler_accept(&top, b.id);
+        }
+        fw_sampler_free(&full);
+        fw_sampler_free(&top);
+    }
+    fprintf(stderr, "top-k from shards: %d of %d draws equal the full row's\n", same, total);
+    fw_sample_params pen = params(1, 10, 1, 0, 0.5, 0, 1), nok = params(1, 0, 1, 0, 0, 0, 1);
+    CHECK(!fw_sampler_top_only(&pen, 64) && !fw_sampler_top_only(&nok, 64), "penalties or no top_k need the full row");
+}
+
 static void check_params(void) {
     fw_err e;
     fw_sample_params ok = params(1, 5, 0.5, 0.1, 1, -1, 1.2);
@@ -205,5 +270,6 @@ int main(void) {
     check_seeds();
     check_frequencies();
     check_params();
+    check_top_only();
     return check_result();
 }
