@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/cli.h"
 
@@ -154,8 +155,16 @@ static int execute(fw_runner *r, fw_err *e) {
 static int bcast(fw_runner *r, fw_err *e) {
     fw_engine *en = r->en;
     if (en->replica_size == 1) return FW_OK;
-    if (MPI_Bcast(r->wire, 2, MPI_INT64_T, 0, en->replica) != MPI_SUCCESS)
+    /* The header without spinning: an idle server's followers wait here, polling
+     * with short sleeps after a moment, so they leave the cores to others. */
+    MPI_Request req;
+    int done = 0;
+    if (MPI_Ibcast(r->wire, 2, MPI_INT64_T, 0, en->replica, &req) != MPI_SUCCESS)
         return fw_errf(e, "broadcasting the step plan failed");
+    for (long spins = 0; !done; spins++) {
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return fw_errf(e, "broadcasting the step plan failed");
+        if (!done && spins > 2000) nanosleep(&(struct timespec){0, 200 * 1000}, NULL);
+    }
     if (r->wire[0] > 0 && (r->wire[1] > r->wire_cap ||
                            MPI_Bcast(r->wire + 2, (int)(r->wire[1] - 2), MPI_INT64_T, 0, en->replica) != MPI_SUCCESS))
         return fw_errf(e, "broadcasting the step plan failed");
