@@ -66,6 +66,8 @@ def requests16():
     reqs = []
     for i in range(16):
         body = {"max_tokens": 8 + (i * 5) % 20, "ignore_eos": i % 3 == 0}
+        if i % 5 == 1:
+            body["stop"] = ["here", "clud", "value", " or"]  # held back while a stop string may be starting
         if i % 2:
             body.update(temperature=0.8, top_p=0.95, top_k=50, seed=100 + i)
         else:
@@ -96,16 +98,22 @@ def same(port):
     bad = [i for i in range(len(reqs)) if together[i] != alone[i]]
     for i in bad:
         print("FAIL: request %d: alone %s, together %s" % (i, alone[i], together[i]))
-    # A non-streamed request gives the streamed tokens and text.
-    p, b = reqs[2]
-    st, _, raw = post(port, p, b)
-    ch = json.loads(raw)["choices"][0]
-    if st != 200 or ch["token_ids"] != alone[2][0] or ch.get("text", ch.get("message", {}).get("content")) != alone[2][1]:
-        print("FAIL: non-streamed request 2 differs from its stream")
-        bad.append(2)
+    # Each request not streamed gives its streamed tokens, text and finish reason.
+    for i, (p, b) in enumerate(reqs):
+        st, _, raw = post(port, p, b)
+        ch = json.loads(raw)["choices"][0]
+        text = ch["text"] if "text" in ch else ch["message"]["content"]
+        if st != 200 or (ch["token_ids"], text, ch["finish_reason"]) != alone[i]:
+            print("FAIL: request %d not streamed: %s, streamed: %s" % (i, (ch["token_ids"], text), alone[i]))
+            bad.append(i)
+        if "stop" in b and any(x in text for x in b["stop"]):
+            print("FAIL: request %d: a stop string in %r" % (i, text))
+            bad.append(i)
+    n_stop = sum(1 for (p, b), a in zip(reqs, alone) if "stop" in b and a[2] == "stop")
     if not bad:
-        print("ok: 16 concurrent streams equal the same requests one at a time (%d tokens; greedy and seeded);"
-              " every stream well-formed UTF-8 ending in [DONE]" % sum(len(a[0]) for a in alone))
+        print("ok: 16 concurrent streams equal the same requests one at a time (%d tokens; greedy and seeded; %d"
+              " ended on a stop string); every stream well-formed UTF-8 ending in [DONE]; the same without streaming"
+              % (sum(len(a[0]) for a in alone), n_stop))
     return 1 if bad else 0
 
 
