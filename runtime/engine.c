@@ -210,15 +210,22 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
     return FW_OK;
 }
 
-int fw_engine_stage(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
-                    fw_err *e) {
-    if (T > en->context) return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T,
-                                        (long long)en->context);
-    return check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, n_out, e) ? FW_ERR : FW_OK;
+int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
+    int64_t T = 0;
+    for (int i = 0; i < n; T += q[i].T, i++)
+        if (check_ids(en, q[i].kv, ids + T, q[i].T, e)) return fw_err_prefix(e, "sequence %d of the step", i);
+    if (T > en->context)
+        return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T, (long long)en->context);
+    if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) return FW_ERR;
+    if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    return FW_OK;
 }
 
-fw_engine_best fw_engine_shard_best(const fw_engine *en) {
-    maxloc m = shard_max(en, en->shard);
+fw_engine_best fw_engine_shard_best(const fw_engine *en, int row) {
+    maxloc m = shard_max(en, en->shard + (int64_t)row * en->model->part.vocab);
     return (fw_engine_best){m.v, m.i};
 }
 
@@ -227,4 +234,4 @@ int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *n
     return greedy_tokens(en, n, (maxloc *)best, next, e);
 }
 
-int fw_engine_row_logits(fw_engine *en, float *logits, fw_err *e) { return gather_logits(en, 1, logits, e); }
+int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e) { return gather_logits(en, n, logits, e); }

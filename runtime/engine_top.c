@@ -12,9 +12,9 @@ typedef struct top_entry {
 } top_entry;
 
 /* This rank's k best of its shard row, by value then lowest id; -1 ids pad. */
-static double shard_top(const fw_engine *en, int k, top_entry *t) {
+static double shard_top(const fw_engine *en, int r, int k, top_entry *t) {
     const fw_part *p = &en->model->part;
-    const float *row = en->shard;
+    const float *row = en->shard + (int64_t)r * p->vocab;
     int n = 0;
     for (int64_t i = 0; i < p->vocab; i++) {
         if (n == k && !(row[i] > t[n - 1].v)) continue;
@@ -28,7 +28,7 @@ static double shard_top(const fw_engine *en, int k, top_entry *t) {
     return mx + log(sum);
 }
 
-int fw_engine_row_top(fw_engine *en, int k, int32_t *ids, float *vals, int64_t *n_out, double *lse_out, fw_err *e) {
+int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, int64_t *n_out, double *lse_out, fw_err *e) {
     const fw_part *p = &en->model->part;
     const int tp = p->tp;
     bool last = p->pp_rank == p->pp - 1;
@@ -41,7 +41,7 @@ int fw_engine_row_top(fw_engine *en, int k, int32_t *ids, float *vals, int64_t *
         if (p->tp_rank == 0) all = malloc(one * (size_t)tp);
         if (!mine || (p->tp_rank == 0 && !all)) rc = fw_errf(e, "out of memory for top-k candidates");
         if (rc == FW_OK) {
-            double lse = shard_top(en, k, (top_entry *)(mine + sizeof(double)));
+            double lse = shard_top(en, row, k, (top_entry *)(mine + sizeof(double)));
             memcpy(mine, &lse, sizeof lse);
             if (tp == 1) memcpy(all, mine, one);
             else if (MPI_Gather(mine, (int)one, MPI_BYTE, all, (int)one, MPI_BYTE, 0, en->world->tp_comm) != MPI_SUCCESS)

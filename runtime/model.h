@@ -98,4 +98,20 @@ typedef enum fw_attn_mode {
 int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
                      int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e);
 
+/* One sequence's part of a step of several. */
+typedef struct fw_seq_step {
+    fw_kv *kv;
+    int64_t T;                 /* its tokens, at positions kv->len .. */
+    int64_t n_out;             /* logits of its last n_out tokens */
+    fw_attn_mode mode;
+} fw_seq_step;
+
+/* Several sequences in one pass: their tokens (ids, hidden: all T of the first
+ * sequence, then the second's, ...) go through the projections, the FFN and the
+ * head together, and through attention one sequence at a time over its own
+ * cache. logits: (sum of n_out, vocabulary shard), in sequence order.
+ * fw_model_forward is the case of one. */
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
+                          float *hidden, float *logits, fw_err *e);
+
 #endif

@@ -58,9 +58,12 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     r->wire = malloc((size_t)r->wire_cap * sizeof *r->wire);
     r->top_ids = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_ids);
     r->top_vals = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_vals);
-    if (r->leader) r->logits = malloc((size_t)c->vocab_size * sizeof(float));
+    if (r->leader) r->logits = malloc((size_t)FW_RUNNER_DECODE_GROUP * (size_t)c->vocab_size * sizeof(float));
+    r->step_ids = malloc((size_t)so.token_budget * sizeof *r->step_ids);
+    r->step_tabs = malloc((size_t)FW_RUNNER_DECODE_GROUP * (size_t)fw_kv_blocks_for(&r->pool, so.max_context) *
+                          sizeof *r->step_tabs);
     if (!r->out || !r->best || !r->best_tok || !r->best_at || !r->wire || !r->top_ids || !r->top_vals ||
-        (r->leader && !r->logits)) {
+        !r->step_ids || !r->step_tabs || (r->leader && !r->logits)) {
         fw_runner_free(r);
         return fw_errf(e, "runner: out of memory");
     }
@@ -82,6 +85,8 @@ void fw_runner_free(fw_runner *r) {
     free(r->best_at);
     free(r->top_ids);
     free(r->top_vals);
+    free(r->step_ids);
+    free(r->step_tabs);
     memset(r, 0, sizeof *r);
 }
 
@@ -106,48 +111,74 @@ static int64_t encode(fw_runner *r, const fw_step *st) {
     return k;
 }
 
-/* Runs a decoded plan on this rank; the leader samples into r->out. */
-static int execute(fw_runner *r, fw_err *e) {
+/* Runs a group of consecutive entries [a, b) in one pass: each entry's tokens
+ * and block table from the wire, then its token chosen from its row of logits
+ * (the leader samples into r->out). */
+static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_err *e) {
     fw_engine *en = r->en;
     const int64_t *w = r->wire;
-    int n = (int)w[0];
-    int64_t k = 2 + 4 * (int64_t)n, kt = k;
-    for (int i = 0; i < n; i++) kt += w[2 + 4 * i + 1];
-    int nb = 0;
-    int32_t ids[4096], tab[4096];
-    for (int i = 0; i < n; i++) {
+    fw_seq_step q[FW_RUNNER_DECODE_GROUP];
+    fw_kv kv[FW_RUNNER_DECODE_GROUP];
+    int kinds[FW_RUNNER_DECODE_GROUP], rows = 0, nb = 0;
+    int64_t t = 0, tb = 0;
+    for (int i = a; i < b; i++) {
         const int64_t *h = w + 2 + 4 * i;
-        int64_t pos0 = h[0], T = h[1], nt = h[2], kind = h[3] & 0xff;
-        int32_t *idv = T <= 4096 ? ids : malloc((size_t)T * sizeof(int32_t));
-        int32_t *tv = nt <= 4096 ? tab : malloc((size_t)nt * sizeof(int32_t));
-        if (!idv || !tv) return fw_errf(e, "runner: out of memory");
-        for (int64_t t = 0; t < T; t++) idv[t] = (int32_t)w[k + t];
-        for (int64_t b = 0; b < nt; b++) tv[b] = (int32_t)w[kt + b];
-        k += T, kt += nt;
-        fw_kv kv = {.cap = nt * r->pool.block_size, .len = pos0, .n_layers = r->pool.n_layers,
-                    .width = r->pool.width, .pool = &r->pool, .table = tv};
-        fw_attn_mode mode = T == 1 && pos0 > 0 ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE;
-        int rc = fw_engine_stage(en, &kv, idv, T, mode, kind != FW_STEP_NONE, e);
-        if (idv != ids) free(idv);
-        if (tv != tab) free(tv);
-        if (rc) return FW_ERR;
-        if (kind == FW_STEP_ARGMAX) {
-            if (en->model->part.has_head) r->best[nb] = fw_engine_shard_best(en);
+        int64_t pos0 = h[0], T = h[1], nt = h[2];
+        int g = i - a;
+        kinds[g] = (int)(h[3] & 0xff);
+        for (int64_t x = 0; x < T; x++) r->step_ids[t + x] = (int32_t)w[ktok + t + x];
+        for (int64_t x = 0; x < nt; x++) r->step_tabs[tb + x] = (int32_t)w[ktab + tb + x];
+        kv[g] = (fw_kv){.cap = nt * r->pool.block_size, .len = pos0, .n_layers = r->pool.n_layers,
+                        .width = r->pool.width, .pool = &r->pool, .table = r->step_tabs + tb};
+        q[g] = (fw_seq_step){.kv = &kv[g], .T = T, .n_out = kinds[g] != FW_STEP_NONE,
+                             .mode = T == 1 && pos0 > 0 ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE};
+        t += T, tb += nt;
+    }
+    if (fw_engine_stage_seqs(en, b - a, q, r->step_ids, e)) return FW_ERR;
+    bool full = false;
+    for (int g = 0; g < b - a; g++) {
+        int i = a + g;
+        if (kinds[g] == FW_STEP_ARGMAX) {
+            if (en->model->part.has_head) r->best[nb] = fw_engine_shard_best(en, rows);
             r->best_at[nb++] = i;
-        } else if (kind == FW_STEP_FULL) {
-            if (fw_engine_row_logits(en, r->logits, e)) return FW_ERR;
-            if (r->leader) fw_sampler_next(&r->sched.step.e[i].req->sampler, r->logits, &r->out[i]);
-        } else if (kind == FW_STEP_TOP) {
+        } else if (kinds[g] == FW_STEP_TOP) {
             int k = (int)(w[2 + 4 * i + 3] >> 8);
             int64_t nc = 0;
             double lse = 0;
-            if (fw_engine_row_top(en, k, r->top_ids, r->top_vals, &nc, &lse, e)) return FW_ERR;
+            if (fw_engine_row_top(en, rows, k, r->top_ids, r->top_vals, &nc, &lse, e)) return FW_ERR;
             if (r->leader) fw_sampler_next_top(&r->sched.step.e[i].req->sampler, r->top_ids, r->top_vals, nc, lse, &r->out[i]);
         }
+        full |= kinds[g] == FW_STEP_FULL;
+        rows += kinds[g] != FW_STEP_NONE;
+    }
+    if (full) { /* the group's rows on the leader, for the requests that need a whole row */
+        if (fw_engine_rows_logits(en, rows, r->logits, e)) return FW_ERR;
+        for (int g = 0, row = 0; g < b - a; row += kinds[g] != FW_STEP_NONE, g++)
+            if (r->leader && kinds[g] == FW_STEP_FULL)
+                fw_sampler_next(&r->sched.step.e[a + g].req->sampler, r->logits + (int64_t)row * en->model->cfg.vocab_size,
+                                &r->out[a + g]);
     }
     if (nb > 0) {
         if (fw_engine_best_tokens(en, nb, r->best, r->best_tok, e)) return FW_ERR;
-        for (int j = 0; j < nb; j++) r->out[r->best_at[j]] = (fw_sample_out){.id = r->best_tok[j]};
+        for (int x = 0; x < nb; x++) r->out[r->best_at[x]] = (fw_sample_out){.id = r->best_tok[x]};
+    }
+    return FW_OK;
+}
+
+/* Runs a decoded plan on this rank: decodes (one token after a cached prefix)
+ * in groups of up to FW_RUNNER_DECODE_GROUP, every other entry alone. */
+static int execute(fw_runner *r, fw_err *e) {
+    const int64_t *w = r->wire;
+    int n = (int)w[0];
+    int64_t ktok = 2 + 4 * (int64_t)n, ktab = ktok;
+    for (int i = 0; i < n; i++) ktab += w[2 + 4 * i + 1];
+    for (int a = 0; a < n;) {
+        int b = a + 1;
+        bool decode = w[2 + 4 * a + 1] == 1 && w[2 + 4 * a] > 0;
+        while (decode && b < n && b - a < FW_RUNNER_DECODE_GROUP && w[2 + 4 * b + 1] == 1 && w[2 + 4 * b] > 0) b++;
+        if (run_group(r, a, b, ktok, ktab, e)) return FW_ERR;
+        for (int i = a; i < b; i++) ktok += w[2 + 4 * i + 1], ktab += w[2 + 4 * i + 2];
+        a = b;
     }
     return FW_OK;
 }

@@ -10,6 +10,11 @@
 #include "runtime/kvcache.h"
 #include "runtime/sched.h"
 
+/* Decodes per forward pass. Up to 8 rows, the CPU matmuls take their GEMV path,
+ * whose result for a row does not depend on the other rows: a request's tokens
+ * stay the same whatever else is in the batch. */
+#define FW_RUNNER_DECODE_GROUP 8
+
 typedef struct fw_runner {
     fw_engine *en;
     bool leader;
@@ -17,7 +22,9 @@ typedef struct fw_runner {
     fw_sched sched;            /* leader only */
     int64_t *wire;             /* the broadcast plan */
     int64_t wire_cap;
-    float *logits;             /* (V) leader: one row for a sampler */
+    float *logits;             /* (FW_RUNNER_DECODE_GROUP, V) leader: rows for the samplers */
+    int32_t *step_ids;         /* (token_budget) a group's token ids */
+    int32_t *step_tabs;        /* (FW_RUNNER_DECODE_GROUP, max blocks) a group's block tables */
     fw_sample_out *out;        /* (max_batch) */
     fw_engine_best *best;      /* (max_batch) */
     int32_t *best_tok;

@@ -83,3 +83,8 @@ EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh
 EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
+
+# Decode groups need matmuls whose rows do not depend on each other (runtime/runner.h).
+check_PROGRAMS += tests/test_invariance
+TESTS += tests/test_invariance
+tests_test_invariance_LDADD = $(FWTEST_LIBS)
