@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages="build-essential autoconf automake pkg-config libopenmpi-dev openmpi-bin
-  libhwloc-dev hwloc libhdf5-dev hdf5-tools libjansson-dev libxxhash-dev libpcre2-dev libucx-dev"
+  libhwloc-dev hwloc libhdf5-dev hdf5-tools libjansson-dev libxxhash-dev libpcre2-dev libucx-dev
+  libmicrohttpd-dev curl python3"
 if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
 if command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

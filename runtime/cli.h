@@ -26,6 +26,8 @@ int fw_cmd_info(int argc, char **argv);
 int fw_cmd_synth(int argc, char **argv);
 int fw_cmd_logits(int argc, char **argv);
 int fw_cmd_generate(int argc, char **argv);
+int fw_cmd_generate_batch(int argc, char **argv); /* generate --input (runtime/cmd_batch.c) */
+int fw_cmd_serve(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
 int fw_cmd_plan(int argc, char **argv);
 int fw_cmd_topo(int argc, char **argv);

@@ -34,6 +34,7 @@ static void usage(FILE *f) {
             "  --top-p P                           nucleus sampling threshold (default 1: off)\n"
             "  --seed N                            sampling seed (default 0)\n"
             "  --ignore-eos                        keep going after the end-of-sentence token\n"
+            "  --input FILE --output FILE          a batch job of JSONL requests (generate --input - --help)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -41,10 +42,14 @@ static void usage(FILE *f) {
 /* The next token on every rank: greedy through the distributed argmax, or sampled
  * on rank 0 from the gathered logits and broadcast. */
 static int next_token(fw_engine *en, fw_sampler *s, const int32_t *ids, int64_t T, fw_attn_mode mode,
-                      float *logits, float *work, int32_t *tok, fw_err *e) {
-    if (s->temperature <= 0) return fw_engine_forward(en, ids, T, mode, 1, false, NULL, tok, e);
+                      float *logits, int32_t *tok, fw_err *e) {
+    if (s->p.temperature <= 0) return fw_engine_forward(en, ids, T, mode, 1, false, NULL, tok, e);
     if (fw_engine_forward(en, ids, T, mode, 1, true, logits, NULL, e)) return FW_ERR;
-    if (en->replica_rank == 0) *tok = fw_sample(s, logits, en->model->cfg.vocab_size, work);
+    if (en->replica_rank == 0) {
+        fw_sample_out o;
+        fw_sampler_next(s, logits, &o);
+        fw_sampler_accept(s, *tok = o.id);
+    }
     if (en->replica_size > 1 && MPI_Bcast(tok, 1, MPI_INT32_T, 0, en->replica) != MPI_SUCCESS)
         return fw_errf(e, "broadcasting the sampled token failed");
     return FW_OK;
@@ -187,6 +192,8 @@ int fw_cmd_generate(int argc, char **argv) {
     int ignore_eos = 0;
     fw_err e = {{0}};
     int c;
+    for (int i = 1; i < argc; i++) /* a batch job: its own options */
+        if (!strcmp(argv[i], "--input") || !strncmp(argv[i], "--input=", 8)) return fw_cmd_generate_batch(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int bad = fw_cli_engine_option(c, optarg, &eo, &e);
@@ -259,7 +266,8 @@ int fw_cmd_generate(int argc, char **argv) {
     fw_engine en;
     int rc = 1;
     int32_t *out = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
-    float *logits = NULL, *work = NULL;
+    float *logits = NULL;
+    fw_sampler sampler = {0};
     int64_t n_out = 0;
     if (fw_engine_init(&en, &w, &eo, &e)) {
         fw_world_report(&w, "generate", e.msg);
@@ -267,10 +275,11 @@ int fw_cmd_generate(int argc, char **argv) {
     }
     const int64_t V = en.model->cfg.vocab_size;
     logits = malloc((size_t)V * sizeof(float));
-    work = malloc((size_t)(2 * V) * sizeof(float));
-    if (!logits || !work || !out) fw_world_abort(&w, "generate", "out of memory");
-    fw_sampler sampler;
-    fw_sampler_init(&sampler, temperature, top_p, (uint64_t)seed);
+    if (!logits || !out) fw_world_abort(&w, "generate", "out of memory");
+    fw_sample_params sp;
+    fw_sample_params_default(&sp);
+    sp.temperature = temperature, sp.top_p = top_p, sp.seed = (uint64_t)seed;
+    if (fw_sampler_init(&sampler, &sp, V, &e)) fw_world_abort(&w, "generate", e.msg);
 
     double t0 = fw_now(), t_prefill = 0;
     int32_t tok;
@@ -278,14 +287,14 @@ int fw_cmd_generate(int argc, char **argv) {
     fw_detok_stream *stream = NULL;
     if (tok_text && fw_detok_stream_init(&stream, tok_text, true, &e)) fw_world_abort(&w, "generate", e.msg);
     if (max_tokens > 0) {
-        fail = next_token(&en, &sampler, ids, T, FW_ATTN_NAIVE, logits, work, &tok, &e);
+        fail = next_token(&en, &sampler, ids, T, FW_ATTN_NAIVE, logits, &tok, &e);
         t_prefill = fw_now() - t0;
         t0 = fw_now();
         while (!fail) {
             out[n_out++] = tok;
             if (stream) emit(stream, tok, false);
             if ((tok == en.model->cfg.eos_token_id && !ignore_eos) || n_out == max_tokens) break;
-            fail = next_token(&en, &sampler, &tok, 1, FW_ATTN_ABSORBED, logits, work, &tok, &e);
+            fail = next_token(&en, &sampler, &tok, 1, FW_ATTN_ABSORBED, logits, &tok, &e);
         }
     }
     double t_decode = fw_now() - t0;
@@ -313,11 +322,11 @@ int fw_cmd_generate(int argc, char **argv) {
     }
     rc = 0;
 done:
+    fw_sampler_free(&sampler);
     fw_engine_free(&en);
     fw_detok_stream_free(stream);
     fw_tokenizer_free(tok_text);
     free(out);
-    free(work);
     free(logits);
     free(ids);
     fw_world_finalize(&w);

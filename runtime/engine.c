@@ -44,6 +44,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
+    en->context = o->context;
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
     if (rc == FW_OK && en->dev_be) {
@@ -252,3 +253,32 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
     }
     return FW_OK;
 }
+
+int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    if (en->dev_be) /* the device keeps its own caches; the paged pool lives on the host */
+        return fw_errf(e, "--device %s: serve and batch jobs run on the CPU for now (the scheduler's paged KV "
+                          "cache is not on the GPU yet)", en->dev_be->name);
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
+    int64_t T = 0;
+    for (int i = 0; i < n; T += q[i].T, i++)
+        if (check_ids(en, q[i].kv, ids + T, q[i].T, e)) return fw_err_prefix(e, "sequence %d of the step", i);
+    if (T > en->context)
+        return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T, (long long)en->context);
+    if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) return FW_ERR;
+    if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    return FW_OK;
+}
+
+fw_engine_best fw_engine_shard_best(const fw_engine *en, int row) {
+    maxloc m = shard_max(en, en->shard + (int64_t)row * en->model->part.vocab);
+    return (fw_engine_best){m.v, m.i};
+}
+
+int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *next, fw_err *e) {
+    _Static_assert(sizeof(fw_engine_best) == sizeof(maxloc), "fw_engine_best is maxloc");
+    return greedy_tokens(en, n, (maxloc *)best, next, e);
+}
+
+int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e) { return gather_logits(en, n, logits, e); }

@@ -37,6 +37,7 @@ typedef struct fw_engine {
     int head_root;               /* replica rank of (last stage, tp 0) */
     fw_kv *kvs;                  /* [n_seqs] caches; fw_engine_forward uses kvs[0] */
     int n_seqs;
+    int64_t context;             /* positions a forward call takes at most */
     float *hidden;               /* (context, D) pipeline buffer */
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
@@ -63,6 +64,27 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
  * (micro-batches in flight). n <= opts.n_seqs. */
 int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
                            int32_t *next, fw_err *e);
+
+/* For the scheduler's steps (runtime/runner.c): several sequences' chunks
+ * through this rank's stage in one pass over caches the caller gives (ids
+ * checked first, the same on every rank); the last stage keeps the rows of
+ * logits the sequences asked for (n_out each), in order, for what follows. */
+int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e);
+/* The last stage's largest logit of its shard of row `row` (layout of MPI_FLOAT_INT). */
+typedef struct fw_engine_best {
+    float v;
+    int i;
+} fw_engine_best;
+fw_engine_best fw_engine_shard_best(const fw_engine *en, int row);
+/* Max-loc of n rows' bests across the shards; every replica rank gets the tokens. */
+int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *next, fw_err *e);
+/* The first n rows' full logits (n, V) on replica rank 0 (collective over the
+ * replica's head ranks and rank 0). */
+int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e);
+/* The k largest logits of row `row` across the shards (ids, vals: tp * k) and
+ * the row's log-sum-exp, on replica rank 0; each shard sends k, not the row
+ * (runtime/engine_top.c; collective like fw_engine_rows_logits). */
+int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, int64_t *n, double *lse, fw_err *e);
 
 /* Starts new sequences (empties the caches). */
 static inline void fw_engine_reset(fw_engine *en) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/kvcache.h"
 #include "runtime/rope.h"
 
 /* Scratch for one forward call, carved out of one allocation. */
@@ -40,9 +41,10 @@ typedef struct bufs {
     int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
     int32_t *count;            /* (E + 1) */
     float *xe, *ye;            /* (T, D) one expert's tokens in and out */
+    float *lat;                /* (S, C + R) one layer's latent cache gathered from its blocks */
 } bufs;
 
-static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, fw_attn_mode mode) {
+static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, bool naive, bool absorbed) {
     const fw_config *c = &m->cfg;
     const int64_t D = c->hidden_size, H = m->part.heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
@@ -55,14 +57,16 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     b->q = take(s, T * H * dqk);
     b->kva = take(s, T * (C + R));
     b->o = take(s, T * H * dv);
+    b->lat = take(s, S * (C + R));
     b->cos_tab = take(s, T * R / 2);
     b->sin_tab = take(s, T * R / 2);
-    if (mode == FW_ATTN_NAIVE) {
+    if (naive) {
         b->lat_c = take(s, S * C);
         b->kvx = take(s, S * H * (dn + dv));
         b->k = take(s, S * H * dqk);
         b->v = take(s, S * H * dv);
-    } else {
+    }
+    if (absorbed) {
         b->qn = take(s, T * dn);
         b->qh = take(s, T * C);
         b->q_lat = take(s, T * H * C);
@@ -225,34 +229,51 @@ static int allreduce(fw_comm *comm, float *buf, int64_t n, fw_err *e) {
 
 int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
                      int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
+    fw_seq_step q = {.kv = kv, .T = T, .n_out = n_out, .mode = mode};
+    return fw_model_forward_seqs(m, comm, 1, &q, ids, hidden, logits, e);
+}
+
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
+                          float *hidden, float *logits, fw_err *e) {
     const fw_config *c = &m->cfg;
     const fw_part *p = &m->part;
     const fw_ops *ops = m->ops;
     const int64_t D = c->hidden_size, H = p->heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
-    const int64_t W = C + R, V = c->vocab_size;
+    const int64_t W = C + R, V = c->vocab_size, dv = c->v_head_dim;
     const float eps = (float)c->rms_norm_eps;
-    if (T <= 0 || n_out < 0 || n_out > T) return fw_errf(e, "forward: bad token count %lld", (long long)T);
-    const int64_t pos0 = kv->len, S = pos0 + T;
-    if (S > kv->cap)
-        return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
-                       (long long)pos0, (long long)T, (long long)kv->cap);
-    if (p->has_embed)
-        for (int64_t t = 0; t < T; t++)
-            if (ids[t] < 0 || ids[t] >= V)
-                return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
-                               ids[t], (long long)(pos0 + t), (long long)V);
+    int64_t T = 0, S_max = 0, n_out = 0;
+    bool naive = false, absorbed = false;
+    for (int i = 0; i < n; i++) {
+        const fw_kv *kv = q[i].kv;
+        if (q[i].T <= 0 || q[i].n_out < 0 || q[i].n_out > q[i].T)
+            return fw_errf(e, "forward: bad token count %lld", (long long)q[i].T);
+        const int64_t pos0 = kv->len, S = pos0 + q[i].T;
+        if (S > kv->cap)
+            return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
+                           (long long)pos0, (long long)q[i].T, (long long)kv->cap);
+        if (p->has_embed)
+            for (int64_t t = 0; t < q[i].T; t++)
+                if (ids[T + t] < 0 || ids[T + t] >= V)
+                    return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                                   ids[T + t], (long long)(pos0 + t), (long long)V);
+        T += q[i].T, n_out += q[i].n_out;
+        S_max = S > S_max ? S : S_max;
+        naive |= q[i].mode == FW_ATTN_NAIVE, absorbed |= q[i].mode == FW_ATTN_ABSORBED;
+    }
 
     scratch s = {0};
     bufs b;
-    carve(&s, &b, m, T, S, mode); /* first pass measures */
+    carve(&s, &b, m, T, S_max, naive, absorbed); /* first pass measures */
     s.base = aligned_alloc(64, s.used);
     if (!s.base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s.used);
     s.used = 0;
-    carve(&s, &b, m, T, S, mode);
+    carve(&s, &b, m, T, S_max, naive, absorbed);
 
     int rc = FW_ERR;
-    fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, pos0, T, b.cos_tab, b.sin_tab);
+    for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) /* each sequence at its own positions */
+        fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, q[i].kv->len, q[i].T, b.cos_tab + off * R / 2,
+                       b.sin_tab + off * R / 2);
     if (p->has_embed) {
         ops->embed(b.x, &m->embed, ids, T, p->vocab0); /* zero rows outside the vocab shard */
         if (allreduce(comm, b.x, T * D, e)) goto done;
@@ -261,8 +282,9 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
     }
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
         const fw_layer *L = &m->layers[l];
-        float *lat = kv->data + (int64_t)(l - p->first_layer) * kv->cap * W; /* (cap, C + R) */
+        float *lat = b.lat; /* (S, C + R) */
 
+        /* Every token of every sequence together through the projections... */
         ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
         if (c->q_lora_rank > 0) {
             ops->matmul(b.qa, b.h, &L->q_a, T);
@@ -275,10 +297,19 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
         for (int64_t t = 0; t < T; t++) ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
         ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
         ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
-        memcpy(lat + pos0 * W, b.kva, (size_t)(T * W) * sizeof(float));
-
-        if (mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, T, S, &b);
-        else attention_absorbed(m, L, lat, T, S, &b);
+        /* ...attention one sequence at a time over its cache, through its block table:
+         * the new rows out, the whole sequence back in... */
+        for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) {
+            fw_kv *kv = q[i].kv;
+            const int64_t pos0 = kv->len, Ti = q[i].T, S = pos0 + Ti;
+            fw_kv_pool_scatter(kv->pool, kv->table, l - p->first_layer, pos0, Ti, b.kva + off * W);
+            fw_kv_pool_gather(kv->pool, kv->table, l - p->first_layer, S, lat);
+            bufs bi = b; /* this sequence's rows of q and o */
+            bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
+            if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, Ti, S, &bi);
+            else attention_absorbed(m, L, lat, Ti, S, &bi);
+        }
+        /* ...and together again through the output projection and the FFN. */
         ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
         if (allreduce(comm, b.y, T * D, e)) goto done;
         ops->add(b.x, b.y, T * D);
@@ -292,10 +323,12 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
     if (!p->has_head) {
         memcpy(hidden, b.x, (size_t)(T * D) * sizeof(float));
     } else if (n_out > 0) {
-        ops->rmsnorm(b.h, b.x + (T - n_out) * D, m->final_norm, n_out, D, eps);
+        /* The last n_out rows of each sequence, one after another. */
+        for (int i = 0, off = 0, r = 0; i < n; off += (int)q[i].T, r += (int)q[i].n_out, i++)
+            ops->rmsnorm(b.h + r * D, b.x + (off + q[i].T - q[i].n_out) * D, m->final_norm, q[i].n_out, D, eps);
         ops->matmul(logits, b.h, &m->head, n_out); /* (n_out, vocab shard) */
     }
-    kv->len = S;
+    for (int i = 0; i < n; i++) q[i].kv->len += q[i].T;
     rc = FW_OK;
 done:
     free(s.base);
@@ -305,16 +338,30 @@ done:
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
     const fw_config *c = &m->cfg;
     memset(kv, 0, sizeof *kv);
-    kv->cap = cap;
     kv->n_layers = m->part.n_layers;
     kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
-    size_t bytes = (size_t)(kv->n_layers * cap * kv->width) * sizeof(float);
-    kv->data = malloc(bytes ? bytes : 1);
-    if (!kv->data) return fw_errf(e, "KV cache: out of memory for %lld positions (%zu bytes)", (long long)cap, bytes);
+    int64_t bs = FW_KV_BLOCK_SIZE, nb = cap > 0 ? (cap + bs - 1) / bs : 1;
+    kv->own = malloc(sizeof *kv->own);
+    kv->own_table = malloc((size_t)nb * sizeof(int32_t));
+    if (!kv->own || !kv->own_table) {
+        fw_kv_free(kv);
+        return fw_errf(e, "KV cache: out of memory");
+    }
+    if (fw_kv_pool_init(kv->own, nb, bs, kv->n_layers, kv->width, e)) {
+        free(kv->own), kv->own = NULL;
+        fw_kv_free(kv);
+        return FW_ERR;
+    }
+    for (int64_t i = 0; i < nb; i++) kv->own_table[i] = fw_kv_pool_take(kv->own);
+    kv->pool = kv->own;
+    kv->table = kv->own_table;
+    kv->cap = cap;
     return FW_OK;
 }
 
 void fw_kv_free(fw_kv *kv) {
-    free(kv->data);
-    kv->data = NULL;
+    if (kv->own) fw_kv_pool_free(kv->own);
+    free(kv->own);
+    free(kv->own_table);
+    memset(kv, 0, sizeof *kv);
 }

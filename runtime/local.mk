@@ -4,12 +4,18 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/dispatch.c \
 	runtime/device.c runtime/device.h \
 	runtime/model.h runtime/model_load.c runtime/forward.c \
+	runtime/kvcache.c runtime/kvcache.h \
+	runtime/sched.c runtime/sched.h \
+	runtime/runner.c runtime/runner.h \
+	runtime/request.c runtime/request.h \
+	runtime/cmd_batch.c \
+	runtime/serve.h runtime/serve_http.c runtime/serve_metrics.c runtime/cmd_serve.c \
 	runtime/rope.c runtime/rope.h \
 	runtime/sample.c runtime/sample.h \
 	runtime/world.c runtime/world.h \
 	runtime/topo.c runtime/topo.h \
 	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
-	runtime/engine.c runtime/engine.h \
+	runtime/engine.c runtime/engine.h runtime/engine_top.c \
 	runtime/data.c runtime/data.h \
 	runtime/prompt.c runtime/prompt.h \
 	runtime/cmd_convert.c \

@@ -66,15 +66,24 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_l
                   int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
 
+struct fw_kv_pool;
+
 /* The latent KV cache of one sequence: per layer and position, the normalised
- * compressed KV (C = kv_lora_rank values) then the rotated k_pe (R values). */
+ * compressed KV (C = kv_lora_rank values) then the rotated k_pe (R values), held
+ * in the blocks of a paged pool named by the sequence's block table
+ * (runtime/kvcache.h). The scheduler's sequences share one pool; fw_kv_init
+ * gives a sequence a pool of its own. */
 typedef struct fw_kv {
-    int64_t cap;               /* positions allocated */
+    int64_t cap;               /* positions its blocks hold: table entries x block size */
     int64_t len;               /* positions filled */
     int64_t n_layers, width;   /* the stage's layers; width = C + R */
-    float *data;               /* (n_layers, cap, width) */
+    struct fw_kv_pool *pool;   /* the blocks */
+    const int32_t *table;      /* (cap / block size) block ids */
+    struct fw_kv_pool *own;    /* fw_kv_init's private pool and table, freed by fw_kv_free */
+    int32_t *own_table;
 } fw_kv;
 
+/* A sequence of at most cap positions with a private pool. */
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e);
 void fw_kv_free(fw_kv *kv);
 
@@ -90,5 +99,21 @@ typedef enum fw_attn_mode {
  * other stages write their output to `hidden`. comm does the TP all-reduces. */
 int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
                      int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e);
+
+/* One sequence's part of a step of several. */
+typedef struct fw_seq_step {
+    fw_kv *kv;
+    int64_t T;                 /* its tokens, at positions kv->len .. */
+    int64_t n_out;             /* logits of its last n_out tokens */
+    fw_attn_mode mode;
+} fw_seq_step;
+
+/* Several sequences in one pass: their tokens (ids, hidden: all T of the first
+ * sequence, then the second's, ...) go through the projections, the FFN and the
+ * head together, and through attention one sequence at a time over its own
+ * cache. logits: (sum of n_out, vocabulary shard), in sequence order.
+ * fw_model_forward is the case of one. */
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
+                          float *hidden, float *logits, fw_err *e);
 
 #endif

@@ -78,3 +78,26 @@ EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh
 # Row-by-row comparison of two logits files (the GPU layout test uses it).
 check_PROGRAMS += tests/logits_compare
 tests_logits_compare_LDADD = $(FWTEST_LIBS)
+
+# Sampling against a plain reference (penalties, temperature, top-k/p, min-p, seeds, logprobs).
+check_PROGRAMS += tests/test_sample
+TESTS += tests/test_sample
+tests_test_sample_LDADD = $(FWTEST_LIBS)
+
+# Continuous batching with a stand-in model: block tables, budgets, preemption.
+check_PROGRAMS += tests/test_sched
+TESTS += tests/test_sched
+tests_test_sched_LDADD = $(FWTEST_LIBS)
+
+# Batch jobs: generate --input/--output, preemption, tp/pp, kill -9 and resume.
+TESTS += tests/test_batch.sh
+EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
+
+# furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
+TESTS += tests/test_serve.sh
+EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
+
+# Decode groups need matmuls whose rows do not depend on each other (runtime/runner.h).
+check_PROGRAMS += tests/test_invariance
+TESTS += tests/test_invariance
+tests_test_invariance_LDADD = $(FWTEST_LIBS)

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Serving benchmark for furrow serve (after vLLM's benchmark_serving), standard library only.
+
+  jobs/bench_serving.py --model DIR [--np 2 --tp 2] [--concurrency 1,4,16] [--num-prompts 64]
+  jobs/bench_serving.py --port 8000 --request-rate 2,8,inf
+
+Launches `furrow serve` on 127.0.0.1 (under mpirun with --np > 1) unless --port names a
+running server, then for each point of the sweep sends --num-prompts streaming completions
+with random prompt token ids: prompt lengths uniform in input-len * [1 - range, 1 + range],
+output lengths likewise (ignore_eos, so each request makes exactly its length). A point is a
+concurrency (that many clients, each sending its next request when the last ends) or a
+request rate (Poisson arrivals; inf: all at once). Reports output tokens/s, time to first
+token (TTFT) and time per output token after the first (TPOT), p50 and p99, as a table.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def one_request(port, prompt, max_tokens):
+    """Streams one completion; returns (ttft, e2e, tokens) in seconds, or None on an error."""
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0,
+                       "stream": True})
+    c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        r.read()
+        c.close()
+        return None
+    ttft, n = None, 0
+    for line in r:
+        if not line.startswith(b"data: {"):
+            continue
+        k = len(json.loads(line[6:])["choices"][0]["token_ids"])
+        if k and ttft is None:
+            ttft = time.perf_counter() - t0
+        n += k
+    c.close()
+    return ttft, time.perf_counter() - t0, n
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def run_point(port, work, concurrency=None, rate=None, seed=0):
+    results, lock = [], threading.Lock()
+    rng = random.Random(seed)
+
+    def worker(items):
+        for prompt, out in items:
+            res = one_request(port, prompt, out)
+            with lock:
+                results.append(res)
+
+    t0 = time.perf_counter()
+    threads = []
+    if concurrency:
+        for w in range(concurrency):
+            threads.append(threading.Thread(target=worker, args=(work[w::concurrency],)))
+            threads[-1].start()
+    else:
+        for item in work:
+            threads.append(threading.Thread(target=worker, args=([item],)))
+            threads[-1].start()
+            if rate != float("inf"):
+                time.sleep(rng.expovariate(rate))
+    for t in threads:
+        t.join()
+    dur = time.perf_counter() - t0
+    ok = [r for r in results if r and r[0] is not None]
+    tokens = sum(r[2] for r in ok)
+    tpot = [(r[1] - r[0]) / (r[2] - 1) for r in ok if r[2] > 1]
+    return {"ok": len(ok), "failed": len(results) - len(ok), "duration": dur, "tok_s": tokens / dur,
+            "ttft50": pct([r[0] for r in ok], 50), "ttft99": pct([r[0] for r in ok], 99),
+            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "tokens": tokens}
+
+
+def launch(args):
+    here = os.path.dirname(os.path.abspath(__file__))
+    furrow = os.environ.get("FURROW_BIN", os.path.join(here, "..", "furrow"))
+    tmp = tempfile.mkdtemp(prefix="furrow-bench-serving-")
+    port_file = os.path.join(tmp, "port")
+    cmd = [furrow, "serve", "--model", args.model, "--port", "0", "--port-file", port_file,
+           "--max-context", str(args.max_context), "--max-queue", "4096"] + args.serve_args.split()
+    if args.tp:
+        cmd += ["--tp", str(args.tp)]
+    if args.pp:
+        cmd += ["--pp", str(args.pp)]
+    if args.np > 1:
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_mpi_yield_when_idle="1")
+        cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(args.np)] + cmd
+    else:
+        env = os.environ
+    log = open(os.path.join(tmp, "serve.log"), "w+")
+    proc = subprocess.Popen(cmd, stderr=log, stdout=log, env=env)
+    for _ in range(1200):  # bounded: two minutes to load
+        if os.path.exists(port_file) and open(port_file).read().strip():
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    log.seek(0)
+    text = log.read()
+    pid = [int(w) for line in text.splitlines() if "; pid " in line for w in [line.rsplit(" ", 1)[1]]]
+    if not pid:
+        sys.exit("bench_serving: the server did not start:\n" + text)
+    print(text.strip().splitlines()[0], file=sys.stderr)
+    return proc, pid[0], int(open(port_file).read())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--np", type=int, default=1)
+    ap.add_argument("--tp", type=int)
+    ap.add_argument("--pp", type=int)
+    ap.add_argument("--serve-args", default="", help="more furrow serve flags, e.g. '--max-batch 16'")
+    ap.add_argument("--max-context", type=int, default=1024)
+    ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--request-rate", help="a sweep of request rates per second instead, e.g. 1,4,inf")
+    ap.add_argument("--num-prompts", type=int, default=64)
+    ap.add_argument("--input-len", type=int, default=64)
+    ap.add_argument("--output-len", type=int, default=32)
+    ap.add_argument("--range-ratio", type=float, default=0.5)
+    ap.add_argument("--vocab", type=int, default=2048, help="prompt ids are drawn below this")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if not args.port and not args.model:
+        ap.error("--model (to launch a server) or --port (of a running one)")
+    proc = pid = None
+    port = args.port
+    if not port:
+        proc, pid, port = launch(args)
+    rng = random.Random(args.seed)
+    lo = lambda n: max(1, int(n * (1 - args.range_ratio)))
+    hi = lambda n: max(1, int(n * (1 + args.range_ratio)))
+    work = [([rng.randrange(args.vocab) for _ in range(rng.randint(lo(args.input_len), hi(args.input_len)))],
+             rng.randint(lo(args.output_len), hi(args.output_len))) for _ in range(args.num_prompts)]
+    one_request(port, work[0][0], 2)  # warm-up
+    points = [("rate", float(x)) for x in args.request_rate.split(",")] if args.request_rate else \
+        [("concurrency", int(x)) for x in args.concurrency.split(",")]
+    print("| %s | requests | duration (s) | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) |" % points[0][0])
+    print("| --- | --- | --- | --- | --- | --- |")
+    try:
+        for kind, v in points:
+            r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
+                          rate=v if kind == "rate" else None, seed=args.seed)
+            print("| %s | %d%s | %.1f | %.1f | %.0f / %.0f | %.1f / %.1f |" % (
+                v, r["ok"], " (%d failed)" % r["failed"] if r["failed"] else "", r["duration"], r["tok_s"],
+                1e3 * r["ttft50"], 1e3 * r["ttft99"], 1e3 * r["tpot50"], 1e3 * r["tpot99"]), flush=True)
+    finally:
+        if proc:
+            os.kill(pid, signal.SIGTERM)  # rank 0 stops every rank
+            proc.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()
