@@ -1,1 +1,3 @@
 EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh jobs/bench_layouts.sh jobs/bench_tokenizer.sh
+# A real Slurm cluster on one machine (tests and demos).
+EXTRA_DIST += jobs/cluster/setup.sh jobs/cluster/start.sh jobs/cluster/stop.sh
