@@ -1,3 +1,7 @@
 EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh jobs/bench_layouts.sh jobs/bench_tokenizer.sh
 # A real Slurm cluster on one machine (tests and demos).
 EXTRA_DIST += jobs/cluster/setup.sh jobs/cluster/start.sh jobs/cluster/stop.sh
+# The user-facing job scripts, installed under $(pkgdatadir)/jobs.
+nobase_dist_pkgdata_SCRIPTS = jobs/slurm/convert.sbatch jobs/slurm/generate.sbatch \
+	jobs/slurm/serve.sbatch jobs/slurm/bench.sbatch
+nobase_dist_pkgdata_DATA = jobs/slurm/common.sh

@@ -65,3 +65,9 @@ tests_test_cuda_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_test_cuda_ops_LDFLAGS = -Wl,--as-needed
 tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
 endif
+
+# The Slurm job scripts on a real local cluster (tests/slurm.sh starts and stops
+# it; skipped without root or slurm-wlm). One cluster at a time: the scaling
+# test waits for this one.
+TESTS += tests/test_slurm_generate.sh
+EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh
