@@ -69,5 +69,6 @@ endif
 # The Slurm job scripts on a real local cluster (tests/slurm.sh starts and stops
 # it; skipped without root or slurm-wlm). One cluster at a time: the scaling
 # test waits for this one.
-TESTS += tests/test_slurm_generate.sh
-EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh
+TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
+EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
+tests/test_slurm_scaling.log: tests/test_slurm_generate.log

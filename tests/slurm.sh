@@ -16,8 +16,10 @@ trap 'exit 1' INT TERM HUP
 . "$fw_state/env.sh"
 # Emulated nodes share this host: MPI over TCP, one thread per rank, no spinning.
 export FURROW_NET=tcp OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-# fw_sbatch SECONDS NAME ARGS...: sbatch -W (waits for the job), output in $FURROW_TMP/NAME.out/.err.
+# fw_sbatch SECONDS NAME ARGS...: submits and waits for the job (cancelled after
+# SECONDS); its output in $FURROW_TMP/NAME.out and .err; the job's exit status.
 fw_sbatch() {
   limit=$1 name=$2; shift 2
-  timeout -k 5 "$limit" sbatch -W --quiet --time=5 -o "$FURROW_TMP/$name.out" -e "$FURROW_TMP/$name.err" "$@"
+  job=$(sbatch --parsable --time=5 -o "$FURROW_TMP/$name.out" -e "$FURROW_TMP/$name.err" "$@") || return 1
+  "$FURROW_SRCDIR/jobs/slurm/wait.sh" "$job" "$limit"
 }
