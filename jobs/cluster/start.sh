@@ -32,9 +32,17 @@ PATH=$PATH:/usr/sbin
 mkdir -p "$state"; state=$(cd "$state" && pwd)
 [ -f "$state/slurmctld.pid" ] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/dev/null &&
   die "a cluster already runs from $state (jobs/cluster/stop.sh --state $state)"
-# A unix socket path must fit in 108 bytes.
-[ ${#state} -le 90 ] || die "state folder path too long for munge's socket: $state"
 rm -rf "$state/spool" "$state/ctld" "$state/log"
+# munge, slurmstepd and PMIx put unix sockets under the state folder, and a
+# socket's path must fit in 108 bytes: a long state path is reached through a
+# short link in /tmp (removed by stop.sh); the files stay in the state folder.
+[ -f "$state/link" ] && rm -f "$(cat "$state/link")"
+rm -f "$state/link"
+if [ ${#state} -gt 40 ]; then
+  link=$(mktemp -u /tmp/furrow-cluster.XXXXXX)
+  ln -s "$state" "$link" && echo "$link" > "$state/link"
+  state=$link
+fi
 mkdir -p "$state/munge" "$state/spool" "$state/ctld" "$state/log"
 chmod 700 "$state/munge"
 

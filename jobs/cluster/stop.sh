@@ -41,4 +41,5 @@ for pidf in "$state"/slurmd-*.pid; do end "$pidf" 10; done
 end "$state/slurmctld.pid" 10
 end "$state/munge/munged.pid" 5
 rm -f "$state"/slurmd-*.pid "$state/slurmctld.pid"
+[ -f "$state/link" ] && rm -f "$(cat "$state/link")" "$state/link"
 echo "cluster: stopped ($state)"
