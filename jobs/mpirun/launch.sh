@@ -66,8 +66,8 @@ np=$((nodes * rpn))
 set -- --np "$np" --map-by "$map" --bind-to "$bind" ${hostfile:+--hostfile "$hostfile"} \
   ${FURROW_MPIRUN_OPTS:-} "$FURROW_BIN" "$cmd" "$@"
 # The environment every rank needs, where it is set here.
-for v in PATH LD_LIBRARY_PATH OMP_NUM_THREADS OMP_WAIT_POLICY UCX_TLS UCX_NET_DEVICES HDF5_USE_FILE_LOCKING \
-         $(env | sed -n 's/^\(FURROW_[A-Z_]*\|NCCL_[A-Z_]*\|CUDA_[A-Z_]*\)=.*/\1/p'); do
+for v in PATH LD_LIBRARY_PATH \
+         $(env | sed -n 's/^\(\(FURROW\|OMP\|UCX\|NCCL\|CUDA\|HDF5\)_[A-Z0-9_]*\)=.*/\1/p'); do
   eval "[ -n \"\${$v+x}\" ]" && set -- -x "$v" "$@"
 done
 if [ "$net" = tcp ]; then set -- --mca btl self,tcp --mca pml ob1 -x UCX_TLS=tcp,self "$@"
