@@ -1,8 +1,8 @@
 #!/bin/sh
 # jobs/scaling through Slurm on a real local cluster of 4 emulated nodes: strong
 # and weak scaling over 1, 2 and 4 nodes write one CSV row per run with the
-# figures filled in, and three valid PNG plots; a rerun with one more point runs
-# only that point.
+# figures filled in, one row per rank, and three valid PNG plots; a rerun with
+# one more point runs only that point.
 set -u
 FW_PORT=16917 . "$FURROW_SRCDIR/tests/slurm.sh"
 command -v gnuplot > /dev/null || { echo "SKIP: gnuplot not installed (jobs/cluster/setup.sh)"; exit 77; }
@@ -26,6 +26,13 @@ if [ "$rows" != "$expect" ]; then
   echo "FAIL: CSV rows"; cat "$csv"; echo "expected complete rows for: $expect"; fail=1
 else
   echo "ok: results.csv has the 6 runs over 1, 2 and 4 nodes"
+fi
+# One row per rank: 1 + 2 + 4 ranks in each study.
+nr=$(tail -n +2 "$out/ranks.csv" | awk -F, 'NF == 19 && $14 > 0 && $19 > 0' | wc -l)
+if [ "$nr" -ne 14 ]; then
+  echo "FAIL: ranks.csv has $nr complete rows, expected 14"; cat "$out/ranks.csv"; fail=1
+else
+  echo "ok: ranks.csv has one row per rank of every run"
 fi
 for png in throughput efficiency breakdown; do
   f=$out/$png.png

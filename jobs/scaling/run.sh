@@ -2,9 +2,9 @@
 # A scaling study: runs furrow bench for each point (study, nodes, ranks per
 # node, tp, pp, batch) through Slurm (jobs/slurm/bench.sbatch) or mpirun with a
 # hostfile (jobs/mpirun/bench.sh), one after the other so that runs do not
-# compete, appends each run's figures to OUT/results.csv, then draws the plots
-# (jobs/scaling/plot.sh). Rerun it to add points: a point already in the CSV is
-# not run again.
+# compete, appends each run's figures to OUT/results.csv (and each rank's to
+# OUT/ranks.csv), then draws the plots (jobs/scaling/plot.sh). Rerun it to add
+# points: a point already in the CSV is not run again.
 #
 #   jobs/scaling/run.sh --model DIR --out DIR [--via slurm|mpirun] [--hostfile F]
 #                       [--points "strong:1:1:1:1:4 strong:2:1:1:2:4 ..."] [--prompt N] [--decode N]
@@ -43,6 +43,10 @@ csv=$out/results.csv
 cols="study,nodes,ranks_per_node,ranks,tp,pp,dp,batch,prompt,decode,prefill_tok_s,decode_tok_s,ttft_s,tpot_s,load_s,compute_s,comm_s,moved_mb,rank_peak_mb"
 [ -f "$csv" ] || echo "$cols" > "$csv"
 [ "$(head -n 1 "$csv")" = "$cols" ] || die "$csv has other columns: use another --out"
+# Every rank of every run (furrow bench's per-rank table; a single rank from its figures).
+rcsv=$out/ranks.csv
+rcols="study,nodes,ranks_per_node,tp,pp,batch,prompt,decode,rank,dp_rank,pp_rank,tp_rank,load_s,compute_s,allreduce_s,p2p_s,moved_mb_per_step,weight_mb_per_token,peak_mb"
+[ -f "$rcsv" ] || echo "$rcols" > "$rcsv"
 
 ran=0 kept=0
 for p in $points; do
@@ -76,6 +80,13 @@ EOP
       print s "," n "," r "," v["ranks"] "," v["tp"] "," v["pp"] "," v["dp"] "," v["batch"] "," v["prompt"] "," \
         v["decode"] "," v["prefill_tok_s"] "," v["decode_tok_s"] "," v["ttft_s"] "," v["tpot_s"] "," v["load_s"] "," \
         v["compute_s"] "," v["comm_s"] "," v["moved_mb"] "," v["rank_peak_mb"] }' >> "$csv"
+  awk -v k="$study,$nodes,$rpn,$tp,$pp,$batch,$prompt,$decode" '
+    /^rank  dp pp tp/ { table = 1; next }
+    table && NF == 11 && $1 ~ /^[0-9]+$/ { printf "%s", k; for (i = 1; i <= NF; i++) printf ",%s", $i; print ""; n++ }
+    /^figures/ { f = $0 }
+    END { if (!n) { split(f, w, " "); for (i in w) { split(w[i], kv, "="); v[kv[1]] = kv[2] }
+                    print k ",0,0,0,0," v["load_s"] "," v["compute_s"] ",0,0,0,," v["rank_peak_mb"] } }' \
+    "$log.out" >> "$rcsv"
   ran=$((ran + 1))
 done
 echo "scaling: $ran run(s), $kept already in $csv" >&2
