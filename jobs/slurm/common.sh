@@ -26,10 +26,11 @@ esac
 [ $((fw_ranks % fw_nodes)) -eq 0 ] || fw_job_die "$fw_ranks tasks do not split evenly over $fw_nodes nodes"
 fw_rpn=$((fw_ranks / fw_nodes))
 
+# Emulated nodes share one host's cores too: waiting ranks yield them.
 if [ "${FURROW_NET:-}" = tcp ]; then
   export OMPI_MCA_btl=self,tcp OMPI_MCA_pml=ob1 UCX_TLS=tcp,self
+  export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 fi
-export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 
 # fw_job_option NAME ARGS...: the value of option NAME in ARGS (empty if absent).
 fw_job_option() {
