@@ -8,15 +8,18 @@
 #
 #   jobs/scaling/run.sh --model DIR --out DIR [--via slurm|mpirun] [--hostfile F]
 #                       [--points "strong:1:1:1:1:4 strong:2:1:1:2:4 ..."] [--prompt N] [--decode N]
+#                       [--repeat R]
 #
 # A point is study:nodes:ranks_per_node:tp:pp:batch. Strong scaling keeps the
 # batch and splits the model over more ranks; weak scaling adds data-parallel
 # replicas with the nodes (each replica runs the batch). Slurm runs take
 # FURROW_* variables as in jobs/slurm/common.sh; SBATCH_* variables (partition,
-# account, time limit) are read by sbatch itself.
+# account, time limit) are read by sbatch itself. --repeat R runs each point R
+# times and keeps the run with the highest decode tokens/s (on a shared machine,
+# the one least disturbed); every run's log stays in OUT/runs.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-model= out= via=slurm hostfile= prompt=64 decode=16
+model= out= via=slurm hostfile= prompt=64 decode=16 repeat=1
 points="strong:1:1:1:1:4 strong:2:1:1:2:4 strong:4:1:2:2:4 weak:1:1:1:1:2 weak:2:1:1:1:2 weak:4:1:1:1:2"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
     --points) points=$2; shift 2 ;;
     --prompt) prompt=$2; shift 2 ;;
     --decode) decode=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "scaling: unknown option $1" >&2; exit 2 ;;
   esac
@@ -60,21 +64,28 @@ EOP
        '$1 == s && $2 == n && $3 == r && $5 == t && $6 == q && $8 == b && $9 == P && $10 == D { f = 1 } END { exit !f }' "$csv"; then
     kept=$((kept + 1)); continue
   fi
-  log=$out/runs/$id
   set -- --model "$model" --tp "$tp" --pp "$pp" --batch "$batch" --prompt "$prompt" --decode "$decode" --no-ceilings
-  echo "scaling: $id" >&2
-  if [ $via = slurm ]; then
-    job=$(sbatch --parsable -N "$nodes" --ntasks-per-node="$rpn" -o "$log.out" -e "$log.err" \
-      "$here/slurm/bench.sbatch" "$@") || die "$id: sbatch refused it"
-    "$here/slurm/wait.sh" "$job" || { cat "$log.err" >&2; die "$id failed (job $job, log: $log.err)"; }
-  else
-    sed 's/#.*//' "$hostfile" | awk 'NF' | head -n "$nodes" > "$log.hosts"
-    [ "$(wc -l < "$log.hosts")" -eq "$nodes" ] || die "$hostfile has fewer than $nodes hosts"
-    "$here/mpirun/bench.sh" --hostfile "$log.hosts" --ranks-per-node "$rpn" "$@" > "$log.out" 2> "$log.err" ||
-      { cat "$log.err" >&2; die "$id failed (log: $log.err)"; }
-  fi
-  fig=$(sed -n 's/^figures *//p' "$log.out")
-  [ -n "$fig" ] || die "$id: no figures line in $log.out"
+  best= best_tps=-1 r=1
+  while [ $r -le "$repeat" ]; do
+    log=$out/runs/$id-$r
+    echo "scaling: $id ($r of $repeat)" >&2
+    if [ $via = slurm ]; then
+      job=$(sbatch --parsable -N "$nodes" --ntasks-per-node="$rpn" -o "$log.out" -e "$log.err" \
+        "$here/slurm/bench.sbatch" "$@") || die "$id: sbatch refused it"
+      "$here/slurm/wait.sh" "$job" || { cat "$log.err" >&2; die "$id failed (job $job, log: $log.err)"; }
+    else
+      sed 's/#.*//' "$hostfile" | awk 'NF' | head -n "$nodes" > "$log.hosts"
+      [ "$(wc -l < "$log.hosts")" -eq "$nodes" ] || die "$hostfile has fewer than $nodes hosts"
+      "$here/mpirun/bench.sh" --hostfile "$log.hosts" --ranks-per-node "$rpn" "$@" > "$log.out" 2> "$log.err" ||
+        { cat "$log.err" >&2; die "$id failed (log: $log.err)"; }
+    fi
+    fig=$(sed -n 's/^figures *//p' "$log.out")
+    [ -n "$fig" ] || die "$id: no figures line in $log.out"
+    tps=$(echo "$fig" | sed -n 's/.*decode_tok_s=\([0-9.]*\).*/\1/p')
+    if awk -v a="$tps" -v b="$best_tps" 'BEGIN { exit !(a > b) }'; then best=$log best_tps=$tps; fi
+    r=$((r + 1))
+  done
+  log=$best fig=$(sed -n 's/^figures *//p' "$log.out")
   echo "$fig" | awk -v s="$study" -v n="$nodes" -v r="$rpn" '{
       for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       print s "," n "," r "," v["ranks"] "," v["tp"] "," v["pp"] "," v["dp"] "," v["batch"] "," v["prompt"] "," \
