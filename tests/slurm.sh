@@ -14,8 +14,9 @@ trap 'exit 1' INT TERM HUP
 "$FURROW_SRCDIR/jobs/cluster/start.sh" --nodes "${FW_NODES:-4}" --cpus 2 --state "$fw_state" \
   --port "${FW_PORT:-16817}" || { echo "FAIL: the cluster did not start"; cat "$fw_state"/log/* 2>/dev/null | tail -n 30; exit 1; }
 . "$fw_state/env.sh"
-# Emulated nodes share this host: MPI over TCP, one thread per rank, no spinning.
-export FURROW_NET=tcp OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+# Emulated nodes share this host: MPI over TCP on 127.0.0.1, one thread per
+# rank, no spinning.
+export FURROW_NET=loopback OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 # fw_sbatch SECONDS NAME ARGS...: submits and waits for the job (cancelled after
 # SECONDS); its output in $FURROW_TMP/NAME.out and .err; the job's exit status.
 fw_sbatch() {

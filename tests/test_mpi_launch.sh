@@ -15,7 +15,7 @@ fail=0
 
 ref=$("$FURROW_BIN" generate $args 2>/dev/null)
 out=$(timeout -k 5 120 "$FURROW_SRCDIR/jobs/mpirun/generate.sh" --hostfile "$FURROW_TMP/hosts" --ranks-per-node 2 \
-      --net tcp $args --tp 2 --pp-transport mpi 2> "$FURROW_TMP/gen.err")
+      --net loopback $args --tp 2 --pp-transport mpi 2> "$FURROW_TMP/gen.err")
 if [ -z "$ref" ] || [ "$out" != "$ref" ]; then
   cat "$FURROW_TMP/gen.err"; echo "FAIL: generate.sh gave '$out', one rank '$ref'"; fail=1
 elif ! grep -q '^launch: 1 node(s) x 2 rank(s) per node = 2 ranks' "$FURROW_TMP/gen.err" ||

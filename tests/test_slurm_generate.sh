@@ -1,8 +1,9 @@
 #!/bin/sh
 # The Slurm job scripts on a real local cluster of 4 emulated nodes: convert the
 # golden tiny checkpoint with convert.sbatch, then generate.sbatch over 1, 2 and
-# 4 nodes with different layouts and both launchers gives one rank's tokens; an
-# allocation too small for the layout fails with a clear message.
+# 4 nodes with different layouts, both launchers and both pipeline transports
+# gives one rank's tokens; an allocation too small for the layout fails with a
+# clear message.
 set -u
 golden=${FURROW_SHARED:-}/golden
 [ -n "${FURROW_SHARED:-}" ] && [ -d "$golden" ] || { echo "SKIP: no shared/golden"; exit 77; }
@@ -20,13 +21,14 @@ prompts="--prompt-tokens 0,5,100,2000,17 --prompt-tokens 9,8,7 --prompt-tokens 1
 ref=$("$FURROW_BIN" generate --model "$model" $prompts --max-tokens 8 --ignore-eos 2>/dev/null)
 [ -n "$ref" ] || { echo "FAIL: single-rank reference"; exit 1; }
 
-# nodes, ranks per node, tp, pp, launcher: one job after the other (7 nodes in all).
-for l in "1 1 1 1 srun" "1 2 2 1 mpirun" "2 1 1 2 mpirun" "4 1 2 2 srun" "4 2 2 2 srun"; do
+# nodes, ranks per node, tp, pp, launcher, pipeline transport: one job after the other.
+for l in "1 1 1 1 srun mpi" "1 2 2 1 mpirun mpi" "2 1 1 2 mpirun ucx" "2 1 1 2 srun ucx" "4 1 2 2 srun mpi" \
+         "4 2 2 2 srun mpi"; do
   set -- $l
-  what="$1 node(s) x $2 rank(s), tp $3 x pp $4 ($5)"
-  name=gen_$1_$2_$3_$4_$5
+  what="$1 node(s) x $2 rank(s), tp $3 x pp $4 ($5, $6)"
+  name=gen_$1_$2_$3_$4_$5_$6
   if ! FURROW_LAUNCHER=$5 fw_sbatch 180 "$name" -N "$1" --ntasks-per-node="$2" "$jobs/generate.sbatch" \
-       --model "$model" $prompts --max-tokens 8 --ignore-eos --tp "$3" --pp "$4" --pp-transport mpi; then
+       --model "$model" $prompts --max-tokens 8 --ignore-eos --tp "$3" --pp "$4" --pp-transport "$6"; then
     cat "$FURROW_TMP/$name.err"; echo "FAIL: $what: job failed"; fail=1; continue
   fi
   if [ "$(cat "$FURROW_TMP/$name.out")" != "$ref" ]; then

@@ -10,7 +10,7 @@
 #   --per gpu|socket     one rank per GPU (nvidia-smi) or per CPU socket (hwloc) of each node
 #                        (default: gpu where nvidia-smi sees GPUs, else socket)
 #   --ranks-per-node G   G ranks per node whatever the hardware (they share its cores)
-#   --net tcp            MPI and UCX over TCP only (nodes emulated on one host)
+#   --net loopback       MPI and UCX over TCP on 127.0.0.1 only (nodes emulated on one host)
 #   --dry-run            print the layout and the mpirun command, launch nothing
 # FURROW_BIN (default: the source tree's furrow, else furrow in PATH),
 # FURROW_MEM_PER_RANK (checked by furrow plan), FURROW_MPIRUN_OPTS (more mpirun options).
@@ -70,8 +70,10 @@ for v in PATH LD_LIBRARY_PATH \
          $(env | sed -n 's/^\(\(FURROW\|OMP\|UCX\|NCCL\|CUDA\|HDF5\)_[A-Z0-9_]*\)=.*/\1/p'); do
   eval "[ -n \"\${$v+x}\" ]" && set -- -x "$v" "$@"
 done
-if [ "$net" = tcp ]; then set -- --mca btl self,tcp --mca pml ob1 -x UCX_TLS=tcp,self "$@"
-elif [ -n "$net" ]; then die "--net must be tcp"; fi
+if [ "$net" = loopback ]; then
+  set -- --mca btl self,tcp --mca pml ob1 --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+    -x UCX_TLS=tcp,self -x UCX_NET_DEVICES=lo "$@"
+elif [ -n "$net" ]; then die "--net must be loopback"; fi
 
 echo "launch: $nodes node(s) x $rpn rank(s) per $per = $np ranks (map $map, bind $bind)" >&2
 if [ -n "$model" ]; then

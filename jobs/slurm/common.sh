@@ -5,8 +5,9 @@
 # Environment (all optional):
 #   FURROW_BIN            the furrow binary (default: the source tree's, else furrow in PATH)
 #   FURROW_LAUNCHER       srun (default: srun --mpi=pmix) or mpirun (Open MPI inside the allocation)
-#   FURROW_NET            tcp: MPI and UCX over TCP only (emulated nodes sharing one host,
-#                         where Open MPI's shared-memory transport between "nodes" crashes)
+#   FURROW_NET            loopback: MPI and UCX over TCP on 127.0.0.1 only (emulated nodes
+#                         sharing one host, where Open MPI's shared-memory transport
+#                         between "nodes" crashes)
 #   FURROW_MEM_PER_RANK   memory one rank may use (e.g. 141G), checked by furrow plan
 #   FURROW_SRUN_OPTS, FURROW_MPIRUN_OPTS   extra launcher options
 
@@ -27,8 +28,9 @@ esac
 fw_rpn=$((fw_ranks / fw_nodes))
 
 # Emulated nodes share one host's cores too: waiting ranks yield them.
-if [ "${FURROW_NET:-}" = tcp ]; then
-  export OMPI_MCA_btl=self,tcp OMPI_MCA_pml=ob1 UCX_TLS=tcp,self
+if [ "${FURROW_NET:-}" = loopback ]; then
+  export OMPI_MCA_btl=self,tcp OMPI_MCA_pml=ob1 OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+  export UCX_TLS=tcp,self UCX_NET_DEVICES=lo
   export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 fi
 
