@@ -49,16 +49,17 @@ if [ -n "$hostfile" ]; then
 else
   nodes=1
 fi
-# Ranks per node and their binding: GPU ranks are left unbound (furrow binds each
-# to the cores nearest its GPU); socket ranks are bound to their socket.
+# Ranks per node and their binding: GPU ranks and a forced count are left unbound
+# (furrow binds each rank to its share of the cores, near its GPU); socket ranks
+# are bound to their socket.
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 [ -n "$per" ] || { [ "${gpus:-0}" -gt 0 ] && per=gpu || per=socket; }
+[ -n "$rpn" ] && per=node
 case $per in
-  gpu) [ "${gpus:-0}" -gt 0 ] || [ -n "$rpn" ] || die "--per gpu: nvidia-smi sees no GPU here (use --ranks-per-node)"
-       map="ppr:${rpn:-$gpus}:node" bind=none; rpn=${rpn:-$gpus} ;;
-  socket) sockets=$(hwloc-calc --number-of package all 2>/dev/null || echo 1)
-          if [ -n "$rpn" ]; then map="ppr:$rpn:node" bind=none per=node
-          else rpn=$sockets map="ppr:1:socket" bind=socket; fi ;;
+  node) map="ppr:$rpn:node" bind=none ;;
+  gpu) [ "${gpus:-0}" -gt 0 ] || die "--per gpu: nvidia-smi sees no GPU here (use --ranks-per-node)"
+       rpn=$gpus map="ppr:$gpus:node" bind=none ;;
+  socket) rpn=$(hwloc-calc --number-of package all 2>/dev/null || echo 1) map="ppr:1:socket" bind=socket ;;
   *) die "--per must be gpu or socket, not $per" ;;
 esac
 np=$((nodes * rpn))
