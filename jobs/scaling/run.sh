@@ -16,7 +16,8 @@
 # FURROW_* variables as in jobs/slurm/common.sh; SBATCH_* variables (partition,
 # account, time limit) are read by sbatch itself. --repeat R runs each point R
 # times and keeps the run with the highest decode tokens/s (on a shared machine,
-# the one least disturbed); every run's log stays in OUT/runs.
+# the one least disturbed); a failed run is reported and the point kept if
+# another succeeded. Every run's log stays in OUT/runs.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 model= out= via=slurm hostfile= prompt=64 decode=16 repeat=1
@@ -69,22 +70,26 @@ EOP
   while [ $r -le "$repeat" ]; do
     log=$out/runs/$id-$r
     echo "scaling: $id ($r of $repeat)" >&2
+    ok=1
     if [ $via = slurm ]; then
       job=$(sbatch --parsable -N "$nodes" --ntasks-per-node="$rpn" -o "$log.out" -e "$log.err" \
         "$here/slurm/bench.sbatch" "$@") || die "$id: sbatch refused it"
-      "$here/slurm/wait.sh" "$job" || { cat "$log.err" >&2; die "$id failed (job $job, log: $log.err)"; }
+      "$here/slurm/wait.sh" "$job" || ok=0
     else
       sed 's/#.*//' "$hostfile" | awk 'NF' | head -n "$nodes" > "$log.hosts"
       [ "$(wc -l < "$log.hosts")" -eq "$nodes" ] || die "$hostfile has fewer than $nodes hosts"
-      "$here/mpirun/bench.sh" --hostfile "$log.hosts" --ranks-per-node "$rpn" "$@" > "$log.out" 2> "$log.err" ||
-        { cat "$log.err" >&2; die "$id failed (log: $log.err)"; }
+      "$here/mpirun/bench.sh" --hostfile "$log.hosts" --ranks-per-node "$rpn" "$@" > "$log.out" 2> "$log.err" || ok=0
     fi
-    fig=$(sed -n 's/^figures *//p' "$log.out")
-    [ -n "$fig" ] || die "$id: no figures line in $log.out"
+    fig=$(sed -n 's/^figures *//p' "$log.out" 2>/dev/null || true)
+    r=$((r + 1))
+    # A failed run is reported and left out; the point fails only if no run succeeded.
+    if [ $ok = 0 ] || [ -z "$fig" ]; then
+      tail -n 5 "$log.err" >&2; echo "scaling: $id: run failed (log: $log.err)" >&2; continue
+    fi
     tps=$(echo "$fig" | sed -n 's/.*decode_tok_s=\([0-9.]*\).*/\1/p')
     if awk -v a="$tps" -v b="$best_tps" 'BEGIN { exit !(a > b) }'; then best=$log best_tps=$tps; fi
-    r=$((r + 1))
   done
+  [ -n "$best" ] || die "$id: every run failed (rerun to try again; finished points are kept)"
   log=$best fig=$(sed -n 's/^figures *//p' "$log.out")
   echo "$fig" | awk -v s="$study" -v n="$nodes" -v r="$rpn" '{
       for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
