@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     --state) state=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "cluster: unknown option $1" >&2; exit 2 ;;
   esac
 done

@@ -11,7 +11,7 @@ state=$(cd "$here/../.." && pwd)/tmp/cluster
 while [ $# -gt 0 ]; do
   case $1 in
     --state) state=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "cluster: unknown option $1" >&2; exit 2 ;;
   esac
 done

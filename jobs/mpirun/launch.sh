@@ -17,7 +17,10 @@
 set -eu
 die() { echo "launch: $*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
-[ $# -gt 0 ] || { sed -n '2,17p' "$0"; exit 2; }
+case ${1:-} in
+  '') awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 2 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
+esac
 cmd=$1; shift
 hostfile= per= rpn= net= dry=0 model= tp= pp=
 n=$#
@@ -31,7 +34,7 @@ while [ $n -gt 0 ]; do  # keeps furrow's arguments in order, takes ours out
       esac
       continue ;;
     --dry-run) dry=1; continue ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
   esac
   case $a in --model) model=${1:-} ;; --tp) tp=${1:-} ;; --pp) pp=${1:-} ;; esac
   set -- "$@" "$a"

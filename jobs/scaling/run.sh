@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --prompt) prompt=$2; shift 2 ;;
     --decode) decode=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "scaling: unknown option $1" >&2; exit 2 ;;
   esac
 done
