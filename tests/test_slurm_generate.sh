@@ -22,8 +22,8 @@ ref=$("$FURROW_BIN" generate --model "$model" $prompts --max-tokens 8 --ignore-e
 [ -n "$ref" ] || { echo "FAIL: single-rank reference"; exit 1; }
 
 # nodes, ranks per node, tp, pp, launcher, pipeline transport: one job after the other.
-for l in "1 1 1 1 srun mpi" "1 2 2 1 mpirun mpi" "2 1 1 2 mpirun ucx" "2 1 1 2 srun ucx" "4 1 2 2 srun mpi" \
-         "4 2 2 2 srun mpi"; do
+for l in "1 1 1 1 srun mpi" "1 2 2 1 mpirun mpi" "2 1 1 2 mpirun ucx" "2 2 2 2 srun ucx" "4 1 2 2 srun mpi" \
+         "4 1 1 2 mpirun mpi"; do
   set -- $l
   what="$1 node(s) x $2 rank(s), tp $3 x pp $4 ($5, $6)"
   name=gen_$1_$2_$3_$4_$5_$6
