@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <string.h>
 
@@ -18,7 +19,8 @@ static void usage(FILE *f) {
             "Measures prefill and decode tokens/s on random token ids, the weight bytes streamed\n"
             "per decoded token, and this machine's copy/read bandwidth and FMA peak (measured\n"
             "by rank 0 before loading). Under mpirun: compute, all-reduce and pipeline time\n"
-            "and bytes moved, per rank.\n\n"
+            "and bytes moved, per rank. The last line (\"figures\") holds the run's figures as\n"
+            "key=value pairs for scripts (jobs/scaling).\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint (e.g. furrow synth --preset small)\n"
             "  --prompt N                          prefill length (default 128)\n"
@@ -81,19 +83,46 @@ static void per_token(const fw_model *m, double *bytes, double *params) {
 
 /* Per-rank figures gathered on rank 0. */
 typedef struct rank_stats {
-    double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load;
+    double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load, rss_mb;
 } rank_stats;
 
 static void print_ranks(const fw_engine *en, const rank_stats *all, int n, int64_t P, int64_t N) {
-    printf("rank  dp pp tp  load s  compute s  allreduce s  p2p s  MB moved/step  weight MB/token\n");
+    printf("rank  dp pp tp  load s  compute s  allreduce s  p2p s  MB moved/step  weight MB/token  peak MB\n");
     for (int r = 0; r < n; r++) {
         const rank_stats *s = &all[r];
         double total = s->t_prefill + s->t_decode, comm = s->t_allreduce + s->t_p2p;
-        printf("%4d  %2d %2d %2d  %6.2f  %9.3f  %11.3f  %5.3f  %13.3f  %15.1f\n", r, fw_layout_dp_rank(&en->layout, r),
+        printf("%4d  %2d %2d %2d  %6.2f  %9.3f  %11.3f  %5.3f  %13.3f  %15.1f  %7.1f\n", r, fw_layout_dp_rank(&en->layout, r),
                fw_layout_pp_rank(&en->layout, r), fw_layout_tp_rank(&en->layout, r), s->t_load, total - comm,
-               s->t_allreduce, s->t_p2p, (s->bytes_allreduce + s->bytes_p2p) / 1e6 / (double)(1 + N), s->tok_bytes / 1e6);
+               s->t_allreduce, s->t_p2p, (s->bytes_allreduce + s->bytes_p2p) / 1e6 / (double)(1 + N), s->tok_bytes / 1e6, s->rss_mb);
     }
     (void)P;
+}
+
+/* One line of key=value pairs: throughput over all replicas (the slowest rank
+ * sets the pace), TTFT (the batch's prefill) and TPOT, and the worst rank's
+ * load, compute, communication time and peak memory. */
+static void print_figures(const fw_engine *en, const rank_stats *all, int n, int64_t B, int64_t P, int64_t N) {
+    double t_prefill = 0, t_decode = 0, load = 0, compute = 0, comm = 0, rss = 0, moved = 0;
+    for (int r = 0; r < n; r++) {
+        const rank_stats *s = &all[r];
+        double c = s->t_allreduce + s->t_p2p;
+#define FW_MAX(a, b) ((b) > (a) ? (b) : (a))
+        t_prefill = FW_MAX(t_prefill, s->t_prefill);
+        t_decode = FW_MAX(t_decode, s->t_decode);
+        load = FW_MAX(load, s->t_load);
+        compute = FW_MAX(compute, s->t_prefill + s->t_decode - c);
+        comm = FW_MAX(comm, c);
+        rss = FW_MAX(rss, s->rss_mb);
+#undef FW_MAX
+        moved += s->bytes_allreduce + s->bytes_p2p;
+    }
+    const double dp = en->layout.dp;
+    printf("figures    ranks=%d tp=%d pp=%d dp=%d batch=%lld prompt=%lld decode=%lld prefill_tok_s=%.2f "
+           "decode_tok_s=%.2f ttft_s=%.4f tpot_s=%.5f load_s=%.3f compute_s=%.3f comm_s=%.3f moved_mb=%.3f "
+           "rank_peak_mb=%.1f\n",
+           n, en->layout.tp, en->layout.pp, en->layout.dp, (long long)B, (long long)P, (long long)N,
+           dp * (double)(B * P) / t_prefill, dp * (double)(B * N) / t_decode, t_prefill, t_decode / (double)N, load,
+           compute, comm, moved / 1e6, rss);
 }
 
 int fw_cmd_bench(int argc, char **argv) {
@@ -240,6 +269,8 @@ int fw_cmd_bench(int argc, char **argv) {
     mine.t_p2p = en.comm.stats.t_p2p;
     mine.bytes_allreduce = (double)en.comm.stats.bytes_allreduce;
     mine.bytes_p2p = (double)en.comm.stats.bytes_p2p;
+    struct rusage ru;
+    mine.rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1e3 : 0; /* ru_maxrss: kB */
 
     rank_stats *all = w.rank == 0 ? malloc((size_t)w.size * sizeof *all) : NULL;
     MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
@@ -276,6 +307,7 @@ int fw_cmd_bench(int argc, char **argv) {
             printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
         printf("\n");
         if (w.size > 1) print_ranks(&en, all, w.size, P, N);
+        print_figures(&en, all, w.size, B, P, N);
         free(all);
     }
     rc = 0;

@@ -47,8 +47,8 @@ tests_test_tokenizer_LDADD = $(FWTEST_LIBS)
 tests_test_chat_LDADD = $(FWTEST_LIBS)
 
 # Many ranks under mpirun (tests/mpi.sh): layouts against one rank, failures.
-TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh
-EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh
+TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh
+EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:
@@ -101,3 +101,10 @@ EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
 check_PROGRAMS += tests/test_invariance
 TESTS += tests/test_invariance
 tests_test_invariance_LDADD = $(FWTEST_LIBS)
+
+# The Slurm job scripts on a real local cluster (tests/slurm.sh starts and stops
+# it; skipped without root or slurm-wlm). One cluster at a time: the scaling
+# test waits for this one.
+TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
+EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
+tests/test_slurm_scaling.log: tests/test_slurm_generate.log

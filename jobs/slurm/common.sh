@@ -1,0 +1,77 @@
+# Sourced by the jobs/slurm/*.sbatch scripts inside an allocation: finds furrow,
+# reads the allocation from SLURM_* variables, checks that the model's layout
+# fits it (furrow plan) and starts the ranks.
+#
+# Environment (all optional):
+#   FURROW_BIN            the furrow binary (default: the source tree's, else furrow in PATH)
+#   FURROW_LAUNCHER       srun (default: srun --mpi=pmix) or mpirun (Open MPI inside the allocation)
+#   FURROW_NET            loopback: MPI and UCX over TCP on 127.0.0.1 only (emulated nodes
+#                         sharing one host, where Open MPI's shared-memory transport
+#                         between "nodes" crashes)
+#   FURROW_MEM_PER_RANK   memory one rank may use (e.g. 141G), checked by furrow plan
+#   FURROW_SRUN_OPTS, FURROW_MPIRUN_OPTS   extra launcher options
+
+fw_job_die() { echo "furrow job ${SLURM_JOB_ID:-?}: $*" >&2; exit 1; }
+[ -n "${SLURM_JOB_ID:-}" ] || fw_job_die "not inside a Slurm allocation (submit with sbatch)"
+if [ -z "${FURROW_BIN:-}" ]; then
+  if [ -x "$fw_jobs/../furrow" ]; then FURROW_BIN=$(cd "$fw_jobs/.." && pwd)/furrow
+  else FURROW_BIN=$(command -v furrow) || fw_job_die "furrow not found: set FURROW_BIN or PATH"; fi
+fi
+
+# The allocation: nodes and ranks per node (the same on every node).
+fw_nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
+fw_ranks=${SLURM_NTASKS:-$fw_nodes}
+case ${SLURM_TASKS_PER_NODE:-} in
+  *,*) fw_job_die "tasks per node differ ($SLURM_TASKS_PER_NODE): use --ntasks-per-node" ;;
+esac
+[ $((fw_ranks % fw_nodes)) -eq 0 ] || fw_job_die "$fw_ranks tasks do not split evenly over $fw_nodes nodes"
+fw_rpn=$((fw_ranks / fw_nodes))
+
+# Emulated nodes share one host's cores too: waiting ranks yield them. (Open
+# MPI 4.1's btl tcp now and then crashes in MPI_Init there, a NULL callback in
+# its connection handler: 3 of ~70 four-rank jobs under load. Its pml ucx over
+# TCP avoids that but reports endpoint timeouts on stdout at MPI_Finalize.)
+if [ "${FURROW_NET:-}" = loopback ]; then
+  export OMPI_MCA_btl=self,tcp OMPI_MCA_pml=ob1 OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+  export UCX_TLS=tcp,self UCX_NET_DEVICES=lo
+  export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
+fi
+
+# fw_job_option NAME ARGS...: the value of option NAME in ARGS (empty if absent).
+fw_job_option() {
+  n=$1; shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      "$n") echo "${2:-}"; return ;;
+      "$n"=*) echo "${1#*=}"; return ;;
+    esac
+    shift
+  done
+}
+
+# fw_job_plan ARGS...: prints the layout furrow would use on this allocation, or
+# ends the job saying why it does not fit (too few ranks, too little memory).
+fw_job_plan() {
+  model=$(fw_job_option --model "$@")
+  [ -n "$model" ] || fw_job_die "--model DIR is required"
+  set -- --model "$model" --nodes "$fw_nodes" --ranks-per-node "$fw_rpn" \
+    $(tp=$(fw_job_option --tp "$@"); [ -n "$tp" ] && echo --tp "$tp") \
+    $(pp=$(fw_job_option --pp "$@"); [ -n "$pp" ] && echo --pp "$pp") \
+    ${FURROW_MEM_PER_RANK:+--mem-per-rank "$FURROW_MEM_PER_RANK"}
+  echo "furrow job $SLURM_JOB_ID: $fw_nodes node(s) x $fw_rpn rank(s) on $SLURM_JOB_NODELIST" >&2
+  if ! plan=$("$FURROW_BIN" plan "$@" 2>&1); then
+    fw_job_die "the allocation ($fw_nodes node(s) x $fw_rpn rank(s)) does not fit the layout:
+$(echo "$plan" | grep -v -e '^model:' -e '^         ' -e '^cluster:')"
+  fi
+  echo "$plan" | sed -n 's/^layout: */furrow job: layout /p' >&2
+}
+
+# fw_job_launch ARGS...: furrow ARGS on every rank of the allocation.
+fw_job_launch() {
+  case ${FURROW_LAUNCHER:-srun} in
+    srun) srun --mpi=pmix --kill-on-bad-exit=1 ${FURROW_SRUN_OPTS:-} "$FURROW_BIN" "$@" ;;
+    mpirun) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+      mpirun -np "$fw_ranks" --map-by "ppr:$fw_rpn:node" --bind-to none ${FURROW_MPIRUN_OPTS:-} "$FURROW_BIN" "$@" ;;
+    *) fw_job_die "FURROW_LAUNCHER must be srun or mpirun, not $FURROW_LAUNCHER" ;;
+  esac
+}
