@@ -69,7 +69,8 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->v = take(cv, (size_t)(S * H * dv) * bf);
         b->attn_work = take(cv, fw_cuda_attn_prefill_bytes(Tt, S, H));
     } else {
-        b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, S, C));
+        /* Sized for the whole cache, as the launch splits it (and a graph keeps it). */
+        b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, g->cap, C));
         b->q_lat = take(cv, (size_t)(Tt * H * C) * bf);
         b->q_pe = take(cv, (size_t)(Tt * H * R) * bf);
         b->o_lat = take(cv, (size_t)(Tt * H * C) * bf);
@@ -416,9 +417,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
         off[i + 1] = off[i] + s->T;
         sh.Smax = max64(sh.Smax, s->kv->len + s->T);
     }
-    /* Decode graphs are captured for the whole cache, so their shapes never change. */
     const bool graph = rc == FW_OK && graphable(g, n, segs, mode, n_out);
-    if (graph) sh.Smax = g->cap;
     sh.Tt = off[n];
     sh.n_rows = (int64_t)n * n_out;
     carver cv = {0};
