@@ -152,7 +152,7 @@ static float frand(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
 
 /* ncopies random weights [rows, cols] of type t sharing one scale grid. */
 static fw_weight *make_weights(fw_wtype t, int64_t rows, int64_t cols, int ncopies, float **scale) {
-    size_t es = t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1;
+    size_t es = fw_wtype_size(t);
     fw_weight *w = calloc((size_t)ncopies, sizeof *w);
     int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
     *scale = malloc((size_t)(sr * sc) * sizeof(float));
@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
     for (int ti = 0; ti < 3 && strchr(sections, 'g'); ti++) {
         for (int si = 0; si < 5; si++) {
             int64_t N = gshape[si][0], K = gshape[si][1];
-            size_t wbytes = (size_t)(N * K) * (types[ti] == FW_WTYPE_F32 ? 4 : types[ti] == FW_WTYPE_BF16 ? 2 : 1);
+            size_t wbytes = (size_t)(N * K) * fw_wtype_size(types[ti]);
             int nc = (int)((256u << 20) / wbytes) + 1;
             float *scale;
             fw_weight *w = make_weights(types[ti], N, K, nc, &scale);

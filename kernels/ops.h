@@ -9,6 +9,7 @@
 #define FW_KERNELS_OPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum fw_wtype {
@@ -18,6 +19,9 @@ typedef enum fw_wtype {
 } fw_wtype;
 
 #define FW_FP8_BLOCK 128
+
+/* Bytes per stored element. */
+static inline size_t fw_wtype_size(fw_wtype t) { return t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1; }
 
 /* A weight matrix [rows, cols] (rows = outputs of matmul), or a view of one:
  * element (i, j) is at data + (i * ld + j) * element size. For FP8, `scale` is the

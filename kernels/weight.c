@@ -4,20 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-static size_t wtype_size(fw_wtype t) {
-    switch (t) {
-    case FW_WTYPE_F32: return 4;
-    case FW_WTYPE_BF16: return 2;
-    case FW_WTYPE_FP8: return 1;
-    }
-    return 0;
-}
-
 fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols) {
     fw_weight v = *w;
     v.rows = nrows;
     v.cols = ncols;
-    v.data = (const char *)w->data + (size_t)(row0 * w->ld + col0) * wtype_size(w->type);
+    v.data = (const char *)w->data + (size_t)(row0 * w->ld + col0) * fw_wtype_size(w->type);
     v.r0 = w->r0 + row0;
     v.c0 = w->c0 + col0;
     return v;

@@ -44,8 +44,7 @@ static void usage(FILE *f) {
 }
 
 static uint64_t weight_bytes(const fw_weight *w) {
-    static const int elem[] = {[FW_WTYPE_F32] = 4, [FW_WTYPE_BF16] = 2, [FW_WTYPE_FP8] = 1};
-    uint64_t b = (uint64_t)(w->rows * w->cols) * (uint64_t)elem[w->type];
+    uint64_t b = (uint64_t)(w->rows * w->cols) * (uint64_t)fw_wtype_size(w->type);
     if (w->type == FW_WTYPE_FP8) b += (uint64_t)(((w->rows + 127) / 128) * w->scale_ld) * 4;
     return b;
 }

@@ -183,7 +183,7 @@ const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE
 hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     hw t;
     memset(&t, 0, sizeof t);
-    size_t es = type == FW_WTYPE_F32 ? 4 : type == FW_WTYPE_BF16 ? 2 : 1;
+    size_t es = fw_wtype_size(type);
     t.data = malloc((size_t)(rows * ld) * es + 1);
     if (!t.data) exit(1);
     for (int64_t i = 0; i < rows * ld; i++) {

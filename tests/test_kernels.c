@@ -98,7 +98,7 @@ typedef struct tw {
 
 static tw tw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     tw t = {0};
-    size_t es = type == FW_WTYPE_F32 ? 4 : type == FW_WTYPE_BF16 ? 2 : 1;
+    size_t es = fw_wtype_size(type);
     t.data = malloc((size_t)(rows * ld) * es + 1);
     for (int64_t i = 0; i < rows * ld; i++) {
         float v = check_rng_uniform();

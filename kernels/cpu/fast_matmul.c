@@ -36,10 +36,9 @@ static int max_threads(void) {
 #endif
 }
 
-static inline size_t wsize(fw_wtype t) { return t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1; }
 
 static inline const char *wrow(const fw_weight *w, int64_t i) {
-    return (const char *)w->data + (size_t)(i * w->ld) * wsize(w->type);
+    return (const char *)w->data + (size_t)(i * w->ld) * fw_wtype_size(w->type);
 }
 
 /* The block scale of view element (i, j). */
@@ -157,7 +156,7 @@ void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int
 AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t i0,
                            const int type, const int RB, const int TT) {
     const int64_t K = w->cols, N = w->rows;
-    const size_t es = wsize((fw_wtype)type);
+    const size_t es = fw_wtype_size((fw_wtype)type);
     const char *row[4];
     __m256 tot[8], acc[8]; /* (RB, TT) */
 #pragma GCC unroll 4

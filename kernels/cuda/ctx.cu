@@ -147,8 +147,6 @@ extern "C" int fw_cuda_download(fw_cuda_ctx *ctx, void *dst, const void *src, si
     return FW_CUDA_OK;
 }
 
-static size_t wtype_size(fw_wtype t) { return t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1; }
-
 static int weight_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *hw, int64_t ld) {
     if (hw->type != FW_WTYPE_F32 && hw->type != FW_WTYPE_BF16 && hw->type != FW_WTYPE_FP8)
         return fw_cuda_errf(ctx, "fw_cuda_weight_upload: unknown weight type %d", (int)hw->type);
@@ -157,7 +155,7 @@ static int weight_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *
                             (long long)hw->cols, (long long)hw->ld);
     if (ld == 0) ld = fw_round_up(hw->cols > 0 ? hw->cols : 1, 16);
     if (ld < hw->cols) return fw_cuda_errf(ctx, "fw_cuda_weight_upload: ld %lld < cols %lld", (long long)ld, (long long)hw->cols);
-    size_t es = wtype_size(hw->type);
+    size_t es = fw_wtype_size(hw->type);
     size_t bytes = (size_t)(hw->rows * ld) * es;
     void *data = NULL;
     FW_CUDA_CHECK(ctx, cudaMalloc(&data, bytes ? bytes : 1));

@@ -58,8 +58,8 @@ int fw_cuda_repack_wscale(fw_cuda_ctx *ctx, float *dst, const fw_weight *w, int6
 
 /* ---- small host helpers ---- */
 
-static inline int64_t fw_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static inline int64_t fw_round_up(int64_t a, int64_t b) { return fw_ceil_div(a, b) * b; }
+__host__ __device__ static inline int64_t fw_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ static inline int64_t fw_round_up(int64_t a, int64_t b) { return fw_ceil_div(a, b) * b; }
 /* The largest power of two (<= 256) that divides the address: what cuBLASLt calls
  * the alignment of a buffer. */
 static inline unsigned fw_ptr_align(const void *p) {

@@ -153,7 +153,7 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
         return fw_cuda_errf(ctx, "fw_cuda_matmul: T %lld is too large for one launch", (long long)T);
     if (gemv && fw_ceil_div(N, GEMV_THREADS / 32) > 0x7fffffffLL)
         return fw_cuda_errf(ctx, "fw_cuda_matmul: N %lld is too large for one launch", (long long)N);
-    int64_t es = w->type == FW_WTYPE_F32 ? 4 : w->type == FW_WTYPE_BF16 ? 2 : 1;
+    int64_t es = (int64_t)fw_wtype_size(w->type);
     /* 16-byte loads need every W row, every x row and each 8-chunk aligned. */
     bool vec = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 && (w->ld * es) % 16 == 0 &&
                (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);

@@ -30,9 +30,6 @@ struct md_args {
     float2 *ml;               /* (T, H, splits): running max, sum of exponentials */
 };
 
-__device__ __forceinline__ int64_t fw_ceil_div_d(int64_t a, int64_t b) { return (a + b - 1) / b; }
-__device__ __forceinline__ int64_t fw_round_up_d(int64_t a, int64_t b) { return fw_ceil_div_d(a, b) * b; }
-
 template <int NA>
 __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     extern __shared__ __align__(16) unsigned char sm_raw[];
@@ -46,7 +43,7 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     const int64_t seq = a.q_seq ? a.q_seq[t] : 0;
     const int64_t n = a.q_len ? a.q_len[t] : a.S - a.T + t + 1;
     /* This query's keys split evenly (in whole tiles), so short ones use every split. */
-    const int64_t span = fw_round_up_d(fw_ceil_div_d(n, a.splits), MLA_KT);
+    const int64_t span = fw_round_up(fw_ceil_div(n, a.splits), MLA_KT);
     const int64_t s0 = split * span, s1 = min(s0 + span, n);
     const bf16 *cache = a.cache + seq * a.seq_stride;
     for (int64_t i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {

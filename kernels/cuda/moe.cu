@@ -251,7 +251,7 @@ template <int WT>
 static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
                        int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
     int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
-    const int64_t es = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
+    const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
                      fw_ptr_align(x) >= 16;

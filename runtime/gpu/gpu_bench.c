@@ -22,7 +22,7 @@ static double wbytes(const fw_weight *w) {
     if (!w->data) return 0;
     double el = (double)(w->rows * w->cols);
     if (w->type == FW_WTYPE_FP8) return el + 4.0 * (double)(((w->rows + 127) / 128) * ((w->cols + 127) / 128));
-    return el * (w->type == FW_WTYPE_BF16 ? 2 : 4);
+    return el * (double)fw_wtype_size(w->type);
 }
 
 static double wparams(const fw_weight *w) { return w->data ? (double)(w->rows * w->cols) : 0; }

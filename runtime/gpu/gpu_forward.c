@@ -171,7 +171,7 @@ static int swiglu(fw_gpu_model *g, const fw_cuda_weight *gate, const fw_cuda_wei
 /* Expert x's weights out of a stack. */
 static fw_weight expert_w(const fw_gpu_experts *s, int64_t x) {
     fw_weight w = s->w;
-    const int64_t es = w.type == FW_WTYPE_F32 ? 4 : w.type == FW_WTYPE_BF16 ? 2 : 1;
+    const int64_t es = (int64_t)fw_wtype_size(w.type);
     w.data = (const char *)w.data + x * s->stride * es;
     if (w.scale) w.scale += x * s->sstride;
     return w;

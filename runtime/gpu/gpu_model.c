@@ -39,14 +39,14 @@ static int upload_w(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, fw_e
     memset(d, 0, sizeof *d);
     if (!h->data) return FW_OK;
     if (fw_cuda_weight_upload(&g->ctx, d, h, 0)) return fw_gpu_fail(g, e);
-    g->weight_bytes += (uint64_t)(h->rows * h->cols) * (h->type == FW_WTYPE_F32 ? 4 : h->type == FW_WTYPE_BF16 ? 2 : 1);
+    g->weight_bytes += (uint64_t)(h->rows * h->cols) * fw_wtype_size(h->type);
     return FW_OK;
 }
 
 /* The local experts x in [x0, x0 + n) of one kind into one allocation. */
 static int upload_experts(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h, int64_t x0, int64_t n, fw_err *e) {
     const fw_weight *w0 = &h[x0];
-    const size_t es = w0->type == FW_WTYPE_F32 ? 4 : w0->type == FW_WTYPE_BF16 ? 2 : 1;
+    const size_t es = fw_wtype_size(w0->type);
     const int64_t N = w0->rows, K = w0->cols, ld = (K + 15) / 16 * 16;
     const int64_t NB = (N + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, KB = (K + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK;
     memset(d, 0, sizeof *d);
