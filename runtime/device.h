@@ -14,10 +14,10 @@
 #include "runtime/model.h"
 
 /* One sequence's part of a batched forward: T tokens at its cache's positions
- * kv->len .. kv->len + T - 1 (kv holds the length and capacity; the backend keeps
- * the cache itself, slot `seq`). */
+ * kv->len .. kv->len + T - 1. kv holds the length, the capacity and the block
+ * table; the blocks themselves are the device's (kv_init), kv->pool only
+ * counts them. */
 typedef struct fw_seg {
-    int seq;
     fw_kv *kv;
     const int32_t *ids;
     int64_t T;
@@ -36,11 +36,13 @@ typedef struct fw_dev_bench {
 typedef struct fw_device_backend {
     const char *name;
     /* Copies this rank's part of the model (host weights loaded) to the device
-     * chosen by the node-local rank, with caches for n_seqs sequences of
-     * `context` positions; tp_comm is the tensor-parallel group (MPI_COMM_NULL:
-     * none). The host weights may be freed afterwards. */
-    int (*attach)(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, int n_seqs, int64_t context,
-                  fw_err *e);
+     * chosen by the node-local rank; tp_comm is the tensor-parallel group
+     * (MPI_COMM_NULL: none). The host weights may be freed afterwards. */
+    int (*attach)(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e);
+    /* (Re)allocates the paged latent cache on the device: n_blocks blocks of
+     * `block` positions (every layer of the stage), block tables of sequences of
+     * at most max_context positions. What the old cache held is gone. */
+    int (*kv_init)(void *dev, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
     /* fw_model_forward for n sequences at once: hidden holds (sum T, D) floats in
      * and out as there; the last stage writes the logits of the last n_out tokens
      * of each sequence, (n * n_out, vocab shard), in sequence order. */

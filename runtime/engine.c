@@ -1,4 +1,5 @@
 #include "runtime/engine.h"
+#include "runtime/kvcache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,39 @@ static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
     int rc = fw_plan(fw_ckpt_config(ck), &req, &en->layout, e);
     fw_ckpt_close(ck);
     return rc;
+}
+
+/* Positions per block of the engine's own device caches. */
+#define DEVICE_SLOT_BLOCK 64
+
+/* The device keeps the blocks; the host caches hold lengths and block tables,
+ * each slot one run of blocks of a pool sized for n_seqs x context. */
+static int device_caches(fw_engine *en, int64_t context, fw_err *e) {
+    const int64_t bs = DEVICE_SLOT_BLOCK, per = (context + bs - 1) / bs, nb = per * en->n_seqs;
+    en->dev_pool = calloc(1, sizeof *en->dev_pool);
+    en->dev_tabs = malloc((size_t)nb * sizeof *en->dev_tabs);
+    if (!en->dev_pool || !en->dev_tabs) return fw_errf(e, "out of memory");
+    if (fw_kv_pool_init_ids(en->dev_pool, nb, bs, e)) return FW_ERR;
+    for (int64_t i = 0; i < nb; i++) en->dev_tabs[i] = fw_kv_pool_take(en->dev_pool);
+    const fw_config *c = &en->model->cfg;
+    for (int i = 0; i < en->n_seqs; i++)
+        en->kvs[i] = (fw_kv){.cap = context, .n_layers = en->model->part.n_layers,
+                             .width = c->kv_lora_rank + c->qk_rope_head_dim, .pool = en->dev_pool,
+                             .table = en->dev_tabs + i * per};
+    return en->dev_be->kv_init(en->dev, nb, bs, context, e);
+}
+
+int fw_engine_kv_pages(fw_engine *en, const fw_kv_pool *pool, int64_t max_context, fw_err *e) {
+    int rc = FW_OK;
+    if (en->dev_be) {
+        rc = en->dev_be->kv_init(en->dev, pool->n_blocks, pool->block_size, max_context, e);
+        for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = 0; /* their blocks are the scheduler's now */
+    }
+    if (!fw_world_all_ok(en->world, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank could not make its KV cache");
+        return FW_ERR;
+    }
+    return FW_OK;
 }
 
 int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e) {
@@ -48,10 +82,8 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
     if (rc == FW_OK && en->dev_be) {
-        /* The device keeps the caches; the host ones only count positions. */
-        rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank,
-                                en->n_seqs, o->context, e);
-        for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = o->context;
+        rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank, e);
+        if (rc == FW_OK) rc = device_caches(en, o->context, e);
     }
     for (int i = 0; i < en->n_seqs && rc == FW_OK && !en->dev_be; i++)
         rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
@@ -88,6 +120,9 @@ void fw_engine_free(fw_engine *en) {
     if (en->dev_be && en->dev) en->dev_be->detach(en->dev);
     fw_comm_free(&en->comm);
     for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
+    if (en->dev_pool) fw_kv_pool_free(en->dev_pool);
+    free(en->dev_pool);
+    free(en->dev_tabs);
     free(en->kvs);
     fw_model_free(en->model);
     free(en->hidden);
@@ -189,11 +224,7 @@ static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T
     const int64_t D = en->model->cfg.hidden_size;
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     if (en->dev_be) {
-        /* The device keeps one cache per engine sequence slot. */
-        if (kv < en->kvs || kv >= en->kvs + en->n_seqs)
-            return fw_errf(e, "--device %s: this cache is not one of the engine's sequence slots (the "
-                              "scheduler's paged cache runs on the CPU only for now)", en->dev_be->name);
-        fw_seg seg = {(int)(kv - en->kvs), kv, ids, T};
+        fw_seg seg = {kv, ids, T};
         if (en->dev_be->forward(en->dev, 1, &seg, en->hidden, mode, en->shard, n_out, e)) return FW_ERR;
     } else if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) {
         return FW_ERR;
@@ -209,7 +240,7 @@ static int device_batch(fw_engine *en, int n, const int32_t *const *ids, const i
     fw_seg *segs = calloc((size_t)n, sizeof *segs);
     float *logits = malloc((size_t)(n * Vl) * sizeof(float));
     int rc = !segs || !logits ? fw_errf(e, "out of memory") : FW_OK;
-    for (int i = 0; i < n && rc == FW_OK; i++) segs[i] = (fw_seg){i, &en->kvs[i], ids[i], T[i]};
+    for (int i = 0; i < n && rc == FW_OK; i++) segs[i] = (fw_seg){&en->kvs[i], ids[i], T[i]};
     if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, mode, logits, 1, e);
     for (int i = 0; i < n && rc == FW_OK; i++) best[i] = shard_max(en, logits + i * Vl);
     free(segs);
@@ -254,10 +285,25 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
     return FW_OK;
 }
 
+/* A scheduler step on the device: one batched forward. The device forward takes
+ * one attention mode and one count of output rows for all its sequences, as the
+ * runner's groups have (decodes together, a prompt chunk alone). */
+static int device_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    fw_seg *segs = calloc((size_t)n, sizeof *segs);
+    if (!segs) return fw_errf(e, "out of memory");
+    int rc = FW_OK;
+    for (int i = 0, t = 0; i < n && rc == FW_OK; t += (int)q[i].T, i++) {
+        if (q[i].mode != q[0].mode || q[i].n_out != q[0].n_out)
+            rc = fw_errf(e, "--device %s: the sequences of one step differ in attention mode or output rows",
+                         en->dev_be->name);
+        segs[i] = (fw_seg){q[i].kv, ids + t, q[i].T};
+    }
+    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, q[0].mode, en->shard, q[0].n_out, e);
+    free(segs);
+    return rc;
+}
+
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
-    if (en->dev_be) /* the device keeps its own caches; the paged pool lives on the host */
-        return fw_errf(e, "--device %s: serve and batch jobs run on the CPU for now (the scheduler's paged KV "
-                          "cache is not on the GPU yet)", en->dev_be->name);
     const fw_part *p = &en->model->part;
     const int64_t D = en->model->cfg.hidden_size;
     int64_t T = 0;
@@ -266,7 +312,11 @@ int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32
     if (T > en->context)
         return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T, (long long)en->context);
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
-    if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) return FW_ERR;
+    if (en->dev_be) {
+        if (device_seqs(en, n, q, ids, e)) return FW_ERR;
+    } else if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) {
+        return FW_ERR;
+    }
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     return FW_OK;
 }

@@ -43,6 +43,8 @@ typedef struct fw_engine {
     double t_load;               /* seconds to load this rank's slices */
     const fw_device_backend *dev_be; /* NULL: the CPU op table */
     void *dev;                   /* the backend's state */
+    struct fw_kv_pool *dev_pool; /* device: the block ids of the kvs' caches */
+    int32_t *dev_tabs;           /* device: their block tables, one run of blocks each */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
@@ -64,6 +66,12 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
  * (micro-batches in flight). n <= opts.n_seqs. */
 int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
                            int32_t *next, fw_err *e);
+
+/* For the scheduler (runtime/runner.c): on a device, remakes its cache with the
+ * geometry of `pool` (the blocks the scheduler hands out by id) for sequences of
+ * up to max_context positions; the engine's own caches are gone from then on.
+ * On the CPU the pool holds the blocks and nothing happens. Collective. */
+int fw_engine_kv_pages(fw_engine *en, const struct fw_kv_pool *pool, int64_t max_context, fw_err *e);
 
 /* For the scheduler's steps (runtime/runner.c): several sequences' chunks
  * through this rank's stage in one pass over caches the caller gives (ids

@@ -1,19 +1,20 @@
 #include "runtime/kvcache.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-int fw_kv_pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t n_layers, int64_t width,
-                    fw_err *e) {
+static int pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t n_layers, int64_t width,
+                     bool host, fw_err *e) {
     memset(p, 0, sizeof *p);
     if (n_blocks < 1 || block_size < 1 || n_blocks > INT32_MAX)
         return fw_errf(e, "KV cache: %lld blocks of %lld positions is not a cache", (long long)n_blocks,
                        (long long)block_size);
     p->block_size = block_size, p->n_blocks = n_blocks, p->n_layers = n_layers, p->width = width;
     size_t bytes = (size_t)(n_blocks * n_layers * block_size * width) * sizeof(float);
-    p->data = malloc(bytes ? bytes : 1);
+    p->data = host ? malloc(bytes ? bytes : 1) : NULL;
     p->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
-    if (!p->data || !p->free_ids) {
+    if ((host && !p->data) || !p->free_ids) {
         fw_kv_pool_free(p);
         return fw_errf(e, "KV cache: out of memory for %lld blocks (%zu bytes)", (long long)n_blocks, bytes);
     }
@@ -21,6 +22,15 @@ int fw_kv_pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t
     for (int64_t i = 0; i < n_blocks; i++) p->free_ids[i] = (int32_t)(n_blocks - 1 - i);
     p->n_free = n_blocks;
     return FW_OK;
+}
+
+int fw_kv_pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t n_layers, int64_t width,
+                    fw_err *e) {
+    return pool_init(p, n_blocks, block_size, n_layers, width, true, e);
+}
+
+int fw_kv_pool_init_ids(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, fw_err *e) {
+    return pool_init(p, n_blocks, block_size, 0, 0, false, e);
 }
 
 void fw_kv_pool_free(fw_kv_pool *p) {

@@ -24,6 +24,8 @@ typedef struct fw_kv_pool {
 
 int fw_kv_pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t n_layers, int64_t width,
                     fw_err *e);
+/* The block ids only (data NULL): a device holds the blocks themselves. */
+int fw_kv_pool_init_ids(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, fw_err *e);
 void fw_kv_pool_free(fw_kv_pool *p);
 /* A free block's id, or -1 when none is left. */
 int32_t fw_kv_pool_take(fw_kv_pool *p);

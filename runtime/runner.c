@@ -47,9 +47,17 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     if (en->context < so.token_budget)
         return fw_errf(e, "runner: the engine takes %lld tokens per call, the budget is %lld", (long long)en->context,
                        (long long)so.token_budget);
-    if (fw_kv_pool_init(&r->pool, so.n_blocks, so.block_size, en->model->part.n_layers,
-                        c->kv_lora_rank + c->qk_rope_head_dim, e))
+    /* On a device the blocks are the device's; the pool here hands out their ids. */
+    if (en->dev_be ? fw_kv_pool_init_ids(&r->pool, so.n_blocks, so.block_size, e)
+                   : fw_kv_pool_init(&r->pool, so.n_blocks, so.block_size, en->model->part.n_layers,
+                                     c->kv_lora_rank + c->qk_rope_head_dim, e))
         return FW_ERR;
+    if (fw_engine_kv_pages(en, &r->pool, so.max_context, e)) {
+        fw_kv_pool_free(&r->pool);
+        return FW_ERR;
+    }
+    /* Decodes per forward: the CPU's batch-invariant GEMV rows, or all of them on a device. */
+    r->group = en->dev_be ? so.max_batch : FW_RUNNER_DECODE_GROUP;
     r->out = calloc((size_t)so.max_batch, sizeof *r->out);
     r->best = calloc((size_t)so.max_batch, sizeof *r->best);
     r->best_tok = calloc((size_t)so.max_batch, sizeof *r->best_tok);
@@ -58,12 +66,15 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     r->wire = malloc((size_t)r->wire_cap * sizeof *r->wire);
     r->top_ids = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_ids);
     r->top_vals = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_vals);
-    if (r->leader) r->logits = malloc((size_t)FW_RUNNER_DECODE_GROUP * (size_t)c->vocab_size * sizeof(float));
+    if (r->leader) r->logits = malloc((size_t)r->group * (size_t)c->vocab_size * sizeof(float));
     r->step_ids = malloc((size_t)so.token_budget * sizeof *r->step_ids);
-    r->step_tabs = malloc((size_t)FW_RUNNER_DECODE_GROUP * (size_t)fw_kv_blocks_for(&r->pool, so.max_context) *
+    r->step_tabs = malloc((size_t)r->group * (size_t)fw_kv_blocks_for(&r->pool, so.max_context) *
                           sizeof *r->step_tabs);
+    r->q = calloc((size_t)r->group, sizeof *r->q);
+    r->kv = calloc((size_t)r->group, sizeof *r->kv);
+    r->kinds = calloc((size_t)r->group, sizeof *r->kinds);
     if (!r->out || !r->best || !r->best_tok || !r->best_at || !r->wire || !r->top_ids || !r->top_vals ||
-        !r->step_ids || !r->step_tabs || (r->leader && !r->logits)) {
+        !r->step_ids || !r->step_tabs || !r->q || !r->kv || !r->kinds || (r->leader && !r->logits)) {
         fw_runner_free(r);
         return fw_errf(e, "runner: out of memory");
     }
@@ -87,6 +98,9 @@ void fw_runner_free(fw_runner *r) {
     free(r->top_vals);
     free(r->step_ids);
     free(r->step_tabs);
+    free(r->q);
+    free(r->kv);
+    free(r->kinds);
     memset(r, 0, sizeof *r);
 }
 
@@ -117,9 +131,9 @@ static int64_t encode(fw_runner *r, const fw_step *st) {
 static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_err *e) {
     fw_engine *en = r->en;
     const int64_t *w = r->wire;
-    fw_seq_step q[FW_RUNNER_DECODE_GROUP];
-    fw_kv kv[FW_RUNNER_DECODE_GROUP];
-    int kinds[FW_RUNNER_DECODE_GROUP], rows = 0, nb = 0;
+    fw_seq_step *q = r->q;
+    fw_kv *kv = r->kv;
+    int *kinds = r->kinds, rows = 0, nb = 0;
     int64_t t = 0, tb = 0;
     for (int i = a; i < b; i++) {
         const int64_t *h = w + 2 + 4 * i;
@@ -166,7 +180,7 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
 }
 
 /* Runs a decoded plan on this rank: decodes (one token after a cached prefix)
- * in groups of up to FW_RUNNER_DECODE_GROUP, every other entry alone. */
+ * in groups of up to r->group, every other entry alone. */
 static int execute(fw_runner *r, fw_err *e) {
     const int64_t *w = r->wire;
     int n = (int)w[0];
@@ -175,7 +189,7 @@ static int execute(fw_runner *r, fw_err *e) {
     for (int a = 0; a < n;) {
         int b = a + 1;
         bool decode = w[2 + 4 * a + 1] == 1 && w[2 + 4 * a] > 0;
-        while (decode && b < n && b - a < FW_RUNNER_DECODE_GROUP && w[2 + 4 * b + 1] == 1 && w[2 + 4 * b] > 0) b++;
+        while (decode && b < n && b - a < r->group && w[2 + 4 * b + 1] == 1 && w[2 + 4 * b] > 0) b++;
         if (run_group(r, a, b, ktok, ktab, e)) return FW_ERR;
         for (int i = a; i < b; i++) ktok += w[2 + 4 * i + 1], ktab += w[2 + 4 * i + 2];
         a = b;

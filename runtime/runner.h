@@ -10,9 +10,12 @@
 #include "runtime/kvcache.h"
 #include "runtime/sched.h"
 
-/* Decodes per forward pass. Up to 8 rows, the CPU matmuls take their GEMV path,
- * whose result for a row does not depend on the other rows: a request's tokens
- * stay the same whatever else is in the batch. */
+/* Decodes per forward pass on the CPU. Up to 8 rows, the CPU matmuls take their
+ * GEMV path, whose result for a row does not depend on the other rows: a
+ * request's tokens stay the same whatever else is in the batch. On a device all
+ * the step's decodes go in one forward (one CUDA graph), and, as in vLLM or
+ * SGLang, a token can change with what else is in the batch where two logits
+ * nearly tie (the GEMMs' reduction order depends on the batch size). */
 #define FW_RUNNER_DECODE_GROUP 8
 
 typedef struct fw_runner {
@@ -22,9 +25,13 @@ typedef struct fw_runner {
     fw_sched sched;            /* leader only */
     int64_t *wire;             /* the broadcast plan */
     int64_t wire_cap;
-    float *logits;             /* (FW_RUNNER_DECODE_GROUP, V) leader: rows for the samplers */
+    float *logits;             /* (group, V) leader: rows for the samplers */
     int32_t *step_ids;         /* (token_budget) a group's token ids */
-    int32_t *step_tabs;        /* (FW_RUNNER_DECODE_GROUP, max blocks) a group's block tables */
+    int32_t *step_tabs;        /* (group, max blocks) a group's block tables */
+    int group;                 /* decodes per forward */
+    fw_seq_step *q;            /* (group) a group's sequences */
+    fw_kv *kv;
+    int *kinds;
     fw_sample_out *out;        /* (max_batch) */
     fw_engine_best *best;      /* (max_batch) */
     int32_t *best_tok;

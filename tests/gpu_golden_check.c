@@ -94,9 +94,27 @@ static void pool_check(const char *what, pool *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* Two sequence slots in a paged cache of small blocks, their blocks interleaved
+ * and slot 0's in descending order, so attention reads across block edges and
+ * out of order as it does from the scheduler's pool. */
+#define SLOT_BLOCK 16
+static int32_t *slot_tab[2];
+
+static fw_kv slot(const fw_gpu_model *g, int i) { return (fw_kv){.cap = g->cap, .table = slot_tab[i]}; }
+
+static int make_slots(fw_gpu_model *g, int64_t cap, fw_err *e) {
+    const int64_t per = (cap + SLOT_BLOCK - 1) / SLOT_BLOCK;
+    for (int i = 0; i < 2; i++) {
+        slot_tab[i] = malloc((size_t)per * sizeof(int32_t));
+        if (!slot_tab[i]) return fw_errf(e, "out of memory");
+    }
+    for (int64_t j = 0; j < per; j++) slot_tab[0][j] = (int32_t)(2 * (per - 1 - j) + 1), slot_tab[1][j] = (int32_t)(2 * j);
+    return fw_gpu_kv_init(g, 2 * per, SLOT_BLOCK, cap, e);
+}
+
 static int gpu_run(fw_gpu_model *g, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e) {
-    fw_seg s = {0, kv, ids, T};
+    fw_seg s = {kv, ids, T};
     return fw_gpu_forward(g, 1, &s, NULL, mode, logits, n_out, e);
 }
 
@@ -109,7 +127,7 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
     int64_t clean = 0;
 
     /* 1. Prefill of the whole prompt. */
-    fw_kv kv = {.cap = g->cap};
+    fw_kv kv = slot(g, 0);
     CHECK(gpu_run(g, &kv, p->tokens, L, FW_ATTN_NAIVE, gpu, L, &e) == FW_OK, "prompt %d: %s", idx, e.msg);
     double vs_cpu = 0, vs_ref = 0;
     for (int64_t t = 0; t < L; t++) {
@@ -154,12 +172,12 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
      * position's logits; both caches then hold their own prompt). */
     if (other && margin[L - 1] >= ROUTE_NOISE) {
         float *alone = malloc((size_t)(2 * V) * sizeof(float)), *both = malloc((size_t)(2 * V) * sizeof(float));
-        fw_kv k0 = {.cap = g->cap}, k1 = {.cap = g->cap};
+        fw_kv k0 = slot(g, 0), k1 = slot(g, 1);
         CHECK(gpu_run(g, &k0, p->tokens, L, FW_ATTN_NAIVE, alone, 1, &e) == FW_OK, "%s", e.msg);
         k0.len = 0;
         CHECK(gpu_run(g, &k0, other->tokens, other->n_tok, FW_ATTN_NAIVE, alone + V, 1, &e) == FW_OK, "%s", e.msg);
         k0.len = 0;
-        fw_seg segs[2] = {{0, &k0, p->tokens, L}, {1, &k1, other->tokens, other->n_tok}};
+        fw_seg segs[2] = {{&k0, p->tokens, L}, {&k1, other->tokens, other->n_tok}};
         CHECK(fw_gpu_forward(g, 2, segs, NULL, FW_ATTN_NAIVE, both, 1, &e) == FW_OK, "%s", e.msg);
         double b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
         printf("prompt %d: batched with another prompt vs alone: %.3g, %.3g\n", idx, b0, b1);
@@ -167,11 +185,11 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
               b1);
         /* One batched decode step of both sequences equals each step alone. */
         int32_t t0 = p->greedy[0], t1 = other->greedy[0];
-        fw_seg step[2] = {{0, &k0, &t0, 1}, {1, &k1, &t1, 1}};
+        fw_seg step[2] = {{&k0, &t0, 1}, {&k1, &t1, 1}};
         CHECK(fw_gpu_forward(g, 2, step, NULL, FW_ATTN_ABSORBED, both, 1, &e) == FW_OK, "%s", e.msg);
         k0.len = L, k1.len = other->n_tok;
         CHECK(gpu_run(g, &k0, &t0, 1, FW_ATTN_ABSORBED, alone, 1, &e) == FW_OK, "%s", e.msg);
-        fw_seg one = {1, &k1, &t1, 1};
+        fw_seg one = {&k1, &t1, 1};
         CHECK(fw_gpu_forward(g, 1, &one, NULL, FW_ATTN_ABSORBED, alone + V, 1, &e) == FW_OK, "%s", e.msg);
         b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
         printf("prompt %d: batched decode step vs alone: %.3g, %.3g\n", idx, b0, b1);
@@ -201,7 +219,7 @@ static void report_fp8_activations(fw_model *m, fw_gpu_model *g, const prompt *p
         float *margin = malloc((size_t)(L + ps[i].n_greedy) * sizeof(float));
         int64_t kept = 0;
         cpu_reference(m, &ps[i], cpu, margin);
-        fw_kv kv = {.cap = g->cap};
+        fw_kv kv = slot(g, 0);
         CHECK(gpu_run(g, &kv, ps[i].tokens, L, FW_ATTN_NAIVE, gpu, L, &e) == FW_OK, "%s", e.msg);
         CHECK(g->ctx.last_mm_path == FW_CUDA_MM_LT_FP8 || g->ctx.last_mm_path == FW_CUDA_MM_LT_BF16 ||
                   g->ctx.last_mm_path == FW_CUDA_MM_GEMV || g->ctx.last_mm_path == FW_CUDA_MM_TILED,
@@ -249,7 +267,7 @@ int main(int argc, char **argv) {
     }
     CHECK(n > 0, "%s holds no prompts", argv[2]);
     fw_gpu_model g;
-    if (fw_gpu_model_init(&g, m, 0, 2, longest + 2, &e)) {
+    if (fw_gpu_model_init(&g, m, 0, &e) || make_slots(&g, longest + 2, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
@@ -272,6 +290,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) free_prompt(&ps[i]);
     fw_gpu_model_free(&g);
+    free(slot_tab[0]), free(slot_tab[1]);
     H5Fclose(f);
     fw_model_free(m);
     return check_result();

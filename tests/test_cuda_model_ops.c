@@ -6,6 +6,7 @@
  *   one (other ranks' experts are skipped), ragged N and K, and T from 1 (the
  *   small-group kernel) to 300 (64-row tensor-core tiles, partial last tile);
  * - absorbed MLA's all-head projections q . W_UK and o_lat . W_UV^T;
+ * - flash-decoding over a paged latent cache, appends to it and gathers from it;
  * - rmsnorm over strided rows. */
 #include <math.h>
 #include <string.h>
@@ -177,12 +178,47 @@ static void check_mla(fw_wtype ty, int64_t T, int64_t H, int64_t dn, int64_t dv,
     free(q), free(ol), free(qref), free(oref), free(y);
 }
 
-/* Flash-decoding MLA: nseq caches of rows (C + R) at stride W, queries with their
- * own sequence and length (or one causal sequence), against softmax in double. */
-static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, int64_t C, int64_t R, bool causal) {
-    char shape[128];
-    snprintf(shape, sizeof shape, "T%lld seqs %lld cap %lld H%lld C%lld R%lld%s", (long long)T, (long long)nseq,
-             (long long)cap, (long long)H, (long long)C, (long long)R, causal ? " causal" : "");
+/* nseq logical caches of cap rows (width W) laid out in a pool of blocks of bs
+ * rows, the blocks in shuffled order with a spare block between, as the
+ * scheduler's pool leaves them. Host pool (bf16 values) and the tables. */
+typedef struct paged {
+    int64_t bs, max_blocks, n_blocks;
+    int32_t *table; /* (nseq, max_blocks) */
+    float *pool;    /* (n_blocks, bs, W) */
+} paged;
+
+static paged page_out(const float *cache, int64_t nseq, int64_t cap, int64_t W, int64_t bs) {
+    paged pg = {.bs = bs, .max_blocks = (cap + bs - 1) / bs};
+    pg.n_blocks = 2 * nseq * pg.max_blocks + 1;
+    int32_t *perm = malloc((size_t)pg.n_blocks * 4);
+    for (int64_t i = 0; i < pg.n_blocks; i++) perm[i] = (int32_t)i;
+    for (int64_t i = pg.n_blocks - 1; i > 0; i--) {
+        int64_t j = check_rng_u32() % (uint32_t)(i + 1);
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    pg.table = malloc((size_t)(nseq * pg.max_blocks) * 4);
+    pg.pool = hrand_bf16(pg.n_blocks * bs * W, 1.0f); /* garbage where no sequence lives */
+    for (int64_t s = 0; s < nseq; s++)
+        for (int64_t b = 0; b < pg.max_blocks; b++) {
+            int32_t id = perm[2 * (s * pg.max_blocks + b)]; /* every other block: gaps between */
+            pg.table[s * pg.max_blocks + b] = id;
+            for (int64_t r = 0; r < bs && b * bs + r < cap; r++)
+                memcpy(pg.pool + (id * bs + r) * W, cache + (s * cap + b * bs + r) * W, (size_t)W * sizeof(float));
+        }
+    free(perm);
+    return pg;
+}
+
+/* Flash-decoding MLA: nseq caches of rows (C + R) at stride W, paged in blocks
+ * of bs positions, queries with their own sequence and length (or one causal
+ * sequence), against softmax in double. */
+static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, int64_t C, int64_t R, bool causal,
+                             int64_t bs) {
+    char shape[160];
+    snprintf(shape, sizeof shape, "T%lld seqs %lld cap %lld H%lld C%lld R%lld block %lld%s", (long long)T,
+             (long long)nseq, (long long)cap, (long long)H, (long long)C, (long long)R, (long long)bs,
+             causal ? " causal" : "");
     const int64_t W = C + R + 8, stride = cap * W;
     float *cache = hrand_bf16(nseq * stride, 1.0f), *ql = hrand_bf16(T * H * C, 0.5f), *qp = hrand_bf16(T * H * R, 0.5f);
     int32_t *seq = malloc((size_t)T * 4), *len = malloc((size_t)T * 4);
@@ -211,12 +247,16 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
                 ref[(t * H + h) * C + i] = (float)(o / sum);
             }
         }
-    dbuf dc = dbf16(cache, nseq * stride), dql = dbf16(ql, T * H * C), dqp = dbf16(qp, T * H * R);
+    paged pg = page_out(cache, nseq, cap, W, bs);
+    dbuf dc = dbf16(pg.pool, pg.n_blocks * bs * W), dql = dbf16(ql, T * H * C), dqp = dbf16(qp, T * H * R);
+    dbuf dtab = dnew((size_t)(nseq * pg.max_blocks) * 4);
     dbuf dseq = dnew((size_t)T * 4), dlen = dnew((size_t)T * 4), dout = dnew((size_t)(T * H * C) * 2);
     dbuf dwork = dnew(fw_cuda_mla_work_bytes(T, H, cap, C));
     CU(fw_cuda_upload(&ctx, dp(dseq), seq, (size_t)T * 4));
     CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)T * 4));
-    if (op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), dp(dc), W, stride, causal ? NULL : dp(dseq),
+    CU(fw_cuda_upload(&ctx, dp(dtab), pg.table, (size_t)(nseq * pg.max_blocks) * 4));
+    fw_cuda_pages pages = {dp(dc), W, bs, bs * W, pg.max_blocks, dp(dtab)};
+    if (op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, causal ? NULL : dp(dseq),
                                  causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
               "mla_decode")) {
         get_bf16(y, dout, T * H * C);
@@ -224,9 +264,42 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
         snprintf(path, sizeof path, "%d splits", fw_cuda_mla_splits(T, H, cap));
         compare("mla_decode", shape, path, y, ref, T * H * C, NMSE_BF16);
     }
-    dbuf *all[] = {&dc, &dql, &dqp, &dseq, &dlen, &dout, &dwork};
+    dbuf *all[] = {&dc, &dql, &dqp, &dtab, &dseq, &dlen, &dout, &dwork};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla_decode", shape), dfree(all[i]);
-    free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc);
+    free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc), free(pg.table), free(pg.pool);
+}
+
+/* kv_append writes each new row where the table puts its position, and
+ * kv_gather reads a sequence back in order: both exact (bf16 moves). */
+static void check_kv_pages(int64_t nseq, int64_t cap, int64_t W, int64_t bs) {
+    char shape[96];
+    snprintf(shape, sizeof shape, "seqs %lld cap %lld W%lld block %lld", (long long)nseq, (long long)cap,
+             (long long)W, (long long)bs);
+    float *cache = hrand_bf16(nseq * cap * W, 1.0f);
+    paged pg = page_out(cache, nseq, cap, W, bs);
+    /* One new row per sequence at a random position, as a decode step appends. */
+    int32_t *seq = malloc((size_t)nseq * 4), *len = malloc((size_t)nseq * 4);
+    float *rows = hrand_bf16(nseq * W, 1.0f), *y = hnew(cap * W);
+    for (int64_t s = 0; s < nseq; s++) {
+        seq[s] = (int32_t)(nseq - 1 - s), len[s] = (int32_t)(1 + check_rng_u32() % (uint32_t)cap);
+        memcpy(cache + (seq[s] * cap + len[s] - 1) * W, rows + s * W, (size_t)W * sizeof(float));
+    }
+    dbuf dc = dbf16(pg.pool, pg.n_blocks * bs * W), drows = dbf16(rows, nseq * W);
+    dbuf dtab = dnew((size_t)(nseq * pg.max_blocks) * 4), dseq = dnew((size_t)nseq * 4), dlen = dnew((size_t)nseq * 4);
+    dbuf dout = dnew((size_t)(cap * W) * 2);
+    CU(fw_cuda_upload(&ctx, dp(dseq), seq, (size_t)nseq * 4));
+    CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)nseq * 4));
+    CU(fw_cuda_upload(&ctx, dp(dtab), pg.table, (size_t)(nseq * pg.max_blocks) * 4));
+    fw_cuda_pages pages = {dp(dc), W, bs, bs * W, pg.max_blocks, dp(dtab)};
+    if (op_ok(fw_cuda_kv_append(&ctx, &pages, dp(drows), dp(dseq), dp(dlen), nseq), "kv_append"))
+        for (int64_t s = 0; s < nseq; s++) {
+            if (!op_ok(fw_cuda_kv_gather(&ctx, dp(dout), &pages, s, cap), "kv_gather")) break;
+            get_bf16(y, dout, cap * W);
+            compare("kv_append+gather", shape, "exact", y, cache + s * cap * W, cap * W, 0.0);
+        }
+    dbuf *all[] = {&dc, &drows, &dtab, &dseq, &dlen, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "kv_pages", shape), dfree(all[i]);
+    free(cache), free(seq), free(len), free(rows), free(y), free(pg.table), free(pg.pool);
 }
 
 /* The cuBLAS prefill attention against the CPU reference's naive attention. */
@@ -283,11 +356,14 @@ int test_model_ops(void) {
         check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);
         check_mla((fw_wtype)ty, 20, 2, 128, 128, 64, 512);
     }
-    check_mla_decode(1, 1, 1, 4, 64, 16, true);      /* one key */
-    check_mla_decode(1, 1, 1000, 16, 64, 16, true);  /* a long decode step: many splits */
-    check_mla_decode(7, 1, 300, 5, 32, 8, true);     /* causal prefill over the cache, H not a multiple of 8 */
-    check_mla_decode(9, 3, 200, 8, 512, 64, false);  /* batched decode, DeepSeek-V3 widths, own lengths */
-    check_mla_decode(64, 4, 50, 3, 64, 16, false);
+    check_mla_decode(1, 1, 1, 4, 64, 16, true, 1);        /* one key */
+    check_mla_decode(1, 1, 1000, 16, 64, 16, true, 1000); /* a long decode step: many splits, one block */
+    check_mla_decode(1, 1, 1000, 16, 64, 16, true, 16);   /* the same over 63 blocks of 16 */
+    check_mla_decode(7, 1, 300, 5, 32, 8, true, 7);       /* causal prefill, blocks cutting tiles, H % 8 != 0 */
+    check_mla_decode(9, 3, 200, 8, 512, 64, false, 64);   /* batched decode, DeepSeek-V3 widths, own lengths */
+    check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
+    check_kv_pages(5, 100, 576, 16);
+    check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
     check_attn_prefill(1, 1, 2, 24, 16);

@@ -7,7 +7,9 @@
  * lane j scores key j against the warp's head (fp32 dot over C + R), the warp
  * updates its online softmax, then each lane adds p_j * c_j to its C / 32
  * output channels. Each split writes its unnormalised sums and (max, sum of
- * exponentials); a second kernel merges the splits. */
+ * exponentials); a second kernel merges the splits. The cache is paged
+ * (fw_cuda_pages): a tile's rows may come from two blocks, so each tile looks up
+ * its rows' addresses once into shared memory. */
 #include "kernels/cuda/cuda_common.h"
 
 #include <math.h>
@@ -20,9 +22,8 @@
 struct md_args {
     bf16 *o;                  /* (T, H, C) */
     const bf16 *q_lat, *q_pe; /* (T, H, C), (T, H, R) */
-    const bf16 *cache;        /* sequence 0's rows: c (C) then pe (R) at row stride W */
-    int64_t W, seq_stride;    /* row stride; elements between sequences' caches */
-    const int32_t *q_seq, *q_len; /* per query: sequence, keys it sees; NULL: 0 and S - T + t + 1 */
+    fw_cuda_pages pg;         /* rows: c (C) then pe (R) */
+    const int32_t *q_seq, *q_len; /* per query: table row, keys it sees; NULL: 0 and S - T + t + 1 */
     int64_t T, S, H, C, R;
     int splits, wp;           /* splits per query; padded row length of the key tile */
     float scale;
@@ -30,12 +31,19 @@ struct md_args {
     float2 *ml;               /* (T, H, splits): running max, sum of exponentials */
 };
 
+/* Row p of table row s. */
+__device__ static inline const bf16 *page_row(const fw_cuda_pages &pg, int64_t s, int64_t p) {
+    const int64_t b = pg.table[s * pg.max_blocks + p / pg.block];
+    return (const bf16 *)pg.base + b * pg.block_stride + (p % pg.block) * pg.W;
+}
+
 template <int NA>
 __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     extern __shared__ __align__(16) unsigned char sm_raw[];
     const int64_t Wd = a.C + a.R;
     bf16 *qs = (bf16 *)sm_raw;            /* [MLA_HG][Wd] */
     bf16 *ks = qs + MLA_HG * Wd;          /* [MLA_KT][wp] */
+    __shared__ const bf16 *rowp[MLA_KT];  /* the tile's rows in the pages */
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int64_t t = blockIdx.y, h0 = (int64_t)blockIdx.x * MLA_HG, h = h0 + warp;
     const int split = blockIdx.z;
@@ -45,7 +53,6 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     /* This query's keys split evenly (in whole tiles), so short ones use every split. */
     const int64_t span = fw_round_up(fw_ceil_div(n, a.splits), MLA_KT);
     const int64_t s0 = split * span, s1 = min(s0 + span, n);
-    const bf16 *cache = a.cache + seq * a.seq_stride;
     for (int64_t i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {
         int64_t hh = h0 + i / Wd, d = i % Wd;
         bf16 v = fw_f2bf(0.0f);
@@ -58,9 +65,11 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     for (int64_t s = s0; s < s1; s += MLA_KT) {
         const int nk = (int)min((int64_t)MLA_KT, s1 - s);
         __syncthreads(); /* the previous tile is consumed (and qs written) */
+        if (tid < MLA_KT) rowp[tid] = tid < nk ? page_row(a.pg, seq, s + tid) : NULL;
+        __syncthreads();
         for (int64_t i = tid; i < MLA_KT * Wd; i += MLA_THREADS) {
             int64_t j = i / Wd, d = i % Wd;
-            ks[j * a.wp + d] = j < nk ? cache[(s + j) * a.W + d] : fw_f2bf(0.0f);
+            ks[j * a.wp + d] = j < nk ? rowp[j][d] : fw_f2bf(0.0f);
         }
         __syncthreads();
         if (!hv) continue; /* warp-uniform */
@@ -133,18 +142,18 @@ extern "C" size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_
 }
 
 extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
-                                  const fw_bf16 *cache, int64_t W, int64_t seq_stride, const int32_t *q_seq,
-                                  const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R,
-                                  float scale, void *work) {
+                                  const fw_cuda_pages *pg, const int32_t *q_seq, const int32_t *q_len, int64_t T,
+                                  int64_t S, int64_t H, int64_t C, int64_t R, float scale, void *work) {
+    const int64_t W = pg->W;
     if (T < 0 || S < 1 || H < 1 || C < 1 || R < 0 || C % 2 || R % 2 || W < C + R || C > 32 * MLA_MAX_NA ||
-        (!q_len && S < T))
+        (!q_len && S < T) || pg->block < 1 || pg->max_blocks < 1 || !pg->table)
         return fw_cuda_errf(ctx, "fw_cuda_mla_decode: bad shape (T %lld, S %lld, H %lld, C %lld, R %lld, W %lld)",
                             (long long)T, (long long)S, (long long)H, (long long)C, (long long)R, (long long)W);
     if (T == 0) return FW_CUDA_OK;
     if (T > 65535) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: %lld queries in one launch", (long long)T);
     md_args a;
-    a.o = (bf16 *)o_lat, a.q_lat = (const bf16 *)q_lat, a.q_pe = (const bf16 *)q_pe, a.cache = (const bf16 *)cache;
-    a.W = W, a.seq_stride = seq_stride, a.q_seq = q_seq, a.q_len = q_len;
+    a.o = (bf16 *)o_lat, a.q_lat = (const bf16 *)q_lat, a.q_pe = (const bf16 *)q_pe, a.pg = *pg;
+    a.q_seq = q_seq, a.q_len = q_len;
     a.T = T, a.S = S, a.H = H, a.C = C, a.R = R, a.scale = scale;
     a.splits = fw_cuda_mla_splits(T, H, S);
     /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */
@@ -168,20 +177,37 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     return FW_CUDA_OK;
 }
 
-__global__ void kv_append_kernel(bf16 *cache, int64_t W, int64_t seq_stride, const bf16 *__restrict__ rows,
-                                 const int32_t *__restrict__ q_seq, const int32_t *__restrict__ q_len, int64_t T) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T * W; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t = i / W, d = i % W;
-        cache[q_seq[t] * seq_stride + (int64_t)(q_len[t] - 1) * W + d] = rows[i];
+__global__ void kv_append_kernel(fw_cuda_pages pg, const bf16 *__restrict__ rows, const int32_t *__restrict__ q_seq,
+                                 const int32_t *__restrict__ q_len, int64_t T) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T * pg.W; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / pg.W, d = i % pg.W;
+        ((bf16 *)page_row(pg, q_seq[t], q_len[t] - 1))[d] = rows[i];
     }
 }
 
-extern "C" int fw_cuda_kv_append(fw_cuda_ctx *ctx, fw_bf16 *cache, int64_t W, int64_t seq_stride, const fw_bf16 *rows,
-                                 const int32_t *q_seq, const int32_t *q_len, int64_t T) {
-    if (T < 0 || W < 1) return fw_cuda_errf(ctx, "fw_cuda_kv_append: bad shape (T %lld, W %lld)", (long long)T, (long long)W);
+extern "C" int fw_cuda_kv_append(fw_cuda_ctx *ctx, const fw_cuda_pages *pg, const fw_bf16 *rows, const int32_t *q_seq,
+                                 const int32_t *q_len, int64_t T) {
+    if (T < 0 || pg->W < 1 || pg->block < 1 || !pg->table)
+        return fw_cuda_errf(ctx, "fw_cuda_kv_append: bad shape (T %lld, W %lld)", (long long)T, (long long)pg->W);
     if (T == 0) return FW_CUDA_OK;
-    kv_append_kernel<<<fw_grid_1d(T * W, 256), 256, 0, ctx->stream>>>((bf16 *)cache, W, seq_stride, (const bf16 *)rows,
-                                                                     q_seq, q_len, T);
+    kv_append_kernel<<<fw_grid_1d(T * pg->W, 256), 256, 0, ctx->stream>>>(*pg, (const bf16 *)rows, q_seq, q_len, T);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}
+
+__global__ void kv_gather_kernel(bf16 *dst, fw_cuda_pages pg, int64_t seq, int64_t S) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < S * pg.W; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = i / pg.W, d = i % pg.W;
+        dst[i] = page_row(pg, seq, p)[d];
+    }
+}
+
+extern "C" int fw_cuda_kv_gather(fw_cuda_ctx *ctx, fw_bf16 *dst, const fw_cuda_pages *pg, int64_t seq, int64_t S) {
+    if (S < 0 || seq < 0 || pg->W < 1 || pg->block < 1 || !pg->table || S > pg->max_blocks * pg->block)
+        return fw_cuda_errf(ctx, "fw_cuda_kv_gather: bad shape (S %lld, W %lld, %lld blocks of %lld)", (long long)S,
+                            (long long)pg->W, (long long)pg->max_blocks, (long long)pg->block);
+    if (S == 0) return FW_CUDA_OK;
+    kv_gather_kernel<<<fw_grid_1d(S * pg->W, 256), 256, 0, ctx->stream>>>((bf16 *)dst, *pg, seq, S);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -156,18 +156,27 @@ int fw_cuda_mla_q_absorb(fw_cuda_ctx *ctx, fw_bf16 *q_lat, const fw_bf16 *q, con
 int fw_cuda_mla_o_absorb(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *o_lat, const fw_weight *kv_b, int64_t T,
                          int64_t H, int64_t dn, int64_t dv, int64_t C);
 
+/* A paged latent cache as the kernels read it: rows of C + R values (row stride
+ * W) in blocks of `block` positions; row p of table row s (a sequence of the
+ * step) lies at base + table[s * max_blocks + p / block] * block_stride +
+ * (p % block) * W. base is this layer's block 0. A contiguous cache per sequence
+ * is the case block = its capacity, table[s] = s, block_stride = sequence stride. */
+typedef struct fw_cuda_pages {
+    fw_bf16 *base;
+    int64_t W, block, block_stride, max_blocks;
+    const int32_t *table; /* device memory */
+} fw_cuda_pages;
+
 /* Absorbed MLA attention for T queries at once (mla_decode.cu, flash-decoding):
- * query t reads the cache of sequence q_seq[t] (rows of C + R values, row stride
- * W, sequences seq_stride elements apart from `cache`) up to its first q_len[t]
- * positions; with q_seq = q_len = NULL, one sequence and causal (query t of the
+ * query t reads table row q_seq[t] of the paged cache up to its first q_len[t]
+ * positions; with q_seq = q_len = NULL, table row 0 and causal (query t of the
  * last T of S sees S - T + t + 1 keys). o_lat (T, H, C) as fw_cuda_attn_absorbed.
  * `work` holds fw_cuda_mla_work_bytes(T, H, S, C) bytes; S bounds every length. */
 int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S);
 size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_t C);
 int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
-                       const fw_bf16 *cache, int64_t W, int64_t seq_stride, const int32_t *q_seq,
-                       const int32_t *q_len, int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale,
-                       void *work);
+                       const fw_cuda_pages *pg, const int32_t *q_seq, const int32_t *q_len, int64_t T, int64_t S,
+                       int64_t H, int64_t C, int64_t R, float scale, void *work);
 
 /* Prefill attention as fw_cuda_attn_naive, through cuBLAS strided-batched GEMMs
  * (attn_gemm.cu): per group of heads, scores = q k^T * scale in fp32, a causal
@@ -177,11 +186,14 @@ size_t fw_cuda_attn_prefill_bytes(int64_t T, int64_t S, int64_t H);
 int fw_cuda_attn_prefill(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
                          int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale, void *work);
 
-/* Row t of rows (T, W) into the cache of sequence q_seq[t] at position q_len[t] - 1
- * (the layout of fw_cuda_mla_decode): the new tokens' latent rows, with positions
- * read on the device so a captured decode step stays valid. */
-int fw_cuda_kv_append(fw_cuda_ctx *ctx, fw_bf16 *cache, int64_t W, int64_t seq_stride, const fw_bf16 *rows,
-                      const int32_t *q_seq, const int32_t *q_len, int64_t T);
+/* Row t of rows (T, W) into table row q_seq[t] of the paged cache at position
+ * q_len[t] - 1: the new tokens' latent rows, with positions read on the device so
+ * a captured decode step stays valid. */
+int fw_cuda_kv_append(fw_cuda_ctx *ctx, const fw_cuda_pages *pg, const fw_bf16 *rows, const int32_t *q_seq,
+                      const int32_t *q_len, int64_t T);
+/* Positions [0, S) of table row `seq` (a host index) into dst (S, W), contiguous:
+ * the prefill attention reads one sequence's latents in one piece. */
+int fw_cuda_kv_gather(fw_cuda_ctx *ctx, fw_bf16 *dst, const fw_cuda_pages *pg, int64_t seq, int64_t S);
 
 /* Routed experts without a host sync (moe.cu). The plan groups the n_pairs = T * k
  * (token, slot) pairs of ids (T, k) whose expert lies in [e0, e0 + n_exp): local

@@ -5,16 +5,19 @@
 #include "runtime/gpu/gpu_backend.h"
 #include "runtime/gpu/gpu_model.h"
 
-static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, int n_seqs, int64_t context,
-                  fw_err *e) {
+static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e) {
     int n = 0;
     if (fw_cuda_device_count(&n) || n == 0) return fw_errf(e, "--device cuda: no usable GPU on this node");
     fw_gpu_model *g = calloc(1, sizeof *g);
     if (!g) return fw_errf(e, "out of memory");
     *dev = g;
-    if (fw_gpu_model_init(g, m, local_rank % n, n_seqs, context, e)) return FW_ERR;
+    if (fw_gpu_model_init(g, m, local_rank % n, e)) return FW_ERR;
     if (tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(g, tp_comm, e)) return FW_ERR;
     return FW_OK;
+}
+
+static int kv_init(void *dev, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
+    return fw_gpu_kv_init(dev, n_blocks, block, max_context, e);
 }
 
 static int forward(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
@@ -32,6 +35,6 @@ static void detach(void *dev) {
     free(dev);
 }
 
-static const fw_device_backend cuda_backend = {"cuda", attach, forward, bench, describe, detach};
+static const fw_device_backend cuda_backend = {"cuda", attach, kv_init, forward, bench, describe, detach};
 
 const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }

@@ -150,7 +150,14 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
     fw_seg *segs = calloc((size_t)maxb, sizeof *segs);
     int32_t *ids = calloc((size_t)(req->prefill > maxb ? req->prefill : maxb), sizeof *ids);
     float *logits = malloc((size_t)maxb * (size_t)p->vocab * sizeof(float));
-    if (!kvs || !segs || !ids || !logits) return fw_errf(e, "out of memory");
+    /* Sequence i's blocks: [i * max_blocks, (i + 1) * max_blocks), as the engine lays out its slots. */
+    const int64_t mb = g->max_blocks;
+    int32_t *tabs = malloc((size_t)(maxb * mb) * sizeof *tabs);
+    if (!kvs || !segs || !ids || !logits || !tabs) return fw_errf(e, "out of memory");
+    if (maxb * mb > g->kv_blocks)
+        return fw_errf(e, "bench: batch %d needs %lld KV blocks, the cache has %lld", maxb, (long long)(maxb * mb),
+                       (long long)g->kv_blocks);
+    for (int64_t i = 0; i < maxb * mb; i++) tabs[i] = (int32_t)i;
     for (int64_t i = 0; i < (req->prefill > maxb ? req->prefill : maxb); i++)
         ids[i] = (int32_t)((i * 7919 + 13) % g->cfg.vocab_size);
     if (print) {
@@ -171,8 +178,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
             const int64_t S = req->context[ci];
             if (S + 1 > g->cap) continue;
             for (int i = 0; i < B; i++) {
-                kvs[i] = (fw_kv){.cap = g->cap, .len = S};
-                segs[i] = (fw_seg){i, &kvs[i], &ids[i], 1};
+                kvs[i] = (fw_kv){.cap = g->cap, .len = S, .table = tabs + i * mb};
+                segs[i] = (fw_seg){&kvs[i], &ids[i], 1};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
             double wall;
@@ -186,8 +193,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
             print_split(g, (double)req->iters * nl);
         }
     if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
-        kvs[0] = (fw_kv){.cap = g->cap, .len = 0};
-        segs[0] = (fw_seg){0, &kvs[0], ids, req->prefill};
+        kvs[0] = (fw_kv){.cap = g->cap, .len = 0, .table = tabs};
+        segs[0] = (fw_seg){&kvs[0], ids, req->prefill};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
         double wall;
         rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, e);
@@ -201,6 +208,6 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
         }
     }
-    free(kvs), free(segs), free(ids), free(logits);
+    free(kvs), free(segs), free(ids), free(logits), free(tabs);
     return rc;
 }

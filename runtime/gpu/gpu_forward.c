@@ -28,11 +28,12 @@ static void *take(carver *c, size_t bytes) {
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 typedef struct gbufs {
-    int32_t *ids, *rid, *q_seq, *q_len; /* per token: its sequence, the keys it sees */
+    int32_t *ids, *rid, *q_seq, *q_len; /* per token: its sequence (table row), the keys it sees */
+    int32_t *tab;                          /* (n, max_blocks) the sequences' block tables */
     void *mla_work;
     float *cos_tab, *sin_tab, *hid, *rlog, *rw, *logits;
     fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
-    fw_bf16 *lat_c, *kvx, *k, *v;          /* naive */
+    fw_bf16 *lat, *lat_c, *kvx, *k, *v;    /* naive */
     void *attn_work;                       /* naive: scores and probabilities */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *eu, *ye, *xg, *hn;
@@ -41,6 +42,7 @@ typedef struct gbufs {
 
 typedef struct shape {
     int64_t Tt, Smax, n_rows; /* tokens, longest context, head rows */
+    int n;                    /* sequences */
 } shape;
 
 static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, fw_attn_mode mode) {
@@ -52,6 +54,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
     b->ids = take(cv, (size_t)Tt * 4);
     b->q_seq = take(cv, (size_t)Tt * 4);
     b->q_len = take(cv, (size_t)Tt * 4);
+    b->tab = take(cv, (size_t)(s->n * g->max_blocks) * 4);
     b->cos_tab = take(cv, (size_t)(Tt * R / 2) * f);
     b->sin_tab = take(cv, (size_t)(Tt * R / 2) * f);
     b->hid = take(cv, (size_t)(Tt * D) * f);
@@ -63,6 +66,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
     b->kva = take(cv, (size_t)(Tt * (C + R)) * bf);
     b->o = take(cv, (size_t)(Tt * H * dv) * bf);
     if (mode == FW_ATTN_NAIVE) {
+        b->lat = take(cv, (size_t)(S * (C + R)) * bf);
         b->lat_c = take(cv, (size_t)(S * C) * bf);
         b->kvx = take(cv, (size_t)(S * H * (dn + dv)) * bf);
         b->k = take(cv, (size_t)(S * H * dqk) * bf);
@@ -94,7 +98,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
 
 /* Host-side buffers of a step, in pinned memory. */
 typedef struct staging {
-    int32_t *ids, *seq, *len;
+    int32_t *ids, *seq, *len, *tab;
     float *cos, *sin, *hid, *logits;
 } staging;
 
@@ -137,17 +141,22 @@ static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
     return g->comm ? fw_gpu_allreduce(g, buf, n, e) : FW_OK;
 }
 
-static fw_bf16 *cache_of(const fw_gpu_model *g, int seq, int l) {
+/* Layer l's pages of the cache, through the step's block tables. */
+static fw_cuda_pages pages_of(const fw_gpu_model *g, int l, const gbufs *b) {
     const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
-    return g->kv + ((int64_t)seq * g->part.n_layers + (l - g->part.first_layer)) * g->cap * W;
+    return (fw_cuda_pages){g->kv + (l - g->part.first_layer) * g->kv_blocks * g->kv_block * W, W, g->kv_block,
+                           g->kv_block * W, g->max_blocks, b->tab};
 }
 
-/* Naive MLA for one sequence: expand keys and values of its S cached positions. */
-static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_bf16 *lat, int64_t T, int64_t S,
+/* Naive MLA for sequence `seq` of the step: its S cached positions gathered in
+ * order, keys and values expanded from them. */
+static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_pages *pg, int seq, int64_t T, int64_t S,
                       const fw_bf16 *q, fw_bf16 *o, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
     const int64_t H = g->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R, bf = sizeof(fw_bf16);
+    const fw_bf16 *lat = b->lat;
+    CK(fw_cuda_kv_gather(&g->ctx, b->lat, pg, seq, S));
     if (copy2d(g, b->lat_c, C * bf, lat, W * bf, C * bf, S, e)) return FW_ERR;
     CK(fw_cuda_matmul(&g->ctx, b->kvx, b->lat_c, &L->kv_b.w, S)); /* (S, H, dn + dv) */
     if (copy2d(g, b->k, dqk * bf, b->kvx, (dn + dv) * bf, dn * bf, S * H, e) ||
@@ -265,13 +274,14 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     CK(fw_cuda_rmsnorm_ld(ctx, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
     CK(fw_cuda_rope(ctx, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
     CK(fw_cuda_rope(ctx, b->q + dn, Tt, H, H * dqk, dqk, R, b->cos_tab, b->sin_tab));
-    /* Append to each sequence's cache at positions known on the device (graph-safe). */
-    CK(fw_cuda_kv_append(ctx, cache_of(g, 0, l), W, g->part.n_layers * g->cap * W, b->kva, b->q_seq, b->q_len, Tt));
+    /* Append to each sequence's pages at positions known on the device (graph-safe). */
+    const fw_cuda_pages pg = pages_of(g, l, b);
+    CK(fw_cuda_kv_append(ctx, &pg, b->kva, b->q_seq, b->q_len, Tt));
 
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (mode == FW_ATTN_NAIVE) {
         for (int i = 0; i < n; i++)
-            if (attn_naive(g, L, cache_of(g, segs[i].seq, l), segs[i].T, segs[i].kv->len + segs[i].T,
+            if (attn_naive(g, L, &pg, i, segs[i].T, segs[i].kv->len + segs[i].T,
                            b->q + off[i] * H * dqk, b->o + off[i] * H * dv, b, e))
                 return FW_ERR;
     fw_gpu_prof_mark(g, FW_PROF_ATTN);
@@ -281,8 +291,8 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
 
         /* Every token of every sequence in one launch, each over its own cache. */
-        CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, cache_of(g, 0, l), W, g->part.n_layers * g->cap * W,
-                              b->q_seq, b->q_len, Tt, g->cap, H, C, R, g->softmax_scale, b->mla_work));
+        CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, &pg, b->q_seq, b->q_len, Tt, g->cap, H, C, R,
+                              g->softmax_scale, b->mla_work));
         fw_gpu_prof_mark(g, FW_PROF_ATTN);
         CK(fw_cuda_mla_o_absorb(ctx, b->o, b->o_lat, &L->kv_b.w, Tt, H, dn, dv, C));
     }
@@ -319,7 +329,8 @@ static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *of
     if (copy_async(g, b->cos_tab, h->cos, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
         copy_async(g, b->sin_tab, h->sin, half * sizeof(float), cudaMemcpyHostToDevice, e) ||
         copy_async(g, b->q_seq, h->seq, (size_t)Tt * 4, cudaMemcpyHostToDevice, e) ||
-        copy_async(g, b->q_len, h->len, (size_t)Tt * 4, cudaMemcpyHostToDevice, e))
+        copy_async(g, b->q_len, h->len, (size_t)Tt * 4, cudaMemcpyHostToDevice, e) ||
+        copy_async(g, b->tab, h->tab, (size_t)(sh->n * g->max_blocks) * 4, cudaMemcpyHostToDevice, e))
         return FW_ERR;
     if (p->has_embed) {
         if (copy_async(g, b->ids, h->ids, (size_t)Tt * 4, cudaMemcpyHostToDevice, e)) return FW_ERR;
@@ -400,17 +411,21 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     const fw_part *p = &g->part;
     const int64_t D = c->hidden_size, R = c->qk_rope_head_dim, V = c->vocab_size;
     if (n < 1) return fw_errf(e, "forward: no sequences");
+    if (!g->kv) return fw_errf(e, "forward: the device has no KV cache");
     int64_t *off = calloc((size_t)n + 1, sizeof *off);
     if (!off) return fw_errf(e, "out of memory");
-    shape sh = {0, 0, 0};
+    shape sh = {0, 0, 0, n};
     int rc = FW_OK;
     for (int i = 0; i < n && rc == FW_OK; i++) {
         const fw_seg *s = &segs[i];
         if (s->T <= 0 || n_out < 0 || n_out > s->T) rc = fw_errf(e, "forward: bad token count %lld", (long long)s->T);
-        else if (s->seq < 0 || s->seq >= g->n_seqs) rc = fw_errf(e, "forward: no cache slot %d", s->seq);
-        else if (s->kv->len + s->T > g->cap)
+        else if (s->kv->len + s->T > (s->kv->cap < g->cap ? s->kv->cap : g->cap))
             rc = fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
-                         (long long)s->kv->len, (long long)s->T, (long long)g->cap);
+                         (long long)s->kv->len, (long long)s->T, (long long)(s->kv->cap < g->cap ? s->kv->cap : g->cap));
+        for (int64_t j = 0; rc == FW_OK && j * g->kv_block < s->kv->len + s->T; j++)
+            if (!s->kv->table || s->kv->table[j] < 0 || s->kv->table[j] >= g->kv_blocks)
+                rc = fw_errf(e, "forward: sequence %d: block %lld of its table is not one of the cache's %lld", i,
+                             (long long)j, (long long)g->kv_blocks);
         for (int64_t t = 0; rc == FW_OK && p->has_embed && t < s->T; t++)
             if (s->ids[t] < 0 || s->ids[t] >= V)
                 rc = fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", s->ids[t], (long long)V);
@@ -425,7 +440,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     carve(&cv, &b, g, &sh, mode);
     const size_t half = (size_t)(sh.Tt * R / 2);
     const size_t out_floats = (size_t)max64(sh.Tt * D, sh.n_rows * max64(1, p->vocab));
-    size_t pinned = (size_t)sh.Tt * 12 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) +
+    size_t pinned = (size_t)sh.Tt * 12 + (size_t)(n * g->max_blocks) * 4 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) +
                     out_floats * sizeof(float) + 1024;
     if (rc == FW_OK) rc = reserve(g, cv.used, pinned, e);
     if (rc != FW_OK) {
@@ -437,13 +452,16 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
 
     /* Host side of the step: ids, positions and RoPE tables into pinned memory. */
     staging h;
-    h.ids = g->pinned, h.seq = h.ids + sh.Tt, h.len = h.seq + sh.Tt;
-    h.cos = (float *)(h.len + sh.Tt), h.sin = h.cos + half, h.hid = h.sin + half;
+    h.ids = g->pinned, h.seq = h.ids + sh.Tt, h.len = h.seq + sh.Tt, h.tab = h.len + sh.Tt;
+    h.cos = (float *)(h.tab + n * g->max_blocks), h.sin = h.cos + half, h.hid = h.sin + half;
     h.logits = h.hid + sh.Tt * D;
     for (int i = 0; i < n; i++) {
         if (segs[i].ids) memcpy(h.ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
         for (int64_t j = 0; j < segs[i].T; j++)
-            h.seq[off[i] + j] = segs[i].seq, h.len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
+            h.seq[off[i] + j] = i, h.len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
+        const int64_t nb = (segs[i].kv->len + segs[i].T + g->kv_block - 1) / g->kv_block;
+        memcpy(h.tab + i * g->max_blocks, segs[i].kv->table, (size_t)nb * 4);
+        memset(h.tab + i * g->max_blocks + nb, 0, (size_t)(g->max_blocks - nb) * 4);
         fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h.cos + off[i] * R / 2,
                        h.sin + off[i] * R / 2);
     }

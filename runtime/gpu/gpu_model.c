@@ -104,7 +104,9 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
            upload_experts(g, &G->exp_down, L->exp_down, x0, n, e);
 }
 
-int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs, int64_t context, fw_err *e) {
+static void describe(fw_gpu_model *g);
+
+int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
     memset(g, 0, sizeof *g);
     if (fw_cuda_ctx_init(&g->ctx, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->ctx.err);
     /* FURROW_CUDA_GEMM=own: never cuBLASLt (bf16 activations into FP8 weights
@@ -118,7 +120,7 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs
     g->softmax_scale = m->softmax_scale;
     g->rope_mscale = m->rope_mscale;
     const fw_config *c = &m->cfg;
-    const int64_t R = c->qk_rope_head_dim, W = c->kv_lora_rank + R;
+    const int64_t R = c->qk_rope_head_dim;
     g->rope_inv_freq = malloc((size_t)(R / 2 > 0 ? R / 2 : 1) * sizeof(float));
     g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers);
     if (!g->rope_inv_freq || !g->layers) return fw_errf(e, "out of memory");
@@ -129,18 +131,40 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs
         return fw_err_prefix(e, "uploading the model");
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
         if (upload_layer(g, &g->layers[l], &m->layers[l], m, e)) return fw_err_prefix(e, "uploading layer %d", l);
-    g->n_seqs = n_seqs;
-    g->cap = context;
-    size_t kv_bytes = (size_t)(n_seqs * p->n_layers * context * W) * sizeof(fw_bf16);
-    if (dev_alloc(g, (void **)&g->kv, kv_bytes, e))
-        return fw_err_prefix(e, "KV cache of %d x %lld positions (%zu bytes)", n_seqs, (long long)context, kv_bytes);
-    if (cudaMemsetAsync(g->kv, 0, kv_bytes, g->ctx.stream) != cudaSuccess || fw_cuda_sync(&g->ctx))
-        return fw_errf(e, "GPU %d: clearing the KV cache failed", device);
+    describe(g);
+    return FW_OK;
+}
+
+static void describe(fw_gpu_model *g) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     snprintf(g->desc, sizeof g->desc, "GPU %d (%s, sm_%d%d): %.2f GB of weights, %.2f GB of KV cache, %.1f GB free",
-             device, g->ctx.device_name, g->ctx.cc_major, g->ctx.cc_minor, (double)g->weight_bytes / 1e9,
-             (double)kv_bytes / 1e9, (double)free_b / 1e9);
+             g->ctx.device, g->ctx.device_name, g->ctx.cc_major, g->ctx.cc_minor, (double)g->weight_bytes / 1e9,
+             (double)g->kv_bytes / 1e9, (double)free_b / 1e9);
+}
+
+int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
+    const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
+    if (n_blocks < 1 || block < 1 || max_context < 1)
+        return fw_errf(e, "KV cache: %lld blocks of %lld positions for %lld-position sequences", (long long)n_blocks,
+                       (long long)block, (long long)max_context);
+    fw_gpu_drop_graphs(g); /* they point at the old cache and size their work by it */
+    if (g->kv && fw_cuda_sync(&g->ctx)) return fw_gpu_fail(g, e);
+    fw_cuda_free(g->kv);
+    g->kv = NULL, g->kv_bytes = 0;
+    const size_t bytes = (size_t)(g->part.n_layers * n_blocks * block * W) * sizeof(fw_bf16);
+    if (fw_cuda_malloc(&g->ctx, (void **)&g->kv, bytes)) {
+        g->kv = NULL;
+        return fw_errf(e, "GPU %d: no room for a KV cache of %lld blocks x %lld positions (%.2f GB): %s", g->ctx.device,
+                       (long long)n_blocks, (long long)block, (double)bytes / 1e9, g->ctx.err);
+    }
+    /* Zeroed: the attention never reads a row before it is written, but a
+     * stray read then gives zeros, not NaNs from old memory. */
+    if (cudaMemsetAsync(g->kv, 0, bytes, g->ctx.stream) != cudaSuccess || fw_cuda_sync(&g->ctx))
+        return fw_errf(e, "GPU %d: clearing the KV cache failed", g->ctx.device);
+    g->kv_blocks = n_blocks, g->kv_block = block, g->cap = max_context, g->kv_bytes = bytes;
+    g->max_blocks = (max_context + block - 1) / block;
+    describe(g);
     return FW_OK;
 }
 
@@ -159,6 +183,7 @@ void fw_gpu_model_free(fw_gpu_model *g) {
     free_w(&g->head);
     for (int64_t i = 0; i < g->n_allocs; i++) fw_cuda_free(g->allocs[i]);
     fw_cuda_free(g->work);
+    fw_cuda_free(g->kv);
     for (int i = 0; i < FW_PROF_MAX_EVENTS; i++)
         if (g->prof_ev[i]) cudaEventDestroy((cudaEvent_t)g->prof_ev[i]);
     if (g->pinned) cudaFreeHost(g->pinned);

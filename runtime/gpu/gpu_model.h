@@ -1,7 +1,7 @@
 /* This rank's part of the model on one GPU: the weights in their stored format
  * (BF16 or FP8 with block scales; norms, router bias and RoPE in fp32), each
  * layer's routed experts stacked in one allocation so one launch serves them all,
- * the latent KV caches in bf16, and the work buffers of a forward. Built from the
+ * the paged latent KV cache in bf16, and the work buffers of a forward. Built from the
  * host model that fw_model_load read (same slices, same layout). */
 #ifndef FW_RUNTIME_GPU_MODEL_H
 #define FW_RUNTIME_GPU_MODEL_H
@@ -58,9 +58,13 @@ typedef struct fw_gpu_model {
     int64_t n_allocs, cap_allocs;
     uint64_t weight_bytes;
 
-    int n_seqs;
-    int64_t cap;                /* positions per sequence */
-    fw_bf16 *kv;                /* (n_seqs, n_layers, cap, C + R) */
+    /* The paged latent cache: blocks of kv_block positions, named by the block
+     * tables of the sequences (runtime/kvcache.h; the host keeps only the ids). */
+    int64_t kv_blocks, kv_block;
+    int64_t cap;                /* positions per sequence at most */
+    int64_t max_blocks;         /* table entries per sequence: cap / kv_block rounded up */
+    fw_bf16 *kv;                /* (n_layers, kv_blocks, kv_block, C + R) */
+    size_t kv_bytes;
 
     /* Work space of a forward, grown on demand, and pinned host staging. */
     void *work;
@@ -83,7 +87,10 @@ typedef struct fw_gpu_model {
 } fw_gpu_model;
 
 /* Uploads the host model's weights to device `device`. */
-int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, int n_seqs, int64_t context, fw_err *e);
+int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e);
+/* (Re)allocates the paged cache: n_blocks blocks of `block` positions for
+ * sequences of at most max_context positions (the old cache is dropped). */
+int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
 void fw_gpu_model_free(fw_gpu_model *g);
 
 /* The batched forward of runtime/device.h on this GPU. */
