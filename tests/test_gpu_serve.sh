@@ -46,7 +46,8 @@ for l in open('in.jsonl'):
     print(d['id'], ','.join(map(str, d['prompt_tokens'])), d['max_tokens'])" > reqs.txt
 n=0
 while read -r id ids max; do
-  want=$(gen --prompt-tokens "$ids" --max-tokens "$max" 2> gen.err | tr -d '[] ')
+  want=$(fw_mpirun 300 1 "$FURROW_BIN" generate --device cuda --model model --prompt-tokens "$ids" \
+    --max-tokens "$max" < /dev/null 2> gen.err | tr -d '[] ')
   [ -n "$want" ] || { cat gen.err; bad "generate $id"; continue; }
   got=$(python3 -c "import json,sys
 for l in open('one.jsonl'):

@@ -127,12 +127,14 @@ __global__ void mla_merge_kernel(md_args a) {
     }
 }
 
-/* Splits per query: enough blocks for about two waves on a large GPU, and no
- * split shorter than 64 keys. */
+/* Splits per query: enough blocks for about two waves on a large GPU. Not a
+ * function of the cache length (a short query leaves its last splits empty), so
+ * a sequence's sums run in the same order whatever cache the step was sized
+ * for: one request alone gives the same tokens from the scheduler's pool as
+ * from the engine's own cache. */
 extern "C" int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S) {
+    (void)S;
     int64_t blocks = T * fw_ceil_div(H, MLA_HG), want = fw_ceil_div(264, blocks > 0 ? blocks : 1);
-    int64_t most = fw_ceil_div(S, 64);
-    if (want > most) want = most;
     return (int)(want < 1 ? 1 : want > 64 ? 64 : want);
 }
 
