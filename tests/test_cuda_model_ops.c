@@ -362,6 +362,7 @@ int test_model_ops(void) {
     check_mla_decode(7, 1, 300, 5, 32, 8, true, 7);       /* causal prefill, blocks cutting tiles, H % 8 != 0 */
     check_mla_decode(9, 3, 200, 8, 512, 64, false, 64);   /* batched decode, DeepSeek-V3 widths, own lengths */
     check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
+    check_mla_decode(5, 2, 90, 3, 36, 6, false, 16);      /* C + R = 42: rows not in 16-byte pieces */
     check_kv_pages(5, 100, 576, 16);
     check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */

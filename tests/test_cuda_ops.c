@@ -828,7 +828,34 @@ static void test_timing(void) {
             snprintf(label, sizeof label, "%s N %lld K %lld own", tname((fw_wtype)ty), (long long)N, (long long)K);
             time_one(label, &d.w, dx, dy, Ms[i], FW_CUDA_MM_OWN, wbytes, "own kernels");
         }
+        if (ty == FW_WTYPE_FP8) { /* cuBLASLt FP8 at decode's rows too, which AUTO leaves to the GEMV */
+            ctx.fp8_gemv_rows = 0;
+            for (int i = 0; i < 2; i++) {
+                snprintf(label, sizeof label, "fp8 N %lld K %lld lt", (long long)N, (long long)K);
+                time_one(label, &d.w, dx, dy, Ms[i], FW_CUDA_MM_AUTO, wbytes, "cuBLASLt FP8");
+            }
+            ctx.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+        }
         check_guards(dy, "timing", label);
+        fw_cuda_weight_free(&d);
+    }
+    /* DeepSeek-V3's decode shapes, FP8 at one row: the GEMV against cuBLASLt. */
+    const int64_t shapes[][2] = {{1536, 7168}, {576, 7168}, {24576, 1536}, {7168, 16384}, {2048, 7168}, {7168, 2048}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t n = shapes[i][0], k = shapes[i][1];
+        hw p = hw_make(FW_WTYPE_FP8, n, k, k);
+        fw_cuda_weight d;
+        CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
+        hw_free(&p);
+        float *xs = hrand_bf16(k, 1.0f);
+        dbuf sx = dbf16(xs, k), sy = dnew((size_t)n * 2);
+        char label[64];
+        snprintf(label, sizeof label, "fp8 N %lld K %lld", (long long)n, (long long)k);
+        time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k, "decode shape");
+        ctx.fp8_gemv_rows = 0;
+        time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k, "decode shape, cuBLASLt");
+        ctx.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+        dfree(&sx), dfree(&sy), free(xs);
         fw_cuda_weight_free(&d);
     }
     dfree(&dx);

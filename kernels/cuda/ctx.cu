@@ -2,6 +2,8 @@
  * error reporting, device memory helpers, weight upload, and the op table. */
 #include "kernels/cuda/cuda_common.h"
 
+#include <stdlib.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +66,9 @@ static int ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
 
 extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
     memset(ctx, 0, sizeof *ctx);
+    ctx->fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+    const char *rows = getenv("FURROW_CUDA_FP8_GEMV_ROWS");
+    if (rows && *rows) ctx->fp8_gemv_rows = atoi(rows);
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -137,6 +137,26 @@ __device__ __forceinline__ void fw_load8(const void *base, int64_t off, float v[
     }
 }
 
+/* 16 bytes of a weight row as floats: 16 FP8 (unscaled) or 8 BF16 values. */
+template <int WT>
+__device__ __forceinline__ void fw_unpack16(const uint4 &u, float *f) {
+    const uint32_t *q = (const uint32_t *)&u;
+    if (WT == FW_WTYPE_FP8) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(q[i / 2] >> (16 * (i % 2))), __NV_E4M3);
+            float2 v = __half22float2(__half2(h));
+            f[2 * i] = v.x, f[2 * i + 1] = v.y;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = __bfloat1622float2(*(const __nv_bfloat162 *)&q[i]);
+            f[2 * i] = v.x, f[2 * i + 1] = v.y;
+        }
+    }
+}
+
 __device__ __forceinline__ float fw_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

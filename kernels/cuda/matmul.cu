@@ -3,6 +3,7 @@
  * Paths (ctx->last_mm_path says which ran):
  * - BF16 weights: cuBLASLt, bf16 in, fp32 compute, bf16 (or fp32) out, any shape
  *   cuBLASLt's heuristic accepts.
+ * - FP8 weights, at most ctx->fp8_gemv_rows rows (decode): the own GEMV.
  * - FP8 weights, bf16 output: cuBLASLt block-scaled FP8 as measured in
  *   shared/reference/deepseek-v3.md: the activations are quantized per token per
  *   128 channels (fp8_quant.cu), M padded to a multiple of 4 (the output then goes
@@ -284,7 +285,7 @@ static int matmul_any(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, cons
         if (w->type == FW_WTYPE_BF16) {
             if (mm_lt_bf16(ctx, y, y_f32, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_BF16;
-        } else if (w->type == FW_WTYPE_FP8 && !y_f32 && fp8_lt_shape_ok(ctx, w)) {
+        } else if (w->type == FW_WTYPE_FP8 && !y_f32 && T > ctx->fp8_gemv_rows && fp8_lt_shape_ok(ctx, w)) {
             if (mm_lt_fp8(ctx, (bf16 *)y, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_FP8;
         }

@@ -37,10 +37,13 @@ __device__ static inline const bf16 *page_row(const fw_cuda_pages &pg, int64_t s
     return (const bf16 *)pg.base + b * pg.block_stride + (p % pg.block) * pg.W;
 }
 
-template <int NA>
+/* VEC: rows of C + R values in whole 16-byte pieces at 16-byte aligned
+ * addresses, loaded as such (the host checks); else one value per load. Index
+ * arithmetic is 32-bit: a tile and a head group are small. */
+template <int NA, bool VEC>
 __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     extern __shared__ __align__(16) unsigned char sm_raw[];
-    const int64_t Wd = a.C + a.R;
+    const int Wd = (int)(a.C + a.R), wp = a.wp;
     bf16 *qs = (bf16 *)sm_raw;            /* [MLA_HG][Wd] */
     bf16 *ks = qs + MLA_HG * Wd;          /* [MLA_KT][wp] */
     __shared__ const bf16 *rowp[MLA_KT];  /* the tile's rows in the pages */
@@ -53,8 +56,9 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     /* This query's keys split evenly (in whole tiles), so short ones use every split. */
     const int64_t span = fw_round_up(fw_ceil_div(n, a.splits), MLA_KT);
     const int64_t s0 = split * span, s1 = min(s0 + span, n);
-    for (int64_t i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {
-        int64_t hh = h0 + i / Wd, d = i % Wd;
+    for (int i = tid; i < MLA_HG * Wd; i += MLA_THREADS) {
+        const int hi = i / Wd, d = i - hi * Wd;
+        const int64_t hh = h0 + hi;
         bf16 v = fw_f2bf(0.0f);
         if (hh < a.H) v = d < a.C ? a.q_lat[(t * a.H + hh) * a.C + d] : a.q_pe[(t * a.H + hh) * a.R + d - a.C];
         qs[i] = v;
@@ -67,9 +71,19 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
         __syncthreads(); /* the previous tile is consumed (and qs written) */
         if (tid < MLA_KT) rowp[tid] = tid < nk ? page_row(a.pg, seq, s + tid) : NULL;
         __syncthreads();
-        for (int64_t i = tid; i < MLA_KT * Wd; i += MLA_THREADS) {
-            int64_t j = i / Wd, d = i % Wd;
-            ks[j * a.wp + d] = j < nk ? rowp[j][d] : fw_f2bf(0.0f);
+        if (VEC) { /* 16 bytes per load, stored as 4-byte words (the padded rows are word-aligned) */
+            const int wq = Wd / 8;
+            for (int i = tid; i < MLA_KT * wq; i += MLA_THREADS) {
+                const int j = i / wq, c = i - j * wq;
+                const uint4 v = j < nk ? *(const uint4 *)(rowp[j] + 8 * c) : make_uint4(0, 0, 0, 0);
+                uint32_t *dst = (uint32_t *)(ks + j * wp + 8 * c);
+                dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
+            }
+        } else {
+            for (int i = tid; i < MLA_KT * Wd; i += MLA_THREADS) {
+                const int j = i / Wd, d = i - j * Wd;
+                ks[j * wp + d] = j < nk ? rowp[j][d] : fw_f2bf(0.0f);
+            }
         }
         __syncthreads();
         if (!hv) continue; /* warp-uniform */
@@ -78,11 +92,14 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
             const __nv_bfloat162 *q2 = (const __nv_bfloat162 *)(qs + warp * Wd);
             const __nv_bfloat162 *k2 = (const __nv_bfloat162 *)(ks + lane * a.wp);
             float dot = 0.0f;
-            for (int64_t d = 0; d < Wd / 2; d++) {
+            float dot2 = 0.0f; /* two chains: the FMAs overlap */
+#pragma unroll 8
+            for (int d = 0; d < Wd / 2; d++) {
                 float2 qv = __bfloat1622float2(q2[d]), kv = __bfloat1622float2(k2[d]);
-                dot = fmaf(qv.x, kv.x, fmaf(qv.y, kv.y, dot));
+                dot = fmaf(qv.x, kv.x, dot);
+                dot2 = fmaf(qv.y, kv.y, dot2);
             }
-            sc = dot * a.scale;
+            sc = (dot + dot2) * a.scale;
         }
         const float m_new = fmaxf(m, fw_warp_max(sc)); /* finite: lane 0 always has a key */
         const float alpha = expf(m - m_new), p = lane < nk ? expf(sc - m_new) : 0.0f;
@@ -92,11 +109,11 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
         for (int i = 0; i < NA; i++) acc[i] *= alpha;
         for (int j = 0; j < nk; j++) {
             const float pj = __shfl_sync(0xffffffffu, p, j);
-            const bf16 *kr = ks + j * a.wp;
+            const bf16 *kr = ks + j * wp;
 #pragma unroll
             for (int i = 0; i < NA; i++) {
-                int64_t d = lane + 32 * i;
-                if (d < a.C) acc[i] = fmaf(pj, fw_bf2f(kr[d]), acc[i]);
+                const int d = lane + 32 * i;
+                if (d < (int)a.C) acc[i] = fmaf(pj, fw_bf2f(kr[d]), acc[i]);
             }
         }
     }
@@ -143,6 +160,14 @@ extern "C" size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_
     return (size_t)(n * C) * sizeof(float) + (size_t)n * sizeof(float2) + 256;
 }
 
+template <bool VEC>
+static void launch_split(int na, dim3 grid, size_t smem, cudaStream_t st, const md_args &a) {
+    if (na <= 2) mla_split_kernel<2, VEC><<<grid, MLA_THREADS, smem, st>>>(a);
+    else if (na <= 4) mla_split_kernel<4, VEC><<<grid, MLA_THREADS, smem, st>>>(a);
+    else if (na <= 8) mla_split_kernel<8, VEC><<<grid, MLA_THREADS, smem, st>>>(a);
+    else mla_split_kernel<16, VEC><<<grid, MLA_THREADS, smem, st>>>(a);
+}
+
 extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
                                   const fw_cuda_pages *pg, const int32_t *q_seq, const int32_t *q_len, int64_t T,
                                   int64_t S, int64_t H, int64_t C, int64_t R, float scale, void *work) {
@@ -168,10 +193,9 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     if (smem > 48 * 1024) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: C + R = %lld too wide", (long long)(C + R));
     dim3 grid((unsigned)fw_ceil_div(H, MLA_HG), (unsigned)T, (unsigned)a.splits);
     int na = (int)fw_ceil_div(C, 32);
-    if (na <= 2) mla_split_kernel<2><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
-    else if (na <= 4) mla_split_kernel<4><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
-    else if (na <= 8) mla_split_kernel<8><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
-    else mla_split_kernel<16><<<grid, MLA_THREADS, smem, ctx->stream>>>(a);
+    const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
+    if (vec) launch_split<true>(na, grid, smem, ctx->stream, a);
+    else launch_split<false>(na, grid, smem, ctx->stream, a);
     FW_CUDA_LAUNCHED(ctx);
     if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
     mla_merge_kernel<<<(unsigned)(T * H), 128, 0, ctx->stream>>>(a);

@@ -48,7 +48,13 @@ typedef enum fw_cuda_mm_policy { FW_CUDA_MM_AUTO = 0, FW_CUDA_MM_OWN } fw_cuda_m
 
 typedef struct fw_cuda_plans fw_cuda_plans; /* cached cuBLASLt descriptors (matmul.cu) */
 
+/* At one or two rows (decode) an FP8 weight is read once by the own GEMV, with bf16
+ * activations, faster than cuBLASLt's block-scaled GEMM (which pads M and
+ * quantizes the activations first): furrow bench --device cuda measures both. */
+#define FW_CUDA_FP8_GEMV_ROWS 2
+
 /* One per device and stream; not shared between host threads. */
+
 typedef struct fw_cuda_ctx {
     int device;
     int cc_major, cc_minor;
@@ -63,6 +69,8 @@ typedef struct fw_cuda_ctx {
     size_t scratch_bytes;
     fw_cuda_plans *plans;
     fw_cuda_mm_policy mm_policy;
+    int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
+                          * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
     fw_cuda_mm_path last_mm_path;
     char err[1024];
 } fw_cuda_ctx;
