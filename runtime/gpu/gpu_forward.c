@@ -366,6 +366,9 @@ static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *of
  * one launch instead of dozens per layer. Any reallocation drops the graphs. */
 static bool graphable(const fw_gpu_model *g, int n, const fw_seg *segs, fw_attn_mode mode, int64_t n_out) {
     if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
+    /* Enough tokens per expert for experts_by_gemm, which reads the group sizes
+     * on the host: no graph (and at such batches launches cost little). */
+    if (g->part.exp_n > 0 && (int64_t)n * g->cfg.num_experts_per_tok >= MOE_GEMM_PAIRS * g->part.exp_n) return false;
     for (int i = 0; i < n; i++)
         if (segs[i].T != 1) return false;
     return true;
