@@ -134,6 +134,7 @@ int fw_cmd_bench(int argc, char **argv) {
         {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
         {"iters", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
+    setvbuf(stdout, NULL, _IOLBF, 0); /* rows reach a log before any abort */
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
     int64_t P = 128, N = 32, B = 1, layers = 0, dense = -1;
