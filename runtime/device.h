@@ -35,9 +35,15 @@ typedef struct fw_dev_bench {
 
 typedef struct fw_device_backend {
     const char *name;
+    /* Copies layer l of the host model as soon as the loader has it (the device
+     * state is made on the first call, on the device of the node-local rank);
+     * the loader then frees the host copy, so a rank's host memory holds one
+     * layer at a time, not its whole part. */
+    int (*take_layer)(void **dev, const fw_model *m, int local_rank, int l, fw_err *e);
     /* Copies this rank's part of the model (host weights loaded) to the device
      * chosen by the node-local rank; tp_comm is the tensor-parallel group
-     * (MPI_COMM_NULL: none). The host weights may be freed afterwards. */
+     * (MPI_COMM_NULL: none); layers already taken are not copied again. The
+     * host weights may be freed afterwards. */
     int (*attach)(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e);
     /* (Re)allocates the paged latent cache on the device: n_blocks blocks of
      * `block` positions (every layer of the stage), block tables of sequences of

@@ -53,6 +53,11 @@ int fw_engine_kv_pages(fw_engine *en, const fw_kv_pool *pool, int64_t max_contex
     return FW_OK;
 }
 
+static int device_take(void *arg, const fw_model *m, int l, fw_err *e) {
+    fw_engine *en = arg;
+    return en->dev_be->take_layer(&en->dev, m, en->world->local_rank, l, e);
+}
+
 int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e) {
     memset(en, 0, sizeof *en);
     en->world = w;
@@ -74,7 +79,9 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     }
 
     double t0 = fw_now();
-    int rc = fw_model_load(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank, w->tp_rank, e);
+    /* On a device each layer goes there as soon as it is loaded, and the host copy is freed. */
+    int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
+                                    w->tp_rank, en->dev_be ? device_take : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;

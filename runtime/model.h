@@ -66,6 +66,14 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_l
                   int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
 
+/* Called with each layer as soon as it is loaded. FW_OK: the callee has its own
+ * copy (a device's), and the loader frees the layer's host weights, so a rank
+ * never holds its whole part twice. The layer keeps only its `moe` flag. */
+typedef int (*fw_layer_taken_fn)(void *arg, const fw_model *m, int l, fw_err *e);
+/* fw_model_load, handing every layer to `taken` (NULL: keep them all). */
+int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
+                           int tp_rank, fw_layer_taken_fn taken, void *arg, fw_err *e);
+
 struct fw_kv_pool;
 
 /* The latent KV cache of one sequence: per layer and position, the normalised

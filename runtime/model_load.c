@@ -205,8 +205,19 @@ static void set_part(fw_model *m, const fw_layout *lay, int pp_rank, int tp_rank
     else p->exp_n = c->n_routed_experts;
 }
 
+/* Frees the allocations made since `mark` (one layer's, made in a row). */
+static void free_since(fw_model *m, int64_t mark) {
+    for (int64_t i = mark; i < m->n_allocs; i++) free(m->allocs[i]);
+    m->n_allocs = mark;
+}
+
 int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay,
                   int pp_rank, int tp_rank, fw_err *e) {
+    return fw_model_load_streamed(out, dir, ops, lay, pp_rank, tp_rank, NULL, NULL, e);
+}
+
+int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
+                           int tp_rank, fw_layer_taken_fn taken, void *arg, fw_err *e) {
     *out = NULL;
     fw_ckpt *ck;
     if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
@@ -238,10 +249,20 @@ int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_l
             load_weight(m, ck, lay, head, V, D, &m->head, e))
             goto done;
     }
-    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
-        if (load_layer(m, ck, lay, l, e)) goto done;
     fw_rope_inv_freq(c, m->rope_inv_freq, &m->rope_mscale);
     m->softmax_scale = (float)fw_config_softmax_scale(c);
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
+        const int64_t mark = m->n_allocs;
+        if (load_layer(m, ck, lay, l, e)) goto done;
+        if (taken) {
+            if (taken(arg, m, l, e)) {
+                fw_err_prefix(e, "layer %d", l);
+                goto done;
+            }
+            free_since(m, mark);
+            m->layers[l] = (fw_layer){.moe = m->layers[l].moe};
+        }
+    }
     rc = FW_OK;
 done:
     fw_ckpt_close(ck);

@@ -5,14 +5,24 @@
 #include "runtime/gpu/gpu_backend.h"
 #include "runtime/gpu/gpu_model.h"
 
-static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e) {
+/* The device state on the first call (the GPU of the node-local rank). */
+static int open_dev(void **dev, const fw_model *m, int local_rank, fw_err *e) {
+    if (*dev) return FW_OK;
     int n = 0;
     if (fw_cuda_device_count(&n) || n == 0) return fw_errf(e, "--device cuda: no usable GPU on this node");
     fw_gpu_model *g = calloc(1, sizeof *g);
     if (!g) return fw_errf(e, "out of memory");
     *dev = g;
-    if (fw_gpu_model_init(g, m, local_rank % n, e)) return FW_ERR;
-    if (tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(g, tp_comm, e)) return FW_ERR;
+    return fw_gpu_model_begin(g, m, local_rank % n, e);
+}
+
+static int take_layer(void **dev, const fw_model *m, int local_rank, int l, fw_err *e) {
+    return open_dev(dev, m, local_rank, e) || fw_gpu_upload_layer(*dev, m, l, e) ? FW_ERR : FW_OK;
+}
+
+static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e) {
+    if (open_dev(dev, m, local_rank, e) || fw_gpu_model_finish(*dev, m, e)) return FW_ERR;
+    if (tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(*dev, tp_comm, e)) return FW_ERR;
     return FW_OK;
 }
 
@@ -35,6 +45,6 @@ static void detach(void *dev) {
     free(dev);
 }
 
-static const fw_device_backend cuda_backend = {"cuda", attach, kv_init, forward, bench, describe, detach};
+static const fw_device_backend cuda_backend = {"cuda", take_layer, attach, kv_init, forward, bench, describe, detach};
 
 const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }

@@ -106,7 +106,7 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
 
 static void describe(fw_gpu_model *g);
 
-int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
+int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
     memset(g, 0, sizeof *g);
     if (fw_cuda_ctx_init(&g->ctx, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->ctx.err);
     /* FURROW_CUDA_GEMM=own: never cuBLASLt (bf16 activations into FP8 weights
@@ -125,14 +125,29 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e)
     g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers);
     if (!g->rope_inv_freq || !g->layers) return fw_errf(e, "out of memory");
     memcpy(g->rope_inv_freq, m->rope_inv_freq, (size_t)(R / 2) * sizeof(float));
+    return FW_OK;
+}
+
+int fw_gpu_upload_layer(fw_gpu_model *g, const fw_model *m, int l, fw_err *e) {
+    if (g->layers[l].on_device) return FW_OK;
+    if (upload_layer(g, &g->layers[l], &m->layers[l], m, e)) return fw_err_prefix(e, "uploading layer %d", l);
+    g->layers[l].on_device = true;
+    return FW_OK;
+}
+
+int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e) {
     const fw_part *p = &m->part;
     if ((p->has_embed && upload_w(g, &g->embed, &m->embed, e)) || (p->has_head && upload_w(g, &g->head, &m->head, e)) ||
-        (p->has_head && upload_vec(g, &g->final_norm, m->final_norm, c->hidden_size, e)))
+        (p->has_head && upload_vec(g, &g->final_norm, m->final_norm, m->cfg.hidden_size, e)))
         return fw_err_prefix(e, "uploading the model");
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
-        if (upload_layer(g, &g->layers[l], &m->layers[l], m, e)) return fw_err_prefix(e, "uploading layer %d", l);
+        if (fw_gpu_upload_layer(g, m, l, e)) return FW_ERR;
     describe(g);
     return FW_OK;
+}
+
+int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
+    return fw_gpu_model_begin(g, m, device, e) || fw_gpu_model_finish(g, m, e) ? FW_ERR : FW_OK;
 }
 
 static void describe(fw_gpu_model *g) {

@@ -20,7 +20,7 @@ typedef struct fw_gpu_experts {
 } fw_gpu_experts;
 
 typedef struct fw_gpu_layer {
-    bool moe;
+    bool moe, on_device;
     float *attn_norm, *ffn_norm, *q_a_norm, *kv_a_norm, *router_bias;
     fw_cuda_weight q_a, q_b, kv_a, kv_b, o;
     fw_cuda_weight gate, up, down;           /* dense FFN */
@@ -86,7 +86,13 @@ typedef struct fw_gpu_model {
     char desc[512];
 } fw_gpu_model;
 
-/* Uploads the host model's weights to device `device`. */
+/* Uploads the host model's weights to device `device`: begin (the context), a
+ * layer at a time as the loader has them (fw_gpu_upload_layer, so the host can
+ * free each), then finish (embedding, head, the layers not yet uploaded).
+ * fw_gpu_model_init is begin then finish. */
+int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e);
+int fw_gpu_upload_layer(fw_gpu_model *g, const fw_model *m, int l, fw_err *e);
+int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e);
 int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e);
 /* (Re)allocates the paged cache: n_blocks blocks of `block` positions for
  * sequences of at most max_context positions (the old cache is dropped). */
