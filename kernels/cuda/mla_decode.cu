@@ -127,20 +127,34 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     if (lane == 0) a.ml[pi] = make_float2(m, l);
 }
 
-/* o[t, h] = sum over splits of exp(m_s - M) part_s / sum of exp(m_s - M) l_s. */
-__global__ void mla_merge_kernel(md_args a) {
+/* o[t, h] = sum over splits of exp(m_s - M) part_s / sum of exp(m_s - M) l_s:
+ * the splits' weights once into shared memory, then a thread per channel. */
+#define MERGE_THREADS 256
+__global__ void __launch_bounds__(MERGE_THREADS) mla_merge_kernel(md_args a) {
+    __shared__ float wgt[64]; /* splits <= 64 */
     const int64_t th = blockIdx.x;
     const float2 *ml = a.ml + th * a.splits;
-    float M = -INFINITY;
-    for (int s = 0; s < a.splits; s++) M = fmaxf(M, ml[s].x);
-    float L = 0.0f;
-    for (int s = 0; s < a.splits; s++) L += ml[s].y > 0.0f ? expf(ml[s].x - M) * ml[s].y : 0.0f;
-    const float inv = 1.0f / L;
-    for (int64_t d = threadIdx.x; d < a.C; d += blockDim.x) {
+    if (threadIdx.x < 32) {
+        float M = -INFINITY;
+        for (int s = threadIdx.x; s < a.splits; s += 32) M = fmaxf(M, ml[s].x);
+        M = fw_warp_max(M);
+        float L = 0.0f;
+        for (int s = threadIdx.x; s < a.splits; s += 32) {
+            const float e = ml[s].y > 0.0f ? expf(ml[s].x - M) : 0.0f;
+            wgt[s] = e;
+            L += e * ml[s].y;
+        }
+        L = fw_warp_sum(L);
+        for (int s = threadIdx.x; s < a.splits; s += 32) wgt[s] /= L;
+    }
+    __syncthreads();
+    const float *part = a.part + th * a.splits * a.C;
+    for (int d = threadIdx.x; d < (int)a.C; d += MERGE_THREADS) {
         float v = 0.0f;
+#pragma unroll 4
         for (int s = 0; s < a.splits; s++)
-            if (ml[s].y > 0.0f) v = fmaf(expf(ml[s].x - M), a.part[(th * a.splits + s) * a.C + d], v);
-        a.o[th * a.C + d] = fw_f2bf(v * inv);
+            if (wgt[s] > 0.0f) v = fmaf(wgt[s], part[(int64_t)s * a.C + d], v);
+        a.o[th * a.C + d] = fw_f2bf(v);
     }
 }
 
@@ -198,7 +212,7 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     else launch_split<false>(na, grid, smem, ctx->stream, a);
     FW_CUDA_LAUNCHED(ctx);
     if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
-    mla_merge_kernel<<<(unsigned)(T * H), 128, 0, ctx->stream>>>(a);
+    mla_merge_kernel<<<(unsigned)(T * H), MERGE_THREADS, 0, ctx->stream>>>(a);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -13,6 +13,7 @@
  *   multiplied by its block scale, so nothing is widened in memory.
  * - fw_cuda_moe_combine: y[t] += sum_j w[t, j] * expert output of slot j, in slot
  *   order, so the result does not depend on how pairs were grouped. */
+#include <cub/block/block_scan.cuh>
 #include <mma.h>
 
 #include "kernels/cuda/cuda_common.h"
@@ -34,34 +35,56 @@ extern "C" size_t fw_cuda_moe_plan_bytes(int64_t n_pairs, int64_t n_exp) {
     return (size_t)ints * sizeof(int32_t);
 }
 
+/* Experts per thread in the scans: n_exp <= GROUP_THREADS * GROUP_ITEMS. */
+#define GROUP_ITEMS 4
+
 __global__ void __launch_bounds__(GROUP_THREADS)
 moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, int e0, int n_exp, int cap) {
+    typedef cub::BlockScan<int, GROUP_THREADS> scan_t;
+    __shared__ typename scan_t::TempStorage scan_tmp;
+    __shared__ int totals[3];
     extern __shared__ int32_t sh[];
     int32_t *cnt = sh, *fill = sh + n_exp, *off = sh + 2 * n_exp; /* off: n_exp + 1 */
-    for (int i = threadIdx.x; i < n_exp; i++) cnt[i] = 0, fill[i] = 0;
+    for (int i = threadIdx.x; i < n_exp; i += blockDim.x) cnt[i] = 0, fill[i] = 0;
     __syncthreads();
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
         int e = ids[p] - e0;
         if (e >= 0 && e < n_exp) atomicAdd(&cnt[e], 1);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int o = 0, ns = 0, nt = 0;
-        for (int e = 0; e < n_exp; e++) {
-            off[e] = o;
-            pl.offsets[e] = o;
-            int c = cnt[e];
-            if (c > 0 && c <= MOE_SMALL) pl.small[ns++] = e;
-            for (int r = 0; c > MOE_SMALL && r < c && nt < cap; r += MOE_BM, nt++) {
-                pl.tiles[2 * nt] = e;
-                pl.tiles[2 * nt + 1] = r;
-            }
-            o += c;
+    /* Three scans over the experts in order (thread i holds experts GROUP_ITEMS i ..):
+     * row offsets, positions in the list of small experts, first tile of each. */
+    int c[GROUP_ITEMS], rows[GROUP_ITEMS], small[GROUP_ITEMS], tiles[GROUP_ITEMS];
+#pragma unroll
+    for (int j = 0; j < GROUP_ITEMS; j++) {
+        const int e = GROUP_ITEMS * threadIdx.x + j;
+        c[j] = e < n_exp ? cnt[e] : 0;
+        small[j] = c[j] > 0 && c[j] <= MOE_SMALL;
+        tiles[j] = c[j] > MOE_SMALL ? (c[j] + MOE_BM - 1) / MOE_BM : 0;
+    }
+    scan_t(scan_tmp).ExclusiveSum(c, rows, totals[0]);
+    __syncthreads();
+    scan_t(scan_tmp).ExclusiveSum(small, small, totals[1]);
+    __syncthreads();
+    scan_t(scan_tmp).ExclusiveSum(tiles, tiles, totals[2]);
+#pragma unroll
+    for (int j = 0; j < GROUP_ITEMS; j++) {
+        const int e = GROUP_ITEMS * threadIdx.x + j;
+        if (e >= n_exp) break;
+        off[e] = rows[j];
+        pl.offsets[e] = rows[j];
+        if (c[j] > 0 && c[j] <= MOE_SMALL) pl.small[small[j]] = e;
+        for (int r = 0, nt = tiles[j]; c[j] > MOE_SMALL && r < c[j] && nt < cap; r += MOE_BM, nt++) {
+            pl.tiles[2 * nt] = e;
+            pl.tiles[2 * nt + 1] = r;
         }
-        off[n_exp] = o;
-        pl.offsets[n_exp] = o;
-        pl.counts[0] = ns;
-        pl.counts[1] = nt;
+    }
+    __syncthreads(); /* totals and off are complete */
+    if (threadIdx.x == 0) {
+        off[n_exp] = totals[0];
+        pl.offsets[n_exp] = totals[0];
+        pl.counts[0] = totals[1];
+        pl.counts[1] = min(totals[2], cap);
     }
     __syncthreads();
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
@@ -77,7 +100,7 @@ moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, in
 extern "C" int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *pl, void *mem, const int32_t *ids, int64_t T,
                                  int64_t k, int64_t e0, int64_t n_exp) {
     int64_t P = T * k;
-    if (T < 0 || k < 1 || n_exp < 1 || e0 < 0 || P > 0x7fffffffLL || n_exp > 4096)
+    if (T < 0 || k < 1 || n_exp < 1 || e0 < 0 || P > 0x7fffffffLL || n_exp > GROUP_THREADS * GROUP_ITEMS)
         return fw_cuda_errf(ctx, "fw_cuda_moe_group: bad shape (T %lld, k %lld, experts %lld)", (long long)T,
                             (long long)k, (long long)n_exp);
     int32_t *m = (int32_t *)mem;

@@ -21,6 +21,47 @@ rmsnorm_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float *__
     for (int64_t d = threadIdx.x; d < D; d += NORM_THREADS) yt[d] = fw_f2bf(fw_bf2f(xt[d]) * r * w[d]);
 }
 
+/* Rows of up to NORM_VEC * 8 * NORM_THREADS values in 16-byte pieces, held in
+ * registers between the two passes (one read of x, loads all in flight). */
+#define NORM_VEC 4
+__global__ void __launch_bounds__(NORM_THREADS)
+rmsnorm_vec_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float *__restrict__ w, int D, float eps) {
+    __shared__ float red[33];
+    const int64_t t = blockIdx.x;
+    const bf16 *xt = x + t * ldx;
+    bf16 *yt = y + t * ldy;
+    uint4 v[NORM_VEC];
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NORM_VEC; i++) {
+        const int d = 8 * (threadIdx.x + i * NORM_THREADS);
+        if (d < D) {
+            v[i] = *(const uint4 *)(xt + d);
+            const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v[i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 f = __bfloat1622float2(h[j]);
+                ss = fmaf(f.x, f.x, fmaf(f.y, f.y, ss));
+            }
+        }
+    }
+    ss = fw_block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / (float)D + eps);
+#pragma unroll
+    for (int i = 0; i < NORM_VEC; i++) {
+        const int d = 8 * (threadIdx.x + i * NORM_THREADS);
+        if (d < D) {
+            __nv_bfloat162 *h = (__nv_bfloat162 *)&v[i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 f = __bfloat1622float2(h[j]);
+                h[j] = __floats2bfloat162_rn(f.x * r * w[d + 2 * j], f.y * r * w[d + 2 * j + 1]);
+            }
+            *(uint4 *)(yt + d) = v[i];
+        }
+    }
+}
+
 extern "C" int fw_cuda_rmsnorm(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps) {
     return fw_cuda_rmsnorm_ld(ctx, y, D, x, D, w, T, D, eps);
 }
@@ -30,7 +71,10 @@ extern "C" int fw_cuda_rmsnorm_ld(fw_cuda_ctx *ctx, fw_bf16 *y, int64_t ldy, con
     if (T < 0 || D < 0 || ldx < D || ldy < D) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: bad shape (%lld, %lld)", (long long)T, (long long)D);
     if (T == 0 || D == 0) return FW_CUDA_OK;
     if (T > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: T %lld is too large for one launch", (long long)T);
-    rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, D, eps);
+    if (D % 8 == 0 && D <= 8 * NORM_THREADS * NORM_VEC && ldx % 8 == 0 && ldy % 8 == 0 && fw_ptr_align(x) >= 16 &&
+        fw_ptr_align(y) >= 16)
+        rmsnorm_vec_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, (int)D, eps);
+    else rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, D, eps);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
