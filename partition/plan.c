@@ -209,7 +209,7 @@ static uint64_t act_bytes(const fw_config *c, const fw_layout *l, bool head) {
     const int64_t P = l->context < PREFILL_CHUNK ? l->context : PREFILL_CHUNK;
     const int64_t prefill = P * per_token + Hl * P * P;
     const int64_t decode = l->batch * per_token + l->batch * Hl * l->context;
-    return 4 * (uint64_t)(prefill > decode ? prefill : decode);
+    return (uint64_t)l->value_bytes * (uint64_t)(prefill > decode ? prefill : decode);
 }
 
 static uint64_t slice_elems(const fw_slice *s) {
@@ -264,7 +264,8 @@ static int mem_ranks(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
             }
     }
     const uint64_t kv_layer =
-        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * 4;
+        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) *
+        (uint64_t)l->value_bytes;
     for (int p = 0; p < pp; p++)
         for (int r = 0; r < tp; r++) {
             fw_mem_estimate *m = &out[p * tp + r];
@@ -278,9 +279,9 @@ static int mem_ranks(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
 
 /* Stages, experts and memory of (tp, pp); world and dp are the caller's. */
 static int fill_layout(const fw_config *c, const fw_model_tensor *t, int64_t nt, int tp, int pp,
-                       int64_t context, int64_t batch, fw_layout *l, fw_err *e) {
+                       int64_t context, int64_t batch, int value_bytes, fw_layout *l, fw_err *e) {
     l->tp = tp, l->pp = pp, l->n_layers = c->num_hidden_layers;
-    l->context = context, l->batch = batch;
+    l->context = context, l->batch = batch, l->value_bytes = value_bytes;
     l->experts_per_rank_max = c->n_routed_experts > 0 ? (c->n_routed_experts + tp - 1) / tp : 0;
     if (fill_stages(c, l, e)) return FW_ERR;
     fw_mem_estimate *m = malloc((size_t)tp * (size_t)pp * sizeof *m);
@@ -336,7 +337,7 @@ static int mem_error(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     int lo = l->pp + 1, hi = maxpp, found = 0;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (fill_layout(c, t, nt, l->tp, mid, l->context, l->batch, x, e)) break;
+        if (fill_layout(c, t, nt, l->tp, mid, l->context, l->batch, l->value_bytes, x, e)) break;
         if (x->mem.total <= rq->mem_per_rank) found = mid, hi = mid - 1;
         else lo = mid + 1;
     }
@@ -355,7 +356,7 @@ static int mem_error(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     if (!c->fp8) {
         fw_config q = *c;
         q.fp8 = true, q.fp8_block[0] = q.fp8_block[1] = 128;
-        if (!fill_layout(&q, t, nt, l->tp, l->pp, l->context, l->batch, x, e))
+        if (!fill_layout(&q, t, nt, l->tp, l->pp, l->context, l->batch, l->value_bytes, x, e))
             app(msg, sizeof msg, "; these weights are BF16: the FP8 checkpoint would need %s per rank at "
                 "tp %d x pp %d (%s)", human(h[0], 24, x->mem.total), l->tp, l->pp,
                 x->mem.total <= rq->mem_per_rank ? "fits" : "does not fit either");
@@ -398,6 +399,7 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
     const int rpn = rq->ranks_per_node > 0 ? rq->ranks_per_node : world;
     const int64_t context = rq->context > 0 ? rq->context : DEFAULT_CONTEXT;
     const int64_t batch = rq->batch > 0 ? rq->batch : 1;
+    const int vb = rq->value_bytes > 0 ? rq->value_bytes : 4;
     int tp = rq->tp, pp = rq->pp;
 
     if (pp > L || pp > FW_MAX_STAGES) {
@@ -433,7 +435,7 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
     if (fw_model_tensors(c, &t, &nt, e)) return FW_ERR;
     int rc = FW_ERR;
     if (pp > 0) {
-        if (fill_layout(c, t, nt, tp, pp, context, batch, out, e)) goto done;
+        if (fill_layout(c, t, nt, tp, pp, context, batch, vb, out, e)) goto done;
     } else {
         /* Smallest pp that fits; with no memory limit the most the world allows. */
         out->pp_auto = true;
@@ -445,13 +447,13 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
                 last = d;
                 continue;
             }
-            if (fill_layout(c, t, nt, tp, d, context, batch, out, e)) goto done;
+            if (fill_layout(c, t, nt, tp, d, context, batch, vb, out, e)) goto done;
             pp = d;
             if (out->mem.total <= rq->mem_per_rank) break;
         }
         if (!rq->mem_per_rank) {
             pp = last;
-            if (fill_layout(c, t, nt, tp, pp, context, batch, out, e)) goto done;
+            if (fill_layout(c, t, nt, tp, pp, context, batch, vb, out, e)) goto done;
         }
     }
     out->world = world;

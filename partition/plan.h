@@ -28,7 +28,7 @@ typedef struct fw_mem_estimate {
     uint64_t weights;          /* its weight slices in their stored dtypes, scales included */
     uint64_t weights_bf16, weights_fp8, weights_f32;
     uint64_t weights_scales;   /* the fp8 block scales (f32, also counted in weights_f32) */
-    uint64_t kv_cache;         /* latent cache: context x batch x (kv_lora + rope) x 4 bytes x its layers */
+    uint64_t kv_cache;         /* latent cache: context x batch x (kv_lora + rope) x value bytes x its layers */
     uint64_t activations;      /* scratch of one forward step of batch tokens */
     uint64_t total;
 } fw_mem_estimate;
@@ -41,6 +41,7 @@ typedef struct fw_layout {
     fw_mem_estimate mem;       /* the rank with the largest need */
     int mem_pp_rank, mem_tp_rank; /* where that rank sits */
     int64_t context, batch;    /* what the KV and activation estimates assume */
+    int value_bytes;           /* bytes per KV value and activation: 4 (CPU, fp32), 2 (GPU, bf16) */
     bool tp_auto, pp_auto;     /* chosen by fw_plan rather than requested */
 } fw_layout;
 
@@ -51,6 +52,7 @@ typedef struct fw_plan_request {
     uint64_t mem_per_rank;     /* bytes available per rank; 0 = unknown (no check) */
     int64_t context;           /* tokens per sequence for the KV estimate (default 4096) */
     int64_t batch;             /* sequences for the KV and activation estimate (default 1) */
+    int value_bytes;           /* bytes per KV value and activation (0: 4, the CPU's fp32; 2: a GPU's bf16) */
 } fw_plan_request;
 
 /* Chooses or validates a layout. Invalid ones get an error that says why and what

@@ -19,7 +19,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: furrow plan (--model DIR | --config FILE | --preset NAME) --nodes N --ranks-per-node G\n"
-            "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n\n"
+            "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n"
+            "                   [--device cpu|cuda]\n\n"
             "Prints how the model would be split over N x G ranks: tensor x pipeline x data\n"
             "parallel sizes, the layers of each pipeline stage and its share of the work, the\n"
             "routed experts of each tensor-parallel rank, the memory of the fullest rank and\n"
@@ -39,6 +40,8 @@ static void usage(FILE *f) {
             "  --batch B                      sequences in flight (default 1)\n"
             "  --dtype fp8|bf16               weights as stored (default: the config's; fp8 when it\n"
             "                                 has a quantization_config)\n"
+            "  --device cpu|cuda              where the ranks run: KV cache and activations in fp32\n"
+            "                                 (cpu, default) or bf16 (cuda)\n"
             "  -h, --help                     this help\n\n"
             "Automatic choice: tp is the largest divisor of G that the model allows (heads,\n"
             "vocabulary, dense and shared-expert sizes divisible by tp; tp <= routed experts)\n"
@@ -48,7 +51,8 @@ static void usage(FILE *f) {
             "Stages are contiguous layer ranges that balance the matmul parameters a decode\n"
             "token touches (the head counts for the last stage). Memory: the weight slices in\n"
             "their stored dtypes (FP8 block scales included), the latent KV cache of the\n"
-            "stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim) x 4 bytes)\n"
+            "stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim) x 4 bytes, 2\n"
+            "on a GPU)\n"
             "and an activation estimate (one prefill chunk of up to 2048 tokens or a decode\n"
             "step); the runtime and communication buffers are not counted: leave headroom.\n");
 }
@@ -193,9 +197,11 @@ int fw_cmd_plan(int argc, char **argv) {
         {"pipeline-parallel-size", required_argument, 0, 'P'}, {"mem-per-rank", required_argument, 0, 'M'},
         {"context", required_argument, 0, 'L'},     {"batch", required_argument, 0, 'B'},
         {"dtype", required_argument, 0, 'd'},       {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, 'D'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *dtype = NULL;
     int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
+    int value_bytes = 4;
     uint64_t mem = 0;
     fw_err e = {{0}};
     int c, bad = 0;
@@ -215,6 +221,10 @@ int fw_cmd_plan(int argc, char **argv) {
         case 'd':
             dtype = optarg;
             if (strcmp(dtype, "fp8") && strcmp(dtype, "bf16")) bad = fw_errf(&e, "--dtype: expected fp8 or bf16, got '%s'", dtype);
+            break;
+        case 'D':
+            if (!strcmp(optarg, "cuda")) value_bytes = 2;
+            else if (strcmp(optarg, "cpu")) bad = fw_errf(&e, "--device: expected cpu or cuda, got '%s'", optarg);
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -261,7 +271,7 @@ int fw_cmd_plan(int argc, char **argv) {
     if (!context) context = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 4096
                                 ? cfg.max_position_embeddings : 4096;
     fw_plan_request rq = {.world = (int)(nodes * rpn), .ranks_per_node = (int)rpn, .tp = (int)tp, .pp = (int)pp,
-                          .mem_per_rank = mem, .context = context, .batch = batch};
+                          .mem_per_rank = mem, .context = context, .batch = batch, .value_bytes = value_bytes};
     l = malloc(sizeof *l);
     if (!l) {
         fw_errf(&e, "out of memory");

@@ -40,9 +40,11 @@ static void usage(FILE *f) {
 }
 
 /* `--device cuda` in a binary without the CUDA backend: run furrow-cuda from the
- * same folder in this process's place (before MPI starts), with the same argv. */
+ * same folder in this process's place (before MPI starts), with the same argv.
+ * `plan` only uses the flag for its estimate and runs anywhere. */
 static int hand_to_device_binary(char **argv) {
     bool wants = false;
+    if (argv[0] && argv[1] && !strcmp(argv[1], "plan")) return 0;
     for (char **a = argv; *a; a++)
         if ((!strcmp(*a, "--device") && a[1] && !strcmp(a[1], "cuda")) || !strcmp(*a, "--device=cuda")) wants = true;
     if (!wants || fw_device_backend_linked()) return 0;

@@ -26,6 +26,15 @@ grep -Eq '^ +15 +1 +1 +0 +7$' "$out" || { echo "FAIL: rank 15 row"; cat "$out"; 
   { echo "FAIL: 4x8 H100"; cat "$err"; fail=1; }
 expect "$out" "tp 8 x pp 2 x dp 2"
 
+# On GPUs the KV cache is bf16: half the CPU's fp32 (1024 x 256 x 576 x 61 layers).
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 1 --ranks-per-node 8 --context 1024 --batch 256 >"$out" 2>"$err"
+expect "$out" "KV cache        36.84 GB"
+"$FURROW_BIN" plan --preset deepseek-v3 --nodes 1 --ranks-per-node 8 --context 1024 --batch 256 --device cuda \
+  >"$out" 2>"$err" || { echo "FAIL: plan --device cuda"; cat "$err"; fail=1; }
+expect "$out" "KV cache        18.42 GB"
+"$FURROW_BIN" plan --preset tiny --device tpu >"$out" 2>"$err"
+[ $? -eq 2 ] || { echo "FAIL: --device tpu should exit 2"; fail=1; }
+
 # 1 node x 8 H100 in BF16: not enough memory, with a layout that fits.
 "$FURROW_BIN" plan --preset deepseek-v3 --nodes 1 --ranks-per-node 8 --mem-per-rank 80G --dtype bf16 \
   >"$out" 2>"$err"
