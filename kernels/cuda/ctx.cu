@@ -69,8 +69,6 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     ctx->fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
     const char *rows = getenv("FURROW_CUDA_FP8_GEMV_ROWS");
     if (rows && *rows) ctx->fp8_gemv_rows = atoi(rows);
-    const char *pair = getenv("FURROW_CUDA_GEMV_PAIR_BYTES");
-    ctx->gemv_pair_bytes = pair && *pair ? atoll(pair) : 4096;
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

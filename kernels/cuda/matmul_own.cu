@@ -70,68 +70,54 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
 
 #define WIDE_U 4 /* 16-byte loads of W in flight per lane */
 
-/* RPW rows per warp: short rows (decode's K of 1536 or 2048) keep twice the
- * bytes in flight per warp, and each x piece loaded serves both rows. */
-template <int WT, int MT, int RPW, typename OutT>
+template <int WT, int MT, typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS)
 gemv_wide_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
     constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
     const int lane = threadIdx.x & 31;
-    const int64_t n0 = ((int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5)) * RPW;
-    if (n0 >= N) return; /* warp-uniform */
-    const uint8_t *row[RPW];
-    const float *srow[RPW];
+    const int64_t n = (int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5);
+    if (n >= N) return; /* warp-uniform */
+    const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+    const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
+    float acc[MT];
 #pragma unroll
-    for (int r = 0; r < RPW; r++) {
-        const int64_t n = n0 + r < N ? n0 + r : N - 1; /* a row past N repeats the last, never stored */
-        row[r] = (const uint8_t *)w.data + n * w.ld * ES;
-        srow[r] = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
-    }
-    float acc[RPW][MT];
-#pragma unroll
-    for (int r = 0; r < RPW; r++)
-#pragma unroll
-        for (int t = 0; t < MT; t++) acc[r][t] = 0.0f;
+    for (int t = 0; t < MT; t++) acc[t] = 0.0f;
     for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * WIDE_U) {
-        uint4 wv[RPW][WIDE_U];
+        uint4 wv[WIDE_U];
 #pragma unroll
         for (int u = 0; u < WIDE_U; u++) {
             const int64_t k = k0 + (int64_t)u * 32 * E;
-#pragma unroll
-            for (int r = 0; r < RPW; r++)
-                if (k < K) wv[r][u] = __ldcs((const uint4 *)(row[r] + k * ES));
+            if (k < K) wv[u] = __ldcs((const uint4 *)(row + k * ES));
         }
 #pragma unroll
         for (int u = 0; u < WIDE_U; u++) {
             const int64_t k = k0 + (int64_t)u * 32 * E;
             if (k >= K) break;
+            float f[E];
+            fw_unpack16<WT>(wv[u], f);
+            const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : 1.0f;
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                if (t >= T) break;
-                float xv[E];
+                if (t < T) {
+                    float d = 0.0f;
 #pragma unroll
-                for (int c = 0; c < E; c += 8) fw_load8<FW_WTYPE_BF16>(x, t * K + k + c, xv + c);
+                    for (int c = 0; c < E; c += 8) {
+                        float xv[8];
+                        fw_load8<FW_WTYPE_BF16>(x, t * K + k + c, xv);
 #pragma unroll
-                for (int r = 0; r < RPW; r++) {
-                    float f[E], d = 0.0f;
-                    fw_unpack16<WT>(wv[r][u], f);
-#pragma unroll
-                    for (int i = 0; i < E; i++) d = fmaf(f[i], xv[i], d);
-                    acc[r][t] = WT == FW_WTYPE_FP8 ? fmaf(d, srow[r][(w.c0 + k) >> 7], acc[r][t]) : acc[r][t] + d;
+                        for (int i = 0; i < 8; i++) d = fmaf(f[c + i], xv[i], d);
+                    }
+                    acc[t] = fmaf(d, s, acc[t]);
                 }
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < RPW; r++)
-#pragma unroll
-        for (int t = 0; t < MT; t++) acc[r][t] = fw_warp_sum(acc[r][t]);
+    for (int t = 0; t < MT; t++) acc[t] = fw_warp_sum(acc[t]);
     if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < RPW; r++)
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-                if (t < T && n0 + r < N) fw_store(y + t * N + n0 + r, acc[r][t]);
+        for (int t = 0; t < MT; t++)
+            if (t < T) fw_store(y + t * N + n, acc[t]);
     }
 }
 
@@ -188,9 +174,7 @@ template <int WT, int MT, typename OutT>
 static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K,
                         cudaStream_t st) {
     unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32);
-    if (vec == 3 && WT != FW_WTYPE_F32)
-        gemv_wide_kernel<WT, MT, 2, OutT><<<(unsigned)fw_ceil_div(N, GEMV_THREADS / 16), GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
-    else if (vec == 2 && WT != FW_WTYPE_F32) gemv_wide_kernel<WT, MT, 1, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+    if (vec == 2 && WT != FW_WTYPE_F32) gemv_wide_kernel<WT, MT, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
     else if (vec) gemv_kernel<WT, MT, true, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
     else gemv_kernel<WT, MT, false, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
 }
@@ -232,8 +216,6 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     int vec = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 && (w->ld * es) % 16 == 0 &&
               (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
     if (vec && (w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0))) vec = 2;
-    /* Rows of at most ctx->gemv_pair_bytes: two per warp (vec 3). */
-    if (vec == 2 && K * es <= ctx->gemv_pair_bytes) vec = 3;
     fw_wview v = fw_wview_of(w);
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ctx->stream);

@@ -185,73 +185,62 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
 }
 
 /* moe_gemv_kernel with 16-byte loads of W, four in flight per lane (FP8: 16
- * values, scaled once per 16 products; BF16: 8), streamed past L1; RPW output
- * rows per warp (short rows: more bytes in flight, x pieces shared). */
+ * values, scaled once per 16 products; BF16: 8), streamed past L1. */
 #define MOE_WIDE_U 4
-template <int WT, int RPW>
+template <int WT>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS)
 moe_gemv_wide_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0,
                      int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
     constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
     if ((int)blockIdx.y >= pl.counts[0]) return;
     const int e = pl.small[blockIdx.y], lane = threadIdx.x & 31;
-    const int64_t n0 = ((int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5)) * RPW;
-    if (n0 >= N) return;
+    const int64_t n = (int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5);
+    if (n >= N) return;
     const int r0 = pl.offsets[e], cnt = pl.offsets[e + 1] - r0;
     const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
-    const uint8_t *row[RPW];
-    const float *srow[RPW];
-#pragma unroll
-    for (int r = 0; r < RPW; r++) {
-        const int64_t n = n0 + r < N ? n0 + r : N - 1; /* past N: repeats the last row, never stored */
-        row[r] = (const uint8_t *)w.data + n * w.ld * ES;
-        srow[r] = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
-    }
+    const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+    const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
     const bf16 *xr[MOE_SMALL];
-    float acc[RPW][MOE_SMALL];
+    float acc[MOE_SMALL];
 #pragma unroll
     for (int i = 0; i < MOE_SMALL; i++) {
         xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
-#pragma unroll
-        for (int r = 0; r < RPW; r++) acc[r][i] = 0.0f;
+        acc[i] = 0.0f;
     }
     for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * MOE_WIDE_U) {
-        uint4 wv[RPW][MOE_WIDE_U];
+        uint4 wv[MOE_WIDE_U];
 #pragma unroll
         for (int u = 0; u < MOE_WIDE_U; u++) {
             const int64_t kk = k0 + (int64_t)u * 32 * E;
-#pragma unroll
-            for (int r = 0; r < RPW; r++)
-                if (kk < K) wv[r][u] = __ldcs((const uint4 *)(row[r] + kk * ES));
+            if (kk < K) wv[u] = __ldcs((const uint4 *)(row + kk * ES));
         }
 #pragma unroll
         for (int u = 0; u < MOE_WIDE_U; u++) {
             const int64_t kk = k0 + (int64_t)u * 32 * E;
             if (kk >= K) break;
+            float f[E];
+            fw_unpack16<WT>(wv[u], f);
+            const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
 #pragma unroll
             for (int i = 0; i < MOE_SMALL; i++) {
                 if (i >= cnt) break;
-                float xv[E];
+                float d = 0.0f;
 #pragma unroll
-                for (int c = 0; c < E; c += 8) fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv + c);
+                for (int c = 0; c < E; c += 8) {
+                    float xv[8];
+                    fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv);
 #pragma unroll
-                for (int r = 0; r < RPW; r++) {
-                    float f[E], d = 0.0f;
-                    fw_unpack16<WT>(wv[r][u], f);
-#pragma unroll
-                    for (int q = 0; q < E; q++) d = fmaf(f[q], xv[q], d);
-                    acc[r][i] = WT == FW_WTYPE_FP8 ? fmaf(srow[r][kk >> 7], d, acc[r][i]) : acc[r][i] + d;
+                    for (int q = 0; q < 8; q++) d = fmaf(f[c + q], xv[q], d);
                 }
+                acc[i] = fmaf(sc, d, acc[i]);
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < RPW; r++)
-#pragma unroll
-        for (int i = 0; i < MOE_SMALL; i++) {
-            float v = fw_warp_sum(acc[r][i]);
-            if (lane == 0 && i < cnt && n0 + r < N) y[(int64_t)(r0 + i) * N + n0 + r] = fw_f2bf(v);
-        }
+    for (int i = 0; i < MOE_SMALL; i++) {
+        float v = fw_warp_sum(acc[i]);
+        if (lane == 0 && i < cnt) y[(int64_t)(r0 + i) * N + n] = fw_f2bf(v);
+    }
 }
 
 /* Larger groups: a 64-row tile of one expert's rows times 64 outputs on the tensor
@@ -342,8 +331,7 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
 
 template <int WT>
 static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
-                       int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, int64_t pair_bytes,
-                       cudaStream_t st) {
+                       int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
     int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
@@ -354,16 +342,9 @@ static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wvie
                       fw_ptr_align(w.data) >= 16;
     if (small_cap > 0) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32), (unsigned)small_cap);
-        if (wide && K * es <= pair_bytes) {
-            dim3 g2((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 16), (unsigned)small_cap);
-            moe_gemv_wide_kernel<WT, 2><<<g2, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        } else if (wide) {
-            moe_gemv_wide_kernel<WT, 1><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        } else if (vec) {
-            moe_gemv_kernel<WT, true><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        } else {
-            moe_gemv_kernel<WT, false><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        }
+        if (wide) moe_gemv_wide_kernel<WT><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        else if (vec) moe_gemv_kernel<WT, true><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        else moe_gemv_kernel<WT, false><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
     }
     if (pl.n_pairs > MOE_SMALL) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);
@@ -383,9 +364,9 @@ extern "C" int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x
     fw_wview v = fw_wview_of(w0);
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->gemv_pair_bytes, ctx->stream);
-    else if (w0->type == FW_WTYPE_BF16) launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->gemv_pair_bytes, ctx->stream);
-    else launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->gemv_pair_bytes, ctx->stream);
+    if (w0->type == FW_WTYPE_F32) launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
+    else if (w0->type == FW_WTYPE_BF16) launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
+    else launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -71,8 +71,6 @@ typedef struct fw_cuda_ctx {
     fw_cuda_mm_policy mm_policy;
     int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
                           * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
-    int64_t gemv_pair_bytes; /* GEMV rows of at most this many bytes go two per warp (FURROW_CUDA_GEMV_PAIR_BYTES;
-                              * default 4096, 0: never) */
     fw_cuda_mm_path last_mm_path;
     char err[1024];
 } fw_cuda_ctx;
