@@ -228,15 +228,18 @@ int fw_cmd_bench(int argc, char **argv) {
     fw_engine en;
     int rc = 1;
     int32_t *ids = NULL;
+    const double t_start = fw_now();
     if (fw_engine_init(&en, &w, &eo, &e)) {
         fw_world_report(&w, "bench", e.msg);
         goto done;
     }
     if (device) {
         if (en.layout.pp > 1) fw_world_abort(&w, "bench", "--device: the device benchmark runs one pipeline stage (pp 1)");
+        MPI_Barrier(w.comm);
         if (w.rank == 0)
-            printf("model      %s: %d layers, %.2f GB of weights on rank 0; tp %d\n", eo.model_dir,
-                   en.model->cfg.num_hidden_layers, (double)en.model->weight_bytes / 1e9, en.layout.tp);
+            printf("model      %s: %d layers, %.2f GB of weights on rank 0; tp %d; start-up %.1f s (read or "
+                   "generate, upload, NCCL; slowest rank)\n", eo.model_dir, en.model->cfg.num_hidden_layers,
+                   (double)en.model->weight_bytes / 1e9, en.layout.tp, fw_now() - t_start);
         if (en.dev_be->bench(en.dev, &db, w.rank == 0, &e)) fw_world_abort(&w, "bench", e.msg);
         rc = 0;
         goto done;

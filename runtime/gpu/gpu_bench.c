@@ -166,9 +166,10 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
                "8192^3 %.0f TFLOP/s\n", copy_gbs, tflops);
         printf("stage      %d layers (%d..%d), %lld heads, experts %d..%d, tp %d\n", nl, p->first_layer,
                p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
-        printf("\nstep ms: one forward, wall clock (decode: a CUDA graph); layer ms and the split: the layers' GPU\n"
+        printf("\nstep ms: one forward, wall clock (decode: a CUDA graph); tok/s: tokens of the step per second (decode:\n"
+               "batch / step, every sequence one token); layer ms and the split: the layers' GPU\n"
                "time, eager, from events between regions (launch gaps included)\n");
-        printf("\nphase   batch  context  step ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  ms per layer: attn-gemm"
+        printf("\nphase   batch  context  step ms    tok/s  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  ms per layer: attn-gemm"
                "      attn     route  moe-gemm     dense      comm\n");
     }
     int rc = FW_OK;
@@ -188,8 +189,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
             double by, fl, lay = layers_ms(g) / req->iters;
             step_cost(g, B, S, &by, &fl);
             double gbs = by / (lay / 1e3) / 1e9;
-            printf("decode  %5d  %7lld  %7.3f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |               ", B, (long long)S,
-                   wall * 1e3, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs, fl / (lay / 1e3) / 1e12);
+            printf("decode  %5d  %7lld  %7.3f  %7.0f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |               ", B,
+                   (long long)S, wall * 1e3, B / wall, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs, fl / (lay / 1e3) / 1e12);
             print_split(g, (double)req->iters * nl);
         }
     if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
@@ -201,8 +202,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
         int it = req->iters > 3 ? 3 : req->iters;
         if (rc == FW_OK && print) {
             double lay = layers_ms(g) / it, fl = prefill_flops(g, req->prefill);
-            printf("prefill %5d  %7lld  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |               ", 1, (long long)req->prefill,
-                   wall * 1e3, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12);
+            printf("prefill %5d  %7lld  %7.1f  %7.0f  %8.3f  %8s  %4s  %5s  %7.1f |               ", 1,
+                   (long long)req->prefill, wall * 1e3, req->prefill / wall, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12);
             print_split(g, (double)it * nl);
             printf("prefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
