@@ -49,6 +49,9 @@ typedef struct fw_device_backend {
      * `block` positions (every layer of the stage), block tables of sequences of
      * at most max_context positions. What the old cache held is gone. */
     int (*kv_init)(void *dev, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
+    /* Blocks of `block` positions a kv_init could take now, leaving room for the
+     * forward's work space (the default size of the scheduler's cache). */
+    int64_t (*kv_fit)(void *dev, int64_t block);
     /* fw_model_forward for n sequences at once: hidden holds (sum T, D) floats in
      * and out as there; the last stage writes the logits of the last n_out tokens
      * of each sequence, (n * n_out, vocab shard), in sequence order. */

@@ -39,7 +39,21 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     const fw_config *c = &en->model->cfg;
     so.vocab = c->vocab_size;
     so.eos = (int32_t)c->eos_token_id;
-    if (so.n_blocks <= 0) { /* max_batch requests of 512 tokens, or one of max_context */
+    if (so.n_blocks <= 0 && en->dev_be) {
+        /* A device: room for every request at full length, as far as its free
+         * memory goes (the same count on every rank of the replica). */
+        int64_t want = so.max_batch * ((so.max_context + so.block_size - 1) / so.block_size);
+        int64_t fit = en->dev_be->kv_fit(en->dev, so.block_size);
+        int64_t n = want < fit ? want : fit;
+        MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT64_T, MPI_MIN, en->replica);
+        const int64_t one = (so.max_context + so.block_size - 1) / so.block_size;
+        if (n < one)
+            return fw_errf(e, "--device %s: GPU memory holds %lld KV blocks of %lld positions, a request of "
+                              "--max-context %lld needs %lld: lower --max-context or use more GPUs",
+                           en->dev_be->name, (long long)n, (long long)so.block_size, (long long)so.max_context,
+                           (long long)one);
+        so.n_blocks = n;
+    } else if (so.n_blocks <= 0) { /* max_batch requests of 512 tokens, or one of max_context */
         int64_t per = (so.max_context < 512 ? so.max_context : 512) * so.max_batch;
         if (per < so.max_context) per = so.max_context;
         so.n_blocks = (per + so.block_size - 1) / so.block_size;

@@ -66,7 +66,8 @@ int fw_runner_follow(fw_runner *r, fw_err *e);
 #define FW_RUNNER_HELP                                                                           \
     "  --max-context N                     prompt + generated tokens per request (default 4096)\n" \
     "  --kv-blocks N                       blocks of the paged KV cache (default: room for\n"     \
-    "                                      max-batch requests of max-context tokens)\n"           \
+    "                                      max-batch requests of 512 tokens on the CPU; on a\n"   \
+    "                                      GPU of max-context tokens, as its memory allows)\n"     \
     "  --block-size N                      positions per KV block (default 16)\n"                 \
     "  --max-batch N                       requests running at once (default 32)\n"               \
     "  --token-budget N                    tokens computed per step: decodes plus prompt chunks\n" \

@@ -30,6 +30,8 @@ static int kv_init(void *dev, int64_t n_blocks, int64_t block, int64_t max_conte
     return fw_gpu_kv_init(dev, n_blocks, block, max_context, e);
 }
 
+static int64_t kv_fit(void *dev, int64_t block) { return fw_gpu_kv_fit(dev, block); }
+
 static int forward(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e) {
     return fw_gpu_forward(dev, n, segs, hidden, mode, logits, n_out, e);
@@ -45,6 +47,6 @@ static void detach(void *dev) {
     free(dev);
 }
 
-static const fw_device_backend cuda_backend = {"cuda", take_layer, attach, kv_init, forward, bench, describe, detach};
+static const fw_device_backend cuda_backend = {"cuda", take_layer, attach, kv_init, kv_fit, forward, bench, describe, detach};
 
 const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }

@@ -158,6 +158,15 @@ static void describe(fw_gpu_model *g) {
              (double)g->kv_bytes / 1e9, (double)free_b / 1e9);
 }
 
+int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block) {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
+    const uint64_t avail = (uint64_t)free_b + g->kv_bytes, keep = FW_GPU_WORK_RESERVE + (uint64_t)total_b / 20;
+    const uint64_t per = (uint64_t)(g->part.n_layers * block * (g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim)) *
+                         sizeof(fw_bf16);
+    return avail > keep && per > 0 ? (int64_t)((avail - keep) / per) : 0;
+}
+
 int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
     const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
     if (n_blocks < 1 || block < 1 || max_context < 1)

@@ -97,6 +97,10 @@ int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e)
 /* (Re)allocates the paged cache: n_blocks blocks of `block` positions for
  * sequences of at most max_context positions (the old cache is dropped). */
 int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
+/* Blocks of `block` positions that fit in the free memory (the current cache's
+ * counted as free), keeping FW_GPU_WORK_RESERVE for work space and graphs. */
+#define FW_GPU_WORK_RESERVE (4ull << 30)
+int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block);
 void fw_gpu_model_free(fw_gpu_model *g);
 
 /* The batched forward of runtime/device.h on this GPU. */
