@@ -88,6 +88,12 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     en->context = o->context;
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
+    /* Attaching sets up NCCL, collectively: a rank that failed to load (or to
+     * upload a layer) must not leave the others waiting there. */
+    if (en->dev_be && !fw_world_all_ok(w, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
+        return FW_ERR;
+    }
     if (rc == FW_OK && en->dev_be) {
         rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank, e);
         if (rc == FW_OK) rc = device_caches(en, o->context, e);
