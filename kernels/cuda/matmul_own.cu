@@ -4,10 +4,10 @@
  * activations stay bf16; accumulation is fp32.
  *
  * - gemv (T <= 8, decode): one warp per output row n streams W's row once and
- *   keeps T accumulators. FP8 and BF16 rows aligned for it go through the wide
- *   kernel: each lane has four 16-byte loads of W in flight (streamed past L1),
- *   FP8 scaled once per 16 products; else 8 elements per load, or one element
- *   per lane (odd views, odd ld).
+ *   keeps T accumulators. FP8 and BF16 rows aligned for it are read wide: each
+ *   lane has four 16-byte loads of W in flight (streamed past L1), FP8 scaled
+ *   once per 16 products; else 8 elements per load, or one element per lane
+ *   (odd views, odd ld).
  * - tiled (T > 8): 64 x 64 output tiles, K in steps of 32 through shared memory,
  *   4 x 4 outputs per thread. Plain fp32 FMA: correct for every shape, not fast;
  *   the real model's shapes go to cuBLASLt. */
@@ -21,7 +21,13 @@
 __device__ __forceinline__ void fw_store(bf16 *p, float v) { *p = fw_f2bf(v); }
 __device__ __forceinline__ void fw_store(float *p, float v) { *p = v; }
 
-template <int WT, int MT, bool VEC, typename OutT>
+#define WIDE_U 4 /* 16-byte loads of W in flight per lane (LOAD_WIDE) */
+
+/* How a gemv lane reads W: one element, 8 elements (16 bytes of BF16, 8 of FP8),
+ * or 16-byte pieces, WIDE_U in flight (16 FP8 or 8 BF16 values). */
+enum { LOAD_ONE, LOAD_8, LOAD_WIDE };
+
+template <int WT, int MT, int LOAD, typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS)
 gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
     const int lane = threadIdx.x & 31;
@@ -30,7 +36,41 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     float acc[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t] = 0.0f;
-    if (VEC) {
+    if (LOAD == LOAD_WIDE) {
+        constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+        const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
+        for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * WIDE_U) {
+            uint4 wv[WIDE_U];
+#pragma unroll
+            for (int u = 0; u < WIDE_U; u++) {
+                const int64_t k = k0 + (int64_t)u * 32 * E;
+                if (k < K) wv[u] = __ldcs((const uint4 *)(row + k * ES));
+            }
+#pragma unroll
+            for (int u = 0; u < WIDE_U; u++) {
+                const int64_t k = k0 + (int64_t)u * 32 * E;
+                if (k >= K) break;
+                float f[E];
+                fw_unpack16<WT>(wv[u], f);
+                const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : 1.0f;
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    if (t < T) {
+                        float d = 0.0f;
+#pragma unroll
+                        for (int c = 0; c < E; c += 8) {
+                            float xv[8];
+                            fw_load8<FW_WTYPE_BF16>(x, t * K + k + c, xv);
+#pragma unroll
+                            for (int i = 0; i < 8; i++) d = fmaf(f[c + i], xv[i], d);
+                        }
+                        acc[t] = fmaf(d, s, acc[t]);
+                    }
+                }
+            }
+        }
+    } else if (LOAD == LOAD_8) {
         /* K % 8 == 0 and, for FP8, c0 % 8 == 0: a chunk of 8 never straddles a block. */
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
         for (int64_t k = (int64_t)lane * 8; k < K; k += 32 * 8) {
@@ -57,59 +97,6 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
 #pragma unroll
             for (int t = 0; t < MT; t++)
                 if (t < T) acc[t] = fmaf(wv, fw_bf2f(x[t * K + k]), acc[t]);
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < MT; t++) acc[t] = fw_warp_sum(acc[t]);
-    if (lane == 0) {
-#pragma unroll
-        for (int t = 0; t < MT; t++)
-            if (t < T) fw_store(y + t * N + n, acc[t]);
-    }
-}
-
-#define WIDE_U 4 /* 16-byte loads of W in flight per lane */
-
-template <int WT, int MT, typename OutT>
-__global__ void __launch_bounds__(GEMV_THREADS)
-gemv_wide_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
-    constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
-    const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5);
-    if (n >= N) return; /* warp-uniform */
-    const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
-    const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
-    float acc[MT];
-#pragma unroll
-    for (int t = 0; t < MT; t++) acc[t] = 0.0f;
-    for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * WIDE_U) {
-        uint4 wv[WIDE_U];
-#pragma unroll
-        for (int u = 0; u < WIDE_U; u++) {
-            const int64_t k = k0 + (int64_t)u * 32 * E;
-            if (k < K) wv[u] = __ldcs((const uint4 *)(row + k * ES));
-        }
-#pragma unroll
-        for (int u = 0; u < WIDE_U; u++) {
-            const int64_t k = k0 + (int64_t)u * 32 * E;
-            if (k >= K) break;
-            float f[E];
-            fw_unpack16<WT>(wv[u], f);
-            const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : 1.0f;
-#pragma unroll
-            for (int t = 0; t < MT; t++) {
-                if (t < T) {
-                    float d = 0.0f;
-#pragma unroll
-                    for (int c = 0; c < E; c += 8) {
-                        float xv[8];
-                        fw_load8<FW_WTYPE_BF16>(x, t * K + k + c, xv);
-#pragma unroll
-                        for (int i = 0; i < 8; i++) d = fmaf(f[c + i], xv[i], d);
-                    }
-                    acc[t] = fmaf(d, s, acc[t]);
-                }
-            }
         }
     }
 #pragma unroll
@@ -174,9 +161,10 @@ template <int WT, int MT, typename OutT>
 static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K,
                         cudaStream_t st) {
     unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32);
-    if (vec == 2 && WT != FW_WTYPE_F32) gemv_wide_kernel<WT, MT, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
-    else if (vec) gemv_kernel<WT, MT, true, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
-    else gemv_kernel<WT, MT, false, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+    if (vec == LOAD_WIDE && WT != FW_WTYPE_F32)
+        gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+    else if (vec != LOAD_ONE) gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+    else gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
 }
 
 template <int WT, typename OutT>
@@ -210,12 +198,13 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     if (gemv && fw_ceil_div(N, GEMV_THREADS / 32) > 0x7fffffffLL)
         return fw_cuda_errf(ctx, "fw_cuda_matmul: N %lld is too large for one launch", (long long)N);
     int64_t es = (int64_t)fw_wtype_size(w->type);
-    /* 16-byte loads need every W row, every x row and each 8-chunk aligned (vec
-     * 1); the wide kernel's 16-byte chunks of W hold 16 FP8 values, which must
-     * not straddle a 128-column scale block (vec 2). */
-    int vec = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 && (w->ld * es) % 16 == 0 &&
-              (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
-    if (vec && (w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0))) vec = 2;
+    /* 8-element loads need every W row, every x row and each 8-chunk aligned
+     * (LOAD_8); the wide form's 16-byte pieces of W hold 16 FP8 values, which
+     * must not straddle a 128-column scale block (LOAD_WIDE). */
+    const bool load8 = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 &&
+                       (w->ld * es) % 16 == 0 && (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
+    const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
+    const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ctx->stream);

@@ -134,9 +134,14 @@ __device__ __forceinline__ const bf16 *x_row(const bf16 *x, const int32_t *rows,
     return x + (int64_t)(gather ? rows[r] / k : r) * K;
 }
 
-/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row once,
- * 8 elements per lane per load where rows and x allow (VEC), else one. */
-template <int WT, bool VEC>
+/* How a lane reads W (as matmul_own.cu's gemv): one element, 8 elements, or
+ * 16-byte pieces with MOE_WIDE_U in flight, streamed past L1 (FP8: 16 values,
+ * scaled once per 16 products; BF16: 8). */
+enum { MOE_LOAD_ONE, MOE_LOAD_8, MOE_LOAD_WIDE };
+#define MOE_WIDE_U 4
+
+/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row once. */
+template <int WT, int LOAD>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS)
 moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                 int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
@@ -153,7 +158,40 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
         xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
         acc[i] = 0.0f;
     }
-    if (VEC) {
+    if (LOAD == MOE_LOAD_WIDE) {
+        constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+        const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
+        for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * MOE_WIDE_U) {
+            uint4 wv[MOE_WIDE_U];
+#pragma unroll
+            for (int u = 0; u < MOE_WIDE_U; u++) {
+                const int64_t kk = k0 + (int64_t)u * 32 * E;
+                if (kk < K) wv[u] = __ldcs((const uint4 *)(row + kk * ES));
+            }
+#pragma unroll
+            for (int u = 0; u < MOE_WIDE_U; u++) {
+                const int64_t kk = k0 + (int64_t)u * 32 * E;
+                if (kk >= K) break;
+                float f[E];
+                fw_unpack16<WT>(wv[u], f);
+                const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
+#pragma unroll
+                for (int i = 0; i < MOE_SMALL; i++) {
+                    if (i >= cnt) break;
+                    float d = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < E; c += 8) {
+                        float xv[8];
+                        fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv);
+#pragma unroll
+                        for (int q = 0; q < 8; q++) d = fmaf(f[c + q], xv[q], d);
+                    }
+                    acc[i] = fmaf(sc, d, acc[i]);
+                }
+            }
+        }
+    } else if (LOAD == MOE_LOAD_8) {
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
         for (int64_t kk = (int64_t)lane * 8; kk < K; kk += 32 * 8) {
             float wv[8];
@@ -175,65 +213,6 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
 #pragma unroll
             for (int i = 0; i < MOE_SMALL; i++)
                 if (i < cnt) acc[i] = fmaf(wv, fw_bf2f(xr[i][kk]), acc[i]);
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < MOE_SMALL; i++) {
-        float v = fw_warp_sum(acc[i]);
-        if (lane == 0 && i < cnt) y[(int64_t)(r0 + i) * N + n] = fw_f2bf(v);
-    }
-}
-
-/* moe_gemv_kernel with 16-byte loads of W, four in flight per lane (FP8: 16
- * values, scaled once per 16 products; BF16: 8), streamed past L1. */
-#define MOE_WIDE_U 4
-template <int WT>
-__global__ void __launch_bounds__(MOE_GEMV_THREADS)
-moe_gemv_wide_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0,
-                     int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
-    constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
-    if ((int)blockIdx.y >= pl.counts[0]) return;
-    const int e = pl.small[blockIdx.y], lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5);
-    if (n >= N) return;
-    const int r0 = pl.offsets[e], cnt = pl.offsets[e + 1] - r0;
-    const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
-    const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
-    const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
-    const bf16 *xr[MOE_SMALL];
-    float acc[MOE_SMALL];
-#pragma unroll
-    for (int i = 0; i < MOE_SMALL; i++) {
-        xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
-        acc[i] = 0.0f;
-    }
-    for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * MOE_WIDE_U) {
-        uint4 wv[MOE_WIDE_U];
-#pragma unroll
-        for (int u = 0; u < MOE_WIDE_U; u++) {
-            const int64_t kk = k0 + (int64_t)u * 32 * E;
-            if (kk < K) wv[u] = __ldcs((const uint4 *)(row + kk * ES));
-        }
-#pragma unroll
-        for (int u = 0; u < MOE_WIDE_U; u++) {
-            const int64_t kk = k0 + (int64_t)u * 32 * E;
-            if (kk >= K) break;
-            float f[E];
-            fw_unpack16<WT>(wv[u], f);
-            const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
-#pragma unroll
-            for (int i = 0; i < MOE_SMALL; i++) {
-                if (i >= cnt) break;
-                float d = 0.0f;
-#pragma unroll
-                for (int c = 0; c < E; c += 8) {
-                    float xv[8];
-                    fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv);
-#pragma unroll
-                    for (int q = 0; q < 8; q++) d = fmaf(f[c + q], xv[q], d);
-                }
-                acc[i] = fmaf(sc, d, acc[i]);
-            }
         }
     }
 #pragma unroll
@@ -342,9 +321,9 @@ static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wvie
                       fw_ptr_align(w.data) >= 16;
     if (small_cap > 0) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32), (unsigned)small_cap);
-        if (wide) moe_gemv_wide_kernel<WT><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        else if (vec) moe_gemv_kernel<WT, true><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        else moe_gemv_kernel<WT, false><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        if (wide) moe_gemv_kernel<WT, MOE_LOAD_WIDE><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        else if (vec) moe_gemv_kernel<WT, MOE_LOAD_8><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        else moe_gemv_kernel<WT, MOE_LOAD_ONE><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
     }
     if (pl.n_pairs > MOE_SMALL) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);
