@@ -310,16 +310,10 @@ int fw_cmd_generate_batch(int argc, char **argv) {
         if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
         goto out;
     }
-    eo.context = so.token_budget;
     fw_engine en;
     fw_runner run;
-    memset(&run, 0, sizeof run);
-    rc = fw_engine_init(&en, &w, &eo, &e);
-    if (rc == FW_OK && en.layout.dp != 1) rc = fw_errf(&e, "batch jobs run one replica: pass --tp and --pp with tp x pp = ranks");
-    if (rc == FW_OK) {
-        so.on_token = on_token, so.on_finish = on_finish, so.arg = &b;
-        rc = fw_runner_init(&run, &en, &so, &e);
-    }
+    so.on_token = on_token, so.on_finish = on_finish, so.arg = &b;
+    rc = fw_runner_open(&run, &en, &w, &eo, &so, "batch jobs run", &e);
     if (!fw_world_all_ok(&w, rc == FW_OK)) {
         fw_world_report(&w, "generate", rc ? e.msg : "another rank failed to start");
         rc = FW_ERR;

@@ -202,23 +202,17 @@ int fw_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "furrow serve: %s\n", e.msg);
         return 1;
     }
-    eo.context = so.token_budget;
     so.max_queue = (int)max_queue;
     fw_engine en;
     fw_runner run;
-    memset(&run, 0, sizeof run);
     fw_serve s;
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.wake, NULL);
     struct MHD_Daemon *d = NULL;
     fw_tokenizer *tok = NULL;
-    int rc = fw_engine_init(&en, &w, &eo, &e);
-    if (rc == FW_OK && en.layout.dp != 1) rc = fw_errf(&e, "serve runs one replica: pass --tp and --pp with tp x pp = ranks");
-    if (rc == FW_OK) {
-        so.on_token = on_token, so.on_finish = on_finish, so.arg = &s;
-        rc = fw_runner_init(&run, &en, &so, &e);
-    }
+    so.on_token = on_token, so.on_finish = on_finish, so.arg = &s;
+    int rc = fw_runner_open(&run, &en, &w, &eo, &so, "serve runs", &e);
     if (rc == FW_OK && w.rank == 0) {
         fw_err te;
         if (fw_prompt_tokenizer(&tok, eo.model_dir, &te)) tok = NULL; /* token ids still work */

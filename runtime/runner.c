@@ -99,6 +99,15 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     return FW_OK;
 }
 
+int fw_runner_open(fw_runner *r, fw_engine *en, fw_world *w, fw_engine_opts *eo, const fw_sched_opts *so,
+                   const char *job, fw_err *e) {
+    memset(r, 0, sizeof *r);
+    eo->context = so->token_budget;
+    if (fw_engine_init(en, w, eo, e)) return FW_ERR;
+    if (en->layout.dp != 1) return fw_errf(e, "%s one replica: pass --tp and --pp with tp x pp = ranks", job);
+    return fw_runner_init(r, en, so, e);
+}
+
 void fw_runner_free(fw_runner *r) {
     if (r->leader) fw_sched_free(&r->sched);
     fw_kv_pool_free(&r->pool);

@@ -48,6 +48,13 @@ typedef struct fw_runner {
  * context >= token_budget. Collective over the replica. */
 int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *e);
 void fw_runner_free(fw_runner *r);
+/* A replica for a scheduler (serve, batch jobs): the engine, taking a step's
+ * token budget per call, then the runner. `job` begins the error for a layout
+ * of more than one replica ("serve runs", "batch jobs run"). The engine needs
+ * fw_engine_free whatever the result; the runner is zeroed first, so
+ * fw_runner_free is safe too. Collective. */
+int fw_runner_open(fw_runner *r, fw_engine *en, fw_world *w, fw_engine_opts *eo, const fw_sched_opts *so,
+                   const char *job, fw_err *e);
 /* Leader: plans, broadcasts and runs one step; *n = its entries (0: idle,
  * nothing sent). */
 int fw_runner_step(fw_runner *r, int *n, fw_err *e);
