@@ -134,9 +134,8 @@ static void add_entry(fw_sched *s, fw_req *r, int64_t n) {
     s->step.n_tokens += n;
 }
 
-const fw_step *fw_sched_plan(fw_sched *s) {
-    s->step.n = 0, s->step.n_tokens = 0;
-    /* Requests asked to stop leave now, from either list. */
+/* Running requests that were asked to stop (or finished) end, freeing their blocks. */
+static void leave_stopped(fw_sched *s) {
     for (int i = 0; i < s->n_running;)
         if (s->running[i]->stop_asked) {
             fw_req *r = s->running[i];
@@ -145,6 +144,12 @@ const fw_step *fw_sched_plan(fw_sched *s) {
         } else {
             i++;
         }
+}
+
+const fw_step *fw_sched_plan(fw_sched *s) {
+    s->step.n = 0, s->step.n_tokens = 0;
+    /* Requests asked to stop leave now, from either list. */
+    leave_stopped(s);
     for (int64_t k = 0, n = s->w_len; k < n; k++) {
         fw_req *r = s->waiting[s->w_head];
         s->w_head = (s->w_head + 1) % s->w_cap, s->w_len--;
@@ -199,12 +204,5 @@ void fw_sched_commit(fw_sched *s, const fw_sample_out *out) {
             fw_sched_stop(s, r, FW_FINISH_LENGTH);
     }
     /* Finished requests leave now, so their blocks are free for the next plan. */
-    for (int i = 0; i < s->n_running;)
-        if (s->running[i]->stop_asked) {
-            fw_req *r = s->running[i];
-            remove_running(s, i);
-            finish(s, r, r->stop_reason);
-        } else {
-            i++;
-        }
+    leave_stopped(s);
 }
