@@ -22,23 +22,27 @@ static void *read_ds(hid_t file, const char *path, hid_t mem_type, size_t elem, 
     return buf;
 }
 
+/* A 1-D int64 dataset of token ids as int32, its length in *n. */
+static int32_t *read_ids(hid_t f, const char *path, int64_t *n) {
+    int64_t dims[2];
+    int nd;
+    int64_t *t64 = read_ds(f, path, H5T_NATIVE_INT64, 8, dims, &nd);
+    if (!t64) return NULL;
+    int32_t *ids = malloc((size_t)dims[0] * sizeof *ids);
+    for (int64_t k = 0; ids && k < dims[0]; k++) ids[k] = (int32_t)t64[k];
+    free(t64);
+    *n = dims[0];
+    return ids;
+}
+
 int load_prompt(hid_t f, int i, prompt *p) {
     char path[128];
     int64_t dims[2];
     int nd;
-    int64_t *t64;
     snprintf(path, sizeof path, "/prompts/%d/tokens", i);
-    if (!(t64 = read_ds(f, path, H5T_NATIVE_INT64, 8, dims, &nd))) return -1;
-    p->n_tok = dims[0];
-    p->tokens = malloc((size_t)p->n_tok * sizeof(int32_t));
-    for (int64_t k = 0; k < p->n_tok; k++) p->tokens[k] = (int32_t)t64[k];
-    free(t64);
+    if (!(p->tokens = read_ids(f, path, &p->n_tok))) return -1;
     snprintf(path, sizeof path, "/prompts/%d/greedy_tokens", i);
-    if (!(t64 = read_ds(f, path, H5T_NATIVE_INT64, 8, dims, &nd))) return -1;
-    p->n_greedy = dims[0];
-    p->greedy = malloc((size_t)p->n_greedy * sizeof(int32_t));
-    for (int64_t k = 0; k < p->n_greedy; k++) p->greedy[k] = (int32_t)t64[k];
-    free(t64);
+    if (!(p->greedy = read_ids(f, path, &p->n_greedy))) return -1;
     snprintf(path, sizeof path, "/prompts/%d/logits", i);
     if (!(p->logits = read_ds(f, path, H5T_NATIVE_FLOAT, 4, dims, &nd))) return -1;
     p->V = dims[1];
