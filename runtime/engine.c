@@ -23,20 +23,21 @@ static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
 /* Positions per block of the engine's own device caches. */
 #define DEVICE_SLOT_BLOCK 64
 
-/* The device keeps the blocks; the host caches hold lengths and block tables,
- * each slot one run of blocks of a pool sized for n_seqs x context. */
+/* The device keeps the blocks; the host caches hold lengths and block tables:
+ * slot i owns blocks [i * per, (i + 1) * per) of a cache sized for n_seqs x
+ * context. */
 static int device_caches(fw_engine *en, int64_t context, fw_err *e) {
     const int64_t bs = DEVICE_SLOT_BLOCK, per = (context + bs - 1) / bs, nb = per * en->n_seqs;
-    en->dev_pool = calloc(1, sizeof *en->dev_pool);
+    if (nb > INT32_MAX)
+        return fw_errf(e, "KV cache: %d sequences of %lld positions need too many blocks", en->n_seqs,
+                       (long long)context);
     en->dev_tabs = malloc((size_t)nb * sizeof *en->dev_tabs);
-    if (!en->dev_pool || !en->dev_tabs) return fw_errf(e, "out of memory");
-    if (fw_kv_pool_init_ids(en->dev_pool, nb, bs, e)) return FW_ERR;
-    for (int64_t i = 0; i < nb; i++) en->dev_tabs[i] = fw_kv_pool_take(en->dev_pool);
+    if (!en->dev_tabs) return fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < nb; i++) en->dev_tabs[i] = (int32_t)i;
     const fw_config *c = &en->model->cfg;
     for (int i = 0; i < en->n_seqs; i++)
         en->kvs[i] = (fw_kv){.cap = context, .n_layers = en->model->part.n_layers,
-                             .width = c->kv_lora_rank + c->qk_rope_head_dim, .pool = en->dev_pool,
-                             .table = en->dev_tabs + i * per};
+                             .width = c->kv_lora_rank + c->qk_rope_head_dim, .table = en->dev_tabs + i * per};
     return en->dev_be->kv_init(en->dev, nb, bs, context, e);
 }
 
@@ -133,8 +134,6 @@ void fw_engine_free(fw_engine *en) {
     if (en->dev_be && en->dev) en->dev_be->detach(en->dev);
     fw_comm_free(&en->comm);
     for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
-    if (en->dev_pool) fw_kv_pool_free(en->dev_pool);
-    free(en->dev_pool);
     free(en->dev_tabs);
     free(en->kvs);
     fw_model_free(en->model);

@@ -43,8 +43,7 @@ typedef struct fw_engine {
     double t_load;               /* seconds to load this rank's slices */
     const fw_device_backend *dev_be; /* NULL: the CPU op table */
     void *dev;                   /* the backend's state */
-    struct fw_kv_pool *dev_pool; /* device: the block ids of the kvs' caches */
-    int32_t *dev_tabs;           /* device: their block tables, one run of blocks each */
+    int32_t *dev_tabs;           /* device: the kvs' block tables, one run of blocks each */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
