@@ -32,9 +32,9 @@ FW_CUDA_SRCS = \
 	kernels/cuda/fp8_quant.cu \
 	kernels/cuda/mla.cu \
 	kernels/cuda/mla_decode.cu \
-	kernels/cuda/attn_gemm.cu \
+	kernels/cuda/attn_flash.cu \
 	kernels/cuda/moe.cu
-FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h
+FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h kernels/cuda/tc.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
 # sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.
 FW_NVCC_FLAGS = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \

@@ -302,25 +302,71 @@ static void check_kv_pages(int64_t nseq, int64_t cap, int64_t W, int64_t bs) {
     free(cache), free(seq), free(len), free(rows), free(y), free(pg.table), free(pg.pool);
 }
 
-/* The cuBLAS prefill attention against the CPU reference's naive attention. */
-static void check_attn_prefill(int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv) {
-    char shape[96];
-    snprintf(shape, sizeof shape, "T%lld S%lld H%lld dqk%lld dv%lld", (long long)T, (long long)S, (long long)H,
-             (long long)dqk, (long long)dv);
-    float *q = hrand_bf16(T * H * dqk, 0.5f), *k = hrand_bf16(S * H * dqk, 0.5f), *v = hrand_bf16(S * H * dv, 1.0f);
+/* Fused prefill attention against the CPU reference's naive attention. mla:
+ * keys and values laid out as the GPU forward has them (k_nope and v interleaved
+ * per head in the kv_b expansion, k_pe once per position in the latent rows at
+ * offset 40 of 40 + d2 + 8), else plain (S, H, d1) keys and (S, H, dv) values. */
+static void check_attn_flash(int64_t T, int64_t S, int64_t H, int64_t d1, int64_t d2, int64_t dv, bool mla) {
+    char shape[128];
+    const int64_t dqk = d1 + d2, C = 40, W = C + d2 + 8;
+    snprintf(shape, sizeof shape, "T%lld S%lld H%lld q.k %lld+%lld v%lld %s", (long long)T, (long long)S,
+             (long long)H, (long long)d1, (long long)d2, (long long)dv, mla ? "mla layout" : "plain");
+    float *q = hrand_bf16(T * H * dqk, 0.5f), *k = hnew(S * H * dqk), *v = hnew(S * H * dv);
+    float *kvx = hrand_bf16(S * H * (d1 + dv), 0.5f), *lat = hrand_bf16(S * W, 0.5f);
+    for (int64_t s = 0; s < S; s++) /* the keys and values the kernel should see, contiguous */
+        for (int64_t h = 0; h < H; h++) {
+            const float *e = kvx + (s * H + h) * (d1 + dv);
+            for (int64_t d = 0; d < dqk; d++)
+                k[(s * H + h) * dqk + d] = mla ? (d < d1 ? e[d] : lat[s * W + C + d - d1]) : e[d];
+            for (int64_t d = 0; d < dv; d++) v[(s * H + h) * dv + d] = mla ? e[d1 + d] : kvx[(s * H + h) * dv + d];
+        }
     float *ref = hnew(T * H * dv), *y = hnew(T * H * dv);
     const float scale = 1.0f / sqrtf((float)dqk);
     fw_ops_cpu_ref()->attn_naive(ref, q, k, v, T, S, H, dqk, dv, scale);
-    dbuf dq = dbf16(q, T * H * dqk), dk = dbf16(k, S * H * dqk), dv_ = dbf16(v, S * H * dv);
-    dbuf dout = dnew((size_t)(T * H * dv) * 2), dwork = dnew(fw_cuda_attn_prefill_bytes(T, S, H));
-    if (op_ok(fw_cuda_attn_prefill(&ctx, dp(dout), dp(dq), dp(dk), dp(dv_), T, S, H, dqk, dv, scale, dp(dwork)),
-              "attn_prefill")) {
+    dbuf dq = dbf16(q, T * H * dqk), dout = dnew((size_t)(T * H * dv) * 2);
+    dbuf dkvx = mla ? dbf16(kvx, S * H * (d1 + dv)) : dbf16(k, S * H * dqk), dlat = mla ? dbf16(lat, S * W) : dbf16(v, S * H * dv);
+    const fw_bf16 *px = dp(dkvx), *pl = dp(dlat);
+    fw_cuda_attn_kv kv = mla ? (fw_cuda_attn_kv){px, pl + C, px + d1, d1, d2, dv, H * (d1 + dv), d1 + dv, W, 0,
+                                                 H * (d1 + dv), d1 + dv}
+                             : (fw_cuda_attn_kv){px, px + d1, pl, d1, d2, dv, H * dqk, dqk, H * dqk, dqk, H * dv, dv};
+    if (op_ok(fw_cuda_attn_flash(&ctx, dp(dout), dp(dq), &kv, T, S, H, scale), "attn_flash")) {
         get_bf16(y, dout, T * H * dv);
-        compare("attn_prefill", shape, "cublas", y, ref, T * H * dv, NMSE_BF16);
+        compare("attn_flash", shape, d1 % 8 || d2 % 8 || dv % 8 ? "scalar loads" : "cp.async", y, ref, T * H * dv,
+                NMSE_BF16);
     }
-    dbuf *all[] = {&dq, &dk, &dv_, &dout, &dwork};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "attn_prefill", shape), dfree(all[i]);
-    free(q), free(k), free(v), free(ref), free(y);
+    dbuf *all[] = {&dq, &dkvx, &dlat, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "attn_flash", shape), dfree(all[i]);
+    free(q), free(k), free(v), free(kvx), free(lat), free(ref), free(y);
+}
+
+/* Informational: the fused attention at DeepSeek-V3's prefill shape (T = S,
+ * 128 heads, q.k 128 + 64, v 128), TFLOP/s of the causal half. */
+static void time_attn_flash(int64_t T, int64_t H) {
+    const int64_t d1 = 128, d2 = 64, dv = 128, W = 576, S = T;
+    float *q = hrand_bf16(T * H * (d1 + d2), 1.0f), *kvx = hrand_bf16(S * H * (d1 + dv), 1.0f), *lat = hrand_bf16(S * W, 1.0f);
+    dbuf dq = dbf16(q, T * H * (d1 + d2)), dkvx = dbf16(kvx, S * H * (d1 + dv)), dlat = dbf16(lat, S * W);
+    dbuf dout = dnew((size_t)(T * H * dv) * 2);
+    free(q), free(kvx), free(lat);
+    const fw_bf16 *px = dp(dkvx), *pl = dp(dlat);
+    fw_cuda_attn_kv kv = {px, pl + 512, px + d1, d1, d2, dv, H * (d1 + dv), d1 + dv, W, 0, H * (d1 + dv), d1 + dv};
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    float best = 1e30f;
+    for (int it = 0; it < 6; it++) {
+        cudaEventRecord(e0, ctx.stream);
+        int st = fw_cuda_attn_flash(&ctx, dp(dout), dp(dq), &kv, T, S, H, 0.07f);
+        cudaEventRecord(e1, ctx.stream);
+        float ms = 0;
+        if (st != FW_CUDA_OK || fw_cuda_sync(&ctx) != FW_CUDA_OK || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+            printf("bench attn_flash: failed: %s\n", ctx.err);
+            break;
+        }
+        if (it > 0 && ms < best) best = ms;
+    }
+    const double fl = 2.0 * (double)H * (double)T * (double)(T + 1) / 2 * (double)(d1 + d2 + dv);
+    if (best < 1e30f) printf("bench attn_flash T%lld H%lld causal: %.3f ms, %.0f TFLOP/s\n", (long long)T, (long long)H, best, fl / best / 1e9);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    dfree(&dq), dfree(&dkvx), dfree(&dlat), dfree(&dout);
 }
 
 static void check_rmsnorm_ld(void) {
@@ -367,9 +413,14 @@ int test_model_ops(void) {
     check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
-    check_attn_prefill(1, 1, 2, 24, 16);
-    check_attn_prefill(37, 50, 3, 24, 16);    /* queries are the last 37 of 50 positions */
-    check_attn_prefill(200, 200, 4, 192, 128); /* DeepSeek-V3 head widths */
+    check_attn_flash(1, 1, 2, 16, 8, 16, false);
+    check_attn_flash(37, 50, 3, 16, 8, 16, false);    /* queries are the last 37 of 50 positions */
+    check_attn_flash(37, 50, 3, 20, 4, 12, true);     /* widths not in 16-byte pieces: plain loads */
+    check_attn_flash(200, 200, 4, 128, 64, 128, true); /* DeepSeek-V3 head widths, partial tiles */
+    check_attn_flash(130, 300, 2, 128, 64, 128, true); /* a chunk after 170 cached positions */
+    check_attn_flash(64, 64, 3, 32, 16, 32, true);     /* the golden tiny model's widths, one tile */
+    check_attn_flash(100, 100, 2, 200, 48, 96, false); /* the widest q.k instance */
+    time_attn_flash(4096, 128);
     check_rmsnorm_ld();
     return check_failures_;
 }

@@ -186,13 +186,22 @@ int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, c
                        const fw_cuda_pages *pg, const int32_t *q_seq, const int32_t *q_len, int64_t T, int64_t S,
                        int64_t H, int64_t C, int64_t R, float scale, void *work);
 
-/* Prefill attention as fw_cuda_attn_naive, through cuBLAS strided-batched GEMMs
- * (attn_gemm.cu): per group of heads, scores = q k^T * scale in fp32, a causal
- * softmax into bf16 probabilities, o = p v. `work` holds
- * fw_cuda_attn_prefill_bytes(T, S, H) bytes. */
-size_t fw_cuda_attn_prefill_bytes(int64_t T, int64_t S, int64_t H);
-int fw_cuda_attn_prefill(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
-                         int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale, void *work);
+/* The keys and values of prefill attention, for key position s and head h: the
+ * key is d1 values at k1 + s * k1_ss + h * k1_hs, then d2 at k2 + s * k2_ss +
+ * h * k2_hs (MLA: k_nope per head, then k_pe shared by the heads, k2_hs = 0); the
+ * value dv values at v + s * v_ss + h * v_hs. */
+typedef struct fw_cuda_attn_kv {
+    const fw_bf16 *k1, *k2, *v;
+    int64_t d1, d2, dv;
+    int64_t k1_ss, k1_hs, k2_ss, k2_hs, v_ss, v_hs;
+} fw_cuda_attn_kv;
+
+/* Causal prefill attention as fw_cuda_attn_naive, fused (attn_flash.cu): T
+ * queries q (T, H, d1 + d2), the last T of S positions (query t sees keys
+ * 0 .. S - T + t), o (T, H, dv). Scores and softmax stay in fp32 registers, so no
+ * work space. d1 + d2 <= 256, dv <= 128. */
+int fw_cuda_attn_flash(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_cuda_attn_kv *kv, int64_t T,
+                       int64_t S, int64_t H, float scale);
 
 /* Row t of rows (T, W) into table row q_seq[t] of the paged cache at position
  * q_len[t] - 1: the new tokens' latent rows, with positions read on the device so

@@ -119,23 +119,27 @@ static double layers_ms(const fw_gpu_model *g) {
 }
 
 /* Runs `iters` forwards of segs (after two warm-ups: the second captures the
- * decode graph), restoring the lengths each time; wall seconds per forward; then
+ * decode graph), restoring the lengths each time: wall seconds and device
+ * milliseconds (events around the graph or the eager launches) per forward; then
  * `iters` more, eager, with the region timers. */
 static int run(fw_gpu_model *g, int n, fw_seg *segs, fw_attn_mode mode, float *logits, int iters, double *wall,
-               fw_err *e) {
+               double *gpu_ms, fw_err *e) {
     int64_t len0[256];
     for (int i = 0; i < n; i++) len0[i] = segs[i].kv->len;
     double t = 0;
+    g->gpu_ms = 0;
     for (int it = 0; it < 2 + 2 * iters; it++) {
         for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
         g->prof = it >= 2 + iters;
+        g->time_gpu = it >= 2 && it < 2 + iters;
         double t0 = now_s();
         if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return FW_ERR;
         if (it >= 2 && it < 2 + iters) t += now_s() - t0;
     }
-    g->prof = false;
+    g->prof = g->time_gpu = false;
     for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
     *wall = t / iters;
+    *gpu_ms = g->gpu_ms / iters;
     return FW_OK;
 }
 
@@ -167,10 +171,12 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
         printf("stage      %d layers (%d..%d), %lld heads, experts %d..%d, tp %d\n", nl, p->first_layer,
                p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
         printf("\nstep ms: one forward, wall clock (decode: a CUDA graph); tok/s: tokens of the step per second (decode:\n"
-               "batch / step, every sequence one token); layer ms and the split: the layers' GPU\n"
-               "time, eager, from events between regions (launch gaps included)\n");
-        printf("\nphase   batch  context  step ms    tok/s  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  ms per layer: attn-gemm"
-               "      attn     route  moe-gemm     dense      comm\n");
+               "batch / step, every sequence one token); gpu ms: the step's device time (events around the graph);\n"
+               "layer ms: a layer's share of it (gpu ms less the eager embedding, head and copies, over the layers),\n"
+               "from which GB/s, %%copy and TFLOP/s; eager ms and the split: the layers' time run eagerly with\n"
+               "events between regions (launch gaps included)\n");
+        printf("\nphase   batch  context  step ms    tok/s   gpu ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  eager ms"
+               "  attn-gemm      attn     route  moe-gemm     dense      comm\n");
     }
     int rc = FW_OK;
     for (int bi = 0; bi < req->n_batch && rc == FW_OK; bi++)
@@ -183,27 +189,30 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
                 segs[i] = (fw_seg){&kvs[i], &ids[i], 1};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
-            double wall;
-            rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall, e);
+            double wall, gpu;
+            rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall, &gpu, e);
             if (rc || !print) continue;
-            double by, fl, lay = layers_ms(g) / req->iters;
+            double by, fl, eager = layers_ms(g) / req->iters;
+            double lay = fmax(gpu - g->prof_ms[FW_PROF_IO] / req->iters, 1e-6);
             step_cost(g, B, S, &by, &fl);
             double gbs = by / (lay / 1e3) / 1e9;
-            printf("decode  %5d  %7lld  %7.3f  %7.0f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |               ", B,
-                   (long long)S, wall * 1e3, B / wall, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs, fl / (lay / 1e3) / 1e12);
+            printf("decode  %5d  %7lld  %7.3f  %7.0f  %7.3f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |  %8.3f ", B,
+                   (long long)S, wall * 1e3, B / wall, gpu, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs,
+                   fl / (lay / 1e3) / 1e12, eager / nl);
             print_split(g, (double)req->iters * nl);
         }
     if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
         kvs[0] = (fw_kv){.cap = g->cap, .len = 0, .table = tabs};
         segs[0] = (fw_seg){&kvs[0], ids, req->prefill};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
-        double wall;
-        rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, e);
+        double wall, gpu;
+        rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, &gpu, e);
         int it = req->iters > 3 ? 3 : req->iters;
         if (rc == FW_OK && print) {
             double lay = layers_ms(g) / it, fl = prefill_flops(g, req->prefill);
-            printf("prefill %5d  %7lld  %7.1f  %7.0f  %8.3f  %8s  %4s  %5s  %7.1f |               ", 1,
-                   (long long)req->prefill, wall * 1e3, req->prefill / wall, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12);
+            printf("prefill %5d  %7lld  %7.1f  %7.0f  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |  %8.3f ", 1,
+                   (long long)req->prefill, wall * 1e3, req->prefill / wall, gpu, lay / nl, "-", "-", "-",
+                   fl / (lay / 1e3) / 1e12, lay / nl);
             print_split(g, (double)it * nl);
             printf("prefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);

@@ -33,8 +33,7 @@ typedef struct gbufs {
     void *mla_work;
     float *cos_tab, *sin_tab, *hid, *rlog, *rw, *logits;
     fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
-    fw_bf16 *lat, *lat_c, *kvx, *k, *v;    /* naive */
-    void *attn_work;                       /* naive: scores and probabilities */
+    fw_bf16 *lat, *lat_c, *kvx;            /* naive */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *eu, *ye, *xg, *hn;
     void *plan;
@@ -69,9 +68,6 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->lat = take(cv, (size_t)(S * (C + R)) * bf);
         b->lat_c = take(cv, (size_t)(S * C) * bf);
         b->kvx = take(cv, (size_t)(S * H * (dn + dv)) * bf);
-        b->k = take(cv, (size_t)(S * H * dqk) * bf);
-        b->v = take(cv, (size_t)(S * H * dv) * bf);
-        b->attn_work = take(cv, fw_cuda_attn_prefill_bytes(Tt, S, H));
     } else {
         /* Sized for the whole cache, as the launch splits it (and a graph keeps it). */
         b->mla_work = take(cv, fw_cuda_mla_work_bytes(Tt, H, g->cap, C));
@@ -149,22 +145,20 @@ static fw_cuda_pages pages_of(const fw_gpu_model *g, int l, const gbufs *b) {
 }
 
 /* Naive MLA for sequence `seq` of the step: its S cached positions gathered in
- * order, keys and values expanded from them. */
+ * order, k_nope and v expanded from them (S, H, dn + dv); the fused attention
+ * reads k_pe from the gathered latent rows, shared by the heads. */
 static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_pages *pg, int seq, int64_t T, int64_t S,
                       const fw_bf16 *q, fw_bf16 *o, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
     const int64_t H = g->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
-    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R, bf = sizeof(fw_bf16);
-    const fw_bf16 *lat = b->lat;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, W = C + R, bf = sizeof(fw_bf16);
     CK(fw_cuda_kv_gather(&g->ctx, b->lat, pg, seq, S));
-    if (copy2d(g, b->lat_c, C * bf, lat, W * bf, C * bf, S, e)) return FW_ERR;
+    if (copy2d(g, b->lat_c, C * bf, b->lat, W * bf, C * bf, S, e)) return FW_ERR;
     CK(fw_cuda_matmul(&g->ctx, b->kvx, b->lat_c, &L->kv_b.w, S)); /* (S, H, dn + dv) */
-    if (copy2d(g, b->k, dqk * bf, b->kvx, (dn + dv) * bf, dn * bf, S * H, e) ||
-        copy2d(g, b->v, dv * bf, b->kvx + dn, (dn + dv) * bf, dv * bf, S * H, e))
-        return FW_ERR;
-    for (int64_t h = 0; h < H; h++) /* k_pe, shared by the heads */
-        if (copy2d(g, b->k + h * dqk + dn, H * dqk * bf, lat + C, W * bf, R * bf, S, e)) return FW_ERR;
-    CK(fw_cuda_attn_prefill(&g->ctx, o, q, b->k, b->v, T, S, H, dqk, dv, g->softmax_scale, b->attn_work));
+    const fw_cuda_attn_kv kv = {.k1 = b->kvx, .k2 = b->lat + C, .v = b->kvx + dn, .d1 = dn, .d2 = R, .dv = dv,
+                                .k1_ss = H * (dn + dv), .k1_hs = dn + dv, .k2_ss = W, .k2_hs = 0,
+                                .v_ss = H * (dn + dv), .v_hs = dn + dv};
+    CK(fw_cuda_attn_flash(&g->ctx, o, q, &kv, T, S, H, g->softmax_scale));
     return FW_OK;
 }
 
@@ -400,6 +394,13 @@ static int run_graph(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *
     return st == cudaSuccess ? FW_OK : fw_errf(e, "GPU %d: graph launch: %s", g->ctx.device, cudaGetErrorString(st));
 }
 
+/* The two events that time a forward's device work, made on first use. */
+static bool step_events(fw_gpu_model *g) {
+    for (int i = 0; i < 2; i++)
+        if (!g->step_ev[i] && cudaEventCreate((cudaEvent_t *)&g->step_ev[i]) != cudaSuccess) return false;
+    return true;
+}
+
 void fw_gpu_drop_graphs(fw_gpu_model *g) {
     for (int i = 0; i <= FW_GPU_MAX_GRAPH_BATCH; i++) {
         if (g->graph_exec[i]) cudaGraphExecDestroy((cudaGraphExec_t)g->graph_exec[i]);
@@ -470,10 +471,17 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     }
     if (!p->has_embed) memcpy(h.hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
     g->n_prof = 0;
+    const bool timed = g->time_gpu && step_events(g);
+    if (timed) cudaEventRecord((cudaEvent_t)g->step_ev[0], g->ctx.stream);
     rc = graph ? run_graph(g, n, segs, off, &sh, n_out, &b, &h, e) : enqueue(g, n, segs, off, &sh, mode, n_out, &b, &h, e);
+    if (timed) cudaEventRecord((cudaEvent_t)g->step_ev[1], g->ctx.stream);
     if (rc == FW_OK && g->comm) rc = fw_gpu_comm_wait(g, e); /* never block on a stuck collective */
     if (rc == FW_OK && fw_cuda_sync(&g->ctx)) rc = fw_gpu_fail(g, e);
     if (rc == FW_OK && g->prof) fw_gpu_prof_collect(g);
+    float ms = 0;
+    if (rc == FW_OK && timed &&
+        cudaEventElapsedTime(&ms, (cudaEvent_t)g->step_ev[0], (cudaEvent_t)g->step_ev[1]) == cudaSuccess)
+        g->gpu_ms += ms;
     if (rc == FW_OK && !p->has_head) memcpy(hidden, h.hid, (size_t)(sh.Tt * D) * sizeof(float));
     else if (rc == FW_OK && n_out > 0) memcpy(logits, h.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float));
     if (rc == FW_OK)

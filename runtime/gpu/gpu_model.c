@@ -210,6 +210,8 @@ void fw_gpu_model_free(fw_gpu_model *g) {
     fw_cuda_free(g->kv);
     for (int i = 0; i < FW_PROF_MAX_EVENTS; i++)
         if (g->prof_ev[i]) cudaEventDestroy((cudaEvent_t)g->prof_ev[i]);
+    for (int i = 0; i < 2; i++)
+        if (g->step_ev[i]) cudaEventDestroy((cudaEvent_t)g->step_ev[i]);
     if (g->pinned) cudaFreeHost(g->pinned);
     free(g->allocs);
     free(g->layers);

@@ -83,6 +83,9 @@ typedef struct fw_gpu_model {
     int prof_region[FW_PROF_MAX_EVENTS];
     int n_prof;
     double prof_ms[FW_PROF_N];  /* summed over forwards since the last reset */
+    bool time_gpu;              /* time each forward's device work (graph or eager) with two events */
+    void *step_ev[2];
+    double gpu_ms;              /* summed over timed forwards since the last reset */
     char desc[512];
 } fw_gpu_model;
 

@@ -1,0 +1,54 @@
+/* Tensor-core and asynchronous-copy primitives of sm_80+ as inline PTX (CUDA C++
+ * only): cp.async 16-byte copies with zero fill, ldmatrix, and the bf16
+ * m16n8k16 mma with fp32 accumulators. Fragment layouts (PTX ISA, "mma.m16n8k16"):
+ * lane = 4 * g + t; A (16 x 16, row-major) a0 = (g, 2t..2t+1), a1 = (g + 8, 2t..),
+ * a2 = (g, 2t + 8..), a3 = (g + 8, 2t + 8..); B (16 x 8, k x n) b0 = (2t..2t+1, g),
+ * b1 = (2t + 8.., g); C (16 x 8) c0, c1 = (g, 2t..2t+1), c2, c3 = (g + 8, 2t..). */
+#ifndef FW_KERNELS_CUDA_TC_H
+#define FW_KERNELS_CUDA_TC_H
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+__device__ __forceinline__ uint32_t fw_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* 16 bytes global -> shared, bypassing L1; src_bytes < 16 fills the rest with
+ * zeros (0: all zeros, src is not read). */
+__device__ __forceinline__ void fw_cp_async16(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fw_smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void fw_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* Waits until at most N committed groups are still in flight. */
+template <int N>
+__device__ __forceinline__ void fw_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* Four 8x8 b16 matrices; lane i gives the address of row i % 8 of matrix i / 8. */
+__device__ __forceinline__ void fw_ldmatrix_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fw_smem_addr(p)));
+}
+/* The same, each matrix transposed. */
+__device__ __forceinline__ void fw_ldmatrix_x4_trans(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fw_smem_addr(p)));
+}
+
+/* c += a . b: 16 x 16 bf16 times 16 x 8 bf16, fp32 accumulators. */
+__device__ __forceinline__ void fw_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats as a bf16 pair, lo in the low half (the lower column). */
+__device__ __forceinline__ uint32_t fw_pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+#endif
