@@ -69,6 +69,10 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     ctx->fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
     const char *rows = getenv("FURROW_CUDA_FP8_GEMV_ROWS");
     if (rows && *rows) ctx->fp8_gemv_rows = atoi(rows);
+    const char *slices = getenv("FURROW_CUDA_GEMV_SLICES");
+    if (slices && *slices) ctx->gemv_max_slices = atoi(slices);
+    const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
+    ctx->mla_cuda_cores = mla && !strcmp(mla, "cores");
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -3,11 +3,14 @@
  * registers (FP8: times the scale of their 128 x 128 block), never in memory;
  * activations stay bf16; accumulation is fp32.
  *
- * - gemv (T <= 8, decode): one warp per output row n streams W's row once and
- *   keeps T accumulators. FP8 and BF16 rows aligned for it are read wide: each
- *   lane has four 16-byte loads of W in flight (streamed past L1), FP8 scaled
- *   once per 16 products; else 8 elements per load, or one element per lane
- *   (odd views, odd ld).
+ * - gemv (T <= 8, decode): KS warps per output row n (a block of 8 warps holds
+ *   8 / KS rows) each stream one K slice of W's row once and keep T accumulators;
+ *   the block adds the slices. Splitting long rows keeps every launch many
+ *   blocks of equal work, so the last wave is not a few blocks on an idle GPU
+ *   (o_proj's 7168 rows of 16 KB are 896 blocks of 8 rows, 1.4 waves, unsplit).
+ *   FP8 and BF16 rows aligned for it are read wide: each lane has four 16-byte
+ *   loads of W in flight (streamed past L1), FP8 scaled once per 16 products;
+ *   else 8 elements per load, or one element per lane (odd views, odd ld).
  * - tiled (T > 8): 64 x 64 output tiles, K in steps of 32 through shared memory,
  *   4 x 4 outputs per thread. Plain fp32 FMA: correct for every shape, not fast;
  *   the real model's shapes go to cuBLASLt. */
@@ -28,29 +31,33 @@ __device__ __forceinline__ void fw_store(float *p, float v) { *p = v; }
 enum { LOAD_ONE, LOAD_8, LOAD_WIDE };
 
 template <int WT, int MT, int LOAD, typename OutT>
-__global__ void __launch_bounds__(GEMV_THREADS)
-gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K) {
-    const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5);
-    if (n >= N) return; /* warp-uniform */
+__global__ void __launch_bounds__(GEMV_THREADS, MT == 1 ? 5 : 1) /* one row: 40 warps an SM, bytes in flight */
+gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS,
+            int64_t kslice) {
+    __shared__ float part[GEMV_THREADS / 32][MT];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t n = (int64_t)blockIdx.x * (GEMV_THREADS / 32 / KS) + warp / KS;
+    const int64_t k_lo = (warp % KS) * kslice, k_hi = min(K, k_lo + kslice);
     float acc[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t] = 0.0f;
-    if (LOAD == LOAD_WIDE) {
+    if (n >= N) {
+        /* no row: nothing to add (warp-uniform) */
+    } else if (LOAD == LOAD_WIDE) {
         constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
         const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
-        for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * WIDE_U) {
+        for (int64_t k0 = k_lo + (int64_t)lane * E; k0 < k_hi; k0 += 32 * E * WIDE_U) {
             uint4 wv[WIDE_U];
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
                 const int64_t k = k0 + (int64_t)u * 32 * E;
-                if (k < K) wv[u] = __ldcs((const uint4 *)(row + k * ES));
+                if (k < k_hi) wv[u] = __ldcs((const uint4 *)(row + k * ES));
             }
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
                 const int64_t k = k0 + (int64_t)u * 32 * E;
-                if (k >= K) break;
+                if (k >= k_hi) break;
                 float f[E];
                 fw_unpack16<WT>(wv[u], f);
                 const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : 1.0f;
@@ -73,7 +80,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     } else if (LOAD == LOAD_8) {
         /* K % 8 == 0 and, for FP8, c0 % 8 == 0: a chunk of 8 never straddles a block. */
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
-        for (int64_t k = (int64_t)lane * 8; k < K; k += 32 * 8) {
+        for (int64_t k = k_lo + (int64_t)lane * 8; k < k_hi; k += 32 * 8) {
             float wv[8];
             fw_load8<WT>(w.data, n * w.ld + k, wv);
             if (WT == FW_WTYPE_FP8) {
@@ -92,7 +99,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
             }
         }
     } else {
-        for (int64_t k = lane; k < K; k += 32) {
+        for (int64_t k = k_lo + lane; k < k_hi; k += 32) {
             float wv = fw_wget<WT>(w, n, k);
 #pragma unroll
             for (int t = 0; t < MT; t++)
@@ -101,10 +108,26 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t] = fw_warp_sum(acc[t]);
+    if (KS == 1) {
+        if (lane == 0 && n < N) {
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (t < T) fw_store(y + t * N + n, acc[t]);
+        }
+        return;
+    }
     if (lane == 0) {
 #pragma unroll
-        for (int t = 0; t < MT; t++)
-            if (t < T) fw_store(y + t * N + n, acc[t]);
+        for (int t = 0; t < MT; t++) part[warp][t] = acc[t];
+    }
+    __syncthreads();
+    /* Thread (r, t) adds row r's slices in order (the same sum whatever the timing). */
+    const int r = threadIdx.x / MT, t = threadIdx.x % MT;
+    const int64_t nr = (int64_t)blockIdx.x * (GEMV_THREADS / 32 / KS) + r;
+    if (r < GEMV_THREADS / 32 / KS && t < T && nr < N) {
+        float v = 0.0f;
+        for (int k = 0; k < KS; k++) v += part[r * KS + k][t];
+        fw_store(y + t * N + nr, v);
     }
 }
 
@@ -157,25 +180,36 @@ tiled_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64
     }
 }
 
+/* Slices per row: rows of at least GEMV_SLICE_BYTES per slice split in 2, 4 or 8
+ * (each slice a whole number of 16-element pieces); max_ks caps it (1: unsplit). */
+#define GEMV_SLICE_BYTES 1024
+static int gemv_slices(int64_t K, int64_t es, int max_ks) {
+    int ks = 1;
+    while (ks < 8 && ks < max_ks && K * es / (2 * ks) >= GEMV_SLICE_BYTES && K % (16 * 2 * ks) == 0) ks *= 2;
+    return ks;
+}
+
 template <int WT, int MT, typename OutT>
-static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K,
+static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, int ks,
                         cudaStream_t st) {
-    unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32);
+    const unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32 / ks);
+    const int64_t kslice = K / ks;
     if (vec == LOAD_WIDE && WT != FW_WTYPE_F32)
-        gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
-    else if (vec != LOAD_ONE) gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
-    else gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K);
+        gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+    else if (vec != LOAD_ONE)
+        gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+    else gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
 }
 
 template <int WT, typename OutT>
 static void launch_own(bool gemv, int vec, OutT *y, const bf16 *x, const fw_wview &w, int64_t T, int64_t N,
-                       int64_t K, cudaStream_t st) {
+                       int64_t K, int ks, cudaStream_t st) {
     if (gemv) {
         int t = (int)T;
-        if (t <= 1) launch_gemv<WT, 1>(vec, y, x, w, t, N, K, st);
-        else if (t <= 2) launch_gemv<WT, 2>(vec, y, x, w, t, N, K, st);
-        else if (t <= 4) launch_gemv<WT, 4>(vec, y, x, w, t, N, K, st);
-        else launch_gemv<WT, 8>(vec, y, x, w, t, N, K, st);
+        if (t <= 1) launch_gemv<WT, 1>(vec, y, x, w, t, N, K, ks, st);
+        else if (t <= 2) launch_gemv<WT, 2>(vec, y, x, w, t, N, K, ks, st);
+        else if (t <= 4) launch_gemv<WT, 4>(vec, y, x, w, t, N, K, ks, st);
+        else launch_gemv<WT, 8>(vec, y, x, w, t, N, K, ks, st);
     } else {
         dim3 grid((unsigned)fw_ceil_div(N, TILE), (unsigned)fw_ceil_div(T, TILE));
         tiled_kernel<WT, OutT><<<grid, TILED_THREADS, 0, st>>>(y, x, w, T, N, K);
@@ -184,10 +218,10 @@ static void launch_own(bool gemv, int vec, OutT *y, const bf16 *x, const fw_wvie
 
 template <typename OutT>
 static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, const fw_wview &w, int64_t T,
-                         int64_t N, int64_t K, cudaStream_t st) {
-    if (wt == FW_WTYPE_F32) launch_own<FW_WTYPE_F32>(gemv, vec, y, x, w, T, N, K, st);
-    else if (wt == FW_WTYPE_BF16) launch_own<FW_WTYPE_BF16>(gemv, vec, y, x, w, T, N, K, st);
-    else launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, st);
+                         int64_t N, int64_t K, int ks, cudaStream_t st) {
+    if (wt == FW_WTYPE_F32) launch_own<FW_WTYPE_F32>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else if (wt == FW_WTYPE_BF16) launch_own<FW_WTYPE_BF16>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, ks, st);
 }
 
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {
@@ -206,8 +240,9 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
     const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
-    if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ctx->stream);
-    else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ctx->stream);
+    const int ks = gemv ? gemv_slices(K, es, ctx->gemv_max_slices > 0 ? ctx->gemv_max_slices : 8) : 1;
+    if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
+    else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);
     ctx->last_mm_path = gemv ? FW_CUDA_MM_GEMV : FW_CUDA_MM_TILED;
     return FW_CUDA_OK;

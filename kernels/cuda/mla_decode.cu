@@ -11,6 +11,7 @@
  * (fw_cuda_pages): a tile's rows may come from two blocks, so each tile looks up
  * its rows' addresses once into shared memory. */
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/tc.h"
 
 #include <math.h>
 
@@ -127,6 +128,147 @@ __global__ void __launch_bounds__(MLA_THREADS) mla_split_kernel(md_args a) {
     if (lane == 0) a.ml[pi] = make_float2(m, l);
 }
 
+/* The same split on the tensor cores (as FlashMLA: the heads of a query share
+ * the latent keys, so they form the M dimension of a GEMM): a block takes one
+ * query, TC_HG heads and one split, 4 warps. Per tile of TC_BN keys, loaded by
+ * cp.async while the previous tile is computed: warp w scores keys 8w..8w+7
+ * against all TC_HG heads (bf16 mma over C + R, fp32) into shared memory; every
+ * warp then runs the same online softmax over the tile's scores and adds P (bf16)
+ * times its C / 4 channels of the keys' latent part. Same splits and outputs as
+ * mla_split_kernel. Needs C % 64 == 0, (C + R) % 16 == 0, rows in 16-byte pieces. */
+#define TC_HG 16
+#define TC_BN 32
+#define TC_THREADS 128
+#define TC_SP (TC_BN + 4) /* score row pitch (floats) */
+
+static size_t tc_smem(int64_t C, int64_t R) {
+    const int64_t kp = C + R + 8; /* +16 bytes a row: ldmatrix rows in distinct banks */
+    return (size_t)((TC_HG + 2 * TC_BN) * kp) * sizeof(bf16) + (size_t)(TC_HG * TC_SP) * sizeof(float);
+}
+
+/* Keys [k0, k0 + TC_BN) of this split (rows past s1 zero) into a tile. */
+__device__ __forceinline__ void tc_load_keys(bf16 *Kt, const md_args &a, int64_t seq, int64_t k0, int64_t s1, int kp) {
+    const int Wd = (int)(a.C + a.R), parts = TC_THREADS / TC_BN, r = threadIdx.x / parts;
+    const int64_t p = k0 + r;
+    const bf16 *src = p < s1 ? page_row(a.pg, seq, p) : nullptr;
+    for (int c = threadIdx.x % parts; c < Wd / 8; c += parts)
+        fw_cp_async16(Kt + r * kp + 8 * c, src ? src + 8 * c : a.q_lat, src ? 16 : 0);
+}
+
+template <int CW>
+__global__ void __launch_bounds__(TC_THREADS) mla_split_tc_kernel(md_args a) {
+    constexpr int NO = CW / 8; /* output n-tiles per warp */
+    extern __shared__ __align__(16) unsigned char sm_raw[];
+    const int Wd = (int)(a.C + a.R), kp = Wd + 8;
+    bf16 *Qs = (bf16 *)sm_raw;                    /* [TC_HG][kp] */
+    bf16 *Ks = Qs + TC_HG * kp;                   /* [2][TC_BN][kp] */
+    float *Ss = (float *)(Ks + 2 * TC_BN * kp);   /* [TC_HG][TC_SP] */
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int mi = lane >> 3, mr = lane & 7;
+    const int64_t t = blockIdx.y, h0 = (int64_t)blockIdx.x * TC_HG;
+    const int split = blockIdx.z;
+    const int64_t seq = a.q_seq ? a.q_seq[t] : 0;
+    const int64_t n = a.q_len ? a.q_len[t] : a.S - a.T + t + 1;
+    const int64_t span = fw_round_up(fw_ceil_div(n, a.splits), MLA_KT);
+    const int64_t s0 = split * span, s1 = min(s0 + span, n);
+    const int ntiles = s1 > s0 ? (int)fw_ceil_div(s1 - s0, TC_BN) : 0;
+
+    for (int i = tid; i < TC_HG * (Wd / 8); i += TC_THREADS) { /* the heads' queries, zeros past H */
+        const int r = i / (Wd / 8), d = 8 * (i % (Wd / 8));
+        const int64_t hh = h0 + r;
+        const bf16 *src = hh >= a.H ? nullptr
+                          : d < a.C ? a.q_lat + (t * a.H + hh) * a.C + d
+                                    : a.q_pe + (t * a.H + hh) * a.R + (d - a.C);
+        fw_cp_async16(Qs + r * kp + d, src ? src : a.q_lat, src ? 16 : 0);
+    }
+    if (ntiles > 0) tc_load_keys(Ks, a, seq, s0, s1, kp);
+    fw_cp_async_commit();
+
+    const float sl2 = a.scale * 1.4426950408889634f; /* exp2 of scaled differences */
+    float o[NO][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < NO; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    for (int j = 0; j < ntiles; j++) {
+        const int64_t k0 = s0 + (int64_t)j * TC_BN;
+        if (j + 1 < ntiles) {
+            tc_load_keys(Ks + ((j + 1) & 1) * TC_BN * kp, a, seq, k0 + TC_BN, s1, kp);
+            fw_cp_async_commit();
+            fw_cp_async_wait<1>();
+        } else {
+            fw_cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *Kt = Ks + (j & 1) * TC_BN * kp;
+        float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int kt = 0; kt < Wd / 16; kt++) {
+            uint32_t qa[4], b[2];
+            fw_ldmatrix_x4(qa, Qs + ((mi & 1) * 8 + mr) * kp + kt * 16 + (mi >> 1) * 8);
+            fw_ldmatrix_x2(b, Kt + (warp * 8 + mr) * kp + kt * 16 + (mi & 1) * 8);
+            fw_mma_bf16(sc, qa, b[0], b[1]);
+        }
+        Ss[g * TC_SP + warp * 8 + 2 * t4] = sc[0], Ss[g * TC_SP + warp * 8 + 2 * t4 + 1] = sc[1];
+        Ss[(g + 8) * TC_SP + warp * 8 + 2 * t4] = sc[2], Ss[(g + 8) * TC_SP + warp * 8 + 2 * t4 + 1] = sc[3];
+        __syncthreads();
+        /* The tile's scores in the A-operand layout: n-tile i holds keys 8i + 2t4, +1. */
+        float p[TC_BN / 8][4];
+#pragma unroll
+        for (int i = 0; i < TC_BN / 8; i++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const int col = i * 8 + 2 * t4 + (c & 1);
+                p[i][c] = k0 + col < s1 ? Ss[(g + 8 * (c >> 1)) * TC_SP + col] * sl2 : -INFINITY;
+            }
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < TC_BN / 8; i++) mx = fmaxf(mx, fmaxf(p[i][2 * rr], p[i][2 * rr + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m[rr], mx); /* finite: a tile holds at least key k0 */
+            const float alpha = exp2f(m[rr] - m_new);
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < TC_BN / 8; i++)
+#pragma unroll
+                for (int c = 2 * rr; c < 2 * rr + 2; c++) {
+                    p[i][c] = exp2f(p[i][c] - m_new);
+                    sum += p[i][c];
+                }
+            l[rr] = l[rr] * alpha + sum; /* this thread's part; the four of a row are summed at the end */
+            m[rr] = m_new;
+#pragma unroll
+            for (int i = 0; i < NO; i++) o[i][2 * rr] *= alpha, o[i][2 * rr + 1] *= alpha;
+        }
+#pragma unroll
+        for (int kt = 0; kt < TC_BN / 16; kt++) {
+            const uint32_t pa[4] = {fw_pack_bf16(p[2 * kt][0], p[2 * kt][1]), fw_pack_bf16(p[2 * kt][2], p[2 * kt][3]),
+                                    fw_pack_bf16(p[2 * kt + 1][0], p[2 * kt + 1][1]),
+                                    fw_pack_bf16(p[2 * kt + 1][2], p[2 * kt + 1][3])};
+#pragma unroll
+            for (int np = 0; np < NO / 2; np++) {
+                uint32_t b[4];
+                fw_ldmatrix_x4_trans(b, Kt + (kt * 16 + (mi & 1) * 8 + mr) * kp + warp * CW + np * 16 + (mi >> 1) * 8);
+                fw_mma_bf16(o[2 * np], pa, b[0], b[1]);
+                fw_mma_bf16(o[2 * np + 1], pa, b[2], b[3]);
+            }
+        }
+        __syncthreads(); /* scores and this stage consumed */
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        const int64_t h = h0 + g + 8 * rr;
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
+        if (h >= a.H) continue;
+        const int64_t pi = (t * a.H + h) * a.splits + split;
+        float *dst = a.part + pi * a.C + warp * CW;
+#pragma unroll
+        for (int i = 0; i < NO; i++) *(float2 *)(dst + i * 8 + 2 * t4) = make_float2(o[i][2 * rr], o[i][2 * rr + 1]);
+        if (warp == 0 && t4 == 0) a.ml[pi] = make_float2(m[rr] * 0.6931471805599453f, l[rr]); /* natural units */
+    }
+}
+
 /* o[t, h] = sum over splits of exp(m_s - M) part_s / sum of exp(m_s - M) l_s:
  * the splits' weights once into shared memory, then a thread per channel. */
 #define MERGE_THREADS 256
@@ -203,13 +345,25 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     int64_t n = T * H * a.splits;
     a.part = (float *)work;
     a.ml = (float2 *)((char *)work + fw_round_up((int64_t)(n * C) * (int64_t)sizeof(float), 256));
-    size_t smem = (size_t)(MLA_HG * (C + R) + MLA_KT * a.wp) * sizeof(bf16);
-    if (smem > 48 * 1024) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: C + R = %lld too wide", (long long)(C + R));
-    dim3 grid((unsigned)fw_ceil_div(H, MLA_HG), (unsigned)T, (unsigned)a.splits);
-    int na = (int)fw_ceil_div(C, 32);
     const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
-    if (vec) launch_split<true>(na, grid, smem, ctx->stream, a);
-    else launch_split<false>(na, grid, smem, ctx->stream, a);
+    const bool q_vec = fw_ptr_align(q_lat) >= 16 && fw_ptr_align(q_pe) >= 16 && C % 8 == 0 && R % 8 == 0;
+    if (vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->mla_cuda_cores) {
+        const size_t smem = tc_smem(C, R);
+        dim3 grid((unsigned)fw_ceil_div(H, TC_HG), (unsigned)T, (unsigned)a.splits);
+        void (*kern)(md_args) = C == 512 ? mla_split_tc_kernel<128> : C == 256 ? mla_split_tc_kernel<64>
+                                : C == 128 ? mla_split_tc_kernel<32> : mla_split_tc_kernel<16>;
+        FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        kern<<<grid, TC_THREADS, smem, ctx->stream>>>(a);
+        ctx->last_mla_path = "tensor cores";
+    } else {
+        size_t smem = (size_t)(MLA_HG * (C + R) + MLA_KT * a.wp) * sizeof(bf16);
+        if (smem > 48 * 1024) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: C + R = %lld too wide", (long long)(C + R));
+        dim3 grid((unsigned)fw_ceil_div(H, MLA_HG), (unsigned)T, (unsigned)a.splits);
+        int na = (int)fw_ceil_div(C, 32);
+        if (vec) launch_split<true>(na, grid, smem, ctx->stream, a);
+        else launch_split<false>(na, grid, smem, ctx->stream, a);
+        ctx->last_mla_path = vec ? "cuda cores, 16-byte loads" : "cuda cores";
+    }
     FW_CUDA_LAUNCHED(ctx);
     if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
     mla_merge_kernel<<<(unsigned)(T * H), MERGE_THREADS, 0, ctx->stream>>>(a);

@@ -30,7 +30,13 @@ __device__ __forceinline__ void fw_ldmatrix_x4(uint32_t r[4], const void *p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(fw_smem_addr(p)));
 }
-/* The same, each matrix transposed. */
+/* Two 8x8 b16 matrices; lanes 0..15 give the row addresses. */
+__device__ __forceinline__ void fw_ldmatrix_x2(uint32_t r[2], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(fw_smem_addr(p)));
+}
+/* Four 8x8 b16 matrices, each transposed. */
 __device__ __forceinline__ void fw_ldmatrix_x4_trans(uint32_t r[4], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])

@@ -133,6 +133,34 @@ static int copy_async(fw_gpu_model *g, void *dst, const void *src, size_t bytes,
     return FW_OK;
 }
 
+/* A call on the side context failed: its message. */
+#define CKS(side, call)                                                          \
+    do {                                                                         \
+        if (call) return fw_errf(e, "GPU %d: %s", g->ctx.device, (side)->err);   \
+    } while (0)
+
+/* The context for work that may run beside the main stream's until join_side:
+ * the side stream, after it waits for what the main stream enqueued so far; the
+ * main context itself with one stream or while profiling (regions stay serial). */
+static int fork_side(fw_gpu_model *g, fw_cuda_ctx **side, fw_err *e) {
+    *side = &g->ctx;
+    if (!g->side_on || g->prof) return FW_OK;
+    if (cudaEventRecord((cudaEvent_t)g->fork_ev[0], g->ctx.stream) != cudaSuccess ||
+        cudaStreamWaitEvent(g->side.stream, (cudaEvent_t)g->fork_ev[0], 0) != cudaSuccess)
+        return fw_errf(e, "GPU %d: cannot fork the side stream", g->ctx.device);
+    *side = &g->side;
+    return FW_OK;
+}
+
+/* The main stream waits for what the side stream enqueued. */
+static int join_side(fw_gpu_model *g, const fw_cuda_ctx *side, fw_err *e) {
+    if (side == &g->ctx) return FW_OK;
+    if (cudaEventRecord((cudaEvent_t)g->fork_ev[1], side->stream) != cudaSuccess ||
+        cudaStreamWaitEvent(g->ctx.stream, (cudaEvent_t)g->fork_ev[1], 0) != cudaSuccess)
+        return fw_errf(e, "GPU %d: cannot join the side stream", g->ctx.device);
+    return FW_OK;
+}
+
 static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
     return g->comm ? fw_gpu_allreduce(g, buf, n, e) : FW_OK;
 }
@@ -162,12 +190,12 @@ static int attn_naive(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_page
     return FW_OK;
 }
 
-static int swiglu(fw_gpu_model *g, const fw_cuda_weight *gate, const fw_cuda_weight *up, const fw_cuda_weight *down,
-                  fw_bf16 *y, const fw_bf16 *x, int64_t n, gbufs *b, fw_err *e) {
-    CK(fw_cuda_matmul(&g->ctx, b->g, x, &gate->w, n));
-    CK(fw_cuda_matmul(&g->ctx, b->u, x, &up->w, n));
-    CK(fw_cuda_silu_mul(&g->ctx, b->g, b->g, b->u, n * gate->w.rows));
-    CK(fw_cuda_matmul(&g->ctx, y, b->g, &down->w, n));
+static int swiglu(fw_gpu_model *g, fw_cuda_ctx *ctx, const fw_cuda_weight *gate, const fw_cuda_weight *up,
+                  const fw_cuda_weight *down, fw_bf16 *y, const fw_bf16 *x, int64_t n, gbufs *b, fw_err *e) {
+    CKS(ctx, fw_cuda_matmul(ctx, b->g, x, &gate->w, n));
+    CKS(ctx, fw_cuda_matmul(ctx, b->u, x, &up->w, n));
+    CKS(ctx, fw_cuda_silu_mul(ctx, b->g, b->g, b->u, n * gate->w.rows));
+    CKS(ctx, fw_cuda_matmul(ctx, y, b->g, &down->w, n));
     return FW_OK;
 }
 
@@ -219,16 +247,19 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     fw_route_params rp = {.n_experts = (int)c->n_routed_experts, .top_k = (int)k, .n_group = c->n_group,
                           .topk_group = c->topk_group, .norm_topk_prob = c->norm_topk_prob,
                           .routed_scaling_factor = (float)c->routed_scaling_factor};
-    CK(fw_cuda_matmul_f32(&g->ctx, b->rlog, b->h, &L->router.w, T));
-    CK(fw_cuda_route(&g->ctx, b->rid, b->rw, b->rlog, L->router_bias, T, &rp));
-    fw_gpu_prof_mark(g, FW_PROF_ROUTE);
+    /* The shared experts into y on the side stream, while the router and the routed experts run. */
+    fw_cuda_ctx *side;
+    if (fork_side(g, &side, e)) return FW_ERR;
     if (c->n_shared_experts > 0) {
-        if (swiglu(g, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b, e)) return FW_ERR;
-    } else if (cudaMemsetAsync(b->y, 0, (size_t)(T * D) * sizeof(fw_bf16), g->ctx.stream) != cudaSuccess) {
+        if (swiglu(g, side, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b, e)) return FW_ERR;
+    } else if (cudaMemsetAsync(b->y, 0, (size_t)(T * D) * sizeof(fw_bf16), side->stream) != cudaSuccess) {
         return fw_errf(e, "GPU %d: memset failed", g->ctx.device);
     }
     fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
-    if (g->part.exp_n == 0) return FW_OK;
+    CK(fw_cuda_matmul_f32(&g->ctx, b->rlog, b->h, &L->router.w, T));
+    CK(fw_cuda_route(&g->ctx, b->rid, b->rw, b->rlog, L->router_bias, T, &rp));
+    fw_gpu_prof_mark(g, FW_PROF_ROUTE);
+    if (g->part.exp_n == 0) return join_side(g, side, e);
     fw_cuda_moe_plan pl;
     CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
     fw_gpu_prof_mark(g, FW_PROF_ROUTE);
@@ -242,6 +273,7 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
         CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
                               L->exp_down.sstride, &pl));
     }
+    if (join_side(g, side, e)) return FW_ERR;
     CK(fw_cuda_moe_combine(&g->ctx, b->y, b->ye, b->rw, &pl, T, k, D));
     fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
     return FW_OK;
@@ -257,6 +289,16 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     fw_cuda_ctx *ctx = &g->ctx;
 
     CK(fw_cuda_rmsnorm(ctx, b->h, b->x, L->attn_norm, Tt, D, eps));
+    /* The latent branch on the side stream: kv_a, its norm, k_pe's rotation, and
+     * the append to each sequence's pages at positions known on the device
+     * (graph-safe); joined before attention reads the cache. */
+    fw_cuda_ctx *side;
+    if (fork_side(g, &side, e)) return FW_ERR;
+    const fw_cuda_pages pg = pages_of(g, l, b);
+    CKS(side, fw_cuda_matmul(side, b->kva, b->h, &L->kv_a.w, Tt));
+    CKS(side, fw_cuda_rmsnorm_ld(side, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
+    CKS(side, fw_cuda_rope(side, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
+    CKS(side, fw_cuda_kv_append(side, &pg, b->kva, b->q_seq, b->q_len, Tt));
     if (c->q_lora_rank > 0) {
         CK(fw_cuda_matmul(ctx, b->qa, b->h, &L->q_a.w, Tt));
         CK(fw_cuda_rmsnorm(ctx, b->qa, b->qa, L->q_a_norm, Tt, c->q_lora_rank, eps));
@@ -264,25 +306,20 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     } else {
         CK(fw_cuda_matmul(ctx, b->q, b->h, &L->q_b.w, Tt));
     }
-    CK(fw_cuda_matmul(ctx, b->kva, b->h, &L->kv_a.w, Tt));
-    CK(fw_cuda_rmsnorm_ld(ctx, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
-    CK(fw_cuda_rope(ctx, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
     CK(fw_cuda_rope(ctx, b->q + dn, Tt, H, H * dqk, dqk, R, b->cos_tab, b->sin_tab));
-    /* Append to each sequence's pages at positions known on the device (graph-safe). */
-    const fw_cuda_pages pg = pages_of(g, l, b);
-    CK(fw_cuda_kv_append(ctx, &pg, b->kva, b->q_seq, b->q_len, Tt));
 
+    if (mode == FW_ATTN_NAIVE && join_side(g, side, e)) return FW_ERR;
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (mode == FW_ATTN_NAIVE) {
         for (int i = 0; i < n; i++)
             if (attn_naive(g, L, &pg, i, segs[i].T, segs[i].kv->len + segs[i].T,
                            b->q + off[i] * H * dqk, b->o + off[i] * H * dv, b, e))
                 return FW_ERR;
-    fw_gpu_prof_mark(g, FW_PROF_ATTN);
+        fw_gpu_prof_mark(g, FW_PROF_ATTN);
     } else {
         CK(fw_cuda_mla_q_absorb(ctx, b->q_lat, b->q, &L->kv_b.w, Tt, H, dn, dv, R, C));
-        if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e)) return FW_ERR;
-    fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
+        if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e) || join_side(g, side, e)) return FW_ERR;
+        fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
 
         /* Every token of every sequence in one launch, each over its own cache. */
         CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, &pg, b->q_seq, b->q_len, Tt, g->cap, H, C, R,
@@ -300,7 +337,7 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
     fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
     if (L->moe) {
         if (moe(g, L, Tt, b, e)) return FW_ERR;
-    } else if (swiglu(g, &L->gate, &L->up, &L->down, b->y, b->h, Tt, b, e)) {
+    } else if (swiglu(g, &g->ctx, &L->gate, &L->up, &L->down, b->y, b->h, Tt, b, e)) {
         return FW_ERR;
     }
     fw_gpu_prof_mark(g, L->moe ? FW_PROF_MOE_GEMM : FW_PROF_DENSE);

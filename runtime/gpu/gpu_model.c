@@ -115,6 +115,15 @@ int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e
     if (gemm && !strcmp(gemm, "own")) g->ctx.mm_policy = FW_CUDA_MM_OWN;
     const char *graphs = getenv("FURROW_CUDA_GRAPHS");
     g->graphs_on = !(graphs && !strcmp(graphs, "0"));
+    const char *streams = getenv("FURROW_CUDA_STREAMS");
+    if (!(streams && !strcmp(streams, "1"))) {
+        if (fw_cuda_ctx_init(&g->side, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->side.err);
+        g->side.mm_policy = g->ctx.mm_policy;
+        for (int i = 0; i < 2; i++)
+            if (cudaEventCreateWithFlags((cudaEvent_t *)&g->fork_ev[i], cudaEventDisableTiming) != cudaSuccess)
+                return fw_errf(e, "GPU %d: cannot create an event", device);
+        g->side_on = true;
+    }
     g->cfg = m->cfg;
     g->part = m->part;
     g->softmax_scale = m->softmax_scale;
@@ -210,8 +219,11 @@ void fw_gpu_model_free(fw_gpu_model *g) {
     fw_cuda_free(g->kv);
     for (int i = 0; i < FW_PROF_MAX_EVENTS; i++)
         if (g->prof_ev[i]) cudaEventDestroy((cudaEvent_t)g->prof_ev[i]);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (g->step_ev[i]) cudaEventDestroy((cudaEvent_t)g->step_ev[i]);
+        if (g->fork_ev[i]) cudaEventDestroy((cudaEvent_t)g->fork_ev[i]);
+    }
+    if (g->side.stream) fw_cuda_ctx_free(&g->side);
     if (g->pinned) cudaFreeHost(g->pinned);
     free(g->allocs);
     free(g->layers);

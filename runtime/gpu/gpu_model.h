@@ -74,6 +74,14 @@ typedef struct fw_gpu_model {
 
     fw_gpu_comm *comm;          /* NULL without tensor parallelism */
 
+    /* A second stream for the work of a layer that does not depend on the main
+     * stream's next kernels (the kv branch of the attention, the shared experts):
+     * forked and joined by events, captured into the decode graphs as parallel
+     * branches. Off with FURROW_CUDA_STREAMS=1 and while profiling. */
+    fw_cuda_ctx side;
+    bool side_on;
+    void *fork_ev[2];           /* main -> side, side -> main */
+
     bool graphs_on;             /* decode steps as CUDA graphs (FURROW_CUDA_GRAPHS=0: off) */
     void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
     bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
