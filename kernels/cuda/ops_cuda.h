@@ -72,6 +72,9 @@ typedef struct fw_cuda_ctx {
     int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
                           * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
     fw_cuda_mm_path last_mm_path;
+    int gemv_max_slices;       /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
+    bool mla_cuda_cores;       /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
+    const char *last_mla_path; /* which ran last (fw_cuda_mla_decode) */
     char err[1024];
 } fw_cuda_ctx;
 
