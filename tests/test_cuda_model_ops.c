@@ -4,7 +4,9 @@
  *   (gate/up), the grouped-row matmul (down), the weighted combine; for BF16 and
  *   FP8 experts stacked in one allocation, a local expert range inside the full
  *   one (other ranks' experts are skipped), ragged N and K, and T from 1 (the
- *   small-group kernel) to 300 (64-row tensor-core tiles, partial last tile);
+ *   small-group kernel) to 512 (64-row tensor-core tiles: the mma kernel, or the
+ *   wmma one where rows are not 16-byte pieces; partial tiles, N past a 128 tile,
+ *   K past a 64 stage and FP8's last scale block partial); its prefill timing;
  * - absorbed MLA's all-head projections q . W_UK and o_lat . W_UV^T;
  * - flash-decoding over a paged latent cache, appends to it and gathers from it;
  * - rmsnorm over strided rows. */
@@ -78,6 +80,12 @@ static void stack_free(stack *s) {
     free(s->one);
 }
 
+/* The tile kernel moe.cu picks for a stack of [rows, K] with ld = K in 16-byte
+ * aligned buffers: the mma one for BF16 / FP8 rows of whole 16-byte pieces. */
+static const char *moe_tile_name(fw_wtype ty, int64_t K) {
+    return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
+}
+
 /* y = y0 + sum_j w * ((x[t] . W1_e^T) rounded to bf16) . W2_e^T over local experts. */
 static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N, int64_t K,
                       int64_t D) {
@@ -123,9 +131,16 @@ static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, 
               op_ok(fw_cuda_moe_matmul(&ctx, dp(db), dp(da), false, k, &w2d, w2.stride, w2.sstride, &pl), "moe_matmul") &&
               op_ok(fw_cuda_moe_combine(&ctx, dp(dy), dp(db), dp(dw), &pl, T, k, D), "moe_combine");
     if (ok) {
+        /* The path the plan took: experts of few rows, 64-row tiles (and which tile
+         * kernel the gate and down matmuls get), or both. */
+        int32_t cnt[2];
+        CU(fw_cuda_download(&ctx, cnt, pl.counts, sizeof cnt));
+        char path[48];
+        if (cnt[1] == 0) snprintf(path, sizeof path, "small");
+        else snprintf(path, sizeof path, "%stiles %s/%s", cnt[0] ? "small+" : "", moe_tile_name(ty, K), moe_tile_name(ty, N));
         float *y = hnew(T * D);
         get_bf16(y, dy, T * D);
-        compare("moe", shape, T * k / n_exp > 8 ? "tiles" : "small", y, ref, T * D, NMSE_BF16);
+        compare("moe", shape, path, y, ref, T * D, NMSE_BF16);
         free(y);
     }
     dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2};
@@ -135,6 +150,107 @@ static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, 
     stack_free(&w1);
     stack_free(&w2);
     free(ids), free(rw), free(x), free(y0), free(ref), free(a);
+}
+
+/* Median of 10 timed fw_cuda_moe_matmul calls (after 2 for warm-up), in ms; < 0 on failure. */
+static float moe_matmul_ms(fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k, const fw_weight *w, int64_t stride,
+                           int64_t sstride, const fw_cuda_moe_plan *pl) {
+    enum { WARM = 2, RUNS = 10 };
+    float ms[RUNS];
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    int st = FW_CUDA_OK;
+    for (int i = 0; i < WARM && st == FW_CUDA_OK; i++) st = fw_cuda_moe_matmul(&ctx, y, x, gather, k, w, stride, sstride, pl);
+    for (int i = 0; i < RUNS && st == FW_CUDA_OK; i++) {
+        cudaEventRecord(e0, ctx.stream);
+        st = fw_cuda_moe_matmul(&ctx, y, x, gather, k, w, stride, sstride, pl);
+        cudaEventRecord(e1, ctx.stream);
+        if (st == FW_CUDA_OK) st = fw_cuda_sync(&ctx);
+        if (st == FW_CUDA_OK && cudaEventElapsedTime(&ms[i], e0, e1) != cudaSuccess) st = FW_CUDA_ERR;
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    if (st != FW_CUDA_OK || fw_cuda_sync(&ctx) != FW_CUDA_OK) return -1.0f;
+    for (int i = 1; i < RUNS; i++) /* insertion sort */
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+            float t = ms[j];
+            ms[j] = ms[j - 1], ms[j - 1] = t;
+        }
+    return 0.5f * (ms[RUNS / 2 - 1] + ms[RUNS / 2]);
+}
+
+/* Informational: DeepSeek-V3's routed experts at a 4096-token prefill (top-8 of
+ * 256, all held: ~128 rows per expert), FP8, one launch each: the gathered gate
+ * projection [2048, 7168] and the grouped down projection [7168, 2048] (the same
+ * bytes seen as the other shape). 3.8 GB of weights, distinct per expert: a
+ * 64 MiB random block (no NaN codes) uploaded once and copied over the rest on
+ * the device, each copy rotated by its own offset. No reference: check_moe
+ * covers correctness. */
+static void time_moe_matmul(void) {
+    const int64_t T = 4096, k = 8, E = 256, I = 2048, D = 7168, P = T * k, NB = I / 128, KB = D / 128;
+    const size_t wbytes = (size_t)(E * I * D), piece = (size_t)64 << 20;
+    uint8_t *dw = NULL;
+    float *ds = NULL;
+    fw_bf16 *dx = NULL, *dg = NULL, *dd = NULL;
+    void *dplan = NULL;
+    int32_t *dids = NULL;
+    uint8_t *hw8 = malloc(piece);
+    uint16_t *hx = malloc((size_t)(T * D) * 2);
+    float *hs = malloc((size_t)(E * NB * KB) * sizeof(float)), *rw = malloc((size_t)P * sizeof(float));
+    int32_t *ids = malloc((size_t)P * sizeof(int32_t));
+    if (!hw8 || !hx || !hs || !rw || !ids) {
+        printf("bench moe_matmul: skipped (host memory)\n");
+        goto out;
+    }
+    for (size_t i = 0; i < piece; i += 4) {
+        uint32_t r = check_rng_u32();
+        memcpy(hw8 + i, &r, 4);
+    }
+    for (size_t i = 0; i < piece; i++)
+        if ((hw8[i] & 0x7F) == 0x7F) hw8[i] ^= 1; /* e4m3 NaN -> 448 */
+    for (int64_t i = 0; i < T * D; i++) hx[i] = fw_f32_to_bf16(check_rng_uniform());
+    for (int64_t i = 0; i < E * NB * KB; i++) hs[i] = (1.5f + check_rng_uniform()) / 300.0f;
+    random_routes(ids, rw, T, k, E);
+    if (fw_cuda_malloc(&ctx, (void **)&dw, wbytes) || fw_cuda_malloc(&ctx, (void **)&ds, (size_t)(E * NB * KB) * 4) ||
+        fw_cuda_malloc(&ctx, (void **)&dx, (size_t)(T * D) * 2) || fw_cuda_malloc(&ctx, (void **)&dg, (size_t)(P * I) * 2) ||
+        fw_cuda_malloc(&ctx, (void **)&dd, (size_t)(P * D) * 2) || fw_cuda_malloc(&ctx, &dplan, fw_cuda_moe_plan_bytes(P, E)) ||
+        fw_cuda_malloc(&ctx, (void **)&dids, (size_t)P * 4)) {
+        printf("bench moe_matmul: skipped (device memory: %s)\n", ctx.err);
+        goto out;
+    }
+    CU(fw_cuda_upload(&ctx, dw, hw8, piece));
+    for (size_t off = piece; off < wbytes; off += piece) {
+        const size_t len = wbytes - off < piece ? wbytes - off : piece, rot = (off / piece) * 65584 % piece;
+        const size_t first = len < piece - rot ? len : piece - rot;
+        if (cudaMemcpyAsync(dw + off, dw + rot, first, cudaMemcpyDeviceToDevice, ctx.stream) != cudaSuccess ||
+            (len > first && cudaMemcpyAsync(dw + off + first, dw, len - first, cudaMemcpyDeviceToDevice, ctx.stream) != cudaSuccess)) {
+            printf("bench moe_matmul: skipped (device copy failed)\n");
+            goto out;
+        }
+    }
+    CU(fw_cuda_upload(&ctx, ds, hs, (size_t)(E * NB * KB) * 4));
+    CU(fw_cuda_upload(&ctx, dx, hx, (size_t)(T * D) * 2));
+    CU(fw_cuda_upload(&ctx, dids, ids, (size_t)P * 4));
+    fw_cuda_moe_plan pl;
+    int32_t cnt[2] = {0, 0};
+    CU(fw_cuda_moe_group(&ctx, &pl, dplan, dids, T, k, 0, E));
+    CU(fw_cuda_download(&ctx, cnt, pl.counts, sizeof cnt));
+    const fw_weight wg = {.type = FW_WTYPE_FP8, .rows = I, .cols = D, .ld = D, .data = dw, .scale = ds, .scale_ld = KB};
+    const fw_weight wd = {.type = FW_WTYPE_FP8, .rows = D, .cols = I, .ld = I, .data = dw, .scale = ds, .scale_ld = NB};
+    const double fl = 2.0 * (double)P * (double)I * (double)D;
+    const float ms_g = moe_matmul_ms(dg, dx, true, k, &wg, I * D, NB * KB, &pl);
+    const float ms_d = ms_g < 0 ? -1.0f : moe_matmul_ms(dd, dg, false, k, &wd, I * D, NB * KB, &pl);
+    if (ms_g < 0 || ms_d < 0) {
+        CHECK(0, "bench moe_matmul: %s", ctx.err);
+        goto out;
+    }
+    printf("bench moe_matmul fp8 gate T%lld k%lld %lld experts N%lld K%lld gathered (%d tiles): %.3f ms, %.0f TFLOP/s\n",
+           (long long)T, (long long)k, (long long)E, (long long)I, (long long)D, cnt[1], ms_g, fl / ms_g / 1e9);
+    printf("bench moe_matmul fp8 down T%lld k%lld %lld experts N%lld K%lld grouped (%d tiles): %.3f ms, %.0f TFLOP/s\n",
+           (long long)T, (long long)k, (long long)E, (long long)D, (long long)I, cnt[1], ms_d, fl / ms_d / 1e9);
+out:
+    fw_cuda_free(dw), fw_cuda_free(ds), fw_cuda_free(dx), fw_cuda_free(dg), fw_cuda_free(dd), fw_cuda_free(dplan);
+    fw_cuda_free(dids);
+    free(hw8), free(hx), free(hs), free(rw), free(ids);
 }
 
 static void check_mla(fw_wtype ty, int64_t T, int64_t H, int64_t dn, int64_t dv, int64_t R, int64_t C) {
@@ -256,14 +372,20 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
     CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)T * 4));
     CU(fw_cuda_upload(&ctx, dp(dtab), pg.table, (size_t)(nseq * pg.max_blocks) * 4));
     fw_cuda_pages pages = {dp(dc), W, bs, bs * W, pg.max_blocks, dp(dtab)};
-    if (op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, causal ? NULL : dp(dseq),
-                                 causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
-              "mla_decode")) {
+    for (int cores = 0; cores < 2; cores++) { /* the tensor-core kernel where it applies, then the CUDA-core one */
+        ctx.mla_cuda_cores = cores;
+        ctx.last_mla_path = NULL;
+        if (!op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, causal ? NULL : dp(dseq),
+                                      causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
+                   "mla_decode"))
+            break;
         get_bf16(y, dout, T * H * C);
-        char path[32];
-        snprintf(path, sizeof path, "%d splits", fw_cuda_mla_splits(T, H, cap));
+        char path[64];
+        snprintf(path, sizeof path, "%s, %d splits", ctx.last_mla_path, fw_cuda_mla_splits(T, H, cap));
         compare("mla_decode", shape, path, y, ref, T * H * C, NMSE_BF16);
+        if (!cores && strcmp(ctx.last_mla_path, "tensor cores")) cores++; /* the same kernel again */
     }
+    ctx.mla_cuda_cores = false;
     dbuf *all[] = {&dc, &dql, &dqp, &dtab, &dseq, &dlen, &dout, &dwork};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla_decode", shape), dfree(all[i]);
     free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc), free(pg.table), free(pg.pool);
@@ -397,6 +519,19 @@ int test_model_ops(void) {
             check_moe((fw_wtype)ty, Ts[i], 4, 16, 4, 8, 256, 128, 72);
         }
     check_moe(FW_WTYPE_FP8, 64, 8, 256, 64, 64, 256, 384, 256); /* DeepSeek-V3's top-8 of 256, a quarter held */
+    /* The mma tiles: ~75 rows per expert (a full and a partial tile), N and D not
+     * multiples of 128, K not of 64 (FP8: the last scale block is 80 or 112 wide),
+     * a local range starting at 5; 256 rows per expert (four tiles; FP8's down K
+     * of 200 takes the wmma kernel); gate outputs not in 16-byte pieces (element
+     * stores); DeepSeek-like top-8 of 64 experts, 32 rows each. */
+    for (int ty = FW_WTYPE_BF16; ty <= FW_WTYPE_FP8; ty++) {
+        check_moe((fw_wtype)ty, 300, 4, 16, 0, 16, 240, 208, 136);
+        check_moe((fw_wtype)ty, 300, 4, 16, 5, 8, 240, 208, 136);
+        check_moe((fw_wtype)ty, 512, 4, 8, 0, 8, 200, 208, 72);
+        check_moe((fw_wtype)ty, 300, 4, 16, 0, 16, 204, 208, 136);
+        check_moe((fw_wtype)ty, 256, 8, 64, 0, 64, 256, 512, 384);
+    }
+    if (!getenv("FW_TEST_NO_TIMING")) time_moe_matmul();
     for (int ty = FW_WTYPE_F32; ty <= FW_WTYPE_FP8; ty++) {
         check_mla((fw_wtype)ty, 1, 4, 32, 32, 16, 64);
         check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);
@@ -407,6 +542,9 @@ int test_model_ops(void) {
     check_mla_decode(1, 1, 1000, 16, 64, 16, true, 16);   /* the same over 63 blocks of 16 */
     check_mla_decode(7, 1, 300, 5, 32, 8, true, 7);       /* causal prefill, blocks cutting tiles, H % 8 != 0 */
     check_mla_decode(9, 3, 200, 8, 512, 64, false, 64);   /* batched decode, DeepSeek-V3 widths, own lengths */
+    check_mla_decode(3, 2, 700, 40, 512, 64, false, 16);  /* H % 16 != 0, tiles cutting blocks of 16 */
+    check_mla_decode(2, 1, 2000, 128, 512, 64, true, 64); /* DeepSeek-V3's 128 heads, a long cache */
+    check_mla_decode(4, 2, 100, 4, 64, 16, false, 7);     /* the golden tiny model's widths */
     check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
     check_mla_decode(5, 2, 90, 3, 36, 6, false, 16);      /* C + R = 42: rows not in 16-byte pieces */
     check_kv_pages(5, 100, 576, 16);
@@ -419,8 +557,9 @@ int test_model_ops(void) {
     check_attn_flash(200, 200, 4, 128, 64, 128, true); /* DeepSeek-V3 head widths, partial tiles */
     check_attn_flash(130, 300, 2, 128, 64, 128, true); /* a chunk after 170 cached positions */
     check_attn_flash(64, 64, 3, 32, 16, 32, true);     /* the golden tiny model's widths, one tile */
+    check_attn_flash(90, 90, 4, 32, 16, 32, true);     /* the same over two query blocks and key tiles */
     check_attn_flash(100, 100, 2, 200, 48, 96, false); /* the widest q.k instance */
-    time_attn_flash(4096, 128);
+    if (!getenv("FW_TEST_NO_TIMING")) time_attn_flash(4096, 128);
     check_rmsnorm_ld();
     return check_failures_;
 }

@@ -5,9 +5,9 @@
  *
  * - gemv (T <= 8, decode): KS warps per output row n (a block of 8 warps holds
  *   8 / KS rows) each stream one K slice of W's row once and keep T accumulators;
- *   the block adds the slices. Splitting long rows keeps every launch many
- *   blocks of equal work, so the last wave is not a few blocks on an idle GPU
- *   (o_proj's 7168 rows of 16 KB are 896 blocks of 8 rows, 1.4 waves, unsplit).
+ *   the block adds the slices. Splitting the rows of small launches keeps them
+ *   many blocks of equal work, so the last wave is not a few blocks on an idle
+ *   GPU (o_proj's 7168 rows of 16 KB are 896 blocks of 8 rows, 1.4 waves, unsplit).
  *   FP8 and BF16 rows aligned for it are read wide: each lane has four 16-byte
  *   loads of W in flight (streamed past L1), FP8 scaled once per 16 products;
  *   else 8 elements per load, or one element per lane (odd views, odd ld).
@@ -180,12 +180,17 @@ tiled_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64
     }
 }
 
-/* Slices per row: rows of at least GEMV_SLICE_BYTES per slice split in 2, 4 or 8
- * (each slice a whole number of 16-element pieces); max_ks caps it (1: unsplit). */
+/* Slices per row: a launch of fewer than GEMV_FEW_BLOCKS blocks (two waves of an
+ * H200 at 5 blocks an SM) splits its rows in 2, 4 or 8 while slices keep at
+ * least GEMV_SLICE_BYTES (short-lived warps wait on memory more than they read)
+ * and whole 16-element pieces; max_ks caps it (1: unsplit). */
+#define GEMV_FEW_BLOCKS 1320
 #define GEMV_SLICE_BYTES 1024
-static int gemv_slices(int64_t K, int64_t es, int max_ks) {
+static int gemv_slices(int64_t N, int64_t K, int64_t es, int max_ks) {
     int ks = 1;
-    while (ks < 8 && ks < max_ks && K * es / (2 * ks) >= GEMV_SLICE_BYTES && K % (16 * 2 * ks) == 0) ks *= 2;
+    while (ks < 8 && ks < max_ks && fw_ceil_div(N, GEMV_THREADS / 32 / ks) < GEMV_FEW_BLOCKS &&
+           K * es / (2 * ks) >= GEMV_SLICE_BYTES && K % (16 * 2 * ks) == 0)
+        ks *= 2;
     return ks;
 }
 
@@ -240,7 +245,7 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
     const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
-    const int ks = gemv ? gemv_slices(K, es, ctx->gemv_max_slices > 0 ? ctx->gemv_max_slices : 8) : 1;
+    const int ks = gemv ? gemv_slices(N, K, es, ctx->gemv_max_slices > 0 ? ctx->gemv_max_slices : 8) : 1;
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);

@@ -7,10 +7,13 @@
  * - fw_cuda_moe_matmul: every local expert's rows times its weights in two
  *   launches sized by upper bounds (blocks past the device-side counts exit):
  *   experts with at most MOE_SMALL rows (decode) stream their weights once in a
- *   warp-per-output-row kernel (16-byte loads, four in flight per lane); larger groups (prefill) run 64 x 64 tiles on the
- *   tensor cores (wmma bf16, fp32 accumulation). FP8 weights enter the tensor
- *   cores as their exact bf16 values, and each 128-wide K block's partial sum is
- *   multiplied by its block scale, so nothing is widened in memory.
+ *   warp-per-output-row kernel (16-byte loads, four in flight per lane); larger
+ *   groups (prefill) run 64 x 128 tiles on the tensor cores (moe_mma_kernel:
+ *   mma.sync bf16 with fp32 accumulation, fed by a 3-stage cp.async pipeline).
+ *   FP8 weights enter the tensor cores as their exact bf16 values, converted in
+ *   registers, and each 128-wide K block's partial sum is multiplied by its block
+ *   scale, so nothing is widened in memory. F32 weights and rows that are not
+ *   16-byte aligned take the simpler wmma kernel (moe_tile_kernel).
  * - fw_cuda_moe_combine: y[t] += sum_j w[t, j] * expert output of slot j, in slot
  *   order, so the result does not depend on how pairs were grouped. */
 #include <cub/block/block_scan.cuh>
@@ -28,10 +31,16 @@
 
 using namespace nvcuda;
 
-static int64_t tile_cap(int64_t n_pairs) { return n_pairs / MOE_BM + n_pairs / (MOE_SMALL + 1) + 2; }
+/* Tiles of MOE_BM rows: sum over experts with more than MOE_SMALL rows of
+ * ceil(c / MOE_BM) <= n_pairs / MOE_BM + (the number of such experts). The bound
+ * sizes the tile grid, whose blocks past the real count exit at once. */
+static int64_t tile_cap(int64_t n_pairs, int64_t n_exp) {
+    const int64_t big = n_pairs / (MOE_SMALL + 1);
+    return n_pairs / MOE_BM + (n_exp < big ? n_exp : big) + 2;
+}
 
 extern "C" size_t fw_cuda_moe_plan_bytes(int64_t n_pairs, int64_t n_exp) {
-    int64_t ints = (n_exp + 1) + 2 * n_pairs + n_exp + 2 * tile_cap(n_pairs) + 2;
+    int64_t ints = (n_exp + 1) + 2 * n_pairs + n_exp + 2 * tile_cap(n_pairs, n_exp) + 2;
     return (size_t)ints * sizeof(int32_t);
 }
 
@@ -106,7 +115,7 @@ extern "C" int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *pl, void *m
     int32_t *m = (int32_t *)mem;
     pl->n_pairs = P;
     pl->n_exp = n_exp;
-    pl->tile_cap = tile_cap(P);
+    pl->tile_cap = tile_cap(P, n_exp);
     pl->offsets = m, m += n_exp + 1;
     pl->rows = m, m += P;
     pl->slot_row = m, m += P;
@@ -222,8 +231,10 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     }
 }
 
-/* Larger groups: a 64-row tile of one expert's rows times 64 outputs on the tensor
- * cores; 4 warps, each 32 x 32 of the tile. */
+/* Larger groups when moe_mma_kernel cannot take them (F32 weights, rows not
+ * 16-byte aligned): a 64-row tile of one expert's rows times 64 outputs on the
+ * tensor cores with wmma, A and B loaded element by element; 4 warps, each 32 x
+ * 32 of the tile. */
 template <int WT>
 __global__ void __launch_bounds__(MOE_TILE_THREADS)
 moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
@@ -308,9 +319,309 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     }
 }
 
+/* ---- larger groups, fast path: mma.sync tiles fed by cp.async ----
+ *
+ * A CTA computes MOE_BM grouped rows x MOE_MMA_BN outputs of one expert with
+ * MOE_MMA_WARPS warps, each 32 outputs x all MOE_BM rows (2 x 8 mma tiles of 16
+ * outputs x 8 rows), so every weight element is read from shared memory (and,
+ * for FP8, converted) by one warp only. K advances MOE_MMA_BK at a time through
+ * a MOE_MMA_STAGES-deep ring of cp.async copies (zero-filled past the group's
+ * rows, past N and past K). The FP8 -> bf16 conversion happens in registers
+ * after each fragment load: every weight byte is converted once either way, and
+ * this skips a shared-memory round trip (read FP8, write bf16, read bf16 again:
+ * three times the bytes of the fragment loads) and a barrier per stage. */
+#ifndef MOE_MMA_WARPS
+#define MOE_MMA_WARPS 4 /* 8: 64 x 256 tiles, a quarter less L2 traffic per product, one CTA per SM */
+#endif
+#define MOE_MMA_BN (32 * MOE_MMA_WARPS) /* a multiple of 128: each warp's outputs in one FP8 scale block */
+#define MOE_MMA_BK 64
+#define MOE_MMA_STAGES 3
+#define MOE_MMA_THREADS (32 * MOE_MMA_WARPS)
+#define MOE_MMA_MIN_BLOCKS (MOE_MMA_WARPS == 4 ? 2 : 1) /* registers: up to 255 a thread */
+static_assert(MOE_MMA_BN % FW_FP8_BLOCK == 0 && MOE_MMA_WARPS <= 8, "MOE_MMA_WARPS: 4 or 8");
+
+/* Shared memory of one stage: A (MOE_BM x BK bf16) then B (BN x BK weights), rows
+ * padded so that the fragment loads of 8 rows hit distinct banks: ldmatrix rows
+ * 16 bytes apart mod 128 (pitch = 16 mod 128), the FP8 path's 8-byte X loads 32
+ * apart (pitch 160: four rows of 32 bytes cover the 32 banks). The output tile is
+ * staged in the same memory after the K loop. */
 template <int WT>
-static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
-                       int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
+struct moe_mma_smem {
+    static constexpr int ES = WT == FW_WTYPE_FP8 ? 1 : 2; /* weight element bytes */
+    static constexpr int A_PITCH = WT == FW_WTYPE_FP8 ? 2 * MOE_MMA_BK + 32 : 2 * MOE_MMA_BK + 16;
+    static constexpr int B_PITCH = ES * MOE_MMA_BK + 16;
+    static constexpr int A_BYTES = MOE_BM * A_PITCH, B_BYTES = MOE_MMA_BN * B_PITCH;
+    static constexpr int STAGE = A_BYTES + B_BYTES;
+    static constexpr int BYTES = MOE_MMA_STAGES * STAGE;
+    static constexpr int C_PITCH = 2 * MOE_MMA_BN + 16; /* bf16 output rows */
+    static_assert(MOE_BM * C_PITCH <= BYTES, "the output tile fits in the pipeline's memory");
+    static_assert(A_BYTES % 128 == 0 && STAGE % 128 == 0, "stages keep 128-byte alignment");
+};
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes) {
+    /* bytes < 16: the rest of the 16 is zero-filled (0: nothing is read). */
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ uint2 lds64(uint32_t addr) {
+    uint2 v;
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+    return v;
+}
+
+/* d (16 x 8, fp32) += a (16 x 16, bf16) . b (16 x 8, bf16). */
+__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* d = a . b (the first product of a K block: no zeroing of d beforehand). */
+__device__ __forceinline__ void mma_bf16_zc(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%10, %10, %10, %10};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
+}
+
+/* Four e4m3 bytes (low byte first) -> their exact bf16 values as two bf16x2 (bytes
+ * 0, 1 and 2, 3; low half first). Each byte moves to the top of a 16-bit half
+ * (sign in place), its exponent and mantissa shift down by 4 into bf16's fields:
+ * that is the value times 2^-120 for normals and subnormals alike (exponent bias
+ * 7 vs 127), and one bf16 multiply by 2^120 (exact, subnormal inputs included)
+ * restores it. 0x7F / 0xFF (NaN) become +-480; checkpoints hold none. */
+__device__ __forceinline__ void fp8x4_to_bf16(uint32_t q, uint32_t &lo, uint32_t &hi) {
+    uint32_t a = __byte_perm(q, 0u, 0x1404), b = __byte_perm(q, 0u, 0x3424); /* [0 b0 0 b1], [0 b2 0 b3] */
+    a = (a & 0x80008000u) | ((a >> 4) & 0x07F007F0u);
+    b = (b & 0x80008000u) | ((b >> 4) & 0x07F007F0u);
+    const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
+    __nv_bfloat162 va = __hmul2(*(const __nv_bfloat162 *)&a, two120), vb = __hmul2(*(const __nv_bfloat162 *)&b, two120);
+    lo = *(const uint32_t *)&va;
+    hi = *(const uint32_t *)&vb;
+}
+
+/* One stage (BK of K) of a warp's 32 outputs x MOE_BM rows, as the transposed
+ * product d[m16 tile: 16 outputs][n8 tile: 8 rows] += W . X^T (zero: the stage's
+ * first product overwrites d), the weights being the mma's A operand. w_frag,
+ * x_frag: this lane's fragment offsets in the stage at s0 (moe_mma_kernel). */
+template <int WT>
+__device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, uint32_t w_frag, uint32_t x_frag,
+                                              bool zero) {
+    typedef moe_mma_smem<WT> L;
+#pragma unroll
+    for (int kk = 0; kk < MOE_MMA_BK; kk += 16) {
+        uint32_t a[2][4], b[8][2];
+        if (WT == FW_WTYPE_FP8) {
+            /* q[m]: output row 8 m + lane / 4, bytes k = 4t .. 4t+3 -> bf16 (4t, 4t+1), (4t+2, 4t+3):
+             * A's (row g, kpos 2t..) and (row g, kpos 2t+8..); X's pair at the same k in one 8-byte load. */
+            uint32_t q[4];
+            ldsm_x4(q, s0 + w_frag + kk);
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                fp8x4_to_bf16(q[2 * i], a[i][0], a[i][2]);
+                fp8x4_to_bf16(q[2 * i + 1], a[i][1], a[i][3]);
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const uint2 v = lds64(s0 + x_frag + 8 * j * L::A_PITCH + 2 * kk);
+                b[j][0] = v.x, b[j][1] = v.y;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 2; i++) ldsm_x4(a[i], s0 + w_frag + 16 * i * L::B_PITCH + 2 * kk);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t q[4];
+                ldsm_x4(q, s0 + x_frag + 16 * j * L::A_PITCH + 2 * kk);
+                b[2 * j][0] = q[0], b[2 * j][1] = q[1], b[2 * j + 1][0] = q[2], b[2 * j + 1][1] = q[3];
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (zero && kk == 0) mma_bf16_zc(d[i][j], a[i], b[j]);
+                else mma_bf16(d[i][j], a[i], b[j]);
+            }
+    }
+}
+
+/* One tile (blockIdx.y: the plan's tile list) x 128 outputs (blockIdx.x). The
+ * mma computes the transposed tile (outputs x rows) so that FP8 fragments need no
+ * register moves: ldmatrix of the FP8 rows gives a lane the 4 bytes k = 4t ..
+ * 4t+3 of an output row (t = lane % 4) per 16 k, not the k = 2t, 2t+1, 2t+8,
+ * 2t+9 of the mma's layout; as a dot product does not depend on the order of k,
+ * the lane takes X's values at the same k (one 8-byte load, exactly the B
+ * fragment's register pair), which is that order of k on both sides. BF16: the
+ * standard ldmatrix fragments. */
+template <int WT>
+__global__ void __launch_bounds__(MOE_MMA_THREADS, MOE_MMA_MIN_BLOCKS)
+moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
+               int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec) {
+    typedef moe_mma_smem<WT> L;
+    constexpr bool FP8 = WT == FW_WTYPE_FP8;
+    constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::ES * MOE_MMA_BK / 16; /* 16-byte chunks per row */
+    constexpr int A_RPP = MOE_MMA_THREADS / A_CPR, B_RPP = MOE_MMA_THREADS / B_CPR;  /* rows per pass */
+    constexpr int A_IT = MOE_BM / A_RPP, B_IT = MOE_MMA_BN / B_RPP;
+    if ((int)blockIdx.y >= pl.counts[1]) return;
+    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
+    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const int64_t n0 = (int64_t)blockIdx.x * MOE_MMA_BN;
+    const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
+    extern __shared__ __align__(128) uint8_t moe_sm[];
+    const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(moe_sm);
+    const int tid = threadIdx.x, lane = tid & 31, wn0 = (tid >> 5) * 32, g = lane >> 2, t = lane & 3;
+
+    /* The chunks this thread copies each stage, at addresses fixed for the CTA:
+     * A rows tid / A_CPR + A_RPP i (x's row computed once), B rows tid / B_CPR +
+     * B_RPP i. Rows past the group or past N copy 0 bytes (zero fill) from a row
+     * that exists (the tile's first, the expert's first output). */
+    const int a_col = (tid % A_CPR) * 8, b_col = (tid % B_CPR) * (16 / L::ES); /* in elements */
+    const char *asrc[A_IT], *bsrc[B_IT];
+    int abytes[A_IT], bbytes[B_IT];
+#pragma unroll
+    for (int i = 0; i < A_IT; i++) {
+        const int r = tid / A_CPR + A_RPP * i;
+        abytes[i] = r < cnt ? 16 : 0;
+        asrc[i] = (const char *)(x_row(x, pl.rows, gather, k, rbeg + (r < cnt ? r : 0), K) + a_col);
+    }
+#pragma unroll
+    for (int i = 0; i < B_IT; i++) {
+        const int64_t n = n0 + tid / B_CPR + B_RPP * i;
+        bbytes[i] = n < N ? 16 : 0;
+        bsrc[i] = (const char *)w.data + ((n < N ? n : 0) * w.ld + b_col) * L::ES;
+    }
+    const uint32_t a_dst = (tid / A_CPR) * L::A_PITCH + (tid % A_CPR) * 16;
+    const uint32_t b_dst = L::A_BYTES + (tid / B_CPR) * L::B_PITCH + (tid % B_CPR) * 16;
+    auto load = [&](int st, int kt) {
+        const int64_t k0 = (int64_t)kt * MOE_MMA_BK;
+        const uint32_t s0 = sbase + st * L::STAGE;
+        if (k0 + MOE_MMA_BK <= K) {
+#pragma unroll
+            for (int i = 0; i < A_IT; i++) cp_async16(s0 + a_dst + i * A_RPP * L::A_PITCH, asrc[i] + 2 * k0, abytes[i]);
+#pragma unroll
+            for (int i = 0; i < B_IT; i++)
+                cp_async16(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + L::ES * k0, bbytes[i]);
+        } else { /* the K tail: chunks past K read nothing (from the row's start) */
+            const bool ak = a_col < K - k0, bk = b_col < K - k0;
+#pragma unroll
+            for (int i = 0; i < A_IT; i++)
+                cp_async16(s0 + a_dst + i * A_RPP * L::A_PITCH, ak ? asrc[i] + 2 * k0 : asrc[i], ak ? abytes[i] : 0);
+#pragma unroll
+            for (int i = 0; i < B_IT; i++)
+                cp_async16(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + L::ES * k0 : bsrc[i], bk ? bbytes[i] : 0);
+        }
+    };
+
+    /* Fragment offsets of this lane inside a stage. FP8: ldmatrix x4 of the warp's
+     * 32 weight rows (lane -> row wn0 + lane), 8-byte X loads of rows g (+ 8 j) at
+     * k = 4t. BF16: ldmatrix x4 of W (rows lane % 16, k 8 (lane / 16): an A
+     * fragment) and of X (two n8 tiles: rows 8 (lane / 16) + lane % 8, k 8 (lane / 8 % 2)). */
+    const uint32_t w_frag = FP8 ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
+                                : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
+    const uint32_t x_frag = FP8 ? g * L::A_PITCH + 8 * t : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
+    float acc[2][8][4]; /* [16 outputs][8 rows][fragment] */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+
+    const int nk = (int)fw_ceil_div(K, MOE_MMA_BK);
+#pragma unroll
+    for (int s = 0; s < MOE_MMA_STAGES - 1; s++) {
+        if (s < nk) load(s, s);
+        cp_async_commit();
+    }
+    /* Wait for stage kt, then refill the stage that kt - 1 used. */
+    auto next = [&](int kt) {
+        cp_async_wait<MOE_MMA_STAGES - 2>(); /* stage kt has landed (this thread's copies) */
+        __syncthreads();                     /* ... everyone's; and stage kt - 1 is free */
+        if (kt + MOE_MMA_STAGES - 1 < nk) load((kt + MOE_MMA_STAGES - 1) % MOE_MMA_STAGES, kt + MOE_MMA_STAGES - 1);
+        cp_async_commit();
+        return sbase + (kt % MOE_MMA_STAGES) * L::STAGE;
+    };
+    if constexpr (FP8) {
+        /* Per 128 of K (SPB stages; the last block may be shorter): the products
+         * into part, then acc += scale * part. The warp's 32 outputs lie in one
+         * 128-row scale block. */
+        constexpr int SPB = FW_FP8_BLOCK / MOE_MMA_BK;
+        const float *srow = w.scale + ((n0 + wn0) >> 7) * w.scale_ld;
+        for (int kb = 0; kb * SPB < nk; kb++) {
+            const float sc = __ldg(srow + kb); /* used SPB stages later: latency hidden */
+            float part[2][8][4];
+#pragma unroll
+            for (int u = 0; u < SPB; u++)
+                if (u == 0 || kb * SPB + u < nk) moe_mma_stage<WT>(part, next(kb * SPB + u), w_frag, x_frag, u == 0);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc, part[i][j][q], acc[i][j][q]);
+        }
+    } else {
+        for (int kt = 0; kt < nk; kt++) moe_mma_stage<WT>(acc, next(kt), w_frag, x_frag, false);
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the pipeline's memory is free for the output tile */
+
+    /* Output: the transposed fragments as bf16 into shared memory [row][output]
+     * (acc[i][j]: outputs wn0 + 16 i + g (+ 8), rows 8 j + 2t (+ 1)), then
+     * 16-byte pieces of 8 outputs to y; only rows < cnt and columns < N. */
+    uint8_t *cs = moe_sm;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = 8 * j + 2 * t + (q & 1), c = wn0 + 16 * i + g + 8 * (q >> 1);
+                *(bf16 *)(cs + r * L::C_PITCH + 2 * c) = fw_f2bf(acc[i][j][q]);
+            }
+    __syncthreads();
+    constexpr int CPR = MOE_MMA_BN / 8;
+    for (int c = tid; c < MOE_BM * CPR; c += MOE_MMA_THREADS) {
+        const int r = c / CPR, col = (c % CPR) * 8;
+        const int64_t n = n0 + col;
+        if (r >= cnt) break; /* r grows with c */
+        if (n >= N) continue;
+        const uint4 v = *(const uint4 *)(cs + r * L::C_PITCH + 2 * col);
+        bf16 *dst = y + (int64_t)(rbeg + r) * N + n;
+        if (y_vec && n + 8 <= N) {
+            *(uint4 *)dst = v;
+        } else {
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (n + q < N) dst[q] = __ushort_as_bfloat16((unsigned short)(u[q / 2] >> (16 * (q % 2))));
+        }
+    }
+}
+
+/* Whether moe_mma_kernel takes the tiles: BF16 or FP8 weights whose rows (every
+ * expert's) start 16-byte aligned and whose K is whole 16-byte chunks (FP8: 16
+ * values, BF16: 8), and x rows 16-byte aligned. */
+template <int WT>
+static bool moe_mma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K) {
+    const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
+    return WT != FW_WTYPE_F32 && (K * es) % 16 == 0 && K % 8 == 0 && (w.ld * es) % 16 == 0 &&
+           (wstride * es) % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
+}
+
+template <int WT>
+static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
+                              int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
     int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
@@ -325,10 +636,22 @@ static void launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wvie
         else if (vec) moe_gemv_kernel<WT, MOE_LOAD_8><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
         else moe_gemv_kernel<WT, MOE_LOAD_ONE><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
     }
-    if (pl.n_pairs > MOE_SMALL) {
-        dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);
-        moe_tile_kernel<WT><<<g, MOE_TILE_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+    if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
+    if constexpr (WT != FW_WTYPE_F32) {
+        if (moe_mma_fits<WT>(x, w, wstride, K)) {
+            typedef moe_mma_smem<WT> L;
+            /* More than the default 48 KiB of dynamic shared memory: set per device, so per call. */
+            cudaError_t err = cudaFuncSetAttribute(moe_mma_kernel<WT>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::BYTES);
+            if (err != cudaSuccess) return err;
+            const bool y_vec = N % 8 == 0 && fw_ptr_align(y) >= 16;
+            dim3 g((unsigned)fw_ceil_div(N, MOE_MMA_BN), (unsigned)pl.tile_cap);
+            moe_mma_kernel<WT><<<g, MOE_MMA_THREADS, L::BYTES, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl, y_vec);
+            return cudaSuccess;
+        }
     }
+    dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);
+    moe_tile_kernel<WT><<<g, MOE_TILE_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+    return cudaSuccess;
 }
 
 extern "C" int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k,
@@ -343,9 +666,9 @@ extern "C" int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x
     fw_wview v = fw_wview_of(w0);
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
-    else if (w0->type == FW_WTYPE_BF16) launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
-    else launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream);
+    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
+    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -145,6 +145,11 @@ static int copy_async(fw_gpu_model *g, void *dst, const void *src, size_t bytes,
 static int fork_side(fw_gpu_model *g, fw_cuda_ctx **side, fw_err *e) {
     *side = &g->ctx;
     if (!g->side_on || g->prof) return FW_OK;
+    /* The side runs as the main context is set now (tests and layouts change it after start-up). */
+    g->side.mm_policy = g->ctx.mm_policy;
+    g->side.fp8_gemv_rows = g->ctx.fp8_gemv_rows;
+    g->side.gemv_max_slices = g->ctx.gemv_max_slices;
+    g->side.mla_cuda_cores = g->ctx.mla_cuda_cores;
     if (cudaEventRecord((cudaEvent_t)g->fork_ev[0], g->ctx.stream) != cudaSuccess ||
         cudaStreamWaitEvent(g->side.stream, (cudaEvent_t)g->fork_ev[0], 0) != cudaSuccess)
         return fw_errf(e, "GPU %d: cannot fork the side stream", g->ctx.device);
@@ -208,10 +213,14 @@ static fw_weight expert_w(const fw_gpu_experts *s, int64_t x) {
     return w;
 }
 
-/* Many tokens per expert (prefill): the tokens gathered into expert order, then
+/* Many tokens per expert, with FURROW_CUDA_MOE=gemm only (the grouped kernels'
+ * tensor-core tiles are the default): the tokens gathered into expert order, then
  * one cuBLASLt GEMM per expert and weight, after one copy of the group offsets
- * to the host (never in a decode step, which uses the grouped kernels). */
-#define MOE_GEMM_PAIRS 4 /* average routed rows per local expert from which this pays */
+ * to the host (so never in a graph). */
+#define MOE_GEMM_PAIRS 4 /* average routed rows per local expert from which this is taken */
+static bool by_gemm(const fw_gpu_model *g, int64_t T) {
+    return g->moe_by_gemm && g->part.exp_n > 0 && T * g->cfg.num_experts_per_tok >= MOE_GEMM_PAIRS * g->part.exp_n;
+}
 static int experts_by_gemm(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_moe_plan *pl, gbufs *b,
                            fw_err *e) {
     const fw_config *c = &g->cfg;
@@ -263,7 +272,7 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     fw_cuda_moe_plan pl;
     CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
     fw_gpu_prof_mark(g, FW_PROF_ROUTE);
-    if (T * k >= MOE_GEMM_PAIRS * g->part.exp_n) {
+    if (by_gemm(g, T)) {
         if (experts_by_gemm(g, L, &pl, b, e)) return FW_ERR;
     } else {
         CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride,
@@ -397,9 +406,7 @@ static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *of
  * one launch instead of dozens per layer. Any reallocation drops the graphs. */
 static bool graphable(const fw_gpu_model *g, int n, const fw_seg *segs, fw_attn_mode mode, int64_t n_out) {
     if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
-    /* Enough tokens per expert for experts_by_gemm, which reads the group sizes
-     * on the host: no graph (and at such batches launches cost little). */
-    if (g->part.exp_n > 0 && (int64_t)n * g->cfg.num_experts_per_tok >= MOE_GEMM_PAIRS * g->part.exp_n) return false;
+    if (by_gemm(g, n)) return false; /* it reads the group sizes on the host */
     for (int i = 0; i < n; i++)
         if (segs[i].T != 1) return false;
     return true;

@@ -115,10 +115,11 @@ int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e
     if (gemm && !strcmp(gemm, "own")) g->ctx.mm_policy = FW_CUDA_MM_OWN;
     const char *graphs = getenv("FURROW_CUDA_GRAPHS");
     g->graphs_on = !(graphs && !strcmp(graphs, "0"));
+    const char *moe = getenv("FURROW_CUDA_MOE");
+    g->moe_by_gemm = moe && !strcmp(moe, "gemm");
     const char *streams = getenv("FURROW_CUDA_STREAMS");
     if (!(streams && !strcmp(streams, "1"))) {
         if (fw_cuda_ctx_init(&g->side, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->side.err);
-        g->side.mm_policy = g->ctx.mm_policy;
         for (int i = 0; i < 2; i++)
             if (cudaEventCreateWithFlags((cudaEvent_t *)&g->fork_ev[i], cudaEventDisableTiming) != cudaSuccess)
                 return fw_errf(e, "GPU %d: cannot create an event", device);

@@ -83,6 +83,7 @@ typedef struct fw_gpu_model {
     void *fork_ev[2];           /* main -> side, side -> main */
 
     bool graphs_on;             /* decode steps as CUDA graphs (FURROW_CUDA_GRAPHS=0: off) */
+    bool moe_by_gemm;           /* FURROW_CUDA_MOE=gemm: many-token MoE as one cuBLASLt GEMM per expert */
     void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
     bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
 
