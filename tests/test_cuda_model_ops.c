@@ -428,12 +428,14 @@ static void check_kv_pages(int64_t nseq, int64_t cap, int64_t W, int64_t bs) {
  * keys and values laid out as the GPU forward has them (k_nope and v interleaved
  * per head in the kv_b expansion, k_pe once per position in the latent rows at
  * offset 40 of 40 + d2 + 8), else plain (S, H, d1) keys and (S, H, dv) values. */
-static void check_attn_flash(int64_t T, int64_t S, int64_t H, int64_t d1, int64_t d2, int64_t dv, bool mla) {
+static void check_attn_flash(int64_t T, int64_t S, int64_t H, int64_t d1, int64_t d2, int64_t dv, bool mla,
+                             float amp) {
     char shape[128];
     const int64_t dqk = d1 + d2, C = 40, W = C + d2 + 8;
-    snprintf(shape, sizeof shape, "T%lld S%lld H%lld q.k %lld+%lld v%lld %s", (long long)T, (long long)S,
-             (long long)H, (long long)d1, (long long)d2, (long long)dv, mla ? "mla layout" : "plain");
-    float *q = hrand_bf16(T * H * dqk, 0.5f), *k = hnew(S * H * dqk), *v = hnew(S * H * dv);
+    snprintf(shape, sizeof shape, "T%lld S%lld H%lld q.k %lld+%lld v%lld %s%s", (long long)T, (long long)S,
+             (long long)H, (long long)d1, (long long)d2, (long long)dv, mla ? "mla layout" : "plain",
+             amp > 1 ? ", peaked" : "");
+    float *q = hrand_bf16(T * H * dqk, 0.5f * amp), *k = hnew(S * H * dqk), *v = hnew(S * H * dv);
     float *kvx = hrand_bf16(S * H * (d1 + dv), 0.5f), *lat = hrand_bf16(S * W, 0.5f);
     for (int64_t s = 0; s < S; s++) /* the keys and values the kernel should see, contiguous */
         for (int64_t h = 0; h < H; h++) {
@@ -536,6 +538,11 @@ int test_model_ops(void) {
         check_mla((fw_wtype)ty, 1, 4, 32, 32, 16, 64);
         check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);
         check_mla((fw_wtype)ty, 20, 2, 128, 128, 64, 512);
+        check_mla((fw_wtype)ty, 8, 3, 128, 128, 64, 512);  /* a full 8-token group */
+        check_mla((fw_wtype)ty, 70, 2, 128, 128, 64, 512); /* three 32-token groups, the last ragged */
+        check_mla((fw_wtype)ty, 33, 2, 48, 40, 8, 192);    /* dv 40: a partial m-tile; FP8 heads straddle a scale block */
+        check_mla((fw_wtype)ty, 5, 2, 16, 20, 0, 1024);    /* o: two chunks of windows; R = 0 */
+        check_mla((fw_wtype)ty, 3, 1, 144, 16, 4, 128);    /* q: dn > 128, two chunks of k-steps */
     }
     check_mla_decode(1, 1, 1, 4, 64, 16, true, 1);        /* one key */
     check_mla_decode(1, 1, 1000, 16, 64, 16, true, 1000); /* a long decode step: many splits, one block */
@@ -551,14 +558,19 @@ int test_model_ops(void) {
     check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
-    check_attn_flash(1, 1, 2, 16, 8, 16, false);
-    check_attn_flash(37, 50, 3, 16, 8, 16, false);    /* queries are the last 37 of 50 positions */
-    check_attn_flash(37, 50, 3, 20, 4, 12, true);     /* widths not in 16-byte pieces: plain loads */
-    check_attn_flash(200, 200, 4, 128, 64, 128, true); /* DeepSeek-V3 head widths, partial tiles */
-    check_attn_flash(130, 300, 2, 128, 64, 128, true); /* a chunk after 170 cached positions */
-    check_attn_flash(64, 64, 3, 32, 16, 32, true);     /* the golden tiny model's widths, one tile */
-    check_attn_flash(90, 90, 4, 32, 16, 32, true);     /* the same over two query blocks and key tiles */
-    check_attn_flash(100, 100, 2, 200, 48, 96, false); /* the widest q.k instance */
+    /* amp: query scale; 1 gives near-uniform softmax, 12 peaked rows whose maximum moves between key tiles. */
+    const float amps[] = {1.0f, 12.0f};
+    for (int i = 0; i < 2; i++) {
+        const float a = amps[i];
+        check_attn_flash(1, 1, 2, 16, 8, 16, false, a);
+        check_attn_flash(37, 50, 3, 16, 8, 16, false, a);     /* queries are the last 37 of 50 positions */
+        check_attn_flash(37, 50, 3, 20, 4, 12, true, a);      /* widths not in 16-byte pieces: plain loads */
+        check_attn_flash(200, 200, 4, 128, 64, 128, true, a); /* DeepSeek-V3 head widths, partial tiles */
+        check_attn_flash(130, 300, 2, 128, 64, 128, true, a); /* a chunk after 170 cached positions */
+        check_attn_flash(64, 64, 3, 32, 16, 32, true, a);     /* the golden tiny model's widths, one tile */
+        check_attn_flash(90, 90, 4, 32, 16, 32, true, a);     /* the same over two query blocks and key tiles */
+        check_attn_flash(100, 100, 2, 200, 48, 96, false, a); /* the widest q.k instance */
+    }
     if (!getenv("FW_TEST_NO_TIMING")) time_attn_flash(4096, 128);
     check_rmsnorm_ld();
     return check_failures_;

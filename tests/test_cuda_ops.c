@@ -549,6 +549,17 @@ static void test_route(void) {
     check_route("tiny ties", 37, &tiny, 0, 0, true, false);
     check_route("one group", 37, &flat, 2.0f, 0, false, false);
     check_route("padded", 4, &few, 2.0f, 0.05f, false, true);
+    fw_route_params g16 = {.n_experts = 256, .top_k = 8, .n_group = 16, .topk_group = 4, .norm_topk_prob = true,
+                           .routed_scaling_factor = 2.5f};
+    fw_route_params e96 = {.n_experts = 96, .top_k = 5, .n_group = 2, .topk_group = 1, .norm_topk_prob = true,
+                           .routed_scaling_factor = 2.5f};
+    fw_route_params g32 = {.n_experts = 32, .top_k = 32, .n_group = 32, .topk_group = 8, .norm_topk_prob = true,
+                           .routed_scaling_factor = 2.5f}; /* one expert per group; 8 candidates for 32 slots */
+    check_route("v3 batch", 256, &v3, 2.0f, 0.1f, false, true);
+    check_route("one group ties", 37, &flat, 0, 0, true, false);
+    check_route("16 groups", 37, &g16, 2.0f, 0.1f, false, true);
+    check_route("96 experts", 37, &e96, 2.0f, 0.05f, false, true);
+    check_route("32 groups padded", 8, &g32, 2.0f, 0.05f, false, true);
 }
 
 /* ---- attention ---- */

@@ -66,7 +66,7 @@ __device__ __forceinline__ void fa_load_kv(bf16 *Ks, bf16 *Vs, const fa_args &a,
                          per_row, a.q);
 }
 
-template <int DQ, int DV, bool VEC>
+template <int DQ, int DV, bool VEC, bool PSPLIT>
 __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
     constexpr int QP = DQ + 8, VP = DV + 8; /* +16 bytes a row: ldmatrix rows fall in distinct banks */
     constexpr int NT = FA_BN / 8, KQ = DQ / 16, NO = DV / 8;
@@ -166,18 +166,31 @@ __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
             for (int i = 0; i < NO; i++) oacc[i][2 * rr] *= alpha, oacc[i][2 * rr + 1] *= alpha;
         }
 
-        /* O += P V: score tiles 2kt, 2kt + 1 form the A operand of key step kt. */
+        /* O += P V: score tiles 2kt, 2kt + 1 form the A operand of key step kt. P
+         * goes in as two bf16 parts, hi + lo, so it enters with about 16
+         * significant bits instead of 8 (bf16 P alone moved the golden tiny
+         * model's logits past a router tie); V is read once for both. */
 #pragma unroll
         for (int kt = 0; kt < FA_BN / 16; kt++) {
-            const uint32_t pa[4] = {fw_pack_bf16(s[2 * kt][0], s[2 * kt][1]), fw_pack_bf16(s[2 * kt][2], s[2 * kt][3]),
-                                    fw_pack_bf16(s[2 * kt + 1][0], s[2 * kt + 1][1]),
-                                    fw_pack_bf16(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+            const float *p4[4] = {&s[2 * kt][0], &s[2 * kt][2], &s[2 * kt + 1][0], &s[2 * kt + 1][2]};
+            uint32_t pa[4], pl[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const __nv_bfloat162 hi = __floats2bfloat162_rn(p4[i][0], p4[i][1]);
+                const float2 hf = __bfloat1622float2(hi);
+                pa[i] = *(const uint32_t *)&hi;
+                pl[i] = fw_pack_bf16(p4[i][0] - hf.x, p4[i][1] - hf.y);
+            }
 #pragma unroll
             for (int np = 0; np < NO / 2; np++) {
                 uint32_t b[4];
                 fw_ldmatrix_x4_trans(b, Vt + (kt * 16 + (mi & 1) * 8 + mr) * VP + np * 16 + (mi >> 1) * 8);
                 fw_mma_bf16(oacc[2 * np], pa, b[0], b[1]);
                 fw_mma_bf16(oacc[2 * np + 1], pa, b[2], b[3]);
+                if (PSPLIT) {
+                    fw_mma_bf16(oacc[2 * np], pl, b[0], b[1]);
+                    fw_mma_bf16(oacc[2 * np + 1], pl, b[2], b[3]);
+                }
             }
         }
         __syncthreads(); /* this stage is consumed before the next prefetch overwrites it */
@@ -207,7 +220,9 @@ __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
 template <int DQ, int DV>
 static int fa_launch(fw_cuda_ctx *ctx, const fa_args &a, bool vec) {
     const size_t smem = (size_t)(FA_BM * (DQ + 8) + 2 * FA_BN * (DQ + 8) + 2 * FA_BN * (DV + 8)) * sizeof(bf16);
-    void (*kern)(fa_args) = vec ? attn_flash_kernel<DQ, DV, true> : attn_flash_kernel<DQ, DV, false>;
+    const bool split = !ctx->flash_bf16_p;
+    void (*kern)(fa_args) = vec ? (split ? attn_flash_kernel<DQ, DV, true, true> : attn_flash_kernel<DQ, DV, true, false>)
+                                : (split ? attn_flash_kernel<DQ, DV, false, true> : attn_flash_kernel<DQ, DV, false, false>);
     FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)fw_ceil_div(a.T, FA_BM), (unsigned)a.H);
     kern<<<grid, FA_THREADS, smem, ctx->stream>>>(a);

@@ -71,6 +71,8 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     if (rows && *rows) ctx->fp8_gemv_rows = atoi(rows);
     const char *slices = getenv("FURROW_CUDA_GEMV_SLICES");
     if (slices && *slices) ctx->gemv_max_slices = atoi(slices);
+    const char *fp = getenv("FURROW_CUDA_FLASH_P");
+    ctx->flash_bf16_p = fp && !strcmp(fp, "bf16");
     const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
     ctx->mla_cuda_cores = mla && !strcmp(mla, "cores");
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;

@@ -74,6 +74,7 @@ typedef struct fw_cuda_ctx {
     fw_cuda_mm_path last_mm_path;
     int gemv_max_slices;       /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
     bool mla_cuda_cores;       /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
+    bool flash_bf16_p;         /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
     const char *last_mla_path; /* which ran last (fw_cuda_mla_decode) */
     char err[1024];
 } fw_cuda_ctx;
