@@ -169,7 +169,7 @@ o_absorb_fast_kernel(bf16 *__restrict__ o, const bf16 *__restrict__ o_lat, fw_wv
  * Both read every weight once per launch for up to 8 NTM tokens (a token group;
  * the grid's last dimension walks the groups), as the mma's A operand: weights
  * are the 16 rows of an m16n8k16 tile, 8 tokens its n. FP8 bytes become their
- * exact bf16 values in registers (mla_fp8x4_to_bf16), products accumulate in
+ * exact bf16 values in registers (fw_fp8x4_to_bf16), products accumulate in
  * fp32, and the FP8 block scales multiply fp32 partial sums: the results equal
  * the fp32 forms' up to the order of the additions. A warp issues all of its
  * weight loads (up to 128 rows or 512 bytes of k) before anything waits, so a
@@ -186,21 +186,6 @@ o_absorb_fast_kernel(bf16 *__restrict__ o, const bf16 *__restrict__ o_lat, fw_wv
 #define QT_KS 8     /* q_absorb: k-steps (16 rows of W_UK each) loaded at once */
 #define OT_WARPS 4  /* o_absorb: a warp per 16 rows of W_UV */
 #define OT_WIN 8    /* o_absorb: 16-byte loads of a row in flight per lane */
-
-/* Four e4m3 bytes (low byte first) -> their exact bf16 values as two bf16x2
- * (bytes 0, 1 and 2, 3; low half first), as moe.cu: each byte moves to the top
- * of a 16-bit half, exponent and mantissa shift down by 4 into bf16's fields
- * (the value times 2^-120, subnormals too), and one exact bf16 multiply by 2^120
- * restores it. NaN bytes (0x7F, 0xFF) become +-480; checkpoints hold none. */
-static __device__ __forceinline__ void mla_fp8x4_to_bf16(uint32_t q, uint32_t &lo, uint32_t &hi) {
-    uint32_t a = __byte_perm(q, 0u, 0x1404), b = __byte_perm(q, 0u, 0x3424); /* [0 b0 0 b1], [0 b2 0 b3] */
-    a = (a & 0x80008000u) | ((a >> 4) & 0x07F007F0u);
-    b = (b & 0x80008000u) | ((b >> 4) & 0x07F007F0u);
-    const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
-    __nv_bfloat162 va = __hmul2(*(const __nv_bfloat162 *)&a, two120), vb = __hmul2(*(const __nv_bfloat162 *)&b, two120);
-    lo = *(const uint32_t *)&va;
-    hi = *(const uint32_t *)&vb;
-}
 
 /* Shared rows of activations: a pitch (bytes) of `mod` mod 128, so that the 8
  * rows one fragment load touches fall on distinct banks. */
@@ -261,10 +246,10 @@ q_absorb_tc_kernel(bf16 *__restrict__ q_lat, const bf16 *__restrict__ q, fw_wvie
             /* a[i] = m-tile i: (channel col + i | col + 2 + i) x (rows 4t, 4t+1 | 4t+2, 4t+3) */
             uint32_t a[2][4];
             if constexpr (FP8) {
-                mla_fp8x4_to_bf16(__byte_perm(raw[s][0], raw[s][1], 0x5140), a[0][0], a[1][0]);
-                mla_fp8x4_to_bf16(__byte_perm(raw[s][0], raw[s][1], 0x7362), a[0][1], a[1][1]);
-                mla_fp8x4_to_bf16(__byte_perm(raw[s][2], raw[s][3], 0x5140), a[0][2], a[1][2]);
-                mla_fp8x4_to_bf16(__byte_perm(raw[s][2], raw[s][3], 0x7362), a[0][3], a[1][3]);
+                fw_fp8x4_to_bf16(__byte_perm(raw[s][0], raw[s][1], 0x5140), a[0][0], a[1][0]);
+                fw_fp8x4_to_bf16(__byte_perm(raw[s][0], raw[s][1], 0x7362), a[0][1], a[1][1]);
+                fw_fp8x4_to_bf16(__byte_perm(raw[s][2], raw[s][3], 0x5140), a[0][2], a[1][2]);
+                fw_fp8x4_to_bf16(__byte_perm(raw[s][2], raw[s][3], 0x7362), a[0][3], a[1][3]);
             } else {
 #pragma unroll
                 for (int i = 0; i < 2; i++) {
@@ -357,8 +342,8 @@ o_absorb_tc_kernel(bf16 *__restrict__ o, const bf16 *__restrict__ o_lat, fw_wvie
 #pragma unroll
             for (int s = 0; s < SW; s++) {
                 if constexpr (FP8) {
-                    mla_fp8x4_to_bf16(ra[s], a[s][0], a[s][2]);
-                    mla_fp8x4_to_bf16(rb[s], a[s][1], a[s][3]);
+                    fw_fp8x4_to_bf16(ra[s], a[s][0], a[s][2]);
+                    fw_fp8x4_to_bf16(rb[s], a[s][1], a[s][3]);
                 } else {
                     a[s][0] = ra[2 * s], a[s][2] = ra[2 * s + 1];
                     a[s][1] = rb[2 * s], a[s][3] = rb[2 * s + 1];

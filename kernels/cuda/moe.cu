@@ -20,6 +20,7 @@
 #include <mma.h>
 
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/tc.h"
 
 #define MOE_SMALL 8
 #define MOE_BM 64
@@ -358,31 +359,15 @@ struct moe_mma_smem {
     static_assert(A_BYTES % 128 == 0 && STAGE % 128 == 0, "stages keep 128-byte alignment");
 };
 
+/* 16 bytes global -> shared at a shared-window address, with the L2 128-byte
+ * prefetch hint; bytes < 16: the rest is zero-filled (0: nothing is read). */
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes) {
-    /* bytes < 16: the rest of the 16 is zero-filled (0: nothing is read). */
     asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
 }
 __device__ __forceinline__ uint2 lds64(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
     return v;
-}
-
-/* d (16 x 8, fp32) += a (16 x 16, bf16) . b (16 x 8, bf16). */
-__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 /* d = a . b (the first product of a K block: no zeroing of d beforehand). */
@@ -391,22 +376,6 @@ __device__ __forceinline__ void mma_bf16_zc(float d[4], const uint32_t a[4], con
                  "{%8, %9}, {%10, %10, %10, %10};\n"
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
-}
-
-/* Four e4m3 bytes (low byte first) -> their exact bf16 values as two bf16x2 (bytes
- * 0, 1 and 2, 3; low half first). Each byte moves to the top of a 16-bit half
- * (sign in place), its exponent and mantissa shift down by 4 into bf16's fields:
- * that is the value times 2^-120 for normals and subnormals alike (exponent bias
- * 7 vs 127), and one bf16 multiply by 2^120 (exact, subnormal inputs included)
- * restores it. 0x7F / 0xFF (NaN) become +-480; checkpoints hold none. */
-__device__ __forceinline__ void fp8x4_to_bf16(uint32_t q, uint32_t &lo, uint32_t &hi) {
-    uint32_t a = __byte_perm(q, 0u, 0x1404), b = __byte_perm(q, 0u, 0x3424); /* [0 b0 0 b1], [0 b2 0 b3] */
-    a = (a & 0x80008000u) | ((a >> 4) & 0x07F007F0u);
-    b = (b & 0x80008000u) | ((b >> 4) & 0x07F007F0u);
-    const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
-    __nv_bfloat162 va = __hmul2(*(const __nv_bfloat162 *)&a, two120), vb = __hmul2(*(const __nv_bfloat162 *)&b, two120);
-    lo = *(const uint32_t *)&va;
-    hi = *(const uint32_t *)&vb;
 }
 
 /* One stage (BK of K) of a warp's 32 outputs x MOE_BM rows, as the transposed
@@ -424,11 +393,11 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
             /* q[m]: output row 8 m + lane / 4, bytes k = 4t .. 4t+3 -> bf16 (4t, 4t+1), (4t+2, 4t+3):
              * A's (row g, kpos 2t..) and (row g, kpos 2t+8..); X's pair at the same k in one 8-byte load. */
             uint32_t q[4];
-            ldsm_x4(q, s0 + w_frag + kk);
+            fw_ldmatrix_x4(q, s0 + w_frag + kk);
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                fp8x4_to_bf16(q[2 * i], a[i][0], a[i][2]);
-                fp8x4_to_bf16(q[2 * i + 1], a[i][1], a[i][3]);
+                fw_fp8x4_to_bf16(q[2 * i], a[i][0], a[i][2]);
+                fw_fp8x4_to_bf16(q[2 * i + 1], a[i][1], a[i][3]);
             }
 #pragma unroll
             for (int j = 0; j < 8; j++) {
@@ -437,11 +406,11 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
             }
         } else {
 #pragma unroll
-            for (int i = 0; i < 2; i++) ldsm_x4(a[i], s0 + w_frag + 16 * i * L::B_PITCH + 2 * kk);
+            for (int i = 0; i < 2; i++) fw_ldmatrix_x4(a[i], s0 + w_frag + 16 * i * L::B_PITCH + 2 * kk);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 uint32_t q[4];
-                ldsm_x4(q, s0 + x_frag + 16 * j * L::A_PITCH + 2 * kk);
+                fw_ldmatrix_x4(q, s0 + x_frag + 16 * j * L::A_PITCH + 2 * kk);
                 b[2 * j][0] = q[0], b[2 * j][1] = q[1], b[2 * j + 1][0] = q[2], b[2 * j + 1][1] = q[3];
             }
         }
@@ -450,7 +419,7 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
 #pragma unroll
             for (int j = 0; j < 8; j++) {
                 if (zero && kk == 0) mma_bf16_zc(d[i][j], a[i], b[j]);
-                else mma_bf16(d[i][j], a[i], b[j]);
+                else fw_mma_bf16(d[i][j], a[i], b[j][0], b[j][1]);
             }
     }
 }
@@ -541,14 +510,14 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 #pragma unroll
     for (int s = 0; s < MOE_MMA_STAGES - 1; s++) {
         if (s < nk) load(s, s);
-        cp_async_commit();
+        fw_cp_async_commit();
     }
     /* Wait for stage kt, then refill the stage that kt - 1 used. */
     auto next = [&](int kt) {
-        cp_async_wait<MOE_MMA_STAGES - 2>(); /* stage kt has landed (this thread's copies) */
+        fw_cp_async_wait<MOE_MMA_STAGES - 2>(); /* stage kt has landed (this thread's copies) */
         __syncthreads();                     /* ... everyone's; and stage kt - 1 is free */
         if (kt + MOE_MMA_STAGES - 1 < nk) load((kt + MOE_MMA_STAGES - 1) % MOE_MMA_STAGES, kt + MOE_MMA_STAGES - 1);
-        cp_async_commit();
+        fw_cp_async_commit();
         return sbase + (kt % MOE_MMA_STAGES) * L::STAGE;
     };
     if constexpr (FP8) {
@@ -573,7 +542,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     } else {
         for (int kt = 0; kt < nk; kt++) moe_mma_stage<WT>(acc, next(kt), w_frag, x_frag, false);
     }
-    cp_async_wait<0>();
+    fw_cp_async_wait<0>();
     __syncthreads(); /* the pipeline's memory is free for the output tile */
 
     /* Output: the transposed fragments as bf16 into shared memory [row][output]

@@ -130,23 +130,9 @@ __device__ __forceinline__ uint32_t rf_key(float v) {
     return v != v ? 1u : u;
 }
 
-__device__ __forceinline__ uint32_t rf_warp_max(uint32_t v) {
-#if __CUDA_ARCH__ >= 800
-    return __reduce_max_sync(0xffffffffu, v);
-#else
-    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-#endif
-}
-
-__device__ __forceinline__ uint32_t rf_warp_min(uint32_t v) {
-#if __CUDA_ARCH__ >= 800
-    return __reduce_min_sync(0xffffffffu, v);
-#else
-    for (int o = 16; o > 0; o >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-#endif
-}
+/* sm_80+ warp reductions (the build targets sm_90). */
+__device__ __forceinline__ uint32_t rf_warp_max(uint32_t v) { return __reduce_max_sync(0xffffffffu, v); }
+__device__ __forceinline__ uint32_t rf_warp_min(uint32_t v) { return __reduce_min_sync(0xffffffffu, v); }
 
 __global__ void __launch_bounds__(32 * ROUTE_WARPS)
 route_fast_kernel(int32_t *__restrict__ ids, float *__restrict__ w, const float *__restrict__ logits,

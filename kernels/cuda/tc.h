@@ -30,6 +30,12 @@ __device__ __forceinline__ void fw_ldmatrix_x4(uint32_t r[4], const void *p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(fw_smem_addr(p)));
 }
+/* The same from a shared-window address (fw_smem_addr), for address arithmetic kept in 32 bits. */
+__device__ __forceinline__ void fw_ldmatrix_x4(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
 /* Two 8x8 b16 matrices; lanes 0..15 give the row addresses. */
 __device__ __forceinline__ void fw_ldmatrix_x2(uint32_t r[2], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
@@ -49,6 +55,22 @@ __device__ __forceinline__ void fw_mma_bf16(float c[4], const uint32_t a[4], uin
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Four e4m3 bytes (low byte first) -> their exact bf16 values as two bf16x2 (bytes
+ * 0, 1 and 2, 3; low half first). Each byte moves to the top of a 16-bit half
+ * (sign in place), its exponent and mantissa shift down by 4 into bf16's fields:
+ * that is the value times 2^-120 for normals and subnormals alike (exponent bias
+ * 7 vs 127), and one bf16 multiply by 2^120 (exact, subnormal inputs included)
+ * restores it. 0x7F / 0xFF (NaN) become +-480; checkpoints hold none. */
+__device__ __forceinline__ void fw_fp8x4_to_bf16(uint32_t q, uint32_t &lo, uint32_t &hi) {
+    uint32_t a = __byte_perm(q, 0u, 0x1404), b = __byte_perm(q, 0u, 0x3424); /* [0 b0 0 b1], [0 b2 0 b3] */
+    a = (a & 0x80008000u) | ((a >> 4) & 0x07F007F0u);
+    b = (b & 0x80008000u) | ((b >> 4) & 0x07F007F0u);
+    const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
+    __nv_bfloat162 va = __hmul2(*(const __nv_bfloat162 *)&a, two120), vb = __hmul2(*(const __nv_bfloat162 *)&b, two120);
+    lo = *(const uint32_t *)&va;
+    hi = *(const uint32_t *)&vb;
 }
 
 /* Two floats as a bf16 pair, lo in the low half (the lower column). */
