@@ -56,11 +56,6 @@ static int ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
     FW_CUDA_CHECK(ctx, cublasLtCreate(&ctx->lt));
     FW_CUDA_CHECK(ctx, cudaMalloc(&ctx->lt_ws, FW_LT_WORKSPACE));
     ctx->lt_ws_bytes = FW_LT_WORKSPACE;
-    cublasHandle_t blas = NULL;
-    FW_CUDA_CHECK(ctx, cublasCreate(&blas));
-    ctx->blas = blas;
-    FW_CUDA_CHECK(ctx, cublasSetStream(blas, ctx->stream));
-    FW_CUDA_CHECK(ctx, cublasSetWorkspace(blas, ctx->lt_ws, ctx->lt_ws_bytes)); /* graph-safe */
     return FW_CUDA_OK;
 }
 
@@ -89,8 +84,6 @@ extern "C" void fw_cuda_ctx_free(fw_cuda_ctx *ctx) {
     fw_cuda_plans_free(ctx->plans);
     ctx->plans = NULL;
     if (ctx->lt) cublasLtDestroy(ctx->lt);
-    if (ctx->blas) cublasDestroy((cublasHandle_t)ctx->blas);
-    ctx->blas = NULL;
     cudaFree(ctx->lt_ws);
     cudaFree(ctx->scratch);
     if (ctx->own_stream && ctx->stream) cudaStreamDestroy(ctx->stream);

@@ -62,7 +62,6 @@ typedef struct fw_cuda_ctx {
     cudaStream_t stream;
     bool own_stream;
     cublasLtHandle_t lt;
-    void *blas;          /* cublasHandle_t (batched GEMMs of the prefill attention) */
     void *lt_ws; /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     void *scratch; /* per-op temporaries: fp8 activations, scales, padded outputs */
