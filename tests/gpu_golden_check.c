@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
     /* FP8 weights: the strict checks run the own kernels (bf16 activations, FP8
      * weights widened in registers); the cuBLASLt FP8 path is reported after. */
     const bool fp8 = m->layers[0].kv_a.type == FW_WTYPE_FP8;
-    g.ctx.mm_policy = fp8 ? FW_CUDA_MM_OWN : FW_CUDA_MM_AUTO;
+    g.ctx.opt.mm_policy = fp8 ? FW_CUDA_MM_OWN : FW_CUDA_MM_AUTO;
     printf("matmuls: %s\n", fp8 ? "own kernels (FP8 weights, bf16 activations)" : "cuBLASLt bf16 / own GEMV");
     for (int i = 0; i < n; i++) check_prompt(m, &g, &ps[i], n > 1 ? &ps[(i + 1) % n] : NULL, i);
     printf("%d prompts: %lld of %lld prompt positions compared (the rest are routing near-ties)\n", n,
@@ -285,7 +285,7 @@ int main(int argc, char **argv) {
     pool_check("teacher-forced decode vs reference", &dec_ref);
     CHECK(2 * n_kept >= n_total, "too few positions compared: %lld of %lld", (long long)n_kept, (long long)n_total);
     if (fp8) {
-        g.ctx.mm_policy = FW_CUDA_MM_AUTO;
+        g.ctx.opt.mm_policy = FW_CUDA_MM_AUTO;
         report_fp8_activations(m, &g, ps, n);
     }
     for (int i = 0; i < n; i++) free_prompt(&ps[i]);

@@ -373,7 +373,7 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
     CU(fw_cuda_upload(&ctx, dp(dtab), pg.table, (size_t)(nseq * pg.max_blocks) * 4));
     fw_cuda_pages pages = {dp(dc), W, bs, bs * W, pg.max_blocks, dp(dtab)};
     for (int cores = 0; cores < 2; cores++) { /* the tensor-core kernel where it applies, then the CUDA-core one */
-        ctx.mla_cuda_cores = cores;
+        ctx.opt.mla_cuda_cores = cores;
         ctx.last_mla_path = NULL;
         if (!op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, causal ? NULL : dp(dseq),
                                       causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
@@ -385,7 +385,7 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
         compare("mla_decode", shape, path, y, ref, T * H * C, NMSE_BF16);
         if (!cores && strcmp(ctx.last_mla_path, "tensor cores")) cores++; /* the same kernel again */
     }
-    ctx.mla_cuda_cores = false;
+    ctx.opt.mla_cuda_cores = false;
     dbuf *all[] = {&dc, &dql, &dqp, &dtab, &dseq, &dlen, &dout, &dwork};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla_decode", shape), dfree(all[i]);
     free(cache), free(ql), free(qp), free(seq), free(len), free(ref), free(y), free(sc), free(pg.table), free(pg.pool);

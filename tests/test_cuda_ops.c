@@ -671,7 +671,7 @@ static void check_mm(int mode, const char *label, const fw_weight *hv, const fw_
              (long long)hv->rows, (long long)hv->cols, (long long)dv->ld, (long long)hv->r0, (long long)hv->c0,
              (long long)T);
     for (int pass = 0; pass < 2; pass++) {
-        ctx.mm_policy = pass == 0 ? FW_CUDA_MM_AUTO : FW_CUDA_MM_OWN;
+        ctx.opt.mm_policy = pass == 0 ? FW_CUDA_MM_AUTO : FW_CUDA_MM_OWN;
         dfill(dy);
         int st = run_mm(mode, dy, dx, dv, T);
         fw_cuda_mm_path path = ctx.last_mm_path;
@@ -695,7 +695,7 @@ static void check_mm(int mode, const char *label, const fw_weight *hv, const fw_
         /* Again on the own kernels unless they just ran (also after a cuBLASLt error). */
         if (mode == MM_XW || path == FW_CUDA_MM_GEMV || path == FW_CUDA_MM_TILED) break;
     }
-    ctx.mm_policy = FW_CUDA_MM_AUTO;
+    ctx.opt.mm_policy = FW_CUDA_MM_AUTO;
     dfree(&dx);
     dfree(&dy);
     free(x);
@@ -787,12 +787,12 @@ static void test_matmul_xw(void) {
 
 static void time_one(const char *label, const fw_weight *dw, dbuf x, dbuf y, int64_t M, fw_cuda_mm_policy pol,
                      double wbytes, const char *ceiling) {
-    ctx.mm_policy = pol;
+    ctx.opt.mm_policy = pol;
     int st = FW_CUDA_OK;
     for (int i = 0; i < 3 && st == FW_CUDA_OK; i++) st = fw_cuda_matmul(&ctx, dp(y), dp(x), dw, M); /* warm-up, plans */
     if (st != FW_CUDA_OK || fw_cuda_sync(&ctx) != FW_CUDA_OK) {
         CHECK(0, "timing %s M %lld: %s", label, (long long)M, ctx.err);
-        ctx.mm_policy = FW_CUDA_MM_AUTO;
+        ctx.opt.mm_policy = FW_CUDA_MM_AUTO;
         return;
     }
     cudaEvent_t e0, e1;
@@ -813,7 +813,7 @@ static void time_one(const char *label, const fw_weight *dw, dbuf x, dbuf y, int
     }
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
-    ctx.mm_policy = FW_CUDA_MM_AUTO;
+    ctx.opt.mm_policy = FW_CUDA_MM_AUTO;
 }
 
 static void test_timing(void) {
@@ -840,12 +840,12 @@ static void test_timing(void) {
             time_one(label, &d.w, dx, dy, Ms[i], FW_CUDA_MM_OWN, wbytes, "own kernels");
         }
         if (ty == FW_WTYPE_FP8) { /* cuBLASLt FP8 at decode's rows too, which AUTO leaves to the GEMV */
-            ctx.fp8_gemv_rows = 0;
+            ctx.opt.fp8_gemv_rows = 0;
             for (int i = 0; i < 2; i++) {
                 snprintf(label, sizeof label, "fp8 N %lld K %lld lt", (long long)N, (long long)K);
                 time_one(label, &d.w, dx, dy, Ms[i], FW_CUDA_MM_AUTO, wbytes, "cuBLASLt FP8");
             }
-            ctx.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+            ctx.opt.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
         }
         check_guards(dy, "timing", label);
         fw_cuda_weight_free(&d);
@@ -863,9 +863,9 @@ static void test_timing(void) {
         char label[64];
         snprintf(label, sizeof label, "fp8 N %lld K %lld", (long long)n, (long long)k);
         time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k, "decode shape");
-        ctx.fp8_gemv_rows = 0;
+        ctx.opt.fp8_gemv_rows = 0;
         time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k, "decode shape, cuBLASLt");
-        ctx.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+        ctx.opt.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
         dfree(&sx), dfree(&sy), free(xs);
         fw_cuda_weight_free(&d);
     }

@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
 template <int DQ, int DV>
 static int fa_launch(fw_cuda_ctx *ctx, const fa_args &a, bool vec) {
     const size_t smem = (size_t)(FA_BM * (DQ + 8) + 2 * FA_BN * (DQ + 8) + 2 * FA_BN * (DV + 8)) * sizeof(bf16);
-    const bool split = !ctx->flash_bf16_p;
+    const bool split = !ctx->opt.flash_bf16_p;
     void (*kern)(fa_args) = vec ? (split ? attn_flash_kernel<DQ, DV, true, true> : attn_flash_kernel<DQ, DV, true, false>)
                                 : (split ? attn_flash_kernel<DQ, DV, false, true> : attn_flash_kernel<DQ, DV, false, false>);
     FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

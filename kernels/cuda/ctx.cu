@@ -61,15 +61,15 @@ static int ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
 
 extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
     memset(ctx, 0, sizeof *ctx);
-    ctx->fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
+    ctx->opt.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
     const char *rows = getenv("FURROW_CUDA_FP8_GEMV_ROWS");
-    if (rows && *rows) ctx->fp8_gemv_rows = atoi(rows);
+    if (rows && *rows) ctx->opt.fp8_gemv_rows = atoi(rows);
     const char *slices = getenv("FURROW_CUDA_GEMV_SLICES");
-    if (slices && *slices) ctx->gemv_max_slices = atoi(slices);
+    if (slices && *slices) ctx->opt.gemv_max_slices = atoi(slices);
     const char *fp = getenv("FURROW_CUDA_FLASH_P");
-    ctx->flash_bf16_p = fp && !strcmp(fp, "bf16");
+    ctx->opt.flash_bf16_p = fp && !strcmp(fp, "bf16");
     const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
-    ctx->mla_cuda_cores = mla && !strcmp(mla, "cores");
+    ctx->opt.mla_cuda_cores = mla && !strcmp(mla, "cores");
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -3,7 +3,7 @@
  * Paths (ctx->last_mm_path says which ran):
  * - BF16 weights: cuBLASLt, bf16 in, fp32 compute, bf16 (or fp32) out, any shape
  *   cuBLASLt's heuristic accepts.
- * - FP8 weights, at most ctx->fp8_gemv_rows rows (decode): the own GEMV.
+ * - FP8 weights, at most ctx->opt.fp8_gemv_rows rows (decode): the own GEMV.
  * - FP8 weights, bf16 output: cuBLASLt block-scaled FP8 as measured in
  *   shared/reference/deepseek-v3.md: the activations are quantized per token per
  *   128 channels (fp8_quant.cu), M padded to a multiple of 4 (the output then goes
@@ -13,7 +13,7 @@
  *   128 grid (r0 % 128 == c0 % 128 == 0). The tiny test models' 48/96/144 pass
  *   these checks; if cuBLASLt still refuses them, the own kernels run.
  * - Everything else (F32 weights, FP8 with fp32 output, shapes or views cuBLASLt
- *   refuses, ctx->mm_policy == FW_CUDA_MM_OWN): the own kernels (matmul_own.cu),
+ *   refuses, ctx->opt.mm_policy == FW_CUDA_MM_OWN): the own kernels (matmul_own.cu),
  *   which widen weights in registers and keep the activations in bf16.
  * A refusal by cuBLASLt (no heuristic result, CUBLAS_STATUS_NOT_SUPPORTED) falls
  * back to the own kernels and is remembered per shape; other failures are errors.
@@ -281,11 +281,11 @@ static int matmul_any(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, cons
         return FW_CUDA_OK;
     }
     bool done = false;
-    if (ctx->mm_policy == FW_CUDA_MM_AUTO) {
+    if (ctx->opt.mm_policy == FW_CUDA_MM_AUTO) {
         if (w->type == FW_WTYPE_BF16) {
             if (mm_lt_bf16(ctx, y, y_f32, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_BF16;
-        } else if (w->type == FW_WTYPE_FP8 && !y_f32 && T > ctx->fp8_gemv_rows && fp8_lt_shape_ok(ctx, w)) {
+        } else if (w->type == FW_WTYPE_FP8 && !y_f32 && T > ctx->opt.fp8_gemv_rows && fp8_lt_shape_ok(ctx, w)) {
             if (mm_lt_fp8(ctx, (bf16 *)y, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_FP8;
         }

@@ -245,7 +245,7 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
     const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
-    const int ks = gemv ? gemv_slices(N, K, es, ctx->gemv_max_slices > 0 ? ctx->gemv_max_slices : 8) : 1;
+    const int ks = gemv ? gemv_slices(N, K, es, ctx->opt.gemv_max_slices > 0 ? ctx->opt.gemv_max_slices : 8) : 1;
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);

@@ -347,7 +347,7 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     a.ml = (float2 *)((char *)work + fw_round_up((int64_t)(n * C) * (int64_t)sizeof(float), 256));
     const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
     const bool q_vec = fw_ptr_align(q_lat) >= 16 && fw_ptr_align(q_pe) >= 16 && C % 8 == 0 && R % 8 == 0;
-    if (vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->mla_cuda_cores) {
+    if (vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->opt.mla_cuda_cores) {
         const size_t smem = tc_smem(C, R);
         dim3 grid((unsigned)fw_ceil_div(H, TC_HG), (unsigned)T, (unsigned)a.splits);
         void (*kern)(md_args) = C == 512 ? mla_split_tc_kernel<128> : C == 256 ? mla_split_tc_kernel<64>

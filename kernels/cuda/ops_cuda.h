@@ -53,6 +53,18 @@ typedef struct fw_cuda_plans fw_cuda_plans; /* cached cuBLASLt descriptors (matm
  * quantizes the activations first): furrow bench --device cuda measures both. */
 #define FW_CUDA_FP8_GEMV_ROWS 2
 
+/* Which kernels the ops choose: set from the environment at init, changed by
+ * callers (tests, layouts); a second context on another stream of the same
+ * device copies them whole. */
+typedef struct fw_cuda_opts {
+    fw_cuda_mm_policy mm_policy;
+    int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
+                          * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
+    int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
+    bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
+    bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
+} fw_cuda_opts;
+
 /* One per device and stream; not shared between host threads. */
 
 typedef struct fw_cuda_ctx {
@@ -67,13 +79,8 @@ typedef struct fw_cuda_ctx {
     void *scratch; /* per-op temporaries: fp8 activations, scales, padded outputs */
     size_t scratch_bytes;
     fw_cuda_plans *plans;
-    fw_cuda_mm_policy mm_policy;
-    int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
-                          * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
+    fw_cuda_opts opt;
     fw_cuda_mm_path last_mm_path;
-    int gemv_max_slices;       /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
-    bool mla_cuda_cores;       /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
-    bool flash_bf16_p;         /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
     const char *last_mla_path; /* which ran last (fw_cuda_mla_decode) */
     char err[1024];
 } fw_cuda_ctx;

@@ -146,10 +146,7 @@ static int fork_side(fw_gpu_model *g, fw_cuda_ctx **side, fw_err *e) {
     *side = &g->ctx;
     if (!g->side_on || g->prof) return FW_OK;
     /* The side runs as the main context is set now (tests and layouts change it after start-up). */
-    g->side.mm_policy = g->ctx.mm_policy;
-    g->side.fp8_gemv_rows = g->ctx.fp8_gemv_rows;
-    g->side.gemv_max_slices = g->ctx.gemv_max_slices;
-    g->side.mla_cuda_cores = g->ctx.mla_cuda_cores;
+    g->side.opt = g->ctx.opt;
     if (cudaEventRecord((cudaEvent_t)g->fork_ev[0], g->ctx.stream) != cudaSuccess ||
         cudaStreamWaitEvent(g->side.stream, (cudaEvent_t)g->fork_ev[0], 0) != cudaSuccess)
         return fw_errf(e, "GPU %d: cannot fork the side stream", g->ctx.device);

@@ -112,7 +112,7 @@ int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e
     /* FURROW_CUDA_GEMM=own: never cuBLASLt (bf16 activations into FP8 weights
      * instead of e4m3 activations; debugging and layout comparisons). */
     const char *gemm = getenv("FURROW_CUDA_GEMM");
-    if (gemm && !strcmp(gemm, "own")) g->ctx.mm_policy = FW_CUDA_MM_OWN;
+    if (gemm && !strcmp(gemm, "own")) g->ctx.opt.mm_policy = FW_CUDA_MM_OWN;
     const char *graphs = getenv("FURROW_CUDA_GRAPHS");
     g->graphs_on = !(graphs && !strcmp(graphs, "0"));
     const char *moe = getenv("FURROW_CUDA_MOE");
