@@ -86,18 +86,24 @@ static const char *moe_tile_name(fw_wtype ty, int64_t K) {
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
 
-/* y = y0 + sum_j w * ((x[t] . W1_e^T) rounded to bf16) . W2_e^T over local experts. */
-static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N, int64_t K,
-                      int64_t D) {
+static double silu(double a) { return a / (1.0 + exp(-a)); }
+
+/* y = y0 + sum_j w * (a . W2_e^T) over local experts, a = silu(x[t] . W1_e^T) *
+ * (x[t] . W3_e^T), every product rounded to bf16. dup: every token's k slots pick
+ * one expert (not what a router does), so an expert gets k T rows where the
+ * small-group kernel keeps T per pass. */
+static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N,
+                             int64_t K, int64_t D, bool dup) {
     char shape[128];
-    snprintf(shape, sizeof shape, "%s T%lld k%lld experts %lld..%lld of %lld, N%lld K%lld D%lld", tname(ty),
+    snprintf(shape, sizeof shape, "%s T%lld k%lld experts %lld..%lld of %lld, N%lld K%lld D%lld%s", tname(ty),
              (long long)T, (long long)k, (long long)e0, (long long)(e0 + n_exp - 1), (long long)E, (long long)N,
-             (long long)K, (long long)D);
+             (long long)K, (long long)D, dup ? " (one expert per token)" : "");
     const int64_t P = T * k;
     int32_t *ids = malloc((size_t)P * sizeof(int32_t));
     float *rw = hnew(P), *x = hrand_bf16(T * K, 1.0f), *y0 = hrand_bf16(T * D, 1.0f);
     random_routes(ids, rw, T, k, E);
-    stack w1 = stack_make(ty, n_exp, N, K), w2 = stack_make(ty, n_exp, D, N);
+    for (int64_t p = 0; dup && p < P; p++) ids[p] = ids[p - p % k];
+    stack w1 = stack_make(ty, n_exp, N, K), w3 = stack_make(ty, n_exp, N, K), w2 = stack_make(ty, n_exp, D, N);
 
     float *ref = hnew(T * D), *a = hnew(N);
     for (int64_t t = 0; t < T; t++) {
@@ -107,9 +113,13 @@ static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, 
             int64_t e = ids[t * k + j] - e0;
             if (e < 0 || e >= n_exp) continue;
             for (int64_t n = 0; n < N; n++) {
-                double s = 0;
-                for (int64_t c = 0; c < K; c++) s += (double)x[t * K + c] * fw_weight_get(&w1.one[e], n, c);
-                a[n] = fw_bf16_to_f32(fw_f32_to_bf16((float)s));
+                double gs = 0, us = 0;
+                for (int64_t c = 0; c < K; c++) {
+                    gs += (double)x[t * K + c] * fw_weight_get(&w1.one[e], n, c);
+                    us += (double)x[t * K + c] * fw_weight_get(&w3.one[e], n, c);
+                }
+                const double gb = fw_bf16_to_f32(fw_f32_to_bf16((float)gs)), ub = fw_bf16_to_f32(fw_f32_to_bf16((float)us));
+                a[n] = fw_bf16_to_f32(fw_f32_to_bf16((float)(silu(gb) * ub)));
             }
             for (int64_t d = 0; d < D; d++) {
                 double s = 0;
@@ -123,11 +133,12 @@ static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, 
     dbuf dx = dbf16(x, T * K), dy = dbf16(y0, T * D), dw = df32(rw, P), dids = dnew((size_t)P * 4);
     CU(fw_cuda_upload(&ctx, dp(dids), ids, (size_t)P * 4));
     dbuf da = dnew((size_t)(P * N) * 2), db = dnew((size_t)(P * D) * 2), dplan = dnew(fw_cuda_moe_plan_bytes(P, n_exp));
-    dbuf d1, s1 = {0}, d2, s2 = {0};
+    dbuf d1, s1 = {0}, d2, s2 = {0}, d3, s3 = {0};
     fw_weight w1d = stack_upload(&w1, n_exp, &d1, &s1), w2d = stack_upload(&w2, n_exp, &d2, &s2);
+    fw_weight w3d = stack_upload(&w3, n_exp, &d3, &s3);
     fw_cuda_moe_plan pl;
     bool ok = op_ok(fw_cuda_moe_group(&ctx, &pl, dp(dplan), dp(dids), T, k, e0, n_exp), "moe_group") &&
-              op_ok(fw_cuda_moe_matmul(&ctx, dp(da), dp(dx), true, k, &w1d, w1.stride, w1.sstride, &pl), "moe_matmul") &&
+              op_ok(fw_cuda_moe_swiglu(&ctx, dp(da), dp(dx), k, &w1d, &w3d, w1.stride, w1.sstride, &pl), "moe_swiglu") &&
               op_ok(fw_cuda_moe_matmul(&ctx, dp(db), dp(da), false, k, &w2d, w2.stride, w2.sstride, &pl), "moe_matmul") &&
               op_ok(fw_cuda_moe_combine(&ctx, dp(dy), dp(db), dp(dw), &pl, T, k, D), "moe_combine");
     if (ok) {
@@ -143,13 +154,20 @@ static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, 
         compare("moe", shape, path, y, ref, T * D, NMSE_BF16);
         free(y);
     }
-    dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2};
+    dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2, &d3};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "moe", shape), dfree(all[i]);
     if (s1.base) dfree(&s1);
     if (s2.base) dfree(&s2);
+    if (s3.base) dfree(&s3);
     stack_free(&w1);
     stack_free(&w2);
+    stack_free(&w3);
     free(ids), free(rw), free(x), free(y0), free(ref), free(a);
+}
+
+static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N, int64_t K,
+                      int64_t D) {
+    check_moe_routes(ty, T, k, E, e0, n_exp, N, K, D, false);
 }
 
 /* Median of 10 timed fw_cuda_moe_matmul calls (after 2 for warm-up), in ms; < 0 on failure. */
@@ -558,6 +576,12 @@ int test_model_ops(void) {
     check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
+    /* More rows per expert than the small-group kernel's pass (T): T 1 gives 4
+     * rows in passes of 1, T 2 gives 8 in passes of 2. */
+    for (int ty = FW_WTYPE_BF16; ty <= FW_WTYPE_FP8; ty++) {
+        check_moe_routes((fw_wtype)ty, 1, 4, 16, 0, 16, 200, 136, 96, true);
+        check_moe_routes((fw_wtype)ty, 2, 4, 16, 0, 16, 200, 136, 96, true);
+    }
     /* amp: query scale; 1 gives near-uniform softmax, 12 peaked rows whose maximum moves between key tiles. */
     const float amps[] = {1.0f, 12.0f};
     for (int i = 0; i < 2; i++) {

@@ -81,6 +81,13 @@ static inline unsigned fw_grid_1d(int64_t n, int threads) {
 __device__ __forceinline__ float fw_bf2f(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ bf16 fw_f2bf(float v) { return __float2bfloat16_rn(v); }
 
+/* The SwiGLU gate of bf16 g and u, in fp32, rounded to bf16 (every kernel that
+ * applies it gives the same value). */
+__device__ __forceinline__ bf16 fw_swiglu(bf16 g, bf16 u) {
+    const float a = fw_bf2f(g);
+    return fw_f2bf(a / (1.0f + expf(-a)) * fw_bf2f(u));
+}
+
 /* e4m3fn -> f32, exact (0x7F and 0xFF are NaN, as fw_fp8e4m3_to_f32). */
 __device__ __forceinline__ float fw_fp8_to_f32(uint8_t b) {
     __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)b, __NV_E4M3);

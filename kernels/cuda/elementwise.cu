@@ -6,8 +6,7 @@
 
 __global__ void __launch_bounds__(EW_THREADS) silu_mul_kernel(bf16 *y, const bf16 *g, const bf16 *u, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * EW_THREADS) {
-        float a = fw_bf2f(g[i]);
-        y[i] = fw_f2bf(a / (1.0f + expf(-a)) * fw_bf2f(u[i]));
+        y[i] = fw_swiglu(g[i], u[i]);
     }
 }
 

@@ -150,85 +150,111 @@ __device__ __forceinline__ const bf16 *x_row(const bf16 *x, const int32_t *rows,
 enum { MOE_LOAD_ONE, MOE_LOAD_8, MOE_LOAD_WIDE };
 #define MOE_WIDE_U 4
 
-/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row once. */
-template <int WT, int LOAD>
-__global__ void __launch_bounds__(MOE_GEMV_THREADS)
-moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
-                int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
+/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row
+ * once for up to MT of the expert's rows (more rows take further passes). MT is
+ * the most rows an expert can get, T (a token's top-k experts are distinct), so
+ * batch 1 keeps one accumulator and few registers: many warps per SM and so many
+ * bytes in flight, which is what a GEMV's speed is. GU (the SwiGLU gate): the warp
+ * reads row n of the gate's and of the up projection's weights (w0, w1) together
+ * and writes silu(g) * u. */
+template <int WT, int LOAD, int MT, bool GU>
+__global__ void __launch_bounds__(MOE_GEMV_THREADS, MT == 1 ? 4 : 1)
+moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
+                int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
+    constexpr int NW = GU ? 2 : 1, U = MOE_WIDE_U / NW; /* the same 16-byte loads in flight either way */
     if ((int)blockIdx.y >= pl.counts[0]) return;
     const int e = pl.small[blockIdx.y], lane = threadIdx.x & 31;
     const int64_t n = (int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5);
     if (n >= N) return;
-    const int r0 = pl.offsets[e], cnt = pl.offsets[e + 1] - r0;
-    const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
-    const bf16 *xr[MOE_SMALL];
-    float acc[MOE_SMALL];
+    const fw_wview w[2] = {expert_view<WT>(w0, e, wstride, sstride), expert_view<WT>(GU ? w1 : w0, e, wstride, sstride)};
+    for (int r0 = pl.offsets[e], rend = pl.offsets[e + 1]; r0 < rend; r0 += MT) {
+        const int cnt = min(MT, rend - r0);
+        const bf16 *xr[MT];
+        float acc[NW][MT];
 #pragma unroll
-    for (int i = 0; i < MOE_SMALL; i++) {
-        xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
-        acc[i] = 0.0f;
-    }
-    if (LOAD == MOE_LOAD_WIDE) {
-        constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
-        const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
-        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
-        for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * MOE_WIDE_U) {
-            uint4 wv[MOE_WIDE_U];
+        for (int i = 0; i < MT; i++) {
+            xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
 #pragma unroll
-            for (int u = 0; u < MOE_WIDE_U; u++) {
-                const int64_t kk = k0 + (int64_t)u * 32 * E;
-                if (kk < K) wv[u] = __ldcs((const uint4 *)(row + kk * ES));
+            for (int j = 0; j < NW; j++) acc[j][i] = 0.0f;
+        }
+        if (LOAD == MOE_LOAD_WIDE) {
+            constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+            const uint8_t *row[NW];
+            const float *srow[NW];
+#pragma unroll
+            for (int j = 0; j < NW; j++) {
+                row[j] = (const uint8_t *)w[j].data + n * w[j].ld * ES;
+                srow[j] = WT == FW_WTYPE_FP8 ? w[j].scale + (n >> 7) * w[j].scale_ld : nullptr;
             }
+            for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * U) {
+                uint4 wv[NW][U];
 #pragma unroll
-            for (int u = 0; u < MOE_WIDE_U; u++) {
-                const int64_t kk = k0 + (int64_t)u * 32 * E;
-                if (kk >= K) break;
-                float f[E];
-                fw_unpack16<WT>(wv[u], f);
-                const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
+                for (int u = 0; u < U; u++) {
+                    const int64_t kk = k0 + (int64_t)u * 32 * E;
 #pragma unroll
-                for (int i = 0; i < MOE_SMALL; i++) {
-                    if (i >= cnt) break;
-                    float d = 0.0f;
+                    for (int j = 0; j < NW; j++)
+                        if (kk < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + kk * ES));
+                }
 #pragma unroll
-                    for (int c = 0; c < E; c += 8) {
-                        float xv[8];
-                        fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv);
+                for (int u = 0; u < U; u++) {
+                    const int64_t kk = k0 + (int64_t)u * 32 * E;
+                    if (kk >= K) break;
 #pragma unroll
-                        for (int q = 0; q < 8; q++) d = fmaf(f[c + q], xv[q], d);
+                    for (int j = 0; j < NW; j++) {
+                        float f[E];
+                        fw_unpack16<WT>(wv[j][u], f);
+                        const float sc = WT == FW_WTYPE_FP8 ? srow[j][kk >> 7] : 1.0f;
+#pragma unroll
+                        for (int i = 0; i < MT; i++) {
+                            if (i >= cnt) break;
+                            float d = 0.0f;
+#pragma unroll
+                            for (int c = 0; c < E; c += 8) {
+                                float xv[8];
+                                fw_load8<FW_WTYPE_BF16>(xr[i], kk + c, xv);
+#pragma unroll
+                                for (int q = 0; q < 8; q++) d = fmaf(f[c + q], xv[q], d);
+                            }
+                            acc[j][i] = fmaf(sc, d, acc[j][i]);
+                        }
                     }
-                    acc[i] = fmaf(sc, d, acc[i]);
+                }
+            }
+        } else if (LOAD == MOE_LOAD_8) {
+            for (int64_t kk = (int64_t)lane * 8; kk < K; kk += 32 * 8) {
+#pragma unroll
+                for (int j = 0; j < NW; j++) {
+                    float wv[8];
+                    fw_load8<WT>(w[j].data, n * w[j].ld + kk, wv);
+                    const float sc = WT == FW_WTYPE_FP8 ? w[j].scale[(n >> 7) * w[j].scale_ld + (kk >> 7)] : 1.0f;
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        if (i >= cnt) break;
+                        float xv[8], d = 0.0f;
+                        fw_load8<FW_WTYPE_BF16>(xr[i], kk, xv);
+#pragma unroll
+                        for (int q = 0; q < 8; q++) d = fmaf(wv[q], xv[q], d);
+                        acc[j][i] = fmaf(sc, d, acc[j][i]);
+                    }
+                }
+            }
+        } else {
+            for (int64_t kk = lane; kk < K; kk += 32) {
+#pragma unroll
+                for (int j = 0; j < NW; j++) {
+                    const float wv = fw_wget<WT>(w[j], n, kk);
+#pragma unroll
+                    for (int i = 0; i < MT; i++)
+                        if (i < cnt) acc[j][i] = fmaf(wv, fw_bf2f(xr[i][kk]), acc[j][i]);
                 }
             }
         }
-    } else if (LOAD == MOE_LOAD_8) {
-        const float *srow = WT == FW_WTYPE_FP8 ? w.scale + (n >> 7) * w.scale_ld : nullptr;
-        for (int64_t kk = (int64_t)lane * 8; kk < K; kk += 32 * 8) {
-            float wv[8];
-            fw_load8<WT>(w.data, n * w.ld + kk, wv);
-            const float sc = WT == FW_WTYPE_FP8 ? srow[kk >> 7] : 1.0f;
 #pragma unroll
-            for (int i = 0; i < MOE_SMALL; i++) {
-                if (i >= cnt) break;
-                float xv[8], d = 0.0f;
-                fw_load8<FW_WTYPE_BF16>(xr[i], kk, xv);
-#pragma unroll
-                for (int q = 0; q < 8; q++) d = fmaf(wv[q], xv[q], d);
-                acc[i] = fmaf(sc, d, acc[i]);
-            }
+        for (int i = 0; i < MT; i++) {
+            const float g = fw_warp_sum(acc[0][i]), u = GU ? fw_warp_sum(acc[NW - 1][i]) : 0.0f;
+            if (lane == 0 && i < cnt)
+                y[(int64_t)(r0 + i) * N + n] = GU ? fw_swiglu(fw_f2bf(g), fw_f2bf(u)) : fw_f2bf(g);
         }
-    } else {
-        for (int64_t kk = lane; kk < K; kk += 32) {
-            float wv = fw_wget<WT>(w, n, kk);
-#pragma unroll
-            for (int i = 0; i < MOE_SMALL; i++)
-                if (i < cnt) acc[i] = fmaf(wv, fw_bf2f(xr[i][kk]), acc[i]);
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < MOE_SMALL; i++) {
-        float v = fw_warp_sum(acc[i]);
-        if (lane == 0 && i < cnt) y[(int64_t)(r0 + i) * N + n] = fw_f2bf(v);
     }
 }
 
@@ -239,7 +265,7 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
 template <int WT>
 __global__ void __launch_bounds__(MOE_TILE_THREADS)
 moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
-                int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
+                int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool swiglu) {
     if ((int)blockIdx.y >= pl.counts[1]) return;
     const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
     const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
@@ -316,7 +342,9 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     __syncthreads();
     for (int idx = tid; idx < MOE_BM * MOE_BN; idx += MOE_TILE_THREADS) {
         int r = idx / MOE_BN, c = idx % MOE_BN;
-        if (r < cnt && n0 + c < N) y[(int64_t)(rbeg + r) * N + n0 + c] = fw_f2bf(Cs[r][c]);
+        if (r >= cnt || n0 + c >= N) continue;
+        bf16 *dst = y + (int64_t)(rbeg + r) * N + n0 + c;
+        *dst = swiglu ? fw_swiglu(*dst, fw_f2bf(Cs[r][c])) : fw_f2bf(Cs[r][c]);
     }
 }
 
@@ -435,7 +463,7 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
 template <int WT>
 __global__ void __launch_bounds__(MOE_MMA_THREADS, MOE_MMA_MIN_BLOCKS)
 moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
-               int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec) {
+               int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
     typedef moe_mma_smem<WT> L;
     constexpr bool FP8 = WT == FW_WTYPE_FP8;
     constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::ES * MOE_MMA_BK / 16; /* 16-byte chunks per row */
@@ -547,7 +575,8 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 
     /* Output: the transposed fragments as bf16 into shared memory [row][output]
      * (acc[i][j]: outputs wn0 + 16 i + g (+ 8), rows 8 j + 2t (+ 1)), then
-     * 16-byte pieces of 8 outputs to y; only rows < cnt and columns < N. */
+     * 16-byte pieces of 8 outputs to y; only rows < cnt and columns < N. With
+     * swiglu, y holds the gate's outputs, which become silu(gate) * these. */
     uint8_t *cs = moe_sm;
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -565,15 +594,25 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
         const int64_t n = n0 + col;
         if (r >= cnt) break; /* r grows with c */
         if (n >= N) continue;
-        const uint4 v = *(const uint4 *)(cs + r * L::C_PITCH + 2 * col);
+        uint4 v = *(const uint4 *)(cs + r * L::C_PITCH + 2 * col);
         bf16 *dst = y + (int64_t)(rbeg + r) * N + n;
         if (y_vec && n + 8 <= N) {
+            if (swiglu) { /* dst holds the gate's outputs */
+                const uint4 gv = *(const uint4 *)dst;
+                const bf16 *g8 = (const bf16 *)&gv;
+                bf16 *u8 = (bf16 *)&v;
+#pragma unroll
+                for (int q = 0; q < 8; q++) u8[q] = fw_swiglu(g8[q], u8[q]);
+            }
             *(uint4 *)dst = v;
         } else {
             const uint32_t u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-            for (int q = 0; q < 8; q++)
-                if (n + q < N) dst[q] = __ushort_as_bfloat16((unsigned short)(u[q / 2] >> (16 * (q % 2))));
+            for (int q = 0; q < 8; q++) {
+                if (n + q >= N) break;
+                const bf16 o = __ushort_as_bfloat16((unsigned short)(u[q / 2] >> (16 * (q % 2))));
+                dst[q] = swiglu ? fw_swiglu(dst[q], o) : o;
+            }
         }
     }
 }
@@ -588,58 +627,115 @@ static bool moe_mma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int6
            (wstride * es) % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
 
+/* Rows per pass of moe_gemv_kernel: the most rows an expert can have (T, as a
+ * token's k experts are distinct), rounded up to a compiled width. */
+template <int WT, int LOAD, bool GU>
+static void launch_gemv(dim3 g, cudaStream_t st, int64_t T, bf16 *y, const bf16 *x, bool gather, int k,
+                        const fw_wview &w0, const fw_wview &w1, int64_t wstride, int64_t sstride, int64_t N, int64_t K,
+                        const fw_cuda_moe_plan &pl) {
+#define MOE_GEMV(MT) moe_gemv_kernel<WT, LOAD, MT, GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl)
+    if (T <= 1) MOE_GEMV(1);
+    else if (T <= 2) MOE_GEMV(2);
+    else if (T <= 4) MOE_GEMV(4);
+    else MOE_GEMV(MOE_SMALL);
+#undef MOE_GEMV
+}
+
+template <int WT, bool GU>
+static void launch_small(int load, dim3 g, cudaStream_t st, int64_t T, bf16 *y, const bf16 *x, bool gather, int k,
+                         const fw_wview &w0, const fw_wview &w1, int64_t wstride, int64_t sstride, int64_t N,
+                         int64_t K, const fw_cuda_moe_plan &pl) {
+    if constexpr (WT != FW_WTYPE_F32) {
+        if (load == MOE_LOAD_WIDE)
+            return launch_gemv<WT, MOE_LOAD_WIDE, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
+    }
+    if (load == MOE_LOAD_8) launch_gemv<WT, MOE_LOAD_8, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
+    else launch_gemv<WT, MOE_LOAD_ONE, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
+}
+
+/* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
+ * weights, wu the up projection's, the same shape and strides), y = silu(x . W^T)
+ * * (x . Wu^T), the up tiles finishing in place on the gate tiles' outputs. */
 template <int WT>
-static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, int64_t wstride,
-                              int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
+static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
+                              int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
+                              cudaStream_t st) {
     int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
-    const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
+    const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT), T = pl.n_pairs / k;
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
-                     fw_ptr_align(x) >= 16;
+                     (!wu || fw_ptr_align(wu->data) >= (unsigned)(8 * es)) && fw_ptr_align(x) >= 16;
     /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block. */
     const bool wide = vec && WT != FW_WTYPE_F32 && K % 16 == 0 && (w.ld * es) % 16 == 0 && (wstride * es) % 16 == 0 &&
-                      fw_ptr_align(w.data) >= 16;
+                      fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16);
     if (small_cap > 0) {
         dim3 g((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32), (unsigned)small_cap);
-        if (wide) moe_gemv_kernel<WT, MOE_LOAD_WIDE><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        else if (vec) moe_gemv_kernel<WT, MOE_LOAD_8><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
-        else moe_gemv_kernel<WT, MOE_LOAD_ONE><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+        const int load = wide ? MOE_LOAD_WIDE : vec ? MOE_LOAD_8 : MOE_LOAD_ONE;
+        const fw_wview &w1 = wu ? *wu : w;
+        if (wu) launch_small<WT, true>(load, g, st, T, y, x, gather, k, w, w1, wstride, sstride, N, K, pl);
+        else launch_small<WT, false>(load, g, st, T, y, x, gather, k, w, w1, wstride, sstride, N, K, pl);
     }
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
+    const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
     if constexpr (WT != FW_WTYPE_F32) {
-        if (moe_mma_fits<WT>(x, w, wstride, K)) {
+        if (moe_mma_fits<WT>(x, w, wstride, K) && (!wu || moe_mma_fits<WT>(x, *wu, wstride, K))) {
             typedef moe_mma_smem<WT> L;
             /* More than the default 48 KiB of dynamic shared memory: set per device, so per call. */
             cudaError_t err = cudaFuncSetAttribute(moe_mma_kernel<WT>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::BYTES);
             if (err != cudaSuccess) return err;
             const bool y_vec = N % 8 == 0 && fw_ptr_align(y) >= 16;
             dim3 g((unsigned)fw_ceil_div(N, MOE_MMA_BN), (unsigned)pl.tile_cap);
-            moe_mma_kernel<WT><<<g, MOE_MMA_THREADS, L::BYTES, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl, y_vec);
+            for (int p = 0; p < passes; p++)
+                moe_mma_kernel<WT><<<g, MOE_MMA_THREADS, L::BYTES, st>>>(y, x, gather, k, p ? *wu : w, wstride, sstride, N,
+                                                                         K, pl, y_vec, p == 1);
             return cudaSuccess;
         }
     }
     dim3 g((unsigned)fw_ceil_div(N, MOE_BN), (unsigned)pl.tile_cap);
-    moe_tile_kernel<WT><<<g, MOE_TILE_THREADS, 0, st>>>(y, x, gather, k, w, wstride, sstride, N, K, pl);
+    for (int p = 0; p < passes; p++)
+        moe_tile_kernel<WT><<<g, MOE_TILE_THREADS, 0, st>>>(y, x, gather, k, p ? *wu : w, wstride, sstride, N, K, pl, p == 1);
     return cudaSuccess;
+}
+
+static int moe_check(fw_cuda_ctx *ctx, const char *op, const fw_weight *w0, int64_t k, const fw_cuda_moe_plan *pl) {
+    const int64_t N = w0->rows, K = w0->cols;
+    if (N < 1 || K < 1 || k < 1 || pl->n_pairs % k != 0 || pl->tile_cap > 65535 || pl->n_exp > 65535)
+        return fw_cuda_errf(ctx, "%s: bad shape (N %lld, K %lld, %lld pairs, k %lld)", op, (long long)N, (long long)K,
+                            (long long)pl->n_pairs, (long long)k);
+    if (w0->type == FW_WTYPE_FP8 && (w0->r0 != 0 || w0->c0 != 0))
+        return fw_cuda_errf(ctx, "%s: FP8 expert weights must start at a scale block", op);
+    return FW_CUDA_OK;
+}
+
+static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k, const fw_weight *w0,
+                      const fw_weight *wu, int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *pl) {
+    const int64_t N = w0->rows, K = w0->cols;
+    if (pl->n_pairs == 0) return FW_CUDA_OK;
+    fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
+    const fw_wview *pu = wu ? &vu : nullptr;
+    const bf16 *xb = (const bf16 *)x;
+    bf16 *yb = (bf16 *)y;
+    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
+    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
 }
 
 extern "C" int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k,
                                   const fw_weight *w0, int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *pl) {
-    const int64_t N = w0->rows, K = w0->cols;
-    if (N < 1 || K < 1 || k < 1 || pl->tile_cap > 65535 || pl->n_exp > 65535)
-        return fw_cuda_errf(ctx, "fw_cuda_moe_matmul: bad shape (N %lld, K %lld, %lld pairs)", (long long)N,
-                            (long long)K, (long long)pl->n_pairs);
-    if (w0->type == FW_WTYPE_FP8 && (w0->r0 != 0 || w0->c0 != 0))
-        return fw_cuda_errf(ctx, "fw_cuda_moe_matmul: FP8 expert weights must start at a scale block");
-    if (pl->n_pairs == 0) return FW_CUDA_OK;
-    fw_wview v = fw_wview_of(w0);
-    const bf16 *xb = (const bf16 *)x;
-    bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
-    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, wstride, sstride, N, K, *pl, ctx->stream));
-    FW_CUDA_LAUNCHED(ctx);
-    return FW_CUDA_OK;
+    if (moe_check(ctx, "fw_cuda_moe_matmul", w0, k, pl)) return FW_CUDA_ERR;
+    return moe_launch(ctx, y, x, gather, k, w0, nullptr, wstride, sstride, pl);
+}
+
+extern "C" int fw_cuda_moe_swiglu(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t k, const fw_weight *gate,
+                                  const fw_weight *up, int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *pl) {
+    if (moe_check(ctx, "fw_cuda_moe_swiglu", gate, k, pl) || moe_check(ctx, "fw_cuda_moe_swiglu", up, k, pl))
+        return FW_CUDA_ERR;
+    if (up->type != gate->type || up->rows != gate->rows || up->cols != gate->cols || up->ld != gate->ld ||
+        up->scale_ld != gate->scale_ld)
+        return fw_cuda_errf(ctx, "fw_cuda_moe_swiglu: the gate and up weights differ in type or shape");
+    return moe_launch(ctx, y, x, true, k, gate, up, wstride, sstride, pl);
 }
 
 __global__ void moe_combine_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ ye, const float *__restrict__ w,

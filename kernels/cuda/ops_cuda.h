@@ -242,6 +242,12 @@ int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *plan, void *mem, const
  * y has room for n_pairs rows; rows past the local pairs are not written. */
 int fw_cuda_moe_matmul(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gather, int64_t k, const fw_weight *w0,
                        int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *plan);
+/* The SwiGLU gate of every pair's token row: y[r] (N) = silu(x_r . G_e^T) * (x_r . U_e^T),
+ * each product rounded to bf16 first (as fw_cuda_silu_mul on two fw_cuda_moe_matmul
+ * outputs), in one pass over the weights for experts of few rows; gate and up
+ * stacks of the same shape, type and strides. */
+int fw_cuda_moe_swiglu(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t k, const fw_weight *gate,
+                       const fw_weight *up, int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *plan);
 /* xg (grouped rows, D) = x[rows[r] / k]: the tokens in expert order (for one GEMM
  * per expert on large batches). */
 int fw_cuda_moe_gather(fw_cuda_ctx *ctx, fw_bf16 *xg, const fw_bf16 *x, const fw_cuda_moe_plan *plan, int64_t k,

@@ -249,7 +249,7 @@ static int experts_by_gemm(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda
  * partial sum under TP that the caller's all-reduce completes. */
 static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
-    const int64_t D = c->hidden_size, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    const int64_t D = c->hidden_size, k = c->num_experts_per_tok;
     fw_route_params rp = {.n_experts = (int)c->n_routed_experts, .top_k = (int)k, .n_group = c->n_group,
                           .topk_group = c->topk_group, .norm_topk_prob = c->norm_topk_prob,
                           .routed_scaling_factor = (float)c->routed_scaling_factor};
@@ -272,10 +272,9 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     if (by_gemm(g, T)) {
         if (experts_by_gemm(g, L, &pl, b, e)) return FW_ERR;
     } else {
-        CK(fw_cuda_moe_matmul(&g->ctx, b->eg, b->h, true, k, &L->exp_gate.w, L->exp_gate.stride, L->exp_gate.sstride,
-                              &pl));
-        CK(fw_cuda_moe_matmul(&g->ctx, b->eu, b->h, true, k, &L->exp_up.w, L->exp_up.stride, L->exp_up.sstride, &pl));
-        CK(fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, T * k * Ie));
+        /* The gate and up stacks were uploaded alike (gpu_model.c), so one stride serves both. */
+        CK(fw_cuda_moe_swiglu(&g->ctx, b->eg, b->h, k, &L->exp_gate.w, &L->exp_up.w, L->exp_gate.stride,
+                              L->exp_gate.sstride, &pl));
         CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
                               L->exp_down.sstride, &pl));
     }
