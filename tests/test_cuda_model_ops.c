@@ -97,7 +97,7 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
     char shape[128];
     snprintf(shape, sizeof shape, "%s T%lld k%lld experts %lld..%lld of %lld, N%lld K%lld D%lld%s", tname(ty),
              (long long)T, (long long)k, (long long)e0, (long long)(e0 + n_exp - 1), (long long)E, (long long)N,
-             (long long)K, (long long)D, dup ? " (one expert per token)" : "");
+             (long long)K, (long long)D, dup ? " (one expert per token)" : ctx.opt.moe_gemv_cores ? " (CUDA cores)" : "");
     const int64_t P = T * k;
     int32_t *ids = malloc((size_t)P * sizeof(int32_t));
     float *rw = hnew(P), *x = hrand_bf16(T * K, 1.0f), *y0 = hrand_bf16(T * D, 1.0f);
@@ -572,10 +572,27 @@ int test_model_ops(void) {
     check_mla_decode(4, 2, 100, 4, 64, 16, false, 7);     /* the golden tiny model's widths */
     check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
     check_mla_decode(5, 2, 90, 3, 36, 6, false, 16);      /* C + R = 42: rows not in 16-byte pieces */
+    check_mla_decode(3, 1, 60, 2, 30, 6, false, 16);      /* C % 4 != 0: the merge's scalar loads */
     check_kv_pages(5, 100, 576, 16);
     check_kv_pages(3, 40, 72, 7);
     check_moe(FW_WTYPE_BF16, 5, 4, 16, 0, 16, 64, 130, 40); /* K % 8 != 0: the scalar small-group path */
     check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 64, 130, 40);
+    /* FP8 experts of 2..8 rows on the tensor cores (K % 64 == 0; else, and with
+     * moe_gemv_cores, the CUDA cores): outputs not in whole 16-row warps (N 200,
+     * D 88), a down K of 200 (CUDA cores), 1..8 rows per expert, a local range. */
+    for (int cores = 0; cores < 2; cores++) {
+        ctx.opt.moe_gemv_cores = cores;
+        check_moe(FW_WTYPE_FP8, 5, 4, 16, 0, 16, 192, 128, 64);
+        check_moe(FW_WTYPE_FP8, 7, 4, 16, 0, 16, 200, 256, 88);
+        check_moe(FW_WTYPE_FP8, 6, 4, 16, 0, 16, 256, 128, 88);
+        check_moe(FW_WTYPE_FP8, 8, 8, 64, 16, 32, 256, 384, 256);
+    }
+    ctx.opt.moe_gemv_cores = false;
+    /* Batch 1 with an odd output count (down: D 73), wide and 8-element loads. */
+    for (int ty = FW_WTYPE_BF16; ty <= FW_WTYPE_FP8; ty++) {
+        check_moe((fw_wtype)ty, 1, 4, 16, 0, 16, 256, 128, 73);
+        check_moe((fw_wtype)ty, 1, 4, 16, 0, 16, 200, 128, 73);
+    }
     /* More rows per expert than the small-group kernel's pass (T): T 1 gives 4
      * rows in passes of 1, T 2 gives 8 in passes of 2. */
     for (int ty = FW_WTYPE_BF16; ty <= FW_WTYPE_FP8; ty++) {

@@ -70,6 +70,8 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     ctx->opt.flash_bf16_p = fp && !strcmp(fp, "bf16");
     const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
     ctx->opt.mla_cuda_cores = mla && !strcmp(mla, "cores");
+    const char *mg = getenv("FURROW_CUDA_MOE_GEMV");
+    ctx->opt.moe_gemv_cores = mg && !strcmp(mg, "cores");
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -1,8 +1,16 @@
 /* y (T, N) = x (T, K) . W^T: picks the path and runs the cuBLASLt ones.
  *
  * Paths (ctx->last_mm_path says which ran):
- * - BF16 weights: cuBLASLt, bf16 in, fp32 compute, bf16 (or fp32) out, any shape
- *   cuBLASLt's heuristic accepts.
+ * - BF16 weights of at most FW_BF16_GEMV_BYTES with fp32 output, at most
+ *   ctx->opt.fp8_gemv_rows rows (decode: DeepSeek-V3's router): the own GEMV.
+ *   cuBLASLt's plan for the router's 256 x 7168 at one token is a split-K GEMM
+ *   plus a reduction kernel, 9 us for 3.7 MB under ncu (the GEMV: 4.7). Not for
+ *   bf16 outputs: a decode alone would then round its projections in another
+ *   order than the same decode in a step with prefill rows (cuBLASLt), and the
+ *   serve test's batched requests matched their solo runs 14 of 24 times, not 22.
+ * - Other BF16 weights: cuBLASLt, bf16 in, fp32 compute, bf16 (or fp32) out, any
+ *   shape cuBLASLt's heuristic accepts (the output head at decode streams near
+ *   the copy bandwidth).
  * - FP8 weights, at most ctx->opt.fp8_gemv_rows rows (decode): the own GEMV.
  * - FP8 weights, bf16 output: cuBLASLt block-scaled FP8 as measured in
  *   shared/reference/deepseek-v3.md: the activations are quantized per token per
@@ -26,6 +34,7 @@
 #include <string.h>
 
 #define FW_PLANS 64
+#define FW_BF16_GEMV_BYTES ((int64_t)64 << 20)
 
 /* One cached cuBLASLt configuration: descriptors, layouts and the chosen algorithm
  * for one (weight type, output type, shape, ld, alignments). */
@@ -282,7 +291,8 @@ static int matmul_any(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, cons
     }
     bool done = false;
     if (ctx->opt.mm_policy == FW_CUDA_MM_AUTO) {
-        if (w->type == FW_WTYPE_BF16) {
+        if (w->type == FW_WTYPE_BF16 &&
+            !(y_f32 && T <= ctx->opt.fp8_gemv_rows && 2 * w->rows * w->cols <= FW_BF16_GEMV_BYTES)) {
             if (mm_lt_bf16(ctx, y, y_f32, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_BF16;
         } else if (w->type == FW_WTYPE_FP8 && !y_f32 && T > ctx->opt.fp8_gemv_rows && fp8_lt_shape_ok(ctx, w)) {

@@ -11,6 +11,7 @@
  *   FP8 and BF16 rows aligned for it are read wide: each lane has four 16-byte
  *   loads of W in flight (streamed past L1), FP8 scaled once per 16 products;
  *   else 8 elements per load, or one element per lane (odd views, odd ld).
+ *   At batch 1, rows of at most 4 KB go two to a warp (gemv_pair_kernel).
  * - tiled (T > 8): 64 x 64 output tiles, K in steps of 32 through shared memory,
  *   4 x 4 outputs per thread. Plain fp32 FMA: correct for every shape, not fast;
  *   the real model's shapes go to cuBLASLt. */
@@ -131,6 +132,66 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     }
 }
 
+/* Batch 1 over short rows (at most GEMV_PAIR_BYTES, unsliced): a warp reads rows
+ * 2m and 2m + 1 together, WIDE_U loads in flight for each, so that its start-up
+ * and reduction are paid once per two rows (q_b's 24576 rows of 1.5 KB are one
+ * round trip of loads per warp). Each row's sum runs in gemv_kernel's order. */
+#define GEMV_PAIR_BYTES 4096
+template <int WT, typename OutT>
+__global__ void __launch_bounds__(GEMV_THREADS, 3)
+gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t N, int64_t K) {
+    constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+    const int lane = threadIdx.x & 31;
+    const int64_t n0 = 2 * ((int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5));
+    if (n0 >= N) return;
+    const bool has1 = n0 + 1 < N;
+    const uint8_t *row[2];
+    const float *srow[2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const int64_t n = has1 ? n0 + j : n0; /* a missing second row reads the first's */
+        row[j] = (const uint8_t *)w.data + n * w.ld * ES;
+        srow[j] = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
+    }
+    float acc[2] = {0.0f, 0.0f};
+    for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * WIDE_U) {
+        uint4 wv[2][WIDE_U];
+#pragma unroll
+        for (int u = 0; u < WIDE_U; u++) {
+            const int64_t k = k0 + (int64_t)u * 32 * E;
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                if (k < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + k * ES));
+        }
+#pragma unroll
+        for (int u = 0; u < WIDE_U; u++) {
+            const int64_t k = k0 + (int64_t)u * 32 * E;
+            if (k >= K) break;
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                float f[E];
+                fw_unpack16<WT>(wv[j][u], f);
+                const float s = WT == FW_WTYPE_FP8 ? srow[j][(w.c0 + k) >> 7] : 1.0f;
+                float d = 0.0f;
+#pragma unroll
+                for (int c = 0; c < E; c += 8) {
+                    float xv[8];
+                    fw_load8<FW_WTYPE_BF16>(x, k + c, xv);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) d = fmaf(f[c + i], xv[i], d);
+                }
+                acc[j] = fmaf(d, s, acc[j]);
+            }
+        }
+    }
+    acc[0] = fw_warp_sum(acc[0]);
+    acc[1] = fw_warp_sum(acc[1]);
+    if (lane == 0) {
+        fw_store(y + n0, acc[0]);
+        if (has1) fw_store(y + n0 + 1, acc[1]);
+    }
+}
+
 template <int WT, typename OutT>
 __global__ void __launch_bounds__(TILED_THREADS)
 tiled_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t T, int64_t N, int64_t K) {
@@ -197,6 +258,12 @@ static int gemv_slices(int64_t N, int64_t K, int64_t es, int max_ks) {
 template <int WT, int MT, typename OutT>
 static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, int ks,
                         cudaStream_t st) {
+    if constexpr (MT == 1 && WT != FW_WTYPE_F32) {
+        if (vec == LOAD_WIDE && ks == 1 && K * (WT == FW_WTYPE_FP8 ? 1 : 2) <= GEMV_PAIR_BYTES) {
+            gemv_pair_kernel<WT, OutT><<<(unsigned)fw_ceil_div(N, 2 * (GEMV_THREADS / 32)), GEMV_THREADS, 0, st>>>(y, x, w, N, K);
+            return;
+        }
+    }
     const unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32 / ks);
     const int64_t kslice = K / ks;
     if (vec == LOAD_WIDE && WT != FW_WTYPE_F32)

@@ -270,8 +270,11 @@ __global__ void __launch_bounds__(TC_THREADS) mla_split_tc_kernel(md_args a) {
 }
 
 /* o[t, h] = sum over splits of exp(m_s - M) part_s / sum of exp(m_s - M) l_s:
- * the splits' weights once into shared memory, then a thread per channel. */
-#define MERGE_THREADS 256
+ * the splits' weights once into shared memory, then a thread per channel (VEC: per
+ * 4 channels, 16-byte loads), the splits' loads unrolled so that many are in
+ * flight: the sum runs over up to 64 splits, in split order either way. */
+#define MERGE_THREADS 128
+template <bool VEC>
 __global__ void __launch_bounds__(MERGE_THREADS) mla_merge_kernel(md_args a) {
     __shared__ float wgt[64]; /* splits <= 64 */
     const int64_t th = blockIdx.x;
@@ -291,12 +294,29 @@ __global__ void __launch_bounds__(MERGE_THREADS) mla_merge_kernel(md_args a) {
     }
     __syncthreads();
     const float *part = a.part + th * a.splits * a.C;
-    for (int d = threadIdx.x; d < (int)a.C; d += MERGE_THREADS) {
-        float v = 0.0f;
-#pragma unroll 4
-        for (int s = 0; s < a.splits; s++)
-            if (wgt[s] > 0.0f) v = fmaf(wgt[s], part[(int64_t)s * a.C + d], v);
-        a.o[th * a.C + d] = fw_f2bf(v);
+    if constexpr (VEC) {
+        const int C4 = (int)a.C / 4;
+        for (int d = threadIdx.x; d < C4; d += MERGE_THREADS) {
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+            for (int s = 0; s < a.splits; s++) {
+                const float ws = wgt[s];
+                if (ws > 0.0f) {
+                    const float4 p = __ldcs((const float4 *)(part + (int64_t)s * a.C) + d);
+                    v.x = fmaf(ws, p.x, v.x), v.y = fmaf(ws, p.y, v.y), v.z = fmaf(ws, p.z, v.z), v.w = fmaf(ws, p.w, v.w);
+                }
+            }
+            bf16 *o = a.o + th * a.C + 4 * d;
+            o[0] = fw_f2bf(v.x), o[1] = fw_f2bf(v.y), o[2] = fw_f2bf(v.z), o[3] = fw_f2bf(v.w);
+        }
+    } else {
+        for (int d = threadIdx.x; d < (int)a.C; d += MERGE_THREADS) {
+            float v = 0.0f;
+#pragma unroll 8
+            for (int s = 0; s < a.splits; s++)
+                if (wgt[s] > 0.0f) v = fmaf(wgt[s], part[(int64_t)s * a.C + d], v);
+            a.o[th * a.C + d] = fw_f2bf(v);
+        }
     }
 }
 
@@ -366,7 +386,10 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     }
     FW_CUDA_LAUNCHED(ctx);
     if (T * H > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_mla_decode: T * H too large");
-    mla_merge_kernel<<<(unsigned)(T * H), MERGE_THREADS, 0, ctx->stream>>>(a);
+    /* part rows are C floats from a 256-byte aligned work space (fw_cuda_mla_work_bytes) */
+    if (a.C % 4 == 0 && fw_ptr_align(a.part) >= 16)
+        mla_merge_kernel<true><<<(unsigned)(T * H), MERGE_THREADS, 0, ctx->stream>>>(a);
+    else mla_merge_kernel<false><<<(unsigned)(T * H), MERGE_THREADS, 0, ctx->stream>>>(a);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -3,11 +3,13 @@
  *
  * - fw_cuda_moe_group: one block counts the (token, slot) pairs per local expert,
  *   scans the counts into row offsets, and writes the grouped row of every pair,
- *   the list of experts with few rows and the list of 64-row tiles of the others.
+ *   the list of experts with few rows (by class of row count) and the list of
+ *   64-row tiles of the others.
  * - fw_cuda_moe_matmul: every local expert's rows times its weights in two
  *   launches sized by upper bounds (blocks past the device-side counts exit):
  *   experts with at most MOE_SMALL rows (decode) stream their weights once in a
- *   warp-per-output-row kernel (16-byte loads, four in flight per lane); larger
+ *   warp-per-output-row kernel (16-byte loads, four in flight per lane), one
+ *   launch per class of row count (1, 2, 4, 8: the accumulators held); larger
  *   groups (prefill) run 64 x 128 tiles on the tensor cores (moe_mma_kernel:
  *   mma.sync bf16 with fp32 accumulation, fed by a 3-stage cp.async pipeline).
  *   FP8 weights enter the tensor cores as their exact bf16 values, converted in
@@ -32,6 +34,15 @@
 
 using namespace nvcuda;
 
+/* The small experts by row count, in classes of at most 1, 2, 4 and MOE_SMALL
+ * rows: each class has its own GEMV launch, whose accumulators are its width
+ * (at batch 8, most of 256 experts get one row: the widest kernel would hold
+ * 8 accumulators and a quarter of the warps). */
+#define MOE_CLASSES 4
+__host__ __device__ static inline int moe_class(int rows) { return rows <= 1 ? 0 : rows <= 2 ? 1 : rows <= 4 ? 2 : 3; }
+/* plan.counts: [0] small experts, [1] tiles, [2 + c] the start of class c in plan.small, [2 + MOE_CLASSES] its end */
+#define MOE_COUNTS (3 + MOE_CLASSES)
+
 /* Tiles of MOE_BM rows: sum over experts with more than MOE_SMALL rows of
  * ceil(c / MOE_BM) <= n_pairs / MOE_BM + (the number of such experts). The bound
  * sizes the tile grid, whose blocks past the real count exit at once. */
@@ -41,7 +52,7 @@ static int64_t tile_cap(int64_t n_pairs, int64_t n_exp) {
 }
 
 extern "C" size_t fw_cuda_moe_plan_bytes(int64_t n_pairs, int64_t n_exp) {
-    int64_t ints = (n_exp + 1) + 2 * n_pairs + n_exp + 2 * tile_cap(n_pairs, n_exp) + 2;
+    int64_t ints = (n_exp + 1) + 2 * n_pairs + n_exp + 2 * tile_cap(n_pairs, n_exp) + MOE_COUNTS;
     return (size_t)ints * sizeof(int32_t);
 }
 
@@ -49,9 +60,12 @@ extern "C" size_t fw_cuda_moe_plan_bytes(int64_t n_pairs, int64_t n_exp) {
 #define GROUP_ITEMS 4
 
 __global__ void __launch_bounds__(GROUP_THREADS)
-moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, int e0, int n_exp, int cap) {
+moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, int T, int e0, int n_exp, int cap) {
     typedef cub::BlockScan<int, GROUP_THREADS> scan_t;
+    typedef cub::BlockScan<unsigned long long, GROUP_THREADS> sscan_t;
     __shared__ typename scan_t::TempStorage scan_tmp;
+    __shared__ typename sscan_t::TempStorage sscan_tmp;
+    __shared__ unsigned long long class_tot;
     __shared__ int totals[3];
     extern __shared__ int32_t sh[];
     int32_t *cnt = sh, *fill = sh + n_exp, *off = sh + 2 * n_exp; /* off: n_exp + 1 */
@@ -64,26 +78,38 @@ moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, in
     __syncthreads();
     /* Three scans over the experts in order (thread i holds experts GROUP_ITEMS i ..):
      * row offsets, positions in the list of small experts, first tile of each. */
-    int c[GROUP_ITEMS], rows[GROUP_ITEMS], small[GROUP_ITEMS], tiles[GROUP_ITEMS];
+    /* small: the expert's place in its class, as 16-bit fields of one 64-bit scan (n_exp < 65536);
+     * classes wider than T's are launched for no batch, their experts (ids repeated within a token) go to T's */
+    const int top = moe_class(T);
+    int c[GROUP_ITEMS], rows[GROUP_ITEMS], tiles[GROUP_ITEMS];
+    unsigned long long small[GROUP_ITEMS];
 #pragma unroll
     for (int j = 0; j < GROUP_ITEMS; j++) {
         const int e = GROUP_ITEMS * threadIdx.x + j;
         c[j] = e < n_exp ? cnt[e] : 0;
-        small[j] = c[j] > 0 && c[j] <= MOE_SMALL;
+        small[j] = c[j] > 0 && c[j] <= MOE_SMALL ? 1ull << (16 * min(moe_class(c[j]), top)) : 0ull;
         tiles[j] = c[j] > MOE_SMALL ? (c[j] + MOE_BM - 1) / MOE_BM : 0;
     }
     scan_t(scan_tmp).ExclusiveSum(c, rows, totals[0]);
     __syncthreads();
-    scan_t(scan_tmp).ExclusiveSum(small, small, totals[1]);
-    __syncthreads();
     scan_t(scan_tmp).ExclusiveSum(tiles, tiles, totals[2]);
+    __syncthreads();
+    sscan_t(sscan_tmp).ExclusiveSum(small, small, class_tot);
+    __syncthreads(); /* class_tot is complete */
+    int class0[MOE_CLASSES + 1]; /* the start of each class in pl.small */
+    class0[0] = 0;
+#pragma unroll
+    for (int q = 0; q < MOE_CLASSES; q++) class0[q + 1] = class0[q] + (int)((class_tot >> (16 * q)) & 0xffff);
 #pragma unroll
     for (int j = 0; j < GROUP_ITEMS; j++) {
         const int e = GROUP_ITEMS * threadIdx.x + j;
         if (e >= n_exp) break;
         off[e] = rows[j];
         pl.offsets[e] = rows[j];
-        if (c[j] > 0 && c[j] <= MOE_SMALL) pl.small[small[j]] = e;
+        if (c[j] > 0 && c[j] <= MOE_SMALL) {
+            const int q = min(moe_class(c[j]), top);
+            pl.small[class0[q] + (int)((small[j] >> (16 * q)) & 0xffff)] = e;
+        }
         for (int r = 0, nt = tiles[j]; c[j] > MOE_SMALL && r < c[j] && nt < cap; r += MOE_BM, nt++) {
             pl.tiles[2 * nt] = e;
             pl.tiles[2 * nt + 1] = r;
@@ -93,8 +119,10 @@ moe_group_kernel(fw_cuda_moe_plan pl, const int32_t *__restrict__ ids, int P, in
     if (threadIdx.x == 0) {
         off[n_exp] = totals[0];
         pl.offsets[n_exp] = totals[0];
-        pl.counts[0] = totals[1];
+        pl.counts[0] = class0[MOE_CLASSES];
         pl.counts[1] = min(totals[2], cap);
+#pragma unroll
+        for (int q = 0; q <= MOE_CLASSES; q++) pl.counts[2 + q] = class0[q];
     }
     __syncthreads();
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
@@ -124,7 +152,7 @@ extern "C" int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *pl, void *m
     pl->tiles = m, m += 2 * pl->tile_cap;
     pl->counts = m;
     size_t shmem = (size_t)(3 * n_exp + 1) * sizeof(int32_t);
-    moe_group_kernel<<<1, GROUP_THREADS, shmem, ctx->stream>>>(*pl, ids, (int)P, (int)e0, (int)n_exp,
+    moe_group_kernel<<<1, GROUP_THREADS, shmem, ctx->stream>>>(*pl, ids, (int)P, (int)T, (int)e0, (int)n_exp,
                                                                (int)pl->tile_cap);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
@@ -150,20 +178,23 @@ __device__ __forceinline__ const bf16 *x_row(const bf16 *x, const int32_t *rows,
 enum { MOE_LOAD_ONE, MOE_LOAD_8, MOE_LOAD_WIDE };
 #define MOE_WIDE_U 4
 
-/* Experts with 1..MOE_SMALL rows: a warp per output row n streams W_e's row
- * once for up to MT of the expert's rows (more rows take further passes). MT is
- * the most rows an expert can get, T (a token's top-k experts are distinct), so
- * batch 1 keeps one accumulator and few registers: many warps per SM and so many
- * bytes in flight, which is what a GEMV's speed is. GU (the SwiGLU gate): the warp
- * reads row n of the gate's and of the up projection's weights (w0, w1) together
- * and writes silu(g) * u. */
+/* Experts with 1..MOE_SMALL rows: a warp streams W_e's row n once for up to MT
+ * of the expert's rows (more rows take further passes). MT is the width of the
+ * expert's class of row count (moe_class), so batch 1 keeps one accumulator and
+ * few registers: many warps per SM and so many bytes in flight, which is what a
+ * GEMV's speed is. GU (the SwiGLU gate): the warp reads row n of the gate's and
+ * of the up projection's weights (w0, w1) together, half the loads in flight for
+ * each, and writes silu(g) * u. (Two weight rows per warp with all loads of each
+ * in flight, for the down projection's short rows too, measured slower at batch
+ * 1: 44 -> 49 us down, 67 -> 76 us gate and up, fewer warps per SM.) */
 template <int WT, int LOAD, int MT, bool GU>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS, MT == 1 ? 4 : 1)
 moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
-                int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl) {
+                int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls) {
     constexpr int NW = GU ? 2 : 1, U = MOE_WIDE_U / NW; /* the same 16-byte loads in flight either way */
-    if ((int)blockIdx.y >= pl.counts[0]) return;
-    const int e = pl.small[blockIdx.y], lane = threadIdx.x & 31;
+    const int i0 = pl.counts[2 + cls] + (int)blockIdx.y;
+    if (i0 >= pl.counts[3 + cls]) return;
+    const int e = pl.small[i0], lane = threadIdx.x & 31;
     const int64_t n = (int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5);
     if (n >= N) return;
     const fw_wview w[2] = {expert_view<WT>(w0, e, wstride, sstride), expert_view<WT>(GU ? w1 : w0, e, wstride, sstride)};
@@ -251,10 +282,103 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
         }
 #pragma unroll
         for (int i = 0; i < MT; i++) {
-            const float g = fw_warp_sum(acc[0][i]), u = GU ? fw_warp_sum(acc[NW - 1][i]) : 0.0f;
-            if (lane == 0 && i < cnt)
-                y[(int64_t)(r0 + i) * N + n] = GU ? fw_swiglu(fw_f2bf(g), fw_f2bf(u)) : fw_f2bf(g);
+            const float v0 = fw_warp_sum(acc[0][i]), v1 = NW == 2 ? fw_warp_sum(acc[NW - 1][i]) : 0.0f;
+            if (lane != 0 || i >= cnt) continue;
+            bf16 *yr = y + (int64_t)(r0 + i) * N;
+            yr[n] = GU ? fw_swiglu(fw_f2bf(v0), fw_f2bf(v1)) : fw_f2bf(v0);
         }
+    }
+}
+
+/* Experts of 2..MOE_SMALL rows with FP8 weights on the tensor cores, with no
+ * shared memory: a warp computes 16 outputs x up to 8 rows as mma m16n8k16
+ * products whose operands come straight from 16-byte loads. Per 64 of K, lane
+ * (g, t) loads bytes 16t .. 16t+15 of weight rows g and g+8 and the same 16
+ * values of row g of x; mma step s takes bytes 16t+4s .. 16t+4s+3, which stand
+ * for the k = 2t, 2t+1, 2t+8, 2t+9 of the fragment layout (the same in A and B,
+ * and a dot product does not depend on the order of k), as moe_mma_kernel
+ * does. The CUDA-core kernel does 8 FMAs per weight byte at 8 rows, more than
+ * the FMA units give at HBM speed; here the products cost nothing and the
+ * kernel streams. One 128 x 128 scale per 64 of K (the warp's 16 rows lie in
+ * one scale block). GU: gate and up weights, silu(g) * u written. */
+template <bool GU>
+__global__ void __launch_bounds__(MOE_GEMV_THREADS, 2)
+moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
+                   int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_lo,
+                   int cls_hi) {
+    constexpr int NW = GU ? 2 : 1, U = GU ? 2 : 4; /* 64-wide K blocks in flight */
+    const int i0 = pl.counts[2 + cls_lo] + (int)blockIdx.y;
+    if (i0 >= pl.counts[3 + cls_hi]) return;
+    const int e = pl.small[i0], lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t n0 = ((int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5)) * 16;
+    if (n0 >= N) return;
+    const int r0 = pl.offsets[e], cnt = min(MOE_SMALL, pl.offsets[e + 1] - r0);
+    const uint8_t *wa[NW], *wb[NW];
+    const float *srow[NW];
+#pragma unroll
+    for (int j = 0; j < NW; j++) {
+        const fw_wview w = expert_view<FW_WTYPE_FP8>(j ? w1 : w0, e, wstride, sstride);
+        wa[j] = (const uint8_t *)w.data + min(n0 + g, N - 1) * w.ld + 16 * t; /* rows past N: loaded, not stored */
+        wb[j] = (const uint8_t *)w.data + min(n0 + g + 8, N - 1) * w.ld + 16 * t;
+        srow[j] = w.scale + (n0 >> 7) * w.scale_ld;
+    }
+    const bool has_x = g < cnt;
+    const bf16 *xr = x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 16 * t;
+    float acc[NW][4];
+#pragma unroll
+    for (int j = 0; j < NW; j++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[j][q] = 0.0f;
+    const int nkb = (int)(K / 64);
+    for (int kb0 = 0; kb0 < nkb; kb0 += U) {
+        uint4 va[NW][U], vb[NW][U], xv[U][2];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kb = kb0 + u;
+            if (kb >= nkb) break;
+#pragma unroll
+            for (int j = 0; j < NW; j++) {
+                va[j][u] = __ldcs((const uint4 *)(wa[j] + 64 * (int64_t)kb));
+                vb[j][u] = __ldcs((const uint4 *)(wb[j] + 64 * (int64_t)kb));
+            }
+            if (has_x) {
+                xv[u][0] = __ldg((const uint4 *)(xr + 64 * (int64_t)kb));
+                xv[u][1] = __ldg((const uint4 *)(xr + 64 * (int64_t)kb + 8));
+            } else {
+                xv[u][0] = xv[u][1] = make_uint4(0u, 0u, 0u, 0u);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kb = kb0 + u;
+            if (kb >= nkb) break;
+            const uint32_t *xw0 = (const uint32_t *)&xv[u][0], *xw1 = (const uint32_t *)&xv[u][1];
+#pragma unroll
+            for (int j = 0; j < NW; j++) {
+                const uint32_t *qa = (const uint32_t *)&va[j][u], *qb = (const uint32_t *)&vb[j][u];
+                float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int st = 0; st < 4; st++) {
+                    uint32_t a[4];
+                    fw_fp8x4_to_bf16(qa[st], a[0], a[2]);
+                    fw_fp8x4_to_bf16(qb[st], a[1], a[3]);
+                    const uint32_t b0 = st < 2 ? xw0[2 * st] : xw1[2 * st - 4];
+                    const uint32_t b1 = st < 2 ? xw0[2 * st + 1] : xw1[2 * st - 3];
+                    fw_mma_bf16(part, a, b0, b1);
+                }
+                const float sc = __ldg(srow[j] + (kb >> 1));
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[j][q] = fmaf(sc, part[q], acc[j][q]);
+            }
+        }
+    }
+    /* acc[.][q]: output n0 + g + 8 (q / 2), row 2t + q % 2 of the expert's */
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int64_t n = n0 + g + 8 * (q >> 1);
+        const int r = 2 * t + (q & 1);
+        if (n >= N || r >= cnt) continue;
+        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[NW - 1][q])) : fw_f2bf(acc[0][q]);
     }
 }
 
@@ -627,30 +751,50 @@ static bool moe_mma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int6
            (wstride * es) % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
 
-/* Rows per pass of moe_gemv_kernel: the most rows an expert can have (T, as a
- * token's k experts are distinct), rounded up to a compiled width. */
+/* One launch per class of small experts up to T's (wider ones can have none:
+ * a token's k experts are distinct), MT the class's width. */
 template <int WT, int LOAD, bool GU>
-static void launch_gemv(dim3 g, cudaStream_t st, int64_t T, bf16 *y, const bf16 *x, bool gather, int k,
-                        const fw_wview &w0, const fw_wview &w1, int64_t wstride, int64_t sstride, int64_t N, int64_t K,
-                        const fw_cuda_moe_plan &pl) {
-#define MOE_GEMV(MT) moe_gemv_kernel<WT, LOAD, MT, GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl)
-    if (T <= 1) MOE_GEMV(1);
-    else if (T <= 2) MOE_GEMV(2);
-    else if (T <= 4) MOE_GEMV(4);
-    else MOE_GEMV(MOE_SMALL);
+static void launch_gemv(bool tc, int64_t N, int64_t n_exp, cudaStream_t st, int64_t T, bf16 *y, const bf16 *x,
+                        bool gather, int k, const fw_wview &w0, const fw_wview &w1, int64_t wstride, int64_t sstride,
+                        int64_t K, const fw_cuda_moe_plan &pl) {
+    const int top = moe_class((int)(T < MOE_SMALL ? T : MOE_SMALL));
+    const dim3 blocks((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32));
+    int last = top; /* the last class on the CUDA cores */
+    if constexpr (WT == FW_WTYPE_FP8 && LOAD == MOE_LOAD_WIDE) {
+        /* classes 1..top (contiguous in pl.small) in one tensor-core launch */
+        if (tc && top >= 1 && K % 64 == 0) {
+            const int64_t cap = pl.n_pairs / 2;
+            const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32)), (unsigned)(n_exp < cap ? n_exp : cap));
+            moe_gemv_tc_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, 1, top);
+            last = 0;
+        }
+    }
+    for (int q = 0; q <= last; q++) {
+        /* experts of class q: at most n_pairs / (its fewest rows) */
+        const int64_t fewest = q == 0 ? 1 : (1 << (q - 1)) + 1, cap = pl.n_pairs / fewest;
+        const dim3 g(blocks.x, (unsigned)(n_exp < cap ? n_exp : cap));
+        if (g.y == 0) continue;
+#define MOE_GEMV(MT) moe_gemv_kernel<WT, LOAD, MT, GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, q)
+        if (q == 0) MOE_GEMV(1);
+        else if (q == 1) MOE_GEMV(2);
+        else if (q == 2) MOE_GEMV(4);
+        else MOE_GEMV(MOE_SMALL);
 #undef MOE_GEMV
+    }
 }
 
+/* The small groups' kernels for a load width. */
 template <int WT, bool GU>
-static void launch_small(int load, dim3 g, cudaStream_t st, int64_t T, bf16 *y, const bf16 *x, bool gather, int k,
-                         const fw_wview &w0, const fw_wview &w1, int64_t wstride, int64_t sstride, int64_t N,
-                         int64_t K, const fw_cuda_moe_plan &pl) {
+static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStream_t st, int64_t T, bf16 *y,
+                         const bf16 *x, bool gather, int k, const fw_wview &w0, const fw_wview &w1, int64_t wstride,
+                         int64_t sstride, int64_t K, const fw_cuda_moe_plan &pl) {
     if constexpr (WT != FW_WTYPE_F32) {
         if (load == MOE_LOAD_WIDE)
-            return launch_gemv<WT, MOE_LOAD_WIDE, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
+            return launch_gemv<WT, MOE_LOAD_WIDE, GU>(tc, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
     }
-    if (load == MOE_LOAD_8) launch_gemv<WT, MOE_LOAD_8, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
-    else launch_gemv<WT, MOE_LOAD_ONE, GU>(g, st, T, y, x, gather, k, w0, w1, wstride, sstride, N, K, pl);
+    if (load == MOE_LOAD_8)
+        launch_gemv<WT, MOE_LOAD_8, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
+    else launch_gemv<WT, MOE_LOAD_ONE, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
 }
 
 /* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
@@ -659,8 +803,7 @@ static void launch_small(int load, dim3 g, cudaStream_t st, int64_t T, bf16 *y, 
 template <int WT>
 static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
                               int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
-                              cudaStream_t st) {
-    int64_t small_cap = pl.n_exp < pl.n_pairs ? pl.n_exp : pl.n_pairs;
+                              bool tc, cudaStream_t st) {
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT), T = pl.n_pairs / k;
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
@@ -668,12 +811,11 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block. */
     const bool wide = vec && WT != FW_WTYPE_F32 && K % 16 == 0 && (w.ld * es) % 16 == 0 && (wstride * es) % 16 == 0 &&
                       fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16);
-    if (small_cap > 0) {
-        dim3 g((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32), (unsigned)small_cap);
+    {
         const int load = wide ? MOE_LOAD_WIDE : vec ? MOE_LOAD_8 : MOE_LOAD_ONE;
         const fw_wview &w1 = wu ? *wu : w;
-        if (wu) launch_small<WT, true>(load, g, st, T, y, x, gather, k, w, w1, wstride, sstride, N, K, pl);
-        else launch_small<WT, false>(load, g, st, T, y, x, gather, k, w, w1, wstride, sstride, N, K, pl);
+        if (wu) launch_small<WT, true>(load, tc, N, pl.n_exp, st, T, y, x, gather, k, w, w1, wstride, sstride, K, pl);
+        else launch_small<WT, false>(load, tc, N, pl.n_exp, st, T, y, x, gather, k, w, w1, wstride, sstride, K, pl);
     }
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
@@ -711,13 +853,14 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
                       const fw_weight *wu, int64_t wstride, int64_t sstride, const fw_cuda_moe_plan *pl) {
     const int64_t N = w0->rows, K = w0->cols;
     if (pl->n_pairs == 0) return FW_CUDA_OK;
+    const bool tc = !ctx->opt.moe_gemv_cores;
     fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
     const fw_wview *pu = wu ? &vu : nullptr;
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
-    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, ctx->stream));
+    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
+    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
@@ -738,16 +881,47 @@ extern "C" int fw_cuda_moe_swiglu(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x
     return moe_launch(ctx, y, x, true, k, gate, up, wstride, sstride, pl);
 }
 
+/* A thread per 8 channels of a token (VEC, 16-byte pieces) or per channel; the
+ * slots unrolled so that their loads are in flight together (a decode step is 8
+ * rows of 7168 per token). */
+template <bool VEC>
 __global__ void moe_combine_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ ye, const float *__restrict__ w,
                                    const int32_t *__restrict__ slot_row, int64_t T, int k, int64_t D) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T * D; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t = i / D, d = i % D;
-        float acc = fw_bf2f(y[i]);
-        for (int j = 0; j < k; j++) {
-            int r = slot_row[t * k + j];
-            if (r >= 0) acc = fmaf(w[t * k + j], fw_bf2f(ye[(int64_t)r * D + d]), acc);
+    constexpr int V = VEC ? 8 : 1;
+    const int64_t DV = D / V;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T * DV; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / DV, d = (i % DV) * V;
+        bf16 *yt = y + t * D + d;
+        float acc[V];
+        if constexpr (VEC) {
+            const uint4 u = *(const uint4 *)yt;
+#pragma unroll
+            for (int q = 0; q < V; q++) acc[q] = fw_bf2f(((const bf16 *)&u)[q]);
+        } else {
+            acc[0] = fw_bf2f(*yt);
         }
-        y[i] = fw_f2bf(acc);
+#pragma unroll 8
+        for (int j = 0; j < k; j++) {
+            const int r = slot_row[t * k + j];
+            if (r < 0) continue;
+            const float wj = w[t * k + j];
+            const bf16 *src = ye + (int64_t)r * D + d;
+            if constexpr (VEC) {
+                const uint4 u = *(const uint4 *)src;
+#pragma unroll
+                for (int q = 0; q < V; q++) acc[q] = fmaf(wj, fw_bf2f(((const bf16 *)&u)[q]), acc[q]);
+            } else {
+                acc[0] = fmaf(wj, fw_bf2f(*src), acc[0]);
+            }
+        }
+        if constexpr (VEC) {
+            uint4 u;
+#pragma unroll
+            for (int q = 0; q < V; q++) ((bf16 *)&u)[q] = fw_f2bf(acc[q]);
+            *(uint4 *)yt = u;
+        } else {
+            *yt = fw_f2bf(acc[0]);
+        }
     }
 }
 
@@ -757,8 +931,12 @@ extern "C" int fw_cuda_moe_combine(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *
         return fw_cuda_errf(ctx, "fw_cuda_moe_combine: bad shape (T %lld, k %lld, D %lld)", (long long)T,
                             (long long)k, (long long)D);
     if (T == 0) return FW_CUDA_OK;
-    moe_combine_kernel<<<fw_grid_1d(T * D, 256), 256, 0, ctx->stream>>>((bf16 *)y, (const bf16 *)ye, w, pl->slot_row,
-                                                                       T, (int)k, D);
+    /* 128 threads a block: a decode step's 896 threads of 8 channels spread over 7 SMs */
+    if (D % 8 == 0 && fw_ptr_align(y) >= 16 && fw_ptr_align(ye) >= 16)
+        moe_combine_kernel<true><<<fw_grid_1d(T * D / 8, 128), 128, 0, ctx->stream>>>((bf16 *)y, (const bf16 *)ye, w,
+                                                                                      pl->slot_row, T, (int)k, D);
+    else moe_combine_kernel<false><<<fw_grid_1d(T * D, 128), 128, 0, ctx->stream>>>((bf16 *)y, (const bf16 *)ye, w,
+                                                                                    pl->slot_row, T, (int)k, D);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -58,10 +58,11 @@ typedef struct fw_cuda_plans fw_cuda_plans; /* cached cuBLASLt descriptors (matm
  * device copies them whole. */
 typedef struct fw_cuda_opts {
     fw_cuda_mm_policy mm_policy;
-    int fp8_gemv_rows;   /* FP8 matmuls of at most this many rows take the own GEMV, not cuBLASLt
+    int fp8_gemv_rows;   /* FP8 matmuls (BF16: small, fp32 out) of at most this many rows take the own GEMV, not cuBLASLt
                           * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
     int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
     bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
+    bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores (FURROW_CUDA_MOE_GEMV=cores) */
     bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
 } fw_cuda_opts;
 

@@ -22,7 +22,9 @@ rmsnorm_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float *__
 }
 
 /* Rows of up to NORM_VEC * 8 * NORM_THREADS values in 16-byte pieces, held in
- * registers between the two passes (one read of x, loads all in flight). */
+ * registers between the two passes (one read of x, loads all in flight), w's
+ * values loaded with them rather than after the reduction (a decode step's
+ * norm is one block: its time is its chain of memory round trips). */
 #define NORM_VEC 4
 __global__ void __launch_bounds__(NORM_THREADS)
 rmsnorm_vec_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float *__restrict__ w, int D, float eps) {
@@ -31,12 +33,15 @@ rmsnorm_vec_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float
     const bf16 *xt = x + t * ldx;
     bf16 *yt = y + t * ldy;
     uint4 v[NORM_VEC];
+    float4 wv[NORM_VEC][2];
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < NORM_VEC; i++) {
         const int d = 8 * (threadIdx.x + i * NORM_THREADS);
         if (d < D) {
             v[i] = *(const uint4 *)(xt + d);
+            wv[i][0] = __ldg((const float4 *)(w + d));
+            wv[i][1] = __ldg((const float4 *)(w + d) + 1);
             const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v[i];
 #pragma unroll
             for (int j = 0; j < 4; j++) {
@@ -52,10 +57,11 @@ rmsnorm_vec_kernel(bf16 *y, int64_t ldy, const bf16 *x, int64_t ldx, const float
         const int d = 8 * (threadIdx.x + i * NORM_THREADS);
         if (d < D) {
             __nv_bfloat162 *h = (__nv_bfloat162 *)&v[i];
+            const float *wf = (const float *)wv[i];
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 float2 f = __bfloat1622float2(h[j]);
-                h[j] = __floats2bfloat162_rn(f.x * r * w[d + 2 * j], f.y * r * w[d + 2 * j + 1]);
+                h[j] = __floats2bfloat162_rn(f.x * r * wf[2 * j], f.y * r * wf[2 * j + 1]);
             }
             *(uint4 *)(yt + d) = v[i];
         }
@@ -72,7 +78,7 @@ extern "C" int fw_cuda_rmsnorm_ld(fw_cuda_ctx *ctx, fw_bf16 *y, int64_t ldy, con
     if (T == 0 || D == 0) return FW_CUDA_OK;
     if (T > 0x7fffffffLL) return fw_cuda_errf(ctx, "fw_cuda_rmsnorm: T %lld is too large for one launch", (long long)T);
     if (D % 8 == 0 && D <= 8 * NORM_THREADS * NORM_VEC && ldx % 8 == 0 && ldy % 8 == 0 && fw_ptr_align(x) >= 16 &&
-        fw_ptr_align(y) >= 16)
+        fw_ptr_align(y) >= 16 && fw_ptr_align(w) >= 16)
         rmsnorm_vec_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, (int)D, eps);
     else rmsnorm_kernel<<<(unsigned)T, NORM_THREADS, 0, ctx->stream>>>(y, ldy, x, ldx, w, D, eps);
     FW_CUDA_LAUNCHED(ctx);
