@@ -24,7 +24,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/tc.h"
 
-#define MOE_SMALL 8
+#define MOE_SMALL 8 /* 16 (9..16 rows in the tensor-core GEMV, not in tiles): the same at batch 256, 4.27 vs 4.26 ms a layer */
 #define MOE_BM 64
 #define MOE_BN 64
 #define MOE_BK 32
