@@ -84,9 +84,11 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->rid = take(cv, (size_t)P * 4);
         b->plan = take(cv, fw_cuda_moe_plan_bytes(P, max64(1, g->part.exp_n)));
         b->eg = take(cv, (size_t)(P * Ie) * bf);
-        b->eu = take(cv, (size_t)(P * Ie) * bf);
         b->ye = take(cv, (size_t)(P * D) * bf);
-        b->xg = take(cv, (size_t)(P * D) * bf);
+        if (g->moe_by_gemm) { /* the up outputs and gathered tokens of experts_by_gemm only */
+            b->eu = take(cv, (size_t)(P * Ie) * bf);
+            b->xg = take(cv, (size_t)(P * D) * bf);
+        }
     }
     b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
@@ -480,7 +482,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     sh.Tt = off[n];
     sh.n_rows = (int64_t)n * n_out;
     carver cv = {0};
-    gbufs b;
+    gbufs b = {0}; /* buffers a step does not use stay NULL */
     carve(&cv, &b, g, &sh, mode);
     const size_t half = (size_t)(sh.Tt * R / 2);
     const size_t out_floats = (size_t)max64(sh.Tt * D, sh.n_rows * max64(1, p->vocab));
