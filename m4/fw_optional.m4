@@ -66,8 +66,11 @@ AC_DEFUN([FW_CHECK_CUDA], [
   ])
   AS_IF([test $have_cuda = yes],
     [AC_DEFINE([FW_HAVE_CUDA], [1], [the CUDA backend is built])
-     AS_IF([test -z "$NVCCFLAGS"], [NVCCFLAGS="-O3 -arch=sm_90"])],
+     AS_IF([test -z "$NVCCFLAGS"], [NVCCFLAGS="-O3 -arch=sm_90"])
+     # The same without target options, for code built only for sm_90a (wgmma).
+     NVCC_ARCH_FREE_FLAGS=`echo " $NVCCFLAGS " | sed -e 's/ -arch[[= ]][[^ ]]*//g' -e 's/ -gencode[[= ]][[^ ]]*//g' -e 's/ --gpu-architecture[[= ]][[^ ]]*//g'`],
     [CUDA_CFLAGS=; CUDA_LIBS=])
+  AC_SUBST([NVCC_ARCH_FREE_FLAGS])
   AM_CONDITIONAL([HAVE_CUDA], [test $have_cuda = yes])
   AC_SUBST([CUDA_CFLAGS]) AC_SUBST([CUDA_LIBS])
 ])

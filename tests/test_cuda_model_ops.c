@@ -83,6 +83,8 @@ static void stack_free(stack *s) {
 /* The tile kernel moe.cu picks for a stack of [rows, K] with ld = K in 16-byte
  * aligned buffers: the mma one for BF16 / FP8 rows of whole 16-byte pieces. */
 static const char *moe_tile_name(fw_wtype ty, int64_t K) {
+    if (ty == FW_WTYPE_FP8 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma)
+        return "wgmma";
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
 
@@ -261,10 +263,10 @@ static void time_moe_matmul(void) {
         CHECK(0, "bench moe_matmul: %s", ctx.err);
         goto out;
     }
-    printf("bench moe_matmul fp8 gate T%lld k%lld %lld experts N%lld K%lld gathered (%d tiles): %.3f ms, %.0f TFLOP/s\n",
-           (long long)T, (long long)k, (long long)E, (long long)I, (long long)D, cnt[1], ms_g, fl / ms_g / 1e9);
-    printf("bench moe_matmul fp8 down T%lld k%lld %lld experts N%lld K%lld grouped (%d tiles): %.3f ms, %.0f TFLOP/s\n",
-           (long long)T, (long long)k, (long long)E, (long long)D, (long long)I, cnt[1], ms_d, fl / ms_d / 1e9);
+    printf("bench moe_matmul fp8 gate T%lld k%lld %lld experts N%lld K%lld gathered (%d tiles, %s): %.3f ms, %.0f TFLOP/s\n",
+           (long long)T, (long long)k, (long long)E, (long long)I, (long long)D, cnt[1], moe_tile_name(FW_WTYPE_FP8, D), ms_g, fl / ms_g / 1e9);
+    printf("bench moe_matmul fp8 down T%lld k%lld %lld experts N%lld K%lld grouped (%d tiles, %s): %.3f ms, %.0f TFLOP/s\n",
+           (long long)T, (long long)k, (long long)E, (long long)D, (long long)I, cnt[1], moe_tile_name(FW_WTYPE_FP8, I), ms_d, fl / ms_d / 1e9);
 out:
     fw_cuda_free(dw), fw_cuda_free(ds), fw_cuda_free(dx), fw_cuda_free(dg), fw_cuda_free(dd), fw_cuda_free(dplan);
     fw_cuda_free(dids);
@@ -551,7 +553,22 @@ int test_model_ops(void) {
         check_moe((fw_wtype)ty, 300, 4, 16, 0, 16, 204, 208, 136);
         check_moe((fw_wtype)ty, 256, 8, 64, 0, 64, 256, 512, 384);
     }
-    if (!getenv("FW_TEST_NO_TIMING")) time_moe_matmul();
+    /* FP8 tiles on the warpgroup MMA (K in whole scale blocks; 9.0 only) and by
+     * mma.sync on the same shapes: N and D not multiples of 128 (a partial CTA of
+     * outputs), partial tiles of rows, a local range, gathered and grouped rows. */
+    for (int mma = 0; mma < 2; mma++) {
+        ctx.opt.moe_tiles_mma = mma;
+        check_moe(FW_WTYPE_FP8, 300, 4, 16, 0, 16, 200, 256, 136);
+        check_moe(FW_WTYPE_FP8, 300, 4, 16, 5, 8, 256, 384, 200);
+        check_moe(FW_WTYPE_FP8, 700, 4, 16, 0, 16, 384, 128, 256);
+    }
+    ctx.opt.moe_tiles_mma = false;
+    if (!getenv("FW_TEST_NO_TIMING")) {
+        time_moe_matmul();
+        ctx.opt.moe_tiles_mma = true; /* the same by mma.sync, for comparison */
+        time_moe_matmul();
+        ctx.opt.moe_tiles_mma = false;
+    }
     for (int ty = FW_WTYPE_F32; ty <= FW_WTYPE_FP8; ty++) {
         check_mla((fw_wtype)ty, 1, 4, 32, 32, 16, 64);
         check_mla((fw_wtype)ty, 9, 3, 40, 24, 8, 72);

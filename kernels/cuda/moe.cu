@@ -11,7 +11,8 @@
  *   warp-per-output-row kernel (16-byte loads, four in flight per lane), one
  *   launch per class of row count (1, 2, 4, 8: the accumulators held); larger
  *   groups (prefill) run 64 x 128 tiles on the tensor cores (moe_mma_kernel:
- *   mma.sync bf16 with fp32 accumulation, fed by a 3-stage cp.async pipeline).
+ *   mma.sync bf16 with fp32 accumulation, fed by a 3-stage cp.async pipeline;
+ *   FP8 weights on compute capability 9.0 take moe_wgmma.cu's warpgroup MMA).
  *   FP8 weights enter the tensor cores as their exact bf16 values, converted in
  *   registers, and each 128-wide K block's partial sum is multiplied by its block
  *   scale, so nothing is widened in memory. F32 weights and rows that are not
@@ -23,9 +24,9 @@
 
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/tc.h"
+#include "kernels/cuda/moe_tiles.h"
 
 #define MOE_SMALL 8 /* 16 (9..16 rows in the tensor-core GEMV, not in tiles): the same at batch 256, 4.27 vs 4.26 ms a layer */
-#define MOE_BM 64
 #define MOE_BN 64
 #define MOE_BK 32
 #define MOE_TILE_THREADS 128
@@ -158,20 +159,6 @@ extern "C" int fw_cuda_moe_group(fw_cuda_ctx *ctx, fw_cuda_moe_plan *pl, void *m
     return FW_CUDA_OK;
 }
 
-/* Expert e's weights: w0's data advanced by e * wstride elements, its scales by e * sstride. */
-template <int WT>
-__device__ __forceinline__ fw_wview expert_view(fw_wview w, int e, int64_t wstride, int64_t sstride) {
-    int64_t es = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
-    w.data = (const char *)w.data + (int64_t)e * wstride * es;
-    if (WT == FW_WTYPE_FP8) w.scale += (int64_t)e * sstride;
-    return w;
-}
-
-__device__ __forceinline__ const bf16 *x_row(const bf16 *x, const int32_t *rows, bool gather, int k, int r,
-                                             int64_t K) {
-    return x + (int64_t)(gather ? rows[r] / k : r) * K;
-}
-
 /* How a lane reads W (as matmul_own.cu's gemv): one element, 8 elements, or
  * 16-byte pieces with MOE_WIDE_U in flight, streamed past L1 (FP8: 16 values,
  * scaled once per 16 products; BF16: 8). */
@@ -197,14 +184,14 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     const int e = pl.small[i0], lane = threadIdx.x & 31;
     const int64_t n = (int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5);
     if (n >= N) return;
-    const fw_wview w[2] = {expert_view<WT>(w0, e, wstride, sstride), expert_view<WT>(GU ? w1 : w0, e, wstride, sstride)};
+    const fw_wview w[2] = {moe_expert_view<WT>(w0, e, wstride, sstride), moe_expert_view<WT>(GU ? w1 : w0, e, wstride, sstride)};
     for (int r0 = pl.offsets[e], rend = pl.offsets[e + 1]; r0 < rend; r0 += MT) {
         const int cnt = min(MT, rend - r0);
         const bf16 *xr[MT];
         float acc[NW][MT];
 #pragma unroll
         for (int i = 0; i < MT; i++) {
-            xr[i] = i < cnt ? x_row(x, pl.rows, gather, k, r0 + i, K) : x;
+            xr[i] = i < cnt ? moe_x_row(x, pl.rows, gather, k, r0 + i, K) : x;
 #pragma unroll
             for (int j = 0; j < NW; j++) acc[j][i] = 0.0f;
         }
@@ -317,13 +304,13 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
     const float *srow[NW];
 #pragma unroll
     for (int j = 0; j < NW; j++) {
-        const fw_wview w = expert_view<FW_WTYPE_FP8>(j ? w1 : w0, e, wstride, sstride);
+        const fw_wview w = moe_expert_view<FW_WTYPE_FP8>(j ? w1 : w0, e, wstride, sstride);
         wa[j] = (const uint8_t *)w.data + min(n0 + g, N - 1) * w.ld + 16 * t; /* rows past N: loaded, not stored */
         wb[j] = (const uint8_t *)w.data + min(n0 + g + 8, N - 1) * w.ld + 16 * t;
         srow[j] = w.scale + (n0 >> 7) * w.scale_ld;
     }
     const bool has_x = g < cnt;
-    const bf16 *xr = x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 16 * t;
+    const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 16 * t;
     float acc[NW][4];
 #pragma unroll
     for (int j = 0; j < NW; j++)
@@ -394,13 +381,13 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
     const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
     const int64_t n0 = (int64_t)blockIdx.x * MOE_BN;
-    const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
+    const fw_wview w = moe_expert_view<WT>(w0, e, wstride, sstride);
     __shared__ __align__(32) bf16 As[MOE_BM][MOE_BK + 8];
     __shared__ __align__(32) bf16 Bs[MOE_BN][MOE_BK + 8];
     __shared__ __align__(32) float Cs[MOE_BM][MOE_BN + 4];
     __shared__ const bf16 *arow[MOE_BM];
     const int tid = threadIdx.x, warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
-    if (tid < MOE_BM) arow[tid] = tid < cnt ? x_row(x, pl.rows, gather, k, rbeg + tid, K) : nullptr;
+    if (tid < MOE_BM) arow[tid] = tid < cnt ? moe_x_row(x, pl.rows, gather, k, rbeg + tid, K) : nullptr;
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], part[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -511,11 +498,6 @@ struct moe_mma_smem {
     static_assert(A_BYTES % 128 == 0 && STAGE % 128 == 0, "stages keep 128-byte alignment");
 };
 
-/* 16 bytes global -> shared at a shared-window address, with the L2 128-byte
- * prefetch hint; bytes < 16: the rest is zero-filled (0: nothing is read). */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes) {
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
 __device__ __forceinline__ uint2 lds64(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
@@ -597,7 +579,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
     const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
     const int64_t n0 = (int64_t)blockIdx.x * MOE_MMA_BN;
-    const fw_wview w = expert_view<WT>(w0, e, wstride, sstride);
+    const fw_wview w = moe_expert_view<WT>(w0, e, wstride, sstride);
     extern __shared__ __align__(128) uint8_t moe_sm[];
     const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(moe_sm);
     const int tid = threadIdx.x, lane = tid & 31, wn0 = (tid >> 5) * 32, g = lane >> 2, t = lane & 3;
@@ -613,7 +595,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     for (int i = 0; i < A_IT; i++) {
         const int r = tid / A_CPR + A_RPP * i;
         abytes[i] = r < cnt ? 16 : 0;
-        asrc[i] = (const char *)(x_row(x, pl.rows, gather, k, rbeg + (r < cnt ? r : 0), K) + a_col);
+        asrc[i] = (const char *)(moe_x_row(x, pl.rows, gather, k, rbeg + (r < cnt ? r : 0), K) + a_col);
     }
 #pragma unroll
     for (int i = 0; i < B_IT; i++) {
@@ -628,18 +610,18 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
         const uint32_t s0 = sbase + st * L::STAGE;
         if (k0 + MOE_MMA_BK <= K) {
 #pragma unroll
-            for (int i = 0; i < A_IT; i++) cp_async16(s0 + a_dst + i * A_RPP * L::A_PITCH, asrc[i] + 2 * k0, abytes[i]);
+            for (int i = 0; i < A_IT; i++) fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, asrc[i] + 2 * k0, abytes[i]);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                cp_async16(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + L::ES * k0, bbytes[i]);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + L::ES * k0, bbytes[i]);
         } else { /* the K tail: chunks past K read nothing (from the row's start) */
             const bool ak = a_col < K - k0, bk = b_col < K - k0;
 #pragma unroll
             for (int i = 0; i < A_IT; i++)
-                cp_async16(s0 + a_dst + i * A_RPP * L::A_PITCH, ak ? asrc[i] + 2 * k0 : asrc[i], ak ? abytes[i] : 0);
+                fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, ak ? asrc[i] + 2 * k0 : asrc[i], ak ? abytes[i] : 0);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                cp_async16(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + L::ES * k0 : bsrc[i], bk ? bbytes[i] : 0);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + L::ES * k0 : bsrc[i], bk ? bbytes[i] : 0);
         }
     };
 
@@ -712,33 +694,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
                 *(bf16 *)(cs + r * L::C_PITCH + 2 * c) = fw_f2bf(acc[i][j][q]);
             }
     __syncthreads();
-    constexpr int CPR = MOE_MMA_BN / 8;
-    for (int c = tid; c < MOE_BM * CPR; c += MOE_MMA_THREADS) {
-        const int r = c / CPR, col = (c % CPR) * 8;
-        const int64_t n = n0 + col;
-        if (r >= cnt) break; /* r grows with c */
-        if (n >= N) continue;
-        uint4 v = *(const uint4 *)(cs + r * L::C_PITCH + 2 * col);
-        bf16 *dst = y + (int64_t)(rbeg + r) * N + n;
-        if (y_vec && n + 8 <= N) {
-            if (swiglu) { /* dst holds the gate's outputs */
-                const uint4 gv = *(const uint4 *)dst;
-                const bf16 *g8 = (const bf16 *)&gv;
-                bf16 *u8 = (bf16 *)&v;
-#pragma unroll
-                for (int q = 0; q < 8; q++) u8[q] = fw_swiglu(g8[q], u8[q]);
-            }
-            *(uint4 *)dst = v;
-        } else {
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int q = 0; q < 8; q++) {
-                if (n + q >= N) break;
-                const bf16 o = __ushort_as_bfloat16((unsigned short)(u[q / 2] >> (16 * (q % 2))));
-                dst[q] = swiglu ? fw_swiglu(dst[q], o) : o;
-            }
-        }
-    }
+    moe_tile_store<MOE_MMA_BN, MOE_MMA_THREADS>(y, cs, L::C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu);
 }
 
 /* Whether moe_mma_kernel takes the tiles: BF16 or FP8 weights whose rows (every
@@ -803,7 +759,7 @@ static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStr
 template <int WT>
 static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
                               int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
-                              bool tc, cudaStream_t st) {
+                              bool tc, bool wgmma, cudaStream_t st) {
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT), T = pl.n_pairs / k;
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
@@ -819,6 +775,10 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     }
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
+    if constexpr (WT == FW_WTYPE_FP8) {
+        if (wgmma && moe_wgmma_fits(x, w, wstride, K) && (!wu || moe_wgmma_fits(x, *wu, wstride, K)))
+            return moe_wgmma_launch(y, x, gather, k, w, wu, wstride, sstride, N, K, pl, st);
+    }
     if constexpr (WT != FW_WTYPE_F32) {
         if (moe_mma_fits<WT>(x, w, wstride, K) && (!wu || moe_mma_fits<WT>(x, *wu, wstride, K))) {
             typedef moe_mma_smem<WT> L;
@@ -854,13 +814,14 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     const int64_t N = w0->rows, K = w0->cols;
     if (pl->n_pairs == 0) return FW_CUDA_OK;
     const bool tc = !ctx->opt.moe_gemv_cores;
+    const bool wgmma = ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma; /* sm_90a code only */
     fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
     const fw_wview *pu = wu ? &vu : nullptr;
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
-    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, ctx->stream));
+    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
+    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

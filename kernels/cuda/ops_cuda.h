@@ -63,6 +63,7 @@ typedef struct fw_cuda_opts {
     int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
     bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
     bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores (FURROW_CUDA_MOE_GEMV=cores) */
+    bool moe_tiles_mma;  /* FP8 experts' tiles by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MOE_TILES=mma) */
     bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
 } fw_cuda_opts;
 

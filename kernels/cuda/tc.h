@@ -17,6 +17,10 @@ __device__ __forceinline__ uint32_t fw_smem_addr(const void *p) { return (uint32
 __device__ __forceinline__ void fw_cp_async16(void *dst, const void *src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fw_smem_addr(dst)), "l"(src), "r"(src_bytes));
 }
+/* The same at a shared-window address (fw_smem_addr), with the L2 128-byte prefetch hint. */
+__device__ __forceinline__ void fw_cp_async16_at(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
 __device__ __forceinline__ void fw_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 /* Waits until at most N committed groups are still in flight. */
 template <int N>

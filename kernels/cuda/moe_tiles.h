@@ -1,0 +1,72 @@
+/* What the MoE tile kernels share (moe.cu's mma.sync tiles, moe_wgmma.cu's
+ * warpgroup MMA tiles): the plan's tile height, where an expert's weights and a
+ * grouped row's input are, and the store of an output tile staged in shared
+ * memory. CUDA C++ only. */
+#ifndef FW_KERNELS_CUDA_MOE_TILES_H
+#define FW_KERNELS_CUDA_MOE_TILES_H
+
+#include "kernels/cuda/cuda_common.h"
+
+#define MOE_BM 64 /* grouped rows per tile of the plan (fw_cuda_moe_group) */
+
+/* Expert e's weights: w0's data advanced by e * wstride elements, its scales by e * sstride. */
+template <int WT>
+__device__ __forceinline__ fw_wview moe_expert_view(fw_wview w, int e, int64_t wstride, int64_t sstride) {
+    int64_t es = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
+    w.data = (const char *)w.data + (int64_t)e * wstride * es;
+    if (WT == FW_WTYPE_FP8) w.scale += (int64_t)e * sstride;
+    return w;
+}
+
+/* The input row of grouped row r: the pair's token row (gather) or row r itself. */
+__device__ __forceinline__ const bf16 *moe_x_row(const bf16 *x, const int32_t *rows, bool gather, int k, int r,
+                                                 int64_t K) {
+    return x + (int64_t)(gather ? rows[r] / k : r) * K;
+}
+
+/* A tile's outputs staged as bf16 in shared memory (cs: [row][BN outputs], pitch
+ * bytes a row) to y's grouped rows rbeg .. rbeg + cnt - 1, columns n0 .. n0 + BN
+ * - 1 (those < N), in 16-byte pieces of 8 outputs where y_vec (N % 8 == 0, y
+ * aligned). With swiglu, y holds the gate's outputs, which become silu(gate) *
+ * these. */
+template <int BN, int THREADS>
+__device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int pitch, int rbeg, int cnt, int64_t n0,
+                                               int64_t N, bool y_vec, bool swiglu) {
+    constexpr int CPR = BN / 8;
+    for (int c = threadIdx.x; c < MOE_BM * CPR; c += THREADS) {
+        const int r = c / CPR, col = (c % CPR) * 8;
+        const int64_t n = n0 + col;
+        if (r >= cnt) break; /* r grows with c */
+        if (n >= N) continue;
+        uint4 v = *(const uint4 *)(cs + r * pitch + 2 * col);
+        bf16 *dst = y + (int64_t)(rbeg + r) * N + n;
+        if (y_vec && n + 8 <= N) {
+            if (swiglu) { /* dst holds the gate's outputs */
+                const uint4 gv = *(const uint4 *)dst;
+                const bf16 *g8 = (const bf16 *)&gv;
+                bf16 *u8 = (bf16 *)&v;
+#pragma unroll
+                for (int q = 0; q < 8; q++) u8[q] = fw_swiglu(g8[q], u8[q]);
+            }
+            *(uint4 *)dst = v;
+        } else {
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                if (n + q >= N) break;
+                const bf16 o = __ushort_as_bfloat16((unsigned short)(u[q / 2] >> (16 * (q % 2))));
+                dst[q] = swiglu ? fw_swiglu(dst[q], o) : o;
+            }
+        }
+    }
+}
+
+/* moe_wgmma.cu: FP8 experts' tiles on the warpgroup MMA (sm_90a; the caller checks
+ * the device is 9.0). Fits: K in whole 128-wide scale blocks, rows of W (every
+ * expert's) and of x 16-byte aligned. */
+bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K);
+cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
+                             int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
+                             cudaStream_t st);
+
+#endif

@@ -1,0 +1,82 @@
+/* Hopper's warpgroup MMA (wgmma, sm_90a only) as inline PTX: shared-memory
+ * matrix descriptors for the 128-byte swizzle, and the bf16 m64n64k16 product
+ * with A in registers (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply").
+ * A warpgroup is 4 consecutive warps; warp w holds rows 16 w .. 16 w + 15 of A
+ * and of D in the m16n8k16 fragment layouts of tc.h: A a0..a3 as mma's, D's n8
+ * tile i in d[4 i .. 4 i + 3] as mma's c0..c3. B (K x N) is read from shared
+ * memory "K-major" (each of its N columns K-contiguous), as rows of 128 bytes
+ * whose 16-byte chunk c of row r sits at chunk c ^ (r % 8) (the 128-byte
+ * swizzle, on 1024-byte aligned groups of 8 rows).
+ *
+ * The products run asynchronously: registers given to them (A and D) must stay
+ * untouched until fw_wgmma_wait says they are done, which the compiler does not
+ * know; fw_wgmma_pin tells it that they are live and changed there. Only under
+ * __CUDA_ARCH_FEAT_SM90_ALL (code for sm_90a): elsewhere the instructions do not
+ * exist, and the kernels using them trap (the host launches them only on 9.0). */
+#ifndef FW_KERNELS_CUDA_WGMMA_H
+#define FW_KERNELS_CUDA_WGMMA_H
+
+#include <stdint.h>
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FW_HAVE_WGMMA 1
+#else
+#define FW_HAVE_WGMMA 0
+#endif
+
+/* Descriptor of a K-major operand at shared-window address `addr` (1024-byte
+ * aligned group start, or that plus 32-byte steps along K inside the 128-byte
+ * rows): 128-byte swizzle (mode 1, bits 62-63), 1024 bytes between groups of 8
+ * rows (stride, bits 32-45, in 16-byte units); the leading offset is unused. */
+__device__ __forceinline__ uint64_t fw_wgmma_desc(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void fw_wgmma_fence() {
+#if FW_HAVE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+/* Makes this thread's shared-memory writes (cp.async included) visible to the
+ * tensor cores' operand reads (the async proxy); before the barrier that
+ * publishes them. */
+__device__ __forceinline__ void fw_wgmma_fence_smem() {
+#if FW_HAVE_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fw_wgmma_commit() {
+#if FW_HAVE_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+/* Waits until at most N committed groups are in flight. */
+template <int N>
+__device__ __forceinline__ void fw_wgmma_wait() {
+#if FW_HAVE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+__device__ __forceinline__ void fw_wgmma_pin(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+__device__ __forceinline__ void fw_wgmma_pin(uint32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
+
+/* d (64 x 64, fp32) = a (64 x 16 bf16, registers) . B (16 x 64 bf16 at descriptor b)
+ * + (acc ? d : 0). */
+__device__ __forceinline__ void fw_wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, bool acc) {
+#if FW_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)acc));
+#else
+    (void)d, (void)a, (void)b, (void)acc;
+#endif
+}
+
+#endif
