@@ -84,11 +84,20 @@ static void stack_free(stack *s) {
  * aligned buffers: the mma one for BF16 / FP8 rows of whole 16-byte pieces. */
 static const char *moe_tile_name(fw_wtype ty, int64_t K) {
     if (ty == FW_WTYPE_FP8 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma)
-        return "wgmma";
+        return ctx.opt.moe_act_fp8 ? "wgmma-fp8act" : "wgmma";
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
 
 static double silu(double a) { return a / (1.0 + exp(-a)); }
+
+/* DeepSeek's act_quant round trip on 128 values: scale amax / 448, e4m3 of v / scale. */
+static void act_quant_128(float *v) {
+    float amax = 0.0f;
+    for (int i = 0; i < 128; i++) amax = fmaxf(amax, fabsf(v[i]));
+    if (amax == 0.0f) return;
+    const float s = amax / 448.0f;
+    for (int i = 0; i < 128; i++) v[i] = fw_fp8e4m3_to_f32(fw_f32_to_fp8e4m3(v[i] / s)) * s;
+}
 
 /* y = y0 + sum_j w * (a . W2_e^T) over local experts, a = silu(x[t] . W1_e^T) *
  * (x[t] . W3_e^T), every product rounded to bf16. dup: every token's k slots pick
@@ -99,7 +108,8 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
     char shape[128];
     snprintf(shape, sizeof shape, "%s T%lld k%lld experts %lld..%lld of %lld, N%lld K%lld D%lld%s", tname(ty),
              (long long)T, (long long)k, (long long)e0, (long long)(e0 + n_exp - 1), (long long)E, (long long)N,
-             (long long)K, (long long)D, dup ? " (one expert per token)" : ctx.opt.moe_gemv_cores ? " (CUDA cores)" : "");
+             (long long)K, (long long)D, dup ? " (one expert per token)" : ctx.opt.moe_gemv_cores ? " (CUDA cores)" :
+             ctx.opt.moe_act_fp8 && ty == FW_WTYPE_FP8 ? " (FP8 activations)" : "");
     const int64_t P = T * k;
     int32_t *ids = malloc((size_t)P * sizeof(int32_t));
     float *rw = hnew(P), *x = hrand_bf16(T * K, 1.0f), *y0 = hrand_bf16(T * D, 1.0f);
@@ -107,6 +117,18 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
     for (int64_t p = 0; dup && p < P; p++) ids[p] = ids[p - p % k];
     stack w1 = stack_make(ty, n_exp, N, K), w3 = stack_make(ty, n_exp, N, K), w2 = stack_make(ty, n_exp, D, N);
 
+    /* FP8 activations (ctx.opt.moe_act_fp8, on 9.0): the tiles' experts (more
+     * than 8 rows, moe.cu's MOE_SMALL) see x, and the down projection its input,
+     * quantized per 128 channels as fw_cuda_quant_act does; the others bf16. */
+    const bool act8 = ty == FW_WTYPE_FP8 && ctx.opt.moe_act_fp8 && !ctx.opt.moe_tiles_mma && ctx.cc_major == 9 &&
+                      ctx.cc_minor == 0 && P > 8;
+    int64_t *rows_of = calloc((size_t)n_exp, sizeof(int64_t));
+    for (int64_t p = 0; p < P; p++)
+        if (ids[p] >= e0 && ids[p] < e0 + n_exp) rows_of[ids[p] - e0]++;
+    float *xq = malloc((size_t)(T * K) * sizeof(float));
+    memcpy(xq, x, (size_t)(T * K) * sizeof(float));
+    if (act8 && K % 128 == 0)
+        for (int64_t i = 0; i < T * K; i += 128) act_quant_128(xq + i);
     float *ref = hnew(T * D), *a = hnew(N);
     for (int64_t t = 0; t < T; t++) {
         double acc[4096];
@@ -114,15 +136,19 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
         for (int64_t j = 0; j < k; j++) {
             int64_t e = ids[t * k + j] - e0;
             if (e < 0 || e >= n_exp) continue;
+            const bool tiled = rows_of[e] > 8;
+            const float *xr = (tiled ? xq : x) + t * K;
             for (int64_t n = 0; n < N; n++) {
                 double gs = 0, us = 0;
                 for (int64_t c = 0; c < K; c++) {
-                    gs += (double)x[t * K + c] * fw_weight_get(&w1.one[e], n, c);
-                    us += (double)x[t * K + c] * fw_weight_get(&w3.one[e], n, c);
+                    gs += (double)xr[c] * fw_weight_get(&w1.one[e], n, c);
+                    us += (double)xr[c] * fw_weight_get(&w3.one[e], n, c);
                 }
                 const double gb = fw_bf16_to_f32(fw_f32_to_bf16((float)gs)), ub = fw_bf16_to_f32(fw_f32_to_bf16((float)us));
                 a[n] = fw_bf16_to_f32(fw_f32_to_bf16((float)(silu(gb) * ub)));
             }
+            if (act8 && tiled && N % 128 == 0)
+                for (int64_t n = 0; n < N; n += 128) act_quant_128(a + n);
             for (int64_t d = 0; d < D; d++) {
                 double s = 0;
                 for (int64_t n = 0; n < N; n++) s += (double)a[n] * fw_weight_get(&w2.one[e], d, n);
@@ -153,7 +179,9 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
         else snprintf(path, sizeof path, "%stiles %s/%s", cnt[0] ? "small+" : "", moe_tile_name(ty, K), moe_tile_name(ty, N));
         float *y = hnew(T * D);
         get_bf16(y, dy, T * D);
-        compare("moe", shape, path, y, ref, T * D, NMSE_BF16);
+        /* FP8 activations: a bf16 step apart in the down input (the GPU's sums
+         * differ in order) can round to the next e4m3 value. */
+        compare("moe", shape, path, y, ref, T * D, act8 ? 1e-4 : NMSE_BF16);
         free(y);
     }
     dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2, &d3};
@@ -164,7 +192,7 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
     stack_free(&w1);
     stack_free(&w2);
     stack_free(&w3);
-    free(ids), free(rw), free(x), free(y0), free(ref), free(a);
+    free(ids), free(rw), free(x), free(y0), free(ref), free(a), free(xq), free(rows_of);
 }
 
 static void check_moe(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64_t e0, int64_t n_exp, int64_t N, int64_t K,
@@ -556,16 +584,20 @@ int test_model_ops(void) {
     /* FP8 tiles on the warpgroup MMA (K in whole scale blocks; 9.0 only) and by
      * mma.sync on the same shapes: N and D not multiples of 128 (a partial CTA of
      * outputs), partial tiles of rows, a local range, gathered and grouped rows. */
-    for (int mma = 0; mma < 2; mma++) {
-        ctx.opt.moe_tiles_mma = mma;
+    for (int mode = 0; mode < 3; mode++) { /* wgmma, mma.sync, wgmma with FP8 activations */
+        ctx.opt.moe_tiles_mma = mode == 1;
+        ctx.opt.moe_act_fp8 = mode == 2;
         check_moe(FW_WTYPE_FP8, 300, 4, 16, 0, 16, 200, 256, 136);
         check_moe(FW_WTYPE_FP8, 300, 4, 16, 5, 8, 256, 384, 200);
         check_moe(FW_WTYPE_FP8, 700, 4, 16, 0, 16, 384, 128, 256);
     }
-    ctx.opt.moe_tiles_mma = false;
+    ctx.opt.moe_tiles_mma = ctx.opt.moe_act_fp8 = false;
     if (!getenv("FW_TEST_NO_TIMING")) {
         time_moe_matmul();
-        ctx.opt.moe_tiles_mma = true; /* the same by mma.sync, for comparison */
+        ctx.opt.moe_act_fp8 = true; /* with FP8 activations, and by mma.sync, for comparison */
+        time_moe_matmul();
+        ctx.opt.moe_act_fp8 = false;
+        ctx.opt.moe_tiles_mma = true;
         time_moe_matmul();
         ctx.opt.moe_tiles_mma = false;
     }

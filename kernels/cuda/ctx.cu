@@ -74,6 +74,8 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     ctx->opt.moe_gemv_cores = mg && !strcmp(mg, "cores");
     const char *mt = getenv("FURROW_CUDA_MOE_TILES");
     ctx->opt.moe_tiles_mma = mt && !strcmp(mt, "mma");
+    const char *ma = getenv("FURROW_CUDA_MOE_ACT");
+    ctx->opt.moe_act_fp8 = ma && !strcmp(ma, "fp8");
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -756,10 +756,17 @@ static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStr
 /* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
  * weights, wu the up projection's, the same shape and strides), y = silu(x . W^T)
  * * (x . Wu^T), the up tiles finishing in place on the gate tiles' outputs. */
+/* x's rows quantized to FP8 for the tiles (q NULL: none): M rows, scales s. */
+struct moe_xq {
+    const uint8_t *q;
+    const float *s;
+    int64_t M;
+};
+
 template <int WT>
 static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
                               int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
-                              bool tc, bool wgmma, cudaStream_t st) {
+                              bool tc, bool wgmma, const moe_xq &xq, cudaStream_t st) {
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT), T = pl.n_pairs / k;
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
@@ -777,7 +784,7 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
     if constexpr (WT == FW_WTYPE_FP8) {
         if (wgmma && moe_wgmma_fits(x, w, wstride, K) && (!wu || moe_wgmma_fits(x, *wu, wstride, K)))
-            return moe_wgmma_launch(y, x, gather, k, w, wu, wstride, sstride, N, K, pl, st);
+            return moe_wgmma_launch(y, x, xq.q, xq.s, xq.M, gather, k, w, wu, wstride, sstride, N, K, pl, st);
     }
     if constexpr (WT != FW_WTYPE_F32) {
         if (moe_mma_fits<WT>(x, w, wstride, K) && (!wu || moe_mma_fits<WT>(x, *wu, wstride, K))) {
@@ -815,13 +822,29 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     if (pl->n_pairs == 0) return FW_CUDA_OK;
     const bool tc = !ctx->opt.moe_gemv_cores;
     const bool wgmma = ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma; /* sm_90a code only */
+    moe_xq xq = {nullptr, nullptr, 0};
+    if (w0->type == FW_WTYPE_FP8 && wgmma && ctx->opt.moe_act_fp8 && pl->n_pairs > MOE_SMALL && K % FW_FP8_BLOCK == 0) {
+        /* Not while a graph is captured: the scratch cannot grow then (decode takes bf16 tiles). */
+        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+        FW_CUDA_CHECK(ctx, cudaStreamIsCapturing(ctx->stream, &cap));
+        if (cap == cudaStreamCaptureStatusNone) {
+            const int64_t M = gather ? pl->n_pairs / k : pl->n_pairs, KBp = fw_round_up(K / FW_FP8_BLOCK, 4);
+            const size_t qbytes = (size_t)fw_round_up(M * K, 256);
+            void *mem;
+            if (fw_cuda_scratch(ctx, qbytes + (size_t)(KBp * M) * sizeof(float), &mem)) return FW_CUDA_ERR;
+            uint8_t *q = (uint8_t *)mem;
+            float *sc = (float *)(q + qbytes);
+            if (fw_cuda_quant_act(ctx, q, sc, (const bf16 *)x, M, M, K)) return FW_CUDA_ERR;
+            xq = {q, sc, M};
+        }
+    }
     fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
     const fw_wview *pu = wu ? &vu : nullptr;
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
-    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, ctx->stream));
+    if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

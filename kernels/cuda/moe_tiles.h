@@ -63,10 +63,11 @@ __device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int p
 
 /* moe_wgmma.cu: FP8 experts' tiles on the warpgroup MMA (sm_90a; the caller checks
  * the device is 9.0). Fits: K in whole 128-wide scale blocks, rows of W (every
- * expert's) and of x 16-byte aligned. */
+ * expert's) and of x 16-byte aligned. xq (not NULL): x's rows quantized to FP8
+ * per 128 channels (fw_cuda_quant_act of M rows, scales xs), used instead of x. */
 bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K);
-cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
-                             int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
-                             cudaStream_t st);
+cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, const uint8_t *xq, const float *xs, int64_t M, bool gather, int k,
+                             const fw_wview &w, const fw_wview *wu, int64_t wstride, int64_t sstride, int64_t N,
+                             int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st);
 
 #endif

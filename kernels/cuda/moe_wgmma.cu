@@ -39,6 +39,25 @@ __device__ __forceinline__ void wg_w_frag(uint32_t (&a)[4], const uint8_t *ws, i
     fw_fp8x4_to_bf16(q1, a[1], a[3]);
 }
 
+/* The CTA's outputs (acc[m][4 i + q]: output 64 m + 16 warp + g (+ 8 for q >=
+ * 2), row 8 i + 2t (+ 1 for odd q)) as bf16 through shared memory (the ring,
+ * free: the caller waited for its copies and products) to y. */
+__device__ __forceinline__ void wg_store(const float (&acc)[2][32], uint8_t *cs, bf16 *y, int rbeg, int cnt, int64_t n0,
+                                         int64_t N, bool y_vec, bool swiglu) {
+    const int tid = threadIdx.x, warp = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = 8 * i + 2 * t + (q & 1), c = 64 * m + 16 * warp + g + 8 * (q >> 1);
+                *(bf16 *)(cs + r * WG_C_PITCH + 2 * c) = fw_f2bf(acc[m][4 * i + q]);
+            }
+    __syncthreads();
+    moe_tile_store<WG_BN, WG_THREADS>(y, cs, WG_C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu);
+}
+
 __global__ void __launch_bounds__(WG_THREADS, 2)
 moe_wgmma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                  int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
@@ -143,21 +162,125 @@ moe_wgmma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, 
     fw_cp_async_wait<0>();
     __syncthreads(); /* the ring is free for the output tile */
 
-    /* acc[m][4 i + q]: output 64 m + 16 warp + g (+ 8 for q >= 2), row 8 i + 2t (+ 1 for odd q). */
-    uint8_t *cs = sm;
+    wg_store(acc, sm, y, rbeg, cnt, n0, N, y_vec, swiglu);
+#else
+    __trap(); /* built without sm_90a code: the host never launches this */
+#endif
+}
+
+
+/* FP8 activations (DeepSeek's act_quant: per row per 128 channels, fw_cuda_quant_act)
+ * times FP8 weights, both read by the tensor cores from shared memory (e4m3
+ * m64n64k32, twice the bf16 rate, nothing converted): xq rows of K bytes, xs their
+ * scales [K / 128][M] (row fastest). A stage: X 64 rows x 128 bytes, W 128 rows x
+ * 128 bytes (both swizzled), and the 64 rows' scales of the block; the promotion
+ * multiplies by the weight block's scale times each row's. */
+#define WF_X_BYTES (MOE_BM * WG_BK)                  /* 8 KiB */
+#define WF_W_BYTES (WG_BN * WG_BK)                   /* 16 KiB: two m64 blocks of 8 KiB */
+#define WF_STAGE (WF_X_BYTES + WF_W_BYTES + 1024)    /* + the scales (256 bytes), keeping 1024 alignment */
+#define WF_STAGES 4
+#define WF_SMEM (WF_STAGES * WF_STAGE + 1024)
+static_assert(MOE_BM * WG_C_PITCH <= WF_STAGES * WF_STAGE, "the output tile fits in the ring");
+
+__global__ void __launch_bounds__(WG_THREADS, 2)
+moe_wgmma_fp8_kernel(bf16 *__restrict__ y, const uint8_t *__restrict__ xq, const float *__restrict__ xs, int64_t M,
+                     bool gather, int k, fw_wview w0, int64_t wstride, int64_t sstride, int64_t N, int64_t K,
+                     fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
+#if FW_HAVE_WGMMA
+    if ((int)blockIdx.y >= pl.counts[1]) return;
+    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
+    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const int64_t n0 = (int64_t)blockIdx.x * WG_BN;
+    const fw_wview w = moe_expert_view<FW_WTYPE_FP8>(w0, e, wstride, sstride);
+    extern __shared__ __align__(128) uint8_t wf_smem[];
+    const uint32_t raw = fw_smem_addr(wf_smem), pad = (1024 - (raw & 1023)) & 1023;
+    uint8_t *sm = wf_smem + pad;
+    const uint32_t sbase = raw + pad;
+    const int tid = threadIdx.x, t = tid & 3;
+
+    /* Copies: chunk c = tid % 8 of X rows tid / 8 + 16 i and of W rows tid / 8 +
+     * 16 i, at chunk c ^ (row % 8) (the same for all i); thread tid < 64 copies
+     * row tid's scale. Rows past the tile or past N: 0 bytes (zero fill). */
+    const int c = tid & 7, r0 = tid >> 3;
+    const uint32_t sw = (uint32_t)((c ^ (r0 & 7)) << 4);
+    int xrow[MOE_BM / 16];
+#pragma unroll
+    for (int i = 0; i < MOE_BM / 16; i++) {
+        const int r = r0 + 16 * i;
+        xrow[i] = r < cnt ? (gather ? pl.rows[rbeg + r] / k : rbeg + r) : -1;
+    }
+    const int srow_x = tid < cnt ? (gather ? pl.rows[rbeg + tid] / k : rbeg + tid) : -1; /* tid < 64 only */
+    const uint8_t *wsrc = (const uint8_t *)w.data + (n0 + r0) * w.ld + 16 * c;
+    auto load = [&](int st, int kb) {
+        const uint32_t s0 = sbase + st * WF_STAGE;
+        const int64_t k0 = (int64_t)kb * WG_BK;
+#pragma unroll
+        for (int i = 0; i < MOE_BM / 16; i++)
+            fw_cp_async16_at(s0 + (r0 + 16 * i) * 128 + sw, xq + (int64_t)(xrow[i] < 0 ? 0 : xrow[i]) * K + k0 + 16 * c,
+                             xrow[i] < 0 ? 0 : 16);
+#pragma unroll
+        for (int i = 0; i < WG_BN / 16; i++) {
+            const bool in = n0 + r0 + 16 * i < N;
+            fw_cp_async16_at(s0 + WF_X_BYTES + (r0 + 16 * i) * 128 + sw,
+                             in ? wsrc + (int64_t)16 * i * w.ld + k0 : (const uint8_t *)w.data, in ? 16 : 0);
+        }
+        if (tid < MOE_BM)
+            fw_cp_async4_at(s0 + WF_X_BYTES + WF_W_BYTES + 4 * tid, xs + (int64_t)kb * M + (srow_x < 0 ? 0 : srow_x),
+                            srow_x < 0 ? 0 : 4);
+    };
+
+    const int nk = (int)(K / WG_BK);
+#pragma unroll
+    for (int s = 0; s < WF_STAGES - 1; s++) {
+        if (s < nk) load(s, s);
+        fw_cp_async_commit();
+    }
+    const float *wsc = w.scale + (n0 >> 7) * w.scale_ld;
+    float acc[2][32], part[2][32];
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 32; i++) acc[m][i] = 0.0f;
+
+    for (int kb = 0; kb < nk; kb++) {
+        fw_cp_async_wait<WF_STAGES - 2>();
+        fw_wgmma_fence_smem();
+        __syncthreads(); /* block kb is everyone's; kb - 1's stage is free (its products waited for) */
+        if (kb + WF_STAGES - 1 < nk) load((kb + WF_STAGES - 1) % WF_STAGES, kb + WF_STAGES - 1);
+        fw_cp_async_commit();
+        const float sc = __ldg(wsc + kb);
+        const int st = kb % WF_STAGES;
+        const uint32_t xs0 = sbase + st * WF_STAGE, ws0 = xs0 + WF_X_BYTES;
+        fw_wgmma_fence();
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int r = 8 * i + 2 * t + (q & 1), c = 64 * m + 16 * warp + g + 8 * (q >> 1);
-                *(bf16 *)(cs + r * WG_C_PITCH + 2 * c) = fw_f2bf(acc[m][4 * i + q]);
+        for (int j = 0; j < WG_BK / 32; j++) {
+            const uint64_t db = fw_wgmma_desc(xs0 + 32 * j);
+#pragma unroll
+            for (int m = 0; m < 2; m++) fw_wgmma_m64n64k32_e4m3_ss(part[m], fw_wgmma_desc(ws0 + m * 8192 + 32 * j), db, j > 0);
+        }
+        fw_wgmma_commit();
+        /* The row scales this thread's columns need (rows 8 i + 2t, + 1), while the products run. */
+        const float *rs = (const float *)(sm + st * WF_STAGE + WF_X_BYTES + WF_W_BYTES);
+        float s2[8][2];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float2 v = *(const float2 *)(rs + 8 * i + 2 * t);
+            s2[i][0] = sc * v.x, s2[i][1] = sc * v.y;
+        }
+        fw_wgmma_wait<0>();
+#pragma unroll
+        for (int m = 0; m < 2; m++)
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                fw_wgmma_pin(part[m][i]);
+                acc[m][i] = fmaf(s2[i / 4][i & 1], part[m][i], acc[m][i]);
             }
-    __syncthreads();
-    moe_tile_store<WG_BN, WG_THREADS>(y, cs, WG_C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu);
+    }
+    fw_cp_async_wait<0>();
+    __syncthreads(); /* the ring is free for the output tile */
+    wg_store(acc, sm, y, rbeg, cnt, n0, N, y_vec, swiglu);
 #else
-    __trap(); /* built without sm_90a code: the host never launches this */
+    __trap();
 #endif
 }
 
@@ -165,16 +288,23 @@ bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K
     return K % WG_BK == 0 && w.ld % 16 == 0 && wstride % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
 
-/* The gate pass, then with wu the up pass finishing the gate's outputs in place. */
-cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
-                             int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
-                             cudaStream_t st) {
-    cudaError_t err = cudaFuncSetAttribute(moe_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
-    if (err != cudaSuccess) return err;
+/* The gate pass, then with wu the up pass finishing the gate's outputs in place;
+ * bf16 x, or with xq its FP8 rows and scales (M rows). */
+cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, const uint8_t *xq, const float *xs, int64_t M, bool gather, int k,
+                             const fw_wview &w, const fw_wview *wu, int64_t wstride, int64_t sstride, int64_t N,
+                             int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st) {
     const bool y_vec = N % 8 == 0 && fw_ptr_align(y) >= 16;
     dim3 grid((unsigned)fw_ceil_div(N, WG_BN), (unsigned)pl.tile_cap);
-    for (int p = 0; p < (wu ? 2 : 1); p++)
-        moe_wgmma_kernel<<<grid, WG_THREADS, WG_SMEM, st>>>(y, x, gather, k, p ? *wu : w, wstride, sstride, N, K, pl,
-                                                            y_vec, p == 1);
+    cudaError_t err = xq ? cudaFuncSetAttribute(moe_wgmma_fp8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WF_SMEM)
+                         : cudaFuncSetAttribute(moe_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
+    if (err != cudaSuccess) return err;
+    for (int p = 0; p < (wu ? 2 : 1); p++) {
+        if (xq)
+            moe_wgmma_fp8_kernel<<<grid, WG_THREADS, WF_SMEM, st>>>(y, xq, xs, M, gather, k, p ? *wu : w, wstride, sstride,
+                                                                    N, K, pl, y_vec, p == 1);
+        else
+            moe_wgmma_kernel<<<grid, WG_THREADS, WG_SMEM, st>>>(y, x, gather, k, p ? *wu : w, wstride, sstride, N, K, pl,
+                                                                y_vec, p == 1);
+    }
     return cudaGetLastError();
 }

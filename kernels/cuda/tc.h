@@ -21,6 +21,10 @@ __device__ __forceinline__ void fw_cp_async16(void *dst, const void *src, int sr
 __device__ __forceinline__ void fw_cp_async16_at(uint32_t dst, const void *src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
+/* 4 bytes global -> shared (shared-window address), through L1; src_bytes 0: zero. */
+__device__ __forceinline__ void fw_cp_async4_at(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
 __device__ __forceinline__ void fw_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 /* Waits until at most N committed groups are still in flight. */
 template <int N>
