@@ -378,8 +378,8 @@ __global__ void __launch_bounds__(MOE_TILE_THREADS)
 moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                 int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool swiglu) {
     if ((int)blockIdx.y >= pl.counts[1]) return;
-    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
-    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const moe_tile tl = moe_tile_of(pl, blockIdx.y);
+    const int e = tl.e, rbeg = tl.rbeg, cnt = tl.cnt;
     const int64_t n0 = (int64_t)blockIdx.x * MOE_BN;
     const fw_wview w = moe_expert_view<WT>(w0, e, wstride, sstride);
     __shared__ __align__(32) bf16 As[MOE_BM][MOE_BK + 8];
@@ -576,8 +576,8 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     constexpr int A_RPP = MOE_MMA_THREADS / A_CPR, B_RPP = MOE_MMA_THREADS / B_CPR;  /* rows per pass */
     constexpr int A_IT = MOE_BM / A_RPP, B_IT = MOE_MMA_BN / B_RPP;
     if ((int)blockIdx.y >= pl.counts[1]) return;
-    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
-    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const moe_tile tl = moe_tile_of(pl, blockIdx.y);
+    const int e = tl.e, rbeg = tl.rbeg, cnt = tl.cnt;
     const int64_t n0 = (int64_t)blockIdx.x * MOE_MMA_BN;
     const fw_wview w = moe_expert_view<WT>(w0, e, wstride, sstride);
     extern __shared__ __align__(128) uint8_t moe_sm[];
@@ -755,7 +755,9 @@ static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStr
 
 /* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
  * weights, wu the up projection's, the same shape and strides), y = silu(x . W^T)
- * * (x . Wu^T), the up tiles finishing in place on the gate tiles' outputs. */
+ * * (x . Wu^T), the up tiles finishing in place on the gate tiles' outputs.
+ * wgmma: the tiles go to moe_wgmma.cu (moe_launch checked device and shapes),
+ * with x's FP8 rows where xq has them. */
 /* x's rows quantized to FP8 for the tiles (q NULL: none): M rows, scales s. */
 struct moe_xq {
     const uint8_t *q;
@@ -783,7 +785,7 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
     if constexpr (WT == FW_WTYPE_FP8) {
-        if (wgmma && moe_wgmma_fits(x, w, wstride, K) && (!wu || moe_wgmma_fits(x, *wu, wstride, K)))
+        if (wgmma) /* moe_launch checked the device and the shapes */
             return moe_wgmma_launch(y, x, xq.q, xq.s, xq.M, gather, k, w, wu, wstride, sstride, N, K, pl, st);
     }
     if constexpr (WT != FW_WTYPE_F32) {
@@ -821,9 +823,15 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     const int64_t N = w0->rows, K = w0->cols;
     if (pl->n_pairs == 0) return FW_CUDA_OK;
     const bool tc = !ctx->opt.moe_gemv_cores;
-    const bool wgmma = ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma; /* sm_90a code only */
+    fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
+    const fw_wview *pu = wu ? &vu : nullptr;
+    const bf16 *xb = (const bf16 *)x;
+    bf16 *yb = (bf16 *)y;
+    /* FP8 tiles on the warpgroup MMA: 9.0 (sm_90a code only) and shapes it takes. */
+    const bool wgmma = w0->type == FW_WTYPE_FP8 && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma &&
+                       moe_wgmma_fits(xb, v, wstride, K) && (!wu || moe_wgmma_fits(xb, vu, wstride, K));
     moe_xq xq = {nullptr, nullptr, 0};
-    if (w0->type == FW_WTYPE_FP8 && wgmma && ctx->opt.moe_act_fp8 && pl->n_pairs > MOE_SMALL && K % FW_FP8_BLOCK == 0) {
+    if (wgmma && ctx->opt.moe_act_fp8 && pl->n_pairs > MOE_SMALL) {
         /* Not while a graph is captured: the scratch cannot grow then (decode takes bf16 tiles). */
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
         FW_CUDA_CHECK(ctx, cudaStreamIsCapturing(ctx->stream, &cap));
@@ -834,14 +842,10 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
             if (fw_cuda_scratch(ctx, qbytes + (size_t)(KBp * M) * sizeof(float), &mem)) return FW_CUDA_ERR;
             uint8_t *q = (uint8_t *)mem;
             float *sc = (float *)(q + qbytes);
-            if (fw_cuda_quant_act(ctx, q, sc, (const bf16 *)x, M, M, K)) return FW_CUDA_ERR;
+            if (fw_cuda_quant_act(ctx, q, sc, xb, M, M, K)) return FW_CUDA_ERR;
             xq = {q, sc, M};
         }
     }
-    fw_wview v = fw_wview_of(w0), vu = wu ? fw_wview_of(wu) : v;
-    const fw_wview *pu = wu ? &vu : nullptr;
-    const bf16 *xb = (const bf16 *)x;
-    bf16 *yb = (bf16 *)y;
     if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));

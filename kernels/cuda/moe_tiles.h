@@ -18,10 +18,25 @@ __device__ __forceinline__ fw_wview moe_expert_view(fw_wview w, int e, int64_t w
     return w;
 }
 
-/* The input row of grouped row r: the pair's token row (gather) or row r itself. */
+/* The plan's tile t: its expert, first grouped row and row count (at most MOE_BM). */
+struct moe_tile {
+    int e, rbeg, cnt;
+};
+__device__ __forceinline__ moe_tile moe_tile_of(const fw_cuda_moe_plan &pl, int t) {
+    moe_tile tl;
+    tl.e = pl.tiles[2 * t];
+    tl.rbeg = pl.offsets[tl.e] + pl.tiles[2 * t + 1];
+    tl.cnt = min(MOE_BM, pl.offsets[tl.e + 1] - tl.rbeg);
+    return tl;
+}
+
+/* The input row index of grouped row r: the pair's token row (gather) or r itself. */
+__device__ __forceinline__ int moe_x_index(const int32_t *rows, bool gather, int k, int r) {
+    return gather ? rows[r] / k : r;
+}
 __device__ __forceinline__ const bf16 *moe_x_row(const bf16 *x, const int32_t *rows, bool gather, int k, int r,
                                                  int64_t K) {
-    return x + (int64_t)(gather ? rows[r] / k : r) * K;
+    return x + (int64_t)moe_x_index(rows, gather, k, r) * K;
 }
 
 /* A tile's outputs staged as bf16 in shared memory (cs: [row][BN outputs], pitch

@@ -70,8 +70,8 @@ moe_wgmma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, 
                  int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
 #if FW_HAVE_WGMMA
     if ((int)blockIdx.y >= pl.counts[1]) return;
-    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
-    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const moe_tile tl = moe_tile_of(pl, blockIdx.y);
+    const int e = tl.e, rbeg = tl.rbeg, cnt = tl.cnt;
     const int64_t n0 = (int64_t)blockIdx.x * WG_BN;
     const fw_wview w = moe_expert_view<FW_WTYPE_FP8>(w0, e, wstride, sstride);
     extern __shared__ __align__(128) uint8_t wg_smem[];
@@ -90,7 +90,7 @@ moe_wgmma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, 
 #pragma unroll
     for (int i = 0; i < MOE_BM / 8; i++) {
         const int r = xr + 8 * i;
-        xrow[i] = r < cnt ? (gather ? pl.rows[rbeg + r] / k : rbeg + r) : -1;
+        xrow[i] = r < cnt ? moe_x_index(pl.rows, gather, k, rbeg + r) : -1;
     }
     const uint8_t *wsrc = (const uint8_t *)w.data + (n0 + wr) * w.ld + 16 * wc;
     auto load = [&](int st, int kb) {
@@ -195,8 +195,8 @@ moe_wgmma_fp8_kernel(bf16 *__restrict__ y, const uint8_t *__restrict__ xq, const
                      fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
 #if FW_HAVE_WGMMA
     if ((int)blockIdx.y >= pl.counts[1]) return;
-    const int e = pl.tiles[2 * blockIdx.y], rbeg = pl.offsets[e] + pl.tiles[2 * blockIdx.y + 1];
-    const int cnt = min(MOE_BM, pl.offsets[e + 1] - rbeg);
+    const moe_tile tl = moe_tile_of(pl, blockIdx.y);
+    const int e = tl.e, rbeg = tl.rbeg, cnt = tl.cnt;
     const int64_t n0 = (int64_t)blockIdx.x * WG_BN;
     const fw_wview w = moe_expert_view<FW_WTYPE_FP8>(w0, e, wstride, sstride);
     extern __shared__ __align__(128) uint8_t wf_smem[];
@@ -214,9 +214,9 @@ moe_wgmma_fp8_kernel(bf16 *__restrict__ y, const uint8_t *__restrict__ xq, const
 #pragma unroll
     for (int i = 0; i < MOE_BM / 16; i++) {
         const int r = r0 + 16 * i;
-        xrow[i] = r < cnt ? (gather ? pl.rows[rbeg + r] / k : rbeg + r) : -1;
+        xrow[i] = r < cnt ? moe_x_index(pl.rows, gather, k, rbeg + r) : -1;
     }
-    const int srow_x = tid < cnt ? (gather ? pl.rows[rbeg + tid] / k : rbeg + tid) : -1; /* tid < 64 only */
+    const int srow_x = tid < cnt ? moe_x_index(pl.rows, gather, k, rbeg + tid) : -1; /* tid < 64 only */
     const uint8_t *wsrc = (const uint8_t *)w.data + (n0 + r0) * w.ld + 16 * c;
     auto load = [&](int st, int kb) {
         const uint32_t s0 = sbase + st * WF_STAGE;
