@@ -501,10 +501,13 @@ static void check_attn_flash(int64_t T, int64_t S, int64_t H, int64_t d1, int64_
     fw_cuda_attn_kv kv = mla ? (fw_cuda_attn_kv){px, pl + C, px + d1, d1, d2, dv, H * (d1 + dv), d1 + dv, W, 0,
                                                  H * (d1 + dv), d1 + dv}
                              : (fw_cuda_attn_kv){px, px + d1, pl, d1, d2, dv, H * dqk, dqk, H * dqk, dqk, H * dv, dv};
+    ctx.last_flash_path = NULL;
     if (op_ok(fw_cuda_attn_flash(&ctx, dp(dout), dp(dq), &kv, T, S, H, scale), "attn_flash")) {
+        char path[64];
+        snprintf(path, sizeof path, "%s, %s", ctx.last_flash_path ? ctx.last_flash_path : "?",
+                 d1 % 8 || d2 % 8 || dv % 8 ? "scalar loads" : "cp.async");
         get_bf16(y, dout, T * H * dv);
-        compare("attn_flash", shape, d1 % 8 || d2 % 8 || dv % 8 ? "scalar loads" : "cp.async", y, ref, T * H * dv,
-                NMSE_BF16);
+        compare("attn_flash", shape, path, y, ref, T * H * dv, NMSE_BF16);
     }
     dbuf *all[] = {&dq, &dkvx, &dlat, &dout};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "attn_flash", shape), dfree(all[i]);
@@ -513,7 +516,7 @@ static void check_attn_flash(int64_t T, int64_t S, int64_t H, int64_t d1, int64_
 
 /* Informational: the fused attention at DeepSeek-V3's prefill shape (T = S,
  * 128 heads, q.k 128 + 64, v 128), TFLOP/s of the causal half. */
-static void time_attn_flash(int64_t T, int64_t H) {
+static void time_attn_flash(int64_t T, int64_t H, bool mma) {
     const int64_t d1 = 128, d2 = 64, dv = 128, W = 576, S = T;
     float *q = hrand_bf16(T * H * (d1 + d2), 1.0f), *kvx = hrand_bf16(S * H * (d1 + dv), 1.0f), *lat = hrand_bf16(S * W, 1.0f);
     dbuf dq = dbf16(q, T * H * (d1 + d2)), dkvx = dbf16(kvx, S * H * (d1 + dv)), dlat = dbf16(lat, S * W);
@@ -524,6 +527,7 @@ static void time_attn_flash(int64_t T, int64_t H) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     float best = 1e30f;
+    ctx.opt.flash_mma = mma;
     for (int it = 0; it < 6; it++) {
         cudaEventRecord(e0, ctx.stream);
         int st = fw_cuda_attn_flash(&ctx, dp(dout), dp(dq), &kv, T, S, H, 0.07f);
@@ -536,7 +540,10 @@ static void time_attn_flash(int64_t T, int64_t H) {
         if (it > 0 && ms < best) best = ms;
     }
     const double fl = 2.0 * (double)H * (double)T * (double)(T + 1) / 2 * (double)(d1 + d2 + dv);
-    if (best < 1e30f) printf("bench attn_flash T%lld H%lld causal: %.3f ms, %.0f TFLOP/s\n", (long long)T, (long long)H, best, fl / best / 1e9);
+    if (best < 1e30f)
+        printf("bench attn_flash T%lld H%lld causal, %s: %.3f ms, %.0f TFLOP/s\n", (long long)T, (long long)H,
+               ctx.last_flash_path, best, fl / best / 1e9);
+    ctx.opt.flash_mma = false;
     cudaEventDestroy(e0), cudaEventDestroy(e1);
     dfree(&dq), dfree(&dkvx), dfree(&dlat), dfree(&dout);
 }
@@ -648,20 +655,33 @@ int test_model_ops(void) {
         check_moe_routes((fw_wtype)ty, 1, 4, 16, 0, 16, 200, 136, 96, true);
         check_moe_routes((fw_wtype)ty, 2, 4, 16, 0, 16, 200, 136, 96, true);
     }
-    /* amp: query scale; 1 gives near-uniform softmax, 12 peaked rows whose maximum moves between key tiles. */
+    /* amp: query scale; 1 gives near-uniform softmax, 12 peaked rows whose maximum
+     * moves between key tiles. Each on the warpgroup-MMA kernel (9.0: the default
+     * where it has an instance) and on mma.sync. */
     const float amps[] = {1.0f, 12.0f};
-    for (int i = 0; i < 2; i++) {
-        const float a = amps[i];
-        check_attn_flash(1, 1, 2, 16, 8, 16, false, a);
-        check_attn_flash(37, 50, 3, 16, 8, 16, false, a);     /* queries are the last 37 of 50 positions */
-        check_attn_flash(37, 50, 3, 20, 4, 12, true, a);      /* widths not in 16-byte pieces: plain loads */
-        check_attn_flash(200, 200, 4, 128, 64, 128, true, a); /* DeepSeek-V3 head widths, partial tiles */
-        check_attn_flash(130, 300, 2, 128, 64, 128, true, a); /* a chunk after 170 cached positions */
-        check_attn_flash(64, 64, 3, 32, 16, 32, true, a);     /* the golden tiny model's widths, one tile */
-        check_attn_flash(90, 90, 4, 32, 16, 32, true, a);     /* the same over two query blocks and key tiles */
-        check_attn_flash(100, 100, 2, 200, 48, 96, false, a); /* the widest q.k instance */
+    for (int mma = 0; mma < 2; mma++) {
+        ctx.opt.flash_mma = mma;
+        for (int i = 0; i < 2; i++) {
+            const float a = amps[i];
+            check_attn_flash(1, 1, 2, 16, 8, 16, false, a);
+            check_attn_flash(37, 50, 3, 16, 8, 16, false, a);     /* queries are the last 37 of 50 positions */
+            check_attn_flash(37, 50, 3, 20, 4, 12, true, a);      /* widths not in 16-byte pieces: plain loads */
+            check_attn_flash(200, 200, 4, 128, 64, 128, true, a); /* DeepSeek-V3 head widths, partial tiles */
+            check_attn_flash(130, 300, 2, 128, 64, 128, true, a); /* a chunk after 170 cached positions */
+            check_attn_flash(192, 192, 2, 128, 64, 128, true, a); /* a query block's second half past T */
+            check_attn_flash(256, 700, 2, 128, 64, 128, true, a); /* 11 key tiles: the load ring wraps */
+            check_attn_flash(64, 64, 3, 32, 16, 32, true, a);     /* the golden tiny model's widths, one tile */
+            check_attn_flash(90, 90, 4, 32, 16, 32, true, a);     /* the same over two query blocks and key tiles */
+            check_attn_flash(150, 150, 2, 96, 32, 128, false, a); /* q.k 128 */
+            check_attn_flash(70, 70, 2, 48, 16, 96, false, a);    /* q.k 64 with v 96: the 128 instance */
+            check_attn_flash(100, 100, 2, 200, 48, 96, false, a); /* the widest q.k instance (mma.sync) */
+        }
     }
-    if (!getenv("FW_TEST_NO_TIMING")) time_attn_flash(4096, 128);
+    ctx.opt.flash_mma = false;
+    if (!getenv("FW_TEST_NO_TIMING")) {
+        time_attn_flash(4096, 128, false);
+        time_attn_flash(4096, 128, true);
+    }
     check_rmsnorm_ld();
     return check_failures_;
 }

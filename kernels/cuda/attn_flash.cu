@@ -10,7 +10,7 @@
  * A key has two parts (MLA: k_nope from the kv_b expansion, one per head, and
  * k_pe from the latent cache, shared by the heads); head dims are padded with
  * zeros to the kernel's DQ (q . k) and DV (v), instantiated for 64..256 and 64..128. */
-#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/attn_flash.h"
 #include "kernels/cuda/tc.h"
 
 #include <math.h>
@@ -18,14 +18,6 @@
 #define FA_BM 64
 #define FA_BN 64
 #define FA_THREADS 128
-
-struct fa_args {
-    bf16 *o;
-    const bf16 *q;
-    fw_cuda_attn_kv kv;
-    int64_t T, S, H, q_ts, o_ts;
-    float scale_log2; /* softmax scale * log2(e): exp2 of scaled differences */
-};
 
 /* A row of a tile (D values) from up to two sources (d1 values at p1, then d2 at
  * p2), zeros past them and for rows outside the matrix (p1 == NULL); threads
@@ -253,6 +245,13 @@ extern "C" int fw_cuda_attn_flash(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q
     const bool vec = kv->d1 % 8 == 0 && kv->d2 % 8 == 0 && kv->dv % 8 == 0 && al16(q, dqk) &&
                      al16(kv->k1, kv->k1_ss) && al16(kv->k1, kv->k1_hs) && al16(kv->v, kv->v_ss) &&
                      al16(kv->v, kv->v_hs) && (kv->d2 == 0 || (al16(kv->k2, kv->k2_ss) && al16(kv->k2, kv->k2_hs)));
+    /* Hopper: the warpgroup-MMA kernel (attn_flash_wgmma.cu) where it has an instance. */
+    if (vec && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.flash_mma && dqk <= 192 && (uintptr_t)o % 4 == 0) {
+        ctx->last_flash_path = "wgmma";
+        const int dq = dqk <= 64 && kv->dv <= 64 ? 64 : dqk <= 128 ? 128 : 192;
+        return fw_cuda_attn_flash_wgmma(ctx, a, dq, dq == 64 ? 64 : 128);
+    }
+    ctx->last_flash_path = "mma.sync";
     if (dqk <= 64 && kv->dv <= 64) return fa_launch<64, 64>(ctx, a, vec);
     if (dqk <= 128 && kv->dv <= 128) return fa_launch<128, 128>(ctx, a, vec);
     if (dqk <= 192) return fa_launch<192, 128>(ctx, a, vec);

@@ -68,6 +68,8 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     if (slices && *slices) ctx->opt.gemv_max_slices = atoi(slices);
     const char *fp = getenv("FURROW_CUDA_FLASH_P");
     ctx->opt.flash_bf16_p = fp && !strcmp(fp, "bf16");
+    const char *fl = getenv("FURROW_CUDA_FLASH");
+    ctx->opt.flash_mma = fl && !strcmp(fl, "mma");
     const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
     ctx->opt.mla_cuda_cores = mla && !strcmp(mla, "cores");
     const char *mg = getenv("FURROW_CUDA_MOE_GEMV");

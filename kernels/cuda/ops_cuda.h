@@ -67,6 +67,7 @@ typedef struct fw_cuda_opts {
     bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant
                           * and DeepGEMM (FURROW_CUDA_MOE_ACT=fp8); not inside graph capture; default: exact bf16 */
     bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
+    bool flash_mma;      /* prefill attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_FLASH=mma) */
 } fw_cuda_opts;
 
 /* One per device and stream; not shared between host threads. */
@@ -86,6 +87,7 @@ typedef struct fw_cuda_ctx {
     fw_cuda_opts opt;
     fw_cuda_mm_path last_mm_path;
     const char *last_mla_path; /* which ran last (fw_cuda_mla_decode) */
+    const char *last_flash_path; /* which ran last (fw_cuda_attn_flash) */
     char err[1024];
 } fw_cuda_ctx;
 

@@ -71,15 +71,18 @@ __device__ __forceinline__ void fw_wgmma_pin(uint32_t &r) { asm volatile("" : "+
         "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
 /* d (64 x 64, fp32) = a (64 x 16 bf16, registers) . B (16 x 64 bf16 at descriptor b)
- * + (acc ? d : 0). */
+ * + (acc ? d : 0). TRANS_B 1: B is "MN-major" instead, each of its 16 K rows 64
+ * contiguous N values (one 128-byte swizzled row; rows 8 .. 15 at the next 1024
+ * bytes), as a row-major V tile is for O += P V. */
+template <int TRANS_B = 0>
 __device__ __forceinline__ void fw_wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, bool acc) {
 #if FW_HAVE_WGMMA
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
                  FW_WGMMA_D32_REGS ", "
-                 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
                  : FW_WGMMA_D32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)acc));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)acc), "n"(TRANS_B));
 #else
     (void)d, (void)a, (void)b, (void)acc;
 #endif
