@@ -16,6 +16,7 @@
  *
  * Measured: see the README's table (T 4096, DeepSeek-V3's 128 heads). */
 #include "kernels/cuda/attn_flash.h"
+#include "kernels/cuda/barrier.h"
 #include "kernels/cuda/tc.h"
 #include "kernels/cuda/wgmma.h"
 
@@ -24,19 +25,18 @@
 #define FW_BN 64                 /* keys a tile */
 #define FW_BM 128                /* queries a CTA: two warpgroups of 64 */
 #define FW_THREADS 256
-#define FW_STAGES 4              /* tiles j + 1, j + 2 load while j's K and j - 1's V are read */
-#define FW_LOOK (FW_STAGES - 2)  /* tiles loaded ahead */
+#define FW_STAGES 5              /* the K/V ring */
+#define FW_LOOK 3                /* tiles loaded ahead: at the end of tile j's softmax, tile j + 3 */
 #define FW_PANEL (FW_BN * 128)   /* 64 values of each of a tile's rows: FW_BN swizzled rows of 128 bytes */
 
 template <int DQ, int DV>
 struct fw_fa_layout {
-    static constexpr int QP = DQ + 8;                  /* Q rows padded: ldmatrix's 8 rows in distinct banks */
-    static constexpr int Q_BYTES = FW_BM * QP * 2;
     static constexpr int K_BYTES = DQ / 64 * FW_PANEL; /* [DQ / 64 panels][FW_BN keys][128 bytes] */
     static constexpr int V_BYTES = DV / 64 * FW_PANEL;
     static constexpr int STAGE = K_BYTES + V_BYTES;
-    static constexpr int SMEM = Q_BYTES + FW_STAGES * STAGE + 1024; /* + room to align to 1024 */
-    static_assert(DQ % 64 == 0 && DV % 64 == 0 && Q_BYTES % 1024 == 0, "panels stay 1024-byte aligned");
+    static constexpr int BARS = FW_STAGES * STAGE;                  /* full[FW_STAGES], empty[FW_STAGES]: mbarriers */
+    static constexpr int SMEM = BARS + 16 * FW_STAGES + 1024;       /* + room to align to 1024 */
+    static_assert(DQ % 64 == 0 && DV % 64 == 0, "panels stay 1024-byte aligned");
     static_assert(SMEM <= 227 * 1024, "fits an SM's shared memory");
 };
 
@@ -77,9 +77,9 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
     using L = fw_fa_layout<DQ, DV>;
     constexpr int KQ = DQ / 16, NV = DV / 64, KV = FW_BN / 16;
     extern __shared__ __align__(128) uint8_t fw_fa_smem[];
-    const uint32_t raw = fw_smem_addr(fw_fa_smem), qs = raw + ((1024 - (raw & 1023)) & 1023), ring = qs + L::Q_BYTES;
+    const uint32_t raw = fw_smem_addr(fw_fa_smem), ring = raw + ((1024 - (raw & 1023)) & 1023);
+    const uint32_t full = ring + L::BARS, empty = full + 8 * FW_STAGES; /* mbarriers of stage st at + 8 st */
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int mi = lane >> 3, mr = lane & 7; /* ldmatrix: which matrix this lane addresses, which row */
     const int64_t h = blockIdx.y, dqk = a.kv.d1 + a.kv.d2;
     const int64_t q0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * FW_BM; /* the longest rows first */
     const int64_t off = a.S - a.T;                                    /* query t sits at position off + t */
@@ -89,21 +89,39 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
      * products stay in uniform control flow, which wgmma needs to overlap. */
     const int64_t wq0 = q0 + 64 * wg;
 
-    /* Q: FW_BM padded rows, zeros past T and past dqk; with tile 0 in group 0. */
-#pragma unroll
-    for (int i = 0; i < FW_BM * DQ / 8 / FW_THREADS; i++) {
-        const int p = tid + i * FW_THREADS, r = p / (DQ / 8), c = p % (DQ / 8);
-        const int64_t t = q0 + r;
-        const bool in = t < a.T && 8 * c < dqk;
-        fw_cp_async16_at(qs + r * L::QP * 2 + 16 * c, in ? a.q + t * a.q_ts + h * dqk + 8 * c : a.q, in ? 16 : 0);
+    /* Stage st holds tiles st, st + FW_STAGES, ...: full[st] completes a phase
+     * when every thread's copies of its tile have landed, empty[st] when every
+     * thread is done reading it. */
+    if (tid == 0) {
+        for (int st = 0; st < FW_STAGES; st++) fw_mbar_init(full + 8 * st, FW_THREADS), fw_mbar_init(empty + 8 * st, FW_THREADS);
     }
+    __syncthreads();
+    auto stage = [&](int j) { return ring + (uint32_t)(j % FW_STAGES) * L::STAGE; };
+    auto load = [&](int j) { /* this thread's copies of tile j, once its stage is free */
+        if (j >= FW_STAGES) fw_mbar_wait(empty + 8 * (j % FW_STAGES), (uint32_t)(j / FW_STAGES - 1) & 1);
+        fw_fa_load_kv<DQ, DV>(stage(j), a, h, (int64_t)j * FW_BN);
+        fw_mbar_arrive_cp_async(full + 8 * (j % FW_STAGES));
+    };
 #pragma unroll
-    for (int j = 0; j < FW_LOOK; j++) {
-        if (j < ntiles) fw_fa_load_kv<DQ, DV>(ring + j * L::STAGE, a, h, (int64_t)j * FW_BN);
-        fw_cp_async_commit();
-    }
+    for (int j = 0; j < FW_LOOK; j++)
+        if (j < ntiles) load(j);
 
+    /* Q straight into the A fragments (read once): rows g, g + 8 of this warp,
+     * zeros past T and past dqk (whole 16-byte pieces, so pairs are in or out). */
     uint32_t qf[KQ][4], pa[KV][4] = {}, pl[KV][4] = {};
+    {
+        const int64_t t0 = wq0 + 16 * warp + g;
+        const uint32_t *r0 = t0 < a.T ? (const uint32_t *)(a.q + t0 * a.q_ts + h * dqk) : nullptr;
+        const uint32_t *r1 = t0 + 8 < a.T ? (const uint32_t *)(a.q + (t0 + 8) * a.q_ts + h * dqk) : nullptr;
+#pragma unroll
+        for (int kt = 0; kt < KQ; kt++) {
+            const int c0 = 16 * kt + 2 * t4, c1 = c0 + 8;
+            qf[kt][0] = r0 && c0 < dqk ? __ldg(r0 + c0 / 2) : 0u;
+            qf[kt][1] = r1 && c0 < dqk ? __ldg(r1 + c0 / 2) : 0u;
+            qf[kt][2] = r0 && c1 < dqk ? __ldg(r0 + c1 / 2) : 0u;
+            qf[kt][3] = r1 && c1 < dqk ? __ldg(r1 + c1 / 2) : 0u;
+        }
+    }
     float o[NV][32], s[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int c = 0; c < NV; c++)
@@ -162,8 +180,7 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             }
     };
 
-    /* Tile j's K and V stages; its products: S = Q K^T, O += P V (P: this tile's). */
-    auto stage = [&](int j) { return ring + (uint32_t)(j % FW_STAGES) * L::STAGE; };
+    /* Tile j's products: S = Q K^T, O += P V (P: this tile's). */
     auto issue_s = [&](int j) {
         const uint32_t ks = stage(j);
 #pragma unroll
@@ -183,15 +200,16 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             }
         fw_wgmma_commit();
     };
-    /* Waits for tile j's copies, publishes them, and starts tile j + FW_LOOK's,
-     * into the stage of tile j - 2, which every thread is done with by then. */
-    auto next_tile = [&](int j) {
-        fw_cp_async_wait<FW_LOOK - 1>();
+    /* Waits for tile j's copies (everyone's) and makes them visible to the tensor cores. */
+    auto wait_tile = [&](int j) {
+        fw_mbar_wait(full + 8 * (j % FW_STAGES), (uint32_t)(j / FW_STAGES) & 1);
         fw_wgmma_fence_smem();
-        __syncthreads();
-        if (j + FW_LOOK < ntiles) fw_fa_load_kv<DQ, DV>(stage(j + FW_LOOK), a, h, (int64_t)(j + FW_LOOK) * FW_BN);
-        fw_cp_async_commit();
     };
+    /* The two warpgroups take turns issuing products (FlashAttention-3's
+     * ping-pong): one's softmax runs while the other's products do. Named
+     * barrier 1 + w: warpgroup w's turn. */
+    auto my_turn = [&]() { fw_bar_sync(1 + wg, FW_THREADS); };
+    auto your_turn = [&]() { fw_bar_arrive(1 + (wg ^ 1), FW_THREADS); };
     auto pin_s = [&]() {
 #pragma unroll
         for (int i = 0; i < 32; i++) fw_wgmma_pin(s[i]);
@@ -214,37 +232,46 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             }
     };
 
-    /* Tile 0: S_0 alone. Then tile j: S_j with P_{j-1} V_{j-1}. Then the last P V. */
-    next_tile(0);
-#pragma unroll
-    for (int kt = 0; kt < KQ; kt++)
-        fw_ldmatrix_x4(qf[kt], qs + (uint32_t)((64 * wg + 16 * warp + (mi & 1) * 8 + mr) * L::QP * 2 +
-                                               (kt * 16 + (mi >> 1) * 8) * 2));
+    /* Tile 0: S_0 alone. Then tile j: S_j with P_{j-1} V_{j-1}. Then the last
+     * P V. After each softmax, tile j - 1's stage is released and this thread's
+     * copies of tile j + FW_LOOK start. The second warpgroup gives the first
+     * the first turn, and takes no turn after its last. */
+    if (wg == 1) your_turn();
+    wait_tile(0);
+    my_turn();
     fw_wgmma_fence();
     issue_s(0);
+    your_turn();
     fw_wgmma_wait<0>();
     pin_s();
     float alpha[2];
     softmax(0, alpha);
     to_p();
+    if (FW_LOOK < ntiles) load(FW_LOOK);
     for (int j = 1; j < ntiles; j++) {
-        next_tile(j);
+        wait_tile(j);
+        my_turn();
         fw_wgmma_fence();
         issue_s(j);
         issue_pv(j - 1);
+        your_turn();
         fw_wgmma_wait<1>(); /* S_j is done; P_{j-1} V_{j-1} may still run */
         pin_s();
         softmax(j, alpha);
-        fw_wgmma_wait<0>(); /* P_{j-1} V_{j-1} is in O; its P registers are free */
+        fw_wgmma_wait<0>(); /* P_{j-1} V_{j-1} is in O; its P registers and tile j - 1 are free */
         pin_pv();
+        fw_mbar_arrive(empty + 8 * ((j - 1) % FW_STAGES));
 #pragma unroll
         for (int c = 0; c < NV; c++)
 #pragma unroll
             for (int i = 0; i < 32; i++) o[c][i] *= alpha[(i >> 1) & 1]; /* s[4 i + q]: row g + 8 for q >= 2 */
         to_p();
+        if (j + FW_LOOK < ntiles) load(j + FW_LOOK);
     }
+    my_turn();
     fw_wgmma_fence();
     issue_pv(ntiles - 1);
+    if (wg == 0) your_turn();
     fw_wgmma_wait<0>();
     pin_pv();
 
