@@ -71,6 +71,14 @@ __device__ __forceinline__ void fw_fa_load_kv(uint32_t st, const fa_args &a, int
     }
 }
 
+/* 2^x by the SFU alone (denormal results flush to zero: weights below 2^-126
+ * of a row's largest, nothing the bf16 output could show). */
+__device__ __forceinline__ float fw_fa_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 template <int DQ, int DV, bool PSPLIT>
 __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args a) {
 #if FW_HAVE_WGMMA
@@ -151,13 +159,13 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = fmaxf(m[rr], mx * a.scale_log2);
-            alpha[rr] = exp2f(m[rr] - m_new);
+            alpha[rr] = fw_fa_exp2(m[rr] - m_new);
             float sum = 0.0f;
 #pragma unroll
             for (int i = 0; i < FW_BN / 8; i++)
 #pragma unroll
                 for (int c = 2 * rr; c < 2 * rr + 2; c++) {
-                    const float p = exp2f(s[4 * i + c] * a.scale_log2 - m_new);
+                    const float p = fw_fa_exp2(s[4 * i + c] * a.scale_log2 - m_new);
                     s[4 * i + c] = p;
                     sum += p;
                 }
@@ -261,10 +269,13 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
         fw_wgmma_wait<0>(); /* P_{j-1} V_{j-1} is in O; its P registers and tile j - 1 are free */
         pin_pv();
         fw_mbar_arrive(empty + 8 * ((j - 1) % FW_STAGES));
+        /* Rescale O only where a row's maximum moved: after the first tiles, rarely. */
+        if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-        for (int c = 0; c < NV; c++)
+            for (int c = 0; c < NV; c++)
 #pragma unroll
-            for (int i = 0; i < 32; i++) o[c][i] *= alpha[(i >> 1) & 1]; /* s[4 i + q]: row g + 8 for q >= 2 */
+                for (int i = 0; i < 32; i++) o[c][i] *= alpha[(i >> 1) & 1]; /* s[4 i + q]: row g + 8 for q >= 2 */
+        }
         to_p();
         if (j + FW_LOOK < ntiles) load(j + FW_LOOK);
     }
