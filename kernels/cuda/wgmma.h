@@ -32,6 +32,13 @@ __device__ __forceinline__ uint64_t fw_wgmma_desc(uint32_t addr) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
 
+/* The same for an MN-major operand wider than 64: its 64-wide column blocks
+ * (each 128-byte swizzled rows, 1024 bytes a group of 8 K rows) `lbo` bytes apart. */
+__device__ __forceinline__ uint64_t fw_wgmma_desc_mn(uint32_t addr, uint32_t lbo) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
 __device__ __forceinline__ void fw_wgmma_fence() {
 #if FW_HAVE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
@@ -85,6 +92,25 @@ __device__ __forceinline__ void fw_wgmma_m64n64k16_rs(float (&d)[32], const uint
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)acc), "n"(TRANS_B));
 #else
     (void)d, (void)a, (void)b, (void)acc;
+#endif
+}
+
+/* d (64 x 128, fp32, as two 64 x 64 halves d0 | d1) = a (64 x 16 bf16, registers)
+ * . B (16 x 128 bf16 at descriptor b) + (acc ? d : 0); B MN-major (TRANS_B 1),
+ * its two 64-wide halves `lbo` bytes apart (fw_wgmma_desc_mn). */
+#define FW_WGMMA_D64_REGS "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+template <int TRANS_B>
+__device__ __forceinline__ void fw_wgmma_m64n128k16_rs(float (&d0)[32], float (&d1)[32], const uint32_t (&a)[4], uint64_t b,
+                                                       bool acc) {
+#if FW_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                 FW_WGMMA_D64_REGS ", "
+                 "{%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : FW_WGMMA_D32(d0), FW_WGMMA_D32(d1)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)acc), "n"(TRANS_B));
+#else
+    (void)d0, (void)d1, (void)a, (void)b, (void)acc;
 #endif
 }
 
