@@ -32,12 +32,13 @@ FW_CUDA_SRCS = \
 	kernels/cuda/fp8_quant.cu \
 	kernels/cuda/mla.cu \
 	kernels/cuda/mla_decode.cu \
+	kernels/cuda/mla_decode_wgmma.cu \
 	kernels/cuda/attn_flash.cu \
 	kernels/cuda/attn_flash_wgmma.cu \
 	kernels/cuda/moe.cu \
 	kernels/cuda/moe_wgmma.cu
 FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h kernels/cuda/tc.h kernels/cuda/wgmma.h \
-	kernels/cuda/moe_tiles.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h
+	kernels/cuda/moe_tiles.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h kernels/cuda/mla_decode.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
 # sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.
 FW_NVCC_FLAGS = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
@@ -52,12 +53,14 @@ SUFFIXES = .cu
 # Hopper's warpgroup MMA exists only in arch-specific sm_90a code (no PTX that a
 # later GPU could run): these files are built for that alone, and the host takes
 # their kernels on compute capability 9.0 only (moe.cu's tiles and
-# attn_flash.cu's kernel elsewhere).
+# attn_flash.cu's and mla_decode.cu's kernels elsewhere).
 FW_NVCC_SM90A = $(NVCC) $(NVCC_ARCH_FREE_FLAGS) -gencode arch=compute_90a,code=sm_90a -std=c++17 \
 	-Xcompiler -Wall,-Wextra -I$(top_srcdir) -I$(top_builddir) $(CUDA_CFLAGS)
 kernels/cuda/moe_wgmma.o: kernels/cuda/moe_wgmma.cu
 	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<
 kernels/cuda/attn_flash_wgmma.o: kernels/cuda/attn_flash_wgmma.cu
+	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<
+kernels/cuda/mla_decode_wgmma.o: kernels/cuda/mla_decode_wgmma.cu
 	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<
 if HAVE_CUDA
 noinst_LIBRARIES += libfurrow_cuda.a

@@ -420,19 +420,25 @@ static void check_mla_decode(int64_t T, int64_t nseq, int64_t cap, int64_t H, in
     CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)T * 4));
     CU(fw_cuda_upload(&ctx, dp(dtab), pg.table, (size_t)(nseq * pg.max_blocks) * 4));
     fw_cuda_pages pages = {dp(dc), W, bs, bs * W, pg.max_blocks, dp(dtab)};
-    for (int cores = 0; cores < 2; cores++) { /* the tensor-core kernel where it applies, then the CUDA-core one */
-        ctx.opt.mla_cuda_cores = cores;
+    /* The warpgroup-MMA kernel where it applies (9.0, C 512 or 256, R 64), the
+     * mma.sync one where it applies, then the CUDA-core one; each path once. */
+    const char *done[3] = {NULL, NULL, NULL};
+    for (int mode = 0; mode < 3; mode++) {
+        ctx.opt.mla_mma = mode == 1;
+        ctx.opt.mla_cuda_cores = mode == 2;
         ctx.last_mla_path = NULL;
         if (!op_ok(fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, causal ? NULL : dp(dseq),
                                       causal ? NULL : dp(dlen), T, cap, H, C, R, scale, dp(dwork)),
                    "mla_decode"))
             break;
+        done[mode] = ctx.last_mla_path;
+        if ((mode > 0 && done[mode] == done[mode - 1]) || (mode > 1 && done[mode] == done[0])) continue;
         get_bf16(y, dout, T * H * C);
         char path[64];
-        snprintf(path, sizeof path, "%s, %d splits", ctx.last_mla_path, fw_cuda_mla_splits(T, H, cap));
+        snprintf(path, sizeof path, "%s, %d splits", ctx.last_mla_path, ctx.last_mla_splits);
         compare("mla_decode", shape, path, y, ref, T * H * C, NMSE_BF16);
-        if (!cores && strcmp(ctx.last_mla_path, "tensor cores")) cores++; /* the same kernel again */
     }
+    ctx.opt.mla_mma = false;
     ctx.opt.mla_cuda_cores = false;
     dbuf *all[] = {&dc, &dql, &dqp, &dtab, &dseq, &dlen, &dout, &dwork};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "mla_decode", shape), dfree(all[i]);
@@ -548,6 +554,58 @@ static void time_attn_flash(int64_t T, int64_t H, bool mma) {
     dfree(&dq), dfree(&dkvx), dfree(&dlat), dfree(&dout);
 }
 
+/* Informational: decode attention at DeepSeek-V3's widths (C 512, R 64), T
+ * queries of S cached positions each (their own sequences, blocks of 64),
+ * TFLOP/s of its products and GB/s of the cache it reads, for each path. */
+static void time_mla_decode(int64_t T, int64_t S, int64_t H) {
+    const int64_t C = 512, R = 64, W = C + R, bs = 64, nb = T * (S / bs);
+    /* One random 64-block segment, copied over the pool: each query still reads its own pages. */
+    const int64_t seg = 64 * bs * W;
+    float *hs = hrand_bf16(seg, 1.0f), *ql = hrand_bf16(T * H * C, 0.5f), *qp = hrand_bf16(T * H * R, 0.5f);
+    dbuf dc = dnew((size_t)(nb * bs * W) * 2), dseg = dbf16(hs, seg);
+    for (int64_t off = 0; off < nb * bs * W; off += seg)
+        cudaMemcpy((char *)dp(dc) + off * 2, dp(dseg), (size_t)(off + seg <= nb * bs * W ? seg : nb * bs * W - off) * 2,
+                   cudaMemcpyDeviceToDevice);
+    int32_t *tab = malloc((size_t)nb * 4), *seq = malloc((size_t)T * 4), *len = malloc((size_t)T * 4);
+    for (int64_t i = 0; i < nb; i++) tab[i] = (int32_t)((i * 7919) % nb); /* scattered blocks */
+    for (int64_t t = 0; t < T; t++) seq[t] = (int32_t)t, len[t] = (int32_t)S;
+    dbuf dql = dbf16(ql, T * H * C), dqp = dbf16(qp, T * H * R), dtab = dnew((size_t)nb * 4);
+    dbuf dseq = dnew((size_t)T * 4), dlen = dnew((size_t)T * 4), dout = dnew((size_t)(T * H * C) * 2);
+    dbuf dwork = dnew(fw_cuda_mla_work_bytes(T, H, S, C));
+    CU(fw_cuda_upload(&ctx, dp(dtab), tab, (size_t)nb * 4));
+    CU(fw_cuda_upload(&ctx, dp(dseq), seq, (size_t)T * 4));
+    CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)T * 4));
+    fw_cuda_pages pages = {dp(dc), W, bs, bs * W, S / bs, dp(dtab)};
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    for (int mode = 0; mode < 2; mode++) {
+        ctx.opt.mla_mma = mode == 1;
+        float best = 1e30f;
+        for (int it = 0; it < 6; it++) {
+            cudaEventRecord(e0, ctx.stream);
+            int st = fw_cuda_mla_decode(&ctx, dp(dout), dp(dql), dp(dqp), &pages, dp(dseq), dp(dlen), T, S, H, C, R,
+                                        0.07f, dp(dwork));
+            cudaEventRecord(e1, ctx.stream);
+            float ms = 0;
+            if (st != FW_CUDA_OK || fw_cuda_sync(&ctx) != FW_CUDA_OK || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+                printf("bench mla_decode: failed: %s\n", ctx.err);
+                break;
+            }
+            if (it > 0 && ms < best) best = ms;
+        }
+        const double fl = 2.0 * (double)T * (double)H * (double)S * (double)(C + R + C), by = (double)T * S * W * 2;
+        if (best < 1e30f)
+            printf("bench mla_decode T%lld S%lld H%lld, %s, %d splits: %.3f ms, %.0f TFLOP/s, %.0f GB/s\n", (long long)T,
+                   (long long)S, (long long)H, ctx.last_mla_path, ctx.last_mla_splits, best, fl / best / 1e9,
+                   by / best / 1e6);
+    }
+    ctx.opt.mla_mma = false;
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    dfree(&dc), dfree(&dseg), dfree(&dql), dfree(&dqp), dfree(&dtab), dfree(&dseq), dfree(&dlen), dfree(&dout);
+    dfree(&dwork);
+    free(hs), free(ql), free(qp), free(tab), free(seq), free(len);
+}
+
 static void check_rmsnorm_ld(void) {
     const int64_t T = 5, D = 70, ld = 90;
     float *x = hrand_bf16(T * ld, 2.0f), *w = hrand_bf16(D, 1.0f), *ref = hnew(T * ld), *y = hnew(T * ld);
@@ -625,6 +683,9 @@ int test_model_ops(void) {
     check_mla_decode(9, 3, 200, 8, 512, 64, false, 64);   /* batched decode, DeepSeek-V3 widths, own lengths */
     check_mla_decode(3, 2, 700, 40, 512, 64, false, 16);  /* H % 16 != 0, tiles cutting blocks of 16 */
     check_mla_decode(2, 1, 2000, 128, 512, 64, true, 64); /* DeepSeek-V3's 128 heads, a long cache */
+    check_mla_decode(6, 3, 900, 64, 512, 64, false, 16);  /* one 64-head block a query, many key tiles */
+    check_mla_decode(40, 5, 150, 70, 256, 64, false, 16); /* C 256; a second head block of 6 */
+    check_mla_decode(1, 1, 33, 32, 512, 64, true, 16);    /* 32 heads (tp 4), one partial tile */
     check_mla_decode(4, 2, 100, 4, 64, 16, false, 7);     /* the golden tiny model's widths */
     check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
     check_mla_decode(5, 2, 90, 3, 36, 6, false, 16);      /* C + R = 42: rows not in 16-byte pieces */
@@ -681,6 +742,11 @@ int test_model_ops(void) {
     if (!getenv("FW_TEST_NO_TIMING")) {
         time_attn_flash(4096, 128, false);
         time_attn_flash(4096, 128, true);
+        time_mla_decode(1, 1024, 128);
+        time_mla_decode(8, 4096, 128);
+        time_mla_decode(64, 4096, 128);
+        time_mla_decode(256, 4096, 128);
+        time_mla_decode(64, 4096, 32);
     }
     check_rmsnorm_ld();
     return check_failures_;

@@ -70,8 +70,9 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     ctx->opt.flash_bf16_p = fp && !strcmp(fp, "bf16");
     const char *fl = getenv("FURROW_CUDA_FLASH");
     ctx->opt.flash_mma = fl && !strcmp(fl, "mma");
-    const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores */
+    const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores; "mma": by mma.sync */
     ctx->opt.mla_cuda_cores = mla && !strcmp(mla, "cores");
+    ctx->opt.mla_mma = mla && !strcmp(mla, "mma");
     const char *mg = getenv("FURROW_CUDA_MOE_GEMV");
     ctx->opt.moe_gemv_cores = mg && !strcmp(mg, "cores");
     const char *mt = getenv("FURROW_CUDA_MOE_TILES");

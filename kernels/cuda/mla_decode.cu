@@ -10,7 +10,7 @@
  * exponentials); a second kernel merges the splits. The cache is paged
  * (fw_cuda_pages): a tile's rows may come from two blocks, so each tile looks up
  * its rows' addresses once into shared memory. */
-#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/mla_decode.h"
 #include "kernels/cuda/tc.h"
 
 #include <math.h>
@@ -19,24 +19,6 @@
 #define MLA_KT 32
 #define MLA_THREADS (32 * MLA_HG)
 #define MLA_MAX_NA 16 /* C <= 512 */
-
-struct md_args {
-    bf16 *o;                  /* (T, H, C) */
-    const bf16 *q_lat, *q_pe; /* (T, H, C), (T, H, R) */
-    fw_cuda_pages pg;         /* rows: c (C) then pe (R) */
-    const int32_t *q_seq, *q_len; /* per query: table row, keys it sees; NULL: 0 and S - T + t + 1 */
-    int64_t T, S, H, C, R;
-    int splits, wp;           /* splits per query; padded row length of the key tile */
-    float scale;
-    float *part;              /* (T, H, splits, C) */
-    float2 *ml;               /* (T, H, splits): running max, sum of exponentials */
-};
-
-/* Row p of table row s. */
-__device__ static inline const bf16 *page_row(const fw_cuda_pages &pg, int64_t s, int64_t p) {
-    const int64_t b = pg.table[s * pg.max_blocks + p / pg.block];
-    return (const bf16 *)pg.base + b * pg.block_stride + (p % pg.block) * pg.W;
-}
 
 /* VEC: rows of C + R values in whole 16-byte pieces at 16-byte aligned
  * addresses, loaded as such (the host checks); else one value per load. Index
@@ -320,19 +302,26 @@ __global__ void __launch_bounds__(MERGE_THREADS) mla_merge_kernel(md_args a) {
     }
 }
 
-/* Splits per query: enough blocks for about two waves on a large GPU. Not a
- * function of the cache length (a short query leaves its last splits empty), so
- * a sequence's sums run in the same order whatever cache the step was sized
- * for: one request alone gives the same tokens from the scheduler's pool as
- * from the engine's own cache. */
-extern "C" int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S) {
-    (void)S;
-    int64_t blocks = T * fw_ceil_div(H, MLA_HG), want = fw_ceil_div(264, blocks > 0 ? blocks : 1);
+/* Splits per query: enough blocks for about two waves on a large GPU, given the
+ * blocks a query's heads take. Not a function of the cache length (a short
+ * query leaves its last splits empty), so a sequence's sums run in the same
+ * order whatever cache the step was sized for: one request alone gives the same
+ * tokens from the scheduler's pool as from the engine's own cache. */
+static int splits_for(int64_t T, int64_t head_blocks) {
+    int64_t blocks = T * head_blocks, want = fw_ceil_div(264, blocks > 0 ? blocks : 1);
     return (int)(want < 1 ? 1 : want > 64 ? 64 : want);
 }
 
+extern "C" int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S) {
+    (void)S;
+    return splits_for(T, fw_ceil_div(H, MLA_HG));
+}
+
+/* The warpgroup-MMA kernel's blocks hold more heads, so it splits more: the work
+ * space is sized for it. */
 extern "C" size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_t C) {
-    int64_t n = T * H * fw_cuda_mla_splits(T, H, S);
+    (void)S;
+    int64_t n = T * H * splits_for(T, fw_ceil_div(H, FW_MLA_WG_HEADS));
     return (size_t)(n * C) * sizeof(float) + (size_t)n * sizeof(float2) + 256;
 }
 
@@ -358,16 +347,22 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     a.o = (bf16 *)o_lat, a.q_lat = (const bf16 *)q_lat, a.q_pe = (const bf16 *)q_pe, a.pg = *pg;
     a.q_seq = q_seq, a.q_len = q_len;
     a.T = T, a.S = S, a.H = H, a.C = C, a.R = R, a.scale = scale;
-    a.splits = fw_cuda_mla_splits(T, H, S);
+    const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
+    const bool q_vec = fw_ptr_align(q_lat) >= 16 && fw_ptr_align(q_pe) >= 16 && C % 8 == 0 && R % 8 == 0;
+    const bool tc = vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->opt.mla_cuda_cores;
+    const bool wg = tc && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.mla_mma && fw_cuda_mla_wgmma_fits(C, R);
+    a.splits = wg ? splits_for(T, fw_ceil_div(H, FW_MLA_WG_HEADS)) : fw_cuda_mla_splits(T, H, S);
+    ctx->last_mla_splits = a.splits;
     /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */
     a.wp = (int)(C + R + 2);
     if ((a.wp / 2) % 2 == 0) a.wp += 2;
     int64_t n = T * H * a.splits;
     a.part = (float *)work;
     a.ml = (float2 *)((char *)work + fw_round_up((int64_t)(n * C) * (int64_t)sizeof(float), 256));
-    const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
-    const bool q_vec = fw_ptr_align(q_lat) >= 16 && fw_ptr_align(q_pe) >= 16 && C % 8 == 0 && R % 8 == 0;
-    if (vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->opt.mla_cuda_cores) {
+    if (wg) {
+        if (fw_cuda_mla_split_wgmma(ctx, a) != FW_CUDA_OK) return FW_CUDA_ERR;
+        ctx->last_mla_path = "warpgroup MMA";
+    } else if (tc) {
         const size_t smem = tc_smem(C, R);
         dim3 grid((unsigned)fw_ceil_div(H, TC_HG), (unsigned)T, (unsigned)a.splits);
         void (*kern)(md_args) = C == 512 ? mla_split_tc_kernel<128> : C == 256 ? mla_split_tc_kernel<64>

@@ -61,7 +61,8 @@ typedef struct fw_cuda_opts {
     int fp8_gemv_rows;   /* FP8 matmuls (BF16: small, fp32 out) of at most this many rows take the own GEMV, not cuBLASLt
                           * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
     int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
-    bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (tests compare both) */
+    bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (FURROW_CUDA_MLA=cores) */
+    bool mla_mma;        /* decode attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MLA=mma) */
     bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores (FURROW_CUDA_MOE_GEMV=cores) */
     bool moe_tiles_mma;  /* FP8 experts' tiles by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MOE_TILES=mma) */
     bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant
@@ -86,7 +87,8 @@ typedef struct fw_cuda_ctx {
     fw_cuda_plans *plans;
     fw_cuda_opts opt;
     fw_cuda_mm_path last_mm_path;
-    const char *last_mla_path; /* which ran last (fw_cuda_mla_decode) */
+    const char *last_mla_path; /* which ran last (fw_cuda_mla_decode), and its splits per query */
+    int last_mla_splits;
     const char *last_flash_path; /* which ran last (fw_cuda_attn_flash) */
     char err[1024];
 } fw_cuda_ctx;

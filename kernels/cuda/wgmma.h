@@ -95,6 +95,21 @@ __device__ __forceinline__ void fw_wgmma_m64n64k16_rs(float (&d)[32], const uint
 #endif
 }
 
+/* d (64 x 64, fp32) = A (64 x 16 bf16 at descriptor a) . B (16 x 64 bf16 at
+ * descriptor b) + (acc ? d : 0); both K-major, both read from shared memory. */
+__device__ __forceinline__ void fw_wgmma_m64n64k16_ss(float (&d)[32], uint64_t a, uint64_t b, bool acc) {
+#if FW_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 FW_WGMMA_D32_REGS ", "
+                 "%32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : FW_WGMMA_D32(d)
+                 : "l"(a), "l"(b), "r"((int)acc));
+#else
+    (void)d, (void)a, (void)b, (void)acc;
+#endif
+}
+
 /* d (64 x 128, fp32, as two 64 x 64 halves d0 | d1) = a (64 x 16 bf16, registers)
  * . B (16 x 128 bf16 at descriptor b) + (acc ? d : 0); B MN-major (TRANS_B 1),
  * its two 64-wide halves `lbo` bytes apart (fw_wgmma_desc_mn). */
