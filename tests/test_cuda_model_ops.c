@@ -555,12 +555,12 @@ static void time_attn_flash(int64_t T, int64_t H, bool mma) {
 }
 
 /* Informational: decode attention at DeepSeek-V3's widths (C 512, R 64), T
- * queries of S cached positions each (their own sequences, blocks of 64),
+ * queries of S cached positions each (their own sequences, blocks of bs),
  * TFLOP/s of its products and GB/s of the cache it reads, for each path. */
-static void time_mla_decode(int64_t T, int64_t S, int64_t H) {
-    const int64_t C = 512, R = 64, W = C + R, bs = 64, nb = T * (S / bs);
+static void time_mla_decode(int64_t T, int64_t S, int64_t H, int64_t bs) {
+    const int64_t C = 512, R = 64, W = C + R, nb = T * (S / bs);
     /* One random 64-block segment, copied over the pool: each query still reads its own pages. */
-    const int64_t seg = 64 * bs * W;
+    const int64_t seg = 4096 * W;
     float *hs = hrand_bf16(seg, 1.0f), *ql = hrand_bf16(T * H * C, 0.5f), *qp = hrand_bf16(T * H * R, 0.5f);
     dbuf dc = dnew((size_t)(nb * bs * W) * 2), dseg = dbf16(hs, seg);
     for (int64_t off = 0; off < nb * bs * W; off += seg)
@@ -595,8 +595,8 @@ static void time_mla_decode(int64_t T, int64_t S, int64_t H) {
         }
         const double fl = 2.0 * (double)T * (double)H * (double)S * (double)(C + R + C), by = (double)T * S * W * 2;
         if (best < 1e30f)
-            printf("bench mla_decode T%lld S%lld H%lld, %s, %d splits: %.3f ms, %.0f TFLOP/s, %.0f GB/s\n", (long long)T,
-                   (long long)S, (long long)H, ctx.last_mla_path, ctx.last_mla_splits, best, fl / best / 1e9,
+            printf("bench mla_decode T%lld S%lld H%lld block %lld, %s, %d splits: %.3f ms, %.0f TFLOP/s, %.0f GB/s\n",
+                   (long long)T, (long long)S, (long long)H, (long long)bs, ctx.last_mla_path, ctx.last_mla_splits, best, fl / best / 1e9,
                    by / best / 1e6);
     }
     ctx.opt.mla_mma = false;
@@ -686,6 +686,8 @@ int test_model_ops(void) {
     check_mla_decode(6, 3, 900, 64, 512, 64, false, 16);  /* one 64-head block a query, many key tiles */
     check_mla_decode(40, 5, 150, 70, 256, 64, false, 16); /* C 256; a second head block of 6 */
     check_mla_decode(1, 1, 33, 32, 512, 64, true, 16);    /* 32 heads (tp 4), one partial tile */
+    check_mla_decode(4, 2, 500, 128, 512, 64, false, 128); /* blocks of 128: two tiles a block */
+    check_mla_decode(3, 2, 100, 64, 512, 64, false, 8);    /* blocks of 8: no copies by the tensor memory accelerator */
     check_mla_decode(4, 2, 100, 4, 64, 16, false, 7);     /* the golden tiny model's widths */
     check_mla_decode(64, 4, 50, 3, 64, 16, false, 16);
     check_mla_decode(5, 2, 90, 3, 36, 6, false, 16);      /* C + R = 42: rows not in 16-byte pieces */
@@ -742,11 +744,12 @@ int test_model_ops(void) {
     if (!getenv("FW_TEST_NO_TIMING")) {
         time_attn_flash(4096, 128, false);
         time_attn_flash(4096, 128, true);
-        time_mla_decode(1, 1024, 128);
-        time_mla_decode(8, 4096, 128);
-        time_mla_decode(64, 4096, 128);
-        time_mla_decode(256, 4096, 128);
-        time_mla_decode(64, 4096, 32);
+        time_mla_decode(1, 1024, 128, 16);
+        time_mla_decode(8, 4096, 128, 16);
+        time_mla_decode(64, 4096, 128, 16);
+        time_mla_decode(256, 4096, 128, 16);
+        time_mla_decode(256, 4096, 128, 64);
+        time_mla_decode(64, 4096, 32, 16);
     }
     check_rmsnorm_ld();
     return check_failures_;

@@ -1,7 +1,8 @@
 /* Synchronization inside a CTA finer than __syncthreads, as inline PTX (sm_90):
  * mbarriers (8 bytes of shared memory, at a shared-window address) that count
- * arrivals per phase, cp.async copies arriving on one when they land, and named
- * barriers by which two warpgroups take turns. */
+ * arrivals per phase, cp.async copies arriving on one when they land, tensor
+ * memory accelerator copies counted on one in bytes, and named barriers by which
+ * warpgroups take turns. */
 #ifndef FW_KERNELS_CUDA_BARRIER_H
 #define FW_KERNELS_CUDA_BARRIER_H
 
@@ -19,6 +20,23 @@ __device__ __forceinline__ void fw_mbar_arrive(uint32_t bar) {
  * (counted in the init count: .noinc). */
 __device__ __forceinline__ void fw_mbar_arrive_cp_async(uint32_t bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+/* If `on`: one arrival that also announces `bytes` more to come from the tensor
+ * memory accelerator (fw_tma_load_3d) before the phase can complete. The
+ * condition is a predicate, not a branch: code before a warpgroup MMA stays in
+ * uniform control flow, which the MMA needs to run without serializing. */
+__device__ __forceinline__ void fw_mbar_expect_tx(bool on, uint32_t bar, uint32_t bytes) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n@p mbarrier.arrive.expect_tx.shared::cta.b64 _, [%1], %2;\n}\n"
+                 ::"r"((int)on), "r"(bar), "r"(bytes) : "memory");
+}
+/* If `on`: the box at coordinates (x, y, z) of tensor map `tmap` (a
+ * __grid_constant__ kernel parameter) into shared memory at dst, counted on
+ * mbarrier bar. */
+__device__ __forceinline__ void fw_tma_load_3d(bool on, uint32_t dst, const void *tmap, uint32_t bar, int x, int y, int z) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n"
+                 "@p cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%1], [%2, {%4, %5, %6}], [%3];\n}\n"
+                 ::"r"((int)on), "r"(dst), "l"((uint64_t)tmap), "r"(bar), "r"(x), "r"(y), "r"(z)
+                 : "memory");
 }
 /* Until the phase of parity `parity` (phase number & 1) has completed. */
 __device__ __forceinline__ void fw_mbar_wait(uint32_t bar, uint32_t parity) {

@@ -350,7 +350,8 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     const bool vec = (C + R) % 8 == 0 && W % 8 == 0 && pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16;
     const bool q_vec = fw_ptr_align(q_lat) >= 16 && fw_ptr_align(q_pe) >= 16 && C % 8 == 0 && R % 8 == 0;
     const bool tc = vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->opt.mla_cuda_cores;
-    const bool wg = tc && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.mla_mma && fw_cuda_mla_wgmma_fits(C, R);
+    const bool wg = tc && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.mla_mma && fw_cuda_mla_wgmma_fits(C, R) &&
+                    fw_cuda_mla_wgmma_pages_fit(pg);
     a.splits = wg ? splits_for(T, fw_ceil_div(H, FW_MLA_WG_HEADS)) : fw_cuda_mla_splits(T, H, S);
     ctx->last_mla_splits = a.splits;
     /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */

@@ -8,9 +8,10 @@
  *   from there), the online softmax in fp32 registers, hands P (bf16) and the
  *   rows' rescale factors to the second through shared memory, and adds P times
  *   the first half of the latent columns to its O;
- * - the second copies the key tiles (cp.async, arriving on a tile's mbarrier;
- *   two stages, the next tile lands while this one is computed), and adds P
- *   times the second half of the columns to its O.
+ * - the second adds P times the second half of the columns to its O, and its
+ *   first warp has the tensor memory accelerator copy the key tiles from the
+ *   pages (two stages; one mbarrier a 64-column panel, so S starts on a tile's
+ *   first panel while the rest land).
  *
  * The first warpgroup issues S of the next tile right behind its P V, so the
  * tensor cores have work while it waits; the two P V halves run side by side.
@@ -23,6 +24,8 @@
 #include "kernels/cuda/tc.h"
 #include "kernels/cuda/wgmma.h"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <math.h>
 
 #define DW_BN 64                       /* keys a tile */
@@ -40,8 +43,8 @@ struct dw_layout {
     static constexpr int R = 64, NP = (C + R) / 64; /* panels of 64 columns a row */
     static constexpr int TILE = NP * DW_PANEL;      /* Q (64 heads) and each key stage (64 keys) */
     static constexpr int X = 3 * TILE;              /* the hand-over buffer, [DW_X_WORDS][128] words */
-    static constexpr int BARS = X + DW_X_WORDS * 128 * 4; /* full[2]: mbarriers */
-    static constexpr int SMEM = BARS + 16 + 1024;   /* + room to align to 1024 */
+    static constexpr int BARS = X + DW_X_WORDS * 128 * 4; /* full[2][NP]: mbarriers, one a stage's panel */
+    static constexpr int SMEM = BARS + 2 * NP * 8 + 1024; /* + room to align to 1024 */
     static_assert(SMEM <= 227 * 1024, "fits an SM's shared memory");
 };
 
@@ -56,8 +59,12 @@ __device__ __forceinline__ float dw_exp2(float x) {
     return y;
 }
 
+/* tm: the layer's pool as (C + R values, pg.block rows, blocks), 128-byte
+ * swizzled boxes of 64 values x boxr rows (boxr = min(pg.block, 64), which
+ * divides 64 or is divided by pg.block). */
 template <int C>
-__global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args a) {
+__global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(const __grid_constant__ CUtensorMap tm, md_args a,
+                                                                         int boxr) {
 #if FW_HAVE_WGMMA
     using L = dw_layout<C>;
     constexpr int R = L::R, NP = L::NP, KS = (C + R) / 16, KV = DW_BN / 16;
@@ -72,32 +79,39 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args 
     const int64_t t = blockIdx.y, h0 = (int64_t)blockIdx.x * FW_MLA_WG_HEADS;
     const int split = blockIdx.z;
     const int64_t seq = a.q_seq ? a.q_seq[t] : 0;
-    const int64_t n = a.q_len ? a.q_len[t] : a.S - a.T + t + 1;
+    /* Warp-uniform as the compiler sees it (a load is not): the products sit in branches on them. */
+    const int64_t n = __shfl_sync(0xffffffffu, (long long)(a.q_len ? a.q_len[t] : a.S - a.T + t + 1), 0);
     const int64_t span = fw_round_up(fw_ceil_div(n, a.splits), DW_BN);
     const int64_t s0 = split * span, s1 = min(s0 + span, n);
     /* Warp-uniform as the compiler sees it: the products sit in branches on it. */
     const int ntiles = __shfl_sync(0xffffffffu, s1 > s0 ? (int)fw_ceil_div(s1 - s0, DW_BN) : 0, 0);
 
-    if (tid == 0) fw_mbar_init(full, 128), fw_mbar_init(full + 8, 128);
+    if (tid == 0) {
+        for (int i = 0; i < 2 * NP; i++) fw_mbar_init(full + 8 * i, 1);
+    }
     __syncthreads();
     auto stage = [&](int j) { return ring + (uint32_t)(j & 1) * L::TILE; };
-    /* The second warpgroup's copies of tile j: two threads a row, rows past s1 zeros. */
+    auto bar = [&](int j, int p) { return full + 8 * (uint32_t)((j & 1) * NP + p); };
+    /* Tile j by the second warpgroup's first warp, panel by panel: the boxes of
+     * rows below s1 (the rest of a last tile is zeroed by its reader). Lane p
+     * announces panel p's bytes, then lane i copies boxes i, i + 32, ... */
     auto load = [&](int j) {
-        const int r = wt >> 1, part = wt & 1;
-        const int64_t p = s0 + (int64_t)j * DW_BN + r;
-        const bf16 *src = p < s1 ? page_row(a.pg, seq, p) : nullptr;
+        const int64_t k0 = s0 + (int64_t)j * DW_BN;
+        const int nbox = DW_BN / boxr, left = (int)(s1 - k0), nv = min(nbox, (left + boxr - 1) / boxr);
         const uint32_t st = stage(j);
+        fw_mbar_expect_tx(wt < NP, bar(j, wt < NP ? wt : 0), (uint32_t)(nv * boxr * 128));
+        __syncwarp();
 #pragma unroll
-        for (int i = 0; i < NP * 4; i++) {
-            const int c = part + 2 * i;
-            fw_cp_async16_at(st + dw_swz(r, c), src ? src + 8 * c : a.q_lat, src ? 16 : 0);
+        for (int it = 0; it < (NP * 4 + 31) / 32; it++) { /* nbox <= 4 */
+            const int i = wt + 32 * it;
+            const bool on = wt < 32 && i < NP * nv;
+            const int p = on ? i / nv : 0, b = on ? i - p * nv : 0;
+            const int pos = (int)k0 + b * boxr, bs = (int)a.pg.block; /* 32-bit: a 64-bit division is a call */
+            const int blk = a.pg.table[seq * a.pg.max_blocks + pos / bs];
+            fw_tma_load_3d(on, st + (uint32_t)(p * DW_PANEL + b * boxr * 128), &tm, bar(j, p), 64 * p, pos % bs, blk);
         }
-        fw_mbar_arrive_cp_async(full + 8 * (j & 1));
     };
-    auto wait_tile = [&](int j) {
-        fw_mbar_wait(full + 8 * (j & 1), (uint32_t)(j >> 1) & 1);
-        fw_wgmma_fence_smem();
-    };
+    auto wait_panel = [&](int j, int p) { fw_mbar_wait(bar(j, p), (uint32_t)(j >> 1) & 1); };
 
     float o[NPV][32];
 #pragma unroll
@@ -153,20 +167,36 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args 
             fw_cp_async_commit();
             fw_cp_async_wait<0>();
             fw_bar_sync(DW_BAR_Q, 128);
+            fw_wgmma_fence_smem();
         }
         const float sl2 = a.scale * 1.4426950408889634f;
         float s[32];
+        /* Tile j ready for the products: each panel as it lands; a last tile
+         * whole, then its rows from s1 on zeroed (they may hold any bits, and
+         * P V would take 0 x NaN for NaN). */
         auto issue_s = [&](int j) {
             const uint32_t ks = stage(j);
+            const int64_t k0 = s0 + (int64_t)j * DW_BN;
+            const int valid = (int)min((int64_t)DW_BN, s1 - k0);
+            if (valid < DW_BN) {
+                for (int p = 0; p < NP; p++) wait_panel(j, p);
+                uint4 *z = (uint4 *)(dw_smem + (ks - raw));
+                for (int i = wt; i < NP * (DW_BN - valid) * 8; i += 128) {
+                    const int pn = i / ((DW_BN - valid) * 8), r = valid + (i / 8) % (DW_BN - valid), c = i % 8;
+                    z[(pn * DW_PANEL + r * 128 + c * 16) / 16] = make_uint4(0, 0, 0, 0);
+                }
+                fw_wgmma_fence_smem();
+                fw_bar_sync(DW_BAR_Q, 128);
+            }
 #pragma unroll
             for (int kt = 0; kt < KS; kt++) {
+                if ((kt & 3) == 0 && valid == DW_BN) wait_panel(j, kt >> 2);
                 const uint32_t off = (uint32_t)((kt >> 2) * DW_PANEL + (kt & 3) * 32);
                 fw_wgmma_m64n64k16_ss(s, fw_wgmma_desc(qs + off), fw_wgmma_desc(ks + off), kt > 0);
             }
             fw_wgmma_commit();
         };
         if (ntiles > 0) {
-            wait_tile(0);
             fw_wgmma_fence();
             issue_s(0);
         }
@@ -219,7 +249,6 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args 
             fw_wgmma_fence();
             issue_pv(j);
             if (j + 1 < ntiles) {
-                wait_tile(j + 1);
                 issue_s(j + 1);
                 fw_wgmma_wait<1>(); /* P_j V_j done; S_{j+1} may still run */
             } else {
@@ -238,7 +267,8 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args 
             alpha[0] = __uint_as_float(xw[16 * 128 + wt]), alpha[1] = __uint_as_float(xw[17 * 128 + wt]);
             if (j + 1 < ntiles) fw_bar_arrive(DW_BAR_P_EMPTY, DW_THREADS);
             rescale();
-            wait_tile(j); /* landed (the first warpgroup saw it); makes it visible to this one's products */
+            for (int p = 0; p < NP; p++) wait_panel(j, p); /* landed (the first warpgroup waited already) */
+            fw_wgmma_fence_smem(); /* and the zeroed rows of a last tile */
             fw_wgmma_fence();
             issue_pv(j);
             fw_wgmma_wait<0>();
@@ -274,12 +304,42 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(md_args 
 #endif
 }
 
+/* The driver's tensor-map encoder, found once through the runtime (no link to libcuda). */
+static PFN_cuTensorMapEncodeTiled_v12000 dw_encoder(void) {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    static bool tried = false;
+    if (!tried) {
+        tried = true;
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+bool fw_cuda_mla_wgmma_pages_fit(const fw_cuda_pages *pg) {
+    return pg->block >= 16 && (pg->block % 64 == 0 || 64 % pg->block == 0) && pg->W % 8 == 0 &&
+           pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16 && dw_encoder();
+}
+
 template <int C>
 static int dw_launch(fw_cuda_ctx *ctx, const md_args &a) {
-    const int smem = dw_layout<C>::SMEM;
+    const int smem = dw_layout<C>::SMEM, boxr = (int)(a.pg.block < 64 ? a.pg.block : 64);
+    CUtensorMap tm;
+    const cuuint64_t dims[3] = {(cuuint64_t)(C + 64), (cuuint64_t)a.pg.block, (cuuint64_t)1 << 24};
+    const cuuint64_t strides[2] = {(cuuint64_t)a.pg.W * 2, (cuuint64_t)a.pg.block_stride * 2};
+    const cuuint32_t box[3] = {64, (cuuint32_t)boxr, 1}, estr[3] = {1, 1, 1};
+    PFN_cuTensorMapEncodeTiled_v12000 enc = dw_encoder();
+    if (!enc || enc(&tm, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, a.pg.base, dims, strides, box, estr,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+        return fw_cuda_errf(ctx, "fw_cuda_mla_split_wgmma: no tensor map for the cache (block %lld, W %lld)",
+                            (long long)a.pg.block, (long long)a.pg.W);
     FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(mla_split_wgmma_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dim3 grid((unsigned)fw_ceil_div(a.H, FW_MLA_WG_HEADS), (unsigned)a.T, (unsigned)a.splits);
-    mla_split_wgmma_kernel<C><<<grid, DW_THREADS, smem, ctx->stream>>>(a);
+    mla_split_wgmma_kernel<C><<<grid, DW_THREADS, smem, ctx->stream>>>(tm, a, boxr);
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
