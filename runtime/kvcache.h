@@ -12,6 +12,9 @@
 
 /* Positions per block unless the scheduler is told otherwise. */
 #define FW_KV_BLOCK_SIZE 16
+/* On a GPU: the decode attention copies whole 64-key tiles per page (FlashMLA's
+ * block size too); smaller blocks take more copies. */
+#define FW_KV_DEVICE_BLOCK_SIZE 64
 
 typedef struct fw_kv_pool {
     int64_t block_size;        /* positions per block */

@@ -8,7 +8,7 @@
 
 void fw_runner_defaults(fw_sched_opts *o) {
     memset(o, 0, sizeof *o);
-    o->block_size = FW_KV_BLOCK_SIZE;
+    o->block_size = 0; /* FW_KV_BLOCK_SIZE, or on a device FW_KV_DEVICE_BLOCK_SIZE */
     o->max_batch = 32;
     o->max_queue = 256;
     o->token_budget = 512;
@@ -39,6 +39,7 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     const fw_config *c = &en->model->cfg;
     so.vocab = c->vocab_size;
     so.eos = (int32_t)c->eos_token_id;
+    if (so.block_size <= 0) so.block_size = en->dev_be ? FW_KV_DEVICE_BLOCK_SIZE : FW_KV_BLOCK_SIZE;
     if (so.n_blocks <= 0 && en->dev_be) {
         /* A device: room for every request at full length, as far as its free
          * memory goes (the same count on every rank of the replica). */

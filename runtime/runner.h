@@ -75,7 +75,7 @@ int fw_runner_follow(fw_runner *r, fw_err *e);
     "  --kv-blocks N                       blocks of the paged KV cache (default: room for\n"     \
     "                                      max-batch requests of 512 tokens on the CPU; on a\n"   \
     "                                      GPU of max-context tokens, as its memory allows)\n"     \
-    "  --block-size N                      positions per KV block (default 16)\n"                 \
+    "  --block-size N                      positions per KV block (default 16, on a GPU 64)\n"    \
     "  --max-batch N                       requests running at once (default 32)\n"               \
     "  --token-budget N                    tokens computed per step: decodes plus prompt chunks\n" \
     "                                      (default 512)\n"
