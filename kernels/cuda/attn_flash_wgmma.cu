@@ -77,14 +77,6 @@ __device__ __forceinline__ void fw_fa_load_kv(uint32_t st, const fa_args &a, int
     }
 }
 
-/* 2^x by the SFU alone (denormal results flush to zero: weights below 2^-126
- * of a row's largest, nothing the bf16 output could show). */
-__device__ __forceinline__ float fw_fa_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 template <int DQ, int DV, bool PSPLIT>
 __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args a) {
 #if FW_HAVE_WGMMA
@@ -165,13 +157,13 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = fmaxf(m[rr], mx * a.scale_log2);
-            alpha[rr] = fw_fa_exp2(m[rr] - m_new);
+            alpha[rr] = fw_exp2_ftz(m[rr] - m_new);
             float sum = 0.0f;
 #pragma unroll
             for (int i = 0; i < FW_BN / 8; i++)
 #pragma unroll
                 for (int c = 2 * rr; c < 2 * rr + 2; c++) {
-                    const float p = fw_fa_exp2(s[4 * i + c] * a.scale_log2 - m_new);
+                    const float p = fw_exp2_ftz(s[4 * i + c] * a.scale_log2 - m_new);
                     s[4 * i + c] = p;
                     sum += p;
                 }
@@ -231,26 +223,10 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
      * barrier 1 + w: warpgroup w's turn. */
     auto my_turn = [&]() { fw_bar_sync(1 + wg, FW_THREADS); };
     auto your_turn = [&]() { fw_bar_arrive(1 + (wg ^ 1), FW_THREADS); };
-    auto pin_s = [&]() {
-#pragma unroll
-        for (int i = 0; i < 32; i++) fw_wgmma_pin(s[i]);
-#pragma unroll
-        for (int kt = 0; kt < KQ; kt++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) fw_wgmma_pin(qf[kt][q]);
-    };
+    auto pin_s = [&]() { fw_wgmma_pin(s), fw_wgmma_pin(qf); };
     auto pin_pv = [&]() {
-#pragma unroll
-        for (int c = 0; c < NV; c++)
-#pragma unroll
-            for (int i = 0; i < 32; i++) fw_wgmma_pin(o[c][i]);
-#pragma unroll
-        for (int kt = 0; kt < KV; kt++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                fw_wgmma_pin(pa[kt][q]);
-                if (PSPLIT) fw_wgmma_pin(pl[kt][q]);
-            }
+        fw_wgmma_pin(o), fw_wgmma_pin(pa);
+        if (PSPLIT) fw_wgmma_pin(pl);
     };
 
     /* Tile 0: S_0 alone. Then tile j: S_j with P_{j-1} V_{j-1}. Then the last

@@ -312,10 +312,6 @@ static int splits_for(int64_t T, int64_t head_blocks) {
     return (int)(want < 1 ? 1 : want > 64 ? 64 : want);
 }
 
-extern "C" int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S) {
-    (void)S;
-    return splits_for(T, fw_ceil_div(H, MLA_HG));
-}
 
 /* The warpgroup-MMA kernel's blocks hold more heads, so it splits more: the work
  * space is sized for it. */
@@ -352,7 +348,7 @@ extern "C" int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf1
     const bool tc = vec && q_vec && C % 64 == 0 && C <= 512 && (C + R) % 16 == 0 && !ctx->opt.mla_cuda_cores;
     const bool wg = tc && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.mla_mma && fw_cuda_mla_wgmma_fits(C, R) &&
                     fw_cuda_mla_wgmma_pages_fit(pg);
-    a.splits = wg ? splits_for(T, fw_ceil_div(H, FW_MLA_WG_HEADS)) : fw_cuda_mla_splits(T, H, S);
+    a.splits = wg ? splits_for(T, fw_ceil_div(H, FW_MLA_WG_HEADS)) : splits_for(T, fw_ceil_div(H, MLA_HG));
     ctx->last_mla_splits = a.splits;
     /* Key rows padded to an odd number of 4-byte words: lanes reading key j hit distinct banks. */
     a.wp = (int)(C + R + 2);

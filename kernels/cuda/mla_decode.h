@@ -31,9 +31,9 @@ __device__ static inline const bf16 *page_row(const fw_cuda_pages &pg, int64_t s
 /* Whether that kernel has an instance for latent width C and rope width R. */
 static inline bool fw_cuda_mla_wgmma_fits(int64_t C, int64_t R) { return R == 64 && (C == 512 || C == 256); }
 
-/* Whether it can copy from these pages: the tensor memory accelerator reads
- * boxes of whole 64-key tiles, so blocks of at least 16 positions that divide
- * 64 or are multiples of it, rows and blocks 16-byte aligned. */
+/* Whether it can copy from these pages (rows and blocks in 16-byte pieces, which
+ * the caller checks): the tensor memory accelerator reads boxes of whole 64-key
+ * tiles, so blocks of at least 16 positions that divide 64 or are multiples of it. */
 bool fw_cuda_mla_wgmma_pages_fit(const fw_cuda_pages *pg);
 
 /* Launches its split kernel (a.splits set, queries in 16-byte pieces). */

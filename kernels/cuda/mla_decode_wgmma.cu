@@ -53,12 +53,6 @@ __device__ __forceinline__ uint32_t dw_swz(int r, int c) {
     return (uint32_t)((c >> 3) * DW_PANEL + r * 128 + (((c & 7) ^ (r & 7)) << 4));
 }
 
-__device__ __forceinline__ float dw_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 /* tm: the layer's pool as (C + R values, pg.block rows, blocks), 128-byte
  * swizzled boxes of 64 values x boxr rows (boxr = min(pg.block, 64), which
  * divides 64 or is divided by pg.block). */
@@ -131,16 +125,7 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(const __
                                           true);
         fw_wgmma_commit();
     };
-    auto pin_pv = [&]() {
-#pragma unroll
-        for (int c = 0; c < NPV; c++)
-#pragma unroll
-            for (int i = 0; i < 32; i++) fw_wgmma_pin(o[c][i]);
-#pragma unroll
-        for (int kt = 0; kt < KV; kt++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) fw_wgmma_pin(pa[kt][q]);
-    };
+    auto pin_pv = [&]() { fw_wgmma_pin(o), fw_wgmma_pin(pa); };
     /* Rescale O only where a row's maximum moved: after the first tiles, rarely. */
     auto rescale = [&]() {
         if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
@@ -202,8 +187,7 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(const __
         }
         for (int j = 0; j < ntiles; j++) {
             fw_wgmma_wait<0>(); /* S_j (and P_{j-1} V_{j-1}) done */
-#pragma unroll
-            for (int i = 0; i < 32; i++) fw_wgmma_pin(s[i]);
+            fw_wgmma_pin(s);
             pin_pv();
             /* s[4 i + q]: head g + 8 (q >> 1) of this warp's 16, key 8 i + 2 t4 + (q & 1). */
             const int64_t k0 = s0 + (int64_t)j * DW_BN;
@@ -222,13 +206,13 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(const __
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 const float m_new = fmaxf(m[rr], mx * sl2); /* finite: key k0 is in every tile */
-                alpha[rr] = dw_exp2(m[rr] - m_new);
+                alpha[rr] = fw_exp2_ftz(m[rr] - m_new);
                 float sum = 0.0f;
 #pragma unroll
                 for (int i = 0; i < DW_BN / 8; i++)
 #pragma unroll
                     for (int q = 2 * rr; q < 2 * rr + 2; q++) {
-                        const float p = dw_exp2(s[4 * i + q] * sl2 - m_new);
+                        const float p = fw_exp2_ftz(s[4 * i + q] * sl2 - m_new);
                         s[4 * i + q] = p;
                         sum += p;
                     }
@@ -320,8 +304,7 @@ static PFN_cuTensorMapEncodeTiled_v12000 dw_encoder(void) {
 }
 
 bool fw_cuda_mla_wgmma_pages_fit(const fw_cuda_pages *pg) {
-    return pg->block >= 16 && (pg->block % 64 == 0 || 64 % pg->block == 0) && pg->W % 8 == 0 &&
-           pg->block_stride % 8 == 0 && fw_ptr_align(pg->base) >= 16 && dw_encoder();
+    return pg->block >= 16 && (pg->block % 64 == 0 || 64 % pg->block == 0) && dw_encoder();
 }
 
 template <int C>

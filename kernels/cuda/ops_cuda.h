@@ -198,7 +198,6 @@ typedef struct fw_cuda_pages {
  * positions; with q_seq = q_len = NULL, table row 0 and causal (query t of the
  * last T of S sees S - T + t + 1 keys). o_lat (T, H, C) as fw_cuda_attn_absorbed.
  * `work` holds fw_cuda_mla_work_bytes(T, H, S, C) bytes; S bounds every length. */
-int fw_cuda_mla_splits(int64_t T, int64_t H, int64_t S);
 size_t fw_cuda_mla_work_bytes(int64_t T, int64_t H, int64_t S, int64_t C);
 int fw_cuda_mla_decode(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
                        const fw_cuda_pages *pg, const int32_t *q_seq, const int32_t *q_len, int64_t T, int64_t S,

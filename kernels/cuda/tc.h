@@ -57,6 +57,14 @@ __device__ __forceinline__ void fw_ldmatrix_x4_trans(uint32_t r[4], const void *
                  : "r"(fw_smem_addr(p)));
 }
 
+/* 2^x by the SFU alone (denormal results flush to zero: a softmax weight below
+ * 2^-126 of its row's largest, nothing a bf16 output could show). */
+__device__ __forceinline__ float fw_exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* c += a . b: 16 x 16 bf16 times 16 x 8 bf16, fp32 accumulators. */
 __device__ __forceinline__ void fw_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "

@@ -66,6 +66,12 @@ __device__ __forceinline__ void fw_wgmma_wait() {
 }
 __device__ __forceinline__ void fw_wgmma_pin(float &r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void fw_wgmma_pin(uint32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
+/* The same for every element of an array of accumulators or fragments. */
+template <typename X, int N>
+__device__ __forceinline__ void fw_wgmma_pin(X (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) fw_wgmma_pin(r[i]);
+}
 
 /* The 64 x 64 fp32 accumulator d[32]: its asm operands %0..%31 and their constraints. */
 #define FW_WGMMA_D32_REGS                                                                                             \
