@@ -84,7 +84,7 @@ static void stack_free(stack *s) {
  * aligned buffers: the mma one for BF16 / FP8 rows of whole 16-byte pieces. */
 static const char *moe_tile_name(fw_wtype ty, int64_t K) {
     if (ty == FW_WTYPE_FP8 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma)
-        return ctx.opt.moe_act_fp8 ? "wgmma-fp8act" : "wgmma";
+        return ctx.opt.moe_act_fp8 && ctx.opt.mm_policy == FW_CUDA_MM_AUTO ? "wgmma-fp8act" : "wgmma";
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
 
@@ -120,8 +120,8 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
     /* FP8 activations (ctx.opt.moe_act_fp8, on 9.0): the tiles' experts (more
      * than 8 rows, moe.cu's MOE_SMALL) see x, and the down projection its input,
      * quantized per 128 channels as fw_cuda_quant_act does; the others bf16. */
-    const bool act8 = ty == FW_WTYPE_FP8 && ctx.opt.moe_act_fp8 && !ctx.opt.moe_tiles_mma && ctx.cc_major == 9 &&
-                      ctx.cc_minor == 0 && P > 8;
+    const bool act8 = ty == FW_WTYPE_FP8 && ctx.opt.moe_act_fp8 && ctx.opt.mm_policy == FW_CUDA_MM_AUTO &&
+                      !ctx.opt.moe_tiles_mma && ctx.cc_major == 9 && ctx.cc_minor == 0 && P > 8;
     int64_t *rows_of = calloc((size_t)n_exp, sizeof(int64_t));
     for (int64_t p = 0; p < P; p++)
         if (ids[p] >= e0 && ids[p] < e0 + n_exp) rows_of[ids[p] - e0]++;
@@ -656,15 +656,14 @@ int test_model_ops(void) {
         check_moe(FW_WTYPE_FP8, 300, 4, 16, 5, 8, 256, 384, 200);
         check_moe(FW_WTYPE_FP8, 700, 4, 16, 0, 16, 384, 128, 256);
     }
-    ctx.opt.moe_tiles_mma = ctx.opt.moe_act_fp8 = false;
+    ctx.opt.moe_tiles_mma = false, ctx.opt.moe_act_fp8 = true; /* the defaults */
     if (!getenv("FW_TEST_NO_TIMING")) {
         time_moe_matmul();
-        ctx.opt.moe_act_fp8 = true; /* with FP8 activations, and by mma.sync, for comparison */
+        ctx.opt.moe_act_fp8 = false; /* with bf16 activations, and by mma.sync, for comparison */
         time_moe_matmul();
-        ctx.opt.moe_act_fp8 = false;
         ctx.opt.moe_tiles_mma = true;
         time_moe_matmul();
-        ctx.opt.moe_tiles_mma = false;
+        ctx.opt.moe_tiles_mma = false, ctx.opt.moe_act_fp8 = true;
     }
     for (int ty = FW_WTYPE_F32; ty <= FW_WTYPE_FP8; ty++) {
         check_mla((fw_wtype)ty, 1, 4, 32, 32, 16, 64);

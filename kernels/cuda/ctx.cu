@@ -78,7 +78,7 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
     const char *mt = getenv("FURROW_CUDA_MOE_TILES");
     ctx->opt.moe_tiles_mma = mt && !strcmp(mt, "mma");
     const char *ma = getenv("FURROW_CUDA_MOE_ACT");
-    ctx->opt.moe_act_fp8 = ma && !strcmp(ma, "fp8");
+    ctx->opt.moe_act_fp8 = !(ma && !strcmp(ma, "bf16"));
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);
@@ -237,3 +237,18 @@ static const fw_cuda_ops cuda_ops = {
 };
 
 extern "C" const fw_cuda_ops *fw_ops_cuda(void) { return &cuda_ops; }
+
+/* The driver's tensor-map encoder, found once through the runtime (no link to libcuda). */
+PFN_cuTensorMapEncodeTiled_v12000 fw_tma_encoder(void) {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    static bool tried = false;
+    if (!tried) {
+        tried = true;
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}

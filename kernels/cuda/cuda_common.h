@@ -5,6 +5,8 @@
 #ifndef FW_KERNELS_CUDA_CUDA_COMMON_H
 #define FW_KERNELS_CUDA_CUDA_COMMON_H
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -45,6 +47,9 @@ static inline const char *fw_cuda_str(cublasStatus_t s) { return cublasLtGetStat
 
 /* ctx.cu: a scratch area of at least `bytes`, valid until the next op on the stream. */
 int fw_cuda_scratch(fw_cuda_ctx *ctx, size_t bytes, void **p);
+/* ctx.cu: the driver's tensor-map encoder, found once through the runtime (no link
+ * to libcuda); NULL where the driver has none. */
+PFN_cuTensorMapEncodeTiled_v12000 fw_tma_encoder(void);
 /* matmul_own.cu: y (T, N) = x (T, K) . W^T with the own kernels; y bf16 or fp32. */
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T);
 /* fp8_quant.cu: x (T, K) bf16 -> xq (Mpad, K) e4m3 with dequant scales xs[m + kb * Mpad]

@@ -24,8 +24,6 @@
 #include "kernels/cuda/tc.h"
 #include "kernels/cuda/wgmma.h"
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include <math.h>
 
 #define DW_BN 64                       /* keys a tile */
@@ -288,23 +286,8 @@ __global__ void __launch_bounds__(DW_THREADS, 1) mla_split_wgmma_kernel(const __
 #endif
 }
 
-/* The driver's tensor-map encoder, found once through the runtime (no link to libcuda). */
-static PFN_cuTensorMapEncodeTiled_v12000 dw_encoder(void) {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-    static bool tried = false;
-    if (!tried) {
-        tried = true;
-        void *p = nullptr;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    }
-    return fn;
-}
-
 bool fw_cuda_mla_wgmma_pages_fit(const fw_cuda_pages *pg) {
-    return pg->block >= 16 && (pg->block % 64 == 0 || 64 % pg->block == 0) && dw_encoder();
+    return pg->block >= 16 && (pg->block % 64 == 0 || 64 % pg->block == 0) && fw_tma_encoder();
 }
 
 template <int C>
@@ -314,7 +297,7 @@ static int dw_launch(fw_cuda_ctx *ctx, const md_args &a) {
     const cuuint64_t dims[3] = {(cuuint64_t)(C + 64), (cuuint64_t)a.pg.block, (cuuint64_t)1 << 24};
     const cuuint64_t strides[2] = {(cuuint64_t)a.pg.W * 2, (cuuint64_t)a.pg.block_stride * 2};
     const cuuint32_t box[3] = {64, (cuuint32_t)boxr, 1}, estr[3] = {1, 1, 1};
-    PFN_cuTensorMapEncodeTiled_v12000 enc = dw_encoder();
+    PFN_cuTensorMapEncodeTiled_v12000 enc = fw_tma_encoder();
     if (!enc || enc(&tm, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, a.pg.base, dims, strides, box, estr,
                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)

@@ -694,7 +694,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
                 *(bf16 *)(cs + r * L::C_PITCH + 2 * c) = fw_f2bf(acc[i][j][q]);
             }
     __syncthreads();
-    moe_tile_store<MOE_MMA_BN, MOE_MMA_THREADS>(y, cs, L::C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu);
+    moe_tile_store<MOE_MMA_BN, MOE_MMA_THREADS>(y, cs, L::C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu, threadIdx.x);
 }
 
 /* Whether moe_mma_kernel takes the tiles: BF16 or FP8 weights whose rows (every
@@ -831,15 +831,16 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     const bool wgmma = w0->type == FW_WTYPE_FP8 && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma &&
                        moe_wgmma_fits(xb, v, wstride, K) && (!wu || moe_wgmma_fits(xb, vu, wstride, K));
     moe_xq xq = {nullptr, nullptr, 0};
-    if (wgmma && ctx->opt.moe_act_fp8 && pl->n_pairs > MOE_SMALL) {
-        /* Not while a graph is captured: the scratch cannot grow then (decode takes bf16 tiles). */
+    if (wgmma && ctx->opt.moe_act_fp8 && ctx->opt.mm_policy == FW_CUDA_MM_AUTO && pl->n_pairs > MOE_SMALL &&
+        fw_tma_encoder()) {
+        const int64_t M = gather ? pl->n_pairs / k : pl->n_pairs, KBp = fw_round_up(K / FW_FP8_BLOCK, 4);
+        const size_t qbytes = (size_t)fw_round_up(M * K, 256), need = qbytes + (size_t)(KBp * M) * sizeof(float);
+        /* While a graph is captured the scratch cannot grow: the step's eager warm-up (same shapes) grew it. */
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
         FW_CUDA_CHECK(ctx, cudaStreamIsCapturing(ctx->stream, &cap));
-        if (cap == cudaStreamCaptureStatusNone) {
-            const int64_t M = gather ? pl->n_pairs / k : pl->n_pairs, KBp = fw_round_up(K / FW_FP8_BLOCK, 4);
-            const size_t qbytes = (size_t)fw_round_up(M * K, 256);
+        if (cap == cudaStreamCaptureStatusNone || need <= ctx->scratch_bytes) {
             void *mem;
-            if (fw_cuda_scratch(ctx, qbytes + (size_t)(KBp * M) * sizeof(float), &mem)) return FW_CUDA_ERR;
+            if (fw_cuda_scratch(ctx, need, &mem)) return FW_CUDA_ERR;
             uint8_t *q = (uint8_t *)mem;
             float *sc = (float *)(q + qbytes);
             if (fw_cuda_quant_act(ctx, q, sc, xb, M, M, K)) return FW_CUDA_ERR;

@@ -43,12 +43,12 @@ __device__ __forceinline__ const bf16 *moe_x_row(const bf16 *x, const int32_t *r
  * bytes a row) to y's grouped rows rbeg .. rbeg + cnt - 1, columns n0 .. n0 + BN
  * - 1 (those < N), in 16-byte pieces of 8 outputs where y_vec (N % 8 == 0, y
  * aligned). With swiglu, y holds the gate's outputs, which become silu(gate) *
- * these. */
+ * these. THREADS threads store, tid their index among them. */
 template <int BN, int THREADS>
 __device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int pitch, int rbeg, int cnt, int64_t n0,
-                                               int64_t N, bool y_vec, bool swiglu) {
+                                               int64_t N, bool y_vec, bool swiglu, int tid) {
     constexpr int CPR = BN / 8;
-    for (int c = threadIdx.x; c < MOE_BM * CPR; c += THREADS) {
+    for (int c = tid; c < MOE_BM * CPR; c += THREADS) {
         const int r = c / CPR, col = (c % CPR) * 8;
         const int64_t n = n0 + col;
         if (r >= cnt) break; /* r grows with c */

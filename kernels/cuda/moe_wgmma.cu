@@ -19,6 +19,7 @@
  * scheduler). Tried: 128 rows a CTA in two warpgroups (m64n128k16, each weight
  * widened once per 128 rows): slower, 9.9 vs 9.3 ms of MoE GEMMs a prefill layer
  * and 5.1 vs 4.1 ms a batch-256 decode layer (one CTA an SM; half-empty tiles). */
+#include "kernels/cuda/barrier.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/moe_tiles.h"
 #include "kernels/cuda/tc.h"
@@ -62,7 +63,7 @@ __device__ __forceinline__ void wg_store(const float (&acc)[2][32], uint8_t *cs,
                 *(bf16 *)(cs + r * WG_C_PITCH + 2 * c) = fw_f2bf(acc[m][4 * i + q]);
             }
     __syncthreads();
-    moe_tile_store<WG_BN, WG_THREADS>(y, cs, WG_C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu);
+    moe_tile_store<WG_BN, WG_THREADS>(y, cs, WG_C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu, threadIdx.x);
 }
 
 __global__ void __launch_bounds__(WG_THREADS, 2)
@@ -291,6 +292,148 @@ moe_wgmma_fp8_kernel(bf16 *__restrict__ y, const uint8_t *__restrict__ xq, const
 #endif
 }
 
+/* FP8 activations times FP8 weights, warp-specialized as DeepGEMM runs them: a
+ * CTA takes a plan tile's 64 rows against 256 outputs in three warpgroups. The
+ * first produces: the tensor memory accelerator copies each stage's 256 x 128
+ * weight bytes (two boxes of 128 rows, 128-byte swizzled, from a 3-D tensor map
+ * over the stacked experts, rows past N zero-filled), and its 128 threads copy
+ * the tile's 64 gathered rows of X and their scales by cp.async, arriving on the
+ * stage's mbarrier as they land. The other two consume: each multiplies the X
+ * rows (A, m64) by its 128 outputs' weights (B, n128, one scale block) in
+ * m64n128k32 e4m3 products, hands the stage back, and promotes the block's sums
+ * by weight scale x row scale while the other warpgroup's products run. No
+ * barrier of the whole CTA inside the K loop. */
+#define WS_BN 256                                /* outputs a CTA: 128 (one scale block) a consumer */
+#define WS_THREADS 384                           /* producer + two consumers */
+#define WS_STAGES 5
+#define WS_X_BYTES (MOE_BM * WG_BK)              /* 8 KiB */
+#define WS_W_BOX (128 * WG_BK)                   /* 16 KiB: one consumer's weights a stage */
+#define WS_STAGE (WS_X_BYTES + 2 * WS_W_BOX + 1024) /* + the rows' scales (256 bytes), keeping 1024 alignment */
+#define WS_BARS (WS_STAGES * WS_STAGE)
+#define WS_SMEM (WS_BARS + 2 * WS_STAGES * 8 + 1024) /* + full and empty mbarriers, + room to align */
+#define WS_C_PITCH (2 * WS_BN + 16)
+#define WS_BAR_OUT 1                             /* named barrier of the two consumers */
+static_assert(MOE_BM * WS_C_PITCH <= WS_BARS && WS_SMEM <= 227 * 1024, "fp8 ws layout");
+
+__global__ void __launch_bounds__(WS_THREADS, 1)
+moe_fp8_ws_kernel(const __grid_constant__ CUtensorMap tw, bf16 *__restrict__ y, const uint8_t *__restrict__ xq,
+                  const float *__restrict__ xs, int64_t M, bool gather, int k, const float *__restrict__ wscale,
+                  int64_t scale_ld, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
+#if FW_HAVE_WGMMA
+    if ((int)blockIdx.y >= pl.counts[1]) return;
+    const moe_tile tl = moe_tile_of(pl, blockIdx.y);
+    const int e = tl.e, rbeg = tl.rbeg, cnt = tl.cnt;
+    const int n0 = (int)blockIdx.x * WS_BN;
+    extern __shared__ __align__(128) uint8_t ws_smem[];
+    const uint32_t raw = fw_smem_addr(ws_smem), pad = (1024 - (raw & 1023)) & 1023;
+    uint8_t *sm = ws_smem + pad;
+    const uint32_t sbase = raw + pad, full = sbase + WS_BARS, empty = full + 8 * WS_STAGES;
+    const int tid = threadIdx.x, wt = tid & 127;
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */
+    const int nk = (int)(K / WG_BK);
+    if (tid == 0)
+        for (int s = 0; s < WS_STAGES; s++) {
+            fw_mbar_init(full + 8 * s, 128 + 1); /* the producers' cp.async arrivals + the weights' byte count */
+            fw_mbar_init(empty + 8 * s, 8);      /* each consumer warp */
+        }
+    __syncthreads();
+
+    if (wg == 0) {
+        /* X: chunk c of rows r0 + 16 i at chunk c ^ (row % 8); thread wt < 64 copies row wt's
+         * scale. Rows past the tile: 0 bytes (zero fill) from a row that exists. */
+        const int c = wt & 7, r0 = wt >> 3;
+        const uint32_t sw = (uint32_t)((c ^ (r0 & 7)) << 4);
+        const uint8_t *src[MOE_BM / 16];
+#pragma unroll
+        for (int i = 0; i < MOE_BM / 16; i++) {
+            const int r = r0 + 16 * i;
+            src[i] = r < cnt ? xq + (int64_t)moe_x_index(pl.rows, gather, k, rbeg + r) * K + 16 * c : nullptr;
+        }
+        const int srow = wt < cnt ? moe_x_index(pl.rows, gather, k, rbeg + wt) : -1; /* wt < 64 only */
+        for (int kb = 0; kb < nk; kb++) {
+            const int s = kb % WS_STAGES;
+            const uint32_t s0 = sbase + s * WS_STAGE, bar = full + 8 * s;
+            fw_mbar_wait(empty + 8 * s, (uint32_t)((kb / WS_STAGES) & 1) ^ 1); /* the first round passes */
+            fw_mbar_expect_tx(wt == 0, bar, 2 * WS_W_BOX);
+            fw_tma_load_3d(wt == 0, s0 + WS_X_BYTES, &tw, bar, kb * WG_BK, n0, e);
+            fw_tma_load_3d(wt == 0, s0 + WS_X_BYTES + WS_W_BOX, &tw, bar, kb * WG_BK, n0 + 128, e);
+#pragma unroll
+            for (int i = 0; i < MOE_BM / 16; i++)
+                fw_cp_async16_at(s0 + (r0 + 16 * i) * 128 + sw, src[i] ? src[i] + (int64_t)kb * WG_BK : xq, src[i] ? 16 : 0);
+            if (wt < MOE_BM)
+                fw_cp_async4_at(s0 + WS_X_BYTES + 2 * WS_W_BOX + 4 * wt, xs + (int64_t)kb * M + (srow < 0 ? 0 : srow),
+                                srow < 0 ? 0 : 4);
+            fw_mbar_arrive_cp_async(bar);
+        }
+        fw_cp_async_wait<0>();
+        return;
+    }
+
+    const int ci = wg - 1, warp = wt >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    /* This warpgroup's scale block row; none past N (its weights are zeros). */
+    const int nb = (n0 >> 7) + ci;
+    const bool n_in = (int64_t)nb * 128 < N;
+    const float *wsc = wscale + (int64_t)e * sstride + (int64_t)(n_in ? nb : 0) * scale_ld;
+    float acc[2][32], part[2][32];
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int i = 0; i < 32; i++) acc[h][i] = 0.0f;
+    for (int kb = 0; kb < nk; kb++) {
+        const int s = kb % WS_STAGES;
+        const float sc = n_in ? __ldg(wsc + kb) : 0.0f;
+        const uint32_t xs0 = sbase + s * WS_STAGE, ws0 = xs0 + WS_X_BYTES + ci * WS_W_BOX;
+        fw_mbar_wait(full + 8 * s, (uint32_t)(kb / WS_STAGES) & 1);
+        fw_wgmma_fence_smem(); /* X came by cp.async (the generic proxy); the products read it */
+        fw_wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < WG_BK / 32; j++)
+            fw_wgmma_m64n128k32_e4m3_ss(part[0], part[1], fw_wgmma_desc(xs0 + 32 * j), fw_wgmma_desc(ws0 + 32 * j), j > 0);
+        fw_wgmma_commit();
+        /* This thread's rows' scales (rows 16 warp + g, + 8) while the products run. */
+        const float *rs = (const float *)(sm + s * WS_STAGE + WS_X_BYTES + 2 * WS_W_BOX);
+        const float s_lo = sc * rs[16 * warp + g], s_hi = sc * rs[16 * warp + g + 8];
+        fw_wgmma_wait<0>();
+        __syncwarp();
+        if (lane == 0) fw_mbar_arrive(empty + 8 * s);
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                fw_wgmma_pin(part[h][i]);
+                acc[h][i] = fmaf((i & 2) ? s_hi : s_lo, part[h][i], acc[h][i]);
+            }
+    }
+    /* Both consumers are past their last stage (and every copy was consumed): the ring holds the output tile. */
+    fw_bar_sync(WS_BAR_OUT, 256);
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int col = 128 * ci + 64 * h + 8 * i + 2 * t, r = 16 * warp + g;
+            *(__nv_bfloat162 *)(sm + r * WS_C_PITCH + 2 * col) = __floats2bfloat162_rn(acc[h][4 * i], acc[h][4 * i + 1]);
+            *(__nv_bfloat162 *)(sm + (r + 8) * WS_C_PITCH + 2 * col) =
+                __floats2bfloat162_rn(acc[h][4 * i + 2], acc[h][4 * i + 3]);
+        }
+    fw_bar_sync(WS_BAR_OUT, 256);
+    moe_tile_store<WS_BN, 256>(y, sm, WS_C_PITCH, rbeg, cnt, n0, N, y_vec, swiglu, tid - 128);
+#else
+    __trap();
+#endif
+}
+
+/* The tensor map of the stacked experts' FP8 weights w (K x N x n_exp bytes, rows
+ * w.ld apart, experts wstride apart): boxes of 128 K x 128 rows, 128-byte swizzle. */
+static bool moe_weight_map(CUtensorMap *tm, const fw_wview &w, int64_t wstride, int64_t N, int64_t K, int64_t n_exp) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = fw_tma_encoder();
+    const cuuint64_t dims[3] = {(cuuint64_t)K, (cuuint64_t)N, (cuuint64_t)n_exp};
+    const cuuint64_t strides[2] = {(cuuint64_t)w.ld, (cuuint64_t)wstride};
+    const cuuint32_t box[3] = {WG_BK, 128, 1}, estr[3] = {1, 1, 1};
+    return enc && enc(tm, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, (void *)w.data, dims, strides, box, estr,
+                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K) {
     return K % WG_BK == 0 && w.ld % 16 == 0 && wstride % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
@@ -305,6 +448,20 @@ cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, const uint8_t *xq, const fl
     cudaError_t err = xq ? cudaFuncSetAttribute(moe_wgmma_fp8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WF_SMEM)
                          : cudaFuncSetAttribute(moe_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
     if (err != cudaSuccess) return err;
+    static const bool old_fp8 = getenv("FURROW_CUDA_MOE_FP8_V1") != nullptr; /* TEMPORARY A/B */
+    if (xq && !old_fp8) {
+        err = cudaFuncSetAttribute(moe_fp8_ws_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM);
+        if (err != cudaSuccess) return err;
+        dim3 gw((unsigned)fw_ceil_div(N, WS_BN), (unsigned)pl.tile_cap);
+        for (int p = 0; p < (wu ? 2 : 1); p++) {
+            const fw_wview &wp = p ? *wu : w;
+            CUtensorMap tm;
+            if (!moe_weight_map(&tm, wp, wstride, N, K, pl.n_exp)) return cudaErrorInvalidValue;
+            moe_fp8_ws_kernel<<<gw, WS_THREADS, WS_SMEM, st>>>(tm, y, xq, xs, M, gather, k, wp.scale, wp.scale_ld, sstride,
+                                                               N, K, pl, y_vec, p == 1);
+        }
+        return cudaGetLastError();
+    }
     for (int p = 0; p < (wu ? 2 : 1); p++) {
         if (xq)
             moe_wgmma_fp8_kernel<<<grid, WG_THREADS, WF_SMEM, st>>>(y, xq, xs, M, gather, k, p ? *wu : w, wstride, sstride,

@@ -65,8 +65,9 @@ typedef struct fw_cuda_opts {
     bool mla_mma;        /* decode attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MLA=mma) */
     bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores (FURROW_CUDA_MOE_GEMV=cores) */
     bool moe_tiles_mma;  /* FP8 experts' tiles by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MOE_TILES=mma) */
-    bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant
-                          * and DeepGEMM (FURROW_CUDA_MOE_ACT=fp8); not inside graph capture; default: exact bf16 */
+    bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant,
+                          * DeepGEMM and cuBLASLt's block-scaled FP8 (the dense matmuls) do; the default under
+                          * FW_CUDA_MM_AUTO; FURROW_CUDA_MOE_ACT=bf16 (or FW_CUDA_MM_OWN): bf16 activations, exact */
     bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
     bool flash_mma;      /* prefill attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_FLASH=mma) */
 } fw_cuda_opts;

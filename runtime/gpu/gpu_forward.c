@@ -512,6 +512,12 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
                        h.sin + off[i] * R / 2);
     }
     if (!p->has_embed) memcpy(h.hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
+    /* The ops' scratch (quantized activations, padded outputs) may have grown in an
+     * eager step since a graph captured its old address: such graphs are stale. */
+    if (g->ctx.scratch != g->graph_scratch[0] || g->side.scratch != g->graph_scratch[1]) {
+        fw_gpu_drop_graphs(g);
+        g->graph_scratch[0] = g->ctx.scratch, g->graph_scratch[1] = g->side.scratch;
+    }
     g->n_prof = 0;
     const bool timed = g->time_gpu && step_events(g);
     if (timed) cudaEventRecord((cudaEvent_t)g->step_ev[0], g->ctx.stream);

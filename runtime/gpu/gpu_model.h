@@ -86,6 +86,7 @@ typedef struct fw_gpu_model {
     bool moe_by_gemm;           /* FURROW_CUDA_MOE=gemm: many-token MoE as one cuBLASLt GEMM per expert */
     void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
     bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
+    void *graph_scratch[2]; /* the main and side contexts' scratch when the graphs were made */
 
     bool prof;                  /* time regions (costs an event per region; no graphs) */
     void *prof_ev[FW_PROF_MAX_EVENTS];
