@@ -36,7 +36,8 @@ FW_CUDA_SRCS = \
 	kernels/cuda/attn_flash.cu \
 	kernels/cuda/attn_flash_wgmma.cu \
 	kernels/cuda/moe.cu \
-	kernels/cuda/moe_wgmma.cu
+	kernels/cuda/moe_wgmma.cu \
+	kernels/cuda/moe_fp8.cu
 FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h kernels/cuda/tc.h kernels/cuda/wgmma.h \
 	kernels/cuda/moe_tiles.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h kernels/cuda/mla_decode.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
@@ -57,6 +58,8 @@ SUFFIXES = .cu
 FW_NVCC_SM90A = $(NVCC) $(NVCC_ARCH_FREE_FLAGS) -gencode arch=compute_90a,code=sm_90a -std=c++17 \
 	-Xcompiler -Wall,-Wextra -I$(top_srcdir) -I$(top_builddir) $(CUDA_CFLAGS)
 kernels/cuda/moe_wgmma.o: kernels/cuda/moe_wgmma.cu
+	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<
+kernels/cuda/moe_fp8.o: kernels/cuda/moe_fp8.cu
 	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<
 kernels/cuda/attn_flash_wgmma.o: kernels/cuda/attn_flash_wgmma.cu
 	$(AM_V_NVCC)$(FW_NVCC_SM90A) -c -o $@ $<

@@ -204,8 +204,9 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
     free(gpu);
 }
 
-/* The production FP8 path (cuBLASLt block-scaled FP8, activations quantized to
- * e4m3 per token per 128 channels, as DeepSeek's own inference) is not the
+/* The production FP8 path (cuBLASLt block-scaled FP8 and the experts' FP8 tiles,
+ * activations quantized to e4m3 per token per 128 channels, as DeepSeek's own
+ * FP8 inference, DeepGEMM, vLLM and SGLang do) is not the
  * computation the reference made (dequantized weights, full activations): its
  * deviation is reported, and it must stay finite. */
 static void report_fp8_activations(fw_model *m, fw_gpu_model *g, const prompt *ps, int n) {
@@ -233,7 +234,7 @@ static void report_fp8_activations(fw_model *m, fw_gpu_model *g, const prompt *p
         }
         free(cpu), free(gpu), free(margin);
     }
-    printf("FP8 activations (cuBLASLt block-scaled FP8): worst prefill deviation from the CPU away from routing "
+    printf("FP8 activations (cuBLASLt block-scaled FP8, the experts' FP8 tiles): worst prefill deviation from the CPU away from routing "
            "near-ties %.3g; at the %lld of %lld positions whose routing gap exceeds 5e-2: %.3g (reported, not "
            "bounded)\n", worst, (long long)kept_clear, (long long)total, worst_clear);
 }

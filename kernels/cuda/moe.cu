@@ -785,8 +785,9 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
     if constexpr (WT == FW_WTYPE_FP8) {
-        if (wgmma) /* moe_launch checked the device and the shapes */
-            return moe_wgmma_launch(y, x, xq.q, xq.s, xq.M, gather, k, w, wu, wstride, sstride, N, K, pl, st);
+        if (wgmma && xq.q) /* moe_launch checked the device and the shapes */
+            return moe_fp8_launch(y, xq.q, xq.s, xq.M, gather, k, w, wu, wstride, sstride, N, K, pl, st);
+        if (wgmma) return moe_wgmma_launch(y, x, gather, k, w, wu, wstride, sstride, N, K, pl, st);
     }
     if constexpr (WT != FW_WTYPE_F32) {
         if (moe_mma_fits<WT>(x, w, wstride, K) && (!wu || moe_mma_fits<WT>(x, *wu, wstride, K))) {
@@ -832,7 +833,7 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
                        moe_wgmma_fits(xb, v, wstride, K) && (!wu || moe_wgmma_fits(xb, vu, wstride, K));
     moe_xq xq = {nullptr, nullptr, 0};
     if (wgmma && ctx->opt.moe_act_fp8 && ctx->opt.mm_policy == FW_CUDA_MM_AUTO && pl->n_pairs > MOE_SMALL &&
-        fw_tma_encoder()) {
+        moe_fp8_available()) {
         const int64_t M = gather ? pl->n_pairs / k : pl->n_pairs, KBp = fw_round_up(K / FW_FP8_BLOCK, 4);
         const size_t qbytes = (size_t)fw_round_up(M * K, 256), need = qbytes + (size_t)(KBp * M) * sizeof(float);
         /* While a graph is captured the scratch cannot grow: the step's eager warm-up (same shapes) grew it. */

@@ -44,11 +44,11 @@ __device__ __forceinline__ const bf16 *moe_x_row(const bf16 *x, const int32_t *r
  * - 1 (those < N), in 16-byte pieces of 8 outputs where y_vec (N % 8 == 0, y
  * aligned). With swiglu, y holds the gate's outputs, which become silu(gate) *
  * these. THREADS threads store, tid their index among them. */
-template <int BN, int THREADS>
+template <int BN, int THREADS, int BM = MOE_BM>
 __device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int pitch, int rbeg, int cnt, int64_t n0,
                                                int64_t N, bool y_vec, bool swiglu, int tid) {
     constexpr int CPR = BN / 8;
-    for (int c = tid; c < MOE_BM * CPR; c += THREADS) {
+    for (int c = tid; c < BM * CPR; c += THREADS) {
         const int r = c / CPR, col = (c % CPR) * 8;
         const int64_t n = n0 + col;
         if (r >= cnt) break; /* r grows with c */
@@ -76,13 +76,19 @@ __device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int p
     }
 }
 
-/* moe_wgmma.cu: FP8 experts' tiles on the warpgroup MMA (sm_90a; the caller checks
- * the device is 9.0). Fits: K in whole 128-wide scale blocks, rows of W (every
- * expert's) and of x 16-byte aligned. xq (not NULL): x's rows quantized to FP8
- * per 128 channels (fw_cuda_quant_act of M rows, scales xs), used instead of x. */
+/* moe_wgmma.cu: FP8 experts' tiles on the warpgroup MMA with bf16 activations
+ * (sm_90a; the caller checks the device is 9.0). Fits: K in whole 128-wide scale
+ * blocks, rows of W (every expert's) and of x 16-byte aligned. */
 bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K);
-cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, const uint8_t *xq, const float *xs, int64_t M, bool gather, int k,
-                             const fw_wview &w, const fw_wview *wu, int64_t wstride, int64_t sstride, int64_t N,
-                             int64_t K, const fw_cuda_moe_plan &pl, cudaStream_t st);
+cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
+                             int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
+                             cudaStream_t st);
+/* moe_fp8.cu: the same tiles (same fits) with FP8 activations: xq, x's M rows
+ * quantized per 128 channels (fw_cuda_quant_act), scales xs. Needs the driver's
+ * tensor-map encoder (moe_fp8_available). */
+bool moe_fp8_available(void);
+cudaError_t moe_fp8_launch(bf16 *y, const uint8_t *xq, const float *xs, int64_t M, bool gather, int k, const fw_wview &w,
+                           const fw_wview *wu, int64_t wstride, int64_t sstride, int64_t N, int64_t K,
+                           const fw_cuda_moe_plan &pl, cudaStream_t st);
 
 #endif

@@ -150,6 +150,22 @@ __device__ __forceinline__ void fw_wgmma_m64n64k32_e4m3_ss(float (&d)[32], uint6
 #endif
 }
 
+/* setmaxnreg: this warpgroup's registers a thread from here on (a multiple of 8 in
+ * 24..256), given back to or taken from the SM's pool; every thread of the
+ * warpgroup executes it, in a kernel whose launch bounds cap its registers. */
+template <int N>
+__device__ __forceinline__ void fw_wgmma_regs_dec() {
+#if FW_HAVE_WGMMA
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void fw_wgmma_regs_inc() {
+#if FW_HAVE_WGMMA
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+
 /* d (64 x 128, fp32, as two 64 x 64 halves d0 | d1) = A (64 x 32 e4m3 at
  * descriptor a) . B (32 x 128 e4m3 at descriptor b: 128 K-major rows, 16 groups
  * of 8 rows 1024 bytes apart) + (acc ? d : 0). */
