@@ -166,21 +166,4 @@ __device__ __forceinline__ void fw_wgmma_regs_inc() {
 #endif
 }
 
-/* d (64 x 128, fp32, as two 64 x 64 halves d0 | d1) = A (64 x 32 e4m3 at
- * descriptor a) . B (32 x 128 e4m3 at descriptor b: 128 K-major rows, 16 groups
- * of 8 rows 1024 bytes apart) + (acc ? d : 0). */
-__device__ __forceinline__ void fw_wgmma_m64n128k32_e4m3_ss(float (&d0)[32], float (&d1)[32], uint64_t a, uint64_t b,
-                                                            bool acc) {
-#if FW_HAVE_WGMMA
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
-                 FW_WGMMA_D64_REGS ", "
-                 "%64, %65, p, 1, 1;\n}\n"
-                 : FW_WGMMA_D32(d0), FW_WGMMA_D32(d1)
-                 : "l"(a), "l"(b), "r"((int)acc));
-#else
-    (void)d0, (void)d1, (void)a, (void)b, (void)acc;
-#endif
-}
-
 #endif
