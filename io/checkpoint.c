@@ -9,7 +9,6 @@
 #include <xxhash.h>
 
 #include "io/ckpt_h5.h"
-#include "io/synth.h"
 
 typedef struct ck_file {
     char *name;                 /* "layers-000-003.h5", relative to the directory */
@@ -226,8 +225,7 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
     return rc;
 }
 
-int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e) {
-    if (!strncmp(dir, FW_SYNTH_PREFIX, strlen(FW_SYNTH_PREFIX))) return fw_synth_open(out, dir, e);
+int fw_ckpt_open_dir(fw_ckpt **out, const char *dir, fw_err *e) {
     *out = NULL;
     fw_h5_quiet();
     fw_ckpt *ck = calloc(1, sizeof *ck);

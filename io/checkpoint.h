@@ -11,7 +11,7 @@
 
 #include "io/config.h"
 #include "io/dtype.h"
-#include "io/err.h"
+#include "io/base/err.h"
 
 #define FW_CKPT_FORMAT_VERSION 1
 
@@ -23,9 +23,12 @@ typedef struct fw_tensor_info {
 
 typedef struct fw_ckpt fw_ckpt;
 
+/* Opens a model: a checkpoint directory (fw_ckpt_open_dir), or a synthetic model
+ * generated on read, "synth:..." (io/synth.h). io/ckpt_open.c. */
+int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e);
 /* Opens the checkpoint directory: checks the format version, parses the embedded
  * config. Nothing else is read until asked for. */
-int fw_ckpt_open(fw_ckpt **out, const char *dir, fw_err *e);
+int fw_ckpt_open_dir(fw_ckpt **out, const char *dir, fw_err *e);
 
 /* A checkpoint whose tensors are produced on read (io/synth's in-place synthetic
  * model): n tensors with their infos; gen fills dst with the hyperslab (start,

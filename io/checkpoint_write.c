@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io/fileutil.h"
+#include "io/base/fileutil.h"
 #include "io/checkpoint.h"
 #include "io/ckpt_h5.h"
 #include "io/model_tensors.h"

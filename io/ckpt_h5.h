@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "io/dtype.h"
-#include "io/err.h"
+#include "io/base/err.h"
 
 #define FW_CKPT_FORMAT_NAME "furrow-checkpoint"
 #define FW_CKPT_ROOT "furrow.h5"

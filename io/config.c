@@ -3,7 +3,7 @@
  * furrow would run wrongly (softmax gating, another RoPE scaling, another
  * quantization) is refused instead of half-understood. */
 #define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
-#include "io/jsonutil.h"
+#include "io/base/jsonutil.h"
 #include "io/config.h"
 
 #include <errno.h>

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "io/err.h"
+#include "io/base/err.h"
 
 typedef struct fw_yarn {
     bool enabled;                      /* rope_scaling.type == "yarn" */

@@ -1,5 +1,5 @@
 #include "io/convert.h"
-#include "io/fileutil.h"
+#include "io/base/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,7 +13,7 @@
 #ifndef FW_IO_CONVERT_H
 #define FW_IO_CONVERT_H
 
-#include "io/err.h"
+#include "io/base/err.h"
 
 typedef struct fw_convert_opts {
     int layers_per_file;                            /* 0: the writer's default (pack by size) */

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "io/err.h"
+#include "io/base/err.h"
 
 typedef struct fw_h5out fw_h5out;
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "io/config.h"
-#include "io/err.h"
+#include "io/base/err.h"
 
 /* How a tensor is split across a tensor-parallel group (DESIGN.md, Parallelism). */
 typedef enum fw_tp_role {

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "io/dtype.h"
-#include "io/err.h"
+#include "io/base/err.h"
 
 #define FW_MAX_DIMS 8
 

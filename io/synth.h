@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "io/config.h"
-#include "io/err.h"
+#include "io/base/err.h"
 
 /* Geometries by name:
  *   tiny         golden A: hidden 256, 3 layers (1 dense + 2 MoE), 4 heads, 16 experts top-4, vocab 2048

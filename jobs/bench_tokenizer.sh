@@ -192,7 +192,7 @@ tok_path, text_path, chunk, ids_path, compare = sys.argv[1], sys.argv[2], int(sy
 tk = Tokenizer.from_file(tok_path)
 data = open(text_path, "rb").read()
 
-def chunk_end(s, n, i, chunk):  # as furrow tokenize --chunk (runtime/cmd_tokenize.c)
+def chunk_end(s, n, i, chunk):  # as furrow tokenize --chunk (runtime/cli/cmd_tokenize.c)
     if not chunk or n - i <= chunk: return n
     j = i + chunk
     k = s.rfind(b"\n", i, j)

@@ -5,14 +5,15 @@ libfurrow_kernels_a_SOURCES = \
 	kernels/cpu/ref.c \
 	kernels/cpu/fast.h \
 	kernels/cpu/fast.c \
+	kernels/cpu/cpu_features.c \
 	kernels/cpu/ceilings.c kernels/cpu/ceilings.h \
 	kernels/cpu/fast_matmul.c
 
-# A micro-benchmark, never installed: `make kernels/bench_kernels`; make check
+# A micro-benchmark, never installed: `make kernels/cpu/bench_kernels`; make check
 # builds it (so it cannot rot) but does not run it (it is not in TESTS).
-check_PROGRAMS += kernels/bench_kernels
-kernels_bench_kernels_SOURCES = kernels/bench_kernels.c
-kernels_bench_kernels_LDADD = libfurrow_kernels.a -lm
+check_PROGRAMS += kernels/cpu/bench_kernels
+kernels_cpu_bench_kernels_SOURCES = kernels/cpu/bench_kernels.c
+kernels_cpu_bench_kernels_LDADD = libfurrow_kernels.a -lm
 
 # The CUDA backend (kernels/cuda): CUDA C++ compiled by nvcc into its own library,
 # linked only into GPU targets (the rest of furrow never links CUDA). The sources

@@ -1,6 +1,7 @@
 /* The op table: every compute op the model uses, as function pointers, one table
  * per backend (ggml-backend style). The model code calls only these, so the same
- * forward runs on the reference CPU ops, the fast CPU ops or (later) CUDA.
+ * CPU forward (runtime/cpu) runs on the reference or the fast CPU ops; the CUDA
+ * backend (runtime/cuda) calls the kernels of kernels/cuda directly.
  *
  * Conventions: activations are float32, row-major; T is the number of tokens;
  * counts and offsets are int64_t. Weights stay in their stored format (F32, BF16,

@@ -1,4 +1,5 @@
 noinst_LIBRARIES += libfurrow_partition.a
 libfurrow_partition_a_SOURCES = \
+	partition/layout.c partition/layout.h \
 	partition/plan.c partition/plan.h \
 	partition/shard.c partition/shard.h

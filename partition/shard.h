@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "io/config.h"
-#include "io/err.h"
-#include "partition/plan.h"
+#include "io/base/err.h"
+#include "partition/layout.h"
 
 typedef struct fw_slice {
     bool needed;               /* false: this rank holds none of the tensor */

@@ -1,48 +1,52 @@
+# One library, in the folders of its layers (ARCHITECTURE.md): dist (MPI, UCX,
+# hwloc), model (weights, KV cache, the backend interface), cpu (the CPU
+# backend), engine (replica, scheduler, sampling), serve (HTTP), cli (commands).
 noinst_LIBRARIES += libfurrow_runtime.a
 libfurrow_runtime_a_SOURCES = \
-	runtime/cli.c runtime/cli.h \
-	runtime/dispatch.c \
-	runtime/device.c runtime/device.h \
-	runtime/model.h runtime/model_load.c runtime/forward.c \
-	runtime/kvcache.c runtime/kvcache.h \
-	runtime/sched.c runtime/sched.h \
-	runtime/runner.c runtime/runner.h \
-	runtime/request.c runtime/request.h \
-	runtime/cmd_batch.c \
-	runtime/serve.h runtime/serve_http.c runtime/serve_metrics.c runtime/cmd_serve.c \
-	runtime/rope.c runtime/rope.h \
-	runtime/sample.c runtime/sample.h \
-	runtime/world.c runtime/world.h \
-	runtime/topo.c runtime/topo.h \
-	runtime/comm.c runtime/comm_ucx.c runtime/comm.h \
-	runtime/engine.c runtime/engine.h runtime/engine_top.c \
-	runtime/data.c runtime/data.h \
-	runtime/prompt.c runtime/prompt.h \
-	runtime/cmd_convert.c \
-	runtime/cmd_tokenize.c \
-	runtime/cmd_info.c \
-	runtime/cmd_synth.c \
-	runtime/cmd_logits.c \
-	runtime/cmd_generate.c \
-	runtime/cmd_bench.c \
-	runtime/cmd_plan.c \
-	runtime/cmd_topo.c
+	runtime/dist/world.c runtime/dist/world.h \
+	runtime/dist/topo.c runtime/dist/topo.h \
+	runtime/dist/comm.c runtime/dist/comm_ucx.c runtime/dist/comm.h \
+	runtime/model/model.h runtime/model/model_load.c \
+	runtime/model/kvcache.c runtime/model/kvcache.h \
+	runtime/model/rope.c runtime/model/rope.h \
+	runtime/model/backend.c runtime/model/backend.h \
+	runtime/cpu/forward.c \
+	runtime/engine/engine.c runtime/engine/engine.h runtime/engine/engine_top.c \
+	runtime/engine/sched.c runtime/engine/sched.h \
+	runtime/engine/runner.c runtime/engine/runner.h \
+	runtime/engine/sample.c runtime/engine/sample.h \
+	runtime/engine/job.c runtime/engine/job.h \
+	runtime/engine/prompt.c runtime/engine/prompt.h \
+	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
+	runtime/cli/cli.c runtime/cli/cli.h \
+	runtime/cli/dispatch.c \
+	runtime/cli/cmd_convert.c \
+	runtime/cli/cmd_tokenize.c \
+	runtime/cli/cmd_info.c \
+	runtime/cli/cmd_synth.c \
+	runtime/cli/cmd_logits.c \
+	runtime/cli/cmd_generate.c \
+	runtime/cli/cmd_batch.c \
+	runtime/cli/cmd_serve.c \
+	runtime/cli/cmd_bench.c \
+	runtime/cli/cmd_plan.c \
+	runtime/cli/cmd_topo.c
 
 bin_PROGRAMS += furrow
-furrow_SOURCES = runtime/main.c
+furrow_SOURCES = runtime/cli/main.c
 furrow_LDADD = $(FW_LIBS) $(FW_EXTERNAL_LIBS)
 
-# furrow-cuda: the same commands with the CUDA backend (runtime/gpu) linked in;
+# furrow-cuda: the same commands with the CUDA backend (runtime/cuda) linked in;
 # plain furrow hands `--device cuda` to it. Only GPU targets link CUDA and NCCL.
-FW_GPU_SRCS = runtime/gpu/gpu_model.h runtime/gpu/gpu_model.c runtime/gpu/gpu_forward.c \
-	runtime/gpu/gpu_nccl.c runtime/gpu/gpu_backend.c runtime/gpu/gpu_backend.h runtime/gpu/gpu_bench.c
-EXTRA_DIST += $(FW_GPU_SRCS) runtime/gpu/main_cuda.c
+FW_GPU_SRCS = runtime/cuda/gpu_model.h runtime/cuda/gpu_model.c runtime/cuda/gpu_forward.c \
+	runtime/cuda/gpu_nccl.c runtime/cuda/gpu_backend.c runtime/cuda/gpu_backend.h runtime/cuda/gpu_bench.c
+EXTRA_DIST += $(FW_GPU_SRCS) runtime/cli/main_cuda.c
 if HAVE_CUDA
 noinst_LIBRARIES += libfurrow_gpu.a
 libfurrow_gpu_a_SOURCES = $(FW_GPU_SRCS)
 libfurrow_gpu_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) $(NCCL_CFLAGS)
 bin_PROGRAMS += furrow-cuda
-furrow_cuda_SOURCES = runtime/gpu/main_cuda.c
+furrow_cuda_SOURCES = runtime/cli/main_cuda.c
 furrow_cuda_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 FW_GPU_LIBS = libfurrow_gpu.a libfurrow_cuda.a
 furrow_cuda_LDADD = $(FW_GPU_LIBS) $(FW_LIBS) $(FW_EXTERNAL_LIBS) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lm

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
-#include "runtime/sample.h"
+#include "runtime/model/model.h"
+#include "runtime/engine/sample.h"
 #include "tests/check.h"
 #include "tests/golden_ref.h"
 

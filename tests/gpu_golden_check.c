@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/gpu/gpu_model.h"
-#include "runtime/sample.h"
+#include "runtime/cuda/gpu_model.h"
+#include "runtime/engine/sample.h"
 #include "tests/check.h"
 #include "tests/golden_ref.h"
 

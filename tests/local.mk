@@ -97,7 +97,7 @@ EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 TESTS += tests/test_serve.sh
 EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
 
-# Decode groups need matmuls whose rows do not depend on each other (runtime/runner.h).
+# Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).
 check_PROGRAMS += tests/test_invariance
 TESTS += tests/test_invariance
 tests_test_invariance_LDADD = $(FWTEST_LIBS)
@@ -108,3 +108,7 @@ tests_test_invariance_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
 EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
 tests/test_slurm_scaling.log: tests/test_slurm_generate.log
+
+# The layers of the code from the object files' symbols (tests/layers.txt).
+TESTS += tests/test_layers.sh
+EXTRA_DIST += tests/test_layers.sh tests/layers.py tests/layers.txt

@@ -7,8 +7,8 @@
 
 #include <jansson.h>
 
-#include "io/chat.h"
-#include "io/tokenizer.h"
+#include "io/text/chat.h"
+#include "io/text/tokenizer.h"
 #include "tests/check.h"
 
 static void golden(fw_tokenizer *t, const char *shared) {

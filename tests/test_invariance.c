@@ -1,10 +1,10 @@
-/* The contract the scheduler's decode groups rely on (runtime/runner.h): for up
+/* The contract the scheduler's decode groups rely on (runtime/engine/runner.h): for up
  * to FW_RUNNER_DECODE_GROUP rows, each CPU op table's matmul gives every row
  * exactly (bit for bit) what that row gives alone, for every weight type, so a
  * request's tokens do not depend on what else is in the batch. */
 #include "kernels/cpu/fast.h"
 #include "kernels/ops.h"
-#include "runtime/runner.h"
+#include "runtime/engine/runner.h"
 #include "tests/check.h"
 
 #include <string.h>

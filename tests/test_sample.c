@@ -3,7 +3,7 @@
  * the probabilities it draws from, the token it draws, its logprobs and top
  * alternatives, on several vocabulary sizes; seeded draws that do not depend on
  * what else is sampled; draw frequencies that follow the probabilities. */
-#include "runtime/sample.h"
+#include "runtime/engine/sample.h"
 #include "tests/check.h"
 
 #include <math.h>

@@ -5,7 +5,7 @@
  * caches from roomy to too small for all (preemption), budgets from 1 token to
  * plenty; every request must end with exactly the tokens it gets alone, no step
  * may exceed its budget or batch, and all blocks must be free at the end. */
-#include "runtime/sched.h"
+#include "runtime/engine/sched.h"
 #include "tests/check.h"
 
 #include <string.h>

@@ -8,8 +8,8 @@
 
 #include <jansson.h>
 
-#include "io/tok_internal.h"
-#include "io/tokenizer.h"
+#include "io/text/tok_internal.h"
+#include "io/text/tokenizer.h"
 #include "tests/check.h"
 
 static char tok_path[4096], cfg_path[4096];

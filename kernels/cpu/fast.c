@@ -17,11 +17,6 @@
 /* Below this much work (elements touched) a parallel region costs more than it saves. */
 #define PAR_MIN 32768
 
-bool fw_cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-
 /* ---- element-wise and per-token ops (shared by both tables) ---- */
 
 static void fast_embed(float *y, const fw_weight *emb, const int32_t *ids, int64_t T, int64_t vocab0) {

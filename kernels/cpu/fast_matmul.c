@@ -8,7 +8,7 @@
  * panels, and an FMA micro-kernel of GEMM_MR tokens x GEMM_NR rows runs over
  * them. OpenMP splits output rows (and tokens when the rows are too few).
  *
- * Measured on the 2-core Zen 3 (kernels/bench_kernels): decode BF16 ~27 GB/s of
+ * Measured on the 2-core Zen 3 (kernels/cpu/bench_kernels): decode BF16 ~27 GB/s of
  * weights (~90% of a read-only stream); FP8 ~15-18 GB/s, bound by the widening
  * (vcvtph2ps), not memory, but still more weights per second than BF16; prefill
  * ~130-155 GFLOP/s of a measured 200 GFLOP/s FMA peak. */

@@ -1,5 +1,5 @@
 /* The CUDA context (device, stream, cuBLASLt handle and workspace, scratch), its
- * error reporting, device memory helpers, weight upload, and the op table. */
+ * error reporting, device memory helpers and weight upload. */
 #include "kernels/cuda/cuda_common.h"
 
 #include <stdlib.h>
@@ -10,8 +10,6 @@
 
 /* cuBLASLt's recommended workspace on Hopper. */
 #define FW_LT_WORKSPACE (32u << 20)
-
-void fw_cuda_plans_free(fw_cuda_plans *pl); /* matmul.cu */
 
 int fw_cuda_fail(fw_cuda_ctx *ctx, const char *file, int line, const char *what, const char *msg) {
     if (ctx) snprintf(ctx->err, sizeof ctx->err, "%s:%d: %s: %s", file, line, what, msg ? msg : "(no message)");
@@ -90,7 +88,7 @@ extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t strea
 extern "C" void fw_cuda_ctx_free(fw_cuda_ctx *ctx) {
     if (!ctx) return;
     if (ctx->stream) (void)cudaStreamSynchronize(ctx->stream);
-    fw_cuda_plans_free(ctx->plans);
+    if (ctx->plans) ctx->plans_free(ctx->plans);
     ctx->plans = NULL;
     if (ctx->lt) cublasLtDestroy(ctx->lt);
     cudaFree(ctx->lt_ws);
@@ -220,23 +218,6 @@ extern "C" void fw_cuda_weight_free(fw_cuda_weight *dw) {
     cudaFree(dw->scale_alloc);
     memset(dw, 0, sizeof *dw);
 }
-
-static const fw_cuda_ops cuda_ops = {
-    "cuda",
-    fw_cuda_embed,
-    fw_cuda_rmsnorm,
-    fw_cuda_matmul,
-    fw_cuda_matmul_f32,
-    fw_cuda_matmul_xw,
-    fw_cuda_rope,
-    fw_cuda_attn_naive,
-    fw_cuda_attn_absorbed,
-    fw_cuda_silu_mul,
-    fw_cuda_add,
-    fw_cuda_route,
-};
-
-extern "C" const fw_cuda_ops *fw_ops_cuda(void) { return &cuda_ops; }
 
 /* The driver's tensor-map encoder, found once through the runtime (no link to libcuda). */
 PFN_cuTensorMapEncodeTiled_v12000 fw_tma_encoder(void) {

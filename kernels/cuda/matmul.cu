@@ -61,7 +61,7 @@ static void plan_release(fw_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void fw_cuda_plans_free(fw_cuda_plans *pl) {
+static void plans_free(fw_cuda_plans *pl) {
     if (!pl) return;
     for (int i = 0; i < FW_PLANS; i++) plan_release(&pl->p[i]);
     free(pl);
@@ -128,6 +128,7 @@ static int plan_get(fw_cuda_ctx *ctx, const fw_plan *key, fw_plan **out) {
     if (!ctx->plans) {
         ctx->plans = (fw_cuda_plans *)calloc(1, sizeof *ctx->plans);
         if (!ctx->plans) return fw_cuda_errf(ctx, "fw_cuda_matmul: out of host memory for the plan cache");
+        ctx->plans_free = plans_free;
     }
     fw_cuda_plans *pl = ctx->plans;
     for (int i = 0; i < FW_PLANS; i++) {

@@ -86,6 +86,7 @@ typedef struct fw_cuda_ctx {
     void *scratch; /* per-op temporaries: fp8 activations, scales, padded outputs */
     size_t scratch_bytes;
     fw_cuda_plans *plans;
+    void (*plans_free)(fw_cuda_plans *); /* set with plans by their maker (matmul.cu) */
     fw_cuda_opts opt;
     fw_cuda_mm_path last_mm_path;
     const char *last_mla_path; /* which ran last (fw_cuda_mla_decode), and its splits per query */
@@ -264,27 +265,6 @@ int fw_cuda_moe_gather(fw_cuda_ctx *ctx, fw_bf16 *xg, const fw_bf16 *x, const fw
 int fw_cuda_moe_combine(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *ye, const float *w,
                         const fw_cuda_moe_plan *plan, int64_t T, int64_t k, int64_t D);
 
-typedef struct fw_cuda_ops {
-    const char *name;
-    int (*embed)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_weight *emb, const int32_t *ids, int64_t T, int64_t vocab0);
-    int (*rmsnorm)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const float *w, int64_t T, int64_t D, float eps);
-    int (*matmul)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
-    int (*matmul_f32)(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
-    int (*matmul_xw)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T);
-    int (*rope)(fw_cuda_ctx *ctx, fw_bf16 *x, int64_t T, int64_t n_vec, int64_t tok_stride, int64_t vec_stride,
-                int64_t dim, const float *cos_tab, const float *sin_tab);
-    int (*attn_naive)(fw_cuda_ctx *ctx, fw_bf16 *o, const fw_bf16 *q, const fw_bf16 *k, const fw_bf16 *v,
-                      int64_t T, int64_t S, int64_t H, int64_t dqk, int64_t dv, float scale);
-    int (*attn_absorbed)(fw_cuda_ctx *ctx, fw_bf16 *o_lat, const fw_bf16 *q_lat, const fw_bf16 *q_pe,
-                         const fw_bf16 *c, int64_t c_stride, const fw_bf16 *pe, int64_t pe_stride,
-                         int64_t T, int64_t S, int64_t H, int64_t C, int64_t R, float scale);
-    int (*silu_mul)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *g, const fw_bf16 *u, int64_t n);
-    int (*add)(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, int64_t n);
-    int (*route)(fw_cuda_ctx *ctx, int32_t *ids, float *w, const float *logits, const float *bias, int64_t T,
-                 const fw_route_params *p);
-} fw_cuda_ops;
-
-const fw_cuda_ops *fw_ops_cuda(void);
 
 #ifdef __cplusplus
 }

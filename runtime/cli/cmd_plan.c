@@ -1,0 +1,308 @@
+/* furrow plan: the layout a job would use (tp x pp x dp, stages, experts, memory
+ * per rank, rank map), computed from a config alone: nothing is launched. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "io/model_tensors.h"
+#include "io/synth.h"
+#include "partition/plan.h"
+#include "runtime/cli/cli.h"
+
+#define GB 1e9
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: furrow plan (--model DIR | --config FILE | --preset NAME) --nodes N --ranks-per-node G\n"
+            "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n"
+            "                   [--device cpu|cuda]\n\n"
+            "Prints how the model would be split over N x G ranks: tensor x pipeline x data\n"
+            "parallel sizes, the layers of each pipeline stage and its share of the work, the\n"
+            "routed experts of each tensor-parallel rank, the memory of the fullest rank and\n"
+            "the rank map. Nothing is launched.\n\n"
+            "options:\n"
+            "  --model DIR                    a furrow checkpoint (its embedded config)\n"
+            "  --config FILE                  a Hugging Face config.json\n"
+            "  --preset NAME                  tiny, small or deepseek-v3 (the 671B config)\n"
+            "  --nodes N                      nodes (default 1)\n"
+            "  --ranks-per-node G             ranks (GPUs) per node (default 1)\n"
+            "  --tp, --tensor-parallel-size N    (default: chosen, see below)\n"
+            "  --pp, --pipeline-parallel-size N  (default: chosen, see below)\n"
+            "  --mem-per-rank SIZE            memory one rank may use: 141G, 80GiB, 512M (G = 10^9,\n"
+            "                                 GiB = 2^30 bytes); default: not checked\n"
+            "  --context L                    tokens per sequence for the KV cache (default 4096, or\n"
+            "                                 max_position_embeddings if smaller)\n"
+            "  --batch B                      sequences in flight (default 1)\n"
+            "  --dtype fp8|bf16               weights as stored (default: the config's; fp8 when it\n"
+            "                                 has a quantization_config)\n"
+            "  --device cpu|cuda              where the ranks run: KV cache and activations in fp32\n"
+            "                                 (cpu, default) or bf16 (cuda)\n"
+            "  -h, --help                     this help\n\n"
+            "Automatic choice: tp is the largest divisor of G that the model allows (heads,\n"
+            "vocabulary, dense and shared-expert sizes divisible by tp; tp <= routed experts)\n"
+            "and that divides the world, so tensor parallelism stays inside a node; pp is the\n"
+            "smallest divisor of N*G/tp whose layout fits --mem-per-rank (without it: N*G/tp);\n"
+            "the rest are data-parallel replicas: dp = N*G / (tp*pp).\n"
+            "Stages are contiguous layer ranges that balance the matmul parameters a decode\n"
+            "token touches (the head counts for the last stage). Memory: the weight slices in\n"
+            "their stored dtypes (FP8 block scales included), the latent KV cache of the\n"
+            "stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim) x 4 bytes, 2\n"
+            "on a GPU)\n"
+            "and an activation estimate (one prefill chunk of up to 2048 tokens or a decode\n"
+            "step); the runtime and communication buffers are not counted: leave headroom.\n");
+}
+
+/* "141G", "80GiB", "512M", "1.5T", "4096": decimal units (G = 10^9) unless "iB". */
+static int parse_size(const char *text, uint64_t *out, fw_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || v < 0) return fw_errf(e, "--mem-per-rank: '%s' is not a size", text);
+    double unit = 1;
+    const char *u = end;
+    int k = toupper((unsigned char)*u);
+    if (k) {
+        const char *p = strchr("KMGT", k);
+        if (!p) return fw_errf(e, "--mem-per-rank: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", text);
+        int n = (int)(p - "KMGT") + 1;
+        u++;
+        if ((u[0] == 'i' || u[0] == 'I') && (u[1] == 'B' || u[1] == 'b')) unit = ldexp(1, 10 * n), u += 2;
+        else {
+            unit = pow(1000, n);
+            if (*u == 'B' || *u == 'b') u++;
+        }
+        if (*u) return fw_errf(e, "--mem-per-rank: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", text);
+    }
+    *out = (uint64_t)(v * unit);
+    return FW_OK;
+}
+
+/* Bytes with a unit that keeps 3 significant digits (decimal units). */
+static const char *bytes(char *b, size_t n, uint64_t v) {
+    const double x = (double)v;
+    if (v == 0) snprintf(b, n, "0");
+    else if (x >= 1e9) snprintf(b, n, "%.2f GB", x / 1e9);
+    else if (x >= 1e6) snprintf(b, n, "%.2f MB", x / 1e6);
+    else snprintf(b, n, "%.2f kB", x / 1e3);
+    return b;
+}
+
+static const char *count(char *b, size_t n, double x) {
+    if (x >= 1e9) snprintf(b, n, "%.1fB", x / 1e9);
+    else snprintf(b, n, "%.1fM", x / 1e6);
+    return b;
+}
+
+static void print_model(const fw_config *c, const char *what) {
+    int moe = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) moe += fw_config_layer_is_moe(c, l);
+    printf("model:   %s: %d layers (%d dense, %d MoE), %d heads, %d routed experts (top %d), vocab %lld\n",
+           what, c->num_hidden_layers, c->num_hidden_layers - moe, moe, c->num_attention_heads,
+           c->n_routed_experts, c->num_experts_per_tok, (long long)c->vocab_size);
+    char a[32], b[32];
+    printf("         %s parameters run (%s per token), weights stored %s\n",
+           count(a, sizeof a, (double)fw_model_param_count(c, false)),
+           count(b, sizeof b, (double)fw_model_active_param_count(c)),
+           c->fp8 ? "fp8 (e4m3, 128x128 block scales)" : "bf16");
+}
+
+static void print_stages(const fw_layout *l) {
+    double total = 0;
+    for (int s = 0; s < l->pp; s++) total += l->stages[s].cost;
+    printf("\nstage  layers           embed  head  cost share  memory (fullest rank)\n");
+    for (int s = 0; s < l->pp; s++) {
+        const fw_stage *st = &l->stages[s];
+        char range[32];
+        snprintf(range, sizeof range, "%d-%d (%d)", st->first_layer, st->first_layer + st->n_layers - 1,
+                 st->n_layers);
+        char m[32];
+        printf("%5d  %-15s  %-5s  %-4s  %9.1f%%  %11s\n", s, range, st->has_embed ? "yes" : "-",
+               st->has_head ? "yes" : "-", 100 * st->cost / total, bytes(m, sizeof m, st->mem_max));
+    }
+}
+
+static void print_experts(const fw_layout *l, const fw_config *c) {
+    if (c->n_routed_experts <= 0) return;
+    int f0, n0;
+    fw_layout_experts(l, c, 0, &f0, &n0);
+    bool even = c->n_routed_experts % l->tp == 0;
+    printf("\nrouted experts: %d per MoE layer over tp %d: ", c->n_routed_experts, l->tp);
+    if (even) {
+        printf("%d per rank (tp rank r: experts [%d r, %d r + %d))\n", n0, n0, n0, n0);
+        return;
+    }
+    printf("%d or %d per rank (expert e on tp rank floor(e * %d / %d))\n", l->experts_per_rank_max - 1,
+           l->experts_per_rank_max, l->tp, c->n_routed_experts);
+    for (int r = 0; r < l->tp && r < 16; r++) {
+        int f, n;
+        fw_layout_experts(l, c, r, &f, &n);
+        printf("  tp rank %d: experts %d-%d (%d)\n", r, f, f + n - 1, n);
+    }
+    if (l->tp > 16) printf("  ...\n");
+}
+
+static void print_memory(const fw_layout *l, uint64_t avail) {
+    const fw_mem_estimate *m = &l->mem;
+    printf("\nmemory of the fullest rank (stage %d, tp rank %d; context %lld x batch %lld):\n", l->mem_pp_rank,
+           l->mem_tp_rank, (long long)l->context, (long long)l->batch);
+    char b[6][32];
+    printf("  weights      %11s  (fp8 %s, bf16 %s, f32 %s of which fp8 scales %s)\n",
+           bytes(b[0], 32, m->weights), bytes(b[1], 32, m->weights_fp8), bytes(b[2], 32, m->weights_bf16),
+           bytes(b[3], 32, m->weights_f32), bytes(b[4], 32, m->weights_scales));
+    printf("  KV cache     %11s\n", bytes(b[0], 32, m->kv_cache));
+    printf("  activations  %11s\n", bytes(b[0], 32, m->activations));
+    if (avail)
+        printf("  total        %11s  of %s available (%.0f%%)\n", bytes(b[0], 32, m->total),
+               bytes(b[1], 32, avail), 100.0 * (double)m->total / (double)avail);
+    else
+        printf("  total        %11s  (no --mem-per-rank: not checked)\n", bytes(b[0], 32, m->total));
+}
+
+static void print_ranks(const fw_layout *l, int rpn) {
+    printf("\nrank map (tp fastest, then pp, then dp; node = rank / %d):\n", rpn);
+    if (l->world <= 64) {
+        printf("  rank  node  dp  pp  tp\n");
+        for (int r = 0; r < l->world; r++)
+            printf("  %4d  %4d  %2d  %2d  %2d\n", r, r / rpn, fw_layout_dp_rank(l, r), fw_layout_pp_rank(l, r),
+                   fw_layout_tp_rank(l, r));
+        return;
+    }
+    /* Large worlds: one line per tp group, the first and last few. */
+    const int groups = l->world / l->tp;
+    printf("  ranks          nodes      dp  pp  tp\n");
+    for (int g = 0; g < groups; g++) {
+        if (groups > 16 && g == 8) printf("  ... (%d tp groups in all)\n", groups);
+        if (groups > 16 && g >= 8 && g < groups - 8) continue;
+        int r0 = g * l->tp, r1 = r0 + l->tp - 1;
+        char ranks[32], nodes[32];
+        snprintf(ranks, sizeof ranks, "%d-%d", r0, r1);
+        if (r0 / rpn == r1 / rpn) snprintf(nodes, sizeof nodes, "%d", r0 / rpn);
+        else snprintf(nodes, sizeof nodes, "%d-%d", r0 / rpn, r1 / rpn);
+        printf("  %-13s  %-9s  %2d  %2d  0-%d\n", ranks, nodes, fw_layout_dp_rank(l, r0), fw_layout_pp_rank(l, r0),
+               l->tp - 1);
+    }
+}
+
+int fw_cmd_plan(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
+        {"preset", required_argument, 0, 'p'},      {"nodes", required_argument, 0, 'n'},
+        {"ranks-per-node", required_argument, 0, 'g'}, {"tp", required_argument, 0, 't'},
+        {"tensor-parallel-size", required_argument, 0, 't'}, {"pp", required_argument, 0, 'P'},
+        {"pipeline-parallel-size", required_argument, 0, 'P'}, {"mem-per-rank", required_argument, 0, 'M'},
+        {"context", required_argument, 0, 'L'},     {"batch", required_argument, 0, 'B'},
+        {"dtype", required_argument, 0, 'd'},       {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, 'D'},
+        {0, 0, 0, 0}};
+    const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *dtype = NULL;
+    int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
+    int value_bytes = 4;
+    uint64_t mem = 0;
+    fw_err e = {{0}};
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'c': config_path = optarg; break;
+        case 'p': preset = optarg; break;
+        case 'n': bad = fw_cli_parse_int(optarg, "--nodes", 1, 1 << 20, &nodes, &e); break;
+        case 'g': bad = fw_cli_parse_int(optarg, "--ranks-per-node", 1, 1 << 16, &rpn, &e); break;
+        case 't': bad = fw_cli_parse_int(optarg, "--tp", 1, 1 << 20, &tp, &e); break;
+        case 'P': bad = fw_cli_parse_int(optarg, "--pp", 1, 1 << 20, &pp, &e); break;
+        case 'M': bad = parse_size(optarg, &mem, &e); break;
+        case 'L': bad = fw_cli_parse_int(optarg, "--context", 1, INT64_C(1) << 40, &context, &e); break;
+        case 'B': bad = fw_cli_parse_int(optarg, "--batch", 1, INT64_C(1) << 30, &batch, &e); break;
+        case 'd':
+            dtype = optarg;
+            if (strcmp(dtype, "fp8") && strcmp(dtype, "bf16")) bad = fw_errf(&e, "--dtype: expected fp8 or bf16, got '%s'", dtype);
+            break;
+        case 'D':
+            if (!strcmp(optarg, "cuda")) value_bytes = 2;
+            else if (strcmp(optarg, "cpu")) bad = fw_errf(&e, "--device: expected cpu or cuda, got '%s'", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "furrow plan: %s\n", e.msg);
+            return 2;
+        }
+    }
+    if (!!model_dir + !!config_path + !!preset != 1 || optind < argc) {
+        fprintf(stderr, "furrow plan: give exactly one of --model, --config, --preset%s\n",
+                optind < argc ? " (and no positional arguments)" : "");
+        usage(stderr);
+        return 2;
+    }
+    if (nodes * rpn > (1 << 24)) {
+        fprintf(stderr, "furrow plan: %lld nodes x %lld ranks is too many\n", (long long)nodes, (long long)rpn);
+        return 2;
+    }
+
+    int rc = 1;
+    fw_ckpt *ck = NULL;
+    fw_config cfg;
+    bool owned = false;
+    char what[1100];
+    fw_layout *l = NULL;
+    if (model_dir) {
+        if (fw_ckpt_open(&ck, model_dir, &e)) goto done;
+        cfg = *fw_ckpt_config(ck);  /* shallow: ck owns its strings */
+        snprintf(what, sizeof what, "%s", model_dir);
+    } else if (config_path) {
+        if (fw_config_load(&cfg, config_path, &e)) goto done;
+        owned = true;
+        snprintf(what, sizeof what, "%s", config_path);
+    } else {
+        if (fw_synth_preset(preset, &cfg, &e)) goto done;
+        owned = true;
+        snprintf(what, sizeof what, "preset %s", preset);
+    }
+    if (dtype && !strcmp(dtype, "bf16")) cfg.fp8 = false;
+    if (dtype && !strcmp(dtype, "fp8") && !cfg.fp8) cfg.fp8 = true, cfg.fp8_block[0] = cfg.fp8_block[1] = 128;
+
+    /* Default context: 4096 tokens, or the model's limit if shorter. */
+    if (!context) context = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 4096
+                                ? cfg.max_position_embeddings : 4096;
+    fw_plan_request rq = {.world = (int)(nodes * rpn), .ranks_per_node = (int)rpn, .tp = (int)tp, .pp = (int)pp,
+                          .mem_per_rank = mem, .context = context, .batch = batch, .value_bytes = value_bytes};
+    l = malloc(sizeof *l);
+    if (!l) {
+        fw_errf(&e, "out of memory");
+        goto done;
+    }
+    print_model(&cfg, what);
+    printf("cluster: %lld node%s x %lld rank%s = %d ranks", (long long)nodes, nodes > 1 ? "s" : "", (long long)rpn,
+           rpn > 1 ? "s" : "", rq.world);
+    if (mem) printf(", %.1f GB (%.1f GiB) per rank\n", mem / GB, mem / 1073741824.0);
+    else printf(", memory per rank not given\n");
+    fflush(stdout);
+    if (fw_plan(&cfg, &rq, l, &e)) goto done;
+
+    printf("layout:  tp %d x pp %d x dp %d", l->tp, l->pp, l->dp);
+    if (l->tp_auto || l->pp_auto)
+        printf("   (%s%s%s)", l->tp_auto ? "tp: largest valid divisor of the ranks per node" : "",
+               l->tp_auto && l->pp_auto ? "; " : "",
+               l->pp_auto ? (mem ? "pp: fewest stages that fit" : "pp: all remaining ranks") : "");
+    printf("\n");
+    if (l->tp > rpn || rpn % l->tp)
+        printf("note:    a tp group of %d spans nodes of %lld ranks: tensor-parallel traffic leaves the node\n",
+               l->tp, (long long)rpn);
+    print_stages(l);
+    print_experts(l, &cfg);
+    print_memory(l, mem);
+    print_ranks(l, (int)rpn);
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "furrow plan: %s\n", e.msg);
+    free(l);
+    if (owned) fw_config_free(&cfg);
+    if (ck) fw_ckpt_close(ck);
+    return rc;
+}

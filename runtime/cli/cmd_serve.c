@@ -1,0 +1,267 @@
+/* furrow serve: an OpenAI-compatible HTTP server on rank 0 of any layout under
+ * mpirun. Rank 0 runs the HTTP threads and the engine loop (admit the inbox,
+ * cancel requests whose clients left, step); the other ranks follow its step
+ * plans. SIGTERM (or SIGINT): new requests get 503, those in flight may finish
+ * for --shutdown-grace seconds, the rest are cancelled, then every rank stops. */
+#include <getopt.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/cli/cli.h"
+#include "runtime/engine/prompt.h"
+#include "runtime/engine/runner.h"
+#include "runtime/serve/serve.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: [mpirun -np N] furrow serve --model DIR [options]\n\n"
+            "Serves POST /v1/completions and /v1/chat/completions (stream: true gives server-sent\n"
+            "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0.\n\n"
+            "options:\n"
+            "  --model DIR                         furrow checkpoint\n"
+            "  --host ADDR                         IPv4 address to listen on (default 127.0.0.1)\n"
+            "  --port N                            TCP port (default 8000; 0: any free one)\n"
+            "  --port-file FILE                    write the port there once listening\n"
+            "  --served-model-name NAME            the model's name in the API (default: the folder's name)\n"
+            "  --max-queue N                       requests waiting at most; more get 503 (default 64)\n"
+            "  --max-body BYTES                    request body limit; more get 413 (default 1048576)\n"
+            "  --http-timeout S                    idle connections close after S seconds (default 30)\n"
+            "  --max-connections N                 open connections at most (default 256)\n"
+            "  --shutdown-grace S                  on SIGTERM, time for requests in flight (default 5)\n" FW_CLI_RUNNER_HELP
+                FW_CLI_ENGINE_HELP "  -h, --help                          this help\n");
+}
+
+/* The one piece of global state: set by the signal handler, read by the loop. */
+static volatile sig_atomic_t term_signal;
+static void on_term(int sig) { term_signal = sig; }
+
+static void on_token(fw_req *r, const fw_sample_out *o, void *arg) {
+    fw_serve *s = arg;
+    fw_http_job *h = r->user;
+    pthread_mutex_lock(&s->mu);
+    if (r->n_tokens - r->n_prompt == 1) h->t_first = fw_now(), fw_hist_add(&s->ttft_s, h->t_first - h->t_arrive);
+    s->generated_tokens++;
+    if (fw_job_token(&h->job, o)) fw_sched_stop(NULL, r, FW_FINISH_STOP);
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_finish(fw_req *r, void *arg) {
+    fw_serve *s = arg;
+    fw_http_job *h = r->user;
+    pthread_mutex_lock(&s->mu);
+    fw_job_end(&h->job);
+    h->done = true;
+    pthread_cond_signal(&h->cv);
+    fw_http_job_release(s, h);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Under s->mu: new requests into the scheduler, gone clients out of it. */
+static void admit(fw_serve *s, fw_runner *run) {
+    for (fw_http_job *h; (h = s->inbox);) {
+        s->inbox = h->next;
+        if (!s->inbox) s->inbox_tail = NULL;
+        s->inbox_len--;
+        fw_err e;
+        int rc = h->gone ? FW_ERR : fw_sched_submit(&run->sched, &h->job.req, &e);
+        if (rc == FW_OK) {
+            s->prompt_tokens += (uint64_t)h->job.req.n_prompt;
+            continue;
+        }
+        h->error_status = rc == FW_SCHED_BUSY ? 503 : 422;
+        snprintf(h->error_msg, sizeof h->error_msg, "%.500s", h->gone ? "cancelled" : rc == FW_SCHED_BUSY ? "the queue is full" : e.msg);
+        h->done = true;
+        pthread_cond_signal(&h->cv);
+        fw_http_job_release(s, h);
+    }
+    for (fw_http_job *h; (h = s->cancels);) {
+        s->cancels = h->cancel_next;
+        if (!h->done) fw_sched_stop(&run->sched, &h->job.req, FW_FINISH_CANCEL);
+        fw_http_job_release(s, h);
+    }
+}
+
+static void cancel_all(fw_sched *sc) {
+    for (int i = 0; i < sc->n_running; i++) fw_sched_stop(sc, sc->running[i], FW_FINISH_CANCEL);
+    for (int64_t k = 0; k < sc->w_len; k++) fw_sched_stop(sc, sc->waiting[(sc->w_head + k) % sc->w_cap], FW_FINISH_CANCEL);
+}
+
+static int engine_loop(fw_serve *s, fw_runner *run, double grace, fw_err *e) {
+    double t_stop = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        admit(s, run);
+        if (term_signal && !s->stopping) {
+            s->stopping = true, t_stop = fw_now();
+            fprintf(stderr, "furrow serve: signal %d: finishing %lld requests in flight (up to %g s)\n", (int)term_signal,
+                    (long long)fw_sched_pending(&run->sched), grace);
+        }
+        if (s->stopping && fw_now() - t_stop > grace) cancel_all(&run->sched);
+        int64_t pending = fw_sched_pending(&run->sched);
+        if (pending == 0 && s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            return FW_OK;
+        }
+        if (pending == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&s->mu);
+        int n;
+        if (fw_runner_step(run, &n, e)) return FW_ERR;
+        pthread_mutex_lock(&s->mu);
+        if (n > 0) fw_hist_add(&s->step_s, run->last_step_s);
+        s->queued = (int)run->sched.w_len;
+        s->running = run->sched.n_running;
+        s->kv_used = run->pool.n_blocks - run->pool.n_free;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static const char *base_name(const char *dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    static char name[256]; /* the name outlives this call; one model per process */
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    snprintf(name, sizeof name, "%.*s", (int)(n - b), dir + b);
+    return name;
+}
+
+int fw_cmd_serve(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},          {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},           {"port-file", required_argument, 0, 'f'},
+        {"served-model-name", required_argument, 0, 'n'}, {"max-queue", required_argument, 0, 'q'},
+        {"max-body", required_argument, 0, 'b'},       {"http-timeout", required_argument, 0, 't'},
+        {"max-connections", required_argument, 0, 'c'}, {"shutdown-grace", required_argument, 0, 'g'},
+        {"help", no_argument, 0, 'h'},                 FW_CLI_ENGINE_OPTIONS,
+        FW_CLI_RUNNER_OPTIONS,                             {0, 0, 0, 0}};
+    fw_engine_opts eo;
+    fw_cli_engine_defaults(&eo);
+    fw_sched_opts so;
+    fw_runner_defaults(&so);
+    const char *host = "127.0.0.1", *port_file = NULL, *name = NULL;
+    int64_t port = 8000, max_queue = 64, max_body = 1 << 20, timeout = 30, max_conns = 256;
+    double grace = 5;
+    fw_err e = {{0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
+        if (!bad) bad = fw_cli_runner_option(c, optarg, &so, &e);
+        if (bad > 0) continue;
+        bad = bad < 0;
+        switch (c) {
+        case 'm': eo.model_dir = optarg; break;
+        case 'H': host = optarg; break;
+        case 'p': bad = fw_cli_parse_int(optarg, "--port", 0, 65535, &port, &e) != 0; break;
+        case 'f': port_file = optarg; break;
+        case 'n': name = optarg; break;
+        case 'q': bad = fw_cli_parse_int(optarg, "--max-queue", 1, 1 << 20, &max_queue, &e) != 0; break;
+        case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &max_body, &e) != 0; break;
+        case 't': bad = fw_cli_parse_int(optarg, "--http-timeout", 1, 3600, &timeout, &e) != 0; break;
+        case 'c': bad = fw_cli_parse_int(optarg, "--max-connections", 1, 65536, &max_conns, &e) != 0; break;
+        case 'g': bad = fw_cli_parse_double(optarg, "--shutdown-grace", &grace, &e) != 0; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            if (!bad) {
+                usage(stderr);
+                return 2;
+            }
+        }
+        if (bad) {
+            fprintf(stderr, "furrow serve: %s\n", e.msg);
+            return 2;
+        }
+    }
+    if (!eo.model_dir || optind < argc) {
+        fprintf(stderr, "furrow serve: --model is required\n");
+        usage(stderr);
+        return 2;
+    }
+    /* Every rank: a signal only sets the flag; rank 0 decides, the others follow its plans. */
+    struct sigaction sa = {.sa_handler = on_term};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    fw_world w;
+    if (fw_world_init(&w, NULL, NULL, &e)) {
+        fprintf(stderr, "furrow serve: %s\n", e.msg);
+        return 1;
+    }
+    so.max_queue = (int)max_queue;
+    fw_engine en;
+    fw_runner run;
+    fw_serve s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.wake, NULL);
+    struct MHD_Daemon *d = NULL;
+    fw_tokenizer *tok = NULL;
+    so.on_token = on_token, so.on_finish = on_finish, so.arg = &s;
+    int rc = fw_runner_open(&run, &en, &w, &eo, &so, "serve runs", &e);
+    if (rc == FW_OK && w.rank == 0) {
+        fw_err te;
+        if (fw_prompt_tokenizer(&tok, eo.model_dir, &te)) tok = NULL; /* token ids still work */
+        s.model_name = name ? name : base_name(eo.model_dir);
+        s.max_queue = (int)max_queue, s.max_body = (size_t)max_body, s.max_context = run.sched.o.max_context;
+        s.kv_total = run.pool.n_blocks;
+        s.ctx = (fw_job_ctx){.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = s.max_context,
+                             .model_name = s.model_name};
+        int bound = 0;
+        if (!(d = fw_http_start(&s, host, (int)port, (int)timeout, (int)max_conns, &bound, &e))) rc = FW_ERR;
+        FILE *pf = rc == FW_OK && port_file ? fopen(port_file, "w") : NULL;
+        if (pf) fprintf(pf, "%d\n", bound), fclose(pf);
+        if (rc == FW_OK)
+            fprintf(stderr, "furrow serve: '%s' on http://%s:%d; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
+                    s.model_name, host, bound, w.size, en.layout.tp, en.layout.pp, (long long)run.pool.n_blocks,
+                    (long long)run.pool.block_size, (int)getpid());
+    }
+    if (!fw_world_all_ok(&w, rc == FW_OK)) {
+        fw_world_report(&w, "serve", rc ? e.msg : "another rank failed to start");
+        rc = FW_ERR;
+        goto out;
+    }
+    if (run.leader) {
+        rc = engine_loop(&s, &run, grace, &e);
+        if (rc) fw_world_abort(&w, "serve", e.msg);
+        fw_runner_stop(&run);
+        /* Every request has ended; let their last bytes go out (bounded) before closing connections. */
+        for (int i = 0; i < 1000; i++) {
+            pthread_mutex_lock(&s.mu);
+            int left = s.answering;
+            pthread_mutex_unlock(&s.mu);
+            if (!left) break;
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        }
+        fw_http_stop(d); /* joins the connection threads */
+        d = NULL;
+        fprintf(stderr, "furrow serve: stopped; %llu tokens generated\n", (unsigned long long)s.generated_tokens);
+    } else if (fw_runner_follow(&run, &e)) {
+        fw_world_abort(&w, "serve", e.msg);
+    } else {
+        fprintf(stderr, "furrow serve: rank %d stopped\n", w.rank);
+    }
+out:
+    fw_http_stop(d);
+    fw_runner_free(&run);
+    fw_engine_free(&en);
+    fw_tokenizer_free(tok);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.wake);
+    fw_world_finalize(&w);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,367 @@
+/* The DeepSeek-V3 forward pass on one rank, written once over the op table. */
+#include "runtime/model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model/kvcache.h"
+#include "runtime/model/rope.h"
+
+/* Scratch for one forward call, carved out of one allocation. */
+typedef struct scratch {
+    char *base;
+    size_t used;
+} scratch;
+
+static float *take(scratch *s, int64_t n_floats) {
+    float *p = (float *)(s->base ? s->base + s->used : NULL);
+    s->used += ((size_t)n_floats * sizeof(float) + 63) / 64 * 64;
+    return p;
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+typedef struct bufs {
+    float *x, *h, *y;          /* (T, D) residual stream, normed input, block output */
+    float *qa;                 /* (T, q_lora) */
+    float *q;                  /* (T, H, dqk) */
+    float *kva;                /* (T, C + R): normed c_kv then rotated k_pe, as cached */
+    float *o;                  /* (T, H, dv) */
+    float *cos_tab, *sin_tab;  /* (T, R / 2) */
+    float *lat_c;              /* naive: (S, C) */
+    float *kvx;                /* naive: (S, H, dn + dv) */
+    float *k, *v;              /* naive: (S, H, dqk), (S, H, dv) */
+    float *qn, *qh;            /* absorbed: (T, dn), (T, C) one head's slices */
+    float *q_lat, *q_pe, *o_lat;   /* absorbed: (T, H, C), (T, H, R), (T, H, C) */
+    float *oh;                 /* absorbed: (T, dv) */
+    float *g, *u;              /* (T, F) FFN hidden */
+    float *rlog, *rw;          /* (T, E) router logits, (T, k) routing weights */
+    int32_t *rid;              /* (T, k) chosen experts */
+    int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
+    int32_t *count;            /* (E + 1) */
+    float *xe, *ye;            /* (T, D) one expert's tokens in and out */
+    float *lat;                /* (S, C + R) one layer's latent cache gathered from its blocks */
+} bufs;
+
+static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, bool naive, bool absorbed) {
+    const fw_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, H = m->part.heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dqk = dn + R, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
+    b->x = take(s, T * D);
+    b->h = take(s, T * D);
+    b->y = take(s, T * D);
+    b->qa = take(s, T * max64(1, c->q_lora_rank));
+    b->q = take(s, T * H * dqk);
+    b->kva = take(s, T * (C + R));
+    b->o = take(s, T * H * dv);
+    b->lat = take(s, S * (C + R));
+    b->cos_tab = take(s, T * R / 2);
+    b->sin_tab = take(s, T * R / 2);
+    if (naive) {
+        b->lat_c = take(s, S * C);
+        b->kvx = take(s, S * H * (dn + dv));
+        b->k = take(s, S * H * dqk);
+        b->v = take(s, S * H * dv);
+    }
+    if (absorbed) {
+        b->qn = take(s, T * dn);
+        b->qh = take(s, T * C);
+        b->q_lat = take(s, T * H * C);
+        b->q_pe = take(s, T * H * R);
+        b->o_lat = take(s, T * H * C);
+        b->oh = take(s, T * dv);
+    }
+    b->g = take(s, T * F);
+    b->u = take(s, T * F);
+    if (E > 0) {
+        b->rlog = take(s, T * E);
+        b->rw = take(s, T * k);
+        b->rid = (int32_t *)take(s, T * k);
+        b->order = (int32_t *)take(s, T * k);
+        b->count = (int32_t *)take(s, E + 1);
+        b->xe = take(s, T * D);
+        b->ye = take(s, T * D);
+    }
+}
+
+/* Naive MLA: expand keys and values of all S cached positions through kv_b. */
+static void attention_naive(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+                            int64_t S, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    for (int64_t s = 0; s < S; s++) memcpy(b->lat_c + s * C, lat + s * W, (size_t)C * sizeof(float));
+    m->ops->matmul(b->kvx, b->lat_c, &L->kv_b, S); /* (S, H, dn + dv) */
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *kv = b->kvx + (s * H + h) * (dn + dv);
+            float *k = b->k + (s * H + h) * dqk;
+            memcpy(k, kv, (size_t)dn * sizeof(float));
+            memcpy(k + dn, lat + s * W + C, (size_t)R * sizeof(float)); /* k_pe, shared by heads */
+            memcpy(b->v + (s * H + h) * dv, kv + dn, (size_t)dv * sizeof(float));
+        }
+    m->ops->attn_naive(b->o, b->q, b->k, b->v, T, S, H, dqk, dv, m->softmax_scale);
+}
+
+/* Absorbed MLA: q_nope . W_UK per head, attention over the latent cache, then
+ * the latent output . W_UV^T per head; kv_b is never expanded per position. */
+static void attention_absorbed(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+                               int64_t S, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    for (int64_t h = 0; h < H; h++) {
+        fw_weight w_uk = fw_weight_view(&L->kv_b, h * (dn + dv), dn, 0, C); /* (dn, C) */
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(b->qn + t * dn, b->q + (t * H + h) * dqk, (size_t)dn * sizeof(float));
+            memcpy(b->q_pe + (t * H + h) * R, b->q + (t * H + h) * dqk + dn, (size_t)R * sizeof(float));
+        }
+        m->ops->matmul_xw(b->qh, b->qn, &w_uk, T); /* (T, C) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->q_lat + (t * H + h) * C, b->qh + t * C, (size_t)C * sizeof(float));
+    }
+    m->ops->attn_absorbed(b->o_lat, b->q_lat, b->q_pe, lat, W, lat + C, W, T, S, H, C, R,
+                          m->softmax_scale);
+    for (int64_t h = 0; h < H; h++) {
+        fw_weight w_uv = fw_weight_view(&L->kv_b, h * (dn + dv) + dn, dv, 0, C); /* (dv, C) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->qh + t * C, b->o_lat + (t * H + h) * C, (size_t)C * sizeof(float));
+        m->ops->matmul(b->oh, b->qh, &w_uv, T); /* (T, dv) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(b->o + (t * H + h) * dv, b->oh + t * dv, (size_t)dv * sizeof(float));
+    }
+}
+
+/* y = down(silu(gate(x)) * up(x)) for n rows of x. */
+static void swiglu(const fw_model *m, const fw_weight *gate, const fw_weight *up, const fw_weight *down,
+                   float *y, const float *x, int64_t n, bufs *b) {
+    m->ops->matmul(b->g, x, gate, n);
+    m->ops->matmul(b->u, x, up, n);
+    m->ops->silu_mul(b->g, b->g, b->u, n * gate->rows);
+    m->ops->matmul(y, b->g, down, n);
+}
+
+static float kth_gap(float *v, int n, int k) {
+    /* v[k-1] - v[k] of v sorted in descending order (insertion sort: n is small). */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] > v[j - 1]; j--) {
+            float x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    return k < n ? v[k - 1] - v[k] : INFINITY;
+}
+
+/* How close token t's routing is to another choice: the smaller of the gap
+ * between the last kept and the first dropped group score, and between the
+ * weakest chosen and the strongest unchosen expert of the kept groups (biased
+ * scores). A backend whose numerics differ by more than this may route the token
+ * elsewhere; the GPU parity test leaves such tokens out. */
+static float route_margin(const float *logits, const float *bias, const fw_route_params *p, const int32_t *ids) {
+    const int E = p->n_experts, K = p->top_k;
+    const bool grouped = p->n_group > 1 && p->n_group <= E;
+    const int G = grouped ? p->n_group : 1, TG = grouped ? p->topk_group : 1, gs = E / G;
+    float sb[1024], gsc[1024], tmp[1024], best = INFINITY, worst_in = INFINITY, best_out = -INFINITY;
+    if (E > 1024) return INFINITY;
+    for (int e = 0; e < E; e++) sb[e] = 1.0f / (1.0f + expf(-logits[e])) + (bias ? bias[e] : 0.0f);
+    for (int g = 0; g < G; g++) {
+        memcpy(tmp, sb + g * gs, (size_t)gs * sizeof(float));
+        kth_gap(tmp, gs, 1);
+        gsc[g] = tmp[0] + (gs > 1 ? tmp[1] : 0.0f);
+    }
+    memcpy(tmp, gsc, (size_t)G * sizeof(float));
+    if (TG < G) best = kth_gap(tmp, G, TG);
+    const float cut = TG < G ? tmp[TG - 1] : -INFINITY; /* kept groups score at least this */
+    for (int e = 0; e < E; e++) {
+        bool chosen = false;
+        for (int k = 0; k < K; k++) chosen |= ids[k] == e;
+        if (chosen) worst_in = fminf(worst_in, sb[e]);
+        else if (gsc[e / gs] >= cut) best_out = fmaxf(best_out, sb[e]);
+    }
+    return fminf(best, worst_in - best_out);
+}
+
+/* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D).
+ * With TP, y is this rank's partial sum (its shared-expert slice and its routed
+ * experts); the caller's all-reduce completes it. */
+static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    fw_route_params rp = {.n_experts = (int)E, .top_k = (int)k, .n_group = c->n_group,
+                          .topk_group = c->topk_group, .norm_topk_prob = c->norm_topk_prob,
+                          .routed_scaling_factor = (float)c->routed_scaling_factor};
+    m->ops->matmul(b->rlog, b->h, &L->router, T); /* (T, E) */
+    m->ops->route(b->rid, b->rw, b->rlog, L->router_bias, T, &rp);
+    for (int64_t t = 0; m->route_margin && t < T; t++)
+        m->route_margin[t] = fminf(m->route_margin[t], route_margin(b->rlog + t * E, L->router_bias, &rp, b->rid + t * k));
+
+    if (c->n_shared_experts > 0) swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
+    else memset(b->y, 0, (size_t)(T * D) * sizeof(float));
+
+    /* Group the (token, slot) pairs by expert so each expert runs once on its tokens. */
+    memset(b->count, 0, (size_t)(E + 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < T * k; i++) b->count[b->rid[i] + 1]++;
+    for (int64_t x = 0; x < E; x++) b->count[x + 1] += b->count[x];
+    for (int64_t i = 0; i < T * k; i++) b->order[b->count[b->rid[i]]++] = (int32_t)i;
+    for (int64_t x = E; x > 0; x--) b->count[x] = b->count[x - 1]; /* back to start offsets */
+    b->count[0] = 0;
+
+    for (int64_t x = m->part.exp_first; x < m->part.exp_first + m->part.exp_n; x++) {
+        const int32_t *pairs = b->order + b->count[x];
+        int64_t n = b->count[x + 1] - b->count[x];
+        if (n == 0) continue;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(b->xe + i * D, b->h + (pairs[i] / k) * D, (size_t)D * sizeof(float));
+        swiglu(m, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], b->ye, b->xe, n, b);
+        for (int64_t i = 0; i < n; i++) {
+            float w = b->rw[pairs[i]], *y = b->y + (pairs[i] / k) * D;
+            const float *ye = b->ye + i * D;
+            for (int64_t d = 0; d < D; d++) y[d] += w * ye[d];
+        }
+    }
+}
+
+static int allreduce(fw_comm *comm, float *buf, int64_t n, fw_err *e) {
+    return comm ? fw_comm_allreduce(comm, buf, n, e) : FW_OK;
+}
+
+int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
+                     int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
+    fw_seq_step q = {.kv = kv, .T = T, .n_out = n_out, .mode = mode};
+    return fw_model_forward_seqs(m, comm, 1, &q, ids, hidden, logits, e);
+}
+
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
+                          float *hidden, float *logits, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    const fw_part *p = &m->part;
+    const fw_ops *ops = m->ops;
+    const int64_t D = c->hidden_size, H = p->heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
+    const int64_t W = C + R, V = c->vocab_size, dv = c->v_head_dim;
+    const float eps = (float)c->rms_norm_eps;
+    int64_t T = 0, S_max = 0, n_out = 0;
+    bool naive = false, absorbed = false;
+    for (int i = 0; i < n; i++) {
+        const fw_kv *kv = q[i].kv;
+        if (q[i].T <= 0 || q[i].n_out < 0 || q[i].n_out > q[i].T)
+            return fw_errf(e, "forward: bad token count %lld", (long long)q[i].T);
+        const int64_t pos0 = kv->len, S = pos0 + q[i].T;
+        if (S > kv->cap)
+            return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
+                           (long long)pos0, (long long)q[i].T, (long long)kv->cap);
+        if (p->has_embed)
+            for (int64_t t = 0; t < q[i].T; t++)
+                if (ids[T + t] < 0 || ids[T + t] >= V)
+                    return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                                   ids[T + t], (long long)(pos0 + t), (long long)V);
+        T += q[i].T, n_out += q[i].n_out;
+        S_max = S > S_max ? S : S_max;
+        naive |= q[i].mode == FW_ATTN_NAIVE, absorbed |= q[i].mode == FW_ATTN_ABSORBED;
+    }
+
+    scratch s = {0};
+    bufs b;
+    carve(&s, &b, m, T, S_max, naive, absorbed); /* first pass measures */
+    s.base = aligned_alloc(64, s.used);
+    if (!s.base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s.used);
+    s.used = 0;
+    carve(&s, &b, m, T, S_max, naive, absorbed);
+
+    int rc = FW_ERR;
+    for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) /* each sequence at its own positions */
+        fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, q[i].kv->len, q[i].T, b.cos_tab + off * R / 2,
+                       b.sin_tab + off * R / 2);
+    if (p->has_embed) {
+        ops->embed(b.x, &m->embed, ids, T, p->vocab0); /* zero rows outside the vocab shard */
+        if (allreduce(comm, b.x, T * D, e)) goto done;
+    } else {
+        memcpy(b.x, hidden, (size_t)(T * D) * sizeof(float));
+    }
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
+        const fw_layer *L = &m->layers[l];
+        float *lat = b.lat; /* (S, C + R) */
+
+        /* Every token of every sequence together through the projections... */
+        ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
+        if (c->q_lora_rank > 0) {
+            ops->matmul(b.qa, b.h, &L->q_a, T);
+            ops->rmsnorm(b.qa, b.qa, L->q_a_norm, T, c->q_lora_rank, eps);
+            ops->matmul(b.q, b.qa, &L->q_b, T);
+        } else {
+            ops->matmul(b.q, b.h, &L->q_b, T);
+        }
+        ops->matmul(b.kva, b.h, &L->kv_a, T);
+        for (int64_t t = 0; t < T; t++) ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
+        ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
+        ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
+        /* ...attention one sequence at a time over its cache, through its block table:
+         * the new rows out, the whole sequence back in... */
+        for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) {
+            fw_kv *kv = q[i].kv;
+            const int64_t pos0 = kv->len, Ti = q[i].T, S = pos0 + Ti;
+            fw_kv_pool_scatter(kv->pool, kv->table, l - p->first_layer, pos0, Ti, b.kva + off * W);
+            fw_kv_pool_gather(kv->pool, kv->table, l - p->first_layer, S, lat);
+            bufs bi = b; /* this sequence's rows of q and o */
+            bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
+            if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, Ti, S, &bi);
+            else attention_absorbed(m, L, lat, Ti, S, &bi);
+        }
+        /* ...and together again through the output projection and the FFN. */
+        ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
+        if (allreduce(comm, b.y, T * D, e)) goto done;
+        ops->add(b.x, b.y, T * D);
+
+        ops->rmsnorm(b.h, b.x, L->ffn_norm, T, D, eps);
+        if (L->moe) moe(m, L, T, &b);
+        else swiglu(m, &L->gate, &L->up, &L->down, b.y, b.h, T, &b);
+        if (allreduce(comm, b.y, T * D, e)) goto done;
+        ops->add(b.x, b.y, T * D);
+    }
+    if (!p->has_head) {
+        memcpy(hidden, b.x, (size_t)(T * D) * sizeof(float));
+    } else if (n_out > 0) {
+        /* The last n_out rows of each sequence, one after another. */
+        for (int i = 0, off = 0, r = 0; i < n; off += (int)q[i].T, r += (int)q[i].n_out, i++)
+            ops->rmsnorm(b.h + r * D, b.x + (off + q[i].T - q[i].n_out) * D, m->final_norm, q[i].n_out, D, eps);
+        ops->matmul(logits, b.h, &m->head, n_out); /* (n_out, vocab shard) */
+    }
+    for (int i = 0; i < n; i++) q[i].kv->len += q[i].T;
+    rc = FW_OK;
+done:
+    free(s.base);
+    return rc;
+}
+
+int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    memset(kv, 0, sizeof *kv);
+    kv->n_layers = m->part.n_layers;
+    kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
+    int64_t bs = FW_KV_BLOCK_SIZE, nb = cap > 0 ? (cap + bs - 1) / bs : 1;
+    kv->own = malloc(sizeof *kv->own);
+    kv->own_table = malloc((size_t)nb * sizeof(int32_t));
+    if (!kv->own || !kv->own_table) {
+        fw_kv_free(kv);
+        return fw_errf(e, "KV cache: out of memory");
+    }
+    if (fw_kv_pool_init(kv->own, nb, bs, kv->n_layers, kv->width, e)) {
+        free(kv->own), kv->own = NULL;
+        fw_kv_free(kv);
+        return FW_ERR;
+    }
+    for (int64_t i = 0; i < nb; i++) kv->own_table[i] = fw_kv_pool_take(kv->own);
+    kv->pool = kv->own;
+    kv->table = kv->own_table;
+    kv->cap = cap;
+    return FW_OK;
+}
+
+void fw_kv_free(fw_kv *kv) {
+    if (kv->own) fw_kv_pool_free(kv->own);
+    free(kv->own);
+    free(kv->own_table);
+    memset(kv, 0, sizeof *kv);
+}

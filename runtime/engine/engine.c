@@ -1,0 +1,346 @@
+#include "runtime/engine/engine.h"
+#include "runtime/model/kvcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "io/base/clock.h"
+
+/* The layout for this job: every rank computes the same plan from the same
+ * config and flags, so an invalid layout fails on every rank alike. */
+static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
+    fw_ckpt *ck;
+    if (fw_ckpt_open(&ck, o->model_dir, e)) return FW_ERR;
+    fw_plan_request req = {.world = en->world->size, .ranks_per_node = en->world->local_size,
+                           .tp = o->tp, .pp = o->pp, .context = o->context, .batch = 1};
+    int rc = fw_plan(fw_ckpt_config(ck), &req, &en->layout, e);
+    fw_ckpt_close(ck);
+    return rc;
+}
+
+/* Positions per block of the engine's own device caches. */
+#define DEVICE_SLOT_BLOCK 64
+
+/* The device keeps the blocks; the host caches hold lengths and block tables:
+ * slot i owns blocks [i * per, (i + 1) * per) of a cache sized for n_seqs x
+ * context. */
+static int device_caches(fw_engine *en, int64_t context, fw_err *e) {
+    const int64_t bs = DEVICE_SLOT_BLOCK, per = (context + bs - 1) / bs, nb = per * en->n_seqs;
+    if (nb > INT32_MAX)
+        return fw_errf(e, "KV cache: %d sequences of %lld positions need too many blocks", en->n_seqs,
+                       (long long)context);
+    en->dev_tabs = malloc((size_t)nb * sizeof *en->dev_tabs);
+    if (!en->dev_tabs) return fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < nb; i++) en->dev_tabs[i] = (int32_t)i;
+    const fw_config *c = &en->model->cfg;
+    for (int i = 0; i < en->n_seqs; i++)
+        en->kvs[i] = (fw_kv){.cap = context, .n_layers = en->model->part.n_layers,
+                             .width = c->kv_lora_rank + c->qk_rope_head_dim, .table = en->dev_tabs + i * per};
+    return en->dev_be->kv_init(en->dev, nb, bs, context, e);
+}
+
+int fw_engine_kv_pages(fw_engine *en, const fw_kv_pool *pool, int64_t max_context, fw_err *e) {
+    int rc = FW_OK;
+    if (en->dev_be) {
+        rc = en->dev_be->kv_init(en->dev, pool->n_blocks, pool->block_size, max_context, e);
+        for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = 0; /* their blocks are the scheduler's now */
+    }
+    if (!fw_world_all_ok(en->world, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank could not make its KV cache");
+        return FW_ERR;
+    }
+    return FW_OK;
+}
+
+static int device_take(void *arg, const fw_model *m, int l, fw_err *e) {
+    fw_engine *en = arg;
+    return en->dev_be->take_layer(&en->dev, m, en->world->local_rank, l, e);
+}
+
+int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e) {
+    memset(en, 0, sizeof *en);
+    en->world = w;
+    en->replica = MPI_COMM_NULL;
+    fw_comm_init_single(&en->comm);
+    if (fw_topo_load(&en->topo, e) || fw_topo_bind(&en->topo, w->local_rank, w->local_size, e)) return FW_ERR;
+    if (plan_layout(en, o, e)) return FW_ERR;
+    const fw_layout *lay = &en->layout;
+    if (fw_world_set_layout(w, lay->tp, lay->pp, lay->dp, e)) return FW_ERR;
+    MPI_Comm_split(w->comm, w->dp_rank, w->pp_rank * lay->tp + w->tp_rank, &en->replica);
+    MPI_Comm_rank(en->replica, &en->replica_rank);
+    MPI_Comm_size(en->replica, &en->replica_size);
+    en->head_root = (lay->pp - 1) * lay->tp;
+    if (o->device && strcmp(o->device, "cpu")) {
+        en->dev_be = fw_device_backend_linked();
+        if (!en->dev_be || strcmp(en->dev_be->name, o->device))
+            return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
+                           o->device, o->device);
+    }
+
+    double t0 = fw_now();
+    /* On a device each layer goes there as soon as it is loaded, and the host copy is freed. */
+    int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
+                                    w->tp_rank, en->dev_be ? device_take : NULL, en, e);
+    en->t_load = fw_now() - t0;
+    if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
+    en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
+    en->context = o->context;
+    en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
+    if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
+    /* Attaching sets up NCCL, collectively: a rank that failed to load (or to
+     * upload a layer) must not leave the others waiting there. */
+    if (en->dev_be && !fw_world_all_ok(w, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
+        return FW_ERR;
+    }
+    if (rc == FW_OK && en->dev_be) {
+        rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank, e);
+        if (rc == FW_OK) rc = device_caches(en, o->context, e);
+    }
+    for (int i = 0; i < en->n_seqs && rc == FW_OK && !en->dev_be; i++)
+        rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
+    if (rc == FW_OK) {
+        const fw_config *c = &en->model->cfg;
+        en->hidden = malloc((size_t)(o->context * c->hidden_size) * sizeof(float));
+        en->shard = malloc((size_t)(o->context * en->model->part.vocab) * sizeof(float));
+        if (!en->hidden || !en->shard) rc = fw_errf(e, "out of memory for %lld positions", (long long)o->context);
+    }
+    /* Loading can fail on one rank only (its file, its memory): all learn of it. */
+    if (!fw_world_all_ok(w, rc == FW_OK)) {
+        if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
+        return FW_ERR;
+    }
+    if (o->verbose) {
+        unsigned long long mine = en->model->bytes_read, *all = NULL;
+        if (w->rank == 0) all = malloc((size_t)w->size * sizeof *all);
+        MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
+        if (w->rank == 0) {
+            unsigned long long total = 0;
+            for (int r = 0; r < w->size; r++) {
+                fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights\n", r,
+                        fw_layout_dp_rank(lay, r), fw_layout_pp_rank(lay, r), fw_layout_tp_rank(lay, r), all[r]);
+                total += all[r];
+            }
+            fprintf(stderr, "all ranks: read %llu bytes of weights\n", total);
+            free(all);
+        }
+    }
+    return FW_OK;
+}
+
+void fw_engine_free(fw_engine *en) {
+    if (en->dev_be && en->dev) en->dev_be->detach(en->dev);
+    fw_comm_free(&en->comm);
+    for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
+    free(en->dev_tabs);
+    free(en->kvs);
+    fw_model_free(en->model);
+    free(en->hidden);
+    free(en->shard);
+    fw_topo_free(&en->topo);
+    if (en->replica != MPI_COMM_NULL) MPI_Comm_free(&en->replica);
+    memset(en, 0, sizeof *en);
+}
+
+/* The last stage's shards of (n_out, V/tp) logits into (n_out, V) on replica rank 0. */
+static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t Vl = p->vocab, V = Vl * p->tp;
+    fw_world *w = en->world;
+    bool last = p->pp_rank == p->pp - 1;
+    if (en->replica_size == 1) {
+        memcpy(logits, en->shard, (size_t)(n_out * V) * sizeof(float));
+        return FW_OK;
+    }
+    float *all = NULL;
+    if (last) {
+        if (p->tp_rank == 0 && !(all = malloc((size_t)(n_out * V) * sizeof(float))))
+            return fw_errf(e, "out of memory gathering logits");
+        /* Rows of the gather are (tp, n_out, Vl); transposed below. */
+        int rc = MPI_Gather(en->shard, (int)(n_out * Vl), MPI_FLOAT, all, (int)(n_out * Vl), MPI_FLOAT, 0, w->tp_comm);
+        if (rc != MPI_SUCCESS) {
+            free(all);
+            return fw_errf(e, "gathering the logits shards failed");
+        }
+    }
+    const int64_t n = n_out * V;
+    int ok = MPI_SUCCESS;
+    if (last && p->tp_rank == 0) {
+        /* Rank 0 takes them in place; another head rank stages them, then sends. */
+        float *full = en->replica_rank == 0 ? logits : malloc((size_t)n * sizeof(float));
+        if (!full) {
+            free(all);
+            return fw_errf(e, "out of memory staging the logits");
+        }
+        for (int r = 0; r < p->tp; r++)
+            for (int64_t t = 0; t < n_out; t++)
+                memcpy(full + t * V + r * Vl, all + (r * n_out + t) * Vl, (size_t)Vl * sizeof(float));
+        free(all);
+        if (en->replica_rank != 0) {
+            ok = MPI_Send(full, (int)n, MPI_FLOAT, 0, 23, en->replica);
+            free(full);
+        }
+    } else if (en->replica_rank == 0) {
+        ok = MPI_Recv(logits, (int)n, MPI_FLOAT, en->head_root, 23, en->replica, MPI_STATUS_IGNORE);
+    }
+    return ok == MPI_SUCCESS ? FW_OK : fw_errf(e, "sending the logits to rank 0 failed");
+}
+
+/* The last stage's (value, id) of the largest logit in its shard of one row. */
+typedef struct maxloc {
+    float v;
+    int i;
+} maxloc;
+
+static maxloc shard_max(const fw_engine *en, const float *row) {
+    const fw_part *p = &en->model->part;
+    maxloc m = {row[0], (int)p->vocab0};
+    for (int64_t i = 1; i < p->vocab; i++)
+        if (row[i] > m.v) m.v = row[i], m.i = (int)(p->vocab0 + i);
+    return m;
+}
+
+/* Greedy tokens of n sequences from their shard maxima: a max-loc over the
+ * vocabulary shards (ties go to the lowest id, as a plain argmax), then a
+ * broadcast to the whole replica. */
+static int greedy_tokens(fw_engine *en, int n, maxloc *mine, int32_t *next, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    if (p->pp_rank == p->pp - 1) {
+        if (p->tp > 1 && MPI_Allreduce(MPI_IN_PLACE, mine, n, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
+            return fw_errf(e, "the distributed argmax failed");
+        for (int i = 0; i < n; i++) next[i] = mine[i].i;
+    }
+    if (en->replica_size > 1 && MPI_Bcast(next, n, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the next tokens failed");
+    return FW_OK;
+}
+
+static int check_ids(const fw_engine *en, const fw_kv *kv, const int32_t *ids, int64_t T, fw_err *e) {
+    if (kv->len + T > kv->cap)
+        return fw_errf(e, "context is full: %lld + %lld tokens exceed %lld positions", (long long)kv->len,
+                       (long long)T, (long long)kv->cap);
+    /* Checked on every rank before any transfer, so a bad id cannot leave a stage waiting. */
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= en->model->cfg.vocab_size)
+            return fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", ids[t],
+                           (long long)en->model->cfg.vocab_size);
+    return FW_OK;
+}
+
+/* This rank's stage for one sequence: receive, run its layers, pass on. */
+static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode,
+                         int64_t n_out, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
+    if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (en->dev_be) {
+        fw_seg seg = {kv, ids, T};
+        if (en->dev_be->forward(en->dev, 1, &seg, en->hidden, mode, en->shard, n_out, e)) return FW_ERR;
+    } else if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) {
+        return FW_ERR;
+    }
+    if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    return FW_OK;
+}
+
+/* n sequences through a single-stage device replica in one batched forward. */
+static int device_batch(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                        maxloc *best, fw_err *e) {
+    const int64_t Vl = en->model->part.vocab;
+    fw_seg *segs = calloc((size_t)n, sizeof *segs);
+    float *logits = malloc((size_t)(n * Vl) * sizeof(float));
+    int rc = !segs || !logits ? fw_errf(e, "out of memory") : FW_OK;
+    for (int i = 0; i < n && rc == FW_OK; i++) segs[i] = (fw_seg){&en->kvs[i], ids[i], T[i]};
+    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, mode, logits, 1, e);
+    for (int i = 0; i < n && rc == FW_OK; i++) best[i] = shard_max(en, logits + i * Vl);
+    free(segs);
+    free(logits);
+    return rc;
+}
+
+int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                           int32_t *next, fw_err *e) {
+    if (n < 1 || n > en->n_seqs) return fw_errf(e, "%d sequences, the engine holds %d", n, en->n_seqs);
+    for (int i = 0; i < n; i++)
+        if (check_ids(en, &en->kvs[i], ids[i], T[i], e)) return fw_err_prefix(e, "sequence %d", i);
+    maxloc *best = calloc((size_t)n, sizeof *best);
+    if (!best) return fw_errf(e, "out of memory");
+    int n_done = 0;
+    int rc = FW_OK;
+    if (en->dev_be && en->layout.pp == 1) {
+        /* One stage on a device: all sequences in one batched forward. */
+        rc = device_batch(en, n, ids, T, mode, best, e);
+        n_done = n;
+    }
+    for (int i = n_done; i < n && rc == FW_OK; i++) {
+        rc = stage_forward(en, &en->kvs[i], ids[i], T[i], mode, 1, e);
+        if (rc == FW_OK && en->model->part.has_head) best[i] = shard_max(en, en->shard);
+    }
+    if (rc == FW_OK) rc = greedy_tokens(en, n, best, next, e);
+    free(best);
+    return rc;
+}
+
+int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
+                      bool gather, float *logits, int32_t *next, fw_err *e) {
+    if (n_out < 1) n_out = 1;
+    fw_kv *kv = &en->kvs[0];
+    if (check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, n_out, e)) return FW_ERR;
+    if (gather && gather_logits(en, n_out, logits, e)) return FW_ERR;
+    if (next) {
+        maxloc best = {0, 0};
+        if (en->model->part.has_head) best = shard_max(en, en->shard + (n_out - 1) * en->model->part.vocab);
+        if (greedy_tokens(en, 1, &best, next, e)) return FW_ERR;
+    }
+    return FW_OK;
+}
+
+/* A scheduler step on the device: one batched forward. The device forward takes
+ * one attention mode and one count of output rows for all its sequences, as the
+ * runner's groups have (decodes together, a prompt chunk alone). */
+static int device_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    fw_seg *segs = calloc((size_t)n, sizeof *segs);
+    if (!segs) return fw_errf(e, "out of memory");
+    int rc = FW_OK;
+    for (int i = 0, t = 0; i < n && rc == FW_OK; t += (int)q[i].T, i++) {
+        if (q[i].mode != q[0].mode || q[i].n_out != q[0].n_out)
+            rc = fw_errf(e, "--device %s: the sequences of one step differ in attention mode or output rows",
+                         en->dev_be->name);
+        segs[i] = (fw_seg){q[i].kv, ids + t, q[i].T};
+    }
+    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, q[0].mode, en->shard, q[0].n_out, e);
+    free(segs);
+    return rc;
+}
+
+int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    const fw_part *p = &en->model->part;
+    const int64_t D = en->model->cfg.hidden_size;
+    int64_t T = 0;
+    for (int i = 0; i < n; T += q[i].T, i++)
+        if (check_ids(en, q[i].kv, ids + T, q[i].T, e)) return fw_err_prefix(e, "sequence %d of the step", i);
+    if (T > en->context)
+        return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T, (long long)en->context);
+    if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    if (en->dev_be) {
+        if (device_seqs(en, n, q, ids, e)) return FW_ERR;
+    } else if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) {
+        return FW_ERR;
+    }
+    if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
+    return FW_OK;
+}
+
+fw_engine_best fw_engine_shard_best(const fw_engine *en, int row) {
+    maxloc m = shard_max(en, en->shard + (int64_t)row * en->model->part.vocab);
+    return (fw_engine_best){m.v, m.i};
+}
+
+int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *next, fw_err *e) {
+    _Static_assert(sizeof(fw_engine_best) == sizeof(maxloc), "fw_engine_best is maxloc");
+    return greedy_tokens(en, n, (maxloc *)best, next, e);
+}
+
+int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e) { return gather_logits(en, n, logits, e); }

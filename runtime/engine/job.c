@@ -1,0 +1,301 @@
+#include "runtime/engine/job.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/text/chat.h"
+
+/* Sets the status and message of a refusal; returns FW_ERR. */
+#define REFUSE(code, ...) (*status = (code), fw_errf(e, __VA_ARGS__))
+
+static int get_number(const json_t *b, const char *key, double lo, double hi, double *out, int *status, fw_err *e) {
+    const json_t *v = json_object_get(b, key);
+    if (!v || json_is_null(v)) return FW_OK;
+    if (!json_is_number(v)) return REFUSE(400, "'%s' must be a number", key);
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) return REFUSE(422, "'%s' must be in [%g, %g], got %g", key, lo, hi, x);
+    *out = x;
+    return FW_OK;
+}
+
+static int get_int(const json_t *b, const char *key, int64_t lo, int64_t hi, int64_t *out, int *status, fw_err *e) {
+    const json_t *v = json_object_get(b, key);
+    if (!v || json_is_null(v)) return FW_OK;
+    if (!json_is_integer(v)) return REFUSE(400, "'%s' must be an integer", key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) return REFUSE(422, "'%s' must be in [%lld, %lld], got %lld", key, (long long)lo, (long long)hi,
+                                        (long long)x);
+    *out = x;
+    return FW_OK;
+}
+
+static int get_bool(const json_t *b, const char *key, bool *out, int *status, fw_err *e) {
+    const json_t *v = json_object_get(b, key);
+    if (!v || json_is_null(v)) return FW_OK;
+    if (!json_is_boolean(v)) return REFUSE(400, "'%s' must be true or false", key);
+    *out = json_is_true(v);
+    return FW_OK;
+}
+
+static int sampling(fw_job *j, const json_t *b, int *status, fw_err *e) {
+    fw_sample_params *p = &j->req.sp;
+    int64_t k = 0, seed = 0, lp = -1, n = 1;
+    fw_sample_params_default(p);
+    p->temperature = 1; /* OpenAI's default */
+    if (get_number(b, "temperature", 0, 2, &p->temperature, status, e) ||
+        get_number(b, "top_p", 1e-9, 1, &p->top_p, status, e) || get_number(b, "min_p", 0, 1, &p->min_p, status, e) ||
+        get_number(b, "presence_penalty", -2, 2, &p->presence_penalty, status, e) ||
+        get_number(b, "frequency_penalty", -2, 2, &p->frequency_penalty, status, e) ||
+        get_number(b, "repetition_penalty", 0.01, 10, &p->repetition_penalty, status, e) ||
+        get_int(b, "top_k", -1, 1 << 30, &k, status, e) || get_int(b, "seed", INT64_MIN, INT64_MAX, &seed, status, e) ||
+        get_int(b, "n", 1, 1, &n, status, e) || get_bool(b, "ignore_eos", &j->req.ignore_eos, status, e))
+        return FW_ERR;
+    p->top_k = k < 0 ? 0 : (int32_t)k;
+    p->seed = (uint64_t)seed;
+    if (j->kind == FW_JOB_CHAT) {
+        bool want = false;
+        int64_t top = 0;
+        if (get_bool(b, "logprobs", &want, status, e) ||
+            get_int(b, "top_logprobs", 0, FW_SAMPLE_MAX_LOGPROBS, &top, status, e))
+            return FW_ERR;
+        if (want) lp = top;
+    } else if (get_int(b, "logprobs", 0, FW_SAMPLE_MAX_LOGPROBS, &lp, status, e)) {
+        return FW_ERR;
+    }
+    p->logprobs = (int32_t)lp;
+    if (lp >= 0 && !(j->logprobs = json_array())) return REFUSE(500, "out of memory");
+    return FW_OK;
+}
+
+static int stops(fw_job *j, const json_t *b, int *status, fw_err *e) {
+    const json_t *v = json_object_get(b, "stop");
+    if (v && !json_is_null(v)) {
+        const json_t *one[1] = {v};
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        if (!json_is_string(v) && !json_is_array(v)) return REFUSE(400, "'stop' must be a string or an array of strings");
+        if (n > FW_JOB_MAX_STOP) return REFUSE(422, "'stop' holds at most %d strings", FW_JOB_MAX_STOP);
+        for (size_t i = 0; i < n; i++) {
+            const json_t *s = json_is_array(v) ? json_array_get(v, i) : one[0];
+            if (!json_is_string(s)) return REFUSE(400, "'stop' must be a string or an array of strings");
+            size_t len = json_string_length(s);
+            if (len == 0 || len > FW_JOB_MAX_STOP_LEN)
+                return REFUSE(422, "each stop string must have 1 to %d bytes", FW_JOB_MAX_STOP_LEN);
+            if (!(j->stop[j->n_stop++] = strndup(json_string_value(s), len))) return REFUSE(500, "out of memory");
+            if (len > j->stop_max) j->stop_max = len;
+        }
+    }
+    v = json_object_get(b, "stop_token_ids");
+    if (v && !json_is_null(v)) {
+        if (!json_is_array(v)) return REFUSE(400, "'stop_token_ids' must be an array of integers");
+        if (json_array_size(v) > FW_SCHED_MAX_STOP_IDS)
+            return REFUSE(422, "'stop_token_ids' holds at most %d ids", FW_SCHED_MAX_STOP_IDS);
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x) {
+            if (!json_is_integer(x)) return REFUSE(400, "'stop_token_ids' must be an array of integers");
+            j->req.stop_ids[j->req.n_stop_ids++] = (int32_t)json_integer_value(x);
+        }
+    }
+    return FW_OK;
+}
+
+/* An array of token ids, each in the vocabulary. */
+static int token_array(fw_job *j, const json_t *v, const char *key, const fw_job_ctx *c, int *status, fw_err *e) {
+    size_t n = json_array_size(v), i;
+    const json_t *x;
+    if (n == 0) return REFUSE(422, "'%s' is empty", key);
+    if ((int64_t)n >= c->max_context)
+        return REFUSE(422, "'%s' has %zu tokens; the maximum context is %lld", key, n, (long long)c->max_context);
+    if (!(j->prompt = malloc(n * sizeof(int32_t)))) return REFUSE(500, "out of memory");
+    json_array_foreach(v, i, x) {
+        if (!json_is_integer(x)) return REFUSE(400, "'%s' must be an array of integers", key);
+        json_int_t id = json_integer_value(x);
+        if (id < 0 || id >= c->vocab)
+            return REFUSE(422, "'%s': token %lld is outside the vocabulary [0, %lld)", key, (long long)id,
+                          (long long)c->vocab);
+        j->prompt[i] = (int32_t)id;
+    }
+    j->req.n_prompt = (int64_t)n;
+    return FW_OK;
+}
+
+/* Text or a chat through the tokenizer; ids past a small model's vocabulary wrap. */
+static int encode(fw_job *j, const char *text, size_t len, bool chat, const fw_job_ctx *c, int *status, fw_err *e) {
+    if (!c->tok) return REFUSE(422, "this model has no tokenizer: send token ids");
+    int64_t n = 0;
+    int rc = chat ? fw_chat_encode_json(c->tok, text, len, true, &j->prompt, &n, e)
+                  : fw_tokenizer_encode(c->tok, text, len, true, &j->prompt, &n, e);
+    if (rc) return *status = 422, FW_ERR;
+    if (n == 0) return REFUSE(422, "the prompt encodes to no tokens");
+    if (n >= c->max_context)
+        return REFUSE(422, "the prompt has %lld tokens; the maximum context is %lld", (long long)n, (long long)c->max_context);
+    for (int64_t i = 0; i < n; i++) j->prompt[i] = (int32_t)(j->prompt[i] % c->vocab);
+    j->req.n_prompt = n;
+    return FW_OK;
+}
+
+static int messages(fw_job *j, const json_t *v, const fw_job_ctx *c, int *status, fw_err *e) {
+    if (!json_is_array(v)) return REFUSE(400, "'messages' must be an array");
+    if (json_array_size(v) == 0) return REFUSE(422, "'messages' is empty");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(v, i, m) {
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")) ||
+            !json_is_string(json_object_get(m, "content")))
+            return REFUSE(400, "message %zu must be an object with string 'role' and 'content'", i);
+    }
+    char *text = json_dumps(v, JSON_COMPACT);
+    if (!text) return REFUSE(500, "out of memory");
+    int rc = encode(j, text, strlen(text), true, c, status, e);
+    free(text);
+    return rc;
+}
+
+static int prompt(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
+    const json_t *p = json_object_get(b, "prompt"), *m = json_object_get(b, "messages");
+    const json_t *t = json_object_get(b, "prompt_tokens");
+    if (j->kind == FW_JOB_CHAT) {
+        if (!m) return REFUSE(400, "'messages' is required");
+        return messages(j, m, c, status, e);
+    }
+    if (j->kind == FW_JOB_BATCH && (!!p + !!m + !!t) != 1)
+        return REFUSE(400, "each line needs exactly one of 'prompt', 'messages', 'prompt_tokens'");
+    if (m) return messages(j, m, c, status, e);
+    if (t) {
+        if (!json_is_array(t)) return REFUSE(400, "'prompt_tokens' must be an array of integers");
+        return token_array(j, t, "prompt_tokens", c, status, e);
+    }
+    if (!p) return REFUSE(400, "'prompt' is required");
+    if (json_is_string(p)) {
+        if (json_string_length(p) == 0) return REFUSE(422, "'prompt' is empty");
+        return encode(j, json_string_value(p), json_string_length(p), false, c, status, e);
+    }
+    if (json_is_array(p) && json_array_size(p) > 0 && !json_is_integer(json_array_get(p, 0)))
+        return REFUSE(422, "one prompt per request: 'prompt' is a string or an array of token ids");
+    if (json_is_array(p)) return token_array(j, p, "prompt", c, status, e);
+    return REFUSE(400, "'prompt' must be a string or an array of token ids");
+}
+
+int fw_job_parse(fw_job *j, const json_t *b, fw_job_kind kind, const fw_job_ctx *c, int *status, fw_err *e) {
+    memset(j, 0, sizeof *j);
+    j->kind = kind;
+    *status = 200;
+    if (!json_is_object(b)) return REFUSE(400, "the request must be a JSON object");
+    if (kind == FW_JOB_BATCH) {
+        const json_t *id = json_object_get(b, "id");
+        if (!json_is_string(id) && !json_is_integer(id)) return REFUSE(400, "each line needs an 'id' (string or integer)");
+        j->id = json_incref((json_t *)id);
+    }
+    const json_t *model = json_object_get(b, "model");
+    if (model && !json_is_null(model)) {
+        if (!json_is_string(model)) return REFUSE(400, "'model' must be a string");
+        if (c->model_name && strcmp(json_string_value(model), c->model_name))
+            return REFUSE(404, "the model '%s' does not exist; this server has '%s'", json_string_value(model),
+                          c->model_name);
+    }
+    if (get_bool(b, "stream", &j->stream, status, e) || sampling(j, b, status, e) || stops(j, b, status, e) ||
+        prompt(j, b, c, status, e))
+        return FW_ERR;
+    int64_t max_tokens = kind == FW_JOB_CHAT ? c->max_context - j->req.n_prompt : 16;
+    const char *mt = json_object_get(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if (get_int(b, mt, 1, c->max_context, &max_tokens, status, e)) return FW_ERR;
+    j->req.max_tokens = max_tokens;
+    j->req.prompt = j->prompt;
+    if (c->tok && fw_detok_stream_init(&j->ds, c->tok, true, e)) return *status = 500, FW_ERR;
+    return FW_OK;
+}
+
+void fw_job_free(fw_job *j) {
+    fw_req_free(&j->req);
+    json_decref(j->id);
+    json_decref(j->logprobs);
+    free(j->prompt);
+    for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    fw_detok_stream_free(j->ds);
+    free(j->text);
+    memset(j, 0, sizeof *j);
+}
+
+static void append(fw_job *j, const char *s, size_t n) {
+    if (j->text_len + n + 1 > j->text_cap) {
+        size_t cap = (j->text_len + n + 1) * 2;
+        char *t = realloc(j->text, cap);
+        if (!t) {
+            j->oom = true;
+            return;
+        }
+        j->text = t, j->text_cap = cap;
+    }
+    memcpy(j->text + j->text_len, s, n);
+    j->text_len += n;
+    j->text[j->text_len] = 0;
+}
+
+bool fw_job_token(fw_job *j, const fw_sample_out *o) {
+    if (j->logprobs) {
+        json_t *top = json_array();
+        for (int k = 0; k < o->n_top; k++)
+            json_array_append_new(top, json_pack("{s:i, s:f}", "id", o->top[k].id, "logprob", (double)o->top[k].logprob));
+        json_array_append_new(j->logprobs,
+                              json_pack("{s:i, s:f, s:o}", "id", o->id, "logprob", (double)o->logprob, "top", top));
+    }
+    if (!j->ds) return false;
+    const char *piece;
+    size_t len;
+    fw_err e;
+    size_t before = j->text_len;
+    if (fw_detok_stream_push(j->ds, o->id, &piece, &len, &e) || len == 0) return false;
+    append(j, piece, len);
+    /* A stop string can only end inside the new piece: search from where it could start. */
+    size_t from = before >= j->stop_max ? before - j->stop_max + 1 : 0;
+    char *first = NULL; /* the earliest of the stop strings found */
+    for (int s = 0; s < j->n_stop; s++) {
+        char *hit = j->text_len >= from ? strstr(j->text + from, j->stop[s]) : NULL;
+        if (hit && (!first || hit < first)) first = hit;
+    }
+    if (!first) return false;
+    j->text_len = (size_t)(first - j->text);
+    j->text[j->text_len] = 0;
+    j->n_stop = -j->n_stop; /* marks "stopped by a string"; negated back in fw_job_end */
+    return true;
+}
+
+void fw_job_end(fw_job *j) {
+    if (j->n_stop < 0) {
+        j->n_stop = -j->n_stop;
+        return;
+    }
+    const char *piece;
+    size_t len;
+    fw_err e;
+    if (j->ds && fw_detok_stream_finish(j->ds, &piece, &len, &e) == FW_OK && len) append(j, piece, len);
+}
+
+size_t fw_job_ready(const fw_job *j, bool ended) {
+    if (ended || j->n_stop <= 0) return j->text_len;
+    size_t n = j->text_len >= j->stop_max ? j->text_len - j->stop_max + 1 : 0;
+    while (n > j->sent && n < j->text_len && (j->text[n] & 0xC0) == 0x80) n--; /* whole characters */
+    return n > j->sent ? n : j->sent;
+}
+
+json_t *fw_job_result(const fw_job *j) {
+    const fw_req *r = &j->req;
+    json_t *toks = json_array();
+    for (int64_t i = r->n_prompt; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
+    int64_t gen = r->n_tokens - r->n_prompt;
+    json_t *o = json_pack("{s:O?, s:s#, s:o, s:s, s:{s:I, s:I, s:I}}", "id", j->id, "text", j->text ? j->text : "",
+                          (int)j->text_len, "tokens", toks, "finish_reason", fw_finish_name(r->finish), "usage",
+                          "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens", (json_int_t)gen,
+                          "total_tokens", (json_int_t)r->n_tokens);
+    if (o && j->logprobs) json_object_set(o, "logprobs", j->logprobs);
+    return o;
+}
+
+json_t *fw_error_json(int status, const char *message) {
+    const char *type = status == 404 ? "not_found_error"
+                       : status == 503 ? "server_busy"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    return json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", message, "type", type, "param", "code", status);
+}

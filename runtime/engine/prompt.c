@@ -1,0 +1,60 @@
+#include "runtime/engine/prompt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/text/chat.h"
+
+int fw_prompt_tokenizer(fw_tokenizer **t, const char *model_dir, fw_err *e) {
+    if (fw_tokenizer_load_dir(t, model_dir, e))
+        return fw_err_prefix(e, "%s has no usable tokenizer (convert copies tokenizer.json from the Hugging Face "
+                                "folder; synth ships DeepSeek-V3's); pass token ids instead",
+                             model_dir);
+    return FW_OK;
+}
+
+/* The whole of a file named by "@FILE". */
+static char *read_all(const char *path, size_t *len, fw_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fw_errf(e, "%s: cannot open", path);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += r;
+        if (n == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) free(buf);
+            buf = b;
+        }
+    }
+    fclose(f);
+    if (!buf) fw_errf(e, "%s: out of memory", path);
+    *len = n;
+    return buf;
+}
+
+int fw_prompt_encode(fw_tokenizer *t, const char *text, bool chat, int64_t vocab, int32_t **ids,
+                     int64_t *n, bool *mapped, fw_err *e) {
+    char *owned = NULL;
+    size_t len = strlen(text);
+    if (chat && text[0] == '@') {
+        if (!(owned = read_all(text + 1, &len, e))) return FW_ERR;
+        text = owned;
+    }
+    int rc = chat ? fw_chat_encode_json(t, text, len, true, ids, n, e)
+                  : fw_tokenizer_encode(t, text, len, true, ids, n, e);
+    free(owned);
+    if (rc) return fw_err_prefix(e, chat ? "--chat" : "--prompt");
+    if (*n == 0) return fw_errf(e, "%s: the prompt encodes to no tokens", chat ? "--chat" : "--prompt");
+    *mapped = false;
+    for (int64_t i = 0; i < *n; i++)
+        if ((*ids)[i] >= vocab) {
+            (*ids)[i] = (int32_t)((*ids)[i] % vocab);
+            *mapped = true;
+        }
+    return FW_OK;
+}

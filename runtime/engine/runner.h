@@ -1,0 +1,69 @@
+/* The scheduler driving the engine on every rank of a replica. Replica rank 0
+ * (the leader) plans each step with runtime/sched, broadcasts it (positions,
+ * token ids, block tables) to the replica, runs its part, samples, and commits;
+ * the other ranks follow the broadcast plans until the leader says stop. All
+ * ranks hold the same paged KV pool, filled through the tables of the plan. */
+#ifndef FW_RUNTIME_ENGINE_RUNNER_H
+#define FW_RUNTIME_ENGINE_RUNNER_H
+
+#include "runtime/engine/engine.h"
+#include "runtime/model/kvcache.h"
+#include "runtime/engine/sched.h"
+
+/* Decodes per forward pass on the CPU. Up to 8 rows, the CPU matmuls take their
+ * GEMV path, whose result for a row does not depend on the other rows: a
+ * request's tokens stay the same whatever else is in the batch. On a device all
+ * the step's decodes go in one forward (one CUDA graph), and, as in vLLM or
+ * SGLang, a token can change with what else is in the batch where two logits
+ * nearly tie (the GEMMs' reduction order depends on the batch size). */
+#define FW_RUNNER_DECODE_GROUP 8
+
+typedef struct fw_runner {
+    fw_engine *en;
+    bool leader;
+    fw_kv_pool pool;
+    fw_sched sched;            /* leader only */
+    int64_t *wire;             /* the broadcast plan */
+    int64_t wire_cap;
+    float *logits;             /* (group, V) leader: rows for the samplers */
+    int32_t *step_ids;         /* (token_budget) a group's token ids */
+    int32_t *step_tabs;        /* (group, max blocks) a group's block tables */
+    int group;                 /* decodes per forward */
+    fw_seq_step *q;            /* (group) a group's sequences */
+    fw_kv *kv;
+    int *kinds;
+    fw_sample_out *out;        /* (max_batch) */
+    fw_engine_best *best;      /* (max_batch) */
+    int32_t *best_tok;
+    int *best_at;
+    int32_t *top_ids;          /* (tp * FW_SAMPLE_TOP_MAX) top-k candidates */
+    float *top_vals;
+    int max_batch;
+    int64_t steps, tokens;     /* counters for reports */
+    double last_step_s;
+} fw_runner;
+
+/* Token budget and the pool's geometry go to every rank alike; callbacks and
+ * queue limits matter on the leader. The engine must have been built with
+ * context >= token_budget. Collective over the replica. */
+int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *e);
+void fw_runner_free(fw_runner *r);
+/* A replica for a scheduler (serve, batch jobs): the engine, taking a step's
+ * token budget per call, then the runner. `job` begins the error for a layout
+ * of more than one replica ("serve runs", "batch jobs run"). The engine needs
+ * fw_engine_free whatever the result; the runner is zeroed first, so
+ * fw_runner_free is safe too. Collective. */
+int fw_runner_open(fw_runner *r, fw_engine *en, fw_world *w, fw_engine_opts *eo, const fw_sched_opts *so,
+                   const char *job, fw_err *e);
+/* Leader: plans, broadcasts and runs one step; *n = its entries (0: idle,
+ * nothing sent). */
+int fw_runner_step(fw_runner *r, int *n, fw_err *e);
+/* Leader: tells the followers to return from fw_runner_follow. */
+void fw_runner_stop(fw_runner *r);
+/* Followers: run the leader's steps until it stops. */
+int fw_runner_follow(fw_runner *r, fw_err *e);
+
+/* The scheduler limits by default (the flags: runtime/cli/cli.h). */
+void fw_runner_defaults(fw_sched_opts *o);
+
+#endif

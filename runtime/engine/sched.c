@@ -1,0 +1,208 @@
+#include "runtime/engine/sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *fw_finish_name(fw_finish f) {
+    switch (f) {
+    case FW_FINISH_STOP: return "stop";
+    case FW_FINISH_LENGTH: return "length";
+    case FW_FINISH_CANCEL: return "cancelled";
+    default: return "none";
+    }
+}
+
+int fw_sched_init(fw_sched *s, const fw_sched_opts *o, fw_kv_pool *pool, fw_err *e) {
+    memset(s, 0, sizeof *s);
+    s->o = *o;
+    s->pool = pool;
+    if (o->max_batch < 1 || o->max_queue < 0 || o->token_budget < 1 || o->max_context < 2)
+        return fw_errf(e, "scheduler: bad limits (batch %d, queue %d, budget %lld, context %lld)", o->max_batch,
+                       o->max_queue, (long long)o->token_budget, (long long)o->max_context);
+    /* One request alone must always fit, or it could wait forever. */
+    if (fw_kv_blocks_for(pool, o->max_context) > pool->n_blocks)
+        return fw_errf(e, "scheduler: the KV cache (%lld blocks of %lld) is smaller than the maximum context %lld",
+                       (long long)pool->n_blocks, (long long)pool->block_size, (long long)o->max_context);
+    s->w_cap = (int64_t)o->max_queue + o->max_batch;
+    s->waiting = calloc((size_t)s->w_cap, sizeof *s->waiting);
+    s->running = calloc((size_t)o->max_batch, sizeof *s->running);
+    s->step.e = calloc((size_t)o->max_batch, sizeof *s->step.e);
+    if (!s->waiting || !s->running || !s->step.e) {
+        fw_sched_free(s);
+        return fw_errf(e, "scheduler: out of memory");
+    }
+    return FW_OK;
+}
+
+void fw_sched_free(fw_sched *s) {
+    free(s->waiting);
+    free(s->running);
+    free(s->step.e);
+    memset(s, 0, sizeof *s);
+}
+
+void fw_req_free(fw_req *r) {
+    free(r->tokens);
+    free(r->table);
+    fw_sampler_free(&r->sampler);
+    r->tokens = NULL, r->table = NULL;
+}
+
+int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
+    const fw_sched_opts *o = &s->o;
+    if (r->n_prompt < 1) return fw_errf(e, "the prompt is empty");
+    if (r->n_prompt >= o->max_context)
+        return fw_errf(e, "the prompt has %lld tokens; the maximum context is %lld", (long long)r->n_prompt,
+                       (long long)o->max_context);
+    if (r->max_tokens < 1) return fw_errf(e, "max_tokens must be at least 1");
+    for (int64_t i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= o->vocab)
+            return fw_errf(e, "prompt token %d is outside the vocabulary [0, %lld)", r->prompt[i], (long long)o->vocab);
+    if (fw_sample_params_check(&r->sp, e)) return FW_ERR;
+    if (s->w_len >= o->max_queue) return FW_SCHED_BUSY;
+    int64_t total = r->n_prompt + r->max_tokens;
+    r->cap_tokens = total < o->max_context ? total : o->max_context;
+    r->tokens = malloc((size_t)r->cap_tokens * sizeof(int32_t));
+    r->table = malloc((size_t)fw_kv_blocks_for(s->pool, r->cap_tokens) * sizeof(int32_t));
+    if (!r->tokens || !r->table || fw_sampler_init(&r->sampler, &r->sp, o->vocab, e)) {
+        free(r->tokens), free(r->table);
+        r->tokens = NULL, r->table = NULL;
+        return fw_errf(e, "out of memory for a request");
+    }
+    memcpy(r->tokens, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
+    fw_sampler_prompt(&r->sampler, r->prompt, r->n_prompt);
+    r->n_tokens = r->n_prompt;
+    r->n_computed = 0, r->n_table = 0;
+    r->finish = FW_FINISH_NONE, r->stop_asked = false;
+    r->arrival = s->arrivals++;
+    s->waiting[(s->w_head + s->w_len++) % s->w_cap] = r;
+    return FW_OK;
+}
+
+void fw_sched_stop(fw_sched *s, fw_req *r, fw_finish why) {
+    (void)s;
+    if (!r->stop_asked) r->stop_asked = true, r->stop_reason = why;
+}
+
+static void release_blocks(fw_sched *s, fw_req *r) {
+    for (int64_t i = 0; i < r->n_table; i++) fw_kv_pool_give(s->pool, r->table[i]);
+    r->n_table = 0;
+    r->n_computed = 0;
+}
+
+static void finish(fw_sched *s, fw_req *r, fw_finish why) {
+    release_blocks(s, r);
+    r->finish = why;
+    if (s->o.on_finish) s->o.on_finish(r, s->o.arg);
+}
+
+static void remove_running(fw_sched *s, int i) {
+    memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
+    s->n_running--;
+}
+
+/* The youngest running request goes back to the head of the queue. */
+static void preempt_youngest(fw_sched *s) {
+    fw_req *r = s->running[s->n_running - 1];
+    s->n_running--;
+    release_blocks(s, r);
+    r->n_preempted++;
+    s->n_preemptions++;
+    s->w_head = (s->w_head + s->w_cap - 1) % s->w_cap;
+    s->waiting[s->w_head] = r;
+    s->w_len++;
+}
+
+static bool grow_table(fw_sched *s, fw_req *r, int64_t upto) {
+    int64_t need = fw_kv_blocks_for(s->pool, upto);
+    if (need - r->n_table > s->pool->n_free) return false;
+    while (r->n_table < need) r->table[r->n_table++] = fw_kv_pool_take(s->pool);
+    return true;
+}
+
+static fw_step_logits logits_kind(const fw_req *r) {
+    const fw_sample_params *p = &r->sp;
+    bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
+                 p->repetition_penalty == 1;
+    return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;
+}
+
+static void add_entry(fw_sched *s, fw_req *r, int64_t n) {
+    fw_step_entry *x = &s->step.e[s->step.n++];
+    x->req = r, x->pos0 = r->n_computed, x->n = n;
+    x->logits = r->n_computed + n == r->n_tokens ? logits_kind(r) : FW_STEP_NONE;
+    s->step.n_tokens += n;
+}
+
+/* Running requests that were asked to stop (or finished) end, freeing their blocks. */
+static void leave_stopped(fw_sched *s) {
+    for (int i = 0; i < s->n_running;)
+        if (s->running[i]->stop_asked) {
+            fw_req *r = s->running[i];
+            remove_running(s, i);
+            finish(s, r, r->stop_reason);
+        } else {
+            i++;
+        }
+}
+
+const fw_step *fw_sched_plan(fw_sched *s) {
+    s->step.n = 0, s->step.n_tokens = 0;
+    /* Requests asked to stop leave now, from either list. */
+    leave_stopped(s);
+    for (int64_t k = 0, n = s->w_len; k < n; k++) {
+        fw_req *r = s->waiting[s->w_head];
+        s->w_head = (s->w_head + 1) % s->w_cap, s->w_len--;
+        if (r->stop_asked) finish(s, r, r->stop_reason);
+        else s->waiting[(s->w_head + s->w_len++) % s->w_cap] = r;
+    }
+    int64_t budget = s->o.token_budget;
+    /* Running requests, oldest first; blocks come from the youngest when short. */
+    for (int i = 0; i < s->n_running && budget > 0; i++) {
+        fw_req *r = s->running[i];
+        int64_t n = r->n_tokens - r->n_computed;
+        if (n > budget) n = budget;
+        while (!grow_table(s, r, r->n_computed + n) && s->n_running > i) preempt_youngest(s);
+        if (i >= s->n_running) break; /* it was the youngest itself */
+        add_entry(s, r, n);
+        budget -= n;
+    }
+    /* Waiting requests in order while there is room, budget and blocks for the whole prompt. */
+    while (s->w_len > 0 && budget > 0 && s->n_running < s->o.max_batch) {
+        fw_req *r = s->waiting[s->w_head];
+        if (fw_kv_blocks_for(s->pool, r->n_tokens) > s->pool->n_free) break;
+        int64_t n = r->n_tokens < budget ? r->n_tokens : budget;
+        grow_table(s, r, n);
+        s->w_head = (s->w_head + 1) % s->w_cap, s->w_len--;
+        s->running[s->n_running++] = r;
+        add_entry(s, r, n);
+        budget -= n;
+    }
+    return &s->step;
+}
+
+static bool is_stop_id(const fw_req *r, int32_t id, int32_t eos) {
+    if (id == eos && !r->ignore_eos) return true;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == id) return true;
+    return false;
+}
+
+void fw_sched_commit(fw_sched *s, const fw_sample_out *out) {
+    for (int i = 0; i < s->step.n; i++) {
+        fw_step_entry *x = &s->step.e[i];
+        fw_req *r = x->req;
+        r->n_computed += x->n;
+        if (x->logits == FW_STEP_NONE) continue;
+        int32_t id = out[i].id;
+        r->tokens[r->n_tokens++] = id;
+        fw_sampler_accept(&r->sampler, id);
+        if (s->o.on_token) s->o.on_token(r, &out[i], s->o.arg);
+        if (r->stop_asked) continue; /* a stop string: leaves at the next plan */
+        if (is_stop_id(r, id, s->o.eos)) fw_sched_stop(s, r, FW_FINISH_STOP);
+        else if (r->n_tokens - r->n_prompt >= r->max_tokens || r->n_tokens >= s->o.max_context)
+            fw_sched_stop(s, r, FW_FINISH_LENGTH);
+    }
+    /* Finished requests leave now, so their blocks are free for the next plan. */
+    leave_stopped(s);
+}

@@ -1,9 +1,0 @@
-/* The CUDA backend's entry, for the furrow-cuda binary to register. */
-#ifndef FW_RUNTIME_GPU_BACKEND_H
-#define FW_RUNTIME_GPU_BACKEND_H
-
-#include "runtime/device.h"
-
-const fw_device_backend *fw_cuda_backend(void);
-
-#endif

@@ -1,9 +1,0 @@
-/* furrow-cuda: furrow with the CUDA backend linked in (`--device cuda`). Plain
- * furrow hands such commands to it, so users type `furrow ... --device cuda`. */
-#include "runtime/cli.h"
-#include "runtime/gpu/gpu_backend.h"
-
-int main(int argc, char **argv) {
-    fw_device_backend_register(fw_cuda_backend());
-    return fw_main(argc, argv);
-}

@@ -1,0 +1,385 @@
+/* The HTTP side of furrow serve (libmicrohttpd, one thread per connection):
+ * routes, body limits, validation, OpenAI's response and error JSON, and
+ * server-sent events. A thread waiting for its request's tokens wakes every
+ * 100 ms to check whether its client hung up; a client gone frees its slot. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* POLLRDHUP */
+#endif
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/serve/serve.h"
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_RESULT;
+#else
+typedef enum MHD_Result MHD_RESULT;
+#endif
+
+typedef struct conn {
+    fw_serve *s;
+    struct MHD_Connection *mc;
+    char *body;
+    size_t len;
+    bool too_big;
+    int holders;               /* the request, and a streaming response */
+    fw_http_job *h;
+    char *out;                 /* SSE bytes not yet handed to MHD */
+    size_t out_len, out_off;
+    bool sent_role, finished;
+} conn;
+
+static void conn_drop(conn *c) {
+    if (--c->holders > 0) return;
+    fw_serve *s = c->s;
+    if (c->h) {
+        pthread_mutex_lock(&s->mu);
+        if (!c->h->done) { /* the engine loop cancels it; the cancel list holds a reference */
+            c->h->gone = true;
+            c->h->refs++;
+            c->h->cancel_next = s->cancels;
+            s->cancels = c->h;
+            pthread_cond_signal(&s->wake);
+        }
+        fw_http_job_release(s, c->h);
+        s->answering--;
+        pthread_mutex_unlock(&s->mu);
+    }
+    free(c->body);
+    free(c->out);
+    free(c);
+}
+
+static void count_status(fw_serve *s, int status) {
+    pthread_mutex_lock(&s->mu);
+    if (status > 0 && status < 600) s->status_count[status]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static MHD_RESULT send_text(conn *c, int status, const char *type, char *text) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
+    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    count_status(c->s, status);
+    MHD_RESULT rc = MHD_queue_response(c->mc, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static MHD_RESULT send_json(conn *c, int status, json_t *o) {
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text) return MHD_NO;
+    return send_text(c, status, "application/json", text);
+}
+
+static MHD_RESULT send_error(conn *c, int status, const char *msg) { return send_json(c, status, fw_error_json(status, msg)); }
+
+/* True when the client closed its end. */
+static bool hung_up(conn *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Waits (under s->mu) until the job has something new or is done; false if the client left. */
+static bool wait_news(conn *c, bool streaming) {
+    fw_http_job *h = c->h;
+    for (;;) {
+        if (h->done || h->error_status) return true;
+        if (streaming && (fw_job_ready(&h->job, false) > h->job.sent || h->job.req.n_tokens - h->job.req.n_prompt >
+                                                                           h->n_sent_tokens))
+            return true;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&h->cv, &c->s->mu, &ts);
+        if (!h->done && hung_up(c)) return false;
+    }
+}
+
+static const char *object_name(const fw_job *j, bool chunk) {
+    if (j->kind == FW_JOB_CHAT) return chunk ? "chat.completion.chunk" : "chat.completion";
+    return "text_completion";
+}
+
+/* The choice of a response or of one SSE chunk (under s->mu). */
+static json_t *choice(conn *c, const char *text, size_t len, int64_t tok0, int64_t tok1, bool final, bool chunk) {
+    const fw_job *j = &c->h->job;
+    if (!text) text = "", len = 0; /* no text yet: the first tokens may be held bytes */
+    json_t *ids = json_array();
+    for (int64_t i = tok0; i < tok1; i++) json_array_append_new(ids, json_integer(j->req.tokens[j->req.n_prompt + i]));
+    json_t *ch = json_pack("{s:i, s:o, s:o}", "index", 0, "token_ids", ids, "finish_reason",
+                           final ? json_string(fw_finish_name(j->req.finish)) : json_null());
+    if (j->kind == FW_JOB_CHAT) {
+        json_t *m = json_pack("{s:s#}", "content", text, (int)len);
+        if (!chunk || !c->sent_role) json_object_set_new(m, "role", json_string("assistant"));
+        json_object_set_new(ch, chunk ? "delta" : "message", m);
+    } else {
+        json_object_set_new(ch, "text", json_stringn(text, len));
+    }
+    json_t *lp = j->logprobs ? json_array() : NULL;
+    for (int64_t i = tok0; lp && i < tok1 && i < (int64_t)json_array_size(j->logprobs); i++)
+        json_array_append(lp, json_array_get(j->logprobs, (size_t)i));
+    json_object_set_new(ch, "logprobs", lp ? lp : json_null());
+    return ch;
+}
+
+static json_t *envelope(conn *c, json_t *ch, bool usage) {
+    const fw_job *j = &c->h->job;
+    char id[64];
+    snprintf(id, sizeof id, "%s-%lld", j->kind == FW_JOB_CHAT ? "chatcmpl" : "cmpl", (long long)c->h->serial);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object", object_name(j, !usage || j->stream),
+                          "created", (json_int_t)time(NULL), "model", c->s->model_name, "choices", ch);
+    if (usage) {
+        int64_t gen = j->req.n_tokens - j->req.n_prompt;
+        json_object_set_new(o, "usage", json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)j->req.n_prompt,
+                                                  "completion_tokens", (json_int_t)gen, "total_tokens",
+                                                  (json_int_t)j->req.n_tokens));
+    }
+    return o;
+}
+
+static void out_append(conn *c, const char *s, size_t n) {
+    char *b = realloc(c->out, c->out_len + n);
+    if (!b) return;
+    memcpy(b + c->out_len, s, n);
+    c->out = b, c->out_len += n;
+}
+
+static void sse(conn *c, json_t *o) {
+    char *t = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!t) return;
+    out_append(c, "data: ", 6);
+    out_append(c, t, strlen(t));
+    out_append(c, "\n\n", 2);
+    free(t);
+}
+
+/* Next bytes of the event stream: a chunk per batch of new tokens, the final
+ * chunk with the finish reason and usage, then [DONE]. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    conn *c = cls;
+    (void)pos;
+    if (c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+        if (c->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        fw_serve *s = c->s;
+        fw_http_job *h = c->h;
+        pthread_mutex_lock(&s->mu);
+        if (!wait_news(c, true)) {
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (h->error_status) {
+            json_t *err = fw_error_json(h->error_status, h->error_msg);
+            sse(c, err);
+            c->finished = true;
+        } else {
+            fw_job *j = &h->job;
+            size_t ready = fw_job_ready(j, h->done);
+            int64_t n_gen = j->req.n_tokens - j->req.n_prompt;
+            if (ready > j->sent || n_gen > h->n_sent_tokens || h->done) {
+                sse(c, envelope(c, choice(c, j->text ? j->text + j->sent : NULL, ready - j->sent, h->n_sent_tokens, n_gen, h->done, true),
+                                h->done));
+                c->sent_role = true;
+                j->sent = ready;
+                h->n_sent_tokens = n_gen;
+            }
+            if (h->done) c->finished = true;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (c->finished) out_append(c, "data: [DONE]\n\n", 14);
+    }
+    size_t n = c->out_len - c->out_off < max ? c->out_len - c->out_off : max;
+    memcpy(buf, c->out + c->out_off, n);
+    c->out_off += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) { conn_drop(cls); }
+
+/* Queues a parsed job for the engine loop; a response on refusal. */
+static MHD_RESULT submit(conn *c, fw_http_job *h) {
+    fw_serve *s = c->s;
+    pthread_mutex_lock(&s->mu);
+    int refuse = s->stopping ? 1 : s->inbox_len + s->queued >= s->max_queue ? 2 : 0;
+    if (!refuse) {
+        h->refs = 2;
+        h->serial = ++s->serial;
+        if (s->inbox_tail) s->inbox_tail->next = h;
+        else s->inbox = h;
+        s->inbox_tail = h;
+        s->inbox_len++;
+        s->answering++;
+        c->h = h;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (refuse) {
+        fw_job_free(&h->job);
+        pthread_cond_destroy(&h->cv);
+        free(h);
+        return send_error(c, 503, refuse == 1 ? "the server is shutting down" : "the queue is full; retry later");
+    }
+    if (h->job.stream) {
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, c, stream_free);
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        c->holders++;
+        count_status(s, 200);
+        MHD_RESULT rc = MHD_queue_response(c->mc, 200, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool here = wait_news(c, false);
+    json_t *o = NULL;
+    int status = 200;
+    if (here && h->error_status) status = h->error_status, o = fw_error_json(status, h->error_msg);
+    else if (here) o = envelope(c, choice(c, h->job.text ? h->job.text : "", h->job.text_len, 0,
+                                          h->job.req.n_tokens - h->job.req.n_prompt, true, false), true);
+    pthread_mutex_unlock(&s->mu);
+    return here ? send_json(c, status, o) : MHD_NO; /* MHD_NO closes a connection whose client left */
+}
+
+static MHD_RESULT generate(conn *c, fw_job_kind kind) {
+    json_error_t je;
+    json_t *body = json_loadb(c->body ? c->body : "", c->len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
+        return send_error(c, 400, msg);
+    }
+    fw_http_job *h = calloc(1, sizeof *h);
+    if (!h) {
+        json_decref(body);
+        return send_error(c, 500, "out of memory");
+    }
+    int status;
+    fw_err e;
+    int rc = fw_job_parse(&h->job, body, kind, &c->s->ctx, &status, &e);
+    json_decref(body);
+    if (rc) {
+        fw_job_free(&h->job);
+        free(h);
+        return send_error(c, status, e.msg);
+    }
+    pthread_cond_init(&h->cv, NULL);
+    h->job.user = h;
+    h->job.req.user = h;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    h->t_arrive = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return submit(c, h);
+}
+
+static MHD_RESULT get_route(conn *c, const char *url) {
+    fw_serve *s = c->s;
+    if (!strcmp(url, "/health")) {
+        pthread_mutex_lock(&s->mu);
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        return stopping ? send_error(c, 503, "shutting down") : send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    if (!strcmp(url, "/v1/models"))
+        return send_json(c, 200, json_pack("{s:s, s:[{s:s, s:s, s:i, s:s, s:I}]}", "object", "list", "data", "id",
+                                           s->model_name, "object", "model", "created", 0, "owned_by", "furrow",
+                                           "max_model_len", (json_int_t)s->max_context));
+    if (!strcmp(url, "/metrics")) {
+        pthread_mutex_lock(&s->mu);
+        s->status_count[200]++; /* counts itself */
+        char *text = fw_serve_metrics(s);
+        s->status_count[200]--;
+        pthread_mutex_unlock(&s->mu);
+        return text ? send_text(c, 200, "text/plain; version=0.0.4", text) : MHD_NO;
+    }
+    return send_error(c, 404, "no such route");
+}
+
+static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                          const char *version, const char *data, size_t *size, void **state) {
+    fw_serve *s = cls;
+    conn *c = *state;
+    (void)version;
+    if (!c) { /* headers are in: set up, refuse a declared oversize body at once */
+        if (!(c = calloc(1, sizeof *c))) return MHD_NO;
+        c->s = s, c->mc = mc, c->holders = 1;
+        *state = c;
+        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->max_body) c->too_big = true;
+        return MHD_YES;
+    }
+    if (*size) {
+        if (!c->too_big && c->len + *size <= s->max_body) {
+            char *b = realloc(c->body, c->len + *size + 1);
+            if (!b) return MHD_NO;
+            memcpy(b + c->len, data, *size);
+            c->body = b, c->len += *size;
+        } else {
+            c->too_big = true;
+        }
+        *size = 0;
+        return MHD_YES;
+    }
+    if (c->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes", s->max_body);
+        return send_error(c, 413, msg);
+    }
+    bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    if (!strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions")) {
+        if (!post) return send_error(c, 405, "use POST");
+        return generate(c, url[4] == 'c' && url[5] == 'h' ? FW_JOB_CHAT : FW_JOB_COMPLETION);
+    }
+    if (!get) return send_error(c, strcmp(url, "/health") && strcmp(url, "/metrics") && strcmp(url, "/v1/models") ? 404 : 405,
+                                "no such route");
+    return get_route(c, url);
+}
+
+static void completed(void *cls, struct MHD_Connection *mc, void **state, enum MHD_RequestTerminationCode why) {
+    (void)cls, (void)mc, (void)why;
+    if (*state) conn_drop(*state);
+    *state = NULL;
+}
+
+struct MHD_Daemon *fw_http_start(fw_serve *s, const char *host, int port, int timeout_s, int max_conns, int *bound,
+                                 fw_err *e) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        fw_errf(e, "--host: '%s' is not an IPv4 address", host);
+        return NULL;
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+        NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conns, MHD_OPTION_NOTIFY_COMPLETED, completed,
+        s, MHD_OPTION_END);
+    if (!d) {
+        fw_errf(e, "cannot listen on %s:%d", host, port);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *bound = di ? di->port : port;
+    return d;
+}
+
+void fw_http_stop(struct MHD_Daemon *d) {
+    if (d) MHD_stop_daemon(d);
+}
+
+void fw_http_job_release(fw_serve *s, fw_http_job *h) {
+    (void)s;
+    if (--h->refs > 0) return;
+    fw_job_free(&h->job);
+    pthread_cond_destroy(&h->cv);
+    free(h);
+}

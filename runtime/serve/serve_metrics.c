@@ -1,0 +1,57 @@
+/* /metrics in Prometheus' text format (version 0.0.4). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "runtime/serve/serve.h"
+
+static const double bounds[FW_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+void fw_hist_add(fw_hist *h, double v) {
+    int i = 0;
+    while (i < FW_HIST_BUCKETS && v > bounds[i]) i++;
+    h->count[i]++;
+    h->sum += v;
+    h->n++;
+}
+
+static void hist(FILE *f, const char *name, const char *help, const fw_hist *h) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t acc = 0;
+    for (int i = 0; i < FW_HIST_BUCKETS; i++) {
+        acc += h->count[i];
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)acc);
+    }
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->n, name, h->sum,
+            name, (unsigned long long)h->n);
+}
+
+char *fw_serve_metrics(const fw_serve *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fprintf(f, "# HELP furrow_requests_total HTTP requests answered, by status.\n"
+               "# TYPE furrow_requests_total counter\n");
+    for (int st = 100; st < 600; st++)
+        if (s->status_count[st]) fprintf(f, "furrow_requests_total{status=\"%d\"} %llu\n", st,
+                                         (unsigned long long)s->status_count[st]);
+    fprintf(f,
+            "# HELP furrow_prompt_tokens_total Prompt tokens of admitted requests.\n"
+            "# TYPE furrow_prompt_tokens_total counter\nfurrow_prompt_tokens_total %llu\n"
+            "# HELP furrow_generation_tokens_total Tokens generated.\n"
+            "# TYPE furrow_generation_tokens_total counter\nfurrow_generation_tokens_total %llu\n"
+            "# HELP furrow_queue_depth Requests waiting to run.\n"
+            "# TYPE furrow_queue_depth gauge\nfurrow_queue_depth %d\n"
+            "# HELP furrow_running_requests Requests in the running batch.\n"
+            "# TYPE furrow_running_requests gauge\nfurrow_running_requests %d\n"
+            "# HELP furrow_kv_blocks_used Blocks of the paged KV cache in use.\n"
+            "# TYPE furrow_kv_blocks_used gauge\nfurrow_kv_blocks_used %lld\n"
+            "# HELP furrow_kv_blocks_total Blocks of the paged KV cache.\n"
+            "# TYPE furrow_kv_blocks_total gauge\nfurrow_kv_blocks_total %lld\n",
+            (unsigned long long)s->prompt_tokens, (unsigned long long)s->generated_tokens, s->inbox_len + s->queued,
+            s->running, (long long)s->kv_used, (long long)s->kv_total);
+    hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
+    hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
+    fclose(f);
+    return buf;
+}
