@@ -10,7 +10,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/model/kvcache.c runtime/model/kvcache.h \
 	runtime/model/rope.c runtime/model/rope.h \
 	runtime/model/backend.c runtime/model/backend.h \
-	runtime/cpu/forward.c \
+	runtime/cpu/cpu.h runtime/cpu/forward.c runtime/cpu/cpu_backend.c \
 	runtime/engine/engine.c runtime/engine/engine.h runtime/engine/engine_top.c \
 	runtime/engine/sched.c runtime/engine/sched.h \
 	runtime/engine/runner.c runtime/engine/runner.h \

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model/model.h"
+#include "runtime/cpu/cpu.h"
 #include "runtime/engine/sample.h"
 #include "tests/check.h"
 #include "tests/golden_ref.h"

@@ -1,20 +1,21 @@
-/* The contract the scheduler's decode groups rely on (runtime/engine/runner.h): for up
- * to FW_RUNNER_DECODE_GROUP rows, each CPU op table's matmul gives every row
+/* The contract the scheduler's decode groups rely on (runtime/engine/runner.c): for
+ * up to the CPU backend's decode_group rows, each CPU op table's matmul gives every row
  * exactly (bit for bit) what that row gives alone, for every weight type, so a
  * request's tokens do not depend on what else is in the batch. */
 #include "kernels/cpu/fast.h"
 #include "kernels/ops.h"
-#include "runtime/engine/runner.h"
+#include "runtime/cpu/cpu.h"
 #include "tests/check.h"
 
 #include <string.h>
 
 static void check(const fw_ops *ops, const fw_weight *w, const char *name) {
-    const int64_t N = w->rows, K = w->cols;
-    float *x = malloc((size_t)(FW_RUNNER_DECODE_GROUP * K) * sizeof(float));
-    float *y = malloc((size_t)(FW_RUNNER_DECODE_GROUP * N) * sizeof(float)), *y1 = malloc((size_t)N * sizeof(float));
-    for (int64_t i = 0; i < FW_RUNNER_DECODE_GROUP * K; i++) x[i] = check_rng_uniform();
-    for (int M = 2; M <= FW_RUNNER_DECODE_GROUP; M++) {
+    const int64_t N = w->rows, K = w->cols, group = fw_cpu_backend()->decode_group;
+    float *x = malloc((size_t)(group * K) * sizeof(float));
+    float *y = malloc((size_t)(group * N) * sizeof(float)), *y1 = malloc((size_t)N * sizeof(float));
+    for (int64_t i = 0; i < group * K; i++) x[i] = check_rng_uniform();
+    CHECK(group >= 2, "the CPU backend groups %lld decodes", (long long)group);
+    for (int M = 2; M <= group; M++) {
         ops->matmul(y, x, w, M);
         for (int r = 0; r < M; r++) {
             ops->matmul(y1, x + r * K, w, 1);

@@ -4,14 +4,16 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-
 #include <string.h>
+#include <sys/resource.h>
 
 #include "io/synth.h"
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli/cli.h"
 #include "runtime/engine/engine.h"
+
+/* Sequences of one benchmark at most. */
+#define FW_BENCH_MAX_BATCH 256
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -32,9 +34,9 @@ static void usage(FILE *f) {
             "                                      deepseek-v3) generated in place on each rank\n"
             "  --layers N                          with --synthetic: N layers (default: the preset's)\n"
             "  --dense N                           with --synthetic: the first N layers dense\n"
-            "\nwith --device cuda (GPU: decode steps per batch and context, then a prefill;\n"
-            "per-layer times split by region, against the GPU's copy bandwidth and bf16\n"
-            "GEMM rate measured in the same run):\n"
+            "\nwith a backend that has a step benchmark, --device cuda (decode steps per batch\n"
+            "and context, then a prefill; per-layer times split by region, against the GPU's\n"
+            "copy bandwidth and bf16 GEMM rate measured in the same run):\n"
             "  --batches LIST                      decode batch sizes (default 1,8,64,256)\n"
             "  --contexts LIST                     cached positions per sequence (default 1024,4096)\n"
             "  --prefill N                         prefill length (default 4096; 0: none)\n"
@@ -124,7 +126,17 @@ static void print_figures(const fw_engine *en, const rank_stats *all, int n, int
            compute, comm, moved / 1e6, rss);
 }
 
-int fw_cmd_bench(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct bench_args {
+    fw_engine_opts eo;
+    int64_t P, N, B;           /* end to end: prompt, decoded tokens, sequences */
+    bool ceilings;
+    fw_bench_steps steps;      /* a backend's step benchmark */
+    char spec[128];            /* --synthetic: the in-place model's spec */
+} bench_args;
+
+/* Parses the flags into a; -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, bench_args *a) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"decode", required_argument, 0, 'd'}, {"no-ceilings", no_argument, 0, 'n'},
@@ -134,52 +146,52 @@ int fw_cmd_bench(int argc, char **argv) {
         {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
         {"iters", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
-    setvbuf(stdout, NULL, _IOLBF, 0); /* rows reach a log before any abort */
-    fw_engine_opts eo;
-    fw_cli_engine_defaults(&eo);
-    int64_t P = 128, N = 32, B = 1, layers = 0, dense = -1;
-    int ceilings = 1;
+    memset(a, 0, sizeof *a);
+    fw_cli_engine_defaults(&a->eo);
+    a->P = 128, a->N = 32, a->B = 1, a->ceilings = true;
+    a->steps = (fw_bench_steps){.n_batch = 4, .batch = {1, 8, 64, 256}, .n_context = 2, .context = {1024, 4096},
+                                .prefill = 4096, .iters = 5};
+    int64_t layers = 0, dense = -1, v;
     const char *synthetic = NULL;
-    char spec[128];
-    fw_dev_bench db = {.n_batch = 4, .batch = {1, 8, 64, 256}, .n_context = 2, .context = {1024, 4096},
-                       .prefill = 4096, .iters = 5};
     int32_t *list = NULL;
-    int64_t nlist = 0, v;
+    int64_t nlist = 0;
     fw_err e = {{0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
+        int bad = fw_cli_engine_option(c, optarg, &a->eo, &e);
         if (bad > 0) continue;
         bad = bad < 0;
         switch (c) {
-        case 'm': eo.model_dir = optarg; break;
-        case 'p': bad = fw_cli_parse_int(optarg, "--prompt", 1, 1 << 20, &P, &e); break;
-        case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &N, &e); break;
-        case 'b': bad = fw_cli_parse_int(optarg, "--batch", 1, 256, &B, &e); break;
-        case 'n': ceilings = 0; break;
+        case 'm': a->eo.model_dir = optarg; break;
+        case 'p': bad = fw_cli_parse_int(optarg, "--prompt", 1, 1 << 20, &a->P, &e); break;
+        case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &a->N, &e); break;
+        case 'b': bad = fw_cli_parse_int(optarg, "--batch", 1, FW_BENCH_MAX_BATCH, &a->B, &e); break;
+        case 'n': a->ceilings = false; break;
         case 's': synthetic = optarg; break;
         case 'L': bad = fw_cli_parse_int(optarg, "--layers", 1, 1000, &layers, &e); break;
         case 'D': bad = fw_cli_parse_int(optarg, "--dense", 0, 1000, &dense, &e); break;
-        case 'F': bad = fw_cli_parse_int(optarg, "--prefill", 0, 1 << 20, &db.prefill, &e); break;
-        case 'I': bad = fw_cli_parse_int(optarg, "--iters", 1, 1000, &v, &e), db.iters = (int)v; break;
+        case 'F': bad = fw_cli_parse_int(optarg, "--prefill", 0, 1 << 20, &a->steps.prefill, &e); break;
+        case 'I': bad = fw_cli_parse_int(optarg, "--iters", 1, 1000, &v, &e), a->steps.iters = (int)v; break;
         case 'B':
-        case 'C':
-            bad = fw_cli_parse_ids(optarg, c == 'B' ? "--batches" : "--contexts", 0, &list, &nlist, &e);
-            if (!bad && (nlist < 1 || nlist > (c == 'B' ? 8 : 4)))
-                bad = fw_errf(&e, "%s: 1 to %d values", c == 'B' ? "--batches" : "--contexts",
-                              c == 'B' ? 8 : 4) != 0;
+        case 'C': {
+            const bool batches = c == 'B';
+            const char *flag = batches ? "--batches" : "--contexts";
+            const int most = batches ? 8 : 4;
+            bad = fw_cli_parse_ids(optarg, flag, 0, &list, &nlist, &e);
+            if (!bad && (nlist < 1 || nlist > most)) bad = fw_errf(&e, "%s: 1 to %d values", flag, most) != 0;
             for (int64_t i = 0; !bad && i < nlist; i++) {
-                if (list[i] < 1 || (c == 'B' && list[i] > 256))
-                    bad = fw_errf(&e, "%s: %d is out of range", c == 'B' ? "--batches" : "--contexts", list[i]) != 0;
-                else if (c == 'B') db.batch[i] = list[i];
-                else db.context[i] = list[i];
+                if (list[i] < 1 || (batches && list[i] > FW_BENCH_MAX_BATCH))
+                    bad = fw_errf(&e, "%s: %d is out of range", flag, list[i]) != 0;
+                else if (batches) a->steps.batch[i] = list[i];
+                else a->steps.context[i] = list[i];
             }
-            if (c == 'B') db.n_batch = (int)nlist;
-            else db.n_context = (int)nlist;
+            if (batches) a->steps.n_batch = (int)nlist;
+            else a->steps.n_context = (int)nlist;
             free(list);
             list = NULL;
             break;
+        }
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -193,130 +205,161 @@ int fw_cmd_bench(int argc, char **argv) {
         }
     }
     if (synthetic) { /* the in-place synthetic model (io/synth.h) */
-        int n = snprintf(spec, sizeof spec, "%s%s", FW_SYNTH_PREFIX, synthetic);
-        if (layers) n += snprintf(spec + n, sizeof spec - (size_t)n, ",layers=%lld", (long long)layers);
-        if (dense >= 0) snprintf(spec + n, sizeof spec - (size_t)n, ",dense=%lld", (long long)dense);
-        eo.model_dir = spec;
+        int n = snprintf(a->spec, sizeof a->spec, "%s%s", FW_SYNTH_PREFIX, synthetic);
+        if (layers) n += snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",layers=%lld", (long long)layers);
+        if (dense >= 0) snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",dense=%lld", (long long)dense);
+        a->eo.model_dir = a->spec;
     }
-    if (!eo.model_dir || optind < argc) {
+    if (!a->eo.model_dir || optind < argc) {
         fprintf(stderr, "furrow bench: --model or --synthetic is required\n");
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
-    fw_world w;
-    if (fw_world_init(&w, NULL, NULL, &e)) {
-        fprintf(stderr, "furrow bench: %s\n", e.msg);
-        return 1;
-    }
-    const bool device = eo.device && strcmp(eo.device, "cpu");
-    if (device) ceilings = 0; /* the device measures its own */
-    fw_ceilings ceil = {0};
-    /* Measured on rank 0 alone before the model loads, so nothing competes. */
-    if (ceilings && w.rank == 0 && fw_ceilings_measure(&ceil, (size_t)1 << 30)) {
-        fprintf(stderr, "furrow bench: out of memory for the bandwidth measurement\n");
-        ceilings = 0;
-    }
-    eo.context = P + N;
-    eo.n_seqs = (int)B;
-    if (device) {
-        eo.context = db.prefill;
-        eo.n_seqs = 1;
-        for (int i = 0; i < db.n_context; i++) eo.context = db.context[i] + 1 > eo.context ? db.context[i] + 1 : eo.context;
-        for (int i = 0; i < db.n_batch; i++) eo.n_seqs = db.batch[i] > eo.n_seqs ? db.batch[i] : eo.n_seqs;
-    }
-    fw_engine en;
-    int rc = 1;
-    int32_t *ids = NULL;
-    const double t_start = fw_now();
-    if (fw_engine_init(&en, &w, &eo, &e)) {
-        fw_world_report(&w, "bench", e.msg);
-        goto done;
-    }
-    if (device) {
-        if (en.layout.pp > 1) fw_world_abort(&w, "bench", "--device: the device benchmark runs one pipeline stage (pp 1)");
-        MPI_Barrier(w.comm);
-        if (w.rank == 0)
-            printf("model      %s: %d layers, %.2f GB of weights on rank 0; tp %d; start-up %.1f s (read or "
-                   "generate, upload, NCCL; slowest rank)\n", eo.model_dir, en.model->cfg.num_hidden_layers,
-                   (double)en.model->weight_bytes / 1e9, en.layout.tp, fw_now() - t_start);
-        if (en.dev_be->bench(en.dev, &db, w.rank == 0, &e)) fw_world_abort(&w, "bench", e.msg);
-        rc = 0;
-        goto done;
-    }
-    const fw_config *cf = &en.model->cfg;
-    const int64_t V = cf->vocab_size;
-    if (!(ids = malloc((size_t)(B * P) * sizeof(int32_t)))) fw_world_abort(&w, "bench", "out of memory");
+/* The backend's step benchmark, on one pipeline stage. */
+static void run_steps(fw_world *w, fw_engine *en, const bench_args *a, double t_start) {
+    fw_err e = {{0}};
+    if (en->layout.pp > 1) fw_world_abort(w, "bench", "the step benchmark runs one pipeline stage (pp 1)");
+    MPI_Barrier(w->comm);
+    if (w->rank == 0)
+        printf("model      %s: %d layers, %.2f GB of weights on rank 0; tp %d; start-up %.1f s (read or "
+               "generate, upload, NCCL; slowest rank)\n", a->eo.model_dir, en->model->cfg.num_hidden_layers,
+               (double)en->model->weight_bytes / 1e9, en->layout.tp, fw_now() - t_start);
+    if (fw_engine_bench_steps(en, &a->steps, w->rank == 0, &e)) fw_world_abort(w, "bench", e.msg);
+}
+
+/* Prefill of B prompts of P random ids, then N decode steps, through the engine:
+ * this rank's times and traffic. */
+static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank_stats *mine) {
+    fw_err e = {{0}};
+    const int64_t V = en->model->cfg.vocab_size, B = a->B, P = a->P;
+    int32_t *ids = malloc((size_t)(B * P) * sizeof(int32_t));
+    if (!ids) fw_world_abort(w, "bench", "out of memory");
     uint64_t x = 88172645463325252ull; /* xorshift: fixed pseudo-random prompts */
     for (int64_t i = 0; i < B * P; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
-    const int32_t *in[256];
-    int64_t lens[256], ones[256];
-    int32_t toks[256];
+    const int32_t *in[FW_BENCH_MAX_BATCH];
+    int64_t lens[FW_BENCH_MAX_BATCH], ones[FW_BENCH_MAX_BATCH];
+    int32_t toks[FW_BENCH_MAX_BATCH];
     for (int64_t b = 0; b < B; b++) in[b] = ids + b * P, lens[b] = P, ones[b] = 1;
-    rank_stats mine = {.t_load = en.t_load};
-    per_token(en.model, &mine.tok_bytes, &mine.tok_params);
+    *mine = (rank_stats){.t_load = en->t_load};
+    per_token(en->model, &mine->tok_bytes, &mine->tok_params);
 
-    MPI_Barrier(w.comm);
+    MPI_Barrier(w->comm);
     double t0 = fw_now();
-    if (fw_engine_forward_many(&en, (int)B, in, lens, FW_ATTN_NAIVE, toks, &e)) fw_world_abort(&w, "bench", e.msg);
-    mine.t_prefill = fw_now() - t0;
+    if (fw_engine_forward_many(en, (int)B, in, lens, FW_ATTN_NAIVE, toks, &e)) fw_world_abort(w, "bench", e.msg);
+    mine->t_prefill = fw_now() - t0;
     t0 = fw_now();
     for (int64_t b = 0; b < B; b++) in[b] = &toks[b];
-    for (int64_t i = 0; i < N; i++)
-        if (fw_engine_forward_many(&en, (int)B, in, ones, FW_ATTN_ABSORBED, toks, &e)) fw_world_abort(&w, "bench", e.msg);
-    mine.t_decode = fw_now() - t0;
-    mine.t_allreduce = en.comm.stats.t_allreduce;
-    mine.t_p2p = en.comm.stats.t_p2p;
-    mine.bytes_allreduce = (double)en.comm.stats.bytes_allreduce;
-    mine.bytes_p2p = (double)en.comm.stats.bytes_p2p;
+    for (int64_t i = 0; i < a->N; i++)
+        if (fw_engine_forward_many(en, (int)B, in, ones, FW_ATTN_ABSORBED, toks, &e)) fw_world_abort(w, "bench", e.msg);
+    mine->t_decode = fw_now() - t0;
+    mine->t_allreduce = en->comm.stats.t_allreduce;
+    mine->t_p2p = en->comm.stats.t_p2p;
+    mine->bytes_allreduce = (double)en->comm.stats.bytes_allreduce;
+    mine->bytes_p2p = (double)en->comm.stats.bytes_p2p;
     struct rusage ru;
-    mine.rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1e3 : 0; /* ru_maxrss: kB */
-
-    rank_stats *all = w.rank == 0 ? malloc((size_t)w.size * sizeof *all) : NULL;
-    MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
-    if (w.rank == 0) {
-        /* One replica's ranks together stream its bytes; the slowest rank sets the pace. */
-        double tok_bytes = 0, tok_params = 0, t_prefill = 0, t_decode = 0, weights = 0;
-        int replica = en.layout.tp * en.layout.pp;
-        for (int r = 0; r < replica; r++) {
-            tok_bytes += all[r].tok_bytes;
-            tok_params += all[r].tok_params;
-            if (all[r].t_prefill > t_prefill) t_prefill = all[r].t_prefill;
-            if (all[r].t_decode > t_decode) t_decode = all[r].t_decode;
-        }
-        weights = (double)en.model->weight_bytes;
-        double prefill_tps = (double)(B * P) / t_prefill, decode_tps = (double)(B * N) / t_decode;
-        double gflops = 2.0 * tok_params * prefill_tps / 1e9;
-        double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * (double)en.kvs[0].width * 4;
-        double gbs = (tok_bytes + kv_bytes) * decode_tps / 1e9;
-        printf("model      %s: %d layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights on rank 0\n",
-               eo.model_dir, cf->num_hidden_layers, (long long)cf->hidden_size, cf->n_routed_experts,
-               cf->num_experts_per_tok, weights / 1e9);
-        printf("setup      %d rank(s): tp %d, pp %d, dp %d; kernels %s; %d thread(s) on rank 0 (cores %s)\n", w.size,
-               en.layout.tp, en.layout.pp, en.layout.dp, eo.ops->name, en.topo.threads, en.topo.cpuset);
-        if (ceilings)
-            printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%d threads)\n",
-                   ceil.copy_gbs, ceil.read_gbs, ceil.fma_gflops, ceil.threads);
-        if (B > 1) printf("batch      %lld sequences, each with its own cache\n", (long long)B);
-        printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)(B * P), t_prefill,
-               prefill_tps, gflops);
-        if (ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil.fma_gflops);
-        printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)(B * N),
-               t_decode, decode_tps, (tok_bytes + kv_bytes) / 1e6, gbs);
-        if (ceilings)
-            printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
-        printf("\n");
-        if (w.size > 1) print_ranks(&en, all, w.size, P, N);
-        print_figures(&en, all, w.size, B, P, N);
-        free(all);
-    }
-    rc = 0;
-done:
-    fw_engine_free(&en);
+    mine->rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1e3 : 0; /* ru_maxrss: kB */
     free(ids);
+}
+
+/* Rank 0: the end-to-end figures from every rank's. */
+static void report(const fw_world *w, const fw_engine *en, const bench_args *a, const fw_ceilings *ceil,
+                   const rank_stats *all) {
+    const fw_config *cf = &en->model->cfg;
+    const int64_t B = a->B, P = a->P, N = a->N;
+    /* One replica's ranks together stream its bytes; the slowest rank sets the pace. */
+    double tok_bytes = 0, tok_params = 0, t_prefill = 0, t_decode = 0;
+    int replica = en->layout.tp * en->layout.pp;
+    for (int r = 0; r < replica; r++) {
+        tok_bytes += all[r].tok_bytes;
+        tok_params += all[r].tok_params;
+        if (all[r].t_prefill > t_prefill) t_prefill = all[r].t_prefill;
+        if (all[r].t_decode > t_decode) t_decode = all[r].t_decode;
+    }
+    const double weights = (double)en->model->weight_bytes;
+    const double prefill_tps = (double)(B * P) / t_prefill, decode_tps = (double)(B * N) / t_decode;
+    const double gflops = 2.0 * tok_params * prefill_tps / 1e9;
+    const double kv_width = (double)(cf->kv_lora_rank + cf->qk_rope_head_dim);
+    const double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * kv_width * 4;
+    const double gbs = (tok_bytes + kv_bytes) * decode_tps / 1e9;
+    printf("model      %s: %d layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights on rank 0\n",
+           a->eo.model_dir, cf->num_hidden_layers, (long long)cf->hidden_size, cf->n_routed_experts,
+           cf->num_experts_per_tok, weights / 1e9);
+    printf("setup      %d rank(s): tp %d, pp %d, dp %d; kernels %s; %d thread(s) on rank 0 (cores %s)\n", w->size,
+           en->layout.tp, en->layout.pp, en->layout.dp, a->eo.ops->name, en->topo.threads, en->topo.cpuset);
+    if (a->ceilings)
+        printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%d threads)\n",
+               ceil->copy_gbs, ceil->read_gbs, ceil->fma_gflops, ceil->threads);
+    if (B > 1) printf("batch      %lld sequences, each with its own cache\n", (long long)B);
+    printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)(B * P), t_prefill,
+           prefill_tps, gflops);
+    if (a->ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil->fma_gflops);
+    printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)(B * N),
+           t_decode, decode_tps, (tok_bytes + kv_bytes) / 1e6, gbs);
+    if (a->ceilings)
+        printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil->read_gbs, 100 * gbs / ceil->copy_gbs);
+    printf("\n");
+    if (w->size > 1) print_ranks(en, all, w->size, P, N);
+    print_figures(en, all, w->size, B, P, N);
+}
+
+int fw_cmd_bench(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* rows reach a log before any abort */
+    bench_args a;
+    int st = parse_args(argc, argv, &a);
+    if (st >= 0) return st;
+    /* A backend with a step benchmark runs it (and measures its own ceilings). */
+    const fw_backend *be = fw_engine_backend(a.eo.device);
+    const bool steps = be && be->bench_steps;
+    if (steps) {
+        a.ceilings = false;
+        a.eo.context = a.steps.prefill;
+        a.eo.n_seqs = 1;
+        for (int i = 0; i < a.steps.n_context; i++)
+            if (a.steps.context[i] + 1 > a.eo.context) a.eo.context = a.steps.context[i] + 1;
+        for (int i = 0; i < a.steps.n_batch; i++)
+            if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+    } else {
+        a.eo.context = a.P + a.N;
+        a.eo.n_seqs = (int)a.B;
+    }
+
+    fw_err e = {{0}};
+    fw_world w;
+    if (fw_world_init(&w, NULL, NULL, &e)) {
+        fprintf(stderr, "furrow bench: %s\n", e.msg);
+        return 1;
+    }
+    fw_ceilings ceil = {0};
+    /* Measured on rank 0 alone before the model loads, so nothing competes. */
+    if (a.ceilings && w.rank == 0 && fw_ceilings_measure(&ceil, (size_t)1 << 30)) {
+        fprintf(stderr, "furrow bench: out of memory for the bandwidth measurement\n");
+        a.ceilings = false;
+    }
+    fw_engine en;
+    int rc = 1;
+    const double t_start = fw_now();
+    if (fw_engine_init(&en, &w, &a.eo, &e)) {
+        fw_world_report(&w, "bench", e.msg);
+    } else if (steps) {
+        run_steps(&w, &en, &a, t_start);
+        rc = 0;
+    } else {
+        rank_stats mine;
+        run_end_to_end(&w, &en, &a, &mine);
+        rank_stats *all = w.rank == 0 ? malloc((size_t)w.size * sizeof *all) : NULL;
+        if (w.rank == 0 && !all) fw_world_abort(&w, "bench", "out of memory");
+        MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
+        if (w.rank == 0) report(&w, &en, &a, &ceil, all);
+        free(all);
+        rc = 0;
+    }
+    fw_engine_free(&en);
     fw_world_finalize(&w);
     return rc;
 }

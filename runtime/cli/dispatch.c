@@ -47,7 +47,7 @@ static int hand_to_device_binary(char **argv) {
     if (argv[0] && argv[1] && !strcmp(argv[1], "plan")) return 0;
     for (char **a = argv; *a; a++)
         if ((!strcmp(*a, "--device") && a[1] && !strcmp(a[1], "cuda")) || !strcmp(*a, "--device=cuda")) wants = true;
-    if (!wants || fw_device_backend_linked()) return 0;
+    if (!wants || fw_backend_find("cuda")) return 0;
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 16);
     if (n > 0) {

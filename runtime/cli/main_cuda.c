@@ -4,6 +4,6 @@
 #include "runtime/cuda/gpu_backend.h"
 
 int main(int argc, char **argv) {
-    fw_device_backend_register(fw_cuda_backend());
+    fw_backend_register(fw_cuda_backend());
     return fw_main(argc, argv);
 }

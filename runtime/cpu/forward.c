@@ -1,5 +1,5 @@
 /* The DeepSeek-V3 forward pass on one rank, written once over the op table. */
-#include "runtime/model/model.h"
+#include "runtime/cpu/cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -227,14 +227,15 @@ static int allreduce(fw_comm *comm, float *buf, int64_t n, fw_err *e) {
     return comm ? fw_comm_allreduce(comm, buf, n, e) : FW_OK;
 }
 
-int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
-                     int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
+int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden, int64_t T,
+                     fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
+    if (!kv->own) return fw_errf(e, "forward: the sequence has no blocks of its own (fw_kv_init)");
     fw_seq_step q = {.kv = kv, .T = T, .n_out = n_out, .mode = mode};
-    return fw_model_forward_seqs(m, comm, 1, &q, ids, hidden, logits, e);
+    return fw_model_forward_seqs(m, comm, kv->own, 1, &q, ids, hidden, logits, e);
 }
 
-int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
-                          float *hidden, float *logits, fw_err *e) {
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
+                          const int32_t *ids, float *hidden, float *logits, fw_err *e) {
     const fw_config *c = &m->cfg;
     const fw_part *p = &m->part;
     const fw_ops *ops = m->ops;
@@ -302,8 +303,8 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *
         for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) {
             fw_kv *kv = q[i].kv;
             const int64_t pos0 = kv->len, Ti = q[i].T, S = pos0 + Ti;
-            fw_kv_pool_scatter(kv->pool, kv->table, l - p->first_layer, pos0, Ti, b.kva + off * W);
-            fw_kv_pool_gather(kv->pool, kv->table, l - p->first_layer, S, lat);
+            fw_kv_pool_scatter(pool, kv->table, l - p->first_layer, pos0, Ti, b.kva + off * W);
+            fw_kv_pool_gather(pool, kv->table, l - p->first_layer, S, lat);
             bufs bi = b; /* this sequence's rows of q and o */
             bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
             if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, Ti, S, &bi);
@@ -338,8 +339,6 @@ done:
 int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
     const fw_config *c = &m->cfg;
     memset(kv, 0, sizeof *kv);
-    kv->n_layers = m->part.n_layers;
-    kv->width = c->kv_lora_rank + c->qk_rope_head_dim;
     int64_t bs = FW_KV_BLOCK_SIZE, nb = cap > 0 ? (cap + bs - 1) / bs : 1;
     kv->own = malloc(sizeof *kv->own);
     kv->own_table = malloc((size_t)nb * sizeof(int32_t));
@@ -347,13 +346,12 @@ int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
         fw_kv_free(kv);
         return fw_errf(e, "KV cache: out of memory");
     }
-    if (fw_kv_pool_init(kv->own, nb, bs, kv->n_layers, kv->width, e)) {
+    if (fw_kv_pool_init(kv->own, nb, bs, m->part.n_layers, c->kv_lora_rank + c->qk_rope_head_dim, e)) {
         free(kv->own), kv->own = NULL;
         fw_kv_free(kv);
         return FW_ERR;
     }
     for (int64_t i = 0; i < nb; i++) kv->own_table[i] = fw_kv_pool_take(kv->own);
-    kv->pool = kv->own;
     kv->table = kv->own_table;
     kv->cap = cap;
     return FW_OK;

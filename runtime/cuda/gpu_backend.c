@@ -1,52 +1,88 @@
-/* The CUDA device backend (runtime/model/backend.h): one GPU per rank, picked by the
+/* The CUDA backend (runtime/model/backend.h): one GPU per rank, picked by the
  * node-local rank, NCCL for the tensor-parallel group. */
 #include <stdlib.h>
 
 #include "runtime/cuda/gpu_backend.h"
 #include "runtime/cuda/gpu_model.h"
+#include "runtime/model/kvcache.h"
 
 /* The device state on the first call (the GPU of the node-local rank). */
-static int open_dev(void **dev, const fw_model *m, int local_rank, fw_err *e) {
-    if (*dev) return FW_OK;
+static int open_dev(void **st, const fw_model *m, int local_rank, fw_err *e) {
+    if (*st) return FW_OK;
     int n = 0;
     if (fw_cuda_device_count(&n) || n == 0) return fw_errf(e, "--device cuda: no usable GPU on this node");
     fw_gpu_model *g = calloc(1, sizeof *g);
     if (!g) return fw_errf(e, "out of memory");
-    *dev = g;
+    *st = g;
     return fw_gpu_model_begin(g, m, local_rank % n, e);
 }
 
-static int take_layer(void **dev, const fw_model *m, int local_rank, int l, fw_err *e) {
-    return open_dev(dev, m, local_rank, e) || fw_gpu_upload_layer(*dev, m, l, e) ? FW_ERR : FW_OK;
+static int take_layer(void **st, const fw_model *m, const fw_backend_place *at, int l, fw_err *e) {
+    return open_dev(st, m, at->local_rank, e) || fw_gpu_upload_layer(*st, m, l, e) ? FW_ERR : FW_OK;
 }
 
-static int attach(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e) {
-    if (open_dev(dev, m, local_rank, e) || fw_gpu_model_finish(*dev, m, e)) return FW_ERR;
-    if (tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(*dev, tp_comm, e)) return FW_ERR;
+static int attach(void **st, fw_model *m, const fw_backend_place *at, fw_err *e) {
+    if (open_dev(st, m, at->local_rank, e) || fw_gpu_model_finish(*st, m, e)) return FW_ERR;
+    if (at->tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(*st, at->tp_comm, e)) return FW_ERR;
     return FW_OK;
 }
 
-static int kv_init(void *dev, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
-    return fw_gpu_kv_init(dev, n_blocks, block, max_context, e);
+static int kv_init(void *st, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
+    return fw_gpu_kv_init(st, n_blocks, block, max_context, e);
 }
 
-static int64_t kv_fit(void *dev, int64_t block) { return fw_gpu_kv_fit(dev, block); }
-
-static int forward(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
-                   int64_t n_out, fw_err *e) {
-    return fw_gpu_forward(dev, n, segs, hidden, mode, logits, n_out, e);
+/* Room for every request at full length, as far as the free memory goes. */
+static int64_t kv_default(void *st, int64_t block, int64_t max_batch, int64_t max_context) {
+    int64_t want = max_batch * ((max_context + block - 1) / block);
+    int64_t fit = fw_gpu_kv_fit(st, block);
+    return want < fit ? want : fit;
 }
 
-static int bench(void *dev, const fw_dev_bench *req, bool print, fw_err *e) { return fw_gpu_bench(dev, req, print, e); }
-
-static const char *describe(void *dev) { return ((fw_gpu_model *)dev)->desc; }
-
-static void detach(void *dev) {
-    if (!dev) return;
-    fw_gpu_model_free(dev);
-    free(dev);
+/* One step: the GPU's forward takes one attention mode and one count of output
+ * rows for all its sequences, as the runner's groups have (decodes together, a
+ * prompt chunk alone). */
+static int forward(void *st, int n, const fw_seq_step *q, const int32_t *ids, float *hidden, float *logits,
+                   fw_err *e) {
+    fw_gpu_seg *segs = calloc((size_t)n, sizeof *segs);
+    if (!segs) return fw_errf(e, "out of memory");
+    int rc = FW_OK;
+    for (int64_t i = 0, t = 0; i < n && rc == FW_OK; t += q[i].T, i++) {
+        if (q[i].mode != q[0].mode || q[i].n_out != q[0].n_out)
+            rc = fw_errf(e, "--device cuda: the sequences of one step differ in attention mode or output rows");
+        segs[i] = (fw_gpu_seg){q[i].kv, ids ? ids + t : NULL, q[i].T};
+    }
+    if (rc == FW_OK) rc = fw_gpu_forward(st, n, segs, hidden, q[0].mode, logits, q[0].n_out, e);
+    free(segs);
+    return rc;
 }
 
-static const fw_device_backend cuda_backend = {"cuda", take_layer, attach, kv_init, kv_fit, forward, bench, describe, detach};
+static int bench_steps(void *st, const fw_bench_steps *req, bool print, fw_err *e) {
+    return fw_gpu_bench(st, req, print, e);
+}
 
-const fw_device_backend *fw_cuda_backend(void) { return &cuda_backend; }
+static const char *describe(void *st) { return ((fw_gpu_model *)st)->desc; }
+
+static void detach(void *st) {
+    if (!st) return;
+    fw_gpu_model_free(st);
+    free(st);
+}
+
+/* All the step's decodes go in one forward (one CUDA graph). As in vLLM or
+ * SGLang, a token can then change with what else is in the batch where two
+ * logits nearly tie: the GEMMs' reduction order depends on the batch size. */
+static const fw_backend cuda_backend = {
+    .name = "cuda",
+    .kv_block = FW_KV_DEVICE_BLOCK_SIZE,
+    .decode_group = 0,
+    .take_layer = take_layer,
+    .attach = attach,
+    .kv_init = kv_init,
+    .kv_default = kv_default,
+    .forward = forward,
+    .bench_steps = bench_steps,
+    .describe = describe,
+    .detach = detach,
+};
+
+const fw_backend *fw_cuda_backend(void) { return &cuda_backend; }

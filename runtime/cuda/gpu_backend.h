@@ -4,6 +4,6 @@
 
 #include "runtime/model/backend.h"
 
-const fw_device_backend *fw_cuda_backend(void);
+const fw_backend *fw_cuda_backend(void);
 
 #endif

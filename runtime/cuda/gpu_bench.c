@@ -141,7 +141,7 @@ static double layers_ms(const fw_gpu_model *g) {
  * decode graph), restoring the lengths each time: wall seconds and device
  * milliseconds (events around the graph or the eager launches) per forward; then
  * `iters` more, eager, with the region timers. */
-static int run(fw_gpu_model *g, int n, fw_seg *segs, fw_attn_mode mode, float *logits, int iters, double *wall,
+static int run(fw_gpu_model *g, int n, fw_gpu_seg *segs, fw_attn_mode mode, float *logits, int iters, double *wall,
                double *gpu_ms, fw_err *e) {
     int64_t len0[256];
     for (int i = 0; i < n; i++) len0[i] = segs[i].kv->len;
@@ -162,7 +162,7 @@ static int run(fw_gpu_model *g, int n, fw_seg *segs, fw_attn_mode mode, float *l
     return FW_OK;
 }
 
-int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e) {
+int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err *e) {
     double copy_gbs = 0, tflops = 0;
     if (ceilings(g, &copy_gbs, &tflops, e)) return FW_ERR;
     const fw_part *p = &g->part;
@@ -170,7 +170,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
     int maxb = 1;
     for (int i = 0; i < req->n_batch; i++) maxb = req->batch[i] > maxb ? req->batch[i] : maxb;
     fw_kv *kvs = calloc((size_t)maxb, sizeof *kvs);
-    fw_seg *segs = calloc((size_t)maxb, sizeof *segs);
+    fw_gpu_seg *segs = calloc((size_t)maxb, sizeof *segs);
     int32_t *ids = calloc((size_t)(req->prefill > maxb ? req->prefill : maxb), sizeof *ids);
     float *logits = malloc((size_t)maxb * (size_t)p->vocab * sizeof(float));
     /* Sequence i's blocks: [i * max_blocks, (i + 1) * max_blocks), as the engine lays out its slots. */
@@ -205,7 +205,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
             if (S + 1 > g->cap) continue;
             for (int i = 0; i < B; i++) {
                 kvs[i] = (fw_kv){.cap = g->cap, .len = S, .table = tabs + i * mb};
-                segs[i] = (fw_seg){&kvs[i], &ids[i], 1};
+                segs[i] = (fw_gpu_seg){&kvs[i], &ids[i], 1};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
             double wall, gpu;
@@ -222,7 +222,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e
         }
     if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
         kvs[0] = (fw_kv){.cap = g->cap, .len = 0, .table = tabs};
-        segs[0] = (fw_seg){&kvs[0], ids, req->prefill};
+        segs[0] = (fw_gpu_seg){&kvs[0], ids, req->prefill};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
         double wall, gpu;
         rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, &gpu, e);

@@ -286,7 +286,7 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     return FW_OK;
 }
 
-static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_t *off, int64_t Tt,
+static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const int64_t *off, int64_t Tt,
                  fw_attn_mode mode, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
     const fw_gpu_layer *L = &g->layers[l];
@@ -357,7 +357,7 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_seg *segs, const int64_
 /* The device work of a forward, enqueued on the stream without waiting: inputs
  * from the pinned staging, outputs (logits or hidden) back into it. This is what
  * a CUDA graph captures for decode steps. */
-static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *off, const shape *sh, fw_attn_mode mode,
+static int enqueue(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh, fw_attn_mode mode,
                    int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
     const fw_config *c = &g->cfg;
     const fw_part *p = &g->part;
@@ -402,7 +402,7 @@ static int enqueue(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *of
 /* Decode steps of n sequences (one token each) replay a CUDA graph captured on
  * the second such step (the first grows the work space and warms cuBLASLt):
  * one launch instead of dozens per layer. Any reallocation drops the graphs. */
-static bool graphable(const fw_gpu_model *g, int n, const fw_seg *segs, fw_attn_mode mode, int64_t n_out) {
+static bool graphable(const fw_gpu_model *g, int n, const fw_gpu_seg *segs, fw_attn_mode mode, int64_t n_out) {
     if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
     if (by_gemm(g, n)) return false; /* it reads the group sizes on the host */
     for (int i = 0; i < n; i++)
@@ -410,7 +410,7 @@ static bool graphable(const fw_gpu_model *g, int n, const fw_seg *segs, fw_attn_
     return true;
 }
 
-static int run_graph(fw_gpu_model *g, int n, const fw_seg *segs, const int64_t *off, const shape *sh,
+static int run_graph(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh,
                      int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
     cudaGraphExec_t *exec = (cudaGraphExec_t *)&g->graph_exec[n];
     if (!*exec) {
@@ -443,7 +443,7 @@ static bool step_events(fw_gpu_model *g) {
     return true;
 }
 
-int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e) {
     const fw_config *c = &g->cfg;
     const fw_part *p = &g->part;
@@ -455,7 +455,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw
     shape sh = {0, 0, 0, n};
     int rc = FW_OK;
     for (int i = 0; i < n && rc == FW_OK; i++) {
-        const fw_seg *s = &segs[i];
+        const fw_gpu_seg *s = &segs[i];
         if (s->T <= 0 || n_out < 0 || n_out > s->T) rc = fw_errf(e, "forward: bad token count %lld", (long long)s->T);
         else if (s->kv->len + s->T > (s->kv->cap < g->cap ? s->kv->cap : g->cap))
             rc = fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",

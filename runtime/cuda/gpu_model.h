@@ -30,6 +30,15 @@ typedef struct fw_gpu_layer {
 
 typedef struct fw_gpu_comm fw_gpu_comm; /* NCCL (gpu_nccl.c) */
 
+/* One sequence's part of a batched forward on the GPU: T tokens at its cache's
+ * positions kv->len .. kv->len + T - 1 (the backend's fw_seq_step, with its ids;
+ * the forward takes one attention mode and output count for all). */
+typedef struct fw_gpu_seg {
+    fw_kv *kv;
+    const int32_t *ids;
+    int64_t T;
+} fw_gpu_seg;
+
 /* Where a forward's time goes (furrow bench --device cuda): events recorded on
  * the stream between regions, summed after the forward when g->prof is set. */
 typedef enum fw_gpu_region {
@@ -116,8 +125,8 @@ int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max
 int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block);
 void fw_gpu_model_free(fw_gpu_model *g);
 
-/* The batched forward of runtime/model/backend.h on this GPU. */
-int fw_gpu_forward(fw_gpu_model *g, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+/* The batched forward of runtime/model/backend.h on this GPU (gpu_forward.c). */
+int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e);
 
 /* Tensor parallelism over NCCL (gpu_nccl.c): a communicator for tp_comm's ranks
@@ -140,8 +149,8 @@ void fw_gpu_prof_mark(fw_gpu_model *g, fw_gpu_region r);
 /* Adds the marked regions of the last forward (after it synchronized) to prof_ms. */
 void fw_gpu_prof_collect(fw_gpu_model *g);
 
-/* furrow bench --device cuda (gpu_bench.c): see fw_device_backend.bench. */
-int fw_gpu_bench(fw_gpu_model *g, const fw_dev_bench *req, bool print, fw_err *e);
+/* furrow bench --device cuda (gpu_bench.c): see fw_backend.bench_steps. */
+int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err *e);
 
 /* Records ctx.err into e (after a failed fw_cuda_* call) and returns FW_ERR. */
 static inline int fw_gpu_fail(fw_gpu_model *g, fw_err *e) {

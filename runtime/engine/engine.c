@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "runtime/cpu/cpu.h"
 #include "io/base/clock.h"
 
 /* The layout for this job: every rank computes the same plan from the same
@@ -20,33 +21,23 @@ static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
     return rc;
 }
 
-/* Positions per block of the engine's own device caches. */
-#define DEVICE_SLOT_BLOCK 64
-
-/* The device keeps the blocks; the host caches hold lengths and block tables:
- * slot i owns blocks [i * per, (i + 1) * per) of a cache sized for n_seqs x
- * context. */
-static int device_caches(fw_engine *en, int64_t context, fw_err *e) {
-    const int64_t bs = DEVICE_SLOT_BLOCK, per = (context + bs - 1) / bs, nb = per * en->n_seqs;
+/* The engine's own caches, in the backend's blocks: slot i owns blocks
+ * [i * per, (i + 1) * per) of a cache sized for n_seqs x context. */
+static int own_caches(fw_engine *en, int64_t context, fw_err *e) {
+    const int64_t bs = en->be->kv_block, per = (context + bs - 1) / bs, nb = per * en->n_seqs;
     if (nb > INT32_MAX)
         return fw_errf(e, "KV cache: %d sequences of %lld positions need too many blocks", en->n_seqs,
                        (long long)context);
-    en->dev_tabs = malloc((size_t)nb * sizeof *en->dev_tabs);
-    if (!en->dev_tabs) return fw_errf(e, "out of memory");
-    for (int64_t i = 0; i < nb; i++) en->dev_tabs[i] = (int32_t)i;
-    const fw_config *c = &en->model->cfg;
-    for (int i = 0; i < en->n_seqs; i++)
-        en->kvs[i] = (fw_kv){.cap = context, .n_layers = en->model->part.n_layers,
-                             .width = c->kv_lora_rank + c->qk_rope_head_dim, .table = en->dev_tabs + i * per};
-    return en->dev_be->kv_init(en->dev, nb, bs, context, e);
+    en->tabs = malloc((size_t)nb * sizeof *en->tabs);
+    if (!en->tabs) return fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < nb; i++) en->tabs[i] = (int32_t)i;
+    for (int i = 0; i < en->n_seqs; i++) en->kvs[i] = (fw_kv){.cap = context, .table = en->tabs + i * per};
+    return en->be->kv_init(en->st, nb, bs, context, e);
 }
 
 int fw_engine_kv_pages(fw_engine *en, const fw_kv_pool *pool, int64_t max_context, fw_err *e) {
-    int rc = FW_OK;
-    if (en->dev_be) {
-        rc = en->dev_be->kv_init(en->dev, pool->n_blocks, pool->block_size, max_context, e);
-        for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = 0; /* their blocks are the scheduler's now */
-    }
+    int rc = en->be->kv_init(en->st, pool->n_blocks, pool->block_size, max_context, e);
+    for (int i = 0; i < en->n_seqs; i++) en->kvs[i].cap = 0; /* their blocks are the scheduler's now */
     if (!fw_world_all_ok(en->world, rc == FW_OK)) {
         if (rc == FW_OK) fw_errf(e, "another rank could not make its KV cache");
         return FW_ERR;
@@ -54,9 +45,15 @@ int fw_engine_kv_pages(fw_engine *en, const fw_kv_pool *pool, int64_t max_contex
     return FW_OK;
 }
 
-static int device_take(void *arg, const fw_model *m, int l, fw_err *e) {
+const fw_backend *fw_engine_backend(const char *device) {
+    if (!device || !strcmp(device, "cpu")) return fw_cpu_backend();
+    return fw_backend_find(device);
+}
+
+static int take_layer(void *arg, const fw_model *m, int l, fw_err *e) {
     fw_engine *en = arg;
-    return en->dev_be->take_layer(&en->dev, m, en->world->local_rank, l, e);
+    fw_backend_place at = {.local_rank = en->world->local_rank, .tp_comm = MPI_COMM_NULL};
+    return en->be->take_layer(&en->st, m, &at, l, e);
 }
 
 int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e) {
@@ -72,35 +69,30 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     MPI_Comm_rank(en->replica, &en->replica_rank);
     MPI_Comm_size(en->replica, &en->replica_size);
     en->head_root = (lay->pp - 1) * lay->tp;
-    if (o->device && strcmp(o->device, "cpu")) {
-        en->dev_be = fw_device_backend_linked();
-        if (!en->dev_be || strcmp(en->dev_be->name, o->device))
-            return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
-                           o->device, o->device);
-    }
+    if (!(en->be = fw_engine_backend(o->device)))
+        return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
+                       o->device, o->device);
 
     double t0 = fw_now();
-    /* On a device each layer goes there as soon as it is loaded, and the host copy is freed. */
+    /* A backend with its own copy takes each layer as soon as it is loaded, and the host copy is freed. */
     int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
-                                    w->tp_rank, en->dev_be ? device_take : NULL, en, e);
+                                    w->tp_rank, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
     en->context = o->context;
     en->kvs = calloc((size_t)en->n_seqs, sizeof *en->kvs);
     if (!en->kvs && rc == FW_OK) rc = fw_errf(e, "out of memory");
-    /* Attaching sets up NCCL, collectively: a rank that failed to load (or to
-     * upload a layer) must not leave the others waiting there. */
-    if (en->dev_be && !fw_world_all_ok(w, rc == FW_OK)) {
+    /* Attaching may set up collectives (a GPU's NCCL): a rank that failed to load
+     * (or to upload a layer) must not leave the others waiting there. */
+    if (!fw_world_all_ok(w, rc == FW_OK)) {
         if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
         return FW_ERR;
     }
-    if (rc == FW_OK && en->dev_be) {
-        rc = en->dev_be->attach(&en->dev, en->model, lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, w->local_rank, e);
-        if (rc == FW_OK) rc = device_caches(en, o->context, e);
-    }
-    for (int i = 0; i < en->n_seqs && rc == FW_OK && !en->dev_be; i++)
-        rc = fw_kv_init(&en->kvs[i], en->model, o->context, e);
+    fw_backend_place at = {.local_rank = w->local_rank, .tp_comm = lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL,
+                           .comm = &en->comm};
+    rc = en->be->attach(&en->st, en->model, &at, e);
+    if (rc == FW_OK) rc = own_caches(en, o->context, e);
     if (rc == FW_OK) {
         const fw_config *c = &en->model->cfg;
         en->hidden = malloc((size_t)(o->context * c->hidden_size) * sizeof(float));
@@ -131,10 +123,9 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 }
 
 void fw_engine_free(fw_engine *en) {
-    if (en->dev_be && en->dev) en->dev_be->detach(en->dev);
+    if (en->be && en->st) en->be->detach(en->st);
     fw_comm_free(&en->comm);
-    for (int i = 0; en->kvs && i < en->n_seqs; i++) fw_kv_free(&en->kvs[i]);
-    free(en->dev_tabs);
+    free(en->tabs);
     free(en->kvs);
     fw_model_free(en->model);
     free(en->hidden);
@@ -235,27 +226,30 @@ static int stage_forward(fw_engine *en, fw_kv *kv, const int32_t *ids, int64_t T
     const fw_part *p = &en->model->part;
     const int64_t D = en->model->cfg.hidden_size;
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
-    if (en->dev_be) {
-        fw_seg seg = {kv, ids, T};
-        if (en->dev_be->forward(en->dev, 1, &seg, en->hidden, mode, en->shard, n_out, e)) return FW_ERR;
-    } else if (fw_model_forward(en->model, &en->comm, kv, ids, en->hidden, T, mode, en->shard, n_out, e)) {
-        return FW_ERR;
-    }
+    fw_seq_step q = {.kv = kv, .T = T, .n_out = n_out, .mode = mode};
+    if (en->be->forward(en->st, 1, &q, ids, en->hidden, en->shard, e)) return FW_ERR;
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     return FW_OK;
 }
 
-/* n sequences through a single-stage device replica in one batched forward. */
-static int device_batch(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
-                        maxloc *best, fw_err *e) {
+/* n sequences through a single-stage replica in one forward. */
+static int forward_together(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
+                            maxloc *best, fw_err *e) {
     const int64_t Vl = en->model->part.vocab;
-    fw_seg *segs = calloc((size_t)n, sizeof *segs);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += T[i];
+    fw_seq_step *q = calloc((size_t)n, sizeof *q);
+    int32_t *all = malloc((size_t)total * sizeof *all);
     float *logits = malloc((size_t)(n * Vl) * sizeof(float));
-    int rc = !segs || !logits ? fw_errf(e, "out of memory") : FW_OK;
-    for (int i = 0; i < n && rc == FW_OK; i++) segs[i] = (fw_seg){&en->kvs[i], ids[i], T[i]};
-    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, mode, logits, 1, e);
+    int rc = !q || !all || !logits ? fw_errf(e, "out of memory") : FW_OK;
+    for (int i = 0, t = 0; i < n && rc == FW_OK; t += (int)T[i], i++) {
+        q[i] = (fw_seq_step){.kv = &en->kvs[i], .T = T[i], .n_out = 1, .mode = mode};
+        memcpy(all + t, ids[i], (size_t)T[i] * sizeof *all);
+    }
+    if (rc == FW_OK) rc = en->be->forward(en->st, n, q, all, en->hidden, logits, e);
     for (int i = 0; i < n && rc == FW_OK; i++) best[i] = shard_max(en, logits + i * Vl);
-    free(segs);
+    free(q);
+    free(all);
     free(logits);
     return rc;
 }
@@ -269,9 +263,10 @@ int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, cons
     if (!best) return fw_errf(e, "out of memory");
     int n_done = 0;
     int rc = FW_OK;
-    if (en->dev_be && en->layout.pp == 1) {
-        /* One stage on a device: all sequences in one batched forward. */
-        rc = device_batch(en, n, ids, T, mode, best, e);
+    if (en->layout.pp == 1 && en->be->decode_group == 0) {
+        /* One stage on a backend that batches any sequences: all in one forward.
+         * Otherwise one by one, so that the stages overlap (micro-batches). */
+        rc = forward_together(en, n, ids, T, mode, best, e);
         n_done = n;
     }
     for (int i = n_done; i < n && rc == FW_OK; i++) {
@@ -297,24 +292,6 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
     return FW_OK;
 }
 
-/* A scheduler step on the device: one batched forward. The device forward takes
- * one attention mode and one count of output rows for all its sequences, as the
- * runner's groups have (decodes together, a prompt chunk alone). */
-static int device_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
-    fw_seg *segs = calloc((size_t)n, sizeof *segs);
-    if (!segs) return fw_errf(e, "out of memory");
-    int rc = FW_OK;
-    for (int i = 0, t = 0; i < n && rc == FW_OK; t += (int)q[i].T, i++) {
-        if (q[i].mode != q[0].mode || q[i].n_out != q[0].n_out)
-            rc = fw_errf(e, "--device %s: the sequences of one step differ in attention mode or output rows",
-                         en->dev_be->name);
-        segs[i] = (fw_seg){q[i].kv, ids + t, q[i].T};
-    }
-    if (rc == FW_OK) rc = en->dev_be->forward(en->dev, n, segs, en->hidden, q[0].mode, en->shard, q[0].n_out, e);
-    free(segs);
-    return rc;
-}
-
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
     const fw_part *p = &en->model->part;
     const int64_t D = en->model->cfg.hidden_size;
@@ -324,11 +301,7 @@ int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32
     if (T > en->context)
         return fw_errf(e, "a step of %lld tokens exceeds the engine's %lld", (long long)T, (long long)en->context);
     if (!p->has_embed && fw_comm_recv_prev(&en->comm, en->hidden, T * D, e)) return FW_ERR;
-    if (en->dev_be) {
-        if (device_seqs(en, n, q, ids, e)) return FW_ERR;
-    } else if (fw_model_forward_seqs(en->model, &en->comm, n, q, ids, en->hidden, en->shard, e)) {
-        return FW_ERR;
-    }
+    if (en->be->forward(en->st, n, q, ids, en->hidden, en->shard, e)) return FW_ERR;
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     return FW_OK;
 }
@@ -344,3 +317,8 @@ int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *n
 }
 
 int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e) { return gather_logits(en, n, logits, e); }
+
+int fw_engine_bench_steps(fw_engine *en, const fw_bench_steps *req, bool print, fw_err *e) {
+    if (!en->be->bench_steps) return fw_errf(e, "--steps: the %s backend has no step benchmark", en->be->name);
+    return en->be->bench_steps(en->st, req, print, e);
+}

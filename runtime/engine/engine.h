@@ -23,7 +23,7 @@ typedef struct fw_engine_opts {
     int64_t context;             /* positions of the KV cache (each sequence) */
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
-    const char *device;          /* "cpu" (default) or a linked device backend ("cuda") */
+    const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -41,9 +41,9 @@ typedef struct fw_engine {
     float *hidden;               /* (context, D) pipeline buffer */
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
-    const fw_device_backend *dev_be; /* NULL: the CPU op table */
-    void *dev;                   /* the backend's state */
-    int32_t *dev_tabs;           /* device: the kvs' block tables, one run of blocks each */
+    const fw_backend *be;        /* what runs this rank's stage (runtime/model/backend.h) */
+    void *st;                    /* the backend's state */
+    int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
@@ -66,10 +66,10 @@ int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode
 int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, const int64_t *T, fw_attn_mode mode,
                            int32_t *next, fw_err *e);
 
-/* For the scheduler (runtime/engine/runner.c): on a device, remakes its cache with the
- * geometry of `pool` (the blocks the scheduler hands out by id) for sequences of
- * up to max_context positions; the engine's own caches are gone from then on.
- * On the CPU the pool holds the blocks and nothing happens. Collective. */
+/* For the scheduler (runtime/engine/runner.c): remakes the backend's cache with
+ * the geometry of `pool` (the blocks the scheduler hands out by id) for sequences
+ * of up to max_context positions; the engine's own caches are gone from then on.
+ * Collective. */
 int fw_engine_kv_pages(fw_engine *en, const struct fw_kv_pool *pool, int64_t max_context, fw_err *e);
 
 /* For the scheduler's steps (runtime/engine/runner.c): several sequences' chunks
@@ -92,6 +92,12 @@ int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e);
  * the row's log-sum-exp, on replica rank 0; each shard sends k, not the row
  * (runtime/engine/engine_top.c; collective like fw_engine_rows_logits). */
 int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, int64_t *n, double *lse, fw_err *e);
+
+/* The backend `--device NAME` names in this binary (NULL: the CPU), or NULL. */
+const fw_backend *fw_engine_backend(const char *device);
+
+/* The backend's step benchmark (furrow bench --steps); collective over the replica. */
+int fw_engine_bench_steps(fw_engine *en, const fw_bench_steps *req, bool print, fw_err *e);
 
 /* Starts new sequences (empties the caches). */
 static inline void fw_engine_reset(fw_engine *en) {

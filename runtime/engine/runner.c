@@ -24,40 +24,32 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     const fw_config *c = &en->model->cfg;
     so.vocab = c->vocab_size;
     so.eos = (int32_t)c->eos_token_id;
-    if (so.block_size <= 0) so.block_size = en->dev_be ? FW_KV_DEVICE_BLOCK_SIZE : FW_KV_BLOCK_SIZE;
-    if (so.n_blocks <= 0 && en->dev_be) {
-        /* A device: room for every request at full length, as far as its free
-         * memory goes (the same count on every rank of the replica). */
-        int64_t want = so.max_batch * ((so.max_context + so.block_size - 1) / so.block_size);
-        int64_t fit = en->dev_be->kv_fit(en->dev, so.block_size);
-        int64_t n = want < fit ? want : fit;
+    const fw_backend *be = en->be;
+    if (so.block_size <= 0) so.block_size = be->kv_block;
+    if (so.n_blocks <= 0) {
+        /* The backend's default (on a GPU as far as its free memory goes), the same
+         * count on every rank of the replica. */
+        int64_t n = be->kv_default(en->st, so.block_size, so.max_batch, so.max_context);
         MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT64_T, MPI_MIN, en->replica);
         const int64_t one = (so.max_context + so.block_size - 1) / so.block_size;
         if (n < one)
-            return fw_errf(e, "--device %s: GPU memory holds %lld KV blocks of %lld positions, a request of "
-                              "--max-context %lld needs %lld: lower --max-context or use more GPUs",
-                           en->dev_be->name, (long long)n, (long long)so.block_size, (long long)so.max_context,
+            return fw_errf(e, "--device %s: its memory holds %lld KV blocks of %lld positions, a request of "
+                              "--max-context %lld needs %lld: lower --max-context or use more ranks",
+                           be->name, (long long)n, (long long)so.block_size, (long long)so.max_context,
                            (long long)one);
         so.n_blocks = n;
-    } else if (so.n_blocks <= 0) { /* max_batch requests of 512 tokens, or one of max_context */
-        int64_t per = (so.max_context < 512 ? so.max_context : 512) * so.max_batch;
-        if (per < so.max_context) per = so.max_context;
-        so.n_blocks = (per + so.block_size - 1) / so.block_size;
     }
     if (en->context < so.token_budget)
         return fw_errf(e, "runner: the engine takes %lld tokens per call, the budget is %lld", (long long)en->context,
                        (long long)so.token_budget);
-    /* On a device the blocks are the device's; the pool here hands out their ids. */
-    if (en->dev_be ? fw_kv_pool_init_ids(&r->pool, so.n_blocks, so.block_size, e)
-                   : fw_kv_pool_init(&r->pool, so.n_blocks, so.block_size, en->model->part.n_layers,
-                                     c->kv_lora_rank + c->qk_rope_head_dim, e))
-        return FW_ERR;
+    /* The blocks are the backend's; the pool here hands out their ids. */
+    if (fw_kv_pool_init_ids(&r->pool, so.n_blocks, so.block_size, e)) return FW_ERR;
     if (fw_engine_kv_pages(en, &r->pool, so.max_context, e)) {
         fw_kv_pool_free(&r->pool);
         return FW_ERR;
     }
-    /* Decodes per forward: the CPU's batch-invariant GEMV rows, or all of them on a device. */
-    r->group = en->dev_be ? so.max_batch : FW_RUNNER_DECODE_GROUP;
+    /* Decodes per forward: as many as the backend takes (runtime/model/backend.h). */
+    r->group = be->decode_group > 0 && be->decode_group < so.max_batch ? be->decode_group : so.max_batch;
     r->out = calloc((size_t)so.max_batch, sizeof *r->out);
     r->best = calloc((size_t)so.max_batch, sizeof *r->best);
     r->best_tok = calloc((size_t)so.max_batch, sizeof *r->best_tok);
@@ -151,8 +143,7 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
         kinds[g] = (int)(h[3] & 0xff);
         for (int64_t x = 0; x < T; x++) r->step_ids[t + x] = (int32_t)w[ktok + t + x];
         for (int64_t x = 0; x < nt; x++) r->step_tabs[tb + x] = (int32_t)w[ktab + tb + x];
-        kv[g] = (fw_kv){.cap = nt * r->pool.block_size, .len = pos0, .n_layers = r->pool.n_layers,
-                        .width = r->pool.width, .pool = &r->pool, .table = r->step_tabs + tb};
+        kv[g] = (fw_kv){.cap = nt * r->pool.block_size, .len = pos0, .table = r->step_tabs + tb};
         q[g] = (fw_seq_step){.kv = &kv[g], .T = T, .n_out = kinds[g] != FW_STEP_NONE,
                              .mode = T == 1 && pos0 > 0 ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE};
         t += T, tb += nt;

@@ -10,14 +10,6 @@
 #include "runtime/model/kvcache.h"
 #include "runtime/engine/sched.h"
 
-/* Decodes per forward pass on the CPU. Up to 8 rows, the CPU matmuls take their
- * GEMV path, whose result for a row does not depend on the other rows: a
- * request's tokens stay the same whatever else is in the batch. On a device all
- * the step's decodes go in one forward (one CUDA graph), and, as in vLLM or
- * SGLang, a token can change with what else is in the batch where two logits
- * nearly tie (the GEMMs' reduction order depends on the batch size). */
-#define FW_RUNNER_DECODE_GROUP 8
-
 typedef struct fw_runner {
     fw_engine *en;
     bool leader;

@@ -1,8 +1,9 @@
-/* A device backend for the model: the engine runs this rank's stage through it
- * instead of the CPU op table when `--device` names it. A binary that links one
- * registers it before running a command (furrow-cuda registers the CUDA backend);
- * plain `furrow` links none, so it never loads CUDA, and hands `--device cuda` to
- * the furrow-cuda next to it (runtime/cli/main.c). */
+/* The backend interface: what runs this rank's pipeline stage of the model. The
+ * engine (runtime/engine) calls only this table, whatever runs the model; the CPU
+ * (runtime/cpu, over the kernels/ op table) and CUDA (runtime/cuda, one GPU per
+ * rank) implement it. A binary registers the backends it links before running a
+ * command: plain `furrow` only the CPU, so it never loads CUDA, and it hands
+ * `--device cuda` to the furrow-cuda next to it (runtime/cli/dispatch.c). */
 #ifndef FW_RUNTIME_MODEL_BACKEND_H
 #define FW_RUNTIME_MODEL_BACKEND_H
 
@@ -11,61 +12,65 @@
 #include <stdint.h>
 
 #include "io/base/err.h"
+#include "runtime/dist/comm.h"
 #include "runtime/model/model.h"
 
-/* One sequence's part of a batched forward: T tokens at its cache's positions
- * kv->len .. kv->len + T - 1. kv holds the length, the capacity and the block
- * table; the blocks themselves are the device's (kv_init), kv->pool only
- * counts them. */
-typedef struct fw_seg {
-    fw_kv *kv;
-    const int32_t *ids;
-    int64_t T;
-} fw_seg;
-
-/* What `furrow bench --device` measures: decode steps of `batch[i]` sequences at
+/* What `furrow bench --steps` measures: decode steps of `batch[i]` sequences at
  * `context[j]` cached positions, and a prefill of `prefill` tokens. */
-typedef struct fw_dev_bench {
+typedef struct fw_bench_steps {
     int n_batch, n_context;
     int batch[8];
     int64_t context[4];
     int64_t prefill;
     int iters;
-} fw_dev_bench;
+} fw_bench_steps;
 
-typedef struct fw_device_backend {
+/* Where the backend runs on this rank: the node-local rank picks a device; the
+ * tensor-parallel group (MPI_COMM_NULL: none) and the host's collectives over it
+ * (the CPU's all-reduces; a GPU makes its own NCCL communicator). */
+typedef struct fw_backend_place {
+    int local_rank;
+    MPI_Comm tp_comm;
+    fw_comm *comm;
+} fw_backend_place;
+
+typedef struct fw_backend {
     const char *name;
-    /* Copies layer l of the host model as soon as the loader has it (the device
-     * state is made on the first call, on the device of the node-local rank);
-     * the loader then frees the host copy, so a rank's host memory holds one
-     * layer at a time, not its whole part. */
-    int (*take_layer)(void **dev, const fw_model *m, int local_rank, int l, fw_err *e);
-    /* Copies this rank's part of the model (host weights loaded) to the device
-     * chosen by the node-local rank; tp_comm is the tensor-parallel group
-     * (MPI_COMM_NULL: none); layers already taken are not copied again. The
-     * host weights may be freed afterwards. */
-    int (*attach)(void **dev, const fw_model *m, MPI_Comm tp_comm, int local_rank, fw_err *e);
-    /* (Re)allocates the paged latent cache on the device: n_blocks blocks of
-     * `block` positions (every layer of the stage), block tables of sequences of
-     * at most max_context positions. What the old cache held is gone. */
-    int (*kv_init)(void *dev, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
-    /* Blocks of `block` positions a kv_init could take now, leaving room for the
-     * forward's work space (the default size of the scheduler's cache). */
-    int64_t (*kv_fit)(void *dev, int64_t block);
-    /* fw_model_forward for n sequences at once: hidden holds (sum T, D) floats in
-     * and out as there; the last stage writes the logits of the last n_out tokens
-     * of each sequence, (n * n_out, vocab shard), in sequence order. */
-    int (*forward)(void *dev, int n, const fw_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
-                   int64_t n_out, fw_err *e);
-    /* The device's benchmark (collective over the replica; prints where `print`). */
-    int (*bench)(void *dev, const fw_dev_bench *req, bool print, fw_err *e);
-    /* A line describing the device (name, memory), for reports. */
-    const char *(*describe)(void *dev);
-    void (*detach)(void *dev);
-} fw_device_backend;
+    int64_t kv_block;          /* positions per KV block unless the user says otherwise */
+    int decode_group;          /* decodes per forward at most; 0: any number (the runner's groups) */
+    /* Takes layer l of the host model as soon as the loader has it (the state is
+     * made on the first call). FW_OK: the backend has its own copy and the loader
+     * frees the host's, so a rank's host memory holds one layer at a time. NULL:
+     * the backend computes on the host weights themselves. */
+    int (*take_layer)(void **st, const fw_model *m, const fw_backend_place *at, int l, fw_err *e);
+    /* Makes the state for this rank's part of the model (host weights loaded;
+     * layers already taken are not copied again). */
+    int (*attach)(void **st, fw_model *m, const fw_backend_place *at, fw_err *e);
+    /* (Re)allocates the paged latent cache: n_blocks blocks of `block` positions
+     * (every layer of the stage), block tables of sequences of at most
+     * max_context positions. What the old cache held is gone. */
+    int (*kv_init)(void *st, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);
+    /* The scheduler's cache by default: blocks of `block` positions for
+     * max_batch requests of up to max_context positions, as far as the
+     * backend's memory allows. */
+    int64_t (*kv_default)(void *st, int64_t block, int64_t max_batch, int64_t max_context);
+    /* One step of n sequences (runtime/model/model.h, fw_seq_step): their tokens
+     * `ids` (the first stage) or `hidden` (sum T, D) in, in sequence order; the
+     * last stage writes the logits the sequences ask for, (sum n_out, vocab
+     * shard), others their output to `hidden`. Advances each cache's length. */
+    int (*forward)(void *st, int n, const fw_seq_step *q, const int32_t *ids, float *hidden, float *logits,
+                   fw_err *e);
+    /* `furrow bench --steps` on this backend (collective over the replica; prints
+     * where `print`); NULL where the backend has none. */
+    int (*bench_steps)(void *st, const fw_bench_steps *req, bool print, fw_err *e);
+    /* A line describing where it runs (device, memory), for reports. */
+    const char *(*describe)(void *st);
+    void (*detach)(void *st);
+} fw_backend;
 
-/* The backend linked into this binary, or NULL. */
-const fw_device_backend *fw_device_backend_linked(void);
-void fw_device_backend_register(const fw_device_backend *b);
+/* Registers a backend of this binary (main does, before running a command). */
+void fw_backend_register(const fw_backend *b);
+/* The registered backend of that name, or NULL. */
+const fw_backend *fw_backend_find(const char *name);
 
 #endif

@@ -1,5 +1,6 @@
-/* The DeepSeek-V3 model on one rank: its weights (kept in their stored format),
- * the latent KV cache, and the forward pass over the kernels op table. */
+/* The DeepSeek-V3 model on one rank, as every backend sees it: the host weights
+ * of this rank's part (kept in their stored format; a GPU backend copies them),
+ * the KV cache's per-sequence view, and the step descriptor of a forward. */
 #ifndef FW_RUNTIME_MODEL_MODEL_H
 #define FW_RUNTIME_MODEL_MODEL_H
 
@@ -10,7 +11,6 @@
 #include "io/base/err.h"
 #include "kernels/ops.h"
 #include "partition/plan.h"
-#include "runtime/dist/comm.h"
 
 typedef struct fw_layer {
     bool moe;
@@ -74,54 +74,31 @@ typedef int (*fw_layer_taken_fn)(void *arg, const fw_model *m, int l, fw_err *e)
 int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
                            int tp_rank, fw_layer_taken_fn taken, void *arg, fw_err *e);
 
-struct fw_kv_pool;
-
-/* The latent KV cache of one sequence: per layer and position, the normalised
- * compressed KV (C = kv_lora_rank values) then the rotated k_pe (R values), held
- * in the blocks of a paged pool named by the sequence's block table
- * (runtime/model/kvcache.h). The scheduler's sequences share one pool; fw_kv_init
- * gives a sequence a pool of its own. */
+/* One sequence's view of the paged latent KV cache (runtime/model/kvcache.h): per
+ * layer and position, the normalised compressed KV (C = kv_lora_rank values)
+ * then the rotated k_pe (R values), in the blocks its table names. The blocks
+ * themselves are the backend's (fw_backend.kv_init); the scheduler hands out
+ * their ids. fw_kv_init (runtime/cpu/cpu.h) gives a sequence blocks of its own. */
 typedef struct fw_kv {
     int64_t cap;               /* positions its blocks hold: table entries x block size */
     int64_t len;               /* positions filled */
-    int64_t n_layers, width;   /* the stage's layers; width = C + R */
-    struct fw_kv_pool *pool;   /* the blocks */
     const int32_t *table;      /* (cap / block size) block ids */
-    struct fw_kv_pool *own;    /* fw_kv_init's private pool and table, freed by fw_kv_free */
+    struct fw_kv_pool *own;    /* fw_kv_init's private blocks and table, freed by fw_kv_free */
     int32_t *own_table;
 } fw_kv;
-
-/* A sequence of at most cap positions with a private pool. */
-int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e);
-void fw_kv_free(fw_kv *kv);
 
 typedef enum fw_attn_mode {
     FW_ATTN_NAIVE,     /* expand keys and values from the latent cache (prefill) */
     FW_ATTN_ABSORBED,  /* attend in the latent space (decode) */
 } fw_attn_mode;
 
-/* Runs this rank's stage for T tokens at positions kv->len .. kv->len + T - 1 and
- * appends them to the cache. The first stage embeds `ids`; other stages read the
- * previous stage's output from `hidden` (T, D). The last stage writes the logits
- * of the last n_out tokens over its vocabulary shard to logits (n_out, part.vocab);
- * other stages write their output to `hidden`. comm does the TP all-reduces. */
-int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden,
-                     int64_t T, fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e);
-
-/* One sequence's part of a step of several. */
+/* One sequence's part of a step of the model (every backend's forward): T tokens
+ * at positions kv->len .. kv->len + T - 1, the logits of its last n_out. */
 typedef struct fw_seq_step {
     fw_kv *kv;
-    int64_t T;                 /* its tokens, at positions kv->len .. */
-    int64_t n_out;             /* logits of its last n_out tokens */
+    int64_t T;
+    int64_t n_out;
     fw_attn_mode mode;
 } fw_seq_step;
-
-/* Several sequences in one pass: their tokens (ids, hidden: all T of the first
- * sequence, then the second's, ...) go through the projections, the FFN and the
- * head together, and through attention one sequence at a time over its own
- * cache. logits: (sum of n_out, vocabulary shard), in sequence order.
- * fw_model_forward is the case of one. */
-int fw_model_forward_seqs(fw_model *m, fw_comm *comm, int n, const fw_seq_step *q, const int32_t *ids,
-                          float *hidden, float *logits, fw_err *e);
 
 #endif
