@@ -269,7 +269,8 @@ int main(int argc, char **argv) {
     }
     CHECK(n > 0, "%s holds no prompts", argv[2]);
     fw_gpu_model g;
-    if (fw_gpu_model_init(&g, m, 0, &e) || make_slots(&g, longest + 2, &e)) {
+    const fw_backend_opts opts = {.graphs = true, .streams = 2, .collective_timeout = 300};
+    if (fw_gpu_model_init(&g, m, 0, &opts, &e) || make_slots(&g, longest + 2, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }

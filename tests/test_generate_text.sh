@@ -1,7 +1,7 @@
 #!/bin/sh
 # Text in, text out: generate --prompt / --chat on a synthetic model carrying the
 # shipped DeepSeek-V3 tokenizer equals tokenize -> generate ids -> detokenize, on
-# one rank and on two; bad prompts are refused with a message.
+# one rank and on two; bad prompts and engine flags are refused with a message.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
 fail=0
@@ -44,4 +44,20 @@ refuse "not valid UTF-8" --prompt "$(printf 'ab\377cd')"
 refuse "tool calls are not supported" --chat '[{"role":"tool","content":"42"}]'
 mkdir -p "$FURROW_TMP/none" && "$FURROW_BIN" synth --out "$FURROW_TMP/none/m" --tokenizer none --quiet &&
   refuse "no usable tokenizer" --prompt "hi" --model "$FURROW_TMP/none/m"
+
+# The engine's flags: a bad value is a usage error (exit 2) naming the flag; the
+# reference kernels give a text too.
+usage() { # TEXT-EXPECTED ARGS...
+  want=$1; shift
+  "$FURROW_BIN" generate --model "$model" --prompt-tokens 1,2 --max-tokens 2 "$@" > /dev/null 2> "$FURROW_TMP/err"
+  rc=$?
+  if [ $rc -eq 2 ] && grep -q -- "$want" "$FURROW_TMP/err"; then echo "ok: usage error: $want"
+  else echo "FAIL: expected exit 2 and '$want', got $rc: $(cat "$FURROW_TMP/err")"; fail=1; fi
+}
+usage "--cuda-graphs: expected on or off" --cuda-graphs maybe
+usage "--cuda-streams: 3 is out of range" --cuda-streams 3
+usage "--collective-timeout: 0 is not a positive number" --collective-timeout 0
+usage "--kernels: expected 'fast' or 'ref'" --kernels slow
+got_ref=$("$FURROW_BIN" generate --model "$model" --prompt "$text" --max-tokens 8 --ignore-eos --kernels ref 2>/dev/null)
+[ -n "$got_ref" ] && echo "ok: --kernels ref generates" || { echo "FAIL: --kernels ref gave nothing"; fail=1; }
 exit $fail

@@ -60,23 +60,7 @@ static int ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
 extern "C" int fw_cuda_ctx_init(fw_cuda_ctx *ctx, int device, cudaStream_t stream) {
     memset(ctx, 0, sizeof *ctx);
     ctx->opt.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
-    const char *rows = getenv("FURROW_CUDA_FP8_GEMV_ROWS");
-    if (rows && *rows) ctx->opt.fp8_gemv_rows = atoi(rows);
-    const char *slices = getenv("FURROW_CUDA_GEMV_SLICES");
-    if (slices && *slices) ctx->opt.gemv_max_slices = atoi(slices);
-    const char *fp = getenv("FURROW_CUDA_FLASH_P");
-    ctx->opt.flash_bf16_p = fp && !strcmp(fp, "bf16");
-    const char *fl = getenv("FURROW_CUDA_FLASH");
-    ctx->opt.flash_mma = fl && !strcmp(fl, "mma");
-    const char *mla = getenv("FURROW_CUDA_MLA"); /* "cores": decode attention off the tensor cores; "mma": by mma.sync */
-    ctx->opt.mla_cuda_cores = mla && !strcmp(mla, "cores");
-    ctx->opt.mla_mma = mla && !strcmp(mla, "mma");
-    const char *mg = getenv("FURROW_CUDA_MOE_GEMV");
-    ctx->opt.moe_gemv_cores = mg && !strcmp(mg, "cores");
-    const char *mt = getenv("FURROW_CUDA_MOE_TILES");
-    ctx->opt.moe_tiles_mma = mt && !strcmp(mt, "mma");
-    const char *ma = getenv("FURROW_CUDA_MOE_ACT");
-    ctx->opt.moe_act_fp8 = !(ma && !strcmp(ma, "bf16"));
+    ctx->opt.moe_act_fp8 = true;
     if (ctx_init(ctx, device, stream) == FW_CUDA_OK) return FW_CUDA_OK;
     char msg[sizeof ctx->err];
     memcpy(msg, ctx->err, sizeof msg);

@@ -53,23 +53,27 @@ typedef struct fw_cuda_plans fw_cuda_plans; /* cached cuBLASLt descriptors (matm
  * quantizes the activations first): furrow bench --device cuda measures both. */
 #define FW_CUDA_FP8_GEMV_ROWS 2
 
-/* Which kernels the ops choose: set from the environment at init, changed by
- * callers (tests, layouts); a second context on another stream of the same
- * device copies them whole. */
+/* Which kernels the ops choose. fw_cuda_ctx_init sets the defaults (the fastest
+ * kernels of the device); the reference paths (--kernels ref: FW_CUDA_MM_OWN) and
+ * the op tests set the others. The kernels a flag below turns off stay because
+ * they run where the default cannot (a GPU other than compute capability 9.0,
+ * which lacks the warpgroup MMA) and the op tests compare every one with the CPU
+ * reference. A second context on another stream of the same device copies them
+ * whole. */
 typedef struct fw_cuda_opts {
     fw_cuda_mm_policy mm_policy;
-    int fp8_gemv_rows;   /* FP8 matmuls (BF16: small, fp32 out) of at most this many rows take the own GEMV, not cuBLASLt
-                          * (FW_CUDA_FP8_GEMV_ROWS; FURROW_CUDA_FP8_GEMV_ROWS overrides) */
-    int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8; FURROW_CUDA_GEMV_SLICES) */
-    bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores (FURROW_CUDA_MLA=cores) */
-    bool mla_mma;        /* decode attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MLA=mma) */
-    bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores (FURROW_CUDA_MOE_GEMV=cores) */
-    bool moe_tiles_mma;  /* FP8 experts' tiles by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_MOE_TILES=mma) */
+    int fp8_gemv_rows;   /* FP8 matmuls (BF16: small, fp32 out) of at most this many rows take the own GEMV, not
+                          * cuBLASLt (FW_CUDA_FP8_GEMV_ROWS) */
+    int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8) */
+    bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores */
+    bool mla_mma;        /* decode attention by mma.sync, not the warpgroup MMA of 9.0 */
+    bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores */
+    bool moe_tiles_mma;  /* FP8 experts' tiles by mma.sync, not the warpgroup MMA of 9.0 */
     bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant,
                           * DeepGEMM and cuBLASLt's block-scaled FP8 (the dense matmuls) do; the default under
-                          * FW_CUDA_MM_AUTO; FURROW_CUDA_MOE_ACT=bf16 (or FW_CUDA_MM_OWN): bf16 activations, exact */
-    bool flash_bf16_p;   /* prefill attention's P as one bf16 part (FURROW_CUDA_FLASH_P=bf16), not hi + lo */
-    bool flash_mma;      /* prefill attention by mma.sync, not the warpgroup MMA of 9.0 (FURROW_CUDA_FLASH=mma) */
+                          * FW_CUDA_MM_AUTO; off (or FW_CUDA_MM_OWN): bf16 activations, exact */
+    bool flash_bf16_p;   /* prefill attention's P as one bf16 part, not hi + lo */
+    bool flash_mma;      /* prefill attention by mma.sync, not the warpgroup MMA of 9.0 */
 } fw_cuda_opts;
 
 /* One per device and stream; not shared between host threads. */

@@ -74,6 +74,7 @@ int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e) {
 void fw_cli_engine_defaults(fw_engine_opts *o) {
     memset(o, 0, sizeof *o);
     o->ops = fw_ops_cpu_fast();
+    o->backend = (fw_backend_opts){.reference = false, .graphs = true, .streams = 2, .collective_timeout = 300};
 #ifdef FW_HAVE_UCX
     o->transport = FW_PP_UCX;
 #else
@@ -94,7 +95,26 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
         else if (!strcmp(arg, "mpi")) o->transport = FW_PP_MPI;
         else return fw_errf(e, "--pp-transport: expected ucx or mpi, got '%s'", arg), -1;
         return 1;
-    case FW_OPT_KERNELS: return fw_cli_parse_kernels(arg, &o->ops, e) ? -1 : 1;
+    case FW_OPT_KERNELS:
+        if (fw_cli_parse_kernels(arg, &o->ops, e)) return -1;
+        o->backend.reference = !strcmp(arg, "ref");
+        return 1;
+    case FW_OPT_CUDA_GRAPHS:
+        if (strcmp(arg, "on") && strcmp(arg, "off"))
+            return fw_errf(e, "--cuda-graphs: expected on or off, got '%s'", arg), -1;
+        o->backend.graphs = !strcmp(arg, "on");
+        return 1;
+    case FW_OPT_CUDA_STREAMS:
+        if (fw_cli_parse_int(arg, "--cuda-streams", 1, 2, &v, e)) return -1;
+        o->backend.streams = (int)v;
+        return 1;
+    case FW_OPT_COLLECTIVE_TIMEOUT: {
+        double t;
+        if (fw_cli_parse_double(arg, "--collective-timeout", &t, e)) return -1;
+        if (!(t > 0)) return fw_errf(e, "--collective-timeout: %s is not a positive number of seconds", arg), -1;
+        o->backend.collective_timeout = t;
+        return 1;
+    }
     case FW_OPT_VERBOSE: o->verbose = true; return 1;
     case FW_OPT_DEVICE:
         if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))

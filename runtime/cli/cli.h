@@ -47,6 +47,9 @@ enum fw_cli_opt {
     FW_OPT_KERNELS,
     FW_OPT_VERBOSE,
     FW_OPT_DEVICE,
+    FW_OPT_CUDA_GRAPHS,
+    FW_OPT_CUDA_STREAMS,
+    FW_OPT_COLLECTIVE_TIMEOUT,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -62,14 +65,23 @@ enum fw_cli_opt {
     {"pp", required_argument, 0, FW_OPT_PP}, {"pipeline-parallel-size", required_argument, 0, FW_OPT_PP}, \
     {"pp-transport", required_argument, 0, FW_OPT_PP_TRANSPORT},                                  \
     {"kernels", required_argument, 0, FW_OPT_KERNELS}, {"verbose", no_argument, 0, FW_OPT_VERBOSE}, \
-    {"device", required_argument, 0, FW_OPT_DEVICE}
+    {"device", required_argument, 0, FW_OPT_DEVICE}, {"cuda-graphs", required_argument, 0, FW_OPT_CUDA_GRAPHS}, \
+    {"cuda-streams", required_argument, 0, FW_OPT_CUDA_STREAMS},                                  \
+    {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
     "  --pp-transport ucx|mpi              transfers between stages (default: ucx if built)\n" \
-    "  --kernels fast|ref                  CPU kernels (default fast)\n"                    \
     "  --device cpu|cuda                   where the model runs (default cpu; cuda: one GPU per\n" \
     "                                      rank, by node-local rank; needs furrow-cuda)\n"      \
+    "  --kernels fast|ref                  fast (default) or the reference paths: the CPU's plain\n" \
+    "                                      ops; on a GPU own GEMMs with bf16 activations (no\n"  \
+    "                                      cuBLASLt, no FP8 activations)\n"                     \
+    "  --cuda-graphs on|off                decode steps as CUDA graphs (default on)\n"          \
+    "  --cuda-streams 1|2                  2 (default): a layer's independent work overlaps on a\n" \
+    "                                      second stream; 1: one stream (profiling, debugging)\n" \
+    "  --collective-timeout S              a GPU collective stuck S seconds fails the job\n"    \
+    "                                      (default 300)\n"                                     \
     "  --verbose                           report the bytes each rank reads\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */

@@ -7,22 +7,22 @@
 #include "runtime/model/kvcache.h"
 
 /* The device state on the first call (the GPU of the node-local rank). */
-static int open_dev(void **st, const fw_model *m, int local_rank, fw_err *e) {
+static int open_dev(void **st, const fw_model *m, const fw_backend_place *at, fw_err *e) {
     if (*st) return FW_OK;
     int n = 0;
     if (fw_cuda_device_count(&n) || n == 0) return fw_errf(e, "--device cuda: no usable GPU on this node");
     fw_gpu_model *g = calloc(1, sizeof *g);
     if (!g) return fw_errf(e, "out of memory");
     *st = g;
-    return fw_gpu_model_begin(g, m, local_rank % n, e);
+    return fw_gpu_model_begin(g, m, at->local_rank % n, at->opts, e);
 }
 
 static int take_layer(void **st, const fw_model *m, const fw_backend_place *at, int l, fw_err *e) {
-    return open_dev(st, m, at->local_rank, e) || fw_gpu_upload_layer(*st, m, l, e) ? FW_ERR : FW_OK;
+    return open_dev(st, m, at, e) || fw_gpu_upload_layer(*st, m, l, e) ? FW_ERR : FW_OK;
 }
 
 static int attach(void **st, fw_model *m, const fw_backend_place *at, fw_err *e) {
-    if (open_dev(st, m, at->local_rank, e) || fw_gpu_model_finish(*st, m, e)) return FW_ERR;
+    if (open_dev(st, m, at, e) || fw_gpu_model_finish(*st, m, e)) return FW_ERR;
     if (at->tp_comm != MPI_COMM_NULL && fw_gpu_comm_init(*st, at->tp_comm, e)) return FW_ERR;
     return FW_OK;
 }

@@ -10,13 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/base/clock.h"
 #include "runtime/cuda/gpu_model.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double wbytes(const fw_weight *w) {
     if (!w->data) return 0;
@@ -107,12 +102,12 @@ static int ceilings(fw_gpu_model *g, double *copy_gbs, double *gemm_tflops, fw_e
     double best_copy = 1e9, best_gemm = 1e9;
     for (int i = 0; i < 4; i++) {
         if (fw_cuda_sync(&g->ctx)) goto fail;
-        double t0 = now_s();
+        double t0 = fw_now();
         cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g->ctx.stream);
         if (fw_cuda_sync(&g->ctx)) goto fail;
-        double t1 = now_s();
+        double t1 = fw_now();
         if (fw_cuda_matmul(&g->ctx, y, x, &wt, n) || fw_cuda_sync(&g->ctx)) goto fail;
-        double t2 = now_s();
+        double t2 = fw_now();
         if (i > 0) best_copy = fmin(best_copy, t1 - t0), best_gemm = fmin(best_gemm, t2 - t1);
     }
     *copy_gbs = 2.0 * (double)bytes / best_copy / 1e9;
@@ -151,9 +146,9 @@ static int run(fw_gpu_model *g, int n, fw_gpu_seg *segs, fw_attn_mode mode, floa
         for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
         g->prof = it >= 2 + iters;
         g->time_gpu = it >= 2 && it < 2 + iters;
-        double t0 = now_s();
+        double t0 = fw_now();
         if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return FW_ERR;
-        if (it >= 2 && it < 2 + iters) t += now_s() - t0;
+        if (it >= 2 && it < 2 + iters) t += fw_now() - t0;
     }
     g->prof = g->time_gpu = false;
     for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];

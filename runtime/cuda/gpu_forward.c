@@ -35,7 +35,7 @@ typedef struct gbufs {
     fw_bf16 *x, *h, *y, *qa, *q, *kva, *o;
     fw_bf16 *lat, *lat_c, *kvx;            /* naive */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
-    fw_bf16 *g, *u, *eg, *eu, *ye, *xg, *hn;
+    fw_bf16 *g, *u, *eg, *ye, *hn;
     void *plan;
 } gbufs;
 
@@ -85,10 +85,6 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->plan = take(cv, fw_cuda_moe_plan_bytes(P, max64(1, g->part.exp_n)));
         b->eg = take(cv, (size_t)(P * Ie) * bf);
         b->ye = take(cv, (size_t)(P * D) * bf);
-        if (g->moe_by_gemm) { /* the up outputs and gathered tokens of experts_by_gemm only */
-            b->eu = take(cv, (size_t)(P * Ie) * bf);
-            b->xg = take(cv, (size_t)(P * D) * bf);
-        }
     }
     b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
@@ -203,50 +199,6 @@ static int swiglu(fw_gpu_model *g, fw_cuda_ctx *ctx, const fw_cuda_weight *gate,
     return FW_OK;
 }
 
-/* Expert x's weights out of a stack. */
-static fw_weight expert_w(const fw_gpu_experts *s, int64_t x) {
-    fw_weight w = s->w;
-    const int64_t es = (int64_t)fw_wtype_size(w.type);
-    w.data = (const char *)w.data + x * s->stride * es;
-    if (w.scale) w.scale += x * s->sstride;
-    return w;
-}
-
-/* Many tokens per expert, with FURROW_CUDA_MOE=gemm only (the grouped kernels'
- * tensor-core tiles are the default): the tokens gathered into expert order, then
- * one cuBLASLt GEMM per expert and weight, after one copy of the group offsets
- * to the host (so never in a graph). */
-#define MOE_GEMM_PAIRS 4 /* average routed rows per local expert from which this is taken */
-static bool by_gemm(const fw_gpu_model *g, int64_t T) {
-    return g->moe_by_gemm && g->part.exp_n > 0 && T * g->cfg.num_experts_per_tok >= MOE_GEMM_PAIRS * g->part.exp_n;
-}
-static int experts_by_gemm(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_moe_plan *pl, gbufs *b,
-                           fw_err *e) {
-    const fw_config *c = &g->cfg;
-    const int64_t D = c->hidden_size, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
-    const int64_t n = g->part.exp_n;
-    int32_t *off = malloc((size_t)(n + 1) * sizeof *off);
-    if (!off) return fw_errf(e, "out of memory");
-    int rc = fw_cuda_moe_gather(&g->ctx, b->xg, b->h, pl, k, D) ||
-             fw_cuda_download(&g->ctx, off, pl->offsets, (size_t)(n + 1) * sizeof *off);
-    for (int64_t x = 0; rc == FW_OK && x < n; x++) {
-        const int64_t r0 = off[x], rows = off[x + 1] - off[x];
-        if (rows == 0) continue;
-        fw_weight wg = expert_w(&L->exp_gate, x), wu = expert_w(&L->exp_up, x);
-        rc = fw_cuda_matmul(&g->ctx, b->eg + r0 * Ie, b->xg + r0 * D, &wg, rows) ||
-             fw_cuda_matmul(&g->ctx, b->eu + r0 * Ie, b->xg + r0 * D, &wu, rows);
-    }
-    if (rc == FW_OK) rc = fw_cuda_silu_mul(&g->ctx, b->eg, b->eg, b->eu, (int64_t)off[n] * Ie);
-    for (int64_t x = 0; rc == FW_OK && x < n; x++) {
-        const int64_t r0 = off[x], rows = off[x + 1] - off[x];
-        if (rows == 0) continue;
-        fw_weight wd = expert_w(&L->exp_down, x);
-        rc = fw_cuda_matmul(&g->ctx, b->ye + r0 * D, b->eg + r0 * Ie, &wd, rows);
-    }
-    free(off);
-    return rc ? fw_gpu_fail(g, e) : FW_OK;
-}
-
 /* Shared experts plus the routed top-k of this rank's experts, y (T, D): a
  * partial sum under TP that the caller's all-reduce completes. */
 static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_err *e) {
@@ -271,15 +223,11 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     fw_cuda_moe_plan pl;
     CK(fw_cuda_moe_group(&g->ctx, &pl, b->plan, b->rid, T, k, g->part.exp_first, g->part.exp_n));
     fw_gpu_prof_mark(g, FW_PROF_ROUTE);
-    if (by_gemm(g, T)) {
-        if (experts_by_gemm(g, L, &pl, b, e)) return FW_ERR;
-    } else {
-        /* The gate and up stacks were uploaded alike (gpu_model.c), so one stride serves both. */
-        CK(fw_cuda_moe_swiglu(&g->ctx, b->eg, b->h, k, &L->exp_gate.w, &L->exp_up.w, L->exp_gate.stride,
-                              L->exp_gate.sstride, &pl));
-        CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
-                              L->exp_down.sstride, &pl));
-    }
+    /* The gate and up stacks were uploaded alike (gpu_model.c), so one stride serves both. */
+    CK(fw_cuda_moe_swiglu(&g->ctx, b->eg, b->h, k, &L->exp_gate.w, &L->exp_up.w, L->exp_gate.stride,
+                          L->exp_gate.sstride, &pl));
+    CK(fw_cuda_moe_matmul(&g->ctx, b->ye, b->eg, false, k, &L->exp_down.w, L->exp_down.stride,
+                          L->exp_down.sstride, &pl));
     if (join_side(g, side, e)) return FW_ERR;
     CK(fw_cuda_moe_combine(&g->ctx, b->y, b->ye, b->rw, &pl, T, k, D));
     fw_gpu_prof_mark(g, FW_PROF_MOE_GEMM);
@@ -404,7 +352,6 @@ static int enqueue(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t
  * one launch instead of dozens per layer. Any reallocation drops the graphs. */
 static bool graphable(const fw_gpu_model *g, int n, const fw_gpu_seg *segs, fw_attn_mode mode, int64_t n_out) {
     if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
-    if (by_gemm(g, n)) return false; /* it reads the group sizes on the host */
     for (int i = 0; i < n; i++)
         if (segs[i].T != 1) return false;
     return true;

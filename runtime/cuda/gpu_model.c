@@ -112,19 +112,15 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
 
 static void describe(fw_gpu_model *g);
 
-int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
+int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, const fw_backend_opts *o, fw_err *e) {
     memset(g, 0, sizeof *g);
     if (fw_cuda_ctx_init(&g->ctx, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->ctx.err);
-    /* FURROW_CUDA_GEMM=own: never cuBLASLt (bf16 activations into FP8 weights
-     * instead of e4m3 activations; debugging and layout comparisons). */
-    const char *gemm = getenv("FURROW_CUDA_GEMM");
-    if (gemm && !strcmp(gemm, "own")) g->ctx.opt.mm_policy = FW_CUDA_MM_OWN;
-    const char *graphs = getenv("FURROW_CUDA_GRAPHS");
-    g->graphs_on = !(graphs && !strcmp(graphs, "0"));
-    const char *moe = getenv("FURROW_CUDA_MOE");
-    g->moe_by_gemm = moe && !strcmp(moe, "gemm");
-    const char *streams = getenv("FURROW_CUDA_STREAMS");
-    if (!(streams && !strcmp(streams, "1"))) {
+    /* The reference paths: never cuBLASLt (bf16 activations into FP8 weights
+     * instead of e4m3 activations; golden parity and layout comparisons). */
+    if (o->reference) g->ctx.opt.mm_policy = FW_CUDA_MM_OWN;
+    g->graphs_on = o->graphs;
+    g->collective_timeout = o->collective_timeout;
+    if (o->streams > 1) {
         if (fw_cuda_ctx_init(&g->side, device, NULL)) return fw_errf(e, "GPU %d: %s", device, g->side.err);
         for (int i = 0; i < 2; i++)
             if (cudaEventCreateWithFlags((cudaEvent_t *)&g->fork_ev[i], cudaEventDisableTiming) != cudaSuccess)
@@ -162,8 +158,8 @@ int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e) {
     return FW_OK;
 }
 
-int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e) {
-    return fw_gpu_model_begin(g, m, device, e) || fw_gpu_model_finish(g, m, e) ? FW_ERR : FW_OK;
+int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, const fw_backend_opts *o, fw_err *e) {
+    return fw_gpu_model_begin(g, m, device, o, e) || fw_gpu_model_finish(g, m, e) ? FW_ERR : FW_OK;
 }
 
 static void describe(fw_gpu_model *g) {

@@ -86,13 +86,13 @@ typedef struct fw_gpu_model {
     /* A second stream for the work of a layer that does not depend on the main
      * stream's next kernels (the kv branch of the attention, the shared experts):
      * forked and joined by events, captured into the decode graphs as parallel
-     * branches. Off with FURROW_CUDA_STREAMS=1 and while profiling. */
+     * branches. Off with --cuda-streams 1 and while profiling. */
     fw_cuda_ctx side;
     bool side_on;
     void *fork_ev[2];           /* main -> side, side -> main */
 
-    bool graphs_on;             /* decode steps as CUDA graphs (FURROW_CUDA_GRAPHS=0: off) */
-    bool moe_by_gemm;           /* FURROW_CUDA_MOE=gemm: many-token MoE as one cuBLASLt GEMM per expert */
+    bool graphs_on;             /* decode steps as CUDA graphs (--cuda-graphs) */
+    double collective_timeout;  /* seconds (--collective-timeout) */
     void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
     bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
     void *graph_scratch[2]; /* the main and side contexts' scratch when the graphs were made */
@@ -112,10 +112,10 @@ typedef struct fw_gpu_model {
  * layer at a time as the loader has them (fw_gpu_upload_layer, so the host can
  * free each), then finish (embedding, head, the layers not yet uploaded).
  * fw_gpu_model_init is begin then finish. */
-int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, fw_err *e);
+int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, const fw_backend_opts *o, fw_err *e);
 int fw_gpu_upload_layer(fw_gpu_model *g, const fw_model *m, int l, fw_err *e);
 int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e);
-int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, fw_err *e);
+int fw_gpu_model_init(fw_gpu_model *g, const fw_model *m, int device, const fw_backend_opts *o, fw_err *e);
 /* (Re)allocates the paged cache: n_blocks blocks of `block` positions for
  * sequences of at most max_context positions (the old cache is dropped). */
 int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e);

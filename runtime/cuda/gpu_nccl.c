@@ -2,7 +2,7 @@
  * projections' partial sums, in bf16, on a communication stream of its own,
  * ordered with the compute stream by events. A peer that never joins a
  * collective would leave the GPU waiting for ever; fw_gpu_comm_wait polls the
- * stream with ncclCommGetAsyncError and, past FURROW_COLLECTIVE_TIMEOUT seconds
+ * stream with ncclCommGetAsyncError and, past --collective-timeout seconds
  * (default 300), aborts the communicator and fails with a message, so the job
  * ends instead of hanging. */
 #include "config.h"
@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/base/clock.h"
 #include "runtime/cuda/gpu_model.h"
 
 #ifdef FW_HAVE_NCCL
@@ -26,20 +27,13 @@ struct fw_gpu_comm {
     bool aborted;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int fw_gpu_comm_init(fw_gpu_model *g, MPI_Comm tp_comm, fw_err *e) {
     fw_gpu_comm *c = calloc(1, sizeof *c);
     if (!c) return fw_errf(e, "out of memory");
     g->comm = c;
     MPI_Comm_rank(tp_comm, &c->rank);
     MPI_Comm_size(tp_comm, &c->size);
-    const char *t = getenv("FURROW_COLLECTIVE_TIMEOUT");
-    c->timeout_s = t && atof(t) > 0 ? atof(t) : 300.0;
+    c->timeout_s = g->collective_timeout > 0 ? g->collective_timeout : 300.0;
     ncclUniqueId id;
     ncclResult_t r = ncclSuccess;
     if (c->rank == 0) r = ncclGetUniqueId(&id);
@@ -79,7 +73,7 @@ int fw_gpu_comm_wait(fw_gpu_model *g, fw_err *e) {
     cudaEvent_t ev;
     if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(ev, g->ctx.stream) != cudaSuccess)
         return fw_errf(e, "GPU %d: cannot record an event", g->ctx.device);
-    double t0 = now_s();
+    double t0 = fw_now();
     int rc = FW_OK;
     for (;;) {
         cudaError_t q = cudaEventQuery(ev);
@@ -90,14 +84,14 @@ int fw_gpu_comm_wait(fw_gpu_model *g, fw_err *e) {
         }
         ncclResult_t async = ncclSuccess;
         ncclCommGetAsyncError(c->comm, &async);
-        if (async != ncclSuccess || now_s() - t0 > c->timeout_s) {
+        if (async != ncclSuccess || fw_now() - t0 > c->timeout_s) {
             ncclCommAbort(c->comm);
             c->aborted = true;
             rc = async != ncclSuccess
                      ? fw_errf(e, "NCCL: the tensor-parallel group failed (%s); communicator aborted",
                                ncclGetErrorString(async))
                      : fw_errf(e, "NCCL: a collective of the tensor-parallel group (rank %d of %d) did not finish "
-                                  "within %.0f s (FURROW_COLLECTIVE_TIMEOUT); communicator aborted",
+                                  "within %.0f s (--collective-timeout); communicator aborted",
                                c->rank, c->size, c->timeout_s);
             break;
         }

@@ -52,7 +52,7 @@ const fw_backend *fw_engine_backend(const char *device) {
 
 static int take_layer(void *arg, const fw_model *m, int l, fw_err *e) {
     fw_engine *en = arg;
-    fw_backend_place at = {.local_rank = en->world->local_rank, .tp_comm = MPI_COMM_NULL};
+    fw_backend_place at = {.opts = &en->backend_opts, .local_rank = en->world->local_rank, .tp_comm = MPI_COMM_NULL};
     return en->be->take_layer(&en->st, m, &at, l, e);
 }
 
@@ -69,6 +69,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     MPI_Comm_rank(en->replica, &en->replica_rank);
     MPI_Comm_size(en->replica, &en->replica_size);
     en->head_root = (lay->pp - 1) * lay->tp;
+    en->backend_opts = o->backend;
     if (!(en->be = fw_engine_backend(o->device)))
         return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
                        o->device, o->device);
@@ -89,8 +90,8 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
         return FW_ERR;
     }
-    fw_backend_place at = {.local_rank = w->local_rank, .tp_comm = lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL,
-                           .comm = &en->comm};
+    fw_backend_place at = {.opts = &en->backend_opts, .local_rank = w->local_rank,
+                           .tp_comm = lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, .comm = &en->comm};
     rc = en->be->attach(&en->st, en->model, &at, e);
     if (rc == FW_OK) rc = own_caches(en, o->context, e);
     if (rc == FW_OK) {

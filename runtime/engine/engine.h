@@ -23,6 +23,7 @@ typedef struct fw_engine_opts {
     int64_t context;             /* positions of the KV cache (each sequence) */
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
+    fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
 } fw_engine_opts;
 
@@ -42,6 +43,7 @@ typedef struct fw_engine {
     float *shard;                /* (context, vocab shard) logits of the last stage */
     double t_load;               /* seconds to load this rank's slices */
     const fw_backend *be;        /* what runs this rank's stage (runtime/model/backend.h) */
+    fw_backend_opts backend_opts;
     void *st;                    /* the backend's state */
     int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
 } fw_engine;

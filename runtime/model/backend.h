@@ -25,10 +25,21 @@ typedef struct fw_bench_steps {
     int iters;
 } fw_bench_steps;
 
+/* How a backend runs: choices from the command line (runtime/cli/cli.h), the
+ * same on every rank. */
+typedef struct fw_backend_opts {
+    bool reference;            /* --kernels ref: the reference paths (the CPU's plain op table; on a GPU the
+                                * own GEMMs with bf16 activations, never cuBLASLt or FP8 activations) */
+    bool graphs;               /* --cuda-graphs on: decode steps replay CUDA graphs */
+    int streams;               /* --cuda-streams N: 2 overlaps independent work of a layer, 1 does not */
+    double collective_timeout; /* --collective-timeout S: a collective stuck longer fails the job */
+} fw_backend_opts;
+
 /* Where the backend runs on this rank: the node-local rank picks a device; the
  * tensor-parallel group (MPI_COMM_NULL: none) and the host's collectives over it
  * (the CPU's all-reduces; a GPU makes its own NCCL communicator). */
 typedef struct fw_backend_place {
+    const fw_backend_opts *opts;
     int local_rank;
     MPI_Comm tp_comm;
     fw_comm *comm;
