@@ -1,6 +1,8 @@
-/* furrow generate: prefill a prompt, then decode token by token over the latent
- * KV cache; prints the generated ids as a JSON array, speeds on stderr. Runs on
- * one rank or under mpirun with any valid layout (rank 0 prints). */
+/* furrow generate: prompts through the same runner as serve and batch jobs
+ * (runtime/engine/runner.c): prefill, then decode token by token over the latent
+ * KV cache; prints the text as it comes, or each sequence's ids as a JSON array,
+ * speeds on stderr. Runs on one rank or under mpirun with any valid layout of
+ * one replica (rank 0 prints). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include "runtime/cli/cli.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/prompt.h"
+#include "runtime/engine/runner.h"
 #include "runtime/engine/sample.h"
 
 static void usage(FILE *f) {
@@ -26,9 +29,8 @@ static void usage(FILE *f) {
             "  --chat JSON|@FILE                   OpenAI-style messages, rendered by DeepSeek-V3's chat\n"
             "                                      template with the generation prompt\n"
             "  --prompt-tokens LIST                comma-separated prompt token ids; repeat it for several\n"
-            "                                      sequences at once (greedy; one JSON array per line, in\n"
-            "                                      order; under pipeline parallelism they overlap in the\n"
-            "                                      stages as micro-batches)\n"
+            "                                      sequences at once (one JSON array per line, in order;\n"
+            "                                      their decodes share forward passes)\n"
             "  --max-tokens N                      tokens to generate (default 16)\n"
             "  --temperature T                     0 (default) is greedy\n"
             "  --top-p P                           nucleus sampling threshold (default 1: off)\n"
@@ -37,22 +39,6 @@ static void usage(FILE *f) {
             "  --input FILE --output FILE          a batch job of JSONL requests (generate --input - --help)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
-}
-
-/* The next token on every rank: greedy through the distributed argmax, or sampled
- * on rank 0 from the gathered logits and broadcast. */
-static int next_token(fw_engine *en, fw_sampler *s, const int32_t *ids, int64_t T, fw_attn_mode mode,
-                      float *logits, int32_t *tok, fw_err *e) {
-    if (s->p.temperature <= 0) return fw_engine_forward(en, ids, T, mode, 1, false, NULL, tok, e);
-    if (fw_engine_forward(en, ids, T, mode, 1, true, logits, NULL, e)) return FW_ERR;
-    if (en->replica_rank == 0) {
-        fw_sample_out o;
-        fw_sampler_next(s, logits, &o);
-        fw_sampler_accept(s, *tok = o.id);
-    }
-    if (en->replica_size > 1 && MPI_Bcast(tok, 1, MPI_INT32_T, 0, en->replica) != MPI_SUCCESS)
-        return fw_errf(e, "broadcasting the sampled token failed");
-    return FW_OK;
 }
 
 /* Rank 0 tokenizes the text prompt or chat and sends the ids to every rank; it
@@ -99,82 +85,19 @@ static void emit(fw_detok_stream *s, int32_t tok, bool finish) {
 
 #define FW_MAX_SEQS 256
 
-/* Several token-id prompts at once, greedy: one engine with a cache per
- * sequence; each step runs every sequence through the pipeline back to back. */
-static int generate_many(fw_engine_opts *eo, const char **prompts, int n, int64_t max_tokens, int ignore_eos) {
-    fw_err e = {{0}};
-    int32_t *ids[FW_MAX_SEQS] = {0}, *out = NULL, next[FW_MAX_SEQS];
-    int64_t T[FW_MAX_SEQS], one[FW_MAX_SEQS], done_at[FW_MAX_SEQS];
-    int64_t longest = 0;
-    for (int i = 0; i < n; i++) {
-        char flag[64];
-        snprintf(flag, sizeof flag, "--prompt-tokens (sequence %d)", i);
-        if (fw_cli_parse_ids(prompts[i], flag, 0, &ids[i], &T[i], &e)) {
-            fprintf(stderr, "furrow generate: %s\n", e.msg);
-            for (int k = 0; k < i; k++) free(ids[k]);
-            return 2;
-        }
-        if (T[i] > longest) longest = T[i];
-        one[i] = 1;
-        done_at[i] = max_tokens;
-    }
-    fw_world w;
-    if (fw_world_init(&w, NULL, NULL, &e)) {
-        fprintf(stderr, "furrow generate: %s\n", e.msg);
-        for (int i = 0; i < n; i++) free(ids[i]);
-        return 1;
-    }
-    eo->context = longest + max_tokens;
-    eo->n_seqs = n;
-    fw_engine en;
-    int rc = 1;
-    if (fw_engine_init(&en, &w, eo, &e)) {
-        fw_world_report(&w, "generate", e.msg);
-        goto done;
-    }
-    if (!(out = malloc((size_t)(n * (max_tokens + 1)) * sizeof(int32_t)))) fw_world_abort(&w, "generate", "out of memory");
-    double t0 = fw_now(), t_prefill = 0;
-    /* A finished sequence (EOS) keeps its slot; what it produces after is dropped. */
-    for (int64_t step = 0; step < max_tokens; step++) {
-        const int32_t *in[FW_MAX_SEQS];
-        for (int i = 0; i < n; i++) in[i] = step == 0 ? ids[i] : &out[i * (max_tokens + 1) + step - 1];
-        if (fw_engine_forward_many(&en, n, in, step == 0 ? T : one, step == 0 ? FW_ATTN_NAIVE : FW_ATTN_ABSORBED,
-                                   next, &e))
-            fw_world_abort(&w, "generate", e.msg);
-        if (step == 0) t_prefill = fw_now() - t0, t0 = fw_now();
-        int live = 0;
-        for (int i = 0; i < n; i++) {
-            out[i * (max_tokens + 1) + step] = next[i];
-            if (done_at[i] == max_tokens && next[i] == en.model->cfg.eos_token_id && !ignore_eos) done_at[i] = step + 1;
-            live += done_at[i] > step + 1;
-        }
-        if (!live) break;
-    }
-    double t_decode = fw_now() - t0;
-    if (w.rank == 0) {
-        int64_t total = 0;
-        for (int i = 0; i < n; i++) {
-            printf("[");
-            for (int64_t k = 0; k < done_at[i]; k++) printf("%s%d", k ? ", " : "", out[i * (max_tokens + 1) + k]);
-            printf("]\n");
-            total += done_at[i];
-        }
-        fflush(stdout);
-        fprintf(stderr, "furrow generate: %d sequences; prefill %.3f s; decode %.3f s (%.2f tokens/s over all); "
-                        "%d rank(s): tp %d, pp %d\n",
-                n, t_prefill, t_decode, t_decode > 0 ? (double)(total - n) / t_decode : 0.0, w.size, en.layout.tp,
-                en.layout.pp);
-    }
-    rc = 0;
-done:
-    fw_engine_free(&en);
-    free(out);
-    for (int i = 0; i < n; i++) free(ids[i]);
-    fw_world_finalize(&w);
-    return rc;
-}
+/* What the command line asks for. */
+typedef struct gen_args {
+    fw_engine_opts eo;
+    const char *prompts[FW_MAX_SEQS];  /* --prompt-tokens, one per sequence */
+    int n_prompts;
+    const char *text, *chat;
+    int64_t max_tokens, seed;
+    double temperature, top_p;
+    bool ignore_eos;
+} gen_args;
 
-int fw_cmd_generate(int argc, char **argv) {
+/* Parses the flags into a; -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, gen_args *a) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"prompt-tokens", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'},  {"temperature", required_argument, 0, 'T'},
@@ -182,40 +105,33 @@ int fw_cmd_generate(int argc, char **argv) {
         {"ignore-eos", no_argument, 0, 'i'},        {"help", no_argument, 0, 'h'},
         {"prompt", required_argument, 0, 'x'},      {"chat", required_argument, 0, 'c'},
         FW_CLI_ENGINE_OPTIONS,                      {0, 0, 0, 0}};
-    const char *prompt = NULL, *text = NULL, *chat = NULL;
-    const char *prompts[FW_MAX_SEQS];
-    int n_prompts = 0;
-    fw_engine_opts eo;
-    fw_cli_engine_defaults(&eo);
-    int64_t max_tokens = 16, seed = 0;
-    double temperature = 0, top_p = 1;
-    int ignore_eos = 0;
+    memset(a, 0, sizeof *a);
+    fw_cli_engine_defaults(&a->eo);
+    a->max_tokens = 16, a->top_p = 1;
     fw_err e = {{0}};
     int c;
-    for (int i = 1; i < argc; i++) /* a batch job: its own options */
-        if (!strcmp(argv[i], "--input") || !strncmp(argv[i], "--input=", 8)) return fw_cmd_generate_batch(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
+        int bad = fw_cli_engine_option(c, optarg, &a->eo, &e);
         if (bad > 0) continue;
         bad = bad < 0;
         switch (c) {
-        case 'm': eo.model_dir = optarg; break;
+        case 'm': a->eo.model_dir = optarg; break;
         case 'p':
-            if (n_prompts == FW_MAX_SEQS) bad = fw_errf(&e, "--prompt-tokens: at most %d sequences", FW_MAX_SEQS) != 0;
-            else prompt = prompts[n_prompts++] = optarg;
+            if (a->n_prompts == FW_MAX_SEQS) bad = fw_errf(&e, "--prompt-tokens: at most %d sequences", FW_MAX_SEQS) != 0;
+            else a->prompts[a->n_prompts++] = optarg;
             break;
-        case 'x': text = optarg; break;
-        case 'c': chat = optarg; break;
-        case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &max_tokens, &e); break;
-        case 'T': bad = fw_cli_parse_double(optarg, "--temperature", &temperature, &e) ||
-                        (temperature < 0 && fw_errf(&e, "--temperature must be >= 0"));
+        case 'x': a->text = optarg; break;
+        case 'c': a->chat = optarg; break;
+        case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &a->max_tokens, &e); break;
+        case 'T': bad = fw_cli_parse_double(optarg, "--temperature", &a->temperature, &e) ||
+                        (a->temperature < 0 && fw_errf(&e, "--temperature must be >= 0"));
                   break;
-        case 'P': bad = fw_cli_parse_double(optarg, "--top-p", &top_p, &e) ||
-                        ((top_p <= 0 || top_p > 1) && fw_errf(&e, "--top-p must be in (0, 1]"));
+        case 'P': bad = fw_cli_parse_double(optarg, "--top-p", &a->top_p, &e) ||
+                        ((a->top_p <= 0 || a->top_p > 1) && fw_errf(&e, "--top-p must be in (0, 1]"));
                   break;
-        case 's': bad = fw_cli_parse_int(optarg, "--seed", 0, INT64_MAX, &seed, &e); break;
-        case 'i': ignore_eos = 1; break;
+        case 's': bad = fw_cli_parse_int(optarg, "--seed", 0, INT64_MAX, &a->seed, &e); break;
+        case 'i': a->ignore_eos = true; break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -228,107 +144,193 @@ int fw_cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!eo.model_dir || (!!prompt + !!text + !!chat) != 1 || optind < argc) {
+    if (!a->eo.model_dir || (!!a->n_prompts + !!a->text + !!a->chat) != 1 || optind < argc) {
         fprintf(stderr, "furrow generate: --model and one of --prompt, --chat, --prompt-tokens are required\n");
         usage(stderr);
         return 2;
     }
-    if (n_prompts > 1) {
-        if (temperature > 0) {
-            fprintf(stderr, "furrow generate: several --prompt-tokens run greedy only (sampling per sequence comes "
-                            "with the batching scheduler)\n");
+    return -1;
+}
+
+/* One sequence as the leader sees it: its request, then what it generated. */
+typedef struct gen_seq {
+    fw_req req;
+    int32_t *ids;              /* the prompt */
+    int64_t n_ids;
+    int32_t *out;              /* (max_tokens) */
+    int64_t n_out;
+} gen_seq;
+
+typedef struct gen_run {
+    gen_seq *seqs;
+    int n;
+    fw_detok_stream *stream;   /* text prompts: the text as it is produced */
+} gen_run;
+
+static void on_token(fw_req *r, const fw_sample_out *o, void *arg) {
+    gen_run *g = arg;
+    gen_seq *s = r->user;
+    s->out[s->n_out++] = o->id;
+    if (g->stream) emit(g->stream, o->id, false);
+}
+
+static int check_prompts(const gen_run *g, int64_t vocab, fw_err *e) {
+    for (int i = 0; i < g->n; i++)
+        for (int64_t t = 0; t < g->seqs[i].n_ids; t++)
+            if (g->seqs[i].ids[t] < 0 || g->seqs[i].ids[t] >= vocab)
+                return fw_errf(e, "sequence %d: prompt token %d is outside the vocabulary [0, %lld)", i,
+                               g->seqs[i].ids[t], (long long)vocab);
+    return FW_OK;
+}
+
+/* The runner's limits for these sequences: each prompt in one chunk, all of them
+ * at once, and blocks for every sequence at full length (nothing is preempted). */
+static void sched_limits(const gen_args *a, const gen_seq *seqs, int n, fw_sched_opts *so) {
+    fw_runner_defaults(so);
+    int64_t longest = 0, blocks = 0;
+    const fw_backend *be = fw_engine_backend(a->eo.device);
+    const int64_t bs = be ? be->kv_block : 16;
+    for (int i = 0; i < n; i++) {
+        if (seqs[i].n_ids > longest) longest = seqs[i].n_ids;
+        blocks += (seqs[i].n_ids + a->max_tokens + bs - 1) / bs;
+    }
+    so->max_batch = n;
+    so->max_queue = n;
+    so->max_context = longest + (a->max_tokens > 0 ? a->max_tokens : 1);
+    so->token_budget = longest > n ? longest : n;
+    so->block_size = bs;
+    so->n_blocks = blocks > 0 ? blocks : 1;
+}
+
+/* Leader: submits the sequences, steps until all have finished. The first step
+ * runs the prompts (and gives each its first token): the prefill time. */
+static int lead(fw_runner *run, gen_run *g, const gen_args *a, double *t_prefill, double *t_decode, fw_err *e) {
+    fw_sample_params sp;
+    fw_sample_params_default(&sp);
+    sp.temperature = a->temperature, sp.top_p = a->top_p, sp.seed = (uint64_t)a->seed;
+    for (int i = 0; i < g->n && a->max_tokens > 0; i++) {
+        fw_req *r = &g->seqs[i].req;
+        *r = (fw_req){.prompt = g->seqs[i].ids, .n_prompt = g->seqs[i].n_ids, .max_tokens = a->max_tokens,
+                      .ignore_eos = a->ignore_eos, .sp = sp, .user = &g->seqs[i]};
+        int rc = fw_sched_submit(&run->sched, r, e);
+        if (rc != FW_OK) return rc == FW_SCHED_BUSY ? fw_errf(e, "the scheduler's queue is full") : FW_ERR;
+    }
+    double t0 = fw_now();
+    *t_prefill = *t_decode = 0;
+    for (int64_t step = 0; fw_sched_pending(&run->sched) > 0; step++) {
+        int n;
+        if (fw_runner_step(run, &n, e)) return FW_ERR;
+        if (step == 0) *t_prefill = fw_now() - t0, t0 = fw_now();
+    }
+    *t_decode = fw_now() - t0;
+    return FW_OK;
+}
+
+static void report(const fw_world *w, const fw_engine *en, const gen_args *a, const gen_run *g, double t_prefill,
+                   double t_decode) {
+    if (g->stream) {
+        emit(g->stream, 0, true);
+        printf("\n");
+    } else {
+        for (int i = 0; i < g->n; i++) {
+            printf("[");
+            for (int64_t k = 0; k < g->seqs[i].n_out; k++) printf("%s%d", k ? ", " : "", g->seqs[i].out[k]);
+            printf("]\n");
+        }
+    }
+    fflush(stdout);
+    int64_t prompt = 0, decoded = 0;
+    for (int i = 0; i < g->n; i++) {
+        prompt += g->seqs[i].n_ids;
+        decoded += g->seqs[i].n_out > 0 ? g->seqs[i].n_out - 1 : 0;
+    }
+    fprintf(stderr,
+            "furrow generate: %d sequence(s); prefill %lld tokens in %.3f s (%.1f tokens/s); decode %lld tokens in "
+            "%.3f s (%.2f tokens/s over all); %d rank(s): tp %d, pp %d; kernels %s\n",
+            g->n, (long long)prompt, t_prefill, t_prefill > 0 ? (double)prompt / t_prefill : 0.0, (long long)decoded,
+            t_decode, t_decode > 0 ? (double)decoded / t_decode : 0.0, w->size, en->layout.tp, en->layout.pp,
+            a->eo.ops->name);
+}
+
+int fw_cmd_generate(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* a batch job: its own options */
+        if (!strcmp(argv[i], "--input") || !strncmp(argv[i], "--input=", 8)) return fw_cmd_generate_batch(argc, argv);
+    gen_args a;
+    int st = parse_args(argc, argv, &a);
+    if (st >= 0) return st;
+
+    fw_err e = {{0}};
+    gen_run g = {0};
+    g.n = a.n_prompts ? a.n_prompts : 1;
+    if (!(g.seqs = calloc((size_t)g.n, sizeof *g.seqs))) {
+        fprintf(stderr, "furrow generate: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < a.n_prompts; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, a.n_prompts > 1 ? "--prompt-tokens (sequence %d)" : "--prompt-tokens", i);
+        if (fw_cli_parse_ids(a.prompts[i], flag, 0, &g.seqs[i].ids, &g.seqs[i].n_ids, &e)) {
+            fprintf(stderr, "furrow generate: %s\n", e.msg);
+            for (int k = 0; k < i; k++) free(g.seqs[k].ids);
+            free(g.seqs);
             return 2;
         }
-        return generate_many(&eo, prompts, n_prompts, max_tokens, ignore_eos);
     }
-    int32_t *ids = NULL;
-    int64_t T = 0;
-    if (prompt && fw_cli_parse_ids(prompt, "--prompt-tokens", 0, &ids, &T, &e)) {
-        fprintf(stderr, "furrow generate: %s\n", e.msg);
-        return 2;
-    }
-
     fw_world w;
     if (fw_world_init(&w, NULL, NULL, &e)) {
         fprintf(stderr, "furrow generate: %s\n", e.msg);
-        free(ids);
+        for (int i = 0; i < g.n; i++) free(g.seqs[i].ids);
+        free(g.seqs);
         return 1;
     }
-    fw_tokenizer *tok_text = NULL;
-    if (!prompt && text_prompt(&w, eo.model_dir, text ? text : chat, chat != NULL, &tok_text, &ids, &T, &e)) {
-        if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
-        fw_tokenizer_free(tok_text);
-        free(ids);
-        fw_world_finalize(&w);
-        return 1;
-    }
-    eo.context = T + max_tokens;
-    fw_engine en;
     int rc = 1;
-    int32_t *out = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
-    float *logits = NULL;
-    fw_sampler sampler = {0};
-    int64_t n_out = 0;
-    if (fw_engine_init(&en, &w, &eo, &e)) {
+    fw_tokenizer *tok_text = NULL;
+    fw_engine en;
+    fw_runner run;
+    if (!a.n_prompts && text_prompt(&w, a.eo.model_dir, a.text ? a.text : a.chat, a.chat != NULL, &tok_text,
+                                    &g.seqs[0].ids, &g.seqs[0].n_ids, &e)) {
+        if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
+        goto no_engine;
+    }
+    for (int i = 0; i < g.n; i++)
+        if (!(g.seqs[i].out = malloc((size_t)(a.max_tokens + 1) * sizeof *g.seqs[i].out)))
+            fw_world_abort(&w, "generate", "out of memory");
+    fw_sched_opts so;
+    sched_limits(&a, g.seqs, g.n, &so);
+    so.on_token = on_token, so.arg = &g;
+    int ok = fw_runner_open(&run, &en, &w, &a.eo, &so, "generate runs", &e);
+    if (!fw_world_all_ok(&w, ok == FW_OK)) {
+        fw_world_report(&w, "generate", ok ? e.msg : "another rank failed to start");
+        goto done;
+    }
+    /* Every rank holds the prompts: each refuses a bad one alike, before any step. */
+    if (check_prompts(&g, en.model->cfg.vocab_size, &e)) {
         fw_world_report(&w, "generate", e.msg);
         goto done;
     }
-    const int64_t V = en.model->cfg.vocab_size;
-    logits = malloc((size_t)V * sizeof(float));
-    if (!logits || !out) fw_world_abort(&w, "generate", "out of memory");
-    fw_sample_params sp;
-    fw_sample_params_default(&sp);
-    sp.temperature = temperature, sp.top_p = top_p, sp.seed = (uint64_t)seed;
-    if (fw_sampler_init(&sampler, &sp, V, &e)) fw_world_abort(&w, "generate", e.msg);
-
-    double t0 = fw_now(), t_prefill = 0;
-    int32_t tok;
-    int fail = 0;
-    fw_detok_stream *stream = NULL;
-    if (tok_text && fw_detok_stream_init(&stream, tok_text, true, &e)) fw_world_abort(&w, "generate", e.msg);
-    if (max_tokens > 0) {
-        fail = next_token(&en, &sampler, ids, T, FW_ATTN_NAIVE, logits, &tok, &e);
-        t_prefill = fw_now() - t0;
-        t0 = fw_now();
-        while (!fail) {
-            out[n_out++] = tok;
-            if (stream) emit(stream, tok, false);
-            if ((tok == en.model->cfg.eos_token_id && !ignore_eos) || n_out == max_tokens) break;
-            fail = next_token(&en, &sampler, &tok, 1, FW_ATTN_ABSORBED, logits, &tok, &e);
-        }
-    }
-    double t_decode = fw_now() - t0;
-    if (fail) {
-        if (w.size > 1) fw_world_abort(&w, "generate", e.msg);
-        fw_world_report(&w, "generate", e.msg);
-        goto done;
-    }
-    if (stream) {
-        emit(stream, 0, true);
-        printf("\n");
-    } else if (w.rank == 0) {
-        printf("[");
-        for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? ", " : "", out[i]);
-        printf("]\n");
-    }
-    if (w.rank == 0) {
-        fflush(stdout);
-        fprintf(stderr,
-                "furrow generate: prefill %lld tokens in %.3f s (%.1f tokens/s); decode %lld tokens in %.3f s "
-                "(%.2f tokens/s); %d rank(s): tp %d, pp %d; kernels %s\n",
-                (long long)T, t_prefill, t_prefill > 0 ? (double)T / t_prefill : 0.0, (long long)(n_out > 0 ? n_out - 1 : 0),
-                t_decode, n_out > 1 ? (double)(n_out - 1) / t_decode : 0.0, w.size, en.layout.tp, en.layout.pp,
-                eo.ops->name);
+    if (run.leader) {
+        if (tok_text && fw_detok_stream_init(&g.stream, tok_text, true, &e)) fw_world_abort(&w, "generate", e.msg);
+        double t_prefill = 0, t_decode = 0;
+        if (lead(&run, &g, &a, &t_prefill, &t_decode, &e))
+            fw_world_abort(&w, "generate", e.msg); /* followers wait in a broadcast: end them too */
+        fw_runner_stop(&run);
+        report(&w, &en, &a, &g, t_prefill, t_decode);
+    } else if (fw_runner_follow(&run, &e)) {
+        fw_world_abort(&w, "generate", e.msg);
     }
     rc = 0;
 done:
-    fw_sampler_free(&sampler);
+    fw_runner_free(&run);
     fw_engine_free(&en);
-    fw_detok_stream_free(stream);
+no_engine:
+    fw_detok_stream_free(g.stream);
     fw_tokenizer_free(tok_text);
-    free(out);
-    free(logits);
-    free(ids);
+    for (int i = 0; i < g.n; i++) {
+        fw_req_free(&g.seqs[i].req);
+        free(g.seqs[i].ids);
+        free(g.seqs[i].out);
+    }
+    free(g.seqs);
     fw_world_finalize(&w);
     return rc;
 }
