@@ -11,7 +11,7 @@
 #include "io/config.h"
 #include "io/base/err.h"
 
-/* How a tensor is split across a tensor-parallel group (DESIGN.md, Parallelism). */
+/* How a tensor is split across a tensor-parallel group (ARCHITECTURE.md, Parallelism). */
 typedef enum fw_tp_role {
     FW_TP_REPLICATED = 0,   /* every rank holds all of it: norms, q_a/kv_a, router */
     FW_TP_COLUMN,           /* output rows split: q_b/q_proj, kv_b, dense/shared gate+up */

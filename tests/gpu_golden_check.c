@@ -37,6 +37,56 @@
 
 static int64_t n_kept, n_total;
 
+/* v[k-1] - v[k] of v sorted in descending order (insertion sort: n is small). */
+static float kth_gap(float *v, int n, int k) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] > v[j - 1]; j--) {
+            float x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    return k < n ? v[k - 1] - v[k] : INFINITY;
+}
+
+/* How close a token's routing is to another choice: the smaller of the gap
+ * between the last kept and the first dropped group score, and between the
+ * weakest chosen and the strongest unchosen expert of the kept groups (biased
+ * scores). A backend whose numerics differ by more than this may route the token
+ * elsewhere; the parity checks leave such tokens out. */
+static float route_margin(const float *logits, const float *bias, const fw_route_params *p, const int32_t *ids) {
+    const int E = p->n_experts, K = p->top_k;
+    const bool grouped = p->n_group > 1 && p->n_group <= E;
+    const int G = grouped ? p->n_group : 1, TG = grouped ? p->topk_group : 1, gs = E / G;
+    float *sb = malloc((size_t)E * sizeof(float)), *gsc = malloc((size_t)G * sizeof(float));
+    float *tmp = malloc((size_t)(E > G ? E : G) * sizeof(float));
+    float best = INFINITY, worst_in = INFINITY, best_out = -INFINITY;
+    CHECK(sb && gsc && tmp, "out of memory");
+    for (int e = 0; e < E; e++) sb[e] = 1.0f / (1.0f + expf(-logits[e])) + (bias ? bias[e] : 0.0f);
+    for (int g = 0; g < G; g++) {
+        memcpy(tmp, sb + g * gs, (size_t)gs * sizeof(float));
+        kth_gap(tmp, gs, 1);
+        gsc[g] = tmp[0] + (gs > 1 ? tmp[1] : 0.0f);
+    }
+    memcpy(tmp, gsc, (size_t)G * sizeof(float));
+    if (TG < G) best = kth_gap(tmp, G, TG);
+    const float cut = TG < G ? tmp[TG - 1] : -INFINITY; /* kept groups score at least this */
+    for (int e = 0; e < E; e++) {
+        bool chosen = false;
+        for (int k = 0; k < K; k++) chosen |= ids[k] == e;
+        if (chosen) worst_in = fminf(worst_in, sb[e]);
+        else if (gsc[e / gs] >= cut) best_out = fmaxf(best_out, sb[e]);
+    }
+    free(sb), free(gsc), free(tmp);
+    return fminf(best, worst_in - best_out);
+}
+
+/* The CPU forward's routing probe: per token, the smallest margin over the MoE layers. */
+static void probe_margin(void *arg, const fw_layer *L, const fw_route_params *p, int64_t T, const float *logits,
+                         const int32_t *ids) {
+    float *margin = arg;
+    for (int64_t t = 0; t < T; t++)
+        margin[t] = fminf(margin[t], route_margin(logits + t * p->n_experts, L->router_bias, p, ids + t * p->top_k));
+}
+
 /* The CPU run over the prompt and the reference's greedy tokens (the positions
  * the teacher-forced decode visits): logits of the prompt positions (L, V) and
  * the routing margin of every position (L + G - 1). */
@@ -49,10 +99,10 @@ static void cpu_reference(fw_model *m, const prompt *p, float *logits, float *ma
     if (G > 1) memcpy(all + L, p->greedy, (size_t)(G - 1) * sizeof(int32_t));
     fw_kv kv;
     CHECK(fw_kv_init(&kv, m, N, &e) == FW_OK, "%s", e.msg);
-    m->route_margin = margin;
+    m->route_probe = probe_margin, m->route_probe_arg = margin;
     for (int64_t t = 0; t < N; t++) margin[t] = INFINITY;
     CHECK(fw_model_forward(m, NULL, &kv, all, NULL, N, FW_ATTN_NAIVE, lg, N, &e) == FW_OK, "%s", e.msg);
-    m->route_margin = NULL;
+    m->route_probe = NULL, m->route_probe_arg = NULL;
     memcpy(logits, lg, (size_t)(L * V) * sizeof(float));
     fw_kv_free(&kv);
     free(lg);

@@ -1,5 +1,5 @@
 /* The CUDA op table: the ops of kernels/ops.h on DEVICE pointers, with bf16
- * activations and fp32 accumulation (DESIGN.md, Numerics). Router logits and
+ * activations and fp32 accumulation (ARCHITECTURE.md, Numerics). Router logits and
  * weights, norm weights and statistics, softmax and the RoPE cos/sin tables stay
  * fp32. Weights are the same fw_weight struct as on the CPU (views with ld and a
  * block-scale origin r0, c0), with `data` and `scale` in device memory.

@@ -144,45 +144,6 @@ static void swiglu(const fw_model *m, const fw_weight *gate, const fw_weight *up
     m->ops->matmul(y, b->g, down, n);
 }
 
-static float kth_gap(float *v, int n, int k) {
-    /* v[k-1] - v[k] of v sorted in descending order (insertion sort: n is small). */
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j] > v[j - 1]; j--) {
-            float x = v[j];
-            v[j] = v[j - 1], v[j - 1] = x;
-        }
-    return k < n ? v[k - 1] - v[k] : INFINITY;
-}
-
-/* How close token t's routing is to another choice: the smaller of the gap
- * between the last kept and the first dropped group score, and between the
- * weakest chosen and the strongest unchosen expert of the kept groups (biased
- * scores). A backend whose numerics differ by more than this may route the token
- * elsewhere; the GPU parity test leaves such tokens out. */
-static float route_margin(const float *logits, const float *bias, const fw_route_params *p, const int32_t *ids) {
-    const int E = p->n_experts, K = p->top_k;
-    const bool grouped = p->n_group > 1 && p->n_group <= E;
-    const int G = grouped ? p->n_group : 1, TG = grouped ? p->topk_group : 1, gs = E / G;
-    float sb[1024], gsc[1024], tmp[1024], best = INFINITY, worst_in = INFINITY, best_out = -INFINITY;
-    if (E > 1024) return INFINITY;
-    for (int e = 0; e < E; e++) sb[e] = 1.0f / (1.0f + expf(-logits[e])) + (bias ? bias[e] : 0.0f);
-    for (int g = 0; g < G; g++) {
-        memcpy(tmp, sb + g * gs, (size_t)gs * sizeof(float));
-        kth_gap(tmp, gs, 1);
-        gsc[g] = tmp[0] + (gs > 1 ? tmp[1] : 0.0f);
-    }
-    memcpy(tmp, gsc, (size_t)G * sizeof(float));
-    if (TG < G) best = kth_gap(tmp, G, TG);
-    const float cut = TG < G ? tmp[TG - 1] : -INFINITY; /* kept groups score at least this */
-    for (int e = 0; e < E; e++) {
-        bool chosen = false;
-        for (int k = 0; k < K; k++) chosen |= ids[k] == e;
-        if (chosen) worst_in = fminf(worst_in, sb[e]);
-        else if (gsc[e / gs] >= cut) best_out = fmaxf(best_out, sb[e]);
-    }
-    return fminf(best, worst_in - best_out);
-}
-
 /* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D).
  * With TP, y is this rank's partial sum (its shared-expert slice and its routed
  * experts); the caller's all-reduce completes it. */
@@ -194,8 +155,7 @@ static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
                           .routed_scaling_factor = (float)c->routed_scaling_factor};
     m->ops->matmul(b->rlog, b->h, &L->router, T); /* (T, E) */
     m->ops->route(b->rid, b->rw, b->rlog, L->router_bias, T, &rp);
-    for (int64_t t = 0; m->route_margin && t < T; t++)
-        m->route_margin[t] = fminf(m->route_margin[t], route_margin(b->rlog + t * E, L->router_bias, &rp, b->rid + t * k));
+    if (m->route_probe) m->route_probe(m->route_probe_arg, L, &rp, T, b->rlog, b->rid);
 
     if (c->n_shared_experts > 0) swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
     else memset(b->y, 0, (size_t)(T * D) * sizeof(float));

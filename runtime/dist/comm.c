@@ -4,8 +4,6 @@
 
 #include "io/base/clock.h"
 
-#define FW_TAG_HIDDEN 17
-
 void fw_comm_init_single(fw_comm *c) {
     memset(c, 0, sizeof *c);
     c->tp = c->pp = MPI_COMM_NULL;

@@ -9,6 +9,14 @@
 
 #include "io/base/err.h"
 
+/* Tags of the point-to-point messages within a replica, one per kind, so a
+ * message can never be taken for another's. */
+enum fw_mpi_tag {
+    FW_TAG_HIDDEN = 17,        /* a stage's hidden states to the next stage */
+    FW_TAG_LOGITS = 23,        /* the last stage's full logits rows to replica rank 0 */
+    FW_TAG_TOP = 24,           /* the last stage's top-k candidates to replica rank 0 */
+};
+
 typedef enum fw_pp_transport {
     FW_PP_MPI = 0,
     FW_PP_UCX,

@@ -171,11 +171,11 @@ static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e)
                 memcpy(full + t * V + r * Vl, all + (r * n_out + t) * Vl, (size_t)Vl * sizeof(float));
         free(all);
         if (en->replica_rank != 0) {
-            ok = MPI_Send(full, (int)n, MPI_FLOAT, 0, 23, en->replica);
+            ok = MPI_Send(full, (int)n, MPI_FLOAT, 0, FW_TAG_LOGITS, en->replica);
             free(full);
         }
     } else if (en->replica_rank == 0) {
-        ok = MPI_Recv(logits, (int)n, MPI_FLOAT, en->head_root, 23, en->replica, MPI_STATUS_IGNORE);
+        ok = MPI_Recv(logits, (int)n, MPI_FLOAT, en->head_root, FW_TAG_LOGITS, en->replica, MPI_STATUS_IGNORE);
     }
     return ok == MPI_SUCCESS ? FW_OK : fw_errf(e, "sending the logits to rank 0 failed");
 }

@@ -52,12 +52,12 @@ int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, 
     if (rc == FW_OK && en->replica_rank != en->head_root) {
         if (en->replica_rank == 0) {
             if (!(all = malloc(one * (size_t)tp))) rc = fw_errf(e, "out of memory for top-k candidates");
-            else if (MPI_Recv(all, (int)(one * (size_t)tp), MPI_BYTE, en->head_root, 24, en->replica,
+            else if (MPI_Recv(all, (int)(one * (size_t)tp), MPI_BYTE, en->head_root, FW_TAG_TOP, en->replica,
                               MPI_STATUS_IGNORE) != MPI_SUCCESS)
                 rc = fw_errf(e, "receiving the top-k candidates failed");
         }
     } else if (rc == FW_OK && en->replica_rank == en->head_root && en->head_root != 0) {
-        if (MPI_Send(all, (int)(one * (size_t)tp), MPI_BYTE, 0, 24, en->replica) != MPI_SUCCESS)
+        if (MPI_Send(all, (int)(one * (size_t)tp), MPI_BYTE, 0, FW_TAG_TOP, en->replica) != MPI_SUCCESS)
             rc = fw_errf(e, "sending the top-k candidates failed");
     }
     if (rc == FW_OK && en->replica_rank == 0) {

@@ -53,8 +53,12 @@ typedef struct fw_model {
     float softmax_scale;
     uint64_t weight_bytes;     /* bytes of weights held */
     uint64_t bytes_read;       /* bytes read from the checkpoint */
-    float *route_margin;       /* optional, set by tests: per token of a forward, the smallest
-                                * routing gap over its MoE layers (forward.c) */
+    /* Optional, set by tests: called by the CPU forward with each MoE layer's
+     * router logits (T, E) and chosen experts (T, top_k) (the GPU parity test
+     * measures how close each token's routing was to another choice). */
+    void (*route_probe)(void *arg, const struct fw_layer *L, const fw_route_params *p, int64_t T,
+                        const float *logits, const int32_t *ids);
+    void *route_probe_arg;
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
 } fw_model;
