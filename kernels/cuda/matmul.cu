@@ -6,8 +6,8 @@
  *   cuBLASLt's plan for the router's 256 x 7168 at one token is a split-K GEMM
  *   plus a reduction kernel, 9 us for 3.7 MB under ncu (the GEMV: 4.7). Not for
  *   bf16 outputs: a decode alone would then round its projections in another
- *   order than the same decode in a step with prefill rows (cuBLASLt), and the
- *   serve test's batched requests matched their solo runs 14 of 24 times, not 22.
+ *   order than the same decode in a step with prefill rows (cuBLASLt), so a
+ *   batched request would differ from the same request alone more often.
  * - Other BF16 weights: cuBLASLt, bf16 in, fp32 compute, bf16 (or fp32) out, any
  *   shape cuBLASLt's heuristic accepts (the output head at decode streams near
  *   the copy bandwidth).

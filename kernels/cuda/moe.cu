@@ -172,8 +172,8 @@ enum { MOE_LOAD_ONE, MOE_LOAD_8, MOE_LOAD_WIDE };
  * GEMV's speed is. GU (the SwiGLU gate): the warp reads row n of the gate's and
  * of the up projection's weights (w0, w1) together, half the loads in flight for
  * each, and writes silu(g) * u. (Two weight rows per warp with all loads of each
- * in flight, for the down projection's short rows too, measured slower at batch
- * 1: 44 -> 49 us down, 67 -> 76 us gate and up, fewer warps per SM.) */
+ * in flight, for the down projection's short rows too, would leave fewer warps
+ * per SM: slower at batch 1.) */
 template <int WT, int LOAD, int MT, bool GU>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS, MT == 1 ? 4 : 1)
 moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,

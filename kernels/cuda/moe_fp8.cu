@@ -19,12 +19,9 @@
  *   the whole CTA inside the K loop.
  *
  * Measured (H100, DeepSeek-V3's experts at a 4096-token prefill, one launch
- * each, test_cuda_ops): gate / down 552 / 475 TFLOP/s, against 448 / 395 by the
- * previous kernel (one warpgroup of 64 rows x 128 outputs, cp.async for both,
- * two CTAs an SM), 522 / 456 by this form over 64-row tiles x 256 outputs, 513 /
- * 423 with two consumers (128 x 128), and 255 / 228 with bf16 activations
- * (moe_wgmma.cu); same run. The gate streams its weights at 2.2 TB/s there
- * (the copy ceiling: 3.0 TB/s read + write). */
+ * each, test_cuda_ops): gate / down 552 / 475 TFLOP/s, against 255 / 228 with
+ * bf16 activations (moe_wgmma.cu) in the same run. The gate streams its weights
+ * at 2.2 TB/s there (the copy ceiling: 3.0 TB/s read + write). */
 #include "kernels/cuda/barrier.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/moe_tiles.h"

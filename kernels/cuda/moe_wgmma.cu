@@ -16,9 +16,9 @@
  * Measured (H200, DeepSeek-V3's experts at a 4096-token prefill): 257 / 233
  * TFLOP/s gate / down, against 229 / 209 by mma.sync. Widening the weights is
  * about a quarter of the time (Nsight: the ALU pipe half busy, two warps a
- * scheduler). Tried: 128 rows a CTA in two warpgroups (m64n128k16, each weight
- * widened once per 128 rows): slower, 9.9 vs 9.3 ms of MoE GEMMs a prefill layer
- * and 5.1 vs 4.1 ms a batch-256 decode layer (one CTA an SM; half-empty tiles). */
+ * scheduler). 64 rows a CTA: 128 rows in two warpgroups (m64n128k16, each weight
+ * widened once per 128 rows) would leave one CTA an SM and half-empty tiles, and
+ * are slower. */
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/moe_tiles.h"
 #include "kernels/cuda/tc.h"
