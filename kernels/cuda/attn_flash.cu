@@ -58,7 +58,7 @@ __device__ __forceinline__ void fa_load_kv(bf16 *Ks, bf16 *Vs, const fa_args &a,
                          per_row, a.q);
 }
 
-template <int DQ, int DV, bool VEC, bool PSPLIT>
+template <int DQ, int DV, bool VEC>
 __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
     constexpr int QP = DQ + 8, VP = DV + 8; /* +16 bytes a row: ldmatrix rows fall in distinct banks */
     constexpr int NT = FA_BN / 8, KQ = DQ / 16, NO = DV / 8;
@@ -179,10 +179,8 @@ __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
                 fw_ldmatrix_x4_trans(b, Vt + (kt * 16 + (mi & 1) * 8 + mr) * VP + np * 16 + (mi >> 1) * 8);
                 fw_mma_bf16(oacc[2 * np], pa, b[0], b[1]);
                 fw_mma_bf16(oacc[2 * np + 1], pa, b[2], b[3]);
-                if (PSPLIT) {
-                    fw_mma_bf16(oacc[2 * np], pl, b[0], b[1]);
-                    fw_mma_bf16(oacc[2 * np + 1], pl, b[2], b[3]);
-                }
+                fw_mma_bf16(oacc[2 * np], pl, b[0], b[1]);
+                fw_mma_bf16(oacc[2 * np + 1], pl, b[2], b[3]);
             }
         }
         __syncthreads(); /* this stage is consumed before the next prefetch overwrites it */
@@ -212,9 +210,7 @@ __global__ void __launch_bounds__(FA_THREADS) attn_flash_kernel(fa_args a) {
 template <int DQ, int DV>
 static int fa_launch(fw_cuda_ctx *ctx, const fa_args &a, bool vec) {
     const size_t smem = (size_t)(FA_BM * (DQ + 8) + 2 * FA_BN * (DQ + 8) + 2 * FA_BN * (DV + 8)) * sizeof(bf16);
-    const bool split = !ctx->opt.flash_bf16_p;
-    void (*kern)(fa_args) = vec ? (split ? attn_flash_kernel<DQ, DV, true, true> : attn_flash_kernel<DQ, DV, true, false>)
-                                : (split ? attn_flash_kernel<DQ, DV, false, true> : attn_flash_kernel<DQ, DV, false, false>);
+    void (*kern)(fa_args) = vec ? attn_flash_kernel<DQ, DV, true> : attn_flash_kernel<DQ, DV, false>;
     FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)fw_ceil_div(a.T, FA_BM), (unsigned)a.H);
     kern<<<grid, FA_THREADS, smem, ctx->stream>>>(a);

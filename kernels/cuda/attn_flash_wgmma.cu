@@ -13,7 +13,7 @@
  * copying a quarter of four rows; no CTA-wide barrier in the loop.
  *
  * The numbers are those of attn_flash.cu's mma.sync kernel: bf16 operands, fp32
- * accumulators and softmax, P as hi + lo bf16 parts unless flash_bf16_p.
+ * accumulators and softmax, P as hi + lo bf16 parts.
  *
  * Measured (H200, T 4096, DeepSeek-V3's 128 heads, q.k 192, v 128, causal):
  * 2.24 ms, 307 TFLOP/s of the causal half, against 4.93 ms by mma.sync in the
@@ -77,7 +77,7 @@ __device__ __forceinline__ void fw_fa_load_kv(uint32_t st, const fa_args &a, int
     }
 }
 
-template <int DQ, int DV, bool PSPLIT>
+template <int DQ, int DV>
 __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args a) {
 #if FW_HAVE_WGMMA
     using L = fw_fa_layout<DQ, DV>;
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
                 const __nv_bfloat162 hi = __floats2bfloat162_rn(x0, x1);
                 const float2 hf = __bfloat1622float2(hi);
                 pa[kt][q] = *(const uint32_t *)&hi;
-                if (PSPLIT) pl[kt][q] = fw_pack_bf16(x0 - hf.x, x1 - hf.y);
+                pl[kt][q] = fw_pack_bf16(x0 - hf.x, x1 - hf.y);
             }
     };
 
@@ -201,13 +201,13 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
             if (NV == 2) { /* v 128: one m64n128 product over both column blocks */
                 const uint64_t vd = fw_wgmma_desc_mn(vs + kt * 16 * 128, FW_PANEL);
                 fw_wgmma_m64n128k16_rs<1>(o[0], o[NV - 1], pa[kt], vd, true);
-                if (PSPLIT) fw_wgmma_m64n128k16_rs<1>(o[0], o[NV - 1], pl[kt], vd, true);
+                fw_wgmma_m64n128k16_rs<1>(o[0], o[NV - 1], pl[kt], vd, true);
             } else {
 #pragma unroll
             for (int c = 0; c < NV; c++) {
                 const uint64_t vd = fw_wgmma_desc(vs + c * FW_PANEL + kt * 16 * 128);
                 fw_wgmma_m64n64k16_rs<1>(o[c], pa[kt], vd, true);
-                if (PSPLIT) fw_wgmma_m64n64k16_rs<1>(o[c], pl[kt], vd, true);
+                fw_wgmma_m64n64k16_rs<1>(o[c], pl[kt], vd, true);
             }
             }
         }
@@ -224,10 +224,7 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
     auto my_turn = [&]() { fw_bar_sync(1 + wg, FW_THREADS); };
     auto your_turn = [&]() { fw_bar_arrive(1 + (wg ^ 1), FW_THREADS); };
     auto pin_s = [&]() { fw_wgmma_pin(s), fw_wgmma_pin(qf); };
-    auto pin_pv = [&]() {
-        fw_wgmma_pin(o), fw_wgmma_pin(pa);
-        if (PSPLIT) fw_wgmma_pin(pl);
-    };
+    auto pin_pv = [&]() { fw_wgmma_pin(o), fw_wgmma_pin(pa), fw_wgmma_pin(pl); };
 
     /* Tile 0: S_0 alone. Then tile j: S_j with P_{j-1} V_{j-1}. Then the last
      * P V. After each softmax, tile j - 1's stage is released and this thread's
@@ -306,7 +303,7 @@ __global__ void __launch_bounds__(FW_THREADS, 1) attn_flash_wgmma_kernel(fa_args
 template <int DQ, int DV>
 static int fw_fa_launch(fw_cuda_ctx *ctx, const fa_args &a) {
     const int smem = fw_fa_layout<DQ, DV>::SMEM;
-    void (*kern)(fa_args) = ctx->opt.flash_bf16_p ? attn_flash_wgmma_kernel<DQ, DV, false> : attn_flash_wgmma_kernel<DQ, DV, true>;
+    void (*kern)(fa_args) = attn_flash_wgmma_kernel<DQ, DV>;
     FW_CUDA_CHECK(ctx, cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dim3 grid((unsigned)fw_ceil_div(a.T, FW_BM), (unsigned)a.H);
     kern<<<grid, FW_THREADS, smem, ctx->stream>>>(a);

@@ -244,12 +244,13 @@ tiled_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64
 /* Slices per row: a launch of fewer than GEMV_FEW_BLOCKS blocks (two waves of an
  * H200 at 5 blocks an SM) splits its rows in 2, 4 or 8 while slices keep at
  * least GEMV_SLICE_BYTES (short-lived warps wait on memory more than they read)
- * and whole 16-element pieces; max_ks caps it (1: unsplit). */
+ * and whole 16-element pieces, 8 at most. */
 #define GEMV_FEW_BLOCKS 1320
 #define GEMV_SLICE_BYTES 1024
-static int gemv_slices(int64_t N, int64_t K, int64_t es, int max_ks) {
+#define GEMV_MAX_SLICES 8
+static int gemv_slices(int64_t N, int64_t K, int64_t es) {
     int ks = 1;
-    while (ks < 8 && ks < max_ks && fw_ceil_div(N, GEMV_THREADS / 32 / ks) < GEMV_FEW_BLOCKS &&
+    while (ks < GEMV_MAX_SLICES && fw_ceil_div(N, GEMV_THREADS / 32 / ks) < GEMV_FEW_BLOCKS &&
            K * es / (2 * ks) >= GEMV_SLICE_BYTES && K % (16 * 2 * ks) == 0)
         ks *= 2;
     return ks;
@@ -312,7 +313,7 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
     const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
-    const int ks = gemv ? gemv_slices(N, K, es, ctx->opt.gemv_max_slices > 0 ? ctx->opt.gemv_max_slices : 8) : 1;
+    const int ks = gemv ? gemv_slices(N, K, es) : 1;
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);

@@ -64,7 +64,6 @@ typedef struct fw_cuda_opts {
     fw_cuda_mm_policy mm_policy;
     int fp8_gemv_rows;   /* FP8 matmuls (BF16: small, fp32 out) of at most this many rows take the own GEMV, not
                           * cuBLASLt (FW_CUDA_FP8_GEMV_ROWS) */
-    int gemv_max_slices; /* K slices per GEMV row at most (0: the default, 8) */
     bool mla_cuda_cores; /* decode attention on the CUDA cores, not the tensor cores */
     bool mla_mma;        /* decode attention by mma.sync, not the warpgroup MMA of 9.0 */
     bool moe_gemv_cores; /* FP8 experts of 2..8 rows on the CUDA cores, not the tensor cores */
@@ -72,7 +71,6 @@ typedef struct fw_cuda_opts {
     bool moe_act_fp8;    /* FP8 experts' tiles (9.0) with FP8 activations per 128 channels, as DeepSeek's act_quant,
                           * DeepGEMM and cuBLASLt's block-scaled FP8 (the dense matmuls) do; the default under
                           * FW_CUDA_MM_AUTO; off (or FW_CUDA_MM_OWN): bf16 activations, exact */
-    bool flash_bf16_p;   /* prefill attention's P as one bf16 part, not hi + lo */
     bool flash_mma;      /* prefill attention by mma.sync, not the warpgroup MMA of 9.0 */
 } fw_cuda_opts;
 
