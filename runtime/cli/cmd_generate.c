@@ -298,7 +298,11 @@ int fw_cmd_generate(int argc, char **argv) {
     fw_sched_opts so;
     sched_limits(&a, g.seqs, g.n, &so);
     so.on_token = on_token, so.arg = &g;
-    int ok = fw_runner_open(&run, &en, &w, &a.eo, &so, "generate runs", &e);
+    /* Every data-parallel replica runs the prompts; world rank 0 prints. */
+    memset(&run, 0, sizeof run);
+    a.eo.context = so.token_budget;
+    int ok = fw_engine_init(&en, &w, &a.eo, &e);
+    if (ok == FW_OK) ok = fw_runner_init(&run, &en, &so, &e);
     if (!fw_world_all_ok(&w, ok == FW_OK)) {
         fw_world_report(&w, "generate", ok ? e.msg : "another rank failed to start");
         goto done;
@@ -309,12 +313,13 @@ int fw_cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (run.leader) {
-        if (tok_text && fw_detok_stream_init(&g.stream, tok_text, true, &e)) fw_world_abort(&w, "generate", e.msg);
+        if (w.rank == 0 && tok_text && fw_detok_stream_init(&g.stream, tok_text, true, &e))
+            fw_world_abort(&w, "generate", e.msg);
         double t_prefill = 0, t_decode = 0;
         if (lead(&run, &g, &a, &t_prefill, &t_decode, &e))
             fw_world_abort(&w, "generate", e.msg); /* followers wait in a broadcast: end them too */
         fw_runner_stop(&run);
-        report(&w, &en, &a, &g, t_prefill, t_decode);
+        if (w.rank == 0) report(&w, &en, &a, &g, t_prefill, t_decode);
     } else if (fw_runner_follow(&run, &e)) {
         fw_world_abort(&w, "generate", e.msg);
     }
