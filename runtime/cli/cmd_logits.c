@@ -24,32 +24,39 @@ static void usage(FILE *f) {
             "  -h, --help                          this help\n");
 }
 
-int fw_cmd_logits(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct logits_args {
+    fw_engine_opts eo;
+    const char *tokens, *out;
+    fw_attn_mode mode;
+} logits_args;
+
+/* Parses the flags into a; -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, logits_args *a) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},   {"attention", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
-    const char *tokens = NULL, *out = NULL;
-    fw_engine_opts eo;
-    fw_cli_engine_defaults(&eo);
-    fw_attn_mode mode = FW_ATTN_NAIVE;
+    memset(a, 0, sizeof *a);
+    fw_cli_engine_defaults(&a->eo);
+    a->mode = FW_ATTN_NAIVE;
     fw_err e = {{0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = fw_cli_engine_option(c, optarg, &eo, &e);
+        int r = fw_cli_engine_option(c, optarg, &a->eo, &e);
         if (r < 0) {
             fprintf(stderr, "furrow logits: %s\n", e.msg);
             return 2;
         }
         if (r) continue;
         switch (c) {
-        case 'm': eo.model_dir = optarg; break;
-        case 't': tokens = optarg; break;
-        case 'o': out = optarg; break;
+        case 'm': a->eo.model_dir = optarg; break;
+        case 't': a->tokens = optarg; break;
+        case 'o': a->out = optarg; break;
         case 'a':
-            if (!strcmp(optarg, "naive")) mode = FW_ATTN_NAIVE;
-            else if (!strcmp(optarg, "absorbed")) mode = FW_ATTN_ABSORBED;
+            if (!strcmp(optarg, "naive")) a->mode = FW_ATTN_NAIVE;
+            else if (!strcmp(optarg, "absorbed")) a->mode = FW_ATTN_ABSORBED;
             else {
                 fprintf(stderr, "furrow logits: --attention: expected naive or absorbed, got '%s'\n", optarg);
                 return 2;
@@ -59,15 +66,38 @@ int fw_cmd_logits(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
-    if (!eo.model_dir || !tokens || !out || optind < argc) {
+    if (!a->eo.model_dir || !a->tokens || !a->out || optind < argc) {
         fprintf(stderr, "furrow logits: --model, --tokens and --out are required%s\n",
                 optind < argc ? " (and takes no positional arguments)" : "");
         usage(stderr);
         return 2;
     }
+    return -1;
+}
+
+/* Rank 0: the logits and the tokens into the HDF5 file. */
+static int write_output(const logits_args *a, const int32_t *ids, int64_t T, const float *logits, int64_t V,
+                        fw_err *e) {
+    int64_t *ids64 = malloc((size_t)T * sizeof(int64_t));
+    if (!ids64) return fw_errf(e, "out of memory");
+    for (int64_t i = 0; i < T; i++) ids64[i] = ids[i];
+    fw_h5out *h5 = NULL;
+    int bad = fw_h5out_create(&h5, a->out, e) || fw_h5out_f32(h5, "logits", logits, T, V, e) ||
+              fw_h5out_i64(h5, "tokens", ids64, T, e) || fw_h5out_attr(h5, "model", a->eo.model_dir, e);
+    fw_err close_err;
+    if (h5 && fw_h5out_close(h5, &close_err) && !bad) bad = 1, *e = close_err;
+    free(ids64);
+    return bad ? FW_ERR : FW_OK;
+}
+
+int fw_cmd_logits(int argc, char **argv) {
+    logits_args a;
+    int st = parse_args(argc, argv, &a);
+    if (st >= 0) return st;
+    fw_err e = {{0}};
     int32_t *ids;
     int64_t T;
-    if (fw_cli_parse_ids(tokens, "--tokens", 0, &ids, &T, &e)) {
+    if (fw_cli_parse_ids(a.tokens, "--tokens", 0, &ids, &T, &e)) {
         fprintf(stderr, "furrow logits: %s\n", e.msg);
         return 2;
     }
@@ -78,12 +108,11 @@ int fw_cmd_logits(int argc, char **argv) {
         free(ids);
         return 1;
     }
-    eo.context = T;
+    a.eo.context = T;
     fw_engine en;
     int rc = 1;
     float *logits = NULL;
-    int64_t *ids64 = NULL;
-    if (fw_engine_init(&en, &w, &eo, &e)) {
+    if (fw_engine_init(&en, &w, &a.eo, &e)) {
         fw_world_report(&w, "logits", e.msg);
         goto free_engine;
     }
@@ -93,35 +122,24 @@ int fw_cmd_logits(int argc, char **argv) {
         fw_world_abort(&w, "logits", e.msg);
     }
     double t0 = fw_now();
-    if (fw_engine_forward(&en, ids, T, mode, T, true, logits, NULL, &e)) {
+    if (fw_engine_forward(&en, ids, T, a.mode, T, true, logits, NULL, &e)) {
         if (w.size > 1) fw_world_abort(&w, "logits", e.msg);
         fw_world_report(&w, "logits", e.msg);
         goto free_engine;
     }
     double dt = fw_now() - t0;
-    if (w.rank == 0) {
-        fw_h5out *h5 = NULL;
-        ids64 = malloc((size_t)T * sizeof(int64_t));
-        for (int64_t i = 0; i < T; i++) ids64[i] = ids[i];
-        int bad = fw_h5out_create(&h5, out, &e) || fw_h5out_f32(h5, "logits", logits, T, V, &e) ||
-                  fw_h5out_i64(h5, "tokens", ids64, T, &e) || fw_h5out_attr(h5, "model", eo.model_dir, &e);
-        fw_err close_err;
-        if (h5 && fw_h5out_close(h5, &close_err) && !bad) bad = 1, e = close_err;
-        if (bad) {
-            fprintf(stderr, "furrow logits: %s\n", e.msg);
-        } else {
-            fprintf(stderr, "furrow logits: %lld tokens in %.3f s (%.1f tokens/s; %d rank(s): tp %d, pp %d; kernels %s) -> %s\n",
-                    (long long)T, dt, (double)T / dt, w.size, en.layout.tp, en.layout.pp, eo.ops->name, out);
-            rc = 0;
-        }
-    } else {
-        rc = 0;
+    rc = 0;
+    if (w.rank == 0 && write_output(&a, ids, T, logits, V, &e)) {
+        fprintf(stderr, "furrow logits: %s\n", e.msg);
+        rc = 1;
+    } else if (w.rank == 0) {
+        fprintf(stderr, "furrow logits: %lld tokens in %.3f s (%.1f tokens/s; %d rank(s): tp %d, pp %d; kernels %s) -> %s\n",
+                (long long)T, dt, (double)T / dt, w.size, en.layout.tp, en.layout.pp, a.eo.ops->name, a.out);
     }
     /* Rank 0's write result decides the exit status everywhere. */
     MPI_Bcast(&rc, 1, MPI_INT, 0, w.comm);
 free_engine:
     fw_engine_free(&en);
-    free(ids64);
     free(logits);
     free(ids);
     fw_world_finalize(&w);

@@ -139,7 +139,17 @@ static const char *base_name(const char *dir) {
     return name;
 }
 
-int fw_cmd_serve(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct serve_args {
+    fw_engine_opts eo;
+    fw_sched_opts so;
+    const char *host, *port_file, *name;
+    int64_t port, max_queue, max_body, timeout, max_conns;
+    double grace;
+} serve_args;
+
+/* Parses the flags into a; -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, serve_args *a) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},          {"host", required_argument, 0, 'H'},
         {"port", required_argument, 0, 'p'},           {"port-file", required_argument, 0, 'f'},
@@ -148,32 +158,31 @@ int fw_cmd_serve(int argc, char **argv) {
         {"max-connections", required_argument, 0, 'c'}, {"shutdown-grace", required_argument, 0, 'g'},
         {"help", no_argument, 0, 'h'},                 FW_CLI_ENGINE_OPTIONS,
         FW_CLI_RUNNER_OPTIONS,                             {0, 0, 0, 0}};
-    fw_engine_opts eo;
-    fw_cli_engine_defaults(&eo);
-    fw_sched_opts so;
-    fw_runner_defaults(&so);
-    const char *host = "127.0.0.1", *port_file = NULL, *name = NULL;
-    int64_t port = 8000, max_queue = 64, max_body = 1 << 20, timeout = 30, max_conns = 256;
-    double grace = 5;
+    memset(a, 0, sizeof *a);
+    fw_cli_engine_defaults(&a->eo);
+    fw_runner_defaults(&a->so);
+    a->host = "127.0.0.1";
+    a->port = 8000, a->max_queue = 64, a->max_body = 1 << 20, a->timeout = 30, a->max_conns = 256;
+    a->grace = 5;
     fw_err e = {{0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = fw_cli_engine_option(c, optarg, &eo, &e);
-        if (!bad) bad = fw_cli_runner_option(c, optarg, &so, &e);
+        int bad = fw_cli_engine_option(c, optarg, &a->eo, &e);
+        if (!bad) bad = fw_cli_runner_option(c, optarg, &a->so, &e);
         if (bad > 0) continue;
         bad = bad < 0;
         switch (c) {
-        case 'm': eo.model_dir = optarg; break;
-        case 'H': host = optarg; break;
-        case 'p': bad = fw_cli_parse_int(optarg, "--port", 0, 65535, &port, &e) != 0; break;
-        case 'f': port_file = optarg; break;
-        case 'n': name = optarg; break;
-        case 'q': bad = fw_cli_parse_int(optarg, "--max-queue", 1, 1 << 20, &max_queue, &e) != 0; break;
-        case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &max_body, &e) != 0; break;
-        case 't': bad = fw_cli_parse_int(optarg, "--http-timeout", 1, 3600, &timeout, &e) != 0; break;
-        case 'c': bad = fw_cli_parse_int(optarg, "--max-connections", 1, 65536, &max_conns, &e) != 0; break;
-        case 'g': bad = fw_cli_parse_double(optarg, "--shutdown-grace", &grace, &e) != 0; break;
+        case 'm': a->eo.model_dir = optarg; break;
+        case 'H': a->host = optarg; break;
+        case 'p': bad = fw_cli_parse_int(optarg, "--port", 0, 65535, &a->port, &e) != 0; break;
+        case 'f': a->port_file = optarg; break;
+        case 'n': a->name = optarg; break;
+        case 'q': bad = fw_cli_parse_int(optarg, "--max-queue", 1, 1 << 20, &a->max_queue, &e) != 0; break;
+        case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &a->max_body, &e) != 0; break;
+        case 't': bad = fw_cli_parse_int(optarg, "--http-timeout", 1, 3600, &a->timeout, &e) != 0; break;
+        case 'c': bad = fw_cli_parse_int(optarg, "--max-connections", 1, 65536, &a->max_conns, &e) != 0; break;
+        case 'g': bad = fw_cli_parse_double(optarg, "--shutdown-grace", &a->grace, &e) != 0; break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -186,23 +195,64 @@ int fw_cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    if (!eo.model_dir || optind < argc) {
+    if (!a->eo.model_dir || optind < argc) {
         fprintf(stderr, "furrow serve: --model is required\n");
         usage(stderr);
         return 2;
     }
+    a->so.max_queue = (int)a->max_queue;
+    return -1;
+}
+
+/* Rank 0: the tokenizer, the server's limits, the HTTP daemon and the port file. */
+static struct MHD_Daemon *start_http(fw_serve *s, const serve_args *a, const fw_world *w, const fw_engine *en,
+                                     const fw_runner *run, fw_tokenizer **tok, fw_err *e) {
+    fw_err te;
+    if (fw_prompt_tokenizer(tok, a->eo.model_dir, &te)) *tok = NULL; /* token ids still work */
+    s->model_name = a->name ? a->name : base_name(a->eo.model_dir);
+    s->max_queue = (int)a->max_queue, s->max_body = (size_t)a->max_body, s->max_context = run->sched.o.max_context;
+    s->kv_total = run->pool.n_blocks;
+    s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
+                          .model_name = s->model_name};
+    int bound = 0;
+    struct MHD_Daemon *d = fw_http_start(s, a->host, (int)a->port, (int)a->timeout, (int)a->max_conns, &bound, e);
+    if (!d) return NULL;
+    FILE *pf = a->port_file ? fopen(a->port_file, "w") : NULL;
+    if (pf) fprintf(pf, "%d\n", bound), fclose(pf);
+    fprintf(stderr, "furrow serve: '%s' on http://%s:%d; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
+            s->model_name, a->host, bound, w->size, en->layout.tp, en->layout.pp, (long long)run->pool.n_blocks,
+            (long long)run->pool.block_size, (int)getpid());
+    return d;
+}
+
+/* Every request has ended: let their last bytes go out (bounded) before the
+ * connections close. */
+static void drain(fw_serve *s) {
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&s->mu);
+        int left = s->answering;
+        pthread_mutex_unlock(&s->mu);
+        if (!left) break;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+}
+
+int fw_cmd_serve(int argc, char **argv) {
+    serve_args a;
+    int st = parse_args(argc, argv, &a);
+    if (st >= 0) return st;
     /* Every rank: a signal only sets the flag; rank 0 decides, the others follow its plans. */
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    fw_err e = {{0}};
     fw_world w;
     if (fw_world_init(&w, NULL, NULL, &e)) {
         fprintf(stderr, "furrow serve: %s\n", e.msg);
         return 1;
     }
-    so.max_queue = (int)max_queue;
     fw_engine en;
     fw_runner run;
     fw_serve s;
@@ -211,42 +261,19 @@ int fw_cmd_serve(int argc, char **argv) {
     pthread_cond_init(&s.wake, NULL);
     struct MHD_Daemon *d = NULL;
     fw_tokenizer *tok = NULL;
-    so.on_token = on_token, so.on_finish = on_finish, so.arg = &s;
-    int rc = fw_runner_open(&run, &en, &w, &eo, &so, "serve runs", &e);
-    if (rc == FW_OK && w.rank == 0) {
-        fw_err te;
-        if (fw_prompt_tokenizer(&tok, eo.model_dir, &te)) tok = NULL; /* token ids still work */
-        s.model_name = name ? name : base_name(eo.model_dir);
-        s.max_queue = (int)max_queue, s.max_body = (size_t)max_body, s.max_context = run.sched.o.max_context;
-        s.kv_total = run.pool.n_blocks;
-        s.ctx = (fw_job_ctx){.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = s.max_context,
-                             .model_name = s.model_name};
-        int bound = 0;
-        if (!(d = fw_http_start(&s, host, (int)port, (int)timeout, (int)max_conns, &bound, &e))) rc = FW_ERR;
-        FILE *pf = rc == FW_OK && port_file ? fopen(port_file, "w") : NULL;
-        if (pf) fprintf(pf, "%d\n", bound), fclose(pf);
-        if (rc == FW_OK)
-            fprintf(stderr, "furrow serve: '%s' on http://%s:%d; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
-                    s.model_name, host, bound, w.size, en.layout.tp, en.layout.pp, (long long)run.pool.n_blocks,
-                    (long long)run.pool.block_size, (int)getpid());
-    }
+    a.so.on_token = on_token, a.so.on_finish = on_finish, a.so.arg = &s;
+    int rc = fw_runner_open(&run, &en, &w, &a.eo, &a.so, "serve runs", &e);
+    if (rc == FW_OK && w.rank == 0 && !(d = start_http(&s, &a, &w, &en, &run, &tok, &e))) rc = FW_ERR;
     if (!fw_world_all_ok(&w, rc == FW_OK)) {
         fw_world_report(&w, "serve", rc ? e.msg : "another rank failed to start");
         rc = FW_ERR;
         goto out;
     }
     if (run.leader) {
-        rc = engine_loop(&s, &run, grace, &e);
+        rc = engine_loop(&s, &run, a.grace, &e);
         if (rc) fw_world_abort(&w, "serve", e.msg);
         fw_runner_stop(&run);
-        /* Every request has ended; let their last bytes go out (bounded) before closing connections. */
-        for (int i = 0; i < 1000; i++) {
-            pthread_mutex_lock(&s.mu);
-            int left = s.answering;
-            pthread_mutex_unlock(&s.mu);
-            if (!left) break;
-            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        }
+        drain(&s);
         fw_http_stop(d); /* joins the connection threads */
         d = NULL;
         fprintf(stderr, "furrow serve: stopped; %llu tokens generated\n", (unsigned long long)s.generated_tokens);
