@@ -3,7 +3,8 @@
 # equal generate --prompt-tokens; the same output with a KV cache too small for
 # all requests (preemption), on tp 2 and on pp 2; kill -9 at random moments,
 # then a rerun, several times: the final output equals an uninterrupted run's,
-# one complete line per id; bad input lines are refused without losing work.
+# one complete line per id; bad input lines are refused without losing work;
+# a second job on the same output is refused.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
 fail=0
@@ -128,13 +129,41 @@ run --input noid.jsonl --output keep.jsonl 2> err.txt && bad "a line without id 
 printf '{"id": 1, "prompt_tokens": [1]}\n{"id": 1, "prompt_tokens": [2]}\n' > dup.jsonl
 run --input dup.jsonl --output keep.jsonl 2> err.txt && bad "a repeated id was accepted" || ok "a repeated id is refused"
 cmp -s keep.jsonl ref.jsonl && ok "refused input leaves the output as it was" || bad "the output changed"
-printf '{"id": "neg", "prompt_tokens": [1], "max_tokens": -3}\n{"id": "t", "prompt_tokens": [1], "temperature": "hot"}\n' > vals.jsonl
+printf '{"id": "neg", "prompt_tokens": [1], "max_tokens": -3}\n{"id": "t", "prompt_tokens": [1], "temperature": "hot"}\n{"id": "s", "prompt_tokens": [1], "stop_token_ids": [4294967297]}\n' > vals.jsonl
 run --input vals.jsonl --output vals.out 2>/dev/null
 python3 - vals.out <<'EOF' || fail=1
 import json, sys
 d = {str(x["id"]): x for x in map(json.loads, open(sys.argv[1]))}
 assert d["neg"]["error"]["code"] == 422 and d["t"]["error"]["code"] == 400, d
-print("ok: invalid values get error lines (422 range, 400 type)")
+assert d["s"]["error"]["code"] == 422 and "outside the vocabulary" in d["s"]["error"]["message"], d
+print("ok: invalid values get error lines (422 range, 400 type, stop ids outside the vocabulary)")
 EOF
+
+# An input that is no file of requests is refused; an empty one is no work.
+mkdir -p adir
+run --input adir --output dir.out 2> err.txt && bad "a directory as --input was accepted" ||
+  { grep -q "adir: a directory" err.txt && ok "a directory as --input is refused" || bad "$(cat err.txt)"; }
+: > empty.jsonl
+run --input empty.jsonl --output empty.out 2> err.txt && [ ! -s empty.out ] && ok "an empty input is no work" ||
+  bad "empty input: $(cat err.txt)"
+
+# Two jobs on one output: the second refuses to start while the first runs.
+python3 -c 'import json
+for i in range(40): print(json.dumps({"id": i, "prompt_tokens": [1, 2, 3], "max_tokens": 60, "ignore_eos": True}))' > long.jsonl
+"$FURROW_BIN" generate --model model --max-context 64 --max-batch 1 --input long.jsonl --output shared.jsonl \
+  2>/dev/null &
+pid=$!
+i=0
+while [ ! -e shared.jsonl ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+run --input long.jsonl --output shared.jsonl 2> err.txt
+rc=$?
+if kill -0 $pid 2>/dev/null; then
+  [ $rc -eq 1 ] && grep -q "another batch job is writing it" err.txt && ok "a second job on the same output is refused" ||
+    bad "a second job on the same output: exit $rc, $(cat err.txt)"
+else
+  echo "info: the first job ended before the second started; the lock was not exercised"
+fi
+kill $pid 2>/dev/null
+wait $pid 2>/dev/null
 echo "info: $(($(date +%s) - t0)) s"
 exit $fail

@@ -58,6 +58,9 @@ usage "--cuda-graphs: expected on or off" --cuda-graphs maybe
 usage "--cuda-streams: 3 is out of range" --cuda-streams 3
 usage "--collective-timeout: 0 is not a positive number" --collective-timeout 0
 usage "--kernels: expected 'fast' or 'ref'" --kernels slow
+usage "--temperature: 'nan' is not a finite number" --temperature nan
+usage "--top-p: 'inf' is not a finite number" --top-p inf
+usage "--top-p must be in (0, 1]" --top-p 0
 got_ref=$("$FURROW_BIN" generate --model "$model" --prompt "$text" --max-tokens 8 --ignore-eos --kernels ref 2>/dev/null)
 [ -n "$got_ref" ] && echo "ok: --kernels ref generates" || { echo "FAIL: --kernels ref gave nothing"; fail=1; }
 exit $fail

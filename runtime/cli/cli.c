@@ -5,6 +5,7 @@
 #include "runtime/engine/sched.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,7 @@ int fw_cli_parse_double(const char *text, const char *flag, double *out, fw_err 
     errno = 0;
     double v = strtod(text, &end);
     if (errno || end == text || *end) return fw_errf(e, "%s: '%s' is not a number", flag, text);
+    if (!isfinite(v)) return fw_errf(e, "%s: '%s' is not a finite number", flag, text);
     *out = v;
     return FW_OK;
 }

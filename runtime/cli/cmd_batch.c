@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,28 @@ static void idset_free(idset *s) {
     free(s->k);
 }
 
+/* The requests come from a regular file (not a directory, a FIFO or a device). */
+static int check_input(const char *path, fw_err *e) {
+    struct stat st;
+    if (stat(path, &st)) return fw_errf(e, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fw_errf(e, "%s: %s, not a file of requests", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    return FW_OK;
+}
+
+/* Opens the output for appending and takes it for this job alone: a second job
+ * on the same file would write every id twice. Where the file system has no
+ * locks, the job goes on without one. */
+static int own_output(const char *path, int *fd, fw_err *e) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return fw_errf(e, "%s: not a regular file", path);
+    if ((*fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644)) < 0) return fw_errf(e, "%s: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return FW_OK;
+    if (errno == EWOULDBLOCK) return fw_errf(e, "%s: another batch job is writing it", path);
+    fprintf(stderr, "furrow generate: %s: no lock (%s); make sure no other job writes it\n", path, strerror(errno));
+    return FW_OK;
+}
+
 /* Reads the output of an earlier run: the ids it completed; cuts a torn tail. */
 static int resume(const char *path, idset *done, fw_err *e) {
     FILE *f = fopen(path, "r+");
@@ -85,7 +108,7 @@ static int resume(const char *path, idset *done, fw_err *e) {
     if (rc == FW_OK && ftell(f) != good && ftruncate(fileno(f), good))
         rc = fw_errf(e, "%s: cannot cut the torn last line: %s", path, strerror(errno));
     fclose(f);
-    qsort(done->k, done->n, sizeof *done->k, cmp_str);
+    if (done->n) qsort(done->k, done->n, sizeof *done->k, cmp_str);
     return rc;
 }
 
@@ -141,7 +164,7 @@ static int read_input(const char *path, const idset *done, input *in, size_t *n_
     free(line);
     fclose(f);
     if (rc == FW_OK) { /* the same id twice would give two result lines */
-        qsort(seen.k, seen.n, sizeof *seen.k, cmp_str);
+        if (seen.n) qsort(seen.k, seen.n, sizeof *seen.k, cmp_str);
         for (size_t i = 1; i < seen.n && rc == FW_OK; i++)
             if (!strcmp(seen.k[i], seen.k[i - 1])) rc = fw_errf(e, "%s: the id %s appears twice", path, seen.k[i]);
     }
@@ -270,7 +293,10 @@ int fw_cmd_generate_batch(int argc, char **argv) {
         case 'm': eo.model_dir = optarg; break;
         case 'i': in_path = optarg; break;
         case 'o': out_path = optarg; break;
-        case 'p': bad = fw_cli_parse_double(optarg, "--progress", &every, &e) != 0; break;
+        case 'p':
+            bad = fw_cli_parse_double(optarg, "--progress", &every, &e) != 0 ||
+                  (!(every > 0) && fw_errf(&e, "--progress must be a positive number of seconds"));
+            break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -299,9 +325,8 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     fw_tokenizer *tok = NULL;
     int rc = FW_OK;
     if (w.rank == 0) {
-        rc = resume(out_path, &done, &e) || read_input(in_path, &done, &in, &b.n_done, &e);
-        if (rc == FW_OK && (b.fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0644)) < 0)
-            rc = fw_errf(&e, "%s: %s", out_path, strerror(errno));
+        rc = check_input(in_path, &e) || own_output(out_path, &b.fd, &e) || resume(out_path, &done, &e) ||
+             read_input(in_path, &done, &in, &b.n_done, &e);
         b.n_total = b.n_done + in.n;
         fw_err te;
         if (rc == FW_OK && fw_prompt_tokenizer(&tok, eo.model_dir, &te)) tok = NULL; /* token ids still work */

@@ -125,10 +125,10 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         case 'c': a->chat = optarg; break;
         case 'n': bad = fw_cli_parse_int(optarg, "--max-tokens", 0, 1 << 30, &a->max_tokens, &e); break;
         case 'T': bad = fw_cli_parse_double(optarg, "--temperature", &a->temperature, &e) ||
-                        (a->temperature < 0 && fw_errf(&e, "--temperature must be >= 0"));
+                        (!(a->temperature >= 0) && fw_errf(&e, "--temperature must be >= 0"));
                   break;
         case 'P': bad = fw_cli_parse_double(optarg, "--top-p", &a->top_p, &e) ||
-                        ((a->top_p <= 0 || a->top_p > 1) && fw_errf(&e, "--top-p must be in (0, 1]"));
+                        (!(a->top_p > 0 && a->top_p <= 1) && fw_errf(&e, "--top-p must be in (0, 1]"));
                   break;
         case 's': bad = fw_cli_parse_int(optarg, "--seed", 0, INT64_MAX, &a->seed, &e); break;
         case 'i': a->ignore_eos = true; break;

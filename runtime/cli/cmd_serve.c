@@ -182,7 +182,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &a->max_body, &e) != 0; break;
         case 't': bad = fw_cli_parse_int(optarg, "--http-timeout", 1, 3600, &a->timeout, &e) != 0; break;
         case 'c': bad = fw_cli_parse_int(optarg, "--max-connections", 1, 65536, &a->max_conns, &e) != 0; break;
-        case 'g': bad = fw_cli_parse_double(optarg, "--shutdown-grace", &a->grace, &e) != 0; break;
+        case 'g':
+            bad = fw_cli_parse_double(optarg, "--shutdown-grace", &a->grace, &e) != 0 ||
+                  (!(a->grace >= 0) && fw_errf(&e, "--shutdown-grace must be >= 0 seconds"));
+            break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {

@@ -68,7 +68,7 @@ static int sampling(fw_job *j, const json_t *b, int *status, fw_err *e) {
     return FW_OK;
 }
 
-static int stops(fw_job *j, const json_t *b, int *status, fw_err *e) {
+static int stops(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
     const json_t *v = json_object_get(b, "stop");
     if (v && !json_is_null(v)) {
         const json_t *one[1] = {v};
@@ -94,7 +94,11 @@ static int stops(fw_job *j, const json_t *b, int *status, fw_err *e) {
         const json_t *x;
         json_array_foreach(v, i, x) {
             if (!json_is_integer(x)) return REFUSE(400, "'stop_token_ids' must be an array of integers");
-            j->req.stop_ids[j->req.n_stop_ids++] = (int32_t)json_integer_value(x);
+            json_int_t id = json_integer_value(x);
+            if (id < 0 || id >= c->vocab)
+                return REFUSE(422, "'stop_token_ids': %lld is outside the vocabulary [0, %lld)", (long long)id,
+                              (long long)c->vocab);
+            j->req.stop_ids[j->req.n_stop_ids++] = (int32_t)id;
         }
     }
     return FW_OK;
@@ -194,7 +198,7 @@ int fw_job_parse(fw_job *j, const json_t *b, fw_job_kind kind, const fw_job_ctx 
             return REFUSE(404, "the model '%s' does not exist; this server has '%s'", json_string_value(model),
                           c->model_name);
     }
-    if (get_bool(b, "stream", &j->stream, status, e) || sampling(j, b, status, e) || stops(j, b, status, e) ||
+    if (get_bool(b, "stream", &j->stream, status, e) || sampling(j, b, status, e) || stops(j, b, c, status, e) ||
         prompt(j, b, c, status, e))
         return FW_ERR;
     int64_t max_tokens = kind == FW_JOB_CHAT ? c->max_context - j->req.n_prompt : 16;
