@@ -5,7 +5,7 @@
 # one at a time, 1000 hostile requests (and rank 0's memory before and after),
 # slow clients, clients that leave mid-stream; SIGTERM stops every rank cleanly.
 # A second server (one rank, a queue of 2) answers 503 when full and cancels a
-# stream in flight on SIGTERM.
+# stream in flight on SIGTERM. An unwritable --port-file is an error.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
 fail=0
@@ -89,4 +89,10 @@ wait $curl_job
 [ $rc -eq 0 ] && tail -c 14 long.txt | cmp -s - done.txt && grep -q '"finish_reason":"cancelled"' long.txt &&
   ok "SIGTERM with a stream in flight: it ends as cancelled, then [DONE]; exit 0" ||
   { bad "SIGTERM during a stream: exit $rc, $(tail -c 300 long.txt)"; cat serve1.log; }
+
+# A port file that cannot be written ends the server with a message (scripts wait for it).
+timeout 120 "$FURROW_BIN" serve --model model --port 0 --port-file no/such/dir/port > noport.log 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q -- "--port-file no/such/dir/port: No such file or directory" noport.log &&
+  ok "an unwritable --port-file: exit 1 with a message" || bad "unwritable --port-file: exit $rc, $(cat noport.log)"
 exit $fail

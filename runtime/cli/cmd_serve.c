@@ -3,6 +3,7 @@
  * cancel requests whose clients left, step); the other ranks follow its step
  * plans. SIGTERM (or SIGINT): new requests get 503, those in flight may finish
  * for --shutdown-grace seconds, the rest are cancelled, then every rank stops. */
+#include <errno.h>
 #include <getopt.h>
 #include <microhttpd.h>
 #include <signal.h>
@@ -220,8 +221,17 @@ static struct MHD_Daemon *start_http(fw_serve *s, const serve_args *a, const fw_
     int bound = 0;
     struct MHD_Daemon *d = fw_http_start(s, a->host, (int)a->port, (int)a->timeout, (int)a->max_conns, &bound, e);
     if (!d) return NULL;
-    FILE *pf = a->port_file ? fopen(a->port_file, "w") : NULL;
-    if (pf) fprintf(pf, "%d\n", bound), fclose(pf);
+    if (a->port_file) { /* scripts wait for it: a port file that cannot be written is an error */
+        errno = 0;
+        FILE *pf = fopen(a->port_file, "w");
+        bool ok = pf && fprintf(pf, "%d\n", bound) > 0;
+        if (pf && fclose(pf)) ok = false;
+        if (!ok) {
+            fw_errf(e, "--port-file %s: %s", a->port_file, strerror(errno ? errno : EIO));
+            fw_http_stop(d);
+            return NULL;
+        }
+    }
     fprintf(stderr, "furrow serve: '%s' on http://%s:%d; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
             s->model_name, a->host, bound, w->size, en->layout.tp, en->layout.pp, (long long)run->pool.n_blocks,
             (long long)run->pool.block_size, (int)getpid());
