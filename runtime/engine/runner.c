@@ -8,7 +8,7 @@
 
 void fw_runner_defaults(fw_sched_opts *o) {
     memset(o, 0, sizeof *o);
-    o->block_size = 0; /* FW_KV_BLOCK_SIZE, or on a device FW_KV_DEVICE_BLOCK_SIZE */
+    o->block_size = 0; /* the backend's kv_block */
     o->max_batch = 32;
     o->max_queue = 256;
     o->token_budget = 512;
