@@ -22,6 +22,13 @@
 /* Bound for int64 dimensions, so that products of two of them stay far from
  * overflow downstream (vocab x hidden of real models is ~1e9). */
 #define DIM64_MAX ((int64_t)1 << 32)
+/* Counts far above any model of the family (DeepSeek-V3: 61 layers, 128 heads,
+ * 256 experts; Kimi-K2: 384 experts), so that an absurd config is refused by
+ * name before anything is sized from it rather than exhausting memory. */
+#define LAYERS_MAX 4096
+#define HEADS_MAX 4096
+#define EXPERTS_MAX 65536
+#define HEAD_DIM_MAX 65536
 
 typedef struct cfg_ctx {
     const char *src;    /* the file, for messages */
@@ -183,14 +190,14 @@ static int parse_kind(cfg_ctx *x, json_t *root) {
 static int parse_attention(cfg_ctx *x, json_t *root, fw_config *c) {
     if (get_i64(x, root, "", "vocab_size", true, 0, 1, DIM64_MAX, &c->vocab_size) ||
         get_i64(x, root, "", "hidden_size", true, 0, 1, DIM64_MAX, &c->hidden_size) ||
-        get_int(x, root, "", "num_hidden_layers", true, 0, 1, INT_MAX, &c->num_hidden_layers) ||
-        get_int(x, root, "", "num_attention_heads", true, 0, 1, INT_MAX, &c->num_attention_heads) ||
-        get_int(x, root, "", "num_key_value_heads", false, c->num_attention_heads, 1, INT_MAX,
+        get_int(x, root, "", "num_hidden_layers", true, 0, 1, LAYERS_MAX, &c->num_hidden_layers) ||
+        get_int(x, root, "", "num_attention_heads", true, 0, 1, HEADS_MAX, &c->num_attention_heads) ||
+        get_int(x, root, "", "num_key_value_heads", false, c->num_attention_heads, 1, HEADS_MAX,
                 &c->num_key_value_heads) ||
-        get_int(x, root, "", "kv_lora_rank", true, 0, 1, INT_MAX, &c->kv_lora_rank) ||
-        get_int(x, root, "", "qk_nope_head_dim", true, 0, 1, INT_MAX, &c->qk_nope_head_dim) ||
-        get_int(x, root, "", "qk_rope_head_dim", true, 0, 1, INT_MAX, &c->qk_rope_head_dim) ||
-        get_int(x, root, "", "v_head_dim", true, 0, 1, INT_MAX, &c->v_head_dim) ||
+        get_int(x, root, "", "kv_lora_rank", true, 0, 1, HEAD_DIM_MAX, &c->kv_lora_rank) ||
+        get_int(x, root, "", "qk_nope_head_dim", true, 0, 1, HEAD_DIM_MAX, &c->qk_nope_head_dim) ||
+        get_int(x, root, "", "qk_rope_head_dim", true, 0, 1, HEAD_DIM_MAX, &c->qk_rope_head_dim) ||
+        get_int(x, root, "", "v_head_dim", true, 0, 1, HEAD_DIM_MAX, &c->v_head_dim) ||
         get_i64(x, root, "", "max_position_embeddings", true, 0, 1, DIM64_MAX, &c->max_position_embeddings) ||
         get_f64(x, root, "", "rms_norm_eps", false, 1e-6, &c->rms_norm_eps))
         return FW_ERR;
@@ -207,16 +214,16 @@ static int parse_attention(cfg_ctx *x, json_t *root, fw_config *c) {
     /* q_lora_rank: null (or 0) means a plain q_proj, as in DeepSeek-V2-Lite; the
      * key itself must be there so a typo does not silently change the layout. */
     if (!json_object_get(root, "q_lora_rank")) return err_missing(x, "", "q_lora_rank");
-    return get_int(x, root, "", "q_lora_rank", false, 0, 0, INT_MAX, &c->q_lora_rank);
+    return get_int(x, root, "", "q_lora_rank", false, 0, 0, HEAD_DIM_MAX, &c->q_lora_rank);
 }
 
 static int parse_moe(cfg_ctx *x, json_t *root, fw_config *c) {
     /* n_routed_experts null (DeepSeek-V2 config class default) = dense model. */
     if (!json_object_get(root, "n_routed_experts")) return err_missing(x, "", "n_routed_experts");
-    if (get_int(x, root, "", "n_routed_experts", false, 0, 0, INT_MAX, &c->n_routed_experts) ||
+    if (get_int(x, root, "", "n_routed_experts", false, 0, 0, EXPERTS_MAX, &c->n_routed_experts) ||
         get_int(x, root, "", "first_k_dense_replace", false, 0, 0, c->num_hidden_layers,
                 &c->first_k_dense_replace) ||
-        get_int(x, root, "", "moe_layer_freq", false, 1, 1, INT_MAX, &c->moe_layer_freq) ||
+        get_int(x, root, "", "moe_layer_freq", false, 1, 1, LAYERS_MAX, &c->moe_layer_freq) ||
         get_bool(x, root, "", "norm_topk_prob", true, &c->norm_topk_prob))
         return FW_ERR;
 
@@ -227,7 +234,7 @@ static int parse_moe(cfg_ctx *x, json_t *root, fw_config *c) {
         return FW_OK;
     }
     if (get_i64(x, root, "", "moe_intermediate_size", true, 0, 1, DIM64_MAX, &c->moe_intermediate_size) ||
-        get_int(x, root, "", "n_shared_experts", false, 1, 0, INT_MAX, &c->n_shared_experts) ||
+        get_int(x, root, "", "n_shared_experts", false, 1, 0, EXPERTS_MAX, &c->n_shared_experts) ||
         get_int(x, root, "", "num_experts_per_tok", true, 0, 1, E, &c->num_experts_per_tok) ||
         get_int(x, root, "", "n_group", true, 0, 1, E, &c->n_group) ||
         get_int(x, root, "", "topk_group", true, 0, 1, c->n_group, &c->topk_group) ||
@@ -387,7 +394,7 @@ static int parse_root(cfg_ctx *x, json_t *root, fw_config *c) {
     bool dense = config_has_dense_layer(c);
     if (get_i64(x, root, "", "intermediate_size", dense, 0, 1, DIM64_MAX, &c->intermediate_size))
         return FW_ERR;
-    if (get_int(x, root, "", "num_nextn_predict_layers", false, 0, 0, INT_MAX, &c->num_nextn_predict_layers) ||
+    if (get_int(x, root, "", "num_nextn_predict_layers", false, 0, 0, LAYERS_MAX, &c->num_nextn_predict_layers) ||
         get_bool(x, root, "", "tie_word_embeddings", false, &c->tie_word_embeddings) ||
         parse_token_id(x, root, "bos_token_id", 0, c->vocab_size, &c->bos_token_id) ||
         parse_token_id(x, root, "eos_token_id", 1, c->vocab_size, &c->eos_token_id))

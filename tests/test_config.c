@@ -225,6 +225,15 @@ static void check_refusals(void) {
                       "num_hidden_layers", NULL);
     expect_error_edit("huge layers", "\"num_hidden_layers\": 61", "\"num_hidden_layers\": 1e300",
                       "num_hidden_layers", NULL);
+    /* Absurd counts are refused by name before anything is sized from them. */
+    expect_error_edit("INT_MAX layers", "\"num_hidden_layers\": 61", "\"num_hidden_layers\": 2147483647",
+                      "num_hidden_layers", "4096");
+    expect_error_edit("1e9 experts", "\"n_routed_experts\": 256", "\"n_routed_experts\": 1000000000",
+                      "n_routed_experts", "65536");
+    expect_error_edit("INT_MAX MTP layers", "\"num_nextn_predict_layers\": 1",
+                      "\"num_nextn_predict_layers\": 2147483647", "num_nextn_predict_layers", NULL);
+    expect_error_edit("INT_MAX heads", "\"num_attention_heads\": 128", "\"num_attention_heads\": 2147483647",
+                      "num_attention_heads", NULL);
     expect_error_edit("first_k_dense > layers", "\"first_k_dense_replace\": 3", "\"first_k_dense_replace\": 62",
                       "first_k_dense_replace", NULL);
     expect_error_edit("odd rope dim", "\"qk_rope_head_dim\": 64", "\"qk_rope_head_dim\": 63", "qk_rope_head_dim",
