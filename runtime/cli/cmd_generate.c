@@ -184,21 +184,23 @@ static int check_prompts(const gen_run *g, int64_t vocab, fw_err *e) {
 }
 
 /* The runner's limits for these sequences: each prompt in one chunk, all of them
- * at once, and blocks for every sequence at full length (nothing is preempted). */
+ * at once; the blocks come with the backend (sched_blocks). */
 static void sched_limits(const gen_args *a, const gen_seq *seqs, int n, fw_sched_opts *so) {
     fw_runner_defaults(so);
-    int64_t longest = 0, blocks = 0;
-    const fw_backend *be = fw_engine_backend(a->eo.device);
-    const int64_t bs = be ? be->kv_block : 16;
-    for (int i = 0; i < n; i++) {
+    int64_t longest = 0;
+    for (int i = 0; i < n; i++)
         if (seqs[i].n_ids > longest) longest = seqs[i].n_ids;
-        blocks += (seqs[i].n_ids + a->max_tokens + bs - 1) / bs;
-    }
     so->max_batch = n;
     so->max_queue = n;
     so->max_context = longest + (a->max_tokens > 0 ? a->max_tokens : 1);
     so->token_budget = longest > n ? longest : n;
-    so->block_size = bs;
+}
+
+/* Blocks of the backend's size for every sequence at full length: nothing is preempted. */
+static void sched_blocks(const gen_args *a, const gen_seq *seqs, int n, int64_t block, fw_sched_opts *so) {
+    int64_t blocks = 0;
+    for (int i = 0; i < n; i++) blocks += (seqs[i].n_ids + a->max_tokens + block - 1) / block;
+    so->block_size = block;
     so->n_blocks = blocks > 0 ? blocks : 1;
 }
 
@@ -302,7 +304,10 @@ int fw_cmd_generate(int argc, char **argv) {
     memset(&run, 0, sizeof run);
     a.eo.context = so.token_budget;
     int ok = fw_engine_init(&en, &w, &a.eo, &e);
-    if (ok == FW_OK) ok = fw_runner_init(&run, &en, &so, &e);
+    if (ok == FW_OK) {
+        sched_blocks(&a, g.seqs, g.n, en.be->kv_block, &so);
+        ok = fw_runner_init(&run, &en, &so, &e);
+    }
     if (!fw_world_all_ok(&w, ok == FW_OK)) {
         fw_world_report(&w, "generate", ok ? e.msg : "another rank failed to start");
         goto done;

@@ -122,7 +122,7 @@ int fw_cmd_logits(int argc, char **argv) {
         fw_world_abort(&w, "logits", e.msg);
     }
     double t0 = fw_now();
-    if (fw_engine_forward(&en, ids, T, a.mode, T, true, logits, NULL, &e)) {
+    if (fw_engine_logits(&en, ids, T, a.mode, logits, &e)) {
         if (w.size > 1) fw_world_abort(&w, "logits", e.msg);
         fw_world_report(&w, "logits", e.msg);
         goto free_engine;

@@ -279,18 +279,10 @@ int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, cons
     return rc;
 }
 
-int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
-                      bool gather, float *logits, int32_t *next, fw_err *e) {
-    if (n_out < 1) n_out = 1;
+int fw_engine_logits(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits, fw_err *e) {
     fw_kv *kv = &en->kvs[0];
-    if (check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, n_out, e)) return FW_ERR;
-    if (gather && gather_logits(en, n_out, logits, e)) return FW_ERR;
-    if (next) {
-        maxloc best = {0, 0};
-        if (en->model->part.has_head) best = shard_max(en, en->shard + (n_out - 1) * en->model->part.vocab);
-        if (greedy_tokens(en, 1, &best, next, e)) return FW_ERR;
-    }
-    return FW_OK;
+    if (check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, T, e)) return FW_ERR;
+    return gather_logits(en, T, logits, e);
 }
 
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
@@ -320,6 +312,6 @@ int fw_engine_best_tokens(fw_engine *en, int n, fw_engine_best *best, int32_t *n
 int fw_engine_rows_logits(fw_engine *en, int n, float *logits, fw_err *e) { return gather_logits(en, n, logits, e); }
 
 int fw_engine_bench_steps(fw_engine *en, const fw_bench_steps *req, bool print, fw_err *e) {
-    if (!en->be->bench_steps) return fw_errf(e, "--steps: the %s backend has no step benchmark", en->be->name);
+    if (!en->be->bench_steps) return fw_errf(e, "the %s backend has no step benchmark", en->be->name);
     return en->be->bench_steps(en->st, req, print, e);
 }

@@ -36,7 +36,7 @@ typedef struct fw_engine {
     MPI_Comm replica;            /* the ranks of this data-parallel replica */
     int replica_rank, replica_size;
     int head_root;               /* replica rank of (last stage, tp 0) */
-    fw_kv *kvs;                  /* [n_seqs] caches; fw_engine_forward uses kvs[0] */
+    fw_kv *kvs;                  /* [n_seqs] caches; fw_engine_logits uses kvs[0] */
     int n_seqs;
     int64_t context;             /* positions a forward call takes at most */
     float *hidden;               /* (context, D) pipeline buffer */
@@ -53,12 +53,10 @@ typedef struct fw_engine {
 int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *e);
 void fw_engine_free(fw_engine *en);
 
-/* Runs T tokens (known on every rank) through all stages. With `gather` (the
- * same on every rank), replica rank 0 receives the logits of the last n_out
- * positions in logits (n_out, V); other ranks may pass NULL. With next != NULL
- * (on every rank) every rank receives the greedy token of the last position. */
-int fw_engine_forward(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, int64_t n_out,
-                      bool gather, float *logits, int32_t *next, fw_err *e);
+/* Runs T tokens (known on every rank) through all stages over the first cache;
+ * replica rank 0 receives the logits of every position in logits (T, V), other
+ * ranks may pass NULL (furrow logits). */
+int fw_engine_logits(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits, fw_err *e);
 
 /* Several sequences at once, greedy: sequence i runs ids[i] (T[i] tokens, known
  * on every rank) over its own cache, and every rank receives its next token in
@@ -98,12 +96,7 @@ int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, 
 /* The backend `--device NAME` names in this binary (NULL: the CPU), or NULL. */
 const fw_backend *fw_engine_backend(const char *device);
 
-/* The backend's step benchmark (furrow bench --steps); collective over the replica. */
+/* The backend's step benchmark (furrow bench); collective over the replica. */
 int fw_engine_bench_steps(fw_engine *en, const fw_bench_steps *req, bool print, fw_err *e);
-
-/* Starts new sequences (empties the caches). */
-static inline void fw_engine_reset(fw_engine *en) {
-    for (int i = 0; i < en->n_seqs; i++) en->kvs[i].len = 0;
-}
 
 #endif

@@ -15,7 +15,7 @@
 #include "runtime/dist/comm.h"
 #include "runtime/model/model.h"
 
-/* What `furrow bench --steps` measures: decode steps of `batch[i]` sequences at
+/* What a backend's step benchmark (furrow bench) measures: decode steps of `batch[i]` sequences at
  * `context[j]` cached positions, and a prefill of `prefill` tokens. */
 typedef struct fw_bench_steps {
     int n_batch, n_context;
@@ -71,7 +71,7 @@ typedef struct fw_backend {
      * shard), others their output to `hidden`. Advances each cache's length. */
     int (*forward)(void *st, int n, const fw_seq_step *q, const int32_t *ids, float *hidden, float *logits,
                    fw_err *e);
-    /* `furrow bench --steps` on this backend (collective over the replica; prints
+    /* The step benchmark that `furrow bench` runs on this backend (collective over the replica; prints
      * where `print`); NULL where the backend has none. */
     int (*bench_steps)(void *st, const fw_bench_steps *req, bool print, fw_err *e);
     /* A line describing where it runs (device, memory), for reports. */
