@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "io/ckpt_h5.h"
+#include "io/ckpt_sums.h"
 
 typedef struct ck_file {
     char *name;                 /* "layers-000-003.h5", relative to the directory */
@@ -22,6 +23,7 @@ typedef struct ck_entry {
     int file;
     bool have_info;             /* info is filled on first use */
     fw_tensor_info info;
+    uint64_t sum;               /* its checksum as the root records it */
 } ck_entry;
 
 struct fw_ckpt {
@@ -35,6 +37,8 @@ struct fw_ckpt {
     int64_t n, cap;
     fw_ckpt_gen_fn gen;         /* a generated checkpoint: tensors made on read */
     void *gen_user;
+    bool verify;                /* check each read's chunks against their checksums */
+    uint64_t bytes_verified;
 };
 
 /* Read-only opens without HDF5's file locks: a finished checkpoint has no
@@ -197,6 +201,38 @@ static int check_format(hid_t fid, const char *path, fw_err *e) {
     return FW_OK;
 }
 
+static int dup_check(const fw_ckpt *ck, fw_err *e) {
+    for (int64_t i = 1; i < ck->n; i++)
+        if (!strcmp(ck->t[i - 1].name, ck->t[i].name))
+            return fw_errf(e, "%s: tensor '%s' is linked twice", ck->root, ck->t[i].name);
+    return FW_OK;
+}
+
+/* The root's record of every tensor's checksum, and the manifest checksum that
+ * covers it with the config and the links: an edited config, a relinked tensor
+ * or an edited record is refused here. */
+static int check_manifest(fw_ckpt *ck, hid_t fid, const char *json, fw_err *e) {
+    uint64_t *sums = malloc((size_t)(ck->n > 0 ? ck->n : 1) * sizeof *sums);
+    fw_manifest_entry *m = malloc((size_t)(ck->n > 0 ? ck->n : 1) * sizeof *m);
+    uint64_t want;
+    int rc = FW_OK;
+    if (!sums || !m) rc = fw_errf(e, "%s: out of memory", ck->root);
+    else if (fw_h5_get_u64_array(fid, "tensor_checksums", sums, ck->n) != 0 ||
+             fw_h5_get_u64(fid, "manifest_checksum", &want) != 0)
+        rc = fw_errf(e, "%s: attribute 'tensor_checksums' (%lld values) or 'manifest_checksum' is missing or "
+                        "malformed", ck->root, (long long)ck->n);
+    for (int64_t i = 0; rc == FW_OK && i < ck->n; i++) {
+        ck->t[i].sum = sums[i];
+        m[i] = (fw_manifest_entry){ck->t[i].name, ck->files[ck->t[i].file].name, ck->t[i].obj, sums[i]};
+    }
+    if (rc == FW_OK && fw_manifest_checksum(json, m, ck->n) != want)
+        rc = fw_errf(e, "%s: its config or tensor table was changed after conversion (manifest checksum "
+                        "mismatch): re-convert the checkpoint", ck->root);
+    free(sums);
+    free(m);
+    return rc;
+}
+
 static int read_root(fw_ckpt *ck, fw_err *e) {
     hid_t fid = open_ro(ck->root);
     if (fid < 0) return fw_h5_errf(e, "%s: cannot open", ck->root);
@@ -209,7 +245,6 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
         snprintf(src, sizeof src, "%s (config_json)", ck->root);
         rc = fw_config_parse(&ck->cfg, json, src, e);
     }
-    free(json);
     if (rc == FW_OK && fw_h5_get_u64(fid, "checkpoint_id", &ck->id) != 0)
         rc = fw_errf(e, "%s: attribute 'checkpoint_id' is missing", ck->root);
     if (rc == FW_OK) {
@@ -221,6 +256,12 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
     if (rc == FW_OK && fw_h5_get_i64(fid, "tensor_count", &count) == 0 && count != ck->n)
         rc = fw_errf(e, "%s: links to %lld tensors, but its tensor_count says %lld", ck->root,
                      (long long)ck->n, (long long)count);
+    if (rc == FW_OK) {
+        qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
+        rc = dup_check(ck, e);
+    }
+    if (rc == FW_OK) rc = check_manifest(ck, fid, json, e);
+    free(json);
     H5Fclose(fid);
     return rc;
 }
@@ -245,17 +286,11 @@ int fw_ckpt_open_dir(fw_ckpt **out, const char *dir, fw_err *e) {
         fw_ckpt_close(ck);
         return rc;
     }
+    ck->verify = true;
     if (read_root(ck, e) != FW_OK) {
         fw_ckpt_close(ck);
         return FW_ERR;
     }
-    qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
-    for (int64_t i = 1; i < ck->n; i++)
-        if (!strcmp(ck->t[i - 1].name, ck->t[i].name)) {
-            int rc = fw_errf(e, "%s: tensor '%s' is linked twice", ck->root, ck->t[i].name);
-            fw_ckpt_close(ck);
-            return rc;
-        }
     *out = ck;
     return FW_OK;
 }
@@ -307,6 +342,10 @@ void fw_ckpt_close(fw_ckpt *ck) {
 }
 
 const fw_config *fw_ckpt_config(const fw_ckpt *ck) { return &ck->cfg; }
+
+void fw_ckpt_set_verify(fw_ckpt *ck, bool on) { ck->verify = on && !ck->gen; }
+
+uint64_t fw_ckpt_bytes_verified(const fw_ckpt *ck) { return ck->bytes_verified; }
 
 const char *fw_ckpt_source(const fw_ckpt *ck) { return ck->source ? ck->source : ""; }
 
@@ -416,6 +455,60 @@ static int read_slab(const fw_ckpt *ck, const ck_entry *t, hid_t d, const hsize_
     return rc;
 }
 
+/* The dataset's own checksum attribute must be the one the root records: a data
+ * file of another conversion, its checkpoint_id patched, is caught here. */
+static int check_identity(const fw_ckpt *ck, const ck_entry *t, hid_t d, fw_err *e) {
+    uint64_t got;
+    const char *path = ck->files[t->file].path;
+    if (fw_h5_get_u64(d, "checksum", &got) != 0)
+        return fw_errf(e, "%s: tensor '%s' has no 'checksum' attribute", path, t->name);
+    if (got != t->sum)
+        return fw_errf(e, "%s: tensor '%s' is not the one %s was written with (checksum %016llx, the root "
+                          "records %016llx): a data file of another conversion?", path, t->name, ck->root,
+                       (unsigned long long)got, (unsigned long long)t->sum);
+    return FW_OK;
+}
+
+/* The chunk shape of a chunked dataset and its chunk checksums (malloc'd);
+ * *sums = NULL for a contiguous (empty) one. */
+static int chunk_sums_of(const fw_ckpt *ck, const ck_entry *t, hid_t d, int64_t *chunk, uint64_t **sums,
+                         fw_err *e) {
+    const char *path = ck->files[t->file].path;
+    *sums = NULL;
+    hid_t dcpl = H5Dget_create_plist(d);
+    hsize_t c[8];
+    bool chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 8, c) == t->info.ndim;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (!chunked) return FW_OK;
+    for (int i = 0; i < t->info.ndim; i++) chunk[i] = (int64_t)c[i];
+    int64_t n = fw_chunk_count(t->info.ndim, t->info.shape, chunk);
+    if (!(*sums = malloc((size_t)(n > 0 ? n : 1) * sizeof **sums)))
+        return fw_errf(e, "%s: tensor '%s': out of memory", path, t->name);
+    if (fw_h5_get_u64_array(d, "chunk_checksums", *sums, n) != 0) {
+        free(*sums);
+        *sums = NULL;
+        return fw_errf(e, "%s: tensor '%s': attribute 'chunk_checksums' (%lld values) is missing or malformed",
+                       path, t->name, (long long)n);
+    }
+    return FW_OK;
+}
+
+static int corrupt(const fw_ckpt *ck, const ck_entry *t, const int64_t *chunk, int64_t k, fw_err *e) {
+    /* The chunk's first element, for the message: grid index -> coordinates. */
+    int nd = t->info.ndim;
+    int64_t at[8];
+    for (int i = nd - 1; i >= 0; i--) {
+        int64_t g = (t->info.shape[i] + chunk[i] - 1) / chunk[i];
+        at[i] = k % g * chunk[i];
+        k /= g;
+    }
+    char where[160];
+    format_shape(where, sizeof where, nd, at);
+    return fw_errf(e, "%s: tensor '%s' is corrupt: its chunk at %s does not match the checksum stored at "
+                      "conversion (the file was damaged since: restore or re-convert it)",
+                   ck->files[t->file].path, t->name, where);
+}
+
 int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
                  fw_err *e) {
     ck_entry *t = lookup(ck, name, e);
@@ -443,8 +536,20 @@ int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int6
     }
     hid_t d = open_dataset(ck, t, e);
     if (d < 0) return FW_ERR;
-    int rc = read_slab(ck, t, d, s, c, dst, e);
+    int64_t chunk[8], a[8], n[8];
+    uint64_t *sums = NULL;
+    int rc = check_identity(ck, t, d, e);
+    if (rc == FW_OK && ck->verify) rc = chunk_sums_of(ck, t, d, chunk, &sums, e);
+    if (rc == FW_OK) rc = read_slab(ck, t, d, s, c, dst, e);
     H5Dclose(d);
+    if (rc == FW_OK && sums) {
+        for (int i = 0; i < in->ndim; i++) a[i] = (int64_t)s[i], n[i] = (int64_t)c[i];
+        uint64_t checked;
+        int64_t bad = fw_chunk_check(dst, in->ndim, in->shape, chunk, fw_dtype_size(in->dtype), a, n, sums, &checked);
+        ck->bytes_verified += checked;
+        if (bad >= 0) rc = corrupt(ck, t, chunk, bad, e);
+    }
+    free(sums);
     return rc;
 }
 
@@ -466,22 +571,28 @@ static int verify_one(fw_ckpt *ck, ck_entry *t, void **buf, size_t *buf_size, XX
     if (d < 0) return FW_ERR;
     const char *path = ck->files[t->file].path;
     const fw_tensor_info *in = &t->info;
-    int rc = FW_OK;
-    uint64_t want;
-    if (fw_h5_get_u64(d, "checksum", &want) != 0) {
+    int64_t chunk[8];
+    uint64_t *sums = NULL;
+    int rc = check_identity(ck, t, d, e);
+    if (rc == FW_OK) rc = chunk_sums_of(ck, t, d, chunk, &sums, e);
+    if (rc != FW_OK) {
         H5Dclose(d);
-        return fw_errf(e, "%s: tensor '%s' has no 'checksum' attribute", path, t->name);
+        return rc;
     }
+    uint64_t want = t->sum;
     size_t row = fw_dtype_size(in->dtype);
     for (int i = 1; i < in->ndim; i++) row *= (size_t)in->shape[i];
     int64_t rows = in->shape[0];
-    int64_t block = row ? (int64_t)((64u << 20) / row) : rows;
-    if (block < 1) block = 1;
+    /* Bands of whole chunk rows (so every chunk is checked), about 64 MiB. */
+    int64_t unit = sums ? chunk[0] : 1;
+    int64_t block = row ? (int64_t)((64u << 20) / row) / unit * unit : rows;
+    if (block < unit) block = unit;
     if (block > rows) block = rows;
     size_t need = (size_t)block * row;
     if (need > *buf_size) {
         void *p = realloc(*buf, need);
         if (!p) {
+            free(sums);
             H5Dclose(d);
             return fw_errf(e, "%s: tensor '%s': out of memory (%zu bytes)", path, t->name, need);
         }
@@ -496,7 +607,16 @@ static int verify_one(fw_ckpt *ck, ck_entry *t, void **buf, size_t *buf_size, XX
         for (int i = 1; i < in->ndim; i++) c[i] = (hsize_t)in->shape[i];
         rc = read_slab(ck, t, d, s, c, *buf, e);
         if (rc == FW_OK) XXH3_64bits_update(st, *buf, (size_t)c[0] * row);
+        if (rc == FW_OK && sums) {
+            int64_t a[8] = {r}, n[8];
+            for (int i = 0; i < in->ndim; i++) n[i] = (int64_t)c[i];
+            uint64_t checked;
+            int64_t bad = fw_chunk_check(*buf, in->ndim, in->shape, chunk, fw_dtype_size(in->dtype), a, n, sums,
+                                         &checked);
+            if (bad >= 0) rc = corrupt(ck, t, chunk, bad, e);
+        }
     }
+    free(sums);
     H5Dclose(d);
     if (rc != FW_OK) return rc;
     uint64_t got = XXH3_64bits_digest(st);

@@ -13,7 +13,7 @@
 #include "io/dtype.h"
 #include "io/base/err.h"
 
-#define FW_CKPT_FORMAT_VERSION 1
+#define FW_CKPT_FORMAT_VERSION 2
 
 typedef struct fw_tensor_info {
     fw_dtype dtype;
@@ -41,6 +41,13 @@ int fw_ckpt_open_generated(fw_ckpt **out, const char *label, fw_config *cfg, con
 void fw_ckpt_close(fw_ckpt *ck);
 const fw_config *fw_ckpt_config(const fw_ckpt *ck);
 
+/* Reads check every whole chunk they cover against its stored checksum (on by
+ * default; a generated checkpoint has none). Every read also checks that the
+ * dataset is the one the root records (its checksum attribute). */
+void fw_ckpt_set_verify(fw_ckpt *ck, bool on);
+/* Bytes of chunks checked so far by reads. */
+uint64_t fw_ckpt_bytes_verified(const fw_ckpt *ck);
+
 /* Info about a tensor; FW_ERR naming the tensor and checkpoint if it is absent. */
 int fw_ckpt_info(const fw_ckpt *ck, const char *name, fw_tensor_info *info, fw_err *e);
 bool fw_ckpt_has(const fw_ckpt *ck, const char *name);
@@ -56,7 +63,8 @@ typedef int (*fw_ckpt_visit_fn)(void *user, const char *name, const fw_tensor_in
                                 const char *file);
 int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e);
 
-/* Recomputes every dataset's checksum and compares it with the stored one. */
+/* Recomputes every dataset's checksum and its chunks' and compares them with the
+ * stored ones (the root's record and the manifest were checked at open). */
 int fw_ckpt_verify(fw_ckpt *ck, fw_err *e);
 
 /* What the checkpoint was made from (the root's `source` attribute; "" if none). */

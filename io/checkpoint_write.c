@@ -16,6 +16,7 @@
 #include "io/base/fileutil.h"
 #include "io/checkpoint.h"
 #include "io/ckpt_h5.h"
+#include "io/ckpt_sums.h"
 #include "io/model_tensors.h"
 
 #define CHUNK_MAX_BYTES (64 << 20)   /* well under HDF5's 4 GB, big enough for one I/O */
@@ -35,6 +36,7 @@ typedef struct w_entry {
     fw_dtype dtype;
     int ndim;
     int64_t shape[8];
+    uint64_t checksum;          /* XXH3 of its bytes, recorded in the root too */
 } w_entry;
 
 struct fw_ckpt_writer {
@@ -248,7 +250,7 @@ static const char *quantization(const fw_ckpt_writer *w, fw_dtype dtype, char *b
 }
 
 static int record(fw_ckpt_writer *w, const char *name, int file, fw_dtype dtype, int ndim, const int64_t *shape,
-                  fw_err *e) {
+                  uint64_t checksum, fw_err *e) {
     if (w->n == w->cap) {
         int64_t cap = w->cap ? 2 * w->cap : 1024;
         w_entry *t = realloc(w->t, (size_t)cap * sizeof *t);
@@ -262,14 +264,26 @@ static int record(fw_ckpt_writer *w, const char *name, int file, fw_dtype dtype,
     t->file = file;
     t->dtype = dtype;
     t->ndim = ndim;
+    t->checksum = checksum;
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     w->n++;
     return FW_OK;
 }
 
 /* Creates, writes and labels one dataset. Any HDF5 failure poisons the writer. */
+/* The chunk checksums of a tensor about to be written with chunks `chunk`. */
+static uint64_t *chunk_sums(int ndim, const int64_t *shape, const hsize_t *chunk, size_t esize, const void *data,
+                            int64_t *n) {
+    int64_t c[8];
+    for (int i = 0; i < ndim; i++) c[i] = (int64_t)chunk[i];
+    *n = fw_chunk_count(ndim, shape, c);
+    uint64_t *sums = malloc((size_t)(*n > 0 ? *n : 1) * sizeof *sums);
+    if (sums) fw_chunk_sums(data, ndim, shape, c, esize, sums);
+    return sums;
+}
+
 static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtype dtype, int ndim,
-                         const int64_t *shape, uint64_t nbytes, const void *data, fw_err *e) {
+                         const int64_t *shape, uint64_t nbytes, const void *data, uint64_t checksum, fw_err *e) {
     char path[512], quant[48];
     fw_ckpt_name_to_path(name, path, sizeof path);
     hsize_t dims[8], chunk[8];
@@ -277,6 +291,12 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
     chunk_shape(w, name, ndim, shape, fw_dtype_size(dtype), chunk);
     int64_t head;
     fw_tp_role role = fw_model_tensor_role(&w->cfg, name, &head);
+    int64_t n_sums = 0;
+    uint64_t *sums = nbytes > 0 ? chunk_sums(ndim, shape, chunk, fw_dtype_size(dtype), data, &n_sums) : NULL;
+    if (nbytes > 0 && !sums) {
+        w->failed = true;
+        return fw_errf(e, "%s: tensor '%s': out of memory", f->path, name);
+    }
 
     hid_t type = fw_h5_type(dtype), space = H5Screate_simple(ndim, dims, NULL);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = H5I_INVALID_HID;
@@ -291,7 +311,8 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
     } else if (nbytes > 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
         rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
     } else if (fw_h5_put_str(d, "dtype", fw_dtype_name(dtype)) ||
-               fw_h5_put_u64(d, "checksum", XXH3_64bits(data, (size_t)nbytes)) ||
+               fw_h5_put_u64(d, "checksum", checksum) ||
+               (nbytes > 0 && fw_h5_put_u64_array(d, "chunk_checksums", sums, n_sums)) ||
                fw_h5_put_str(d, "role", fw_tp_role_name(role)) ||
                fw_h5_put_str(d, "quantization", quantization(w, dtype, quant, sizeof quant))) {
         rc = fw_h5_errf(e, "%s: tensor '%s': cannot write its attributes", f->path, name);
@@ -301,6 +322,7 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
     if (lcpl >= 0) H5Pclose(lcpl);
     if (space >= 0) H5Sclose(space);
     if (type >= 0) H5Tclose(type);
+    free(sums);
     if (rc != FW_OK) w->failed = true;
     return rc;
 }
@@ -340,8 +362,9 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
     /* H5Lexists may fail when a group on the way is missing: only "yes" counts. */
     if (H5Lexists(f->fid, path, H5P_DEFAULT) > 0)
         return fw_errf(e, "%s: tensor '%s' is written twice", f->path, name);
-    if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, e)) return FW_ERR;
-    if (record(w, name, fi, dtype, ndim, shape, e)) {
+    uint64_t checksum = XXH3_64bits(data, (size_t)nbytes);
+    if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, checksum, e)) return FW_ERR;
+    if (record(w, name, fi, dtype, ndim, shape, checksum, e)) {
         w->failed = true;   /* on disk but not in the index */
         return FW_ERR;
     }
@@ -419,6 +442,28 @@ static int sync_path(const char *path, fw_err *e) {
     return rc;
 }
 
+/* The root's tensor_checksums (name order: check_complete sorted w->t) and the
+ * manifest checksum over them, the config and the links. */
+static int put_manifest(fw_ckpt_writer *w, hid_t fid) {
+    uint64_t *sums = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *sums);
+    fw_manifest_entry *m = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *m);
+    char (*paths)[512] = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *paths);
+    int rc = -1;
+    if (sums && m && paths) {
+        for (int64_t i = 0; i < w->n; i++) {
+            fw_ckpt_name_to_path(w->t[i].name, paths[i], sizeof paths[i]);
+            sums[i] = w->t[i].checksum;
+            m[i] = (fw_manifest_entry){w->t[i].name, w->files[w->t[i].file].name, paths[i], sums[i]};
+        }
+        rc = fw_h5_put_u64_array(fid, "tensor_checksums", sums, w->n) ||
+             fw_h5_put_u64(fid, "manifest_checksum", fw_manifest_checksum(w->cfg.json, m, w->n));
+    }
+    free(sums);
+    free(m);
+    free(paths);
+    return rc;
+}
+
 static int write_root(fw_ckpt_writer *w, fw_err *e) {
     hid_t fid = H5Fcreate(w->root_tmp, H5F_ACC_TRUNC, H5P_DEFAULT, w->fapl);
     if (fid < 0) return fw_h5_errf(e, "%s: cannot create", w->root_tmp);
@@ -426,7 +471,8 @@ static int write_root(fw_ckpt_writer *w, fw_err *e) {
     if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
         fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) || fw_h5_put_u64(fid, "checkpoint_id", w->id) ||
         fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
-        fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n))
+        fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n) ||
+        put_manifest(w, fid))
         rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root_tmp);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (rc == FW_OK && (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0))

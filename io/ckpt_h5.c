@@ -85,6 +85,32 @@ int fw_h5_put_u64(hid_t obj, const char *name, uint64_t v) {
     return put_scalar(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
 }
 
+int fw_h5_put_u64_array(hid_t obj, const char *name, const uint64_t *v, int64_t n) {
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t s = n > 0 ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_NULL);
+    if (s < 0) return -1;
+    hid_t a = H5Acreate2(obj, name, H5T_STD_U64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a < 0 ? -1 : n > 0 && H5Awrite(a, H5T_NATIVE_UINT64, v) < 0 ? -1 : 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(s);
+    return rc;
+}
+
+int fw_h5_get_u64_array(hid_t obj, const char *name, uint64_t *v, int64_t n) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t s = H5Aget_space(a), t = H5Aget_type(a);
+    hssize_t got = s < 0 ? -1 : H5Sget_simple_extent_type(s) == H5S_NULL ? 0 : H5Sget_simple_extent_npoints(s);
+    int rc = got != n || t < 0 || H5Tget_class(t) != H5T_INTEGER ? -1
+             : n > 0 && H5Aread(a, H5T_NATIVE_UINT64, v) < 0  ? -1
+                                                               : 0;
+    if (t >= 0) H5Tclose(t);
+    if (s >= 0) H5Sclose(s);
+    H5Aclose(a);
+    return rc;
+}
+
 static int get_scalar(hid_t obj, const char *name, hid_t mtype, void *v) {
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);

@@ -33,6 +33,9 @@ int fw_h5_put_i64(hid_t obj, const char *name, int64_t v);
 int fw_h5_put_u64(hid_t obj, const char *name, uint64_t v);
 /* String attribute (fixed or variable length) as a malloc'd string; NULL if absent
  * or not a string. */
+/* A uint64 array attribute of n elements; get fails unless it has exactly n. */
+int fw_h5_put_u64_array(hid_t obj, const char *name, const uint64_t *v, int64_t n);
+int fw_h5_get_u64_array(hid_t obj, const char *name, uint64_t *v, int64_t n);
 char *fw_h5_get_str(hid_t obj, const char *name);
 int fw_h5_get_i64(hid_t obj, const char *name, int64_t *v);
 int fw_h5_get_u64(hid_t obj, const char *name, uint64_t *v);

@@ -1,6 +1,8 @@
 /* The checkpoint writer and reader: a tiny FP8 model written tensor by tensor,
- * read back whole and by hyperslabs, range errors, corruption caught by verify,
- * a wrong format_version, writer refusals, and synth's determinism. */
+ * read back whole and by hyperslabs, range errors, corruption caught by verify
+ * and by every read of the damaged chunk, an edited config, a relinked tensor
+ * and a foreign data file refused, a wrong format_version, writer refusals, and
+ * synth's determinism. */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -194,6 +196,113 @@ static void test_corruption(const char *dir) {
     CHECK(fw_ckpt_verify(ck, &e) == FW_ERR, "verify passed a corrupt tensor");
     CHECK(strstr(e.msg, "model.layers.1.self_attn.o_proj.weight") && strstr(e.msg, "layers-000-001.h5"),
           "message: %s", e.msg);
+    /* o_proj [256, 256] is chunked by head columns [256, 32]: a read of the first
+     * head fails, of the second passes, and with checks off the first passes. */
+    const char *o = "model.layers.1.self_attn.o_proj.weight";
+    static uint16_t buf[256 * 64];
+    int64_t s0[2] = {0, 0}, s1[2] = {0, 32}, c1[2] = {256, 32}, c2[2] = {256, 64};
+    CHECK(fw_ckpt_read(ck, o, s0, c1, buf, &e) == FW_ERR && strstr(e.msg, "corrupt") && strstr(e.msg, o) &&
+              strstr(e.msg, "[0, 0]"), "read of the damaged chunk: %s", e.msg);
+    CHECK(fw_ckpt_read(ck, o, s0, c2, buf, &e) == FW_ERR, "read over the damaged chunk passed");
+    uint64_t before = fw_ckpt_bytes_verified(ck);
+    CHECK(fw_ckpt_read(ck, o, s1, c1, buf, &e) == FW_OK, "read of a sound chunk: %s", e.msg);
+    fw_tensor_info in;
+    CHECK(fw_ckpt_info(ck, o, &in, &e) == FW_OK, "info: %s", e.msg);
+    CHECK(fw_ckpt_bytes_verified(ck) - before == 256 * 32 * fw_dtype_size(in.dtype), "bytes verified: %llu",
+          (unsigned long long)(fw_ckpt_bytes_verified(ck) - before));
+    int64_t s3[2] = {10, 0}, c3[2] = {5, 16};   /* inside a chunk: nothing to check against */
+    CHECK(fw_ckpt_read(ck, o, s3, c3, buf, &e) == FW_OK, "partial chunk: %s", e.msg);
+    fw_ckpt_set_verify(ck, false);
+    CHECK(fw_ckpt_read(ck, o, s0, c1, buf, &e) == FW_OK, "unchecked read: %s", e.msg);
+    fw_ckpt_close(ck);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    CHECK(in && out, "copy %s", from);
+    for (int ch; in && out && (ch = fgetc(in)) != EOF;) fputc(ch, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+}
+
+static void expect_open_error(const char *dir, const char *what, const char *needle) {
+    fw_err e;
+    fw_ckpt *ck = NULL;
+    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_ERR, "%s: opened", what);
+    CHECK(!ck && strstr(e.msg, needle) && strstr(e.msg, "furrow.h5"), "%s: %s", what, e.msg);
+    fw_ckpt_close(ck);
+}
+
+/* Tampering the manifest does not cover is refused at open: an edited config,
+ * a tensor linked to another one's data. Each on a fresh checkpoint. */
+static void test_tampering(const char *base, const fw_config *c) {
+    char dir[2100], root[2200];
+    fw_err e;
+    snprintf(dir, sizeof dir, "%s/tamper-config", base);
+    snprintf(root, sizeof root, "%s/furrow.h5", dir);
+    CHECK(write_all(dir, c, -1, &e) == FW_OK, "write: %s", e.msg);
+    hid_t f = H5Fopen(root, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(f, "config_json");
+    char *json = strdup(c->json), *eps = strstr(json, "rms_norm_eps");
+    CHECK(eps != NULL, "config has rms_norm_eps");
+    if (eps) eps[0] = 'R';   /* an unknown key: the config still parses */
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, strlen(json) + 1);
+    hid_t a = H5Acreate2(f, "config_json", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(H5Awrite(a, t, json) >= 0, "rewrite config_json");
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t), H5Fclose(f);
+    free(json);
+    expect_open_error(dir, "edited config", "manifest");
+
+    snprintf(dir, sizeof dir, "%s/tamper-link", base);
+    snprintf(root, sizeof root, "%s/furrow.h5", dir);
+    CHECK(write_all(dir, c, -1, &e) == FW_OK, "write: %s", e.msg);
+    f = H5Fopen(root, H5F_ACC_RDWR, H5P_DEFAULT);
+    const char *gate = "/model/layers/0/mlp/gate_proj/weight";
+    CHECK(H5Ldelete(f, gate, H5P_DEFAULT) >= 0 &&
+              H5Lcreate_external("layers-000-001.h5", "/model/layers/0/mlp/up_proj/weight", f, gate, H5P_DEFAULT,
+                                 H5P_DEFAULT) >= 0,
+          "relink gate_proj");
+    H5Fclose(f);
+    expect_open_error(dir, "relinked tensor", "manifest");
+}
+
+/* A data file of another conversion of the same model, its checkpoint_id
+ * patched to pass for this one's, is caught by the root's checksum record. */
+static void test_foreign_file(const char *base, const fw_config *c) {
+    char a[2100], b[2100], from[2200], to[2200];
+    fw_err e;
+    snprintf(a, sizeof a, "%s/foreign-a", base);
+    snprintf(b, sizeof b, "%s/foreign-b", base);
+    CHECK(write_all(a, c, -1, &e) == FW_OK, "write: %s", e.msg);
+    int64_t k = 0;
+    while (k < n_tensors && strcmp(tensors[k].name, "model.layers.0.mlp.up_proj.weight")) k++;
+    tensors[k].data[0] ^= 1;   /* b differs from a in one byte of one tensor */
+    CHECK(write_all(b, c, -1, &e) == FW_OK, "write: %s", e.msg);
+    tensors[k].data[0] ^= 1;
+    snprintf(from, sizeof from, "%s/layers-000-001.h5", b);
+    snprintf(to, sizeof to, "%s/layers-000-001.h5", a);
+    copy_file(from, to);
+    snprintf(from, sizeof from, "%s/furrow.h5", a);
+    hid_t f = H5Fopen(from, H5F_ACC_RDONLY, H5P_DEFAULT);
+    uint64_t id = 0;
+    hid_t at = H5Aopen(f, "checkpoint_id", H5P_DEFAULT);
+    H5Aread(at, H5T_NATIVE_UINT64, &id);
+    H5Aclose(at), H5Fclose(f);
+    f = H5Fopen(to, H5F_ACC_RDWR, H5P_DEFAULT);
+    at = H5Aopen(f, "checkpoint_id", H5P_DEFAULT);
+    CHECK(H5Awrite(at, H5T_NATIVE_UINT64, &id) >= 0, "patch checkpoint_id");
+    H5Aclose(at), H5Fclose(f);
+    fw_ckpt *ck = NULL;
+    CHECK(fw_ckpt_open(&ck, a, &e) == FW_OK, "open: %s", e.msg);
+    if (!ck) return;
+    static uint8_t buf[1 << 20];
+    /* The same tensor in both conversions reads; the one that differs does not. */
+    CHECK(fw_ckpt_read(ck, "model.layers.0.mlp.gate_proj.weight", NULL, NULL, buf, &e) == FW_OK, "read: %s", e.msg);
+    CHECK(fw_ckpt_read(ck, "model.layers.0.mlp.up_proj.weight", NULL, NULL, buf, &e) == FW_ERR &&
+              strstr(e.msg, "model.layers.0.mlp.up_proj.weight") && strstr(e.msg, "another conversion"),
+          "foreign tensor: %s", e.msg);
+    CHECK(fw_ckpt_verify(ck, &e) == FW_ERR && strstr(e.msg, "up_proj"), "verify of a foreign file: %s", e.msg);
     fw_ckpt_close(ck);
 }
 
@@ -202,15 +311,17 @@ static void test_version(const char *dir) {
     snprintf(root, sizeof root, "%s/furrow.h5", dir);
     hid_t f = H5Fopen(root, H5F_ACC_RDWR, H5P_DEFAULT);
     hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
-    int64_t v = 2;
+    int64_t v = FW_CKPT_FORMAT_VERSION + 1;
     CHECK(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0, "rewrite format_version");
     H5Aclose(a);
     H5Fclose(f);
     fw_err e;
     fw_ckpt *ck = NULL;
-    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_ERR, "opened a version-2 checkpoint");
-    CHECK(strstr(e.msg, "format_version 2") && strstr(e.msg, "format_version 1") && strstr(e.msg, "furrow.h5"),
-          "message: %s", e.msg);
+    char newer[64], ours[64];
+    snprintf(newer, sizeof newer, "format_version %d", FW_CKPT_FORMAT_VERSION + 1);
+    snprintf(ours, sizeof ours, "format_version %d", FW_CKPT_FORMAT_VERSION);
+    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_ERR, "opened a checkpoint of a newer version");
+    CHECK(strstr(e.msg, newer) && strstr(e.msg, ours) && strstr(e.msg, "furrow.h5"), "message: %s", e.msg);
     fw_ckpt_close(ck);
 }
 
@@ -330,6 +441,8 @@ int main(void) {
     test_roundtrip(dir);
     test_writer_refusals(base, &c);
     test_corruption(dir);
+    test_tampering(base, &c);
+    test_foreign_file(base, &c);
     test_version(dir);
     test_synth(base);
 

@@ -118,6 +118,7 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
         return 1;
     }
     case FW_OPT_VERBOSE: o->verbose = true; return 1;
+    case FW_OPT_NO_VERIFY: o->no_verify = true; return 1;
     case FW_OPT_DEVICE:
         if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))
             return fw_errf(e, "--device: '%s' is not one of cpu, cuda", arg), -1;

@@ -50,6 +50,7 @@ enum fw_cli_opt {
     FW_OPT_CUDA_GRAPHS,
     FW_OPT_CUDA_STREAMS,
     FW_OPT_COLLECTIVE_TIMEOUT,
+    FW_OPT_NO_VERIFY,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -67,7 +68,8 @@ enum fw_cli_opt {
     {"kernels", required_argument, 0, FW_OPT_KERNELS}, {"verbose", no_argument, 0, FW_OPT_VERBOSE}, \
     {"device", required_argument, 0, FW_OPT_DEVICE}, {"cuda-graphs", required_argument, 0, FW_OPT_CUDA_GRAPHS}, \
     {"cuda-streams", required_argument, 0, FW_OPT_CUDA_STREAMS},                                  \
-    {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT}
+    {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT},                      \
+    {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
@@ -82,6 +84,8 @@ enum fw_cli_opt {
     "                                      second stream; 1: one stream (profiling, debugging)\n" \
     "  --collective-timeout S              a GPU collective stuck S seconds fails the job\n"    \
     "                                      (default 300)\n"                                     \
+    "  --no-verify                         skip the checksums of the slices each rank reads (on by\n" \
+    "                                      default: a damaged checkpoint is refused by name)\n"  \
     "  --verbose                           report the bytes each rank reads\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */

@@ -225,6 +225,12 @@ static int lead(fw_runner *run, gen_run *g, const gen_args *a, double *t_prefill
         if (step == 0) *t_prefill = fw_now() - t0, t0 = fw_now();
     }
     *t_decode = fw_now() - t0;
+    for (int i = 0; i < g->n && a->max_tokens > 0; i++)
+        if (g->seqs[i].req.finish == FW_FINISH_ERROR) {
+            char msg[512];
+            fw_finish_error(&g->seqs[i].req, msg, sizeof msg);
+            return fw_errf(e, "sequence %d: %s", i, msg);
+        }
     return FW_OK;
 }
 

@@ -57,6 +57,10 @@ static void on_finish(fw_req *r, void *arg) {
     fw_http_job *h = r->user;
     pthread_mutex_lock(&s->mu);
     fw_job_end(&h->job);
+    if (r->finish == FW_FINISH_ERROR) {
+        h->error_status = 500;
+        fw_finish_error(r, h->error_msg, sizeof h->error_msg);
+    }
     h->done = true;
     pthread_cond_signal(&h->cv);
     fw_http_job_release(s, h);

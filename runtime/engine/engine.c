@@ -1,6 +1,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/model/kvcache.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     double t0 = fw_now();
     /* A backend with its own copy takes each layer as soon as it is loaded, and the host copy is freed. */
     int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
-                                    w->tp_rank, en->be->take_layer ? take_layer : NULL, en, e);
+                                    w->tp_rank, !o->no_verify, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
@@ -106,18 +107,22 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         return FW_ERR;
     }
     if (o->verbose) {
-        unsigned long long mine = en->model->bytes_read, *all = NULL;
-        if (w->rank == 0) all = malloc((size_t)w->size * sizeof *all);
-        MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
+        unsigned long long mine[2] = {en->model->bytes_read, en->model->bytes_verified}, *all = NULL;
+        double t = en->t_load, *ts = NULL;
+        if (w->rank == 0) all = malloc((size_t)w->size * sizeof mine), ts = malloc((size_t)w->size * sizeof *ts);
+        MPI_Gather(mine, 2, MPI_UNSIGNED_LONG_LONG, all, 2, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
+        MPI_Gather(&t, 1, MPI_DOUBLE, ts, 1, MPI_DOUBLE, 0, w->comm);
         if (w->rank == 0) {
             unsigned long long total = 0;
             for (int r = 0; r < w->size; r++) {
-                fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights\n", r,
-                        fw_layout_dp_rank(lay, r), fw_layout_pp_rank(lay, r), fw_layout_tp_rank(lay, r), all[r]);
-                total += all[r];
+                fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights in %.3f s, %llu of them "
+                        "checked against their checksums\n", r, fw_layout_dp_rank(lay, r), fw_layout_pp_rank(lay, r),
+                        fw_layout_tp_rank(lay, r), all[2 * r], ts[r], all[2 * r + 1]);
+                total += all[2 * r];
             }
             fprintf(stderr, "all ranks: read %llu bytes of weights\n", total);
             free(all);
+            free(ts);
         }
     }
     return FW_OK;
@@ -186,12 +191,17 @@ typedef struct maxloc {
     int i;
 } maxloc;
 
+/* The shard's max-loc; a row holding NaN or infinity gives {+inf, -1}, which
+ * wins the max-loc across shards, so the token is -1: not finite. */
 static maxloc shard_max(const fw_engine *en, const float *row) {
     const fw_part *p = &en->model->part;
     maxloc m = {row[0], (int)p->vocab0};
-    for (int64_t i = 1; i < p->vocab; i++)
+    bool finite = true;
+    for (int64_t i = 0; i < p->vocab; i++) {
+        finite &= isfinite(row[i]);
         if (row[i] > m.v) m.v = row[i], m.i = (int)(p->vocab0 + i);
-    return m;
+    }
+    return finite ? m : (maxloc){INFINITY, -1};
 }
 
 /* Greedy tokens of n sequences from their shard maxima: a max-loc over the

@@ -23,6 +23,7 @@ typedef struct fw_engine_opts {
     int64_t context;             /* positions of the KV cache (each sequence) */
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
+    bool no_verify;              /* skip the checkpoint's chunk checksums while loading */
     fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
 } fw_engine_opts;

@@ -285,6 +285,13 @@ size_t fw_job_ready(const fw_job *j, bool ended) {
 
 json_t *fw_job_result(const fw_job *j) {
     const fw_req *r = &j->req;
+    if (r->finish == FW_FINISH_ERROR) {
+        char msg[512];
+        fw_finish_error(r, msg, sizeof msg);
+        json_t *o = fw_error_json(500, msg);
+        if (o) json_object_set(o, "id", j->id ? j->id : json_null());
+        return o;
+    }
     json_t *toks = json_array();
     for (int64_t i = r->n_prompt; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
     int64_t gen = r->n_tokens - r->n_prompt;

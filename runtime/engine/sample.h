@@ -45,6 +45,7 @@ typedef struct fw_logprob {
 
 typedef struct fw_sample_out {
     int32_t id;
+    bool nonfinite;                           /* the logits held NaN or infinity: no id */
     float logprob;                            /* of id (if params.logprobs >= 0) */
     int n_top;                                /* alternatives, by decreasing logprob */
     fw_logprob top[FW_SAMPLE_MAX_LOGPROBS];

@@ -1,5 +1,7 @@
 #include "runtime/engine/sched.h"
 
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,8 +10,15 @@ const char *fw_finish_name(fw_finish f) {
     case FW_FINISH_STOP: return "stop";
     case FW_FINISH_LENGTH: return "length";
     case FW_FINISH_CANCEL: return "cancelled";
+    case FW_FINISH_ERROR: return "error";
     default: return "none";
     }
+}
+
+void fw_finish_error(const fw_req *r, char *msg, size_t size) {
+    snprintf(msg, size, "the model's logits for generated token %lld were not finite (NaN or infinity): the "
+             "request was stopped; the weights or the computation are broken (try `furrow info --verify`)",
+             (long long)(r->n_tokens - r->n_prompt + 1));
 }
 
 int fw_sched_init(fw_sched *s, const fw_sched_opts *o, fw_kv_pool *pool, fw_err *e) {
@@ -194,6 +203,10 @@ void fw_sched_commit(fw_sched *s, const fw_sample_out *out) {
         fw_req *r = x->req;
         r->n_computed += x->n;
         if (x->logits == FW_STEP_NONE) continue;
+        if (out[i].nonfinite) { /* never a token drawn from NaNs */
+            fw_sched_stop(s, r, FW_FINISH_ERROR);
+            continue;
+        }
         int32_t id = out[i].id;
         r->tokens[r->n_tokens++] = id;
         fw_sampler_accept(&r->sampler, id);

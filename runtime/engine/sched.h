@@ -27,6 +27,7 @@ typedef enum fw_finish {
     FW_FINISH_STOP,            /* EOS, a stop id or a stop string */
     FW_FINISH_LENGTH,          /* max_tokens or the maximum context */
     FW_FINISH_CANCEL,          /* the client went away, or the server stops */
+    FW_FINISH_ERROR,           /* the model's logits were not finite: no token */
 } fw_finish;
 
 const char *fw_finish_name(fw_finish f);
@@ -54,6 +55,9 @@ typedef struct fw_req {
     int64_t arrival;           /* submit order: the oldest runs first, the youngest is preempted first */
     int64_t n_preempted;
 } fw_req;
+
+/* What went wrong for a request that finished with FW_FINISH_ERROR. */
+void fw_finish_error(const fw_req *r, char *msg, size_t size);
 
 typedef struct fw_sched_opts {
     int64_t n_blocks, block_size;

@@ -53,6 +53,7 @@ typedef struct fw_model {
     float softmax_scale;
     uint64_t weight_bytes;     /* bytes of weights held */
     uint64_t bytes_read;       /* bytes read from the checkpoint */
+    uint64_t bytes_verified;   /* of those, checked against their chunk checksums */
     /* Optional, set by tests: called by the CPU forward with each MoE layer's
      * router logits (T, E) and chosen experts (T, top_k) (the GPU parity test
      * measures how close each token's routing was to another choice). */
@@ -65,7 +66,9 @@ typedef struct fw_model {
 
 /* Loads this rank's slices of the checkpoint in `dir` for the rank at (pp_rank,
  * tp_rank) of `layout`, or everything when layout is NULL. MTP layers are not
- * loaded. Each tensor slice is one hyperslab read. */
+ * loaded. Each tensor slice is one hyperslab read, checked against its chunk
+ * checksums; a NaN or infinity in a norm, a block scale or the router bias is
+ * an error naming the tensor. */
 int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *layout,
                   int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
@@ -74,9 +77,10 @@ void fw_model_free(fw_model *m);
  * copy (a device's), and the loader frees the layer's host weights, so a rank
  * never holds its whole part twice. The layer keeps only its `moe` flag. */
 typedef int (*fw_layer_taken_fn)(void *arg, const fw_model *m, int l, fw_err *e);
-/* fw_model_load, handing every layer to `taken` (NULL: keep them all). */
+/* fw_model_load, handing every layer to `taken` (NULL: keep them all); verify
+ * false skips the chunk checksums (io/checkpoint.h, fw_ckpt_set_verify). */
 int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
-                           int tp_rank, fw_layer_taken_fn taken, void *arg, fw_err *e);
+                           int tp_rank, bool verify, fw_layer_taken_fn taken, void *arg, fw_err *e);
 
 /* One sequence's view of the paged latent KV cache (runtime/model/kvcache.h): per
  * layer and position, the normalised compressed KV (C = kv_lora_rank values)

@@ -2,6 +2,7 @@
  * the config's shape and kept in its stored format (BF16, FP8 + block scales, F32). */
 #include "runtime/model/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,16 @@ static void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt,
     return data;
 }
 
+/* Norm weights, block scales and the router bias scale everything after them: a
+ * NaN or Inf there is a damaged checkpoint, refused by name rather than run. */
+static int check_finite(const char *name, const float *v, int64_t n, fw_err *e) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return fw_errf(e, "tensor '%s' holds %s at element %lld: the checkpoint (or the model it was "
+                              "converted from) is damaged", name, isnan(v[i]) ? "NaN" : "an infinity", (long long)i);
+    return FW_OK;
+}
+
 /* A 2-D weight (rows, cols) in its stored format, with its scales if FP8: this
  * rank's slice of it. An FP8 slice that starts inside a 128-block keeps the
  * offset in (r0, c0) so the kernels find each element's scale. */
@@ -101,7 +112,9 @@ static int load_weight(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const cha
         return fw_errf(e, "tensor '%s': block scales must be F32, found %s", sname, fw_dtype_name(in.dtype));
     fw_slice ss;
     if (slice_of(m, lay, sname, 2, sshape, &ss, e)) return FW_ERR;
-    if (!(w->scale = read_slice(m, ck, sname, in.dtype, &ss, e))) return FW_ERR;
+    if (!(w->scale = read_slice(m, ck, sname, in.dtype, &ss, e)) ||
+        check_finite(sname, w->scale, ss.count[0] * ss.count[1], e))
+        return FW_ERR;
     m->weight_bytes += (uint64_t)(ss.count[0] * ss.count[1]) * sizeof(float);
     w->scale_ld = ss.count[1];
     w->r0 = sl.start[0] - ss.start[0] * FW_FP8_BLOCK;
@@ -121,6 +134,7 @@ static int load_vector(fw_model *m, fw_ckpt *ck, const char *name, int64_t n, fl
     if (fw_ckpt_read(ck, name, NULL, NULL, v, e)) return FW_ERR;
     if (in.dtype == FW_DTYPE_BF16) /* widen in place, from the end backwards */
         for (int64_t i = n - 1; i >= 0; i--) v[i] = fw_bf16_to_f32(((const uint16_t *)v)[i]);
+    if (check_finite(name, v, n, e)) return FW_ERR;
     m->weight_bytes += (uint64_t)n * fw_dtype_size(in.dtype);
     m->bytes_read += (uint64_t)n * fw_dtype_size(in.dtype);
     *out = v;
@@ -213,14 +227,15 @@ static void free_since(fw_model *m, int64_t mark) {
 
 int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay,
                   int pp_rank, int tp_rank, fw_err *e) {
-    return fw_model_load_streamed(out, dir, ops, lay, pp_rank, tp_rank, NULL, NULL, e);
+    return fw_model_load_streamed(out, dir, ops, lay, pp_rank, tp_rank, true, NULL, NULL, e);
 }
 
 int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
-                           int tp_rank, fw_layer_taken_fn taken, void *arg, fw_err *e) {
+                           int tp_rank, bool verify, fw_layer_taken_fn taken, void *arg, fw_err *e) {
     *out = NULL;
     fw_ckpt *ck;
     if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
+    fw_ckpt_set_verify(ck, verify);
     fw_model *m = calloc(1, sizeof *m);
     if (!m) {
         fw_ckpt_close(ck);
@@ -265,6 +280,7 @@ int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, c
     }
     rc = FW_OK;
 done:
+    m->bytes_verified = fw_ckpt_bytes_verified(ck);
     fw_ckpt_close(ck);
     if (rc) {
         fw_err_prefix(e, "loading %s", dir);
