@@ -31,6 +31,11 @@ check_PROGRAMS += tests/test_checkpoint
 TESTS += tests/test_checkpoint tests/test_convert.sh tests/test_synth.sh
 tests_test_checkpoint_LDADD = $(FWTEST_LIBS)
 EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh
+# Integrity: damaged and tampered checkpoints (tests/ckpt_tamper damages them).
+check_PROGRAMS += tests/ckpt_tamper
+tests_ckpt_tamper_LDADD = $(FWTEST_LIBS)
+TESTS += tests/test_integrity.sh
+EXTRA_DIST += tests/test_integrity.sh tests/st_poison.py
 
 # Partition: the layout planner, the slicer, and `furrow plan`.
 check_PROGRAMS += tests/test_plan tests/test_shard
