@@ -6,6 +6,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/dist/world.c runtime/dist/world.h \
 	runtime/dist/topo.c runtime/dist/topo.h \
 	runtime/dist/comm.c runtime/dist/comm_ucx.c runtime/dist/comm.h \
+	runtime/dist/watchdog.c runtime/dist/watchdog.h \
 	runtime/model/model.h runtime/model/model_load.c \
 	runtime/model/kvcache.c runtime/model/kvcache.h \
 	runtime/model/rope.c runtime/model/rope.h \

@@ -52,8 +52,9 @@ tests_test_tokenizer_LDADD = $(FWTEST_LIBS)
 tests_test_chat_LDADD = $(FWTEST_LIBS)
 
 # Many ranks under mpirun (tests/mpi.sh): layouts against one rank, failures.
-TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh
-EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh
+TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh tests/test_mpi_watchdog.sh
+EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
+	tests/test_mpi_watchdog.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

@@ -77,6 +77,7 @@ void fw_cli_engine_defaults(fw_engine_opts *o) {
     memset(o, 0, sizeof *o);
     o->ops = fw_ops_cpu_fast();
     o->backend = (fw_backend_opts){.reference = false, .graphs = true, .streams = 2, .collective_timeout = 300};
+    o->watchdog = 300;
 #ifdef FW_HAVE_UCX
     o->transport = FW_PP_UCX;
 #else
@@ -119,6 +120,13 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
     }
     case FW_OPT_VERBOSE: o->verbose = true; return 1;
     case FW_OPT_NO_VERIFY: o->no_verify = true; return 1;
+    case FW_OPT_WATCHDOG: {
+        double t;
+        if (fw_cli_parse_double(arg, "--watchdog", &t, e)) return -1;
+        if (!(t >= 0 && t <= 86400)) return fw_errf(e, "--watchdog: %s is not a number of seconds in [0, 86400]", arg), -1;
+        o->watchdog = t;
+        return 1;
+    }
     case FW_OPT_DEVICE:
         if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))
             return fw_errf(e, "--device: '%s' is not one of cpu, cuda", arg), -1;

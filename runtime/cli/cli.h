@@ -51,6 +51,7 @@ enum fw_cli_opt {
     FW_OPT_CUDA_STREAMS,
     FW_OPT_COLLECTIVE_TIMEOUT,
     FW_OPT_NO_VERIFY,
+    FW_OPT_WATCHDOG,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -69,7 +70,7 @@ enum fw_cli_opt {
     {"device", required_argument, 0, FW_OPT_DEVICE}, {"cuda-graphs", required_argument, 0, FW_OPT_CUDA_GRAPHS}, \
     {"cuda-streams", required_argument, 0, FW_OPT_CUDA_STREAMS},                                  \
     {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT},                      \
-    {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}
+    {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}, {"watchdog", required_argument, 0, FW_OPT_WATCHDOG}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
@@ -86,6 +87,9 @@ enum fw_cli_opt {
     "                                      (default 300)\n"                                     \
     "  --no-verify                         skip the checksums of the slices each rank reads (on by\n" \
     "                                      default: a damaged checkpoint is refused by name)\n"  \
+    "  --watchdog S                        a rank making no progress for S seconds in a step (or\n" \
+    "                                      waiting S seconds for a stopped rank) ends the job,\n" \
+    "                                      naming it (default 300; 0: off; loading is not timed)\n" \
     "  --verbose                           report the bytes each rank reads\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */

@@ -120,6 +120,7 @@ static int engine_loop(fw_serve *s, fw_runner *run, double grace, fw_err *e) {
             if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
             pthread_cond_timedwait(&s->wake, &s->mu, &ts);
             pthread_mutex_unlock(&s->mu);
+            if (fw_runner_idle(run, e)) return FW_ERR;
             continue;
         }
         pthread_mutex_unlock(&s->mu);

@@ -38,12 +38,14 @@ static int mpi_error(fw_err *e, int rc, const char *what) {
 int fw_comm_allreduce(fw_comm *c, float *buf, int64_t n, fw_err *e) {
     if (c->tp_size <= 1) return FW_OK;
     double t0 = fw_now();
+    fw_watch_note(c->wd, "the TP all-reduce");
     /* Chunks below INT_MAX elements: MPI counts are int. */
     for (int64_t off = 0; off < n; off += 1 << 30) {
         int cnt = (int)(n - off < (1 << 30) ? n - off : 1 << 30);
         int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, c->tp);
         if (rc != MPI_SUCCESS) return mpi_error(e, rc, "TP all-reduce");
     }
+    fw_watch_note(c->wd, NULL);
     c->stats.t_allreduce += fw_now() - t0;
     c->stats.bytes_allreduce += (uint64_t)n * sizeof(float);
     c->stats.n_allreduce++;
@@ -54,6 +56,8 @@ static int p2p(fw_comm *c, float *buf, int64_t n, int peer, int send, fw_err *e)
     double t0 = fw_now();
     size_t bytes = (size_t)n * sizeof(float);
     int rc = FW_OK;
+    fw_watch_note(c->wd, send ? "sending hidden states to the next pipeline stage"
+                              : "waiting for hidden states from the previous pipeline stage");
     if (c->transport == FW_PP_UCX) {
         rc = send ? fw_ucx_send(c, peer, buf, bytes, e) : fw_ucx_recv(c, peer, buf, bytes, e);
     } else {
@@ -64,6 +68,7 @@ static int p2p(fw_comm *c, float *buf, int64_t n, int peer, int send, fw_err *e)
             if (r != MPI_SUCCESS) rc = mpi_error(e, r, send ? "pipeline send" : "pipeline receive");
         }
     }
+    fw_watch_note(c->wd, NULL);
     c->stats.t_p2p += fw_now() - t0;
     c->stats.bytes_p2p += bytes;
     c->stats.n_p2p++;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "io/base/err.h"
+#include "runtime/dist/watchdog.h"
 
 /* Tags of the point-to-point messages within a replica, one per kind, so a
  * message can never be taken for another's. */
@@ -35,6 +36,7 @@ typedef struct fw_comm {
     int pp_size, pp_rank;
     fw_pp_transport transport;
     struct fw_ucx *ucx;        /* UCX endpoints to the neighbouring stages */
+    fw_watchdog *wd;           /* told where a rank waits (NULL: none) */
     fw_comm_stats stats;
 } fw_comm;
 

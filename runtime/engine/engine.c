@@ -106,6 +106,8 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
         return FW_ERR;
     }
+    if (fw_watchdog_start(&en->wd, w, "watchdog", o->watchdog, e)) return FW_ERR;
+    en->comm.wd = en->wd;
     if (o->verbose) {
         unsigned long long mine[2] = {en->model->bytes_read, en->model->bytes_verified}, *all = NULL;
         double t = en->t_load, *ts = NULL;
@@ -129,6 +131,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 }
 
 void fw_engine_free(fw_engine *en) {
+    fw_watchdog_stop(en->wd);
     if (en->be && en->st) en->be->detach(en->st);
     fw_comm_free(&en->comm);
     free(en->tabs);
@@ -274,6 +277,7 @@ int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, cons
     if (!best) return fw_errf(e, "out of memory");
     int n_done = 0;
     int rc = FW_OK;
+    fw_watch_begin(en->wd, "a forward pass");
     if (en->layout.pp == 1 && en->be->decode_group == 0) {
         /* One stage on a backend that batches any sequences: all in one forward.
          * Otherwise one by one, so that the stages overlap (micro-batches). */
@@ -285,14 +289,19 @@ int fw_engine_forward_many(fw_engine *en, int n, const int32_t *const *ids, cons
         if (rc == FW_OK && en->model->part.has_head) best[i] = shard_max(en, en->shard);
     }
     if (rc == FW_OK) rc = greedy_tokens(en, n, best, next, e);
+    fw_watch_end(en->wd);
     free(best);
     return rc;
 }
 
 int fw_engine_logits(fw_engine *en, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits, fw_err *e) {
     fw_kv *kv = &en->kvs[0];
-    if (check_ids(en, kv, ids, T, e) || stage_forward(en, kv, ids, T, mode, T, e)) return FW_ERR;
-    return gather_logits(en, T, logits, e);
+    if (check_ids(en, kv, ids, T, e)) return FW_ERR;
+    fw_watch_begin(en->wd, "a forward pass");
+    int rc = stage_forward(en, kv, ids, T, mode, T, e);
+    if (rc == FW_OK) rc = gather_logits(en, T, logits, e);
+    fw_watch_end(en->wd);
+    return rc;
 }
 
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {

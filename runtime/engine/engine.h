@@ -24,6 +24,7 @@ typedef struct fw_engine_opts {
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
     bool no_verify;              /* skip the checkpoint's chunk checksums while loading */
+    double watchdog;             /* seconds a step may make no progress (runtime/dist/watchdog.h); 0: off */
     fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
 } fw_engine_opts;
@@ -47,6 +48,7 @@ typedef struct fw_engine {
     fw_backend_opts backend_opts;
     void *st;                    /* the backend's state */
     int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
+    fw_watchdog *wd;             /* started once loaded: loading has no bound */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank

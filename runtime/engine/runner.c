@@ -1,6 +1,7 @@
 #include "runtime/engine/runner.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -208,6 +209,11 @@ static int execute(fw_runner *r, fw_err *e) {
 static int bcast(fw_runner *r, fw_err *e) {
     fw_engine *en = r->en;
     if (en->replica_size == 1) return FW_OK;
+    /* A follower that has heard from the leader expects a plan or a heartbeat
+     * within the watchdog's bound. */
+    bool watch = !r->leader && r->heard;
+    if (watch) fw_watch_begin(en->wd, "waiting for the next step plan (or heartbeat) from replica rank 0");
+    if (r->leader) r->t_sent = fw_now();
     /* The header without spinning: an idle server's followers wait here, polling
      * with short sleeps after a moment, so they leave the cores to others. */
     MPI_Request req;
@@ -218,10 +224,22 @@ static int bcast(fw_runner *r, fw_err *e) {
         if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return fw_errf(e, "broadcasting the step plan failed");
         if (!done && spins > 2000) nanosleep(&(struct timespec){0, 200 * 1000}, NULL);
     }
+    if (watch) fw_watch_end(en->wd);
+    r->heard = true;
     if (r->wire[0] > 0 && (r->wire[1] > r->wire_cap ||
                            MPI_Bcast(r->wire + 2, (int)(r->wire[1] - 2), MPI_INT64_T, 0, en->replica) != MPI_SUCCESS))
         return fw_errf(e, "broadcasting the step plan failed");
     return FW_OK;
+}
+
+/* The step as the watchdog reports it. */
+static void watch_step(fw_runner *r) {
+    char what[128];
+    int64_t tokens = 0;
+    for (int i = 0; i < r->wire[0]; i++) tokens += r->wire[2 + 4 * i + 1];
+    snprintf(what, sizeof what, "step %lld (%lld sequences, %lld tokens)", (long long)r->steps + 1,
+             (long long)r->wire[0], (long long)tokens);
+    fw_watch_begin(r->en->wd, what);
 }
 
 int fw_runner_step(fw_runner *r, int *n, fw_err *e) {
@@ -230,12 +248,32 @@ int fw_runner_step(fw_runner *r, int *n, fw_err *e) {
     *n = st->n;
     if (st->n == 0) return FW_OK;
     encode(r, st);
-    if (bcast(r, e) || execute(r, e)) return FW_ERR;
+    watch_step(r);
+    int rc = bcast(r, e) || execute(r, e) ? FW_ERR : FW_OK;
+    fw_watch_end(r->en->wd);
+    if (rc) return FW_ERR;
     fw_sched_commit(&r->sched, r->out);
     r->steps++;
     r->tokens += st->n_tokens;
     r->last_step_s = fw_now() - t0;
     return FW_OK;
+}
+
+/* Both sides of a heartbeat: a barrier over the replica, watched. */
+static int heartbeat_barrier(fw_runner *r, fw_err *e) {
+    fw_watch_begin(r->en->wd, "a heartbeat between the ranks of the replica");
+    int rc = MPI_Barrier(r->en->replica) == MPI_SUCCESS ? FW_OK : fw_errf(e, "the heartbeat barrier failed");
+    fw_watch_end(r->en->wd);
+    return rc;
+}
+
+int fw_runner_idle(fw_runner *r, fw_err *e) {
+    fw_engine *en = r->en;
+    double every = fw_watchdog_seconds(en->wd) / 4;
+    if (en->replica_size == 1 || !(every > 0) || fw_now() - r->t_sent < every) return FW_OK;
+    r->wire[0] = 0, r->wire[1] = 2;
+    if (bcast(r, e)) return FW_ERR;
+    return heartbeat_barrier(r, e);
 }
 
 void fw_runner_stop(fw_runner *r) {
@@ -248,6 +286,14 @@ int fw_runner_follow(fw_runner *r, fw_err *e) {
     for (;;) {
         if (bcast(r, e)) return FW_ERR;
         if (r->wire[0] < 0) return FW_OK;
-        if (execute(r, e)) return FW_ERR;
+        if (r->wire[0] == 0) { /* a heartbeat */
+            if (heartbeat_barrier(r, e)) return FW_ERR;
+            continue;
+        }
+        watch_step(r);
+        int rc = execute(r, e);
+        fw_watch_end(r->en->wd);
+        if (rc) return FW_ERR;
+        r->steps++;
     }
 }

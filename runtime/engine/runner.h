@@ -33,6 +33,8 @@ typedef struct fw_runner {
     int max_batch;
     int64_t steps, tokens;     /* counters for reports */
     double last_step_s;
+    double t_sent;             /* leader: when the last plan or heartbeat went out */
+    bool heard;                /* follower: a plan came, so plans (or heartbeats) keep coming */
 } fw_runner;
 
 /* Token budget and the pool's geometry go to every rank alike; callbacks and
@@ -50,6 +52,10 @@ int fw_runner_open(fw_runner *r, fw_engine *en, fw_world *w, fw_engine_opts *eo,
 /* Leader: plans, broadcasts and runs one step; *n = its entries (0: idle,
  * nothing sent). */
 int fw_runner_step(fw_runner *r, int *n, fw_err *e);
+/* Leader, while it has nothing to run: with a watchdog, a heartbeat to the
+ * followers (and back) every quarter of its bound, so a stopped rank is found
+ * by the others while the server is idle. Cheap to call often. */
+int fw_runner_idle(fw_runner *r, fw_err *e);
 /* Leader: tells the followers to return from fw_runner_follow. */
 void fw_runner_stop(fw_runner *r);
 /* Followers: run the leader's steps until it stops. */
