@@ -216,6 +216,16 @@ static int convert(conv *c, fw_err *e) {
     if (fw_config_load(&c->cfg, path, e)) return FW_ERR;
     if (fw_st_dir_open(&c->st, c->hf, e)) return FW_ERR;
     c->st_open = true;
+    /* Every tensor but the optional MTP layers' must be in the shards: a config
+     * whose products ask for more is refused before anything is sized from it. */
+    fw_config no_mtp = c->cfg;
+    no_mtp.num_nextn_predict_layers = 0;
+    int64_t need = fw_model_tensor_count(&no_mtp);
+    if (need > c->st.n_tensors)
+        return fw_errf(e, "%s/config.json describes %lld tensors (num_hidden_layers %d, n_routed_experts %lld), "
+                          "but the checkpoint's shards hold %d: the config does not match the weights", c->hf,
+                       (long long)need, c->cfg.num_hidden_layers, (long long)c->cfg.n_routed_experts,
+                       c->st.n_tensors);
     if (fw_model_tensors(&c->cfg, &c->m, &c->n, e) || check_all(c, e)) return FW_ERR;
 
     fw_ckpt_writer *w;

@@ -162,7 +162,35 @@ static void collect_one(void *user, const fw_model_tensor *t) {
     k->v[k->n++] = *t;
 }
 
+static void tally(void *user, const fw_model_tensor *t) {
+    int64_t *k = user;
+    (void)t;
+    (*k)++;
+}
+
+/* Walks with 1 and 2 experts: the count is linear in the expert count, so an
+ * absurd one costs nothing to count. */
+int64_t fw_model_tensor_count(const fw_config *c) {
+    if (c->n_routed_experts <= 2) { /* 0 experts: a dense model, another walk */
+        int64_t n = 0;
+        walk(c, tally, &n);
+        return n;
+    }
+    fw_config one = *c, two = *c;
+    one.n_routed_experts = 1, two.n_routed_experts = 2;
+    int64_t n1 = 0, n2 = 0;
+    walk(&one, tally, &n1);
+    walk(&two, tally, &n2);
+    return n1 + (c->n_routed_experts - 1) * (n2 - n1);
+}
+
 int fw_model_tensors(const fw_config *c, fw_model_tensor **out, int64_t *n, fw_err *e) {
+    int64_t want = fw_model_tensor_count(c);
+    if (want > FW_MODEL_TENSORS_MAX)
+        return fw_errf(e, "the config describes %lld tensors (num_hidden_layers %d, n_routed_experts %lld, "
+                          "num_nextn_predict_layers %d), more than furrow handles (%d)", (long long)want,
+                       c->num_hidden_layers, (long long)c->n_routed_experts, c->num_nextn_predict_layers,
+                       FW_MODEL_TENSORS_MAX);
     collect k = {0};
     walk(c, collect_one, &k);
     if (k.oom) {

@@ -38,6 +38,11 @@ typedef struct fw_model_tensor {
  * 0.., final norm, head, then the MTP layers). The weight_scale_inv tensors are not
  * listed: see fw_model_tensor_scale_shape. *out is malloc'd. */
 int fw_model_tensors(const fw_config *c, fw_model_tensor **out, int64_t *n, fw_err *e);
+/* How many fw_model_tensors lists (MTP layers included), without listing them. */
+int64_t fw_model_tensor_count(const fw_config *c);
+/* Tensors a model may have: Kimi-K2 (384 experts, 61 layers) has ~71k; the
+ * bound keeps an absurd config from listing billions. */
+#define FW_MODEL_TENSORS_MAX (1 << 20)
 
 /* Shape of the block scales of a quantized [rows, cols] weight: ceil by the
  * config's fp8_block (128 x 128). */

@@ -108,6 +108,17 @@ mkcopy tiny-a-fp8 "$T/missing"
 sed -i 's/"num_hidden_layers": 3/"num_hidden_layers": 4/' "$T/missing/config.json"
 expect_fail "missing tensor" "model.layers.3.* is missing" "$T/missing" "$T/out-missing"
 
+# Products of counts far beyond the shards: refused at once, before any listing.
+mkcopy tiny-a-bf16 "$T/absurd"
+sed -i 's/"num_hidden_layers": 3/"num_hidden_layers": 4096/; s/"n_routed_experts": 16/"n_routed_experts": 65536/' "$T/absurd/config.json"
+s0=$(date +%s)
+expect_fail "absurd layer x expert product" "describes 80[0-9]* tensors.*4096.*65536.*shards hold" "$T/absurd" "$T/out-absurd"
+[ $(( $(date +%s) - s0 )) -le 10 ] || bad "absurd config took $(( $(date +%s) - s0 )) s to refuse"
+"$furrow" synth --out "$T/synth-absurd" --layers 4096 --experts 65536 --quiet 2> "$T/synth-absurd.err" &&
+  bad "synth accepted 4096 layers x 65536 experts" ||
+  { grep -q "more than furrow handles" "$T/synth-absurd.err" && echo "synth absurd: $(cat "$T/synth-absurd.err")" ||
+    { cat "$T/synth-absurd.err"; bad "synth absurd: message"; }; }
+
 mkcopy tiny-a-bf16 "$T/truncated"
 shard=model-00002-of-00003.safetensors
 rm "$T/truncated/$shard" && head -c 100000 "$golden/tiny-a-bf16/$shard" > "$T/truncated/$shard"

@@ -41,6 +41,10 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
                            (long long)one);
         so.n_blocks = n;
     }
+    if (c->max_position_embeddings > 0 && so.max_context > c->max_position_embeddings && en->world->rank == 0)
+        fprintf(stderr, "furrow: warning: a request may reach %lld positions (--max-context, or the prompt plus "
+                "--max-tokens), beyond the model's max_position_embeddings %lld: positions past it were never "
+                "trained\n", (long long)so.max_context, (long long)c->max_position_embeddings);
     if (en->context < so.token_budget)
         return fw_errf(e, "runner: the engine takes %lld tokens per call, the budget is %lld", (long long)en->context,
                        (long long)so.token_budget);

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_t n_layers, int64_t width,
                      bool host, fw_err *e) {
@@ -11,12 +12,26 @@ static int pool_init(fw_kv_pool *p, int64_t n_blocks, int64_t block_size, int64_
         return fw_errf(e, "KV cache: %lld blocks of %lld positions is not a cache", (long long)n_blocks,
                        (long long)block_size);
     p->block_size = block_size, p->n_blocks = n_blocks, p->n_layers = n_layers, p->width = width;
-    size_t bytes = (size_t)(n_blocks * n_layers * block_size * width) * sizeof(float);
-    p->data = host ? malloc(bytes ? bytes : 1) : NULL;
+    unsigned long long bytes = sizeof(float);
+    bool over = fw_mul_u64(bytes, (unsigned long long)n_blocks, &bytes) ||
+                fw_mul_u64(bytes, (unsigned long long)n_layers, &bytes) ||
+                fw_mul_u64(bytes, (unsigned long long)block_size, &bytes) ||
+                fw_mul_u64(bytes, (unsigned long long)width, &bytes);
+    /* Past the machine's memory an allocation may still succeed (overcommit)
+     * and the job be killed later: refuse it here, by the numbers. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    unsigned long long phys = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+    if (host && (over || (phys && bytes > phys)))
+        return fw_errf(e, "KV cache: %lld blocks of %lld positions x %lld layers need %.1f GiB, more than this "
+                          "machine's %.1f GiB of memory: lower --max-context, --max-batch or --kv-blocks",
+                       (long long)n_blocks, (long long)block_size, (long long)n_layers,
+                       (double)n_blocks * (double)n_layers * (double)block_size * (double)width * sizeof(float) / (1 << 30),
+                       (double)phys / (1 << 30));
+    p->data = host ? malloc(bytes ? (size_t)bytes : 1) : NULL;
     p->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
     if ((host && !p->data) || !p->free_ids) {
         fw_kv_pool_free(p);
-        return fw_errf(e, "KV cache: out of memory for %lld blocks (%zu bytes)", (long long)n_blocks, bytes);
+        return fw_errf(e, "KV cache: out of memory for %lld blocks (%llu bytes)", (long long)n_blocks, bytes);
     }
     /* Lowest ids on top of the stack, so a fresh pool hands out 0, 1, 2, ... */
     for (int64_t i = 0; i < n_blocks; i++) p->free_ids[i] = (int32_t)(n_blocks - 1 - i);
