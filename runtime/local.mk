@@ -19,6 +19,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/job.c runtime/engine/job.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
+	runtime/serve/serve_guard.c runtime/serve/serve_guard.h \
 	runtime/cli/cli.c runtime/cli/cli.h \
 	runtime/cli/dispatch.c \
 	runtime/cli/cmd_convert.c \

@@ -103,6 +103,11 @@ EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 TESTS += tests/test_serve.sh
 EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
 
+# furrow serve against hostile clients: slots held, slow headers, malformed
+# request lines, absurd Content-Length; the admin port; the per-address limit.
+TESTS += tests/test_serve_hostile.sh
+EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py
+
 # Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).
 check_PROGRAMS += tests/test_invariance
 TESTS += tests/test_invariance

@@ -5,7 +5,6 @@
  * for --shutdown-grace seconds, the rest are cancelled, then every rank stops. */
 #include <errno.h>
 #include <getopt.h>
-#include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +31,17 @@ static void usage(FILE *f) {
             "  --max-queue N                       requests waiting at most; more get 503 (default 64)\n"
             "  --max-body BYTES                    request body limit; more get 413 (default 1048576)\n"
             "  --http-timeout S                    idle connections close after S seconds (default 30)\n"
+            "  --header-timeout S                  a request's headers must arrive within S seconds of the\n"
+            "                                      connection (or of the previous response), else it is\n"
+            "                                      closed, with 408 if part came (default 5, or half of\n"
+            "                                      --http-timeout when smaller; below --http-timeout)\n"
             "  --max-connections N                 open connections at most (default 256)\n"
+            "  --max-connections-per-ip N          open connections from one address at most (default half\n"
+            "                                      of --max-connections; behind a proxy, raise it)\n"
+            "  --admin-port N                      also serve GET /health and /metrics alone on this port,\n"
+            "                                      with 16 connections of its own, so probes and scrapes\n"
+            "                                      are answered while clients hold every main connection\n"
+            "                                      (default: none; 0: any free one, printed at start)\n"
             "  --shutdown-grace S                  on SIGTERM, time for requests in flight (default 5)\n" FW_CLI_RUNNER_HELP
                 FW_CLI_ENGINE_HELP "  -h, --help                          this help\n");
 }
@@ -150,8 +159,8 @@ typedef struct serve_args {
     fw_engine_opts eo;
     fw_sched_opts so;
     const char *host, *port_file, *name;
-    int64_t port, max_queue, max_body, timeout, max_conns;
-    double grace;
+    int64_t port, admin_port, max_queue, max_body, timeout, max_conns, max_conns_per_ip;
+    double grace, header_timeout;
 } serve_args;
 
 /* Parses the flags into a; -1 to go on, else the exit status. */
@@ -162,6 +171,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"served-model-name", required_argument, 0, 'n'}, {"max-queue", required_argument, 0, 'q'},
         {"max-body", required_argument, 0, 'b'},       {"http-timeout", required_argument, 0, 't'},
         {"max-connections", required_argument, 0, 'c'}, {"shutdown-grace", required_argument, 0, 'g'},
+        {"header-timeout", required_argument, 0, 'T'}, {"max-connections-per-ip", required_argument, 0, 'i'},
+        {"admin-port", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},                 FW_CLI_ENGINE_OPTIONS,
         FW_CLI_RUNNER_OPTIONS,                             {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -169,7 +180,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     fw_runner_defaults(&a->so);
     a->host = "127.0.0.1";
     a->port = 8000, a->max_queue = 64, a->max_body = 1 << 20, a->timeout = 30, a->max_conns = 256;
-    a->grace = 5;
+    a->grace = 5, a->header_timeout = 0, a->max_conns_per_ip = 0, a->admin_port = -1; /* 0: by the other flags */
     fw_err e = {{0}};
     int c;
     optind = 1;
@@ -188,6 +199,13 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &a->max_body, &e) != 0; break;
         case 't': bad = fw_cli_parse_int(optarg, "--http-timeout", 1, 3600, &a->timeout, &e) != 0; break;
         case 'c': bad = fw_cli_parse_int(optarg, "--max-connections", 1, 65536, &a->max_conns, &e) != 0; break;
+        case 'i': bad = fw_cli_parse_int(optarg, "--max-connections-per-ip", 1, 65536, &a->max_conns_per_ip, &e) != 0; break;
+        case 'a': bad = fw_cli_parse_int(optarg, "--admin-port", 0, 65535, &a->admin_port, &e) != 0; break;
+        case 'T':
+            bad = fw_cli_parse_double(optarg, "--header-timeout", &a->header_timeout, &e) != 0 ||
+                  (!(a->header_timeout > 0 && a->header_timeout <= 3600) &&
+                   fw_errf(&e, "--header-timeout must be more than 0 and at most 3600 seconds"));
+            break;
         case 'g':
             bad = fw_cli_parse_double(optarg, "--shutdown-grace", &a->grace, &e) != 0 ||
                   (!(a->grace >= 0) && fw_errf(&e, "--shutdown-grace must be >= 0 seconds"));
@@ -209,12 +227,26 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         usage(stderr);
         return 2;
     }
+    if (!a->header_timeout) a->header_timeout = a->timeout < 10 ? (double)a->timeout / 2 : 5;
+    if (!a->max_conns_per_ip) a->max_conns_per_ip = a->max_conns > 1 ? a->max_conns / 2 : 1;
+    if ((a->header_timeout >= (double)a->timeout &&
+         fw_errf(&e, "--header-timeout %g must be below --http-timeout %lld (the idle timeout would end slow headers "
+                     "first, unanswered)", a->header_timeout, (long long)a->timeout)) ||
+        (a->max_conns_per_ip > a->max_conns &&
+         fw_errf(&e, "--max-connections-per-ip %lld is over --max-connections %lld", (long long)a->max_conns_per_ip,
+                 (long long)a->max_conns)) ||
+        (a->admin_port > 0 && a->admin_port == a->port &&
+         fw_errf(&e, "--admin-port %lld is --port too; the admin listener needs a port of its own",
+                 (long long)a->admin_port))) {
+        fprintf(stderr, "furrow serve: %s\n", e.msg);
+        return 2;
+    }
     a->so.max_queue = (int)a->max_queue;
     return -1;
 }
 
-/* Rank 0: the tokenizer, the server's limits, the HTTP daemon and the port file. */
-static struct MHD_Daemon *start_http(fw_serve *s, const serve_args *a, const fw_world *w, const fw_engine *en,
+/* Rank 0: the tokenizer, the server's limits, the HTTP listeners and the port file. */
+static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, const fw_engine *en,
                                      const fw_runner *run, fw_tokenizer **tok, fw_err *e) {
     fw_err te;
     if (fw_prompt_tokenizer(tok, a->eo.model_dir, &te)) *tok = NULL; /* token ids still work */
@@ -223,9 +255,12 @@ static struct MHD_Daemon *start_http(fw_serve *s, const serve_args *a, const fw_
     s->kv_total = run->pool.n_blocks;
     s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
                           .model_name = s->model_name};
-    int bound = 0;
-    struct MHD_Daemon *d = fw_http_start(s, a->host, (int)a->port, (int)a->timeout, (int)a->max_conns, &bound, e);
+    fw_http_opts ho = {.host = a->host, .port = (int)a->port, .admin_port = (int)a->admin_port,
+                       .idle_timeout_s = (int)a->timeout, .header_timeout_s = a->header_timeout,
+                       .max_conns = (int)a->max_conns, .max_conns_per_ip = (int)a->max_conns_per_ip};
+    fw_http *d = fw_http_start(s, &ho, e);
     if (!d) return NULL;
+    int bound = fw_http_port(d);
     if (a->port_file) { /* scripts wait for it: a port file that cannot be written is an error */
         errno = 0;
         FILE *pf = fopen(a->port_file, "w");
@@ -237,8 +272,11 @@ static struct MHD_Daemon *start_http(fw_serve *s, const serve_args *a, const fw_
             return NULL;
         }
     }
-    fprintf(stderr, "furrow serve: '%s' on http://%s:%d; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
-            s->model_name, a->host, bound, w->size, en->layout.tp, en->layout.pp, (long long)run->pool.n_blocks,
+    char admin[96] = "";
+    if (fw_http_admin_port(d) >= 0)
+        snprintf(admin, sizeof admin, "; /health and /metrics also on http://%s:%d", a->host, fw_http_admin_port(d));
+    fprintf(stderr, "furrow serve: '%s' on http://%s:%d%s; %d rank(s): tp %d, pp %d; %lld KV blocks of %lld; pid %d\n",
+            s->model_name, a->host, bound, admin, w->size, en->layout.tp, en->layout.pp, (long long)run->pool.n_blocks,
             (long long)run->pool.block_size, (int)getpid());
     return d;
 }
@@ -277,7 +315,7 @@ int fw_cmd_serve(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.wake, NULL);
-    struct MHD_Daemon *d = NULL;
+    fw_http *d = NULL;
     fw_tokenizer *tok = NULL;
     a.so.on_token = on_token, a.so.on_finish = on_finish, a.so.arg = &s;
     int rc = fw_runner_open(&run, &en, &w, &a.eo, &a.so, "serve runs", &e);

@@ -54,6 +54,8 @@ typedef struct fw_serve {
     fw_http_job *cancels;      /* gone clients, each holding a reference */
     int answering;             /* accepted requests whose response is not yet fully sent */
     /* Metrics. */
+    int http_open;             /* open connections, both listeners */
+    uint64_t header_timeouts;  /* connections cut by --header-timeout */
     uint64_t status_count[600];
     uint64_t prompt_tokens, generated_tokens;
     int running;
@@ -61,11 +63,23 @@ typedef struct fw_serve {
     fw_hist step_s, ttft_s;
 } fw_serve;
 
-/* The HTTP daemon. */
-struct MHD_Daemon;
-struct MHD_Daemon *fw_http_start(fw_serve *s, const char *host, int port, int timeout_s, int max_conns, int *bound,
-                                 fw_err *e);
-void fw_http_stop(struct MHD_Daemon *d);
+/* The HTTP listeners: the main one serves every route; the admin one (when
+ * admin_port >= 0) only /health and /metrics, with its own few connections, so
+ * probes and scrapes are answered while clients hold every main slot. */
+typedef struct fw_http_opts {
+    const char *host;          /* IPv4 address of both listeners */
+    int port, admin_port;      /* 0: any free port; admin_port -1: no admin listener */
+    int idle_timeout_s;        /* a silent connection closes */
+    double header_timeout_s;   /* a request's headers must arrive within this */
+    int max_conns, max_conns_per_ip;
+} fw_http_opts;
+typedef struct fw_http fw_http;
+fw_http *fw_http_start(fw_serve *s, const fw_http_opts *o, fw_err *e);
+/* The ports bound (the admin one -1 when there is none). */
+int fw_http_port(const fw_http *h);
+int fw_http_admin_port(const fw_http *h);
+/* Stops both listeners, joining their connection threads. */
+void fw_http_stop(fw_http *h);
 
 /* Drops one holder of a job (under s->mu); frees it with the last. */
 void fw_http_job_release(fw_serve *s, fw_http_job *h);

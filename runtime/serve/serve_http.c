@@ -1,19 +1,29 @@
 /* The HTTP side of furrow serve (libmicrohttpd, one thread per connection):
  * routes, body limits, validation, OpenAI's response and error JSON, and
  * server-sent events. A thread waiting for its request's tokens wakes every
- * 100 ms to check whether its client hung up; a client gone frees its slot. */
+ * 100 ms to check whether its client hung up; a client gone frees its slot.
+ * Two listeners share the handler: the main one and the admin one (/health
+ * and /metrics only); runtime/serve/serve_guard.c bounds their header time. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* POLLRDHUP */
 #endif
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "runtime/serve/serve.h"
+#include "runtime/serve/serve_guard.h"
+
+/* The admin listener's connections: a few probes and scrapers at a time, and
+ * no single address may take all of them. */
+#define ADMIN_CONNS 16
+#define ADMIN_CONNS_PER_IP 8
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_RESULT;
@@ -21,12 +31,25 @@ typedef int MHD_RESULT;
 typedef enum MHD_Result MHD_RESULT;
 #endif
 
+/* What a daemon's handler is given. */
+typedef struct listener {
+    fw_serve *s;
+    bool admin;                /* /health and /metrics only */
+} listener;
+
+struct fw_http {
+    fw_guard *guard;
+    listener main_l, admin_l;
+    struct MHD_Daemon *main_d, *admin_d;
+    int port, admin_port;
+};
+
 typedef struct conn {
     fw_serve *s;
     struct MHD_Connection *mc;
     char *body;
     size_t len;
-    bool too_big;
+    bool early;                /* answered before its body: the connection closes after */
     int holders;               /* the request, and a streaming response */
     fw_http_job *h;
     char *out;                 /* SSE bytes not yet handed to MHD */
@@ -305,36 +328,86 @@ static MHD_RESULT get_route(conn *c, const char *url) {
     return send_error(c, 404, "no such route");
 }
 
+/* The Content-Length headers of a request, as length_check sees them. */
+typedef struct lengths {
+    const char *first;
+    bool differ;
+} lengths;
+
+static MHD_RESULT length_seen(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    lengths *l = cls;
+    (void)kind;
+    if (strcasecmp(key, "Content-Length") || !value) return MHD_YES;
+    if (!l->first) l->first = value;
+    else if (strcmp(l->first, value)) l->differ = true;
+    return MHD_YES;
+}
+
+/* A declared body the server will not take: 413 over --max-body (up to
+ * 2^64-1, which the library 0.9.75 takes for "length unknown" and waits on),
+ * 400 for Content-Length headers that disagree; 0 when it may come. */
+static int length_check(struct MHD_Connection *mc, size_t max_body, char *msg, size_t n) {
+    lengths l = {0};
+    MHD_get_connection_values(mc, MHD_HEADER_KIND, length_seen, &l);
+    if (!l.first) return 0;
+    if (l.differ) {
+        snprintf(msg, n, "the request has Content-Length headers that disagree");
+        return 400;
+    }
+    size_t digits = strspn(l.first, "0123456789");
+    if (!digits || l.first[digits]) {
+        snprintf(msg, n, "Content-Length is not a number of bytes");
+        return 400;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(l.first, NULL, 10);
+    if (errno == ERANGE || v > max_body) {
+        snprintf(msg, n, "the body (Content-Length %.24s) is over the limit of %zu bytes (--max-body)", l.first,
+                 max_body);
+        return 413;
+    }
+    return 0;
+}
+
+/* The admin listener's routes. */
+static MHD_RESULT admin_route(conn *c, const char *url, const char *method) {
+    bool known = !strcmp(url, "/health") || !strcmp(url, "/metrics");
+    if (!known) return send_error(c, 404, "the admin port serves GET /health and /metrics only");
+    if (strcmp(method, "GET")) return send_error(c, 405, "use GET");
+    return get_route(c, url);
+}
+
 static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
                           const char *version, const char *data, size_t *size, void **state) {
-    fw_serve *s = cls;
+    const listener *l = cls;
+    fw_serve *s = l->s;
     conn *c = *state;
     (void)version;
-    if (!c) { /* headers are in: set up, refuse a declared oversize body at once */
-        if (!(c = calloc(1, sizeof *c))) return MHD_NO;
+    if (!c) { /* headers are in: set up; refuse a declared body that cannot be taken before it comes */
+        if (!fw_guard_request_begin(mc) || !(c = calloc(1, sizeof *c))) return MHD_NO;
         c->s = s, c->mc = mc, c->holders = 1;
         *state = c;
-        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->max_body) c->too_big = true;
-        return MHD_YES;
+        char msg[160];
+        int status = length_check(mc, s->max_body, msg, sizeof msg);
+        if (!status) return MHD_YES;
+        c->early = true;
+        return send_error(c, status, msg);
     }
     if (*size) {
-        if (!c->too_big && c->len + *size <= s->max_body) {
-            char *b = realloc(c->body, c->len + *size + 1);
-            if (!b) return MHD_NO;
-            memcpy(b + c->len, data, *size);
-            c->body = b, c->len += *size;
-        } else {
-            c->too_big = true;
+        if (c->len + *size > s->max_body) { /* a chunked body: too late to queue a response */
+            char msg[128];
+            snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes (--max-body)", s->max_body);
+            fw_guard_close_with(mc, 413, msg);
+            return MHD_NO;
         }
+        char *b = realloc(c->body, c->len + *size + 1);
+        if (!b) return MHD_NO;
+        memcpy(b + c->len, data, *size);
+        c->body = b, c->len += *size;
         *size = 0;
         return MHD_YES;
     }
-    if (c->too_big) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes", s->max_body);
-        return send_error(c, 413, msg);
-    }
+    if (l->admin) return admin_route(c, url, method);
     bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (!strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions")) {
         if (!post) return send_error(c, 405, "use POST");
@@ -346,34 +419,77 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url,
 }
 
 static void completed(void *cls, struct MHD_Connection *mc, void **state, enum MHD_RequestTerminationCode why) {
-    (void)cls, (void)mc, (void)why;
-    if (*state) conn_drop(*state);
+    conn *c = *state;
+    (void)cls;
+    fw_guard_request_end(mc, why != MHD_REQUEST_TERMINATED_COMPLETED_OK || (c && c->early));
+    if (c) conn_drop(c);
     *state = NULL;
 }
 
-struct MHD_Daemon *fw_http_start(fw_serve *s, const char *host, int port, int timeout_s, int max_conns, int *bound,
-                                 fw_err *e) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        fw_errf(e, "--host: '%s' is not an IPv4 address", host);
-        return NULL;
-    }
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-        NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conns, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        s, MHD_OPTION_END);
-    if (!d) {
-        fw_errf(e, "cannot listen on %s:%d", host, port);
-        return NULL;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    *bound = di ? di->port : port;
-    return d;
+static struct MHD_Daemon *listen_on(listener *l, fw_guard *g, struct sockaddr_in *a, int port, int timeout_s,
+                                    int max_conns, int per_ip) {
+    a->sin_port = htons((uint16_t)port);
+    return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                            (uint16_t)port, NULL, NULL, handler, l, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)a,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                            fw_guard_notify, g, MHD_OPTION_END);
 }
 
-void fw_http_stop(struct MHD_Daemon *d) {
-    if (d) MHD_stop_daemon(d);
+static int bound_port(struct MHD_Daemon *d, int asked) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : asked;
+}
+
+fw_http *fw_http_start(fw_serve *s, const fw_http_opts *o, fw_err *e) {
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, o->host, &a.sin_addr) != 1) {
+        fw_errf(e, "--host: '%s' is not an IPv4 address", o->host);
+        return NULL;
+    }
+    fw_http *h = calloc(1, sizeof *h);
+    if (!h) {
+        fw_errf(e, "out of memory");
+        return NULL;
+    }
+    h->main_l = (listener){.s = s}, h->admin_l = (listener){.s = s, .admin = true};
+    h->admin_port = -1;
+    if (!(h->guard = fw_guard_new(s, o->header_timeout_s, e))) {
+        free(h);
+        return NULL;
+    }
+    h->main_d = listen_on(&h->main_l, h->guard, &a, o->port, o->idle_timeout_s, o->max_conns, o->max_conns_per_ip);
+    if (!h->main_d) {
+        fw_errf(e, "cannot listen on %s:%d", o->host, o->port);
+        fw_http_stop(h);
+        return NULL;
+    }
+    fw_guard_listener(h->main_d);
+    h->port = bound_port(h->main_d, o->port);
+    if (o->admin_port >= 0) {
+        h->admin_d = listen_on(&h->admin_l, h->guard, &a, o->admin_port, o->idle_timeout_s, ADMIN_CONNS,
+                               ADMIN_CONNS_PER_IP);
+        if (!h->admin_d) {
+            fw_errf(e, "--admin-port: cannot listen on %s:%d", o->host, o->admin_port);
+            fw_http_stop(h);
+            return NULL;
+        }
+        fw_guard_listener(h->admin_d);
+        h->admin_port = bound_port(h->admin_d, o->admin_port);
+    }
+    return h;
+}
+
+int fw_http_port(const fw_http *h) { return h->port; }
+int fw_http_admin_port(const fw_http *h) { return h->admin_port; }
+
+void fw_http_stop(fw_http *h) {
+    if (!h) return;
+    if (h->admin_d) MHD_stop_daemon(h->admin_d);
+    if (h->main_d) MHD_stop_daemon(h->main_d);
+    fw_guard_free(h->guard); /* after the daemons: their last connections are closed */
+    free(h);
 }
 
 void fw_http_job_release(fw_serve *s, fw_http_job *h) {

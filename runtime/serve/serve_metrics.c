@@ -47,9 +47,14 @@ char *fw_serve_metrics(const fw_serve *s) {
             "# HELP furrow_kv_blocks_used Blocks of the paged KV cache in use.\n"
             "# TYPE furrow_kv_blocks_used gauge\nfurrow_kv_blocks_used %lld\n"
             "# HELP furrow_kv_blocks_total Blocks of the paged KV cache.\n"
-            "# TYPE furrow_kv_blocks_total gauge\nfurrow_kv_blocks_total %lld\n",
+            "# TYPE furrow_kv_blocks_total gauge\nfurrow_kv_blocks_total %lld\n"
+            "# HELP furrow_http_connections Open HTTP connections (main and admin listeners).\n"
+            "# TYPE furrow_http_connections gauge\nfurrow_http_connections %d\n"
+            "# HELP furrow_http_header_timeouts_total Connections closed by --header-timeout.\n"
+            "# TYPE furrow_http_header_timeouts_total counter\nfurrow_http_header_timeouts_total %llu\n",
             (unsigned long long)s->prompt_tokens, (unsigned long long)s->generated_tokens, s->inbox_len + s->queued,
-            s->running, (long long)s->kv_used, (long long)s->kv_total);
+            s->running, (long long)s->kv_used, (long long)s->kv_total, s->http_open,
+            (unsigned long long)s->header_timeouts);
     hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
     hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
     fclose(f);
