@@ -184,12 +184,14 @@ static int file_open(fw_ckpt_writer *w, w_file *f, fw_err *e) {
     if (f->fid >= 0) return FW_OK;
     /* EXCL: never overwrite a file we did not make (a left-over of an interrupted
      * conversion is for the user to remove). */
+    struct stat st;
+    if (stat(f->path, &st) == 0)
+        return fw_errf(e, "%s already exists (left by an interrupted conversion? remove it)", f->path);
     hid_t fid = H5Fcreate(f->path, H5F_ACC_EXCL, H5P_DEFAULT, w->fapl);
     if (fid < 0) {
-        struct stat st;
-        if (stat(f->path, &st) == 0)
-            return fw_errf(e, "%s already exists (left by an interrupted conversion? remove it)", f->path);
-        return fw_h5_errf(e, "%s: cannot create", f->path);
+        int rc = fw_h5_errf(e, "%s: cannot create", f->path);
+        unlink(f->path);   /* what a failed create left (a full disk): it did not exist before */
+        return rc;
     }
     f->fid = fid;
     f->created = true;
@@ -295,8 +297,11 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
                fw_h5_put_str(d, "role", fw_tp_role_name(role)) ||
                fw_h5_put_str(d, "quantization", quantization(w, dtype, quant, sizeof quant))) {
         rc = fw_h5_errf(e, "%s: tensor '%s': cannot write its attributes", f->path, name);
+    } else if (H5Dflush(d) < 0) {   /* the chunk cache: the last of the data goes out here */
+        rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
     }
-    if (d >= 0) H5Dclose(d);
+    if (rc != FW_OK) fw_h5_abandon(f->fid);   /* before any close can fail */
+    if (d >= 0 && H5Dclose(d) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (space >= 0) H5Sclose(space);
@@ -438,7 +443,9 @@ static int write_root(fw_ckpt_writer *w, fw_err *e) {
             rc = fw_h5_errf(e, "%s: cannot link tensor '%s'", w->root_tmp, w->t[i].name);
     }
     if (lcpl >= 0) H5Pclose(lcpl);
-    if (H5Fclose(fid) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: cannot close", w->root_tmp);
+    if (rc == FW_OK && H5Fflush(fid, H5F_SCOPE_LOCAL) < 0) rc = fw_h5_errf(e, "%s: cannot write", w->root_tmp);
+    if (rc != FW_OK) fw_h5_abandon(fid);
+    if (H5Fclose(fid) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: cannot write", w->root_tmp);
     return rc;
 }
 
@@ -449,6 +456,11 @@ int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e) {
     for (int i = 0; i < w->n_files && rc == FW_OK; i++) {
         w_file *f = &w->files[i];
         if (f->fid < 0) continue;
+        /* Flushed first: a close that fails is what HDF5 1.10 cannot survive. */
+        if (H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0) {
+            rc = fw_h5_errf(e, "%s: cannot finish the file", f->path);
+            break;   /* still open: abort abandons it */
+        }
         herr_t h = H5Fclose(f->fid);
         f->fid = H5I_INVALID_HID;
         if (h < 0) rc = fw_h5_errf(e, "%s: cannot finish the file", f->path);
@@ -473,7 +485,10 @@ void fw_ckpt_writer_abort(fw_ckpt_writer *w) {
     if (!w) return;
     for (int i = 0; i < w->n_files; i++) {
         w_file *f = &w->files[i];
-        if (f->fid >= 0) H5Fclose(f->fid);
+        if (f->fid >= 0) {
+            fw_h5_abandon(f->fid);
+            H5Fclose(f->fid);
+        }
         if (f->created) unlink(f->path);
         free(f->path);
     }
