@@ -32,10 +32,11 @@ int fw_h5_errno(void) {
 void fw_h5_abandon(hid_t fid) {
     if (fid < 0) return;
     hid_t fapl = H5Fget_access_plist(fid);
-    bool sec2 = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2;
+    hid_t driver = fapl >= 0 ? H5Pget_driver(fapl) : H5I_INVALID_HID;
+    bool posix = driver == H5FD_SEC2 || driver == H5FD_CORE;   /* both hand out an int descriptor */
     if (fapl >= 0) H5Pclose(fapl);
     int *fd = NULL;
-    if (sec2 && H5Fget_vfd_handle(fid, H5P_DEFAULT, (void **)&fd) >= 0 && fd && *fd >= 0) {
+    if (posix && H5Fget_vfd_handle(fid, H5P_DEFAULT, (void **)&fd) >= 0 && fd && *fd >= 0) {
         int mem = memfd_create("furrow-abandoned-hdf5", MFD_CLOEXEC);
         if (mem >= 0) {
             dup2(mem, *fd);
