@@ -184,6 +184,10 @@ typedef struct batch {
 
 /* One whole line, then fsync: after a crash it is either all there or cut as torn. */
 static void write_line(batch *b, json_t *o) {
+    if (b->fail) { /* the first error is the one reported; nothing more is appended */
+        json_decref(o);
+        return;
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s) {
@@ -192,17 +196,25 @@ static void write_line(batch *b, json_t *o) {
     }
     size_t n = strlen(s);
     s[n] = '\n'; /* json_dumps' NUL becomes the newline; written as n + 1 bytes */
+    off_t start = lseek(b->fd, 0, SEEK_END);   /* the job holds the file: appends land here */
     for (size_t off = 0; off < n + 1;) {
         ssize_t w = write(b->fd, s + off, n + 1 - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            b->fail = fw_errf(&b->e, "%s: %s", b->path, strerror(errno));
+            b->fail = fw_errf(&b->e, "%s: cannot write a result line: %s (the %zu lines before it are complete)",
+                              b->path, w < 0 ? strerror(errno) : "no progress", b->n_done);
             break;
         }
         off += (size_t)w;
     }
     free(s);
-    if (!b->fail && fdatasync(b->fd)) b->fail = fw_errf(&b->e, "%s: sync: %s", b->path, strerror(errno));
+    if (!b->fail && fdatasync(b->fd))
+        b->fail = fw_errf(&b->e, "%s: cannot write a result line: sync: %s (the %zu lines before it are complete)",
+                          b->path, strerror(errno), b->n_done);
+    /* A full disk or an I/O error: the half-written line goes, so the file holds
+     * whole lines only (a rerun would cut it too). */
+    if (b->fail && start >= 0 && ftruncate(b->fd, start) != 0)
+        fprintf(stderr, "furrow generate: %s: cannot cut the unfinished line: %s\n", b->path, strerror(errno));
     b->n_done++;
 }
 
