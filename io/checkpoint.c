@@ -1,6 +1,7 @@
 /* Reading furrow checkpoints (io/FORMAT.md): the root file's external links give
  * the tensor table; data files are opened once each, on first use, read-only. */
 #include "io/checkpoint.h"
+#include "io/base/fileutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +235,7 @@ static int check_manifest(fw_ckpt *ck, hid_t fid, const char *json, fw_err *e) {
 }
 
 static int read_root(fw_ckpt *ck, fw_err *e) {
+    if (fw_check_regular(ck->root, e)) return FW_ERR;   /* HDF5 would block on a FIFO */
     hid_t fid = open_ro(ck->root);
     if (fid < 0) return fw_h5_errf(e, "%s: cannot open", ck->root);
     int rc = check_format(fid, ck->root, e);
@@ -355,6 +357,7 @@ bool fw_ckpt_has(const fw_ckpt *ck, const char *name) { return find(ck, name) !=
 static hid_t file_get(const fw_ckpt *ck, int i, fw_err *e) {
     ck_file *f = &ck->files[i];
     if (f->fid >= 0) return f->fid;
+    if (fw_check_regular(f->path, e)) return H5I_INVALID_HID;
     hid_t fid = open_ro(f->path);
     if (fid < 0) {
         fw_h5_errf(e, "%s: cannot open data file %s", ck->dir, f->path);

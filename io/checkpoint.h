@@ -84,6 +84,9 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
 int fw_ckpt_writer_set_layers_per_file(fw_ckpt_writer *w, int n, fw_err *e);
 /* What the checkpoint is made from, stored as the root's `source` attribute. */
 int fw_ckpt_writer_set_source(fw_ckpt_writer *w, const char *source, fw_err *e);
+/* Copies a tokenizer file (name: tokenizer*.json) into the checkpoint; it
+ * appears with the rest. Refused when the destination already has one. */
+int fw_ckpt_writer_add_file(fw_ckpt_writer *w, const char *from, const char *name, fw_err *e);
 /* Finishes the files and writes the root index. FW_ERR leaves no valid checkpoint. */
 int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e);
 /* Abandons a failed write (removes partial files). */

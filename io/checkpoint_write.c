@@ -1,10 +1,12 @@
 /* Writing furrow checkpoints (io/FORMAT.md): data files by layer range, chunked
- * by tensor-parallel role; the root file with its external links comes last, so
- * an interrupted write leaves no valid checkpoint. */
+ * by tensor-parallel role, in a staging folder (io/ckpt_stage.h); the root file
+ * with its external links comes last, and the whole appears in the destination
+ * only then, so an interrupted write leaves no valid checkpoint. */
 #include <config.h>   /* the build's (PACKAGE_VERSION), not io/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "io/base/fileutil.h"
 #include "io/checkpoint.h"
 #include "io/ckpt_h5.h"
+#include "io/ckpt_stage.h"
 #include "io/ckpt_sums.h"
 #include "io/model_tensors.h"
 
@@ -27,7 +30,6 @@ typedef struct w_file {
     const char *contents;       /* "base", "layers", "mtp" */
     int first, last;            /* layer range, -1 for base */
     hid_t fid;                  /* negative until the first tensor goes there */
-    bool created;
 } w_file;
 
 typedef struct w_entry {
@@ -40,8 +42,8 @@ typedef struct w_entry {
 } w_entry;
 
 struct fw_ckpt_writer {
-    char *dir, *root, *root_tmp;
-    bool made_dir;
+    char *dir, *root;           /* the destination; the root file in the staging folder */
+    fw_stage stage;
     fw_config cfg;              /* a copy; owns cfg.json */
     char *source;
     int layers_per_file;        /* 0: pack by bytes */
@@ -55,21 +57,13 @@ struct fw_ckpt_writer {
     bool failed;                /* a write failed half-way: only abort remains */
 };
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *cfg, fw_err *e) {
     *out = NULL;
     fw_h5_quiet();
     if (!cfg->json) return fw_errf(e, "%s: the config has no config.json text to store", dir);
     fw_ckpt_writer *w = calloc(1, sizeof *w);
-    if (w) w->fapl = H5I_INVALID_HID;
-    if (!w || !(w->dir = strdup(dir)) || !(w->root = join(dir, FW_CKPT_ROOT)) ||
-        !(w->root_tmp = join(dir, FW_CKPT_ROOT ".tmp")) || !(w->source = strdup(""))) {
+    if (w) w->fapl = H5I_INVALID_HID, w->stage.lock_fd = -1;
+    if (!w || !(w->dir = strdup(dir)) || !(w->source = strdup(""))) {
         fw_ckpt_writer_abort(w);
         return fw_errf(e, "%s: out of memory", dir);
     }
@@ -84,20 +78,7 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
         fw_ckpt_writer_abort(w);
         return fw_errf(e, "%s: out of memory", dir);
     }
-    struct stat st;
-    int rc = FW_OK;
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) rc = fw_errf(e, "%s: exists and is not a directory", dir);
-        else if (stat(w->root, &st) == 0)
-            rc = fw_errf(e, "%s already exists: %s holds a furrow checkpoint (remove it or choose another "
-                            "output directory)", w->root, dir);
-    } else if (fw_make_parents(dir, e) != FW_OK) {
-        rc = FW_ERR;
-    } else if (mkdir(dir, 0777) != 0) {
-        rc = fw_errf(e, "%s: cannot create the directory: %s", dir, strerror(errno));
-    } else {
-        w->made_dir = true;
-    }
+    int rc = fw_stage_open(&w->stage, dir, FW_CKPT_ROOT, e);
     /* HDF5 1.10 object formats: fixed-array chunk indexes, compact groups. */
     if (rc == FW_OK && ((w->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
                         H5Pset_libver_bounds(w->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0))
@@ -125,6 +106,18 @@ int fw_ckpt_writer_set_source(fw_ckpt_writer *w, const char *source, fw_err *e) 
     return FW_OK;
 }
 
+int fw_ckpt_writer_add_file(fw_ckpt_writer *w, const char *from, const char *name, fw_err *e) {
+    if (w->failed) return fw_errf(e, "%s: an earlier write failed; the checkpoint must be abandoned", w->dir);
+    if (fnmatch("tokenizer*.json", name, 0) != 0 || strchr(name, '/'))
+        return fw_errf(e, "%s: '%s' is not a tokenizer file name (tokenizer*.json)", w->dir, name);
+    char *to;
+    int rc = fw_stage_add(&w->stage, name, &to, e);
+    if (rc == FW_OK) rc = fw_copy_file(from, to, e);
+    free(to);
+    if (rc != FW_OK) w->failed = true;
+    return rc;
+}
+
 static int add_file(fw_ckpt_writer *w, const char *contents, int first, int last, fw_err *e) {
     w_file *f = realloc(w->files, (size_t)(w->n_files + 1) * sizeof *f);
     if (!f) return fw_errf(e, "%s: out of memory", w->dir);
@@ -137,7 +130,7 @@ static int add_file(fw_ckpt_writer *w, const char *contents, int first, int last
     f->first = first;
     f->last = last;
     f->fid = H5I_INVALID_HID;
-    if (!(f->path = join(w->dir, f->name))) return fw_errf(e, "%s: out of memory", w->dir);
+    if (fw_stage_add(&w->stage, f->name, &f->path, e)) return FW_ERR;
     for (int l = first; l >= 0 && l <= last; l++) w->layer_file[l] = w->n_files;
     w->n_files++;
     return FW_OK;
@@ -184,17 +177,14 @@ static int plan_files(fw_ckpt_writer *w, fw_err *e) {
 
 static int file_open(fw_ckpt_writer *w, w_file *f, fw_err *e) {
     if (f->fid >= 0) return FW_OK;
-    /* EXCL: never overwrite a file we did not make (a left-over of an interrupted
-     * conversion is for the user to remove). */
+    /* EXCL: the staging folder is new; anything there is not ours. */
     hid_t fid = H5Fcreate(f->path, H5F_ACC_EXCL, H5P_DEFAULT, w->fapl);
     if (fid < 0) {
-        struct stat st;
-        if (stat(f->path, &st) == 0)
-            return fw_errf(e, "%s already exists (left by an interrupted conversion? remove it)", f->path);
-        return fw_h5_errf(e, "%s: cannot create", f->path);
+        int rc = fw_h5_errf(e, "%s: cannot create", f->path);
+        unlink(f->path);   /* what a failed create left (a full disk): it did not exist before */
+        return rc;
     }
     f->fid = fid;
-    f->created = true;
     if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) || fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) ||
         fw_h5_put_u64(fid, "checkpoint_id", w->id) || fw_h5_put_str(fid, "contents", f->contents) || fw_h5_put_i64(fid, "first_layer", f->first) ||
         fw_h5_put_i64(fid, "last_layer", f->last) || fw_h5_put_i64(fid, "mtp", !strcmp(f->contents, "mtp")))
@@ -316,8 +306,11 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
                fw_h5_put_str(d, "role", fw_tp_role_name(role)) ||
                fw_h5_put_str(d, "quantization", quantization(w, dtype, quant, sizeof quant))) {
         rc = fw_h5_errf(e, "%s: tensor '%s': cannot write its attributes", f->path, name);
+    } else if (H5Dflush(d) < 0) {   /* the chunk cache: the last of the data goes out here */
+        rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
     }
-    if (d >= 0) H5Dclose(d);
+    if (rc != FW_OK) fw_h5_abandon(f->fid);   /* before any close can fail */
+    if (d >= 0 && H5Dclose(d) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (space >= 0) H5Sclose(space);
@@ -464,27 +457,40 @@ static int put_manifest(fw_ckpt_writer *w, hid_t fid) {
     return rc;
 }
 
+/* The root is built in memory (HDF5's core driver) and goes to disk in one flush:
+ * a failure there leaves HDF5's cache consistent, so the file can be abandoned
+ * (a failed metadata flush of a file on disk cannot be recovered from). */
 static int write_root(fw_ckpt_writer *w, fw_err *e) {
-    hid_t fid = H5Fcreate(w->root_tmp, H5F_ACC_TRUNC, H5P_DEFAULT, w->fapl);
-    if (fid < 0) return fw_h5_errf(e, "%s: cannot create", w->root_tmp);
-    int rc = FW_OK;
+    if (fw_stage_add(&w->stage, FW_CKPT_ROOT, &w->root, e)) return FW_ERR;
+    hid_t fapl = H5Pcopy(w->fapl);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 64 << 10, 1) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return fw_h5_errf(e, "%s: cannot set up HDF5 file access", w->root);
+    }
+    hid_t fid = H5Fcreate(w->root, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    int rc = fid < 0 ? fw_h5_errf(e, "%s: cannot create", w->root) : FW_OK;   /* before H5Pclose clears the stack */
+    H5Pclose(fapl);
+    if (rc != FW_OK) return rc;
     if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
         fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) || fw_h5_put_u64(fid, "checkpoint_id", w->id) ||
         fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
         fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n) ||
         put_manifest(w, fid))
-        rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root_tmp);
+        rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (rc == FW_OK && (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0))
-        rc = fw_h5_errf(e, "%s: cannot set up links", w->root_tmp);
+        rc = fw_h5_errf(e, "%s: cannot set up links", w->root);
     char path[512];
     for (int64_t i = 0; i < w->n && rc == FW_OK; i++) {
         fw_ckpt_name_to_path(w->t[i].name, path, sizeof path);
         if (H5Lcreate_external(w->files[w->t[i].file].name, path, fid, path, lcpl, H5P_DEFAULT) < 0)
-            rc = fw_h5_errf(e, "%s: cannot link tensor '%s'", w->root_tmp, w->t[i].name);
+            rc = fw_h5_errf(e, "%s: cannot link tensor '%s'", w->root, w->t[i].name);
     }
     if (lcpl >= 0) H5Pclose(lcpl);
-    if (H5Fclose(fid) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: cannot close", w->root_tmp);
+    if (rc == FW_OK && H5Fflush(fid, H5F_SCOPE_LOCAL) < 0) rc = fw_h5_errf(e, "%s: cannot write", w->root);
+    if (rc != FW_OK) fw_h5_abandon(fid);
+    if (H5Fclose(fid) < 0 && rc == FW_OK) rc = fw_h5_errf(e, "%s: cannot write", w->root);
+    if (rc == FW_OK) rc = sync_path(w->root, e);
     return rc;
 }
 
@@ -495,36 +501,33 @@ int fw_ckpt_writer_close(fw_ckpt_writer *w, fw_err *e) {
     for (int i = 0; i < w->n_files && rc == FW_OK; i++) {
         w_file *f = &w->files[i];
         if (f->fid < 0) continue;
+        /* Flushed first: a close that fails is what HDF5 1.10 cannot survive. */
+        if (H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0) {
+            rc = fw_h5_errf(e, "%s: cannot finish the file", f->path);
+            break;   /* still open: abort abandons it */
+        }
         herr_t h = H5Fclose(f->fid);
         f->fid = H5I_INVALID_HID;
         if (h < 0) rc = fw_h5_errf(e, "%s: cannot finish the file", f->path);
         else rc = sync_path(f->path, e);
     }
     if (rc == FW_OK) rc = write_root(w, e);
-    if (rc == FW_OK) rc = sync_path(w->root_tmp, e);
-    if (rc == FW_OK && rename(w->root_tmp, w->root) != 0)
-        rc = fw_errf(e, "%s: cannot rename to %s: %s", w->root_tmp, w->root, strerror(errno));
-    if (rc == FW_OK) rc = sync_path(w->dir, e);
-    if (rc != FW_OK) {
-        fw_ckpt_writer_abort(w);
-        return FW_ERR;
-    }
-    for (int i = 0; i < w->n_files; i++) w->files[i].created = false;   /* keep them */
-    w->made_dir = false;
-    fw_ckpt_writer_abort(w);   /* frees what is left */
-    return FW_OK;
+    if (rc == FW_OK) rc = fw_stage_publish(&w->stage, e);
+    fw_ckpt_writer_abort(w);   /* the staging folder, whatever happened; frees w */
+    return rc;
 }
 
 void fw_ckpt_writer_abort(fw_ckpt_writer *w) {
     if (!w) return;
     for (int i = 0; i < w->n_files; i++) {
         w_file *f = &w->files[i];
-        if (f->fid >= 0) H5Fclose(f->fid);
-        if (f->created) unlink(f->path);
+        if (f->fid >= 0) {
+            fw_h5_abandon(f->fid);
+            H5Fclose(f->fid);
+        }
         free(f->path);
     }
-    if (w->root_tmp) unlink(w->root_tmp);
-    if (w->made_dir) rmdir(w->dir);   /* only if nothing else is in it */
+    fw_stage_abort(&w->stage);   /* unlinks every file made in it */
     for (int64_t i = 0; i < w->n; i++) free(w->t[i].name);
     if (w->fapl >= 0) H5Pclose(w->fapl);
     free(w->t);
@@ -533,7 +536,6 @@ void fw_ckpt_writer_abort(fw_ckpt_writer *w) {
     free(w->cfg.json);
     free(w->source);
     free(w->root);
-    free(w->root_tmp);
     free(w->dir);
     free(w);
 }

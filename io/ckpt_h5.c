@@ -14,14 +14,16 @@ static herr_t innermost(unsigned n, const H5E_error2_t *err, void *user) {
 
 int fw_h5_errf(fw_err *e, const char *fmt, ...) {
     char why[512] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, why);
+    int err = fw_h5_errno();
+    if (err) snprintf(why, sizeof why, "%s", strerror(err));   /* not HDF5's long line with it */
+    else H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, why);
     if (!e) return FW_ERR;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     if (why[0] && n >= 0 && (size_t)n < sizeof e->msg)
-        snprintf(e->msg + n, sizeof e->msg - (size_t)n, " (HDF5: %s)", why);
+        snprintf(e->msg + n, sizeof e->msg - (size_t)n, err ? ": %s" : " (HDF5: %s)", why);
     return FW_ERR;
 }
 

@@ -22,6 +22,15 @@ void fw_h5_quiet(void);
  * the failing HDF5 call (the next HDF5 call clears the stack). */
 int fw_h5_errf(fw_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The errno of the system call behind the last HDF5 error (from HDF5's error
+ * stack; call it before the next HDF5 call), 0 if none is recorded. */
+int fw_h5_errno(void);
+
+/* Call after a write to the file failed and before closing anything in it: the
+ * closes that follow then cannot fail (nor crash HDF5 1.10 at exit). The file
+ * on disk is left for the caller to unlink. */
+void fw_h5_abandon(hid_t fid);
+
 /* The HDF5 file type of a dtype (a new id for H5Tclose): BF16 and F16 as custom
  * little-endian floats, F8_E4M3 as U8 (HDF5 floats cannot say "no inf"). Negative
  * if the dtype cannot be stored. */

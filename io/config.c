@@ -4,6 +4,7 @@
  * quantization) is refused instead of half-understood. */
 #define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include "io/base/jsonutil.h"
+#include "io/base/fileutil.h"
 #include "io/config.h"
 
 #include <errno.h>
@@ -423,46 +424,14 @@ int fw_config_parse(fw_config *c, const char *json_text, const char *source, fw_
     return rc;
 }
 
-/* Reads a whole regular file (at most max bytes) into a NUL-terminated buffer. */
+/* A whole config file: a regular file, at most max bytes, no NUL byte. */
 static int read_text_file(const char *path, size_t max, char **out, fw_err *e) {
+    size_t n;
+    if (fw_read_file(path, max, out, &n, e)) return FW_ERR;
+    if (!memchr(*out, '\0', n)) return FW_OK;
+    free(*out);
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fw_errf(e, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    int rc = FW_OK;
-    char *buf = NULL;
-    if (fstat(fd, &st) != 0) {
-        rc = fw_errf(e, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = fw_errf(e, "%s: not a regular file", path);
-    } else if ((uint64_t)st.st_size > max) {
-        rc = fw_errf(e, "%s: %lld bytes is too large for a config file (limit %zu)", path,
-                     (long long)st.st_size, max);
-    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
-        rc = fw_errf(e, "%s: out of memory", path);
-    } else {
-        size_t n = 0, want = (size_t)st.st_size;
-        while (n < want) {
-            ssize_t r = read(fd, buf + n, want - n);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) {
-                rc = fw_errf(e, "%s: read error: %s", path, strerror(errno));
-                break;
-            }
-            if (r == 0) break;  /* shrank while reading: parse what is there */
-            n += (size_t)r;
-        }
-        buf[n] = '\0';
-        if (rc == FW_OK && memchr(buf, '\0', n))
-            rc = fw_errf(e, "%s: contains a NUL byte; not a JSON text file", path);
-    }
-    close(fd);
-    if (rc != FW_OK) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    return FW_OK;
+    return fw_errf(e, "%s: contains a NUL byte; not a JSON text file", path);
 }
 
 int fw_config_load(fw_config *c, const char *path, fw_err *e) {

@@ -27,8 +27,6 @@ typedef struct conv {
     fw_model_tensor *m;
     int64_t n;
     bool *skip_layer;           /* MTP layers absent from the input */
-    bool copied[N_TOKENIZER_FILES];
-    bool made_out;              /* out_dir did not exist before */
 } conv;
 
 static void say(void (*fn)(void *, const char *), void *user, const char *fmt, ...)
@@ -162,15 +160,13 @@ static int check_all(conv *c, fw_err *e) {
     return report_unknown(c, e);
 }
 
-static int copy_tokenizer(conv *c, fw_err *e) {
+static int copy_tokenizer(conv *c, fw_ckpt_writer *w, fw_err *e) {
     for (int i = 0; i < N_TOKENIZER_FILES; i++) {
-        char from[4200], to[4200];
+        char from[4200];
         snprintf(from, sizeof from, "%s/%s", c->hf, tokenizer_files[i]);
-        snprintf(to, sizeof to, "%s/%s", c->out, tokenizer_files[i]);
         struct stat st;
-        if (stat(from, &st) != 0) continue;
-        if (fw_copy_file(from, to, e)) return FW_ERR;
-        c->copied[i] = true;
+        if (lstat(from, &st) != 0) continue;
+        if (fw_ckpt_writer_add_file(w, from, tokenizer_files[i], e)) return FW_ERR;
     }
     return FW_OK;
 }
@@ -229,7 +225,6 @@ static int convert(conv *c, fw_err *e) {
     if (fw_model_tensors(&c->cfg, &c->m, &c->n, e) || check_all(c, e)) return FW_ERR;
 
     fw_ckpt_writer *w;
-    c->made_out = stat(c->out, &st) != 0;
     if (fw_ckpt_writer_open(&w, c->out, &c->cfg, e)) return FW_ERR;
     char src[4200];
     char *abs = realpath(c->hf, NULL);
@@ -238,10 +233,10 @@ static int convert(conv *c, fw_err *e) {
     int rc = fw_ckpt_writer_set_source(w, src, e);
     if (rc == FW_OK && c->o && c->o->layers_per_file > 0)
         rc = fw_ckpt_writer_set_layers_per_file(w, c->o->layers_per_file, e);
-    if (rc == FW_OK) rc = copy_tokenizer(c, e);
     if (rc == FW_OK) rc = write_all(c, w, e);
+    if (rc == FW_OK) rc = copy_tokenizer(c, w, e);
     if (rc != FW_OK) {
-        fw_ckpt_writer_abort(w);   /* frees w; the tokenizer copies go below */
+        fw_ckpt_writer_abort(w);   /* removes everything written */
         return FW_ERR;
     }
     return fw_ckpt_writer_close(w, e);
@@ -250,15 +245,6 @@ static int convert(conv *c, fw_err *e) {
 int fw_convert(const char *hf_dir, const char *out_dir, const fw_convert_opts *o, fw_err *e) {
     conv c = {.hf = hf_dir, .out = out_dir, .o = o};
     int rc = convert(&c, e);
-    if (rc != FW_OK) {
-        for (int i = 0; i < N_TOKENIZER_FILES; i++) {
-            if (!c.copied[i]) continue;
-            char to[4200];
-            snprintf(to, sizeof to, "%s/%s", out_dir, tokenizer_files[i]);
-            unlink(to);
-        }
-        if (c.made_out) rmdir(out_dir);   /* the writer could not: the copies were still there */
-    }
     free(c.m);
     free(c.skip_layer);
     if (c.st_open) fw_st_dir_close(&c.st);

@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L  /* strdup, mmap, truncate */
 #include "io/safetensors.h"
+#include "io/base/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,23 +191,8 @@ done:
 int fw_st_open(fw_st_file *f, const char *path, fw_err *e) {
     memset(f, 0, sizeof *f);
     if (!(f->path = strdup(path))) return fw_errf(e, "%s: out of memory", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fw_errf(e, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fw_errf(e, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fw_errf(e, "%s: not a regular file", path);
-        close(fd);
-        goto fail;
-    }
-    f->size = (uint64_t)st.st_size;
+    int fd;
+    if (fw_open_regular(path, &fd, &f->size, e)) goto fail;
     if (f->size < 8) {
         fw_errf(e, "%s: file is %llu bytes, too short for the 8-byte header length", path,
                 (unsigned long long)f->size);
@@ -271,11 +257,6 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-static bool is_regular(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static bool path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -283,42 +264,13 @@ static bool path_exists(const char *path) {
 
 /* Reads and parses a JSON file of at most max bytes. */
 static json_t *load_json_file(const char *path, size_t max, fw_err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fw_errf(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    json_t *root = NULL;
-    char *buf = NULL;
-    if (fstat(fd, &st) != 0) {
-        fw_errf(e, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        fw_errf(e, "%s: not a regular file", path);
-    } else if ((uint64_t)st.st_size > max) {
-        fw_errf(e, "%s: %lld bytes is too large (limit %zu)", path, (long long)st.st_size, max);
-    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
-        fw_errf(e, "%s: out of memory", path);
-    } else {
-        size_t n = 0, want = (size_t)st.st_size;
-        bool ok = true;
-        while (n < want) {
-            ssize_t r = read(fd, buf + n, want - n);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) {
-                fw_errf(e, "%s: read error: %s", path, strerror(errno));
-                ok = false;
-                break;
-            }
-            if (r == 0) break;
-            n += (size_t)r;
-        }
-        json_error_t je;
-        if (ok && !(root = json_loadb(buf, n, 0, &je)))
-            fw_errf(e, "%s: invalid JSON (line %d, column %d): %s", path, je.line, je.column, je.text);
-    }
+    char *buf;
+    size_t n;
+    if (fw_read_file(path, max, &buf, &n, e)) return NULL;
+    json_error_t je;
+    json_t *root = json_loadb(buf, n, 0, &je);
+    if (!root) fw_errf(e, "%s: invalid JSON (line %d, column %d): %s", path, je.line, je.column, je.text);
     free(buf);
-    close(fd);
     return root;
 }
 
@@ -444,7 +396,7 @@ int fw_st_dir_open(fw_st_dir *d, const char *dir, fw_err *e) {
         rc = fw_errf(e, "%s: out of memory", dir);
     } else if (path_exists(ipath)) {
         rc = open_indexed(d, ipath, e);
-    } else if (is_regular(spath)) {
+    } else if (path_exists(spath)) {   /* fw_st_open refuses a non-file by name */
         if (!(d->files = calloc(1, sizeof *d->files))) {
             rc = fw_errf(e, "%s: out of memory", dir);
         } else if ((rc = fw_st_open(&d->files[0], spath, e)) == FW_OK) {

@@ -4,6 +4,7 @@
  * model type, a normalizer, pre-tokenizer step or decoder it does not know, BPE
  * options (dropout, subword prefixes, byte fallback) it does not implement. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include "io/base/fileutil.h"
 #include "io/base/jsonutil.h"
 #include "io/text/tok_internal.h"
 
@@ -43,31 +44,15 @@ static int get_bool(load_ctx *c, const json_t *obj, const char *where, const cha
 }
 
 /* Tokenizer files are a few MB; anything past this is not one. */
-#define TOK_JSON_MAX_BYTES ((long)1 << 30)
+#define TOK_JSON_MAX_BYTES ((size_t)1 << 30)
 
 static json_t *load_json(const char *path, fw_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fw_errf(e, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     /* Read whole, then parse from memory: json_loadf reads a byte at a time. */
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    char *buf = NULL;
-    if (size < 0 || size > TOK_JSON_MAX_BYTES || fseek(f, 0, SEEK_SET) != 0 ||
-        !(buf = malloc((size_t)size + 1)) || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        fw_errf(e, "%s: %s", path,
-                size > TOK_JSON_MAX_BYTES ? "larger than 1 GiB; not a tokenizer file"
-                : !buf && size >= 0      ? "out of memory"
-                                         : "cannot read it");
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
+    char *buf;
+    size_t size;
+    if (fw_read_file(path, TOK_JSON_MAX_BYTES, &buf, &size, e)) return NULL;
     json_error_t je;
-    json_t *root = json_loadb(buf, (size_t)size, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(buf, size, JSON_REJECT_DUPLICATES, &je);
     free(buf);
     if (!root) {
         if (je.line > 0) fw_errf(e, "%s:%d:%d: %s", path, je.line, je.column, je.text);

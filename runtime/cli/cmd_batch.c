@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/base/fileutil.h"
 #include "runtime/cli/cli.h"
 #include "runtime/engine/prompt.h"
 #include "runtime/engine/job.h"
@@ -62,22 +63,15 @@ static void idset_free(idset *s) {
     free(s->k);
 }
 
-/* The requests come from a regular file (not a directory, a FIFO or a device). */
-static int check_input(const char *path, fw_err *e) {
-    struct stat st;
-    if (stat(path, &st)) return fw_errf(e, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return fw_errf(e, "%s: %s, not a file of requests", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
-    return FW_OK;
-}
-
 /* Opens the output for appending and takes it for this job alone: a second job
  * on the same file would write every id twice. Where the file system has no
  * locks, the job goes on without one. */
 static int own_output(const char *path, int *fd, fw_err *e) {
+    /* Non-blocking: a FIFO without a reader fails at once instead of hanging. */
+    if ((*fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0644)) < 0)
+        return fw_errf(e, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return fw_errf(e, "%s: not a regular file", path);
-    if ((*fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644)) < 0) return fw_errf(e, "%s: %s", path, strerror(errno));
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) return fw_errf(e, "%s: not a regular file", path);
     if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return FW_OK;
     if (errno == EWOULDBLOCK) return fw_errf(e, "%s: another batch job is writing it", path);
     fprintf(stderr, "furrow generate: %s: no lock (%s); make sure no other job writes it\n", path, strerror(errno));
@@ -120,8 +114,13 @@ typedef struct input {
 } input;
 
 static int read_input(const char *path, const idset *done, input *in, size_t *n_done, fw_err *e) {
-    FILE *f = fopen(path, "r");
-    if (!f) return fw_errf(e, "%s: %s", path, strerror(errno));
+    int fd;
+    if (fw_open_regular(path, &fd, NULL, e)) return FW_ERR;   /* never a FIFO, device or folder */
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return fw_errf(e, "%s: %s", path, strerror(errno));
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -185,6 +184,10 @@ typedef struct batch {
 
 /* One whole line, then fsync: after a crash it is either all there or cut as torn. */
 static void write_line(batch *b, json_t *o) {
+    if (b->fail) { /* the first error is the one reported; nothing more is appended */
+        json_decref(o);
+        return;
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s) {
@@ -193,17 +196,25 @@ static void write_line(batch *b, json_t *o) {
     }
     size_t n = strlen(s);
     s[n] = '\n'; /* json_dumps' NUL becomes the newline; written as n + 1 bytes */
+    off_t start = lseek(b->fd, 0, SEEK_END);   /* the job holds the file: appends land here */
     for (size_t off = 0; off < n + 1;) {
         ssize_t w = write(b->fd, s + off, n + 1 - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            b->fail = fw_errf(&b->e, "%s: %s", b->path, strerror(errno));
+            b->fail = fw_errf(&b->e, "%s: cannot write a result line: %s (the %zu lines before it are complete)",
+                              b->path, w < 0 ? strerror(errno) : "no progress", b->n_done);
             break;
         }
         off += (size_t)w;
     }
     free(s);
-    if (!b->fail && fdatasync(b->fd)) b->fail = fw_errf(&b->e, "%s: sync: %s", b->path, strerror(errno));
+    if (!b->fail && fdatasync(b->fd))
+        b->fail = fw_errf(&b->e, "%s: cannot write a result line: sync: %s (the %zu lines before it are complete)",
+                          b->path, strerror(errno), b->n_done);
+    /* A full disk or an I/O error: the half-written line goes, so the file holds
+     * whole lines only (a rerun would cut it too). */
+    if (b->fail && start >= 0 && ftruncate(b->fd, start) != 0)
+        fprintf(stderr, "furrow generate: %s: cannot cut the unfinished line: %s\n", b->path, strerror(errno));
     b->n_done++;
 }
 
@@ -325,7 +336,7 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     fw_tokenizer *tok = NULL;
     int rc = FW_OK;
     if (w.rank == 0) {
-        rc = check_input(in_path, &e) || own_output(out_path, &b.fd, &e) || resume(out_path, &done, &e) ||
+        rc = fw_check_regular(in_path, &e) || own_output(out_path, &b.fd, &e) || resume(out_path, &done, &e) ||
              read_input(in_path, &done, &in, &b.n_done, &e);
         b.n_total = b.n_done + in.n;
         fw_err te;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/h5out.h"
 #include "runtime/cli/cli.h"
@@ -18,7 +19,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR                         furrow checkpoint (furrow convert or furrow synth)\n"
             "  --tokens LIST                       comma-separated token ids\n"
-            "  --out FILE                          output HDF5 file (overwritten)\n"
+            "  --out FILE                          output HDF5 file (replaced once complete)\n"
             "  --attention naive|absorbed          prefill form of MLA (default naive)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
@@ -102,6 +103,12 @@ int fw_cmd_logits(int argc, char **argv) {
         return 2;
     }
 
+    struct stat out_st;   /* refused before the forward, not after it */
+    if (stat(a.out, &out_st) == 0 && !S_ISREG(out_st.st_mode)) {
+        fprintf(stderr, "furrow logits: --out %s: exists and is not a regular file\n", a.out);
+        free(ids);
+        return 2;
+    }
     fw_world w;
     if (fw_world_init(&w, NULL, NULL, &e)) {
         fprintf(stderr, "furrow logits: %s\n", e.msg);

@@ -2,11 +2,13 @@
  * tokenizer (or a tokenizer.json given directly); --bench measures encoding. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "io/base/fileutil.h"
 #include "io/text/chat.h"
 #include "io/text/tokenizer.h"
 #include "runtime/cli/cli.h"
@@ -60,31 +62,6 @@ static int load(fw_tokenizer **t, const char *model_dir, const char *tok_file, c
     int rc = fw_tokenizer_load(t, tok_file, cfg_file, e);
     free(guess);
     return rc;
-}
-
-static int read_file(const char *path, char **text, size_t *len, fw_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fw_errf(e, "%s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
-    char *p = malloc(cap);
-    while (p) {
-        n += fread(p + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *q = realloc(p, cap * 2);
-        if (!q) free(p);
-        p = q;
-        cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!p) return fw_errf(e, "%s: out of memory", path);
-    if (err) {
-        free(p);
-        return fw_errf(e, "%s: read error", path);
-    }
-    *text = p;
-    *len = n;
-    return FW_OK;
 }
 
 /* End of the chunk that starts at i: at most `chunk` bytes, cut after the last
@@ -155,7 +132,7 @@ int fw_cmd_tokenize(int argc, char **argv) {
     int64_t n_all = 0, cap_all = 0, n_wrap = 0, n_pre = 0;
     if (load(&t, model_dir, tok_file, cfg_file, &e)) goto done;
     if (file) {
-        if (read_file(file, &text, &len, &e)) goto done;
+        if (fw_read_file(file, SIZE_MAX, &text, &len, &e)) goto done;
     } else {
         if (!(text = strdup(argv[optind]))) {
             fw_errf(&e, "out of memory");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/base/fileutil.h"
 #include "io/text/chat.h"
 
 int fw_prompt_tokenizer(fw_tokenizer **t, const char *model_dir, fw_err *e) {
@@ -14,35 +15,16 @@ int fw_prompt_tokenizer(fw_tokenizer **t, const char *model_dir, fw_err *e) {
     return FW_OK;
 }
 
-/* The whole of a file named by "@FILE". */
-static char *read_all(const char *path, size_t *len, fw_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fw_errf(e, "%s: cannot open", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += r;
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    fclose(f);
-    if (!buf) fw_errf(e, "%s: out of memory", path);
-    *len = n;
-    return buf;
-}
+/* A chat file (@FILE) of more than this is not one: the longest context is a
+ * few MB of text. */
+#define CHAT_FILE_MAX_BYTES ((size_t)64 << 20)
 
 int fw_prompt_encode(fw_tokenizer *t, const char *text, bool chat, int64_t vocab, int32_t **ids,
                      int64_t *n, bool *mapped, fw_err *e) {
     char *owned = NULL;
     size_t len = strlen(text);
     if (chat && text[0] == '@') {
-        if (!(owned = read_all(text + 1, &len, e))) return FW_ERR;
+        if (fw_read_file(text + 1, CHAT_FILE_MAX_BYTES, &owned, &len, e)) return FW_ERR;
         text = owned;
     }
     int rc = chat ? fw_chat_encode_json(t, text, len, true, ids, n, e)
