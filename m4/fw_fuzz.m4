@@ -3,6 +3,10 @@
 # libraries are then compiled with -fsanitize=fuzzer-no-link plus ASan and UBSan
 # (added to FW_WARN_CFLAGS, which every object gets) so that the fuzzer sees
 # their coverage; FUZZ_FLAGS (-fsanitize=fuzzer) compiles and links the targets.
+# The objects compile without OpenMP (FW_OMP_CFLAGS empty; the runtime is still
+# linked for omp_* calls): clang outlines a parallel region into a function
+# without its caller's target("avx2") attribute and refuses the AVX2 kernels,
+# and a fuzzer runs one input at a time on one thread anyway.
 AC_DEFUN([FW_ENABLE_FUZZ], [
   AC_ARG_ENABLE([fuzz],
     [AS_HELP_STRING([--enable-fuzz], [build the libFuzzer targets in fuzz/ (needs CC=clang)])],
@@ -28,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return data && si
        AC_MSG_ERROR([--enable-fuzz: $CC cannot link -fsanitize=fuzzer; install libFuzzer's runtime (Debian: libclang-rt-14-dev)])])
     CFLAGS=$fw_save_CFLAGS
     FW_WARN_CFLAGS="$FW_WARN_CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+    FW_OMP_CFLAGS=
   ])
   AC_SUBST([FUZZ_FLAGS])
   AM_CONDITIONAL([FUZZ], [test "x$enable_fuzz" = xyes])
