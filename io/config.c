@@ -365,6 +365,9 @@ static int parse_quant(cfg_ctx *x, json_t *root, fw_config *c) {
 static int parse_token_id(cfg_ctx *x, json_t *root, const char *key, int64_t def, int64_t vocab, int64_t *out) {
     json_t *v = json_object_get(root, key);
     if (!v) {
+        if (def >= vocab)
+            return fw_errf(x->e, "%s: key '%s' is missing and its default %lld is not below vocab_size (%lld)",
+                           x->src, key, (long long)def, (long long)vocab);
         *out = def;
         return FW_OK;
     }

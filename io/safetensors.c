@@ -188,50 +188,63 @@ done:
     return rc;
 }
 
+/* The length prefix and the header of the image f->map[0, f->size). */
+static int parse_image(fw_st_file *f, fw_err *e) {
+    if (f->size < 8)
+        return fw_errf(e, "%s: file is %llu bytes, too short for the 8-byte header length", f->path,
+                       (unsigned long long)f->size);
+    uint64_t hlen = read_le64(f->map);
+    if (hlen > f->size - 8)
+        return fw_errf(e, "%s: header length %llu is larger than the file (%llu bytes); truncated or not safetensors",
+                       f->path, (unsigned long long)hlen, (unsigned long long)f->size);
+    if (hlen > ST_HEADER_MAX)
+        return fw_errf(e, "%s: header length %llu is over the 100 MB limit", f->path, (unsigned long long)hlen);
+    return parse_header(f, (const char *)f->map + 8, hlen, e);
+}
+
 int fw_st_open(fw_st_file *f, const char *path, fw_err *e) {
     memset(f, 0, sizeof *f);
     if (!(f->path = strdup(path))) return fw_errf(e, "%s: out of memory", path);
     int fd;
     if (fw_open_regular(path, &fd, &f->size, e)) goto fail;
-    if (f->size < 8) {
-        fw_errf(e, "%s: file is %llu bytes, too short for the 8-byte header length", path,
-                (unsigned long long)f->size);
-        close(fd);
-        goto fail;
-    }
     if (f->size > (uint64_t)SIZE_MAX) {
         fw_errf(e, "%s: file too large to map", path);
         close(fd);
         goto fail;
     }
-    void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (f->size >= 8) {  /* mmap refuses 0 bytes; parse_image names a short file */
+        void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            fw_errf(e, "%s: cannot map %llu bytes: %s", path, (unsigned long long)f->size, strerror(errno));
+            close(fd);
+            goto fail;
+        }
+        f->map = m;
+        f->mapped = true;
+    }
     close(fd);  /* the mapping keeps the file */
-    if (m == MAP_FAILED) {
-        fw_errf(e, "%s: cannot map %llu bytes: %s", path, (unsigned long long)f->size, strerror(errno));
-        goto fail;
-    }
-    f->map = m;
-
-    uint64_t hlen = read_le64(f->map);
-    if (hlen > f->size - 8) {
-        fw_errf(e, "%s: header length %llu is larger than the file (%llu bytes); truncated or not safetensors",
-                path, (unsigned long long)hlen, (unsigned long long)f->size);
-        goto fail;
-    }
-    if (hlen > ST_HEADER_MAX) {
-        fw_errf(e, "%s: header length %llu is over the 100 MB limit", path, (unsigned long long)hlen);
-        goto fail;
-    }
-    if (parse_header(f, (const char *)f->map + 8, hlen, e) != FW_OK) goto fail;
+    if (parse_image(f, e) != FW_OK) goto fail;
     return FW_OK;
 fail:
     fw_st_close(f);
     return FW_ERR;
 }
 
+int fw_st_open_mem(fw_st_file *f, const void *buf, uint64_t size, const char *name, fw_err *e) {
+    memset(f, 0, sizeof *f);
+    if (!(f->path = strdup(name))) return fw_errf(e, "%s: out of memory", name);
+    f->map = (void *)buf;  /* borrowed, never written */
+    f->size = size;
+    if (parse_image(f, e) != FW_OK) {
+        fw_st_close(f);
+        return FW_ERR;
+    }
+    return FW_OK;
+}
+
 void fw_st_close(fw_st_file *f) {
     if (!f) return;
-    if (f->map) munmap(f->map, (size_t)f->size);
+    if (f->mapped) munmap(f->map, (size_t)f->size);
     for (int i = 0; f->tensors && i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);

@@ -10,6 +10,7 @@
 #ifndef FW_IO_SAFETENSORS_H
 #define FW_IO_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "io/dtype.h"
@@ -30,11 +31,15 @@ typedef struct fw_st_file {
     char *path;
     void *map;                  /* whole file, read-only */
     uint64_t size;
+    bool mapped;                /* map is ours to unmap (fw_st_open), not borrowed */
     int n_tensors;
     fw_st_tensor *tensors;      /* sorted by name */
 } fw_st_file;
 
 int fw_st_open(fw_st_file *f, const char *path, fw_err *e);
+/* The same from bytes in memory (the fuzzer's entry): f borrows buf, which must
+ * outlive it; name stands for the path in errors. */
+int fw_st_open_mem(fw_st_file *f, const void *buf, uint64_t size, const char *name, fw_err *e);
 void fw_st_close(fw_st_file *f);
 /* NULL when absent. */
 const fw_st_tensor *fw_st_find(const fw_st_file *f, const char *name);

@@ -85,7 +85,7 @@ def main():
     objs = []
     for root, dirs, files in os.walk(build):
         rel = os.path.relpath(root, build)
-        dirs[:] = [d for d in dirs if not d.startswith('.') and not (rel == '.' and d in ('tests', 'build-aux', 'm4', 'jobs'))]
+        dirs[:] = [d for d in dirs if not d.startswith('.') and not (rel == '.' and d in ('tests', 'fuzz', 'build-aux', 'm4', 'jobs'))]
         objs += [os.path.join(root, f) for f in files if f.endswith('.o')]
     if not objs:
         print('layers: no object files under %s (build first)' % build)

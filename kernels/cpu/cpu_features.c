@@ -1,7 +1,15 @@
 /* What the CPU this process runs on can do, checked once at run time. */
 #include "kernels/cpu/fast.h"
 
+#include <cpuid.h>
+
+/* F16C from cpuid leaf 1: clang's __builtin_cpu_supports does not know "f16c". */
+static bool has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 bool fw_cpu_has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }

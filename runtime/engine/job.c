@@ -210,6 +210,17 @@ int fw_job_parse(fw_job *j, const json_t *b, fw_job_kind kind, const fw_job_ctx 
     return FW_OK;
 }
 
+int fw_job_parse_body(fw_job *j, const char *body, size_t len, fw_job_kind kind, const fw_job_ctx *c, int *status,
+                      fw_err *e) {
+    memset(j, 0, sizeof *j);
+    json_error_t je;
+    json_t *b = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &je);
+    if (!b) return REFUSE(400, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
+    int rc = fw_job_parse(j, b, kind, c, status, e);
+    json_decref(b);
+    return rc;
+}
+
 void fw_job_free(fw_job *j) {
     fw_req_free(&j->req);
     json_decref(j->id);

@@ -48,6 +48,10 @@ typedef struct fw_job {
  * status (400 malformed or wrong type, 404 unknown model, 422 a value out of
  * range or a prompt the model cannot take) and the message in e. */
 int fw_job_parse(fw_job *j, const json_t *body, fw_job_kind kind, const fw_job_ctx *c, int *status, fw_err *e);
+/* The same from an HTTP request body: the bytes parsed as JSON (duplicate
+ * keys refused), then fw_job_parse; invalid JSON is a 400 naming the byte. */
+int fw_job_parse_body(fw_job *j, const char *body, size_t len, fw_job_kind kind, const fw_job_ctx *c, int *status,
+                      fw_err *e);
 void fw_job_free(fw_job *j);
 /* A generated token: appends its text and logprobs; returns true when the
  * text now holds a stop string (cut there). */

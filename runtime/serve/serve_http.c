@@ -275,23 +275,11 @@ static MHD_RESULT submit(conn *c, fw_http_job *h) {
 }
 
 static MHD_RESULT generate(conn *c, fw_job_kind kind) {
-    json_error_t je;
-    json_t *body = json_loadb(c->body ? c->body : "", c->len, JSON_REJECT_DUPLICATES, &je);
-    if (!body) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
-        return send_error(c, 400, msg);
-    }
     fw_http_job *h = calloc(1, sizeof *h);
-    if (!h) {
-        json_decref(body);
-        return send_error(c, 500, "out of memory");
-    }
+    if (!h) return send_error(c, 500, "out of memory");
     int status;
     fw_err e;
-    int rc = fw_job_parse(&h->job, body, kind, &c->s->ctx, &status, &e);
-    json_decref(body);
-    if (rc) {
+    if (fw_job_parse_body(&h->job, c->body, c->len, kind, &c->s->ctx, &status, &e)) {
         fw_job_free(&h->job);
         free(h);
         return send_error(c, status, e.msg);
