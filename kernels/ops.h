@@ -61,6 +61,10 @@ fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_
 /* The dequantized value of element (i, j) (slow; for tests and references). */
 float fw_weight_get(const fw_weight *w, int64_t i, int64_t j);
 
+/* out[rows, cols] = w as bf16 (each q * scale rounded to nearest even). The GPU's
+ * interim path for INT4 until it has W4A16 kernels; the CPU never rounds. */
+void fw_weight_to_bf16(const fw_weight *w, uint16_t *out);
+
 /* MoE routing parameters (DeepSeek-V3 noaux_tc with sigmoid scores). */
 typedef struct fw_route_params {
     int n_experts;            /* E */

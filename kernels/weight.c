@@ -40,6 +40,11 @@ float fw_weight_get(const fw_weight *w, int64_t i, int64_t j) {
     return NAN;
 }
 
+void fw_weight_to_bf16(const fw_weight *w, uint16_t *out) {
+    for (int64_t i = 0; i < w->rows; i++)
+        for (int64_t j = 0; j < w->cols; j++) out[i * w->cols + j] = fw_f32_to_bf16(fw_weight_get(w, i, j));
+}
+
 static uint32_t f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
