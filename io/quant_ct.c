@@ -94,8 +94,8 @@ static int weights_parse(ct_group *g, const json_t *w, const char *src, const ch
     if (!json_is_integer(bits))
         return fw_errf(e, "%s: %sweights.num_bits must be an integer", src, where);
     if (json_integer_value(bits) != 4)
-        return fw_errf(e, "%s: %sweights.num_bits is %lld: only 4-bit weights are supported (%s)", src, where,
-                       (long long)json_integer_value(bits), json_integer_value(bits) == 8 ? "8 is not supported yet" : "");
+        return fw_errf(e, "%s: %sweights.num_bits is %lld: only 4-bit weights are supported%s", src, where,
+                       (long long)json_integer_value(bits), json_integer_value(bits) == 8 ? " (8 is not supported yet)" : "");
     if (type && (!json_is_string(type) || strcmp(json_string_value(type), "int") != 0))
         return fw_errf(e, "%s: %sweights.type must be \"int\" (float quantization is not supported)", src, where);
     if (!json_is_true(sym))
