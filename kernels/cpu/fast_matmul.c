@@ -309,7 +309,7 @@ AVX2_INLINE void gemv_int4_tile(float *y, const float *xp, const fw_weight *w, i
                                 const int TT) {
     const int64_t K = w->cols, N = w->rows, K64 = K / 64 * 64, G = w->group, c0 = w->c0;
     const int P = TT <= 2 ? 2 : 1;
-    const bool uniform = G % 64 == 0 && c0 % 64 == 0;
+    const bool uniform = G % 64 == 0 && c0 % 64 == 0, halves = G % 32 == 0 && c0 % 32 == 0;
     const __m256i m15 = _mm256_set1_epi32(15);
     __m256 tot[16]; /* (RB, TT, P) */
 #pragma GCC unroll 16
@@ -322,6 +322,9 @@ AVX2_INLINE void gemv_int4_tile(float *y, const float *xp, const fw_weight *w, i
             __m256 s;
             if (uniform) {
                 s = _mm256_set1_ps(fw_bf16_to_f32(sc[(c0 + j) / G]));
+            } else if (halves) { /* lanes 0-3 and 4-7 each within one group (G = 32) */
+                s = _mm256_set_m128(_mm_set1_ps(fw_bf16_to_f32(sc[(c0 + j + 32) / G])),
+                                    _mm_set1_ps(fw_bf16_to_f32(sc[(c0 + j) / G])));
             } else {
                 float f[8];
                 for (int q = 0; q < 8; q++) f[q] = fw_bf16_to_f32(sc[(c0 + j + 8 * q) / G]);
