@@ -409,6 +409,9 @@ static int load_info(const fw_ckpt *ck, ck_entry *t, fw_err *e) {
     } else {
         in.ndim = nd;
         for (int i = 0; i < nd; i++) in.shape[i] = (int64_t)dims[i];
+        char *q = H5Aexists(d, "quantization") > 0 ? fw_h5_get_str(d, "quantization") : NULL;
+        if (q) snprintf(in.quant, sizeof in.quant, "%s", q);
+        free(q);
         t->info = in;
         t->have_info = true;
     }

@@ -19,6 +19,7 @@ typedef struct fw_tensor_info {
     fw_dtype dtype;
     int ndim;
     int64_t shape[8];
+    char quant[32];            /* the `quantization` attribute ("int4_sym_group32"); "" if none */
 } fw_tensor_info;
 
 typedef struct fw_ckpt fw_ckpt;
@@ -77,6 +78,12 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
  * shape from its parallel role, and stores its checksum. */
 int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
                   const int64_t *shape, const void *data, fw_err *e);
+/* Writes an INT4 weight `weight` ("<module>.weight", [rows, cols]) as two
+ * tensors (io/FORMAT.md, "INT4 weights"): "<weight>_packed", I32 [rows, cols/8],
+ * eight values q + 8 per word, lowest column in the lowest nibble; and
+ * "<weight>_scale", BF16 [rows, cols/group]. Chunked at group boundaries. */
+int fw_ckpt_write_int4(fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t group,
+                       const void *packed, const void *scale, fw_err *e);
 /* Options, before the first fw_ckpt_write. Layers per data file: n > 0 puts n
  * consecutive layers in each file; 0 (the default) packs consecutive layers into
  * files of about FW_CKPT_FILE_BYTES (a layer bigger than that gets its own). */

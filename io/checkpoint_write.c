@@ -21,6 +21,7 @@
 #include "io/ckpt_stage.h"
 #include "io/ckpt_sums.h"
 #include "io/model_tensors.h"
+#include "io/quant_ct.h"
 
 #define CHUNK_MAX_BYTES (64 << 20)   /* well under HDF5's 4 GB, big enough for one I/O */
 
@@ -140,13 +141,24 @@ static int add_file(fw_ckpt_writer *w, const char *contents, int first, int last
 static int layer_bytes(const fw_config *c, int64_t *bytes, int nl, fw_err *e) {
     fw_model_tensor *t;
     int64_t n;
-    if (fw_model_tensors(c, &t, &n, e)) return FW_ERR;
+    fw_ct_scheme *ct = NULL;
+    if (c->int4 && fw_ct_from_json(&ct, c->json, "config.json", e)) return FW_ERR;
+    if (fw_model_tensors(c, &t, &n, e)) {
+        fw_ct_free(ct);
+        return FW_ERR;
+    }
     for (int64_t i = 0; i < n; i++) {
         if (t[i].layer < 0 || t[i].layer >= nl) continue;
-        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
-        bytes[t[i].layer] += el * (t[i].quantized && c->fp8 ? 1 : t[i].f32 ? 4 : 2);
+        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), g;
+        char module[sizeof t->name];
+        snprintf(module, sizeof module, "%.*s", (int)strlen(t[i].name) - 7, t[i].name);   /* less ".weight" */
+        if (ct && fw_model_tensor_is_linear(t[i].name) && fw_ct_quantized(ct, module, true, &g))
+            bytes[t[i].layer] += el / 2 + el / (g > 0 ? g : t[i].shape[1]) * 2;
+        else
+            bytes[t[i].layer] += el * (t[i].quantized && c->fp8 ? 1 : t[i].f32 ? 4 : 2);
     }
     free(t);
+    fw_ct_free(ct);
     return FW_OK;
 }
 
@@ -272,13 +284,17 @@ static uint64_t *chunk_sums(int ndim, const int64_t *shape, const hsize_t *chunk
     return sums;
 }
 
+/* chunk0, quant0: the chunk shape and `quantization` label when the caller knows
+ * them (INT4 tensors); NULL: from the name and dtype. */
 static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtype dtype, int ndim,
-                         const int64_t *shape, uint64_t nbytes, const void *data, uint64_t checksum, fw_err *e) {
+                         const int64_t *shape, uint64_t nbytes, const void *data, uint64_t checksum,
+                         const hsize_t *chunk0, const char *quant0, fw_err *e) {
     char path[512], quant[48];
     fw_ckpt_name_to_path(name, path, sizeof path);
     hsize_t dims[8], chunk[8];
     for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
-    chunk_shape(w, name, ndim, shape, fw_dtype_size(dtype), chunk);
+    if (chunk0) memcpy(chunk, chunk0, (size_t)ndim * sizeof *chunk);
+    else chunk_shape(w, name, ndim, shape, fw_dtype_size(dtype), chunk);
     int64_t head;
     fw_tp_role role = fw_model_tensor_role(&w->cfg, name, &head);
     int64_t n_sums = 0;
@@ -304,7 +320,7 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
                fw_h5_put_u64(d, "checksum", checksum) ||
                (nbytes > 0 && fw_h5_put_u64_array(d, "chunk_checksums", sums, n_sums)) ||
                fw_h5_put_str(d, "role", fw_tp_role_name(role)) ||
-               fw_h5_put_str(d, "quantization", quantization(w, dtype, quant, sizeof quant))) {
+               fw_h5_put_str(d, "quantization", quant0 ? quant0 : quantization(w, dtype, quant, sizeof quant))) {
         rc = fw_h5_errf(e, "%s: tensor '%s': cannot write its attributes", f->path, name);
     } else if (H5Dflush(d) < 0) {   /* the chunk cache: the last of the data goes out here */
         rc = fw_h5_errf(e, "%s: tensor '%s': write failed", f->path, name);
@@ -320,8 +336,8 @@ static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtyp
     return rc;
 }
 
-int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim, const int64_t *shape,
-                  const void *data, fw_err *e) {
+static int write_one(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim, const int64_t *shape,
+                     const void *data, const hsize_t *chunk, const char *quant, fw_err *e) {
     if (w->failed) return fw_errf(e, "%s: an earlier write failed; the checkpoint must be abandoned", w->dir);
     if (!fw_ckpt_name_valid(name) || strlen(name) > 400)
         return fw_errf(e, "%s: '%s' is not a valid tensor name", w->dir, name ? name : "(null)");
@@ -356,12 +372,58 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
     if (H5Lexists(f->fid, path, H5P_DEFAULT) > 0)
         return fw_errf(e, "%s: tensor '%s' is written twice", f->path, name);
     uint64_t checksum = XXH3_64bits(data, (size_t)nbytes);
-    if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, checksum, e)) return FW_ERR;
+    if (write_dataset(w, f, name, dtype, ndim, shape, nbytes, data, checksum, chunk, quant, e)) return FW_ERR;
     if (record(w, name, fi, dtype, ndim, shape, checksum, e)) {
         w->failed = true;   /* on disk but not in the index */
         return FW_ERR;
     }
     return FW_OK;
+}
+
+int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim, const int64_t *shape,
+                  const void *data, fw_err *e) {
+    return write_one(w, name, dtype, ndim, shape, data, NULL, NULL, e);
+}
+
+/* Chunks of an INT4 weight [rows, cols] in groups of G columns, counted in groups
+ * along the columns so that both datasets cut at the same group boundaries: a
+ * split axis in the units of chunk_shape (a row split in whole groups, one head
+ * when a head is whole groups), the rest whole, shortened under the cap. */
+static void int4_chunks(const fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t G,
+                        hsize_t packed[2], hsize_t scale[2]) {
+    int64_t head;
+    fw_tp_role role = fw_model_tensor_role(&w->cfg, weight, &head);
+    const int64_t rows = shape[0], ng = shape[1] / G, gbytes = G / 2;
+    int64_t rc = rows, gc = ng;
+    if (role == FW_TP_COLUMN || role == FW_TP_VOCAB) {
+        rc = split_unit(rows, head);
+        if (rc * gc * gbytes > CHUNK_MAX_BYTES) gc = CHUNK_MAX_BYTES / (rc * gbytes) > 0 ? CHUNK_MAX_BYTES / (rc * gbytes) : 1;
+    } else {
+        if (role == FW_TP_ROW) gc = split_unit(ng, head > 0 && head % G == 0 ? head / G : 0);
+        if (rc * gc * gbytes > CHUNK_MAX_BYTES) {
+            rc = CHUNK_MAX_BYTES / (gc * gbytes) > 0 ? CHUNK_MAX_BYTES / (gc * gbytes) : 1;
+            if (rc >= 128) rc -= rc % 128;
+        }
+    }
+    packed[0] = scale[0] = (hsize_t)(rc > 0 ? rc : 1);
+    packed[1] = (hsize_t)(gc * G / 8);
+    scale[1] = (hsize_t)gc;
+}
+
+int fw_ckpt_write_int4(fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t group,
+                       const void *packed, const void *scale, fw_err *e) {
+    if (group <= 0 || group % 8 != 0 || shape[0] <= 0 || shape[1] <= 0 || shape[1] % group != 0)
+        return fw_errf(e, "%s: INT4 tensor '%s' [%lld, %lld]: group size %lld must be a multiple of 8 that divides "
+                          "the columns", w->dir, weight, (long long)shape[0], (long long)shape[1], (long long)group);
+    char pname[512], sname[512], quant[48];
+    snprintf(pname, sizeof pname, "%s_packed", weight);
+    snprintf(sname, sizeof sname, "%s_scale", weight);
+    snprintf(quant, sizeof quant, "int4_sym_group%lld", (long long)group);
+    hsize_t pc[2], sc[2];
+    int4_chunks(w, weight, shape, group, pc, sc);
+    const int64_t pshape[2] = {shape[0], shape[1] / 8}, sshape[2] = {shape[0], shape[1] / group};
+    if (write_one(w, pname, FW_DTYPE_I32, 2, pshape, packed, pc, quant, e)) return FW_ERR;
+    return write_one(w, sname, FW_DTYPE_BF16, 2, sshape, scale, sc, "none", e);
 }
 
 static int entry_cmp(const void *a, const void *b) {
@@ -378,6 +440,23 @@ static bool shape_is(const w_entry *t, int ndim, const int64_t *shape) {
     for (int i = 0; i < ndim; i++)
         if (t->shape[i] != shape[i]) return false;
     return true;
+}
+
+/* A weight written as INT4 (fw_ckpt_write_int4): FW_OK when its packed values
+ * and scales are there with shapes that agree, FW_ERR when not, 1 when it has no
+ * packed values either (the caller reports the weight as missing). */
+static int check_int4(const fw_ckpt_writer *w, const fw_model_tensor *m, fw_err *e) {
+    char pname[sizeof m->name + 16], sname[sizeof m->name + 16];
+    snprintf(pname, sizeof pname, "%s_packed", m->name);
+    snprintf(sname, sizeof sname, "%s_scale", m->name);
+    const w_entry *p = find(w, pname), *s = find(w, sname);
+    if (!p) return 1;
+    const int64_t pw[2] = {m->shape[0], m->shape[1] / 8};
+    if (!s || !shape_is(p, 2, pw) || m->shape[1] % 8 || s->ndim != 2 || s->shape[0] != m->shape[0] ||
+        s->shape[1] <= 0 || m->shape[1] % s->shape[1])
+        return fw_errf(e, "%s: INT4 tensor '%s' %s: its '%s' and '%s' do not agree with the config's shape", w->dir,
+                       m->name, m->dims, pname, sname);
+    return FW_OK;
 }
 
 /* The checkpoint is complete: every tensor the config implies is there with its
@@ -402,6 +481,11 @@ static int check_complete(fw_ckpt_writer *w, fw_err *e) {
     for (int64_t i = 0; i < n && rc == FW_OK; i++) {
         const w_entry *t = find(w, m[i].name);
         if (m[i].mtp && !t && !mtp_seen[m[i].layer]) continue;
+        if (!t && m[i].ndim == 2) {
+            rc = check_int4(w, &m[i], e);
+            if (rc != 1) continue;
+            rc = FW_OK;
+        }
         if (!t) {
             rc = fw_errf(e, "%s: tensor '%s' %s was never written", w->dir, m[i].name, m[i].dims);
         } else if (!shape_is(t, m[i].ndim, m[i].shape)) {

@@ -6,6 +6,7 @@
 #include "io/base/jsonutil.h"
 #include "io/base/fileutil.h"
 #include "io/config.h"
+#include "io/quant_ct.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -320,13 +321,14 @@ static int parse_rope(cfg_ctx *x, json_t *root, fw_config *c) {
     return FW_OK;
 }
 
-/* Only DeepSeek's FP8 scheme: e4m3 weights with 128x128 block scales, activations
- * quantized dynamically. */
+/* DeepSeek's FP8 scheme (e4m3 weights with 128x128 block scales, activations
+ * quantized dynamically), or compressed-tensors' pack-quantized INT4 weights. */
 static int parse_quant(cfg_ctx *x, json_t *root, fw_config *c) {
     const char *w = "quantization_config.";
     json_t *q = get(root, "quantization_config");
     c->fp8 = false;
     c->fp8_block[0] = c->fp8_block[1] = 0;
+    c->int4 = false;
     if (!q) return FW_OK;
     if (!json_is_object(q))
         return fw_errf(x->e, "%s: key 'quantization_config' must be an object, not %s", x->src,
@@ -334,9 +336,16 @@ static int parse_quant(cfg_ctx *x, json_t *root, fw_config *c) {
 
     const char *method, *fmt, *act;
     if (get_str(x, q, w, "quant_method", true, NULL, &method)) return FW_ERR;
+    if (strcmp(method, "compressed-tensors") == 0) {
+        fw_ct_scheme *s;
+        if (fw_ct_parse(&s, q, x->src, x->e)) return FW_ERR;
+        fw_ct_free(s);   /* convert matches module names against it; here it is only checked */
+        c->int4 = true;
+        return FW_OK;
+    }
     if (strcmp(method, "fp8") != 0)
-        return fw_errf(x->e, "%s: quantization_config.quant_method '%s' is not supported (only fp8)", x->src,
-                       method);
+        return fw_errf(x->e, "%s: quantization_config.quant_method '%s' is not supported (only fp8 and "
+                             "compressed-tensors)", x->src, method);
     if (get_str(x, q, w, "fmt", false, "e4m3", &fmt)) return FW_ERR;
     if (strcmp(fmt, "e4m3") != 0)
         return fw_errf(x->e, "%s: quantization_config.fmt '%s' is not supported (only e4m3)", x->src, fmt);

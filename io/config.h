@@ -49,6 +49,7 @@ typedef struct fw_config {
     int64_t bos_token_id, eos_token_id;
     bool fp8;                          /* quantization_config: fp8 e4m3 */
     int fp8_block[2];                  /* weight_block_size, [128, 128] */
+    bool int4;                         /* compressed-tensors pack-quantized INT4 (io/quant_ct.h) */
     char *json;                        /* the config.json text as read (owned) */
 } fw_config;
 

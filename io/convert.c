@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/model_tensors.h"
+#include "io/quant_ct.h"
 #include "io/safetensors.h"
 
 static const char *const tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json"};
@@ -27,6 +28,8 @@ typedef struct conv {
     fw_model_tensor *m;
     int64_t n;
     bool *skip_layer;           /* MTP layers absent from the input */
+    fw_ct_scheme *ct;           /* compressed-tensors quantization_config, if any */
+    int64_t *group;             /* [n]: an INT4 weight's group size, 0 for the rest */
 } conv;
 
 static void say(void (*fn)(void *, const char *), void *user, const char *fmt, ...)
@@ -96,23 +99,119 @@ static int check_tensor(conv *c, const fw_model_tensor *m, const fw_st_tensor *t
     return fw_errf(e, "tensor '%s' is %s in %s; expected BF16 or F32", t->name, fw_dtype_name(t->dtype), file);
 }
 
+#define WARN(c, ...) say((c)->o ? (c)->o->warn : NULL, (c)->o ? (c)->o->user : NULL, __VA_ARGS__)
+
+/* "X.weight_shape": I64 or I32 [2] holding [out, in]. */
+static int check_weight_shape(conv *c, const fw_model_tensor *m, const char *hname, fw_err *e) {
+    const fw_st_tensor *h = fw_st_dir_find(&c->st, hname);
+    if (!h) return fw_errf(e, "tensor '%s_packed' is packed INT4 but '%s' is missing from %s", m->name, hname, c->hf);
+    if ((h->dtype != FW_DTYPE_I64 && h->dtype != FW_DTYPE_I32) || h->ndim != 1 || h->shape[0] != 2)
+        return fw_errf(e, "tensor '%s' in %s must be I64 or I32 [2] ([out, in]), not %s with %d dimensions", hname,
+                       fw_st_dir_file_of(&c->st, h), fw_dtype_name(h->dtype), h->ndim);
+    int64_t v[2];
+    for (int i = 0; i < 2; i++) {
+        if (h->dtype == FW_DTYPE_I64) memcpy(&v[i], (const char *)h->data + 8 * i, 8);
+        else {
+            int32_t x;
+            memcpy(&x, (const char *)h->data + 4 * i, 4);
+            v[i] = x;
+        }
+    }
+    if (v[0] != m->shape[0] || v[1] != m->shape[1])
+        return fw_errf(e, "tensor '%s' is [%lld, %lld] in %s, but config.json implies %s = [%lld, %lld]", hname,
+                       (long long)v[0], (long long)v[1], fw_st_dir_file_of(&c->st, h), m->dims,
+                       (long long)m->shape[0], (long long)m->shape[1]);
+    return FW_OK;
+}
+
+/* Model tensor i in a compressed-tensors checkpoint: FW_OK and c->group[i] set
+ * when it is a packed INT4 weight whose three tensors agree with the config and
+ * with each other; 1 when the config leaves it unquantized and the shards agree. */
+static int check_int4(conv *c, int64_t i, fw_err *e) {
+    const fw_model_tensor *m = &c->m[i];
+    char module[sizeof m->name], pname[sizeof m->name + 16], sname[sizeof m->name + 16], hname[sizeof m->name + 16];
+    snprintf(module, sizeof module, "%.*s", (int)strlen(m->name) - 7, m->name);   /* less ".weight" */
+    snprintf(pname, sizeof pname, "%s_packed", m->name);
+    snprintf(sname, sizeof sname, "%s_scale", m->name);
+    snprintf(hname, sizeof hname, "%s_shape", m->name);
+    int64_t cg;
+    bool q = fw_model_tensor_is_linear(m->name) && fw_ct_quantized(c->ct, module, true, &cg);
+    const fw_st_tensor *p = fw_st_dir_find(&c->st, pname), *plain = fw_st_dir_find(&c->st, m->name);
+    if (!p) {
+        if (q) return fw_errf(e, "config.json's quantization_config quantizes module '%s', but %s has no '%s' "
+                                 "(its packed INT4 values)%s", module, c->hf, pname,
+                              plain ? "; it holds the unquantized weight instead" : "");
+        return 1;
+    }
+    const char *file = fw_st_dir_file_of(&c->st, p);
+    if (!q)
+        return fw_errf(e, "tensor '%s' is packed INT4 in %s, but config.json's quantization_config leaves module "
+                          "'%s' unquantized (it matches `ignore`, or no target)", pname, file, module);
+    if (plain)
+        return fw_errf(e, "module '%s' has both '%s' and '%s' in %s: a quantized Linear has no plain weight", module,
+                       m->name, pname, c->hf);
+    const int64_t out = m->shape[0], in = m->shape[1];
+    if (in % 8)
+        return fw_errf(e, "tensor '%s': %s has %lld input columns, not a multiple of 8, so it cannot be packed "
+                          "eight to an int32", pname, m->name, (long long)in);
+    if (p->dtype != FW_DTYPE_I32)
+        return fw_errf(e, "tensor '%s' is %s in %s; packed INT4 values must be I32", pname, fw_dtype_name(p->dtype),
+                       file);
+    const int64_t pw[2] = {out, in / 8};
+    if (!same_shape(p, 2, pw)) return err_shape(c, p, 2, pw, "[out, in / 8] of its weight", e);
+    const fw_st_tensor *s = fw_st_dir_find(&c->st, sname);
+    if (!s) return fw_errf(e, "tensor '%s' is packed INT4 but '%s' (its group scales) is missing from %s", pname,
+                           sname, c->hf);
+    if (s->dtype != FW_DTYPE_BF16)
+        return fw_errf(e, "tensor '%s' is %s in %s; INT4 group scales must be BF16", sname, fw_dtype_name(s->dtype),
+                       fw_st_dir_file_of(&c->st, s));
+    if (s->ndim != 2 || s->shape[0] != out || s->shape[1] <= 0) {
+        const int64_t sw[2] = {out, in / (cg > 0 ? cg : in)};
+        return err_shape(c, s, 2, sw, "[out, in / group_size] of its weight", e);
+    }
+    if (in % s->shape[1])
+        return fw_errf(e, "tensor '%s' has %lld groups per row in %s, which does not divide the %lld input columns of "
+                          "%s: no whole group size", sname, (long long)s->shape[1], fw_st_dir_file_of(&c->st, s),
+                       (long long)in, m->name);
+    const int64_t G = in / s->shape[1];
+    if (G % 8)
+        return fw_errf(e, "tensor '%s': group size %lld (%lld columns / %lld groups) is not a multiple of 8, which "
+                          "furrow does not support", sname, (long long)G, (long long)in, (long long)s->shape[1]);
+    if (check_weight_shape(c, m, hname, e)) return FW_ERR;
+    /* The shapes are the truth: a checkpoint may carry several group sizes. */
+    if (G != (cg > 0 ? cg : in))
+        WARN(c, "module '%s': config.json's quantization_config gives group_size %lld, its scales' shape gives %lld; "
+                "using the shapes", module, (long long)(cg > 0 ? cg : in), (long long)G);
+    c->group[i] = G;
+    return FW_OK;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Input tensors the model does not use: reported and skipped. */
 static int report_unknown(conv *c, fw_err *e) {
-    char **names = malloc((size_t)(2 * c->n + 1) * sizeof *names);
-    char *scales = malloc((size_t)(c->n + 1) * (sizeof c->m->name + 16));
+    char **names = malloc((size_t)(3 * c->n + 1) * sizeof *names);
+    char *scales = malloc((size_t)(3 * c->n + 1) * (sizeof c->m->name + 16));
     if (!names || !scales) {
         free(names);
         free(scales);
         return fw_errf(e, "%s: out of memory", c->hf);
     }
     int64_t k = 0;
-    for (int64_t i = 0; i < c->n; i++) {
+    const size_t sz = sizeof c->m->name + 16;
+    for (int64_t i = 0, ns = 0; i < c->n; i++) {
+        if (c->group[i] > 0) {  /* an INT4 weight: its three tensors */
+            static const char *const suffix[3] = {"_packed", "_scale", "_shape"};
+            for (int j = 0; j < 3; j++, ns++) {
+                snprintf(scales + ns * (int64_t)sz, sz, "%s%s", c->m[i].name, suffix[j]);
+                names[k++] = scales + ns * (int64_t)sz;
+            }
+            continue;
+        }
         names[k++] = c->m[i].name;
         if (c->m[i].quantized && c->cfg.fp8) {
-            char *s = scales + i * (int64_t)(sizeof c->m->name + 16);
-            snprintf(s, sizeof c->m->name + 16, "%s_scale_inv", c->m[i].name);
+            char *s = scales + ns++ * (int64_t)sz;
+            snprintf(s, sz, "%s_scale_inv", c->m[i].name);
             names[k++] = s;
         }
     }
@@ -133,13 +232,23 @@ static int report_unknown(conv *c, fw_err *e) {
     return FW_OK;
 }
 
+/* A model tensor is in the shards, plain or as packed INT4. */
+static bool m_present(conv *c, const fw_model_tensor *m) {
+    char pname[sizeof m->name + 16];
+    snprintf(pname, sizeof pname, "%s_packed", m->name);
+    return fw_st_dir_find(&c->st, m->name) || fw_st_dir_find(&c->st, pname);
+}
+
 static int check_all(conv *c, fw_err *e) {
     const int L = c->cfg.num_hidden_layers, nl = L + c->cfg.num_nextn_predict_layers;
-    if (!(c->skip_layer = calloc((size_t)nl + 1, sizeof *c->skip_layer))) return fw_errf(e, "out of memory");
+    if (!(c->skip_layer = calloc((size_t)nl + 1, sizeof *c->skip_layer)) ||
+        !(c->group = calloc((size_t)c->n + 1, sizeof *c->group)))
+        return fw_errf(e, "out of memory");
+    if (c->cfg.int4 && fw_ct_from_json(&c->ct, c->cfg.json, c->hf, e)) return FW_ERR;
     /* An MTP layer is converted when any of its tensors is there; then all must be. */
     for (int l = L; l < nl; l++) {
         bool any = false;
-        for (int64_t i = 0; i < c->n && !any; i++) any = c->m[i].layer == l && fw_st_dir_find(&c->st, c->m[i].name);
+        for (int64_t i = 0; i < c->n && !any; i++) any = c->m[i].layer == l && m_present(c, &c->m[i]);
         c->skip_layer[l] = !any;
         if (!any)
             say(c->o ? c->o->warn : NULL, c->o ? c->o->user : NULL,
@@ -148,6 +257,11 @@ static int check_all(conv *c, fw_err *e) {
     for (int64_t i = 0; i < c->n; i++) {
         const fw_model_tensor *m = &c->m[i];
         if (m->layer >= 0 && c->skip_layer[m->layer]) continue;
+        if (c->ct && m->ndim == 2) {
+            int r = check_int4(c, i, e);
+            if (r == FW_ERR) return FW_ERR;
+            if (r == FW_OK) continue;
+        }
         const fw_st_tensor *t = fw_st_dir_find(&c->st, m->name);
         if (!t) {
             char exp[64];
@@ -182,7 +296,16 @@ static int write_all(conv *c, fw_ckpt_writer *w, fw_err *e) {
     for (int64_t i = 0; i < c->n; i++) {
         const fw_model_tensor *m = &c->m[i];
         if (m->layer >= 0 && c->skip_layer[m->layer]) continue;
-        if (write_tensor(c, w, m->name, e)) return FW_ERR;
+        if (c->group[i] > 0) {
+            char pname[sizeof m->name + 16];
+            snprintf(pname, sizeof pname, "%s_packed", m->name);
+            snprintf(sname, sizeof sname, "%s_scale", m->name);
+            if (fw_ckpt_write_int4(w, m->name, m->shape, c->group[i], fw_st_dir_find(&c->st, pname)->data,
+                                   fw_st_dir_find(&c->st, sname)->data, e))
+                return FW_ERR;
+        } else if (write_tensor(c, w, m->name, e)) {
+            return FW_ERR;
+        }
         if (m->quantized && c->cfg.fp8) {
             snprintf(sname, sizeof sname, "%s_scale_inv", m->name);
             if (write_tensor(c, w, sname, e)) return FW_ERR;
@@ -247,6 +370,8 @@ int fw_convert(const char *hf_dir, const char *out_dir, const fw_convert_opts *o
     int rc = convert(&c, e);
     free(c.m);
     free(c.skip_layer);
+    free(c.group);
+    fw_ct_free(c.ct);
     if (c.st_open) fw_st_dir_close(&c.st);
     fw_config_free(&c.cfg);
     return rc;

@@ -1,11 +1,14 @@
-/* Hugging Face DeepSeek-V3 checkpoint (config.json + safetensors, BF16 or FP8 with
- * 128x128 block scales) -> furrow checkpoint (io/FORMAT.md).
+/* Hugging Face DeepSeek-V3 checkpoint (config.json + safetensors, BF16, FP8 with
+ * 128x128 block scales, or compressed-tensors INT4) -> furrow checkpoint (io/FORMAT.md).
  *
  * Everything is checked before anything is written: every tensor the config
  * implies must be there with its shape and an allowed dtype (BF16 or F32 for
  * plain tensors; in an FP8 checkpoint, F8_E4M3 plus an F32 weight_scale_inv of
  * [ceil(out/128), ceil(in/128)] for every linear weight but the router gate,
- * embeddings and heads). F16 is refused (DeepSeek never ships it; widening to F32
+ * embeddings and heads; in a compressed-tensors pack-quantized checkpoint, each
+ * module the config quantizes as weight_packed I32 [out, in/8], weight_scale
+ * BF16 [out, in/G] and weight_shape [out, in], and no other: written packed by
+ * fw_ckpt_write_int4). F16 is refused (DeepSeek never ships it; widening to F32
  * would double the size). MTP layers are optional, each all or nothing. Unknown
  * tensors are reported through `warn` and skipped. Data is copied as stored: FP8
  * stays FP8. tokenizer.json and tokenizer_config.json, when present, are copied

@@ -258,9 +258,12 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
 }
 
 fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *head_unit) {
-    /* A block-scale tensor follows its weight ("<weight>_scale_inv"). */
+    /* A block-scale tensor follows its weight ("<weight>_scale_inv"), and so do an
+     * INT4 weight's packed values and group scales ("<weight>_packed", "_scale"). */
     size_t n = strlen(name);
     if (ends_with(name, n, "_scale_inv")) n -= strlen("_scale_inv");
+    else if (ends_with(name, n, "_packed")) n -= strlen("_packed");
+    else if (ends_with(name, n, "_scale")) n -= strlen("_scale");
     int64_t u = 0;
     fw_tp_role r = FW_TP_REPLICATED;
     if (ends_with(name, n, "embed_tokens.weight") || ends_with(name, n, "lm_head.weight") ||
@@ -284,4 +287,11 @@ fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *h
     }
     if (head_unit) *head_unit = u;
     return r;
+}
+
+bool fw_model_tensor_is_linear(const char *name) {
+    size_t n = strlen(name);
+    return ends_with(name, n, ".weight") && !ends_with(name, n, "embed_tokens.weight") &&
+           !ends_with(name, n, "mlp.gate.weight") && !ends_with(name, n, "layernorm.weight") &&
+           !ends_with(name, n, "norm.weight");
 }

@@ -5,7 +5,8 @@
  *
  * Conventions: activations are float32, row-major; T is the number of tokens;
  * counts and offsets are int64_t. Weights stay in their stored format (F32, BF16,
- * FP8 e4m3 with 128x128 block scales) and are widened inside the kernels. */
+ * FP8 e4m3 with 128x128 block scales, INT4 with bf16 group scales) and are
+ * widened inside the kernels. */
 #ifndef FW_KERNELS_OPS_H
 #define FW_KERNELS_OPS_H
 
@@ -17,18 +18,32 @@ typedef enum fw_wtype {
     FW_WTYPE_F32 = 0,
     FW_WTYPE_BF16,
     FW_WTYPE_FP8,        /* e4m3fn, dequantized as fp8 * scale[block] */
+    FW_WTYPE_INT4,       /* symmetric int4, 8 per int32 word, dequantized as q * bf16 scale[group] */
 } fw_wtype;
 
 #define FW_FP8_BLOCK 128
 
-/* Bytes per stored element. */
-static inline size_t fw_wtype_size(fw_wtype t) { return t == FW_WTYPE_F32 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1; }
+/* Bytes per stored unit that `ld` counts: an element, or for INT4 an int32 word
+ * of 8 elements. */
+static inline size_t fw_wtype_size(fw_wtype t) {
+    return t == FW_WTYPE_F32 || t == FW_WTYPE_INT4 ? 4 : t == FW_WTYPE_BF16 ? 2 : 1;
+}
+/* Bytes of the values of a rows x cols weight (without scales). */
+static inline size_t fw_wtype_bytes(fw_wtype t, int64_t rows, int64_t cols) {
+    return t == FW_WTYPE_INT4 ? (size_t)(rows * ((cols + 7) / 8)) * 4 : (size_t)(rows * cols) * fw_wtype_size(t);
+}
 
 /* A weight matrix [rows, cols] (rows = outputs of matmul), or a view of one:
  * element (i, j) is at data + (i * ld + j) * element size. For FP8, `scale` is the
  * block-scale grid of the whole parent tensor ([ceil(parent_rows/128)] x scale_ld),
  * and (r0, c0) is the view's origin inside the parent, so element (i, j) has scale
- * scale[((r0 + i) / 128) * scale_ld + (c0 + j) / 128]. */
+ * scale[((r0 + i) / 128) * scale_ld + (c0 + j) / 128].
+ *
+ * INT4 (compressed-tensors pack-quantized): `data` is row 0 of the view, `ld`
+ * int32 words per row, and c0 the view's first column within those rows; with
+ * c = c0 + j, element (i, j) is q * gscale[i * scale_ld + c / group], where
+ * q = ((data[i * ld + c / 8] >> 4 (c % 8)) & 15) - 8 (lowest column in the
+ * lowest nibble). q * scale is exact in float32 and is never rounded to bf16. */
 typedef struct fw_weight {
     fw_wtype type;
     int64_t rows, cols;
@@ -37,12 +52,18 @@ typedef struct fw_weight {
     const float *scale;
     int64_t scale_ld;
     int64_t r0, c0;
+    const uint16_t *gscale;    /* INT4: bf16 group scales */
+    int64_t group;             /* INT4: columns per scale (a multiple of 8) */
 } fw_weight;
 
 /* A view of rows [row0, row0 + nrows) and columns [col0, col0 + ncols) of w. */
 fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols);
 /* The dequantized value of element (i, j) (slow; for tests and references). */
 float fw_weight_get(const fw_weight *w, int64_t i, int64_t j);
+
+/* out[rows, cols] = w as bf16 (each q * scale rounded to nearest even). The GPU's
+ * interim path for INT4 until it has W4A16 kernels; the CPU never rounds. */
+void fw_weight_to_bf16(const fw_weight *w, uint16_t *out);
 
 /* MoE routing parameters (DeepSeek-V3 noaux_tc with sigmoid scores). */
 typedef struct fw_route_params {
@@ -113,6 +134,8 @@ const fw_ops *fw_ops_cpu_fast(void);
 float fw_bf16_to_f32(uint16_t h);
 uint16_t fw_f32_to_bf16(float f);          /* round to nearest even */
 float fw_fp8e4m3_to_f32(uint8_t b);
+/* The INT4 value in column k (0..7) of a packed word: -8..7. */
+static inline int fw_int4_get(uint32_t word, int k) { return (int)((word >> (4 * k)) & 15u) - 8; }
 uint8_t fw_f32_to_fp8e4m3(float f);        /* round to nearest even, saturate at 448 */
 
 #endif

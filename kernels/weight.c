@@ -1,4 +1,5 @@
-/* Weight views and the element conversions (bf16, fp8 e4m3fn <-> f32). */
+/* Weight views, element access (f32, bf16, fp8 e4m3fn, int4) and the element
+ * conversions (bf16, fp8 e4m3fn <-> f32). */
 #include "kernels/ops.h"
 
 #include <math.h>
@@ -8,6 +9,13 @@ fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_
     fw_weight v = *w;
     v.rows = nrows;
     v.cols = ncols;
+    if (w->type == FW_WTYPE_INT4) {  /* a column offset may fall inside a word: kept in c0 */
+        v.data = (const uint32_t *)w->data + row0 * w->ld;
+        v.gscale = w->gscale + row0 * w->scale_ld;
+        v.r0 = w->r0 + row0;
+        v.c0 = w->c0 + col0;
+        return v;
+    }
     v.data = (const char *)w->data + (size_t)(row0 * w->ld + col0) * fw_wtype_size(w->type);
     v.r0 = w->r0 + row0;
     v.c0 = w->c0 + col0;
@@ -23,8 +31,18 @@ float fw_weight_get(const fw_weight *w, int64_t i, int64_t j) {
         float s = w->scale[((w->r0 + i) / FW_FP8_BLOCK) * w->scale_ld + (w->c0 + j) / FW_FP8_BLOCK];
         return fw_fp8e4m3_to_f32(((const uint8_t *)w->data)[off]) * s;
     }
+    case FW_WTYPE_INT4: {
+        const int64_t c = w->c0 + j;
+        uint32_t word = ((const uint32_t *)w->data)[i * w->ld + c / 8];
+        return (float)fw_int4_get(word, (int)(c % 8)) * fw_bf16_to_f32(w->gscale[i * w->scale_ld + c / w->group]);
+    }
     }
     return NAN;
+}
+
+void fw_weight_to_bf16(const fw_weight *w, uint16_t *out) {
+    for (int64_t i = 0; i < w->rows; i++)
+        for (int64_t j = 0; j < w->cols; j++) out[i * w->cols + j] = fw_f32_to_bf16(fw_weight_get(w, i, j));
 }
 
 static uint32_t f32_bits(float f) {

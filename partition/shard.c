@@ -77,17 +77,29 @@ static bool layer_tensor(const fw_config *c, int l, const char *s, tensor_kind *
     return true;
 }
 
-/* Recognises `name` (a weight or its "_scale_inv") and checks `shape` against the
- * config. On success *k describes the weight; *scale says it was the scales. */
+/* What part of a weight a tensor is. */
+typedef enum part_kind {
+    PART_WEIGHT = 0,
+    PART_FP8_SCALE,      /* "<weight>_scale_inv" */
+    PART_INT4_PACKED,    /* "<weight>_packed": [rows, cols / 8] int32 words */
+    PART_INT4_SCALE,     /* "<weight>_scale": [rows, cols / group] */
+} part_kind;
+
+/* Recognises `name` (a weight, its "_scale_inv", or an INT4 weight's "_packed" or
+ * "_scale") and checks `shape` against the config. On success *k describes the
+ * weight; *part says which part of it the tensor is. */
 static int recognise(const fw_config *c, const char *name, int ndim, const int64_t *shape, tensor_kind *k,
-                     bool *scale, fw_err *e) {
+                     part_kind *part, fw_err *e) {
     memset(k, 0, sizeof *k);
     k->layer = -1;
     k->expert = -1;
     size_t n = strlen(name);
-    *scale = ends_with(name, n, "_scale_inv");
+    static const char *const suffix[] = {"", "_scale_inv", "_packed", "_scale"};
+    *part = PART_WEIGHT;
+    for (int i = 1; i < 4 && *part == PART_WEIGHT; i++)
+        if (ends_with(name, n, suffix[i])) *part = (part_kind)i;
     char base[160];
-    size_t bn = *scale ? n - strlen("_scale_inv") : n;
+    size_t bn = n - strlen(suffix[*part]);
     if (bn >= sizeof base) return fw_errf(e, "tensor '%s': name too long", name);
     memcpy(base, name, bn);
     base[bn] = '\0';
@@ -122,7 +134,21 @@ static int recognise(const fw_config *c, const char *name, int ndim, const int64
 
     int64_t want[2] = {k->shape[0], k->shape[1]};
     int want_ndim = k->ndim;
-    if (*scale) {
+    if (*part == PART_INT4_PACKED || *part == PART_INT4_SCALE) {
+        if (k->ndim != 2) return fw_errf(e, "tensor '%s': %s is not a matrix, so it has no INT4 form", name, base);
+        if (k->shape[1] % 8)
+            return fw_errf(e, "tensor '%s': %s has %lld columns, not a multiple of 8, so it has no INT4 form", name,
+                           base, (long long)k->shape[1]);
+        want[1] = k->shape[1] / 8;
+        /* The scales' columns give the group size; whole groups only. */
+        if (*part == PART_INT4_SCALE && ndim == 2 && shape[1] > 0 && k->shape[1] % shape[1] == 0)
+            want[1] = shape[1];
+        else if (*part == PART_INT4_SCALE)
+            return fw_errf(e, "tensor '%s': INT4 scales must be [%lld, columns / group size] with a group size "
+                              "that divides the %lld columns of %s", name, (long long)k->shape[0],
+                           (long long)k->shape[1], base);
+    }
+    if (*part == PART_FP8_SCALE) {
         if (!k->quantized)
             return fw_errf(e, "tensor '%s': %s is never FP8, so it has no block scales", name, base);
         if (!c->fp8)
@@ -166,8 +192,8 @@ int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_r
         return fw_errf(e, "tensor '%s': rank (pp %d, tp %d) is outside the layout (pp %d, tp %d)", name,
                        pp_rank, tp_rank, l->pp, l->tp);
     tensor_kind k;
-    bool scale;
-    if (recognise(c, name, ndim, shape, &k, &scale, e)) return FW_ERR;
+    part_kind part;
+    if (recognise(c, name, ndim, shape, &k, &part, e)) return FW_ERR;
     out->ndim = ndim;
     if (!on_stage(c, l, name, k.layer, pp_rank)) return FW_OK;
 
@@ -192,7 +218,16 @@ int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_r
     int64_t start = full / l->tp * tp_rank, count = full / l->tp;
     out->needed = true;
     for (int i = 0; i < 2; i++) out->start[i] = 0, out->count[i] = shape[i];
-    if (scale) {
+    if (dim == 1 && (part == PART_INT4_PACKED || part == PART_INT4_SCALE)) {
+        /* Packed words and scales split at group boundaries only. */
+        const int64_t G = part == PART_INT4_SCALE ? full / shape[1] : 8;
+        if (start % G || count % G)
+            return fw_errf(e, "tensor '%s': tp %d gives each rank %lld of its %lld columns, not a multiple of its "
+                              "INT4 group size %lld; choose a tp whose slices are whole groups", name, l->tp,
+                           (long long)count, (long long)full, (long long)G);
+        start /= G, count /= G;
+    }
+    if (part == PART_FP8_SCALE) {
         /* The block rows/columns that cover [start, start + count): the slice may
          * start inside a block (the loader keeps the offset). */
         const int64_t b = c->fp8_block[dim] > 0 ? c->fp8_block[dim] : 128;

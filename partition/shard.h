@@ -17,7 +17,10 @@ typedef struct fw_slice {
 } fw_slice;
 
 /* The slice of tensor `name` (Hugging Face name; a "..._scale_inv" tensor gets the
- * block rows/columns that cover its weight's slice) with full shape `shape` for the
+ * block rows/columns that cover its weight's slice; an INT4 weight's "..._packed"
+ * words and "..._scale" groups get its slice in words and groups, and a column
+ * slice that is not whole groups is refused naming the tensor, tp and group size)
+ * with full shape `shape` for the
  * rank at (pp_rank, tp_rank) of the layout:
  *  - not in this rank's stage (layer outside its range; embed off stage 0; final
  *    norm and head off the last stage; MTP layers never): not needed;

@@ -34,8 +34,11 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
         kv.len = 0;
         int rc = fw_model_forward(m, NULL, &kv, p->tokens, NULL, L, mode ? FW_ATTN_ABSORBED : FW_ATTN_NAIVE, logits, L, &e);
         CHECK(rc == FW_OK, "prompt %d: forward failed: %s", idx, e.msg);
-        double err = rel_err(logits, p->logits, L * V);
-        printf("prompt %d (%lld tokens), %s prefill: max|logit - ref| / max|ref| = %.3g\n", idx,
+        /* At every position against that position's max|ref| (README-w4's reading
+         * of the tolerance, stricter than over the whole prompt). */
+        double err = 0;
+        for (int64_t i = 0; i < L; i++) err = fmax(err, rel_err(logits + i * V, p->logits + i * V, V));
+        printf("prompt %d (%lld tokens), %s prefill: worst position's max|logit - ref| / max|ref| = %.3g\n", idx,
                (long long)L, mode ? "absorbed" : "naive", err);
         CHECK(err < LOGIT_TOL, "prompt %d: %s prefill logits differ from the reference by %.3g", idx,
               mode ? "absorbed" : "naive", err);

@@ -35,7 +35,7 @@ EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
 check_PROGRAMS += tests/ckpt_tamper
 tests_ckpt_tamper_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_integrity.sh tests/test_limits.sh
-EXTRA_DIST += tests/test_integrity.sh tests/st_poison.py tests/test_limits.sh
+EXTRA_DIST += tests/test_integrity.sh tests/st_poison.py tests/st_edit.py tests/test_limits.sh
 
 # Partition: the layout planner, the slicer, and `furrow plan`.
 check_PROGRAMS += tests/test_plan tests/test_shard

@@ -1,6 +1,6 @@
 #!/bin/sh
 # furrow convert and furrow info with the real binary, on shared/golden's tiny
-# checkpoints (BF16 and FP8): the output's layout (h5ls), checksums, parameter
+# checkpoints (BF16, FP8 and INT4 experts): the output's layout (h5ls), checksums, parameter
 # count (computed here from the safetensors headers), FP8 kept at 1 byte per
 # element; then bad inputs, each refused with a message and no checkpoint left.
 set -u
@@ -137,6 +137,56 @@ cksum "$T/tiny-a-bf16"/* > "$T/before.txt"
 expect_fail "existing checkpoint" "furrow.h5 already exists" "$golden/tiny-a-bf16" "$T/tiny-a-bf16" existing
 cksum "$T/tiny-a-bf16"/* > "$T/after.txt"
 cmp -s "$T/before.txt" "$T/after.txt" || bad "existing checkpoint was modified"
+
+# INT4 (compressed-tensors pack-quantized): the packed words and group scales are
+# kept as stored, `info` counts 8 parameters a word, and bad inputs are refused
+# naming the tensor or the config field.
+w4=tiny-a-w4-experts
+if [ -d "$golden/$w4" ]; then
+  "$furrow" convert --hf "$golden/$w4" --out "$T/$w4" --quiet || bad "convert $w4"
+  "$furrow" info --verify "$T/$w4" > "$T/$w4.info" 2>&1 || { cat "$T/$w4.info"; bad "$w4: info --verify"; }
+  cat "$T/$w4.info"
+  grep -q '^verify *OK' "$T/$w4.info" || bad "$w4: verify did not say OK"
+  grep -q '^weights *96 INT4 .*int4_sym_group32' "$T/$w4.info" || bad "$w4: info does not show 96 INT4 weights"
+  grep -q "^parameters *$(params_of "$golden/tiny-a-bf16") " "$T/$w4.info" || bad "$w4: parameters differ from BF16's"
+  grep -q 'I32 1.57 MB (1572864)' "$T/$w4.info" || bad "$w4: packed bytes (96 x 128 x 256 / 2)"
+  e=/model/layers/2/mlp/experts/15/down_proj
+  h5dump -a $e/weight_packed/quantization "$T/$w4/layers-000-002.h5" | grep -q '"int4_sym_group32"' ||
+    bad "$w4: quantization attribute"
+  h5ls -v --follow-symlinks "$T/$w4/furrow.h5$e/weight_scale" | grep -q 'Dataset {256/256, 4/4}' || bad "$w4: scales"
+  h5ls -r "$T/$w4/furrow.h5" | grep -q "$e/weight " && bad "$w4: a plain weight for an INT4 module"
+
+  st=$FURROW_SRCDIR/tests/st_edit.py
+  x=model.layers.1.mlp.experts.3.gate_proj.weight
+  python3 "$st" "$golden/$w4" "$T/w4-shape" set ${x}_shape 1 264 &&
+    expect_fail "INT4 weight_shape vs packed" "${x}_shape' is \[128, 264\].*\[128, 256\]" "$T/w4-shape" "$T/out-w4-shape"
+  python3 "$st" "$golden/$w4" "$T/w4-packed" reshape ${x}_packed 128,31 &&
+    expect_fail "INT4 packed shape" "${x}_packed' has shape \[128, 31\].*\[128, 32\]" "$T/w4-packed" "$T/out-w4-packed"
+  python3 "$st" "$golden/$w4" "$T/w4-group" reshape ${x}_scale 128,6 &&
+    expect_fail "INT4 group not dividing in" "${x}_scale' has 6 groups.*256 input columns" "$T/w4-group" "$T/out-w4-group"
+  python3 "$st" "$golden/$w4" "$T/w4-noscale" drop ${x}_scale &&
+    expect_fail "INT4 weight_scale missing" "${x}_scale' (its group scales) is missing" "$T/w4-noscale" "$T/out-w4-noscale"
+  mkcopy $w4 "$T/w4-asym"
+  sed -i 's/"symmetric": true/"symmetric": false/' "$T/w4-asym/config.json"
+  expect_fail "INT4 asymmetric" "config_groups.group_0.weights.symmetric.*asymmetric" "$T/w4-asym" "$T/out-w4-asym"
+  mkcopy $w4 "$T/w4-act"
+  sed -i 's/"input_activations": null/"input_activations": {"num_bits": 8}/' "$T/w4-act/config.json"
+  expect_fail "INT4 activation quantization" "group_0.input_activations is set" "$T/w4-act" "$T/out-w4-act"
+  mkcopy $w4 "$T/w4-8bit"
+  sed -i 's/"num_bits": 4/"num_bits": 8/' "$T/w4-8bit/config.json"
+  expect_fail "INT8 weights" "num_bits is 8.*not supported yet" "$T/w4-8bit" "$T/out-w4-8bit"
+  # The config and the shards must agree on which modules are packed, both ways.
+  mkcopy $w4 "$T/w4-ignored"
+  sed -i 's/"ignore": \[/"ignore": ["re:.*experts\\\\.3\\\\.gate_proj$", /' "$T/w4-ignored/config.json"
+  expect_fail "INT4 tensor the config ignores" "${x}_packed' is packed INT4.*leaves module.*unquantized" \
+    "$T/w4-ignored" "$T/out-w4-ignored"
+  mkcopy $w4 "$T/w4-shared"
+  sed -i '/"re:\.\*shared_experts/d' "$T/w4-shared/config.json"
+  expect_fail "config quantizes an unpacked module" "quantizes module 'model.layers.1.mlp.shared_experts.*unquantized weight" \
+    "$T/w4-shared" "$T/out-w4-shared"
+else
+  echo "no $golden/$w4: INT4 cases skipped"
+fi
 
 # A failed conversion into a directory holding other files keeps them.
 mkdir -p "$T/keep" && echo notes > "$T/keep/notes.txt"

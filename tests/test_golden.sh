@@ -1,13 +1,15 @@
 #!/bin/sh
-# Golden parity: converts shared/golden's tiny DeepSeek-V3 checkpoints (BF16 and
-# FP8) with `furrow convert` and compares the model with transformers' outputs,
-# with the fast and the reference kernels.
+# Golden parity: converts shared/golden's tiny DeepSeek-V3 checkpoints (BF16, FP8,
+# and INT4 routed experts in compressed-tensors pack-quantized form) with `furrow
+# convert` and compares the model with the reference outputs (transformers; for
+# INT4 llama.cpp on the exactly dequantized weights), with the fast and the
+# reference kernels.
 set -u
 golden=${FURROW_SHARED:-}/golden
 [ -n "${FURROW_SHARED:-}" ] && [ -d "$golden" ] || { echo "SKIP: no shared/golden"; exit 77; }
 check=$FURROW_BUILDDIR/tests/golden_check
 fail=0
-for name in tiny-a-bf16 tiny-a-fp8; do
+for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts; do
   out=$FURROW_TMP/$name
   "$FURROW_BIN" convert --hf "$golden/$name" --out "$out" --quiet || { echo "FAIL: convert $name"; fail=1; continue; }
   for kernels in fast ref; do

@@ -1,7 +1,8 @@
 /* Kernel tests: the reference ops against hand-computed values, and every fast
  * op (the AVX2 table where the CPU has it, and the portable table) against the
  * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
- * weight types, views with nonzero origins into FP8 parents.
+ * weight types, views with nonzero origins into FP8 and INT4 parents; INT4's
+ * unpacking against compressed-tensors' test vectors.
  *
  * Bounds: float32 accumulation against the reference's double sums gives a
  * normalised mean squared error below 1e-12 and a max error around 1e-6 of the
@@ -122,7 +123,9 @@ static void tw_free(tw *t) {
     free(t->scale);
 }
 
-static const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : "fp8"; }
+static const char *tname(fw_wtype t) {
+    return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : t == FW_WTYPE_FP8 ? "fp8" : "int4";
+}
 
 /* The fast implementations under test: the table(s) and the matmul paths directly. */
 typedef struct impl {
@@ -295,6 +298,108 @@ static void test_matmul(void) {
         ref->matmul_xw(y, x, &ws[t], 1); /* x[0:2] . W */
         CHECK(y[0] == -3 && y[1] == -3 && y[2] == -3, "ref matmul_xw %s: %g %g %g", tname(ws[t].type), y[0], y[1], y[2]);
     }
+}
+
+/* ---- INT4 (compressed-tensors pack-quantized) ---- */
+
+/* A random INT4 weight [rows, cols] (cols a multiple of 8 and of G), ld words per
+ * row, bf16 scales [rows, cols / G + 1] (one spare column: scale_ld != groups). */
+static tw tw_make_int4(int64_t rows, int64_t cols, int64_t ld, int64_t G, uint16_t **scales) {
+    tw t = {0};
+    uint32_t *d = malloc((size_t)(rows * ld) * 4);
+    for (int64_t i = 0; i < rows * ld; i++) d[i] = check_rng_u32();
+    const int64_t sl = cols / G + 1;
+    uint16_t *sc = malloc((size_t)(rows * sl) * 2);
+    for (int64_t i = 0; i < rows * sl; i++) sc[i] = fw_f32_to_bf16((1.5f + check_rng_uniform()) / 10.0f);
+    t.data = d;
+    *scales = sc;
+    t.w = (fw_weight){.type = FW_WTYPE_INT4, .rows = rows, .cols = cols, .ld = ld, .data = d, .gscale = sc,
+                      .scale_ld = sl, .group = G};
+    return t;
+}
+
+/* Column c of a packed row by bytes, as the README describes it independently of
+ * the word formula: byte c/2 holds column c in its low nibble when c is even. */
+static int nibble_by_bytes(const uint32_t *row, int64_t c) {
+    const uint8_t *b = (const uint8_t *)row;
+    return ((c % 2 ? b[c / 2] >> 4 : b[c / 2]) & 15) - 8;
+}
+
+static void test_int4(void) {
+    /* The test vectors of compressed-tensors' own tests (shared/golden/README-w4.md). */
+    const uint32_t words[2] = {1985229328u, 52137u};
+    const int want[2][8] = {{-8, -7, -6, -5, -4, -3, -2, -1}, {1, 2, 3, 4, -8, -8, -8, -8}};
+    uint16_t one[2] = {fw_f32_to_bf16(1.0f), fw_f32_to_bf16(1.0f)};
+    for (int v = 0; v < 2; v++) {
+        fw_weight w = {.type = FW_WTYPE_INT4, .rows = 1, .cols = 8, .ld = 1, .data = &words[v], .gscale = one,
+                       .scale_ld = 1, .group = 8};
+        float out[8];
+        fw_cpu_widen_row(out, &w, 0, 0, 8);
+        for (int c = 0; c < 8; c++) {
+            CHECK(fw_weight_get(&w, 0, c) == (float)want[v][c], "word 0x%08X column %d: got %g, want %d", words[v],
+                  c, fw_weight_get(&w, 0, c), want[v][c]);
+            CHECK(out[c] == (float)want[v][c], "fast widen of 0x%08X column %d: %g, want %d", words[v], c, out[c],
+                  want[v][c]);
+        }
+    }
+
+    /* Dequantization is q * scale exactly in float32 (not rounded to bf16), the
+     * nibbles read back by bytes; views keep the parent's elements. */
+    uint16_t *sc;
+    tw p = tw_make_int4(96, 640, 83, 32, &sc);
+    int bad = 0, not_bf16 = 0;
+    for (int64_t i = 0; i < 96; i++)
+        for (int64_t c = 0; c < 640; c++) {
+            float e = (float)nibble_by_bytes((const uint32_t *)p.data + i * 83, c) *
+                      fw_bf16_to_f32(sc[i * p.w.scale_ld + c / 32]);
+            bad += fw_weight_get(&p.w, i, c) != e;
+            not_bf16 += fw_bf16_to_f32(fw_f32_to_bf16(e)) != e;
+        }
+    CHECK(bad == 0, "int4: %d elements differ from q * scale read by bytes", bad);
+    CHECK(not_bf16 > 0, "int4: every product is a bf16 number, so the test cannot tell f32 from bf16 rounding");
+    fw_weight v = fw_weight_view(&p.w, 10, 50, 72, 333), vv = fw_weight_view(&v, 5, 20, 3, 200);
+    bad = 0;
+    for (int64_t i = 0; i < v.rows; i++)
+        for (int64_t j = 0; j < v.cols; j++) bad += fw_weight_get(&v, i, j) != fw_weight_get(&p.w, 10 + i, 72 + j);
+    for (int64_t i = 0; i < vv.rows; i++)
+        for (int64_t j = 0; j < vv.cols; j++) bad += fw_weight_get(&vv, i, j) != fw_weight_get(&p.w, 15 + i, 75 + j);
+    CHECK(bad == 0, "int4: %d view elements differ from the parent's", bad);
+    float row[333];
+    fw_cpu_widen_row(row, &v, 7, 0, 333);
+    bad = 0;
+    for (int64_t j = 0; j < 333; j++) bad += row[j] != fw_weight_get(&v, 7, j);
+    CHECK(bad == 0, "int4: fast widen of a view differs in %d elements", bad);
+    tw_free(&p);
+    free(sc);
+
+    /* Fast matmuls against the reference: group sizes 32/64/128, rows not a
+     * multiple of the tile, rows of 1 to 9 groups (tails under 64 columns). */
+    const int64_t Gs[] = {32, 64, 128}, rows[] = {1, 7, 129, 300}, ngroups[] = {1, 3, 9}, Ts[] = {1, 3, 8, 37};
+    for (int g = 0; g < 3; g++)
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 3; b++) {
+                const int64_t K = Gs[g] * ngroups[b];
+                p = tw_make_int4(rows[a], K, K / 8 + (b & 1) * 3, Gs[g], &sc);
+                for (int c = 0; c < 4; c++) {
+                    check_mm(&p.w, Ts[c], false);
+                    check_mm(&p.w, Ts[c], true);
+                }
+                tw_free(&p);
+                free(sc);
+            }
+    /* Views: whole words off the 64-column grid (per-lane scales), a single
+     * group's worth, and one starting inside a word (the portable path). */
+    p = tw_make_int4(700, 896, 115, 32, &sc);
+    const int64_t views[][4] = {{70, 200, 96, 320}, {0, 300, 0, 896}, {129, 571, 8, 888}, {255, 2, 127, 130}};
+    for (int k = 0; k < 4; k++) {
+        fw_weight w = fw_weight_view(&p.w, views[k][0], views[k][1], views[k][2], views[k][3]);
+        for (int c = 0; c < 4; c++) {
+            check_mm(&w, Ts[c], false);
+            check_mm(&w, Ts[c], true);
+        }
+    }
+    tw_free(&p);
+    free(sc);
 }
 
 /* ---- small ops ---- */
@@ -583,6 +688,7 @@ int main(void) {
     test_conversions();
     test_views();
     test_matmul();
+    test_int4();
     test_embed();
     test_rmsnorm();
     test_rope();

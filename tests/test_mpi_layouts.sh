@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every layout gives the single rank's logits and greedy tokens, with both
-# pipeline transports, on the golden tiny checkpoints (BF16 and FP8); each rank
+# pipeline transports, on the golden tiny checkpoints (BF16, FP8, INT4 experts); each rank
 # reads only its slices, and the bytes read add up as the layout says.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -17,7 +17,12 @@ tol=1e-5
 
 bytes_read() { sed -n 's/^all ranks: read \([0-9]*\) bytes.*/\1/p' "$1"; }
 
-for name in tiny-a-bf16 tiny-a-fp8; do
+for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts; do
+  layouts="2 2 1 mpi|4 4 1 mpi|2 1 2 mpi|2 1 2 ucx|3 1 3 mpi|3 1 3 ucx|4 2 2 mpi|4 2 2 ucx"
+  # INT4 experts: tp 2, pp 2 and tp 2 x pp 2 (the slicing is what differs; the
+  # transports are covered above).
+  [ "$name" = tiny-a-w4-experts ] && layouts="2 2 1 mpi|2 1 2 mpi|4 2 2 mpi"
+  [ -d "$golden/$name" ] || { echo "no $golden/$name: skipped"; continue; }
   model=$FURROW_TMP/$name
   "$FURROW_BIN" convert --hf "$golden/$name" --out "$model" --quiet || { echo "FAIL: convert $name"; exit 1; }
   fw_mpirun 60 1 "$FURROW_BIN" logits --model "$model" --tokens $tokens --out "$FURROW_TMP/ref.h5" --verbose \
@@ -28,7 +33,9 @@ for name in tiny-a-bf16 tiny-a-fp8; do
   b1=$(bytes_read "$FURROW_TMP/ref.err")
   [ -n "$ref_gen" ] && [ -n "$b1" ] || { echo "FAIL: single-rank run"; exit 1; }
 
-  for layout in "2 2 1 mpi" "4 4 1 mpi" "2 1 2 mpi" "2 1 2 ucx" "3 1 3 mpi" "3 1 3 ucx" "4 2 2 mpi" "4 2 2 ucx"; do
+  IFS='|'
+  for layout in $layouts; do
+    IFS=' '
     set -- $layout
     np=$1 tp=$2 pp=$3 tr=$4
     what="$name tp$tp x pp$pp ($tr)"

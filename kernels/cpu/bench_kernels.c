@@ -157,6 +157,19 @@ static fw_weight *make_weights(fw_wtype t, int64_t rows, int64_t cols, int ncopi
     int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
     *scale = malloc((size_t)(sr * sc) * sizeof(float));
     for (int64_t i = 0; i < sr * sc; i++) (*scale)[i] = 0.01f * (1.5f + frand());
+    if (t == FW_WTYPE_INT4) { /* group 32, bf16 scales (held in *scale's allocation) */
+        free(*scale);
+        uint16_t *gs = malloc((size_t)(rows * (cols / 32)) * 2);
+        for (int64_t i = 0; i < rows * (cols / 32); i++) gs[i] = fw_f32_to_bf16(0.01f * (1.5f + frand()));
+        *scale = (float *)gs;
+        for (int c = 0; c < ncopies; c++) {
+            uint32_t *d = malloc(fw_wtype_bytes(t, rows, cols));
+            for (int64_t i = 0; i < rows * cols / 8; i++) d[i] = (uint32_t)rand() * 2654435761u;
+            w[c] = (fw_weight){.type = t, .rows = rows, .cols = cols, .ld = cols / 8, .data = d, .gscale = gs,
+                               .scale_ld = cols / 32, .group = 32};
+        }
+        return w;
+    }
     for (int c = 0; c < ncopies; c++) {
         uint8_t *d = malloc((size_t)(rows * cols) * es);
         for (int64_t i = 0; i < rows * cols; i++) {
@@ -206,14 +219,15 @@ int main(int argc, char **argv) {
 
     /* GEMV: decode shapes, weights cycled through > 4x the L3. */
     const int64_t gshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {7168, 2048}, {576, 7168}};
-    const fw_wtype types[] = {FW_WTYPE_BF16, FW_WTYPE_FP8, FW_WTYPE_F32};
+    const fw_wtype types[] = {FW_WTYPE_BF16, FW_WTYPE_FP8, FW_WTYPE_F32, FW_WTYPE_INT4};
+    static const char *const tnames[] = {"f32", "bf16", "fp8", "int4"};
     const int64_t gT[] = {1, 4, 8};
-    printf("\nGEMV (matmul, weights streamed from memory)\n%-6s %-12s %3s %10s %9s %9s\n", "type", "shape", "T",
-           "GB/s", "% copy", "% read");
-    for (int ti = 0; ti < 3 && strchr(sections, 'g'); ti++) {
+    printf("\nGEMV (matmul, weights streamed from memory; GB/s of stored weights, int4: packed words, group 32)\n"
+           "%-6s %-12s %3s %10s %9s %9s %12s\n", "type", "shape", "T", "GB/s", "% copy", "% read", "Gweights/s");
+    for (int ti = 0; ti < 4 && strchr(sections, 'g'); ti++) {
         for (int si = 0; si < 5; si++) {
             int64_t N = gshape[si][0], K = gshape[si][1];
-            size_t wbytes = (size_t)(N * K) * fw_wtype_size(types[ti]);
+            size_t wbytes = fw_wtype_bytes(types[ti], N, K);
             int nc = (int)((256u << 20) / wbytes) + 1;
             float *scale;
             fw_weight *w = make_weights(types[ti], N, K, nc, &scale);
@@ -227,8 +241,8 @@ int main(int argc, char **argv) {
                 double gbs = (double)wbytes / best_time(mm_run, &m) / 1e9;
                 char shape[32];
                 snprintf(shape, sizeof shape, "%lldx%lld", (long long)N, (long long)K);
-                printf("%-6s %-12s %3lld %10.2f %8.1f%% %8.1f%%\n", types[ti] == FW_WTYPE_F32 ? "f32" : types[ti] == FW_WTYPE_BF16 ? "bf16" : "fp8",
-                       shape, (long long)T, gbs, 100 * gbs / copy_bw, 100 * gbs / read_bw);
+                printf("%-6s %-12s %3lld %10.2f %8.1f%% %8.1f%% %12.2f\n", tnames[types[ti]], shape, (long long)T, gbs,
+                       100 * gbs / copy_bw, 100 * gbs / read_bw, gbs * 1e9 / ((double)wbytes / (double)(N * K)) / 1e9);
                 fflush(stdout);
                 free(m.x);
                 free(m.y);

@@ -77,6 +77,15 @@ static void widen_row_generic(float *out, const fw_weight *w, int64_t i, int64_t
             for (; j < e; j++) out[j] = fp8_to_f32_fast(((const uint8_t *)row)[j0 + j]) * s;
         }
         break;
+    case FW_WTYPE_INT4: {
+        const uint32_t *p = (const uint32_t *)row;
+        const uint16_t *sc = w->gscale + i * w->scale_ld;
+        for (int64_t j = 0; j < n; j++) {
+            const int64_t c = w->c0 + j0 + j;
+            out[j] = (float)fw_int4_get(p[c / 8], (int)(c % 8)) * fw_bf16_to_f32(sc[c / w->group]);
+        }
+        break;
+    }
     }
 }
 
@@ -95,6 +104,13 @@ AVX2_INLINE __m256 ld_fp8(const uint8_t *p) {
     __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p));
     h = _mm_and_si128(_mm_srai_epi16(h, 1), _mm_set1_epi16((short)0xBFFF));
     return _mm256_cvtph_ps(h);
+}
+
+/* The 8 int4 values of one packed word, in column order, as f32 (-8..7). */
+AVX2_INLINE __m256 ld_int4_word(uint32_t word) {
+    __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)word), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    v = _mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
+    return _mm256_cvtepi32_ps(v);
 }
 
 /* 8 weights at row + j (an fp8 load is scaled by 2^-8, see ld_fp8). */
@@ -141,6 +157,21 @@ AVX2_FN static void widen_row_avx2(float *out, const fw_weight *w, int64_t i, in
             for (; j + 8 <= e; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(ld_fp8(p + j), vs));
             for (; j < e; j++) out[j] = fp8_to_f32_fast(p[j]) * s;
         }
+        break;
+    }
+    case FW_WTYPE_INT4: {
+        if ((w->c0 + j0) % 8 != 0) { /* a view starting inside a word */
+            widen_row_generic(out, w, i, j0, n);
+            break;
+        }
+        /* A word's 8 columns share one scale: groups are whole words. */
+        const uint32_t *p = (const uint32_t *)row + (w->c0 + j0) / 8;
+        const uint16_t *sc = w->gscale + i * w->scale_ld;
+        for (; j + 8 <= n; j += 8) {
+            const __m256 s = _mm256_set1_ps(fw_bf16_to_f32(sc[(w->c0 + j0 + j) / w->group]));
+            _mm256_storeu_ps(out + j, _mm256_mul_ps(ld_int4_word(p[j / 8]), s));
+        }
+        if (j < n) widen_row_generic(out + j, w, i, j0 + j, n - j);
         break;
     }
     }
@@ -251,7 +282,136 @@ DEF_GEMV_TYPE(f32, FW_WTYPE_F32)
 DEF_GEMV_TYPE(bf16, FW_WTYPE_BF16)
 DEF_GEMV_TYPE(fp8, FW_WTYPE_FP8)
 
+/* ---- INT4 GEMV: the packed words are unpacked in registers ----
+ *
+ * A 64-column block of a row is 8 words, one vector load. Nibble k of every word
+ * (v & 15, then v >>= 4) is column 8w + k of word w, so x is permuted once per
+ * call (int4_permute_x) to meet those lanes with one load. Each lane's scale is
+ * that of its word's group (all lanes alike when a group covers the block), and
+ * q * scale is formed exactly in f32 as fma(n, s, -8 s) with n = q + 8. */
+
+/* xp[t, 64b + 8k + w] = x[t, 64b + 8w + k]; a tail under 64 columns as it is. */
+static void int4_permute_x(float *xp, const float *x, int64_t T, int64_t K) {
+    const int64_t K64 = K / 64 * 64;
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * K;
+        float *pt = xp + t * K;
+        for (int64_t b = 0; b < K64; b += 64)
+            for (int k = 0; k < 8; k++)
+                for (int w = 0; w < 8; w++) pt[b + 8 * k + w] = xt[b + 8 * w + k];
+        memcpy(pt + K64, xt + K64, (size_t)(K - K64) * sizeof(float));
+    }
+}
+
+/* y[t, i0 + r] for r < RB, t < TT, from the permuted x. P partial sums per
+ * output when there are few outputs, so the FMA chains overlap. */
+AVX2_INLINE void gemv_int4_tile(float *y, const float *xp, const fw_weight *w, int64_t i0, const int RB,
+                                const int TT) {
+    const int64_t K = w->cols, N = w->rows, K64 = K / 64 * 64, G = w->group, c0 = w->c0;
+    const int P = TT <= 2 ? 2 : 1;
+    const bool uniform = G % 64 == 0 && c0 % 64 == 0, halves = G % 32 == 0 && c0 % 32 == 0;
+    const __m256i m15 = _mm256_set1_epi32(15);
+    __m256 tot[16]; /* (RB, TT, P) */
+#pragma GCC unroll 16
+    for (int a = 0; a < RB * TT * P; a++) tot[a] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K64; j += 64) {
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint32_t *row = (const uint32_t *)w->data + (i0 + r) * w->ld + (c0 + j) / 8;
+            const uint16_t *sc = w->gscale + (i0 + r) * w->scale_ld;
+            __m256 s;
+            if (uniform) {
+                s = _mm256_set1_ps(fw_bf16_to_f32(sc[(c0 + j) / G]));
+            } else if (halves) { /* lanes 0-3 and 4-7 each within one group (G = 32) */
+                s = _mm256_set_m128(_mm_set1_ps(fw_bf16_to_f32(sc[(c0 + j + 32) / G])),
+                                    _mm_set1_ps(fw_bf16_to_f32(sc[(c0 + j) / G])));
+            } else {
+                float f[8];
+                for (int q = 0; q < 8; q++) f[q] = fw_bf16_to_f32(sc[(c0 + j + 8 * q) / G]);
+                s = _mm256_loadu_ps(f);
+            }
+            const __m256 ms8 = _mm256_mul_ps(s, _mm256_set1_ps(-8.0f));
+            __m256i v = _mm256_loadu_si256((const __m256i *)row);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256 wv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, m15)), s, ms8);
+                v = _mm256_srli_epi32(v, 4);
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++) {
+                    __m256 *acc = &tot[(r * TT + t) * P + (k % P)];
+                    *acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + t * K + j + 8 * k), *acc);
+                }
+            }
+        }
+    }
+    for (int64_t j = K64; j < K; j += 8) { /* whole words in column order */
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint32_t word = ((const uint32_t *)w->data)[(i0 + r) * w->ld + (c0 + j) / 8];
+            const __m256 s = _mm256_set1_ps(fw_bf16_to_f32(w->gscale[(i0 + r) * w->scale_ld + (c0 + j) / G]));
+            const __m256 wv = _mm256_mul_ps(ld_int4_word(word), s);
+#pragma GCC unroll 8
+            for (int t = 0; t < TT; t++)
+                tot[(r * TT + t) * P] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + t * K + j), tot[(r * TT + t) * P]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+            __m256 a = tot[(r * TT + t) * P];
+            if (P == 2) a = _mm256_add_ps(a, tot[(r * TT + t) * P + 1]);
+            y[t * N + i0 + r] = hsum8(a);
+        }
+}
+
+#define INT4_RB(TT) ((TT) <= 1 ? 4 : 2)
+
+#define DEF_GEMV_INT4(TT)                                                                  \
+    AVX2_FN static void gemv_int4_##TT(float *y, const float *xp, const fw_weight *w) {   \
+        const int64_t N = w->rows, K = w->cols, nb = (N + INT4_RB(TT) - 1) / INT4_RB(TT); \
+        _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")           \
+        for (int64_t b = 0; b < nb; b++) {                                                 \
+            const int64_t i0 = b * INT4_RB(TT);                                            \
+            if (i0 + INT4_RB(TT) <= N) {                                                   \
+                gemv_int4_tile(y, xp, w, i0, INT4_RB(TT), GEMV_TA(TT));                    \
+                if (GEMV_TA(TT) < (TT))                                                    \
+                    gemv_int4_tile(y + GEMV_TA(TT) * N, xp + GEMV_TA(TT) * K, w, i0,       \
+                                   INT4_RB(TT), (TT) - GEMV_TA(TT));                       \
+            } else {                                                                       \
+                for (int64_t i = i0; i < N; i++) {                                         \
+                    gemv_int4_tile(y, xp, w, i, 1, GEMV_TA(TT));                           \
+                    if (GEMV_TA(TT) < (TT))                                                \
+                        gemv_int4_tile(y + GEMV_TA(TT) * N, xp + GEMV_TA(TT) * K, w, i, 1, \
+                                       (TT) - GEMV_TA(TT));                                \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEF_GEMV_INT4(1) DEF_GEMV_INT4(2) DEF_GEMV_INT4(3) DEF_GEMV_INT4(4)
+DEF_GEMV_INT4(5) DEF_GEMV_INT4(6) DEF_GEMV_INT4(7) DEF_GEMV_INT4(8)
+
 typedef void (*gemv_fn)(float *y, const float *x, const fw_weight *w);
+static const gemv_fn gemv_int4_table[FW_GEMV_MAX_T] = {gemv_int4_1, gemv_int4_2, gemv_int4_3, gemv_int4_4,
+                                                       gemv_int4_5, gemv_int4_6, gemv_int4_7, gemv_int4_8};
+
+/* Whole words from the view's first column on: the SIMD paths' condition. */
+static bool int4_aligned(const fw_weight *w) { return w->c0 % 8 == 0 && w->cols % 8 == 0; }
+
+static void gemv_int4(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->rows, K = w->cols;
+    float *xp = int4_aligned(w) ? malloc((size_t)(T * K > 0 ? T * K : 1) * sizeof(float)) : NULL;
+    if (!xp) { /* a view inside words, or no memory for the permuted x */
+        fw_cpu_matmul_generic(y, x, w, T);
+        return;
+    }
+    int4_permute_x(xp, x, T, K);
+    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
+        int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
+        gemv_int4_table[tt - 1](y + t0 * N, xp + t0 * K, w);
+    }
+    free(xp);
+}
 #define GEMV_ROW(TNAME) \
     { gemv_##TNAME##_1, gemv_##TNAME##_2, gemv_##TNAME##_3, gemv_##TNAME##_4, \
       gemv_##TNAME##_5, gemv_##TNAME##_6, gemv_##TNAME##_7, gemv_##TNAME##_8 }
@@ -259,6 +419,10 @@ static const gemv_fn gemv_table[3][FW_GEMV_MAX_T] = {GEMV_ROW(f32), GEMV_ROW(bf1
 
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols;
+    if (w->type == FW_WTYPE_INT4) {
+        gemv_int4(y, x, w, T);
+        return;
+    }
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
         gemv_table[w->type][tt - 1](y + t0 * N, x + t0 * K, w);
@@ -487,6 +651,10 @@ AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, in
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->cols;
     if (N <= 0 || T <= 0) return;
+    if (w->type == FW_WTYPE_INT4) { /* no INT4 W^T kernel yet: rows widened a chunk at a time */
+        fw_cpu_matmul_xw_generic(y, x, w, T);
+        return;
+    }
     void (*cols)(float *, const float *, const fw_weight *, int64_t, int64_t, int64_t) =
         w->type == FW_WTYPE_F32 ? xw_cols_f32 : w->type == FW_WTYPE_BF16 ? xw_cols_bf16 : xw_cols_fp8;
     /* Each thread owns whole 64-byte lines of y's columns and streams its part of every W row. */

@@ -46,8 +46,9 @@ static void usage(FILE *f) {
 }
 
 static uint64_t weight_bytes(const fw_weight *w) {
-    uint64_t b = (uint64_t)(w->rows * w->cols) * (uint64_t)fw_wtype_size(w->type);
+    uint64_t b = (uint64_t)fw_wtype_bytes(w->type, w->rows, w->cols);
     if (w->type == FW_WTYPE_FP8) b += (uint64_t)(((w->rows + 127) / 128) * w->scale_ld) * 4;
+    if (w->type == FW_WTYPE_INT4) b += (uint64_t)(w->rows * ((w->cols + w->group - 1) / w->group)) * 2;
     return b;
 }
 

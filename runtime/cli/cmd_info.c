@@ -34,6 +34,8 @@ typedef struct info_acc {
     bool list;
     int64_t tensors, params, mtp_params;
     int64_t bytes[MAX_DTYPES];
+    int64_t int4_weights;       /* INT4 weights (their "_packed" tensors) */
+    char int4_label[32];        /* their `quantization`, or "several group sizes" */
     info_file *files;
     int n_files;
 } info_acc;
@@ -59,14 +61,19 @@ static int visit(void *user, const char *name, const fw_tensor_info *in, const c
     int64_t n = 1;
     for (int i = 0; i < in->ndim; i++) n *= in->shape[i];
     size_t len = strlen(name);
-    bool scale = len > 10 && !strcmp(name + len - 10, "_scale_inv");
+    bool scale = (len > 10 && !strcmp(name + len - 10, "_scale_inv")) || (len > 6 && !strcmp(name + len - 6, "_scale"));
     int layer = fw_model_tensor_layer(name);
     a->tensors++;
+    if (len > 7 && !strcmp(name + len - 7, "_packed")) { /* eight INT4 parameters per word */
+        n *= 8;
+        if (a->int4_weights++ == 0) snprintf(a->int4_label, sizeof a->int4_label, "%s", in->quant);
+        else if (strcmp(a->int4_label, in->quant) != 0) snprintf(a->int4_label, sizeof a->int4_label, "several group sizes");
+    }
     if (!scale) {
         a->params += n;
         if (layer >= a->cfg->num_hidden_layers) a->mtp_params += n;
     }
-    if ((int)in->dtype < MAX_DTYPES) a->bytes[in->dtype] += n * (int64_t)fw_dtype_size(in->dtype);
+    if ((int)in->dtype < MAX_DTYPES) a->bytes[in->dtype] += (n / (len > 7 && !strcmp(name + len - 7, "_packed") ? 8 : 1)) * (int64_t)fw_dtype_size(in->dtype);
 
     info_file *f = NULL;
     for (int i = 0; i < a->n_files && !f; i++)
@@ -119,8 +126,12 @@ static void print_summary(const char *dir, fw_ckpt *ck, const info_acc *a) {
         printf("experts      %d routed, top-%d (%d groups, top-%d), %d shared; expert FFN %lld\n",
                c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,
                (long long)c->moe_intermediate_size);
-    printf("weights      %s\n", c->fp8 ? "FP8 e4m3 with 128x128 block scales (quantization fp8_e4m3_block128)"
-                                      : "unquantized");
+    if (a->int4_weights)
+        printf("weights      %lld INT4 (compressed-tensors pack-quantized, %s; I32 words of 8 values + BF16 group "
+               "scales), the rest unquantized\n", (long long)a->int4_weights, a->int4_label);
+    else
+        printf("weights      %s\n", c->fp8 ? "FP8 e4m3 with 128x128 block scales (quantization fp8_e4m3_block128)"
+                                          : "unquantized");
     human_count(b1, sizeof b1, (double)a->params);
     printf("parameters   %lld (%s) total", (long long)a->params, b1);
     if (a->mtp_params) {

@@ -1,5 +1,6 @@
 /* Loading a furrow checkpoint into an fw_model: every tensor is checked against
- * the config's shape and kept in its stored format (BF16, FP8 + block scales, F32). */
+ * the config's shape and kept in its stored format (BF16, FP8 + block scales,
+ * INT4 + group scales, F32). */
 #include "runtime/model/model.h"
 
 #include <math.h>
@@ -76,11 +77,58 @@ static int check_finite(const char *name, const float *v, int64_t n, fw_err *e) 
     return FW_OK;
 }
 
-/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8: this
+/* Bf16 group scales: like FP8's block scales, a NaN or infinity is a damaged
+ * checkpoint. */
+static int check_finite_bf16(const char *name, const uint16_t *v, int64_t n, fw_err *e) {
+    for (int64_t i = 0; i < n; i++)
+        if ((v[i] & 0x7F80) == 0x7F80)
+            return fw_errf(e, "tensor '%s' holds %s at element %lld: the checkpoint (or the model it was "
+                              "converted from) is damaged", name, v[i] & 0x7F ? "NaN" : "an infinity", (long long)i);
+    return FW_OK;
+}
+
+/* An INT4 weight "<name>_packed" + "<name>_scale" (io/FORMAT.md): this rank's
+ * slice of both, cut at group boundaries (partition/shard refuses a tp that
+ * would split a group). The `quantization` label must say what the shapes say. */
+static int load_int4(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, int64_t rows, int64_t cols,
+                     fw_weight *w, fw_err *e) {
+    char pname[512], sname[512], want[48];
+    snprintf(pname, sizeof pname, "%s_packed", name);
+    snprintf(sname, sizeof sname, "%s_scale", name);
+    fw_tensor_info pi, si;
+    if (fw_ckpt_info(ck, pname, &pi, e) || fw_ckpt_info(ck, sname, &si, e)) return FW_ERR;
+    if (cols % 8 || pi.dtype != FW_DTYPE_I32 || check_shape(&pi, pname, rows, cols / 8, e))
+        return fw_errf(e, "tensor '%s': INT4 packed values must be I32 [%lld, %lld / 8], found %s", pname,
+                       (long long)rows, (long long)cols, fw_dtype_name(pi.dtype));
+    if (si.dtype != FW_DTYPE_BF16 || si.ndim != 2 || si.shape[0] != rows || si.shape[1] <= 0 || cols % si.shape[1])
+        return fw_errf(e, "tensor '%s': INT4 scales must be BF16 [%lld, %lld / group size]", sname, (long long)rows,
+                       (long long)cols);
+    const int64_t G = cols / si.shape[1];
+    snprintf(want, sizeof want, "int4_sym_group%lld", (long long)G);
+    if (G % 8 || strcmp(pi.quant, want) != 0)
+        return fw_errf(e, "tensor '%s': quantization '%s' is not what this furrow reads for its shapes ('%s'); "
+                          "convert the checkpoint with this furrow", pname, pi.quant, want);
+    const int64_t pshape[2] = {rows, cols / 8}, sshape[2] = {rows, si.shape[1]};
+    fw_slice sl, ss;
+    if (slice_of(m, lay, sname, 2, sshape, &ss, e) || slice_of(m, lay, pname, 2, pshape, &sl, e)) return FW_ERR;
+    const void *data = read_slice(m, ck, pname, FW_DTYPE_I32, &sl, e);
+    const uint16_t *scale = data ? read_slice(m, ck, sname, FW_DTYPE_BF16, &ss, e) : NULL;
+    if (!scale || check_finite_bf16(sname, scale, ss.count[0] * ss.count[1], e)) return FW_ERR;
+    m->weight_bytes += (uint64_t)(sl.count[0] * sl.count[1]) * 4 + (uint64_t)(ss.count[0] * ss.count[1]) * 2;
+    *w = (fw_weight){.type = FW_WTYPE_INT4, .rows = sl.count[0], .cols = sl.count[1] * 8, .ld = sl.count[1],
+                     .data = data, .gscale = scale, .scale_ld = ss.count[1], .group = G};
+    return FW_OK;
+}
+
+/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8 or
+ * INT4 (keyed off "<name>_packed" being there instead of the weight): this
  * rank's slice of it. An FP8 slice that starts inside a 128-block keeps the
  * offset in (r0, c0) so the kernels find each element's scale. */
 static int load_weight(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, int64_t rows,
                        int64_t cols, fw_weight *w, fw_err *e) {
+    char pname[512];
+    snprintf(pname, sizeof pname, "%s_packed", name);
+    if (!fw_ckpt_has(ck, name) && fw_ckpt_has(ck, pname)) return load_int4(m, ck, lay, name, rows, cols, w, e);
     fw_tensor_info in;
     if (fw_ckpt_info(ck, name, &in, e) || check_shape(&in, name, rows, cols, e)) return FW_ERR;
     memset(w, 0, sizeof *w);
