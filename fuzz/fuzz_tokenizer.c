@@ -21,16 +21,7 @@ static fw_tokenizer *tok;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    char dir[4096];
-    fw_err e;
-    if (!fw_data_tokenizer_dir(dir, sizeof dir)) {
-        fprintf(stderr, "fuzz_tokenizer: the shipped tokenizer (io/text/tokenizers/deepseek-v3) is not found\n");
-        exit(1);
-    }
-    if (fw_tokenizer_load_dir(&tok, dir, &e) != FW_OK) {
-        fprintf(stderr, "fuzz_tokenizer: %s\n", e.msg);
-        exit(1);
-    }
+    tok = fuzz_shipped_tokenizer("fuzz_tokenizer");
     return 0;
 }
 
