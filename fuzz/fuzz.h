@@ -33,23 +33,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_NOTE(...) (fprintf(stderr, "  "), fprintf(stderr, __VA_ARGS__), fputc('\n', stderr))
 #else
 #define FUZZ_NOTE(...) ((void)0)
-/* The DeepSeek-V3 tokenizer shipped with furrow, loaded once by a target's
- * LLVMFuzzerInitialize; exits naming `target` if it cannot be. */
-static inline fw_tokenizer *fuzz_shipped_tokenizer(const char *target) {
-    char dir[4096];
-    fw_err e;
-    fw_tokenizer *tok = NULL;
-    if (!fw_data_tokenizer_dir(dir, sizeof dir)) {
-        fprintf(stderr, "%s: the shipped tokenizer (io/text/tokenizers/deepseek-v3) is not found\n", target);
-        exit(1);
-    }
-    if (fw_tokenizer_load_dir(&tok, dir, &e) != FW_OK) {
-        fprintf(stderr, "%s: %s\n", target, e.msg);
-        exit(1);
-    }
-    return tok;
-}
-
 #endif
 
 /* The DeepSeek-V3 tokenizer shipped with furrow, loaded once by a target's
