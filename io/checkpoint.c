@@ -259,7 +259,7 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
         rc = fw_errf(e, "%s: links to %lld tensors, but its tensor_count says %lld", ck->root,
                      (long long)ck->n, (long long)count);
     if (rc == FW_OK) {
-        qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp);
+        if (ck->n > 0) qsort(ck->t, (size_t)ck->n, sizeof *ck->t, entry_cmp); /* no links: t is NULL */
         rc = dup_check(ck, e);
     }
     if (rc == FW_OK) rc = check_manifest(ck, fid, json, e);
