@@ -49,7 +49,7 @@ gen() { # NP ARGS...: a long generation in the background
 gen 2 --tp 2
 victim=$(rank_pid "furrow generate --model model" 1); sleep 2
 stopped "generate tp 2, rank 1 stopped" $job "$victim" "rank 1 (pid $victim) on this node is not running" \
-  "the TP all-reduce" "--watchdog 3"
+  "in step" "--watchdog 3"
 
 gen 2 --tp 1 --pp 2
 victim=$(rank_pid "furrow generate --model model" 0); sleep 2

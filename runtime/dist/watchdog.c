@@ -47,9 +47,9 @@ static void peers(const fw_watchdog *wd, int64_t now, char *msg, size_t size) {
         double silent = (double)(now - atomic_load(&s->alive_ns)) / 1e9;
         int64_t busy = atomic_load(&s->busy_ns);
         double in = busy ? (double)(now - busy) / 1e9 : 0;
-        if (silent > 2)
+        if (silent > 1) /* its thread ticks every 0.1 s: a second of silence is a stopped process */
             n += (size_t)snprintf(msg + n, size - n, "; rank %d (pid %d) on this node is not running (stopped or "
-                                  "dead: silent for %.0f s)", s->world_rank, s->pid, silent);
+                                  "dead: silent for %.1f s)", s->world_rank, s->pid, silent);
         else if (in > wd->seconds / 2)
             n += (size_t)snprintf(msg + n, size - n, "; rank %d (pid %d) has been %.0f s in %s%s%s", s->world_rank,
                                   s->pid, in, s->what, s->where[0] ? ", " : "", s->where);

@@ -155,6 +155,7 @@ static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e)
         return FW_OK;
     }
     float *all = NULL;
+    fw_watch_note(en->wd, "gathering the logits on rank 0");
     if (last) {
         if (p->tp_rank == 0 && !(all = malloc((size_t)(n_out * V) * sizeof(float))))
             return fw_errf(e, "out of memory gathering logits");
@@ -185,6 +186,7 @@ static int gather_logits(fw_engine *en, int64_t n_out, float *logits, fw_err *e)
     } else if (en->replica_rank == 0) {
         ok = MPI_Recv(logits, (int)n, MPI_FLOAT, en->head_root, FW_TAG_LOGITS, en->replica, MPI_STATUS_IGNORE);
     }
+    fw_watch_note(en->wd, NULL);
     return ok == MPI_SUCCESS ? FW_OK : fw_errf(e, "sending the logits to rank 0 failed");
 }
 
@@ -213,12 +215,15 @@ static maxloc shard_max(const fw_engine *en, const float *row) {
 static int greedy_tokens(fw_engine *en, int n, maxloc *mine, int32_t *next, fw_err *e) {
     const fw_part *p = &en->model->part;
     if (p->pp_rank == p->pp - 1) {
+        fw_watch_note(en->wd, "the argmax across the vocabulary shards");
         if (p->tp > 1 && MPI_Allreduce(MPI_IN_PLACE, mine, n, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
             return fw_errf(e, "the distributed argmax failed");
         for (int i = 0; i < n; i++) next[i] = mine[i].i;
     }
+    fw_watch_note(en->wd, "the broadcast of the next tokens");
     if (en->replica_size > 1 && MPI_Bcast(next, n, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
         return fw_errf(e, "broadcasting the next tokens failed");
+    fw_watch_note(en->wd, NULL);
     return FW_OK;
 }
 

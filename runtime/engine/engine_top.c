@@ -34,6 +34,7 @@ int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, 
     bool last = p->pp_rank == p->pp - 1;
     /* One message per shard: its lse then k entries. */
     size_t one = sizeof(double) + (size_t)k * sizeof(top_entry);
+    fw_watch_note(en->wd, "gathering the top-k candidates on rank 0");
     char *mine = NULL, *all = NULL;
     int rc = FW_OK;
     if (last) {
@@ -76,5 +77,6 @@ int fw_engine_row_top(fw_engine *en, int row, int k, int32_t *ids, float *vals, 
     }
     free(mine);
     free(all);
+    fw_watch_note(en->wd, NULL);
     return rc;
 }

@@ -228,12 +228,15 @@ static int bcast(fw_runner *r, fw_err *e) {
         if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return fw_errf(e, "broadcasting the step plan failed");
         if (!done && spins > 2000) nanosleep(&(struct timespec){0, 200 * 1000}, NULL);
     }
-    if (watch) fw_watch_end(en->wd);
     r->heard = true;
+    fw_watch_note(en->wd, "the broadcast of the step plan");
+    int rc = FW_OK;
     if (r->wire[0] > 0 && (r->wire[1] > r->wire_cap ||
                            MPI_Bcast(r->wire + 2, (int)(r->wire[1] - 2), MPI_INT64_T, 0, en->replica) != MPI_SUCCESS))
-        return fw_errf(e, "broadcasting the step plan failed");
-    return FW_OK;
+        rc = fw_errf(e, "broadcasting the step plan failed");
+    fw_watch_note(en->wd, NULL);
+    if (watch) fw_watch_end(en->wd);
+    return rc;
 }
 
 /* The step as the watchdog reports it. */
