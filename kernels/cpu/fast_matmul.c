@@ -311,16 +311,24 @@ typedef struct {
     int32_t *gi; /* (K64 / 8) */
 } int4_x;
 
+/* For 1 or 2 tokens the unpacking dominates: nibble k is converted in place, as
+ * n * 16^k (exact; the top nibble, which would read as negative, is shifted down
+ * instead), without the shift per nibble, and its x carries the 16^-k (exact
+ * unless |x| < 2^-102). With more tokens the masks' registers cost more than the
+ * shifts save. */
+static const float int4_xk_scale[8] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f};
+
 static void int4_prep(int4_x *p, const float *x, const fw_weight *w, int64_t T) {
     const int64_t K = w->cols, K64 = K / 64 * 64;
     for (int64_t t = 0; t < T; t++) {
+        const int64_t chunk = T - t / FW_GEMV_MAX_T * FW_GEMV_MAX_T; /* tokens left from t's kernel call on */
         const float *xt = x + t * K;
         float *pt = p->xp + t * K, *st = p->xs + t * (K64 / 8);
         for (int64_t b = 0; b < K64; b += 64)
             for (int wd = 0; wd < 8; wd++) {
                 float s = 0;
                 for (int k = 0; k < 8; k++) {
-                    pt[b + 8 * k + wd] = xt[b + 8 * wd + k];
+                    pt[b + 8 * k + wd] = xt[b + 8 * wd + k] * (chunk <= 2 ? int4_xk_scale[k] : 1.0f);
                     s += xt[b + 8 * wd + k];
                 }
                 st[b / 8 + wd] = -8.0f * s;
@@ -333,13 +341,12 @@ static void int4_prep(int4_x *p, const float *x, const fw_weight *w, int64_t T) 
 /* y[t, i0 + r] for r < RB, t < TT, from the prepared x. P partial sums per
  * output when there are few outputs, so the FMA chains overlap. */
 AVX2_INLINE void gemv_int4_tile(float *y, const int4_x *p, int64_t t0, const fw_weight *w, int64_t i0,
-                                const int RB, const int TT) {
+                                const int RB, const int TT, const bool inplace) {
     const int64_t K = w->cols, N = w->rows, K64 = K / 64 * 64, G = w->group, c0 = w->c0;
     const float *xp = p->xp + t0 * K, *xs = p->xs + t0 * (K64 / 8);
     const int P = TT <= 1 ? 2 : 1;
     /* Lanes 0-3 and 4-7 each within one group: two scales per block. */
     const bool halves = G % 32 == 0 && c0 % 32 == 0;
-    const __m256i m15 = _mm256_set1_epi32(15);
     __m256 tot[8]; /* (RB, TT) */
 #pragma GCC unroll 8
     for (int a = 0; a < RB * TT; a++) tot[a] = _mm256_setzero_ps();
@@ -360,8 +367,14 @@ AVX2_INLINE void gemv_int4_tile(float *y, const int4_x *p, int64_t t0, const fw_
         for (int k = 0; k < 8; k++) {
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
-                const __m256 n = _mm256_cvtepi32_ps(_mm256_and_si256(v[r], m15));
-                v[r] = _mm256_srli_epi32(v[r], 4);
+                __m256i q;
+                if (inplace) {
+                    q = k < 7 ? _mm256_and_si256(v[r], _mm256_set1_epi32(15 << 4 * k)) : _mm256_srli_epi32(v[r], 28);
+                } else {
+                    q = _mm256_and_si256(v[r], _mm256_set1_epi32(15));
+                    v[r] = _mm256_srli_epi32(v[r], 4);
+                }
+                const __m256 n = _mm256_cvtepi32_ps(q);
 #pragma GCC unroll 8
                 for (int t = 0; t < TT; t++) {
                     __m256 *a = &acc[(r * TT + t) * P + k % P];
@@ -407,24 +420,24 @@ AVX2_INLINE void gemv_int4_tile(float *y, const int4_x *p, int64_t t0, const fw_
 
 #define INT4_RB(TT) ((TT) <= 2 ? 4 : 2)
 
-#define DEF_GEMV_INT4(TT)                                                                    \
-    AVX2_FN static void gemv_int4_##TT(float *y, const int4_x *p, int64_t t0, const fw_weight *w) { \
-        const int64_t N = w->rows, K = w->cols, nb = (N + INT4_RB(TT) - 1) / INT4_RB(TT);   \
-        const int64_t TA = GEMV_TA(TT);                                                      \
-        _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")             \
-        for (int64_t b = 0; b < nb; b++) {                                                   \
-            const int64_t i0 = b * INT4_RB(TT);                                              \
-            if (i0 + INT4_RB(TT) <= N) {                                                     \
-                gemv_int4_tile(y, p, t0, w, i0, INT4_RB(TT), GEMV_TA(TT));                   \
-                if (TA < (TT))                                                               \
-                    gemv_int4_tile(y + TA * N, p, t0 + TA, w, i0, INT4_RB(TT), (TT) - GEMV_TA(TT)); \
-            } else {                                                                         \
-                for (int64_t i = i0; i < N; i++) {                                           \
-                    gemv_int4_tile(y, p, t0, w, i, 1, GEMV_TA(TT));                          \
-                    if (TA < (TT)) gemv_int4_tile(y + TA * N, p, t0 + TA, w, i, 1, (TT) - GEMV_TA(TT)); \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
+#define DEF_GEMV_INT4(TT)                                                                              \
+    AVX2_FN static void gemv_int4_##TT(float *y, const int4_x *p, int64_t t0, const fw_weight *w) {   \
+        const int64_t N = w->rows, K = w->cols, nb = (N + INT4_RB(TT) - 1) / INT4_RB(TT);             \
+        const int64_t TA = GEMV_TA(TT);                                                                \
+        _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")                       \
+        for (int64_t b = 0; b < nb; b++) {                                                             \
+            const int64_t i0 = b * INT4_RB(TT);                                                        \
+            if (i0 + INT4_RB(TT) <= N) {                                                               \
+                gemv_int4_tile(y, p, t0, w, i0, INT4_RB(TT), GEMV_TA(TT), (TT) <= 2);                  \
+                if (TA < (TT))                                                                         \
+                    gemv_int4_tile(y + TA * N, p, t0 + TA, w, i0, INT4_RB(TT), (TT) - GEMV_TA(TT), false); \
+            } else {                                                                                   \
+                for (int64_t i = i0; i < N; i++) {                                                     \
+                    gemv_int4_tile(y, p, t0, w, i, 1, GEMV_TA(TT), (TT) <= 2);                         \
+                    if (TA < (TT)) gemv_int4_tile(y + TA * N, p, t0 + TA, w, i, 1, (TT) - GEMV_TA(TT), false); \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
     }
 DEF_GEMV_INT4(1) DEF_GEMV_INT4(2) DEF_GEMV_INT4(3) DEF_GEMV_INT4(4)
 DEF_GEMV_INT4(5) DEF_GEMV_INT4(6) DEF_GEMV_INT4(7) DEF_GEMV_INT4(8)
