@@ -129,14 +129,15 @@ run --input noid.jsonl --output keep.jsonl 2> err.txt && bad "a line without id 
 printf '{"id": 1, "prompt_tokens": [1]}\n{"id": 1, "prompt_tokens": [2]}\n' > dup.jsonl
 run --input dup.jsonl --output keep.jsonl 2> err.txt && bad "a repeated id was accepted" || ok "a repeated id is refused"
 cmp -s keep.jsonl ref.jsonl && ok "refused input leaves the output as it was" || bad "the output changed"
-printf '{"id": "neg", "prompt_tokens": [1], "max_tokens": -3}\n{"id": "t", "prompt_tokens": [1], "temperature": "hot"}\n{"id": "s", "prompt_tokens": [1], "stop_token_ids": [4294967297]}\n' > vals.jsonl
+printf '{"id": "neg", "prompt_tokens": [1], "max_tokens": -3}\n{"id": "t", "prompt_tokens": [1], "temperature": "hot"}\n{"id": "s", "prompt_tokens": [1], "stop_token_ids": [4294967297]}\n{"id": "z", "prompt_tokens": [1], "stop": ["\\u0000x"]}\n' > vals.jsonl
 run --input vals.jsonl --output vals.out 2>/dev/null
 python3 - vals.out <<'EOF' || fail=1
 import json, sys
 d = {str(x["id"]): x for x in map(json.loads, open(sys.argv[1]))}
 assert d["neg"]["error"]["code"] == 422 and d["t"]["error"]["code"] == 400, d
 assert d["s"]["error"]["code"] == 422 and "outside the vocabulary" in d["s"]["error"]["message"], d
-print("ok: invalid values get error lines (422 range, 400 type, stop ids outside the vocabulary)")
+assert d["z"]["error"]["code"] == 422 and "NUL" in d["z"]["error"]["message"], d
+print("ok: invalid values get error lines (422 range, 400 type, stop ids outside the vocabulary, NUL in a stop)")
 EOF
 
 # An input that is no file of requests is refused; an empty one is no work.

@@ -81,6 +81,10 @@ static int stops(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, f
             size_t len = json_string_length(s);
             if (len == 0 || len > FW_JOB_MAX_STOP_LEN)
                 return REFUSE(422, "each stop string must have 1 to %d bytes", FW_JOB_MAX_STOP_LEN);
+            /* A batch line may hold \u0000 (its parser keeps NULs): as a C string
+             * such a stop would be shorter than what it says, or empty. */
+            if (memchr(json_string_value(s), '\0', len))
+                return REFUSE(422, "a stop string cannot contain a NUL character (\\u0000)");
             if (!(j->stop[j->n_stop++] = strndup(json_string_value(s), len))) return REFUSE(500, "out of memory");
             if (len > j->stop_max) j->stop_max = len;
         }
