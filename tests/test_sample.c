@@ -180,6 +180,31 @@ static void check_frequencies(void) {
     fw_sampler_free(&s);
 }
 
+/* A row holding NaN or infinity gives no token, greedy or sampled, full row or
+ * candidates; the next sound row gives one again. */
+static void check_nonfinite(void) {
+    const float bad[2][4] = {{0.1f, NAN, 0.3f, 0.2f}, {0.1f, 0.2f, INFINITY, 0.3f}};
+    const float good[4] = {0.1f, 0.9f, 0.3f, 0.2f};
+    for (int k = 0; k < 2; k++) {
+        fw_sample_params p = params(k ? 0.8 : 0, 0, 1, 0, 0, 0, 1);
+        fw_sampler s;
+        fw_err e;
+        fw_sample_out o;
+        fw_sampler_init(&s, &p, 4, &e);
+        for (int r = 0; r < 2; r++) {
+            fw_sampler_next(&s, bad[r], &o);
+            CHECK(o.nonfinite && o.id == -1, "row %d (temperature %g): id %d", r, p.temperature, o.id);
+            fw_sampler_next(&s, good, &o);
+            CHECK(!o.nonfinite && o.id >= 0 && o.id < 4, "sound row after a bad one: id %d", o.id);
+        }
+        int32_t ids[2] = {1, 2};
+        float vals[2] = {0.9f, 0.3f};
+        fw_sampler_next_top(&s, ids, vals, 2, NAN, &o);
+        CHECK(o.nonfinite && o.id == -1, "candidates with a NaN lse: id %d", o.id);
+        fw_sampler_free(&s);
+    }
+}
+
 /* The top-k path (candidates from shards) picks what the full row picks. */
 static void check_top_only(void) {
     enum { V = 3000, TP = 3 };
@@ -271,5 +296,6 @@ int main(void) {
     check_frequencies();
     check_params();
     check_top_only();
+    check_nonfinite();
     return check_result();
 }

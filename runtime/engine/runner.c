@@ -1,6 +1,5 @@
 #include "runtime/engine/runner.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,8 +165,7 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
             int64_t nc = 0;
             double lse = 0;
             if (fw_engine_row_top(en, rows, k, r->top_ids, r->top_vals, &nc, &lse, e)) return FW_ERR;
-            if (r->leader && !isfinite(lse)) r->out[i] = (fw_sample_out){.id = -1, .nonfinite = true};
-            else if (r->leader) fw_sampler_next_top(&r->sched.step.e[i].req->sampler, r->top_ids, r->top_vals, nc, lse, &r->out[i]);
+            if (r->leader) fw_sampler_next_top(&r->sched.step.e[i].req->sampler, r->top_ids, r->top_vals, nc, lse, &r->out[i]);
         }
         full |= kinds[g] == FW_STEP_FULL;
         rows += kinds[g] != FW_STEP_NONE;
@@ -175,14 +173,9 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
     if (full) { /* the group's rows on the leader, for the requests that need a whole row */
         if (fw_engine_rows_logits(en, rows, r->logits, e)) return FW_ERR;
         for (int g = 0, row = 0; g < b - a; row += kinds[g] != FW_STEP_NONE, g++)
-            if (r->leader && kinds[g] == FW_STEP_FULL) {
-                const int64_t V = en->model->cfg.vocab_size;
-                const float *x = r->logits + (int64_t)row * V;
-                bool finite = true;
-                for (int64_t v = 0; v < V; v++) finite &= isfinite(x[v]);
-                if (finite) fw_sampler_next(&r->sched.step.e[a + g].req->sampler, x, &r->out[a + g]);
-                else r->out[a + g] = (fw_sample_out){.id = -1, .nonfinite = true};
-            }
+            if (r->leader && kinds[g] == FW_STEP_FULL)
+                fw_sampler_next(&r->sched.step.e[a + g].req->sampler, r->logits + (int64_t)row * en->model->cfg.vocab_size,
+                                &r->out[a + g]);
     }
     if (nb > 0) {
         if (fw_engine_best_tokens(en, nb, r->best, r->best_tok, e)) return FW_ERR;

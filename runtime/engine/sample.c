@@ -170,6 +170,12 @@ static double filter(fw_sampler *s) {
 }
 
 void fw_sampler_next(fw_sampler *s, const float *logits, fw_sample_out *out) {
+    for (int64_t i = 0; i < s->V; i++)
+        if (!isfinite(logits[i])) {
+            *out = (fw_sample_out){.id = -1, .nonfinite = true};
+            return;
+        }
+    out->nonfinite = false;
     penalise(s, logits);
     out->n_top = 0;
     out->logprob = 0;
@@ -241,6 +247,11 @@ static int by_id(const void *a, const void *b) {
 /* Mirrors filter() and the draw of fw_sampler_next step by step (same float and
  * double operations in the same order), so both give the same token. */
 void fw_sampler_next_top(fw_sampler *s, int32_t *ids, float *vals, int64_t n, double lse, fw_sample_out *out) {
+    if (!isfinite(lse)) { /* a NaN or infinity anywhere in the row */
+        *out = (fw_sample_out){.id = -1, .nonfinite = true};
+        return;
+    }
+    out->nonfinite = false;
     cand one[256], *c = n <= 256 ? one : malloc((size_t)n * sizeof *c);
     if (!c) { /* out of memory: the best candidate */
         out->id = ids[0], out->logprob = 0, out->n_top = 0;

@@ -70,7 +70,9 @@ void fw_sampler_prompt(fw_sampler *s, const int32_t *ids, int64_t n);
 void fw_sampler_accept(fw_sampler *s, int32_t id);
 /* Back to no generated tokens (a preempted request recomputes from its prompt). */
 void fw_sampler_reset(fw_sampler *s);
-/* Chooses the next token from logits (V) without accepting it. */
+/* Chooses the next token from logits (V) without accepting it. A row holding NaN
+ * or infinity gives no token: out->nonfinite, id -1 (so does a non-finite lse
+ * for fw_sampler_next_top). */
 void fw_sampler_next(fw_sampler *s, const float *logits, fw_sample_out *out);
 
 /* True when the request's choice needs only its top_k largest logits and their

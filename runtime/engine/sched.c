@@ -1,7 +1,6 @@
 #include "runtime/engine/sched.h"
 
 #include <stdio.h>
-
 #include <stdlib.h>
 #include <string.h>
 
