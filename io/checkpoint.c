@@ -515,6 +515,17 @@ static int corrupt(const fw_ckpt *ck, const ck_entry *t, const int64_t *chunk, i
                    ck->files[t->file].path, t->name, where);
 }
 
+/* Checks the whole chunks inside the hyperslab [start, start + count) that buf
+ * holds; adds the bytes checked to *checked. */
+static int check_chunks(const fw_ckpt *ck, const ck_entry *t, const int64_t *chunk, const uint64_t *sums,
+                        const int64_t *start, const int64_t *count, const void *buf, uint64_t *checked, fw_err *e) {
+    uint64_t n;
+    int64_t bad = fw_chunk_check(buf, t->info.ndim, t->info.shape, chunk, fw_dtype_size(t->info.dtype), start, count,
+                                 sums, &n);
+    *checked += n;
+    return bad >= 0 ? corrupt(ck, t, chunk, bad, e) : FW_OK;
+}
+
 int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
                  fw_err *e) {
     ck_entry *t = lookup(ck, name, e);
@@ -550,10 +561,7 @@ int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int6
     H5Dclose(d);
     if (rc == FW_OK && sums) {
         for (int i = 0; i < in->ndim; i++) a[i] = (int64_t)s[i], n[i] = (int64_t)c[i];
-        uint64_t checked;
-        int64_t bad = fw_chunk_check(dst, in->ndim, in->shape, chunk, fw_dtype_size(in->dtype), a, n, sums, &checked);
-        ck->bytes_verified += checked;
-        if (bad >= 0) rc = corrupt(ck, t, chunk, bad, e);
+        rc = check_chunks(ck, t, chunk, sums, a, n, dst, &ck->bytes_verified, e);
     }
     free(sums);
     return rc;
@@ -615,11 +623,9 @@ static int verify_one(fw_ckpt *ck, ck_entry *t, void **buf, size_t *buf_size, XX
         if (rc == FW_OK) XXH3_64bits_update(st, *buf, (size_t)c[0] * row);
         if (rc == FW_OK && sums) {
             int64_t a[8] = {r}, n[8];
+            uint64_t checked = 0;
             for (int i = 0; i < in->ndim; i++) n[i] = (int64_t)c[i];
-            uint64_t checked;
-            int64_t bad = fw_chunk_check(*buf, in->ndim, in->shape, chunk, fw_dtype_size(in->dtype), a, n, sums,
-                                         &checked);
-            if (bad >= 0) rc = corrupt(ck, t, chunk, bad, e);
+            rc = check_chunks(ck, t, chunk, sums, a, n, *buf, &checked, e);
         }
     }
     free(sums);

@@ -272,7 +272,6 @@ static int record(fw_ckpt_writer *w, const char *name, int file, fw_dtype dtype,
     return FW_OK;
 }
 
-/* Creates, writes and labels one dataset. Any HDF5 failure poisons the writer. */
 /* The chunk checksums of a tensor about to be written with chunks `chunk`. */
 static uint64_t *chunk_sums(int ndim, const int64_t *shape, const hsize_t *chunk, size_t esize, const void *data,
                             int64_t *n) {
@@ -284,7 +283,8 @@ static uint64_t *chunk_sums(int ndim, const int64_t *shape, const hsize_t *chunk
     return sums;
 }
 
-/* chunk0, quant0: the chunk shape and `quantization` label when the caller knows
+/* Creates, writes and labels one dataset. Any HDF5 failure poisons the writer.
+ * chunk0, quant0: the chunk shape and `quantization` label when the caller knows
  * them (INT4 tensors); NULL: from the name and dtype. */
 static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtype dtype, int ndim,
                          const int64_t *shape, uint64_t nbytes, const void *data, uint64_t checksum,
@@ -520,15 +520,13 @@ static int sync_path(const char *path, fw_err *e) {
 }
 
 /* The root's tensor_checksums (name order: check_complete sorted w->t) and the
- * manifest checksum over them, the config and the links. */
-static int put_manifest(fw_ckpt_writer *w, hid_t fid) {
+ * manifest checksum over them, the config and the links (dataset paths[i]). */
+static int put_manifest(fw_ckpt_writer *w, hid_t fid, char (*paths)[512]) {
     uint64_t *sums = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *sums);
     fw_manifest_entry *m = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *m);
-    char (*paths)[512] = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *paths);
     int rc = -1;
-    if (sums && m && paths) {
+    if (sums && m) {
         for (int64_t i = 0; i < w->n; i++) {
-            fw_ckpt_name_to_path(w->t[i].name, paths[i], sizeof paths[i]);
             sums[i] = w->t[i].checksum;
             m[i] = (fw_manifest_entry){w->t[i].name, w->files[w->t[i].file].name, paths[i], sums[i]};
         }
@@ -537,7 +535,6 @@ static int put_manifest(fw_ckpt_writer *w, hid_t fid) {
     }
     free(sums);
     free(m);
-    free(paths);
     return rc;
 }
 
@@ -555,21 +552,23 @@ static int write_root(fw_ckpt_writer *w, fw_err *e) {
     int rc = fid < 0 ? fw_h5_errf(e, "%s: cannot create", w->root) : FW_OK;   /* before H5Pclose clears the stack */
     H5Pclose(fapl);
     if (rc != FW_OK) return rc;
-    if (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
-        fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) || fw_h5_put_u64(fid, "checkpoint_id", w->id) ||
-        fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
-        fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n) ||
-        put_manifest(w, fid))
+    char (*paths)[512] = malloc((size_t)(w->n > 0 ? w->n : 1) * sizeof *paths);   /* each tensor's dataset */
+    if (!paths) rc = fw_errf(e, "%s: out of memory", w->root);
+    for (int64_t i = 0; i < w->n && rc == FW_OK; i++) fw_ckpt_name_to_path(w->t[i].name, paths[i], sizeof paths[i]);
+    if (rc == FW_OK &&
+        (fw_h5_put_str(fid, "format", FW_CKPT_FORMAT_NAME) ||
+         fw_h5_put_i64(fid, "format_version", FW_CKPT_FORMAT_VERSION) || fw_h5_put_u64(fid, "checkpoint_id", w->id) ||
+         fw_h5_put_str(fid, "config_json", w->cfg.json) || fw_h5_put_str(fid, "source", w->source) ||
+         fw_h5_put_str(fid, "writer", "furrow " PACKAGE_VERSION) || fw_h5_put_i64(fid, "tensor_count", w->n) ||
+         put_manifest(w, fid, paths)))
         rc = fw_h5_errf(e, "%s: cannot write the root attributes", w->root);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (rc == FW_OK && (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0))
         rc = fw_h5_errf(e, "%s: cannot set up links", w->root);
-    char path[512];
-    for (int64_t i = 0; i < w->n && rc == FW_OK; i++) {
-        fw_ckpt_name_to_path(w->t[i].name, path, sizeof path);
-        if (H5Lcreate_external(w->files[w->t[i].file].name, path, fid, path, lcpl, H5P_DEFAULT) < 0)
+    for (int64_t i = 0; i < w->n && rc == FW_OK; i++)
+        if (H5Lcreate_external(w->files[w->t[i].file].name, paths[i], fid, paths[i], lcpl, H5P_DEFAULT) < 0)
             rc = fw_h5_errf(e, "%s: cannot link tensor '%s'", w->root, w->t[i].name);
-    }
+    free(paths);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (rc == FW_OK && H5Fflush(fid, H5F_SCOPE_LOCAL) < 0) rc = fw_h5_errf(e, "%s: cannot write", w->root);
     if (rc != FW_OK) fw_h5_abandon(fid);
