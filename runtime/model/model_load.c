@@ -67,23 +67,23 @@ static void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt,
     return data;
 }
 
-/* Norm weights, block scales and the router bias scale everything after them: a
- * NaN or Inf there is a damaged checkpoint, refused by name rather than run. */
+/* Norm weights, block scales (FP8's f32, INT4's bf16) and the router bias scale
+ * everything after them: a NaN or Inf there is a damaged checkpoint, refused by
+ * name rather than run. */
+static int not_finite(const char *name, float v, int64_t i, fw_err *e) {
+    return fw_errf(e, "tensor '%s' holds %s at element %lld: the checkpoint (or the model it was converted from) "
+                      "is damaged", name, isnan(v) ? "NaN" : "an infinity", (long long)i);
+}
+
 static int check_finite(const char *name, const float *v, int64_t n, fw_err *e) {
     for (int64_t i = 0; i < n; i++)
-        if (!isfinite(v[i]))
-            return fw_errf(e, "tensor '%s' holds %s at element %lld: the checkpoint (or the model it was "
-                              "converted from) is damaged", name, isnan(v[i]) ? "NaN" : "an infinity", (long long)i);
+        if (!isfinite(v[i])) return not_finite(name, v[i], i, e);
     return FW_OK;
 }
 
-/* Bf16 group scales: like FP8's block scales, a NaN or infinity is a damaged
- * checkpoint. */
 static int check_finite_bf16(const char *name, const uint16_t *v, int64_t n, fw_err *e) {
     for (int64_t i = 0; i < n; i++)
-        if ((v[i] & 0x7F80) == 0x7F80)
-            return fw_errf(e, "tensor '%s' holds %s at element %lld: the checkpoint (or the model it was "
-                              "converted from) is damaged", name, v[i] & 0x7F ? "NaN" : "an infinity", (long long)i);
+        if (!isfinite(fw_bf16_to_f32(v[i]))) return not_finite(name, fw_bf16_to_f32(v[i]), i, e);
     return FW_OK;
 }
 
