@@ -150,9 +150,7 @@ static int layer_bytes(const fw_config *c, int64_t *bytes, int nl, fw_err *e) {
     for (int64_t i = 0; i < n; i++) {
         if (t[i].layer < 0 || t[i].layer >= nl) continue;
         int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), g;
-        char module[sizeof t->name];
-        snprintf(module, sizeof module, "%.*s", (int)strlen(t[i].name) - 7, t[i].name);   /* less ".weight" */
-        if (ct && fw_model_tensor_is_linear(t[i].name) && fw_ct_quantized(ct, module, true, &g))
+        if (fw_ct_weight_quantized(ct, t[i].name, &g))
             bytes[t[i].layer] += el / 2 + el / (g > 0 ? g : t[i].shape[1]) * 2;
         else
             bytes[t[i].layer] += el * (t[i].quantized && c->fp8 ? 1 : t[i].f32 ? 4 : 2);

@@ -135,7 +135,7 @@ static int check_int4(conv *c, int64_t i, fw_err *e) {
     snprintf(sname, sizeof sname, "%s_scale", m->name);
     snprintf(hname, sizeof hname, "%s_shape", m->name);
     int64_t cg;
-    bool q = fw_model_tensor_is_linear(m->name) && fw_ct_quantized(c->ct, module, true, &cg);
+    bool q = fw_ct_weight_quantized(c->ct, m->name, &cg);
     const fw_st_tensor *p = fw_st_dir_find(&c->st, pname), *plain = fw_st_dir_find(&c->st, m->name);
     if (!p) {
         if (q) return fw_errf(e, "config.json's quantization_config quantizes module '%s', but %s has no '%s' "

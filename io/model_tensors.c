@@ -292,6 +292,5 @@ fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *h
 bool fw_model_tensor_is_linear(const char *name) {
     size_t n = strlen(name);
     return ends_with(name, n, ".weight") && !ends_with(name, n, "embed_tokens.weight") &&
-           !ends_with(name, n, "mlp.gate.weight") && !ends_with(name, n, "layernorm.weight") &&
-           !ends_with(name, n, "norm.weight");
+           !ends_with(name, n, "mlp.gate.weight") && !ends_with(name, n, "norm.weight");
 }

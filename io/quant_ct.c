@@ -13,6 +13,7 @@
 #include <pcre2.h>
 
 #include "io/base/jsonutil.h"
+#include "io/model_tensors.h"
 
 /* A target or ignore entry: an exact module name, "re:" + a regex, or the class
  * "Linear". */
@@ -224,6 +225,14 @@ bool fw_ct_quantized(const fw_ct_scheme *s, const char *name, bool linear, int64
                 }
             }
     return false;
+}
+
+bool fw_ct_weight_quantized(const fw_ct_scheme *s, const char *weight, int64_t *group) {
+    *group = 0;
+    if (!fw_model_tensor_is_linear(weight)) return false;
+    char module[256];
+    snprintf(module, sizeof module, "%.*s", (int)strlen(weight) - 7, weight);   /* less ".weight" */
+    return fw_ct_quantized(s, module, true, group);
 }
 
 int64_t fw_ct_first_group(const fw_ct_scheme *s) { return s && s->n_groups ? s->groups[0].group_size : 0; }

@@ -31,6 +31,11 @@ void fw_ct_free(fw_ct_scheme *s);
  * group's group size, 0 for the "channel" strategy (one scale per row). */
 bool fw_ct_quantized(const fw_ct_scheme *s, const char *name, bool linear, int64_t *group);
 
+/* Whether the model tensor `weight` ("....gate_proj.weight", as io/model_tensors
+ * lists it) is stored quantized: its module (the name less ".weight") by
+ * fw_ct_quantized, as an nn.Linear when the tensor is one. */
+bool fw_ct_weight_quantized(const fw_ct_scheme *s, const char *weight, int64_t *group);
+
 /* The first config group's group size (0: channel), for size estimates. */
 int64_t fw_ct_first_group(const fw_ct_scheme *s);
 
