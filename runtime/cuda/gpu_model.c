@@ -43,7 +43,8 @@ static int upload_vec(fw_gpu_model *g, float **d, const float *h, int64_t n, fw_
 
 /* Interim INT4 path, until the GPU has W4A16 kernels: an INT4 weight goes up as
  * BF16, dequantized on the host (q * scale rounded to bf16, as compressed-tensors'
- * decompress and vLLM do; about 2e-3 of max|logit| on tiny-a, README-w4). *h is
+ * decompress and vLLM do: about 2e-3 of max|logit| on tiny-a, README-w4, and
+ * enough to flip a near expert choice). *h is
  * replaced by the BF16 copy in *buf (freed by the caller); other types pass. */
 static int int4_as_bf16(const fw_weight **h, fw_weight *tmp, uint16_t **buf, fw_err *e) {
     *buf = NULL;

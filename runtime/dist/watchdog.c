@@ -22,7 +22,6 @@ typedef struct slot {
 
 struct fw_watchdog {
     const fw_world *w;
-    char command[32];
     double seconds;
     MPI_Win win;
     slot *table;               /* node-local ranks' slots */
@@ -65,28 +64,27 @@ static void *watch(void *arg) {
         int64_t now = now_ns(), busy = atomic_load(&me->busy_ns);
         atomic_store(&me->alive_ns, now);
         const char *note = atomic_load(&me->note);
-        if (note) snprintf(me->where, sizeof me->where, "%s", note);
+        snprintf(me->where, sizeof me->where, "%s", note ? note : "");
         if (!busy || now - busy < bound) continue;
         char msg[2048];
         snprintf(msg, sizeof msg, "no progress for %.0f s in %s%s%s", (double)(now - busy) / 1e9, me->what,
                  note ? ", " : "", note ? note : "");
         peers(wd, now, msg, sizeof msg);
-        fprintf(stderr, "furrow %s: rank %d (%s): %s: a rank of the job is stopped, stuck or lost; ending the job "
-                "(--watchdog %g)\n", wd->command, wd->w->rank, wd->w->host, msg, wd->seconds);
+        fprintf(stderr, "furrow watchdog: rank %d (%s): %s: a rank of the job is stopped, stuck or lost; ending the "
+                "job (--watchdog %g)\n", wd->w->rank, wd->w->host, msg, wd->seconds);
         fflush(stderr);
         _exit(3); /* no MPI from this thread: the launcher ends the other ranks */
     }
     return NULL;
 }
 
-int fw_watchdog_start(fw_watchdog **out, const fw_world *w, const char *command, double seconds, fw_err *e) {
+int fw_watchdog_start(fw_watchdog **out, const fw_world *w, double seconds, fw_err *e) {
     *out = NULL;
     if (!(seconds > 0)) return FW_OK;
     fw_watchdog *wd = calloc(1, sizeof *wd);
     if (!wd) return fw_errf(e, "watchdog: out of memory");
     wd->w = w;
     wd->seconds = seconds;
-    snprintf(wd->command, sizeof wd->command, "%s", command);
     slot *base = NULL;
     if (MPI_Win_allocate_shared(w->local_rank == 0 ? (MPI_Aint)(w->local_size * sizeof(slot)) : 0, 1,
                                 MPI_INFO_NULL, w->node_comm, &base, &wd->win) != MPI_SUCCESS) {

@@ -13,10 +13,9 @@
 
 typedef struct fw_watchdog fw_watchdog;
 
-/* Starts this rank's watchdog for `command` ("serve", ...) with a bound of
- * `seconds`; seconds <= 0 gives none (*out = NULL, which every call below
- * accepts). Collective over the world. */
-int fw_watchdog_start(fw_watchdog **out, const fw_world *w, const char *command, double seconds, fw_err *e);
+/* Starts this rank's watchdog with a bound of `seconds`; seconds <= 0 gives none
+ * (*out = NULL, which every call below accepts). Collective over the world. */
+int fw_watchdog_start(fw_watchdog **out, const fw_world *w, double seconds, fw_err *e);
 /* Collective over the world, like the start. */
 void fw_watchdog_stop(fw_watchdog *wd);
 double fw_watchdog_seconds(const fw_watchdog *wd);

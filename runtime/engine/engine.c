@@ -106,7 +106,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         if (rc == FW_OK) fw_errf(e, "another rank failed to load its part of the model");
         return FW_ERR;
     }
-    if (fw_watchdog_start(&en->wd, w, "watchdog", o->watchdog, e)) return FW_ERR;
+    if (fw_watchdog_start(&en->wd, w, o->watchdog, e)) return FW_ERR;
     en->comm.wd = en->wd;
     if (o->verbose) {
         unsigned long long mine[2] = {en->model->bytes_read, en->model->bytes_verified}, *all = NULL;
