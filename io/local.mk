@@ -5,7 +5,7 @@ libfurrow_io_a_SOURCES = \
 	io/base/fileutil.c io/base/fileutil.h \
 	io/base/jsonutil.c io/base/jsonutil.h \
 	io/dtype.c io/dtype.h \
-	io/config.c io/config.h io/quant_ct.c io/quant_ct.h \
+	io/config.c io/config.h io/quant_ct.c io/quant_ct.h io/quant_spec.c io/quant_spec.h \
 	io/safetensors.c io/safetensors.h \
 	io/h5out.c io/h5out.h \
 	io/ckpt_h5.c io/ckpt_h5.h io/ckpt_sums.c io/ckpt_sums.h \

@@ -19,6 +19,7 @@ typedef enum fw_wtype {
     FW_WTYPE_BF16,
     FW_WTYPE_FP8,        /* e4m3fn, dequantized as fp8 * scale[block] */
     FW_WTYPE_INT4,       /* symmetric int4, 8 per int32 word, dequantized as q * bf16 scale[group] */
+    FW_WTYPE_INT8,       /* symmetric int8, dequantized as q * bf16 scale[group] (group = cols: per channel) */
 } fw_wtype;
 
 #define FW_FP8_BLOCK 128
