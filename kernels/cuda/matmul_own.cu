@@ -45,15 +45,15 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     if (n >= N) {
         /* no row: nothing to add (warp-uniform) */
     } else if (LOAD == LOAD_WIDE) {
-        constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
-        const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+        constexpr int E = fw_piece<WT>::E;
+        const uint8_t *row = (const uint8_t *)w.data + fw_wbyte<WT>(WT == FW_WTYPE_INT4 ? n * w.ld * 8 + w.c0 : n * w.ld);
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
         for (int64_t k0 = k_lo + (int64_t)lane * E; k0 < k_hi; k0 += 32 * E * WIDE_U) {
             uint4 wv[WIDE_U];
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
                 const int64_t k = k0 + (int64_t)u * 32 * E;
-                if (k < k_hi) wv[u] = __ldcs((const uint4 *)(row + k * ES));
+                if (k < k_hi) wv[u] = __ldcs((const uint4 *)(row + fw_wbyte<WT>(k)));
             }
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
@@ -61,7 +61,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
                 if (k >= k_hi) break;
                 float f[E];
                 fw_unpack16<WT>(wv[u], f);
-                const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : 1.0f;
+                const float s = WT == FW_WTYPE_FP8 ? srow[(w.c0 + k) >> 7] : WT == FW_WTYPE_INT4 ? fw_int4_scale(w, n, k) : 1.0f;
 #pragma unroll
                 for (int t = 0; t < MT; t++) {
                     if (t < T) {
@@ -140,17 +140,19 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
 template <int WT, typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS, 3)
 gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t N, int64_t K) {
-    constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+    constexpr int E = fw_piece<WT>::E;
     const int lane = threadIdx.x & 31;
     const int64_t n0 = 2 * ((int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5));
     if (n0 >= N) return;
     const bool has1 = n0 + 1 < N;
     const uint8_t *row[2];
     const float *srow[2];
+    int64_t nj[2];
 #pragma unroll
     for (int j = 0; j < 2; j++) {
         const int64_t n = has1 ? n0 + j : n0; /* a missing second row reads the first's */
-        row[j] = (const uint8_t *)w.data + n * w.ld * ES;
+        nj[j] = n;
+        row[j] = (const uint8_t *)w.data + fw_wbyte<WT>(WT == FW_WTYPE_INT4 ? n * w.ld * 8 + w.c0 : n * w.ld);
         srow[j] = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
     }
     float acc[2] = {0.0f, 0.0f};
@@ -161,7 +163,7 @@ gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, i
             const int64_t k = k0 + (int64_t)u * 32 * E;
 #pragma unroll
             for (int j = 0; j < 2; j++)
-                if (k < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + k * ES));
+                if (k < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + fw_wbyte<WT>(k)));
         }
 #pragma unroll
         for (int u = 0; u < WIDE_U; u++) {
@@ -171,7 +173,8 @@ gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, i
             for (int j = 0; j < 2; j++) {
                 float f[E];
                 fw_unpack16<WT>(wv[j][u], f);
-                const float s = WT == FW_WTYPE_FP8 ? srow[j][(w.c0 + k) >> 7] : 1.0f;
+                const float s = WT == FW_WTYPE_FP8 ? srow[j][(w.c0 + k) >> 7]
+                                : WT == FW_WTYPE_INT4 ? fw_int4_scale(w, nj[j], k) : 1.0f;
                 float d = 0.0f;
 #pragma unroll
                 for (int c = 0; c < E; c += 8) {
@@ -260,18 +263,26 @@ template <int WT, int MT, typename OutT>
 static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, int ks,
                         cudaStream_t st) {
     if constexpr (MT == 1 && WT != FW_WTYPE_F32) {
-        if (vec == LOAD_WIDE && ks == 1 && K * (WT == FW_WTYPE_FP8 ? 1 : 2) <= GEMV_PAIR_BYTES) {
+        if (vec == LOAD_WIDE && ks == 1 && (int64_t)fw_wtype_bytes((fw_wtype)WT, 1, K) <= GEMV_PAIR_BYTES) {
             gemv_pair_kernel<WT, OutT><<<(unsigned)fw_ceil_div(N, 2 * (GEMV_THREADS / 32)), GEMV_THREADS, 0, st>>>(y, x, w, N, K);
             return;
         }
     }
     const unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32 / ks);
     const int64_t kslice = K / ks;
-    if (vec == LOAD_WIDE && WT != FW_WTYPE_F32)
-        gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
-    else if (vec != LOAD_ONE)
-        gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
-    else gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+    if constexpr (WT != FW_WTYPE_F32) {
+        if (vec == LOAD_WIDE) {
+            gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+            return;
+        }
+    }
+    if constexpr (WT != FW_WTYPE_INT4) {
+        if (vec != LOAD_ONE) {
+            gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+            return;
+        }
+    }
+    gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
 }
 
 template <int WT, typename OutT>
@@ -294,7 +305,8 @@ static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, con
                          int64_t N, int64_t K, int ks, cudaStream_t st) {
     if (wt == FW_WTYPE_F32) launch_own<FW_WTYPE_F32>(gemv, vec, y, x, w, T, N, K, ks, st);
     else if (wt == FW_WTYPE_BF16) launch_own<FW_WTYPE_BF16>(gemv, vec, y, x, w, T, N, K, ks, st);
-    else launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else if (wt == FW_WTYPE_FP8) launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else launch_own<FW_WTYPE_INT4>(gemv, vec, y, x, w, T, N, K, ks, st);
 }
 
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {
@@ -307,13 +319,16 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     int64_t es = (int64_t)fw_wtype_size(w->type);
     /* 8-element loads need every W row, every x row and each 8-chunk aligned
      * (LOAD_8); the wide form's 16-byte pieces of W hold 16 FP8 values, which
-     * must not straddle a 128-column scale block (LOAD_WIDE). */
+     * must not straddle a 128-column scale block, or 32 INT4 values, which must
+     * start a word and not straddle a scale group (LOAD_WIDE; INT4 has no LOAD_8). */
     const bool load8 = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 &&
                        (w->ld * es) % 16 == 0 && (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
-    const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
-    const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
+    const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0) ||
+                      (w->type == FW_WTYPE_INT4 && K % 32 == 0 && w->c0 % 32 == 0 && w->group % 32 == 0);
+    const int vec = !load8 || (w->type == FW_WTYPE_INT4 && !wide) ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
     fw_wview v = fw_wview_of(w);
-    const int ks = gemv ? gemv_slices(N, K, es) : 1;
+    /* gemv_slices counts row bytes as K * es: INT4's half byte an element as es 1 of K / 2 */
+    const int ks = gemv ? (w->type == FW_WTYPE_INT4 ? gemv_slices(N, K / 2, 1) : gemv_slices(N, K, es)) : 1;
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);

@@ -47,6 +47,7 @@ extern "C" int fw_cuda_matmul_xw(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x,
     case FW_WTYPE_F32: xw_kernel<FW_WTYPE_F32><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     case FW_WTYPE_BF16: xw_kernel<FW_WTYPE_BF16><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     case FW_WTYPE_FP8: xw_kernel<FW_WTYPE_FP8><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
+    case FW_WTYPE_INT4: xw_kernel<FW_WTYPE_INT4><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     default: return fw_cuda_errf(ctx, "fw_cuda_matmul_xw: unknown weight type %d", (int)w->type);
     }
     FW_CUDA_LAUNCHED(ctx);

@@ -196,12 +196,12 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
             for (int j = 0; j < NW; j++) acc[j][i] = 0.0f;
         }
         if (LOAD == MOE_LOAD_WIDE) {
-            constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+            constexpr int E = fw_piece<WT>::E;
             const uint8_t *row[NW];
             const float *srow[NW];
 #pragma unroll
             for (int j = 0; j < NW; j++) {
-                row[j] = (const uint8_t *)w[j].data + n * w[j].ld * ES;
+                row[j] = (const uint8_t *)w[j].data + fw_wbyte<WT>(WT == FW_WTYPE_INT4 ? n * w[j].ld * 8 : n * w[j].ld); /* INT4: c0 0 */
                 srow[j] = WT == FW_WTYPE_FP8 ? w[j].scale + (n >> 7) * w[j].scale_ld : nullptr;
             }
             for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * U) {
@@ -211,7 +211,7 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                     const int64_t kk = k0 + (int64_t)u * 32 * E;
 #pragma unroll
                     for (int j = 0; j < NW; j++)
-                        if (kk < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + kk * ES));
+                        if (kk < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + fw_wbyte<WT>(kk)));
                 }
 #pragma unroll
                 for (int u = 0; u < U; u++) {
@@ -221,7 +221,8 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                     for (int j = 0; j < NW; j++) {
                         float f[E];
                         fw_unpack16<WT>(wv[j][u], f);
-                        const float sc = WT == FW_WTYPE_FP8 ? srow[j][kk >> 7] : 1.0f;
+                        const float sc = WT == FW_WTYPE_FP8 ? srow[j][kk >> 7]
+                                         : WT == FW_WTYPE_INT4 ? fw_int4_scale(w[j], n, kk) : 1.0f;
 #pragma unroll
                         for (int i = 0; i < MT; i++) {
                             if (i >= cnt) break;
@@ -408,6 +409,7 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                 int64_t off = n * w.ld + kk;
                 if (WT == FW_WTYPE_FP8) bv = fw_fp8_to_f32(((const uint8_t *)w.data)[off]); /* exact in bf16 */
                 else if (WT == FW_WTYPE_BF16) bv = fw_bf2f(((const bf16 *)w.data)[off]);
+                else if (WT == FW_WTYPE_INT4) bv = fw_wget<WT>(w, n, kk); /* q * scale, rounded to bf16 below */
                 else bv = ((const float *)w.data)[off];
             }
             Bs[lr][lk + i] = fw_f2bf(bv);
@@ -487,9 +489,11 @@ static_assert(MOE_MMA_BN % FW_FP8_BLOCK == 0 && MOE_MMA_WARPS <= 8, "MOE_MMA_WAR
  * staged in the same memory after the K loop. */
 template <int WT>
 struct moe_mma_smem {
-    static constexpr int ES = WT == FW_WTYPE_FP8 ? 1 : 2; /* weight element bytes */
-    static constexpr int A_PITCH = WT == FW_WTYPE_FP8 ? 2 * MOE_MMA_BK + 32 : 2 * MOE_MMA_BK + 16;
-    static constexpr int B_PITCH = ES * MOE_MMA_BK + 16;
+    static constexpr int B_ROW = WT == FW_WTYPE_FP8 ? MOE_MMA_BK : WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK : MOE_MMA_BK / 2;
+    /* 8-byte X loads (FP8, INT4) 32 bytes apart: pitch 160; ldmatrix rows (BF16): 144 */
+    static constexpr int A_PITCH = WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK + 16 : 2 * MOE_MMA_BK + 32;
+    /* INT4: a quarter warp reads two rows' 16-byte halves, 32 bytes apart: unpadded */
+    static constexpr int B_PITCH = WT == FW_WTYPE_INT4 ? B_ROW : B_ROW + 16;
     static constexpr int A_BYTES = MOE_BM * A_PITCH, B_BYTES = MOE_MMA_BN * B_PITCH;
     static constexpr int STAGE = A_BYTES + B_BYTES;
     static constexpr int BYTES = MOE_MMA_STAGES * STAGE;
@@ -501,6 +505,12 @@ struct moe_mma_smem {
 __device__ __forceinline__ uint2 lds64(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
     return v;
 }
 
@@ -558,6 +568,50 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
     }
 }
 
+/* Nibbles 0 and 1 of w as the exact bf16x2 of q = nibble - 8: 128 + nibble is
+ * bf16 0x4300 | nibble, less 136. */
+__device__ __forceinline__ uint32_t int4x2_to_bf16x2(uint32_t w) {
+    const uint32_t v = (w & 0xFu) | ((w << 12) & 0xF0000u) | 0x43004300u;
+    const __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, __floats2bfloat162_rn(136.0f, 136.0f));
+    return *(const uint32_t *)&r;
+}
+
+/* Half a stage (32 of K: mma steps 2 half, 2 half + 1) of the INT4 tile into d
+ * (zero: the half starts a scale group, its first product overwrites d). Step s
+ * takes k = 16 s + 4t .. 16 s + 4t + 3 for fragment slots {2t, 2t+1, 2t+8, 2t+9}
+ * (a dot product does not depend on the order of k): four nibbles of word
+ * 2 s + t / 2 of a weight row, and X's four values at the same k in one 8-byte
+ * load, as the FP8 tiles take them. wq[i][h]: this half's 4 words of output row
+ * 16 i + g + 8 h (every lane of a quad loads them; ld.shared broadcasts). */
+__device__ __forceinline__ void moe_mma_int4_half(float (&d)[2][8][4], const uint4 (&wq)[2][2], uint32_t xs,
+                                                  int half, int t, bool zero) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int s = 2 * half + u, wi = 2 * u + (t >> 1), sh = 16 * (t & 1); /* wi: word of this half's four */
+        uint32_t a[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint4 &q = wq[i][h];
+                const uint32_t word = wi == 0 ? q.x : wi == 1 ? q.y : wi == 2 ? q.z : q.w;
+                const uint32_t nib = word >> sh;
+                a[i][h] = int4x2_to_bf16x2(nib);
+                a[i][2 + h] = int4x2_to_bf16x2(nib >> 8);
+            }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const uint2 v = lds64(xs + 8 * j * moe_mma_smem<FW_WTYPE_INT4>::A_PITCH + 32 * s);
+            const uint32_t b[2] = {v.x, v.y};
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                if (zero && u == 0) mma_bf16_zc(d[i][j], a[i], b);
+                else fw_mma_bf16(d[i][j], a[i], b[0], b[1]);
+            }
+        }
+    }
+}
+
 /* One tile (blockIdx.y: the plan's tile list) x 128 outputs (blockIdx.x). The
  * mma computes the transposed tile (outputs x rows) so that FP8 fragments need no
  * register moves: ldmatrix of the FP8 rows gives a lane the 4 bytes k = 4t ..
@@ -571,8 +625,8 @@ __global__ void __launch_bounds__(MOE_MMA_THREADS, MOE_MMA_MIN_BLOCKS)
 moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
     typedef moe_mma_smem<WT> L;
-    constexpr bool FP8 = WT == FW_WTYPE_FP8;
-    constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::ES * MOE_MMA_BK / 16; /* 16-byte chunks per row */
+    constexpr bool FP8 = WT == FW_WTYPE_FP8, INT4 = WT == FW_WTYPE_INT4;
+    constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::B_ROW / 16; /* 16-byte chunks per row */
     constexpr int A_RPP = MOE_MMA_THREADS / A_CPR, B_RPP = MOE_MMA_THREADS / B_CPR;  /* rows per pass */
     constexpr int A_IT = MOE_BM / A_RPP, B_IT = MOE_MMA_BN / B_RPP;
     if ((int)blockIdx.y >= pl.counts[1]) return;
@@ -588,7 +642,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
      * A rows tid / A_CPR + A_RPP i (x's row computed once), B rows tid / B_CPR +
      * B_RPP i. Rows past the group or past N copy 0 bytes (zero fill) from a row
      * that exists (the tile's first, the expert's first output). */
-    const int a_col = (tid % A_CPR) * 8, b_col = (tid % B_CPR) * (16 / L::ES); /* in elements */
+    const int a_col = (tid % A_CPR) * 8, b_col = (tid % B_CPR) * fw_piece<WT>::E; /* in elements */
     const char *asrc[A_IT], *bsrc[B_IT];
     int abytes[A_IT], bbytes[B_IT];
 #pragma unroll
@@ -601,7 +655,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     for (int i = 0; i < B_IT; i++) {
         const int64_t n = n0 + tid / B_CPR + B_RPP * i;
         bbytes[i] = n < N ? 16 : 0;
-        bsrc[i] = (const char *)w.data + ((n < N ? n : 0) * w.ld + b_col) * L::ES;
+        bsrc[i] = (const char *)w.data + fw_wbyte<WT>((n < N ? n : 0) * w.ld * (INT4 ? 8 : 1) + b_col);
     }
     const uint32_t a_dst = (tid / A_CPR) * L::A_PITCH + (tid % A_CPR) * 16;
     const uint32_t b_dst = L::A_BYTES + (tid / B_CPR) * L::B_PITCH + (tid % B_CPR) * 16;
@@ -613,7 +667,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
             for (int i = 0; i < A_IT; i++) fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, asrc[i] + 2 * k0, abytes[i]);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + L::ES * k0, bbytes[i]);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + fw_wbyte<WT>(k0), bbytes[i]);
         } else { /* the K tail: chunks past K read nothing (from the row's start) */
             const bool ak = a_col < K - k0, bk = b_col < K - k0;
 #pragma unroll
@@ -621,7 +675,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
                 fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, ak ? asrc[i] + 2 * k0 : asrc[i], ak ? abytes[i] : 0);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + L::ES * k0 : bsrc[i], bk ? bbytes[i] : 0);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + fw_wbyte<WT>(k0) : bsrc[i], bk ? bbytes[i] : 0);
         }
     };
 
@@ -629,9 +683,11 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
      * 32 weight rows (lane -> row wn0 + lane), 8-byte X loads of rows g (+ 8 j) at
      * k = 4t. BF16: ldmatrix x4 of W (rows lane % 16, k 8 (lane / 16): an A
      * fragment) and of X (two n8 tiles: rows 8 (lane / 16) + lane % 8, k 8 (lane / 8 % 2)). */
-    const uint32_t w_frag = FP8 ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
-                                : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
-    const uint32_t x_frag = FP8 ? g * L::A_PITCH + 8 * t : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
+    const uint32_t w_frag = FP8    ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
+                            : INT4 ? L::A_BYTES + (wn0 + g) * L::B_PITCH
+                                   : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
+    const uint32_t x_frag = FP8 || INT4 ? g * L::A_PITCH + 8 * t
+                                        : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
     float acc[2][8][4]; /* [16 outputs][8 rows][fragment] */
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -673,6 +729,44 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 #pragma unroll
                     for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc, part[i][j][q], acc[i][j][q]);
         }
+    } else if constexpr (INT4) {
+        /* Per scale group (G a multiple of 32, the experts' c0 0): the products of
+         * its halves of stages into part, then acc += scale * part, each output
+         * row with its own scale. Rows past N read row N - 1's scales (unused). */
+        const int64_t G = w.group;
+        const bf16 *gs[2][2];
+        float sc[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) gs[i][h] = w.gscale + min(n0 + wn0 + 16 * i + g + 8 * h, N - 1) * w.scale_ld;
+        float part[2][8][4];
+        for (int kt = 0; kt < nk; kt++) {
+            const uint32_t s0 = next(kt);
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                const int64_t k = (int64_t)kt * MOE_MMA_BK + 32 * half;
+                if (k >= K) break;
+                const bool first = k % G == 0, last = (k + 32) % G == 0 || k + 32 >= K;
+                uint4 wq[2][2];
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        if (first) sc[i][h] = fw_bf2f(gs[i][h][k / G]);
+                        wq[i][h] = lds128(s0 + w_frag + (16 * i + 8 * h) * L::B_PITCH + 16 * half);
+                    }
+                moe_mma_int4_half(part, wq, s0 + x_frag, half, t, first);
+                if (last) {
+#pragma unroll
+                    for (int i = 0; i < 2; i++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++)
+#pragma unroll
+                            for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc[i][q >> 1], part[i][j][q], acc[i][j][q]);
+                }
+            }
+        }
     } else {
         for (int kt = 0; kt < nk; kt++) moe_mma_stage<WT>(acc, next(kt), w_frag, x_frag, false);
     }
@@ -703,6 +797,9 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 template <int WT>
 static bool moe_mma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K) {
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
+    if (WT == FW_WTYPE_INT4) /* whole 16-byte pieces (32 values) in whole scale groups */
+        return K % 32 == 0 && w.group % 32 == 0 && w.c0 == 0 && (w.ld * 4) % 16 == 0 && (wstride * 4) % 16 == 0 &&
+               fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
     return WT != FW_WTYPE_F32 && (K * es) % 16 == 0 && K % 8 == 0 && (w.ld * es) % 16 == 0 &&
            (wstride * es) % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
@@ -748,9 +845,11 @@ static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStr
         if (load == MOE_LOAD_WIDE)
             return launch_gemv<WT, MOE_LOAD_WIDE, GU>(tc, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
     }
-    if (load == MOE_LOAD_8)
-        launch_gemv<WT, MOE_LOAD_8, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
-    else launch_gemv<WT, MOE_LOAD_ONE, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
+    if constexpr (WT != FW_WTYPE_INT4) { /* INT4 reads whole 16-byte pieces or single values */
+        if (load == MOE_LOAD_8)
+            return launch_gemv<WT, MOE_LOAD_8, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
+    }
+    launch_gemv<WT, MOE_LOAD_ONE, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
 }
 
 /* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
@@ -773,9 +872,11 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
                      (!wu || fw_ptr_align(wu->data) >= (unsigned)(8 * es)) && fw_ptr_align(x) >= 16;
-    /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block. */
+    /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block,
+     * INT4 chunks (32 values) inside a scale group. */
     const bool wide = vec && WT != FW_WTYPE_F32 && K % 16 == 0 && (w.ld * es) % 16 == 0 && (wstride * es) % 16 == 0 &&
-                      fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16);
+                      fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16) &&
+                      (WT != FW_WTYPE_INT4 || (K % 32 == 0 && w.c0 == 0 && w.group % 32 == 0));
     {
         const int load = wide ? MOE_LOAD_WIDE : vec ? MOE_LOAD_8 : MOE_LOAD_ONE;
         const fw_wview &w1 = wu ? *wu : w;
@@ -816,6 +917,10 @@ static int moe_check(fw_cuda_ctx *ctx, const char *op, const fw_weight *w0, int6
                             (long long)pl->n_pairs, (long long)k);
     if (w0->type == FW_WTYPE_FP8 && (w0->r0 != 0 || w0->c0 != 0))
         return fw_cuda_errf(ctx, "%s: FP8 expert weights must start at a scale block", op);
+    if (w0->type == FW_WTYPE_INT4 && (w0->c0 != 0 || !w0->gscale || w0->group < 8 || w0->group % 8))
+        return fw_cuda_errf(ctx, "%s: INT4 expert weights must start at a word and have group scales", op);
+    if (w0->type != FW_WTYPE_F32 && w0->type != FW_WTYPE_BF16 && w0->type != FW_WTYPE_FP8 && w0->type != FW_WTYPE_INT4)
+        return fw_cuda_errf(ctx, "%s: unknown weight type %d", op, (int)w0->type);
     return FW_CUDA_OK;
 }
 
@@ -850,7 +955,8 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     }
     if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else if (w0->type == FW_WTYPE_FP8) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_INT4>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
