@@ -290,7 +290,8 @@ static int mm_lt_fp8(fw_cuda_ctx *ctx, bf16 *y, const bf16 *x, const fw_weight *
 }
 
 static int check_args(fw_cuda_ctx *ctx, const char *op, const void *y, const void *x, const fw_weight *w, int64_t T) {
-    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || w->ld < w->cols)
+    const int64_t ld_cols = w && w->type == FW_WTYPE_INT4 ? 8 * w->ld - w->c0 : w ? w->ld : 0; /* INT4: ld in words */
+    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || ld_cols < w->cols)
         return fw_cuda_errf(ctx, "%s: bad arguments (T %lld, W [%lld x %lld] ld %lld)", op, (long long)T,
                             w ? (long long)w->rows : -1LL, w ? (long long)w->cols : -1LL, w ? (long long)w->ld : -1LL);
     if (w->type != FW_WTYPE_F32 && w->type != FW_WTYPE_BF16 && w->type != FW_WTYPE_FP8 && w->type != FW_WTYPE_INT4)

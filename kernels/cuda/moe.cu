@@ -24,6 +24,7 @@
 
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/tc.h"
+#include "kernels/cuda/int4_tc.h"
 #include "kernels/cuda/moe_tiles.h"
 
 #define MOE_SMALL 8 /* 16 (9..16 rows in the tensor-core GEMV, not in tiles): the same at batch 256, 4.27 vs 4.26 ms a layer */
@@ -370,6 +371,42 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
     }
 }
 
+/* INT4 experts of 1..MOE_SMALL rows on the tensor cores (int4_tc.h): a warp
+ * computes 16 outputs x the expert's rows (x row g held by lane (g, t)). GU: gate
+ * and up weights, silu(g) * u written. */
+template <bool GU>
+__global__ void __launch_bounds__(MOE_GEMV_THREADS, 2)
+moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
+                        int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_hi) {
+    constexpr int NW = GU ? 2 : 1;
+    const int i0 = pl.counts[2] + (int)blockIdx.y;
+    if (i0 >= pl.counts[3 + cls_hi]) return;
+    const int e = pl.small[i0], lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t n0 = ((int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5)) * 16;
+    if (n0 >= N) return;
+    const int r0 = pl.offsets[e], cnt = min(MOE_SMALL, pl.offsets[e + 1] - r0);
+    const bool has_x = g < cnt;
+    const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 8 * t;
+    const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
+    float acc[NW][4];
+#pragma unroll
+    for (int j = 0; j < NW; j++) {
+        const fw_wview w = moe_expert_view<FW_WTYPE_INT4>(j ? w1 : w0, e, wstride, sstride);
+        const uint32_t *words = (const uint32_t *)w.data;
+        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+        int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
+                    w.gscale + rb * w.scale_ld, xr, has_x, 0, (int)(K / 32), (int)(w.group / 32), 0);
+    }
+    /* acc[.][q]: output n0 + g + 8 (q / 2), row 2t + q % 2 of the expert's */
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int64_t n = n0 + g + 8 * (q >> 1);
+        const int r = 2 * t + (q & 1);
+        if (n >= N || r >= cnt) continue;
+        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[NW - 1][q])) : fw_f2bf(acc[0][q]);
+    }
+}
+
 /* Larger groups when moe_mma_kernel cannot take them (F32 weights, rows not
  * 16-byte aligned): a 64-row tile of one expert's rows times 64 outputs on the
  * tensor cores with wmma, A and B loaded element by element; 4 warps, each 32 x
@@ -490,10 +527,12 @@ static_assert(MOE_MMA_BN % FW_FP8_BLOCK == 0 && MOE_MMA_WARPS <= 8, "MOE_MMA_WAR
 template <int WT>
 struct moe_mma_smem {
     static constexpr int B_ROW = WT == FW_WTYPE_FP8 ? MOE_MMA_BK : WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK : MOE_MMA_BK / 2;
-    /* 8-byte X loads (FP8, INT4) 32 bytes apart: pitch 160; ldmatrix rows (BF16): 144 */
-    static constexpr int A_PITCH = WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK + 16 : 2 * MOE_MMA_BK + 32;
-    /* INT4: a quarter warp reads two rows' 16-byte halves, 32 bytes apart: unpadded */
-    static constexpr int B_PITCH = WT == FW_WTYPE_INT4 ? B_ROW : B_ROW + 16;
+    /* ldmatrix rows (BF16): 144; FP8's 8-byte X loads 32 apart: 160; INT4's
+     * 16-byte X loads of two rows a quarter warp: 192 (64 apart mod 128) */
+    static constexpr int A_PITCH = WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK + 16
+                                 : WT == FW_WTYPE_FP8  ? 2 * MOE_MMA_BK + 32 : 3 * MOE_MMA_BK;
+    /* INT4: a warp reads word t of 8 rows: pitch 48 puts them in 32 banks */
+    static constexpr int B_PITCH = B_ROW + 16;
     static constexpr int A_BYTES = MOE_BM * A_PITCH, B_BYTES = MOE_MMA_BN * B_PITCH;
     static constexpr int STAGE = A_BYTES + B_BYTES;
     static constexpr int BYTES = MOE_MMA_STAGES * STAGE;
@@ -505,6 +544,12 @@ struct moe_mma_smem {
 __device__ __forceinline__ uint2 lds64(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
     return v;
 }
 
@@ -568,41 +613,32 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
     }
 }
 
-/* Nibbles 0 and 1 of w as the exact bf16x2 of q = nibble - 8: 128 + nibble is
- * bf16 0x4300 | nibble, less 136. */
-__device__ __forceinline__ uint32_t int4x2_to_bf16x2(uint32_t w) {
-    const uint32_t v = (w & 0xFu) | ((w << 12) & 0xF0000u) | 0x43004300u;
-    const __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, __floats2bfloat162_rn(136.0f, 136.0f));
-    return *(const uint32_t *)&r;
-}
-
-/* Half a stage (32 of K: mma steps 2 half, 2 half + 1) of the INT4 tile into d
- * (zero: the half starts a scale group, its first product overwrites d). Step s
- * takes k = 16 s + 4t .. 16 s + 4t + 3 for fragment slots {2t, 2t+1, 2t+8, 2t+9}
- * (a dot product does not depend on the order of k): four nibbles of word
- * 2 s + t / 2 of a weight row, and X's four values at the same k in one 8-byte
- * load, as the FP8 tiles take them. wq[i][h]: this half's 4 words of output row
- * 16 i + g + 8 h (every lane of a quad loads them; ld.shared broadcasts). */
-__device__ __forceinline__ void moe_mma_int4_half(float (&d)[2][8][4], const uint4 (&wq)[2][2], uint32_t xs,
-                                                  int half, int t, bool zero) {
+/* Half a stage (32 of K) of the INT4 tile into d (zero: the half starts a scale
+ * group, its first product overwrites d), as two mma steps u. Lane (g, t) takes
+ * k = 8t + 4u .. 8t + 4u + 3 of the half for the fragment slots {2t, 2t+1, 2t+8,
+ * 2t+9} of step u (a dot product does not depend on the order of k): nibbles
+ * 4u .. 4u+3 of word t of each weight row's half, and X's values at the same k
+ * (one 16-byte load serves both steps). wq[i][h]: word t of output row
+ * 16 i + g + 8 h; xs: this lane's X bytes of the half (row g, k 8t). */
+__device__ __forceinline__ void moe_mma_int4_half(float (&d)[2][8][4], const uint32_t (&wq)[2][2], uint32_t xs,
+                                                  bool zero) {
+    uint4 xv[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) xv[j] = lds128(xs + 8 * j * moe_mma_smem<FW_WTYPE_INT4>::A_PITCH);
 #pragma unroll
     for (int u = 0; u < 2; u++) {
-        const int s = 2 * half + u, wi = 2 * u + (t >> 1), sh = 16 * (t & 1); /* wi: word of this half's four */
         uint32_t a[2][4];
 #pragma unroll
         for (int i = 0; i < 2; i++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const uint4 &q = wq[i][h];
-                const uint32_t word = wi == 0 ? q.x : wi == 1 ? q.y : wi == 2 ? q.z : q.w;
-                const uint32_t nib = word >> sh;
+                const uint32_t nib = wq[i][h] >> (16 * u);
                 a[i][h] = int4x2_to_bf16x2(nib);
                 a[i][2 + h] = int4x2_to_bf16x2(nib >> 8);
             }
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            const uint2 v = lds64(xs + 8 * j * moe_mma_smem<FW_WTYPE_INT4>::A_PITCH + 32 * s);
-            const uint32_t b[2] = {v.x, v.y};
+            const uint32_t b[2] = {u ? xv[j].z : xv[j].x, u ? xv[j].w : xv[j].y};
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 if (zero && u == 0) mma_bf16_zc(d[i][j], a[i], b);
@@ -684,10 +720,11 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
      * k = 4t. BF16: ldmatrix x4 of W (rows lane % 16, k 8 (lane / 16): an A
      * fragment) and of X (two n8 tiles: rows 8 (lane / 16) + lane % 8, k 8 (lane / 8 % 2)). */
     const uint32_t w_frag = FP8    ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
-                            : INT4 ? L::A_BYTES + (wn0 + g) * L::B_PITCH
+                            : INT4 ? L::A_BYTES + (wn0 + g) * L::B_PITCH + 4 * t
                                    : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
-    const uint32_t x_frag = FP8 || INT4 ? g * L::A_PITCH + 8 * t
-                                        : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
+    const uint32_t x_frag = FP8    ? g * L::A_PITCH + 8 * t
+                            : INT4 ? g * L::A_PITCH + 16 * t
+                                   : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
     float acc[2][8][4]; /* [16 outputs][8 rows][fragment] */
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -733,7 +770,8 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
         /* Per scale group (G a multiple of 32, the experts' c0 0): the products of
          * its halves of stages into part, then acc += scale * part, each output
          * row with its own scale. Rows past N read row N - 1's scales (unused). */
-        const int64_t G = w.group;
+        const int pg = (int)(w.group / 32); /* halves of a stage a group */
+        int gi = 0, left = pg;
         const bf16 *gs[2][2];
         float sc[2][2];
 #pragma unroll
@@ -747,16 +785,16 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
             for (int half = 0; half < 2; half++) {
                 const int64_t k = (int64_t)kt * MOE_MMA_BK + 32 * half;
                 if (k >= K) break;
-                const bool first = k % G == 0, last = (k + 32) % G == 0 || k + 32 >= K;
-                uint4 wq[2][2];
+                const bool first = left == pg, last = left == 1 || k + 32 >= K;
+                uint32_t wq[2][2];
 #pragma unroll
                 for (int i = 0; i < 2; i++)
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
-                        if (first) sc[i][h] = fw_bf2f(gs[i][h][k / G]);
-                        wq[i][h] = lds128(s0 + w_frag + (16 * i + 8 * h) * L::B_PITCH + 16 * half);
+                        if (first) sc[i][h] = fw_bf2f(gs[i][h][gi]);
+                        wq[i][h] = lds32(s0 + w_frag + (16 * i + 8 * h) * L::B_PITCH + 16 * half);
                     }
-                moe_mma_int4_half(part, wq, s0 + x_frag, half, t, first);
+                moe_mma_int4_half(part, wq, s0 + x_frag + 64 * half, first);
                 if (last) {
 #pragma unroll
                     for (int i = 0; i < 2; i++)
@@ -765,6 +803,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 #pragma unroll
                             for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc[i][q >> 1], part[i][j][q], acc[i][j][q]);
                 }
+                if (--left == 0) gi++, left = pg;
             }
         }
     } else {
@@ -813,6 +852,14 @@ static void launch_gemv(bool tc, int64_t N, int64_t n_exp, cudaStream_t st, int6
     const int top = moe_class((int)(T < MOE_SMALL ? T : MOE_SMALL));
     const dim3 blocks((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32));
     int last = top; /* the last class on the CUDA cores */
+    if constexpr (WT == FW_WTYPE_INT4 && LOAD == MOE_LOAD_WIDE) {
+        /* every class (batch 1 too) in one tensor-core launch: experts with rows at most n_pairs */
+        if (tc) {
+            const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32)), (unsigned)(n_exp < pl.n_pairs ? n_exp : pl.n_pairs));
+            moe_gemv_tc_int4_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top);
+            return;
+        }
+    }
     if constexpr (WT == FW_WTYPE_FP8 && LOAD == MOE_LOAD_WIDE) {
         /* classes 1..top (contiguous in pl.small) in one tensor-core launch */
         if (tc && top >= 1 && K % 64 == 0) {
