@@ -48,7 +48,7 @@ static void usage(FILE *f) {
 static uint64_t weight_bytes(const fw_weight *w) {
     uint64_t b = (uint64_t)fw_wtype_bytes(w->type, w->rows, w->cols);
     if (w->type == FW_WTYPE_FP8) b += (uint64_t)(((w->rows + 127) / 128) * w->scale_ld) * 4;
-    if (w->type == FW_WTYPE_INT4) b += (uint64_t)(w->rows * ((w->cols + w->group - 1) / w->group)) * 2;
+    if (fw_wtype_grouped(w->type)) b += (uint64_t)(w->rows * ((w->cols + w->group - 1) / w->group)) * 2;
     return b;
 }
 

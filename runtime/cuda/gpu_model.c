@@ -41,17 +41,17 @@ static int upload_vec(fw_gpu_model *g, float **d, const float *h, int64_t n, fw_
     return FW_OK;
 }
 
-/* Interim INT4 path, until the GPU has W4A16 kernels: an INT4 weight goes up as
- * BF16, dequantized on the host (q * scale rounded to bf16, as compressed-tensors'
- * decompress and vLLM do: about 2e-3 of max|logit| on tiny-a, README-w4, and
- * enough to flip a near expert choice). *h is
+/* Interim INT4 and INT8 path, until the GPU has their kernels (W4A16, W8A16): such
+ * a weight goes up as BF16, dequantized on the host (q * scale rounded to bf16, as
+ * compressed-tensors' decompress and vLLM do: for INT4 about 2e-3 of max|logit|
+ * on tiny-a, README-w4, and enough to flip a near expert choice). *h is
  * replaced by the BF16 copy in *buf (freed by the caller); other types pass. */
-static int int4_as_bf16(const fw_weight **h, fw_weight *tmp, uint16_t **buf, fw_err *e) {
+static int grouped_as_bf16(const fw_weight **h, fw_weight *tmp, uint16_t **buf, fw_err *e) {
     *buf = NULL;
-    if ((*h)->type != FW_WTYPE_INT4) return FW_OK;
+    if (!fw_wtype_grouped((*h)->type)) return FW_OK;
     if (!(*buf = malloc((size_t)((*h)->rows * (*h)->cols) * 2 + 2)))
-        return fw_errf(e, "out of memory dequantizing an INT4 weight [%lld x %lld] to BF16", (long long)(*h)->rows,
-                       (long long)(*h)->cols);
+        return fw_errf(e, "out of memory dequantizing an %s weight [%lld x %lld] to BF16",
+                       (*h)->type == FW_WTYPE_INT4 ? "INT4" : "INT8", (long long)(*h)->rows, (long long)(*h)->cols);
     fw_weight_to_bf16(*h, *buf);
     *tmp = (fw_weight){.type = FW_WTYPE_BF16, .rows = (*h)->rows, .cols = (*h)->cols, .ld = (*h)->cols, .data = *buf};
     *h = tmp;
@@ -63,7 +63,7 @@ static int upload_w(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, fw_e
     if (!h->data) return FW_OK;
     fw_weight tmp;
     uint16_t *buf;
-    if (int4_as_bf16(&h, &tmp, &buf, e)) return FW_ERR;
+    if (grouped_as_bf16(&h, &tmp, &buf, e)) return FW_ERR;
     int rc = fw_cuda_weight_upload(&g->ctx, d, h, 0) ? fw_gpu_fail(g, e) : FW_OK;
     free(buf);
     g->weight_bytes += (uint64_t)(h->rows * h->cols) * fw_wtype_size(h->type);
@@ -73,10 +73,11 @@ static int upload_w(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, fw_e
 /* The local experts x in [x0, x0 + n) of one kind into one allocation. */
 static int upload_experts(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h, int64_t x0, int64_t n, fw_err *e) {
     const fw_weight *w0 = &h[x0];
-    const bool int4 = w0->type == FW_WTYPE_INT4;
-    /* INT4 experts go up as BF16 (int4_as_bf16), one at a time. */
+    const fw_wtype stored = w0->type;
+    const bool grouped = fw_wtype_grouped(stored);
+    /* INT4 and INT8 experts go up as BF16 (grouped_as_bf16), one at a time. */
     const fw_weight as_bf16 = {.type = FW_WTYPE_BF16, .rows = w0->rows, .cols = w0->cols, .ld = w0->cols};
-    if (int4) w0 = &as_bf16;
+    if (grouped) w0 = &as_bf16;
     const size_t es = fw_wtype_size(w0->type);
     const int64_t N = w0->rows, K = w0->cols, ld = (K + 15) / 16 * 16;
     const int64_t NB = (N + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, KB = (K + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK;
@@ -89,11 +90,11 @@ static int upload_experts(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h
     if (d->sstride && dev_alloc(g, (void **)&scale, (size_t)(n * d->sstride) * sizeof(float), e)) return FW_ERR;
     for (int64_t i = 0; i < n; i++) {
         const fw_weight *w = &h[x0 + i];
-        if ((w->type == FW_WTYPE_INT4) != int4)
+        if (fw_wtype_grouped(w->type) != grouped || (grouped && w->type != stored))
             return fw_errf(e, "expert %lld differs in type from expert %lld", (long long)(x0 + i), (long long)x0);
         fw_weight tmp;
         uint16_t *buf;
-        if (int4_as_bf16(&w, &tmp, &buf, e)) return FW_ERR;
+        if (grouped_as_bf16(&w, &tmp, &buf, e)) return FW_ERR;
         if (w->type != w0->type || w->rows != N || w->cols != K || (w->type == FW_WTYPE_FP8 && (w->r0 || w->c0))) {
             free(buf);
             return fw_errf(e, "expert %lld differs in type or shape from expert %lld", (long long)(x0 + i),
