@@ -25,6 +25,10 @@ tests_test_config_LDADD = $(FWTEST_LIBS)
 check_PROGRAMS += tests/test_kernels
 TESTS += tests/test_kernels
 tests_test_kernels_LDADD = $(FWTEST_LIBS)
+# The convert-time quantizer against compressed-tensors' formula.
+check_PROGRAMS += tests/test_quantize
+TESTS += tests/test_quantize
+tests_test_quantize_LDADD = $(FWTEST_LIBS)
 
 # Checkpoints: writer/reader (C), convert/info/synth with the real binary (shell).
 check_PROGRAMS += tests/test_checkpoint
