@@ -14,7 +14,7 @@ int fw_cq_check(const fw_quant_spec *q, const fw_model_tensor *m, fw_err *e) {
     fw_quant_spec_str(q, spec, sizeof spec);
     if (q->type == FW_WTYPE_INT4 && m->shape[1] % q->group)
         return fw_errf(e, "tensor '%s' [%lld, %lld]: its %lld input columns are not a multiple of the group size %lld "
-                          "(--quantize %s); choose a group that divides them", m->name, (long long)m->shape[0],
+                          "(quantization %s); choose a group that divides them", m->name, (long long)m->shape[0],
                        (long long)m->shape[1], (long long)m->shape[1], (long long)q->group, spec);
     return FW_OK;
 }
