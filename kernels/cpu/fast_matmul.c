@@ -86,6 +86,7 @@ static void widen_row_generic(float *out, const fw_weight *w, int64_t i, int64_t
         }
         break;
     }
+    case FW_WTYPE_INT8: fw_cpu_int8_widen_generic(out, w, i, j0, n); break;
     }
 }
 
@@ -182,6 +183,7 @@ AVX2_FN static void widen_row_avx2(float *out, const fw_weight *w, int64_t i, in
         if (j < n) widen_row_generic(out + j, w, i, j0 + j, n - j);
         break;
     }
+    case FW_WTYPE_INT8: fw_cpu_int8_widen_avx2(out, w, i, j0, n); break;
     }
 }
 
@@ -478,6 +480,10 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
         gemv_int4(y, x, w, T);
         return;
     }
+    if (w->type == FW_WTYPE_INT8) {
+        fw_cpu_int8_gemv_avx2(y, x, w, T);
+        return;
+    }
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
         gemv_table[w->type][tt - 1](y + t0 * N, x + t0 * K, w);
@@ -706,7 +712,7 @@ AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, in
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->cols;
     if (N <= 0 || T <= 0) return;
-    if (w->type == FW_WTYPE_INT4) { /* no INT4 W^T kernel yet: rows widened a chunk at a time */
+    if (fw_wtype_grouped(w->type)) { /* no INT4/INT8 W^T kernel yet: rows widened a chunk at a time */
         fw_cpu_matmul_xw_generic(y, x, w, T);
         return;
     }
