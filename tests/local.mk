@@ -55,6 +55,9 @@ tests_test_chat_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh tests/test_mpi_watchdog.sh
 EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
 	tests/test_mpi_watchdog.sh
+# Kimi-K2's geometry (384 experts, 64 heads, one expert group) on several layouts.
+TESTS += tests/test_mpi_kimi_geometry.sh
+EXTRA_DIST += tests/test_mpi_kimi_geometry.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

@@ -187,6 +187,38 @@ static void check_671b(void) {
     free(base);
 }
 
+/* Kimi-K2's config.json: the same architecture under model_type "kimi_k2", with
+ * 64 heads, 384 experts in one group. */
+static void check_kimi(void) {
+    static const char *const edits[][2] = {
+        {"\"model_type\": \"deepseek_v3\"", "\"model_type\": \"kimi_k2\""},
+        {"\"n_group\": 8", "\"n_group\": 1"},
+        {"\"topk_group\": 4", "\"topk_group\": 1"},
+        {"\"n_routed_experts\": 256", "\"n_routed_experts\": 384"},
+        {"\"num_attention_heads\": 128", "\"num_attention_heads\": 64"},
+        {"\"num_key_value_heads\": 128", "\"num_key_value_heads\": 64"},
+        {"\"first_k_dense_replace\": 3", "\"first_k_dense_replace\": 1"},
+        {"\"routed_scaling_factor\": 2.5", "\"routed_scaling_factor\": 2.827"},
+    };
+    char *t = v3_text("1536", "");
+    for (size_t i = 0; t && i < sizeof edits / sizeof edits[0]; i++) {
+        char *n = replace(t, edits[i][0], edits[i][1]);
+        CHECK(n != NULL, "kimi: '%s' not in the text", edits[i][0]);
+        free(t);
+        t = n;
+    }
+    fw_config c;
+    fw_err e = {{0}};
+    int rc = t ? fw_config_parse(&c, t, "kimi/config.json", &e) : FW_ERR;
+    CHECK(rc == FW_OK, "kimi_k2: %s", e.msg);
+    if (rc == FW_OK) {
+        CHECK(c.n_routed_experts == 384 && c.n_group == 1 && c.topk_group == 1 && c.num_attention_heads == 64 &&
+              c.first_k_dense_replace == 1 && c.routed_scaling_factor == 2.827, "kimi_k2 values");
+        fw_config_free(&c);
+    }
+    free(t);
+}
+
 static void check_refusals(void) {
     char *t = v3_text("1536", "\"scoring_func\": \"softmax\",");
     expect_error("softmax", t, "scoring_func 'softmax' (DeepSeek-V2 gating) is not supported", NULL);
@@ -273,6 +305,7 @@ int main(void) {
     const char *tmp = getenv("FURROW_TMP");
     if (!tmp) tmp = ".";
     check_671b();
+    check_kimi();
     check_refusals();
     check_load_errors(tmp);
 
