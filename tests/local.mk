@@ -29,6 +29,9 @@ tests_test_kernels_LDADD = $(FWTEST_LIBS)
 # Checkpoints: writer/reader (C), convert/info/synth with the real binary (shell).
 check_PROGRAMS += tests/test_checkpoint
 TESTS += tests/test_checkpoint tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
+# Bad compressed-tensors INT4 inputs, each named.
+TESTS += tests/test_convert_w4_errors.sh
+EXTRA_DIST += tests/test_convert_w4_errors.sh
 tests_test_checkpoint_LDADD = $(FWTEST_LIBS)
 EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
 # Integrity: damaged and tampered checkpoints (tests/ckpt_tamper damages them).
