@@ -108,9 +108,12 @@ static int check_tensor(conv *c, const fw_model_tensor *m, const fw_st_tensor *t
 static int check_weight_shape(conv *c, const fw_model_tensor *m, const char *hname, fw_err *e) {
     const fw_st_tensor *h = fw_st_dir_find(&c->st, hname);
     if (!h) return fw_errf(e, "tensor '%s_packed' is packed INT4 but '%s' is missing from %s", m->name, hname, c->hf);
-    if ((h->dtype != FW_DTYPE_I64 && h->dtype != FW_DTYPE_I32) || h->ndim != 1 || h->shape[0] != 2)
-        return fw_errf(e, "tensor '%s' in %s must be I64 or I32 [2] ([out, in]), not %s with %d dimensions", hname,
-                       fw_st_dir_file_of(&c->st, h), fw_dtype_name(h->dtype), h->ndim);
+    if ((h->dtype != FW_DTYPE_I64 && h->dtype != FW_DTYPE_I32) || h->ndim != 1 || h->shape[0] != 2) {
+        char got[160];
+        shape_str(got, sizeof got, h->ndim, h->shape);
+        return fw_errf(e, "tensor '%s' in %s must be I64 or I32 [2] ([out, in]), not %s %s", hname,
+                       fw_st_dir_file_of(&c->st, h), fw_dtype_name(h->dtype), got);
+    }
     int64_t v[2];
     for (int i = 0; i < 2; i++) {
         if (h->dtype == FW_DTYPE_I64) memcpy(&v[i], (const char *)h->data + 8 * i, 8);

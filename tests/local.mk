@@ -39,6 +39,9 @@ tests_test_quantize_LDADD = $(FWTEST_LIBS)
 # Checkpoints: writer/reader (C), convert/info/synth with the real binary (shell).
 check_PROGRAMS += tests/test_checkpoint
 TESTS += tests/test_checkpoint tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
+# Bad compressed-tensors INT4 inputs, each named.
+TESTS += tests/test_convert_w4_errors.sh
+EXTRA_DIST += tests/test_convert_w4_errors.sh
 tests_test_checkpoint_LDADD = $(FWTEST_LIBS)
 EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
 # Integrity: damaged and tampered checkpoints (tests/ckpt_tamper damages them).
@@ -65,6 +68,9 @@ tests_test_chat_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh tests/test_mpi_watchdog.sh
 EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
 	tests/test_mpi_watchdog.sh
+# Kimi-K2's geometry (384 experts, 64 heads, one expert group) on several layouts.
+TESTS += tests/test_mpi_kimi_geometry.sh
+EXTRA_DIST += tests/test_mpi_kimi_geometry.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:
