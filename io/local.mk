@@ -15,7 +15,7 @@ libfurrow_io_a_SOURCES = \
 	io/model_tensors.c io/model_tensors.h \
 	io/convert.c io/convert.h io/convert_quant.c io/convert_quant.h \
 	io/synth.c io/synth.h \
-	io/preset.c io/preset.h io/preset_kimi.c io/preset_kimi.h \
+	io/preset_kimi.c io/preset_kimi.h \
 	io/text/tokenizer.c io/text/tokenizer.h io/text/tok_internal.h \
 	io/text/tok_util.c io/text/tok_bpe.c io/text/tok_pretok.c \
 	io/text/chat.c io/text/chat.h \

@@ -1,6 +1,6 @@
 /* Moonshot's Kimi-K2 (Kimi-K2-Thinking) geometry: a DeepseekV3ForCausalLM with
- * 384 routed experts, 64 heads, one expert group and one dense layer. Kept out of
- * io/synth.c's table so that both that table and io/preset.c can use it. */
+ * 384 routed experts, 64 heads, one expert group and one dense layer; one of
+ * io/synth.c's presets, in a file of its own for its sourced numbers. */
 #ifndef FW_IO_PRESET_KIMI_H
 #define FW_IO_PRESET_KIMI_H
 

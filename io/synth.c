@@ -11,10 +11,11 @@
 #include "io/checkpoint.h"
 #include "io/convert_quant.h"
 #include "io/model_tensors.h"
+#include "io/preset_kimi.h"
 
 /* ---- presets ---- */
 
-const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", NULL};
+const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", "kimi-k2", NULL};
 
 static void preset_common(fw_config *c) {
     memset(c, 0, sizeof *c);
@@ -67,12 +68,17 @@ static void preset_deepseek_v3(fw_config *c) {   /* inference/configs/config_671
     c->fp8 = true;
 }
 
+const char *fw_synth_preset_weights(const char *name) {
+    return strcmp(name, "kimi-k2") == 0 ? FW_PRESET_KIMI_K2_WEIGHTS : NULL;
+}
+
 int fw_synth_preset(const char *name, fw_config *out, fw_err *e) {
     fw_config c;
     if (!strcmp(name, "tiny")) preset_tiny(&c);
     else if (!strcmp(name, "small")) preset_small(&c);
     else if (!strcmp(name, "deepseek-v3")) preset_deepseek_v3(&c);
-    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3)", name);
+    else if (!strcmp(name, "kimi-k2")) fw_preset_kimi_k2(&c);
+    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3, kimi-k2)", name);
     if (fw_synth_config_json(&c, e)) return FW_ERR;
     *out = c;
     return FW_OK;
@@ -560,6 +566,8 @@ int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e) {
     fw_config c;
     uint64_t seed = 0;
     if (!preset || fw_synth_preset(preset, &c, e)) return fw_err_prefix(e, "%s", spec);
+    if (!wq && fw_synth_preset_weights(preset) && fw_quant_spec_parse(&q, fw_synth_preset_weights(preset), e))
+        return fw_err_prefix(e, "%s", spec);
     for (char *opt; (opt = strtok_r(NULL, ",", &save));)
         if (spec_option(&c, &seed, opt, e)) {
             fw_config_free(&c);

@@ -25,8 +25,12 @@
  *   tiny         golden A: hidden 256, 3 layers (1 dense + 2 MoE), 4 heads, 16 experts top-4, vocab 2048
  *   small        hidden 2048, 4 layers (1 dense + 3 MoE), 16 heads, 32 experts top-4 + 1 shared,
  *                expert dim 1024, vocab 32768: 0.83B parameters, 1.66 GB in BF16
- *   deepseek-v3  the published 671B config (FP8, 61 layers + 1 MTP layer) */
+ *   deepseek-v3  the published 671B config (FP8, 61 layers + 1 MTP layer)
+ *   kimi-k2      Moonshot's Kimi-K2-Thinking (1T: 384 experts, 64 heads; io/preset_kimi.h) */
 int fw_synth_preset(const char *name, fw_config *out, fw_err *e);
+/* The quantization spec of the release's weights where its config alone does not
+ * say it ("int4,group=32,experts" for kimi-k2), else NULL. */
+const char *fw_synth_preset_weights(const char *name);
 /* The preset names, NULL-terminated (for usage messages). */
 extern const char *const fw_synth_preset_names[];
 

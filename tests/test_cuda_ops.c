@@ -789,6 +789,7 @@ static void test_matmul_int4(void) {
         CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
         for (int i = 0; i < 7; i++) check_mm(MM, "whole", &p.w, &d.w, Ts[i]);
         check_mm(MM_F32, "whole", &p.w, &d.w, 1);
+        check_mm(MM_XW, "whole", &p.w, &d.w, 3);
         fw_cuda_weight_free(&d);
         hw_free(&p);
     }

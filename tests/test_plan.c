@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "io/config.h"
-#include "io/preset.h"
+#include "io/synth.h"
 #include "partition/plan.h"
 #include "tests/check.h"
 
@@ -367,8 +367,8 @@ static void test_quantized(void) {
     fw_config k;
     fw_quant_spec kq;
     uint64_t kb;
-    CHECK(fw_preset("kimi-k2", &k, &e) == FW_OK, "kimi-k2: %s", e.msg);
-    CHECK(fw_quant_spec_parse(&kq, fw_preset_weights("kimi-k2"), &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_synth_preset("kimi-k2", &k, &e) == FW_OK, "kimi-k2: %s", e.msg);
+    CHECK(fw_quant_spec_parse(&kq, fw_synth_preset_weights("kimi-k2"), &e) == FW_OK, "%s", e.msg);
     CHECK(k.n_routed_experts == 384 && k.num_attention_heads == 64 && k.n_group == 1 && k.topk_group == 1 &&
           k.first_k_dense_replace == 1 && k.vocab_size == 163840, "kimi-k2 geometry");
     CHECK(fw_plan_weight_bytes(&k, &kq, true, &kb, &e) == FW_OK, "%s", e.msg);

@@ -10,7 +10,7 @@
 
 #include "io/checkpoint.h"
 #include "io/model_tensors.h"
-#include "io/preset.h"
+#include "io/synth.h"
 #include "io/quant_spec.h"
 #include "partition/plan.h"
 #include "runtime/cli/cli.h"
@@ -354,12 +354,12 @@ int fw_cmd_plan(int argc, char **argv) {
         owned = true;
         snprintf(what, sizeof what, "%s", config_path);
     } else {
-        if (fw_preset(preset, &cfg, &e)) goto done;
+        if (fw_synth_preset(preset, &cfg, &e)) goto done;
         owned = true;
         snprintf(what, sizeof what, "preset %s", preset);
         /* The release's weights unless --weights says otherwise. */
-        if (!weights && fw_preset_weights(preset)) {
-            weights = fw_preset_weights(preset);
+        if (!weights && fw_synth_preset_weights(preset)) {
+            weights = fw_synth_preset_weights(preset);
             if (fw_quant_spec_parse(&spec, weights, &e)) goto done;
         }
     }

@@ -21,7 +21,8 @@ static void usage(FILE *f) {
             "geometry (a preset or a config.json, then overrides):\n"
             "  --preset NAME           tiny (default; golden A: hidden 256, 3 layers, 16 experts),\n"
             "                          small (hidden 2048, 4 layers, 32 experts: 1.7 GB BF16),\n"
-            "                          deepseek-v3 (671B, FP8: ~690 GB, needs --force)\n"
+            "                          deepseek-v3 (671B, FP8: ~690 GB, needs --force),\n"
+            "                          kimi-k2 (1T, INT4 experts in groups of 32: ~594 GB)\n"
             "  --config FILE           start from a Hugging Face config.json instead\n"
             "  --layers N              num_hidden_layers\n"
             "  --dense N               first_k_dense_replace (leading dense layers)\n"
@@ -180,6 +181,9 @@ int fw_cmd_synth(int argc, char **argv) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);
         return 1;
     }
+    const char *release = preset && !config ? fw_synth_preset_weights(preset) : NULL;
+    if (!quant && release && fw_quant_spec_parse(&weights, release, &e) == FW_OK)
+        quant = true; /* the release's own weights unless --weights says */
     if (layers >= 0) {
         cfg.num_hidden_layers = (int)layers;
         if (cfg.first_k_dense_replace > layers) cfg.first_k_dense_replace = (int)layers;
