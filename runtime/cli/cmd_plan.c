@@ -405,9 +405,9 @@ int fw_cmd_plan(int argc, char **argv) {
     if (l->tp > rpn || rpn % l->tp)
         printf("note:    a tp group of %d spans nodes of %lld ranks: tensor-parallel traffic leaves the node\n",
                l->tp, (long long)rpn);
-    if (value_bytes == 2 && l->mem.weights_int4)
-        printf("note:    furrow-cuda uploads INT4 weights as BF16 for now (until W4A16 kernels exist); this\n"
-               "         estimate is for them kept packed, as CPU ranks keep them\n");
+    if (value_bytes == 2 && l->mem.weights_int8)
+        printf("note:    furrow-cuda uploads INT8 weights as BF16 for now (until W8A16 kernels exist); this\n"
+               "         estimate is for them kept as stored, as CPU ranks keep them\n");
     print_stages(l);
     print_experts(l, &cfg);
     print_memory(&cfg, l, mem);
