@@ -279,6 +279,20 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
     }
 }
 
+/* The tensor-core GEMVs' outputs: acc[j][q] (j: gate, up) is output n0 + g +
+ * 8 (q / 2) of the expert's row 2t + q % 2; with GU silu(gate) * up is stored. */
+template <bool GU>
+__device__ __forceinline__ void moe_tc_store(bf16 *y, const float (&acc)[GU ? 2 : 1][4], int64_t n0, int g, int t,
+                                             int r0, int cnt, int64_t N) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int64_t n = n0 + g + 8 * (q >> 1);
+        const int r = 2 * t + (q & 1);
+        if (n >= N || r >= cnt) continue;
+        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[GU ? 1 : 0][q])) : fw_f2bf(acc[0][q]);
+    }
+}
+
 /* Experts of 2..MOE_SMALL rows with FP8 weights on the tensor cores, with no
  * shared memory: a warp computes 16 outputs x up to 8 rows as mma m16n8k16
  * products whose operands come straight from 16-byte loads. Per 64 of K, lane
@@ -361,14 +375,7 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
             }
         }
     }
-    /* acc[.][q]: output n0 + g + 8 (q / 2), row 2t + q % 2 of the expert's */
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int64_t n = n0 + g + 8 * (q >> 1);
-        const int r = 2 * t + (q & 1);
-        if (n >= N || r >= cnt) continue;
-        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[NW - 1][q])) : fw_f2bf(acc[0][q]);
-    }
+    moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
 }
 
 /* INT4 experts of 1..MOE_SMALL rows on the tensor cores (int4_tc.h): a warp
@@ -397,14 +404,7 @@ moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool g
         int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
                     w.gscale + rb * w.scale_ld, xr, has_x, 0, (int)(K / 32), (int)(w.group / 32), 0);
     }
-    /* acc[.][q]: output n0 + g + 8 (q / 2), row 2t + q % 2 of the expert's */
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int64_t n = n0 + g + 8 * (q >> 1);
-        const int r = 2 * t + (q & 1);
-        if (n >= N || r >= cnt) continue;
-        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[NW - 1][q])) : fw_f2bf(acc[0][q]);
-    }
+    moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
 }
 
 /* Larger groups when moe_mma_kernel cannot take them (F32 weights, rows not
