@@ -11,8 +11,8 @@
  * little too (up to 0.12 seen), so the bound is on the pool: GPU_SHARE of the
  * positions within GPU_TOL and none beyond GPU_MAX. A left-out position whose
  * logits moved by GPU_MAX or more did flip on the GPU; the positions after it in
- * its prompt are held to GPU_MAX only, outside the pool. A wrong kernel, cache
- * or position moves most positions by more.
+ * its prompt form a pool of their own, GPU_SHARE of them within GPU_FLIP_TOL. A
+ * wrong kernel, cache or position moves most positions by more.
  *
  * Checks, per prompt: full-prompt prefill (naive MLA) against the CPU and the
  * reference; teacher-forced decode (absorbed MLA over the bf16 latent cache)
@@ -34,6 +34,7 @@
 #define GPU_TOL 6e-2      /* max |logit - ref| / max |ref| per position, bf16 activations */
 #define GPU_SHARE 0.95    /* of the compared positions within GPU_TOL */
 #define GPU_MAX 0.2       /* no compared position beyond (a routing flip moves one by 0.2-0.6) */
+#define GPU_FLIP_TOL 0.12 /* positions after a flip (attending to it: up to 0.115 seen) */
 #define ROUTE_NOISE 1.5e-2 /* routing gaps below this may flip in bf16 (flips seen up to 8.7e-3) */
 #define BATCH_TOL 3e-2    /* batched vs alone: other GEMM shapes, other rounding */
 
@@ -343,11 +344,15 @@ int main(int argc, char **argv) {
     pool_check("prefill vs CPU", &pre_cpu);
     pool_check("prefill vs reference", &pre_ref);
     pool_check("teacher-forced decode vs reference", &dec_ref);
-    if (pre_after_flip.n) { /* after a GPU flip: within GPU_MAX, no share */
+    if (pre_after_flip.n) { /* after a GPU flip: GPU_SHARE within GPU_FLIP_TOL, none beyond GPU_MAX */
+        int64_t within = 0;
         double worst = 0;
-        for (int64_t i = 0; i < pre_after_flip.n; i++) worst = fmax(worst, pre_after_flip.v[i]);
-        printf("prefill after a flipped near-tie: %lld positions, worst vs CPU or reference %.3g (bound %.2g)\n",
-               (long long)pre_after_flip.n, worst, GPU_MAX);
+        for (int64_t i = 0; i < pre_after_flip.n; i++)
+            worst = fmax(worst, pre_after_flip.v[i]), within += pre_after_flip.v[i] < GPU_FLIP_TOL;
+        const double share = (double)within / (double)pre_after_flip.n;
+        printf("prefill after a flipped near-tie: %lld positions, %.1f%% within %.2g, worst vs CPU or reference %.3g\n",
+               (long long)pre_after_flip.n, 100 * share, GPU_FLIP_TOL, worst);
+        CHECK(share >= GPU_SHARE, "prefill after a flipped near-tie: only %.1f%% within %.2g", 100 * share, GPU_FLIP_TOL);
         CHECK(worst < GPU_MAX, "prefill after a flipped near-tie: a position differs by %.3g", worst);
     }
     CHECK(2 * n_kept >= n_total, "too few positions compared: %lld of %lld", (long long)n_kept, (long long)n_total);
