@@ -17,6 +17,8 @@ static double wbytes(const fw_weight *w) {
     if (!w->data) return 0;
     double el = (double)(w->rows * w->cols);
     if (w->type == FW_WTYPE_FP8) return el + 4.0 * (double)(((w->rows + 127) / 128) * ((w->cols + 127) / 128));
+    if (w->type == FW_WTYPE_INT4) /* packed words and bf16 group scales */
+        return (double)fw_wtype_bytes(w->type, w->rows, w->cols) + 2.0 * (double)(w->rows * ((w->cols + w->group - 1) / w->group));
     return el * (double)fw_wtype_size(w->type);
 }
 
