@@ -7,6 +7,8 @@
 
 /* Whether this CPU runs the AVX2/FMA/F16C kernels (checked at run time). */
 bool fw_cpu_has_avx2(void);
+/* Whether it also runs the AVX-512 kernels (F, BW, VL). */
+bool fw_cpu_has_avx512(void);
 
 /* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs). */
 const fw_ops *fw_ops_cpu_fast_generic(void);
