@@ -1,5 +1,6 @@
 /* Kernel tests: the reference ops against hand-computed values, and every fast
- * op (the AVX2 table where the CPU has it, and the portable table) against the
+ * op (the AVX-512 and AVX2 tables where the CPU has them, and the portable table;
+ * INT4's kernels of each instruction set called directly) against the
  * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
  * weight types, views with nonzero origins into FP8 and INT4 parents; INT4's
  * unpacking against compressed-tensors' test vectors.
@@ -134,7 +135,7 @@ typedef struct impl {
     const fw_ops *ops;
 } impl;
 
-static impl impls[2];
+static impl impls[3];
 static int n_impls;
 
 /* ---- conversions, views ---- */
@@ -240,7 +241,7 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     struct {
         const char *name;
         mm_fn f;
-    } fs[6];
+    } fs[8];
     int nf = 0;
     for (int k = 0; k < n_impls; k++) fs[nf++] = (typeof(fs[0])){impls[k].name, xw ? impls[k].ops->matmul_xw : impls[k].ops->matmul};
     if (!xw && fw_cpu_has_avx2()) { /* both matmul paths at every T (INT4: the AVX2 ones) */
@@ -708,6 +709,7 @@ static void test_route(void) {
 
 int main(void) {
     impls[n_impls++] = (impl){"fast", fw_ops_cpu_fast()};
+    if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx2() && fw_cpu_has_avx2()) impls[n_impls++] = (impl){"avx2", fw_ops_cpu_fast_avx2()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_generic()) impls[n_impls++] = (impl){"generic", fw_ops_cpu_fast_generic()};
     fprintf(stderr, "fast ops: %s\n", fw_ops_cpu_fast()->name);
     test_conversions();

@@ -417,18 +417,18 @@ AVX2_FN void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *
     free(xp);
 }
 
-/* INT4 on whole words runs kernels/cpu/fast_int4.c's AVX-512 kernels where the CPU
- * has them; otherwise (and for a view starting inside a word, or without memory for
- * their buffers) the AVX2 paths below. */
-static bool matmul_int4_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
-    if (!fw_cpu_int4_ok(w) || !fw_cpu_has_avx512()) return false;
-    return T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T);
-}
-
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
-    if (w->type == FW_WTYPE_INT4 && matmul_int4_avx512(y, x, w, T)) return;
     if (T <= FW_GEMV_MAX_T) fw_cpu_matmul_gemv_avx2(y, x, w, T);
     else fw_cpu_matmul_gemm_avx2(y, x, w, T);
+}
+
+/* INT4 on whole words runs kernels/cpu/fast_int4.c's AVX-512 kernels; the rest (and
+ * INT4 without memory for their buffers) the AVX2 paths. */
+void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) &&
+        (T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T)))
+        return;
+    fw_cpu_matmul_avx2(y, x, w, T);
 }
 
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
