@@ -7,6 +7,7 @@
 #define FW_IO_CHECKPOINT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/config.h"
@@ -19,7 +20,7 @@ typedef struct fw_tensor_info {
     fw_dtype dtype;
     int ndim;
     int64_t shape[8];
-    char quant[32];            /* the `quantization` attribute ("int4_sym_group32"); "" if none */
+    char quant[32];            /* the `quantization` attribute ("int4_sym_group32", "int8_sym_channel"); "" if none */
 } fw_tensor_info;
 
 typedef struct fw_ckpt fw_ckpt;
@@ -84,6 +85,14 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
  * "<weight>_scale", BF16 [rows, cols/group]. Chunked at group boundaries. */
 int fw_ckpt_write_int4(fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t group,
                        const void *packed, const void *scale, fw_err *e);
+/* Writes an INT8 weight (io/FORMAT.md, "INT8 weights"): "<weight>_int8", I8
+ * [rows, cols]; "<weight>_scale", BF16 [rows, cols/group] (group = cols: one
+ * scale per output channel). */
+int fw_ckpt_write_int8(fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t group,
+                       const int8_t *values, const uint16_t *scale, fw_err *e);
+/* The `quantization` label of an INT8 weight's values: "int8_sym_channel" when
+ * group == cols, else "int8_sym_group<G>". */
+void fw_int8_label(int64_t cols, int64_t group, char *buf, size_t n);
 /* Options, before the first fw_ckpt_write. Layers per data file: n > 0 puts n
  * consecutive layers in each file; 0 (the default) packs consecutive layers into
  * files of about FW_CKPT_FILE_BYTES (a layer bigger than that gets its own). */

@@ -283,7 +283,7 @@ static uint64_t *chunk_sums(int ndim, const int64_t *shape, const hsize_t *chunk
 
 /* Creates, writes and labels one dataset. Any HDF5 failure poisons the writer.
  * chunk0, quant0: the chunk shape and `quantization` label when the caller knows
- * them (INT4 tensors); NULL: from the name and dtype. */
+ * them (INT4 and INT8 tensors); NULL: from the name and dtype. */
 static int write_dataset(fw_ckpt_writer *w, w_file *f, const char *name, fw_dtype dtype, int ndim,
                          const int64_t *shape, uint64_t nbytes, const void *data, uint64_t checksum,
                          const hsize_t *chunk0, const char *quant0, fw_err *e) {
@@ -383,15 +383,24 @@ int fw_ckpt_write(fw_ckpt_writer *w, const char *name, fw_dtype dtype, int ndim,
     return write_one(w, name, dtype, ndim, shape, data, NULL, NULL, e);
 }
 
-/* Chunks of an INT4 weight [rows, cols] in groups of G columns, counted in groups
- * along the columns so that both datasets cut at the same group boundaries: a
- * split axis in the units of chunk_shape (a row split in whole groups, one head
- * when a head is whole groups), the rest whole, shortened under the cap. */
-static void int4_chunks(const fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t G,
-                        hsize_t packed[2], hsize_t scale[2]) {
+/* Chunks of an INT4 or INT8 weight [rows, cols] in groups of G columns, counted
+ * in groups along the columns so that both datasets cut at the same group
+ * boundaries: a split axis in the units of chunk_shape (a row split in whole
+ * groups, one head when a head is whole groups), the rest whole, shortened under
+ * the cap. `per_word`: values per stored element (8 for INT4's words, 1 for INT8).
+ * An INT8 weight with one scale per row (per channel) has its values chunked as
+ * a plain weight, so a row-parallel slice is whole chunks; its scales [rows, 1]
+ * follow the values' rows. */
+static void grouped_chunks(const fw_ckpt_writer *w, const char *weight, const char *vname, const int64_t shape[2],
+                           int64_t G, int per_word, hsize_t values[2], hsize_t scale[2]) {
     int64_t head;
     fw_tp_role role = fw_model_tensor_role(&w->cfg, weight, &head);
-    const int64_t rows = shape[0], ng = shape[1] / G, gbytes = G / 2;
+    const int64_t rows = shape[0], ng = shape[1] / G, gbytes = per_word == 8 ? G / 2 : G;
+    if (per_word == 1 && ng == 1) {
+        chunk_shape(w, vname, 2, shape, 1, values);
+        scale[0] = values[0], scale[1] = 1;
+        return;
+    }
     int64_t rc = rows, gc = ng;
     if (role == FW_TP_COLUMN || role == FW_TP_VOCAB) {
         rc = split_unit(rows, head);
@@ -403,8 +412,8 @@ static void int4_chunks(const fw_ckpt_writer *w, const char *weight, const int64
             if (rc >= 128) rc -= rc % 128;
         }
     }
-    packed[0] = scale[0] = (hsize_t)(rc > 0 ? rc : 1);
-    packed[1] = (hsize_t)(gc * G / 8);
+    values[0] = scale[0] = (hsize_t)(rc > 0 ? rc : 1);
+    values[1] = (hsize_t)(gc * G / per_word);
     scale[1] = (hsize_t)gc;
 }
 
@@ -418,9 +427,30 @@ int fw_ckpt_write_int4(fw_ckpt_writer *w, const char *weight, const int64_t shap
     snprintf(sname, sizeof sname, "%s_scale", weight);
     snprintf(quant, sizeof quant, "int4_sym_group%lld", (long long)group);
     hsize_t pc[2], sc[2];
-    int4_chunks(w, weight, shape, group, pc, sc);
+    grouped_chunks(w, weight, pname, shape, group, 8, pc, sc);
     const int64_t pshape[2] = {shape[0], shape[1] / 8}, sshape[2] = {shape[0], shape[1] / group};
     if (write_one(w, pname, FW_DTYPE_I32, 2, pshape, packed, pc, quant, e)) return FW_ERR;
+    return write_one(w, sname, FW_DTYPE_BF16, 2, sshape, scale, sc, "none", e);
+}
+
+void fw_int8_label(int64_t cols, int64_t group, char *buf, size_t n) {
+    if (group == cols) snprintf(buf, n, "int8_sym_channel");
+    else snprintf(buf, n, "int8_sym_group%lld", (long long)group);
+}
+
+int fw_ckpt_write_int8(fw_ckpt_writer *w, const char *weight, const int64_t shape[2], int64_t group,
+                       const int8_t *values, const uint16_t *scale, fw_err *e) {
+    if (group <= 0 || shape[0] <= 0 || shape[1] <= 0 || shape[1] % group != 0)
+        return fw_errf(e, "%s: INT8 tensor '%s' [%lld, %lld]: group size %lld must divide the columns", w->dir,
+                       weight, (long long)shape[0], (long long)shape[1], (long long)group);
+    char vname[512], sname[512], quant[48];
+    snprintf(vname, sizeof vname, "%s_int8", weight);
+    snprintf(sname, sizeof sname, "%s_scale", weight);
+    fw_int8_label(shape[1], group, quant, sizeof quant);
+    hsize_t vc[2], sc[2];
+    grouped_chunks(w, weight, vname, shape, group, 1, vc, sc);
+    const int64_t sshape[2] = {shape[0], shape[1] / group};
+    if (write_one(w, vname, FW_DTYPE_I8, 2, shape, values, vc, quant, e)) return FW_ERR;
     return write_one(w, sname, FW_DTYPE_BF16, 2, sshape, scale, sc, "none", e);
 }
 
@@ -440,20 +470,21 @@ static bool shape_is(const w_entry *t, int ndim, const int64_t *shape) {
     return true;
 }
 
-/* A weight written as INT4 (fw_ckpt_write_int4): FW_OK when its packed values
- * and scales are there with shapes that agree, FW_ERR when not, 1 when it has no
- * packed values either (the caller reports the weight as missing). */
-static int check_int4(const fw_ckpt_writer *w, const fw_model_tensor *m, fw_err *e) {
-    char pname[sizeof m->name + 16], sname[sizeof m->name + 16];
+/* A weight written as INT4 or INT8 (fw_ckpt_write_int4, _int8): FW_OK when its
+ * values and scales are there with shapes that agree, FW_ERR when not, 1 when it
+ * has neither form either (the caller reports the weight as missing). */
+static int check_grouped(const fw_ckpt_writer *w, const fw_model_tensor *m, fw_err *e) {
+    char pname[sizeof m->name + 16], vname[sizeof m->name + 16], sname[sizeof m->name + 16];
     snprintf(pname, sizeof pname, "%s_packed", m->name);
+    snprintf(vname, sizeof vname, "%s_int8", m->name);
     snprintf(sname, sizeof sname, "%s_scale", m->name);
-    const w_entry *p = find(w, pname), *s = find(w, sname);
-    if (!p) return 1;
+    const w_entry *p = find(w, pname), *v = find(w, vname), *s = find(w, sname);
+    if (!p && !v) return 1;
     const int64_t pw[2] = {m->shape[0], m->shape[1] / 8};
-    if (!s || !shape_is(p, 2, pw) || m->shape[1] % 8 || s->ndim != 2 || s->shape[0] != m->shape[0] ||
-        s->shape[1] <= 0 || m->shape[1] % s->shape[1])
-        return fw_errf(e, "%s: INT4 tensor '%s' %s: its '%s' and '%s' do not agree with the config's shape", w->dir,
-                       m->name, m->dims, pname, sname);
+    const bool values_ok = p ? !v && shape_is(p, 2, pw) && m->shape[1] % 8 == 0 : shape_is(v, 2, m->shape);
+    if (!s || !values_ok || s->ndim != 2 || s->shape[0] != m->shape[0] || s->shape[1] <= 0 || m->shape[1] % s->shape[1])
+        return fw_errf(e, "%s: %s tensor '%s' %s: its '%s' and '%s' do not agree with the config's shape", w->dir,
+                       p ? "INT4" : "INT8", m->name, m->dims, p ? pname : vname, sname);
     return FW_OK;
 }
 
@@ -480,7 +511,7 @@ static int check_complete(fw_ckpt_writer *w, fw_err *e) {
         const w_entry *t = find(w, m[i].name);
         if (m[i].mtp && !t && !mtp_seen[m[i].layer]) continue;
         if (!t && m[i].ndim == 2) {
-            rc = check_int4(w, &m[i], e);
+            rc = check_grouped(w, &m[i], e);
             if (rc != 1) continue;
             rc = FW_OK;
         }

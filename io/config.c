@@ -159,8 +159,9 @@ static int err_positive(cfg_ctx *x, const char *where, const char *key, double v
 static int parse_kind(cfg_ctx *x, json_t *root) {
     const char *s;
     if (get_str(x, root, "", "model_type", false, NULL, &s) != FW_OK) return FW_ERR;
-    if (s && strcmp(s, "deepseek_v3") != 0 && strcmp(s, "deepseek_v2") != 0)
-        return fw_errf(x->e, "%s: model_type '%s' is not supported (deepseek_v3 or deepseek_v2)", x->src, s);
+    /* kimi_k2: Moonshot's Kimi-K2 configs, a DeepseekV3ForCausalLM of another size. */
+    if (s && strcmp(s, "deepseek_v3") != 0 && strcmp(s, "deepseek_v2") != 0 && strcmp(s, "kimi_k2") != 0)
+        return fw_errf(x->e, "%s: model_type '%s' is not supported (deepseek_v3, deepseek_v2 or kimi_k2)", x->src, s);
 
     if (get_str(x, root, "", "hidden_act", false, "silu", &s) != FW_OK) return FW_ERR;
     if (strcmp(s, "silu") != 0)

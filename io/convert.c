@@ -12,6 +12,7 @@
 
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "io/convert_quant.h"
 #include "io/model_tensors.h"
 #include "io/quant_ct.h"
 #include "io/safetensors.h"
@@ -30,6 +31,8 @@ typedef struct conv {
     bool *skip_layer;           /* MTP layers absent from the input */
     fw_ct_scheme *ct;           /* compressed-tensors quantization_config, if any */
     int64_t *group;             /* [n]: an INT4 weight's group size, 0 for the rest */
+    const fw_quant_spec *q;     /* --quantize, or NULL */
+    fw_cq_acc cq;               /* its errors and sizes */
 } conv;
 
 static void say(void (*fn)(void *, const char *), void *user, const char *fmt, ...)
@@ -105,9 +108,12 @@ static int check_tensor(conv *c, const fw_model_tensor *m, const fw_st_tensor *t
 static int check_weight_shape(conv *c, const fw_model_tensor *m, const char *hname, fw_err *e) {
     const fw_st_tensor *h = fw_st_dir_find(&c->st, hname);
     if (!h) return fw_errf(e, "tensor '%s_packed' is packed INT4 but '%s' is missing from %s", m->name, hname, c->hf);
-    if ((h->dtype != FW_DTYPE_I64 && h->dtype != FW_DTYPE_I32) || h->ndim != 1 || h->shape[0] != 2)
-        return fw_errf(e, "tensor '%s' in %s must be I64 or I32 [2] ([out, in]), not %s with %d dimensions", hname,
-                       fw_st_dir_file_of(&c->st, h), fw_dtype_name(h->dtype), h->ndim);
+    if ((h->dtype != FW_DTYPE_I64 && h->dtype != FW_DTYPE_I32) || h->ndim != 1 || h->shape[0] != 2) {
+        char got[160];
+        shape_str(got, sizeof got, h->ndim, h->shape);
+        return fw_errf(e, "tensor '%s' in %s must be I64 or I32 [2] ([out, in]), not %s %s", hname,
+                       fw_st_dir_file_of(&c->st, h), fw_dtype_name(h->dtype), got);
+    }
     int64_t v[2];
     for (int i = 0; i < 2; i++) {
         if (h->dtype == FW_DTYPE_I64) memcpy(&v[i], (const char *)h->data + 8 * i, 8);
@@ -244,6 +250,9 @@ static int check_all(conv *c, fw_err *e) {
     if (!(c->skip_layer = calloc((size_t)nl + 1, sizeof *c->skip_layer)) ||
         !(c->group = calloc((size_t)c->n + 1, sizeof *c->group)))
         return fw_errf(e, "out of memory");
+    if (c->cfg.int4 && c->q)
+        return fw_errf(e, "%s is already quantized (config.json's quantization_config is compressed-tensors "
+                          "pack-quantized INT4): --quantize takes a BF16 or FP8 checkpoint", c->hf);
     if (c->cfg.int4 && fw_ct_from_json(&c->ct, c->cfg.json, c->hf, e)) return FW_ERR;
     /* An MTP layer is converted when any of its tensors is there; then all must be. */
     for (int l = L; l < nl; l++) {
@@ -270,6 +279,7 @@ static int check_all(conv *c, fw_err *e) {
                            L, m->mtp ? " + MTP" : "");
         }
         if (check_tensor(c, m, t, e)) return FW_ERR;
+        if (c->q && fw_quant_spec_covers(c->q, m->name) && fw_cq_check(c->q, m, e)) return FW_ERR;
     }
     return report_unknown(c, e);
 }
@@ -287,7 +297,22 @@ static int copy_tokenizer(conv *c, fw_ckpt_writer *w, fw_err *e) {
 
 static int write_tensor(conv *c, fw_ckpt_writer *w, const char *name, fw_err *e) {
     const fw_st_tensor *t = fw_st_dir_find(&c->st, name);
+    c->cq.sum.total_before += (int64_t)t->nbytes;
+    c->cq.sum.total_after += (int64_t)t->nbytes;
     return fw_ckpt_write(w, t->name, t->dtype, t->ndim, t->shape, t->data, e);
+}
+
+/* A weight --quantize covers (with its FP8 block scales, which it replaces). */
+static int write_quantized(conv *c, fw_ckpt_writer *w, const fw_model_tensor *m, fw_err *e) {
+    char sname[sizeof m->name + 16];
+    snprintf(sname, sizeof sname, "%s_scale_inv", m->name);
+    const fw_st_tensor *t = fw_st_dir_find(&c->st, m->name);
+    const fw_st_tensor *s = m->quantized && c->cfg.fp8 ? fw_st_dir_find(&c->st, sname) : NULL;
+    const int64_t before = c->cq.sum.bytes_before, after = c->cq.sum.bytes_after;
+    if (fw_cq_write(w, c->q, m, t, s, fw_st_dir_file_of(&c->st, t), &c->cq, e)) return FW_ERR;
+    c->cq.sum.total_before += c->cq.sum.bytes_before - before;
+    c->cq.sum.total_after += c->cq.sum.bytes_after - after;
+    return FW_OK;
 }
 
 static int write_all(conv *c, fw_ckpt_writer *w, fw_err *e) {
@@ -296,7 +321,9 @@ static int write_all(conv *c, fw_ckpt_writer *w, fw_err *e) {
     for (int64_t i = 0; i < c->n; i++) {
         const fw_model_tensor *m = &c->m[i];
         if (m->layer >= 0 && c->skip_layer[m->layer]) continue;
-        if (c->group[i] > 0) {
+        if (c->q && fw_quant_spec_covers(c->q, m->name)) {
+            if (write_quantized(c, w, m, e)) return FW_ERR;
+        } else if (c->group[i] > 0) {
             char pname[sizeof m->name + 16];
             snprintf(pname, sizeof pname, "%s_packed", m->name);
             snprintf(sname, sizeof sname, "%s_scale", m->name);
@@ -306,7 +333,7 @@ static int write_all(conv *c, fw_ckpt_writer *w, fw_err *e) {
         } else if (write_tensor(c, w, m->name, e)) {
             return FW_ERR;
         }
-        if (m->quantized && c->cfg.fp8) {
+        if (m->quantized && c->cfg.fp8 && !(c->q && fw_quant_spec_covers(c->q, m->name))) {
             snprintf(sname, sizeof sname, "%s_scale_inv", m->name);
             if (write_tensor(c, w, sname, e)) return FW_ERR;
         }
@@ -357,6 +384,17 @@ static int convert(conv *c, fw_err *e) {
     if (rc == FW_OK && c->o && c->o->layers_per_file > 0)
         rc = fw_ckpt_writer_set_layers_per_file(w, c->o->layers_per_file, e);
     if (rc == FW_OK) rc = write_all(c, w, e);
+    if (rc == FW_OK && c->q) { /* what was quantized, and how well, in the root's `source` */
+        fw_cq_finish(&c->cq);
+        char spec[64];
+        fw_quant_spec_str(c->q, spec, sizeof spec);
+        size_t n = strlen(src);
+        snprintf(src + n, sizeof src - n, "; quantized by furrow convert --quantize %s: %lld weights, relative RMS "
+                 "error median %.4f, max %.4f (%s)", spec, (long long)c->cq.sum.tensors, c->cq.sum.rel_median,
+                 c->cq.sum.rel_max, c->cq.sum.worst);
+        rc = fw_ckpt_writer_set_source(w, src, e);
+        if (c->o->summary) *c->o->summary = c->cq.sum;
+    }
     if (rc == FW_OK) rc = copy_tokenizer(c, w, e);
     if (rc != FW_OK) {
         fw_ckpt_writer_abort(w);   /* removes everything written */
@@ -366,8 +404,9 @@ static int convert(conv *c, fw_err *e) {
 }
 
 int fw_convert(const char *hf_dir, const char *out_dir, const fw_convert_opts *o, fw_err *e) {
-    conv c = {.hf = hf_dir, .out = out_dir, .o = o};
+    conv c = {.hf = hf_dir, .out = out_dir, .o = o, .q = o ? o->quantize : NULL};
     int rc = convert(&c, e);
+    fw_cq_finish(&c.cq);
     free(c.m);
     free(c.skip_layer);
     free(c.group);

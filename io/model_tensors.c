@@ -259,10 +259,12 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
 
 fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *head_unit) {
     /* A block-scale tensor follows its weight ("<weight>_scale_inv"), and so do an
-     * INT4 weight's packed values and group scales ("<weight>_packed", "_scale"). */
+     * INT4 weight's packed values, an INT8 weight's values and their group scales
+     * ("<weight>_packed", "_int8", "_scale"). */
     size_t n = strlen(name);
     if (ends_with(name, n, "_scale_inv")) n -= strlen("_scale_inv");
     else if (ends_with(name, n, "_packed")) n -= strlen("_packed");
+    else if (ends_with(name, n, "_int8")) n -= strlen("_int8");
     else if (ends_with(name, n, "_scale")) n -= strlen("_scale");
     int64_t u = 0;
     fw_tp_role r = FW_TP_REPLICATED;

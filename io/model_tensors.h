@@ -48,8 +48,8 @@ int64_t fw_model_tensor_count(const fw_config *c);
  * config's fp8_block (128 x 128). */
 void fw_model_tensor_scale_shape(const fw_config *c, const int64_t shape[2], int64_t out[2]);
 
-/* The role of a tensor from its name alone ("..._scale_inv", "..._packed" and
- * "..._scale" take their weight's role). *head_unit: for tensors split by attention head, one head's rows
+/* The role of a tensor from its name alone ("..._scale_inv", "..._packed",
+ * "..._int8" and "..._scale" take their weight's role). *head_unit: for tensors split by attention head, one head's rows
  * (q_b_proj/q_proj: qk_head_dim; kv_b_proj: qk_nope + v_head) or columns (o_proj:
  * v_head_dim); 0 for everything else. */
 fw_tp_role fw_model_tensor_role(const fw_config *c, const char *name, int64_t *head_unit);

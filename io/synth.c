@@ -9,11 +9,13 @@
 #include <xxhash.h>
 
 #include "io/checkpoint.h"
+#include "io/convert_quant.h"
 #include "io/model_tensors.h"
+#include "io/preset_kimi.h"
 
 /* ---- presets ---- */
 
-const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", NULL};
+const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", "kimi-k2", NULL};
 
 static void preset_common(fw_config *c) {
     memset(c, 0, sizeof *c);
@@ -66,12 +68,17 @@ static void preset_deepseek_v3(fw_config *c) {   /* inference/configs/config_671
     c->fp8 = true;
 }
 
+const char *fw_synth_preset_weights(const char *name) {
+    return strcmp(name, "kimi-k2") == 0 ? FW_PRESET_KIMI_K2_WEIGHTS : NULL;
+}
+
 int fw_synth_preset(const char *name, fw_config *out, fw_err *e) {
     fw_config c;
     if (!strcmp(name, "tiny")) preset_tiny(&c);
     else if (!strcmp(name, "small")) preset_small(&c);
     else if (!strcmp(name, "deepseek-v3")) preset_deepseek_v3(&c);
-    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3)", name);
+    else if (!strcmp(name, "kimi-k2")) fw_preset_kimi_k2(&c);
+    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3, kimi-k2)", name);
     if (fw_synth_config_json(&c, e)) return FW_ERR;
     *out = c;
     return FW_OK;
@@ -242,7 +249,9 @@ static void e4m3_table_init(void) {
     for (uint32_t i = 0; i < NORMAL_SUMS; i++) e4m3_of_sum[i] = f32_to_e4m3(64.0f * normal_of_sum(i));
 }
 
-typedef enum fill_kind { FILL_ONES, FILL_BIAS, FILL_BF16, FILL_FP8 } fill_kind;
+/* FILL_WORDS: INT4 words (every nibble uniform); FILL_I8: INT8 values (uniform
+ * over [-128, 127]); FILL_GSCALE: their bf16 scales around sigma. */
+typedef enum fill_kind { FILL_ONES, FILL_BIAS, FILL_BF16, FILL_FP8, FILL_WORDS, FILL_I8, FILL_GSCALE } fill_kind;
 
 /* Fills rows [r0, r1) of a [rows, cols] tensor from the stream of their block
  * (r0 starts a block) into out. */
@@ -257,7 +266,51 @@ static void fill_rows(fill_kind kind, uint64_t key, int64_t r0, int64_t r1, int6
         uint8_t *o = (uint8_t *)out + off;
         pthread_once(&e4m3_once, e4m3_table_init);
         for (int64_t i = 0; i < n; i++) o[i] = e4m3_of_sum[normal_sum(&s)];
+    } else if (kind == FILL_WORDS) {
+        uint32_t *o = (uint32_t *)out + off;
+        for (int64_t i = 0; i < n; i++) o[i] = (uint32_t)splitmix64(&s);
+    } else if (kind == FILL_I8) {
+        int8_t *o = (int8_t *)out + off;
+        for (int64_t i = 0; i < n; i++) o[i] = (int8_t)(splitmix64(&s) >> 56);
+    } else if (kind == FILL_GSCALE) {
+        uint16_t *o = (uint16_t *)out + off;
+        for (int64_t i = 0; i < n; i++) o[i] = f32_to_bf16(sigma * (0.75f + 0.5f * uniform01(&s)));
     }
+}
+
+/* Bytes of one element of a fill kind's tensor. */
+static size_t fill_size(fill_kind kind) {
+    return kind == FILL_WORDS || kind == FILL_BIAS ? 4 : kind == FILL_FP8 || kind == FILL_I8 ? 1 : 2;
+}
+
+/* A whole [rows, cols] tensor, block by block (threads only for big tensors: a
+ * team per small tensor costs more than it saves). */
+static void fill_tensor(fill_kind kind, uint64_t key, int64_t rows, int64_t cols, float sigma, void *data) {
+    const int64_t nblocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    const size_t es = fill_size(kind);
+#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= (1 << 20))
+    for (int64_t b = 0; b < nblocks; b++) {
+        int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < rows ? r0 + BLOCK_ROWS : rows;
+        fill_rows(kind, key, r0, r1, cols, sigma, (char *)data + (size_t)(r0 * cols) * es);
+    }
+}
+
+/* The group of weight t under q (INT8: its columns), 0 when q leaves it alone. */
+static int64_t quant_group(const fw_quant_spec *q, const fw_model_tensor *t) {
+    if (!q || t->ndim != 2 || !fw_quant_spec_covers(q, t->name)) return 0;
+    return q->type == FW_WTYPE_INT4 ? q->group : t->shape[1];
+}
+
+/* Standard deviation of q uniform over INT4's or INT8's range: sqrt((4^bits - 1) / 12). */
+static float q_sd(fw_wtype type) { return sqrtf(type == FW_WTYPE_INT4 ? 255.0f / 12 : 65535.0f / 12); }
+
+#define GSCALE_KEY 0x5CA1E5CA1Eull   /* a quantized weight's scales: their own stream */
+
+/* Every tensor the spec covers can be stored: its group divides its columns. */
+static int check_spec(const fw_quant_spec *q, const fw_model_tensor *t, int64_t n, fw_err *e) {
+    for (int64_t i = 0; q && i < n; i++)
+        if (quant_group(q, &t[i]) && fw_cq_check(q, &t[i], e)) return fw_err_prefix(e, "synth");
+    return FW_OK;
 }
 
 /* Embeddings feed the residual stream at O(1); projections keep it there. */
@@ -271,10 +324,31 @@ static void fill_scales(uint64_t key, float sigma, int64_t n, float *scale) {
     for (int64_t i = 0; i < n; i++) scale[i] = sigma / 64.0f * (0.75f + 0.5f * uniform01(&s));
 }
 
+/* A weight q covers, as INT4 or INT8 with group G. */
+static int synth_quantized(fw_ckpt_writer *w, const fw_quant_spec *q, const fw_model_tensor *t, int64_t G,
+                           uint64_t key, fw_err *e) {
+    const int64_t rows = t->shape[0], cols = t->shape[1], vcols = q->type == FW_WTYPE_INT4 ? cols / 8 : cols;
+    const fill_kind kind = q->type == FW_WTYPE_INT4 ? FILL_WORDS : FILL_I8;
+    void *values = malloc((size_t)(rows * vcols) * fill_size(kind) + 1);
+    uint16_t *scale = malloc((size_t)(rows * (cols / G)) * 2 + 2);
+    int rc = values && scale ? FW_OK : fw_errf(e, "synth: tensor '%s': out of memory", t->name);
+    if (rc == FW_OK) {
+        fill_tensor(kind, key, rows, vcols, 0, values);
+        fill_tensor(FILL_GSCALE, key ^ GSCALE_KEY, rows, cols / G, sigma_of(t->name, cols) / q_sd(q->type), scale);
+        rc = q->type == FW_WTYPE_INT4 ? fw_ckpt_write_int4(w, t->name, t->shape, G, values, scale, e)
+                                      : fw_ckpt_write_int8(w, t->name, t->shape, G, values, scale, e);
+    }
+    free(values);
+    free(scale);
+    return rc;
+}
+
 static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_tensor *t, uint64_t seed,
-                        fw_err *e) {
+                        const fw_quant_spec *q, fw_err *e) {
     const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
     const uint64_t key = XXH3_64bits_withSeed(t->name, strlen(t->name), seed);
+    const int64_t G = quant_group(q, t);
+    if (G) return synth_quantized(w, q, t, G, key, e);
     fill_kind kind = t->f32 ? FILL_BIAS : t->ndim == 1 ? FILL_ONES : t->quantized && c->fp8 ? FILL_FP8 : FILL_BF16;
     fw_dtype dtype = kind == FILL_BIAS ? FW_DTYPE_F32 : kind == FILL_FP8 ? FW_DTYPE_F8_E4M3 : FW_DTYPE_BF16;
     size_t bytes = (size_t)rows * (size_t)cols * fw_dtype_size(dtype);
@@ -288,13 +362,7 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
         uint64_t s = key;
         for (int64_t i = 0; i < rows; i++) ((float *)data)[i] = 0.1f * uniform01(&s);
     } else {
-        int64_t nblocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
-        /* Threads only for big tensors: a team per small tensor costs more than it saves. */
-#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= (1 << 20))
-        for (int64_t b = 0; b < nblocks; b++) {
-            int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < rows ? r0 + BLOCK_ROWS : rows;
-            fill_rows(kind, key, r0, r1, cols, sigma, (char *)data + (size_t)(r0 * cols) * fw_dtype_size(dtype));
-        }
+        fill_tensor(kind, key, rows, cols, sigma, data);
     }
     int rc = fw_ckpt_write(w, t->name, dtype, t->ndim, t->shape, data, e);
     free(data);
@@ -312,14 +380,16 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
     return rc;
 }
 
-int64_t fw_synth_bytes(const fw_config *cfg) {
+int64_t fw_synth_bytes(const fw_config *cfg, const fw_quant_spec *q) {
     fw_model_tensor *t;
     int64_t n, total = 0;
     fw_err e;
     if (fw_model_tensors(cfg, &t, &n, &e)) return -1;
     for (int64_t i = 0; i < n; i++) {
-        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
-        if (t[i].quantized && cfg->fp8) {
+        int64_t el = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), G = quant_group(q, &t[i]);
+        if (G) { /* values (INT4: half a byte each) and bf16 scales */
+            total += (q->type == FW_WTYPE_INT4 ? el / 2 : el) + el / G * 2;
+        } else if (t[i].quantized && cfg->fp8) {
             int64_t s[2];
             fw_model_tensor_scale_shape(cfg, t[i].shape, s);
             total += el + 4 * s[0] * s[1];
@@ -334,19 +404,26 @@ int64_t fw_synth_bytes(const fw_config *cfg) {
 int fw_synth_with(const fw_config *cfg, uint64_t seed, const char *out_dir, const fw_synth_opts *o, fw_err *e) {
     fw_model_tensor *t;
     int64_t n;
+    const fw_quant_spec *q = o ? o->weights : NULL;
     if (fw_model_tensors(cfg, &t, &n, e)) return FW_ERR;
+    if (check_spec(q, t, n, e)) {
+        free(t);
+        return FW_ERR;
+    }
     fw_ckpt_writer *w;
     if (fw_ckpt_writer_open(&w, out_dir, cfg, e)) {
         free(t);
         return FW_ERR;
     }
-    char src[96];
-    snprintf(src, sizeof src, "furrow synth (random weights, seed %llu)", (unsigned long long)seed);
+    char src[160], spec[64] = "";
+    if (q) fw_quant_spec_str(q, spec, sizeof spec);
+    snprintf(src, sizeof src, "furrow synth (random weights, seed %llu%s%s)", (unsigned long long)seed,
+             q ? ", weights " : "", spec);
     int rc = fw_ckpt_writer_set_source(w, src, e);
     if (rc == FW_OK && o && o->layers_per_file) rc = fw_ckpt_writer_set_layers_per_file(w, o->layers_per_file, e);
     const int nl = cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
     for (int64_t i = 0; i < n && rc == FW_OK; i++) {
-        rc = synth_tensor(w, cfg, &t[i], seed, e);
+        rc = synth_tensor(w, cfg, &t[i], seed, q, e);
         bool last_of_layer = i + 1 == n || t[i + 1].layer != t[i].layer;
         if (rc == FW_OK && o && o->progress && last_of_layer && t[i].layer >= 0) {
             char line[128];
@@ -370,6 +447,7 @@ int fw_synth(const fw_config *cfg, uint64_t seed, const char *out_dir, fw_err *e
 
 typedef struct synth_src {
     uint64_t seed;
+    fw_quant_spec q;            /* weights=: type 0 (F32) when absent */
     fw_model_tensor *t; /* sorted by name */
     int64_t n;
 } synth_src;
@@ -420,16 +498,25 @@ static int synth_gen(void *user, const char *name, const fw_tensor_info *in, con
     const int64_t rows = in->shape[0], cols = two ? in->shape[1] : 1;
     const int64_t r0 = start[0], nr = count[0], c0 = two ? start[1] : 0, nc = two ? count[1] : 1;
     const size_t es = fw_dtype_size(in->dtype), nl = strlen(name);
-    const bool is_scale = nl > 10 && !strcmp(name + nl - 10, "_scale_inv");
+    /* Which part of a weight: a suffix of the name (io/FORMAT.md). */
+    static const char *const suffix[] = {"_scale_inv", "_packed", "_int8", "_scale"};
+    int part = -1;
+    for (int i = 0; i < 4 && part < 0; i++)
+        if (nl > strlen(suffix[i]) && !strcmp(name + nl - strlen(suffix[i]), suffix[i])) part = i;
+    const bool is_scale = part == 0;
     char wname[sizeof src->t[0].name];
-    snprintf(wname, sizeof wname, "%.*s", (int)(is_scale ? nl - 10 : nl), name);
+    snprintf(wname, sizeof wname, "%.*s", (int)(part >= 0 ? nl - strlen(suffix[part]) : nl), name);
     const fw_model_tensor *t = tensor_find(src, wname);
     if (!t) return fw_errf(e, "synthetic model: no tensor '%s'", name);
     const uint64_t key = XXH3_64bits_withSeed(wname, strlen(wname), src->seed);
     const float sigma = sigma_of(wname, t->ndim == 2 ? t->shape[1] : 1);
+    fill_kind kind = in->dtype == FW_DTYPE_F8_E4M3 ? FILL_FP8 : FILL_BF16;
+    uint64_t k = key;
+    float sg = sigma;
+    if (part == 1 || part == 2) kind = part == 1 ? FILL_WORDS : FILL_I8;
+    if (part == 3) kind = FILL_GSCALE, k = key ^ GSCALE_KEY, sg = sigma / q_sd(src->q.type);
     if (!is_scale && two)
-        return gen_weight(key, in->dtype == FW_DTYPE_F8_E4M3 ? FILL_FP8 : FILL_BF16, sigma, cols, es, r0, nr, c0, nc,
-                          dst)
+        return gen_weight(k, kind, sg, cols, es, r0, nr, c0, nc, dst)
                    ? fw_errf(e, "synthetic model: tensor '%s': out of memory", name)
                    : FW_OK;
     /* Scales and vectors: small, generated whole (their streams are sequential). */
@@ -454,12 +541,13 @@ static int spec_option(fw_config *c, uint64_t *seed, const char *opt, fw_err *e)
     char key[32];
     long long v;
     if (sscanf(opt, "%31[a-z0-9_]=%lld", key, &v) != 2 || v < 0)
-        return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1)", opt);
+        return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1, weights=SPEC last)",
+                       opt);
     if (!strcmp(key, "layers") && v >= 1) c->num_hidden_layers = (int)v;
     else if (!strcmp(key, "dense")) c->first_k_dense_replace = (int)v;
     else if (!strcmp(key, "seed")) *seed = (uint64_t)v;
     else if (!strcmp(key, "fp8")) c->fp8 = v != 0;
-    else return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1)", opt);
+    else return fw_errf(e, "synthetic model: bad option '%s' (layers=N, dense=N, seed=N, fp8=0|1, weights=SPEC last)", opt);
     return FW_OK;
 }
 
@@ -467,10 +555,19 @@ int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e) {
     *out = NULL;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", spec + strlen(FW_SYNTH_PREFIX));
+    /* weights=SPEC comes last and keeps its commas: cut it off first. */
+    fw_quant_spec q = {0};
+    char *wq = strstr(buf, ",weights=");
+    if (wq) {
+        *wq = '\0';
+        if (fw_quant_spec_parse(&q, wq + strlen(",weights="), e)) return fw_err_prefix(e, "%s: weights", spec);
+    }
     char *save = NULL, *preset = strtok_r(buf, ",", &save);
     fw_config c;
     uint64_t seed = 0;
     if (!preset || fw_synth_preset(preset, &c, e)) return fw_err_prefix(e, "%s", spec);
+    if (!wq && fw_synth_preset_weights(preset) && fw_quant_spec_parse(&q, fw_synth_preset_weights(preset), e))
+        return fw_err_prefix(e, "%s", spec);
     for (char *opt; (opt = strtok_r(NULL, ",", &save));)
         if (spec_option(&c, &seed, opt, e)) {
             fw_config_free(&c);
@@ -486,13 +583,32 @@ int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e) {
         return fw_err_prefix(e, "%s", spec);
     }
     src->seed = seed;
+    src->q = q;
+    const fw_quant_spec *qp = wq ? &src->q : NULL;
     qsort(src->t, (size_t)src->n, sizeof *src->t, tensor_cmp);
     const char **names = calloc((size_t)(2 * src->n), sizeof *names);
     fw_tensor_info *infos = calloc((size_t)(2 * src->n), sizeof *infos);
+    char (*vnames)[sizeof src->t[0].name + 16] = calloc((size_t)src->n, sizeof *vnames);
     char (*snames)[sizeof src->t[0].name + 16] = calloc((size_t)src->n, sizeof *snames);
-    int rc = names && infos && snames ? FW_OK : fw_errf(e, "out of memory");
+    int rc = names && infos && vnames && snames ? FW_OK : fw_errf(e, "out of memory");
+    if (rc == FW_OK) rc = check_spec(qp, src->t, src->n, e);
     for (int64_t i = 0; i < src->n && rc == FW_OK; i++) {
         const fw_model_tensor *t = &src->t[i];
+        const int64_t G = quant_group(qp, t);
+        if (G) { /* its values and scales, as fw_ckpt_write_int4 / _int8 name and label them */
+            const bool int4 = q.type == FW_WTYPE_INT4;
+            snprintf(vnames[i], sizeof vnames[i], "%s%s", t->name, int4 ? "_packed" : "_int8");
+            snprintf(snames[i], sizeof snames[i], "%s_scale", t->name);
+            fw_tensor_info vi = {.dtype = int4 ? FW_DTYPE_I32 : FW_DTYPE_I8, .ndim = 2,
+                                 .shape = {t->shape[0], int4 ? t->shape[1] / 8 : t->shape[1]}};
+            if (int4) snprintf(vi.quant, sizeof vi.quant, "int4_sym_group%lld", (long long)G);
+            else fw_int8_label(t->shape[1], G, vi.quant, sizeof vi.quant);
+            names[nt] = vnames[i];
+            infos[nt++] = vi;
+            names[nt] = snames[i];
+            infos[nt++] = (fw_tensor_info){.dtype = FW_DTYPE_BF16, .ndim = 2, .shape = {t->shape[0], t->shape[1] / G}};
+            continue;
+        }
         bool fp8 = t->quantized && c.fp8;
         names[nt] = t->name;
         infos[nt++] = (fw_tensor_info){.dtype = t->f32 ? FW_DTYPE_F32 : fp8 ? FW_DTYPE_F8_E4M3 : FW_DTYPE_BF16,
@@ -506,7 +622,7 @@ int fw_synth_open(fw_ckpt **out, const char *spec, fw_err *e) {
     }
     if (rc == FW_OK) rc = fw_ckpt_open_generated(out, spec, &c, names, infos, nt, synth_gen, src, e);
     else synth_gen(src, NULL, NULL, NULL, NULL, NULL, NULL);
-    free(names), free(infos), free(snames);
+    free(names), free(infos), free(vnames), free(snames);
     if (rc) fw_config_free(&c);
     return rc;
 }

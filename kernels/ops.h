@@ -5,8 +5,8 @@
  *
  * Conventions: activations are float32, row-major; T is the number of tokens;
  * counts and offsets are int64_t. Weights stay in their stored format (F32, BF16,
- * FP8 e4m3 with 128x128 block scales, INT4 with bf16 group scales) and are
- * widened inside the kernels. */
+ * FP8 e4m3 with 128x128 block scales, INT4 or INT8 with bf16 group scales) and
+ * are widened inside the kernels. */
 #ifndef FW_KERNELS_OPS_H
 #define FW_KERNELS_OPS_H
 
@@ -23,6 +23,9 @@ typedef enum fw_wtype {
 } fw_wtype;
 
 #define FW_FP8_BLOCK 128
+
+/* INT4 and INT8: integer values times a bf16 scale per row and group of columns. */
+static inline bool fw_wtype_grouped(fw_wtype t) { return t == FW_WTYPE_INT4 || t == FW_WTYPE_INT8; }
 
 /* Bytes per stored unit that `ld` counts: an element, or for INT4 an int32 word
  * of 8 elements. */
@@ -44,7 +47,13 @@ static inline size_t fw_wtype_bytes(fw_wtype t, int64_t rows, int64_t cols) {
  * int32 words per row, and c0 the view's first column within those rows; with
  * c = c0 + j, element (i, j) is q * gscale[i * scale_ld + c / group], where
  * q = ((data[i * ld + c / 8] >> 4 (c % 8)) & 15) - 8 (lowest column in the
- * lowest nibble). q * scale is exact in float32 and is never rounded to bf16. */
+ * lowest nibble). q * scale is exact in float32 and is never rounded to bf16.
+ *
+ * INT8 (symmetric, per output channel or per group): as INT4, `data` is row 0 of
+ * the view and c0 its first column, with `ld` int8 elements per row: element
+ * (i, j) is ((const int8_t *)data)[i * ld + c] * gscale[i * scale_ld + c / group],
+ * c = c0 + j (q in [-128, 127], exact in float32). Per channel, group is the
+ * parent's columns, so every column of a row shares gscale[i * scale_ld]. */
 typedef struct fw_weight {
     fw_wtype type;
     int64_t rows, cols;
@@ -53,8 +62,8 @@ typedef struct fw_weight {
     const float *scale;
     int64_t scale_ld;
     int64_t r0, c0;
-    const uint16_t *gscale;    /* INT4: bf16 group scales */
-    int64_t group;             /* INT4: columns per scale (a multiple of 8) */
+    const uint16_t *gscale;    /* INT4, INT8: bf16 group scales */
+    int64_t group;             /* INT4, INT8: columns per scale (INT4: a multiple of 8) */
 } fw_weight;
 
 /* A view of rows [row0, row0 + nrows) and columns [col0, col0 + ncols) of w. */
@@ -63,7 +72,7 @@ fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_
 float fw_weight_get(const fw_weight *w, int64_t i, int64_t j);
 
 /* out[rows, cols] = w as bf16 (each q * scale rounded to nearest even). The GPU's
- * interim path for INT4 until it has W4A16 kernels; the CPU never rounds. */
+ * interim path for INT4 and INT8 until it has their kernels; the CPU never rounds. */
 void fw_weight_to_bf16(const fw_weight *w, uint16_t *out);
 
 /* MoE routing parameters (DeepSeek-V3 noaux_tc with sigmoid scores). */

@@ -1,4 +1,4 @@
-/* Weight views, element access (f32, bf16, fp8 e4m3fn, int4) and the element
+/* Weight views, element access (f32, bf16, fp8 e4m3fn, int4, int8) and the element
  * conversions (bf16, fp8 e4m3fn <-> f32). */
 #include "kernels/ops.h"
 
@@ -9,8 +9,8 @@ fw_weight fw_weight_view(const fw_weight *w, int64_t row0, int64_t nrows, int64_
     fw_weight v = *w;
     v.rows = nrows;
     v.cols = ncols;
-    if (w->type == FW_WTYPE_INT4) {  /* a column offset may fall inside a word: kept in c0 */
-        v.data = (const uint32_t *)w->data + row0 * w->ld;
+    if (fw_wtype_grouped(w->type)) {  /* columns counted in c0 (an INT4 offset may fall inside a word) */
+        v.data = (const char *)w->data + (size_t)(row0 * w->ld) * fw_wtype_size(w->type);
         v.gscale = w->gscale + row0 * w->scale_ld;
         v.r0 = w->r0 + row0;
         v.c0 = w->c0 + col0;
@@ -35,6 +35,10 @@ float fw_weight_get(const fw_weight *w, int64_t i, int64_t j) {
         const int64_t c = w->c0 + j;
         uint32_t word = ((const uint32_t *)w->data)[i * w->ld + c / 8];
         return (float)fw_int4_get(word, (int)(c % 8)) * fw_bf16_to_f32(w->gscale[i * w->scale_ld + c / w->group]);
+    }
+    case FW_WTYPE_INT8: {
+        const int64_t c = w->c0 + j;
+        return (float)((const int8_t *)w->data)[i * w->ld + c] * fw_bf16_to_f32(w->gscale[i * w->scale_ld + c / w->group]);
     }
     }
     return NAN;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "io/config.h"
+#include "io/quant_spec.h"
 
 #define FW_MAX_STAGES 256
 
@@ -25,7 +26,10 @@ typedef struct fw_stage {
 typedef struct fw_mem_estimate {
     uint64_t weights;          /* its weight slices in their stored dtypes, scales included */
     uint64_t weights_bf16, weights_fp8, weights_f32;
-    uint64_t weights_scales;   /* the fp8 block scales (f32, also counted in weights_f32) */
+    uint64_t weights_int4;     /* packed words (their bf16 group scales are in weights_bf16) */
+    uint64_t weights_int8;     /* int8 values (their bf16 channel scales are in weights_bf16) */
+    uint64_t weights_scales;   /* quantization scales: fp8 blocks' (f32), int4/int8 groups' (bf16); also
+                                  counted in weights_f32 / weights_bf16 */
     uint64_t kv_cache;         /* latent cache: context x batch x (kv_lora + rope) x value bytes x its layers */
     uint64_t activations;      /* scratch of one forward step of batch tokens */
     uint64_t total;
@@ -41,6 +45,9 @@ typedef struct fw_layout {
     int64_t context, batch;    /* what the KV and activation estimates assume */
     int value_bytes;           /* bytes per KV value and activation: 4 (CPU, fp32), 2 (GPU, bf16) */
     bool tp_auto, pp_auto;     /* chosen by fw_plan rather than requested */
+    bool requantized;          /* the estimate stores the tensors `quant` covers as it says, the rest as
+                                  the config does (plan --weights); false: all as the config does */
+    fw_quant_spec quant;
 } fw_layout;
 
 /* Coordinates of a world rank: tp fastest, then pp, then dp. */

@@ -19,11 +19,14 @@
  * hidden_size, on the first stage); the head is V x D (on the last). Stages are
  * contiguous layer ranges minimising the largest stage cost.
  *
- * Memory of a rank: the bytes of the slices fw_shard_slice gives it (the
- * checkpoint's dtypes: FP8 linear weights of 1 byte plus their f32 block scales
- * when the config is fp8, else BF16; router, embedding, head and norms BF16;
- * e_score_correction_bias f32), the latent KV cache of its layers and an
- * activation estimate (act_bytes). */
+ * Memory of a rank: the bytes of the slices fw_shard_slice gives it, each tensor
+ * as stored (stored_of): FP8 linear weights of 1 byte plus their f32 block
+ * scales when the config is fp8; compressed-tensors INT4 weights (the config's
+ * quantization_config) as packed int32 words of 8 values plus a bf16 scale per
+ * row and group; with a request's `weights` spec, the tensors it covers as INT4
+ * or INT8 (1 byte plus a bf16 scale per row) instead; everything else BF16
+ * (router, embedding, head, norms) or f32 (e_score_correction_bias). Then the
+ * latent KV cache of its layers and an activation estimate (act_bytes). */
 #include "partition/plan.h"
 
 #include <float.h>
@@ -33,6 +36,7 @@
 #include <string.h>
 
 #include "io/model_tensors.h"
+#include "io/quant_ct.h"
 #include "partition/shard.h"
 
 #define DEFAULT_CONTEXT 4096
@@ -201,21 +205,87 @@ static uint64_t slice_elems(const fw_slice *s) {
     return (uint64_t)s->count[0] * (uint64_t)(s->ndim == 2 ? s->count[1] : 1);
 }
 
-/* Adds one tensor's slice on rank (p, r) to m; sname/sshape: its block scales
- * (sname NULL: stored unquantized). *needed: whether the rank holds any of it. */
-static int add_tensor(const fw_config *c, const fw_layout *l, const fw_model_tensor *t, const char *sname,
-                      const int64_t *sshape, int p, int r, fw_mem_estimate *m, bool *needed, fw_err *e) {
+/* How one tensor is stored, for the estimate. */
+typedef struct stored {
+    fw_wtype type;   /* F32, BF16, FP8 (+ f32 block scales), INT4 or INT8 (+ bf16 scales) */
+    int64_t group;   /* INT4/INT8: input columns per scale; 0: one per row (per channel) */
+} stored;
+
+/* The model's tensors and how each is stored: listed once per plan, not per
+ * layout tried. */
+typedef struct tensors {
+    fw_model_tensor *t;
+    stored *st;
+    int64_t n;
+} tensors;
+
+static stored stored_of(const fw_config *c, const fw_ct_scheme *ct, const fw_quant_spec *q,
+                        const fw_model_tensor *t) {
+    int64_t g;
+    if (q && fw_quant_spec_covers(q, t->name)) return (stored){q->type, q->group};
+    if (!q && fw_ct_weight_quantized(ct, t->name, &g)) return (stored){FW_WTYPE_INT4, g};
+    if (t->quantized && c->fp8) return (stored){FW_WTYPE_FP8, 0};
+    return (stored){t->f32 ? FW_WTYPE_F32 : FW_WTYPE_BF16, 0};
+}
+
+static void tensors_free(tensors *ts) {
+    free(ts->t);
+    free(ts->st);
+}
+
+/* q: the spec that replaces the config's quantization (NULL: none). */
+static int tensors_list(const fw_config *c, const fw_quant_spec *q, tensors *ts, fw_err *e) {
+    *ts = (tensors){0};
+    fw_ct_scheme *ct = NULL;
+    if (!q && c->int4 && fw_ct_from_json(&ct, c->json, "config.json", e)) return FW_ERR;
+    if (fw_model_tensors(c, &ts->t, &ts->n, e)) {
+        fw_ct_free(ct);
+        return FW_ERR;
+    }
+    if (!(ts->st = malloc((size_t)(ts->n > 0 ? ts->n : 1) * sizeof *ts->st))) {
+        fw_ct_free(ct);
+        tensors_free(ts);
+        return fw_errf(e, "estimating memory: out of memory");
+    }
+    for (int64_t i = 0; i < ts->n; i++) ts->st[i] = stored_of(c, ct, q, &ts->t[i]);
+    fw_ct_free(ct);
+    return FW_OK;
+}
+
+/* Bytes of rows x cols of an INT4 or INT8 weight t: the values, and in *scales
+ * their bf16 scales. A slice's columns cover ceil(cols / group) groups (a
+ * row-parallel cut inside a group costs that group's scale on both ranks). */
+static uint64_t int_bytes(stored st, const fw_model_tensor *t, uint64_t rows, uint64_t cols, uint64_t *scales) {
+    const uint64_t g = (uint64_t)(st.group > 0 ? st.group : t->shape[1]);
+    *scales = 2 * rows * ((cols + g - 1) / g);
+    return st.type == FW_WTYPE_INT4 ? 4 * rows * ((cols + 7) / 8) : rows * cols;
+}
+
+/* Adds one tensor's slice on rank (p, r) to m. *needed: whether the rank holds any of it. */
+static int add_tensor(const fw_config *c, const fw_layout *l, const fw_model_tensor *t, stored st, int p, int r,
+                      fw_mem_estimate *m, bool *needed, fw_err *e) {
     fw_slice s;
     if (fw_shard_slice(c, l, p, r, t->name, t->ndim, t->shape, &s, e)) return FW_ERR;
     *needed = s.needed;
     if (!s.needed) return FW_OK;
     const uint64_t n = slice_elems(&s);
-    if (sname) {
+    if (st.type == FW_WTYPE_FP8) {
+        char sname[sizeof t->name + 16];
+        int64_t sshape[2];
+        snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+        fw_model_tensor_scale_shape(c, t->shape, sshape);
         if (fw_shard_slice(c, l, p, r, sname, 2, sshape, &s, e)) return FW_ERR;
         m->weights_fp8 += n;
         m->weights_scales += 4 * slice_elems(&s);
         m->weights_f32 += 4 * slice_elems(&s);
-    } else if (t->f32) {
+    } else if (st.type == FW_WTYPE_INT4 || st.type == FW_WTYPE_INT8) {
+        uint64_t scales;
+        const uint64_t q = int_bytes(st, t, (uint64_t)s.count[0], (uint64_t)s.count[1], &scales);
+        if (st.type == FW_WTYPE_INT4) m->weights_int4 += q;
+        else m->weights_int8 += q;
+        m->weights_bf16 += scales;
+        m->weights_scales += scales;
+    } else if (st.type == FW_WTYPE_F32) {
         m->weights_f32 += 4 * n;
     } else {
         m->weights_bf16 += 2 * n;
@@ -224,28 +294,20 @@ static int add_tensor(const fw_config *c, const fw_layout *l, const fw_model_ten
 }
 
 /* Every rank of a replica: out[p * tp + r]. */
-static int mem_ranks(const fw_config *c, const fw_model_tensor *t, int64_t nt, const fw_layout *l,
-                     fw_mem_estimate *out, fw_err *e) {
+static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, fw_mem_estimate *out, fw_err *e) {
     const int tp = l->tp, pp = l->pp;
     memset(out, 0, (size_t)tp * (size_t)pp * sizeof *out);
-    for (int64_t i = 0; i < nt; i++) {
-        if (t[i].mtp) continue;  /* never run */
-        char sname[sizeof t[i].name + 16];
-        int64_t sshape[2];
-        const bool q = t[i].quantized && c->fp8;
-        if (q) {
-            snprintf(sname, sizeof sname, "%s_scale_inv", t[i].name);
-            fw_model_tensor_scale_shape(c, t[i].shape, sshape);
-        }
+    for (int64_t i = 0; i < ts->n; i++) {
+        const fw_model_tensor *t = &ts->t[i];
+        if (t->mtp) continue;  /* never run */
         /* A layer's tensors live on its stage; the others on the first or last. */
-        int p0 = t[i].layer >= 0 ? fw_layout_stage_of_layer(l, t[i].layer) : 0;
-        int p1 = t[i].layer >= 0 ? p0 : pp - 1;
+        int p0 = t->layer >= 0 ? fw_layout_stage_of_layer(l, t->layer) : 0;
+        int p1 = t->layer >= 0 ? p0 : pp - 1;
         for (int p = p0; p <= p1; p += (p1 - p0 > 0 ? p1 - p0 : 1))
             for (int r = 0; r < tp; r++) {
                 bool needed;
-                if (add_tensor(c, l, &t[i], q ? sname : NULL, sshape, p, r, &out[p * tp + r], &needed, e))
-                    return FW_ERR;
-                if (needed && t[i].role == FW_TP_EXPERT) break;  /* one owner */
+                if (add_tensor(c, l, t, ts->st[i], p, r, &out[p * tp + r], &needed, e)) return FW_ERR;
+                if (needed && t->role == FW_TP_EXPERT) break;  /* one owner */
             }
     }
     const uint64_t kv_layer =
@@ -254,7 +316,7 @@ static int mem_ranks(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     for (int p = 0; p < pp; p++)
         for (int r = 0; r < tp; r++) {
             fw_mem_estimate *m = &out[p * tp + r];
-            m->weights = m->weights_bf16 + m->weights_fp8 + m->weights_f32;
+            m->weights = m->weights_bf16 + m->weights_fp8 + m->weights_f32 + m->weights_int4 + m->weights_int8;
             m->kv_cache = kv_layer * (uint64_t)l->stages[p].n_layers;
             m->activations = act_bytes(c, l, l->stages[p].has_head);
             m->total = m->weights + m->kv_cache + m->activations;
@@ -262,16 +324,17 @@ static int mem_ranks(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     return FW_OK;
 }
 
-/* Stages, experts and memory of (tp, pp); world and dp are the caller's. */
-static int fill_layout(const fw_config *c, const fw_model_tensor *t, int64_t nt, int tp, int pp,
-                       int64_t context, int64_t batch, int value_bytes, fw_layout *l, fw_err *e) {
+/* Stages, experts and memory of (tp, pp); world and dp are the caller's; l->quant
+ * and l->requantized are set (they chose ts->st). */
+static int fill_layout(const fw_config *c, const tensors *ts, int tp, int pp, int64_t context, int64_t batch,
+                       int value_bytes, fw_layout *l, fw_err *e) {
     l->tp = tp, l->pp = pp, l->n_layers = c->num_hidden_layers;
     l->context = context, l->batch = batch, l->value_bytes = value_bytes;
     l->experts_per_rank_max = c->n_routed_experts > 0 ? (c->n_routed_experts + tp - 1) / tp : 0;
     if (fill_stages(c, l, e)) return FW_ERR;
     fw_mem_estimate *m = malloc((size_t)tp * (size_t)pp * sizeof *m);
     if (!m) return fw_errf(e, "estimating memory: out of memory");
-    if (mem_ranks(c, t, nt, l, m, e)) {
+    if (mem_ranks(c, ts, l, m, e)) {
         free(m);
         return FW_ERR;
     }
@@ -287,16 +350,38 @@ static int fill_layout(const fw_config *c, const fw_model_tensor *t, int64_t nt,
 }
 
 int fw_plan_mem_per_rank(const fw_config *c, const fw_layout *l, fw_mem_estimate *out, fw_err *e) {
-    fw_model_tensor *t;
-    int64_t nt;
-    if (fw_model_tensors(c, &t, &nt, e)) return FW_ERR;
-    int rc = mem_ranks(c, t, nt, l, out, e);
-    free(t);
+    tensors ts;
+    if (tensors_list(c, l->requantized ? &l->quant : NULL, &ts, e)) return FW_ERR;
+    int rc = mem_ranks(c, &ts, l, out, e);
+    tensors_free(&ts);
     return rc;
 }
 
-/* The error for a layout that does not fit, with one that would: more stages at
- * the same tp (one replica of tp x pp ranks), and for BF16 what FP8 would need. */
+int fw_plan_weight_bytes(const fw_config *c, const fw_quant_spec *q, bool with_mtp, uint64_t *bytes, fw_err *e) {
+    tensors ts;
+    if (tensors_list(c, q, &ts, e)) return FW_ERR;
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < ts.n; i++) {
+        const fw_model_tensor *t = &ts.t[i];
+        if (t->mtp && !with_mtp) continue;
+        const uint64_t rows = (uint64_t)t->shape[0], cols = (uint64_t)(t->ndim == 2 ? t->shape[1] : 1);
+        const stored st = ts.st[i];
+        if (st.type == FW_WTYPE_FP8) {
+            int64_t ss[2];
+            fw_model_tensor_scale_shape(c, t->shape, ss);
+            sum += rows * cols + 4 * (uint64_t)ss[0] * (uint64_t)ss[1];
+        } else if (st.type == FW_WTYPE_INT4 || st.type == FW_WTYPE_INT8) {
+            uint64_t scales;
+            sum += int_bytes(st, t, rows, cols, &scales) + scales;
+        } else {
+            sum += rows * cols * (st.type == FW_WTYPE_F32 ? 4 : 2);
+        }
+    }
+    tensors_free(&ts);
+    *bytes = sum;
+    return FW_OK;
+}
+
 /* "86.8 GB", "75.1 MB", "12.0 kB" (decimal units). */
 static const char *human(char *b, size_t n, uint64_t v) {
     if ((double)v >= 1e9) snprintf(b, n, "%.1f GB", (double)v / 1e9);
@@ -305,8 +390,25 @@ static const char *human(char *b, size_t n, uint64_t v) {
     return b;
 }
 
-static int mem_error(const fw_config *c, const fw_model_tensor *t, int64_t nt, const fw_plan_request *rq,
-                     int rpn, const fw_layout *l, fw_err *e) {
+/* What l's tp x pp would need with the weights stored otherwise: c's types (q
+ * NULL) or q's. Appends "; <what> would need X per rank at tp x pp (fits)". */
+static void alternative(const fw_config *c, const fw_quant_spec *q, const fw_layout *l, uint64_t avail,
+                        const char *what, fw_layout *x, char *msg, size_t n) {
+    tensors ts;
+    fw_err ignored;
+    if (tensors_list(c, q, &ts, &ignored)) return;
+    char h[24];
+    if (!fill_layout(c, &ts, l->tp, l->pp, l->context, l->batch, l->value_bytes, x, &ignored))
+        app(msg, n, "; %s would need %s per rank at tp %d x pp %d (%s)", what, human(h, sizeof h, x->mem.total),
+            l->tp, l->pp, x->mem.total <= avail ? "fits" : "does not fit either");
+    tensors_free(&ts);
+}
+
+/* The error for a layout that does not fit, with one that would: more stages at
+ * the same tp (one replica of tp x pp ranks); for BF16 weights what FP8 would
+ * need, and for weights not yet INT4 what INT4 (group 128) would. */
+static int mem_error(const fw_config *c, const tensors *ts, const fw_plan_request *rq, int rpn, const fw_layout *l,
+                     fw_err *e) {
     char msg[sizeof e->msg] = "";
     const fw_mem_estimate *m = &l->mem;
     char h[5][24];
@@ -322,7 +424,7 @@ static int mem_error(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     int lo = l->pp + 1, hi = maxpp, found = 0;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (fill_layout(c, t, nt, l->tp, mid, l->context, l->batch, l->value_bytes, x, e)) break;
+        if (fill_layout(c, ts, l->tp, mid, l->context, l->batch, l->value_bytes, x, e)) break;
         if (x->mem.total <= rq->mem_per_rank) found = mid, hi = mid - 1;
         else lo = mid + 1;
     }
@@ -338,13 +440,17 @@ static int mem_error(const fw_config *c, const fw_model_tensor *t, int64_t nt, c
     if (m->kv_cache > m->weights)
         app(msg, sizeof msg, " (the KV cache of context %lld x batch %lld dominates: a shorter --context or "
             "smaller --batch helps)", (long long)l->context, (long long)l->batch);
-    if (!c->fp8) {
-        fw_config q = *c;
-        q.fp8 = true, q.fp8_block[0] = q.fp8_block[1] = 128;
-        if (!fill_layout(&q, t, nt, l->tp, l->pp, l->context, l->batch, l->value_bytes, x, e))
-            app(msg, sizeof msg, "; these weights are BF16: the FP8 checkpoint would need %s per rank at "
-                "tp %d x pp %d (%s)", human(h[0], 24, x->mem.total), l->tp, l->pp,
-                x->mem.total <= rq->mem_per_rank ? "fits" : "does not fit either");
+    const bool all_bf16 = !c->fp8 && !c->int4 && m->weights_int4 == 0 && m->weights_int8 == 0;
+    if (all_bf16) {
+        fw_config f = *c;
+        f.fp8 = true, f.fp8_block[0] = f.fp8_block[1] = 128;
+        alternative(&f, NULL, l, rq->mem_per_rank, "these weights are BF16: the FP8 checkpoint", x, msg, sizeof msg);
+    }
+    const bool int4 = l->requantized ? l->quant.type == FW_WTYPE_INT4 && !l->quant.experts_only : c->int4;
+    if (!int4) {
+        const fw_quant_spec q = {.type = FW_WTYPE_INT4, .group = FW_QUANT_GROUP_DEFAULT};
+        alternative(c, &q, l, rq->mem_per_rank, "INT4 weights (--weights int4: every linear weight but the head)",
+                    x, msg, sizeof msg);
     }
     free(x);
     return fw_errf(e, "%s", msg);
@@ -415,12 +521,13 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
     }
     if (pp > 0 && world % (tp * pp)) return mismatch_error(c, world, tp, pp, e);
 
-    fw_model_tensor *t;
-    int64_t nt;
-    if (fw_model_tensors(c, &t, &nt, e)) return FW_ERR;
+    tensors ts;
+    if (tensors_list(c, rq->weights, &ts, e)) return FW_ERR;
+    out->requantized = rq->weights != NULL;
+    if (rq->weights) out->quant = *rq->weights;
     int rc = FW_ERR;
     if (pp > 0) {
-        if (fill_layout(c, t, nt, tp, pp, context, batch, vb, out, e)) goto done;
+        if (fill_layout(c, &ts, tp, pp, context, batch, vb, out, e)) goto done;
     } else {
         /* Smallest pp that fits; with no memory limit the most the world allows. */
         out->pp_auto = true;
@@ -432,23 +539,23 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
                 last = d;
                 continue;
             }
-            if (fill_layout(c, t, nt, tp, d, context, batch, vb, out, e)) goto done;
+            if (fill_layout(c, &ts, tp, d, context, batch, vb, out, e)) goto done;
             pp = d;
             if (out->mem.total <= rq->mem_per_rank) break;
         }
         if (!rq->mem_per_rank) {
             pp = last;
-            if (fill_layout(c, t, nt, tp, pp, context, batch, vb, out, e)) goto done;
+            if (fill_layout(c, &ts, tp, pp, context, batch, vb, out, e)) goto done;
         }
     }
     out->world = world;
     out->dp = world / (tp * pp);
     if (rq->mem_per_rank && out->mem.total > rq->mem_per_rank) {
-        mem_error(c, t, nt, rq, rpn, out, e);
+        mem_error(c, &ts, rq, rpn, out, e);
         goto done;
     }
     rc = FW_OK;
 done:
-    free(t);
+    tensors_free(&ts);
     return rc;
 }

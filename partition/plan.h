@@ -20,6 +20,9 @@ typedef struct fw_plan_request {
     int64_t context;           /* tokens per sequence for the KV estimate (default 4096) */
     int64_t batch;             /* sequences for the KV and activation estimate (default 1) */
     int value_bytes;           /* bytes per KV value and activation (0: 4, the CPU's fp32; 2: a GPU's bf16) */
+    const fw_quant_spec *weights; /* NULL: every tensor as the config stores it (fp8 block-quantized,
+                                     compressed-tensors INT4, or BF16); else the tensors it covers
+                                     quantized as it says and the rest as the config stores them */
 } fw_plan_request;
 
 /* Chooses or validates a layout. Invalid ones get an error that says why and what
@@ -28,7 +31,12 @@ typedef struct fw_plan_request {
 int fw_plan(const fw_config *c, const fw_plan_request *req, fw_layout *out, fw_err *e);
 
 /* Memory of every rank of one replica: out[pp_rank * tp + tp_rank] (tp * pp
- * entries), by the same rules as fw_layout.mem. */
+ * entries), by the same rules as fw_layout.mem (l->quant included). */
 int fw_plan_mem_per_rank(const fw_config *c, const fw_layout *l, fw_mem_estimate *out, fw_err *e);
+
+/* Bytes of the whole model as stored, each tensor once (MTP layers only if
+ * with_mtp): by the config's types, or with q (not NULL) as fw_plan_request's
+ * `weights`. What a checkpoint's tensors take, to compare with a release. */
+int fw_plan_weight_bytes(const fw_config *c, const fw_quant_spec *q, bool with_mtp, uint64_t *bytes, fw_err *e);
 
 #endif

@@ -82,21 +82,22 @@ typedef enum part_kind {
     PART_WEIGHT = 0,
     PART_FP8_SCALE,      /* "<weight>_scale_inv" */
     PART_INT4_PACKED,    /* "<weight>_packed": [rows, cols / 8] int32 words */
-    PART_INT4_SCALE,     /* "<weight>_scale": [rows, cols / group] */
+    PART_GROUP_SCALE,    /* "<weight>_scale": INT4 or INT8 scales [rows, cols / group] */
+    PART_INT8,           /* "<weight>_int8": [rows, cols] int8 values */
 } part_kind;
 
-/* Recognises `name` (a weight, its "_scale_inv", or an INT4 weight's "_packed" or
- * "_scale") and checks `shape` against the config. On success *k describes the
- * weight; *part says which part of it the tensor is. */
+/* Recognises `name` (a weight, its "_scale_inv", an INT4 weight's "_packed", an
+ * INT8 weight's "_int8", or their "_scale") and checks `shape` against the config.
+ * On success *k describes the weight; *part says which part of it the tensor is. */
 static int recognise(const fw_config *c, const char *name, int ndim, const int64_t *shape, tensor_kind *k,
                      part_kind *part, fw_err *e) {
     memset(k, 0, sizeof *k);
     k->layer = -1;
     k->expert = -1;
     size_t n = strlen(name);
-    static const char *const suffix[] = {"", "_scale_inv", "_packed", "_scale"};
+    static const char *const suffix[] = {"", "_scale_inv", "_packed", "_scale", "_int8"};
     *part = PART_WEIGHT;
-    for (int i = 1; i < 4 && *part == PART_WEIGHT; i++)
+    for (int i = 1; i < 5 && *part == PART_WEIGHT; i++)
         if (ends_with(name, n, suffix[i])) *part = (part_kind)i;
     char base[160];
     size_t bn = n - strlen(suffix[*part]);
@@ -134,17 +135,18 @@ static int recognise(const fw_config *c, const char *name, int ndim, const int64
 
     int64_t want[2] = {k->shape[0], k->shape[1]};
     int want_ndim = k->ndim;
-    if (*part == PART_INT4_PACKED || *part == PART_INT4_SCALE) {
-        if (k->ndim != 2) return fw_errf(e, "tensor '%s': %s is not a matrix, so it has no INT4 form", name, base);
-        if (k->shape[1] % 8)
+    if (*part == PART_INT4_PACKED || *part == PART_GROUP_SCALE || *part == PART_INT8) {
+        if (k->ndim != 2)
+            return fw_errf(e, "tensor '%s': %s is not a matrix, so it has no INT4 or INT8 form", name, base);
+        if (*part == PART_INT4_PACKED && k->shape[1] % 8)
             return fw_errf(e, "tensor '%s': %s has %lld columns, not a multiple of 8, so it has no INT4 form", name,
                            base, (long long)k->shape[1]);
-        want[1] = k->shape[1] / 8;
+        if (*part == PART_INT4_PACKED) want[1] = k->shape[1] / 8;
         /* The scales' columns give the group size; whole groups only. */
-        if (*part == PART_INT4_SCALE && ndim == 2 && shape[1] > 0 && k->shape[1] % shape[1] == 0)
+        if (*part == PART_GROUP_SCALE && ndim == 2 && shape[1] > 0 && k->shape[1] % shape[1] == 0)
             want[1] = shape[1];
-        else if (*part == PART_INT4_SCALE)
-            return fw_errf(e, "tensor '%s': INT4 scales must be [%lld, columns / group size] with a group size "
+        else if (*part == PART_GROUP_SCALE)
+            return fw_errf(e, "tensor '%s': INT4/INT8 scales must be [%lld, columns / group size] with a group size "
                               "that divides the %lld columns of %s", name, (long long)k->shape[0],
                            (long long)k->shape[1], base);
     }
@@ -218,12 +220,15 @@ int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_r
     int64_t start = full / l->tp * tp_rank, count = full / l->tp;
     out->needed = true;
     for (int i = 0; i < 2; i++) out->start[i] = 0, out->count[i] = shape[i];
-    if (dim == 1 && (part == PART_INT4_PACKED || part == PART_INT4_SCALE)) {
+    if (dim == 1 && part == PART_GROUP_SCALE && shape[1] == 1) {
+        /* One scale per row (INT8 per channel): every column slice keeps it. */
+        start = 0, count = 1;
+    } else if (dim == 1 && (part == PART_INT4_PACKED || part == PART_GROUP_SCALE)) {
         /* Packed words and scales split at group boundaries only. */
-        const int64_t G = part == PART_INT4_SCALE ? full / shape[1] : 8;
+        const int64_t G = part == PART_GROUP_SCALE ? full / shape[1] : 8;
         if (start % G || count % G)
             return fw_errf(e, "tensor '%s': tp %d gives each rank %lld of its %lld columns, not a multiple of its "
-                              "INT4 group size %lld; choose a tp whose slices are whole groups", name, l->tp,
+                              "group size %lld; choose a tp whose slices are whole groups", name, l->tp,
                            (long long)count, (long long)full, (long long)G);
         start /= G, count /= G;
     }

@@ -18,8 +18,10 @@ typedef struct fw_slice {
 
 /* The slice of tensor `name` (Hugging Face name; a "..._scale_inv" tensor gets the
  * block rows/columns that cover its weight's slice; an INT4 weight's "..._packed"
- * words and "..._scale" groups get its slice in words and groups, and a column
- * slice that is not whole groups is refused naming the tensor, tp and group size)
+ * words, an INT8 weight's "..._int8" values and their "..._scale" groups get its
+ * slice in words, elements and groups, and a column slice that is not whole
+ * groups is refused naming the tensor, tp and group size, except that a weight
+ * with one scale per row keeps that whole column in every slice)
  * with full shape `shape` for the
  * rank at (pp_rank, tp_rank) of the layout:
  *  - not in this rank's stage (layer outside its range; embed off stage 0; final

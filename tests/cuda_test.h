@@ -38,6 +38,7 @@ typedef struct hw {
     fw_weight w;
     void *data;
     float *scale;
+    uint16_t *gscale; /* INT4 */
 } hw;
 
 bool op_ok(int st, const char *what);
@@ -53,6 +54,8 @@ double compare(const char *op, const char *shape, const char *path, const float 
                double bound);
 void check_guards(dbuf b, const char *op, const char *shape);
 hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld);
+/* INT4 [rows, cols] (cols a multiple of 8), random words, one bf16 scale per row and group. */
+hw hw_make_int4(int64_t rows, int64_t cols, int64_t group);
 void hw_free(hw *t);
 const char *tname(fw_wtype t);
 

@@ -17,6 +17,12 @@ tests_golden_check_SOURCES = tests/golden_check.c tests/golden_ref.c tests/golde
 tests_golden_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh
+# convert --quantize on the golden checkpoints (test_convert_quant.sh drives quant_check).
+check_PROGRAMS += tests/quant_check
+tests_quant_check_SOURCES = tests/quant_check.c tests/golden_ref.c tests/golden_ref.h
+tests_quant_check_LDADD = $(FWTEST_LIBS)
+TESTS += tests/test_convert_quant.sh
+EXTRA_DIST += tests/test_convert_quant.sh
 check_PROGRAMS += tests/test_safetensors tests/test_config
 TESTS += tests/test_safetensors tests/test_config
 tests_test_safetensors_LDADD = $(FWTEST_LIBS)
@@ -25,10 +31,17 @@ tests_test_config_LDADD = $(FWTEST_LIBS)
 check_PROGRAMS += tests/test_kernels
 TESTS += tests/test_kernels
 tests_test_kernels_LDADD = $(FWTEST_LIBS)
+# The convert-time quantizer against compressed-tensors' formula.
+check_PROGRAMS += tests/test_quantize
+TESTS += tests/test_quantize
+tests_test_quantize_LDADD = $(FWTEST_LIBS)
 
 # Checkpoints: writer/reader (C), convert/info/synth with the real binary (shell).
 check_PROGRAMS += tests/test_checkpoint
 TESTS += tests/test_checkpoint tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
+# Bad compressed-tensors INT4 inputs, each named.
+TESTS += tests/test_convert_w4_errors.sh
+EXTRA_DIST += tests/test_convert_w4_errors.sh
 tests_test_checkpoint_LDADD = $(FWTEST_LIBS)
 EXTRA_DIST += tests/test_convert.sh tests/test_synth.sh tests/test_disk_full.sh
 # Integrity: damaged and tampered checkpoints (tests/ckpt_tamper damages them).
@@ -55,6 +68,9 @@ tests_test_chat_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh tests/test_mpi_watchdog.sh
 EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
 	tests/test_mpi_watchdog.sh
+# Kimi-K2's geometry (384 experts, 64 heads, one expert group) on several layouts.
+TESTS += tests/test_mpi_kimi_geometry.sh
+EXTRA_DIST += tests/test_mpi_kimi_geometry.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

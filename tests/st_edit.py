@@ -2,7 +2,8 @@
 convert tests (each edit keeps the shard a valid safetensors file):
     python3 st_edit.py SRC DST drop TENSOR           remove it (and its index entry)
     python3 st_edit.py SRC DST reshape TENSOR R,C    new shape, data cut or zero-padded
-    python3 st_edit.py SRC DST set TENSOR I VALUE    element I of an I64/I32 tensor"""
+    python3 st_edit.py SRC DST set TENSOR I VALUE    element I of an I64/I32 tensor
+    python3 st_edit.py SRC DST retype TENSOR DTYPE   another dtype, same shape, data cut or zero-padded"""
 import json
 import os
 import shutil
@@ -41,6 +42,10 @@ elif op == "set":
     b = bytearray(tensors[name])
     struct.pack_into(fmt, b, i * struct.calcsize(fmt), value)
     tensors[name] = bytes(b)
+elif op == "retype":
+    nbytes = len(tensors[name]) // SIZE[header[name]["dtype"]] * SIZE[sys.argv[5]]
+    header[name]["dtype"] = sys.argv[5]
+    tensors[name] = tensors[name][:nbytes].ljust(nbytes, b"\0")
 else:
     sys.exit("unknown edit " + op)
 

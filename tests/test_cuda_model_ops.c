@@ -39,8 +39,20 @@ typedef struct stack {
     int64_t stride, sstride;
 } stack;
 
+/* The group of INT4 stacks (set by the INT4 cases). */
+static int64_t int4_group = 32;
+
 static stack stack_make(fw_wtype ty, int64_t n, int64_t N, int64_t K) {
     stack s;
+    if (ty == FW_WTYPE_INT4) { /* experts' rows of K / 8 words and K / group scales, stacked */
+        const int64_t ld = K / 8, groups = (K + int4_group - 1) / int4_group;
+        s.all = hw_make_int4(n * N, K, int4_group);
+        s.stride = N * ld;
+        s.sstride = N * groups;
+        s.one = calloc((size_t)n, sizeof *s.one);
+        for (int64_t i = 0; i < n; i++) s.one[i] = fw_weight_view(&s.all.w, i * N, N, 0, K);
+        return s;
+    }
     const int64_t NB = (N + 127) / 128, KB = (K + 127) / 128, es = ty == FW_WTYPE_BF16 ? 2 : 1;
     s.all = hw_make(ty, n * N, K, K);
     s.stride = N * K;
@@ -62,6 +74,15 @@ static stack stack_make(fw_wtype ty, int64_t n, int64_t N, int64_t K) {
 /* The stack on the device: expert 0's weight with device pointers. */
 static fw_weight stack_upload(const stack *s, int64_t n, dbuf *data, dbuf *scale) {
     const fw_weight *w = &s->one[0];
+    if (w->type == FW_WTYPE_INT4) {
+        *data = dnew((size_t)(n * s->stride) * 4);
+        *scale = dnew((size_t)(n * s->sstride) * 2);
+        CU(fw_cuda_upload(&ctx, dp(*data), s->all.data, (size_t)(n * s->stride) * 4));
+        CU(fw_cuda_upload(&ctx, dp(*scale), s->all.gscale, (size_t)(n * s->sstride) * 2));
+        fw_weight d = *w;
+        d.data = dp(*data), d.gscale = dp(*scale);
+        return d;
+    }
     const int64_t es = w->type == FW_WTYPE_BF16 ? 2 : 1;
     *data = dnew((size_t)(n * s->stride * es));
     CU(fw_cuda_upload(&ctx, dp(*data), s->all.data, (size_t)(n * s->stride * es)));
@@ -85,6 +106,7 @@ static void stack_free(stack *s) {
 static const char *moe_tile_name(fw_wtype ty, int64_t K) {
     if (ty == FW_WTYPE_FP8 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma)
         return ctx.opt.moe_act_fp8 && ctx.opt.mm_policy == FW_CUDA_MM_AUTO ? "wgmma-fp8act" : "wgmma";
+    if (ty == FW_WTYPE_INT4) return K % 32 == 0 && int4_group % 32 == 0 ? "mma" : "wmma";
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
 
@@ -181,7 +203,10 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
         get_bf16(y, dy, T * D);
         /* FP8 activations: a bf16 step apart in the down input (the GPU's sums
          * differ in order) can round to the next e4m3 value. */
-        compare("moe", shape, path, y, ref, T * D, act8 ? 1e-4 : NMSE_BF16);
+        /* INT4 on the wmma tiles (K or the group not whole 32s): q * scale rounded to
+         * bf16 in the tile, about 2e-5 more. */
+        const bool int4_wmma = ty == FW_WTYPE_INT4 && cnt[1] && strstr(path, "wmma");
+        compare("moe", shape, path, y, ref, T * D, act8 ? 1e-4 : int4_wmma ? 5e-5 : NMSE_BF16);
         free(y);
     }
     dbuf *all[] = {&dx, &dy, &dw, &dids, &da, &db, &dplan, &d1, &d2, &d3};
@@ -295,6 +320,34 @@ static void time_moe_matmul(void) {
            (long long)T, (long long)k, (long long)E, (long long)I, (long long)D, cnt[1], moe_tile_name(FW_WTYPE_FP8, D), ms_g, fl / ms_g / 1e9);
     printf("bench moe_matmul fp8 down T%lld k%lld %lld experts N%lld K%lld grouped (%d tiles, %s): %.3f ms, %.0f TFLOP/s\n",
            (long long)T, (long long)k, (long long)E, (long long)D, (long long)I, cnt[1], moe_tile_name(FW_WTYPE_FP8, I), ms_d, fl / ms_d / 1e9);
+    /* INT4 of group 128 over the first half of the same bytes, bf16 scales */
+    {
+        const int64_t G = 128, ns = E * I * D / G;
+        int4_group = G; /* for moe_tile_name */
+        uint16_t *hg = malloc((size_t)ns * 2);
+        void *dg4 = NULL;
+        if (!hg || fw_cuda_malloc(&ctx, &dg4, (size_t)ns * 2)) {
+            free(hg);
+            printf("bench moe_matmul int4: skipped (memory)\n");
+            goto out;
+        }
+        for (int64_t i = 0; i < ns; i++) hg[i] = fw_f32_to_bf16((1.5f + check_rng_uniform()) / 8.0f);
+        CU(fw_cuda_upload(&ctx, dg4, hg, (size_t)ns * 2));
+        free(hg);
+        const fw_weight ig = {.type = FW_WTYPE_INT4, .rows = I, .cols = D, .ld = D / 8, .data = dw, .gscale = dg4,
+                              .scale_ld = D / G, .group = G};
+        const fw_weight id = {.type = FW_WTYPE_INT4, .rows = D, .cols = I, .ld = I / 8, .data = dw, .gscale = dg4,
+                              .scale_ld = I / G, .group = G};
+        const float i_g = moe_matmul_ms(dg, dx, true, k, &ig, I * D / 8, I * D / G, &pl);
+        const float i_d = i_g < 0 ? -1.0f : moe_matmul_ms(dd, dg, false, k, &id, I * D / 8, I * D / G, &pl);
+        fw_cuda_free(dg4);
+        if (i_g < 0 || i_d < 0) {
+            CHECK(0, "bench moe_matmul int4: %s", ctx.err);
+            goto out;
+        }
+        printf("bench moe_matmul int4 g128 gate (%s): %.3f ms, %.0f TFLOP/s (%.2fx fp8); down: %.3f ms, %.0f TFLOP/s (%.2fx fp8)\n",
+               moe_tile_name(FW_WTYPE_INT4, D), i_g, fl / i_g / 1e9, i_g / ms_g, i_d, fl / i_d / 1e9, i_d / ms_d);
+    }
 out:
     fw_cuda_free(dw), fw_cuda_free(ds), fw_cuda_free(dx), fw_cuda_free(dg), fw_cuda_free(dd), fw_cuda_free(dplan);
     fw_cuda_free(dids);
@@ -657,6 +710,25 @@ int test_model_ops(void) {
         check_moe(FW_WTYPE_FP8, 700, 4, 16, 0, 16, 384, 128, 256);
     }
     ctx.opt.moe_tiles_mma = false, ctx.opt.moe_act_fp8 = true; /* the defaults */
+    /* INT4 (groups of 32 and 128; 8 and 16 where K is not whole 32-groups, which
+     * take the single-value GEMV and the wmma tiles): small groups at T 1, 5, 40;
+     * mma tiles with partial CTAs of outputs, a local range, a K of 224 (a half
+     * stage at the end), DeepSeek-like top-8 of 256 with a quarter held. */
+    const int64_t g4[] = {32, 128};
+    for (int gi = 0; gi < 2; gi++) {
+        int4_group = g4[gi];
+        for (int i = 0; i < 3; i++) check_moe(FW_WTYPE_INT4, Ts[i], 4, 16, 4, 8, 256, 128, 256);
+        check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 256, 384, 128);
+        check_moe(FW_WTYPE_INT4, 700, 4, 16, 5, 8, 384, 128, 256);
+        check_moe(FW_WTYPE_INT4, 64, 8, 256, 64, 64, 256, 384, 256);
+    }
+    int4_group = 32;
+    check_moe(FW_WTYPE_INT4, 512, 4, 8, 0, 8, 224, 256, 96);
+    int4_group = 8;
+    check_moe(FW_WTYPE_INT4, 40, 4, 16, 0, 16, 200, 136, 96);
+    check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 240, 208, 136);
+    int4_group = 16;
+    check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 240, 208, 136);
     if (!getenv("FW_TEST_NO_TIMING")) {
         time_moe_matmul();
         ctx.opt.moe_act_fp8 = false; /* with bf16 activations, and by mma.sync, for comparison */

@@ -174,7 +174,9 @@ static const char *path_name(fw_cuda_mm_path p) {
     }
 }
 
-const char *tname(fw_wtype t) { return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : "fp8"; }
+const char *tname(fw_wtype t) {
+    return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : t == FW_WTYPE_FP8 ? "fp8" : "int4";
+}
 
 /* ---- host weights ---- */
 
@@ -203,9 +205,26 @@ hw hw_make(fw_wtype type, int64_t rows, int64_t cols, int64_t ld) {
     return t;
 }
 
+hw hw_make_int4(int64_t rows, int64_t cols, int64_t group) {
+    hw t;
+    memset(&t, 0, sizeof t);
+    const int64_t ld = cols / 8, groups = (cols + group - 1) / group;
+    uint32_t *q = malloc((size_t)(rows * ld) * 4 + 4);
+    t.gscale = malloc((size_t)(rows * groups) * 2 + 2);
+    if (!q || !t.gscale) exit(1);
+    for (int64_t i = 0; i < rows * ld; i++)
+        q[i] = (uint32_t)(check_rng_uniform() * 65536.0f + 65536.0f) << 16 ^ (uint32_t)(check_rng_uniform() * 65536.0f + 65536.0f);
+    for (int64_t i = 0; i < rows * groups; i++) t.gscale[i] = fw_f32_to_bf16((1.5f + check_rng_uniform()) / 8.0f);
+    t.data = q;
+    t.w = (fw_weight){.type = FW_WTYPE_INT4, .rows = rows, .cols = cols, .ld = ld, .data = q, .gscale = t.gscale,
+                      .scale_ld = groups, .group = group};
+    return t;
+}
+
 void hw_free(hw *t) {
     free(t->data);
     free(t->scale);
+    free(t->gscale);
 }
 
 /* ---- conversions ---- */
@@ -757,6 +776,42 @@ static void test_matmul(void) {
     mm_parent(MM_F32, FW_WTYPE_F32, 48, 96, 96, 0, Ts3, 2);
 }
 
+/* INT4: the own GEMV's 16-byte pieces (K and the view's columns in whole words
+ * of whole 32-groups), its single-value form (groups of 8, odd column origins),
+ * two rows a warp and K slices, and cuBLASLt on the dequantized copy past 8 rows. */
+static void test_matmul_int4(void) {
+    const int64_t Ts[] = {1, 2, 3, 8, 9, 37, 130};
+    const int64_t shapes[][3] = {{48, 96, 32}, {96, 256, 32}, {96, 256, 128}, {7, 40, 8}, {129, 200, 8},
+                                 {256, 512, 128}, {576, 7168, 128}, {7168, 512, 32}, {24, 4096, 64}};
+    for (int s = 0; s < 9; s++) {
+        hw p = hw_make_int4(shapes[s][0], shapes[s][1], shapes[s][2]);
+        fw_cuda_weight d;
+        CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
+        for (int i = 0; i < 7; i++) check_mm(MM, "whole", &p.w, &d.w, Ts[i]);
+        check_mm(MM_F32, "whole", &p.w, &d.w, 1);
+        check_mm(MM_XW, "whole", &p.w, &d.w, 3);
+        fw_cuda_weight_free(&d);
+        hw_free(&p);
+    }
+    /* Views of a device parent [512 x 1024], groups of 32: word- and group-aligned
+     * columns (wide), an origin inside a word, a sliver; and a host view uploaded. */
+    hw p = hw_make_int4(512, 1024, 32);
+    fw_cuda_weight d;
+    CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
+    const int64_t views[][4] = {{128, 256, 256, 512}, {70, 200, 100, 333}, {3, 5, 64, 64}};
+    for (int v = 0; v < 3; v++) {
+        fw_weight hv = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
+        fw_weight dv = fw_weight_view(&d.w, views[v][0], views[v][1], views[v][2], views[v][3]);
+        for (int i = 0; i < 4; i++) check_mm(MM, "view", &hv, &dv, Ts[i * 2]);
+    }
+    fw_cuda_weight_free(&d);
+    fw_weight hv = fw_weight_view(&p.w, 70, 200, 100, 336);
+    CU(fw_cuda_weight_upload(&ctx, &d, &hv, 0));
+    for (int i = 0; i < 4; i++) check_mm(MM, "uploaded view", &hv, &d.w, Ts[i * 2]);
+    fw_cuda_weight_free(&d);
+    hw_free(&p);
+}
+
 static void test_matmul_xw(void) {
     const int64_t Ts[] = {1, 3, 37, 130};
     for (int ty = 0; ty < 3; ty++) {
@@ -866,8 +921,17 @@ static void test_timing(void) {
         ctx.opt.fp8_gemv_rows = 0;
         time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k, "decode shape, cuBLASLt");
         ctx.opt.fp8_gemv_rows = FW_CUDA_FP8_GEMV_ROWS;
-        dfree(&sx), dfree(&sy), free(xs);
         fw_cuda_weight_free(&d);
+        /* INT4 of group 128 (and 32) on the same shape: packed words and scales */
+        for (int g = 128; g >= 32; g /= 4) {
+            hw q = hw_make_int4(n, k, g);
+            CU(fw_cuda_weight_upload(&ctx, &d, &q.w, 0));
+            hw_free(&q);
+            snprintf(label, sizeof label, "int4 g%d N %lld K %lld", g, (long long)n, (long long)k);
+            time_one(label, &d.w, sx, sy, 1, FW_CUDA_MM_AUTO, (double)n * k / 2 + (double)n * (k / g) * 2, "decode shape");
+            fw_cuda_weight_free(&d);
+        }
+        dfree(&sx), dfree(&sy), free(xs);
     }
     dfree(&dx);
     dfree(&dy);
@@ -892,6 +956,7 @@ int main(void) {
     test_route();
     test_attn();
     test_matmul();
+    test_matmul_int4();
     test_matmul_xw();
     check_failures_ += test_model_ops();
     if (!getenv("FW_TEST_NO_TIMING")) test_timing();

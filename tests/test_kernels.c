@@ -2,8 +2,8 @@
  * op (the AVX-512 and AVX2 tables where the CPU has them, and the portable table;
  * INT4's kernels of each instruction set called directly) against the
  * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
- * weight types, views with nonzero origins into FP8 and INT4 parents; INT4's
- * unpacking against compressed-tensors' test vectors.
+ * weight types, views with nonzero origins into FP8, INT4 and INT8 parents;
+ * INT4's unpacking against compressed-tensors' test vectors.
  *
  * Bounds: float32 accumulation against the reference's double sums gives a
  * normalised mean squared error below 1e-12 and a max error around 1e-6 of the
@@ -126,7 +126,7 @@ static void tw_free(tw *t) {
 }
 
 static const char *tname(fw_wtype t) {
-    return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : t == FW_WTYPE_FP8 ? "fp8" : "int4";
+    return t == FW_WTYPE_F32 ? "f32" : t == FW_WTYPE_BF16 ? "bf16" : t == FW_WTYPE_FP8 ? "fp8" : t == FW_WTYPE_INT4 ? "int4" : "int8";
 }
 
 /* The fast implementations under test: the table(s) and the matmul paths directly. */
@@ -428,6 +428,95 @@ static void test_int4(void) {
     }
 }
 
+/* ---- INT8 (symmetric, per output channel or per group) ---- */
+
+/* A random INT8 weight [rows, cols], ld elements per row, bf16 scales of groups of
+ * G columns (G = cols: per channel), [rows, groups + 1] (scale_ld != groups). */
+static tw tw_make_int8(int64_t rows, int64_t cols, int64_t ld, int64_t G, uint16_t **scales) {
+    tw t = {0};
+    int8_t *d = malloc((size_t)(rows * ld) + 1);
+    for (int64_t i = 0; i < rows * ld; i++) d[i] = (int8_t)(check_rng_u32() & 255);
+    const int64_t sl = (cols + G - 1) / G + 1;
+    uint16_t *sc = malloc((size_t)(rows * sl) * 2);
+    for (int64_t i = 0; i < rows * sl; i++) sc[i] = fw_f32_to_bf16((1.5f + check_rng_uniform()) / 300.0f);
+    t.data = d;
+    *scales = sc;
+    t.w = (fw_weight){.type = FW_WTYPE_INT8, .rows = rows, .cols = cols, .ld = ld, .data = d, .gscale = sc,
+                      .scale_ld = sl, .group = G};
+    return t;
+}
+
+static void test_int8(void) {
+    /* q * scale exactly in float32, q read as a signed byte; views keep the
+     * parent's elements and their groups' scales. */
+    uint16_t *sc;
+    tw p = tw_make_int8(96, 640, 643, 40, &sc);
+    int bad = 0, not_bf16 = 0, extremes = 0;
+    for (int64_t i = 0; i < 96; i++)
+        for (int64_t c = 0; c < 640; c++) {
+            const uint8_t b = ((const uint8_t *)p.data)[i * 643 + c];
+            const int q = b < 128 ? b : (int)b - 256;
+            const float e = (float)q * fw_bf16_to_f32(sc[i * p.w.scale_ld + c / 40]);
+            bad += fw_weight_get(&p.w, i, c) != e;
+            not_bf16 += fw_bf16_to_f32(fw_f32_to_bf16(e)) != e;
+            extremes += q == -128 || q == 127;
+        }
+    CHECK(bad == 0, "int8: %d elements differ from q * scale read by bytes", bad);
+    CHECK(not_bf16 > 0 && extremes > 0, "int8: the values do not reach the range's ends or bf16 rounding");
+    fw_weight v = fw_weight_view(&p.w, 10, 50, 72, 333), vv = fw_weight_view(&v, 5, 20, 3, 200);
+    bad = 0;
+    for (int64_t i = 0; i < v.rows; i++)
+        for (int64_t j = 0; j < v.cols; j++) bad += fw_weight_get(&v, i, j) != fw_weight_get(&p.w, 10 + i, 72 + j);
+    for (int64_t i = 0; i < vv.rows; i++)
+        for (int64_t j = 0; j < vv.cols; j++) bad += fw_weight_get(&vv, i, j) != fw_weight_get(&p.w, 15 + i, 75 + j);
+    CHECK(bad == 0, "int8: %d view elements differ from the parent's", bad);
+    float row[333];
+    fw_cpu_widen_row(row, &v, 7, 0, 333);
+    bad = 0;
+    for (int64_t j = 0; j < 333; j++) bad += row[j] != fw_weight_get(&v, 7, j);
+    CHECK(bad == 0, "int8: fast widen of a view differs in %d elements", bad);
+    tw_free(&p);
+    free(sc);
+
+    /* Per channel on ragged shapes at every GEMV T and a GEMM T. */
+    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 128, 200, 257}, Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 37};
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) {
+            p = tw_make_int8(rows[a], cols[b], cols[b] + (b & 1) * 3, cols[b], &sc);
+            for (int c = 0; c < 9; c++) {
+                if (c % 2 && a % 2) continue; /* odd T on two of the shapes: enough */
+                check_mm(&p.w, Ts[c], false);
+                check_mm(&p.w, Ts[c], true);
+            }
+            tw_free(&p);
+            free(sc);
+        }
+    /* Groups, also of a length no multiple of 8 (a group ends inside a vector). */
+    const int64_t Gs[][2] = {{32, 256}, {40, 200}, {13, 130}, {128, 896}};
+    for (int g = 0; g < 4; g++) {
+        p = tw_make_int8(77, Gs[g][1], Gs[g][1] + 5, Gs[g][0], &sc);
+        for (int c = 0; c < 9; c++) check_mm(&p.w, Ts[c], c % 3 == 0);
+        check_mm(&p.w, 3, false);
+        tw_free(&p);
+        free(sc);
+    }
+    /* Views with column offsets, per channel (group = the parent's columns) and
+     * grouped: the group of view column j is (c0 + j) / G. */
+    for (int per_channel = 0; per_channel < 2; per_channel++) {
+        p = tw_make_int8(700, 896, 901, per_channel ? 896 : 32, &sc);
+        const int64_t views[][4] = {{70, 200, 96, 320}, {0, 300, 0, 896}, {129, 571, 3, 888}, {255, 2, 127, 130}};
+        for (int k = 0; k < 4; k++) {
+            fw_weight w = fw_weight_view(&p.w, views[k][0], views[k][1], views[k][2], views[k][3]);
+            for (int c = 0; c < 9; c += 2) {
+                check_mm(&w, Ts[c], false);
+                check_mm(&w, Ts[c], true);
+            }
+        }
+        tw_free(&p);
+        free(sc);
+    }
+}
+
 /* ---- small ops ---- */
 
 static void test_embed(void) {
@@ -716,6 +805,7 @@ int main(void) {
     test_views();
     test_matmul();
     test_int4();
+    test_int8();
     test_embed();
     test_rmsnorm();
     test_rope();

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Every layout gives the single rank's logits and greedy tokens, with both
-# pipeline transports, on the golden tiny checkpoints (BF16, FP8, INT4 experts); each rank
+# pipeline transports, on the golden tiny checkpoints (BF16, FP8, INT4 experts, and
+# BF16 quantized to per-channel INT8 by convert --quantize); each rank
 # reads only its slices, and the bytes read add up as the layout says.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -17,14 +18,17 @@ tol=1e-5
 
 bytes_read() { sed -n 's/^all ranks: read \([0-9]*\) bytes.*/\1/p' "$1"; }
 
-for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts; do
+for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts tiny-a-int8; do
   layouts="2 2 1 mpi|4 4 1 mpi|2 1 2 mpi|2 1 2 ucx|3 1 3 mpi|3 1 3 ucx|4 2 2 mpi|4 2 2 ucx"
   # INT4 experts: tp 2, pp 2 and tp 2 x pp 2 (the slicing is what differs; the
   # transports are covered above).
   [ "$name" = tiny-a-w4-experts ] && layouts="2 2 1 mpi|2 1 2 mpi|4 2 2 mpi"
-  [ -d "$golden/$name" ] || { echo "no $golden/$name: skipped"; continue; }
+  # INT8, one scale per row: every column slice of o_proj and down keeps it.
+  src=$name quant=
+  [ "$name" = tiny-a-int8 ] && layouts="2 2 1 mpi|4 4 1 mpi" src=tiny-a-bf16 quant="--quantize int8"
+  [ -d "$golden/$src" ] || { echo "no $golden/$src: skipped"; continue; }
   model=$FURROW_TMP/$name
-  "$FURROW_BIN" convert --hf "$golden/$name" --out "$model" --quiet || { echo "FAIL: convert $name"; exit 1; }
+  "$FURROW_BIN" convert --hf "$golden/$src" --out "$model" --quiet $quant > /dev/null || { echo "FAIL: convert $name"; exit 1; }
   fw_mpirun 60 1 "$FURROW_BIN" logits --model "$model" --tokens $tokens --out "$FURROW_TMP/ref.h5" --verbose \
     2> "$FURROW_TMP/ref.err" || { cat "$FURROW_TMP/ref.err"; echo "FAIL: single-rank logits"; exit 1; }
   ref_gen=$("$FURROW_BIN" generate --model "$model" --prompt-tokens $prompt --max-tokens 12 --ignore-eos 2>/dev/null)

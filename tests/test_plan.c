@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/config.h"
+#include "io/synth.h"
 #include "partition/plan.h"
 #include "tests/check.h"
 
@@ -29,19 +30,32 @@ static const char *v3_json =
     " \"vocab_size\": 129280}";
 
 /* shared/golden/tiny-a-fp8/config.json, the keys furrow reads. */
+#define TINY_KEYS \
+    "{\"vocab_size\": 2048, \"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 128," \
+    " \"num_hidden_layers\": 3, \"num_attention_heads\": 4, \"num_key_value_heads\": 4," \
+    " \"n_shared_experts\": 1, \"n_routed_experts\": 16, \"routed_scaling_factor\": 2.5," \
+    " \"kv_lora_rank\": 64, \"q_lora_rank\": 128, \"qk_rope_head_dim\": 16, \"v_head_dim\": 32," \
+    " \"qk_nope_head_dim\": 32, \"n_group\": 4, \"topk_group\": 2, \"num_experts_per_tok\": 4," \
+    " \"first_k_dense_replace\": 1, \"norm_topk_prob\": true, \"hidden_act\": \"silu\"," \
+    " \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-06, \"bos_token_id\": 0, \"eos_token_id\": 1," \
+    " \"tie_word_embeddings\": false, \"num_nextn_predict_layers\": 0, \"model_type\": \"deepseek_v3\"," \
+    " \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 64," \
+    "   \"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": 1.0, \"mscale_all_dim\": 1.0}," \
+    " \"rope_theta\": 10000.0"
 static const char *tiny_json =
-    "{\"vocab_size\": 2048, \"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 128,"
-    " \"num_hidden_layers\": 3, \"num_attention_heads\": 4, \"num_key_value_heads\": 4,"
-    " \"n_shared_experts\": 1, \"n_routed_experts\": 16, \"routed_scaling_factor\": 2.5,"
-    " \"kv_lora_rank\": 64, \"q_lora_rank\": 128, \"qk_rope_head_dim\": 16, \"v_head_dim\": 32,"
-    " \"qk_nope_head_dim\": 32, \"n_group\": 4, \"topk_group\": 2, \"num_experts_per_tok\": 4,"
-    " \"first_k_dense_replace\": 1, \"norm_topk_prob\": true, \"hidden_act\": \"silu\","
-    " \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-06, \"bos_token_id\": 0, \"eos_token_id\": 1,"
-    " \"tie_word_embeddings\": false, \"num_nextn_predict_layers\": 0, \"model_type\": \"deepseek_v3\","
-    " \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 64,"
-    "   \"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": 1.0, \"mscale_all_dim\": 1.0},"
-    " \"rope_theta\": 10000.0, \"quantization_config\": {\"quant_method\": \"fp8\", \"fmt\": \"e4m3\","
+    TINY_KEYS ", \"quantization_config\": {\"quant_method\": \"fp8\", \"fmt\": \"e4m3\","
     "   \"activation_scheme\": \"dynamic\", \"weight_block_size\": [128, 128]}}";
+static const char *tiny_bf16_json = TINY_KEYS "}";
+/* shared/golden/tiny-a-w4-experts: Kimi-K2-Thinking's quantization_config (the
+ * routed experts INT4 in groups of 32). */
+static const char *tiny_w4_json =
+    TINY_KEYS ", \"quantization_config\": {\"config_groups\": {\"group_0\": {\"input_activations\": null,"
+    " \"output_activations\": null, \"targets\": [\"Linear\"], \"weights\": {\"actorder\": null,"
+    " \"block_structure\": null, \"dynamic\": false, \"group_size\": 32, \"num_bits\": 4,"
+    " \"observer\": \"minmax\", \"observer_kwargs\": {}, \"strategy\": \"group\", \"symmetric\": true,"
+    " \"type\": \"int\"}}}, \"format\": \"pack-quantized\", \"ignore\": [\"lm_head\", \"re:.*self_attn.*\","
+    " \"re:.*shared_experts.*\", \"re:.*mlp\\\\.(gate|up|gate_up|down)_proj.*\"], \"kv_cache_scheme\": null,"
+    " \"quant_method\": \"compressed-tensors\", \"quantization_status\": \"compressed\"}}";
 
 static fw_config load(const char *json, const char *name) {
     fw_config c;
@@ -55,9 +69,12 @@ static fw_config load(const char *json, const char *name) {
 
 static fw_layout L;  /* 8 KiB+: not on the stack of every call */
 
+static const fw_quant_spec *weights;  /* plan()'s request: NULL, or what test_quantized sets */
+
 static int plan(const fw_config *c, int world, int rpn, int tp, int pp, double mem_gb, fw_err *e) {
     fw_plan_request rq = {.world = world, .ranks_per_node = rpn, .tp = tp, .pp = pp,
-                          .mem_per_rank = (uint64_t)(mem_gb * 1e9), .context = 4096, .batch = 1};
+                          .mem_per_rank = (uint64_t)(mem_gb * 1e9), .context = 4096, .batch = 1,
+                          .weights = weights};
     memset(e, 0, sizeof *e);
     return fw_plan(c, &rq, &L, e);
 }
@@ -161,7 +178,8 @@ static void check_memory(const fw_config *c, int tp, int pp) {
     double fp8 = 0, bf16 = 0, f32 = 0, wfp8, wbf16, wf32, worst = 0;
     for (int i = 0; i < tp * pp; i++) {
         fp8 += (double)m[i].weights_fp8, bf16 += (double)m[i].weights_bf16, f32 += (double)m[i].weights_f32;
-        CHECK(m[i].weights == m[i].weights_fp8 + m[i].weights_bf16 + m[i].weights_f32, "weights sum");
+        CHECK(m[i].weights == m[i].weights_fp8 + m[i].weights_bf16 + m[i].weights_f32 && !m[i].weights_int4 &&
+              !m[i].weights_int8, "weights sum");
         CHECK(m[i].total == m[i].weights + m[i].kv_cache + m[i].activations, "total sum");
         int stage = i / tp;
         CHECK(m[i].kv_cache == (uint64_t)4096 * 576 * 4 * (uint64_t)L.stages[stage].n_layers, "kv of rank %d", i);
@@ -294,8 +312,81 @@ static void test_tiny(void) {
     fw_config_free(&c);
 }
 
+/* Weights stored otherwise than the config says (plan --weights) and
+ * compressed-tensors INT4 configs: bytes from shapes, the 1 x 8 H100 verdicts
+ * for DeepSeek-V3 in FP8 and INT4, Kimi-K2 on 8 H200. */
+static void test_quantized(void) {
+    fw_err e;
+    fw_config bf = load(tiny_bf16_json, "tiny bf16"), w4 = load(tiny_w4_json, "tiny w4");
+    CHECK(w4.int4 && !w4.fp8 && !bf.int4, "tiny w4 config: int4 %d fp8 %d", w4.int4, w4.fp8);
+    /* tiny: 2 MoE layers x 16 experts x gate/up [128, 256] + down [256, 128];
+     * INT4 in groups of 32: 1/2 byte a value, a bf16 scale per 32. */
+    const double ex = 2.0 * 16 * 3 * 128 * 256, ex_int4 = ex / 2 + ex / 32 * 2;
+    uint64_t b_bf, b_w4, b_spec, b_int8;
+    const fw_quant_spec k2 = {.type = FW_WTYPE_INT4, .group = 32, .experts_only = true};
+    const fw_quant_spec i8 = {.type = FW_WTYPE_INT8};
+    CHECK(fw_plan_weight_bytes(&bf, NULL, false, &b_bf, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_plan_weight_bytes(&w4, NULL, false, &b_w4, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_plan_weight_bytes(&bf, &k2, false, &b_spec, &e) == FW_OK, "%s", e.msg);
+    CHECK(fw_plan_weight_bytes(&bf, &i8, false, &b_int8, &e) == FW_OK, "%s", e.msg);
+    CHECK((double)b_w4 == (double)b_bf - 2 * ex + ex_int4, "w4 config: %llu bytes, want %.0f",
+          (unsigned long long)b_w4, (double)b_bf - 2 * ex + ex_int4);
+    CHECK(b_spec == b_w4, "int4,group=32,experts on BF16: %llu bytes, the w4 config %llu", (unsigned long long)b_spec,
+          (unsigned long long)b_w4);
+    CHECK(b_int8 < b_bf / 2 + b_bf / 4 && b_int8 > b_bf / 2, "int8: %llu of bf16 %llu", (unsigned long long)b_int8,
+          (unsigned long long)b_bf);
+    /* Per rank: the int4 bytes of tp 2 add up to one rank's (experts split, nothing replicated). */
+    weights = &k2;
+    CHECK(plan(&bf, 2, 2, 2, 1, 0, &e) == FW_OK, "%s", e.msg);
+    fw_mem_estimate m[2];
+    CHECK(fw_plan_mem_per_rank(&bf, &L, m, &e) == FW_OK, "%s", e.msg);
+    CHECK((double)(m[0].weights_int4 + m[1].weights_int4) == ex / 2, "int4 bytes over tp 2: %llu + %llu, want %.0f",
+          (unsigned long long)m[0].weights_int4, (unsigned long long)m[1].weights_int4, ex / 2);
+    CHECK(m[0].weights_scales == (uint64_t)(ex / 32 * 2 / 2), "tp rank 0's int4 scales %llu",
+          (unsigned long long)m[0].weights_scales);
+    CHECK(m[0].weights == m[0].weights_bf16 + m[0].weights_f32 + m[0].weights_int4, "weights sum with int4");
+    weights = NULL;
+    CHECK(plan(&w4, 2, 2, 2, 1, 0, &e) == FW_OK, "%s", e.msg);
+    CHECK(L.mem.weights_int4 == m[L.mem_tp_rank].weights_int4 && !L.requantized,
+          "the w4 config's own INT4 counts as the spec does: %llu", (unsigned long long)L.mem.weights_int4);
+
+    /* DeepSeek-V3 on 1 node x 8 H100 (80 GB): FP8 does not fit, INT4 does. */
+    fw_config v3 = load(v3_json, "671B");
+    const fw_quant_spec all4 = {.type = FW_WTYPE_INT4, .group = 128};
+    check_err(plan(&v3, 8, 8, 0, 0, 80, &e), &e, "not enough memory per rank",
+              "INT4 weights (--weights int4: every linear weight but the head) would need", "FP8 on 8 x 80 GB");
+    CHECK(strstr(e.msg, "at tp 8 x pp 1 (fits)") != NULL, "FP8 on 8 x 80 GB: no INT4 verdict in '%s'", e.msg);
+    weights = &all4;
+    CHECK(plan(&v3, 8, 8, 0, 0, 80, &e) == FW_OK, "INT4 on 8 x 80 GB: %s", e.msg);
+    CHECK(L.tp == 8 && L.pp == 1 && L.requantized, "INT4 on 8 x 80 GB: tp %d pp %d", L.tp, L.pp);
+    CHECK(L.mem.total > 40e9 && L.mem.total < 50e9 && L.mem.weights_fp8 == 0, "INT4 on 8 x 80 GB: %.1f GB per rank",
+          L.mem.total / 1e9);
+    weights = NULL;
+
+    /* Kimi-K2-Thinking: 594 GB published (INT4 experts, BF16 rest) fits 8 x 141 GB (and, just, 8 x 80 GB), not 8 x 70 GB. */
+    fw_config k;
+    fw_quant_spec kq;
+    uint64_t kb;
+    CHECK(fw_synth_preset("kimi-k2", &k, &e) == FW_OK, "kimi-k2: %s", e.msg);
+    CHECK(fw_quant_spec_parse(&kq, fw_synth_preset_weights("kimi-k2"), &e) == FW_OK, "%s", e.msg);
+    CHECK(k.n_routed_experts == 384 && k.num_attention_heads == 64 && k.n_group == 1 && k.topk_group == 1 &&
+          k.first_k_dense_replace == 1 && k.vocab_size == 163840, "kimi-k2 geometry");
+    CHECK(fw_plan_weight_bytes(&k, &kq, true, &kb, &e) == FW_OK, "%s", e.msg);
+    CHECK(kb > 594e9 * 0.98 && kb < 594e9 * 1.02, "kimi-k2 INT4: %.1f GB, published ~594 GB", kb / 1e9);
+    weights = &kq;
+    CHECK(plan(&k, 8, 8, 0, 0, 141, &e) == FW_OK, "kimi-k2 on 8 x 141 GB: %s", e.msg);
+    CHECK(L.tp == 8 && L.pp == 1 && L.experts_per_rank_max == 48, "kimi-k2: tp %d pp %d", L.tp, L.pp);
+    check_err(plan(&k, 8, 8, 0, 0, 70, &e), &e, "not enough memory per rank", "tp 8 x pp 2 fits", "kimi on 8 x 70");
+    weights = NULL;
+    fw_config_free(&k);
+    fw_config_free(&v3);
+    fw_config_free(&bf);
+    fw_config_free(&w4);
+}
+
 int main(void) {
     test_tiny();
     test_v3();
+    test_quantized();
     return check_result();
 }

@@ -67,6 +67,29 @@ h5diff "$T/g1.h5" "$T/g2.h5" logits > /dev/null || bad "synth:tiny differs from 
 fw_mpirun 60 2 "$furrow" logits --model synth:tiny,layers=2,dense=0,seed=3,fp8=1 --tp 2 --tokens 9,8,7 \
   --out "$T/h2.h5" 2> "$T/err.txt" || { cat "$T/err.txt"; bad "fp8 logits in place, tp 2"; }
 h5diff -d 1e-5 "$T/h1.h5" "$T/h2.h5" logits > /dev/null || bad "synth:tiny,fp8 over tp 2 differs from the written checkpoint"
+# Quantized weights (--weights, weights=SPEC last in the text): the written
+# checkpoint read over tp 2 (per-channel INT8 scales kept by every column slice
+# of o_proj and down_proj, their chunks checked) equals the in-place model on one
+# rank; INT4 likewise; the size estimate counts packed values.
+for spec in int8 int4,group=32; do
+  "$furrow" synth --preset tiny --seed 6 --layers 2 --weights "$spec" --out "$T/q-$spec" --quiet || bad "synth --weights $spec"
+  "$furrow" info "$T/q-$spec" | grep -q "^weights .* INT[48] (symmetric" || bad "synth --weights $spec: info"
+  "$furrow" logits --model "synth:tiny,layers=2,seed=6,weights=$spec" --tokens 9,8,7,300 --out "$T/q1.h5" 2> /dev/null ||
+    bad "logits in place, weights=$spec"
+  fw_mpirun 60 2 "$furrow" logits --model "$T/q-$spec" --tp 2 --tokens 9,8,7,300 --out "$T/q2.h5" 2> "$T/err.txt" ||
+    { cat "$T/err.txt"; bad "logits of synth --weights $spec, tp 2"; }
+  h5diff -d 1e-5 "$T/q1.h5" "$T/q2.h5" logits > /dev/null || bad "weights=$spec: in place differs from the written, tp 2"
+done
+"$furrow" synth --preset deepseek-v3 --weights int4 --out "$T/big4" 2> "$T/err.txt"; rc=$?
+gb=$(sed -n 's/.*this model is \([0-9]*\)\..* GB.*/\1/p' "$T/err.txt")
+[ $rc -eq 1 ] && [ -n "$gb" ] && [ "$gb" -gt 300 ] && [ "$gb" -lt 420 ] ||
+  { cat "$T/err.txt"; bad "deepseek-v3 int4 estimate: ${gb:-?} GB, expected ~360 (half a byte per weight)"; }
+"$furrow" synth --weights int4,group=24 --out "$T/q-bad" 2> "$T/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "tensor 'model.layers.0.self_attn.q_a_proj.weight'.*group size 24" "$T/err.txt" ||
+  { cat "$T/err.txt"; bad "synth --weights int4,group=24 on tiny"; }
+"$furrow" logits --model synth:tiny,weights=int9 --tokens 1 --out "$T/x.h5" 2> "$T/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "weights: quantization 'int9'" "$T/err.txt" || { cat "$T/err.txt"; bad "synth: bad weights="; }
+"$furrow" bench --help | grep -q 'weights=SPEC' || bad "bench --help lacks weights="
 "$furrow" logits --model synth:tiny,layers=x --tokens 1 --out "$T/x.h5" 2> "$T/err.txt"; rc=$?
 [ $rc -ne 0 ] && grep -q "bad option 'layers=x'" "$T/err.txt" || { cat "$T/err.txt"; bad "synth: spec with a bad option"; }
 exit $fail

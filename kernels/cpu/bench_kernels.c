@@ -171,6 +171,19 @@ static fw_weight *make_weights(fw_wtype t, int64_t rows, int64_t cols, int ncopi
         }
         return w;
     }
+    if (t == FW_WTYPE_INT8) { /* per output channel, bf16 scales (held in *scale's allocation) */
+        free(*scale);
+        uint16_t *gs = malloc((size_t)rows * 2);
+        for (int64_t i = 0; i < rows; i++) gs[i] = fw_f32_to_bf16(0.01f * (1.5f + frand()));
+        *scale = (float *)gs;
+        for (int c = 0; c < ncopies; c++) {
+            int8_t *d = malloc((size_t)(rows * cols));
+            for (int64_t i = 0; i < rows * cols; i++) d[i] = (int8_t)(rand() & 255);
+            w[c] = (fw_weight){.type = t, .rows = rows, .cols = cols, .ld = cols, .data = d, .gscale = gs,
+                               .scale_ld = 1, .group = cols};
+        }
+        return w;
+    }
     for (int c = 0; c < ncopies; c++) {
         uint8_t *d = malloc((size_t)(rows * cols) * es);
         for (int64_t i = 0; i < rows * cols; i++) {
@@ -307,12 +320,13 @@ int main(int argc, char **argv) {
 
     /* GEMV: decode shapes, weights cycled through > 4x the L3. */
     const int64_t gshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {7168, 2048}, {576, 7168}};
-    const fw_wtype types[] = {FW_WTYPE_BF16, FW_WTYPE_FP8, FW_WTYPE_F32, FW_WTYPE_INT4};
-    static const char *const tnames[] = {"f32", "bf16", "fp8", "int4"};
+    const fw_wtype types[] = {FW_WTYPE_BF16, FW_WTYPE_FP8, FW_WTYPE_F32, FW_WTYPE_INT4, FW_WTYPE_INT8};
+    static const char *const tnames[] = {"f32", "bf16", "fp8", "int4", "int8"};
     const int64_t gT[] = {1, 4, 8};
-    printf("\nGEMV (matmul, weights streamed from memory; GB/s of stored weights, int4: packed words, group 32)\n"
+    printf("\nGEMV (matmul, weights streamed from memory; GB/s of stored weights, int4: packed words, group 32;\n"
+           "int8: one scale per row)\n"
            "%-6s %-12s %3s %10s %9s %9s %12s\n", "type", "shape", "T", "GB/s", "% copy", "% read", "Gweights/s");
-    for (int ti = 0; ti < 4 && strchr(sections, 'g'); ti++) {
+    for (int ti = 0; ti < 5 && strchr(sections, 'g'); ti++) {
         for (int si = 0; si < 5; si++) {
             int64_t N = gshape[si][0], K = gshape[si][1];
             size_t wbytes = fw_wtype_bytes(types[ti], N, K);

@@ -29,4 +29,10 @@ void fw_cpu_matmul_xw_generic(float *y, const float *x, const fw_weight *w, int6
 /* Widens w[i, j0 .. j0 + n) (scales applied) into out[n]. */
 void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
 
+/* INT8 (kernels/cpu/fast_int8.c): a row widened as fw_cpu_widen_row, and the GEMV
+ * (any T, in passes of FW_GEMV_MAX_T tokens). */
+void fw_cpu_int8_widen_generic(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
+void fw_cpu_int8_widen_avx2(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
+void fw_cpu_int8_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+
 #endif

@@ -87,6 +87,7 @@ static void widen_row_generic(float *out, const fw_weight *w, int64_t i, int64_t
         }
         break;
     }
+    case FW_WTYPE_INT8: fw_cpu_int8_widen_generic(out, w, i, j0, n); break;
     }
 }
 
@@ -163,6 +164,7 @@ AVX2_FN static void widen_row_avx2(float *out, const fw_weight *w, int64_t i, in
         if (j < n) widen_row_generic(out + j, w, i, j0 + j, n - j);
         break;
     }
+    case FW_WTYPE_INT8: fw_cpu_int8_widen_avx2(out, w, i, j0, n); break;
     }
 }
 
@@ -281,6 +283,10 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
     const int64_t N = w->rows, K = w->cols;
     if (w->type == FW_WTYPE_INT4) { /* a view inside a word, or no memory: the portable code */
         if (!fw_cpu_int4_ok(w) || !fw_cpu_int4_gemv_avx2(y, x, w, T)) fw_cpu_matmul_generic(y, x, w, T);
+        return;
+    }
+    if (w->type == FW_WTYPE_INT8) {
+        fw_cpu_int8_gemv_avx2(y, x, w, T);
         return;
     }
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
@@ -520,7 +526,7 @@ AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, in
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->cols;
     if (N <= 0 || T <= 0) return;
-    if (w->type == FW_WTYPE_INT4) { /* no INT4 W^T kernel yet: rows widened a chunk at a time */
+    if (fw_wtype_grouped(w->type)) { /* no INT4/INT8 W^T kernel yet: rows widened a chunk at a time */
         fw_cpu_matmul_xw_generic(y, x, w, T);
         return;
     }

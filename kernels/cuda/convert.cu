@@ -28,3 +28,20 @@ extern "C" int fw_cuda_bf16_to_f32(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x,
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
+
+/* out (rows, cols) bf16 = an INT4 weight's q * scale, rounded once: the dense
+ * matmuls of more than 8 rows hand it to cuBLASLt (matmul.cu). */
+__global__ void __launch_bounds__(CVT_THREADS)
+int4_to_bf16_kernel(bf16 *__restrict__ out, fw_wview w, int64_t rows, int64_t cols) {
+    const int64_t n = rows * cols;
+    for (int64_t i = (int64_t)blockIdx.x * CVT_THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * CVT_THREADS)
+        out[i] = fw_f2bf(fw_wget<FW_WTYPE_INT4>(w, i / cols, i % cols));
+}
+
+int fw_cuda_int4_to_bf16(fw_cuda_ctx *ctx, bf16 *out, const fw_weight *w) {
+    const int64_t n = w->rows * w->cols;
+    if (n == 0) return FW_CUDA_OK;
+    int4_to_bf16_kernel<<<fw_grid_1d(n, CVT_THREADS), CVT_THREADS, 0, ctx->stream>>>(out, fw_wview_of(w), w->rows, w->cols);
+    FW_CUDA_LAUNCHED(ctx);
+    return FW_CUDA_OK;
+}

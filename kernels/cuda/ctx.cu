@@ -142,7 +142,36 @@ extern "C" int fw_cuda_download(fw_cuda_ctx *ctx, void *dst, const void *src, si
     return FW_CUDA_OK;
 }
 
+/* INT4: the words that hold columns c0 .. c0 + cols - 1 of each row, rows padded
+ * to 16 bytes, and each row's group scales (bf16) for those columns; c0 kept. */
+static int int4_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *hw) {
+    if (!hw->gscale || hw->group < 8 || hw->group % 8 || hw->c0 < 0)
+        return fw_cuda_errf(ctx, "fw_cuda_weight_upload: INT4 weight without group scales, or with group %lld",
+                            (long long)hw->group);
+    const int64_t words = (hw->c0 + hw->cols + 7) / 8, ld = fw_round_up(words > 0 ? words : 1, 4);
+    const int64_t groups = (hw->c0 + hw->cols + hw->group - 1) / hw->group;
+    if (hw->ld < words) return fw_cuda_errf(ctx, "fw_cuda_weight_upload: INT4 ld %lld < %lld words", (long long)hw->ld, (long long)words);
+    const size_t bytes = (size_t)(hw->rows * ld) * 4, sbytes = (size_t)(hw->rows * groups) * 2;
+    FW_CUDA_CHECK(ctx, cudaMalloc(&dw->data_alloc, bytes ? bytes : 1));
+    FW_CUDA_CHECK(ctx, cudaMalloc(&dw->scale_alloc, sbytes ? sbytes : 1));
+    dw->w = *hw;
+    dw->w.data = dw->data_alloc;
+    dw->w.ld = ld;
+    dw->w.gscale = (const uint16_t *)dw->scale_alloc;
+    dw->w.scale_ld = groups;
+    FW_CUDA_CHECK(ctx, cudaMemsetAsync(dw->data_alloc, 0, bytes ? bytes : 1, ctx->stream));
+    if (hw->rows > 0 && hw->cols > 0) {
+        FW_CUDA_CHECK(ctx, cudaMemcpy2DAsync(dw->data_alloc, (size_t)ld * 4, hw->data, (size_t)hw->ld * 4, (size_t)words * 4,
+                                             (size_t)hw->rows, cudaMemcpyHostToDevice, ctx->stream));
+        FW_CUDA_CHECK(ctx, cudaMemcpy2DAsync(dw->scale_alloc, (size_t)groups * 2, hw->gscale, (size_t)hw->scale_ld * 2,
+                                             (size_t)groups * 2, (size_t)hw->rows, cudaMemcpyHostToDevice, ctx->stream));
+    }
+    FW_CUDA_CHECK(ctx, cudaStreamSynchronize(ctx->stream)); /* the host buffers may go now */
+    return FW_CUDA_OK;
+}
+
 static int weight_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *hw, int64_t ld) {
+    if (hw->type == FW_WTYPE_INT4) return int4_upload(ctx, dw, hw);
     if (hw->type != FW_WTYPE_F32 && hw->type != FW_WTYPE_BF16 && hw->type != FW_WTYPE_FP8)
         return fw_cuda_errf(ctx, "fw_cuda_weight_upload: unknown weight type %d", (int)hw->type);
     if (hw->rows < 0 || hw->cols < 0 || hw->ld < hw->cols)

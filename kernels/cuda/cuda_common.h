@@ -50,6 +50,9 @@ int fw_cuda_scratch(fw_cuda_ctx *ctx, size_t bytes, void **p);
 /* ctx.cu: the driver's tensor-map encoder, found once through the runtime (no link
  * to libcuda); NULL where the driver has none. */
 PFN_cuTensorMapEncodeTiled_v12000 fw_tma_encoder(void);
+/* convert.cu: out (rows, cols) = an INT4 weight dequantized to bf16 (q * scale rounded once). */
+int fw_cuda_int4_to_bf16(fw_cuda_ctx *ctx, bf16 *out, const fw_weight *w);
+
 /* matmul_own.cu: y (T, N) = x (T, K) . W^T with the own kernels; y bf16 or fp32. */
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T);
 /* fp8_quant.cu: x (T, K) bf16 -> xq (Mpad, K) e4m3 with dequant scales xs[m + kb * Mpad]
@@ -100,20 +103,52 @@ __device__ __forceinline__ float fw_fp8_to_f32(uint8_t b) {
 }
 
 /* A weight view as kernels see it: element (i, j) at data + i * ld + j; FP8 scale of
- * (i, j) at scale[((r0 + i) / 128) * scale_ld + (c0 + j) / 128] (ops.h). */
+ * (i, j) at scale[((r0 + i) / 128) * scale_ld + (c0 + j) / 128] (ops.h). INT4:
+ * ld counts int32 words of 8 values, column c = c0 + j is nibble c % 8 of word
+ * c / 8 of row i, its scale gscale[i * scale_ld + c / group]. */
 struct fw_wview {
     const void *data;
     const float *scale;
     int64_t ld, scale_ld, r0, c0;
+    const bf16 *gscale;
+    int64_t group;
 };
 
 static inline fw_wview fw_wview_of(const fw_weight *w) {
-    fw_wview v = {w->data, w->scale, w->ld, w->scale_ld, w->r0, w->c0};
+    fw_wview v = {w->data, w->scale, w->ld, w->scale_ld, w->r0, w->c0, (const bf16 *)w->gscale, w->group};
     return v;
+}
+
+/* Byte offset of element k of a row from its start (k whole 16-byte pieces for INT4). */
+template <int WT>
+__device__ __forceinline__ int64_t fw_wbyte(int64_t k) {
+    return WT == FW_WTYPE_F32 ? 4 * k : WT == FW_WTYPE_BF16 ? 2 * k : WT == FW_WTYPE_FP8 ? k : k / 2;
+}
+
+/* Elements in a 16-byte piece of a weight row. */
+template <int WT>
+struct fw_piece {
+    static constexpr int E = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 8 : WT == FW_WTYPE_FP8 ? 16 : 32;
+};
+
+/* An INT4 weight's scale of row n at column c0 + k. */
+__device__ __forceinline__ float fw_int4_scale(const fw_wview &w, int64_t n, int64_t k) {
+    return fw_bf2f(w.gscale[n * w.scale_ld + (w.c0 + k) / w.group]);
+}
+
+/* The INT4 value of nibble k (0..7) of a packed word: -8..7, as 2^23 + nibble
+ * (the nibble in the mantissa's low bits) less 2^23 + 8: one logic op and one add. */
+__device__ __forceinline__ float fw_int4_at(uint32_t word, int k) {
+    return __uint_as_float(0x4B000000u | ((word >> (4 * k)) & 15u)) - 8388616.0f;
 }
 
 template <int WT>
 __device__ __forceinline__ float fw_wget(const fw_wview &w, int64_t i, int64_t j) {
+    if (WT == FW_WTYPE_INT4) {
+        const int64_t c = w.c0 + j;
+        const uint32_t word = ((const uint32_t *)w.data)[i * w.ld + c / 8];
+        return fw_int4_at(word, (int)(c % 8)) * fw_int4_scale(w, i, j);
+    }
     int64_t off = i * w.ld + j;
     if (WT == FW_WTYPE_F32) return ((const float *)w.data)[off];
     if (WT == FW_WTYPE_BF16) return fw_bf2f(((const bf16 *)w.data)[off]);
@@ -149,11 +184,15 @@ __device__ __forceinline__ void fw_load8(const void *base, int64_t off, float v[
     }
 }
 
-/* 16 bytes of a weight row as floats: 16 FP8 (unscaled) or 8 BF16 values. */
+/* 16 bytes of a weight row as floats: 16 FP8 (unscaled), 8 BF16 or 32 INT4 values
+ * (unscaled, -8..7: exact). */
 template <int WT>
 __device__ __forceinline__ void fw_unpack16(const uint4 &u, float *f) {
     const uint32_t *q = (const uint32_t *)&u;
-    if (WT == FW_WTYPE_FP8) {
+    if (WT == FW_WTYPE_INT4) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) f[i] = fw_int4_at(q[i / 8], i % 8);
+    } else if (WT == FW_WTYPE_FP8) {
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(q[i / 2] >> (16 * (i % 2))), __NV_E4M3);

@@ -20,6 +20,9 @@
  *   K % 16 == 0, W.ld % 16 == 0, a 16-byte aligned W, and a view origin on the
  *   128 grid (r0 % 128 == c0 % 128 == 0). The tiny test models' 48/96/144 pass
  *   these checks; if cuBLASLt still refuses them, the own kernels run.
+ * - INT4 weights: at most FW_INT4_GEMV_ROWS rows (decode) the own GEMV (packed
+ *   words widened in registers, q * scale exact in fp32); more rows: the weight
+ *   dequantized to bf16 into the scratch, then cuBLASLt bf16 as above.
  * - Everything else (F32 weights, FP8 with fp32 output, shapes or views cuBLASLt
  *   refuses, ctx->opt.mm_policy == FW_CUDA_MM_OWN): the own kernels (matmul_own.cu),
  *   which widen weights in registers and keep the activations in bf16.
@@ -202,6 +205,22 @@ static int mm_lt_bf16(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, cons
     return FW_CUDA_OK;
 }
 
+/* INT4 weights: up to this many rows the own GEMV reads the packed words once;
+ * more go to cuBLASLt as bf16, dequantized into the scratch for the call (a dense
+ * weight's bf16 copy costs 4x its packed bytes to write, less than the GEMM's
+ * time from here on). */
+#define FW_INT4_GEMV_ROWS 8
+static int mm_lt_int4(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T, bool *done) {
+    *done = false;
+    void *scratch;
+    if (fw_cuda_scratch(ctx, (size_t)(w->rows * w->cols) * sizeof(bf16), &scratch)) return FW_CUDA_ERR;
+    if (fw_cuda_int4_to_bf16(ctx, (bf16 *)scratch, w)) return FW_CUDA_ERR;
+    fw_weight wb;
+    memset(&wb, 0, sizeof wb);
+    wb.type = FW_WTYPE_BF16, wb.rows = w->rows, wb.cols = w->cols, wb.ld = w->cols, wb.data = scratch;
+    return mm_lt_bf16(ctx, y, y_f32, x, &wb, T, done);
+}
+
 /* Can the block-scaled FP8 path take this weight at all (before asking cuBLASLt)? */
 static bool fp8_lt_shape_ok(const fw_cuda_ctx *ctx, const fw_weight *w) {
     return ctx->cc_major >= 9 && w->rows % 8 == 0 && w->cols % 16 == 0 && w->ld % 16 == 0 &&
@@ -271,11 +290,14 @@ static int mm_lt_fp8(fw_cuda_ctx *ctx, bf16 *y, const bf16 *x, const fw_weight *
 }
 
 static int check_args(fw_cuda_ctx *ctx, const char *op, const void *y, const void *x, const fw_weight *w, int64_t T) {
-    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || w->ld < w->cols)
+    const int64_t ld_cols = w && w->type == FW_WTYPE_INT4 ? 8 * w->ld - w->c0 : w ? w->ld : 0; /* INT4: ld in words */
+    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || ld_cols < w->cols)
         return fw_cuda_errf(ctx, "%s: bad arguments (T %lld, W [%lld x %lld] ld %lld)", op, (long long)T,
                             w ? (long long)w->rows : -1LL, w ? (long long)w->cols : -1LL, w ? (long long)w->ld : -1LL);
-    if (w->type != FW_WTYPE_F32 && w->type != FW_WTYPE_BF16 && w->type != FW_WTYPE_FP8)
+    if (w->type != FW_WTYPE_F32 && w->type != FW_WTYPE_BF16 && w->type != FW_WTYPE_FP8 && w->type != FW_WTYPE_INT4)
         return fw_cuda_errf(ctx, "%s: unknown weight type %d", op, (int)w->type);
+    if (w->type == FW_WTYPE_INT4 && (!w->gscale || w->group < 8 || w->group % 8 || w->c0 < 0))
+        return fw_cuda_errf(ctx, "%s: INT4 weight without group scales, or with group %lld", op, (long long)w->group);
     if (w->type == FW_WTYPE_FP8 && (!w->scale || w->r0 < 0 || w->c0 < 0))
         return fw_cuda_errf(ctx, "%s: FP8 weight without scales or with a negative origin", op);
     if (T > 0 && w->rows > 0 && (!y || (!x && w->cols > 0))) return fw_cuda_errf(ctx, "%s: NULL input or output", op);
@@ -299,6 +321,9 @@ static int matmul_any(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, cons
         } else if (w->type == FW_WTYPE_FP8 && !y_f32 && T > ctx->opt.fp8_gemv_rows && fp8_lt_shape_ok(ctx, w)) {
             if (mm_lt_fp8(ctx, (bf16 *)y, x, w, T, &done)) return FW_CUDA_ERR;
             if (done) ctx->last_mm_path = FW_CUDA_MM_LT_FP8;
+        } else if (w->type == FW_WTYPE_INT4 && T > FW_INT4_GEMV_ROWS) {
+            if (mm_lt_int4(ctx, y, y_f32, x, w, T, &done)) return FW_CUDA_ERR;
+            if (done) ctx->last_mm_path = FW_CUDA_MM_LT_BF16;
         }
     }
     if (done) return FW_CUDA_OK;

@@ -12,10 +12,13 @@
  *   loads of W in flight (streamed past L1), FP8 scaled once per 16 products;
  *   else 8 elements per load, or one element per lane (odd views, odd ld).
  *   At batch 1, rows of at most 4 KB go two to a warp (gemv_pair_kernel).
+ *   INT4 in whole 32-column pieces and groups: the tensor-core GEMV of int4_tc.h
+ *   (gemv_int4_tc_kernel); other INT4 views one value at a time.
  * - tiled (T > 8): 64 x 64 output tiles, K in steps of 32 through shared memory,
  *   4 x 4 outputs per thread. Plain fp32 FMA: correct for every shape, not fast;
  *   the real model's shapes go to cuBLASLt. */
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/int4_tc.h"
 
 #define GEMV_THREADS 256 /* 8 warps, 8 output rows per block */
 #define TILE 64
@@ -45,15 +48,15 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
     if (n >= N) {
         /* no row: nothing to add (warp-uniform) */
     } else if (LOAD == LOAD_WIDE) {
-        constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
-        const uint8_t *row = (const uint8_t *)w.data + n * w.ld * ES;
+        constexpr int E = fw_piece<WT>::E;
+        const uint8_t *row = (const uint8_t *)w.data + fw_wbyte<WT>(n * w.ld);
         const float *srow = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
         for (int64_t k0 = k_lo + (int64_t)lane * E; k0 < k_hi; k0 += 32 * E * WIDE_U) {
             uint4 wv[WIDE_U];
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
                 const int64_t k = k0 + (int64_t)u * 32 * E;
-                if (k < k_hi) wv[u] = __ldcs((const uint4 *)(row + k * ES));
+                if (k < k_hi) wv[u] = __ldcs((const uint4 *)(row + fw_wbyte<WT>(k)));
             }
 #pragma unroll
             for (int u = 0; u < WIDE_U; u++) {
@@ -140,7 +143,7 @@ gemv_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T,
 template <int WT, typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS, 3)
 gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t N, int64_t K) {
-    constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+    constexpr int E = fw_piece<WT>::E;
     const int lane = threadIdx.x & 31;
     const int64_t n0 = 2 * ((int64_t)blockIdx.x * (GEMV_THREADS / 32) + (threadIdx.x >> 5));
     if (n0 >= N) return;
@@ -150,7 +153,7 @@ gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, i
 #pragma unroll
     for (int j = 0; j < 2; j++) {
         const int64_t n = has1 ? n0 + j : n0; /* a missing second row reads the first's */
-        row[j] = (const uint8_t *)w.data + n * w.ld * ES;
+        row[j] = (const uint8_t *)w.data + fw_wbyte<WT>(n * w.ld);
         srow[j] = WT == FW_WTYPE_FP8 ? w.scale + ((w.r0 + n) >> 7) * w.scale_ld : nullptr;
     }
     float acc[2] = {0.0f, 0.0f};
@@ -161,7 +164,7 @@ gemv_pair_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, i
             const int64_t k = k0 + (int64_t)u * 32 * E;
 #pragma unroll
             for (int j = 0; j < 2; j++)
-                if (k < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + k * ES));
+                if (k < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + fw_wbyte<WT>(k)));
         }
 #pragma unroll
         for (int u = 0; u < WIDE_U; u++) {
@@ -259,7 +262,7 @@ static int gemv_slices(int64_t N, int64_t K, int64_t es) {
 template <int WT, int MT, typename OutT>
 static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, int ks,
                         cudaStream_t st) {
-    if constexpr (MT == 1 && WT != FW_WTYPE_F32) {
+    if constexpr (MT == 1 && (WT == FW_WTYPE_BF16 || WT == FW_WTYPE_FP8)) {
         if (vec == LOAD_WIDE && ks == 1 && K * (WT == FW_WTYPE_FP8 ? 1 : 2) <= GEMV_PAIR_BYTES) {
             gemv_pair_kernel<WT, OutT><<<(unsigned)fw_ceil_div(N, 2 * (GEMV_THREADS / 32)), GEMV_THREADS, 0, st>>>(y, x, w, N, K);
             return;
@@ -267,11 +270,19 @@ static void launch_gemv(int vec, OutT *y, const bf16 *x, const fw_wview &w, int 
     }
     const unsigned blocks = (unsigned)fw_ceil_div(N, GEMV_THREADS / 32 / ks);
     const int64_t kslice = K / ks;
-    if (vec == LOAD_WIDE && WT != FW_WTYPE_F32)
-        gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
-    else if (vec != LOAD_ONE)
-        gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
-    else gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+    if constexpr (WT == FW_WTYPE_BF16 || WT == FW_WTYPE_FP8) {
+        if (vec == LOAD_WIDE) {
+            gemv_kernel<WT, MT, LOAD_WIDE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+            return;
+        }
+    }
+    if constexpr (WT != FW_WTYPE_INT4) {
+        if (vec != LOAD_ONE) {
+            gemv_kernel<WT, MT, LOAD_8, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
+            return;
+        }
+    }
+    gemv_kernel<WT, MT, LOAD_ONE, OutT><<<blocks, GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks, kslice);
 }
 
 template <int WT, typename OutT>
@@ -294,7 +305,62 @@ static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, con
                          int64_t N, int64_t K, int ks, cudaStream_t st) {
     if (wt == FW_WTYPE_F32) launch_own<FW_WTYPE_F32>(gemv, vec, y, x, w, T, N, K, ks, st);
     else if (wt == FW_WTYPE_BF16) launch_own<FW_WTYPE_BF16>(gemv, vec, y, x, w, T, N, K, ks, st);
-    else launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else if (wt == FW_WTYPE_FP8) launch_own<FW_WTYPE_FP8>(gemv, vec, y, x, w, T, N, K, ks, st);
+    else launch_own<FW_WTYPE_INT4>(gemv, vec, y, x, w, T, N, K, ks, st);
+}
+
+/* INT4 at T <= 8 on the tensor cores (int4_tc.h): the block's 8 warps are 8 / KS
+ * tiles of 16 rows x KS slices of K, the slices added through shared memory in
+ * slice order. K, the view's first column and the group whole 32s. */
+template <typename OutT>
+__global__ void __launch_bounds__(GEMV_THREADS)
+gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS) {
+    __shared__ float part[GEMV_THREADS / 32][4][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int tiles = GEMV_THREADS / 32 / KS, slice = warp % KS;
+    const int64_t n0 = ((int64_t)blockIdx.x * tiles + warp / KS) * 16;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (n0 < N) {
+        const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
+        const int per = (int)(K / 32 / KS), cw = (int)(w.c0 / 8);
+        const uint32_t *words = (const uint32_t *)w.data;
+        int4_tc_dot(acc, words + ra * w.ld + cw + t, words + rb * w.ld + cw + t, w.gscale + ra * w.scale_ld,
+                    w.gscale + rb * w.scale_ld, x + (int64_t)(g < T ? g : 0) * K + 8 * t, g < T, slice * per,
+                    (slice + 1) * per, (int)(w.group / 32), (int)(w.c0 / 32));
+    }
+    if (KS > 1) {
+#pragma unroll
+        for (int q = 0; q < 4; q++) part[warp][q][lane] = acc[q];
+        __syncthreads();
+        if (slice != 0) return;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            acc[q] = part[warp][q][lane];
+            for (int s = 1; s < KS; s++) acc[q] += part[warp + s][q][lane];
+        }
+    }
+    /* acc[q]: row n0 + g + 8 (q / 2), token 2t + q % 2 */
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int64_t n = n0 + g + 8 * (q >> 1);
+        const int tok = 2 * t + (q & 1);
+        if (n < N && tok < T) fw_store(y + tok * N + n, acc[q]);
+    }
+}
+
+/* Slices for the INT4 tensor-core GEMV: up to 8 while the launch is under two
+ * blocks an SM of an H200 and slices keep at least 8 pieces (256 of K). */
+static int int4_tc_slices(int64_t N, int64_t K) {
+    int ks = 1;
+    while (ks < 8 && fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) < 264 && (K / 32) % (2 * ks) == 0 && K / 32 / (2 * ks) >= 8)
+        ks *= 2;
+    return ks;
+}
+
+template <typename OutT>
+static void launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, cudaStream_t st) {
+    const int ks = int4_tc_slices(N, K);
+    gemv_int4_tc_kernel<OutT><<<(unsigned)fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)), GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks);
 }
 
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {
@@ -305,15 +371,25 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     if (gemv && fw_ceil_div(N, GEMV_THREADS / 32) > 0x7fffffffLL)
         return fw_cuda_errf(ctx, "fw_cuda_matmul: N %lld is too large for one launch", (long long)N);
     int64_t es = (int64_t)fw_wtype_size(w->type);
+    fw_wview v = fw_wview_of(w);
+    /* INT4 in whole 32-column pieces of whole groups, x rows 16-byte aligned: the tensor cores */
+    if (gemv && w->type == FW_WTYPE_INT4 && K % 32 == 0 && w->c0 % 32 == 0 && w->group % 32 == 0 &&
+        fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 4) {
+        if (y_f32) launch_int4_tc((float *)y, x, v, (int)T, N, K, ctx->stream);
+        else launch_int4_tc((bf16 *)y, x, v, (int)T, N, K, ctx->stream);
+        FW_CUDA_LAUNCHED(ctx);
+        ctx->last_mm_path = FW_CUDA_MM_GEMV;
+        return FW_CUDA_OK;
+    }
     /* 8-element loads need every W row, every x row and each 8-chunk aligned
      * (LOAD_8); the wide form's 16-byte pieces of W hold 16 FP8 values, which
-     * must not straddle a 128-column scale block (LOAD_WIDE). */
+     * must not straddle a 128-column scale block (LOAD_WIDE). Other INT4: one
+     * value at a time. */
     const bool load8 = K % 8 == 0 && fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 16 &&
                        (w->ld * es) % 16 == 0 && (w->type != FW_WTYPE_FP8 || w->c0 % 8 == 0);
     const bool wide = w->type == FW_WTYPE_BF16 || (w->type == FW_WTYPE_FP8 && K % 16 == 0 && w->c0 % 16 == 0);
-    const int vec = !load8 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
-    fw_wview v = fw_wview_of(w);
-    const int ks = gemv ? gemv_slices(N, K, es) : 1;
+    const int vec = !load8 || w->type == FW_WTYPE_INT4 ? LOAD_ONE : wide ? LOAD_WIDE : LOAD_8;
+    const int ks = gemv && w->type != FW_WTYPE_INT4 ? gemv_slices(N, K, es) : 1;
     if (y_f32) launch_typed(w->type, gemv, vec, (float *)y, x, v, T, N, K, ks, ctx->stream);
     else launch_typed(w->type, gemv, vec, (bf16 *)y, x, v, T, N, K, ks, ctx->stream);
     FW_CUDA_LAUNCHED(ctx);

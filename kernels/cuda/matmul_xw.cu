@@ -29,7 +29,8 @@ xw_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int64_t 
 }
 
 extern "C" int fw_cuda_matmul_xw(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, const fw_weight *w, int64_t T) {
-    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || w->ld < w->cols)
+    const int64_t ld_cols = w && w->type == FW_WTYPE_INT4 ? 8 * w->ld - w->c0 : w ? w->ld : 0; /* INT4: ld in words */
+    if (!w || T < 0 || w->rows < 0 || w->cols < 0 || ld_cols < w->cols)
         return fw_cuda_errf(ctx, "fw_cuda_matmul_xw: bad arguments (T %lld)", (long long)T);
     if (w->type == FW_WTYPE_FP8 && (!w->scale || w->r0 < 0 || w->c0 < 0))
         return fw_cuda_errf(ctx, "fw_cuda_matmul_xw: FP8 weight without scales or with a negative origin");
@@ -47,6 +48,7 @@ extern "C" int fw_cuda_matmul_xw(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x,
     case FW_WTYPE_F32: xw_kernel<FW_WTYPE_F32><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     case FW_WTYPE_BF16: xw_kernel<FW_WTYPE_BF16><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     case FW_WTYPE_FP8: xw_kernel<FW_WTYPE_FP8><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
+    case FW_WTYPE_INT4: xw_kernel<FW_WTYPE_INT4><<<grid, XW_THREADS, 0, ctx->stream>>>(y, x, v, T, K, N); break;
     default: return fw_cuda_errf(ctx, "fw_cuda_matmul_xw: unknown weight type %d", (int)w->type);
     }
     FW_CUDA_LAUNCHED(ctx);

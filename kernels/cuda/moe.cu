@@ -24,6 +24,7 @@
 
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/tc.h"
+#include "kernels/cuda/int4_tc.h"
 #include "kernels/cuda/moe_tiles.h"
 
 #define MOE_SMALL 8 /* 16 (9..16 rows in the tensor-core GEMV, not in tiles): the same at batch 256, 4.27 vs 4.26 ms a layer */
@@ -196,12 +197,12 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
             for (int j = 0; j < NW; j++) acc[j][i] = 0.0f;
         }
         if (LOAD == MOE_LOAD_WIDE) {
-            constexpr int E = WT == FW_WTYPE_FP8 ? 16 : 8, ES = WT == FW_WTYPE_FP8 ? 1 : 2;
+            constexpr int E = fw_piece<WT>::E;
             const uint8_t *row[NW];
             const float *srow[NW];
 #pragma unroll
             for (int j = 0; j < NW; j++) {
-                row[j] = (const uint8_t *)w[j].data + n * w[j].ld * ES;
+                row[j] = (const uint8_t *)w[j].data + fw_wbyte<WT>(WT == FW_WTYPE_INT4 ? n * w[j].ld * 8 : n * w[j].ld); /* INT4: c0 0 */
                 srow[j] = WT == FW_WTYPE_FP8 ? w[j].scale + (n >> 7) * w[j].scale_ld : nullptr;
             }
             for (int64_t k0 = (int64_t)lane * E; k0 < K; k0 += 32 * E * U) {
@@ -211,7 +212,7 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                     const int64_t kk = k0 + (int64_t)u * 32 * E;
 #pragma unroll
                     for (int j = 0; j < NW; j++)
-                        if (kk < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + kk * ES));
+                        if (kk < K) wv[j][u] = __ldcs((const uint4 *)(row[j] + fw_wbyte<WT>(kk)));
                 }
 #pragma unroll
                 for (int u = 0; u < U; u++) {
@@ -221,7 +222,8 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                     for (int j = 0; j < NW; j++) {
                         float f[E];
                         fw_unpack16<WT>(wv[j][u], f);
-                        const float sc = WT == FW_WTYPE_FP8 ? srow[j][kk >> 7] : 1.0f;
+                        const float sc = WT == FW_WTYPE_FP8 ? srow[j][kk >> 7]
+                                         : WT == FW_WTYPE_INT4 ? fw_int4_scale(w[j], n, kk) : 1.0f;
 #pragma unroll
                         for (int i = 0; i < MT; i++) {
                             if (i >= cnt) break;
@@ -274,6 +276,20 @@ moe_gemv_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
             bf16 *yr = y + (int64_t)(r0 + i) * N;
             yr[n] = GU ? fw_swiglu(fw_f2bf(v0), fw_f2bf(v1)) : fw_f2bf(v0);
         }
+    }
+}
+
+/* The tensor-core GEMVs' outputs: acc[j][q] (j: gate, up) is output n0 + g +
+ * 8 (q / 2) of the expert's row 2t + q % 2; with GU silu(gate) * up is stored. */
+template <bool GU>
+__device__ __forceinline__ void moe_tc_store(bf16 *y, const float (&acc)[GU ? 2 : 1][4], int64_t n0, int g, int t,
+                                             int r0, int cnt, int64_t N) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int64_t n = n0 + g + 8 * (q >> 1);
+        const int r = 2 * t + (q & 1);
+        if (n >= N || r >= cnt) continue;
+        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[GU ? 1 : 0][q])) : fw_f2bf(acc[0][q]);
     }
 }
 
@@ -359,14 +375,36 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
             }
         }
     }
-    /* acc[.][q]: output n0 + g + 8 (q / 2), row 2t + q % 2 of the expert's */
+    moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
+}
+
+/* INT4 experts of 1..MOE_SMALL rows on the tensor cores (int4_tc.h): a warp
+ * computes 16 outputs x the expert's rows (x row g held by lane (g, t)). GU: gate
+ * and up weights, silu(g) * u written. */
+template <bool GU>
+__global__ void __launch_bounds__(MOE_GEMV_THREADS, 2)
+moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
+                        int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_hi) {
+    constexpr int NW = GU ? 2 : 1;
+    const int i0 = pl.counts[2] + (int)blockIdx.y;
+    if (i0 >= pl.counts[3 + cls_hi]) return;
+    const int e = pl.small[i0], lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t n0 = ((int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5)) * 16;
+    if (n0 >= N) return;
+    const int r0 = pl.offsets[e], cnt = min(MOE_SMALL, pl.offsets[e + 1] - r0);
+    const bool has_x = g < cnt;
+    const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 8 * t;
+    const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
+    float acc[NW][4];
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int64_t n = n0 + g + 8 * (q >> 1);
-        const int r = 2 * t + (q & 1);
-        if (n >= N || r >= cnt) continue;
-        y[(int64_t)(r0 + r) * N + n] = GU ? fw_swiglu(fw_f2bf(acc[0][q]), fw_f2bf(acc[NW - 1][q])) : fw_f2bf(acc[0][q]);
+    for (int j = 0; j < NW; j++) {
+        const fw_wview w = moe_expert_view<FW_WTYPE_INT4>(j ? w1 : w0, e, wstride, sstride);
+        const uint32_t *words = (const uint32_t *)w.data;
+        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+        int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
+                    w.gscale + rb * w.scale_ld, xr, has_x, 0, (int)(K / 32), (int)(w.group / 32), 0);
     }
+    moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
 }
 
 /* Larger groups when moe_mma_kernel cannot take them (F32 weights, rows not
@@ -408,6 +446,7 @@ moe_tile_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, i
                 int64_t off = n * w.ld + kk;
                 if (WT == FW_WTYPE_FP8) bv = fw_fp8_to_f32(((const uint8_t *)w.data)[off]); /* exact in bf16 */
                 else if (WT == FW_WTYPE_BF16) bv = fw_bf2f(((const bf16 *)w.data)[off]);
+                else if (WT == FW_WTYPE_INT4) bv = fw_wget<WT>(w, n, kk); /* q * scale, rounded to bf16 below */
                 else bv = ((const float *)w.data)[off];
             }
             Bs[lr][lk + i] = fw_f2bf(bv);
@@ -487,9 +526,13 @@ static_assert(MOE_MMA_BN % FW_FP8_BLOCK == 0 && MOE_MMA_WARPS <= 8, "MOE_MMA_WAR
  * staged in the same memory after the K loop. */
 template <int WT>
 struct moe_mma_smem {
-    static constexpr int ES = WT == FW_WTYPE_FP8 ? 1 : 2; /* weight element bytes */
-    static constexpr int A_PITCH = WT == FW_WTYPE_FP8 ? 2 * MOE_MMA_BK + 32 : 2 * MOE_MMA_BK + 16;
-    static constexpr int B_PITCH = ES * MOE_MMA_BK + 16;
+    static constexpr int B_ROW = WT == FW_WTYPE_FP8 ? MOE_MMA_BK : WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK : MOE_MMA_BK / 2;
+    /* ldmatrix rows (BF16): 144; FP8's 8-byte X loads 32 apart: 160; INT4's
+     * 16-byte X loads of two rows a quarter warp: 192 (64 apart mod 128) */
+    static constexpr int A_PITCH = WT == FW_WTYPE_BF16 ? 2 * MOE_MMA_BK + 16
+                                 : WT == FW_WTYPE_FP8  ? 2 * MOE_MMA_BK + 32 : 3 * MOE_MMA_BK;
+    /* INT4: a warp reads word t of 8 rows: pitch 48 puts them in 32 banks */
+    static constexpr int B_PITCH = B_ROW + 16;
     static constexpr int A_BYTES = MOE_BM * A_PITCH, B_BYTES = MOE_MMA_BN * B_PITCH;
     static constexpr int STAGE = A_BYTES + B_BYTES;
     static constexpr int BYTES = MOE_MMA_STAGES * STAGE;
@@ -501,6 +544,18 @@ struct moe_mma_smem {
 __device__ __forceinline__ uint2 lds64(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
     return v;
 }
 
@@ -558,6 +613,41 @@ __device__ __forceinline__ void moe_mma_stage(float (&d)[2][8][4], uint32_t s0, 
     }
 }
 
+/* Half a stage (32 of K) of the INT4 tile into d (zero: the half starts a scale
+ * group, its first product overwrites d), as two mma steps u. Lane (g, t) takes
+ * k = 8t + 4u .. 8t + 4u + 3 of the half for the fragment slots {2t, 2t+1, 2t+8,
+ * 2t+9} of step u (a dot product does not depend on the order of k): nibbles
+ * 4u .. 4u+3 of word t of each weight row's half, and X's values at the same k
+ * (one 16-byte load serves both steps). wq[i][h]: word t of output row
+ * 16 i + g + 8 h; xs: this lane's X bytes of the half (row g, k 8t). */
+__device__ __forceinline__ void moe_mma_int4_half(float (&d)[2][8][4], const uint32_t (&wq)[2][2], uint32_t xs,
+                                                  bool zero) {
+    uint4 xv[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) xv[j] = lds128(xs + 8 * j * moe_mma_smem<FW_WTYPE_INT4>::A_PITCH);
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        uint32_t a[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint32_t nib = wq[i][h] >> (16 * u);
+                a[i][h] = int4x2_to_bf16x2(nib);
+                a[i][2 + h] = int4x2_to_bf16x2(nib >> 8);
+            }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const uint32_t b[2] = {u ? xv[j].z : xv[j].x, u ? xv[j].w : xv[j].y};
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                if (zero && u == 0) mma_bf16_zc(d[i][j], a[i], b);
+                else fw_mma_bf16(d[i][j], a[i], b[0], b[1]);
+            }
+        }
+    }
+}
+
 /* One tile (blockIdx.y: the plan's tile list) x 128 outputs (blockIdx.x). The
  * mma computes the transposed tile (outputs x rows) so that FP8 fragments need no
  * register moves: ldmatrix of the FP8 rows gives a lane the 4 bytes k = 4t ..
@@ -571,8 +661,8 @@ __global__ void __launch_bounds__(MOE_MMA_THREADS, MOE_MMA_MIN_BLOCKS)
 moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, int64_t wstride,
                int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, bool y_vec, bool swiglu) {
     typedef moe_mma_smem<WT> L;
-    constexpr bool FP8 = WT == FW_WTYPE_FP8;
-    constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::ES * MOE_MMA_BK / 16; /* 16-byte chunks per row */
+    constexpr bool FP8 = WT == FW_WTYPE_FP8, INT4 = WT == FW_WTYPE_INT4;
+    constexpr int A_CPR = 2 * MOE_MMA_BK / 16, B_CPR = L::B_ROW / 16; /* 16-byte chunks per row */
     constexpr int A_RPP = MOE_MMA_THREADS / A_CPR, B_RPP = MOE_MMA_THREADS / B_CPR;  /* rows per pass */
     constexpr int A_IT = MOE_BM / A_RPP, B_IT = MOE_MMA_BN / B_RPP;
     if ((int)blockIdx.y >= pl.counts[1]) return;
@@ -588,7 +678,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
      * A rows tid / A_CPR + A_RPP i (x's row computed once), B rows tid / B_CPR +
      * B_RPP i. Rows past the group or past N copy 0 bytes (zero fill) from a row
      * that exists (the tile's first, the expert's first output). */
-    const int a_col = (tid % A_CPR) * 8, b_col = (tid % B_CPR) * (16 / L::ES); /* in elements */
+    const int a_col = (tid % A_CPR) * 8, b_col = (tid % B_CPR) * fw_piece<WT>::E; /* in elements */
     const char *asrc[A_IT], *bsrc[B_IT];
     int abytes[A_IT], bbytes[B_IT];
 #pragma unroll
@@ -601,7 +691,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
     for (int i = 0; i < B_IT; i++) {
         const int64_t n = n0 + tid / B_CPR + B_RPP * i;
         bbytes[i] = n < N ? 16 : 0;
-        bsrc[i] = (const char *)w.data + ((n < N ? n : 0) * w.ld + b_col) * L::ES;
+        bsrc[i] = (const char *)w.data + fw_wbyte<WT>((n < N ? n : 0) * w.ld * (INT4 ? 8 : 1) + b_col);
     }
     const uint32_t a_dst = (tid / A_CPR) * L::A_PITCH + (tid % A_CPR) * 16;
     const uint32_t b_dst = L::A_BYTES + (tid / B_CPR) * L::B_PITCH + (tid % B_CPR) * 16;
@@ -613,7 +703,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
             for (int i = 0; i < A_IT; i++) fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, asrc[i] + 2 * k0, abytes[i]);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + L::ES * k0, bbytes[i]);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bsrc[i] + fw_wbyte<WT>(k0), bbytes[i]);
         } else { /* the K tail: chunks past K read nothing (from the row's start) */
             const bool ak = a_col < K - k0, bk = b_col < K - k0;
 #pragma unroll
@@ -621,7 +711,7 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
                 fw_cp_async16_at(s0 + a_dst + i * A_RPP * L::A_PITCH, ak ? asrc[i] + 2 * k0 : asrc[i], ak ? abytes[i] : 0);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + L::ES * k0 : bsrc[i], bk ? bbytes[i] : 0);
+                fw_cp_async16_at(s0 + b_dst + i * B_RPP * L::B_PITCH, bk ? bsrc[i] + fw_wbyte<WT>(k0) : bsrc[i], bk ? bbytes[i] : 0);
         }
     };
 
@@ -629,9 +719,12 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
      * 32 weight rows (lane -> row wn0 + lane), 8-byte X loads of rows g (+ 8 j) at
      * k = 4t. BF16: ldmatrix x4 of W (rows lane % 16, k 8 (lane / 16): an A
      * fragment) and of X (two n8 tiles: rows 8 (lane / 16) + lane % 8, k 8 (lane / 8 % 2)). */
-    const uint32_t w_frag = FP8 ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
-                                : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
-    const uint32_t x_frag = FP8 ? g * L::A_PITCH + 8 * t : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
+    const uint32_t w_frag = FP8    ? L::A_BYTES + (wn0 + lane) * L::B_PITCH
+                            : INT4 ? L::A_BYTES + (wn0 + g) * L::B_PITCH + 4 * t
+                                   : L::A_BYTES + (wn0 + (lane & 15)) * L::B_PITCH + 16 * (lane >> 4);
+    const uint32_t x_frag = FP8    ? g * L::A_PITCH + 8 * t
+                            : INT4 ? g * L::A_PITCH + 16 * t
+                                   : (8 * (lane >> 4) + (lane & 7)) * L::A_PITCH + 16 * ((lane >> 3) & 1);
     float acc[2][8][4]; /* [16 outputs][8 rows][fragment] */
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -673,6 +766,46 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 #pragma unroll
                     for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc, part[i][j][q], acc[i][j][q]);
         }
+    } else if constexpr (INT4) {
+        /* Per scale group (G a multiple of 32, the experts' c0 0): the products of
+         * its halves of stages into part, then acc += scale * part, each output
+         * row with its own scale. Rows past N read row N - 1's scales (unused). */
+        const int pg = (int)(w.group / 32); /* halves of a stage a group */
+        int gi = 0, left = pg;
+        const bf16 *gs[2][2];
+        float sc[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) gs[i][h] = w.gscale + min(n0 + wn0 + 16 * i + g + 8 * h, N - 1) * w.scale_ld;
+        float part[2][8][4];
+        for (int kt = 0; kt < nk; kt++) {
+            const uint32_t s0 = next(kt);
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                const int64_t k = (int64_t)kt * MOE_MMA_BK + 32 * half;
+                if (k >= K) break;
+                const bool first = left == pg, last = left == 1 || k + 32 >= K;
+                uint32_t wq[2][2];
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        if (first) sc[i][h] = fw_bf2f(gs[i][h][gi]);
+                        wq[i][h] = lds32(s0 + w_frag + (16 * i + 8 * h) * L::B_PITCH + 16 * half);
+                    }
+                moe_mma_int4_half(part, wq, s0 + x_frag + 64 * half, first);
+                if (last) {
+#pragma unroll
+                    for (int i = 0; i < 2; i++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++)
+#pragma unroll
+                            for (int q = 0; q < 4; q++) acc[i][j][q] = fmaf(sc[i][q >> 1], part[i][j][q], acc[i][j][q]);
+                }
+                if (--left == 0) gi++, left = pg;
+            }
+        }
     } else {
         for (int kt = 0; kt < nk; kt++) moe_mma_stage<WT>(acc, next(kt), w_frag, x_frag, false);
     }
@@ -703,6 +836,9 @@ moe_mma_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, in
 template <int WT>
 static bool moe_mma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K) {
     const int64_t es = (int64_t)fw_wtype_size((fw_wtype)WT);
+    if (WT == FW_WTYPE_INT4) /* whole 16-byte pieces (32 values) in whole scale groups */
+        return K % 32 == 0 && w.group % 32 == 0 && w.c0 == 0 && (w.ld * 4) % 16 == 0 && (wstride * 4) % 16 == 0 &&
+               fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
     return WT != FW_WTYPE_F32 && (K * es) % 16 == 0 && K % 8 == 0 && (w.ld * es) % 16 == 0 &&
            (wstride * es) % 16 == 0 && fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
 }
@@ -716,6 +852,14 @@ static void launch_gemv(bool tc, int64_t N, int64_t n_exp, cudaStream_t st, int6
     const int top = moe_class((int)(T < MOE_SMALL ? T : MOE_SMALL));
     const dim3 blocks((unsigned)fw_ceil_div(N, MOE_GEMV_THREADS / 32));
     int last = top; /* the last class on the CUDA cores */
+    if constexpr (WT == FW_WTYPE_INT4 && LOAD == MOE_LOAD_WIDE) {
+        /* every class (batch 1 too) in one tensor-core launch: experts with rows at most n_pairs */
+        if (tc) {
+            const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32)), (unsigned)(n_exp < pl.n_pairs ? n_exp : pl.n_pairs));
+            moe_gemv_tc_int4_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top);
+            return;
+        }
+    }
     if constexpr (WT == FW_WTYPE_FP8 && LOAD == MOE_LOAD_WIDE) {
         /* classes 1..top (contiguous in pl.small) in one tensor-core launch */
         if (tc && top >= 1 && K % 64 == 0) {
@@ -748,9 +892,11 @@ static void launch_small(int load, bool tc, int64_t N, int64_t n_groups, cudaStr
         if (load == MOE_LOAD_WIDE)
             return launch_gemv<WT, MOE_LOAD_WIDE, GU>(tc, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
     }
-    if (load == MOE_LOAD_8)
-        launch_gemv<WT, MOE_LOAD_8, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
-    else launch_gemv<WT, MOE_LOAD_ONE, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
+    if constexpr (WT != FW_WTYPE_INT4) { /* INT4 reads whole 16-byte pieces or single values */
+        if (load == MOE_LOAD_8)
+            return launch_gemv<WT, MOE_LOAD_8, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
+    }
+    launch_gemv<WT, MOE_LOAD_ONE, GU>(false, N, n_groups, st, T, y, x, gather, k, w0, w1, wstride, sstride, K, pl);
 }
 
 /* y = x . W^T for every pair's row; with wu (the SwiGLU gate: w the gate's
@@ -773,9 +919,11 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     /* 8-element loads need 8-aligned rows of W (every expert) and of x. */
     const bool vec = K % 8 == 0 && w.ld % 8 == 0 && wstride % 8 == 0 && fw_ptr_align(w.data) >= (unsigned)(8 * es) &&
                      (!wu || fw_ptr_align(wu->data) >= (unsigned)(8 * es)) && fw_ptr_align(x) >= 16;
-    /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block. */
+    /* 16-byte chunks of W: rows and expert strides 16-byte aligned, FP8 chunks inside a scale block,
+     * INT4 chunks (32 values) inside a scale group. */
     const bool wide = vec && WT != FW_WTYPE_F32 && K % 16 == 0 && (w.ld * es) % 16 == 0 && (wstride * es) % 16 == 0 &&
-                      fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16);
+                      fw_ptr_align(w.data) >= 16 && (!wu || fw_ptr_align(wu->data) >= 16) &&
+                      (WT != FW_WTYPE_INT4 || (K % 32 == 0 && w.c0 == 0 && w.group % 32 == 0));
     {
         const int load = wide ? MOE_LOAD_WIDE : vec ? MOE_LOAD_8 : MOE_LOAD_ONE;
         const fw_wview &w1 = wu ? *wu : w;
@@ -816,6 +964,10 @@ static int moe_check(fw_cuda_ctx *ctx, const char *op, const fw_weight *w0, int6
                             (long long)pl->n_pairs, (long long)k);
     if (w0->type == FW_WTYPE_FP8 && (w0->r0 != 0 || w0->c0 != 0))
         return fw_cuda_errf(ctx, "%s: FP8 expert weights must start at a scale block", op);
+    if (w0->type == FW_WTYPE_INT4 && (w0->c0 != 0 || !w0->gscale || w0->group < 8 || w0->group % 8))
+        return fw_cuda_errf(ctx, "%s: INT4 expert weights must start at a word and have group scales", op);
+    if (w0->type != FW_WTYPE_F32 && w0->type != FW_WTYPE_BF16 && w0->type != FW_WTYPE_FP8 && w0->type != FW_WTYPE_INT4)
+        return fw_cuda_errf(ctx, "%s: unknown weight type %d", op, (int)w0->type);
     return FW_CUDA_OK;
 }
 
@@ -850,7 +1002,8 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     }
     if (w0->type == FW_WTYPE_F32) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_F32>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     else if (w0->type == FW_WTYPE_BF16) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_BF16>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
-    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else if (w0->type == FW_WTYPE_FP8) FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_FP8>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
+    else FW_CUDA_CHECK(ctx, launch_moe<FW_WTYPE_INT4>(yb, xb, gather, (int)k, v, pu, wstride, sstride, N, K, *pl, tc, wgmma, xq, ctx->stream));
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }

@@ -9,12 +9,14 @@
 
 #define MOE_BM 64 /* grouped rows per tile of the plan (fw_cuda_moe_group) */
 
-/* Expert e's weights: w0's data advanced by e * wstride elements, its scales by e * sstride. */
+/* Expert e's weights: w0's data advanced by e * wstride elements (INT4: words),
+ * its scales by e * sstride. */
 template <int WT>
 __device__ __forceinline__ fw_wview moe_expert_view(fw_wview w, int e, int64_t wstride, int64_t sstride) {
-    int64_t es = WT == FW_WTYPE_F32 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
+    int64_t es = WT == FW_WTYPE_F32 || WT == FW_WTYPE_INT4 ? 4 : WT == FW_WTYPE_BF16 ? 2 : 1;
     w.data = (const char *)w.data + (int64_t)e * wstride * es;
     if (WT == FW_WTYPE_FP8) w.scale += (int64_t)e * sstride;
+    if (WT == FW_WTYPE_INT4) w.gscale += (int64_t)e * sstride;
     return w;
 }
 

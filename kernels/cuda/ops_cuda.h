@@ -135,7 +135,7 @@ int fw_cuda_bf16_to_f32(fw_cuda_ctx *ctx, float *y, const fw_bf16 *x, int64_t n)
 typedef struct fw_cuda_weight {
     fw_weight w;
     void *data_alloc;
-    float *scale_alloc;
+    void *scale_alloc; /* FP8 block scales (f32) or INT4 group scales (bf16) */
 } fw_cuda_weight;
 
 int fw_cuda_weight_upload(fw_cuda_ctx *ctx, fw_cuda_weight *dw, const fw_weight *hw, int64_t ld);

@@ -73,6 +73,14 @@ __device__ __forceinline__ void fw_mma_bf16(float c[4], const uint32_t a[4], uin
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* INT4 nibbles 0 and 1 of w as the exact bf16x2 of q = nibble - 8 (low half:
+ * nibble 0): 128 + nibble is bf16 0x4300 | nibble, less 136. */
+__device__ __forceinline__ uint32_t int4x2_to_bf16x2(uint32_t w) {
+    const uint32_t v = (w & 0xFu) | ((w << 12) & 0xF0000u) | 0x43004300u;
+    const __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, __floats2bfloat162_rn(136.0f, 136.0f));
+    return *(const uint32_t *)&r;
+}
+
 /* Four e4m3 bytes (low byte first) -> their exact bf16 values as two bf16x2 (bytes
  * 0, 1 and 2, 3; low half first). Each byte moves to the top of a 16-bit half
  * (sign in place), its exponent and mantissa shift down by 4 into bf16's fields:

@@ -34,6 +34,10 @@ static void usage(FILE *f) {
             "                                      deepseek-v3) generated in place on each rank\n"
             "  --layers N                          with --synthetic: N layers (default: the preset's)\n"
             "  --dense N                           with --synthetic: the first N layers dense\n"
+            "                                      (also in its text: PRESET[,layers=N][,dense=N][,seed=N]\n"
+            "                                      [,fp8=0|1][,weights=SPEC], weights last: SPEC is\n"
+            "                                      int4[,group=G][,experts] or int8[,experts], e.g.\n"
+            "                                      deepseek-v3,layers=4,dense=1,weights=int4,group=32)\n"
             "\nwith a backend that has a step benchmark, --device cuda (decode steps per batch\n"
             "and context, then a prefill; per-layer times split by region, against the GPU's\n"
             "copy bandwidth and bf16 GEMM rate measured in the same run):\n"
@@ -48,7 +52,7 @@ static void usage(FILE *f) {
 static uint64_t weight_bytes(const fw_weight *w) {
     uint64_t b = (uint64_t)fw_wtype_bytes(w->type, w->rows, w->cols);
     if (w->type == FW_WTYPE_FP8) b += (uint64_t)(((w->rows + 127) / 128) * w->scale_ld) * 4;
-    if (w->type == FW_WTYPE_INT4) b += (uint64_t)(w->rows * ((w->cols + w->group - 1) / w->group)) * 2;
+    if (fw_wtype_grouped(w->type)) b += (uint64_t)(w->rows * ((w->cols + w->group - 1) / w->group)) * 2;
     return b;
 }
 
@@ -206,9 +210,13 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         }
     }
     if (synthetic) { /* the in-place synthetic model (io/synth.h) */
-        int n = snprintf(a->spec, sizeof a->spec, "%s%s", FW_SYNTH_PREFIX, synthetic);
+        /* --layers and --dense go before weights=, which takes the rest of the text. */
+        const char *wq = strstr(synthetic, ",weights=");
+        int n = snprintf(a->spec, sizeof a->spec, "%s%.*s", FW_SYNTH_PREFIX,
+                         (int)(wq ? (size_t)(wq - synthetic) : strlen(synthetic)), synthetic);
         if (layers) n += snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",layers=%lld", (long long)layers);
-        if (dense >= 0) snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",dense=%lld", (long long)dense);
+        if (dense >= 0) n += snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",dense=%lld", (long long)dense);
+        if (wq) snprintf(a->spec + n, sizeof a->spec - (size_t)n, "%s", wq);
         a->eo.model_dir = a->spec;
     }
     if (!a->eo.model_dir || optind < argc) {

@@ -36,6 +36,8 @@ typedef struct info_acc {
     int64_t bytes[MAX_DTYPES];
     int64_t int4_weights;       /* INT4 weights (their "_packed" tensors) */
     char int4_label[32];        /* their `quantization`, or "several group sizes" */
+    int64_t int8_weights;       /* INT8 weights (their "_int8" tensors) */
+    char int8_label[32];        /* likewise */
     info_file *files;
     int n_files;
 } info_acc;
@@ -68,6 +70,10 @@ static int visit(void *user, const char *name, const fw_tensor_info *in, const c
         n *= 8;
         if (a->int4_weights++ == 0) snprintf(a->int4_label, sizeof a->int4_label, "%s", in->quant);
         else if (strcmp(a->int4_label, in->quant) != 0) snprintf(a->int4_label, sizeof a->int4_label, "several group sizes");
+    }
+    if (len > 5 && !strcmp(name + len - 5, "_int8")) {
+        if (a->int8_weights++ == 0) snprintf(a->int8_label, sizeof a->int8_label, "%s", in->quant);
+        else if (strcmp(a->int8_label, in->quant) != 0) snprintf(a->int8_label, sizeof a->int8_label, "several group sizes");
     }
     if (!scale) {
         a->params += n;
@@ -126,12 +132,18 @@ static void print_summary(const char *dir, fw_ckpt *ck, const info_acc *a) {
         printf("experts      %d routed, top-%d (%d groups, top-%d), %d shared; expert FFN %lld\n",
                c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,
                (long long)c->moe_intermediate_size);
-    if (a->int4_weights)
-        printf("weights      %lld INT4 (compressed-tensors pack-quantized, %s; I32 words of 8 values + BF16 group "
-               "scales), the rest unquantized\n", (long long)a->int4_weights, a->int4_label);
-    else
-        printf("weights      %s\n", c->fp8 ? "FP8 e4m3 with 128x128 block scales (quantization fp8_e4m3_block128)"
-                                          : "unquantized");
+    const char *rest = c->fp8 ? "FP8 e4m3 with 128x128 block scales (quantization fp8_e4m3_block128)" : "unquantized";
+    if (a->int4_weights || a->int8_weights) {
+        printf("weights     ");
+        if (a->int4_weights)
+            printf(" %lld INT4 (symmetric, %s; I32 words of 8 values + BF16 group scales);", (long long)a->int4_weights,
+                   a->int4_label);
+        if (a->int8_weights)
+            printf(" %lld INT8 (symmetric, %s; I8 values + BF16 scales);", (long long)a->int8_weights, a->int8_label);
+        printf(" the rest %s\n", rest);
+    } else {
+        printf("weights      %s\n", rest);
+    }
     human_count(b1, sizeof b1, (double)a->params);
     printf("parameters   %lld (%s) total", (long long)a->params, b1);
     if (a->mtp_params) {

@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/model_tensors.h"
 #include "io/synth.h"
+#include "io/quant_spec.h"
 #include "partition/plan.h"
 #include "runtime/cli/cli.h"
 
@@ -20,15 +21,16 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: furrow plan (--model DIR | --config FILE | --preset NAME) --nodes N --ranks-per-node G\n"
             "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n"
-            "                   [--device cpu|cuda]\n\n"
+            "                   [--weights SPEC] [--device cpu|cuda]\n\n"
             "Prints how the model would be split over N x G ranks: tensor x pipeline x data\n"
             "parallel sizes, the layers of each pipeline stage and its share of the work, the\n"
-            "routed experts of each tensor-parallel rank, the memory of the fullest rank and\n"
-            "the rank map. Nothing is launched.\n\n"
+            "routed experts of each tensor-parallel rank, the memory of the fullest rank, the\n"
+            "room left for the KV cache and the rank map. Nothing is launched.\n\n"
             "options:\n"
             "  --model DIR                    a furrow checkpoint (its embedded config)\n"
             "  --config FILE                  a Hugging Face config.json\n"
-            "  --preset NAME                  tiny, small or deepseek-v3 (the 671B config)\n"
+            "  --preset NAME                  tiny, small, deepseek-v3 (the 671B config, FP8) or\n"
+            "                                 kimi-k2 (Kimi-K2-Thinking: 1T, INT4 routed experts)\n"
             "  --nodes N                      nodes (default 1)\n"
             "  --ranks-per-node G             ranks (GPUs) per node (default 1)\n"
             "  --tp, --tensor-parallel-size N    (default: chosen, see below)\n"
@@ -38,8 +40,21 @@ static void usage(FILE *f) {
             "  --context L                    tokens per sequence for the KV cache (default 4096, or\n"
             "                                 max_position_embeddings if smaller)\n"
             "  --batch B                      sequences in flight (default 1)\n"
-            "  --dtype fp8|bf16               weights as stored (default: the config's; fp8 when it\n"
-            "                                 has a quantization_config)\n"
+            "  --weights SPEC                 how the weights are stored, for the estimate:\n"
+            "                                   bf16, fp8 (e4m3, 128x128 block scales),\n"
+            "                                   int4[,group=G][,experts] (8 values per int32 word, a\n"
+            "                                   bf16 scale per row and G columns, default 128),\n"
+            "                                   int8[,experts] (a bf16 scale per output channel);\n"
+            "                                 int4/int8 cover every linear weight but the output\n"
+            "                                 head, or with ',experts' the routed experts only; the\n"
+            "                                 rest stays as the preset or config stores it.\n"
+            "                                 Default: as stored (a checkpoint's or config's types:\n"
+            "                                 fp8, compressed-tensors INT4, bf16; deepseek-v3 fp8;\n"
+            "                                 kimi-k2 int4,group=32,experts as Moonshot ships it).\n"
+            "                                 With --model/--config it overrides the stored types\n"
+            "                                 for the estimate (what a converted copy would need)\n"
+            "                                 and says so\n"
+            "  --dtype fp8|bf16               the same as --weights fp8|bf16\n"
             "  --device cpu|cuda              where the ranks run: KV cache and activations in fp32\n"
             "                                 (cpu, default) or bf16 (cuda)\n"
             "  -h, --help                     this help\n\n"
@@ -50,11 +65,12 @@ static void usage(FILE *f) {
             "the rest are data-parallel replicas: dp = N*G / (tp*pp).\n"
             "Stages are contiguous layer ranges that balance the matmul parameters a decode\n"
             "token touches (the head counts for the last stage). Memory: the weight slices in\n"
-            "their stored dtypes (FP8 block scales included), the latent KV cache of the\n"
-            "stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim) x 4 bytes, 2\n"
-            "on a GPU)\n"
-            "and an activation estimate (one prefill chunk of up to 2048 tokens or a decode\n"
-            "step); the runtime and communication buffers are not counted: leave headroom.\n");
+            "their stored types (FP8 block scales, INT4/INT8 scales included), the latent KV\n"
+            "cache of the stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim)\n"
+            "x 4 bytes, 2 on a GPU) and an activation estimate (one prefill chunk of up to 2048\n"
+            "tokens or a decode step); the runtime and communication buffers are not counted:\n"
+            "leave headroom. KV room: what --mem-per-rank leaves after weights and activations\n"
+            "on the tightest rank, in tokens of KV cache (all sequences together).\n");
 }
 
 /* "141G", "80GiB", "512M", "1.5T", "4096": decimal units (G = 10^9) unless "iB". */
@@ -98,17 +114,43 @@ static const char *count(char *b, size_t n, double x) {
     return b;
 }
 
-static void print_model(const fw_config *c, const char *what) {
+/* "int4 (group 32) for the routed experts, the rest bf16": how the weights are
+ * stored, as the estimate counts them. */
+static void describe_weights(const fw_config *c, const fw_quant_spec *q, char *b, size_t n) {
+    const char *rest = c->fp8 ? "fp8 (e4m3, 128x128 block scales)" : "bf16";
+    /* (fp8: the linear weights; embeddings, norms, router and head stay bf16) */
+    if (q) {
+        char g[32] = "";
+        if (q->type == FW_WTYPE_INT4) snprintf(g, sizeof g, " (group %lld)", (long long)q->group);
+        else snprintf(g, sizeof g, " (per channel)");
+        snprintf(b, n, "%s%s for %s, the rest %s", q->type == FW_WTYPE_INT4 ? "int4" : "int8", g,
+                 q->experts_only ? "the routed experts" : "every linear weight but the head",
+                 q->experts_only ? rest : "(embeddings, norms, router, head) bf16");
+    } else if (c->int4) {
+        snprintf(b, n, "int4 where its compressed-tensors quantization_config says, the rest bf16");
+    } else {
+        snprintf(b, n, "%s", rest);
+    }
+}
+
+static void print_model(const fw_config *c, const char *what, const fw_quant_spec *q) {
     int moe = 0;
     for (int l = 0; l < c->num_hidden_layers; l++) moe += fw_config_layer_is_moe(c, l);
     printf("model:   %s: %d layers (%d dense, %d MoE), %d heads, %d routed experts (top %d), vocab %lld\n",
            what, c->num_hidden_layers, c->num_hidden_layers - moe, moe, c->num_attention_heads,
            c->n_routed_experts, c->num_experts_per_tok, (long long)c->vocab_size);
-    char a[32], b[32];
+    char a[32], b[32], w[160], t[32];
+    describe_weights(c, q, w, sizeof w);
     printf("         %s parameters run (%s per token), weights stored %s\n",
            count(a, sizeof a, (double)fw_model_param_count(c, false)),
-           count(b, sizeof b, (double)fw_model_active_param_count(c)),
-           c->fp8 ? "fp8 (e4m3, 128x128 block scales)" : "bf16");
+           count(b, sizeof b, (double)fw_model_active_param_count(c)), w);
+    uint64_t all, run;
+    fw_err e;
+    if (fw_plan_weight_bytes(c, q, true, &all, &e) == FW_OK && fw_plan_weight_bytes(c, q, false, &run, &e) == FW_OK) {
+        printf("         weights: %s in all", bytes(t, sizeof t, all));
+        if (all != run) printf(", %s without the MTP layers (not run)", bytes(a, sizeof a, run));
+        printf("\n");
+    }
 }
 
 static void print_stages(const fw_layout *l) {
@@ -146,21 +188,67 @@ static void print_experts(const fw_layout *l, const fw_config *c) {
     if (l->tp > 16) printf("  ...\n");
 }
 
-static void print_memory(const fw_layout *l, uint64_t avail) {
+/* The KV cache that fits beside the weights and activations, in tokens: the
+ * smallest over the ranks of a replica (a stage with more layers needs more per
+ * token). -1 when some rank has no room at all. */
+static int64_t kv_room(const fw_config *c, const fw_layout *l, uint64_t avail, uint64_t *bytes_left) {
+    const int n = l->tp * l->pp;
+    fw_mem_estimate *m = calloc((size_t)n, sizeof *m);
+    fw_err e;
+    int64_t best = INT64_MAX;
+    *bytes_left = 0;
+    if (!m || fw_plan_mem_per_rank(c, l, m, &e)) {
+        free(m);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const uint64_t used = m[i].weights + m[i].activations;
+        if (used >= avail) {
+            best = -1;
+            break;
+        }
+        const uint64_t per_token = (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * (uint64_t)l->value_bytes *
+                                   (uint64_t)l->stages[i / l->tp].n_layers;
+        const int64_t tokens = (int64_t)((avail - used) / per_token);
+        if (tokens < best) best = tokens, *bytes_left = avail - used;
+    }
+    free(m);
+    return best;
+}
+
+static void print_memory(const fw_config *c, const fw_layout *l, uint64_t avail) {
     const fw_mem_estimate *m = &l->mem;
     printf("\nmemory of the fullest rank (stage %d, tp rank %d; context %lld x batch %lld):\n", l->mem_pp_rank,
            l->mem_tp_rank, (long long)l->context, (long long)l->batch);
-    char b[6][32];
-    printf("  weights      %11s  (fp8 %s, bf16 %s, f32 %s of which fp8 scales %s)\n",
-           bytes(b[0], 32, m->weights), bytes(b[1], 32, m->weights_fp8), bytes(b[2], 32, m->weights_bf16),
-           bytes(b[3], 32, m->weights_f32), bytes(b[4], 32, m->weights_scales));
+    char b[6][32], kinds[200] = "";
+    const struct { const char *name; uint64_t v; } k[] = {
+        {"int4", m->weights_int4}, {"int8", m->weights_int8}, {"fp8", m->weights_fp8},
+        {"bf16", m->weights_bf16}, {"f32", m->weights_f32}};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        if (!k[i].v) continue;
+        size_t u = strlen(kinds);
+        snprintf(kinds + u, sizeof kinds - u, "%s%s %s", u ? ", " : "", k[i].name, bytes(b[1], 32, k[i].v));
+    }
+    if (m->weights_scales) {
+        size_t u = strlen(kinds);
+        snprintf(kinds + u, sizeof kinds - u, "; of which scales %s", bytes(b[1], 32, m->weights_scales));
+    }
+    printf("  weights      %11s  (%s)\n", bytes(b[0], 32, m->weights), kinds);
     printf("  KV cache     %11s\n", bytes(b[0], 32, m->kv_cache));
     printf("  activations  %11s\n", bytes(b[0], 32, m->activations));
-    if (avail)
-        printf("  total        %11s  of %s available (%.0f%%)\n", bytes(b[0], 32, m->total),
-               bytes(b[1], 32, avail), 100.0 * (double)m->total / (double)avail);
-    else
+    if (!avail) {
         printf("  total        %11s  (no --mem-per-rank: not checked)\n", bytes(b[0], 32, m->total));
+        return;
+    }
+    printf("  total        %11s  of %s available (%.0f%%)\n", bytes(b[0], 32, m->total), bytes(b[1], 32, avail),
+           100.0 * (double)m->total / (double)avail);
+    uint64_t left;
+    const int64_t tokens = kv_room(c, l, avail, &left);
+    if (tokens >= 0)
+        printf("  KV room      %11s  after weights and activations on the tightest rank: %lld tokens of KV\n"
+               "                            cache, %.1f x context %lld x batch %lld\n",
+               bytes(b[0], 32, left), (long long)tokens, (double)tokens / ((double)l->context * (double)l->batch),
+               (long long)l->context, (long long)l->batch);
 }
 
 static void print_ranks(const fw_layout *l, int rpn) {
@@ -197,12 +285,13 @@ int fw_cmd_plan(int argc, char **argv) {
         {"pipeline-parallel-size", required_argument, 0, 'P'}, {"mem-per-rank", required_argument, 0, 'M'},
         {"context", required_argument, 0, 'L'},     {"batch", required_argument, 0, 'B'},
         {"dtype", required_argument, 0, 'd'},       {"help", no_argument, 0, 'h'},
-        {"device", required_argument, 0, 'D'},
+        {"device", required_argument, 0, 'D'},      {"weights", required_argument, 0, 'W'},
         {0, 0, 0, 0}};
-    const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *dtype = NULL;
+    const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *weights = NULL;
     int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
     int value_bytes = 4;
     uint64_t mem = 0;
+    fw_quant_spec spec;
     fw_err e = {{0}};
     int c, bad = 0;
     optind = 1;
@@ -219,8 +308,13 @@ int fw_cmd_plan(int argc, char **argv) {
         case 'L': bad = fw_cli_parse_int(optarg, "--context", 1, INT64_C(1) << 40, &context, &e); break;
         case 'B': bad = fw_cli_parse_int(optarg, "--batch", 1, INT64_C(1) << 30, &batch, &e); break;
         case 'd':
-            dtype = optarg;
-            if (strcmp(dtype, "fp8") && strcmp(dtype, "bf16")) bad = fw_errf(&e, "--dtype: expected fp8 or bf16, got '%s'", dtype);
+            weights = optarg;
+            if (strcmp(optarg, "fp8") && strcmp(optarg, "bf16")) bad = fw_errf(&e, "--dtype: expected fp8 or bf16, got '%s'", optarg);
+            break;
+        case 'W':
+            weights = optarg;
+            if (strcmp(optarg, "fp8") && strcmp(optarg, "bf16") && fw_quant_spec_parse(&spec, optarg, &e))
+                bad = fw_err_prefix(&e, "--weights: expected bf16, fp8, int4[,group=G][,experts] or int8[,experts]");
             break;
         case 'D':
             if (!strcmp(optarg, "cuda")) value_bytes = 2;
@@ -263,21 +357,38 @@ int fw_cmd_plan(int argc, char **argv) {
         if (fw_synth_preset(preset, &cfg, &e)) goto done;
         owned = true;
         snprintf(what, sizeof what, "preset %s", preset);
+        /* The release's weights unless --weights says otherwise. */
+        if (!weights && fw_synth_preset_weights(preset)) {
+            weights = fw_synth_preset_weights(preset);
+            if (fw_quant_spec_parse(&spec, weights, &e)) goto done;
+        }
     }
-    if (dtype && !strcmp(dtype, "bf16")) cfg.fp8 = false;
-    if (dtype && !strcmp(dtype, "fp8") && !cfg.fp8) cfg.fp8 = true, cfg.fp8_block[0] = cfg.fp8_block[1] = 128;
+    const fw_quant_spec *q = NULL;
+    char note[1400] = "";
+    if (weights) {
+        const char *stored = cfg.int4 ? "compressed-tensors int4" : cfg.fp8 ? "fp8" : "bf16";
+        const bool same = !strcmp(weights, stored);
+        if (!preset && !same)
+            snprintf(note, sizeof note, "note:    weights counted as %s (--weights), not as %s stores them (%s): "
+                     "what a converted copy would need\n", weights, what, stored);
+        if (!strcmp(weights, "bf16")) cfg.fp8 = cfg.int4 = false;
+        else if (!strcmp(weights, "fp8")) cfg.fp8 = true, cfg.int4 = false, cfg.fp8_block[0] = cfg.fp8_block[1] = 128;
+        else q = &spec;
+    }
 
     /* Default context: 4096 tokens, or the model's limit if shorter. */
     if (!context) context = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 4096
                                 ? cfg.max_position_embeddings : 4096;
     fw_plan_request rq = {.world = (int)(nodes * rpn), .ranks_per_node = (int)rpn, .tp = (int)tp, .pp = (int)pp,
-                          .mem_per_rank = mem, .context = context, .batch = batch, .value_bytes = value_bytes};
+                          .mem_per_rank = mem, .context = context, .batch = batch, .value_bytes = value_bytes,
+                          .weights = q};
     l = malloc(sizeof *l);
     if (!l) {
         fw_errf(&e, "out of memory");
         goto done;
     }
-    print_model(&cfg, what);
+    print_model(&cfg, what, q);
+    fputs(note, stdout);
     printf("cluster: %lld node%s x %lld rank%s = %d ranks", (long long)nodes, nodes > 1 ? "s" : "", (long long)rpn,
            rpn > 1 ? "s" : "", rq.world);
     if (mem) printf(", %.1f GB (%.1f GiB) per rank\n", mem / GB, mem / 1073741824.0);
@@ -294,9 +405,12 @@ int fw_cmd_plan(int argc, char **argv) {
     if (l->tp > rpn || rpn % l->tp)
         printf("note:    a tp group of %d spans nodes of %lld ranks: tensor-parallel traffic leaves the node\n",
                l->tp, (long long)rpn);
+    if (value_bytes == 2 && l->mem.weights_int8)
+        printf("note:    furrow-cuda uploads INT8 weights as BF16 for now (until W8A16 kernels exist); this\n"
+               "         estimate is for them kept as stored, as CPU ranks keep them\n");
     print_stages(l);
     print_experts(l, &cfg);
-    print_memory(l, mem);
+    print_memory(&cfg, l, mem);
     print_ranks(l, (int)rpn);
     rc = 0;
 done:

@@ -21,7 +21,8 @@ static void usage(FILE *f) {
             "geometry (a preset or a config.json, then overrides):\n"
             "  --preset NAME           tiny (default; golden A: hidden 256, 3 layers, 16 experts),\n"
             "                          small (hidden 2048, 4 layers, 32 experts: 1.7 GB BF16),\n"
-            "                          deepseek-v3 (671B, FP8: ~690 GB, needs --force)\n"
+            "                          deepseek-v3 (671B, FP8: ~690 GB, needs --force),\n"
+            "                          kimi-k2 (1T, INT4 experts in groups of 32: ~594 GB)\n"
             "  --config FILE           start from a Hugging Face config.json instead\n"
             "  --layers N              num_hidden_layers\n"
             "  --dense N               first_k_dense_replace (leading dense layers)\n"
@@ -33,7 +34,10 @@ static void usage(FILE *f) {
             "  --intermediate N        intermediate_size (dense layers)\n"
             "  --moe-intermediate N    moe_intermediate_size (one expert)\n"
             "  --mtp N                 num_nextn_predict_layers\n"
-            "  --fp8 / --bf16          FP8 e4m3 weights with 128x128 block scales, or BF16\n\n"
+            "  --fp8 / --bf16          FP8 e4m3 weights with 128x128 block scales, or BF16\n"
+            "  --weights SPEC          quantized weights instead: int4[,group=G][,experts] or\n"
+            "                          int8[,experts] (as convert --quantize): q uniform over\n"
+            "                          the range, bf16 scales giving the same spread\n\n"
             "output:\n"
             "  --out DIR               output directory (created; must not hold a checkpoint)\n"
             "  --seed N                random seed (default 1)\n"
@@ -53,7 +57,7 @@ static void print_progress(void *user, const char *line) {
 enum {
     OPT_PRESET = 256, OPT_CONFIG, OPT_LAYERS, OPT_DENSE, OPT_HIDDEN, OPT_HEADS, OPT_EXPERTS, OPT_TOPK,
     OPT_VOCAB, OPT_INTER, OPT_MOE_INTER, OPT_MTP, OPT_FP8, OPT_BF16, OPT_SEED, OPT_LPF, OPT_FORCE,
-    OPT_TOKENIZER,
+    OPT_TOKENIZER, OPT_WEIGHTS,
 };
 
 /* Keeps routing consistent after --experts / --top-k: groups must divide the
@@ -108,6 +112,7 @@ int fw_cmd_synth(int argc, char **argv) {
         {"bf16", no_argument, 0, OPT_BF16},           {"seed", required_argument, 0, OPT_SEED},
         {"layers-per-file", required_argument, 0, OPT_LPF},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"weights", required_argument, 0, OPT_WEIGHTS},
         {"force", no_argument, 0, OPT_FORCE},         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     /* Overrides are applied after the preset or config is loaded. */
@@ -115,7 +120,8 @@ int fw_cmd_synth(int argc, char **argv) {
             moe_inter = -1, mtp = -1, seed = 1, lpf = 0;
     const char *out = NULL, *preset = NULL, *config = NULL, *tokenizer = NULL;
     int fp8 = -1;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, quant = false;
+    fw_quant_spec weights;
     fw_err e = {{0}};
     int c;
     optind = 1;
@@ -142,6 +148,13 @@ int fw_cmd_synth(int argc, char **argv) {
         case OPT_FP8: fp8 = 1; break;
         case OPT_BF16: fp8 = 0; break;
         case OPT_TOKENIZER: tokenizer = optarg; break;
+        case OPT_WEIGHTS:
+            if (fw_quant_spec_parse(&weights, optarg, &e)) {
+                fprintf(stderr, "furrow synth: --weights: %s\n", e.msg);
+                return 2;
+            }
+            quant = true;
+            break;
         case OPT_FORCE: force = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
@@ -168,6 +181,9 @@ int fw_cmd_synth(int argc, char **argv) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);
         return 1;
     }
+    const char *release = preset && !config ? fw_synth_preset_weights(preset) : NULL;
+    if (!quant && release && fw_quant_spec_parse(&weights, release, &e) == FW_OK)
+        quant = true; /* the release's own weights unless --weights says */
     if (layers >= 0) {
         cfg.num_hidden_layers = (int)layers;
         if (cfg.first_k_dense_replace > layers) cfg.first_k_dense_replace = (int)layers;
@@ -193,12 +209,13 @@ int fw_cmd_synth(int argc, char **argv) {
         fprintf(stderr, "furrow synth: the resulting config is not valid: %s\n", e.msg);
         goto done;
     }
-    int64_t bytes = fw_synth_bytes(&cfg);
+    int64_t bytes = fw_synth_bytes(&cfg, quant ? &weights : NULL);
     if (bytes > SYNTH_FORCE_BYTES && !force) {
         fprintf(stderr, "furrow synth: this model is %.1f GB; pass --force to write it\n", (double)bytes / 1e9);
         goto done;
     }
-    fw_synth_opts o = {.layers_per_file = (int)lpf, .progress = quiet ? NULL : print_progress};
+    fw_synth_opts o = {.layers_per_file = (int)lpf, .progress = quiet ? NULL : print_progress,
+                       .weights = quant ? &weights : NULL};
     double t0 = fw_now();
     if (fw_synth_with(&cfg, (uint64_t)seed, out, &o, &e)) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);

@@ -41,42 +41,78 @@ static int upload_vec(fw_gpu_model *g, float **d, const float *h, int64_t n, fw_
     return FW_OK;
 }
 
-/* Interim INT4 path, until the GPU has W4A16 kernels: an INT4 weight goes up as
- * BF16, dequantized on the host (q * scale rounded to bf16, as compressed-tensors'
- * decompress and vLLM do: about 2e-3 of max|logit| on tiny-a, README-w4, and
- * enough to flip a near expert choice). *h is
- * replaced by the BF16 copy in *buf (freed by the caller); other types pass. */
-static int int4_as_bf16(const fw_weight **h, fw_weight *tmp, uint16_t **buf, fw_err *e) {
-    *buf = NULL;
-    if ((*h)->type != FW_WTYPE_INT4) return FW_OK;
+/* INT8 weights (until the GPU has W8A16 kernels) and an INT4 kv_b (the absorbed
+ * attention kernels of mla.cu read BF16 or FP8) go up as BF16, dequantized on the
+ * host (q * scale rounded to bf16, as compressed-tensors' decompress does; an
+ * INT4 kv_b is 4x its packed bytes, 25 MB more a DeepSeek-V3 layer). *h is
+ * replaced by the BF16 copy in *buf (freed by the caller). */
+static int as_bf16(const fw_weight **h, fw_weight *tmp, uint16_t **buf, fw_err *e) {
     if (!(*buf = malloc((size_t)((*h)->rows * (*h)->cols) * 2 + 2)))
-        return fw_errf(e, "out of memory dequantizing an INT4 weight [%lld x %lld] to BF16", (long long)(*h)->rows,
-                       (long long)(*h)->cols);
+        return fw_errf(e, "out of memory dequantizing an %s weight [%lld x %lld] to BF16",
+                       (*h)->type == FW_WTYPE_INT4 ? "INT4" : "INT8", (long long)(*h)->rows, (long long)(*h)->cols);
     fw_weight_to_bf16(*h, *buf);
     *tmp = (fw_weight){.type = FW_WTYPE_BF16, .rows = (*h)->rows, .cols = (*h)->cols, .ld = (*h)->cols, .data = *buf};
     *h = tmp;
     return FW_OK;
 }
 
-static int upload_w(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, fw_err *e) {
+/* widen: INT4 goes up as BF16 too (kv_b); INT8 always does. */
+static int upload_as(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, bool widen, fw_err *e) {
     memset(d, 0, sizeof *d);
     if (!h->data) return FW_OK;
     fw_weight tmp;
-    uint16_t *buf;
-    if (int4_as_bf16(&h, &tmp, &buf, e)) return FW_ERR;
+    uint16_t *buf = NULL;
+    if ((h->type == FW_WTYPE_INT8 || (widen && h->type == FW_WTYPE_INT4)) && as_bf16(&h, &tmp, &buf, e)) return FW_ERR;
     int rc = fw_cuda_weight_upload(&g->ctx, d, h, 0) ? fw_gpu_fail(g, e) : FW_OK;
     free(buf);
-    g->weight_bytes += (uint64_t)(h->rows * h->cols) * fw_wtype_size(h->type);
+    g->weight_bytes += fw_wtype_bytes(h->type, h->rows, h->cols);
     return rc;
+}
+
+static int upload_w(fw_gpu_model *g, fw_cuda_weight *d, const fw_weight *h, fw_err *e) {
+    return upload_as(g, d, h, false, e);
+}
+
+/* INT4 experts: each expert's packed rows (ld words, 16-byte aligned) and its
+ * bf16 group scales, stacked. */
+static int upload_experts_int4(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h, int64_t x0, int64_t n, fw_err *e) {
+    const fw_weight *w0 = &h[x0];
+    const int64_t N = w0->rows, K = w0->cols, words = (K + 7) / 8, ld = (words + 3) / 4 * 4;
+    const int64_t groups = (K + w0->group - 1) / w0->group;
+    memset(d, 0, sizeof *d);
+    d->stride = N * ld;
+    d->sstride = N * groups;
+    void *data, *scale;
+    if (dev_alloc(g, &data, (size_t)(n * d->stride) * 4, e) || dev_alloc(g, &scale, (size_t)(n * d->sstride) * 2, e))
+        return FW_ERR;
+    for (int64_t i = 0; i < n; i++) {
+        const fw_weight *w = &h[x0 + i];
+        if (w->type != FW_WTYPE_INT4 || w->rows != N || w->cols != K || w->group != w0->group || w->c0 != 0)
+            return fw_errf(e, "expert %lld differs in type, shape or group from expert %lld", (long long)(x0 + i),
+                           (long long)x0);
+        if (fw_cuda_upload2d(&g->ctx, (char *)data + (size_t)(i * d->stride) * 4, (size_t)ld * 4, w->data,
+                             (size_t)w->ld * 4, (size_t)words * 4, (size_t)N) ||
+            fw_cuda_upload2d(&g->ctx, (uint16_t *)scale + i * d->sstride, (size_t)groups * 2, w->gscale,
+                             (size_t)w->scale_ld * 2, (size_t)groups * 2, (size_t)N))
+            return fw_gpu_fail(g, e);
+        g->weight_bytes += fw_wtype_bytes(FW_WTYPE_INT4, N, K);
+    }
+    d->w = *w0;
+    d->w.data = data;
+    d->w.ld = ld;
+    d->w.gscale = scale;
+    d->w.scale_ld = groups;
+    return FW_OK;
 }
 
 /* The local experts x in [x0, x0 + n) of one kind into one allocation. */
 static int upload_experts(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h, int64_t x0, int64_t n, fw_err *e) {
     const fw_weight *w0 = &h[x0];
-    const bool int4 = w0->type == FW_WTYPE_INT4;
-    /* INT4 experts go up as BF16 (int4_as_bf16), one at a time. */
-    const fw_weight as_bf16 = {.type = FW_WTYPE_BF16, .rows = w0->rows, .cols = w0->cols, .ld = w0->cols};
-    if (int4) w0 = &as_bf16;
+    if (w0->type == FW_WTYPE_INT4) return upload_experts_int4(g, d, h, x0, n, e);
+    const fw_wtype stored = w0->type;
+    /* INT8 experts go up as BF16 (as_bf16), one at a time. */
+    const fw_weight as_bf16_shape = {.type = FW_WTYPE_BF16, .rows = w0->rows, .cols = w0->cols, .ld = w0->cols};
+    if (stored == FW_WTYPE_INT8) w0 = &as_bf16_shape;
     const size_t es = fw_wtype_size(w0->type);
     const int64_t N = w0->rows, K = w0->cols, ld = (K + 15) / 16 * 16;
     const int64_t NB = (N + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK, KB = (K + FW_FP8_BLOCK - 1) / FW_FP8_BLOCK;
@@ -89,18 +125,18 @@ static int upload_experts(fw_gpu_model *g, fw_gpu_experts *d, const fw_weight *h
     if (d->sstride && dev_alloc(g, (void **)&scale, (size_t)(n * d->sstride) * sizeof(float), e)) return FW_ERR;
     for (int64_t i = 0; i < n; i++) {
         const fw_weight *w = &h[x0 + i];
-        if ((w->type == FW_WTYPE_INT4) != int4)
+        if (w->type != stored)
             return fw_errf(e, "expert %lld differs in type from expert %lld", (long long)(x0 + i), (long long)x0);
         fw_weight tmp;
-        uint16_t *buf;
-        if (int4_as_bf16(&w, &tmp, &buf, e)) return FW_ERR;
-        if (w->type != w0->type || w->rows != N || w->cols != K || (w->type == FW_WTYPE_FP8 && (w->r0 || w->c0))) {
+        uint16_t *buf = NULL;
+        if (stored == FW_WTYPE_INT8 && as_bf16(&w, &tmp, &buf, e)) return FW_ERR;
+        if (w->rows != N || w->cols != K || (w->type == FW_WTYPE_FP8 && (w->r0 || w->c0))) {
             free(buf);
             return fw_errf(e, "expert %lld differs in type or shape from expert %lld", (long long)(x0 + i),
                            (long long)x0);
         }
-        int rc = fw_cuda_upload2d(&g->ctx, (char *)data + (size_t)(i * d->stride) * es, (size_t)ld * es, w->data,
-                                  (size_t)w->ld * es, (size_t)K * es, (size_t)N);
+        const int rc = fw_cuda_upload2d(&g->ctx, (char *)data + (size_t)(i * d->stride) * es, (size_t)ld * es,
+                                        w->data, (size_t)w->ld * es, (size_t)K * es, (size_t)N);
         free(buf);
         if (rc) return fw_gpu_fail(g, e);
         if (d->sstride && fw_cuda_upload2d(&g->ctx, scale + i * d->sstride, (size_t)KB * sizeof(float), w->scale,
@@ -126,7 +162,7 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
         upload_vec(g, &G->q_a_norm, L->q_a_norm, c->q_lora_rank, e) ||
         upload_vec(g, &G->kv_a_norm, L->kv_a_norm, c->kv_lora_rank, e) ||
         upload_w(g, &G->q_a, &L->q_a, e) || upload_w(g, &G->q_b, &L->q_b, e) || upload_w(g, &G->kv_a, &L->kv_a, e) ||
-        upload_w(g, &G->kv_b, &L->kv_b, e) || upload_w(g, &G->o, &L->o, e))
+        upload_as(g, &G->kv_b, &L->kv_b, true, e) || upload_w(g, &G->o, &L->o, e))
         return FW_ERR;
     if (!L->moe)
         return upload_w(g, &G->gate, &L->gate, e) || upload_w(g, &G->up, &L->up, e) ||

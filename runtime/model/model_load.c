@@ -1,6 +1,6 @@
 /* Loading a furrow checkpoint into an fw_model: every tensor is checked against
  * the config's shape and kept in its stored format (BF16, FP8 + block scales,
- * INT4 + group scales, F32). */
+ * INT4 or INT8 + group scales, F32). */
 #include "runtime/model/model.h"
 
 #include <math.h>
@@ -67,7 +67,7 @@ static void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt,
     return data;
 }
 
-/* Norm weights, block scales (FP8's f32, INT4's bf16) and the router bias scale
+/* Norm weights, block scales (FP8's f32, INT4's and INT8's bf16) and the router bias scale
  * everything after them: a NaN or Inf there is a damaged checkpoint, refused by
  * name rather than run. */
 static int not_finite(const char *name, float v, int64_t i, fw_err *e) {
@@ -87,48 +87,66 @@ static int check_finite_bf16(const char *name, const uint16_t *v, int64_t n, fw_
     return FW_OK;
 }
 
-/* An INT4 weight "<name>_packed" + "<name>_scale" (io/FORMAT.md): this rank's
- * slice of both, cut at group boundaries (partition/shard refuses a tp that
- * would split a group). The `quantization` label must say what the shapes say. */
-static int load_int4(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, int64_t rows, int64_t cols,
-                     fw_weight *w, fw_err *e) {
-    char pname[512], sname[512], want[48];
-    snprintf(pname, sizeof pname, "%s_packed", name);
+/* An INT4 weight "<name>_packed" + "<name>_scale", or an INT8 weight "<name>_int8"
+ * + "<name>_scale" (io/FORMAT.md): this rank's slice of both, cut at group
+ * boundaries (partition/shard refuses a tp that would split a group; an INT8
+ * weight with one scale per row keeps it in every column slice). The
+ * `quantization` label must say what the shapes say. */
+static int load_grouped(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, fw_wtype type, int64_t rows,
+                        int64_t cols, fw_weight *w, fw_err *e) {
+    const bool int4 = type == FW_WTYPE_INT4;
+    const char *kind = int4 ? "INT4" : "INT8";
+    char vname[512], sname[512], want[48];
+    snprintf(vname, sizeof vname, "%s%s", name, int4 ? "_packed" : "_int8");
     snprintf(sname, sizeof sname, "%s_scale", name);
-    fw_tensor_info pi, si;
-    if (fw_ckpt_info(ck, pname, &pi, e) || fw_ckpt_info(ck, sname, &si, e)) return FW_ERR;
-    if (cols % 8 || pi.dtype != FW_DTYPE_I32 || check_shape(&pi, pname, rows, cols / 8, e))
-        return fw_errf(e, "tensor '%s': INT4 packed values must be I32 [%lld, %lld / 8], found %s", pname,
-                       (long long)rows, (long long)cols, fw_dtype_name(pi.dtype));
+    fw_tensor_info vi, si;
+    if (fw_ckpt_info(ck, vname, &vi, e) || fw_ckpt_info(ck, sname, &si, e)) return FW_ERR;
+    const int64_t vcols = int4 ? cols / 8 : cols;
+    if ((int4 && cols % 8) || vi.dtype != (int4 ? FW_DTYPE_I32 : FW_DTYPE_I8) || check_shape(&vi, vname, rows, vcols, e))
+        return fw_errf(e, "tensor '%s': %s values must be %s [%lld, %lld%s], found %s", vname, kind,
+                       int4 ? "I32" : "I8", (long long)rows, (long long)cols, int4 ? " / 8" : "",
+                       fw_dtype_name(vi.dtype));
     if (si.dtype != FW_DTYPE_BF16 || si.ndim != 2 || si.shape[0] != rows || si.shape[1] <= 0 || cols % si.shape[1])
-        return fw_errf(e, "tensor '%s': INT4 scales must be BF16 [%lld, %lld / group size]", sname, (long long)rows,
+        return fw_errf(e, "tensor '%s': %s scales must be BF16 [%lld, %lld / group size]", sname, kind, (long long)rows,
                        (long long)cols);
     const int64_t G = cols / si.shape[1];
-    snprintf(want, sizeof want, "int4_sym_group%lld", (long long)G);
-    if (G % 8 || strcmp(pi.quant, want) != 0)
+    if (int4) snprintf(want, sizeof want, "int4_sym_group%lld", (long long)G);
+    else fw_int8_label(cols, G, want, sizeof want);
+    if ((int4 && G % 8) || strcmp(vi.quant, want) != 0)
         return fw_errf(e, "tensor '%s': quantization '%s' is not what this furrow reads for its shapes ('%s'); "
-                          "convert the checkpoint with this furrow", pname, pi.quant, want);
-    const int64_t pshape[2] = {rows, cols / 8}, sshape[2] = {rows, si.shape[1]};
+                          "convert the checkpoint with this furrow", vname, vi.quant, want);
+    const int64_t vshape[2] = {rows, vcols}, sshape[2] = {rows, si.shape[1]};
     fw_slice sl, ss;
-    if (slice_of(m, lay, sname, 2, sshape, &ss, e) || slice_of(m, lay, pname, 2, pshape, &sl, e)) return FW_ERR;
-    const void *data = read_slice(m, ck, pname, FW_DTYPE_I32, &sl, e);
+    if (slice_of(m, lay, sname, 2, sshape, &ss, e) || slice_of(m, lay, vname, 2, vshape, &sl, e)) return FW_ERR;
+    const int64_t slice_cols = int4 ? sl.count[1] * 8 : sl.count[1];
+    if (int4 && si.shape[1] == 1 && slice_cols != cols)  /* INT4's chunks never split a group */
+        return fw_errf(e, "tensor '%s': this layout gives each rank %lld of its %lld columns, which splits its one INT4 "
+                          "group per row; choose a tp whose slices are whole groups", vname, (long long)slice_cols,
+                       (long long)cols);
+    const void *data = read_slice(m, ck, vname, vi.dtype, &sl, e);
     const uint16_t *scale = data ? read_slice(m, ck, sname, FW_DTYPE_BF16, &ss, e) : NULL;
     if (!scale || check_finite_bf16(sname, scale, ss.count[0] * ss.count[1], e)) return FW_ERR;
-    m->weight_bytes += (uint64_t)(sl.count[0] * sl.count[1]) * 4 + (uint64_t)(ss.count[0] * ss.count[1]) * 2;
-    *w = (fw_weight){.type = FW_WTYPE_INT4, .rows = sl.count[0], .cols = sl.count[1] * 8, .ld = sl.count[1],
-                     .data = data, .gscale = scale, .scale_ld = ss.count[1], .group = G};
+    m->weight_bytes += (uint64_t)(sl.count[0] * sl.count[1]) * fw_dtype_size(vi.dtype) +
+                       (uint64_t)(ss.count[0] * ss.count[1]) * 2;
+    /* A column slice of a per-channel weight: its one group is the slice. */
+    *w = (fw_weight){.type = type, .rows = sl.count[0], .cols = slice_cols, .ld = sl.count[1], .data = data,
+                     .gscale = scale, .scale_ld = ss.count[1], .group = si.shape[1] == 1 ? slice_cols : G};
     return FW_OK;
 }
 
-/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8 or
- * INT4 (keyed off "<name>_packed" being there instead of the weight): this
- * rank's slice of it. An FP8 slice that starts inside a 128-block keeps the
- * offset in (r0, c0) so the kernels find each element's scale. */
+/* A 2-D weight (rows, cols) in its stored format, with its scales if FP8, INT4
+ * or INT8 (keyed off "<name>_packed" or "<name>_int8" being there instead of the
+ * weight): this rank's slice of it. An FP8 slice that starts inside a 128-block
+ * keeps the offset in (r0, c0) so the kernels find each element's scale. */
 static int load_weight(fw_model *m, fw_ckpt *ck, const fw_layout *lay, const char *name, int64_t rows,
                        int64_t cols, fw_weight *w, fw_err *e) {
-    char pname[512];
+    char pname[512], vname[512];
     snprintf(pname, sizeof pname, "%s_packed", name);
-    if (!fw_ckpt_has(ck, name) && fw_ckpt_has(ck, pname)) return load_int4(m, ck, lay, name, rows, cols, w, e);
+    snprintf(vname, sizeof vname, "%s_int8", name);
+    if (!fw_ckpt_has(ck, name) && fw_ckpt_has(ck, pname))
+        return load_grouped(m, ck, lay, name, FW_WTYPE_INT4, rows, cols, w, e);
+    if (!fw_ckpt_has(ck, name) && fw_ckpt_has(ck, vname))
+        return load_grouped(m, ck, lay, name, FW_WTYPE_INT8, rows, cols, w, e);
     fw_tensor_info in;
     if (fw_ckpt_info(ck, name, &in, e) || check_shape(&in, name, rows, cols, e)) return FW_ERR;
     memset(w, 0, sizeof *w);
