@@ -483,13 +483,13 @@ static const fw_ops fast_avx2_ops = {
     .route = fast_route,
 };
 
-/* The same but INT4's matmul (the only op with AVX-512 kernels so far). */
+/* The same but INT4's matmul and matmul_xw (the only ops with AVX-512 kernels so far). */
 static const fw_ops fast_avx512_ops = {
     .name = "cpu-fast-avx512",
     .embed = fast_embed,
     .rmsnorm = rmsnorm_avx2,
     .matmul = fw_cpu_matmul_avx512,
-    .matmul_xw = fw_cpu_matmul_xw_avx2,
+    .matmul_xw = fw_cpu_matmul_xw_avx512,
     .rope = fast_rope,
     .attn_naive = attn_naive_avx2,
     .attn_absorbed = attn_absorbed_avx2,

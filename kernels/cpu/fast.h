@@ -23,6 +23,7 @@ void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_xw_generic(float *y, const float *x, const fw_weight *w, int64_t T);
 

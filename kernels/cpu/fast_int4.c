@@ -418,6 +418,67 @@ bool fw_cpu_int4_gemv_avx512(float *y, const float *x, const fw_weight *w, int64
     return true;
 }
 
+/* ---- AVX-512 matmul_xw: y[T, N] = x[T, K] . W, W [K, N] (absorbed attention) ----
+ * A tile is one 128-column block of y for up to 3 tokens: every row of W adds its
+ * block (unpacked as the GEMV's, scales folded in) times x[t, i] to 8 accumulators
+ * per token, nibble k of lane l being column 8 l + k; the block is put back in
+ * column order once at the end. */
+AVX512_INLINE void xw512_tile(float *y, const float *x, const fw_weight *w, int64_t t0, int64_t b,
+                              const int TT) {
+    const int64_t K = w->rows, N = w->cols, G = w->group, nc = N - 128 * b;
+    const __m512 tab = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    /* The block's lanes' groups, relative to the first (lanes past N keep the last). */
+    const int64_t ga = (w->c0 + 128 * b) / G, glast = (w->c0 + N - 1) / G;
+    int32_t gl[16];
+    for (int l = 0; l < 16; l++) {
+        const int64_t g = (w->c0 + 128 * b + 8 * l) / G;
+        gl[l] = (int32_t)((g < glast ? g : glast) - ga);
+    }
+    const __m512i gli = _mm512_loadu_si512(gl);
+    const __mmask16 gm = (__mmask16)((1u << (gl[15] + 1)) - 1);
+    const __mmask16 wm = (__mmask16)(nc >= 128 ? 0xFFFF : (1u << (nc / 8)) - 1);
+    __m512 acc[24]; /* (TT, 8) */
+#pragma GCC unroll 24
+    for (int a = 0; a < TT * 8; a++) acc[a] = _mm512_setzero_ps();
+    const uint32_t *wb = (const uint32_t *)w->data + (w->c0 + 128 * b) / 8;
+    for (int64_t i = 0; i < K; i++) {
+        const __m512i v = _mm512_maskz_loadu_epi32(wm, wb + i * w->ld);
+        const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(gm, w->gscale + i * w->scale_ld + ga));
+        const __m512 s = _mm512_permutexvar_ps(gli, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+        __m512 xb[3];
+#pragma GCC unroll 3
+        for (int t = 0; t < TT; t++) xb[t] = _mm512_set1_ps(x[(t0 + t) * K + i]);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const __m512 q = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * k), tab), s);
+#pragma GCC unroll 3
+            for (int t = 0; t < TT; t++) acc[t * 8 + k] = _mm512_fmadd_ps(q, xb[t], acc[t * 8 + k]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int t = 0; t < TT; t++) {
+        float o[8][16];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) _mm512_storeu_ps(o[k], acc[t * 8 + k]);
+        float *yt = y + (t0 + t) * N + 128 * b;
+        for (int64_t c = 0; c < 128 && c < nc; c++) yt[c] = o[c % 8][c / 8];
+    }
+}
+
+AVX512_FN void fw_cpu_int4_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->cols, nblk = (N + 127) / 128, ntg = (T + 2) / 3;
+#pragma omp parallel for collapse(2) schedule(static) if (w->rows * N * T >= PAR_MIN_ELEMS)
+    for (int64_t b = 0; b < nblk; b++)
+        for (int64_t g = 0; g < ntg; g++) {
+            const int64_t t0 = 3 * g;
+            switch (T - t0 < 3 ? T - t0 : 3) {
+            case 3: xw512_tile(y, x, w, t0, b, 3); break;
+            case 2: xw512_tile(y, x, w, t0, b, 2); break;
+            default: xw512_tile(y, x, w, t0, b, 1); break;
+            }
+        }
+}
+
 /* ---- AVX-512 GEMM (prefill) ----
  * A tile of GM_NB rows x GM_KC columns is unpacked (q * scale, exact in f32) once
  * into L1, column-major so that one vector holds 16 rows of a column; the micro-

@@ -547,6 +547,12 @@ void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t
     }
 }
 
+/* INT4 on whole words: kernels/cpu/fast_int4.c's AVX-512 kernel; the rest as AVX2. */
+void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w)) fw_cpu_int4_xw_avx512(y, x, w, T);
+    else fw_cpu_matmul_xw_avx2(y, x, w, T);
+}
+
 /* ---- portable versions ---- */
 
 #define GENERIC_CHUNK 256
