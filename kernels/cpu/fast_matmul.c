@@ -201,6 +201,9 @@ AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t
             }
         }
         for (; j + 8 <= je; j += 8) {
+            if (type == FW_WTYPE_BF16 && j % 32 == 0 && i0 + 2 * RB <= N) /* as FP8's, a line at a time */
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) _mm_prefetch(row[r] + (size_t)(RB * w->ld + j) * 2, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
                 __m256 wv = ld_w(type, row[r], j);
