@@ -7,7 +7,6 @@
 #include "kernels/cpu/fast.h"
 
 #include <immintrin.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -20,7 +19,7 @@
 /* Below this many weight elements a parallel region costs more than it saves. */
 #define PAR_MIN_ELEMS 65536
 
-static inline int64_t fw_omp_threads(void) {
+static inline int64_t omp_threads(void) {
 #ifdef _OPENMP
     return omp_get_num_threads();
 #else
@@ -28,7 +27,7 @@ static inline int64_t fw_omp_threads(void) {
 #endif
 }
 
-static inline int64_t fw_omp_id(void) {
+static inline int64_t omp_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
 #else
@@ -375,7 +374,7 @@ AVX512_INLINE void gemv512_tile(float *y, const i4p *p, int64_t t0, const fw_wei
     AVX512_FN static void gemv512_##TT(float *y, const i4p *p, int64_t t0, const fw_weight *w) {               \
         const int64_t N = w->rows, K = w->cols, nb = (N + I4_RB(TT) - 1) / I4_RB(TT), TA = GEMV_TA(TT);        \
         _Pragma("omp parallel if (N * K >= PAR_MIN_ELEMS)") {                                                  \
-            const int64_t nth = fw_omp_threads(), id = fw_omp_id();                                            \
+            const int64_t nth = omp_threads(), id = omp_id();                                                  \
             const int64_t ba = nb * id / nth, bz = nb * (id + 1) / nth;                                        \
             for (int64_t cb = 0; cb < p->nblk; cb += p->chunk) {                                               \
                 const int64_t ce = cb + p->chunk < p->nblk ? cb + p->chunk : p->nblk;                          \
