@@ -244,6 +244,48 @@ bool fw_cpu_int4_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t
     return true;
 }
 
+/* ---- AVX2 matmul_xw: y[T, N] = x[T, K] . W, W [K, N] (absorbed attention) ----
+ * As the AVX-512 one below, on 64-column blocks (8 words) for one token at a time. */
+AVX2_INLINE void xw2_tile(float *y, const float *x, const fw_weight *w, int64_t t, int64_t b) {
+    const int64_t K = w->rows, N = w->cols, G = w->group, nc = N - 64 * b;
+    const int64_t ga = (w->c0 + 64 * b) / G, glast = (w->c0 + N - 1) / G;
+    int32_t gl[8];
+    for (int l = 0; l < 8; l++) {
+        const int64_t g = (w->c0 + 64 * b + 8 * l) / G;
+        gl[l] = (int32_t)((g < glast ? g : glast) - ga);
+    }
+    const __m256i gli = _mm256_loadu_si256((const __m256i *)gl), m15 = _mm256_set1_epi32(15);
+    const __m256i wm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nc / 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+    const int32_t *wb = (const int32_t *)w->data + (w->c0 + 64 * b) / 8;
+    for (int64_t i = 0; i < K; i++) {
+        const __m256i v = _mm256_maskload_epi32(wb + i * w->ld, wm);
+        float sv[8];
+        for (int g = 0; g <= gl[7]; g++) sv[g] = bf16_f32(w->gscale[i * w->scale_ld + ga + g]);
+        const __m256 s = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sv), gli);
+        const __m256 s8 = _mm256_mul_ps(s, _mm256_set1_ps(-8.0f)), xb = _mm256_set1_ps(x[t * K + i]);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) { /* (n - 8) * s, exact: n * s - 8 s in one rounding */
+            const __m256 n = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 4 * k), m15));
+            acc[k] = _mm256_fmadd_ps(_mm256_fmadd_ps(n, s, s8), xb, acc[k]);
+        }
+    }
+    float o[8][8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) _mm256_storeu_ps(o[k], acc[k]);
+    float *yt = y + t * N + 64 * b;
+    for (int64_t c = 0; c < 64 && c < nc; c++) yt[c] = o[c % 8][c / 8];
+}
+
+AVX2_FN void fw_cpu_int4_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->cols, nblk = (N + 63) / 64;
+#pragma omp parallel for collapse(2) schedule(static) if (w->rows * N * T >= PAR_MIN_ELEMS)
+    for (int64_t b = 0; b < nblk; b++)
+        for (int64_t t = 0; t < T; t++) xw2_tile(y, x, w, t, b);
+}
+
 /* ---- AVX-512 GEMV ----
  * A block is 128 columns, 16 words, one vector: lane l holds word l, and nibble k of
  * every lane meets x[128 b + 8 l + k], which the call's prepared x keeps at 16 k + l

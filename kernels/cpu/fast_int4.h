@@ -20,6 +20,7 @@ bool fw_cpu_int4_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t
 bool fw_cpu_int4_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 bool fw_cpu_int4_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 /* y[T, cols] = x[T, rows] . W (matmul_xw), allocating nothing. */
+void fw_cpu_int4_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_int4_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 
 #endif

@@ -529,7 +529,11 @@ AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, in
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->cols;
     if (N <= 0 || T <= 0) return;
-    if (fw_wtype_grouped(w->type)) { /* no INT4/INT8 W^T kernel yet: rows widened a chunk at a time */
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w)) {
+        fw_cpu_int4_xw_avx2(y, x, w, T);
+        return;
+    }
+    if (fw_wtype_grouped(w->type)) { /* INT8, INT4 inside a word: rows widened a chunk at a time */
         fw_cpu_matmul_xw_generic(y, x, w, T);
         return;
     }
