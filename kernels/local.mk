@@ -8,6 +8,7 @@ libfurrow_kernels_a_SOURCES = \
 	kernels/cpu/cpu_features.c \
 	kernels/cpu/ceilings.c kernels/cpu/ceilings.h \
 	kernels/cpu/fast_matmul.c \
+	kernels/cpu/fast_int4.c kernels/cpu/fast_int4.h \
 	kernels/cpu/fast_int8.c
 
 # A micro-benchmark, never installed: `make kernels/cpu/bench_kernels`; make check

@@ -1,5 +1,6 @@
 /* Kernel tests: the reference ops against hand-computed values, and every fast
- * op (the AVX2 table where the CPU has it, and the portable table) against the
+ * op (the AVX-512 and AVX2 tables where the CPU has them, and the portable table;
+ * INT4's kernels of each instruction set called directly) against the
  * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
  * weight types, views with nonzero origins into FP8, INT4 and INT8 parents;
  * INT4's unpacking against compressed-tensors' test vectors.
@@ -15,6 +16,7 @@
  * FW_TEST_VERBOSE=1 prints every comparison. */
 #include "kernels/ops.h"
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/fast_int4.h"
 #include "tests/check.h"
 
 #include <math.h>
@@ -133,7 +135,7 @@ typedef struct impl {
     const fw_ops *ops;
 } impl;
 
-static impl impls[2];
+static impl impls[3];
 static int n_impls;
 
 /* ---- conversions, views ---- */
@@ -220,6 +222,15 @@ static void test_views(void) {
 
 typedef void (*mm_fn)(float *y, const float *x, const fw_weight *w, int64_t T);
 
+/* The INT4 kernels of each instruction set, run directly so that this machine tests
+ * every one it has, whatever fw_ops_cpu_fast picks. */
+static void int4_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    CHECK(fw_cpu_int4_gemv_avx512(y, x, w, T), "int4 avx512 gemv: no memory");
+}
+static void int4_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    CHECK(fw_cpu_int4_gemm_avx512(y, x, w, T), "int4 avx512 gemm: no memory");
+}
+
 /* Every implementation of matmul (xw: matmul_xw) on w against the reference. */
 static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     const fw_ops *ref = fw_ops_cpu_ref();
@@ -230,12 +241,16 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     struct {
         const char *name;
         mm_fn f;
-    } fs[4];
+    } fs[8];
     int nf = 0;
     for (int k = 0; k < n_impls; k++) fs[nf++] = (typeof(fs[0])){impls[k].name, xw ? impls[k].ops->matmul_xw : impls[k].ops->matmul};
-    if (!xw && fw_cpu_has_avx2()) { /* both matmul paths at every T */
+    if (!xw && fw_cpu_has_avx2()) { /* both matmul paths at every T (INT4: the AVX2 ones) */
         fs[nf++] = (typeof(fs[0])){"gemm", fw_cpu_matmul_gemm_avx2};
         fs[nf++] = (typeof(fs[0])){"gemv", fw_cpu_matmul_gemv_avx2};
+    }
+    if (!xw && w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) && fw_cpu_has_avx512()) { /* what "fast" may not pick */
+        fs[nf++] = (typeof(fs[0])){"avx512-gemv", int4_gemv_avx512};
+        fs[nf++] = (typeof(fs[0])){"avx512-gemm", int4_gemm_avx512};
     }
     for (int k = 0; k < nf; k++) {
         char what[160];
@@ -302,13 +317,14 @@ static void test_matmul(void) {
 
 /* ---- INT4 (compressed-tensors pack-quantized) ---- */
 
-/* A random INT4 weight [rows, cols] (cols a multiple of 8 and of G), ld words per
- * row, bf16 scales [rows, cols / G + 1] (one spare column: scale_ld != groups). */
+/* A random INT4 weight [rows, cols] (cols a multiple of 8; the last group may be
+ * partial), ld words per row, bf16 scales [rows, groups + 1] (one spare column:
+ * scale_ld != groups). */
 static tw tw_make_int4(int64_t rows, int64_t cols, int64_t ld, int64_t G, uint16_t **scales) {
     tw t = {0};
     uint32_t *d = malloc((size_t)(rows * ld) * 4);
     for (int64_t i = 0; i < rows * ld; i++) d[i] = check_rng_u32();
-    const int64_t sl = cols / G + 1;
+    const int64_t sl = (cols + G - 1) / G + 1;
     uint16_t *sc = malloc((size_t)(rows * sl) * 2);
     for (int64_t i = 0; i < rows * sl; i++) sc[i] = fw_f32_to_bf16((1.5f + check_rng_uniform()) / 10.0f);
     t.data = d;
@@ -372,34 +388,44 @@ static void test_int4(void) {
     tw_free(&p);
     free(sc);
 
-    /* Fast matmuls against the reference: group sizes 32/64/128, rows not a
-     * multiple of the tile, rows of 1 to 9 groups (tails under 64 columns). */
-    const int64_t Gs[] = {32, 64, 128}, rows[] = {1, 7, 129, 300}, ngroups[] = {1, 3, 9}, Ts[] = {1, 3, 8, 37};
+    /* Fast matmuls against the reference (every kernel this CPU has): groups of 8,
+     * 32 and 128 words' worth of columns, rows not a multiple of any tile (GEMV 4
+     * and 8, GEMM 32), columns a multiple of 8 but not of 32 or 128 (partial last
+     * group and block), more than one chunk of scales (2048 columns) and of x
+     * (1024 columns at 8 tokens), tokens 1 to 9 (the GEMV's passes and chunks of
+     * 8) and past the GEMM's 12-token micro-kernel. */
+    const int64_t Gs[] = {8, 32, 128}, rows[] = {1, 7, 9, 33, 300}, Ks[] = {8, 24, 136, 392, 2056};
+    const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 33, 37};
     for (int g = 0; g < 3; g++)
-        for (int a = 0; a < 4; a++)
-            for (int b = 0; b < 3; b++) {
-                const int64_t K = Gs[g] * ngroups[b];
+        for (int a = 0; a < 5; a++)
+            for (int b = 0; b < 5; b++) {
+                const int64_t K = Ks[b];
                 p = tw_make_int4(rows[a], K, K / 8 + (b & 1) * 3, Gs[g], &sc);
-                for (int c = 0; c < 4; c++) {
+                for (int c = 0; c < 11; c++) {
                     check_mm(&p.w, Ts[c], false);
-                    check_mm(&p.w, Ts[c], true);
+                    if (c % 4 == 0) check_mm(&p.w, Ts[c], true);
                 }
                 tw_free(&p);
                 free(sc);
             }
-    /* Views: whole words off the 64-column grid (per-lane scales), a single
-     * group's worth, and one starting inside a word (the portable path). */
-    p = tw_make_int4(700, 896, 115, 32, &sc);
-    const int64_t views[][4] = {{70, 200, 96, 320}, {0, 300, 0, 896}, {129, 571, 8, 888}, {255, 2, 127, 130}};
-    for (int k = 0; k < 4; k++) {
-        fw_weight w = fw_weight_view(&p.w, views[k][0], views[k][1], views[k][2], views[k][3]);
-        for (int c = 0; c < 4; c++) {
-            check_mm(&w, Ts[c], false);
-            check_mm(&w, Ts[c], true);
+    /* Views: whole words off the 128-column block and the group grid (per-lane
+     * scales, groups across blocks), a single group's worth, and one starting
+     * inside a word (the portable path). */
+    const int64_t vG[] = {32, 128, 8};
+    const int64_t views[][4] = {{70, 200, 96, 320}, {0, 300, 0, 896}, {129, 571, 8, 888}, {255, 2, 127, 130},
+                                {33, 41, 40, 856}, {1, 299, 136, 136}};
+    for (int g = 0; g < 3; g++) {
+        p = tw_make_int4(700, 896, 115, vG[g], &sc);
+        for (int k = 0; k < 6; k++) {
+            fw_weight w = fw_weight_view(&p.w, views[k][0], views[k][1], views[k][2], views[k][3]);
+            for (int c = 0; c < 11; c += 2) {
+                check_mm(&w, Ts[c], false);
+                check_mm(&w, Ts[c], true);
+            }
         }
+        tw_free(&p);
+        free(sc);
     }
-    tw_free(&p);
-    free(sc);
 }
 
 /* ---- INT8 (symmetric, per output channel or per group) ---- */
@@ -772,6 +798,7 @@ static void test_route(void) {
 
 int main(void) {
     impls[n_impls++] = (impl){"fast", fw_ops_cpu_fast()};
+    if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx2() && fw_cpu_has_avx2()) impls[n_impls++] = (impl){"avx2", fw_ops_cpu_fast_avx2()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_generic()) impls[n_impls++] = (impl){"generic", fw_ops_cpu_fast_generic()};
     fprintf(stderr, "fast ops: %s\n", fw_ops_cpu_fast()->name);
     test_conversions();

@@ -4,13 +4,14 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w, default gmaw]
+ * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w i, default gmaw]
  *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16,
- *   a: attention, w: matmul_xw (the ceilings always run: the others are
- *   reported against them). */
+ *   a: attention, w: matmul_xw, i: the INT4 kernels per instruction set (the
+ *   ceilings always run: the others are reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/ceilings.h"
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/fast_int4.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -203,6 +204,90 @@ static void free_weights(fw_weight *w, int ncopies, float *scale) {
     free(scale);
 }
 
+/* ncopies random INT4 weights [rows, cols], group G, sharing one scale array. */
+static fw_weight *make_int4(int64_t rows, int64_t cols, int64_t G, int ncopies, uint16_t **scales) {
+    fw_weight *w = calloc((size_t)ncopies, sizeof *w);
+    *scales = malloc((size_t)(rows * (cols / G)) * 2);
+    for (int64_t i = 0; i < rows * (cols / G); i++) (*scales)[i] = fw_f32_to_bf16(0.01f * (1.5f + frand()));
+    for (int c = 0; c < ncopies; c++) {
+        uint32_t *d = malloc(fw_wtype_bytes(FW_WTYPE_INT4, rows, cols));
+        for (int64_t i = 0; i < rows * cols / 8; i++) d[i] = (uint32_t)rand() * 2654435761u;
+        w[c] = (fw_weight){.type = FW_WTYPE_INT4, .rows = rows, .cols = cols, .ld = cols / 8, .data = d,
+                           .gscale = *scales, .scale_ld = cols / G, .group = G};
+    }
+    return w;
+}
+
+static void int4_avx2(float *y, const float *x, const fw_weight *w, int64_t T) { fw_cpu_int4_gemv_avx2(y, x, w, T); }
+static void int4_avx512(float *y, const float *x, const fw_weight *w, int64_t T) { fw_cpu_int4_gemv_avx512(y, x, w, T); }
+static void int4_gemm512(float *y, const float *x, const fw_weight *w, int64_t T) { fw_cpu_int4_gemm_avx512(y, x, w, T); }
+
+/* The INT4 kernels per instruction set: decode shapes at T 1..8 in GB/s of stored
+ * bytes (words and scales) against the read ceiling, prefill in GFLOP/s. */
+static void bench_int4(double read_bw, double fma_gf) {
+    const int64_t shape[][2] = {{2048, 7168}, {7168, 2048}, {2048, 2048}, {576, 7168}};
+    const int64_t Gs[] = {32, 128}, Ts[] = {1, 2, 4, 8};
+    printf("\nINT4 GEMV (GB/s of words + scales, %% of the read ceiling, Gweights/s)\n%-12s %-10s %4s %2s", "impl",
+           "shape", "G", "T");
+    printf(" %9s %7s %9s\n", "GB/s", "% read", "Gw/s");
+    const char *names[] = {"avx2", "avx512"};
+    for (int si = 0; si < 4; si++)
+        for (int gi = 0; gi < 2; gi++) {
+            const int64_t N = shape[si][0], K = shape[si][1], G = Gs[gi];
+            const size_t bytes = fw_wtype_bytes(FW_WTYPE_INT4, N, K) + (size_t)(N * (K / G)) * 2;
+            const int nc = (int)((256u << 20) / bytes) + 1;
+            uint16_t *sc;
+            fw_weight *w = make_int4(N, K, G, nc, &sc);
+            for (int k = 0; k < 4; k++) {
+                const int64_t T = Ts[k];
+                mm_arg m = {.w = w, .ncopies = nc, .T = T};
+                m.x = malloc((size_t)(T * K) * sizeof(float));
+                m.y = malloc((size_t)(T * N) * sizeof(float));
+                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                for (int v = 0; v < 2; v++) {
+                    if (v > 0 && !fw_cpu_has_avx512()) continue;
+                    m.fn = v == 0 ? int4_avx2 : int4_avx512;
+                    const double gbs = (double)bytes / best_time(mm_run, &m) / 1e9;
+                    char sh[32];
+                    snprintf(sh, sizeof sh, "%lldx%lld", (long long)N, (long long)K);
+                    printf("%-12s %-10s %4lld %2lld %9.2f %6.1f%% %9.2f\n", names[v], sh, (long long)G, (long long)T, gbs,
+                           100 * gbs / read_bw, gbs / (double)bytes * (double)(N * K));
+                    fflush(stdout);
+                }
+                free(m.x);
+                free(m.y);
+            }
+            for (int c = 0; c < nc; c++) free((void *)w[c].data);
+            free(w);
+            free(sc);
+        }
+    printf("\nINT4 GEMM, T 512 (GFLOP/s, %% of the FMA ceiling)\n");
+    const int64_t pshape[][2] = {{2048, 7168}, {2048, 2048}};
+    for (int si = 0; si < 2; si++)
+        for (int gi = 0; gi < 2; gi++) {
+            const int64_t N = pshape[si][0], K = pshape[si][1], G = Gs[gi], T = 512;
+            uint16_t *sc;
+            fw_weight *w = make_int4(N, K, G, 1, &sc);
+            mm_arg m = {.w = w, .ncopies = 1, .T = T};
+            m.x = malloc((size_t)(T * K) * sizeof(float));
+            m.y = malloc((size_t)(T * N) * sizeof(float));
+            for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+            for (int v = 0; v < 2; v++) {
+                if (v == 1 && !fw_cpu_has_avx512()) continue;
+                m.fn = v == 0 ? fw_cpu_matmul_gemm_avx2 : int4_gemm512;
+                const double gf = 2.0 * (double)(T * N * K) / best_time(mm_run, &m) / 1e9;
+                printf("%-12s %lldx%lld G %lld: %7.1f GFLOP/s %5.1f%%\n", v ? "avx512" : "avx2 (tile)", (long long)N,
+                       (long long)K, (long long)G, gf, 100 * gf / fma_gf);
+                fflush(stdout);
+            }
+            free(m.x);
+            free(m.y);
+            free((void *)w[0].data);
+            free(w);
+            free(sc);
+        }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) g_budget = atof(argv[1]);
     const char *sections = argc > 2 ? argv[2] : "gmaw";
@@ -222,13 +307,16 @@ int main(int argc, char **argv) {
     free(s.a);
     free(s.b);
     double sink = 0;
-    double fma_gf = threads() * (double)FMA_ITERS * FW_CEILING_FMA_FLOPS / best_time(fma_peak, &sink) / 1e9;
+    double fma_gf = threads() * (double)FMA_ITERS * FW_CEILING_FMA_FLOPS * fw_ceiling_fma_lanes() / 8 /
+                    best_time(fma_peak, &sink) / 1e9;
     double mhz = cpu_mhz();
-    double peak_gf = threads() * 2 * 8 * 2 * mhz / 1e3; /* cores x 2 FMA units x 8 lanes x 2 flops x clock */
+    double peak_gf = threads() * 2 * fw_ceiling_fma_lanes() * 2 * mhz / 1e3; /* cores x 2 FMA units x lanes x 2 flops x clock */
     printf("copy  %.1f GB/s (STREAM: 2 x bytes copied / s)\n", copy_bw);
     printf("read  %.1f GB/s (a read-only stream, like GEMV's)\n", read_bw);
     printf("FMA   %.1f GFLOP/s measured (registers only); nominal peak %.1f GFLOP/s at %.0f MHz\n", fma_gf,
            peak_gf, mhz);
+
+    if (strchr(sections, 'i')) bench_int4(read_bw, fma_gf);
 
     /* GEMV: decode shapes, weights cycled through > 4x the L3. */
     const int64_t gshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {7168, 2048}, {576, 7168}};

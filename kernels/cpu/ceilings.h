@@ -18,8 +18,10 @@ typedef struct fw_ceilings {
 void fw_ceiling_copy(float *dst, const float *src, int64_t n);   /* each thread memcpys its share */
 double fw_ceiling_read(const float *a, int64_t n);               /* returns the sum (a sink) */
 double fw_ceiling_fma(int64_t iters);                            /* returns a sink */
-/* Floating-point operations of fw_ceiling_fma per iteration per thread. */
+/* Floating-point operations of fw_ceiling_fma per iteration per thread on 8 lanes;
+ * it runs on fw_ceiling_fma_lanes() lanes (16 where the CPU has AVX-512). */
 #define FW_CEILING_FMA_FLOPS (12 * 8 * 2)
+int fw_ceiling_fma_lanes(void);
 
 /* Best of several repeats, arrays of `bytes` each (well past the last-level
  * cache). Returns -1 if the arrays cannot be allocated. */

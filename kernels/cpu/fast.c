@@ -1,5 +1,5 @@
 /* The fast CPU ops: OpenMP threads and, where the CPU has them, AVX2/FMA/F16C
- * kernels picked at run time (no -march flags: each SIMD function carries its own
+ * kernels (and AVX-512 for INT4 matmuls) picked at run time (no -march flags: each SIMD function carries its own
  * target attribute). matmul and matmul_xw live in fast_matmul.c; this file holds
  * the smaller ops and the tables. */
 #include "kernels/cpu/fast.h"
@@ -483,6 +483,21 @@ static const fw_ops fast_avx2_ops = {
     .route = fast_route,
 };
 
+/* The same but INT4's matmul and matmul_xw (the only ops with AVX-512 kernels so far). */
+static const fw_ops fast_avx512_ops = {
+    .name = "cpu-fast-avx512",
+    .embed = fast_embed,
+    .rmsnorm = rmsnorm_avx2,
+    .matmul = fw_cpu_matmul_avx512,
+    .matmul_xw = fw_cpu_matmul_xw_avx512,
+    .rope = fast_rope,
+    .attn_naive = attn_naive_avx2,
+    .attn_absorbed = attn_absorbed_avx2,
+    .silu_mul = fast_silu_mul,
+    .add = fast_add,
+    .route = fast_route,
+};
+
 static const fw_ops fast_generic_ops = {
     .name = "cpu-fast-generic",
     .embed = fast_embed,
@@ -499,4 +514,8 @@ static const fw_ops fast_generic_ops = {
 
 const fw_ops *fw_ops_cpu_fast_generic(void) { return &fast_generic_ops; }
 
-const fw_ops *fw_ops_cpu_fast(void) { return fw_cpu_has_avx2() ? &fast_avx2_ops : &fast_generic_ops; }
+const fw_ops *fw_ops_cpu_fast_avx2(void) { return &fast_avx2_ops; }
+
+const fw_ops *fw_ops_cpu_fast(void) {
+    return fw_cpu_has_avx512() ? &fast_avx512_ops : fw_cpu_has_avx2() ? &fast_avx2_ops : &fast_generic_ops;
+}

@@ -7,9 +7,13 @@
 
 /* Whether this CPU runs the AVX2/FMA/F16C kernels (checked at run time). */
 bool fw_cpu_has_avx2(void);
+/* Whether it also runs the AVX-512 kernels (F, BW, VL). */
+bool fw_cpu_has_avx512(void);
 
-/* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs). */
+/* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs), and
+ * with AVX2 alone (what it returns where there is no AVX-512). */
 const fw_ops *fw_ops_cpu_fast_generic(void);
+const fw_ops *fw_ops_cpu_fast_avx2(void);
 
 /* matmul implementations, callable directly so that tests and benchmarks can
  * run each at any T (fw_ops_cpu_fast's matmul picks GEMV for T <= FW_GEMV_MAX_T). */
@@ -17,7 +21,9 @@ const fw_ops *fw_ops_cpu_fast_generic(void);
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);  /* T <= 8 */
 void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_xw_generic(float *y, const float *x, const fw_weight *w, int64_t T);
 

@@ -13,6 +13,7 @@
  * (vcvtph2ps), not memory, but still more weights per second than BF16; prefill
  * ~130-155 GFLOP/s of a measured 200 GFLOP/s FMA peak. */
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/fast_int4.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -107,21 +108,6 @@ AVX2_INLINE __m256 ld_fp8(const uint8_t *p) {
     return _mm256_cvtph_ps(h);
 }
 
-/* fw_bf16_to_f32 inlined: the kernels' inner loops must not call out. */
-static inline float bf16_f32(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* The 8 int4 values of one packed word, in column order, as f32 (-8..7). */
-AVX2_INLINE __m256 ld_int4_word(uint32_t word) {
-    __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)word), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    v = _mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
-    return _mm256_cvtepi32_ps(v);
-}
-
 /* 8 weights at row + j (an fp8 load is scaled by 2^-8, see ld_fp8). */
 AVX2_INLINE __m256 ld_w(const int type, const char *row, int64_t j) {
     if (type == FW_WTYPE_F32) return _mm256_loadu_ps((const float *)row + j);
@@ -173,13 +159,8 @@ AVX2_FN static void widen_row_avx2(float *out, const fw_weight *w, int64_t i, in
             widen_row_generic(out, w, i, j0, n);
             break;
         }
-        /* A word's 8 columns share one scale: groups are whole words. */
-        const uint32_t *p = (const uint32_t *)row + (w->c0 + j0) / 8;
-        const uint16_t *sc = w->gscale + i * w->scale_ld;
-        for (; j + 8 <= n; j += 8) {
-            const __m256 s = _mm256_set1_ps(fw_bf16_to_f32(sc[(w->c0 + j0 + j) / w->group]));
-            _mm256_storeu_ps(out + j, _mm256_mul_ps(ld_int4_word(p[j / 8]), s));
-        }
+        j = n / 8 * 8;
+        fw_cpu_int4_widen_avx2(out, w, i, j0, j);
         if (j < n) widen_row_generic(out + j, w, i, j0 + j, n - j);
         break;
     }
@@ -220,6 +201,9 @@ AVX2_INLINE void gemv_tile(float *y, const float *x, const fw_weight *w, int64_t
             }
         }
         for (; j + 8 <= je; j += 8) {
+            if (type == FW_WTYPE_BF16 && j % 32 == 0 && i0 + 2 * RB <= N) /* as FP8's, a line at a time */
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) _mm_prefetch(row[r] + (size_t)(RB * w->ld + j) * 2, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
                 __m256 wv = ld_w(type, row[r], j);
@@ -292,182 +276,6 @@ DEF_GEMV_TYPE(f32, FW_WTYPE_F32)
 DEF_GEMV_TYPE(bf16, FW_WTYPE_BF16)
 DEF_GEMV_TYPE(fp8, FW_WTYPE_FP8)
 
-/* ---- INT4 GEMV: the packed words are unpacked in registers ----
- *
- * A 64-column block of a row is 8 words, one vector load. Nibble k of every word
- * (v & 15, then v >>= 4) is column 8w + k of word w, so x is permuted once per
- * call (int4_prep) to meet those lanes with one load. A lane holds one word, and a
- * word's 8 columns share one group scale, so with n = q + 8 in [0, 15] each lane
- * sums n * x over the block and the scale is applied once per block:
- *   sum_c q_c s x_c = s * (sum_c n_c x_c - 8 sum_c x_c).
- * The -8 sum x of every word is the same for all rows: int4_prep forms it once and
- * it starts each block's sum. Weights stay exact (n and s are f32); only the order
- * of the f32 additions differs from the plain dot product. */
-
-/* One call's prepared x: xp[t, 64b + 8k + w] = x[t, 64b + 8w + k] (a tail under
- * 64 columns as it is), xs[t, 8b + w] = -8 * (sum over word w of block b of x[t]),
- * and gi[8b + w] = the group of word w of block b. */
-typedef struct {
-    float *xp;   /* (T, K) */
-    float *xs;   /* (T, K64 / 8) */
-    int32_t *gi; /* (K64 / 8) */
-} int4_x;
-
-/* For 1 or 2 tokens the unpacking dominates: nibble k is converted in place, as
- * n * 16^k (exact; the top nibble, which would read as negative, is shifted down
- * instead), without the shift per nibble, and its x carries the 16^-k (exact
- * unless |x| < 2^-102). With more tokens the masks' registers cost more than the
- * shifts save. */
-static const float int4_xk_scale[8] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f};
-
-static void int4_prep(int4_x *p, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t K = w->cols, K64 = K / 64 * 64;
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t chunk = T - t / FW_GEMV_MAX_T * FW_GEMV_MAX_T; /* tokens left from t's kernel call on */
-        const float *xt = x + t * K;
-        float *pt = p->xp + t * K, *st = p->xs + t * (K64 / 8);
-        for (int64_t b = 0; b < K64; b += 64)
-            for (int wd = 0; wd < 8; wd++) {
-                float s = 0;
-                for (int k = 0; k < 8; k++) {
-                    pt[b + 8 * k + wd] = xt[b + 8 * wd + k] * (chunk <= 2 ? int4_xk_scale[k] : 1.0f);
-                    s += xt[b + 8 * wd + k];
-                }
-                st[b / 8 + wd] = -8.0f * s;
-            }
-        memcpy(pt + K64, xt + K64, (size_t)(K - K64) * sizeof(float));
-    }
-    for (int64_t c = 0; c < K64; c += 8) p->gi[c / 8] = (int32_t)((w->c0 + c) / w->group);
-}
-
-/* y[t, i0 + r] for r < RB, t < TT, from the prepared x. P partial sums per
- * output when there are few outputs, so the FMA chains overlap. */
-AVX2_INLINE void gemv_int4_tile(float *y, const int4_x *p, int64_t t0, const fw_weight *w, int64_t i0,
-                                const int RB, const int TT, const bool inplace) {
-    const int64_t K = w->cols, N = w->rows, K64 = K / 64 * 64, G = w->group, c0 = w->c0;
-    const float *xp = p->xp + t0 * K, *xs = p->xs + t0 * (K64 / 8);
-    const int P = TT <= 1 ? 2 : 1;
-    /* Lanes 0-3 and 4-7 each within one group: two scales per block. */
-    const bool halves = G % 32 == 0 && c0 % 32 == 0;
-    __m256 tot[8]; /* (RB, TT) */
-#pragma GCC unroll 8
-    for (int a = 0; a < RB * TT; a++) tot[a] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < K64; j += 64) {
-        const int32_t *gb = p->gi + j / 8;
-        __m256i v[4];
-        __m256 acc[16]; /* (RB, TT, P) */
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            v[r] = _mm256_loadu_si256((const __m256i *)((const uint32_t *)w->data + (i0 + r) * w->ld + (c0 + j) / 8));
-#pragma GCC unroll 8
-            for (int t = 0; t < TT; t++) {
-                acc[(r * TT + t) * P] = _mm256_loadu_ps(xs + t * (K64 / 8) + j / 8);
-                if (P == 2) acc[(r * TT + t) * P + 1] = _mm256_setzero_ps();
-            }
-        }
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
-#pragma GCC unroll 4
-            for (int r = 0; r < RB; r++) {
-                __m256i q;
-                if (inplace) {
-                    q = k < 7 ? _mm256_and_si256(v[r], _mm256_set1_epi32(15 << 4 * k)) : _mm256_srli_epi32(v[r], 28);
-                } else {
-                    q = _mm256_and_si256(v[r], _mm256_set1_epi32(15));
-                    v[r] = _mm256_srli_epi32(v[r], 4);
-                }
-                const __m256 n = _mm256_cvtepi32_ps(q);
-#pragma GCC unroll 8
-                for (int t = 0; t < TT; t++) {
-                    __m256 *a = &acc[(r * TT + t) * P + k % P];
-                    *a = _mm256_fmadd_ps(n, _mm256_loadu_ps(xp + t * K + j + 8 * k), *a);
-                }
-            }
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            const uint16_t *sc = w->gscale + (i0 + r) * w->scale_ld;
-            __m256 s;
-            if (halves) {
-                s = _mm256_set_m128(_mm_set1_ps(bf16_f32(sc[gb[4]])), _mm_set1_ps(bf16_f32(sc[gb[0]])));
-            } else {
-                float f[8];
-                for (int q = 0; q < 8; q++) f[q] = bf16_f32(sc[gb[q]]);
-                s = _mm256_loadu_ps(f);
-            }
-#pragma GCC unroll 8
-            for (int t = 0; t < TT; t++) {
-                __m256 a = acc[(r * TT + t) * P];
-                if (P == 2) a = _mm256_add_ps(a, acc[(r * TT + t) * P + 1]);
-                tot[r * TT + t] = _mm256_fmadd_ps(a, s, tot[r * TT + t]);
-            }
-        }
-    }
-    for (int64_t j = K64; j < K; j += 8) { /* whole words in column order */
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            const uint32_t word = ((const uint32_t *)w->data)[(i0 + r) * w->ld + (c0 + j) / 8];
-            const __m256 s = _mm256_set1_ps(bf16_f32(w->gscale[(i0 + r) * w->scale_ld + (c0 + j) / G]));
-            const __m256 wv = _mm256_mul_ps(ld_int4_word(word), s);
-#pragma GCC unroll 8
-            for (int t = 0; t < TT; t++)
-                tot[r * TT + t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + t * K + j), tot[r * TT + t]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 8
-        for (int t = 0; t < TT; t++) y[t * N + i0 + r] = hsum8(tot[r * TT + t]);
-}
-
-#define INT4_RB(TT) ((TT) <= 2 ? 4 : 2)
-
-#define DEF_GEMV_INT4(TT)                                                                              \
-    AVX2_FN static void gemv_int4_##TT(float *y, const int4_x *p, int64_t t0, const fw_weight *w) {   \
-        const int64_t N = w->rows, K = w->cols, nb = (N + INT4_RB(TT) - 1) / INT4_RB(TT);             \
-        const int64_t TA = GEMV_TA(TT);                                                                \
-        _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")                       \
-        for (int64_t b = 0; b < nb; b++) {                                                             \
-            const int64_t i0 = b * INT4_RB(TT);                                                        \
-            if (i0 + INT4_RB(TT) <= N) {                                                               \
-                gemv_int4_tile(y, p, t0, w, i0, INT4_RB(TT), GEMV_TA(TT), (TT) <= 2);                  \
-                if (TA < (TT))                                                                         \
-                    gemv_int4_tile(y + TA * N, p, t0 + TA, w, i0, INT4_RB(TT), (TT) - GEMV_TA(TT), false); \
-            } else {                                                                                   \
-                for (int64_t i = i0; i < N; i++) {                                                     \
-                    gemv_int4_tile(y, p, t0, w, i, 1, GEMV_TA(TT), (TT) <= 2);                         \
-                    if (TA < (TT)) gemv_int4_tile(y + TA * N, p, t0 + TA, w, i, 1, (TT) - GEMV_TA(TT), false); \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
-    }
-DEF_GEMV_INT4(1) DEF_GEMV_INT4(2) DEF_GEMV_INT4(3) DEF_GEMV_INT4(4)
-DEF_GEMV_INT4(5) DEF_GEMV_INT4(6) DEF_GEMV_INT4(7) DEF_GEMV_INT4(8)
-
-typedef void (*gemv_int4_fn)(float *y, const int4_x *p, int64_t t0, const fw_weight *w);
-static const gemv_int4_fn gemv_int4_table[FW_GEMV_MAX_T] = {gemv_int4_1, gemv_int4_2, gemv_int4_3, gemv_int4_4,
-                                                            gemv_int4_5, gemv_int4_6, gemv_int4_7, gemv_int4_8};
-
-/* Whole words from the view's first column on: the SIMD paths' condition. */
-static bool int4_aligned(const fw_weight *w) { return w->c0 % 8 == 0 && w->cols % 8 == 0; }
-
-static void gemv_int4(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols, K64 = K / 64 * 64;
-    /* One buffer: xp (T * K floats), xs (T * K64 / 8 floats), gi (K64 / 8 ints). */
-    const size_t nf = (size_t)(T * K + T * K64 / 8), bytes = nf * sizeof(float) + (size_t)(K64 / 8) * sizeof(int32_t);
-    float *buf = int4_aligned(w) ? malloc(bytes > 0 ? bytes : 1) : NULL;
-    if (!buf) { /* a view inside words, or no memory for the prepared x */
-        fw_cpu_matmul_generic(y, x, w, T);
-        return;
-    }
-    int4_x p = {.xp = buf, .xs = buf + T * K, .gi = (int32_t *)(buf + nf)};
-    int4_prep(&p, x, w, T);
-    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
-        int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        gemv_int4_table[tt - 1](y + t0 * N, &p, t0, w);
-    }
-    free(buf);
-}
 typedef void (*gemv_fn)(float *y, const float *x, const fw_weight *w);
 #define GEMV_ROW(TNAME) \
     { gemv_##TNAME##_1, gemv_##TNAME##_2, gemv_##TNAME##_3, gemv_##TNAME##_4, \
@@ -476,8 +284,8 @@ static const gemv_fn gemv_table[3][FW_GEMV_MAX_T] = {GEMV_ROW(f32), GEMV_ROW(bf1
 
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols;
-    if (w->type == FW_WTYPE_INT4) {
-        gemv_int4(y, x, w, T);
+    if (w->type == FW_WTYPE_INT4) { /* a view inside a word, or no memory: the portable code */
+        if (!fw_cpu_int4_ok(w) || !fw_cpu_int4_gemv_avx2(y, x, w, T)) fw_cpu_matmul_generic(y, x, w, T);
         return;
     }
     if (w->type == FW_WTYPE_INT8) {
@@ -623,6 +431,15 @@ void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T)
     else fw_cpu_matmul_gemm_avx2(y, x, w, T);
 }
 
+/* INT4 on whole words runs kernels/cpu/fast_int4.c's AVX-512 kernels; the rest (and
+ * INT4 without memory for their buffers) the AVX2 paths. */
+void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) &&
+        (T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T)))
+        return;
+    fw_cpu_matmul_avx2(y, x, w, T);
+}
+
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
 
 #define XW_TB 8 /* tokens per pass over a row group's columns */
@@ -712,7 +529,11 @@ AVX2_FN static void xw_cols_fp8(float *y, const float *x, const fw_weight *w, in
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->cols;
     if (N <= 0 || T <= 0) return;
-    if (fw_wtype_grouped(w->type)) { /* no INT4/INT8 W^T kernel yet: rows widened a chunk at a time */
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w)) {
+        fw_cpu_int4_xw_avx2(y, x, w, T);
+        return;
+    }
+    if (fw_wtype_grouped(w->type)) { /* INT8, INT4 inside a word: rows widened a chunk at a time */
         fw_cpu_matmul_xw_generic(y, x, w, T);
         return;
     }
@@ -731,6 +552,12 @@ void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t
         const int64_t ja = id * per * 16, jb = (id + 1) * per * 16 < N ? (id + 1) * per * 16 : N;
         if (ja < jb) cols(y, x, w, T, ja, jb);
     }
+}
+
+/* INT4 on whole words: kernels/cpu/fast_int4.c's AVX-512 kernel; the rest as AVX2. */
+void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w)) fw_cpu_int4_xw_avx512(y, x, w, T);
+    else fw_cpu_matmul_xw_avx2(y, x, w, T);
 }
 
 /* ---- portable versions ---- */
