@@ -336,6 +336,23 @@ static tw tw_make_int4(int64_t rows, int64_t cols, int64_t ld, int64_t G, uint16
 
 /* Column c of a packed row by bytes, as the README describes it independently of
  * the word formula: byte c/2 holds column c in its low nibble when c is even. */
+/* A grouped weight's view (10..59, 72..404) and a view of that view read the
+ * parent's elements, and the fast widen of one of the view's rows equals them. */
+static void check_grouped_views(const char *label, const fw_weight *w) {
+    fw_weight v = fw_weight_view(w, 10, 50, 72, 333), vv = fw_weight_view(&v, 5, 20, 3, 200);
+    int bad = 0;
+    for (int64_t i = 0; i < v.rows; i++)
+        for (int64_t j = 0; j < v.cols; j++) bad += fw_weight_get(&v, i, j) != fw_weight_get(w, 10 + i, 72 + j);
+    for (int64_t i = 0; i < vv.rows; i++)
+        for (int64_t j = 0; j < vv.cols; j++) bad += fw_weight_get(&vv, i, j) != fw_weight_get(w, 15 + i, 75 + j);
+    CHECK(bad == 0, "%s: %d view elements differ from the parent's", label, bad);
+    float row[333];
+    fw_cpu_widen_row(row, &v, 7, 0, 333);
+    bad = 0;
+    for (int64_t j = 0; j < 333; j++) bad += row[j] != fw_weight_get(&v, 7, j);
+    CHECK(bad == 0, "%s: fast widen of a view differs in %d elements", label, bad);
+}
+
 static int nibble_by_bytes(const uint32_t *row, int64_t c) {
     const uint8_t *b = (const uint8_t *)row;
     return ((c % 2 ? b[c / 2] >> 4 : b[c / 2]) & 15) - 8;
@@ -373,18 +390,7 @@ static void test_int4(void) {
         }
     CHECK(bad == 0, "int4: %d elements differ from q * scale read by bytes", bad);
     CHECK(not_bf16 > 0, "int4: every product is a bf16 number, so the test cannot tell f32 from bf16 rounding");
-    fw_weight v = fw_weight_view(&p.w, 10, 50, 72, 333), vv = fw_weight_view(&v, 5, 20, 3, 200);
-    bad = 0;
-    for (int64_t i = 0; i < v.rows; i++)
-        for (int64_t j = 0; j < v.cols; j++) bad += fw_weight_get(&v, i, j) != fw_weight_get(&p.w, 10 + i, 72 + j);
-    for (int64_t i = 0; i < vv.rows; i++)
-        for (int64_t j = 0; j < vv.cols; j++) bad += fw_weight_get(&vv, i, j) != fw_weight_get(&p.w, 15 + i, 75 + j);
-    CHECK(bad == 0, "int4: %d view elements differ from the parent's", bad);
-    float row[333];
-    fw_cpu_widen_row(row, &v, 7, 0, 333);
-    bad = 0;
-    for (int64_t j = 0; j < 333; j++) bad += row[j] != fw_weight_get(&v, 7, j);
-    CHECK(bad == 0, "int4: fast widen of a view differs in %d elements", bad);
+    check_grouped_views("int4", &p.w);
     tw_free(&p);
     free(sc);
 
@@ -463,18 +469,7 @@ static void test_int8(void) {
         }
     CHECK(bad == 0, "int8: %d elements differ from q * scale read by bytes", bad);
     CHECK(not_bf16 > 0 && extremes > 0, "int8: the values do not reach the range's ends or bf16 rounding");
-    fw_weight v = fw_weight_view(&p.w, 10, 50, 72, 333), vv = fw_weight_view(&v, 5, 20, 3, 200);
-    bad = 0;
-    for (int64_t i = 0; i < v.rows; i++)
-        for (int64_t j = 0; j < v.cols; j++) bad += fw_weight_get(&v, i, j) != fw_weight_get(&p.w, 10 + i, 72 + j);
-    for (int64_t i = 0; i < vv.rows; i++)
-        for (int64_t j = 0; j < vv.cols; j++) bad += fw_weight_get(&vv, i, j) != fw_weight_get(&p.w, 15 + i, 75 + j);
-    CHECK(bad == 0, "int8: %d view elements differ from the parent's", bad);
-    float row[333];
-    fw_cpu_widen_row(row, &v, 7, 0, 333);
-    bad = 0;
-    for (int64_t j = 0; j < 333; j++) bad += row[j] != fw_weight_get(&v, 7, j);
-    CHECK(bad == 0, "int8: fast widen of a view differs in %d elements", bad);
+    check_grouped_views("int8", &p.w);
     tw_free(&p);
     free(sc);
 
