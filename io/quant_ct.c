@@ -74,8 +74,8 @@ static int list_parse(ct_entry **out, int *n, const json_t *v, bool required, co
     if (required && k == 0) return fw_errf(e, "%s: key '%s' is an empty list", src, where);
     if (k > 100000) return fw_errf(e, "%s: key '%s' has %zu entries (at most 100000)", src, where, k);
     if (!(*out = calloc(k + 1, sizeof **out))) return fw_errf(e, "%s: out of memory", src);
-    for (size_t i = 0; i < k; i++, (*n)++)
-        if (entry_parse(&(*out)[i], json_array_get(v, i), src, where, e)) return FW_ERR;
+    for (size_t i = 0; i < k; i++) /* counted first: a failed entry's text is freed with the rest */
+        if ((*n)++, entry_parse(&(*out)[i], json_array_get(v, i), src, where, e)) return FW_ERR;
     return FW_OK;
 }
 

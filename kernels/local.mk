@@ -42,7 +42,7 @@ FW_CUDA_SRCS = \
 	kernels/cuda/moe_wgmma.cu \
 	kernels/cuda/moe_fp8.cu
 FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/cuda_common.h kernels/cuda/tc.h kernels/cuda/wgmma.h \
-	kernels/cuda/moe_tiles.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h kernels/cuda/mla_decode.h
+	kernels/cuda/moe_tiles.h kernels/cuda/int4_tc.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h kernels/cuda/mla_decode.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
 # sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.
 FW_NVCC_FLAGS = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
