@@ -3,7 +3,7 @@ libfurrow_kernels_a_SOURCES = \
 	kernels/ops.h \
 	kernels/weight.c \
 	kernels/cpu/ref.c \
-	kernels/cpu/fast.h \
+	kernels/cpu/fast.h kernels/cpu/simd.h \
 	kernels/cpu/fast.c \
 	kernels/cpu/cpu_features.c \
 	kernels/cpu/ceilings.c kernels/cpu/ceilings.h \

@@ -3,6 +3,7 @@
  * target attribute). matmul and matmul_xw live in fast_matmul.c; this file holds
  * the smaller ops and the tables. */
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/simd.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -10,9 +11,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
 /* Below this much work (elements touched) a parallel region costs more than it saves. */
 #define PAR_MIN 32768
@@ -145,13 +143,6 @@ static void rmsnorm_generic(float *y, const float *x, const float *w, int64_t T,
         float r = 1.0f / sqrtf(sum / (float)D + eps);
         for (d = 0; d < D; d++) yt[d] = xt[d] * r * w[d];
     }
-}
-
-AVX2_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 AVX2_INLINE __m256i tail_mask(int64_t n) {

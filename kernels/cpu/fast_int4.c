@@ -5,6 +5,7 @@
  * (q * scale in f32, or q alone with the group scale applied to its sum). */
 #include "kernels/cpu/fast_int4.h"
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/simd.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -12,12 +13,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-
-/* Below this many weight elements a parallel region costs more than it saves. */
-#define PAR_MIN_ELEMS 65536
 
 static inline int64_t omp_threads(void) {
 #ifdef _OPENMP
@@ -35,26 +30,11 @@ static inline int64_t omp_id(void) {
 #endif
 }
 
-/* fw_bf16_to_f32 inlined: the kernels' inner loops must not call out. */
-static inline float bf16_f32(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* The 8 int4 values of one packed word, in column order, as f32 (-8..7). */
 AVX2_INLINE __m256 ld_int4_word(uint32_t word) {
     __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)word), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
     v = _mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
     return _mm256_cvtepi32_ps(v);
-}
-
-AVX2_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 AVX2_FN void fw_cpu_int4_widen_avx2(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n) {

@@ -4,23 +4,10 @@
  * f32), multiplies with the f32 activations and applies each row's bf16 scale
  * once per group: per channel, once per row. */
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/simd.h"
 
 #include <immintrin.h>
 #include <string.h>
-
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-
-/* Below this many weight elements a parallel region costs more than it saves
- * (as fast_matmul.c). */
-#define PAR_MIN_ELEMS 65536
-
-static inline float bf16_f32(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* Row i of the view from its column 0; the scales of row i. */
 static inline const int8_t *q_row(const fw_weight *w, int64_t i) { return (const int8_t *)w->data + i * w->ld + w->c0; }
@@ -55,13 +42,6 @@ AVX2_FN void fw_cpu_int8_widen_avx2(float *out, const fw_weight *w, int64_t i, i
         for (; j + 8 <= e; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(ld_i8(q + j), vs));
         for (; j < e; j++) out[j] = (float)q[j] * s;
     }
-}
-
-AVX2_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* y[t, i0 + r] for r < RB, t < TT: each group's integer-valued products are

@@ -13,6 +13,7 @@
  * (vcvtph2ps), not memory, but still more weights per second than BF16; prefill
  * ~130-155 GFLOP/s of a measured 200 GFLOP/s FMA peak. */
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/simd.h"
 #include "kernels/cpu/fast_int4.h"
 
 #include <immintrin.h>
@@ -23,12 +24,6 @@
 #include <omp.h>
 #endif
 
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-
-/* Below this many weight elements a parallel region costs more than it saves. */
-#define PAR_MIN_ELEMS 65536
-
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -36,7 +31,6 @@ static int max_threads(void) {
     return 1;
 #endif
 }
-
 
 static inline const char *wrow(const fw_weight *w, int64_t i) {
     return (const char *)w->data + (size_t)(i * w->ld) * fw_wtype_size(w->type);
@@ -113,13 +107,6 @@ AVX2_INLINE __m256 ld_w(const int type, const char *row, int64_t j) {
     if (type == FW_WTYPE_F32) return _mm256_loadu_ps((const float *)row + j);
     if (type == FW_WTYPE_BF16) return ld_bf16((const uint16_t *)row + j);
     return ld_fp8((const uint8_t *)row + j);
-}
-
-AVX2_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* {sum(a), sum(b), sum(c), sum(d)} */
