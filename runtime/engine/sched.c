@@ -170,7 +170,7 @@ const fw_step *fw_sched_plan(fw_sched *s) {
         fw_req *r = s->running[i];
         int64_t n = r->n_tokens - r->n_computed;
         if (n > budget) n = budget;
-        while (!grow_table(s, r, r->n_computed + n) && s->n_running > i) preempt_youngest(s);
+        while (s->n_running > i && !grow_table(s, r, r->n_computed + n)) preempt_youngest(s);
         if (i >= s->n_running) break; /* it was the youngest itself */
         add_entry(s, r, n);
         budget -= n;
