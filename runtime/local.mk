@@ -14,6 +14,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cpu/cpu.h runtime/cpu/forward.c runtime/cpu/cpu_backend.c \
 	runtime/engine/engine.c runtime/engine/engine.h runtime/engine/engine_top.c \
 	runtime/engine/sched.c runtime/engine/sched.h \
+	runtime/engine/block_map.c runtime/engine/block_map.h \
 	runtime/engine/runner.c runtime/engine/runner.h \
 	runtime/engine/sample.c runtime/engine/sample.h \
 	runtime/engine/job.c runtime/engine/job.h \

@@ -31,6 +31,7 @@ int fw_sched_init(fw_sched *s, const fw_sched_opts *o, fw_kv_pool *pool, fw_err 
     if (fw_kv_blocks_for(pool, o->max_context) > pool->n_blocks)
         return fw_errf(e, "scheduler: the KV cache (%lld blocks of %lld) is smaller than the maximum context %lld",
                        (long long)pool->n_blocks, (long long)pool->block_size, (long long)o->max_context);
+    if (fw_block_map_init(&s->map, pool, o->prefix_cache, e)) return FW_ERR;
     s->w_cap = (int64_t)o->max_queue + o->max_batch;
     s->waiting = calloc((size_t)s->w_cap, sizeof *s->waiting);
     s->running = calloc((size_t)o->max_batch, sizeof *s->running);
@@ -43,6 +44,7 @@ int fw_sched_init(fw_sched *s, const fw_sched_opts *o, fw_kv_pool *pool, fw_err 
 }
 
 void fw_sched_free(fw_sched *s) {
+    fw_block_map_free(&s->map);
     free(s->waiting);
     free(s->running);
     free(s->step.e);
@@ -80,7 +82,8 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     memcpy(r->tokens, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
     fw_sampler_prompt(&r->sampler, r->prompt, r->n_prompt);
     r->n_tokens = r->n_prompt;
-    r->n_computed = 0, r->n_table = 0;
+    r->n_computed = 0, r->n_table = 0, r->n_keyed = 0, r->chain = 0, r->cached_tokens = 0;
+    r->n_preempted = 0;
     r->finish = FW_FINISH_NONE, r->stop_asked = false;
     r->arrival = s->arrivals++;
     s->waiting[(s->w_head + s->w_len++) % s->w_cap] = r;
@@ -92,9 +95,12 @@ void fw_sched_stop(fw_sched *s, fw_req *r, fw_finish why) {
     if (!r->stop_asked) r->stop_asked = true, r->stop_reason = why;
 }
 
+/* Drops the request's references, last block first: a cached block joins the
+ * LRU queue with its content, and the blocks of a prefix (the most shared) are
+ * the last of the request's to be evicted. */
 static void release_blocks(fw_sched *s, fw_req *r) {
-    for (int64_t i = 0; i < r->n_table; i++) fw_kv_pool_give(s->pool, r->table[i]);
-    r->n_table = 0;
+    for (int64_t i = r->n_table - 1; i >= 0; i--) fw_block_map_release(&s->map, r->table[i]);
+    r->n_table = 0, r->n_keyed = 0, r->chain = 0;
     r->n_computed = 0;
 }
 
@@ -123,9 +129,36 @@ static void preempt_youngest(fw_sched *s) {
 
 static bool grow_table(fw_sched *s, fw_req *r, int64_t upto) {
     int64_t need = fw_kv_blocks_for(s->pool, upto);
-    if (need - r->n_table > s->pool->n_free) return false;
-    while (r->n_table < need) r->table[r->n_table++] = fw_kv_pool_take(s->pool);
+    if (need - r->n_table > fw_block_map_available(&s->map)) return false;
+    while (r->n_table < need) r->table[r->n_table++] = fw_block_map_take(&s->map);
     return true;
+}
+
+/* A waiting request starts with the cached blocks of its longest cached prefix
+ * (n_tokens - 1 at most: its last token is computed for its logits) when the
+ * pool has blocks for the rest of its tokens; false: not now. */
+static bool admit(fw_sched *s, fw_req *r) {
+    const int64_t bs = s->pool->block_size;
+    int64_t idle;
+    uint64_t chain;
+    int64_t n = fw_block_map_match(&s->map, r->tokens, (r->n_tokens - 1) / bs, r->table, &idle, &chain);
+    if (fw_kv_blocks_for(s->pool, r->n_tokens) - n > fw_block_map_available(&s->map) - idle) return false;
+    for (int64_t i = 0; i < n; i++) fw_block_map_hold(&s->map, r->table[i]);
+    r->n_table = n, r->n_keyed = n, r->chain = chain;
+    r->n_computed = n * bs;
+    if (r->n_preempted == 0) { /* what the client is told, and the hit rate: prompts as they arrive */
+        r->cached_tokens = n * bs;
+        s->map.queried_tokens += r->n_prompt;
+        s->map.hit_tokens += n * bs;
+    }
+    return true;
+}
+
+/* Publishes the blocks of the request that are now full. */
+static void publish_full(fw_sched *s, fw_req *r) {
+    const int64_t bs = s->pool->block_size;
+    for (; s->map.caching && (r->n_keyed + 1) * bs <= r->n_computed; r->n_keyed++)
+        r->chain = fw_block_map_publish(&s->map, r->table[r->n_keyed], r->chain, r->tokens + r->n_keyed * bs);
 }
 
 static fw_step_logits logits_kind(const fw_req *r) {
@@ -178,9 +211,9 @@ const fw_step *fw_sched_plan(fw_sched *s) {
     /* Waiting requests in order while there is room, budget and blocks for the whole prompt. */
     while (s->w_len > 0 && budget > 0 && s->n_running < s->o.max_batch) {
         fw_req *r = s->waiting[s->w_head];
-        if (fw_kv_blocks_for(s->pool, r->n_tokens) > s->pool->n_free) break;
-        int64_t n = r->n_tokens < budget ? r->n_tokens : budget;
-        grow_table(s, r, n);
+        if (!admit(s, r)) break;
+        int64_t n = r->n_tokens - r->n_computed < budget ? r->n_tokens - r->n_computed : budget;
+        grow_table(s, r, r->n_computed + n);
         s->w_head = (s->w_head + 1) % s->w_cap, s->w_len--;
         s->running[s->n_running++] = r;
         add_entry(s, r, n);
@@ -201,8 +234,9 @@ void fw_sched_commit(fw_sched *s, const fw_sample_out *out) {
         fw_step_entry *x = &s->step.e[i];
         fw_req *r = x->req;
         r->n_computed += x->n;
+        if (x->logits == FW_STEP_NONE || !out[i].nonfinite) publish_full(s, r);
         if (x->logits == FW_STEP_NONE) continue;
-        if (out[i].nonfinite) { /* never a token drawn from NaNs */
+        if (out[i].nonfinite) { /* never a token drawn from NaNs, nor a block shared */
             fw_sched_stop(s, r, FW_FINISH_ERROR);
             continue;
         }

@@ -9,13 +9,22 @@
  * A request's tokens are its prompt followed by what it generated; n_computed
  * of them are in the KV cache. A step entry computes the next chunk, and when
  * that reaches the last token, the step samples a new one. So a prefill chunk,
- * a decode, and the recompute after a preemption are the same thing. */
+ * a decode, and the recompute after a preemption are the same thing.
+ *
+ * With the prefix cache (runtime/engine/block_map.h), a request that is admitted
+ * (first, or again after a preemption) starts with the cached full blocks of its
+ * longest cached prefix in its table and n_computed past them: its first chunk
+ * starts there, reading the earlier positions from the shared blocks. At most
+ * n_tokens - 1 tokens come from the cache, so a prompt that is all cached still
+ * computes its last token (and with it the rest of that block) for its logits.
+ * Each block a step completes is published at commit. */
 #ifndef FW_RUNTIME_ENGINE_SCHED_H
 #define FW_RUNTIME_ENGINE_SCHED_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "runtime/engine/block_map.h"
 #include "runtime/model/kvcache.h"
 #include "runtime/engine/sample.h"
 
@@ -54,6 +63,9 @@ typedef struct fw_req {
     fw_finish stop_reason;
     int64_t arrival;           /* submit order: the oldest runs first, the youngest is preempted first */
     int64_t n_preempted;
+    int64_t n_keyed;           /* blocks of the table whose tokens the block map knows (found or published) */
+    uint64_t chain;            /* the serial of the cached block for those, the next one's parent */
+    int64_t cached_tokens;     /* prompt tokens found in the prefix cache at the first admission */
 } fw_req;
 
 /* What went wrong for a request that finished with FW_FINISH_ERROR. */
@@ -67,6 +79,7 @@ typedef struct fw_sched_opts {
     int64_t max_context;       /* prompt + generated tokens at most */
     int64_t vocab;
     int32_t eos;
+    bool prefix_cache;         /* share full blocks between requests with the same prefix */
     /* Called on every generated token (o->id), then on a request leaving the
      * scheduler (finish set); after on_finish the scheduler forgets it. */
     void (*on_token)(fw_req *r, const fw_sample_out *o, void *arg);
@@ -97,6 +110,7 @@ typedef struct fw_step {
 typedef struct fw_sched {
     fw_sched_opts o;
     fw_kv_pool *pool;          /* block accounting only: the data is the runner's */
+    fw_block_map map;          /* who holds each block; the prefix cache */
     fw_req **waiting;          /* FIFO ring (max_queue + max_batch: preempted requests return to its head) */
     int64_t w_head, w_len, w_cap;
     fw_req **running;          /* (max_batch) by arrival */
