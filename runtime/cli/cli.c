@@ -137,6 +137,12 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
 }
 
 int fw_cli_runner_option(int code, const char *arg, fw_sched_opts *o, fw_err *e) {
+    if (code == FW_OPT_PREFIX_CACHE) {
+        if (strcmp(arg, "on") && strcmp(arg, "off"))
+            return fw_errf(e, "--prefix-cache: expected on or off, got '%s'", arg), -1;
+        o->prefix_cache = !strcmp(arg, "on");
+        return 1;
+    }
     static const struct {
         int code;
         const char *flag;

@@ -57,6 +57,7 @@ enum fw_cli_opt {
     FW_OPT_MAX_BATCH,
     FW_OPT_TOKEN_BUDGET,
     FW_OPT_MAX_CONTEXT,
+    FW_OPT_PREFIX_CACHE,
 };
 
 /* Options shared by the commands that run the model under mpirun: getopt_long
@@ -103,7 +104,8 @@ void fw_cli_engine_defaults(struct fw_engine_opts *o);
     {"block-size", required_argument, 0, FW_OPT_BLOCK_SIZE},                                     \
     {"max-batch", required_argument, 0, FW_OPT_MAX_BATCH},                                       \
     {"token-budget", required_argument, 0, FW_OPT_TOKEN_BUDGET},                                 \
-    {"max-context", required_argument, 0, FW_OPT_MAX_CONTEXT}
+    {"max-context", required_argument, 0, FW_OPT_MAX_CONTEXT},                                   \
+    {"prefix-cache", required_argument, 0, FW_OPT_PREFIX_CACHE}
 #define FW_CLI_RUNNER_HELP                                                                       \
     "  --max-context N                     prompt + generated tokens per request (default 4096)\n" \
     "  --kv-blocks N                       blocks of the paged KV cache (default: room for\n"     \
@@ -112,7 +114,10 @@ void fw_cli_engine_defaults(struct fw_engine_opts *o);
     "  --block-size N                      positions per KV block (default 16, on a GPU 64)\n"    \
     "  --max-batch N                       requests running at once (default 32)\n"               \
     "  --token-budget N                    tokens computed per step: decodes plus prompt chunks\n" \
-    "                                      (default 512)\n"
+    "                                      (default 512)\n"                                        \
+    "  --prefix-cache on|off               requests with the same prefix share its full KV blocks\n" \
+    "                                      instead of computing them again; cached blocks stay\n"  \
+    "                                      until the pool runs out of free ones (default on)\n"
 struct fw_sched_opts;
 /* 1: handled, 0: not one of FW_CLI_RUNNER_OPTIONS, -1: bad value. */
 int fw_cli_runner_option(int code, const char *arg, struct fw_sched_opts *o, fw_err *e);

@@ -363,9 +363,12 @@ int fw_cmd_generate_batch(int argc, char **argv) {
         if (rc) fw_world_abort(&w, "generate", b.e.msg); /* followers wait in a broadcast: end them too */
         fw_runner_stop(&run);
         progress(&b, true);
-        fprintf(stderr, "furrow generate: %lld steps, %lld tokens computed, %lld preemptions; %d rank(s): tp %d, pp %d\n",
-                (long long)run.steps, (long long)run.tokens, (long long)run.sched.n_preemptions, w.size, en.layout.tp,
-                en.layout.pp);
+        const fw_block_map *m = &run.sched.map;
+        fprintf(stderr, "furrow generate: %lld steps, %lld tokens computed, %lld preemptions; prefix cache %s: %lld of "
+                        "%lld prompt tokens cached, %lld evictions; %d rank(s): tp %d, pp %d\n",
+                (long long)run.steps, (long long)run.tokens, (long long)run.sched.n_preemptions,
+                m->caching ? "on" : "off", (long long)m->hit_tokens, (long long)m->queried_tokens,
+                (long long)m->evictions, w.size, en.layout.tp, en.layout.pp);
     } else if (fw_runner_follow(&run, &e)) {
         fw_world_abort(&w, "generate", e.msg);
     }

@@ -139,7 +139,11 @@ static int engine_loop(fw_serve *s, fw_runner *run, double grace, fw_err *e) {
         if (n > 0) fw_hist_add(&s->step_s, run->last_step_s);
         s->queued = (int)run->sched.w_len;
         s->running = run->sched.n_running;
-        s->kv_used = run->pool.n_blocks - run->pool.n_free;
+        const fw_block_map *m = &run->sched.map;
+        s->kv_used = fw_block_map_used(m);
+        s->prefix_blocks = m->n_published;
+        s->prefix_queried = (uint64_t)m->queried_tokens, s->prefix_hits = (uint64_t)m->hit_tokens;
+        s->prefix_evictions = (uint64_t)m->evictions;
         pthread_mutex_unlock(&s->mu);
     }
 }

@@ -310,10 +310,11 @@ json_t *fw_job_result(const fw_job *j) {
     json_t *toks = json_array();
     for (int64_t i = r->n_prompt; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
     int64_t gen = r->n_tokens - r->n_prompt;
-    json_t *o = json_pack("{s:O?, s:s#, s:o, s:s, s:{s:I, s:I, s:I}}", "id", j->id, "text", j->text ? j->text : "",
-                          (int)j->text_len, "tokens", toks, "finish_reason", fw_finish_name(r->finish), "usage",
-                          "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens", (json_int_t)gen,
-                          "total_tokens", (json_int_t)r->n_tokens);
+    json_t *o = json_pack("{s:O?, s:s#, s:o, s:s, s:{s:I, s:I, s:I, s:{s:I}}}", "id", j->id, "text",
+                          j->text ? j->text : "", (int)j->text_len, "tokens", toks, "finish_reason",
+                          fw_finish_name(r->finish), "usage", "prompt_tokens", (json_int_t)r->n_prompt,
+                          "completion_tokens", (json_int_t)gen, "total_tokens", (json_int_t)r->n_tokens,
+                          "prompt_tokens_details", "cached_tokens", (json_int_t)r->cached_tokens);
     if (o && j->logprobs) json_object_set(o, "logprobs", j->logprobs);
     return o;
 }

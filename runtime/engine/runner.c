@@ -14,6 +14,7 @@ void fw_runner_defaults(fw_sched_opts *o) {
     o->max_queue = 256;
     o->token_budget = 512;
     o->max_context = 4096;
+    o->prefix_cache = true;
 }
 
 int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *e) {

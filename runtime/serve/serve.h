@@ -60,6 +60,8 @@ typedef struct fw_serve {
     uint64_t prompt_tokens, generated_tokens;
     int running;
     int64_t kv_used, kv_total;
+    int64_t prefix_blocks;     /* the prefix cache (runtime/engine/block_map.h), mirrored after each step */
+    uint64_t prefix_queried, prefix_hits, prefix_evictions;
     fw_hist step_s, ttft_s;
 } fw_serve;
 

@@ -163,9 +163,10 @@ static json_t *envelope(conn *c, json_t *ch, bool usage) {
                           "created", (json_int_t)time(NULL), "model", c->s->model_name, "choices", ch);
     if (usage) {
         int64_t gen = j->req.n_tokens - j->req.n_prompt;
-        json_object_set_new(o, "usage", json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)j->req.n_prompt,
-                                                  "completion_tokens", (json_int_t)gen, "total_tokens",
-                                                  (json_int_t)j->req.n_tokens));
+        json_object_set_new(o, "usage", json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens",
+                                                  (json_int_t)j->req.n_prompt, "completion_tokens", (json_int_t)gen,
+                                                  "total_tokens", (json_int_t)j->req.n_tokens, "prompt_tokens_details",
+                                                  "cached_tokens", (json_int_t)j->req.cached_tokens));
     }
     return o;
 }

@@ -44,7 +44,7 @@ char *fw_serve_metrics(const fw_serve *s) {
             "# TYPE furrow_queue_depth gauge\nfurrow_queue_depth %d\n"
             "# HELP furrow_running_requests Requests in the running batch.\n"
             "# TYPE furrow_running_requests gauge\nfurrow_running_requests %d\n"
-            "# HELP furrow_kv_blocks_used Blocks of the paged KV cache in use.\n"
+            "# HELP furrow_kv_blocks_used Blocks of the paged KV cache held by requests.\n"
             "# TYPE furrow_kv_blocks_used gauge\nfurrow_kv_blocks_used %lld\n"
             "# HELP furrow_kv_blocks_total Blocks of the paged KV cache.\n"
             "# TYPE furrow_kv_blocks_total gauge\nfurrow_kv_blocks_total %lld\n"
@@ -55,6 +55,20 @@ char *fw_serve_metrics(const fw_serve *s) {
             (unsigned long long)s->prompt_tokens, (unsigned long long)s->generated_tokens, s->inbox_len + s->queued,
             s->running, (long long)s->kv_used, (long long)s->kv_total, s->http_open,
             (unsigned long long)s->header_timeouts);
+    fprintf(f,
+            "# HELP furrow_prefix_cache_queries_total Prompt tokens looked up in the prefix cache (at admission).\n"
+            "# TYPE furrow_prefix_cache_queries_total counter\nfurrow_prefix_cache_queries_total %llu\n"
+            "# HELP furrow_prefix_cache_hits_total Of those, tokens found cached (their prefill skipped).\n"
+            "# TYPE furrow_prefix_cache_hits_total counter\nfurrow_prefix_cache_hits_total %llu\n"
+            "# HELP furrow_prefix_cache_hit_rate Hits over queries since the start (0 before any query).\n"
+            "# TYPE furrow_prefix_cache_hit_rate gauge\nfurrow_prefix_cache_hit_rate %.6g\n"
+            "# HELP furrow_prefix_cache_blocks KV blocks holding cached tokens, in use or not.\n"
+            "# TYPE furrow_prefix_cache_blocks gauge\nfurrow_prefix_cache_blocks %lld\n"
+            "# HELP furrow_prefix_cache_evictions_total Cached blocks taken for other tokens.\n"
+            "# TYPE furrow_prefix_cache_evictions_total counter\nfurrow_prefix_cache_evictions_total %llu\n",
+            (unsigned long long)s->prefix_queried, (unsigned long long)s->prefix_hits,
+            s->prefix_queried ? (double)s->prefix_hits / (double)s->prefix_queried : 0.0, (long long)s->prefix_blocks,
+            (unsigned long long)s->prefix_evictions);
     hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
     hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
     fclose(f);
