@@ -115,6 +115,10 @@ tests_test_sched_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_batch.sh
 EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 
+# The prefix cache: the same tokens on and off, eviction, preemption, tp/pp.
+TESTS += tests/test_prefix_cache.sh
+EXTRA_DIST += tests/test_prefix_cache.sh
+
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh
 EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
