@@ -5,6 +5,7 @@ serve_client.py PORT hostile N  N malformed or hostile requests each get the rig
 serve_client.py PORT slow       slow clients do not stop a valid request
 serve_client.py PORT leave      clients that leave mid-stream free their slots and blocks
 serve_client.py PORT busy       a full queue answers 503 with Retry-After
+serve_client.py PORT prefix     repeated prompts and a next chat turn report cached_tokens; /metrics counts them
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import http.client
@@ -228,6 +229,73 @@ def leave(port):
     return 0
 
 
+PREFIX_METRICS = ("furrow_prefix_cache_queries_total", "furrow_prefix_cache_hits_total", "furrow_prefix_cache_hit_rate",
+                  "furrow_prefix_cache_blocks", "furrow_prefix_cache_evictions_total")
+
+
+def prefix(port, block=16):
+    """The server's prefix cache (on by default, blocks of 16 on a CPU), seen by a client."""
+    before = {k: metric(port, k) for k in PREFIX_METRICS}
+    if None in before.values():
+        print("FAIL: /metrics lacks the prefix cache: %s" % before)
+        return 1
+    bad, asked, found = [], 0, 0
+
+    def call(path, body):
+        nonlocal asked, found
+        st, _, raw = post(port, path, body)
+        assert st == 200, (st, raw[:200])
+        d = json.loads(raw)
+        u = d["usage"]
+        asked += u["prompt_tokens"]
+        found += u["prompt_tokens_details"]["cached_tokens"]
+        return d, u["prompt_tokens"], u["prompt_tokens_details"]["cached_tokens"]
+
+    # 40 token ids: 2 whole blocks and 8 more; again: the 2 blocks are found, the rest computed.
+    body = {"prompt": [7 + (k * 13) % 1900 for k in range(40)], "max_tokens": 6, "temperature": 0}
+    first, n, c1 = call("/v1/completions", body)
+    again, _, c2 = call("/v1/completions", body)
+    if c1 != 0 or c2 != 2 * block or again["choices"][0]["token_ids"] != first["choices"][0]["token_ids"]:
+        bad.append("a repeated prompt of %d tokens: cached %d then %d (expected 0 then %d), tokens %s then %s" % (
+            n, c1, c2, 2 * block, first["choices"][0]["token_ids"], again["choices"][0]["token_ids"]))
+    # Streamed: the final chunk's usage says so too.
+    _, _, raw = post(port, "/v1/completions", dict(body, stream=True))
+    last = [e for e in parse_sse(raw) if "usage" in e]
+    c3 = last[-1]["usage"]["prompt_tokens_details"]["cached_tokens"] if last else None
+    if c3 != 2 * block:
+        bad.append("streamed: cached_tokens %s in the final chunk" % c3)
+    else:
+        asked, found = asked + n, found + c3
+    # A chat's next turn holds the first turn's prompt: its blocks are found.
+    system = {"role": "system", "content": "Tu es un assistant. " * 12}
+    turn1 = [system, {"role": "user", "content": "Combien de pattes a une araignée ?"}]
+    d1, n1, c4 = call("/v1/chat/completions", {"messages": turn1, "max_tokens": 5, "temperature": 0})
+    turn2 = turn1 + [d1["choices"][0]["message"], {"role": "user", "content": "Et un scarabée ?"}]
+    _, n2, c5 = call("/v1/chat/completions", {"messages": turn2, "max_tokens": 5, "temperature": 0})
+    if not (c5 >= n1 // block * block and c5 % block == 0 and 0 < c5 < n2):
+        bad.append("the next turn (%d tokens, the first %d) found %d cached" % (n2, n1, c5))
+    # /metrics: the hits are the cached_tokens the clients were told (the step's mirror may lag a moment).
+    for _ in range(100):
+        after = {k: metric(port, k) for k in PREFIX_METRICS}
+        if after["furrow_prefix_cache_hits_total"] - before["furrow_prefix_cache_hits_total"] == found:
+            break
+        time.sleep(0.05)
+    dq = after["furrow_prefix_cache_queries_total"] - before["furrow_prefix_cache_queries_total"]
+    dh = after["furrow_prefix_cache_hits_total"] - before["furrow_prefix_cache_hits_total"]
+    rate = after["furrow_prefix_cache_hit_rate"]
+    if dq != asked or dh != found or after["furrow_prefix_cache_blocks"] < 2 or \
+            abs(rate - after["furrow_prefix_cache_hits_total"] / after["furrow_prefix_cache_queries_total"]) > 1e-5:
+        bad.append("/metrics: %s after %s; the clients asked %d prompt tokens and were told %d were cached" % (
+            after, before, asked, found))
+    for b in bad:
+        print("FAIL: prefix cache: " + b)
+    if not bad:
+        print("ok: prefix cache: a repeated prompt finds %d of %d tokens (streamed too), a next chat turn %d of %d; "
+              "/metrics counts %d of %d prompt tokens as hits, %d cached blocks" % (
+                  c2, n, c5, n2, dh, dq, after["furrow_prefix_cache_blocks"]))
+    return 1 if bad else 0
+
+
 def busy(port):
     results = []
 
@@ -252,4 +320,4 @@ if __name__ == "__main__":
     port, what = int(sys.argv[1]), sys.argv[2]
     if what == "hostile":
         sys.exit(hostile(port, int(sys.argv[3])))
-    sys.exit({"same": same, "slow": slow, "leave": leave, "busy": busy}[what](port))
+    sys.exit({"same": same, "slow": slow, "leave": leave, "busy": busy, "prefix": prefix}[what](port))

@@ -2,8 +2,10 @@
 # furrow serve under mpirun (tp 2) on a synthetic model, contacted only on
 # 127.0.0.1: curl on every route; a standard-library Python client
 # (tests/serve_client.py) for 16 concurrent streams against the same requests
-# one at a time, 1000 hostile requests (and rank 0's memory before and after),
-# slow clients, clients that leave mid-stream; SIGTERM stops every rank cleanly.
+# one at a time, the prefix cache (cached_tokens of a repeated prompt and of a
+# chat's next turn, its /metrics), 1000 hostile requests (and rank 0's memory
+# before and after), slow clients, clients that leave mid-stream; SIGTERM stops
+# every rank cleanly.
 # A second server (one rank, a queue of 2) answers 503 when full and cancels a
 # stream in flight on SIGTERM. An unwritable --port-file is an error.
 set -u
@@ -48,6 +50,7 @@ code=$(curl -s -o e.json -w '%{http_code}' "$url/v1/completions" -d '{"prompt": 
   bad "unknown model: $code $(cat e.json)"
 
 client same
+client prefix
 client hostile 200
 before=$(rss)
 client hostile 1000
@@ -61,10 +64,11 @@ client leave
 curl -s "$url/metrics" > m.txt
 for name in 'furrow_requests_total{status="200"}' 'furrow_requests_total{status="422"}' furrow_prompt_tokens_total \
   furrow_generation_tokens_total furrow_queue_depth furrow_running_requests furrow_kv_blocks_used \
+  furrow_prefix_cache_hits_total furrow_prefix_cache_evictions_total \
   'furrow_step_seconds_bucket{le="+Inf"}' furrow_time_to_first_token_seconds_count; do
   grep -qF "$name " m.txt || bad "/metrics lacks $name"
 done
-ok "/metrics: requests by status, tokens, queue, batch, KV blocks, step time and TTFT histograms"
+ok "/metrics: requests by status, tokens, queue, batch, KV blocks, prefix cache, step time and TTFT histograms"
 
 kill -TERM "$pid"
 wait $job
