@@ -3,6 +3,7 @@
 
   jobs/bench_serving.py --model DIR [--np 2 --tp 2] [--concurrency 1,4,16] [--num-prompts 64]
   jobs/bench_serving.py --port 8000 --request-rate 2,8,inf
+  jobs/bench_serving.py --model DIR --prefix-len 512 --prefix-groups 4 --prefix-cache on,off
 
 Launches `furrow serve` on 127.0.0.1 (under mpirun with --np > 1) unless --port names a
 running server, then for each point of the sweep sends --num-prompts streaming completions
@@ -11,6 +12,14 @@ output lengths likewise (ignore_eos, so each request makes exactly its length). 
 concurrency (that many clients, each sending its next request when the last ends) or a
 request rate (Poisson arrivals; inf: all at once). Reports output tokens/s, time to first
 token (TTFT) and time per output token after the first (TPOT), p50 and p99, as a table.
+
+Shared-prefix workload (SGLang's generated-shared-prefix): with --prefix-len P, each prompt
+starts with one of --prefix-groups shared prefixes of P tokens (a system prompt, few-shot
+examples), request i with prefix i mod groups, then its own random tokens as above. Each point
+draws new prompts (the prefixes stay), so no point finds the previous point's whole prompts in
+the prefix cache. --prefix-cache on,off launches the server once per value, same workload,
+and reports each (input tokens/s counts every prompt token, cached or not; cached: the prompt
+tokens the server found in its prefix cache, from /metrics).
 """
 import argparse
 import http.client
@@ -49,6 +58,19 @@ def one_request(port, prompt, max_tokens):
     return ttft, time.perf_counter() - t0, n
 
 
+def prefix_counts(port):
+    """The server's prefix cache counters (queried, hit prompt tokens), or None."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        m = dict(line.split()[:2] for line in text.splitlines() if line.startswith("furrow_prefix_cache_"))
+        return float(m["furrow_prefix_cache_queries_total"]), float(m["furrow_prefix_cache_hits_total"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
@@ -83,17 +105,18 @@ def run_point(port, work, concurrency=None, rate=None, seed=0):
     tokens = sum(r[2] for r in ok)
     tpot = [(r[1] - r[0]) / (r[2] - 1) for r in ok if r[2] > 1]
     return {"ok": len(ok), "failed": len(results) - len(ok), "duration": dur, "tok_s": tokens / dur,
+            "in_tok_s": sum(len(p) for p, _ in work) / dur,
             "ttft50": pct([r[0] for r in ok], 50), "ttft99": pct([r[0] for r in ok], 99),
             "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "tokens": tokens}
 
 
-def launch(args):
+def launch(args, extra):
     here = os.path.dirname(os.path.abspath(__file__))
     furrow = os.environ.get("FURROW_BIN", os.path.join(here, "..", "furrow"))
     tmp = tempfile.mkdtemp(prefix="furrow-bench-serving-")
     port_file = os.path.join(tmp, "port")
     cmd = [furrow, "serve", "--model", args.model, "--port", "0", "--port-file", port_file,
-           "--max-context", str(args.max_context), "--max-queue", "4096"] + args.serve_args.split()
+           "--max-context", str(args.max_context), "--max-queue", "4096"] + args.serve_args.split() + extra
     if args.tp:
         cmd += ["--tp", str(args.tp)]
     if args.pp:
@@ -138,34 +161,55 @@ def main():
     ap.add_argument("--range-ratio", type=float, default=0.5)
     ap.add_argument("--vocab", type=int, default=2048, help="prompt ids are drawn below this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefix-len", type=int, default=0, help="tokens of each shared prefix (0: none)")
+    ap.add_argument("--prefix-groups", type=int, default=1, help="distinct shared prefixes")
+    ap.add_argument("--prefix-cache", help="launch the server with each of these --prefix-cache values, e.g. on,off")
     args = ap.parse_args()
     if not args.port and not args.model:
         ap.error("--model (to launch a server) or --port (of a running one)")
-    proc = pid = None
-    port = args.port
-    if not port:
-        proc, pid, port = launch(args)
+    if args.port and args.prefix_cache:
+        ap.error("--prefix-cache launches servers: leave out --port")
     rng = random.Random(args.seed)
     lo = lambda n: max(1, int(n * (1 - args.range_ratio)))
     hi = lambda n: max(1, int(n * (1 + args.range_ratio)))
-    work = [([rng.randrange(args.vocab) for _ in range(rng.randint(lo(args.input_len), hi(args.input_len)))],
-             rng.randint(lo(args.output_len), hi(args.output_len))) for _ in range(args.num_prompts)]
-    one_request(port, work[0][0], 2)  # warm-up
+    prefixes = [[rng.randrange(args.vocab) for _ in range(args.prefix_len)] for _ in range(args.prefix_groups)]
+
+    def workload(point):
+        """The point's requests: the shared prefixes, then prompts and lengths drawn anew."""
+        r = random.Random("%d-%d" % (args.seed, point))
+        return [(prefixes[i % len(prefixes)] + [r.randrange(args.vocab) for _ in range(r.randint(
+            lo(args.input_len), hi(args.input_len)))], r.randint(lo(args.output_len), hi(args.output_len)))
+            for i in range(args.num_prompts)]
+
     points = [("rate", float(x)) for x in args.request_rate.split(",")] if args.request_rate else \
         [("concurrency", int(x)) for x in args.concurrency.split(",")]
-    print("| %s | requests | duration (s) | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) |" % points[0][0])
-    print("| --- | --- | --- | --- | --- | --- |")
-    try:
-        for kind, v in points:
-            r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
-                          rate=v if kind == "rate" else None, seed=args.seed)
-            print("| %s | %d%s | %.1f | %.1f | %.0f / %.0f | %.1f / %.1f |" % (
-                v, r["ok"], " (%d failed)" % r["failed"] if r["failed"] else "", r["duration"], r["tok_s"],
-                1e3 * r["ttft50"], 1e3 * r["ttft99"], 1e3 * r["tpot50"], 1e3 * r["tpot99"]), flush=True)
-    finally:
-        if proc:
-            os.kill(pid, signal.SIGTERM)  # rank 0 stops every rank
-            proc.wait(timeout=120)
+    settings = args.prefix_cache.split(",") if args.prefix_cache else [None]
+    cache_col = "prefix cache | " if args.prefix_cache else ""
+    print("| %s%s | requests | duration (s) | input tok/s | output tok/s | cached | TTFT p50 / p99 (ms) | "
+          "TPOT p50 / p99 (ms) |" % (cache_col, points[0][0]))
+    print("| --- " * (8 + bool(args.prefix_cache)) + "|")
+    for setting in settings:
+        proc = pid = None
+        port = args.port
+        if not port:
+            proc, pid, port = launch(args, ["--prefix-cache", setting] if setting else [])
+        try:
+            one_request(port, [rng.randrange(args.vocab) for _ in range(8)], 2)  # warm-up, outside the workload
+            for k, (kind, v) in enumerate(points):
+                work = workload(k)
+                c0 = prefix_counts(port)
+                r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
+                              rate=v if kind == "rate" else None, seed=args.seed)
+                c1 = prefix_counts(port)
+                hit = "%.0f%%" % (100 * (c1[1] - c0[1]) / (c1[0] - c0[0])) if c0 and c1 and c1[0] > c0[0] else "-"
+                print("| %s%s | %d%s | %.1f | %.1f | %.1f | %s | %.0f / %.0f | %.1f / %.1f |" % (
+                    setting + " | " if setting else "", v, r["ok"], " (%d failed)" % r["failed"] if r["failed"] else "",
+                    r["duration"], r["in_tok_s"], r["tok_s"], hit, 1e3 * r["ttft50"], 1e3 * r["ttft99"],
+                    1e3 * r["tpot50"], 1e3 * r["tpot99"]), flush=True)
+        finally:
+            if proc:
+                os.kill(pid, signal.SIGTERM)  # rank 0 stops every rank
+                proc.wait(timeout=120)
 
 
 if __name__ == "__main__":
