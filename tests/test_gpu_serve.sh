@@ -8,6 +8,8 @@
 #   request; first tokens (prefill, run alone) are equal, and most requests are
 #   equal throughout (a batched decode sums in another order, so a near-tie in
 #   this random model's routing may flip; a wrong block table changes nearly all);
+# - the prefix cache on and off give the same tokens on requests sharing a
+#   prefix (cached blocks read through the device's block tables);
 # - furrow serve --device cuda answers concurrent completions with the same
 #   greedy tokens as the batch job.
 # Skipped (77) without a GPU.
@@ -74,6 +76,37 @@ for k, d in b.items():
 same = sum(a[k]["tokens"] == b[k]["tokens"] for k in a)
 print("ok: 8 at a time: every request complete, first tokens equal, %d of 24 equal throughout" % same)
 assert same >= 16, "only %d of 24 requests equal to one at a time" % same
+PY
+
+# The prefix cache on the GPU: requests sharing a 40-token prefix (whole blocks
+# of 16 and a part), some prompts twice, one at a time with the cache on and off:
+# the cached blocks are read through the device's block tables, so the tokens
+# agree (a prefill after cached blocks runs in other shapes: a near-tie may flip).
+python3 - > shared.jsonl <<'PY'
+import json, random
+r = random.Random(6)
+system = [r.randrange(1, 2000) for _ in range(40)]
+for i in range(12):
+    p = system + [r.randrange(1, 2000) for _ in range(1 + i % 5)] if i < 9 else system[:17 + i]
+    for k in range(1 + (i % 3 == 0)):
+        print(json.dumps({"id": "s%d-%d" % (i, k), "prompt_tokens": p, "max_tokens": 12, "temperature": 0}))
+PY
+for c in off on; do
+  gen --input shared.jsonl --output shared_$c.jsonl --max-batch 1 --block-size 16 --prefix-cache $c 2> shared_$c.err ||
+    { cat shared_$c.err; bad "shared prefixes, the cache $c"; }
+done
+python3 - <<'PY' || fail=1
+import json
+a = {d["id"]: d for d in map(json.loads, open("shared_off.jsonl"))}
+b = {d["id"]: d for d in map(json.loads, open("shared_on.jsonl"))}
+assert set(a) == set(b) and len(b) == 16, "ids differ"
+cached = [b[k]["usage"]["prompt_tokens_details"]["cached_tokens"] for k in b]
+assert sum(cached) > 0 and all(c % 16 == 0 and c < b[k]["usage"]["prompt_tokens"] for k, c in zip(b, cached)), cached
+first = sum(a[k]["tokens"][0] == b[k]["tokens"][0] for k in a)
+same = sum(a[k]["tokens"] == b[k]["tokens"] for k in a)
+print("ok: prefix cache on the GPU: %d prompt tokens cached; first tokens equal %d of 16, all tokens %d of 16"
+      % (sum(cached), first, same))
+assert first >= 14 and same >= 12, "the cache on differs from off beyond near-ties"
 PY
 
 # The server: 8 concurrent greedy completions equal the batch job one at a time.
