@@ -361,6 +361,24 @@ AVX512_INLINE void gemv512_tile(float *y, const i4p *p, int64_t t0, const fw_wei
                 s[r] = _mm512_permutexvar_ps(_mm512_loadu_si512(p->gl + b * 16),
                                              _mm512_loadu_ps(sf + r * SFL + p->gb[b] - ga));
             }
+            if (TT == 1) {
+                /* q . x per lane over the block, then times the lane's scale: a multiply
+                 * per block and row instead of one per nibble (exact weights still; only
+                 * where the rounding falls changes, as in the AVX2 GEMV). */
+                __m512 bs[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < RB; r++) bs[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const __m512 xv = _mm512_loadu_ps(p->xp + (t0 * nblk + b) * 128 + 16 * k);
+#pragma GCC unroll 8
+                    for (int r = 0; r < RB; r++)
+                        bs[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v[r], 4 * k), tab), xv, bs[r]);
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < RB; r++) acc[r] = _mm512_fmadd_ps(bs[r], s[r], acc[r]);
+                continue;
+            }
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 __m512 xv[8];
