@@ -9,7 +9,11 @@
  *     must stay under MEDIAN_BOUND (the median, because a perturbation can swap
  *     a near-tied expert and move one position's logits by ~0.3, README.md);
  *  3. the next-token choice (argmax) equals the reference's at every position
- *     whose top-1 minus top-2 logit exceeds MARGIN * max|ref|.
+ *     whose top-1 minus top-2 logit exceeds MARGIN * max|ref|;
+ *  4. the fast kernels' logits equal, within 1e-4 of max|logit|, those of the
+ *     reference ops (plain loops that widen each weight element, double sums) on
+ *     the same quantized weights, the head included.
+ * It prints how the head is stored ("head: INT4, group 32"), for the caller.
  * usage: quant_check QUANTIZED_DIR UNQUANTIZED_DIR REFERENCE.h5 MEDIAN_BOUND MARGIN */
 #include <float.h>
 #include <hdf5.h>
@@ -54,6 +58,11 @@ static void check_weight(const fw_weight *q, const fw_weight *w, const char *wha
 
 static void check_weights(const fw_model *q, const fw_model *m) {
     char what[160];
+    check_weight(&q->head, &m->head, "head");
+    if (fw_wtype_grouped(q->head.type))
+        printf("head: %s, group %lld\n", q->head.type == FW_WTYPE_INT4 ? "INT4" : "INT8", (long long)q->head.group);
+    else
+        printf("head: unquantized\n");
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
         const fw_layer *a = &q->layers[l], *b = &m->layers[l];
         const fw_weight *qa[] = {&a->q_a, &a->q_b, &a->kv_a, &a->kv_b, &a->o, &a->gate, &a->up, &a->down,
@@ -96,8 +105,9 @@ int main(int argc, char **argv) {
     }
     const double bound = atof(argv[4]), mfrac = atof(argv[5]);
     fw_err e = {{0}};
-    fw_model *q, *m;
+    fw_model *q, *m, *qr;
     if (fw_model_load(&q, argv[1], fw_ops_cpu_fast(), NULL, 0, 0, &e) ||
+        fw_model_load(&qr, argv[1], fw_ops_cpu_ref(), NULL, 0, 0, &e) ||
         fw_model_load(&m, argv[2], fw_ops_cpu_fast(), NULL, 0, 0, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
@@ -109,7 +119,7 @@ int main(int argc, char **argv) {
 
     hid_t f = H5Fopen(argv[3], H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECK(f >= 0, "cannot open %s", argv[3]);
-    double *errs = NULL;
+    double *errs = NULL, fast_ref = 0;
     int64_t n = 0, clear = 0, equal = 0;
     for (int i = 0; f >= 0 && has_prompt(f, i); i++) {
         prompt p = {0};
@@ -120,6 +130,12 @@ int main(int argc, char **argv) {
         fw_kv kv;
         CHECK(fw_kv_init(&kv, q, L, &e) == FW_OK, "%s", e.msg);
         CHECK(fw_model_forward(q, NULL, &kv, p.tokens, NULL, L, FW_ATTN_NAIVE, logits, L, &e) == FW_OK, "%s", e.msg);
+        fw_kv_free(&kv);
+        float *slow = malloc((size_t)(L * V) * sizeof *slow);
+        CHECK(fw_kv_init(&kv, qr, L, &e) == FW_OK, "%s", e.msg);
+        CHECK(fw_model_forward(qr, NULL, &kv, p.tokens, NULL, L, FW_ATTN_NAIVE, slow, L, &e) == FW_OK, "%s", e.msg);
+        for (int64_t t = 0; t < L; t++) fast_ref = fmax(fast_ref, rel_err(logits + t * V, slow + t * V, V));
+        free(slow);
         for (int64_t t = 0; t < L; t++) {
             const float *r = p.logits + t * V;
             errs[n++] = rel_err(logits + t * V, r, V);
@@ -134,6 +150,9 @@ int main(int argc, char **argv) {
         free_prompt(&p);
     }
     CHECK(n > 0, "%s holds no prompts", argv[3]);
+    printf("fast kernels vs reference ops on the quantized weights: max|logit - ref| / max|ref| %.2g (bound 1e-4)\n",
+           fast_ref);
+    CHECK(fast_ref <= 1e-4, "the fast kernels' logits differ from the reference ops' by %.3g", fast_ref);
     if (n > 0) {
         qsort(errs, (size_t)n, sizeof *errs, cmp_double);
         const double med = errs[n / 2], worst = errs[n - 1];
@@ -148,6 +167,7 @@ int main(int argc, char **argv) {
     free(errs);
     if (f >= 0) H5Fclose(f);
     fw_model_free(q);
+    fw_model_free(qr);
     fw_model_free(m);
     return check_result();
 }

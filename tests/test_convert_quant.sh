@@ -35,15 +35,26 @@ while read -r name src spec bound margin; do
   echo "== $name: tiny-a-$src --quantize $spec"
   cat "$T/$name.sum"
   grep -q "^quantized [0-9]* weights to ${spec%%,*}.*: relative RMS error min" "$T/$name.sum" || bad "$name: no summary"
-  "$check" "$out" "$T/$src" "$golden/tiny-a-$src/reference.h5" "$bound" "$margin" || bad "$name: quant_check"
+  "$check" "$out" "$T/$src" "$golden/tiny-a-$src/reference.h5" "$bound" "$margin" > "$T/$name.check" ||
+    bad "$name: quant_check"
+  cat "$T/$name.check"
+  # The head is quantized exactly when the spec says head (quant_check checked its values).
+  case ,$spec, in
+    *,head,*) want="head: INT${spec#int}"; want=${want%%,*} ;;
+    *) want="head: unquantized" ;;
+  esac
+  grep -q "^$want" "$T/$name.check" || bad "$name: quant_check does not say '$want'"
 done <<EOF
 int8 bf16 int8 0.12 0.2
 int8-experts bf16 int8,experts 0.03 0.05
+int8-head bf16 int8,head 0.12 0.2
 int4-g32-experts bf16 int4,group=32,experts 0.3 100
 int4-g32 bf16 int4,group=32 1.0 100
+int4-g32-head bf16 int4,group=32,head 1.0 100
 int4-g64 bf16 int4,group=64 1.0 100
 fp8-int8 fp8 int8 0.12 0.2
 fp8-int4-experts fp8 int4,experts,group=32 0.3 100
+fp8-int4-experts-head fp8 int4,experts,head,group=32 0.3 100
 EOF
 
 # The stored form (io/FORMAT.md): values, scales, labels, chunk checksums.
@@ -51,6 +62,9 @@ EOF
 grep -q '^verify *OK' "$T/int8.info" || bad "int8: verify did not say OK"
 grep -q '^weights *120 INT8 (symmetric, int8_sym_channel;.* the rest unquantized' "$T/int8.info" ||
   bad "int8: info does not show 120 INT8 weights"
+"$furrow" info --verify "$T/int8-head" > "$T/int8-head.info" 2>&1 || bad "info --verify int8-head"
+grep -q '^weights *121 INT8 ' "$T/int8-head.info" || bad "int8-head: info does not show 121 INT8 weights (the head)"
+h5ls --follow-symlinks "$T/int8-head/furrow.h5/lm_head/weight_scale" | grep -q '{2048, 1}' || bad "int8 head scales shape"
 grep -q '^source .*tiny-a-bf16; quantized by furrow convert --quantize int8: 120 weights' "$T/int8.info" ||
   bad "int8: info's source does not name the spec"
 e=/model/layers/1/mlp/experts/15/down_proj

@@ -1,6 +1,6 @@
 /* Kernel tests: the reference ops against hand-computed values, and every fast
  * op (the AVX-512 and AVX2 tables where the CPU has them, and the portable table;
- * INT4's kernels of each instruction set called directly) against the
+ * INT4's and INT8's kernels of each instruction set called directly) against the
  * reference on many shapes: sizes that are not multiples of 8, 16 or 128, all
  * weight types, views with nonzero origins into FP8, INT4 and INT8 parents;
  * INT4's unpacking against compressed-tensors' test vectors.
@@ -251,6 +251,10 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     if (!xw && w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) && fw_cpu_has_avx512()) { /* what "fast" may not pick */
         fs[nf++] = (typeof(fs[0])){"avx512-gemv", int4_gemv_avx512};
         fs[nf++] = (typeof(fs[0])){"avx512-gemm", int4_gemm_avx512};
+    }
+    if (!xw && w->type == FW_WTYPE_INT8 && fw_cpu_has_avx512()) {
+        fs[nf++] = (typeof(fs[0])){"avx512-gemv", fw_cpu_int8_gemv_avx512};
+        fs[nf++] = (typeof(fs[0])){"avx512-gemm", fw_cpu_int8_gemm_avx512};
     }
     for (int k = 0; k < nf; k++) {
         char what[160];

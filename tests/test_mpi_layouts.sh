@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every layout gives the single rank's logits and greedy tokens, with both
 # pipeline transports, on the golden tiny checkpoints (BF16, FP8, INT4 experts, and
-# BF16 quantized to per-channel INT8 by convert --quantize); each rank
+# BF16 quantized by convert --quantize to per-channel INT8, and to INT4 with the
+# output head, split by vocabulary rows, quantized too); each rank
 # reads only its slices, and the bytes read add up as the layout says.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -18,7 +19,7 @@ tol=1e-5
 
 bytes_read() { sed -n 's/^all ranks: read \([0-9]*\) bytes.*/\1/p' "$1"; }
 
-for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts tiny-a-int8; do
+for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts tiny-a-int8 tiny-a-int4-head; do
   layouts="2 2 1 mpi|4 4 1 mpi|2 1 2 mpi|2 1 2 ucx|3 1 3 mpi|3 1 3 ucx|4 2 2 mpi|4 2 2 ucx"
   # INT4 experts: tp 2, pp 2 and tp 2 x pp 2 (the slicing is what differs; the
   # transports are covered above).
@@ -26,6 +27,9 @@ for name in tiny-a-bf16 tiny-a-fp8 tiny-a-w4-experts tiny-a-int8; do
   # INT8, one scale per row: every column slice of o_proj and down keeps it.
   src=$name quant=
   [ "$name" = tiny-a-int8 ] && layouts="2 2 1 mpi|4 4 1 mpi" src=tiny-a-bf16 quant="--quantize int8"
+  # INT4 head: each tp rank's logits are its vocabulary rows of the packed head.
+  [ "$name" = tiny-a-int4-head ] && layouts="2 2 1 mpi|4 4 1 mpi|2 1 2 mpi" src=tiny-a-bf16 \
+    quant="--quantize int4,group=32,head"
   [ -d "$golden/$src" ] || { echo "no $golden/$src: skipped"; continue; }
   model=$FURROW_TMP/$name
   "$FURROW_BIN" convert --hf "$golden/$src" --out "$model" --quiet $quant > /dev/null || { echo "FAIL: convert $name"; exit 1; }

@@ -335,6 +335,13 @@ static void test_quantized(void) {
           (unsigned long long)b_w4);
     CHECK(b_int8 < b_bf / 2 + b_bf / 4 && b_int8 > b_bf / 2, "int8: %llu of bf16 %llu", (unsigned long long)b_int8,
           (unsigned long long)b_bf);
+    /* ,head: the [V, D] output head too, also in groups of 32. */
+    const fw_quant_spec k2h = {.type = FW_WTYPE_INT4, .group = 32, .experts_only = true, .head = true};
+    const double hd = (double)bf.vocab_size * bf.hidden_size;
+    uint64_t b_head;
+    CHECK(!bf.tie_word_embeddings && fw_plan_weight_bytes(&bf, &k2h, false, &b_head, &e) == FW_OK, "%s", e.msg);
+    CHECK((double)b_head == (double)b_spec - 2 * hd + hd / 2 + hd / 32 * 2, "int4,group=32,experts,head: %llu bytes",
+          (unsigned long long)b_head);
     /* Per rank: the int4 bytes of tp 2 add up to one rank's (experts split, nothing replicated). */
     weights = &k2;
     CHECK(plan(&bf, 2, 2, 2, 1, 0, &e) == FW_OK, "%s", e.msg);

@@ -5,7 +5,9 @@
  * scale, the INT4 words against the documented nibble order (and their reading
  * by kernels/weight.c), the error of each element (half a step, a little more
  * where the largest positive value is clamped), all-zero groups, the range's
- * extremes, a tensor whose groups quantize without error, and non-finite input. */
+ * extremes, a tensor whose groups quantize without error, and non-finite input.
+ * Also the spec a user writes (io/quant_spec.h): its parts and what it covers. */
+#include "io/quant_spec.h"
 #include "io/quantize.h"
 #include "kernels/ops.h"
 #include "tests/check.h"
@@ -13,6 +15,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The formula for one group; q[G]. */
 static uint16_t ref_group(const float *w, int64_t G, int qmin, int qmax, int *q) {
@@ -149,8 +152,43 @@ static void test_edges(void) {
     CHECK(!fw_quantize_int8(bad, 1, 8, 8, q8, &s1, &err), "infinity accepted");
 }
 
+/* Each part of a spec, written back, and the tensors it covers; the head only with `head`. */
+static void test_spec(void) {
+    static const char *const head = "lm_head.weight", *const mtp_head = "model.layers.61.shared_head.head.weight";
+    static const char *const expert = "model.layers.3.mlp.experts.7.up_proj.weight";
+    static const char *const attn = "model.layers.3.self_attn.o_proj.weight";
+    static const struct {
+        const char *in, *out;
+        bool head, expert, attn;
+    } cases[] = {
+        {"int4", "int4,group=128", false, true, true},
+        {"int4,head,group=64", "int4,group=64,head", true, true, true},
+        {"int4,group=32,experts", "int4,group=32,experts", false, true, false},
+        {"int4,experts,head", "int4,group=128,experts,head", true, true, false},
+        {"int8,head", "int8,head", true, true, true},
+    };
+    fw_err e;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fw_quant_spec q;
+        char back[64];
+        CHECK(fw_quant_spec_parse(&q, cases[i].in, &e) == FW_OK, "%s: %s", cases[i].in, e.msg);
+        fw_quant_spec_str(&q, back, sizeof back);
+        CHECK(!strcmp(back, cases[i].out), "%s written back as %s", cases[i].in, back);
+        CHECK(fw_quant_spec_covers(&q, head) == cases[i].head && fw_quant_spec_covers(&q, mtp_head) == cases[i].head,
+              "%s: head covered %d", cases[i].in, fw_quant_spec_covers(&q, head));
+        CHECK(fw_quant_spec_covers(&q, expert) == cases[i].expert && fw_quant_spec_covers(&q, attn) == cases[i].attn,
+              "%s: expert / o_proj covered", cases[i].in);
+        CHECK(!fw_quant_spec_covers(&q, "model.embed_tokens.weight") &&
+              !fw_quant_spec_covers(&q, "model.layers.3.mlp.gate.weight"), "%s: embeddings or router covered",
+              cases[i].in);
+    }
+    fw_quant_spec q;
+    CHECK(fw_quant_spec_parse(&q, "int4,heads", &e) && strstr(e.msg, "unknown part 'heads'"), "int4,heads: %s", e.msg);
+}
+
 int main(void) {
     test_random();
     test_edges();
+    test_spec();
     return check_result();
 }

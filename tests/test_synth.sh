@@ -70,8 +70,9 @@ h5diff -d 1e-5 "$T/h1.h5" "$T/h2.h5" logits > /dev/null || bad "synth:tiny,fp8 o
 # Quantized weights (--weights, weights=SPEC last in the text): the written
 # checkpoint read over tp 2 (per-channel INT8 scales kept by every column slice
 # of o_proj and down_proj, their chunks checked) equals the in-place model on one
-# rank; INT4 likewise; the size estimate counts packed values.
-for spec in int8 int4,group=32; do
+# rank; INT4 likewise, and with the head quantized (split by vocabulary rows);
+# the size estimate counts packed values.
+for spec in int8 int4,group=32 int4,group=32,head; do
   "$furrow" synth --preset tiny --seed 6 --layers 2 --weights "$spec" --out "$T/q-$spec" --quiet || bad "synth --weights $spec"
   "$furrow" info "$T/q-$spec" | grep -q "^weights .* INT[48] (symmetric" || bad "synth --weights $spec: info"
   "$furrow" logits --model "synth:tiny,layers=2,seed=6,weights=$spec" --tokens 9,8,7,300 --out "$T/q1.h5" 2> /dev/null ||
@@ -79,6 +80,8 @@ for spec in int8 int4,group=32; do
   fw_mpirun 60 2 "$furrow" logits --model "$T/q-$spec" --tp 2 --tokens 9,8,7,300 --out "$T/q2.h5" 2> "$T/err.txt" ||
     { cat "$T/err.txt"; bad "logits of synth --weights $spec, tp 2"; }
   h5diff -d 1e-5 "$T/q1.h5" "$T/q2.h5" logits > /dev/null || bad "weights=$spec: in place differs from the written, tp 2"
+  head=$(h5ls -r "$T/q-$spec/furrow.h5" | grep -c '^/lm_head/weight_packed ')
+  [ "$head" = "$(case $spec in *head*) echo 1 ;; *) echo 0 ;; esac)" ] || bad "weights=$spec: packed lm_head: $head"
 done
 "$furrow" synth --preset deepseek-v3 --weights int4 --out "$T/big4" 2> "$T/err.txt"; rc=$?
 gb=$(sed -n 's/.*this model is \([0-9]*\)\..* GB.*/\1/p' "$T/err.txt")

@@ -4,10 +4,11 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w i, default gmaw]
+ * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w i 8, default gmaw]
  *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16,
- *   a: attention, w: matmul_xw, i: the INT4 kernels per instruction set (the
- *   ceilings always run: the others are reported against them). */
+ *   a: attention, w: matmul_xw, i: the INT4 kernels per instruction set, 8: the
+ *   INT8 kernels per instruction set (the ceilings always run: the others are
+ *   reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/ceilings.h"
 #include "kernels/cpu/fast.h"
@@ -288,6 +289,68 @@ static void bench_int4(double read_bw, double fma_gf) {
         }
 }
 
+/* The INT8 kernels per instruction set, per channel: decode shapes at T 1..8 in
+ * GB/s of stored bytes (values and scales) against the read ceiling, prefill in
+ * GFLOP/s against the FMA ceiling. */
+static void bench_int8(double read_bw, double fma_gf) {
+    const int64_t shape[][2] = {{2048, 7168}, {7168, 2048}, {2048, 2048}, {576, 7168}};
+    const int64_t Ts[] = {1, 2, 4, 8};
+    void (*const gemv[])(float *, const float *, const fw_weight *, int64_t) = {fw_cpu_int8_gemv_avx2,
+                                                                              fw_cpu_int8_gemv_avx512};
+    const char *names[] = {"avx2", "avx512"};
+    printf("\nINT8 GEMV, per channel (GB/s of values + scales, %% of the read ceiling, Gweights/s)\n"
+           "%-12s %-10s %2s %9s %7s %9s\n", "impl", "shape", "T", "GB/s", "% read", "Gw/s");
+    for (int si = 0; si < 4; si++) {
+        const int64_t N = shape[si][0], K = shape[si][1];
+        const size_t bytes = (size_t)(N * K) + (size_t)N * 2;
+        const int nc = (int)((256u << 20) / bytes) + 1;
+        float *sc;
+        fw_weight *w = make_weights(FW_WTYPE_INT8, N, K, nc, &sc);
+        for (int k = 0; k < 4; k++) {
+            const int64_t T = Ts[k];
+            mm_arg m = {.w = w, .ncopies = nc, .T = T};
+            m.x = malloc((size_t)(T * K) * sizeof(float));
+            m.y = malloc((size_t)(T * N) * sizeof(float));
+            for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+            for (int v = 0; v < 2; v++) {
+                if (v > 0 && !fw_cpu_has_avx512()) continue;
+                m.fn = gemv[v];
+                const double gbs = (double)bytes / best_time(mm_run, &m) / 1e9;
+                char sh[32];
+                snprintf(sh, sizeof sh, "%lldx%lld", (long long)N, (long long)K);
+                printf("%-12s %-10s %2lld %9.2f %6.1f%% %9.2f\n", names[v], sh, (long long)T, gbs, 100 * gbs / read_bw,
+                       gbs / (double)bytes * (double)(N * K));
+                fflush(stdout);
+            }
+            free(m.x);
+            free(m.y);
+        }
+        free_weights(w, nc, sc);
+    }
+    printf("\nINT8 GEMM, T 512 (GFLOP/s, %% of the FMA ceiling)\n");
+    const int64_t pshape[][2] = {{2048, 7168}, {2048, 2048}};
+    for (int si = 0; si < 2; si++) {
+        const int64_t N = pshape[si][0], K = pshape[si][1], T = 512;
+        float *sc;
+        fw_weight *w = make_weights(FW_WTYPE_INT8, N, K, 1, &sc);
+        mm_arg m = {.w = w, .ncopies = 1, .T = T};
+        m.x = malloc((size_t)(T * K) * sizeof(float));
+        m.y = malloc((size_t)(T * N) * sizeof(float));
+        for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+        for (int v = 0; v < 2; v++) {
+            if (v == 1 && !fw_cpu_has_avx512()) continue;
+            m.fn = v == 0 ? fw_cpu_matmul_gemm_avx2 : fw_cpu_int8_gemm_avx512;
+            const double gf = 2.0 * (double)(T * N * K) / best_time(mm_run, &m) / 1e9;
+            printf("%-12s %lldx%lld: %7.1f GFLOP/s %5.1f%%\n", v ? "avx512" : "avx2 (tile)", (long long)N, (long long)K,
+                   gf, 100 * gf / fma_gf);
+            fflush(stdout);
+        }
+        free(m.x);
+        free(m.y);
+        free_weights(w, 1, sc);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) g_budget = atof(argv[1]);
     const char *sections = argc > 2 ? argv[2] : "gmaw";
@@ -317,6 +380,7 @@ int main(int argc, char **argv) {
            peak_gf, mhz);
 
     if (strchr(sections, 'i')) bench_int4(read_bw, fma_gf);
+    if (strchr(sections, '8')) bench_int8(read_bw, fma_gf);
 
     /* GEMV: decode shapes, weights cycled through > 4x the L3. */
     const int64_t gshape[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {7168, 2048}, {576, 7168}};

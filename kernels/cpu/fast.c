@@ -474,7 +474,8 @@ static const fw_ops fast_avx2_ops = {
     .route = fast_route,
 };
 
-/* The same but INT4's matmul and matmul_xw (the only ops with AVX-512 kernels so far). */
+/* The same but the matmuls of INT4 and INT8 weights and INT4's matmul_xw (the only
+ * ops with AVX-512 kernels so far). */
 static const fw_ops fast_avx512_ops = {
     .name = "cpu-fast-avx512",
     .embed = fast_embed,

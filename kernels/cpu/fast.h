@@ -21,7 +21,7 @@ const fw_ops *fw_ops_cpu_fast_avx2(void);
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);  /* T <= 8 */
 void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
-void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
+void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4, INT8 */
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T);
@@ -35,5 +35,8 @@ void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int
 void fw_cpu_int8_widen_generic(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
 void fw_cpu_int8_widen_avx2(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
 void fw_cpu_int8_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+/* On AVX-512 (F, BW, VL): the GEMV as above, and the prefill GEMM (any T). */
+void fw_cpu_int8_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
+void fw_cpu_int8_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 
 #endif

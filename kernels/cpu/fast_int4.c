@@ -5,6 +5,7 @@
  * (q * scale in f32, or q alone with the group scale applied to its sum). */
 #include "kernels/cpu/fast_int4.h"
 #include "kernels/cpu/fast.h"
+#include "kernels/cpu/gemm512.h"
 #include "kernels/cpu/simd.h"
 
 #include <immintrin.h>
@@ -278,10 +279,6 @@ AVX2_FN void fw_cpu_int4_xw_avx2(float *y, const float *x, const fw_weight *w, i
  * (vpdpbusd, llama.cpp's Q4_0 x Q8_0) runs faster from 4 tokens on but misses the
  * kernel tests' bounds by orders of magnitude. */
 
-#define AVX512_TARGET "avx512f,avx512bw,avx512vl,avx2,fma,f16c"
-#define AVX512_FN __attribute__((target(AVX512_TARGET)))
-#define AVX512_INLINE static inline __attribute__((always_inline, target(AVX512_TARGET)))
-
 #define I4_CH 2048 /* columns whose group scales are widened at a time, per row of a tile */
 
 /* One call's prepared x and the group of each lane: lane l of block b belongs to
@@ -363,6 +360,24 @@ AVX512_INLINE void gemv512_tile(float *y, const i4p *p, int64_t t0, const fw_wei
                                  : _mm512_maskz_loadu_epi32((__mmask16)((1u << (nc / 8)) - 1), row[r] + 16 * b);
                 s[r] = _mm512_permutexvar_ps(_mm512_loadu_si512(p->gl + b * 16),
                                              _mm512_loadu_ps(sf + r * SFL + p->gb[b] - ga));
+            }
+            if (TT == 1) {
+                /* q . x per lane over the block, then times the lane's scale: a multiply
+                 * per block and row instead of one per nibble (exact weights still; only
+                 * where the rounding falls changes, as in the AVX2 GEMV). */
+                __m512 bs[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < RB; r++) bs[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const __m512 xv = _mm512_loadu_ps(p->xp + (t0 * nblk + b) * 128 + 16 * k);
+#pragma GCC unroll 8
+                    for (int r = 0; r < RB; r++)
+                        bs[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v[r], 4 * k), tab), xv, bs[r]);
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < RB; r++) acc[r] = _mm512_fmadd_ps(bs[r], s[r], acc[r]);
+                continue;
             }
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
@@ -500,21 +515,15 @@ AVX512_FN void fw_cpu_int4_xw_avx512(float *y, const float *x, const fw_weight *
         }
 }
 
-/* ---- AVX-512 GEMM (prefill) ----
- * A tile of GM_NB rows x GM_KC columns is unpacked (q * scale, exact in f32) once
- * into L1, column-major so that one vector holds 16 rows of a column; the micro-
- * kernel broadcasts x[t, k] and accumulates GM_MR tokens x GM_NB rows in registers
- * (an outer product: no horizontal sums), and every token of the work item reuses
- * the tile. */
-#define GM_NB 32   /* rows per tile: two vectors */
-#define GM_KC 256  /* columns per tile: 32 KB of f32 */
-#define GM_MR 12   /* tokens per micro-kernel: 24 accumulators */
+/* ---- AVX-512 GEMM (prefill): kernels/cpu/gemm512.c's, on tiles unpacked here ---- */
 
-/* tile[k * GM_NB + r] = W[n0 + r, k0 + k] for r < nb, k < kc; rows past nb are 0. */
-AVX512_FN static void gm_fill(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
+/* tile[k * FW_GEMM512_NB + r] = W[n0 + r, k0 + k] (q * scale, exact in f32) for
+ * r < nb, k < kc; rows past nb are 0. 16 rows' words of a column are gathered at
+ * once: nibble k of each is column 8 wc + k of its row. */
+AVX512_FN static void int4_fill(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
     const __m512 tab = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
     const int64_t G = w->group;
-    for (int64_t h = 0; h < GM_NB && h < nb; h += 16) {
+    for (int64_t h = 0; h < FW_GEMM512_NB && h < nb; h += 16) {
         const __mmask16 m = (__mmask16)(nb - h >= 16 ? 0xFFFF : (1u << (nb - h)) - 1);
         const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                _mm512_set1_epi32((int)w->ld));
@@ -532,83 +541,13 @@ AVX512_FN static void gm_fill(float *tile, const fw_weight *w, int64_t n0, int64
             const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + wc, 4);
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++)
-                _mm512_store_ps(tile + (8 * wc + k) * GM_NB + h,
+                _mm512_store_ps(tile + (8 * wc + k) * FW_GEMM512_NB + h,
                                 _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * k), tab), s));
         }
-    }
-    for (int64_t h = (nb + 15) / 16 * 16; h < GM_NB; h += 16)
-        for (int64_t k = 0; k < kc; k++) _mm512_store_ps(tile + k * GM_NB + h, _mm512_setzero_ps());
-}
-
-/* y[t, 0 : nb] += sum_k x[t, k] tile[k, 0 : nb] for t < MR. */
-AVX512_INLINE void gm_micro(float *y, int64_t N, const float *x, int64_t K, const float *tile, int64_t kc,
-                            __mmask16 m0, __mmask16 m1, const int MR) {
-    __m512 acc[GM_MR][2];
-#pragma GCC unroll 12
-    for (int t = 0; t < MR; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++) {
-        const __m512 w0 = _mm512_load_ps(tile + k * GM_NB), w1 = _mm512_load_ps(tile + k * GM_NB + 16);
-#pragma GCC unroll 12
-        for (int t = 0; t < MR; t++) {
-            const __m512 xb = _mm512_set1_ps(x[t * K + k]);
-            acc[t][0] = _mm512_fmadd_ps(w0, xb, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(w1, xb, acc[t][1]);
-        }
-    }
-#pragma GCC unroll 12
-    for (int t = 0; t < MR; t++) {
-        float *yt = y + t * N;
-        _mm512_mask_storeu_ps(yt, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yt), acc[t][0]));
-        _mm512_mask_storeu_ps(yt + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yt + 16), acc[t][1]));
-    }
-}
-
-AVX512_FN static void gm_tokens(float *y, int64_t N, const float *x, int64_t K, const float *tile, int64_t kc,
-                                int64_t nb, int64_t nt) {
-    const __mmask16 m0 = (__mmask16)(nb >= 16 ? 0xFFFF : (1u << nb) - 1);
-    const __mmask16 m1 = (__mmask16)(nb >= 32 ? 0xFFFF : nb <= 16 ? 0 : (1u << (nb - 16)) - 1);
-    int64_t t = 0;
-    for (; t + GM_MR <= nt; t += GM_MR) gm_micro(y + t * N, N, x + t * K, K, tile, kc, m0, m1, GM_MR);
-    switch (nt - t) {
-#define GM_CASE(R) case R: gm_micro(y + t * N, N, x + t * K, K, tile, kc, m0, m1, R); break;
-        GM_CASE(1) GM_CASE(2) GM_CASE(3) GM_CASE(4) GM_CASE(5) GM_CASE(6)
-        GM_CASE(7) GM_CASE(8) GM_CASE(9) GM_CASE(10) GM_CASE(11)
-#undef GM_CASE
-    default: break;
     }
 }
 
 bool fw_cpu_int4_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols;
-    if (N <= 0 || T <= 0) return true;
-    /* Work items: row blocks x token groups; tokens are split only when there are
-     * too few row blocks to keep every thread busy. */
-    const int64_t nnb = (N + GM_NB - 1) / GM_NB;
-#ifdef _OPENMP
-    const int64_t want = 4 * (int64_t)omp_get_max_threads();
-#else
-    const int64_t want = 1;
-#endif
-    int64_t ntg = nnb >= want ? 1 : (want + nnb - 1) / nnb;
-    const int64_t ntb = (T + GM_MR - 1) / GM_MR;
-    if (ntg > ntb) ntg = ntb;
-    const int64_t tbg = (ntb + ntg - 1) / ntg; /* token blocks per group */
-    ntg = (ntb + tbg - 1) / tbg;
-#pragma omp parallel if (N * K * T >= PAR_MIN_ELEMS)
-    {
-        _Alignas(64) float tile[GM_KC * GM_NB]; /* (GM_KC, GM_NB) */
-#pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int64_t bn = 0; bn < nnb; bn++)
-            for (int64_t g = 0; g < ntg; g++) {
-                const int64_t n0 = bn * GM_NB, nb = N - n0 < GM_NB ? N - n0 : GM_NB;
-                const int64_t t0 = g * tbg * GM_MR, t1 = t0 + tbg * GM_MR < T ? t0 + tbg * GM_MR : T;
-                for (int64_t t = t0; t < t1; t++) memset(y + t * N + n0, 0, (size_t)nb * sizeof(float));
-                for (int64_t k0 = 0; k0 < K; k0 += GM_KC) {
-                    const int64_t kc = K - k0 < GM_KC ? K - k0 : GM_KC;
-                    gm_fill(tile, w, n0, nb, k0, kc);
-                    gm_tokens(y + t0 * N + n0, N, x + t0 * K + k0, K, tile, kc, nb, t1 - t0);
-                }
-            }
-    }
+    fw_cpu_gemm512(y, x, w, T, int4_fill);
     return true;
 }

@@ -418,12 +418,18 @@ void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T)
     else fw_cpu_matmul_gemm_avx2(y, x, w, T);
 }
 
-/* INT4 on whole words runs kernels/cpu/fast_int4.c's AVX-512 kernels; the rest (and
- * INT4 without memory for their buffers) the AVX2 paths. */
+/* INT4 on whole words and INT8 run kernels/cpu/fast_int4.c's and fast_int8.c's
+ * AVX-512 kernels; the rest (and INT4 without memory for their buffers) the AVX2
+ * paths. */
 void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
     if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) &&
         (T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T)))
         return;
+    if (w->type == FW_WTYPE_INT8) {
+        if (T <= FW_GEMV_MAX_T) fw_cpu_int8_gemv_avx512(y, x, w, T);
+        else fw_cpu_int8_gemm_avx512(y, x, w, T);
+        return;
+    }
     fw_cpu_matmul_avx2(y, x, w, T);
 }
 

@@ -1,5 +1,5 @@
-/* What the fast CPU kernels (fast.c, fast_matmul.c, fast_int4.c, fast_int8.c)
- * share: the per-function target attributes (no -march flags: each SIMD function
+/* What the fast CPU kernels (fast.c, fast_matmul.c, fast_int4.c, fast_int8.c,
+ * gemm512.c) share: the per-function target attributes (no -march flags: each SIMD function
  * carries its own), the size under which a parallel region costs more than it
  * saves, a horizontal sum and an inlined bf16 widening. */
 #ifndef FW_KERNELS_CPU_SIMD_H
@@ -11,6 +11,9 @@
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#define AVX512_TARGET "avx512f,avx512bw,avx512vl,avx2,fma,f16c"
+#define AVX512_FN __attribute__((target(AVX512_TARGET)))
+#define AVX512_INLINE static inline __attribute__((always_inline, target(AVX512_TARGET)))
 
 /* Below this many weight elements a matmul runs on one thread. */
 #define PAR_MIN_ELEMS 65536

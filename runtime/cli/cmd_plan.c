@@ -42,12 +42,14 @@ static void usage(FILE *f) {
             "  --batch B                      sequences in flight (default 1)\n"
             "  --weights SPEC                 how the weights are stored, for the estimate:\n"
             "                                   bf16, fp8 (e4m3, 128x128 block scales),\n"
-            "                                   int4[,group=G][,experts] (8 values per int32 word, a\n"
-            "                                   bf16 scale per row and G columns, default 128),\n"
-            "                                   int8[,experts] (a bf16 scale per output channel);\n"
+            "                                   int4[,group=G][,experts][,head] (8 values per int32\n"
+            "                                   word, a bf16 scale per row and G columns, default\n"
+            "                                   128), int8[,experts][,head] (a bf16 scale per output\n"
+            "                                   channel);\n"
             "                                 int4/int8 cover every linear weight but the output\n"
-            "                                 head, or with ',experts' the routed experts only; the\n"
-            "                                 rest stays as the preset or config stores it.\n"
+            "                                 head, or with ',experts' the routed experts only, and\n"
+            "                                 with ',head' the output head too; the rest stays as\n"
+            "                                 the preset or config stores it.\n"
             "                                 Default: as stored (a checkpoint's or config's types:\n"
             "                                 fp8, compressed-tensors INT4, bf16; deepseek-v3 fp8;\n"
             "                                 kimi-k2 int4,group=32,experts as Moonshot ships it).\n"
@@ -123,9 +125,12 @@ static void describe_weights(const fw_config *c, const fw_quant_spec *q, char *b
         char g[32] = "";
         if (q->type == FW_WTYPE_INT4) snprintf(g, sizeof g, " (group %lld)", (long long)q->group);
         else snprintf(g, sizeof g, " (per channel)");
-        snprintf(b, n, "%s%s for %s, the rest %s", q->type == FW_WTYPE_INT4 ? "int4" : "int8", g,
-                 q->experts_only ? "the routed experts" : "every linear weight but the head",
-                 q->experts_only ? rest : "(embeddings, norms, router, head) bf16");
+        const char *what = q->experts_only ? (q->head ? "the routed experts and the head" : "the routed experts")
+                                           : (q->head ? "every linear weight" : "every linear weight but the head");
+        snprintf(b, n, "%s%s for %s, the rest %s", q->type == FW_WTYPE_INT4 ? "int4" : "int8", g, what,
+                 q->experts_only ? rest
+                 : q->head       ? "(embeddings, norms, router) bf16"
+                                 : "(embeddings, norms, router, head) bf16");
     } else if (c->int4) {
         snprintf(b, n, "int4 where its compressed-tensors quantization_config says, the rest bf16");
     } else {
@@ -314,7 +319,7 @@ int fw_cmd_plan(int argc, char **argv) {
         case 'W':
             weights = optarg;
             if (strcmp(optarg, "fp8") && strcmp(optarg, "bf16") && fw_quant_spec_parse(&spec, optarg, &e))
-                bad = fw_err_prefix(&e, "--weights: expected bf16, fp8, int4[,group=G][,experts] or int8[,experts]");
+                bad = fw_err_prefix(&e, "--weights: expected bf16, fp8, int4[,group=G][,experts][,head] or int8[,experts][,head]");
             break;
         case 'D':
             if (!strcmp(optarg, "cuda")) value_bytes = 2;
