@@ -106,6 +106,9 @@ static void stack_free(stack *s) {
 static const char *moe_tile_name(fw_wtype ty, int64_t K) {
     if (ty == FW_WTYPE_FP8 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma)
         return ctx.opt.moe_act_fp8 && ctx.opt.mm_policy == FW_CUDA_MM_AUTO ? "wgmma-fp8act" : "wgmma";
+    if (ty == FW_WTYPE_INT4 && K % 128 == 0 && ctx.cc_major == 9 && ctx.cc_minor == 0 && !ctx.opt.moe_tiles_mma &&
+        (int4_group == 32 || int4_group == 64 || int4_group % 128 == 0))
+        return int4_group % 128 ? "wgmma-scaled" : "wgmma";
     if (ty == FW_WTYPE_INT4) return K % 32 == 0 && int4_group % 32 == 0 ? "mma" : "wmma";
     return ty != FW_WTYPE_F32 && K * (int64_t)fw_wtype_size(ty) % 16 == 0 ? "mma" : "wmma";
 }
@@ -203,9 +206,11 @@ static void check_moe_routes(fw_wtype ty, int64_t T, int64_t k, int64_t E, int64
         get_bf16(y, dy, T * D);
         /* FP8 activations: a bf16 step apart in the down input (the GPU's sums
          * differ in order) can round to the next e4m3 value. */
-        /* INT4 on the wmma tiles (K or the group not whole 32s): q * scale rounded to
-         * bf16 in the tile, about 2e-5 more. */
-        const bool int4_wmma = ty == FW_WTYPE_INT4 && cnt[1] && strstr(path, "wmma");
+        /* INT4 on the wmma tiles (K or the group not whole 32s) and on the wgmma
+         * tiles of groups under 128: q * scale rounded to bf16 in the tile, about
+         * 2e-5 more. */
+        const bool int4_wmma = ty == FW_WTYPE_INT4 && cnt[1] && (strstr(path, " wmma") || strstr(path, "/wmma") ||
+                                                                  strstr(path, "scaled"));
         compare("moe", shape, path, y, ref, T * D, act8 ? 1e-4 : int4_wmma ? 5e-5 : NMSE_BF16);
         free(y);
     }
@@ -710,18 +715,24 @@ int test_model_ops(void) {
         check_moe(FW_WTYPE_FP8, 700, 4, 16, 0, 16, 384, 128, 256);
     }
     ctx.opt.moe_tiles_mma = false, ctx.opt.moe_act_fp8 = true; /* the defaults */
-    /* INT4 (groups of 32 and 128; 8 and 16 where K is not whole 32-groups, which
+    /* INT4 (groups of 32, 64 and 128; 8 and 16 where K is not whole 32-groups, which
      * take the single-value GEMV and the wmma tiles): small groups at T 1, 5, 40;
-     * mma tiles with partial CTAs of outputs, a local range, a K of 224 (a half
+     * tiles (on 9.0 the warpgroup MMA where K is whole 128s, then mma.sync on the
+     * same shapes) with partial CTAs of outputs, a local range, a K of 224 (a half
      * stage at the end), DeepSeek-like top-8 of 256 with a quarter held. */
-    const int64_t g4[] = {32, 128};
-    for (int gi = 0; gi < 2; gi++) {
-        int4_group = g4[gi];
-        for (int i = 0; i < 3; i++) check_moe(FW_WTYPE_INT4, Ts[i], 4, 16, 4, 8, 256, 128, 256);
-        check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 256, 384, 128);
-        check_moe(FW_WTYPE_INT4, 700, 4, 16, 5, 8, 384, 128, 256);
-        check_moe(FW_WTYPE_INT4, 64, 8, 256, 64, 64, 256, 384, 256);
+    const int64_t g4[] = {32, 64, 128};
+    for (int mode = 0; mode < 2; mode++) {
+        ctx.opt.moe_tiles_mma = mode == 1;
+        for (int gi = 0; gi < 3; gi++) {
+            int4_group = g4[gi];
+            for (int i = 0; i < 3 && mode == 0; i++) check_moe(FW_WTYPE_INT4, Ts[i], 4, 16, 4, 8, 256, 128, 256);
+            check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 256, 384, 128);
+            check_moe(FW_WTYPE_INT4, 700, 4, 16, 5, 8, 384, 128, 256);
+            check_moe(FW_WTYPE_INT4, 300, 4, 16, 0, 16, 200, 384, 136);
+            check_moe(FW_WTYPE_INT4, 64, 8, 256, 64, 64, 256, 384, 256);
+        }
     }
+    ctx.opt.moe_tiles_mma = false;
     int4_group = 32;
     check_moe(FW_WTYPE_INT4, 512, 4, 8, 0, 8, 224, 256, 96);
     int4_group = 8;

@@ -20,6 +20,8 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/int4_tc.h"
 
+#include <cooperative_groups.h>
+
 #define GEMV_THREADS 256 /* 8 warps, 8 output rows per block */
 #define TILE 64
 #define TILE_K 32
@@ -311,34 +313,55 @@ static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, con
 
 /* INT4 at T <= 8 on the tensor cores (int4_tc.h): the block's 8 warps are 8 / KS
  * tiles of 16 rows x KS slices of K, the slices added through shared memory in
- * slice order. K, the view's first column and the group whole 32s. */
+ * slice order. A warp takes 16 rows where the other GEMVs take one, so a small N
+ * is few tiles: there a cluster of C blocks (C > 1) splits K once more, and the
+ * first block of the cluster adds the others' sums from their shared memory.
+ * K, the view's first column and the group whole 32s. */
 template <typename OutT>
 __global__ void __launch_bounds__(GEMV_THREADS)
-gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS) {
+gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS,
+                    int C) {
     __shared__ float part[GEMV_THREADS / 32][4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int tiles = GEMV_THREADS / 32 / KS, slice = warp % KS;
-    const int64_t n0 = ((int64_t)blockIdx.x * tiles + warp / KS) * 16;
+    const int tiles = GEMV_THREADS / 32 / KS, crank = (int)blockIdx.x % C, slice = crank * KS + warp % KS;
+    const int64_t n0 = ((int64_t)(blockIdx.x / C) * tiles + warp / KS) * 16;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (n0 < N) {
         const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
-        const int per = (int)(K / 32 / KS), cw = (int)(w.c0 / 8);
+        const int per = (int)(K / 32 / (KS * C)), cw = (int)(w.c0 / 8);
         const uint32_t *words = (const uint32_t *)w.data;
         int4_tc_dot(acc, words + ra * w.ld + cw + t, words + rb * w.ld + cw + t, w.gscale + ra * w.scale_ld,
                     w.gscale + rb * w.scale_ld, x + (int64_t)(g < T ? g : 0) * K + 8 * t, g < T, slice * per,
                     (slice + 1) * per, (int)(w.group / 32), (int)(w.c0 / 32));
     }
+    const bool first = warp % KS == 0; /* holds the block's sums of its tile */
     if (KS > 1) {
 #pragma unroll
         for (int q = 0; q < 4; q++) part[warp][q][lane] = acc[q];
         __syncthreads();
-        if (slice != 0) return;
+        if (first) {
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            acc[q] = part[warp][q][lane];
-            for (int s = 1; s < KS; s++) acc[q] += part[warp + s][q][lane];
+            for (int q = 0; q < 4; q++)
+                for (int s = 1; s < KS; s++) acc[q] += part[warp + s][q][lane];
         }
     }
+    if (C > 1) { /* every thread of the cluster reaches both syncs */
+        namespace cg = cooperative_groups;
+        cg::cluster_group cl = cg::this_cluster();
+        __syncthreads(); /* part's reads are done before it is overwritten */
+        if (first)
+#pragma unroll
+            for (int q = 0; q < 4; q++) part[warp][q][lane] = acc[q];
+        cl.sync();
+        if (crank == 0 && first)
+            for (int r = 1; r < C; r++) {
+                const float(*rp)[4][32] = cl.map_shared_rank(part, r);
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[q] += rp[warp][q][lane];
+            }
+        cl.sync(); /* the others' shared memory stays until it was read */
+    }
+    if (!first || crank != 0) return;
     /* acc[q]: row n0 + g + 8 (q / 2), token 2t + q % 2 */
 #pragma unroll
     for (int q = 0; q < 4; q++) {
@@ -348,19 +371,32 @@ gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w
     }
 }
 
-/* Slices for the INT4 tensor-core GEMV: up to 8 while the launch is under two
- * blocks an SM of an H200 and slices keep at least 8 pieces (256 of K). */
-static int int4_tc_slices(int64_t N, int64_t K) {
-    int ks = 1;
+/* Slices for the INT4 tensor-core GEMV: up to 8 warps while the launch is under
+ * two blocks an SM of an H200 and slices keep at least 8 pieces (256 of K); then
+ * clusters of up to 8 blocks while slices keep 4 pieces. */
+static void int4_tc_slices(int64_t N, int64_t K, int *ks_out, int *c_out) {
+    int ks = 1, c = 1;
     while (ks < 8 && fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) < 264 && (K / 32) % (2 * ks) == 0 && K / 32 / (2 * ks) >= 8)
         ks *= 2;
-    return ks;
+    const int64_t blocks = fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks));
+    while (c < 8 && blocks * c < 264 && (K / 32) % (2 * ks * c) == 0 && K / 32 / (2 * ks * c) >= 4) c *= 2;
+    *ks_out = ks, *c_out = c;
 }
 
 template <typename OutT>
-static void launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, cudaStream_t st) {
-    const int ks = int4_tc_slices(N, K);
-    gemv_int4_tc_kernel<OutT><<<(unsigned)fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)), GEMV_THREADS, 0, st>>>(y, x, w, T, N, K, ks);
+static cudaError_t launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, cudaStream_t st) {
+    int ks, c;
+    int4_tc_slices(N, K, &ks, &c);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) * c));
+    cfg.blockDim = dim3(GEMV_THREADS);
+    cfg.stream = st;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = (unsigned)c, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, gemv_int4_tc_kernel<OutT>, y, x, w, T, N, K, ks, c);
 }
 
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {
@@ -375,8 +411,8 @@ int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const f
     /* INT4 in whole 32-column pieces of whole groups, x rows 16-byte aligned: the tensor cores */
     if (gemv && w->type == FW_WTYPE_INT4 && K % 32 == 0 && w->c0 % 32 == 0 && w->group % 32 == 0 &&
         fw_ptr_align(x) >= 16 && fw_ptr_align(w->data) >= 4) {
-        if (y_f32) launch_int4_tc((float *)y, x, v, (int)T, N, K, ctx->stream);
-        else launch_int4_tc((bf16 *)y, x, v, (int)T, N, K, ctx->stream);
+        FW_CUDA_CHECK(ctx, y_f32 ? launch_int4_tc((float *)y, x, v, (int)T, N, K, ctx->stream)
+                                 : launch_int4_tc((bf16 *)y, x, v, (int)T, N, K, ctx->stream));
         FW_CUDA_LAUNCHED(ctx);
         ctx->last_mm_path = FW_CUDA_MM_GEMV;
         return FW_CUDA_OK;

@@ -379,32 +379,62 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
 }
 
 /* INT4 experts of 1..MOE_SMALL rows on the tensor cores (int4_tc.h): a warp
- * computes 16 outputs x the expert's rows (x row g held by lane (g, t)). GU: gate
- * and up weights, silu(g) * u written. */
+ * computes 16 outputs x the expert's rows (x row g held by lane (g, t)) over a
+ * slice of K; the block's warps are 8 / KS tiles of 16 outputs x KS slices,
+ * added through shared memory in slice order (at batch 1 the 8 experts' rows
+ * alone are too few warps to keep HBM busy). GU: gate and up weights,
+ * silu(g) * u written. */
 template <bool GU>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS, 2)
 moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
-                        int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_hi) {
-    constexpr int NW = GU ? 2 : 1;
+                        int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_hi, int KS) {
+    constexpr int NW = GU ? 2 : 1, WARPS = MOE_GEMV_THREADS / 32;
+    __shared__ float red[WARPS][NW][4][32];
     const int i0 = pl.counts[2] + (int)blockIdx.y;
-    if (i0 >= pl.counts[3 + cls_hi]) return;
-    const int e = pl.small[i0], lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int64_t n0 = ((int64_t)blockIdx.x * (MOE_GEMV_THREADS / 32) + (threadIdx.x >> 5)) * 16;
-    if (n0 >= N) return;
+    if (i0 >= pl.counts[3 + cls_hi]) return; /* the whole block */
+    const int e = pl.small[i0], lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int tiles = WARPS / KS, slice = warp % KS, per = (int)(K / 32 / KS);
+    const int64_t n0 = ((int64_t)blockIdx.x * tiles + warp / KS) * 16;
     const int r0 = pl.offsets[e], cnt = min(MOE_SMALL, pl.offsets[e + 1] - r0);
-    const bool has_x = g < cnt;
-    const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 8 * t;
-    const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
     float acc[NW][4];
 #pragma unroll
-    for (int j = 0; j < NW; j++) {
-        const fw_wview w = moe_expert_view<FW_WTYPE_INT4>(j ? w1 : w0, e, wstride, sstride);
-        const uint32_t *words = (const uint32_t *)w.data;
-        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-        int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
-                    w.gscale + rb * w.scale_ld, xr, has_x, 0, (int)(K / 32), (int)(w.group / 32), 0);
+    for (int j = 0; j < NW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    if (n0 < N) {
+        const bool has_x = g < cnt;
+        const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 8 * t;
+        const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
+#pragma unroll
+        for (int j = 0; j < NW; j++) {
+            const fw_wview w = moe_expert_view<FW_WTYPE_INT4>(j ? w1 : w0, e, wstride, sstride);
+            const uint32_t *words = (const uint32_t *)w.data;
+            int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
+                        w.gscale + rb * w.scale_ld, xr, has_x, slice * per, (slice + 1) * per, (int)(w.group / 32), 0);
+        }
     }
-    moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
+    if (KS > 1) {
+#pragma unroll
+        for (int j = 0; j < NW; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) red[warp][j][q][lane] = acc[j][q];
+        __syncthreads();
+        if (slice != 0) return;
+#pragma unroll
+        for (int j = 0; j < NW; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+                for (int s2 = 1; s2 < KS; s2++) acc[j][q] += red[warp + s2][j][q][lane];
+    }
+    if (n0 < N) moe_tc_store<GU>(y, acc, n0, g, t, r0, cnt, N);
+}
+
+/* Slices of K for the INT4 small-expert GEMV: up to 8 while the launch has
+ * fewer than 32 warps an SM of an H100 (experts: at most one a pair) and slices
+ * keep at least 8 pieces (256 of K). */
+static int moe_int4_slices(int64_t N, int64_t K, int64_t experts) {
+    const int64_t warps = experts * fw_ceil_div(N, 16);
+    int ks = 1;
+    while (ks < 8 && warps * ks < 132 * 32 && (K / 32) % (2 * ks) == 0 && K / 32 / (2 * ks) >= 8) ks *= 2;
+    return ks;
 }
 
 /* Larger groups when moe_mma_kernel cannot take them (F32 weights, rows not
@@ -855,8 +885,10 @@ static void launch_gemv(bool tc, int64_t N, int64_t n_exp, cudaStream_t st, int6
     if constexpr (WT == FW_WTYPE_INT4 && LOAD == MOE_LOAD_WIDE) {
         /* every class (batch 1 too) in one tensor-core launch: experts with rows at most n_pairs */
         if (tc) {
-            const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32)), (unsigned)(n_exp < pl.n_pairs ? n_exp : pl.n_pairs));
-            moe_gemv_tc_int4_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top);
+            const int64_t experts = n_exp < pl.n_pairs ? n_exp : pl.n_pairs;
+            const int ks = moe_int4_slices(N, K, experts);
+            const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32 / ks)), (unsigned)experts);
+            moe_gemv_tc_int4_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top, ks);
             return;
         }
     }
@@ -932,10 +964,10 @@ static cudaError_t launch_moe(bf16 *y, const bf16 *x, bool gather, int k, const 
     }
     if (pl.n_pairs <= MOE_SMALL) return cudaSuccess;
     const int passes = wu ? 2 : 1; /* gate tiles, then up tiles finishing the gate */
-    if constexpr (WT == FW_WTYPE_FP8) {
-        if (wgmma && xq.q) /* moe_launch checked the device and the shapes */
+    if constexpr (WT == FW_WTYPE_FP8 || WT == FW_WTYPE_INT4) {
+        if (WT == FW_WTYPE_FP8 && wgmma && xq.q) /* moe_launch checked the device and the shapes */
             return moe_fp8_launch(y, xq.q, xq.s, xq.M, gather, k, w, wu, wstride, sstride, N, K, pl, st);
-        if (wgmma) return moe_wgmma_launch(y, x, gather, k, w, wu, wstride, sstride, N, K, pl, st);
+        if (wgmma) return moe_wgmma_launch(WT, y, x, gather, k, w, wu, wstride, sstride, N, K, pl, st);
     }
     if constexpr (WT != FW_WTYPE_F32) {
         if (moe_mma_fits<WT>(x, w, wstride, K) && (!wu || moe_mma_fits<WT>(x, *wu, wstride, K))) {
@@ -980,11 +1012,13 @@ static int moe_launch(fw_cuda_ctx *ctx, fw_bf16 *y, const fw_bf16 *x, bool gathe
     const fw_wview *pu = wu ? &vu : nullptr;
     const bf16 *xb = (const bf16 *)x;
     bf16 *yb = (bf16 *)y;
-    /* FP8 tiles on the warpgroup MMA: 9.0 (sm_90a code only) and shapes it takes. */
-    const bool wgmma = w0->type == FW_WTYPE_FP8 && ctx->cc_major == 9 && ctx->cc_minor == 0 && !ctx->opt.moe_tiles_mma &&
-                       moe_wgmma_fits(xb, v, wstride, K) && (!wu || moe_wgmma_fits(xb, vu, wstride, K));
+    /* FP8 and INT4 tiles on the warpgroup MMA: 9.0 (sm_90a code only) and shapes it takes. */
+    const int wt = (int)w0->type;
+    const bool wgmma = (wt == FW_WTYPE_FP8 || wt == FW_WTYPE_INT4) && ctx->cc_major == 9 && ctx->cc_minor == 0 &&
+                       !ctx->opt.moe_tiles_mma && moe_wgmma_fits(wt, xb, v, wstride, K) &&
+                       (!wu || moe_wgmma_fits(wt, xb, vu, wstride, K));
     moe_xq xq = {nullptr, nullptr, 0};
-    if (wgmma && ctx->opt.moe_act_fp8 && ctx->opt.mm_policy == FW_CUDA_MM_AUTO && pl->n_pairs > MOE_SMALL &&
+    if (wgmma && wt == FW_WTYPE_FP8 && ctx->opt.moe_act_fp8 && ctx->opt.mm_policy == FW_CUDA_MM_AUTO && pl->n_pairs > MOE_SMALL &&
         moe_fp8_available()) {
         const int64_t M = gather ? pl->n_pairs / k : pl->n_pairs, KBp = fw_round_up(K / FW_FP8_BLOCK, 4);
         const size_t qbytes = (size_t)fw_round_up(M * K, 256), need = qbytes + (size_t)(KBp * M) * sizeof(float);

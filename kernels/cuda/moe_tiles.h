@@ -78,11 +78,12 @@ __device__ __forceinline__ void moe_tile_store(bf16 *y, const uint8_t *cs, int p
     }
 }
 
-/* moe_wgmma.cu: FP8 experts' tiles on the warpgroup MMA with bf16 activations
- * (sm_90a; the caller checks the device is 9.0). Fits: K in whole 128-wide scale
- * blocks, rows of W (every expert's) and of x 16-byte aligned. */
-bool moe_wgmma_fits(const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K);
-cudaError_t moe_wgmma_launch(bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
+/* moe_wgmma.cu: FP8 or INT4 (wt) experts' tiles on the warpgroup MMA with bf16
+ * activations (sm_90a; the caller checks the device is 9.0). Fits: K in whole
+ * 128-wide stages, rows of W (every expert's) and of x 16-byte aligned; INT4
+ * groups of 32, 64 or whole stages. */
+bool moe_wgmma_fits(int wt, const bf16 *x, const fw_wview &w, int64_t wstride, int64_t K);
+cudaError_t moe_wgmma_launch(int wt, bf16 *y, const bf16 *x, bool gather, int k, const fw_wview &w, const fw_wview *wu,
                              int64_t wstride, int64_t sstride, int64_t N, int64_t K, const fw_cuda_moe_plan &pl,
                              cudaStream_t st);
 /* moe_fp8.cu: the same tiles (same fits) with FP8 activations: xq, x's M rows
