@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/cli/doctor.h"
@@ -103,7 +104,8 @@ static int scan_output(const char *cmd, const char *prefix, char *list, size_t s
         if (has_word(list, word) || k + strlen(word) + 2 >= size) continue;
         k += (size_t)snprintf(list + k, size - k, "%s%s", k ? " " : "", word);
     }
-    return pclose(f);
+    int st = pclose(f);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* Open MPI's point-to-point layers: with InfiniBand ports, pml ucx carries
