@@ -42,6 +42,12 @@ fi
 if ! ls /sys/class/infiniband/*/ports/* >/dev/null 2>&1; then
   grep -Eq "^infiniband +skip +no InfiniBand" "$tmp/out" || bad "no IB here: infiniband should skip saying so"
 fi
+# Tools that are here run (jobs/setup.sh installs ucx_info).
+for t in ompi_info:mpi ucx_info:ucx; do
+  if command -v ${t%:*} >/dev/null; then
+    [ "$(status "$tmp/out" ${t#*:})" != skip ] || bad "${t%:*} is in PATH: ${t#*:} should run"
+  fi
+done
 if [ "$(status "$tmp/out" gpu-driver)" = skip ]; then
   for c in gpu-persistence gpu-ecc gpu-clocks gpu-temperature gpu-nvlink gpu-pcie; do
     [ "$(status "$tmp/out" $c)" = skip ] || bad "$c should skip without NVML"
