@@ -145,7 +145,8 @@ static void check_gpu(nvml *m, unsigned i, gpu_check c[GPU_CHECKS]) {
         int have = m->temp_threshold(dev, NVML_TEMPERATURE_THRESHOLD_SLOWDOWN, &slow) == NVML_OK && slow;
         /* Within 10 C of the slowdown threshold before any work starts. */
         int hot = have ? temp + 10 >= slow : temp >= 85;
-        snprintf(t, sizeof t, "%u C (slowdown at %u C)", temp, slow);
+        if (have) snprintf(t, sizeof t, "%u C (slowdown at %u C)", temp, slow);
+        else snprintf(t, sizeof t, "%u C", temp);
         note(&c[3], hot ? FW_DOCTOR_WARN : FW_DOCTOR_PASS, i, t);
     }
 
