@@ -112,6 +112,10 @@ rc=$?
 [ $rc -eq 1 ] || bad "a missing checkpoint should exit 1, got $rc"
 grep -Eq "^checkpoint-read +fail +cannot read $tmp/no-such-dir: No such file" "$tmp/ck.out" ||
   { bad "missing checkpoint message"; cat "$tmp/ck.out"; }
+# A path that is not UTF-8 still gives JSON with every check.
+"$FURROW_BIN" doctor --json --checkpoint "$(printf "$tmp/caf\\351")" >"$tmp/latin1.json"
+[ $? -eq 1 ] || bad "a missing non-UTF-8 checkpoint path should exit 1"
+json "$tmp/latin1.json" "checkpoint-read=fail"
 mkdir -p "$tmp/empty" "$tmp/ckpt"
 "$FURROW_BIN" doctor --checkpoint "$tmp/empty" >"$tmp/ck.out"
 [ $? -eq 1 ] || bad "an empty checkpoint folder should exit 1"

@@ -62,15 +62,27 @@ static void print_lines(const fw_doctor *d) {
     }
 }
 
+/* A JSON string of text that may not be UTF-8 (a path's bytes in "found"):
+ * bytes outside ASCII become '?' when jansson refuses it. */
+static json_t *json_text(const char *text) {
+    json_t *j = json_string(text);
+    if (j) return j;
+    char safe[sizeof ((fw_doctor_result *)0)->found];
+    size_t i = 0;
+    for (; text[i] && i < sizeof safe - 1; i++) safe[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
+    safe[i] = 0;
+    return json_string(safe);
+}
+
 static int print_json(const fw_doctor *d, fw_doctor_status worst, const int counts[4]) {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     json_t *checks = json_array();
     for (int i = 0; i < d->n; i++) {
         const fw_doctor_result *r = &d->r[i];
-        json_array_append_new(checks, json_pack("{s:s, s:s, s:s, s:o}", "name", r->name, "status",
-                                                fw_doctor_status_name(r->status), "found", r->found, "fix",
-                                                r->fix[0] ? json_string(r->fix) : json_null()));
+        json_array_append_new(checks, json_pack("{s:s, s:s, s:o, s:o}", "name", r->name, "status",
+                                                fw_doctor_status_name(r->status), "found", json_text(r->found),
+                                                "fix", r->fix[0] ? json_text(r->fix) : json_null()));
     }
     json_t *root = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:o}", "host", host, "furrow", PACKAGE_VERSION,
                              "status", fw_doctor_status_name(worst), "counts", "pass", counts[FW_DOCTOR_PASS], "warn",
