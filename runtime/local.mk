@@ -33,7 +33,10 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli/cmd_serve.c \
 	runtime/cli/cmd_bench.c \
 	runtime/cli/cmd_plan.c \
-	runtime/cli/cmd_topo.c
+	runtime/cli/cmd_topo.c \
+	runtime/cli/cmd_doctor.c runtime/cli/doctor.c runtime/cli/doctor.h \
+	runtime/cli/doctor_topo.c runtime/cli/doctor_kernel.c runtime/cli/doctor_net.c \
+	runtime/cli/doctor_gpu.c runtime/cli/doctor_disk.c
 
 bin_PROGRAMS += furrow
 furrow_SOURCES = runtime/cli/main.c

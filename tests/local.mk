@@ -57,6 +57,10 @@ tests_test_plan_LDADD = $(FWTEST_LIBS)
 tests_test_shard_LDADD = $(FWTEST_LIBS)
 EXTRA_DIST += tests/test_plan_cli.sh
 
+# furrow doctor: every check on this machine, the JSON report, verdicts that follow their inputs.
+TESTS += tests/test_doctor.sh
+EXTRA_DIST += tests/test_doctor.sh
+
 # Tokenizer and chat template (golden tokenizer.jsonl / chat-template.jsonl), `furrow tokenize`.
 check_PROGRAMS += tests/test_tokenizer tests/test_chat
 TESTS += tests/test_tokenizer tests/test_chat tests/test_tokenize_cli.sh

@@ -2,8 +2,8 @@
 # The Slurm job scripts on a real local cluster of 4 emulated nodes: convert the
 # golden tiny checkpoint with convert.sbatch, then generate.sbatch over 1, 2 and
 # 4 nodes with different layouts, both launchers and both pipeline transports
-# gives one rank's tokens; an allocation too small for the layout fails with a
-# clear message.
+# gives one rank's tokens; --doctor runs furrow doctor on each node first; an
+# allocation too small for the layout fails with a clear message.
 set -u
 golden=${FURROW_SHARED:-}/golden
 [ -n "${FURROW_SHARED:-}" ] && [ -d "$golden" ] || { echo "SKIP: no shared/golden"; exit 77; }
@@ -37,6 +37,35 @@ for l in "1 1 1 1 srun mpi" "1 2 2 1 mpirun mpi" "2 1 1 2 mpirun ucx" "2 2 2 2 s
     echo "ok: $what: tokens equal one rank's"
   fi
 done
+
+# --doctor: furrow doctor on each node before the ranks (both launchers), out of
+# the job's output; the tokens stay the same. A failed check ends the job.
+for launcher in srun mpirun; do
+  name=doctor_$launcher
+  if ! FURROW_LAUNCHER=$launcher fw_sbatch 180 $name -N 2 --ntasks-per-node=1 "$jobs/generate.sbatch" \
+       --model "$model" $prompts --max-tokens 8 --ignore-eos --pp 2 --doctor; then
+    cat "$FURROW_TMP/$name.err"; echo "FAIL: --doctor ($launcher): job failed"; fail=1; continue
+  fi
+  n=$(grep -c 'checkpoint-read ' "$FURROW_TMP/$name.err")
+  if [ "$(cat "$FURROW_TMP/$name.out")" != "$ref" ] || [ "$n" -ne 2 ]; then
+    echo "FAIL: --doctor ($launcher): tokens, or $n doctor reports instead of 2:"; cat "$FURROW_TMP/$name.out" "$FURROW_TMP/$name.err"
+    fail=1
+  else
+    echo "ok: --doctor ($launcher): a report per node, then the same tokens"
+  fi
+done
+mkdir -p "$FURROW_TMP/badbin"
+printf '#!/bin/sh\nexit 3\n' >"$FURROW_TMP/badbin/ompi_info"
+chmod +x "$FURROW_TMP/badbin/ompi_info"
+if PATH=$FURROW_TMP/badbin:$PATH fw_sbatch 120 doctor_fail -N 1 --ntasks-per-node=1 "$jobs/generate.sbatch" \
+     --model "$model" $prompts --max-tokens 8 --doctor; then
+  echo "FAIL: --doctor with a failed check: the job ran"; fail=1
+elif ! grep -q 'furrow doctor: a check failed on a node' "$FURROW_TMP/doctor_fail.err" ||
+     [ -s "$FURROW_TMP/doctor_fail.out" ]; then
+  echo "FAIL: --doctor with a failed check: message or output:"; cat "$FURROW_TMP/doctor_fail.err"; fail=1
+else
+  echo "ok: --doctor with a failed check ends the job before the ranks"
+fi
 
 # tp 2 x pp 2 needs 4 ranks; 1 node x 2 gives 2: the job must say so and fail.
 if fw_sbatch 60 small -N 1 --ntasks-per-node=2 "$jobs/generate.sbatch" --model "$model" $prompts --tp 2 --pp 2; then

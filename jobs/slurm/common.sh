@@ -2,6 +2,11 @@
 # reads the allocation from SLURM_* variables, checks that the model's layout
 # fits it (furrow plan) and starts the ranks.
 #
+# --doctor among the script's arguments (taken out before they reach furrow):
+# furrow doctor runs once on every node of the allocation before the ranks
+# start, measuring the read speed of --model; its report goes to the job's
+# error output, and a failed check on any node ends the job.
+#
 # Environment (all optional):
 #   FURROW_BIN            the furrow binary (default: the source tree's, else furrow in PATH)
 #   FURROW_LAUNCHER       srun (default: srun --mpi=pmix) or mpirun (Open MPI inside the allocation)
@@ -37,6 +42,15 @@ if [ "${FURROW_NET:-}" = loopback ]; then
   export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 fi
 
+# Takes --doctor out of the script's arguments (this file is sourced: `set --`
+# changes them).
+fw_doctor=0
+fw_args=()
+for fw_a in "$@"; do
+  if [ "$fw_a" = --doctor ]; then fw_doctor=1; else fw_args+=("$fw_a"); fi
+done
+set -- "${fw_args[@]}"
+
 # fw_job_option NAME ARGS...: the value of option NAME in ARGS (empty if absent).
 fw_job_option() {
   n=$1; shift
@@ -66,8 +80,26 @@ $(echo "$plan" | grep -v -e '^model:' -e '^         ' -e '^cluster:')"
   echo "$plan" | sed -n 's/^layout: */furrow job: layout /p' >&2
 }
 
-# fw_job_launch ARGS...: furrow ARGS on every rank of the allocation.
+# fw_job_doctor ARGS...: with --doctor, furrow doctor once per node (each line
+# labelled with its node's index); ends the job if a check failed on any node.
+fw_job_doctor() {
+  [ "$fw_doctor" = 1 ] || return 0
+  model=$(fw_job_option --model "$@")
+  set -- doctor ${model:+--checkpoint "$model"}
+  echo "furrow job $SLURM_JOB_ID: furrow doctor on $fw_nodes node(s)" >&2
+  case ${FURROW_LAUNCHER:-srun} in
+    srun) srun -N "$fw_nodes" --ntasks-per-node=1 --label ${FURROW_SRUN_OPTS:-} "$FURROW_BIN" "$@" >&2 ;;
+    mpirun) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+      mpirun -np "$fw_nodes" --map-by ppr:1:node --bind-to none --tag-output ${FURROW_MPIRUN_OPTS:-} \
+      "$FURROW_BIN" "$@" >&2 ;;
+    *) fw_job_die "FURROW_LAUNCHER must be srun or mpirun, not $FURROW_LAUNCHER" ;;
+  esac || fw_job_die "furrow doctor: a check failed on a node (its fail line above says which and the fix)"
+}
+
+# fw_job_launch ARGS...: furrow ARGS on every rank of the allocation (after
+# furrow doctor on every node, with --doctor).
 fw_job_launch() {
+  fw_job_doctor "$@"
   case ${FURROW_LAUNCHER:-srun} in
     srun) srun --mpi=pmix --kill-on-bad-exit=1 ${FURROW_SRUN_OPTS:-} "$FURROW_BIN" "$@" ;;
     mpirun) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \

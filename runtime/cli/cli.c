@@ -4,6 +4,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sched.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -164,4 +165,28 @@ int fw_cli_runner_option(int code, const char *arg, fw_sched_opts *o, fw_err *e)
         return 1;
     }
     return 0;
+}
+
+int fw_cli_parse_size(const char *text, const char *flag, uint64_t *out, fw_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || v < 0) return fw_errf(e, "%s: '%s' is not a size", flag, text);
+    double unit = 1;
+    const char *u = end;
+    int k = toupper((unsigned char)*u);
+    if (k) {
+        const char *p = strchr("KMGT", k);
+        if (!p) return fw_errf(e, "%s: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", flag, text);
+        int n = (int)(p - "KMGT") + 1;
+        u++;
+        if ((u[0] == 'i' || u[0] == 'I') && (u[1] == 'B' || u[1] == 'b')) unit = ldexp(1, 10 * n), u += 2;
+        else {
+            unit = pow(1000, n);
+            if (*u == 'B' || *u == 'b') u++;
+        }
+        if (*u) return fw_errf(e, "%s: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", flag, text);
+    }
+    *out = (uint64_t)(v * unit);
+    return FW_OK;
 }

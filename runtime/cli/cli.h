@@ -15,6 +15,9 @@ int fw_cli_parse_ids(const char *text, const char *flag, int64_t limit, int32_t 
 /* Parses a non-negative integer flag value. */
 int fw_cli_parse_int(const char *text, const char *flag, int64_t min, int64_t max, int64_t *out,
                      fw_err *e);
+/* Parses a size flag value: "141G", "80GiB", "512M", "1.5T", "4096" (decimal
+ * units, G = 10^9, unless "iB"). */
+int fw_cli_parse_size(const char *text, const char *flag, uint64_t *out, fw_err *e);
 /* Parses a float flag value. */
 int fw_cli_parse_double(const char *text, const char *flag, double *out, fw_err *e);
 
@@ -32,6 +35,7 @@ int fw_cmd_serve(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
 int fw_cmd_plan(int argc, char **argv);
 int fw_cmd_topo(int argc, char **argv);
+int fw_cmd_doctor(int argc, char **argv);
 int fw_cmd_tokenize(int argc, char **argv);
 int fw_cmd_detokenize(int argc, char **argv);
 

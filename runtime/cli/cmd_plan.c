@@ -75,31 +75,6 @@ static void usage(FILE *f) {
             "on the tightest rank, in tokens of KV cache (all sequences together).\n");
 }
 
-/* "141G", "80GiB", "512M", "1.5T", "4096": decimal units (G = 10^9) unless "iB". */
-static int parse_size(const char *text, uint64_t *out, fw_err *e) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || v < 0) return fw_errf(e, "--mem-per-rank: '%s' is not a size", text);
-    double unit = 1;
-    const char *u = end;
-    int k = toupper((unsigned char)*u);
-    if (k) {
-        const char *p = strchr("KMGT", k);
-        if (!p) return fw_errf(e, "--mem-per-rank: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", text);
-        int n = (int)(p - "KMGT") + 1;
-        u++;
-        if ((u[0] == 'i' || u[0] == 'I') && (u[1] == 'B' || u[1] == 'b')) unit = ldexp(1, 10 * n), u += 2;
-        else {
-            unit = pow(1000, n);
-            if (*u == 'B' || *u == 'b') u++;
-        }
-        if (*u) return fw_errf(e, "--mem-per-rank: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", text);
-    }
-    *out = (uint64_t)(v * unit);
-    return FW_OK;
-}
-
 /* Bytes with a unit that keeps 3 significant digits (decimal units). */
 static const char *bytes(char *b, size_t n, uint64_t v) {
     const double x = (double)v;
@@ -309,7 +284,7 @@ int fw_cmd_plan(int argc, char **argv) {
         case 'g': bad = fw_cli_parse_int(optarg, "--ranks-per-node", 1, 1 << 16, &rpn, &e); break;
         case 't': bad = fw_cli_parse_int(optarg, "--tp", 1, 1 << 20, &tp, &e); break;
         case 'P': bad = fw_cli_parse_int(optarg, "--pp", 1, 1 << 20, &pp, &e); break;
-        case 'M': bad = parse_size(optarg, &mem, &e); break;
+        case 'M': bad = fw_cli_parse_size(optarg, "--mem-per-rank", &mem, &e); break;
         case 'L': bad = fw_cli_parse_int(optarg, "--context", 1, INT64_C(1) << 40, &context, &e); break;
         case 'B': bad = fw_cli_parse_int(optarg, "--batch", 1, INT64_C(1) << 30, &batch, &e); break;
         case 'd':

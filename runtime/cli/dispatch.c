@@ -28,6 +28,7 @@ static const fw_command commands[] = {
     {"tokenize", fw_cmd_tokenize, "encode text (or a chat) with the model's tokenizer; print the ids"},
     {"detokenize", fw_cmd_detokenize, "decode token ids to text"},
     {"topo", fw_cmd_topo, "show the machine (hwloc) and where each rank is bound"},
+    {"doctor", fw_cmd_doctor, "check this node before a job (kernel settings, limits, disk, MPI, GPUs)"},
     {"plan", fw_cmd_plan, "print the parallel layout (tp x pp x dp, stages, experts, memory) for a cluster"},
 };
 
