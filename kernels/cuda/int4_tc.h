@@ -18,44 +18,39 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/tc.h"
 
-#define INT4_TC_U 8 /* pieces a lane loads ahead: the next U while the current U multiply */
+#define INT4_TC_U 4 /* pieces in flight per lane */
 
 /* acc (the mma's C fragment: rows a, b x x rows 2t, 2t + 1) += pieces [p0, p1) of
  * rows a and b (wa, wb: the rows' words at the view's column 0, plus t) times x
  * (xr: x row g at column 0, plus 8t; zeros where !has_x); sa, sb: the rows' group
  * scales from the parent's column 0, pg pieces a group, the view starting pofs
- * pieces into the row. The weights are double-buffered in registers: a lane
- * keeps U pieces' loads (2 x 4 bytes each) in flight while it multiplies the
- * previous U, so HBM sees a steady queue rather than bursts (x, read by every
- * warp, comes from L1). */
+ * pieces into the row. */
 __device__ __forceinline__ void int4_tc_dot(float (&acc)[4], const uint32_t *__restrict__ wa,
                                             const uint32_t *__restrict__ wb, const bf16 *__restrict__ sa,
                                             const bf16 *__restrict__ sb, const bf16 *__restrict__ xr, bool has_x,
                                             int p0, int p1, int pg, int pofs) {
-    constexpr int U = INT4_TC_U;
     int gi = (p0 + pofs) / pg, left = pg - (p0 + pofs) % pg; /* the group of p0 and its pieces from p0 on */
     float sca = fw_bf2f(__ldg(sa + gi)), scb = fw_bf2f(__ldg(sb + gi));
     float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    uint32_t qa[U], qb[U];
+    for (int p = p0; p < p1; p += INT4_TC_U) {
+        uint32_t qa[INT4_TC_U], qb[INT4_TC_U];
+        uint4 xv[INT4_TC_U];
 #pragma unroll
-    for (int u = 0; u < U; u++)
-        if (p0 + u < p1) qa[u] = __ldg(wa + 4 * (int64_t)(p0 + u)), qb[u] = __ldg(wb + 4 * (int64_t)(p0 + u));
-    for (int p = p0; p < p1; p += U) {
-        uint32_t na[U], nb[U]; /* the next U pieces (used next round only where loaded) */
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (p + U + u < p1)
-                na[u] = __ldg(wa + 4 * (int64_t)(p + U + u)), nb[u] = __ldg(wb + 4 * (int64_t)(p + U + u));
-#pragma unroll
-        for (int u = 0; u < U; u++) {
+        for (int u = 0; u < INT4_TC_U; u++) {
             if (p + u >= p1) break;
-            const uint4 xv = has_x ? __ldg((const uint4 *)(xr + 32 * (int64_t)(p + u))) : make_uint4(0u, 0u, 0u, 0u);
+            qa[u] = __ldg(wa + 4 * (int64_t)(p + u));
+            qb[u] = __ldg(wb + 4 * (int64_t)(p + u));
+            xv[u] = has_x ? __ldg((const uint4 *)(xr + 32 * (int64_t)(p + u))) : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int u = 0; u < INT4_TC_U; u++) {
+            if (p + u >= p1) break;
 #pragma unroll
             for (int s = 0; s < 2; s++) {
-                const uint32_t a4 = qa[u] >> (16 * s), b4 = qb[u] >> (16 * s);
-                const uint32_t a[4] = {int4x2_to_bf16x2(a4), int4x2_to_bf16x2(b4), int4x2_to_bf16x2(a4 >> 8),
-                                       int4x2_to_bf16x2(b4 >> 8)};
-                fw_mma_bf16(part, a, s ? xv.z : xv.x, s ? xv.w : xv.y);
+                const uint32_t na = qa[u] >> (16 * s), nb = qb[u] >> (16 * s);
+                const uint32_t a[4] = {int4x2_to_bf16x2(na), int4x2_to_bf16x2(nb), int4x2_to_bf16x2(na >> 8),
+                                       int4x2_to_bf16x2(nb >> 8)};
+                fw_mma_bf16(part, a, s ? xv[u].z : xv[u].x, s ? xv[u].w : xv[u].y);
             }
             if (--left == 0 || p + u + 1 == p1) { /* the group (or the range) ends: promote */
                 acc[0] = fmaf(sca, part[0], acc[0]), acc[1] = fmaf(sca, part[1], acc[1]);
@@ -67,8 +62,6 @@ __device__ __forceinline__ void int4_tc_dot(float (&acc)[4], const uint32_t *__r
                 }
             }
         }
-#pragma unroll
-        for (int u = 0; u < U; u++) qa[u] = na[u], qb[u] = nb[u];
     }
 }
 

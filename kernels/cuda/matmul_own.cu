@@ -318,7 +318,7 @@ static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, con
  * first block of the cluster adds the others' sums from their shared memory.
  * K, the view's first column and the group whole 32s. */
 template <typename OutT>
-__global__ void __launch_bounds__(GEMV_THREADS, 3) /* 24 warps an SM, each with its loads in flight */
+__global__ void __launch_bounds__(GEMV_THREADS)
 gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS,
                     int C) {
     __shared__ float part[GEMV_THREADS / 32][4][32];
