@@ -1,12 +1,15 @@
 #!/bin/sh
 # furrow beside llama.cpp on the same model and cores: a random DeepSeek-V3-geometry
 # model of about 0.5B parameters in Hugging Face layout (jobs/make_hf_model.py),
-# converted by `furrow convert` (BF16, --quantize int8, int4 at groups 32 and 128)
-# and by llama.cpp's convert_hf_to_gguf.py + llama-quantize (Q8_0, Q4_0; each also
-# with a BF16 output head, as furrow's quantizer leaves it). Prefill of 512 tokens and
+# converted by `furrow convert` (BF16, --quantize int8, int4 at groups 32 and 128;
+# each quantized form also with ',head', the output head quantized too) and by
+# llama.cpp's convert_hf_to_gguf.py + llama-quantize (Q8_0 and Q4_0 with its default
+# output head, Q8_0 and Q6_K; each also with a BF16 output head, as furrow's quantizer
+# leaves it by default). Prefill of 512 tokens and
 # batch-1 decode of 128 after them, one engine after the other in each round (the machine's
-# speed varies: take the median of the rounds), then a markdown table with the
-# decode bytes per token and the read bandwidth `furrow bench` measured.
+# speed varies: the best and the median of the rounds), then a markdown table with the
+# decode bytes per token and the read bandwidth `furrow bench` measured in the same
+# round (for llama.cpp's rows, that of the round's last furrow run).
 #
 # usage: jobs/bench_llamacpp.sh LLAMA_DIR [--work DIR] [--threads N] [--rounds R]
 #   LLAMA_DIR   a llama.cpp checkout built with cmake (build/bin/llama-bench and
@@ -19,7 +22,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-[ $# -ge 1 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }
 llama=$(cd "$1" && pwd)
 shift
 work=$repo/tmp/llamacpp threads=2 rounds=3
@@ -43,7 +46,8 @@ mkdir -p "$work"
 cd "$work"
 
 [ -f hf/config.json ] || "$py" "$repo/jobs/make_hf_model.py" --out hf
-for spec in bf16 int8 int4,group=32 int4,group=128; do
+specs="bf16 int8 int8,head int4,group=32 int4,group=32,head int4,group=128 int4,group=128,head"
+for spec in $specs; do
     d=furrow-$(echo "$spec" | tr ',=' '--')
     [ -f "$d/furrow.h5" ] && continue
     rm -rf "$d"
@@ -78,7 +82,8 @@ EOF
 
 : > results.txt
 for r in $(seq "$rounds"); do
-    for m in furrow-bf16 furrow-int8 furrow-int4-group-32 furrow-int4-group-128; do
+    for spec in $specs; do
+        m=furrow-$(echo "$spec" | tr ',=' '--')
         OMP_NUM_THREADS=$threads "$furrow" bench --model "$m" --prompt 512 --decode 128 > "$m.log" 2>&1
         f=$(grep '^figures' "$m.log")
         get() { echo "$f" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -92,16 +97,21 @@ for r in $(seq "$rounds"); do
         "$bin/llama-bench" -m "$g.gguf" -p 0 -n 128 -d 512 -t "$threads" -r 1 -o csv > "llama-$g-tg.csv" 2>> "llama-$g.log"
         pp=$(tail -1 "llama-$g-pp.csv" | tr -d '"' | awk -F, '{print $(NF-1)}')
         tg=$(tail -1 "llama-$g-tg.csv" | tr -d '"' | awk -F, '{print $(NF-1)}')
-        echo "llama-$g $pp $tg $(gguf_step_mb "$g.gguf") -" >> results.txt
+        # llama-bench measures no bandwidth: the read ceiling of this round's last furrow run.
+        echo "llama-$g $pp $tg $(gguf_step_mb "$g.gguf") $read_gbs" >> results.txt
     done
 done
 
 # Median of the rounds per configuration.
-echo "| engine, weights | prefill 512 (tok/s) | decode (tok/s) | MB read per decoded token | decode GB/s | read ceiling (GB/s) |"
-echo "| --- | --- | --- | --- | --- | --- |"
-awk '{ n[$1]++; p[$1, n[$1]] = $2; d[$1, n[$1]] = $3; mb[$1] = $4; if ($5 != "-") rd[$1, n[$1]] = $5; order[$1] = NR }
-function med(a, k, c,    i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i];
-    for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-    return v[int((c + 1) / 2)] }
-END { for (k in n) { dm = med(d, k, n[k]); r = ((k, 1) in rd) ? sprintf("%.1f", med(rd, k, n[k])) : "-";
-    printf "| %s | %.1f | %.1f | %s | %.1f | %s |\n", k, med(p, k, n[k]), dm, mb[k], dm * mb[k] / 1000, r } }' results.txt | sort
+# Best and median of the rounds: on a shared machine other work only slows a run,
+# so the best is the engine's speed; the median shows how much the rounds agreed.
+echo "| engine, weights | prefill 512 (tok/s, best / median) | decode (tok/s, best / median) | MB read per decoded token | best decode GB/s | read ceiling (GB/s) | % of it |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+awk '{ n[$1]++; p[$1, n[$1]] = $2; d[$1, n[$1]] = $3; mb[$1] = $4; rd[$1, n[$1]] = $5 }
+function sorted(a, k, c, v,    i, j, t) { for (i = 1; i <= c; i++) v[i] = a[k, i];
+    for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t } }
+function med(a, k, c,    v) { sorted(a, k, c, v); return v[int((c + 1) / 2)] }
+function best(a, k, c,    v) { sorted(a, k, c, v); return v[c] }
+END { for (k in n) { c = n[k]; db = best(d, k, c); r = med(rd, k, c); g = db * mb[k] / 1000;
+    printf "| %s | %.0f / %.0f | %.1f / %.1f | %s | %.1f | %.1f | %.0f%% |\n", k, best(p, k, c), med(p, k, c), db,
+        med(d, k, c), mb[k], g, r, 100 * g / r } }' results.txt | sort

@@ -35,6 +35,8 @@ void fw_cpu_widen_row(float *out, const fw_weight *w, int64_t i, int64_t j0, int
 void fw_cpu_int8_widen_generic(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
 void fw_cpu_int8_widen_avx2(float *out, const fw_weight *w, int64_t i, int64_t j0, int64_t n);
 void fw_cpu_int8_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
+/* y[T, cols] = x[T, rows] . W (matmul_xw), rows widened with AVX2. */
+void fw_cpu_int8_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 /* On AVX-512 (F, BW, VL): the GEMV as above, and the prefill GEMM (any T). */
 void fw_cpu_int8_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_int8_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);

@@ -132,6 +132,32 @@ void fw_cpu_int8_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t
     }
 }
 
+/* matmul_xw: y[T, N] = x[T, K] . W, W [K, N] (absorbed attention's per-head views
+ * of kv_b): each thread owns 256 columns of y at a time; each row of W is widened
+ * (q * scale) once and added, times x[t, i], to every token's columns in L1. */
+#define XW8_CH 256
+
+AVX2_FN void fw_cpu_int8_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t K = w->rows, N = w->cols, nchunk = (N + XW8_CH - 1) / XW8_CH;
+#pragma omp parallel for schedule(static) if (K * N * T >= PAR_MIN_ELEMS)
+    for (int64_t c = 0; c < nchunk; c++) {
+        const int64_t j0 = c * XW8_CH, n = N - j0 < XW8_CH ? N - j0 : XW8_CH, n8 = n / 8 * 8;
+        float buf[XW8_CH];
+        for (int64_t t = 0; t < T; t++) memset(y + t * N + j0, 0, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < K; i++) {
+            fw_cpu_int8_widen_avx2(buf, w, i, j0, n);
+            for (int64_t t = 0; t < T; t++) {
+                const __m256 xi = _mm256_set1_ps(x[t * K + i]);
+                float *yt = y + t * N + j0;
+                int64_t j = 0;
+                for (; j < n8; j += 8)
+                    _mm256_storeu_ps(yt + j, _mm256_fmadd_ps(xi, _mm256_loadu_ps(buf + j), _mm256_loadu_ps(yt + j)));
+                for (; j < n; j++) yt[j] += x[t * K + i] * buf[j];
+            }
+        }
+    }
+}
+
 /* ---- AVX-512 ----
  * GEMV: 16 columns a vector, q sign-extended to int32 and converted (exact), times
  * the lane's group scale (exact: q has 8 bits, the scale 8), as the reference

@@ -526,7 +526,11 @@ void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t
         fw_cpu_int4_xw_avx2(y, x, w, T);
         return;
     }
-    if (fw_wtype_grouped(w->type)) { /* INT8, INT4 inside a word: rows widened a chunk at a time */
+    if (w->type == FW_WTYPE_INT8) {
+        fw_cpu_int8_xw_avx2(y, x, w, T);
+        return;
+    }
+    if (fw_wtype_grouped(w->type)) { /* INT4 inside a word: rows widened a chunk at a time */
         fw_cpu_matmul_xw_generic(y, x, w, T);
         return;
     }
