@@ -776,14 +776,16 @@ static void test_matmul(void) {
     mm_parent(MM_F32, FW_WTYPE_F32, 48, 96, 96, 0, Ts3, 2);
 }
 
-/* INT4: the own GEMV's 16-byte pieces (K and the view's columns in whole words
- * of whole 32-groups), its single-value form (groups of 8, odd column origins),
- * two rows a warp and K slices, and cuBLASLt on the dequantized copy past 8 rows. */
+/* INT4: the own GEMV's 128-column chunks (K, the view's columns and the group
+ * whole 128s: an odd chunk count, several chunks a group), its 16-byte pieces
+ * (whole 32-groups), its single-value form (groups of 8, odd column origins), K
+ * slices and clusters, and cuBLASLt on the dequantized copy past 8 rows. */
 static void test_matmul_int4(void) {
     const int64_t Ts[] = {1, 2, 3, 8, 9, 37, 130};
-    const int64_t shapes[][3] = {{48, 96, 32}, {96, 256, 32}, {96, 256, 128}, {7, 40, 8}, {129, 200, 8},
-                                 {256, 512, 128}, {576, 7168, 128}, {7168, 512, 32}, {24, 4096, 64}};
-    for (int s = 0; s < 9; s++) {
+    const int64_t shapes[][3] = {{48, 96, 32},   {96, 256, 32},     {96, 256, 128}, {7, 40, 8},
+                                 {129, 200, 8},  {256, 512, 128},   {576, 7168, 128}, {7168, 512, 32},
+                                 {24, 4096, 64}, {40, 384, 128},    {72, 1024, 256}, {1536, 7168, 128}};
+    for (int s = 0; s < 12; s++) {
         hw p = hw_make_int4(shapes[s][0], shapes[s][1], shapes[s][2]);
         fw_cuda_weight d;
         CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
@@ -793,18 +795,23 @@ static void test_matmul_int4(void) {
         fw_cuda_weight_free(&d);
         hw_free(&p);
     }
-    /* Views of a device parent [512 x 1024], groups of 32: word- and group-aligned
-     * columns (wide), an origin inside a word, a sliver; and a host view uploaded. */
-    hw p = hw_make_int4(512, 1024, 32);
+    /* Views of a device parent [512 x 1024], groups of 32 and 128: word- and
+     * group-aligned columns (chunks where 128s), an origin inside a word, a
+     * sliver; and a host view uploaded. */
+    hw p;
     fw_cuda_weight d;
-    CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
-    const int64_t views[][4] = {{128, 256, 256, 512}, {70, 200, 100, 333}, {3, 5, 64, 64}};
-    for (int v = 0; v < 3; v++) {
-        fw_weight hv = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
-        fw_weight dv = fw_weight_view(&d.w, views[v][0], views[v][1], views[v][2], views[v][3]);
-        for (int i = 0; i < 4; i++) check_mm(MM, "view", &hv, &dv, Ts[i * 2]);
+    for (int g = 128; g >= 32; g /= 4) {
+        p = hw_make_int4(512, 1024, g);
+        CU(fw_cuda_weight_upload(&ctx, &d, &p.w, 0));
+        const int64_t views[][4] = {{128, 256, 256, 512}, {70, 200, 100, 333}, {3, 5, 64, 64}, {0, 130, 512, 512}};
+        for (int v = 0; v < 4; v++) {
+            fw_weight hv = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
+            fw_weight dv = fw_weight_view(&d.w, views[v][0], views[v][1], views[v][2], views[v][3]);
+            for (int i = 0; i < 4; i++) check_mm(MM, "view", &hv, &dv, Ts[i * 2]);
+        }
+        fw_cuda_weight_free(&d);
+        if (g == 128) hw_free(&p);
     }
-    fw_cuda_weight_free(&d);
     fw_weight hv = fw_weight_view(&p.w, 70, 200, 100, 336);
     CU(fw_cuda_weight_upload(&ctx, &d, &hv, 0));
     for (int i = 0; i < 4; i++) check_mm(MM, "uploaded view", &hv, &d.w, Ts[i * 2]);

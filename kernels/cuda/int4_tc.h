@@ -65,4 +65,74 @@ __device__ __forceinline__ void int4_tc_dot(float (&acc)[4], const uint32_t *__r
     }
 }
 
+/* Nibbles j and j + 4 of w (columns j and j + 4 of its 8) as bf16x2 of q - 8:
+ * one mask-and-or (128 + q is exact in bf16) and one subtraction. */
+__device__ __forceinline__ uint32_t int4_pair_to_bf16x2(uint32_t w, int j) {
+    const uint32_t v = ((w >> (4 * j)) & 0x000F000Fu) | 0x43004300u;
+    const __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, __floats2bfloat162_rn(136.0f, 136.0f));
+    return *(const uint32_t *)&r;
+}
+
+/* x's columns j and j + 4 of 8 (xv: columns 0..7 as bf16) as bf16x2, the B
+ * operand that matches int4_pair_to_bf16x2. */
+__device__ __forceinline__ uint32_t bf16_pair_of8(const uint4 &xv, int j) {
+    const uint32_t lo = j < 2 ? xv.x : xv.y, hi = j < 2 ? xv.z : xv.w;
+    return __byte_perm(lo, hi, (j & 1) ? 0x7632 : 0x5410);
+}
+
+/* The same product over 128-column chunks where a chunk lies in one scale group
+ * (G a multiple of 128): lane (g, t) takes words 4t .. 4t + 3 of a chunk (one
+ * 16-byte load a row; the warp's loads are whole 32-byte sectors) and x's
+ * columns 32t .. 32t + 31. Word 4t + u feeds mma steps (u, s): fragment slots
+ * {2t, 2t+1} take its columns (2s, 2s + 4) and slots {2t+8, 2t+9} columns
+ * (2s + 1, 2s + 5), in A and B alike (the order of k in a product depends on t
+ * alone), so that a pair of nibbles widens with one mask-and-or. wa, wb: the
+ * rows' words at the view's column 0, plus 4t; sa, sb: their scales from the
+ * parent's column 0; xr: x row g at column 0, plus 32t. Chunks [c0, c1), cg
+ * chunks a group, the view cofs chunks into the row; CU chunks in flight. */
+template <int CU>
+__device__ __forceinline__ void int4_tc_dot128(float (&acc)[4], const uint32_t *__restrict__ wa,
+                                               const uint32_t *__restrict__ wb, const bf16 *__restrict__ sa,
+                                               const bf16 *__restrict__ sb, const bf16 *__restrict__ xr, bool has_x,
+                                               int c0, int c1, int cg, int cofs) {
+    int gi = (c0 + cofs) / cg, left = cg - (c0 + cofs) % cg;
+    float sca = fw_bf2f(__ldg(sa + gi)), scb = fw_bf2f(__ldg(sb + gi));
+    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = c0; c < c1; c += CU) {
+        uint4 qa[CU], qb[CU], xv[CU][4];
+#pragma unroll
+        for (int v = 0; v < CU; v++) {
+            if (c + v >= c1) break;
+            qa[v] = __ldcs((const uint4 *)(wa + 16 * (int64_t)(c + v)));
+            qb[v] = __ldcs((const uint4 *)(wb + 16 * (int64_t)(c + v)));
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                xv[v][u] = has_x ? __ldg((const uint4 *)(xr + 128 * (int64_t)(c + v) + 8 * u)) : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int v = 0; v < CU; v++) {
+            if (c + v >= c1) break;
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const uint32_t wau = (&qa[v].x)[u], wbu = (&qb[v].x)[u];
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    const uint32_t a[4] = {int4_pair_to_bf16x2(wau, 2 * s), int4_pair_to_bf16x2(wbu, 2 * s),
+                                           int4_pair_to_bf16x2(wau, 2 * s + 1), int4_pair_to_bf16x2(wbu, 2 * s + 1)};
+                    fw_mma_bf16(part, a, bf16_pair_of8(xv[v][u], 2 * s), bf16_pair_of8(xv[v][u], 2 * s + 1));
+                }
+            }
+            if (--left == 0 || c + v + 1 == c1) { /* the group (or the range) ends: promote */
+                acc[0] = fmaf(sca, part[0], acc[0]), acc[1] = fmaf(sca, part[1], acc[1]);
+                acc[2] = fmaf(scb, part[2], acc[2]), acc[3] = fmaf(scb, part[3], acc[3]);
+                part[0] = part[1] = part[2] = part[3] = 0.0f;
+                if (left == 0 && c + v + 1 < c1) {
+                    gi++, left = cg;
+                    sca = fw_bf2f(__ldg(sa + gi)), scb = fw_bf2f(__ldg(sb + gi));
+                }
+            }
+        }
+    }
+}
+
 #endif

@@ -316,9 +316,11 @@ static void launch_typed(int wt, bool gemv, int vec, OutT *y, const bf16 *x, con
  * slice order. A warp takes 16 rows where the other GEMVs take one, so a small N
  * is few tiles: there a cluster of C blocks (C > 1) splits K once more, and the
  * first block of the cluster adds the others' sums from their shared memory.
- * K, the view's first column and the group whole 32s. */
-template <typename OutT>
-__global__ void __launch_bounds__(GEMV_THREADS)
+ * K, the view's first column and the group whole 32s (UNIT 32: pieces), or whole
+ * 128s with 16-byte aligned rows (UNIT 128: chunks, one in flight a lane and
+ * four blocks an SM, the fastest of the forms measured on an H100: GPU.md). */
+template <typename OutT, int UNIT>
+__global__ void __launch_bounds__(GEMV_THREADS, UNIT == 128 ? 4 : 1)
 gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w, int T, int64_t N, int64_t K, int KS,
                     int C) {
     __shared__ float part[GEMV_THREADS / 32][4][32];
@@ -328,11 +330,16 @@ gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (n0 < N) {
         const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
-        const int per = (int)(K / 32 / (KS * C)), cw = (int)(w.c0 / 8);
+        const int P = (int)(K / UNIT), S = KS * C, cw = (int)(w.c0 / 8);
+        const int lo = (int)((int64_t)P * slice / S), hi = (int)((int64_t)P * (slice + 1) / S);
         const uint32_t *words = (const uint32_t *)w.data;
-        int4_tc_dot(acc, words + ra * w.ld + cw + t, words + rb * w.ld + cw + t, w.gscale + ra * w.scale_ld,
-                    w.gscale + rb * w.scale_ld, x + (int64_t)(g < T ? g : 0) * K + 8 * t, g < T, slice * per,
-                    (slice + 1) * per, (int)(w.group / 32), (int)(w.c0 / 32));
+        const bf16 *xr = x + (int64_t)(g < T ? g : 0) * K, *sa = w.gscale + ra * w.scale_ld, *sb = w.gscale + rb * w.scale_ld;
+        if constexpr (UNIT == 128)
+            int4_tc_dot128<1>(acc, words + ra * w.ld + cw + 4 * t, words + rb * w.ld + cw + 4 * t, sa, sb, xr + 32 * t,
+                              g < T, lo, hi, (int)(w.group / 128), (int)(w.c0 / 128));
+        else
+            int4_tc_dot(acc, words + ra * w.ld + cw + t, words + rb * w.ld + cw + t, sa, sb, xr + 8 * t, g < T, lo, hi,
+                        (int)(w.group / 32), (int)(w.c0 / 32));
     }
     const bool first = warp % KS == 0; /* holds the block's sums of its tile */
     if (KS > 1) {
@@ -371,22 +378,25 @@ gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w
     }
 }
 
-/* Slices for the INT4 tensor-core GEMV: up to 8 warps while the launch is under
- * two blocks an SM of an H200 and slices keep at least 8 pieces (256 of K); then
- * clusters of up to 8 blocks while slices keep 4 pieces. */
-static void int4_tc_slices(int64_t N, int64_t K, int *ks_out, int *c_out) {
+/* Slices for the INT4 tensor-core GEMV (K in units of `unit` columns): up to 8
+ * warps while the launch is under two blocks an SM of an H200 and slices keep at
+ * least 256 columns; then, while the launch is under one block an SM, clusters
+ * of up to 8 blocks while slices keep 128 (slices may differ by a unit). The
+ * cluster's reduction costs more than it gains past one block an SM (H100: N
+ * 2048 x K 7168 at 128 blocks 9.1 us, split to 256 12.4 us). */
+static void int4_tc_slices(int64_t N, int64_t K, int unit, int *ks_out, int *c_out) {
+    const int64_t P = K / unit;
     int ks = 1, c = 1;
-    while (ks < 8 && fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) < 264 && (K / 32) % (2 * ks) == 0 && K / 32 / (2 * ks) >= 8)
-        ks *= 2;
+    while (ks < 8 && fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) < 264 && P * unit / (2 * ks) >= 256) ks *= 2;
     const int64_t blocks = fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks));
-    while (c < 8 && blocks * c < 264 && (K / 32) % (2 * ks * c) == 0 && K / 32 / (2 * ks * c) >= 4) c *= 2;
+    while (c < 8 && blocks * c < 132 && P * unit / (2 * ks * c) >= 128 && P >= 2 * ks * c) c *= 2;
     *ks_out = ks, *c_out = c;
 }
 
-template <typename OutT>
+template <typename OutT, int UNIT>
 static cudaError_t launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, cudaStream_t st) {
     int ks, c;
-    int4_tc_slices(N, K, &ks, &c);
+    int4_tc_slices(N, K, UNIT, &ks, &c);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) * c));
     cfg.blockDim = dim3(GEMV_THREADS);
@@ -396,7 +406,14 @@ static cudaError_t launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int
     attr.val.clusterDim.x = (unsigned)c, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, gemv_int4_tc_kernel<OutT>, y, x, w, T, N, K, ks, c);
+    return cudaLaunchKernelEx(&cfg, gemv_int4_tc_kernel<OutT, UNIT>, y, x, w, T, N, K, ks, c);
+}
+
+template <typename OutT>
+static cudaError_t launch_int4_tc(OutT *y, const bf16 *x, const fw_wview &w, int T, int64_t N, int64_t K, cudaStream_t st) {
+    const bool chunks = K % 128 == 0 && w.c0 % 128 == 0 && w.group % 128 == 0 && w.ld % 4 == 0 &&
+                        fw_ptr_align(w.data) >= 16 && fw_ptr_align(x) >= 16;
+    return chunks ? launch_int4_tc<OutT, 128>(y, x, w, T, N, K, st) : launch_int4_tc<OutT, 32>(y, x, w, T, N, K, st);
 }
 
 int fw_cuda_mm_own(fw_cuda_ctx *ctx, void *y, bool y_f32, const bf16 *x, const fw_weight *w, int64_t T) {

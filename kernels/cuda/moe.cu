@@ -383,8 +383,9 @@ moe_gemv_tc_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather
  * slice of K; the block's warps are 8 / KS tiles of 16 outputs x KS slices,
  * added through shared memory in slice order (at batch 1 the 8 experts' rows
  * alone are too few warps to keep HBM busy). GU: gate and up weights,
- * silu(g) * u written. */
-template <bool GU>
+ * silu(g) * u written. UNIT 128: K and the group whole 128s (int4_tc_dot128,
+ * two chunks in flight a lane), else 32-column pieces. */
+template <bool GU, int UNIT>
 __global__ void __launch_bounds__(MOE_GEMV_THREADS, 2)
 moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool gather, int k, fw_wview w0, fw_wview w1,
                         int64_t wstride, int64_t sstride, int64_t N, int64_t K, fw_cuda_moe_plan pl, int cls_hi, int KS) {
@@ -393,7 +394,8 @@ moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool g
     const int i0 = pl.counts[2] + (int)blockIdx.y;
     if (i0 >= pl.counts[3 + cls_hi]) return; /* the whole block */
     const int e = pl.small[i0], lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int tiles = WARPS / KS, slice = warp % KS, per = (int)(K / 32 / KS);
+    const int tiles = WARPS / KS, slice = warp % KS, P = (int)(K / UNIT);
+    const int lo = P * slice / KS, hi = P * (slice + 1) / KS;
     const int64_t n0 = ((int64_t)blockIdx.x * tiles + warp / KS) * 16;
     const int r0 = pl.offsets[e], cnt = min(MOE_SMALL, pl.offsets[e + 1] - r0);
     float acc[NW][4];
@@ -401,14 +403,20 @@ moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool g
     for (int j = 0; j < NW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
     if (n0 < N) {
         const bool has_x = g < cnt;
-        const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + 8 * t;
+        const bf16 *xr = moe_x_row(x, pl.rows, gather, k, r0 + (has_x ? g : 0), K) + (UNIT / 4) * t;
         const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1); /* rows past N: read, not stored */
+        const int lt = (UNIT / 32) * t; /* the lane's first word of a piece or chunk */
 #pragma unroll
         for (int j = 0; j < NW; j++) {
             const fw_wview w = moe_expert_view<FW_WTYPE_INT4>(j ? w1 : w0, e, wstride, sstride);
             const uint32_t *words = (const uint32_t *)w.data;
-            int4_tc_dot(acc[j], words + ra * w.ld + t, words + rb * w.ld + t, w.gscale + ra * w.scale_ld,
-                        w.gscale + rb * w.scale_ld, xr, has_x, slice * per, (slice + 1) * per, (int)(w.group / 32), 0);
+            const bf16 *sa = w.gscale + ra * w.scale_ld, *sb = w.gscale + rb * w.scale_ld;
+            if constexpr (UNIT == 128)
+                int4_tc_dot128<2>(acc[j], words + ra * w.ld + lt, words + rb * w.ld + lt, sa, sb, xr, has_x, lo, hi,
+                                  (int)(w.group / 128), 0);
+            else
+                int4_tc_dot(acc[j], words + ra * w.ld + lt, words + rb * w.ld + lt, sa, sb, xr, has_x, lo, hi,
+                            (int)(w.group / 32), 0);
         }
     }
     if (KS > 1) {
@@ -433,7 +441,7 @@ moe_gemv_tc_int4_kernel(bf16 *__restrict__ y, const bf16 *__restrict__ x, bool g
 static int moe_int4_slices(int64_t N, int64_t K, int64_t experts) {
     const int64_t warps = experts * fw_ceil_div(N, 16);
     int ks = 1;
-    while (ks < 8 && warps * ks < 132 * 32 && (K / 32) % (2 * ks) == 0 && K / 32 / (2 * ks) >= 8) ks *= 2;
+    while (ks < 8 && warps * ks < 132 * 32 && K / (2 * ks) >= 256) ks *= 2;
     return ks;
 }
 
@@ -886,9 +894,14 @@ static void launch_gemv(bool tc, int64_t N, int64_t n_exp, cudaStream_t st, int6
         /* every class (batch 1 too) in one tensor-core launch: experts with rows at most n_pairs */
         if (tc) {
             const int64_t experts = n_exp < pl.n_pairs ? n_exp : pl.n_pairs;
+            /* whole 128-column chunks in whole groups (tc: 16-byte aligned rows): int4_tc_dot128 */
+            const int unit = K % 128 == 0 && w0.group % 128 == 0 ? 128 : 32;
             const int ks = moe_int4_slices(N, K, experts);
             const dim3 g((unsigned)fw_ceil_div(N, 16 * (MOE_GEMV_THREADS / 32 / ks)), (unsigned)experts);
-            moe_gemv_tc_int4_kernel<GU><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top, ks);
+            if (unit == 128)
+                moe_gemv_tc_int4_kernel<GU, 128><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top, ks);
+            else
+                moe_gemv_tc_int4_kernel<GU, 32><<<g, MOE_GEMV_THREADS, 0, st>>>(y, x, gather, k, w0, w1, wstride, sstride, N, K, pl, top, ks);
             return;
         }
     }
