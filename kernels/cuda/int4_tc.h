@@ -20,6 +20,14 @@
 
 #define INT4_TC_U 4 /* pieces in flight per lane */
 
+/* acc += a group's products (rows a: part[0..1], b: part[2..3]) times the rows'
+ * scales; part restarts at 0. */
+__device__ __forceinline__ void int4_tc_promote(float (&acc)[4], float (&part)[4], float sca, float scb) {
+    acc[0] = fmaf(sca, part[0], acc[0]), acc[1] = fmaf(sca, part[1], acc[1]);
+    acc[2] = fmaf(scb, part[2], acc[2]), acc[3] = fmaf(scb, part[3], acc[3]);
+    part[0] = part[1] = part[2] = part[3] = 0.0f;
+}
+
 /* acc (the mma's C fragment: rows a, b x x rows 2t, 2t + 1) += pieces [p0, p1) of
  * rows a and b (wa, wb: the rows' words at the view's column 0, plus t) times x
  * (xr: x row g at column 0, plus 8t; zeros where !has_x); sa, sb: the rows' group
@@ -53,9 +61,7 @@ __device__ __forceinline__ void int4_tc_dot(float (&acc)[4], const uint32_t *__r
                 fw_mma_bf16(part, a, s ? xv[u].z : xv[u].x, s ? xv[u].w : xv[u].y);
             }
             if (--left == 0 || p + u + 1 == p1) { /* the group (or the range) ends: promote */
-                acc[0] = fmaf(sca, part[0], acc[0]), acc[1] = fmaf(sca, part[1], acc[1]);
-                acc[2] = fmaf(scb, part[2], acc[2]), acc[3] = fmaf(scb, part[3], acc[3]);
-                part[0] = part[1] = part[2] = part[3] = 0.0f;
+                int4_tc_promote(acc, part, sca, scb);
                 if (left == 0 && p + u + 1 < p1) {
                     gi++, left = pg;
                     sca = fw_bf2f(__ldg(sa + gi)), scb = fw_bf2f(__ldg(sb + gi));
@@ -123,9 +129,7 @@ __device__ __forceinline__ void int4_tc_dot128(float (&acc)[4], const uint32_t *
                 }
             }
             if (--left == 0 || c + v + 1 == c1) { /* the group (or the range) ends: promote */
-                acc[0] = fmaf(sca, part[0], acc[0]), acc[1] = fmaf(sca, part[1], acc[1]);
-                acc[2] = fmaf(scb, part[2], acc[2]), acc[3] = fmaf(scb, part[3], acc[3]);
-                part[0] = part[1] = part[2] = part[3] = 0.0f;
+                int4_tc_promote(acc, part, sca, scb);
                 if (left == 0 && c + v + 1 < c1) {
                     gi++, left = cg;
                     sca = fw_bf2f(__ldg(sa + gi)), scb = fw_bf2f(__ldg(sb + gi));
