@@ -588,7 +588,8 @@ def hf_load(d):
     kw = dict(dtype=torch.float64, attn_implementation="eager", output_loading_info=True)
     try:
         model, info = AutoModelForCausalLM.from_pretrained(d, experts_implementation="eager", **kw)
-    except TypeError:
+    except (TypeError, ValueError) as e:   # a version without the experts_implementation argument
+        log(f"note: experts_implementation='eager' refused ({type(e).__name__}: {e}); loading without it")
         model, info = AutoModelForCausalLM.from_pretrained(d, **kw)
         model.config._experts_implementation = "eager"
     return model, info
