@@ -606,7 +606,7 @@ def patch_rope_f64(model, cfg):
     scaling = float(getattr(re, "attention_scaling", 1.0))
     orig = re.forward
 
-    def forward(x, position_ids):
+    def forward(x, position_ids, *args, **kwargs):   # extra arguments (layer_type, ...) do not apply here
         ang = position_ids.to(torch.float64)[..., None] * inv.to(position_ids.device)
         emb = torch.cat([ang, ang], -1)
         return (emb.cos() * scaling).to(x.dtype), (emb.sin() * scaling).to(x.dtype)
