@@ -89,6 +89,7 @@ MIN_REL_MARGIN = 1e-5          # seeds with indexer/router near-ties closer than
                                # transformers scores the indexer and routes in float32
 MIN_REL_MARGIN_FP8 = 1e-6      # the same for the FP8 indexer (compared with float64 only)
 MAX_SEEDS = 40
+SUMMARY = []                   # one line per variant, printed last
 
 
 def log(msg):
@@ -174,9 +175,28 @@ def read_safetensors(path):
             continue
         raw = data[v["data_offsets"][0]:v["data_offsets"][1]]
         a = {"BF16": lambda: (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32),
+             "F8_E4M3": lambda: fp8_decode(np.frombuffer(raw, np.uint8)),
              "F32": lambda: np.frombuffer(raw, "<f4"), "F64": lambda: np.frombuffer(raw, "<f8")}[v["dtype"]]()
         out[k] = torch.from_numpy(a.astype(np.float64).reshape(v["shape"]))
     return out
+
+
+def load_exact(d):
+    """A checkpoint directory written by this script -> exact float64 weights (FP8 dequantized with its
+    128x128 scale_inv blocks, exact in float64), name -> tensor: the weights the references used."""
+    raw = {}
+    for fn in sorted(os.listdir(d)):
+        if fn.endswith(".safetensors"):
+            raw.update(read_safetensors(os.path.join(d, fn)))
+    W = {}
+    for k, t in raw.items():
+        if k.endswith("_scale_inv"):
+            continue
+        if k + "_scale_inv" in raw:
+            s = raw[k + "_scale_inv"].numpy()
+            t = t * torch.from_numpy(np.repeat(np.repeat(s, 128, 0), 128, 1)[:t.shape[0], :t.shape[1]])
+        W[k] = t
+    return W
 
 
 def check_against_v3(d):
@@ -551,12 +571,16 @@ def min_margins(ref):
     return idx, rtr
 
 
-def write_h5(path, cfg_json, ref, logits_src, generator, mode):
+def write_h5(path, cfg_json, ref, logits_src, generator, mode, seed=None, own=False):
+    """own: also the last row of the logits (`last_logits`), so that the file holds every row of the
+    forward over prompt + greedy tokens: --transformers-only compares transformers with it."""
     import h5py
     with h5py.File(path, "w") as f:
         f.attrs["config_json"] = cfg_json
         f.attrs["generator"] = generator
         f.attrs["indexer_semantics"] = mode
+        if seed is not None:
+            f.attrs["seed"] = seed
         g0 = f.create_group("prompts")
         for i, r in enumerate(ref):
             L, seq = r["L"], r["tokens"]
@@ -573,12 +597,34 @@ def write_h5(path, cfg_json, ref, logits_src, generator, mode):
             g.create_dataset("index_topk_ids", data=np.stack([l[0] for l in r["layers"]]), compression="gzip")
             g["index_margin"] = np.stack([l[1] for l in r["layers"]])
             g["index_rel_margin"] = np.stack([l[2] for l in r["layers"]])
-            sc = np.stack([np.tril(l[3].numpy()) for l in r["layers"]]).astype(np.float32)
+            sc = np.stack([np.tril(np.asarray(l[3])) for l in r["layers"]]).astype(np.float32)
             g.create_dataset("index_scores", data=sc, compression="gzip")
+            if own:
+                g["last_logits"] = lg[len(seq) - 1].astype(np.float32)
             g.attrs["dense_delta"] = r["dense_delta"]
             g.attrs["prefix_consistency"] = r["prefix_dev"]
             if "hf_cached_decode_dev" in r:
                 g.attrs["transformers_cached_decode_vs_full"] = r["hf_cached_decode_dev"]
+
+
+
+def read_own(path):
+    """reference-own.h5 -> (the own reference list as own_reference returns it, logits float32, seed)."""
+    import h5py
+    out = []
+    with h5py.File(path, "r") as f:
+        check(f.attrs["indexer_semantics"] == "transformers", f"{path}: not an own reference of transformers' semantics")
+        seed = int(f.attrs["seed"])
+        for i in sorted(f["prompts"], key=int):
+            g = f["prompts"][i]
+            L = len(g["tokens"])
+            seq = np.concatenate([g["tokens"][()], g["greedy_tokens"][()]])
+            lg = np.concatenate([g["logits"][()], g["greedy_logits"][1:], g["last_logits"][()][None]]).astype(np.float64)
+            check(lg.shape[0] == len(seq), f"{path} prompt {i}: {lg.shape[0]} logit rows for {len(seq)} tokens")
+            ids, m, rm, sc = (g[n][()] for n in ("index_topk_ids", "index_margin", "index_rel_margin", "index_scores"))
+            out.append(dict(tokens=seq, L=L, logits=lg, layers=[(ids[k], m[k], rm[k], sc[k]) for k in range(len(ids))],
+                            dense_delta=float(g.attrs["dense_delta"]), prefix_dev=float(g.attrs["prefix_consistency"])))
+    return out, seed
 
 # ---------------------------------------------------------------- transformers
 
@@ -758,13 +804,40 @@ def build_variant(outdir, name, fp8, cfg, args, failures):
             check(r["dense_delta"] > 1e-2, f"{name}: selection barely matters (dense differs by {r['dense_delta']:.3g})")
     gen = (f"{GEN_VERSION}; seed {seed}; this script's float64 forward with DeepSeek-V3.2 inference/model.py's indexer "
            f"(Hadamard, FP8 e4m3 q/k with ue8m0 per-token scales); weights {'dequantized FP8' if fp8 else 'BF16'}")
-    write_h5(os.path.join(d, "reference-dsfp8.h5"), cfg_json, ds, [r["logits"] for r in ds], gen, "deepseek-fp8")
+    write_h5(os.path.join(d, "reference-dsfp8.h5"), cfg_json, ds, [r["logits"] for r in ds], gen, "deepseek-fp8", seed)
     log(f"{name}: wrote reference-dsfp8.h5")
+    write_h5(os.path.join(d, "reference-own.h5"), cfg_json, ref, [r["logits"] for r in ref],
+             f"{GEN_VERSION}; seed {seed}; this script's float64 forward with transformers' indexer semantics "
+             f"(what transformers' reference.h5 is compared with)", "transformers", seed, own=True)
+    log(f"{name}: wrote reference-own.h5")
     if args.skip_transformers:
         log(f"{name}: --skip-transformers: reference.h5 from this script's forward (NOT the golden)")
         write_h5(os.path.join(d, "reference.h5"), cfg_json, ref, [r["logits"] for r in ref],
                  f"{GEN_VERSION}; seed {seed}; OWN float64 forward only (--skip-transformers)", "transformers")
         return
+    if args.own_only:
+        log(f"{name}: --own-only: transformers' reference.h5 left to --transformers-only")
+        return
+    transformers_part(d, name, fp8, cfg, W, ref, seed, cfg_json, failures)
+
+
+def transformers_only(outdir, name, fp8, failures):
+    """Mode B: transformers' reference for a checkpoint and own reference written earlier (--own-only)."""
+    d = os.path.join(outdir, name)
+    for fn in ("config.json", "reference-own.h5", "model.safetensors.index.json"):
+        check(os.path.exists(os.path.join(d, fn)), f"{d}/{fn} missing: run --own-only first")
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    check(("quantization_config" in cfg) == fp8, f"{d}: quantization_config does not match the variant")
+    cfg_json = json.dumps(cfg)
+    cfg.pop("quantization_config", None)
+    W = load_exact(d)
+    verify_with_safetensors(d, {k: v.numpy() for k, v in W.items()})   # the library reads what this script does
+    ref, seed = read_own(os.path.join(d, "reference-own.h5"))
+    log(f"{name}: loaded {len(W)} tensors and the own reference (seed {seed}, {len(ref)} prompts) from {d}")
+    transformers_part(d, name, fp8, cfg, W, ref, seed, cfg_json, failures)
+
+
+def transformers_part(d, name, fp8, cfg, W, ref, seed, cfg_json, failures):
     work = tempfile.mkdtemp(prefix="v32golden")
     try:
         import transformers
@@ -778,9 +851,11 @@ def build_variant(outdir, name, fp8, cfg, args, failures):
             raise Failure("; ".join(problems) + " (wrote reference-transformers-FAILED.h5)")
         write_h5(os.path.join(d, "reference.h5"), cfg_json, ref, logits, gen, "transformers")
         log(f"{name}: wrote reference.h5")
+        SUMMARY.append(f"{name}: OK, wrote {d}/reference.h5 (seed {seed}); " + " | ".join(lines))
     except Exception as e:   # a failed check or a transformers version this script does not expect
         failures.append(f"{name}: transformers reference: {type(e).__name__}: {e}")
         log(f"FAIL {failures[-1]}")
+        SUMMARY.append(f"{name}: FAILED (no reference.h5): {type(e).__name__}: {e}")
         traceback.print_exc()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -792,10 +867,16 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="first seed tried (default 0)")
     ap.add_argument("--skip-transformers", action="store_true",
                     help="testing only: no transformers run; reference.h5 then holds this script's forward")
+    ap.add_argument("--own-only", action="store_true",
+                    help="mode A: checkpoints, reference-dsfp8.h5 and reference-own.h5 only (no transformers)")
+    ap.add_argument("--transformers-only", action="store_true",
+                    help="mode B: transformers' reference.h5 for the checkpoints and reference-own.h5 already in OUTDIR")
     ap.add_argument("--check-v3", metavar="DIR",
                     help="first compare the own forward (dense) with a V3 golden of the same geometry (tiny-a-bf16)")
     ap.add_argument("--only", choices=["bf16", "fp8"], help="build one variant only")
     args = ap.parse_args()
+    if args.transformers_only and (args.own_only or args.skip_transformers):
+        ap.error("--transformers-only excludes --own-only and --skip-transformers")
     torch.set_grad_enabled(False)
     t0 = time.time()
     failures = []
@@ -809,12 +890,17 @@ def main():
         if args.only and not name.endswith(args.only):
             continue
         try:
-            build_variant(args.outdir, name, fp8, CONFIG, args, failures)
+            if args.transformers_only:
+                transformers_only(args.outdir, name, fp8, failures)
+            else:
+                build_variant(args.outdir, name, fp8, CONFIG, args, failures)
         except Exception as e:
             failures.append(f"{name}: {type(e).__name__}: {e}")
             log(f"FAIL {failures[-1]}")
             traceback.print_exc()
     log(f"done in {time.time() - t0:.0f} s")
+    for line in SUMMARY:
+        print("SUMMARY " + line, flush=True)
     if failures:
         for f in failures:
             print("FAILED: " + f, file=sys.stderr)
