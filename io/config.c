@@ -160,8 +160,10 @@ static int parse_kind(cfg_ctx *x, json_t *root) {
     const char *s;
     if (get_str(x, root, "", "model_type", false, NULL, &s) != FW_OK) return FW_ERR;
     /* kimi_k2: Moonshot's Kimi-K2 configs, a DeepseekV3ForCausalLM of another size. */
-    if (s && strcmp(s, "deepseek_v3") != 0 && strcmp(s, "deepseek_v2") != 0 && strcmp(s, "kimi_k2") != 0)
-        return fw_errf(x->e, "%s: model_type '%s' is not supported (deepseek_v3, deepseek_v2 or kimi_k2)", x->src, s);
+    if (s && strcmp(s, "deepseek_v3") != 0 && strcmp(s, "deepseek_v2") != 0 && strcmp(s, "kimi_k2") != 0 &&
+        strcmp(s, "deepseek_v32") != 0)
+        return fw_errf(x->e, "%s: model_type '%s' is not supported (deepseek_v3, deepseek_v32, deepseek_v2 or kimi_k2)",
+                       x->src, s);
 
     if (get_str(x, root, "", "hidden_act", false, "silu", &s) != FW_OK) return FW_ERR;
     if (strcmp(s, "silu") != 0)
@@ -218,6 +220,31 @@ static int parse_attention(cfg_ctx *x, json_t *root, fw_config *c) {
      * key itself must be there so a typo does not silently change the layout. */
     if (!json_object_get(root, "q_lora_rank")) return err_missing(x, "", "q_lora_rank");
     return get_int(x, root, "", "q_lora_rank", false, 0, 0, HEAD_DIM_MAX, &c->q_lora_rank);
+}
+
+/* DeepSeek-V3.2's indexer (DeepSeek Sparse Attention): model_type deepseek_v32,
+ * or any index_* key, makes all three required; otherwise the model is dense. */
+static int parse_indexer(cfg_ctx *x, json_t *root, fw_config *c) {
+    const char *type;
+    if (get_str(x, root, "", "model_type", false, "", &type) != FW_OK) return FW_ERR;
+    bool v32 = strcmp(type, "deepseek_v32") == 0 || get(root, "index_topk") || get(root, "index_n_heads") ||
+               get(root, "index_head_dim");
+    c->index_n_heads = c->index_head_dim = c->index_topk = 0;
+    if (!v32) return FW_OK;
+    if (get_int(x, root, "", "index_n_heads", true, 0, 1, HEADS_MAX, &c->index_n_heads) ||
+        get_int(x, root, "", "index_head_dim", true, 0, 1, HEAD_DIM_MAX, &c->index_head_dim) ||
+        get_int(x, root, "", "index_topk", true, 0, 1, INT_MAX, &c->index_topk))
+        return FW_ERR;
+    int d = c->index_head_dim;
+    if (d & (d - 1))
+        return fw_errf(x->e, "%s: key 'index_head_dim' is %d; it must be a power of two (the indexer's Hadamard rotation)",
+                       x->src, d);
+    if (d <= c->qk_rope_head_dim)
+        return fw_errf(x->e, "%s: index_head_dim (%d) must exceed qk_rope_head_dim (%d): the indexer rotates its first "
+                             "qk_rope_head_dim dimensions", x->src, d, c->qk_rope_head_dim);
+    if (c->q_lora_rank == 0)
+        return fw_errf(x->e, "%s: the indexer (index_topk) needs q_lora_rank: its queries read the q latent", x->src);
+    return FW_OK;
 }
 
 static int parse_moe(cfg_ctx *x, json_t *root, fw_config *c) {
@@ -401,8 +428,8 @@ static int parse_token_id(cfg_ctx *x, json_t *root, const char *key, int64_t def
 }
 
 static int parse_root(cfg_ctx *x, json_t *root, fw_config *c) {
-    if (parse_kind(x, root) || parse_attention(x, root, c) || parse_moe(x, root, c) || parse_rope(x, root, c) ||
-        parse_quant(x, root, c))
+    if (parse_kind(x, root) || parse_attention(x, root, c) || parse_indexer(x, root, c) || parse_moe(x, root, c) ||
+        parse_rope(x, root, c) || parse_quant(x, root, c))
         return FW_ERR;
     /* intermediate_size is only needed when some layer is dense. */
     bool dense = config_has_dense_layer(c);
@@ -460,6 +487,13 @@ void fw_config_free(fw_config *c) {
     if (!c) return;
     free(c->json);
     memset(c, 0, sizeof *c);
+}
+
+int fw_config_check_runnable(const fw_config *c, const char *source, fw_err *e) {
+    if (fw_config_has_indexer(c))
+        return fw_errf(e, "%s: DeepSeek-V3.2 sparse attention (index_topk %d, index_n_heads %d) is not implemented "
+                          "yet; furrow would run the model as dense MLA", source, c->index_topk, c->index_n_heads);
+    return FW_OK;
 }
 
 double fw_config_softmax_scale(const fw_config *c) {

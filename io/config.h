@@ -1,5 +1,5 @@
 /* The model configuration: Hugging Face config.json keys of DeepSeek-V3 (and the
- * DeepSeek-V2/V3 family), parsed with jansson. Unknown keys are ignored; missing
+ * DeepSeek-V2/V3 family, V3.2's indexer keys included), parsed with jansson. Unknown keys are ignored; missing
  * required keys are named in the error; keys that re-saved configs drop
  * (scoring_func, topk_method, moe_layer_freq, ...) take DeepSeek-V3's values;
  * values furrow does not implement (softmax gating, ...) are refused by name. */
@@ -44,6 +44,9 @@ typedef struct fw_config {
     double rope_theta;                 /* 10000 (top level or inside rope_scaling) */
     int64_t max_position_embeddings;   /* 163840 */
     fw_yarn yarn;
+    int index_n_heads;                 /* DeepSeek-V3.2 DSA indexer: 64; 0 = no indexer (dense MLA) */
+    int index_head_dim;                /* 128 (a power of two: the indexer rotates q and k by a Hadamard) */
+    int index_topk;                    /* 2048 earlier tokens kept per query; 0 = dense MLA */
     int num_nextn_predict_layers;      /* MTP layers stored after the main ones; not run */
     bool tie_word_embeddings;          /* false for DeepSeek-V3 */
     int64_t bos_token_id, eos_token_id;
@@ -59,7 +62,13 @@ int fw_config_parse(fw_config *c, const char *json_text, const char *source, fw_
 int fw_config_load(fw_config *c, const char *path, fw_err *e);
 void fw_config_free(fw_config *c);
 
+/* Refuses a parsed config that furrow cannot run yet (DeepSeek-V3.2's sparse
+ * attention): the entry points that build or load a runnable model call it. */
+int fw_config_check_runnable(const fw_config *c, const char *source, fw_err *e);
+
 /* Derived values. */
+/* DeepSeek-V3.2 (DeepSeek Sparse Attention): a lightning indexer per layer. */
+static inline bool fw_config_has_indexer(const fw_config *c) { return c->index_topk > 0; }
 static inline int fw_config_qk_head_dim(const fw_config *c) { return c->qk_nope_head_dim + c->qk_rope_head_dim; }
 /* Layer l (0-based, l < num_hidden_layers) uses the MoE FFN. */
 static inline bool fw_config_layer_is_moe(const fw_config *c, int l) {

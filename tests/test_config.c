@@ -219,6 +219,86 @@ static void check_kimi(void) {
     free(t);
 }
 
+/* DeepSeek-V3.2-Exp's config.json: the 671B text under model_type deepseek_v32
+ * with the indexer keys. Parsed, but refused as not runnable until sparse
+ * attention exists (dense MLA would give wrong logits silently). */
+#define V32_KEYS "\"index_n_heads\": 64, \"index_head_dim\": 128, \"index_topk\": 2048,"
+static char *v32_text(const char *keys) {
+    char *t = v3_text("1536", "");
+    char *line = malloc(strlen(keys) + 64);
+    sprintf(line, "\"model_type\": \"deepseek_v32\", %s", keys);
+    char *n = t ? replace(t, "\"model_type\": \"deepseek_v3\",", line) : NULL;
+    free(line);
+    free(t);
+    return n;
+}
+
+static void expect_v32_error(const char *keys, const char *want1, const char *want2) {
+    char *t = v32_text(keys);
+    fw_config c;
+    fw_err e = {{0}};
+    int rc = t ? fw_config_parse(&c, t, "v32/config.json", &e) : FW_OK;
+    CHECK(rc == FW_ERR && strstr(e.msg, "v32/config.json") && strstr(e.msg, want1) && (!want2 || strstr(e.msg, want2)),
+          "v32 keys '%s': %s", keys, e.msg);
+    if (rc == FW_OK) fw_config_free(&c);
+    free(t);
+}
+
+static void check_v32(void) {
+    char *t = v32_text(V32_KEYS);
+    fw_config c;
+    fw_err e = {{0}};
+    int rc = t ? fw_config_parse(&c, t, "v32/config.json", &e) : FW_ERR;
+    CHECK(rc == FW_OK, "deepseek_v32: %s", e.msg);
+    if (rc == FW_OK) {
+        CHECK(c.index_n_heads == 64 && c.index_head_dim == 128 && c.index_topk == 2048, "v32 index keys %d %d %d",
+              c.index_n_heads, c.index_head_dim, c.index_topk);
+        CHECK(fw_config_has_indexer(&c) && c.q_lora_rank == 1536 && c.num_hidden_layers == 61, "v32 values");
+        fw_err e2 = {{0}};
+        CHECK(fw_config_check_runnable(&c, "v32/config.json", &e2) == FW_ERR && strstr(e2.msg, "v32/config.json") &&
+                  strstr(e2.msg, "sparse attention") && strstr(e2.msg, "2048"),
+              "v32 must be refused as not runnable: %s", e2.msg);
+        fw_config_free(&c);
+    }
+    free(t);
+
+    /* V3 stays dense and runnable. */
+    t = v3_text("1536", "");
+    rc = fw_config_parse(&c, t, "v3/config.json", &e);
+    CHECK(rc == FW_OK && !fw_config_has_indexer(&c) && c.index_topk == 0 && c.index_n_heads == 0 &&
+              fw_config_check_runnable(&c, "v3/config.json", &e) == FW_OK,
+          "v3 has no indexer: %s", e.msg);
+    if (rc == FW_OK) fw_config_free(&c);
+    free(t);
+
+    expect_v32_error("", "index_n_heads", "missing");
+    expect_v32_error("\"index_n_heads\": 64, \"index_head_dim\": 128,", "index_topk", "missing");
+    expect_v32_error("\"index_n_heads\": 64, \"index_head_dim\": 96, \"index_topk\": 2048,", "index_head_dim",
+                     "power of two");
+    expect_v32_error("\"index_n_heads\": 64, \"index_head_dim\": 64, \"index_topk\": 2048,", "index_head_dim",
+                     "qk_rope_head_dim");
+    expect_v32_error("\"index_n_heads\": 64, \"index_head_dim\": 128, \"index_topk\": 0,", "index_topk",
+                     "positive");
+    expect_v32_error("\"index_n_heads\": \"64\", \"index_head_dim\": 128, \"index_topk\": 2048,", "index_n_heads",
+                     "integer");
+
+    /* An index key under another model_type still means an indexer: never silently dense. */
+    char *v3 = v3_text("1536", "\"index_topk\": 2048,");
+    rc = fw_config_parse(&c, v3, "v3idx/config.json", &e);
+    CHECK(rc == FW_ERR && strstr(e.msg, "index_n_heads") && strstr(e.msg, "missing"), "v3 + index_topk: %s", e.msg);
+    if (rc == FW_OK) fw_config_free(&c);
+    free(v3);
+
+    /* The indexer reads the q latent. */
+    char *q = v32_text(V32_KEYS);
+    char *noq = q ? replace(q, "\"q_lora_rank\": 1536", "\"q_lora_rank\": null") : NULL;
+    rc = noq ? fw_config_parse(&c, noq, "v32/config.json", &e) : FW_OK;
+    CHECK(rc == FW_ERR && strstr(e.msg, "q_lora_rank"), "v32 without q_lora: %s", e.msg);
+    if (rc == FW_OK) fw_config_free(&c);
+    free(noq);
+    free(q);
+}
+
 /* compressed-tensors pack-quantized INT4 (Kimi-K2-Thinking's quantization_config
  * on the 671B text): accepted as written; each thing furrow does not implement
  * refused naming the field, each malformed field named. */
@@ -370,6 +450,7 @@ int main(void) {
     if (!tmp) tmp = ".";
     check_671b();
     check_kimi();
+    check_v32();
     check_ct();
     check_refusals();
     check_load_errors(tmp);

@@ -132,6 +132,15 @@ mkcopy tiny-a-fp8 "$T/fp8-as-bf16"
 sed -i '/"quantization_config"/,$d' "$T/fp8-as-bf16/config.json" && echo '"x": 0 }' >> "$T/fp8-as-bf16/config.json"
 expect_fail "FP8 tensors without quantization_config" "F8_E4M3" "$T/fp8-as-bf16" "$T/out-fp8-as-bf16"
 
+# DeepSeek-V3.2 (sparse attention) is parsed but not run: refused by name, never converted as dense MLA.
+mkcopy tiny-a-bf16 "$T/v32"
+sed -i 's/"model_type": "deepseek_v3"/"model_type": "deepseek_v32", "index_n_heads": 8, "index_head_dim": 128, "index_topk": 32/' "$T/v32/config.json"
+expect_fail "V3.2 sparse attention" "sparse attention (index_topk 32, index_n_heads 8) is not implemented" "$T/v32" "$T/out-v32"
+"$furrow" synth --config "$T/v32/config.json" --out "$T/synth-v32" --quiet 2> "$T/synth-v32.err" &&
+  bad "synth accepted a V3.2 config" ||
+  { grep -q "sparse attention" "$T/synth-v32.err" && echo "synth v32: $(cat "$T/synth-v32.err")" ||
+    { cat "$T/synth-v32.err"; bad "synth v32: message"; }; }
+
 # An existing checkpoint is refused and left exactly as it was.
 cksum "$T/tiny-a-bf16"/* > "$T/before.txt"
 expect_fail "existing checkpoint" "furrow.h5 already exists" "$golden/tiny-a-bf16" "$T/tiny-a-bf16" existing

@@ -178,7 +178,8 @@ int fw_cmd_synth(int argc, char **argv) {
     }
 
     fw_config cfg;
-    if (config ? fw_config_load(&cfg, config, &e) : fw_synth_preset(preset ? preset : "tiny", &cfg, &e)) {
+    if (config ? fw_config_load(&cfg, config, &e) || fw_config_check_runnable(&cfg, config, &e)
+               : fw_synth_preset(preset ? preset : "tiny", &cfg, &e)) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);
         return 1;
     }
