@@ -110,6 +110,11 @@ check_PROGRAMS += tests/test_sample
 TESTS += tests/test_sample
 tests_test_sample_LDADD = $(FWTEST_LIBS)
 
+# JSON output's automaton: bytes, schema errors, masks against brute force over the real vocabulary.
+check_PROGRAMS += tests/test_json_grammar
+TESTS += tests/test_json_grammar
+tests_test_json_grammar_LDADD = $(FWTEST_LIBS)
+
 # Continuous batching with a stand-in model: block tables, budgets, preemption.
 check_PROGRAMS += tests/test_sched
 TESTS += tests/test_sched

@@ -359,7 +359,11 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     if (run.leader) {
         fw_job_ctx ctx = {.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = so.max_context};
         if (b.n_done) fprintf(stderr, "furrow generate: %zu of %zu ids already in %s\n", b.n_done, b.n_total, out_path);
-        rc = lead(&run, &b, &in, &ctx);
+        rc = tok && fw_json_cache_init(&ctx.json, tok, en.model->cfg.vocab_size, (int32_t)en.model->cfg.eos_token_id,
+                                       &b.e)
+                 ? FW_ERR
+                 : lead(&run, &b, &in, &ctx);
+        fw_json_cache_free(ctx.json); /* the jobs and their grammars are gone */
         if (rc) fw_world_abort(&w, "generate", b.e.msg); /* followers wait in a broadcast: end them too */
         fw_runner_stop(&run);
         progress(&b, true);

@@ -259,6 +259,9 @@ static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, 
     s->kv_total = run->pool.n_blocks;
     s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
                           .model_name = s->model_name};
+    if (*tok && fw_json_cache_init(&s->ctx.json, *tok, en->model->cfg.vocab_size,
+                                   (int32_t)en->model->cfg.eos_token_id, e))
+        return NULL;
     fw_http_opts ho = {.host = a->host, .port = (int)a->port, .admin_port = (int)a->admin_port,
                        .idle_timeout_s = (int)a->timeout, .header_timeout_s = a->header_timeout,
                        .max_conns = (int)a->max_conns, .max_conns_per_ip = (int)a->max_conns_per_ip};
@@ -344,6 +347,7 @@ int fw_cmd_serve(int argc, char **argv) {
     }
 out:
     fw_http_stop(d);
+    fw_json_cache_free(s.ctx.json); /* after every job let its grammar go */
     fw_runner_free(&run);
     fw_engine_free(&en);
     fw_tokenizer_free(tok);

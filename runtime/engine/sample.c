@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/base/clock.h"
+
 int32_t fw_sample_argmax(const float *logits, int64_t V) {
     int64_t best = 0;
     for (int64_t i = 1; i < V; i++)
@@ -60,7 +62,19 @@ int fw_sampler_init(fw_sampler *s, const fw_sample_params *p, int64_t V, fw_err 
     return FW_OK;
 }
 
+int fw_sampler_constrain(fw_sampler *s, fw_json_grammar *g, fw_err *e) {
+    if (fw_json_grammar_vocab(g) != s->V)
+        return fw_errf(e, "the JSON grammar is for %lld tokens, the sampler for %lld",
+                       (long long)fw_json_grammar_vocab(g), (long long)s->V);
+    if (!(s->js = malloc(sizeof *s->js))) return fw_errf(e, "out of memory");
+    s->json = fw_json_grammar_ref(g);
+    fw_json_start(fw_json_grammar_nodes(g), s->js);
+    return FW_OK;
+}
+
 void fw_sampler_free(fw_sampler *s) {
+    fw_json_grammar_release(s->json);
+    free(s->js);
     free(s->work);
     free(s->idx);
     free(s->counts);
@@ -76,6 +90,12 @@ void fw_sampler_prompt(fw_sampler *s, const int32_t *ids, int64_t n) {
 
 void fw_sampler_accept(fw_sampler *s, int32_t id) {
     s->n_generated++;
+    /* A token the mask allowed always advances the grammar; one it refused
+     * (never chosen by fw_sampler_next) leaves the state as it was. */
+    if (s->json) {
+        fw_json_state t = *s->js;
+        if (fw_json_grammar_accept(s->json, &t, id)) *s->js = t;
+    }
     if (id < 0 || id >= s->V) return;
     if (s->counts) s->counts[id]++;
     if (s->seen) s->seen[id] |= 2;
@@ -83,12 +103,38 @@ void fw_sampler_accept(fw_sampler *s, int32_t id) {
 
 void fw_sampler_reset(fw_sampler *s) {
     s->n_generated = 0;
+    if (s->json) fw_json_start(fw_json_grammar_nodes(s->json), s->js);
     if (s->counts) memset(s->counts, 0, (size_t)s->V * sizeof(int32_t));
     if (s->seen)
         for (int64_t i = 0; i < s->V; i++) s->seen[i] &= 1; /* the prompt's marks stay */
 }
 
-/* work = logits with the penalties applied. */
+/* work: -infinity for the tokens the JSON grammar refuses now. A state with no
+ * token (a vocabulary without some byte) lets only EOS through, ending it. */
+static void constrain(fw_sampler *s) {
+    double t0 = fw_now();
+    bool hit;
+    const uint64_t *m = fw_json_grammar_mask(s->json, s->js, &hit);
+    float *w = s->work;
+    const int64_t V = s->V;
+    uint64_t any = 0;
+    for (int64_t k = 0; k * 64 < V; k++) {
+        uint64_t bits = m[k];
+        int64_t i0 = k * 64, n = V - i0 < 64 ? V - i0 : 64;
+        any |= bits;
+        if (bits == ~0ull) continue;
+        for (int64_t i = 0; i < n; i++)
+            if (!(bits >> i & 1)) w[i0 + i] = -INFINITY;
+    }
+    if (!any) {
+        int32_t eos = fw_json_grammar_eos(s->json);
+        if (eos >= 0 && eos < V) w[eos] = 0;
+    }
+    s->mask_hits += hit, s->mask_misses += !hit;
+    s->mask_s += fw_now() - t0;
+}
+
+/* work = logits with the penalties applied, then the JSON mask. */
 static void penalise(fw_sampler *s, const float *logits) {
     const int64_t V = s->V;
     float *w = s->work;
@@ -103,6 +149,7 @@ static void penalise(fw_sampler *s, const float *logits) {
         for (int64_t i = 0; i < V; i++)
             if (s->counts[i]) w[i] -= fp * (float)s->counts[i] + pp;
     }
+    if (s->json) constrain(s);
 }
 
 /* log-probabilities of the chosen id and the top alternatives, from work. */
@@ -117,7 +164,7 @@ static void logprobs(const fw_sampler *s, fw_sample_out *o) {
     /* Insertion into a short sorted list: n <= 20, one pass over V. */
     int n = 0, want = s->p.logprobs;
     for (int64_t i = 0; i < V && want > 0; i++) {
-        if (n == want && !(w[i] > o->top[n - 1].logprob)) continue;
+        if (w[i] == -INFINITY || (n == want && !(w[i] > o->top[n - 1].logprob))) continue; /* masked */
         int j = n < want ? n++ : n - 1;
         while (j > 0 && o->top[j - 1].logprob < w[i]) {
             o->top[j] = o->top[j - 1];
