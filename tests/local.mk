@@ -128,6 +128,10 @@ EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 TESTS += tests/test_prefix_cache.sh
 EXTRA_DIST += tests/test_prefix_cache.sh
 
+# JSON output (response_format) through serve (tp 2) and generate --input, validated with jsonschema.
+TESTS += tests/test_json_output.sh
+EXTRA_DIST += tests/test_json_output.sh tests/json_client.py
+
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh
 EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
