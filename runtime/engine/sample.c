@@ -1,6 +1,7 @@
 #include "runtime/engine/sample.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -110,22 +111,38 @@ void fw_sampler_reset(fw_sampler *s) {
         for (int64_t i = 0; i < s->V; i++) s->seen[i] &= 1; /* the prompt's marks stay */
 }
 
-/* work: -infinity for the tokens the JSON grammar refuses now. A state with no
+/* For each byte of a mask word, what its 8 tokens' logits get added: 0 kept, -infinity refused. */
+static float refuse_add[256][8];
+static pthread_once_t refuse_once = PTHREAD_ONCE_INIT;
+static void refuse_init(void) {
+    for (int b = 0; b < 256; b++)
+        for (int j = 0; j < 8; j++) refuse_add[b][j] = b >> j & 1 ? 0.0f : -INFINITY;
+}
+
+/* work = logits, -infinity for the tokens the JSON grammar refuses now. A state with no
  * token (a vocabulary without some byte) lets only EOS through, ending it. */
-static void constrain(fw_sampler *s) {
+static void constrain(fw_sampler *s, const float *logits) {
     double t0 = fw_now();
     bool hit;
     const uint64_t *m = fw_json_grammar_mask(s->json, s->js, &hit);
+    if (!hit) s->mask_miss_s += fw_now() - t0;
     float *w = s->work;
     const int64_t V = s->V;
     uint64_t any = 0;
+    pthread_once(&refuse_once, refuse_init);
     for (int64_t k = 0; k * 64 < V; k++) {
         uint64_t bits = m[k];
         int64_t i0 = k * 64, n = V - i0 < 64 ? V - i0 : 64;
         any |= bits;
-        if (bits == ~0ull) continue;
-        for (int64_t i = 0; i < n; i++)
-            if (!(bits >> i & 1)) w[i0 + i] = -INFINITY;
+        if (n < 64) {
+            for (int64_t i = 0; i < n; i++) w[i0 + i] = bits >> i & 1 ? logits[i0 + i] : -INFINITY;
+            continue;
+        }
+        for (int b = 0; b < 8; b++) { /* 8 lanes at a time, branch-free: + 0 or + -infinity */
+            const float *add = refuse_add[bits >> (8 * b) & 0xff], *l = logits + i0 + 8 * b;
+            float *x = w + i0 + 8 * b;
+            for (int j = 0; j < 8; j++) x[j] = l[j] + add[j];
+        }
     }
     if (!any) {
         int32_t eos = fw_json_grammar_eos(s->json);
@@ -135,11 +152,12 @@ static void constrain(fw_sampler *s) {
     s->mask_s += fw_now() - t0;
 }
 
-/* work = logits with the penalties applied, then the JSON mask. */
+/* work = logits under the JSON mask, with the penalties applied. */
 static void penalise(fw_sampler *s, const float *logits) {
     const int64_t V = s->V;
     float *w = s->work;
-    memcpy(w, logits, (size_t)V * sizeof(float));
+    if (s->json) constrain(s, logits); /* the copy with the mask in the same pass */
+    else memcpy(w, logits, (size_t)V * sizeof(float));
     if (s->seen) {
         float rp = (float)s->p.repetition_penalty;
         for (int64_t i = 0; i < V; i++)
@@ -150,7 +168,6 @@ static void penalise(fw_sampler *s, const float *logits) {
         for (int64_t i = 0; i < V; i++)
             if (s->counts[i]) w[i] -= fp * (float)s->counts[i] + pp;
     }
-    if (s->json) constrain(s);
 }
 
 /* log-probabilities of the chosen id and the top alternatives, from work. */

@@ -65,6 +65,7 @@ typedef struct fw_sampler {
     fw_json_state *js;         /* the grammar's state after the accepted tokens */
     int64_t mask_hits, mask_misses;
     double mask_s;             /* time spent on masks (look-up or walk, and applying) */
+    double mask_miss_s;        /* of which the look-ups that walked the trie */
 } fw_sampler;
 
 int fw_sampler_init(fw_sampler *s, const fw_sample_params *p, int64_t V, fw_err *e);
