@@ -3,13 +3,16 @@
  * naming their field; masks over DeepSeek-V3's real vocabulary against brute
  * force (every token's bytes fed from the state), cached and not, for states
  * reached through tokens that span several lexemes; random walks through the
- * masks that always end in JSON that jansson parses and the schema allows. */
+ * masks that always end in JSON that jansson parses and the schema allows; the
+ * sampler under a grammar (greedy with logprobs, sampled with penalties). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/text/tokenizer.h"
 #include "runtime/engine/json_grammar.h"
+#include "runtime/engine/sample.h"
 #include "tests/check.h"
 
 #define PATH "response_format.json_schema.schema"
@@ -244,6 +247,65 @@ static void walks(fw_json_cache *c, fw_tokenizer *t, int64_t V) {
     json_decref(schema);
 }
 
+/* The sampler under a grammar: greedy with logprobs, sampled with top-p and a
+ * penalty: every chosen token and every alternative is in the state's mask,
+ * the probabilities are zero outside it, and the tokens make the schema's JSON. */
+static void sampler(fw_json_cache *c, fw_tokenizer *t, int64_t V) {
+    json_t *schema = parse("{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},\"s\":{\"type\":\"string\","
+                           "\"maxLength\":5}},\"required\":[\"n\",\"s\"]}");
+    fw_json_grammar *g;
+    fw_err e;
+    CHECK(fw_json_grammar_get(c, schema, PATH, &g, &e) == FW_OK, "grammar: %s", e.msg);
+    float *logits = malloc((size_t)V * sizeof *logits), *probs = malloc((size_t)V * sizeof *probs);
+    for (int mode = 0; mode < 2; mode++) {
+        fw_sample_params p;
+        fw_sample_params_default(&p);
+        if (mode == 0) p.logprobs = 5;
+        else p.temperature = 1, p.top_p = 0.9, p.repetition_penalty = 1.3, p.seed = 3;
+        fw_sampler s;
+        CHECK(fw_sampler_init(&s, &p, V, &e) == FW_OK && fw_sampler_constrain(&s, g, &e) == FW_OK, "sampler: %s", e.msg);
+        char text[4096];
+        size_t len = 0;
+        int32_t eos = fw_tokenizer_eos(t), id = -1;
+        for (int step = 0; step < 300 && id != eos; step++) {
+            for (int64_t i = 0; i < V; i++) logits[i] = 4.0f * check_rng_uniform();
+            bool hit;
+            const uint64_t *m = fw_json_grammar_mask(g, s.js, &hit);
+            uint64_t *mask = malloc((size_t)((V + 63) / 64) * sizeof *mask);
+            memcpy(mask, m, (size_t)((V + 63) / 64) * sizeof *mask);
+            fw_sampler_probs(&s, logits, probs);
+            double sum = 0, outside = 0;
+            for (int64_t i = 0; i < V; i++) {
+                sum += probs[i];
+                if (!(mask[i >> 6] >> (i & 63) & 1)) outside += probs[i];
+            }
+            CHECK(fabs(sum - 1) < 1e-4 && outside == 0, "mode %d step %d: probabilities sum %g, %g outside the mask", mode,
+                  step, sum, outside);
+            fw_sample_out o;
+            fw_sampler_next(&s, logits, &o);
+            id = o.id;
+            CHECK(id >= 0 && mask[id >> 6] >> (id & 63) & 1, "mode %d step %d: token %d outside the mask", mode, step, id);
+            for (int k = 0; k < o.n_top; k++)
+                CHECK(mask[o.top[k].id >> 6] >> (o.top[k].id & 63) & 1 && isfinite(o.top[k].logprob),
+                      "mode %d step %d: alternative %d (%g) outside the mask", mode, step, o.top[k].id, o.top[k].logprob);
+            free(mask);
+            fw_sampler_accept(&s, id);
+            size_t n = 0;
+            const char *b = id == eos ? "" : fw_tokenizer_token(t, id, &n);
+            if (len + n < sizeof text) memcpy(text + len, b, n), len += n;
+        }
+        text[len] = 0;
+        json_t *v = json_loads(text, 0, NULL);
+        CHECK(id == eos && v && json_is_integer(json_object_get(v, "n")) && json_is_string(json_object_get(v, "s")),
+              "mode %d: the sampler's output '%s'", mode, text);
+        json_decref(v);
+        fw_sampler_free(&s);
+    }
+    free(logits), free(probs);
+    fw_json_grammar_release(g);
+    json_decref(schema);
+}
+
 int main(void) {
     bytes();
     errors();
@@ -290,6 +352,7 @@ int main(void) {
     fw_json_grammar_release(person);
     json_decref(schema);
     walks(c, t, V);
+    sampler(c, t, V);
     fw_json_cache_free(c);
     fw_tokenizer_free(t);
     return check_result();

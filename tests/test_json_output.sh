@@ -5,7 +5,7 @@
 # (tests/json_client.py): JSON-schema outputs for several schemas and seeds,
 # greedy and sampled, streamed and not, parse and validate with jsonschema;
 # json_object outputs are one object, or its beginning when max_tokens cuts them;
-# bad fields get 400s naming them. Then generate --input lines with
+# bad fields get 400s naming them; /metrics counts them. Then generate --input lines with
 # response_format, on one rank and on pp 2.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -30,6 +30,12 @@ pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' serve.log | head -n 1)
 client "$port" errors
 client "$port" schemas
 client "$port" object
+curl -s "http://127.0.0.1:$port/metrics" > m.txt
+awk '$1 == "furrow_json_requests_total" { r = $2 } $1 == "furrow_json_mask_cache_hits_total" { h = $2 }
+  $1 == "furrow_json_mask_cache_misses_total" { m = $2 } $1 == "furrow_json_mask_seconds_total" { s = $2 }
+  END { exit !(r >= 37 && h > m && m > 0 && s > 0) }' m.txt &&
+  ok "/metrics counts the JSON requests, their masks' cache hits and misses and time" ||
+  bad "/metrics: $(grep furrow_json m.txt)"
 kill -TERM "$pid"
 wait $job || { bad "the server's exit"; cat serve.log; }
 

@@ -66,6 +66,11 @@ static void on_finish(fw_req *r, void *arg) {
     fw_http_job *h = r->user;
     pthread_mutex_lock(&s->mu);
     fw_job_end(&h->job);
+    if (r->json) {
+        s->json_requests++;
+        s->json_mask_hits += (uint64_t)r->sampler.mask_hits, s->json_mask_misses += (uint64_t)r->sampler.mask_misses;
+        s->json_mask_s += r->sampler.mask_s;
+    }
     if (r->finish == FW_FINISH_ERROR) {
         h->error_status = 500;
         fw_finish_error(r, h->error_msg, sizeof h->error_msg);
@@ -347,8 +352,8 @@ int fw_cmd_serve(int argc, char **argv) {
     }
 out:
     fw_http_stop(d);
-    fw_json_cache_free(s.ctx.json); /* after every job let its grammar go */
     fw_runner_free(&run);
+    fw_json_cache_free(s.ctx.json); /* the server is done with its tables */
     fw_engine_free(&en);
     fw_tokenizer_free(tok);
     pthread_mutex_destroy(&s.mu);

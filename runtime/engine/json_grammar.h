@@ -111,6 +111,7 @@ void fw_json_cache_free(fw_json_cache *c);
 /* The grammar of a schema (NULL: json_object), compiled or found by its
  * canonical text; a reference the caller releases. Thread-safe. */
 int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **g, fw_err *e);
+/* Its masks and bytes need the cache alive; a last release does not. */
 fw_json_grammar *fw_json_grammar_ref(fw_json_grammar *g);
 void fw_json_grammar_release(fw_json_grammar *g);
 const fw_json_nodes *fw_json_grammar_nodes(const fw_json_grammar *g);

@@ -6,6 +6,7 @@
  * bytes) is done once per automaton state and reused: the trie shares the
  * work of tokens with a common prefix, and a refused byte cuts its subtree. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #define KEY_MAX (2 + FW_JSON_MAX_DEPTH * sizeof(fw_json_frame))
 
 struct fw_json_cache {
-    pthread_mutex_t mu;        /* the grammar list and every grammar's reference count */
+    pthread_mutex_t mu;        /* the grammar list */
     int64_t V;
     int32_t eos;
     uint32_t *off;             /* (V + 1) token i's bytes: bytes[off[i], off[i + 1]); empty: never allowed */
@@ -43,7 +44,7 @@ typedef struct entry {
 struct fw_json_grammar {
     fw_json_cache *c;
     char *text;                /* the schema's canonical text; "" for json_object */
-    int refs;
+    atomic_int refs;           /* the cache's and each holder's; the last frees it (the cache may be gone) */
     uint64_t used;
     fw_json_nodes nodes;
     pthread_mutex_t mu;        /* the mask cache */
@@ -167,8 +168,7 @@ static void grammar_free(fw_json_grammar *g) {
 
 void fw_json_cache_free(fw_json_cache *c) {
     if (!c) return;
-    for (int i = 0; i < MAX_GRAMMARS; i++)
-        if (c->g[i] && --c->g[i]->refs == 0) grammar_free(c->g[i]);
+    for (int i = 0; i < MAX_GRAMMARS; i++) fw_json_grammar_release(c->g[i]);
     pthread_mutex_destroy(&c->mu);
     free(c->off), free(c->bytes), free(c->child), free(c->sibling), free(c->tok), free(c->dup), free(c->byte);
     free(c);
@@ -183,8 +183,7 @@ int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < MAX_GRAMMARS; i++)
         if (c->g[i] && !strcmp(c->g[i]->text, text)) {
-            *out = c->g[i];
-            c->g[i]->refs++;
+            *out = fw_json_grammar_ref(c->g[i]);
             c->g[i]->used = ++c->tick;
             pthread_mutex_unlock(&c->mu);
             free(text);
@@ -198,7 +197,8 @@ int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path
         return fw_errf(e, "out of memory");
     }
     pthread_mutex_init(&g->mu, NULL);
-    g->c = c, g->text = text, g->refs = 1;
+    g->c = c, g->text = text;
+    atomic_init(&g->refs, 1);
     g->words = (c->V + 63) / 64;
     if (fw_json_nodes_compile(&g->nodes, schema, path, e)) {
         grammar_free(g);
@@ -219,9 +219,8 @@ int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path
         }
         if (c->g[i]->used < c->g[slot]->used) slot = i;
     }
-    if (c->g[slot] && --c->g[slot]->refs == 0) grammar_free(c->g[slot]);
-    c->g[slot] = g;
-    g->refs++;
+    fw_json_grammar_release(c->g[slot]);
+    c->g[slot] = fw_json_grammar_ref(g);
     g->used = ++c->tick;
     pthread_mutex_unlock(&c->mu);
     *out = g;
@@ -229,18 +228,12 @@ int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path
 }
 
 fw_json_grammar *fw_json_grammar_ref(fw_json_grammar *g) {
-    pthread_mutex_lock(&g->c->mu);
-    g->refs++;
-    pthread_mutex_unlock(&g->c->mu);
+    atomic_fetch_add(&g->refs, 1);
     return g;
 }
 
 void fw_json_grammar_release(fw_json_grammar *g) {
-    if (!g) return;
-    pthread_mutex_lock(&g->c->mu);
-    bool last = --g->refs == 0;
-    pthread_mutex_unlock(&g->c->mu);
-    if (last) grammar_free(g);
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1) grammar_free(g);
 }
 
 const fw_json_nodes *fw_json_grammar_nodes(const fw_json_grammar *g) { return &g->nodes; }
