@@ -21,7 +21,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: [mpirun -np N] furrow serve --model DIR [options]\n\n"
             "Serves POST /v1/completions and /v1/chat/completions (stream: true gives server-sent\n"
-            "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0.\n\n"
+            "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0. Requests may ask\n"
+            "for JSON output (response_format: json_object, or json_schema with a schema of the subset\n"
+            "in README.md): sampling is then constrained so the output parses and validates.\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
             "  --host ADDR                         IPv4 address to listen on (default 127.0.0.1)\n"
