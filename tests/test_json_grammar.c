@@ -337,6 +337,21 @@ int main(void) {
     masks_along(any, t, "{\n  \"list\": [\n    {\"k\": \"\xe6\x97\xa5\xe6\x9c\xac\"},\n    {}\n  ]\n}", &checked);
     masks_along(person, t, "{\"name\": \"Ada Lovelace\", \"age\": 36, \"tags\": [\"red\", \"green\"]}", &checked);
     masks_along(person, t, "{\"name\":\"\",\"age\":-7}", &checked);
+    /* Counters past the longest token (128 bytes) share a mask-cache key: those
+     * masks, found for other counts, must still equal brute force. */
+    fw_json_grammar *counted;
+    json_t *long_schema = parse("{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":150,"
+                                "\"maxLength\":300},\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},"
+                                "\"minItems\":2,\"maxItems\":200}},\"required\":[\"s\",\"a\"]}");
+    CHECK(fw_json_grammar_get(c, long_schema, PATH, &counted, &e) == FW_OK, "long schema: %s", e.msg);
+    char text[8192] = "{\"s\": \"";
+    for (int k = 0; k < 26; k++) strcat(text, k % 3 ? "abcdefgh " : "\u00e9t\u00e9 ");
+    strcat(text, "\", \"a\": [");
+    for (int k = 0; k < 199; k++) sprintf(text + strlen(text), "%d,", k * 7);
+    strcat(text, "5]}");
+    masks_along(counted, t, text, &checked);
+    fw_json_grammar_release(counted);
+    json_decref(long_schema);
     fprintf(stderr, "%lld masks equal brute force over %lld tokens\n", (long long)checked, (long long)V);
 
     /* Tokens that span lexemes: "\"," closes a string and starts the next key; EOS only when complete. */
