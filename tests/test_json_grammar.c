@@ -332,6 +332,17 @@ int main(void) {
     CHECK(fw_json_grammar_get(c, schema, PATH, &same, &e) == FW_OK && same == person,
           "the same schema compiles once (cached by its text)");
     fw_json_grammar_release(same);
+    /* The same properties in another order: another grammar, written in that order. */
+    json_t *swapped = parse("{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\"},\"name\":{\"type\":"
+                            "\"string\",\"maxLength\":40},\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"red\","
+                            "\"green\"]}}},\"required\":[\"name\",\"age\"]}");
+    CHECK(fw_json_grammar_get(c, swapped, PATH, &same, &e) == FW_OK && same != person, "another order, another grammar");
+    fw_json_state st;
+    fw_json_start(fw_json_grammar_nodes(same), &st);
+    CHECK(fw_json_feed(fw_json_grammar_nodes(same), &st, (const uint8_t *)"{\"age\":1,\"name\":\"x\"}", 20) &&
+              fw_json_complete(&st), "the swapped schema's order");
+    fw_json_grammar_release(same);
+    json_decref(swapped);
     int64_t checked = 0;
     masks_along(any, t, "{\"a\": [1, 2.5, \"x y\", {\"b\": null}], \"c\": true}", &checked);
     masks_along(any, t, "{\n  \"list\": [\n    {\"k\": \"\xe6\x97\xa5\xe6\x9c\xac\"},\n    {}\n  ]\n}", &checked);

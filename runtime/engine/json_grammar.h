@@ -19,7 +19,7 @@
  * span several lexemes is checked byte by byte). Masks are cached per grammar,
  * keyed by the state's bytes with length counters clamped past the longest
  * token, so a request's steady steps are a hash look-up. Grammars are cached by
- * their schema's canonical text. */
+ * their schema's compact text. */
 #ifndef FW_RUNTIME_ENGINE_JSON_GRAMMAR_H
 #define FW_RUNTIME_ENGINE_JSON_GRAMMAR_H
 
@@ -109,7 +109,7 @@ typedef struct fw_json_grammar fw_json_grammar;
 int fw_json_cache_init(fw_json_cache **c, const fw_tokenizer *t, int64_t V, int32_t eos, fw_err *e);
 void fw_json_cache_free(fw_json_cache *c);
 /* The grammar of a schema (NULL: json_object), compiled or found by its
- * canonical text; a reference the caller releases. Thread-safe. */
+ * compact text (keys in their order); a reference the caller releases. Thread-safe. */
 int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **g, fw_err *e);
 /* Its masks and bytes need the cache alive; a last release does not. */
 fw_json_grammar *fw_json_grammar_ref(fw_json_grammar *g);

@@ -43,7 +43,7 @@ typedef struct entry {
 
 struct fw_json_grammar {
     fw_json_cache *c;
-    char *text;                /* the schema's canonical text; "" for json_object */
+    char *text;                /* the schema as compact JSON; "" for json_object */
     atomic_int refs;           /* the cache's and each holder's; the last frees it (the cache may be gone) */
     uint64_t used;
     fw_json_nodes nodes;
@@ -178,7 +178,8 @@ void fw_json_cache_free(fw_json_cache *c) {
 
 int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **out, fw_err *e) {
     *out = NULL;
-    char *text = schema ? json_dumps(schema, JSON_COMPACT | JSON_SORT_KEYS) : strdup("");
+    /* Keys stay in their order: properties are written in it. */
+    char *text = schema ? json_dumps(schema, JSON_COMPACT) : strdup("");
     if (!text) return fw_errf(e, "out of memory");
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < MAX_GRAMMARS; i++)

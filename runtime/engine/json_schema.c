@@ -95,15 +95,14 @@ static int enum_node(fw_json_nodes *g, const json_t *const *vals, int n, const c
 }
 
 static int generic(fw_json_nodes *g, fw_err *e) {
-    static const char *const kinds[] = {"any", "object", "array", "string", "number", "bool", "null", "root"};
+    static const fw_json_kind kind[] = {[G_ANY] = FW_JN_ANY, [G_OBJECT] = FW_JN_OBJECT_ANY, [G_ARRAY] = FW_JN_ARRAY,
+                                         [G_STRING] = FW_JN_STRING, [G_NUMBER] = FW_JN_NUMBER, [G_ROOT] = FW_JN_ROOT};
     for (int k = 0; k < G_FIXED; k++) {
         int i;
-        if (k == G_BOOL || k == G_NULL) {
+        if (k == G_BOOL || k == G_NULL) { /* literals: enums of their JSON text */
             json_t *v[2] = {k == G_BOOL ? json_true() : json_null(), json_false()};
-            i = enum_node(g, (const json_t *const *)v, k == G_BOOL ? 2 : 1, kinds[k], e);
+            i = enum_node(g, (const json_t *const *)v, k == G_BOOL ? 2 : 1, k == G_BOOL ? "boolean" : "null", e);
         } else {
-            static const fw_json_kind kind[] = {FW_JN_ANY, FW_JN_OBJECT_ANY, FW_JN_ARRAY, FW_JN_STRING, FW_JN_NUMBER,
-                                                 FW_JN_ANY, FW_JN_ANY, FW_JN_ROOT};
             i = add_node(g, kind[k], e);
             if (i >= 0 && (k == G_ARRAY || k == G_ROOT) && alloc_parts(g, i, 1, e)) return FW_ERR;
         }
