@@ -199,7 +199,7 @@ def main():
 
     def workload(point):
         """The point's requests: the shared prefixes, then prompts and lengths drawn anew."""
-        r = random.Random("%d-%d" % (args.seed, point))
+        r = random.Random("%d-%s" % (args.seed, point))
         return [(prefixes[i % len(prefixes)] + [r.randrange(args.vocab) for _ in range(r.randint(
             lo(args.input_len), hi(args.input_len)))], r.randint(lo(args.output_len), hi(args.output_len)))
             for i in range(args.num_prompts)]
@@ -223,8 +223,8 @@ def main():
         try:
             one_request(port, [rng.randrange(args.vocab) for _ in range(8)], 2)  # warm-up, outside the workload
             for k, (kind, v) in enumerate(points):
-                work = workload(k)
                 for js in json_settings:
+                    work = workload(k if js is None else "%d-%s" % (k, js))  # new prompts: no prefix-cache help
                     c0, j0 = prefix_counts(port), json_counts(port)
                     r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
                                   rate=v if kind == "rate" else None, seed=args.seed, json_output=js == "on")
