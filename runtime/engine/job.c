@@ -139,15 +139,14 @@ static int response_format(fw_job *j, const json_t *b, const fw_job_ctx *c, int 
         return REFUSE(400, "'response_format.type': unknown type '%s' (text, json_object, json_schema)", t);
     }
     if (j->req.ignore_eos) return REFUSE(422, "'ignore_eos' cannot go with a JSON 'response_format': the output ends with its value");
-    if (schema) { /* checked before a tokenizer is needed: the same 400 everywhere */
+    const char *path = "response_format.json_schema.schema";
+    if (c->json) return fw_json_grammar_get(c->json, schema, path, &j->req.json, e) ? (*status = 400, FW_ERR) : FW_OK;
+    if (schema) { /* a bad schema is a 400 with or without a tokenizer */
         fw_json_nodes n;
-        if (fw_json_nodes_compile(&n, schema, "response_format.json_schema.schema", e)) return *status = 400, FW_ERR;
+        if (fw_json_nodes_compile(&n, schema, path, e)) return *status = 400, FW_ERR;
         fw_json_nodes_free(&n);
     }
-    if (!c->json) return REFUSE(422, "'response_format': this model has no tokenizer, so no JSON output");
-    if (fw_json_grammar_get(c->json, schema, "response_format.json_schema.schema", &j->req.json, e))
-        return *status = 400, FW_ERR;
-    return FW_OK;
+    return REFUSE(422, "'response_format': this model has no tokenizer, so no JSON output");
 }
 
 /* An array of token ids, each in the vocabulary. */

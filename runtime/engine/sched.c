@@ -74,10 +74,13 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     r->cap_tokens = total < o->max_context ? total : o->max_context;
     r->tokens = malloc((size_t)r->cap_tokens * sizeof(int32_t));
     r->table = malloc((size_t)fw_kv_blocks_for(s->pool, r->cap_tokens) * sizeof(int32_t));
-    if (!r->tokens || !r->table || fw_sampler_init(&r->sampler, &r->sp, o->vocab, e) ||
-        (r->json && fw_sampler_constrain(&r->sampler, r->json, e))) {
-        free(r->tokens), free(r->table);
+    bool ok = r->tokens && r->table && fw_sampler_init(&r->sampler, &r->sp, o->vocab, e) == FW_OK;
+    if (ok && r->json && fw_sampler_constrain(&r->sampler, r->json, e)) {
         fw_sampler_free(&r->sampler);
+        ok = false;
+    }
+    if (!ok) {
+        free(r->tokens), free(r->table);
         r->tokens = NULL, r->table = NULL;
         return fw_errf(e, "out of memory for a request");
     }
