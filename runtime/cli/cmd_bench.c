@@ -402,9 +402,8 @@ int fw_cmd_bench(int argc, char **argv) {
         if (w.rank == 0 && !all) fw_world_abort(&w, "bench", "out of memory");
         MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
         if (w.rank == 0) report(&w, &en, &a, &ceil, all);
-        if (w.rank == 0 && a.json) rc = json_output(&en, &a, all);
+        rc = w.rank == 0 && a.json ? json_output(&en, &a, all) : 0;
         free(all);
-        if (rc != 1) rc = 0;
     }
     fw_engine_free(&en);
     fw_world_finalize(&w);
