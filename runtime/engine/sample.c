@@ -110,6 +110,9 @@ void fw_sampler_reset(fw_sampler *s) {
         for (int64_t i = 0; i < s->V; i++) s->seen[i] &= 1; /* the prompt's marks stay */
 }
 
+/* 8 floats as one vector (GCC and Clang's vector extension: SSE or AVX adds). */
+typedef float lanes8 __attribute__((vector_size(32)));
+
 /* For each byte of a mask word, what its 8 tokens' logits get added: 0 kept, -infinity refused. */
 static float refuse_add[256][8];
 static pthread_once_t refuse_once = PTHREAD_ONCE_INIT;
@@ -133,14 +136,22 @@ static void constrain(fw_sampler *s, const float *logits) {
         uint64_t bits = m[k];
         int64_t i0 = k * 64, n = V - i0 < 64 ? V - i0 : 64;
         any |= bits;
+        float *restrict x = w + i0;
+        const float *restrict l = logits + i0;
         if (n < 64) {
-            for (int64_t i = 0; i < n; i++) w[i0 + i] = bits >> i & 1 ? logits[i0 + i] : -INFINITY;
-            continue;
-        }
-        for (int b = 0; b < 8; b++) { /* 8 lanes at a time, branch-free: + 0 or + -infinity */
-            const float *add = refuse_add[bits >> (8 * b) & 0xff], *l = logits + i0 + 8 * b;
-            float *x = w + i0 + 8 * b;
-            for (int j = 0; j < 8; j++) x[j] = l[j] + add[j];
+            for (int64_t i = 0; i < n; i++) x[i] = bits >> i & 1 ? l[i] : -INFINITY;
+        } else if (bits == ~0ull) { /* inside a string most words keep all their tokens */
+            memcpy(x, l, 64 * sizeof *x);
+        } else if (bits == 0) { /* between values most refuse all */
+            for (int i = 0; i < 64; i++) x[i] = -INFINITY;
+        } else {
+            for (int b = 0; b < 8; b++) { /* 8 lanes at a time, branch-free: + 0 or + -infinity */
+                lanes8 v, add;
+                memcpy(&v, l + 8 * b, sizeof v);
+                memcpy(&add, refuse_add[bits >> (8 * b) & 0xff], sizeof add);
+                v += add;
+                memcpy(x + 8 * b, &v, sizeof v);
+            }
         }
     }
     if (!any) {
