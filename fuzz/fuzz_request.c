@@ -5,8 +5,11 @@
  * bit: a small vocabulary and context, as a synthetic model has); the rest is
  * the body. An accepted request must be one the scheduler takes; a refused
  * one gets a 4xx and a message. The prompt's own ids are then fed back as the
- * generated tokens, through the stop strings. */
+ * generated tokens, through the stop strings, and, with a response_format,
+ * through its grammar: each token's mask bit must say what feeding it does. */
 #define _GNU_SOURCE  /* memmem */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz/fuzz.h"
@@ -14,11 +17,33 @@
 #include "runtime/engine/job.h"
 
 static fw_tokenizer *tok;
+static fw_json_cache *json_small, *json_full; /* the two vocabularies' grammars */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     tok = fuzz_shipped_tokenizer("fuzz_request");
+    fw_err e;
+    if (fw_json_cache_init(&json_small, tok, 1000, 1, &e) || fw_json_cache_init(&json_full, tok, 129280, 1, &e)) {
+        fprintf(stderr, "fuzz_request: %s\n", e.msg);
+        abort();
+    }
     return 0;
+}
+
+/* The first prompt ids as output: the mask allows a token exactly when the
+ * grammar takes it (then it is taken). */
+static void check_grammar(fw_json_grammar *g, const fw_req *r) {
+    fw_json_state s;
+    fw_json_start(fw_json_grammar_nodes(g), &s);
+    for (int64_t i = 0; i < r->n_prompt && i < 8; i++) {
+        bool hit;
+        const uint64_t *m = fw_json_grammar_mask(g, &s, &hit);
+        int32_t id = r->prompt[i];
+        fw_json_state t = s;
+        bool takes = fw_json_grammar_accept(g, &t, id), allowed = m[id >> 6] >> (id & 63) & 1;
+        FUZZ_CHECK(takes == allowed, "token %d: the mask says %d, the grammar %d", id, allowed, takes);
+        if (takes) s = t;
+    }
 }
 
 static void check_accepted(fw_job *j, const fw_job_ctx *c) {
@@ -50,6 +75,11 @@ static void check_accepted(fw_job *j, const fw_job_ctx *c) {
         FUZZ_CHECK(!j->text || !memmem(j->text, j->text_len, j->stop[i], strlen(j->stop[i])),
                    "the text keeps stop string %d", i);
     FUZZ_CHECK(fw_job_ready(j, true) == j->text_len, "not all text ready at the end");
+    if (r->json) {
+        FUZZ_CHECK(fw_json_grammar_vocab(r->json) == c->vocab, "a grammar for %lld tokens", (long long)fw_json_grammar_vocab(r->json));
+        FUZZ_CHECK(!r->ignore_eos, "JSON output with ignore_eos");
+        check_grammar(r->json, r);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -57,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const fw_job_kind kinds[3] = {FW_JOB_COMPLETION, FW_JOB_CHAT, FW_JOB_BATCH};
     bool small = data[0] & 0x80;
     fw_job_ctx c = {.tok = tok, .vocab = small ? 1000 : 129280, .max_context = small ? 64 : 4096,
-                    .model_name = "furrow-fuzz"};
+                    .model_name = "furrow-fuzz", .json = small ? json_small : json_full};
     fw_job j;
     int status = 0;
     fw_err e;

@@ -4,6 +4,7 @@
   jobs/bench_serving.py --model DIR [--np 2 --tp 2] [--concurrency 1,4,16] [--num-prompts 64]
   jobs/bench_serving.py --port 8000 --request-rate 2,8,inf
   jobs/bench_serving.py --model DIR --prefix-len 512 --prefix-groups 4 --prefix-cache on,off
+  jobs/bench_serving.py --model DIR --json-output off,on
 
 Launches `furrow serve` on 127.0.0.1 (under mpirun with --np > 1) unless --port names a
 running server, then for each point of the sweep sends --num-prompts streaming completions
@@ -20,6 +21,10 @@ draws new prompts (the prefixes stay), so no point finds the previous point's wh
 the prefix cache. --prefix-cache on,off launches the server once per value, same workload,
 and reports each (input tokens/s counts every prompt token, cached or not; cached: the prompt
 tokens the server found in its prefix cache, from /metrics).
+
+JSON output: --json-output off,on sends each point's workload without, then with
+response_format json_object to the same server (an output then ends when its object does, or at
+its length: no ignore_eos), and reports the masks' time per constrained token from /metrics.
 """
 import argparse
 import http.client
@@ -34,12 +39,16 @@ import threading
 import time
 
 
-def one_request(port, prompt, max_tokens):
+def one_request(port, prompt, max_tokens, json_output=False):
     """Streams one completion; returns (ttft, e2e, tokens) in seconds, or None on an error."""
     t0 = time.perf_counter()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0,
-                       "stream": True})
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    if json_output:
+        body["response_format"] = {"type": "json_object"}
+    else:
+        body["ignore_eos"] = True
+    body = json.dumps(body)
     c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
     r = c.getresponse()
     if r.status != 200:
@@ -76,13 +85,26 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
-def run_point(port, work, concurrency=None, rate=None, seed=0):
+def json_counts(port):
+    """(constrained tokens, seconds on their masks) from /metrics, or None."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    v = {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l.startswith("furrow_json_mask")}
+    if "furrow_json_mask_seconds_total" not in v:
+        return None
+    return (v["furrow_json_mask_cache_hits_total"] + v["furrow_json_mask_cache_misses_total"],
+            v["furrow_json_mask_seconds_total"])
+
+
+def run_point(port, work, concurrency=None, rate=None, seed=0, json_output=False):
     results, lock = [], threading.Lock()
     rng = random.Random(seed)
 
     def worker(items):
         for prompt, out in items:
-            res = one_request(port, prompt, out)
+            res = one_request(port, prompt, out, json_output)
             with lock:
                 results.append(res)
 
@@ -164,6 +186,7 @@ def main():
     ap.add_argument("--prefix-len", type=int, default=0, help="tokens of each shared prefix (0: none)")
     ap.add_argument("--prefix-groups", type=int, default=1, help="distinct shared prefixes")
     ap.add_argument("--prefix-cache", help="launch the server with each of these --prefix-cache values, e.g. on,off")
+    ap.add_argument("--json-output", help="each point without and with response_format json_object: off,on")
     args = ap.parse_args()
     if not args.port and not args.model:
         ap.error("--model (to launch a server) or --port (of a running one)")
@@ -176,7 +199,7 @@ def main():
 
     def workload(point):
         """The point's requests: the shared prefixes, then prompts and lengths drawn anew."""
-        r = random.Random("%d-%d" % (args.seed, point))
+        r = random.Random("%d-%s" % (args.seed, point))
         return [(prefixes[i % len(prefixes)] + [r.randrange(args.vocab) for _ in range(r.randint(
             lo(args.input_len), hi(args.input_len)))], r.randint(lo(args.output_len), hi(args.output_len)))
             for i in range(args.num_prompts)]
@@ -184,10 +207,14 @@ def main():
     points = [("rate", float(x)) for x in args.request_rate.split(",")] if args.request_rate else \
         [("concurrency", int(x)) for x in args.concurrency.split(",")]
     settings = args.prefix_cache.split(",") if args.prefix_cache else [None]
+    json_settings = args.json_output.split(",") if args.json_output else [None]
+    if any(j not in (None, "on", "off") for j in json_settings):
+        ap.error("--json-output takes on and off")
     cache_col = "prefix cache | " if args.prefix_cache else ""
-    print("| %s%s | requests | duration (s) | input tok/s | output tok/s | cached | TTFT p50 / p99 (ms) | "
-          "TPOT p50 / p99 (ms) |" % (cache_col, points[0][0]))
-    print("| --- " * (8 + bool(args.prefix_cache)) + "|")
+    json_col = "JSON output | " if args.json_output else ""
+    print("| %s%s%s | requests | duration (s) | input tok/s | output tok/s | cached | TTFT p50 / p99 (ms) | "
+          "TPOT p50 / p99 (ms) |%s" % (cache_col, json_col, points[0][0], " mask (us/token) |" if args.json_output else ""))
+    print("| --- " * (8 + bool(args.prefix_cache) + 2 * bool(args.json_output)) + "|")
     for setting in settings:
         proc = pid = None
         port = args.port
@@ -196,16 +223,21 @@ def main():
         try:
             one_request(port, [rng.randrange(args.vocab) for _ in range(8)], 2)  # warm-up, outside the workload
             for k, (kind, v) in enumerate(points):
-                work = workload(k)
-                c0 = prefix_counts(port)
-                r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
-                              rate=v if kind == "rate" else None, seed=args.seed)
-                c1 = prefix_counts(port)
-                hit = "%.0f%%" % (100 * (c1[1] - c0[1]) / (c1[0] - c0[0])) if c0 and c1 and c1[0] > c0[0] else "-"
-                print("| %s%s | %d%s | %.1f | %.1f | %.1f | %s | %.0f / %.0f | %.1f / %.1f |" % (
-                    setting + " | " if setting else "", v, r["ok"], " (%d failed)" % r["failed"] if r["failed"] else "",
-                    r["duration"], r["in_tok_s"], r["tok_s"], hit, 1e3 * r["ttft50"], 1e3 * r["ttft99"],
-                    1e3 * r["tpot50"], 1e3 * r["tpot99"]), flush=True)
+                for js in json_settings:
+                    work = workload(k if js is None else "%d-%s" % (k, js))  # new prompts: no prefix-cache help
+                    c0, j0 = prefix_counts(port), json_counts(port)
+                    r = run_point(port, work, concurrency=v if kind == "concurrency" else None,
+                                  rate=v if kind == "rate" else None, seed=args.seed, json_output=js == "on")
+                    c1, j1 = prefix_counts(port), json_counts(port)
+                    hit = "%.0f%%" % (100 * (c1[1] - c0[1]) / (c1[0] - c0[0])) if c0 and c1 and c1[0] > c0[0] else "-"
+                    mask = "-"
+                    if js == "on" and j0 and j1 and j1[0] > j0[0]:
+                        mask = "%.1f" % (1e6 * (j1[1] - j0[1]) / (j1[0] - j0[0]))
+                    print("| %s%s%s | %d%s | %.1f | %.1f | %.1f | %s | %.0f / %.0f | %.1f / %.1f |%s" % (
+                        setting + " | " if setting else "", js + " | " if js else "", v, r["ok"],
+                        " (%d failed)" % r["failed"] if r["failed"] else "", r["duration"], r["in_tok_s"], r["tok_s"],
+                        hit, 1e3 * r["ttft50"], 1e3 * r["ttft99"], 1e3 * r["tpot50"], 1e3 * r["tpot99"],
+                        " %s |" % mask if js else ""), flush=True)
         finally:
             if proc:
                 os.kill(pid, signal.SIGTERM)  # rank 0 stops every rank

@@ -17,6 +17,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/block_map.c runtime/engine/block_map.h \
 	runtime/engine/runner.c runtime/engine/runner.h \
 	runtime/engine/sample.c runtime/engine/sample.h \
+	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
 	runtime/engine/job.c runtime/engine/job.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
@@ -31,7 +32,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli/cmd_generate.c \
 	runtime/cli/cmd_batch.c \
 	runtime/cli/cmd_serve.c \
-	runtime/cli/cmd_bench.c \
+	runtime/cli/cmd_bench.c runtime/cli/bench_json.c runtime/cli/bench_json.h \
 	runtime/cli/cmd_plan.c \
 	runtime/cli/cmd_topo.c \
 	runtime/cli/cmd_doctor.c runtime/cli/doctor.c runtime/cli/doctor.h \

@@ -110,6 +110,11 @@ check_PROGRAMS += tests/test_sample
 TESTS += tests/test_sample
 tests_test_sample_LDADD = $(FWTEST_LIBS)
 
+# JSON output's automaton: bytes, schema errors, masks against brute force over the real vocabulary.
+check_PROGRAMS += tests/test_json_grammar
+TESTS += tests/test_json_grammar
+tests_test_json_grammar_LDADD = $(FWTEST_LIBS)
+
 # Continuous batching with a stand-in model: block tables, budgets, preemption.
 check_PROGRAMS += tests/test_sched
 TESTS += tests/test_sched
@@ -122,6 +127,10 @@ EXTRA_DIST += tests/test_batch.sh tests/batch_compare.py
 # The prefix cache: the same tokens on and off, eviction, preemption, tp/pp.
 TESTS += tests/test_prefix_cache.sh
 EXTRA_DIST += tests/test_prefix_cache.sh
+
+# JSON output (response_format) through serve (tp 2) and generate --input, validated with jsonschema.
+TESTS += tests/test_json_output.sh
+EXTRA_DIST += tests/test_json_output.sh tests/json_client.py
 
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh

@@ -11,7 +11,10 @@
 # - the prefix cache on and off give the same tokens on requests sharing a
 #   prefix (cached blocks read through the device's block tables);
 # - furrow serve --device cuda answers concurrent completions with the same
-#   greedy tokens as the batch job.
+#   greedy tokens as the batch job;
+# - JSON output (response_format) on the GPU: constrained requests take the
+#   row of logits to the host sampler, so their outputs parse and validate
+#   (tests/json_client.py), greedy and sampled, beside free-text requests.
 # Skipped (77) without a GPU.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -147,5 +150,28 @@ assert same >= 5, "only %d of 8 completions equal to one at a time" % same
 PY
   kill -TERM "$pid"
   wait $job || bad "the server did not stop cleanly on SIGTERM: $(tail -n 3 serve.log)"
+fi
+# JSON output on the GPU (the checkpoint gets DeepSeek-V3's tokenizer).
+if python3 -c "import jsonschema" 2>/dev/null; then
+  cp "$FURROW_SHARED/tokenizer/deepseek-v3/tokenizer.json" "$FURROW_SHARED/tokenizer/deepseek-v3/tokenizer_config.json" \
+    model/
+  rm -f port
+  fw_mpirun 600 1 "$FURROW_BIN" serve --device cuda --model model --port 0 --port-file port --max-context 1024 \
+    --max-batch 16 > serve_json.log 2>&1 &
+  job=$!
+  i=0
+  while [ ! -s port ] && [ $i -lt 900 ] && kill -0 $job 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+  port=$(cat port 2>/dev/null)
+  pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' serve_json.log | head -n 1)
+  if [ -z "$port" ] || [ -z "$pid" ]; then
+    cat serve_json.log; bad "the JSON server did not start"; kill $job
+  else
+    python3 "$FURROW_SRCDIR/tests/json_client.py" "$port" schemas || fail=1
+    python3 "$FURROW_SRCDIR/tests/json_client.py" "$port" object || fail=1
+    kill -TERM "$pid"
+    wait $job || bad "the JSON server did not stop cleanly: $(tail -n 3 serve_json.log)"
+  fi
+else
+  echo "skip: JSON output on the GPU (python3-jsonschema is not installed)"
 fi
 exit $fail

@@ -26,7 +26,8 @@ static void usage(FILE *f) {
             "One request per input line: {\"id\": ..., one of \"prompt\" (text or token ids), \"messages\"\n"
             "(a chat) or \"prompt_tokens\", and OpenAI sampling fields: max_tokens (default 16),\n"
             "temperature (default 1), top_p, top_k, min_p, presence_penalty, frequency_penalty,\n"
-            "repetition_penalty, seed, stop, stop_token_ids, ignore_eos, logprobs}. One result line per\n"
+            "repetition_penalty, seed, stop, stop_token_ids, ignore_eos, logprobs, response_format\n"
+            "(json_object, or json_schema: JSON output, README.md)}. One result line per\n"
             "id: {id, text, tokens, finish_reason, usage[, logprobs]} or {id, error}. Rerun the same\n"
             "command after an interruption: ids already in the output are skipped.\n\n"
             "options:\n"
@@ -359,7 +360,11 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     if (run.leader) {
         fw_job_ctx ctx = {.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = so.max_context};
         if (b.n_done) fprintf(stderr, "furrow generate: %zu of %zu ids already in %s\n", b.n_done, b.n_total, out_path);
-        rc = lead(&run, &b, &in, &ctx);
+        rc = tok && fw_json_cache_init(&ctx.json, tok, en.model->cfg.vocab_size, (int32_t)en.model->cfg.eos_token_id,
+                                       &b.e)
+                 ? FW_ERR
+                 : lead(&run, &b, &in, &ctx);
+        fw_json_cache_free(ctx.json); /* the jobs and their grammars are gone */
         if (rc) fw_world_abort(&w, "generate", b.e.msg); /* followers wait in a broadcast: end them too */
         fw_runner_stop(&run);
         progress(&b, true);

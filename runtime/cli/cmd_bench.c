@@ -10,6 +10,7 @@
 #include "io/synth.h"
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/bench_json.h"
 #include "runtime/engine/engine.h"
 
 /* Sequences of one benchmark at most. */
@@ -30,6 +31,10 @@ static void usage(FILE *f) {
             "  --batch B                           sequences at once (default 1); under pipeline\n"
             "                                      parallelism they overlap in the stages\n"
             "  --no-ceilings                       skip the bandwidth and FMA measurements\n"
+            "  --json-output                       also the sampler's time per token with a JSON output\n"
+            "                                      mask (json_object, a schema) and without, beside the\n"
+            "                                      decode step (needs the model's tokenizer, or --tokenizer)\n"
+            "  --tokenizer DIR                     the tokenizer for --json-output (default: --model's)\n"
             "  --synthetic PRESET                  no checkpoint: random weights of a preset (tiny, small,\n"
             "                                      deepseek-v3) generated in place on each rank\n"
             "  --layers N                          with --synthetic: N layers (default: the preset's)\n"
@@ -139,6 +144,8 @@ typedef struct bench_args {
     bool ceilings;
     fw_bench_steps steps;      /* a backend's step benchmark */
     char spec[128];            /* --synthetic: the in-place model's spec */
+    bool json;                 /* --json-output */
+    const char *tokenizer;
 } bench_args;
 
 /* Parses the flags into a; -1 to go on, else the exit status. */
@@ -151,6 +158,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         {"dense", required_argument, 0, 'D'},     {"batches", required_argument, 0, 'B'},
         {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
         {"iters", required_argument, 0, 'I'},
+        {"json-output", no_argument, 0, 'J'},     {"tokenizer", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     fw_cli_engine_defaults(&a->eo);
@@ -174,6 +182,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case 'd': bad = fw_cli_parse_int(optarg, "--decode", 1, 1 << 20, &a->N, &e); break;
         case 'b': bad = fw_cli_parse_int(optarg, "--batch", 1, FW_BENCH_MAX_BATCH, &a->B, &e); break;
         case 'n': a->ceilings = false; break;
+        case 'J': a->json = true; break;
+        case 'T': a->tokenizer = optarg; break;
         case 's': synthetic = optarg; break;
         case 'L': bad = fw_cli_parse_int(optarg, "--layers", 1, 1000, &layers, &e); break;
         case 'D': bad = fw_cli_parse_int(optarg, "--dense", 0, 1000, &dense, &e); break;
@@ -219,6 +229,10 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         if (dense >= 0) n += snprintf(a->spec + n, sizeof a->spec - (size_t)n, ",dense=%lld", (long long)dense);
         if (wq) snprintf(a->spec + n, sizeof a->spec - (size_t)n, "%s", wq);
         a->eo.model_dir = a->spec;
+    }
+    if (a->json && synthetic && !a->tokenizer) {
+        fprintf(stderr, "furrow bench: --json-output with --synthetic needs --tokenizer DIR\n");
+        return 2;
     }
     if (!a->eo.model_dir || optind < argc) {
         fprintf(stderr, "furrow bench: --model or --synthetic is required\n");
@@ -318,6 +332,28 @@ static void report(const fw_world *w, const fw_engine *en, const bench_args *a, 
     print_figures(en, all, w->size, B, P, N);
 }
 
+/* Rank 0, --json-output: at the model's vocabulary, and at the tokenizer's
+ * whole one when the model has fewer rows (a small test model). */
+static int json_output(const fw_engine *en, const bench_args *a, const rank_stats *all) {
+    fw_tokenizer *t;
+    fw_err e = {{0}};
+    if (fw_tokenizer_load_dir(&t, a->tokenizer ? a->tokenizer : a->eo.model_dir, &e)) {
+        fprintf(stderr, "furrow bench: --json-output: %s\n", e.msg);
+        return 1;
+    }
+    double step = 0;
+    for (int r = 0; r < en->layout.tp * en->layout.pp; r++)
+        if (all[r].t_decode > step) step = all[r].t_decode;
+    step /= (double)a->N;
+    const fw_config *c = &en->model->cfg;
+    int rc = fw_bench_json(t, c->vocab_size, (int32_t)c->eos_token_id, 2000, step, &e);
+    if (rc == FW_OK && fw_tokenizer_n_ids(t) > c->vocab_size)
+        rc = fw_bench_json(t, fw_tokenizer_n_ids(t), fw_tokenizer_eos(t), 2000, step, &e);
+    if (rc) fprintf(stderr, "furrow bench: --json-output: %s\n", e.msg);
+    fw_tokenizer_free(t);
+    return rc ? 1 : 0;
+}
+
 int fw_cmd_bench(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* rows reach a log before any abort */
     bench_args a;
@@ -366,8 +402,8 @@ int fw_cmd_bench(int argc, char **argv) {
         if (w.rank == 0 && !all) fw_world_abort(&w, "bench", "out of memory");
         MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
         if (w.rank == 0) report(&w, &en, &a, &ceil, all);
+        rc = w.rank == 0 && a.json ? json_output(&en, &a, all) : 0;
         free(all);
-        rc = 0;
     }
     fw_engine_free(&en);
     fw_world_finalize(&w);

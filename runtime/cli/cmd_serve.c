@@ -21,7 +21,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: [mpirun -np N] furrow serve --model DIR [options]\n\n"
             "Serves POST /v1/completions and /v1/chat/completions (stream: true gives server-sent\n"
-            "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0.\n\n"
+            "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0. Requests may ask\n"
+            "for JSON output (response_format: json_object, or json_schema with a schema of the subset\n"
+            "in README.md): sampling is then constrained so the output parses and validates.\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
             "  --host ADDR                         IPv4 address to listen on (default 127.0.0.1)\n"
@@ -66,6 +68,11 @@ static void on_finish(fw_req *r, void *arg) {
     fw_http_job *h = r->user;
     pthread_mutex_lock(&s->mu);
     fw_job_end(&h->job);
+    if (r->json) {
+        s->json_requests++;
+        s->json_mask_hits += (uint64_t)r->sampler.mask_hits, s->json_mask_misses += (uint64_t)r->sampler.mask_misses;
+        s->json_mask_s += r->sampler.mask_s;
+    }
     if (r->finish == FW_FINISH_ERROR) {
         h->error_status = 500;
         fw_finish_error(r, h->error_msg, sizeof h->error_msg);
@@ -259,6 +266,9 @@ static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, 
     s->kv_total = run->pool.n_blocks;
     s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
                           .model_name = s->model_name};
+    if (*tok && fw_json_cache_init(&s->ctx.json, *tok, en->model->cfg.vocab_size,
+                                   (int32_t)en->model->cfg.eos_token_id, e))
+        return NULL;
     fw_http_opts ho = {.host = a->host, .port = (int)a->port, .admin_port = (int)a->admin_port,
                        .idle_timeout_s = (int)a->timeout, .header_timeout_s = a->header_timeout,
                        .max_conns = (int)a->max_conns, .max_conns_per_ip = (int)a->max_conns_per_ip};
@@ -345,6 +355,7 @@ int fw_cmd_serve(int argc, char **argv) {
 out:
     fw_http_stop(d);
     fw_runner_free(&run);
+    fw_json_cache_free(s.ctx.json); /* the server is done with its tables */
     fw_engine_free(&en);
     fw_tokenizer_free(tok);
     pthread_mutex_destroy(&s.mu);

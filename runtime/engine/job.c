@@ -108,6 +108,47 @@ static int stops(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, f
     return FW_OK;
 }
 
+/* OpenAI's response_format: text, json_object, or json_schema {name, schema,
+ * strict, description}; a JSON output gets its grammar (compiled, or found
+ * by the schema's text). */
+static int response_format(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
+    const json_t *rf = json_object_get(b, "response_format");
+    if (!rf || json_is_null(rf)) return FW_OK;
+    if (!json_is_object(rf)) return REFUSE(400, "'response_format' must be an object");
+    const json_t *type = json_object_get(rf, "type"), *schema = NULL;
+    if (!json_is_string(type)) return REFUSE(400, "'response_format.type' must be a string");
+    const char *t = json_string_value(type);
+    if (!strcmp(t, "text")) return FW_OK;
+    if (!strcmp(t, "json_schema")) {
+        const json_t *js = json_object_get(rf, "json_schema");
+        if (!json_is_object(js)) return REFUSE(400, "'response_format.json_schema' must be an object");
+        const json_t *name = json_object_get(js, "name"), *strict = json_object_get(js, "strict");
+        const json_t *desc = json_object_get(js, "description");
+        if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 64)
+            return REFUSE(400, "'response_format.json_schema.name' must be a string of 1 to 64 characters");
+        for (const char *p = json_string_value(name); *p; p++)
+            if (!(*p == '_' || *p == '-' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+                return REFUSE(400, "'response_format.json_schema.name' may hold only a-z, A-Z, 0-9, _ and -");
+        if (strict && !json_is_null(strict) && !json_is_boolean(strict))
+            return REFUSE(400, "'response_format.json_schema.strict' must be true or false");
+        if (desc && !json_is_null(desc) && !json_is_string(desc))
+            return REFUSE(400, "'response_format.json_schema.description' must be a string");
+        schema = json_object_get(js, "schema");
+        if (!schema) return REFUSE(400, "'response_format.json_schema.schema' is required");
+    } else if (strcmp(t, "json_object")) {
+        return REFUSE(400, "'response_format.type': unknown type '%s' (text, json_object, json_schema)", t);
+    }
+    if (j->req.ignore_eos) return REFUSE(422, "'ignore_eos' cannot go with a JSON 'response_format': the output ends with its value");
+    const char *path = "response_format.json_schema.schema";
+    if (c->json) return fw_json_grammar_get(c->json, schema, path, &j->req.json, e) ? (*status = 400, FW_ERR) : FW_OK;
+    if (schema) { /* a bad schema is a 400 with or without a tokenizer */
+        fw_json_nodes n;
+        if (fw_json_nodes_compile(&n, schema, path, e)) return *status = 400, FW_ERR;
+        fw_json_nodes_free(&n);
+    }
+    return REFUSE(422, "'response_format': this model has no tokenizer, so no JSON output");
+}
+
 /* An array of token ids, each in the vocabulary. */
 static int token_array(fw_job *j, const json_t *v, const char *key, const fw_job_ctx *c, int *status, fw_err *e) {
     size_t n = json_array_size(v), i;
@@ -203,7 +244,7 @@ int fw_job_parse(fw_job *j, const json_t *b, fw_job_kind kind, const fw_job_ctx 
                           c->model_name);
     }
     if (get_bool(b, "stream", &j->stream, status, e) || sampling(j, b, status, e) || stops(j, b, c, status, e) ||
-        prompt(j, b, c, status, e))
+        response_format(j, b, c, status, e) || prompt(j, b, c, status, e))
         return FW_ERR;
     int64_t max_tokens = kind == FW_JOB_CHAT ? c->max_context - j->req.n_prompt : 16;
     const char *mt = json_object_get(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
@@ -227,6 +268,7 @@ int fw_job_parse_body(fw_job *j, const char *body, size_t len, fw_job_kind kind,
 
 void fw_job_free(fw_job *j) {
     fw_req_free(&j->req);
+    fw_json_grammar_release(j->req.json);
     json_decref(j->id);
     json_decref(j->logprobs);
     free(j->prompt);

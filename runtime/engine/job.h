@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "io/text/tokenizer.h"
+#include "runtime/engine/json_grammar.h"
 #include "runtime/engine/sched.h"
 
 #define FW_JOB_MAX_STOP 4
@@ -25,6 +26,7 @@ typedef struct fw_job_ctx {
     int64_t vocab;
     int64_t max_context;
     const char *model_name;    /* requests naming another model get 404 */
+    fw_json_cache *json;       /* response_format's grammars; NULL: no tokenizer, no JSON output */
 } fw_job_ctx;
 
 typedef struct fw_job {

@@ -1,8 +1,11 @@
 #include "runtime/engine/sample.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "io/base/clock.h"
 
 int32_t fw_sample_argmax(const float *logits, int64_t V) {
     int64_t best = 0;
@@ -60,7 +63,19 @@ int fw_sampler_init(fw_sampler *s, const fw_sample_params *p, int64_t V, fw_err 
     return FW_OK;
 }
 
+int fw_sampler_constrain(fw_sampler *s, fw_json_grammar *g, fw_err *e) {
+    if (fw_json_grammar_vocab(g) != s->V)
+        return fw_errf(e, "the JSON grammar is for %lld tokens, the sampler for %lld",
+                       (long long)fw_json_grammar_vocab(g), (long long)s->V);
+    if (!(s->js = malloc(sizeof *s->js))) return fw_errf(e, "out of memory");
+    s->json = fw_json_grammar_ref(g);
+    fw_json_start(fw_json_grammar_nodes(g), s->js);
+    return FW_OK;
+}
+
 void fw_sampler_free(fw_sampler *s) {
+    fw_json_grammar_release(s->json);
+    free(s->js);
     free(s->work);
     free(s->idx);
     free(s->counts);
@@ -76,6 +91,12 @@ void fw_sampler_prompt(fw_sampler *s, const int32_t *ids, int64_t n) {
 
 void fw_sampler_accept(fw_sampler *s, int32_t id) {
     s->n_generated++;
+    /* A token the mask allowed always advances the grammar; one it refused
+     * (never chosen by fw_sampler_next) leaves the state as it was. */
+    if (s->json) {
+        fw_json_state t = *s->js;
+        if (fw_json_grammar_accept(s->json, &t, id)) *s->js = t;
+    }
     if (id < 0 || id >= s->V) return;
     if (s->counts) s->counts[id]++;
     if (s->seen) s->seen[id] |= 2;
@@ -83,16 +104,70 @@ void fw_sampler_accept(fw_sampler *s, int32_t id) {
 
 void fw_sampler_reset(fw_sampler *s) {
     s->n_generated = 0;
+    if (s->json) fw_json_start(fw_json_grammar_nodes(s->json), s->js);
     if (s->counts) memset(s->counts, 0, (size_t)s->V * sizeof(int32_t));
     if (s->seen)
         for (int64_t i = 0; i < s->V; i++) s->seen[i] &= 1; /* the prompt's marks stay */
 }
 
-/* work = logits with the penalties applied. */
+/* 8 floats as one vector (GCC and Clang's vector extension: SSE or AVX adds). */
+typedef float lanes8 __attribute__((vector_size(32)));
+
+/* For each byte of a mask word, what its 8 tokens' logits get added: 0 kept, -infinity refused. */
+static float refuse_add[256][8];
+static pthread_once_t refuse_once = PTHREAD_ONCE_INIT;
+static void refuse_init(void) {
+    for (int b = 0; b < 256; b++)
+        for (int j = 0; j < 8; j++) refuse_add[b][j] = b >> j & 1 ? 0.0f : -INFINITY;
+}
+
+/* work = logits, -infinity for the tokens the JSON grammar refuses now. A state with no
+ * token (a vocabulary without some byte) lets only EOS through, ending it. */
+static void constrain(fw_sampler *s, const float *logits) {
+    double t0 = fw_now();
+    bool hit;
+    const uint64_t *m = fw_json_grammar_mask(s->json, s->js, &hit);
+    if (!hit) s->mask_miss_s += fw_now() - t0;
+    float *w = s->work;
+    const int64_t V = s->V;
+    uint64_t any = 0;
+    pthread_once(&refuse_once, refuse_init);
+    for (int64_t k = 0; k * 64 < V; k++) {
+        uint64_t bits = m[k];
+        int64_t i0 = k * 64, n = V - i0 < 64 ? V - i0 : 64;
+        any |= bits;
+        float *restrict x = w + i0;
+        const float *restrict l = logits + i0;
+        if (n < 64) {
+            for (int64_t i = 0; i < n; i++) x[i] = bits >> i & 1 ? l[i] : -INFINITY;
+        } else if (bits == ~0ull) { /* inside a string most words keep all their tokens */
+            memcpy(x, l, 64 * sizeof *x);
+        } else if (bits == 0) { /* between values most refuse all */
+            for (int i = 0; i < 64; i++) x[i] = -INFINITY;
+        } else {
+            for (int b = 0; b < 8; b++) { /* 8 lanes at a time, branch-free: + 0 or + -infinity */
+                lanes8 v, add;
+                memcpy(&v, l + 8 * b, sizeof v);
+                memcpy(&add, refuse_add[bits >> (8 * b) & 0xff], sizeof add);
+                v += add;
+                memcpy(x + 8 * b, &v, sizeof v);
+            }
+        }
+    }
+    if (!any) {
+        int32_t eos = fw_json_grammar_eos(s->json);
+        if (eos >= 0 && eos < V) w[eos] = 0;
+    }
+    s->mask_hits += hit, s->mask_misses += !hit;
+    s->mask_s += fw_now() - t0;
+}
+
+/* work = logits under the JSON mask, with the penalties applied. */
 static void penalise(fw_sampler *s, const float *logits) {
     const int64_t V = s->V;
     float *w = s->work;
-    memcpy(w, logits, (size_t)V * sizeof(float));
+    if (s->json) constrain(s, logits); /* the copy with the mask in the same pass */
+    else memcpy(w, logits, (size_t)V * sizeof(float));
     if (s->seen) {
         float rp = (float)s->p.repetition_penalty;
         for (int64_t i = 0; i < V; i++)
@@ -117,7 +192,7 @@ static void logprobs(const fw_sampler *s, fw_sample_out *o) {
     /* Insertion into a short sorted list: n <= 20, one pass over V. */
     int n = 0, want = s->p.logprobs;
     for (int64_t i = 0; i < V && want > 0; i++) {
-        if (n == want && !(w[i] > o->top[n - 1].logprob)) continue;
+        if (w[i] == -INFINITY || (n == want && !(w[i] > o->top[n - 1].logprob))) continue; /* masked */
         int j = n < want ? n++ : n - 1;
         while (j > 0 && o->top[j - 1].logprob < w[i]) {
             o->top[j] = o->top[j - 1];

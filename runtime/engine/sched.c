@@ -74,7 +74,12 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     r->cap_tokens = total < o->max_context ? total : o->max_context;
     r->tokens = malloc((size_t)r->cap_tokens * sizeof(int32_t));
     r->table = malloc((size_t)fw_kv_blocks_for(s->pool, r->cap_tokens) * sizeof(int32_t));
-    if (!r->tokens || !r->table || fw_sampler_init(&r->sampler, &r->sp, o->vocab, e)) {
+    bool ok = r->tokens && r->table && fw_sampler_init(&r->sampler, &r->sp, o->vocab, e) == FW_OK;
+    if (ok && r->json && fw_sampler_constrain(&r->sampler, r->json, e)) {
+        fw_sampler_free(&r->sampler);
+        ok = false;
+    }
+    if (!ok) {
         free(r->tokens), free(r->table);
         r->tokens = NULL, r->table = NULL;
         return fw_errf(e, "out of memory for a request");
@@ -161,8 +166,12 @@ static void publish_full(fw_sched *s, fw_req *r) {
         r->chain = fw_block_map_publish(&s->map, r->table[r->n_keyed], r->chain, r->tokens + r->n_keyed * bs);
 }
 
+/* A request with JSON output takes the whole row to the leader's sampler,
+ * where its mask applies (on a GPU too: the max-loc and top-k on the device
+ * know nothing of it). */
 static fw_step_logits logits_kind(const fw_req *r) {
     const fw_sample_params *p = &r->sp;
+    if (r->json) return FW_STEP_FULL;
     bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
                  p->repetition_penalty == 1;
     return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;

@@ -50,6 +50,7 @@ typedef struct fw_req {
     int n_stop_ids;
     bool ignore_eos;
     fw_sample_params sp;
+    fw_json_grammar *json;     /* JSON output (runtime/engine/json_grammar.h); NULL: free text. The caller's reference */
     void *user;
     /* Kept by the scheduler. */
     int32_t *tokens;           /* (n_tokens) prompt, then generated */

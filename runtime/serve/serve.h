@@ -62,6 +62,8 @@ typedef struct fw_serve {
     int64_t kv_used, kv_total;
     int64_t prefix_blocks;     /* the prefix cache (runtime/engine/block_map.h), mirrored after each step */
     uint64_t prefix_queried, prefix_hits, prefix_evictions;
+    uint64_t json_requests, json_mask_hits, json_mask_misses; /* JSON output, counted as requests end */
+    double json_mask_s;
     fw_hist step_s, ttft_s;
 } fw_serve;
 

@@ -69,6 +69,17 @@ char *fw_serve_metrics(const fw_serve *s) {
             (unsigned long long)s->prefix_queried, (unsigned long long)s->prefix_hits,
             s->prefix_queried ? (double)s->prefix_hits / (double)s->prefix_queried : 0.0, (long long)s->prefix_blocks,
             (unsigned long long)s->prefix_evictions);
+    fprintf(f,
+            "# HELP furrow_json_requests_total Requests with JSON output (response_format), counted as they end.\n"
+            "# TYPE furrow_json_requests_total counter\nfurrow_json_requests_total %llu\n"
+            "# HELP furrow_json_mask_cache_hits_total Their tokens whose mask was cached.\n"
+            "# TYPE furrow_json_mask_cache_hits_total counter\nfurrow_json_mask_cache_hits_total %llu\n"
+            "# HELP furrow_json_mask_cache_misses_total Their tokens whose mask took a walk of the vocabulary trie.\n"
+            "# TYPE furrow_json_mask_cache_misses_total counter\nfurrow_json_mask_cache_misses_total %llu\n"
+            "# HELP furrow_json_mask_seconds_total Time spent on their masks (look-ups, walks, applying them).\n"
+            "# TYPE furrow_json_mask_seconds_total counter\nfurrow_json_mask_seconds_total %.9g\n",
+            (unsigned long long)s->json_requests, (unsigned long long)s->json_mask_hits,
+            (unsigned long long)s->json_mask_misses, s->json_mask_s);
     hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
     hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
     fclose(f);
