@@ -380,16 +380,17 @@ gemv_int4_tc_kernel(OutT *__restrict__ y, const bf16 *__restrict__ x, fw_wview w
 
 /* Slices for the INT4 tensor-core GEMV (K in units of `unit` columns): up to 8
  * warps while the launch is under two blocks an SM of an H200 and slices keep at
- * least 256 columns; then, while the launch is under one block an SM, clusters
- * of up to 8 blocks while slices keep 128 (slices may differ by a unit). The
- * cluster's reduction costs more than it gains past one block an SM (H100: N
- * 2048 x K 7168 at 128 blocks 9.1 us, split to 256 12.4 us). */
+ * least 256 columns; then, where the launch has under 64 blocks, clusters of up
+ * to 8 blocks while the launch stays under two an SM and slices keep 128 (slices
+ * may differ by a unit). Past that the cluster's reduction costs more than it
+ * gains (H100, GPU.md, one kernel: N 576 x K 7168 from 36 blocks to 144 8.6 -> 7.4 us,
+ * but 2048 x 7168 from 128 to 256 9.1 -> 16.0 us). */
 static void int4_tc_slices(int64_t N, int64_t K, int unit, int *ks_out, int *c_out) {
     const int64_t P = K / unit;
     int ks = 1, c = 1;
     while (ks < 8 && fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks)) < 264 && P * unit / (2 * ks) >= 256) ks *= 2;
     const int64_t blocks = fw_ceil_div(N, 16 * (GEMV_THREADS / 32 / ks));
-    while (c < 8 && blocks * c < 132 && P * unit / (2 * ks * c) >= 128 && P >= 2 * ks * c) c *= 2;
+    while (blocks < 64 && c < 8 && blocks * c < 264 && P * unit / (2 * ks * c) >= 128 && P >= 2 * ks * c) c *= 2;
     *ks_out = ks, *c_out = c;
 }
 
