@@ -1,0 +1,101 @@
+/* furrow route: an OpenAI-compatible front over several `furrow serve`
+ * replicas. The replica table (runtime/route/route_pool.c) is shared by the
+ * HTTP threads (runtime/route/route_http.c), the upstream transfers
+ * (runtime/route/route_proxy.c) and the prober (runtime/route/route_probe.c);
+ * one mutex guards it. */
+#ifndef FW_RUNTIME_ROUTE_ROUTE_H
+#define FW_RUNTIME_ROUTE_ROUTE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/base/err.h"
+
+/* Where a replica came from: how it may leave. */
+typedef enum fw_rep_source { FW_REP_FLAG, FW_REP_POST, FW_REP_REGISTRY } fw_rep_source;
+
+typedef struct fw_replica {
+    char url[256];             /* http://host:port, no trailing slash */
+    fw_rep_source source;
+    bool healthy;              /* passes its health checks */
+    bool draining;             /* leaving: no new requests; forgotten once idle */
+    bool seen;                 /* the registry scan found its file this round */
+    int fails;                 /* health checks failed in a row */
+    int in_flight;             /* this router's requests on it now */
+    /* From its /metrics, refreshed by the prober. */
+    double queue, running, kv_used, kv_total;
+    /* Counters. */
+    uint64_t requests, errors, retries_from, health_changes;
+    struct fw_replica *next;
+} fw_replica;
+
+typedef struct fw_route_opts {
+    int retries;               /* further replicas a request may try */
+    double poll_s;             /* health and /metrics probe interval */
+    int unhealthy_after;       /* failed checks in a row before a replica is taken out */
+    double connect_timeout_s, upstream_timeout_s;
+    const char *registry;      /* folder of replica files, or NULL */
+    size_t max_body;
+} fw_route_opts;
+
+typedef struct fw_route {
+    pthread_mutex_t mu;
+    fw_route_opts o;
+    fw_replica *reps;          /* the table */
+    unsigned rr;               /* rotates ties so equal replicas share the load */
+    bool stopping;
+    uint64_t status_count[600];
+    uint64_t retries, no_replica;
+    pthread_t prober;
+    pthread_cond_t wake;       /* the prober sleeps here */
+    bool prober_started;
+    int workers;               /* upstream transfer threads alive (waited for at exit) */
+} fw_route;
+
+/* Table operations; each takes s->mu itself. */
+/* Adds (or, when known, revives) a replica; its URL is checked. 1 added, 0 known, -1 bad URL. */
+int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e);
+/* The replica leaves: no new requests, forgotten when the last running one ends. 0, or -1 unknown. */
+int fw_route_leave(fw_route *s, const char *url);
+/* Picks the least-loaded healthy, non-draining replica not in `avoid` (n of
+ * them) and counts a request in flight on it; copies its URL. NULL if none. */
+fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, char *url, size_t n);
+/* A request on r ended: ok, or failed on the replica (taken out of service until a check passes). */
+void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed);
+/* The JSON list of replicas (malloc'd) for GET /replicas; the Prometheus text for /metrics. */
+char *fw_route_list_json(fw_route *s);
+char *fw_route_metrics(fw_route *s);
+/* Parses a replica's /metrics text into r's load fields (under s->mu). */
+void fw_route_parse_metrics(fw_replica *r, const char *text);
+/* Normalizes a replica URL into out ("http://host:port"); -1 with e set if it is not one. */
+int fw_route_url(const char *in, char *out, size_t n, fw_err *e);
+
+/* The prober thread: health checks, /metrics, the registry folder. */
+int fw_route_probe_start(fw_route *s, fw_err *e);
+void fw_route_probe_stop(fw_route *s);
+/* One scan of the registry folder (also done by the prober each round). */
+void fw_route_scan_registry(fw_route *s);
+
+/* The upstream side of one client request (runtime/route/route_proxy.c). */
+typedef struct fw_proxy fw_proxy;
+/* Starts forwarding `body` (taken) to `path` on the least-loaded replica, with
+ * retries on others while nothing has come back yet. */
+fw_proxy *fw_proxy_start(fw_route *s, const char *method, const char *path, char *body, size_t len);
+/* Waits until the answer is committed: its status and content type are known
+ * and its first bytes came (all of it for a non-streaming answer). */
+void fw_proxy_wait_head(fw_proxy *p, int *status, const char **content_type);
+/* Copies up to max bytes of the answer into buf, waiting for them; 0 at the
+ * end, -1 when the upstream failed mid-answer. */
+long fw_proxy_read(fw_proxy *p, char *buf, size_t max);
+/* The client is gone or done: drops the caller's hold (the transfer stops). */
+void fw_proxy_release(fw_proxy *p);
+
+/* The HTTP front. */
+typedef struct fw_route_http fw_route_http;
+fw_route_http *fw_route_http_start(fw_route *s, const char *host, int port, int max_conns, int idle_timeout_s,
+                                   fw_err *e);
+int fw_route_http_port(const fw_route_http *h);
+void fw_route_http_stop(fw_route_http *h);
+
+#endif

@@ -1,0 +1,219 @@
+/* The replica table of furrow route: joining, leaving, least-loaded choice,
+ * and the router's own /metrics and /replicas. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/route/route.h"
+
+int fw_route_url(const char *in, char *out, size_t n, fw_err *e) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+    int rc = FW_ERR;
+    if (!u) return fw_errf(e, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, in, 0) != CURLUE_OK) {
+        fw_errf(e, "'%.200s' is not a URL (http://HOST:PORT)", in);
+        goto out;
+    }
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+    curl_url_get(u, CURLUPART_PATH, &path, 0);
+    if (!scheme || (strcmp(scheme, "http") && strcmp(scheme, "https")))
+        fw_errf(e, "'%.200s': a replica URL starts with http:// or https://", in);
+    else if (!host || !*host) fw_errf(e, "'%.200s' names no host", in);
+    else if (path && strcmp(path, "/") && *path) fw_errf(e, "'%.200s': a replica URL has no path (http://HOST:PORT)", in);
+    else if ((size_t)snprintf(out, n, "%s://%s:%s", scheme, host, port ? port : "80") >= n)
+        fw_errf(e, "'%.200s' is too long", in);
+    else rc = FW_OK;
+out:
+    curl_free(scheme), curl_free(host), curl_free(port), curl_free(path);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static fw_replica *find(fw_route *s, const char *url) {
+    for (fw_replica *r = s->reps; r; r = r->next)
+        if (!strcmp(r->url, url)) return r;
+    return NULL;
+}
+
+static void forget(fw_route *s, fw_replica *gone) {
+    for (fw_replica **p = &s->reps; *p; p = &(*p)->next)
+        if (*p == gone) {
+            *p = gone->next;
+            fprintf(stderr, "furrow route: replica %s left\n", gone->url);
+            free(gone);
+            return;
+        }
+}
+
+int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e) {
+    char u[256];
+    if (fw_route_url(url, u, sizeof u, e)) return FW_ERR;
+    pthread_mutex_lock(&s->mu);
+    fw_replica *r = find(s, u);
+    int added = !r;
+    if (r) {
+        if (r->draining) fprintf(stderr, "furrow route: replica %s is back\n", u);
+        r->draining = false, r->seen = true;
+    } else if ((r = calloc(1, sizeof *r))) {
+        snprintf(r->url, sizeof r->url, "%s", u);
+        r->source = src, r->seen = true;
+        /* In service at once: a replica registers when it is ready, and the
+         * first failed request or check takes it out. */
+        r->healthy = true;
+        r->next = s->reps, s->reps = r;
+        fprintf(stderr, "furrow route: replica %s joined\n", u);
+    }
+    pthread_cond_signal(&s->wake); /* probe it now */
+    pthread_mutex_unlock(&s->mu);
+    if (!r) return fw_errf(e, "out of memory");
+    return added;
+}
+
+int fw_route_leave(fw_route *s, const char *url) {
+    char u[256];
+    fw_err e;
+    if (fw_route_url(url, u, sizeof u, &e)) return FW_ERR;
+    pthread_mutex_lock(&s->mu);
+    fw_replica *r = find(s, u);
+    if (r) {
+        r->draining = true;
+        fprintf(stderr, "furrow route: replica %s is draining (%d requests in flight)\n", u, r->in_flight);
+        if (!r->in_flight) forget(s, r);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r ? FW_OK : FW_ERR;
+}
+
+/* Requests it has: the larger of ours in flight and what its /metrics last
+ * said (which counts other clients too), plus the share of KV in use. */
+static double load(const fw_replica *r) {
+    double busy = r->queue + r->running;
+    if (busy < r->in_flight) busy = r->in_flight;
+    return busy + (r->kv_total > 0 ? r->kv_used / r->kv_total : 0);
+}
+
+fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, char *url, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int count = 0;
+    for (fw_replica *r = s->reps; r; r = r->next) count++;
+    fw_replica *best = NULL;
+    double best_load = 0;
+    int start = count ? (int)(s->rr++ % (unsigned)count) : 0;
+    for (int k = 0; k < count; k++) { /* from a rotating start: ties go round */
+        fw_replica *r = s->reps;
+        for (int j = (start + k) % count; j > 0; j--) r = r->next;
+        bool skip = !r->healthy || r->draining;
+        for (int a = 0; a < n_avoid && !skip; a++) skip = avoid[a] == r;
+        if (skip) continue;
+        if (!best || load(r) < best_load) best = r, best_load = load(r);
+    }
+    if (best) {
+        best->in_flight++;
+        best->requests++;
+        snprintf(url, n, "%s", best->url);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return best;
+}
+
+void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed) {
+    pthread_mutex_lock(&s->mu);
+    r->in_flight--;
+    if (!ok) r->errors++;
+    if (replica_failed && r->healthy) {
+        r->healthy = false, r->health_changes++;
+        fprintf(stderr, "furrow route: replica %s failed a request: out of service until a check passes\n", r->url);
+    }
+    if (r->draining && !r->in_flight) forget(s, r);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static const char *source_name(fw_rep_source src) {
+    return src == FW_REP_FLAG ? "flag" : src == FW_REP_POST ? "registered" : "registry";
+}
+
+char *fw_route_list_json(fw_route *s) {
+    json_t *a = json_array();
+    pthread_mutex_lock(&s->mu);
+    for (fw_replica *r = s->reps; r; r = r->next)
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:I}", "url", r->url,
+                                           "source", source_name(r->source), "healthy", r->healthy, "draining",
+                                           r->draining, "in_flight", r->in_flight, "queue", r->queue, "running",
+                                           r->running, "kv_used", r->kv_used, "kv_total", r->kv_total, "requests",
+                                           (json_int_t)r->requests, "errors", (json_int_t)r->errors));
+    pthread_mutex_unlock(&s->mu);
+    json_t *o = json_pack("{s:o}", "replicas", a);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+char *fw_route_metrics(fw_route *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    pthread_mutex_lock(&s->mu);
+    fprintf(f, "# HELP furrow_route_requests_total Client requests answered, by status.\n"
+               "# TYPE furrow_route_requests_total counter\n");
+    for (int st = 100; st < 600; st++)
+        if (s->status_count[st])
+            fprintf(f, "furrow_route_requests_total{status=\"%d\"} %llu\n", st, (unsigned long long)s->status_count[st]);
+    fprintf(f,
+            "# HELP furrow_route_retries_total Requests sent again to another replica after one failed.\n"
+            "# TYPE furrow_route_retries_total counter\nfurrow_route_retries_total %llu\n"
+            "# HELP furrow_route_no_replica_total Requests answered 503 because no replica was in service.\n"
+            "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n",
+            (unsigned long long)s->retries, (unsigned long long)s->no_replica);
+    int n = 0, up = 0;
+    for (fw_replica *r = s->reps; r; r = r->next) n++, up += r->healthy && !r->draining;
+    fprintf(f,
+            "# HELP furrow_route_replicas Replicas known.\n# TYPE furrow_route_replicas gauge\nfurrow_route_replicas %d\n"
+            "# HELP furrow_route_replicas_in_service Replicas healthy and not draining.\n"
+            "# TYPE furrow_route_replicas_in_service gauge\nfurrow_route_replicas_in_service %d\n",
+            n, up);
+    static const char *const names[][3] = {
+        {"healthy", "gauge", "1 while the replica passes its health checks."},
+        {"draining", "gauge", "1 while the replica is leaving (no new requests)."},
+        {"in_flight", "gauge", "This router's requests on the replica now."},
+        {"queue_depth", "gauge", "Requests waiting on the replica, from its /metrics."},
+        {"running", "gauge", "Requests running on the replica, from its /metrics."},
+        {"kv_used_ratio", "gauge", "Share of the replica's KV blocks in use, from its /metrics."},
+        {"requests_total", "counter", "Requests sent to the replica (retries included)."},
+        {"errors_total", "counter", "Requests that failed on the replica (connection, 5xx, cut stream)."},
+        {"retries_total", "counter", "Requests moved from the replica to another after it failed them."},
+    };
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        fprintf(f, "# HELP furrow_route_replica_%s %s\n# TYPE furrow_route_replica_%s %s\n", names[k][0], names[k][2],
+                names[k][0], names[k][1]);
+        for (fw_replica *r = s->reps; r; r = r->next) {
+            double v[] = {r->healthy, r->draining, r->in_flight, r->queue, r->running,
+                          r->kv_total > 0 ? r->kv_used / r->kv_total : 0, (double)r->requests, (double)r->errors,
+                          (double)r->retries_from};
+            fprintf(f, "furrow_route_replica_%s{replica=\"%s\"} %.17g\n", names[k][0], r->url, v[k]);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    fclose(f);
+    return buf;
+}
+
+/* The value of an unlabelled sample "name value" in Prometheus text, or fallback. */
+static double sample(const char *text, const char *name, double fallback) {
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, name, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
+    return fallback;
+}
+
+void fw_route_parse_metrics(fw_replica *r, const char *text) {
+    r->queue = sample(text, "furrow_queue_depth", 0);
+    r->running = sample(text, "furrow_running_requests", 0);
+    r->kv_used = sample(text, "furrow_kv_blocks_used", 0);
+    r->kv_total = sample(text, "furrow_kv_blocks_total", 0);
+}
