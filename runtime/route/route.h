@@ -20,6 +20,7 @@ typedef struct fw_replica {
     fw_rep_source source;
     bool healthy;              /* passes its health checks */
     bool draining;             /* leaving: no new requests; forgotten once idle */
+    bool held;                 /* drained by an operator: stays listed, registering again does not resume it */
     bool seen;                 /* the registry scan found its file this round */
     int fails;                 /* health checks failed in a row */
     int in_flight;             /* this router's requests on it now */
@@ -58,6 +59,8 @@ typedef struct fw_route {
 int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e);
 /* The replica leaves: no new requests, forgotten when the last running one ends. 0, or -1 unknown. */
 int fw_route_leave(fw_route *s, const char *url);
+/* An operator drains a replica (it stays listed, draining, until resumed) or resumes it. 0, or -1 unknown. */
+int fw_route_hold(fw_route *s, const char *url, bool hold);
 /* Picks the least-loaded healthy, non-draining replica not in `avoid` (n of
  * them) and counts a request in flight on it; copies its URL. NULL if none. */
 fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, char *url, size_t n);

@@ -97,9 +97,10 @@ static const char *replica_arg(conn *c, struct MHD_Connection *mc, json_t **hold
     return json_is_string(u) ? json_string_value(u) : NULL;
 }
 
-static MHD_RESULT replicas(conn *c, struct MHD_Connection *mc, const char *method) {
+/* /replicas (op 0): list, join, leave; /replicas/drain (1), /replicas/resume (2). */
+static MHD_RESULT replicas(conn *c, struct MHD_Connection *mc, const char *method, int op) {
     fw_route *s = c->s;
-    if (!strcmp(method, "GET")) return send_text(s, mc, 200, "application/json", fw_route_list_json(s));
+    if (!op && !strcmp(method, "GET")) return send_text(s, mc, 200, "application/json", fw_route_list_json(s));
     bool post = !strcmp(method, "POST");
     if (!post && strcmp(method, "DELETE")) return send_error(s, mc, 405, "use GET, POST or DELETE");
     json_t *hold = NULL;
@@ -111,6 +112,9 @@ static MHD_RESULT replicas(conn *c, struct MHD_Connection *mc, const char *metho
         rc = send_error(s, mc, 400, "name the replica: ?url=http://HOST:PORT or a JSON body {\"url\": ...}");
     } else if (fw_route_url(url, norm, sizeof norm, &e)) {
         rc = send_error(s, mc, 400, e.msg);
+    } else if (op) {
+        rc = fw_route_hold(s, norm, op == 1) ? send_error(s, mc, 404, "no such replica")
+                                             : send_json(s, mc, 200, json_pack("{s:s, s:b}", "url", norm, "draining", op == 1));
     } else if (post) {
         int added = fw_route_add(s, norm, FW_REP_POST, &e);
         rc = added < 0 ? send_error(s, mc, 500, e.msg)
@@ -155,7 +159,9 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url,
     bool get = !strcmp(method, "GET");
     if (!strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions"))
         return strcmp(method, "POST") ? send_error(s, mc, 405, "use POST") : forward(c, mc, "POST", url);
-    if (!strcmp(url, "/replicas")) return replicas(c, mc, method);
+    if (!strcmp(url, "/replicas")) return replicas(c, mc, method, 0);
+    if (!strcmp(url, "/replicas/drain") || !strcmp(url, "/replicas/resume"))
+        return strcmp(method, "POST") ? send_error(s, mc, 405, "use POST") : replicas(c, mc, method, url[10] == 'd' ? 1 : 2);
     bool known = !strcmp(url, "/v1/models") || !strcmp(url, "/health") || !strcmp(url, "/metrics");
     if (!known) return send_error(s, mc, 404, "no such route");
     if (!get) return send_error(s, mc, 405, "use GET");

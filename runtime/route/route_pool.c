@@ -57,8 +57,8 @@ int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e) {
     fw_replica *r = find(s, u);
     int added = !r;
     if (r) {
-        if (r->draining) fprintf(stderr, "furrow route: replica %s is back\n", u);
-        r->draining = false, r->seen = true;
+        if (r->draining && !r->held) fprintf(stderr, "furrow route: replica %s is back\n", u);
+        r->draining = r->held, r->seen = true;
     } else if ((r = calloc(1, sizeof *r))) {
         snprintf(r->url, sizeof r->url, "%s", u);
         r->source = src, r->seen = true;
@@ -81,9 +81,23 @@ int fw_route_leave(fw_route *s, const char *url) {
     pthread_mutex_lock(&s->mu);
     fw_replica *r = find(s, u);
     if (r) {
-        r->draining = true;
+        r->draining = true, r->held = false; /* leaving ends an operator's hold: nothing to resume */
         fprintf(stderr, "furrow route: replica %s is draining (%d requests in flight)\n", u, r->in_flight);
         if (!r->in_flight) forget(s, r);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r ? FW_OK : FW_ERR;
+}
+
+int fw_route_hold(fw_route *s, const char *url, bool hold) {
+    char u[256];
+    fw_err e;
+    if (fw_route_url(url, u, sizeof u, &e)) return FW_ERR;
+    pthread_mutex_lock(&s->mu);
+    fw_replica *r = find(s, u);
+    if (r) {
+        r->held = r->draining = hold;
+        fprintf(stderr, "furrow route: replica %s %s\n", u, hold ? "drained by request" : "resumed");
     }
     pthread_mutex_unlock(&s->mu);
     return r ? FW_OK : FW_ERR;
@@ -129,7 +143,7 @@ void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed) {
         r->healthy = false, r->health_changes++;
         fprintf(stderr, "furrow route: replica %s failed a request: out of service until a check passes\n", r->url);
     }
-    if (r->draining && !r->in_flight) forget(s, r);
+    if (r->draining && !r->held && !r->in_flight) forget(s, r);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -141,9 +155,9 @@ char *fw_route_list_json(fw_route *s) {
     json_t *a = json_array();
     pthread_mutex_lock(&s->mu);
     for (fw_replica *r = s->reps; r; r = r->next)
-        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:I}", "url", r->url,
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:I}", "url", r->url,
                                            "source", source_name(r->source), "healthy", r->healthy, "draining",
-                                           r->draining, "in_flight", r->in_flight, "queue", r->queue, "running",
+                                           r->draining, "held", r->held, "in_flight", r->in_flight, "queue", r->queue, "running",
                                            r->running, "kv_used", r->kv_used, "kv_total", r->kv_total, "requests",
                                            (json_int_t)r->requests, "errors", (json_int_t)r->errors));
     pthread_mutex_unlock(&s->mu);

@@ -85,7 +85,7 @@ void fw_route_scan_registry(fw_route *s) {
         char url[256] = "";
         pthread_mutex_lock(&s->mu);
         for (fw_replica *r = s->reps; r && !*url; r = r->next)
-            if (r->source == FW_REP_REGISTRY && !r->seen && !r->draining) snprintf(url, sizeof url, "%s", r->url);
+            if (r->source == FW_REP_REGISTRY && !r->seen && (!r->draining || r->held)) snprintf(url, sizeof url, "%s", r->url);
         pthread_mutex_unlock(&s->mu);
         if (!*url) break;
         fw_route_leave(s, url);
