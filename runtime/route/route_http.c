@@ -1,8 +1,9 @@
 /* furrow route's HTTP front (libmicrohttpd, a thread per connection): the
  * OpenAI routes go to a replica (runtime/route/route_proxy.c) and their answer
  * comes back as it arrives, a stream chunk by chunk; /replicas is where
- * replicas join (POST) and leave (DELETE); /health, /metrics and GET /replicas
- * describe the router. */
+ * replicas join (POST) and leave (DELETE), /replicas/drain and /resume where an
+ * operator holds one out; /health, /metrics and GET /replicas describe the
+ * router. */
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
