@@ -5,12 +5,15 @@ route_client.py stream ROUTER DIRECT      streams through the router equal the s
                                           comes through while the replica is still generating it
 route_client.py load PORT N CONC MAXTOK   N greedy requests, CONC at a time: each answers 200 with the tokens of
                                           the same request sent alone first
+route_client.py leave ROUTER PORT...     a client that leaves a stream through the router after its first event
+                                          stops the request on the replica (PORT...: the replicas)
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import http.client
 import json
 import sys
 import threading
+import time
 
 HOST = "127.0.0.1"
 
@@ -122,10 +125,46 @@ def load(port, n, conc, max_tokens):
     return 1 if bad else 0
 
 
+def generated(ports):
+    total = 0
+    for port in ports:
+        c = http.client.HTTPConnection(HOST, port, timeout=60)
+        c.request("GET", "/metrics")
+        for line in c.getresponse().read().decode().splitlines():
+            if line.startswith("furrow_generation_tokens_total "):
+                total += float(line.split()[1])
+        c.close()
+    return total
+
+
+def leave(router, ports):
+    before = generated(ports)
+    c = http.client.HTTPConnection(HOST, router, timeout=120)
+    body = {"prompt": [8, 9, 10], "max_tokens": 250, "temperature": 0, "ignore_eos": True, "stream": True}
+    c.request("POST", "/v1/completions", body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    first = r.readline()
+    c.sock.shutdown(2)
+    c.close()
+    for _ in range(300):  # the replica finishes or cancels it: its tokens stop growing
+        a = generated(ports)
+        time.sleep(0.1)
+        if generated(ports) == a:
+            break
+    made = generated(ports) - before
+    if not first.startswith(b"data: {") or made >= 250:
+        print("FAIL: a client that left after the first event: %g of 250 tokens generated" % made)
+        return 1
+    print("ok: a client that left a stream after its first event: the replica stopped after %d of 250 tokens" % made)
+    return 0
+
+
 def main():
     mode = sys.argv[1]
     if mode == "stream":
         return stream(int(sys.argv[2]), int(sys.argv[3]))
+    if mode == "leave":
+        return leave(int(sys.argv[2]), [int(x) for x in sys.argv[3:]])
     if mode == "load":
         return load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     print("unknown mode", mode)

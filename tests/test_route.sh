@@ -2,7 +2,8 @@
 # furrow route over furrow serve replicas of the golden tiny model, on
 # 127.0.0.1 only: replicas join through the registry folder and through
 # --register; requests spread over them (the router's per-replica counts);
-# streams through the router equal a replica's own; kill -9 of a replica under
+# streams through the router equal a replica's own, and a client that leaves
+# one stops it on the replica; kill -9 of a replica under
 # a load of concurrent requests loses none (each retried where needed) and
 # takes it out of service; a replica started later joins and gets requests; a
 # drained one gets none, and its heartbeat does not bring it back; a registry
@@ -77,6 +78,7 @@ na=$(metric furrow_route_replica_requests_total "$aport") nb=$(metric furrow_rou
   bad "8 requests: $na on a, $nb on b"
 curl -s "$R/v1/models" | grep -q '"id":"model"' && ok "GET /v1/models from a replica" || bad "/v1/models"
 python3 "$FURROW_SRCDIR/tests/route_client.py" stream "$rport" "$aport" || fail=1
+python3 "$FURROW_SRCDIR/tests/route_client.py" leave "$rport" "$aport" "$bport" || fail=1
 
 # Bad calls to the router.
 code=$(curl -s -o e.json -w '%{http_code}' "$R/replicas" -d '{"url": "gopher://x"}')

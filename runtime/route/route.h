@@ -85,12 +85,15 @@ typedef struct fw_proxy fw_proxy;
 /* Starts forwarding `body` (taken) to `path` on the least-loaded replica, with
  * retries on others while nothing has come back yet. */
 fw_proxy *fw_proxy_start(fw_route *s, const char *method, const char *path, char *body, size_t len);
+/* Asked every 100 ms while the client waits: true when it has left. */
+typedef bool (*fw_proxy_gone_fn)(void *arg);
 /* Waits until the answer is committed: its status and content type are known
- * and its first bytes came (all of it for a non-streaming answer). */
-void fw_proxy_wait_head(fw_proxy *p, int *status, const char **content_type);
+ * and its first bytes came (all of it for a non-streaming answer). False if
+ * the client left first. */
+bool fw_proxy_wait_head(fw_proxy *p, int *status, const char **content_type, fw_proxy_gone_fn gone, void *arg);
 /* Copies up to max bytes of the answer into buf, waiting for them; 0 at the
- * end, -1 when the upstream failed mid-answer. */
-long fw_proxy_read(fw_proxy *p, char *buf, size_t max);
+ * end, -1 when the upstream failed mid-answer or the client left. */
+long fw_proxy_read(fw_proxy *p, char *buf, size_t max, fw_proxy_gone_fn gone, void *arg);
 /* The client is gone or done: drops the caller's hold (the transfer stops). */
 void fw_proxy_release(fw_proxy *p);
 

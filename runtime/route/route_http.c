@@ -4,10 +4,14 @@
  * replicas join (POST) and leave (DELETE), /replicas/drain and /resume where an
  * operator holds one out; /health, /metrics and GET /replicas describe the
  * router. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* POLLRDHUP */
+#endif
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,20 @@ typedef struct conn {
     bool too_big;
 } conn;
 
+/* What a streaming response's callback holds. */
+typedef struct stream {
+    fw_proxy *p;
+    struct MHD_Connection *mc;
+} stream;
+
+/* True when the client closed its end (asked while its answer is awaited). */
+static bool hung_up(void *arg) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(arg, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static MHD_RESULT send_text(fw_route *s, struct MHD_Connection *mc, int status, const char *type, char *text) {
     if (!text) return MHD_NO;
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
@@ -57,12 +75,17 @@ static MHD_RESULT send_error(fw_route *s, struct MHD_Connection *mc, int status,
 }
 
 static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream *st = cls;
     (void)pos;
-    long k = fw_proxy_read(cls, buf, max);
+    long k = fw_proxy_read(st->p, buf, max, hung_up, st->mc);
     return k > 0 ? (ssize_t)k : k == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-static void reader_free(void *cls) { fw_proxy_release(cls); }
+static void reader_free(void *cls) {
+    stream *st = cls;
+    fw_proxy_release(st->p);
+    free(st);
+}
 
 /* Hands the request to a replica and answers with what it sends back. */
 static MHD_RESULT forward(conn *c, struct MHD_Connection *mc, const char *method, const char *url) {
@@ -72,10 +95,13 @@ static MHD_RESULT forward(conn *c, struct MHD_Connection *mc, const char *method
     if (!p) return send_error(s, mc, 500, "out of memory");
     int status;
     const char *type;
-    fw_proxy_wait_head(p, &status, &type);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, p, reader_free);
-    if (!r) {
-        fw_proxy_release(p);
+    stream *st = NULL;
+    struct MHD_Response *r = NULL;
+    if (!fw_proxy_wait_head(p, &status, &type, hung_up, mc) || !(st = malloc(sizeof *st)) ||
+        !(r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, (*st = (stream){p, mc}, st),
+                                                reader_free))) {
+        free(st);
+        fw_proxy_release(p); /* the client left: the transfer stops, the replica cancels */
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);

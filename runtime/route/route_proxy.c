@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "runtime/engine/job.h"
 #include "runtime/route/route.h"
@@ -248,19 +249,34 @@ fw_proxy *fw_proxy_start(fw_route *s, const char *method, const char *path, char
     return p;
 }
 
-void fw_proxy_wait_head(fw_proxy *p, int *status, const char **content_type) {
+/* Waits (under p->mu) up to 100 ms for news; false when the client has left. */
+static bool wait_a_little(fw_proxy *p, fw_proxy_gone_fn gone, void *arg) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0) return true;
+    return !gone || !gone(arg);
+}
+
+bool fw_proxy_wait_head(fw_proxy *p, int *status, const char **content_type, fw_proxy_gone_fn gone, void *arg) {
     pthread_mutex_lock(&p->mu);
-    while (!p->committed) pthread_cond_wait(&p->cv, &p->mu);
+    bool here = true;
+    while (!p->committed && (here = wait_a_little(p, gone, arg))) {}
     *status = (int)p->status;
     *content_type = p->ctype[0] ? p->ctype : "application/json";
     pthread_mutex_unlock(&p->mu);
+    return here;
 }
 
-long fw_proxy_read(fw_proxy *p, char *buf, size_t max) {
+long fw_proxy_read(fw_proxy *p, char *buf, size_t max, fw_proxy_gone_fn gone, void *arg) {
     pthread_mutex_lock(&p->mu);
-    while (p->off == p->n && !p->ended) pthread_cond_wait(&p->cv, &p->mu);
+    bool here = true;
+    while (p->off == p->n && !p->ended && (here = wait_a_little(p, gone, arg))) {}
     long k;
-    if (p->off < p->n) {
+    if (!here) {
+        k = -1;
+    } else if (p->off < p->n) {
         size_t m = p->n - p->off < max ? p->n - p->off : max;
         memcpy(buf, p->data + p->off, m);
         p->off += m;
