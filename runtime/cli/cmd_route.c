@@ -42,6 +42,22 @@ static void usage(FILE *f) {
             "  --max-connections N                 open client connections at most (default 512)\n"
             "  --http-timeout S                    idle client connections close (default 60)\n"
             "  --max-body BYTES                    request body limit; more get 413 (default 1048576)\n"
+            "\nautoscaling (off without --scale-up):\n"
+            "  --scale-up CMD                      shell command that starts one replica (e.g. sbatch\n"
+            "                                      --parsable jobs/slurm/replica.sbatch ... --register URL);\n"
+            "                                      the first word it prints is taken as the job id\n"
+            "  --scale-down CMD                    shell command that stops the replica of job $FURROW_JOB\n"
+            "                                      (URL $FURROW_REPLICA), e.g. 'scancel $FURROW_JOB'; the\n"
+            "                                      replica is drained first. Replicas say their job id when\n"
+            "                                      they register (furrow serve reads SLURM_JOB_ID)\n"
+            "  --min-replicas N                    in service or starting, at least (default 1)\n"
+            "  --max-replicas N                    in service or starting, at most (default 4)\n"
+            "  --scale-up-queue Q                  one more replica when the mean queue depth of those in\n"
+            "                                      service stays above Q (default 4)\n"
+            "  --scale-window S                    how long busy, or all idle, must last (default 30)\n"
+            "  --cooldown S                        between two decisions (default 60)\n"
+            "  --start-timeout S                   a replica started but not joined after S seconds no\n"
+            "                                      longer counts as starting (default 600)\n"
             "  -h, --help                          this help\n");
 }
 
@@ -71,11 +87,17 @@ static int parse_args(int argc, char **argv, route_args *a) {
         {"connect-timeout", required_argument, 0, 'c'}, {"upstream-timeout", required_argument, 0, 'U'},
         {"max-connections", required_argument, 0, 'C'}, {"http-timeout", required_argument, 0, 't'},
         {"max-body", required_argument, 0, 'b'},       {"help", no_argument, 0, 'h'},
+        {"scale-up", required_argument, 0, 1},         {"scale-down", required_argument, 0, 2},
+        {"min-replicas", required_argument, 0, 3},     {"max-replicas", required_argument, 0, 4},
+        {"scale-up-queue", required_argument, 0, 5},   {"scale-window", required_argument, 0, 6},
+        {"cooldown", required_argument, 0, 7},         {"start-timeout", required_argument, 0, 8},
         {0, 0, 0, 0}};
     a->host = "127.0.0.1";
     a->port = 8080, a->max_conns = 512, a->timeout = 60;
     a->o = (fw_route_opts){.retries = 2, .poll_s = 1, .unhealthy_after = 2, .connect_timeout_s = 2,
-                           .max_body = 1 << 20};
+                           .max_body = 1 << 20, .min_replicas = 1, .max_replicas = 4, .up_queue = 4,
+                           .window_s = 30, .cooldown_s = 60, .start_timeout_s = 600};
+    bool scale_flags = false;
     fw_err e = {{0}};
     int64_t v;
     int c;
@@ -113,6 +135,26 @@ static int parse_args(int argc, char **argv, route_args *a) {
             bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &v, &e) != 0;
             a->o.max_body = (size_t)v;
             break;
+        case 1: a->o.up_cmd = optarg; break;
+        case 2: a->o.down_cmd = optarg; break;
+        case 3:
+            bad = fw_cli_parse_int(optarg, "--min-replicas", 0, 1000, &v, &e) != 0;
+            a->o.min_replicas = (int)v, scale_flags = true;
+            break;
+        case 4:
+            bad = fw_cli_parse_int(optarg, "--max-replicas", 1, 1000, &v, &e) != 0;
+            a->o.max_replicas = (int)v, scale_flags = true;
+            break;
+        case 5:
+            bad = fw_cli_parse_double(optarg, "--scale-up-queue", &a->o.up_queue, &e) != 0 ||
+                  (!(a->o.up_queue >= 0) && fw_errf(&e, "--scale-up-queue must be >= 0"));
+            scale_flags = true;
+            break;
+        case 6: bad = positive_seconds(optarg, "--scale-window", 0, &a->o.window_s, &e) != 0, scale_flags = true; break;
+        case 7: bad = positive_seconds(optarg, "--cooldown", 0, &a->o.cooldown_s, &e) != 0, scale_flags = true; break;
+        case 8:
+            bad = positive_seconds(optarg, "--start-timeout", 1, &a->o.start_timeout_s, &e) != 0, scale_flags = true;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -125,7 +167,15 @@ static int parse_args(int argc, char **argv, route_args *a) {
         fprintf(stderr, "furrow route: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!a->n_replicas && !a->o.registry)
+    const char *wrong = NULL;
+    if (!a->o.up_cmd != !a->o.down_cmd) wrong = "--scale-up and --scale-down go together";
+    else if (scale_flags && !a->o.up_cmd) wrong = "the autoscaling flags need --scale-up and --scale-down";
+    else if (a->o.min_replicas > a->o.max_replicas) wrong = "--min-replicas is above --max-replicas";
+    if (wrong) {
+        fprintf(stderr, "furrow route: %s\n", wrong);
+        return 2;
+    }
+    if (!a->n_replicas && !a->o.registry && !a->o.up_cmd)
         fprintf(stderr, "furrow route: no --replica and no --registry: waiting for replicas to POST /replicas\n");
     return -1;
 }
@@ -157,17 +207,18 @@ int fw_cmd_route(int argc, char **argv) {
     s.o = a.o;
     fw_err e = {{0}};
     int rc = FW_OK;
-    for (int i = 0; i < a.n_replicas && !rc; i++) rc = fw_route_add(&s, a.replicas[i], FW_REP_FLAG, &e) < 0;
+    for (int i = 0; i < a.n_replicas && !rc; i++) rc = fw_route_add(&s, a.replicas[i], NULL, FW_REP_FLAG, &e) < 0;
     fw_route_http *h = NULL;
     if (!rc && !(h = fw_route_http_start(&s, a.host, (int)a.port, (int)a.max_conns, (int)a.timeout, &e))) rc = FW_ERR;
     if (!rc && a.port_file) rc = write_port(a.port_file, fw_route_http_port(h), &e);
+    if (!rc)
+        fprintf(stderr, "furrow route: on http://%s:%d; %d replica(s) given%s%s%s; pid %d\n", a.host,
+                fw_route_http_port(h), a.n_replicas, a.o.registry ? ", registry " : "",
+                a.o.registry ? a.o.registry : "", a.o.up_cmd ? "; autoscaling" : "", (int)getpid());
     if (!rc) rc = fw_route_probe_start(&s, &e);
     if (rc) {
         fprintf(stderr, "furrow route: %s\n", e.msg);
     } else {
-        fprintf(stderr, "furrow route: on http://%s:%d; %d replica(s) given%s%s; pid %d\n", a.host,
-                fw_route_http_port(h), a.n_replicas, a.o.registry ? ", registry " : "",
-                a.o.registry ? a.o.registry : "", (int)getpid());
         while (!term_signal) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
         fprintf(stderr, "furrow route: signal %d: stopping\n", (int)term_signal);
     }

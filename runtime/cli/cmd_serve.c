@@ -326,7 +326,7 @@ static int join_routers(fw_serve *s, const serve_args *a, int port, fw_err *e) {
         snprintf(self, sizeof self, "http://%s:%d", host, port);
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    s->reg = fw_register_start(a->router, a->registry, self, e);
+    s->reg = fw_register_start(a->router, a->registry, self, getenv("SLURM_JOB_ID"), e);
     return s->reg ? FW_OK : FW_ERR;
 }
 

@@ -17,6 +17,7 @@ typedef enum fw_rep_source { FW_REP_FLAG, FW_REP_POST, FW_REP_REGISTRY } fw_rep_
 
 typedef struct fw_replica {
     char url[256];             /* http://host:port, no trailing slash */
+    char job[64];              /* its Slurm job id when it said (the autoscaler cancels by it), or "" */
     fw_rep_source source;
     bool healthy;              /* passes its health checks */
     bool draining;             /* leaving: no new requests; forgotten once idle */
@@ -38,7 +39,21 @@ typedef struct fw_route_opts {
     double connect_timeout_s, upstream_timeout_s;
     const char *registry;      /* folder of replica files, or NULL */
     size_t max_body;
+    /* The autoscaler (runtime/route/route_scale.c); off without up_cmd. */
+    const char *up_cmd, *down_cmd;
+    int min_replicas, max_replicas;
+    double up_queue;           /* mean queue depth per replica in service that calls for one more */
+    double window_s;           /* how long busy (or idle) must last before a decision */
+    double cooldown_s;         /* between decisions */
+    double start_timeout_s;    /* a replica started but not joined after this no longer counts */
 } fw_route_opts;
+
+/* A replica the autoscaler started that has not joined yet. */
+typedef struct fw_starting {
+    char job[64];
+    double t;
+} fw_starting;
+#define FW_MAX_STARTING 64
 
 typedef struct fw_route {
     pthread_mutex_t mu;
@@ -52,11 +67,18 @@ typedef struct fw_route {
     pthread_cond_t wake;       /* the prober sleeps here */
     bool prober_started;
     int workers;               /* upstream transfer threads alive (waited for at exit) */
+    /* The autoscaler's state and counters. */
+    fw_starting starting[FW_MAX_STARTING];
+    int n_starting;
+    double busy_since, idle_since, last_action;
+    double mean_queue;
+    uint64_t scale_ups, scale_downs, scale_failures;
 } fw_route;
 
 /* Table operations; each takes s->mu itself. */
-/* Adds (or, when known, revives) a replica; its URL is checked. 1 added, 0 known, -1 bad URL. */
-int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e);
+/* Adds (or, when known, revives) a replica; its URL is checked; job: its Slurm
+ * job id or NULL. 1 added, 0 known, -1 bad URL or job id. */
+int fw_route_add(fw_route *s, const char *url, const char *job, fw_rep_source src, fw_err *e);
 /* The replica leaves: no new requests, forgotten when the last running one ends. 0, or -1 unknown. */
 int fw_route_leave(fw_route *s, const char *url);
 /* An operator drains a replica (it stays listed, draining, until resumed) or resumes it. 0, or -1 unknown. */
@@ -73,6 +95,11 @@ char *fw_route_metrics(fw_route *s);
 void fw_route_parse_metrics(fw_replica *r, const char *text);
 /* Normalizes a replica URL into out ("http://host:port"); -1 with e set if it is not one. */
 int fw_route_url(const char *in, char *out, size_t n, fw_err *e);
+
+/* One autoscaler decision (each probe round): start a replica (--scale-up)
+ * when the mean queue depth stays above the bound, or fewer than the minimum
+ * are in service or starting; drain and stop an idle one (--scale-down). */
+void fw_route_autoscale(fw_route *s);
 
 /* The prober thread: health checks, /metrics, the registry folder. */
 int fw_route_probe_start(fw_route *s, fw_err *e);

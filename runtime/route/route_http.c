@@ -115,12 +115,12 @@ static MHD_RESULT forward(conn *c, struct MHD_Connection *mc, const char *method
     return rc;
 }
 
-/* The replica URL of a /replicas call: ?url=... or a JSON body {"url": ...}. */
-static const char *replica_arg(conn *c, struct MHD_Connection *mc, json_t **hold) {
-    const char *q = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "url");
+/* The field of a /replicas call: ?NAME=... or a JSON body {NAME: ...}. */
+static const char *replica_arg(conn *c, struct MHD_Connection *mc, const char *name, json_t **hold) {
+    const char *q = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, name);
     if (q) return q;
-    *hold = c->body ? json_loadb(c->body, c->len, 0, NULL) : NULL;
-    json_t *u = json_object_get(*hold, "url");
+    if (!*hold && c->body) *hold = json_loadb(c->body, c->len, 0, NULL);
+    json_t *u = json_object_get(*hold, name);
     return json_is_string(u) ? json_string_value(u) : NULL;
 }
 
@@ -131,7 +131,7 @@ static MHD_RESULT replicas(conn *c, struct MHD_Connection *mc, const char *metho
     bool post = !strcmp(method, "POST");
     if (!post && strcmp(method, "DELETE")) return send_error(s, mc, 405, "use GET, POST or DELETE");
     json_t *hold = NULL;
-    const char *url = replica_arg(c, mc, &hold);
+    const char *url = replica_arg(c, mc, "url", &hold), *job = replica_arg(c, mc, "job", &hold);
     MHD_RESULT rc;
     fw_err e;
     char norm[256];
@@ -143,8 +143,8 @@ static MHD_RESULT replicas(conn *c, struct MHD_Connection *mc, const char *metho
         rc = fw_route_hold(s, norm, op == 1) ? send_error(s, mc, 404, "no such replica")
                                              : send_json(s, mc, 200, json_pack("{s:s, s:b}", "url", norm, "draining", op == 1));
     } else if (post) {
-        int added = fw_route_add(s, norm, FW_REP_POST, &e);
-        rc = added < 0 ? send_error(s, mc, 500, e.msg)
+        int added = fw_route_add(s, norm, job, FW_REP_POST, &e);
+        rc = added < 0 ? send_error(s, mc, 400, e.msg)
                        : send_json(s, mc, 200, json_pack("{s:s, s:b}", "url", norm, "added", added));
     } else if (fw_route_leave(s, norm)) {
         rc = send_error(s, mc, 404, "no such replica");

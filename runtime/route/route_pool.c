@@ -50,9 +50,27 @@ static void forget(fw_route *s, fw_replica *gone) {
         }
 }
 
-int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e) {
+/* A job id as Slurm writes them (digits, '_' for arrays, a cluster name after ';' is cut off). */
+static bool job_ok(const char *job) {
+    size_t n = strlen(job);
+    return n < 64 && strspn(job, "0123456789_.-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") == n;
+}
+
+/* Under s->mu: a replica joined; the autoscaler stops counting it as starting. */
+static void joined(fw_route *s, const char *job) {
+    int k = -1;
+    for (int i = 0; i < s->n_starting && k < 0; i++)
+        if (!strcmp(s->starting[i].job, job)) k = i;
+    for (int i = 0; i < s->n_starting && k < 0 && !*job; i++) k = i; /* no id: the oldest */
+    if (k < 0) return;
+    s->starting[k] = s->starting[--s->n_starting];
+}
+
+int fw_route_add(fw_route *s, const char *url, const char *job, fw_rep_source src, fw_err *e) {
     char u[256];
     if (fw_route_url(url, u, sizeof u, e)) return FW_ERR;
+    if (!job) job = "";
+    if (!job_ok(job)) return fw_errf(e, "job id '%.80s' is not a Slurm job id", job);
     pthread_mutex_lock(&s->mu);
     fw_replica *r = find(s, u);
     int added = !r;
@@ -61,12 +79,14 @@ int fw_route_add(fw_route *s, const char *url, fw_rep_source src, fw_err *e) {
         r->draining = r->held, r->seen = true;
     } else if ((r = calloc(1, sizeof *r))) {
         snprintf(r->url, sizeof r->url, "%s", u);
+        snprintf(r->job, sizeof r->job, "%s", job);
+        joined(s, job);
         r->source = src, r->seen = true;
         /* In service at once: a replica registers when it is ready, and the
          * first failed request or check takes it out. */
         r->healthy = true;
         r->next = s->reps, s->reps = r;
-        fprintf(stderr, "furrow route: replica %s joined\n", u);
+        fprintf(stderr, "furrow route: replica %s joined%s%s\n", u, *job ? ", job " : "", job);
     }
     pthread_cond_signal(&s->wake); /* probe it now */
     pthread_mutex_unlock(&s->mu);
@@ -155,7 +175,7 @@ char *fw_route_list_json(fw_route *s) {
     json_t *a = json_array();
     pthread_mutex_lock(&s->mu);
     for (fw_replica *r = s->reps; r; r = r->next)
-        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:I}", "url", r->url,
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:I}", "url", r->url, "job", r->job,
                                            "source", source_name(r->source), "healthy", r->healthy, "draining",
                                            r->draining, "held", r->held, "in_flight", r->in_flight, "queue", r->queue, "running",
                                            r->running, "kv_used", r->kv_used, "kv_total", r->kv_total, "requests",
@@ -184,6 +204,20 @@ char *fw_route_metrics(fw_route *s) {
             "# HELP furrow_route_no_replica_total Requests answered 503 because no replica was in service.\n"
             "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n",
             (unsigned long long)s->retries, (unsigned long long)s->no_replica);
+    if (s->o.up_cmd)
+        fprintf(f,
+                "# HELP furrow_route_autoscale_actions_total Autoscaler decisions carried out, by action.\n"
+                "# TYPE furrow_route_autoscale_actions_total counter\n"
+                "furrow_route_autoscale_actions_total{action=\"up\"} %llu\n"
+                "furrow_route_autoscale_actions_total{action=\"down\"} %llu\n"
+                "# HELP furrow_route_autoscale_failures_total --scale-up or --scale-down commands that failed.\n"
+                "# TYPE furrow_route_autoscale_failures_total counter\nfurrow_route_autoscale_failures_total %llu\n"
+                "# HELP furrow_route_autoscale_starting Replicas started that have not joined yet.\n"
+                "# TYPE furrow_route_autoscale_starting gauge\nfurrow_route_autoscale_starting %d\n"
+                "# HELP furrow_route_autoscale_mean_queue_depth Mean queue depth of the replicas in service.\n"
+                "# TYPE furrow_route_autoscale_mean_queue_depth gauge\nfurrow_route_autoscale_mean_queue_depth %.6g\n",
+                (unsigned long long)s->scale_ups, (unsigned long long)s->scale_downs,
+                (unsigned long long)s->scale_failures, s->n_starting, s->mean_queue);
     int n = 0, up = 0;
     for (fw_replica *r = s->reps; r; r = r->next) n++, up += r->healthy && !r->draining;
     fprintf(f,

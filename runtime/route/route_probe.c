@@ -65,16 +65,17 @@ void fw_route_scan_registry(fw_route *s) {
     pthread_mutex_unlock(&s->mu);
     for (struct dirent *de; (de = readdir(d));) {
         if (de->d_name[0] == '.') continue; /* ., .., and files being written */
-        char path[4096], line[300] = "";
+        char path[4096], line[300] = "", job[80] = "";
         snprintf(path, sizeof path, "%s/%s", s->o.registry, de->d_name);
         FILE *f = fopen(path, "r");
         if (!f) continue;
         bool got = fgets(line, sizeof line, f) != NULL;
+        if (got && fgets(job, sizeof job, f)) job[strcspn(job, "\r\n")] = 0; /* "job ID" on the second line */
         fclose(f);
         if (!got) continue;
         line[strcspn(line, "\r\n")] = 0;
         fw_err e;
-        if (fw_route_add(s, line, FW_REP_REGISTRY, &e) < 0) {
+        if (fw_route_add(s, line, strncmp(job, "job ", 4) ? NULL : job + 4, FW_REP_REGISTRY, &e) < 0) {
             static int said;
             if (!said++) fprintf(stderr, "furrow route: registry file %s: %s\n", path, e.msg);
         }
@@ -128,6 +129,7 @@ static void *prober(void *arg) {
     for (;;) {
         if (s->o.registry) fw_route_scan_registry(s);
         probe_all(s);
+        fw_route_autoscale(s);
         pthread_mutex_lock(&s->mu);
         if (!s->stopping) {
             struct timespec ts;

@@ -15,7 +15,7 @@
 #define HEARTBEAT_S 5
 
 struct fw_register {
-    char router[256], self[256], file[4096];
+    char router[256], self[256], job[64], file[4096];
     pthread_t t;
     bool started, left, stop;
     pthread_mutex_t mu;
@@ -31,11 +31,11 @@ static size_t drop(char *d, size_t size, size_t nmemb, void *arg) {
 static long call(const fw_register *r, const char *method) {
     CURL *c = curl_easy_init();
     if (!c) return -1;
-    char url[600], body[300];
+    char url[600], body[400];
     char *esc = curl_easy_escape(c, r->self, 0);
     snprintf(url, sizeof url, "%s/replicas?url=%s", r->router, esc ? esc : "");
     curl_free(esc);
-    snprintf(body, sizeof body, "{\"url\": \"%s\"}", r->self);
+    snprintf(body, sizeof body, "{\"url\": \"%s\", \"job\": \"%s\"}", r->self, r->job);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -83,7 +83,7 @@ static int write_registry(fw_register *r, const char *dir, fw_err *e) {
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name); /* the router skips names starting with '.' */
     errno = 0;
     FILE *f = fopen(tmp, "w");
-    bool ok = f && fprintf(f, "%s\n", r->self) > 0;
+    bool ok = f && fprintf(f, "%s\n", r->self) > 0 && (!r->job[0] || fprintf(f, "job %s\n", r->job) > 0);
     if (f && fclose(f)) ok = false;
     if (ok && rename(tmp, r->file)) ok = false;
     if (!ok) {
@@ -95,13 +95,16 @@ static int write_registry(fw_register *r, const char *dir, fw_err *e) {
     return FW_OK;
 }
 
-fw_register *fw_register_start(const char *router, const char *registry, const char *self_url, fw_err *e) {
+fw_register *fw_register_start(const char *router, const char *registry, const char *self_url, const char *job,
+                               fw_err *e) {
     fw_register *r = calloc(1, sizeof *r);
     if (!r) {
         fw_errf(e, "out of memory");
         return NULL;
     }
     snprintf(r->self, sizeof r->self, "%s", self_url);
+    if (job && strlen(job) < sizeof r->job && strspn(job, "0123456789_") == strlen(job))
+        snprintf(r->job, sizeof r->job, "%s", job);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (registry && write_registry(r, registry, e)) {

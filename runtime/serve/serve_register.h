@@ -9,9 +9,12 @@
 #include "io/base/err.h"
 
 typedef struct fw_register fw_register;
-/* router and registry may each be NULL (not both). The registry file is
- * written before this returns; the router is called from a thread. */
-fw_register *fw_register_start(const char *router, const char *registry, const char *self_url, fw_err *e);
+/* router and registry may each be NULL (not both); job: the Slurm job id the
+ * replica runs in, or NULL (routers' autoscalers stop replicas by it). The
+ * registry file is written before this returns; the router is called from a
+ * thread. */
+fw_register *fw_register_start(const char *router, const char *registry, const char *self_url, const char *job,
+                               fw_err *e);
 /* Leaves (once): DELETE at the router, the registry file removed. */
 void fw_register_leave(fw_register *r);
 /* Leaves if not yet done, stops the thread, frees. */
