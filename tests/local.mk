@@ -145,10 +145,13 @@ tests_test_invariance_LDADD = $(FWTEST_LIBS)
 # The Slurm job scripts on a real local cluster (tests/slurm.sh starts and stops
 # it; skipped without root or slurm-wlm). One cluster at a time: the scaling
 # test waits for this one.
-TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh
-EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh
+TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh \
+	tests/test_slurm_autoscale.sh
+EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh \
+	tests/test_slurm_autoscale.sh
 tests/test_slurm_scaling.log: tests/test_slurm_generate.log
 tests/test_slurm_requeue.log: tests/test_slurm_scaling.log
+tests/test_slurm_autoscale.log: tests/test_slurm_requeue.log
 
 # The layers of the code from the object files' symbols (tests/layers.txt).
 TESTS += tests/test_layers.sh
