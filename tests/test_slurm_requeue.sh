@@ -4,7 +4,8 @@
 # (jobs/slurm/replica.sbatch) joins a furrow route on this host; kill -9 of its
 # rank makes the router take it out and the job requeue itself; the requeued
 # run joins the router again and answers; scancel makes it leave without a
-# requeue. A batch generate.sbatch whose rank is killed mid-run is requeued,
+# requeue. A 2-rank replica with a rank stopped (SIGSTOP) is ended by the hang
+# watchdog and requeued the same way. A batch generate.sbatch whose rank is killed mid-run is requeued,
 # resumes from its output file and ends with the output of an uninterrupted run,
 # one line per id.
 set -u
@@ -37,6 +38,10 @@ metric() { curl -s "$R/metrics" | awk -v k="$1" '$1 == k {v = $2} END {print v +
 in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
 complete() { curl -s -o /dev/null -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1, 2, 3], "max_tokens": 4}'; }
 pid_of() { sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$1" | tail -n 1; }
+healthy_urls() {
+  curl -s "$R/replicas" | python3 -c 'import json, sys
+print(" ".join(r["url"] for r in json.load(sys.stdin)["replicas"] if r["healthy"]))'
+}
 
 job=$(sbatch --parsable --time=10 -N 1 -n 1 -o "$T/replica.out" -e "$T/replica.err" "$jobs/replica.sbatch" \
   --model "$T/model" --register "$R" --max-context 256 --max-requeues 2) || { echo "FAIL: sbatch replica"; exit 1; }
@@ -46,15 +51,15 @@ else
   bad "the replica did not join"; cat "$T/replica.err" "$T/router.log"; scancel "$job"; exit 1
 fi
 pid=$(pid_of "$T/replica.err")
-url1=$(curl -s "$R/replicas" | sed 's/.*"url":"\([^"]*\)".*/\1/')
+url1=$(healthy_urls)
 
 # kill -9 its rank: taken out of service, the job requeues itself, comes back and joins again.
 kill -9 "$pid"
 until_true 20 in_service 0 && ok "the killed replica is out of service" || bad "still in service after kill -9"
 back() { [ "$(restarts "$job")" = 1 ] && [ "$(state "$job")" = RUNNING ] && in_service 1; }
 if until_true 120 back && [ "$(complete)" = 200 ]; then
-  url2=$(curl -s "$R/replicas" | grep -o '"url":"[^"]*","source":"registered","healthy":true' | sed 's/"url":"\([^"]*\)".*/\1/')
-  grep -q 'requeueing (restart 1 of at most 2)' "$T/replica.err" && grep -q 'requeued (1), starting again' "$T/replica.err" &&
+  url2=$(healthy_urls)
+  [ -n "$url2" ] && grep -q 'requeueing (restart 1 of at most 2)' "$T/replica.err" && grep -q 'requeued (1), starting again' "$T/replica.err" &&
     ok "requeued by its script (restart 1), joined again as $url2 (was $url1) and answers" || bad "messages: $(cat "$T/replica.err")"
 else
   bad "the replica did not come back: $(scontrol -o show job "$job")"; cat "$T/replica.err"
@@ -66,6 +71,34 @@ until_true 60 sh -c "[ \"\$(scontrol -o show job $job | sed -n 's/.*JobState=\([
 sleep 1
 [ "$(restarts "$job")" = 1 ] && [ "$(state "$job")" = CANCELLED ] && grep -q 'left http' "$T/replica.err" &&
   ok "scancel: the replica left the router, no requeue" || bad "scancel: $(scontrol -o show job "$job"); $(tail -n 5 "$T/replica.err")"
+
+# A 2-rank replica whose rank 1 is stopped (SIGSTOP): the watchdog ends it, the
+# job requeues itself and joins again.
+ln -s "$T/model" "$T/wmodel"
+job=$(sbatch --parsable --time=10 -N 1 -n 2 -o "$T/wd.out" -e "$T/wd.err" "$jobs/replica.sbatch" \
+  --model "$T/wmodel" --tp 2 --watchdog 3 --register "$R" --max-context 256) || { echo "FAIL: sbatch replica"; exit 1; }
+rank1() { # the pid of rank 1 of this replica (srun's SLURM_PROCID)
+  for p in $(pgrep -f "serve --model $T/wmodel"); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = furrow ] &&
+      tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx SLURM_PROCID=1 && { echo "$p"; return 0; }
+  done
+  return 1
+}
+if until_true 90 in_service 1 && [ "$(complete)" = 200 ] && victim=$(rank1); then
+  kill -STOP "$victim"
+  until_true 30 in_service 0
+  back() { [ "$(restarts "$job")" = 1 ] && [ "$(state "$job")" = RUNNING ] && in_service 1; }
+  if until_true 120 back && [ "$(complete)" = 200 ] && grep -q 'furrow watchdog: rank 0' "$T/wd.err" &&
+     grep -q 'requeueing (restart 1' "$T/wd.err"; then
+    ok "rank 1 stopped: $(grep -m1 -o 'furrow watchdog: rank 0[^;]*' "$T/wd.err" | cut -c 1-120)...; requeued, joined again"
+  else
+    bad "watchdog requeue: $(scontrol -o show job "$job")"; cat "$T/wd.err"
+  fi
+  kill -CONT "$victim" 2>/dev/null
+else
+  bad "the 2-rank replica did not join"; cat "$T/wd.err"
+fi
+scancel "$job"
 
 # generate.sbatch killed mid-run: requeued, resumed, the output of an uninterrupted run.
 python3 -c '
