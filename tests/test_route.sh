@@ -7,7 +7,9 @@
 # a load of concurrent requests loses none (each retried where needed) and
 # takes it out of service; a replica started later joins and gets requests; a
 # drained one gets none, and its heartbeat does not bring it back; a registry
-# file removed makes its replica leave; SIGTERM makes a replica leave; bad flags
+# replica removes its file on SIGTERM and leaves; replicas out of service for
+# --forget-after are dropped (a dead one's registry file too); SIGTERM makes a
+# replica leave; bad flags
 # and bad /replicas calls are refused by name.
 set -u
 golden=${FURROW_SHARED:-}/golden
@@ -61,7 +63,7 @@ done
 "$FURROW_BIN" route --help | grep -q -- '--registry DIR' && ok "route --help lists the flags" || bad "route --help"
 
 mkdir -p reg
-start router route --registry reg --poll-interval 0.2 --unhealthy-after 2
+start router route --registry reg --poll-interval 0.2 --unhealthy-after 2 --forget-after 5
 R=http://127.0.0.1:$port rport=$port rpid=$pid
 serve a serve --registry reg
 aport=$port apid=$pid
@@ -70,6 +72,10 @@ bport=$port bpid=$pid
 until_true 30 in_service 2 && ok "a registry replica and a --register one joined" ||
   { bad "replicas in service: $(metric furrow_route_replicas_in_service)"; curl -s "$R/replicas"; cat router.log; exit 1; }
 [ -f "reg/127_0_0_1_$aport" ] && ls -a reg | grep -q '\.tmp' && bad "temporary registry file left" || true
+rm -f "reg/127_0_0_1_$aport"
+until_true 15 test -f "reg/127_0_0_1_$aport" && grep -qx "http://127.0.0.1:$aport" "reg/127_0_0_1_$aport" &&
+  ok "a wrote its registry file again after it was removed" || bad "a's registry file not written again"
+until_true 10 listed "$aport" && until_true 10 in_service 2 || bad "a not back in service"
 
 # Spread: with no load, equal replicas take turns.
 for i in 1 2 3 4 5 6 7 8; do [ "$(complete)" = 200 ] || bad "request $i through the router"; done
@@ -120,22 +126,30 @@ for i in 1 2 3 4 5 6; do [ "$(complete)" = 200 ] || bad "request $i with c drain
   [ "$(metric furrow_route_replica_draining "$cport")" = 1 ] &&
   ok "drained c got none of 6 requests, over a heartbeat" || bad "drained c got requests"
 
-# a's registry file removed: a leaves; with c drained and b dead, nothing is in service.
-rm -f reg/*
-until_true 10 sh -c "! curl -s '$R/replicas' | grep -q ':$aport\"'" && ok "a left when its registry file went away" ||
-  bad "a still listed: $(curl -s "$R/replicas")"
+# a (a registry replica) stopped: its file goes, it leaves; with c drained and b dead, nothing is in service.
+kill -TERM "$apid"
+until_true 10 sh -c "[ ! -e reg/127_0_0_1_$aport ] && ! curl -s '$R/replicas' | grep -q ':$aport\"'" &&
+  ok "a left when it removed its registry file on SIGTERM" || bad "a still listed: $(ls reg) $(curl -s "$R/replicas")"
 code=$(curl -s -o e.json -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1], "max_tokens": 2}')
 [ "$code" = 503 ] && grep -q 'no replica' e.json && ok "no replica in service: 503 ($(cat e.json))" ||
   bad "no replica: $code $(cat e.json)"
 curl -s -X POST "$R/replicas/resume?url=http://127.0.0.1:$cport" > /dev/null
 [ "$(complete)" = 200 ] && ok "c resumed answers" || bad "request after resume"
 
+# Forgotten after --forget-after: b (killed), and a dead replica's registry file, which is removed.
+until_true 20 sh -c "! curl -s '$R/replicas' | grep -q ':$bport\"'" && ok "killed b forgotten after --forget-after 5" ||
+  bad "b still listed: $(curl -s "$R/replicas")"
+echo http://127.0.0.1:9 > reg/dead
+until_true 10 listed 9 || bad "the dead registry replica was not read"
+until_true 20 sh -c "[ ! -e reg/dead ] && ! curl -s '$R/replicas' | grep -q ':9\"'" &&
+  ok "a dead registry replica forgotten, its file removed" || bad "dead registry replica: $(ls reg) $(curl -s "$R/replicas")"
+
 # SIGTERM: c leaves the router (DELETE) and stops cleanly.
 kill -TERM "$cpid"
 until_true 20 sh -c "! kill -0 $cpid 2>/dev/null"
 grep -q 'left http' c.log && ! listed "$cport" && ok "SIGTERM: c left the router ($(grep 'left http' c.log))" ||
   { bad "c on SIGTERM"; cat c.log; }
-kill -TERM "$apid" "$rpid"
+kill -TERM "$rpid"
 until_true 20 sh -c "! kill -0 $rpid 2>/dev/null" && grep -q 'stopping' router.log && ok "the router stops on SIGTERM" ||
   bad "router on SIGTERM"
 exit $fail

@@ -37,6 +37,9 @@ static void usage(FILE *f) {
             "  --poll-interval S                   health checks and /metrics reads (default 1)\n"
             "  --unhealthy-after N                 failed checks in a row that take a replica out of\n"
             "                                      service (default 2; a failed connection does at once)\n"
+            "  --forget-after S                    a replica out of service this long is dropped from the\n"
+            "                                      table, and its registry file removed (a requeued replica\n"
+            "                                      comes back on a new port; default 300; 0: never)\n"
             "  --connect-timeout S                 connecting to a replica (default 2)\n"
             "  --upstream-timeout S                a whole request on a replica (default 0: none)\n"
             "  --max-connections N                 open client connections at most (default 512)\n"
@@ -91,11 +94,12 @@ static int parse_args(int argc, char **argv, route_args *a) {
         {"min-replicas", required_argument, 0, 3},     {"max-replicas", required_argument, 0, 4},
         {"scale-up-queue", required_argument, 0, 5},   {"scale-window", required_argument, 0, 6},
         {"cooldown", required_argument, 0, 7},         {"start-timeout", required_argument, 0, 8},
+        {"forget-after", required_argument, 0, 9},
         {0, 0, 0, 0}};
     a->host = "127.0.0.1";
     a->port = 8080, a->max_conns = 512, a->timeout = 60;
     a->o = (fw_route_opts){.retries = 2, .poll_s = 1, .unhealthy_after = 2, .connect_timeout_s = 2,
-                           .max_body = 1 << 20, .min_replicas = 1, .max_replicas = 4, .up_queue = 4,
+                           .max_body = 1 << 20, .forget_s = 300, .min_replicas = 1, .max_replicas = 4, .up_queue = 4,
                            .window_s = 30, .cooldown_s = 60, .start_timeout_s = 600};
     bool scale_flags = false;
     fw_err e = {{0}};
@@ -155,6 +159,7 @@ static int parse_args(int argc, char **argv, route_args *a) {
         case 8:
             bad = positive_seconds(optarg, "--start-timeout", 1, &a->o.start_timeout_s, &e) != 0, scale_flags = true;
             break;
+        case 9: bad = positive_seconds(optarg, "--forget-after", 0, &a->o.forget_s, &e) != 0; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -49,7 +49,8 @@ static void usage(FILE *f) {
             "  --register URL                      join the `furrow route` at URL once ready (POST to its\n"
             "                                      /replicas, again every 5 s), leave it on SIGTERM\n"
             "  --registry DIR                      join routers reading this folder: a file named after\n"
-            "                                      this replica's URL, removed on SIGTERM\n"
+            "                                      this replica's URL (written again within 5 s if it\n"
+            "                                      goes), removed on SIGTERM\n"
             "  --advertise URL                     this replica's URL for --register/--registry (default\n"
             "                                      http://HOST:PORT, the host name when --host is 0.0.0.0)\n" FW_CLI_RUNNER_HELP
                 FW_CLI_ENGINE_HELP "  -h, --help                          this help\n");

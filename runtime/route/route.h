@@ -24,6 +24,8 @@ typedef struct fw_replica {
     bool held;                 /* drained by an operator: stays listed, registering again does not resume it */
     bool seen;                 /* the registry scan found its file this round */
     int fails;                 /* health checks failed in a row */
+    double down_since;         /* out of service since (fw_now), 0 while healthy */
+    char file[300];            /* its registry file's name, for a registry replica */
     int in_flight;             /* this router's requests on it now */
     /* From its /metrics, refreshed by the prober. */
     double queue, running, kv_used, kv_total;
@@ -36,6 +38,7 @@ typedef struct fw_route_opts {
     int retries;               /* further replicas a request may try */
     double poll_s;             /* health and /metrics probe interval */
     int unhealthy_after;       /* failed checks in a row before a replica is taken out */
+    double forget_s;           /* out of service this long: dropped from the table (0: never) */
     double connect_timeout_s, upstream_timeout_s;
     const char *registry;      /* folder of replica files, or NULL */
     size_t max_body;
@@ -79,6 +82,9 @@ typedef struct fw_route {
 /* Adds (or, when known, revives) a replica; its URL is checked; job: its Slurm
  * job id or NULL. 1 added, 0 known, -1 bad URL or job id. */
 int fw_route_add(fw_route *s, const char *url, const char *job, fw_rep_source src, fw_err *e);
+/* Drops the replicas out of service for --forget-after seconds (a registry
+ * replica's file too, if it still names it: a live replica writes it again). */
+void fw_route_forget_dead(fw_route *s);
 /* The replica leaves: no new requests, forgotten when the last running one ends. 0, or -1 unknown. */
 int fw_route_leave(fw_route *s, const char *url);
 /* An operator drains a replica (it stays listed, draining, until resumed) or resumes it. 0, or -1 unknown. */

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "io/base/clock.h"
 #include "runtime/route/route.h"
 
 int fw_route_url(const char *in, char *out, size_t n, fw_err *e) {
@@ -160,11 +162,39 @@ void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed) {
     r->in_flight--;
     if (!ok) r->errors++;
     if (replica_failed && r->healthy) {
-        r->healthy = false, r->health_changes++;
+        r->healthy = false, r->health_changes++, r->down_since = fw_now();
         fprintf(stderr, "furrow route: replica %s failed a request: out of service until a check passes\n", r->url);
     }
     if (r->draining && !r->held && !r->in_flight) forget(s, r);
     pthread_mutex_unlock(&s->mu);
+}
+
+void fw_route_forget_dead(fw_route *s) {
+    if (!(s->o.forget_s > 0)) return;
+    double now = fw_now();
+    for (;;) {
+        char file[300] = "", url[256] = "";
+        pthread_mutex_lock(&s->mu);
+        fw_replica *r = s->reps;
+        while (r && (r->healthy || r->in_flight || !r->down_since || now - r->down_since < s->o.forget_s)) r = r->next;
+        if (r) {
+            fprintf(stderr, "furrow route: replica %s out of service for %.0f s: forgotten (--forget-after)\n", r->url,
+                    now - r->down_since);
+            snprintf(file, sizeof file, "%s", r->file);
+            snprintf(url, sizeof url, "%s", r->url);
+            forget(s, r);
+        }
+        bool found = r != NULL;
+        pthread_mutex_unlock(&s->mu);
+        if (!found) return;
+        if (!*file || !s->o.registry) continue;
+        char path[4096], line[300] = "";
+        snprintf(path, sizeof path, "%s/%s", s->o.registry, file);
+        FILE *f = fopen(path, "r");
+        bool same = f && fgets(line, sizeof line, f) && (line[strcspn(line, "\r\n")] = 0, !strcmp(line, url));
+        if (f) fclose(f);
+        if (same) unlink(path); /* else the scan would bring the dead replica back each round */
+    }
 }
 
 static const char *source_name(fw_rep_source src) {

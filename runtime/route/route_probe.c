@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/base/clock.h"
 #include "runtime/route/route.h"
 
 typedef struct grow {
@@ -78,7 +79,14 @@ void fw_route_scan_registry(fw_route *s) {
         if (fw_route_add(s, line, strncmp(job, "job ", 4) ? NULL : job + 4, FW_REP_REGISTRY, &e) < 0) {
             static int said;
             if (!said++) fprintf(stderr, "furrow route: registry file %s: %s\n", path, e.msg);
+            continue;
         }
+        char u[256];
+        if (fw_route_url(line, u, sizeof u, &e)) continue;
+        pthread_mutex_lock(&s->mu);
+        for (fw_replica *r = s->reps; r; r = r->next)
+            if (!strcmp(r->url, u) && r->source == FW_REP_REGISTRY) snprintf(r->file, sizeof r->file, "%s", de->d_name);
+        pthread_mutex_unlock(&s->mu);
     }
     closedir(d);
     /* Registry replicas whose file is gone are leaving. */
@@ -110,10 +118,10 @@ static void probe_all(fw_route *s) {
             if (strcmp(r->url, urls[i])) continue;
             if (health) {
                 if (!r->healthy) fprintf(stderr, "furrow route: replica %s is healthy\n", r->url), r->health_changes++;
-                r->healthy = true, r->fails = 0;
+                r->healthy = true, r->fails = 0, r->down_since = 0;
                 if (metrics) fw_route_parse_metrics(r, metrics);
             } else if (++r->fails >= s->o.unhealthy_after && r->healthy) {
-                r->healthy = false, r->health_changes++;
+                r->healthy = false, r->health_changes++, r->down_since = fw_now();
                 fprintf(stderr, "furrow route: replica %s failed %d health checks: out of service\n", r->url, r->fails);
             }
             break;
@@ -129,6 +137,7 @@ static void *prober(void *arg) {
     for (;;) {
         if (s->o.registry) fw_route_scan_registry(s);
         probe_all(s);
+        fw_route_forget_dead(s);
         fw_route_autoscale(s);
         pthread_mutex_lock(&s->mu);
         if (!s->stopping) {

@@ -15,7 +15,7 @@
 #define HEARTBEAT_S 5
 
 struct fw_register {
-    char router[256], self[256], job[64], file[4096];
+    char router[256], self[256], job[64], file[4400], dir[4096];
     pthread_t t;
     bool started, left, stop;
     pthread_mutex_t mu;
@@ -51,17 +51,24 @@ static long call(const fw_register *r, const char *method) {
     return status;
 }
 
+static int write_registry(fw_register *r, fw_err *e);
+
 static void *heartbeat(void *arg) {
     fw_register *r = arg;
     long last = 0;
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         pthread_mutex_unlock(&r->mu);
-        long st = call(r, "POST");
-        if (st != last && st == 200) fprintf(stderr, "furrow serve: registered %s at %s\n", r->self, r->router);
-        else if (st != last) fprintf(stderr, "furrow serve: --register %s: %s; trying again every %d s\n", r->router,
-                                     st < 0 ? "cannot reach it" : "refused", HEARTBEAT_S);
-        last = st;
+        if (r->router[0]) {
+            long st = call(r, "POST");
+            if (st != last && st == 200) fprintf(stderr, "furrow serve: registered %s at %s\n", r->self, r->router);
+            else if (st != last) fprintf(stderr, "furrow serve: --register %s: %s; trying again every %d s\n",
+                                         r->router, st < 0 ? "cannot reach it" : "refused", HEARTBEAT_S);
+            last = st;
+        }
+        fw_err e;
+        if (r->dir[0] && access(r->file, F_OK) && write_registry(r, &e) == FW_OK) /* a router dropped it while out of reach */
+            fprintf(stderr, "furrow serve: registry file %s written again\n", r->file);
         pthread_mutex_lock(&r->mu);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -73,8 +80,9 @@ static void *heartbeat(void *arg) {
 }
 
 /* The registry file's name: the URL with anything but letters and digits as '_'. */
-static int write_registry(fw_register *r, const char *dir, fw_err *e) {
-    char name[256], tmp[4096];
+static int write_registry(fw_register *r, fw_err *e) {
+    const char *dir = r->dir;
+    char name[256], tmp[4400];
     size_t k = 0;
     for (const char *p = strstr(r->self, "://") ? strstr(r->self, "://") + 3 : r->self; *p && k < sizeof name - 1; p++)
         name[k++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '_';
@@ -89,7 +97,6 @@ static int write_registry(fw_register *r, const char *dir, fw_err *e) {
     if (!ok) {
         int err = errno ? errno : EIO;
         unlink(tmp);
-        r->file[0] = 0;
         return fw_errf(e, "--registry %s: %s", dir, strerror(err));
     }
     return FW_OK;
@@ -107,7 +114,9 @@ fw_register *fw_register_start(const char *router, const char *registry, const c
         snprintf(r->job, sizeof r->job, "%s", job);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    if (registry && write_registry(r, registry, e)) {
+    if (registry) snprintf(r->dir, sizeof r->dir, "%s", registry);
+    if (registry && write_registry(r, e)) {
+        r->dir[0] = 0;
         fw_register_free(r);
         return NULL;
     }
@@ -115,13 +124,13 @@ fw_register *fw_register_start(const char *router, const char *registry, const c
         size_t n = strlen(router);
         while (n && router[n - 1] == '/') n--;
         snprintf(r->router, sizeof r->router, "%.*s", (int)n, router);
-        if (pthread_create(&r->t, NULL, heartbeat, r)) {
-            fw_errf(e, "--register: cannot start a thread");
-            fw_register_free(r);
-            return NULL;
-        }
-        r->started = true;
     }
+    if (pthread_create(&r->t, NULL, heartbeat, r)) {
+        fw_errf(e, "--register: cannot start a thread");
+        fw_register_free(r);
+        return NULL;
+    }
+    r->started = true;
     return r;
 }
 
@@ -135,10 +144,12 @@ void fw_register_leave(fw_register *r) {
         pthread_mutex_unlock(&r->mu);
         pthread_join(r->t, NULL);
         r->started = false;
+    }
+    if (r->router[0]) {
         long st = call(r, "DELETE");
         fprintf(stderr, "furrow serve: left %s (%s)\n", r->router, st == 200 ? "draining" : "it did not answer");
     }
-    if (r->file[0] && unlink(r->file) && errno != ENOENT)
+    if (r->dir[0] && unlink(r->file) && errno != ENOENT)
         fprintf(stderr, "furrow serve: cannot remove %s: %s\n", r->file, strerror(errno));
 }
 

@@ -1,8 +1,10 @@
 /* How a serve replica tells routers it is there (runtime/route): a POST of
  * its URL to a router's /replicas, repeated every few seconds so a router
  * started or restarted later learns of it, and/or a file in a registry folder
- * on shared storage (written whole, then renamed into place). Leaving is a
- * DELETE and the file's removal: the router drains the replica. */
+ * on shared storage (written whole, then renamed into place; written again if
+ * it goes missing: a router removes the files of replicas it could not reach
+ * for a long time). Leaving is a DELETE and the file's removal: the router
+ * drains the replica. */
 #ifndef FW_RUNTIME_SERVE_SERVE_REGISTER_H
 #define FW_RUNTIME_SERVE_SERVE_REGISTER_H
 
