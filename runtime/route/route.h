@@ -89,11 +89,13 @@ void fw_route_forget_dead(fw_route *s);
 int fw_route_leave(fw_route *s, const char *url);
 /* An operator drains a replica (it stays listed, draining, until resumed) or resumes it. 0, or -1 unknown. */
 int fw_route_hold(fw_route *s, const char *url, bool hold);
-/* Picks the least-loaded healthy, non-draining replica not in `avoid` (n of
- * them) and counts a request in flight on it; copies its URL. NULL if none. */
-fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, char *url, size_t n);
-/* A request on r ended: ok, or failed on the replica (taken out of service until a check passes). */
-void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed);
+/* Picks the least-loaded healthy, non-draining replica whose URL is not in
+ * `avoid` (n of them) and counts a request in flight on it; copies its URL.
+ * NULL if none. The replica stays in the table until fw_route_done. */
+fw_replica *fw_route_pick(fw_route *s, const char (*avoid)[256], int n_avoid, char *url, size_t n);
+/* A request on r ended: ok, or not; replica_failed: the replica failed it
+ * (taken out of service until a check passes); moved: it goes to another. */
+void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed, bool moved);
 /* The JSON list of replicas (malloc'd) for GET /replicas; the Prometheus text for /metrics. */
 char *fw_route_list_json(fw_route *s);
 char *fw_route_metrics(fw_route *s);

@@ -133,7 +133,7 @@ static double load(const fw_replica *r) {
     return busy + (r->kv_total > 0 ? r->kv_used / r->kv_total : 0);
 }
 
-fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, char *url, size_t n) {
+fw_replica *fw_route_pick(fw_route *s, const char (*avoid)[256], int n_avoid, char *url, size_t n) {
     pthread_mutex_lock(&s->mu);
     int count = 0;
     for (fw_replica *r = s->reps; r; r = r->next) count++;
@@ -144,7 +144,7 @@ fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, ch
         fw_replica *r = s->reps;
         for (int j = (start + k) % count; j > 0; j--) r = r->next;
         bool skip = !r->healthy || r->draining;
-        for (int a = 0; a < n_avoid && !skip; a++) skip = avoid[a] == r;
+        for (int a = 0; a < n_avoid && !skip; a++) skip = !strcmp(avoid[a], r->url);
         if (skip) continue;
         if (!best || load(r) < best_load) best = r, best_load = load(r);
     }
@@ -157,10 +157,11 @@ fw_replica *fw_route_pick(fw_route *s, fw_replica *const *avoid, int n_avoid, ch
     return best;
 }
 
-void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed) {
+void fw_route_done(fw_route *s, fw_replica *r, bool ok, bool replica_failed, bool moved) {
     pthread_mutex_lock(&s->mu);
     r->in_flight--;
     if (!ok) r->errors++;
+    if (moved) r->retries_from++;
     if (replica_failed && r->healthy) {
         r->healthy = false, r->health_changes++, r->down_since = fw_now();
         fprintf(stderr, "furrow route: replica %s failed a request: out of service until a check passes\n", r->url);
@@ -264,7 +265,7 @@ char *fw_route_metrics(fw_route *s) {
         {"kv_used_ratio", "gauge", "Share of the replica's KV blocks in use, from its /metrics."},
         {"requests_total", "counter", "Requests sent to the replica (retries included)."},
         {"errors_total", "counter", "Requests that failed on the replica (connection, 5xx, cut stream)."},
-        {"retries_total", "counter", "Requests moved from the replica to another after it failed them."},
+        {"retries_total", "counter", "Requests that failed on the replica before their answer began, sent on to another."},
     };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         fprintf(f, "# HELP furrow_route_replica_%s %s\n# TYPE furrow_route_replica_%s %s\n", names[k][0], names[k][2],

@@ -157,7 +157,7 @@ static void *worker(void *arg) {
     fw_proxy *p = arg;
     fw_route *s = p->s;
     int tries = s->o.retries + 1;
-    fw_replica **tried = calloc((size_t)tries, sizeof *tried);
+    char (*tried)[256] = calloc((size_t)tries, sizeof *tried); /* URLs: a replica may leave the table meanwhile */
     char why[CURL_ERROR_SIZE + 300] = "";
     int n_tried = 0;
     bool answered = false, last_busy = false;
@@ -167,10 +167,10 @@ static void *worker(void *arg) {
         if (!r) break;
         if (n_tried) {
             pthread_mutex_lock(&s->mu);
-            s->retries++, tried[n_tried - 1]->retries_from++;
+            s->retries++;
             pthread_mutex_unlock(&s->mu);
         }
-        tried[n_tried++] = r;
+        memcpy(tried[n_tried++], url, sizeof tried[0]);
         pthread_mutex_lock(&p->mu);
         p->n = p->off = 0, p->status = 0, p->ctype[0] = 0;
         pthread_mutex_unlock(&p->mu);
@@ -189,11 +189,11 @@ static void *worker(void *arg) {
             p->committed = answered = true;
             pthread_mutex_unlock(&p->mu);
             /* Failed the request: cut mid-answer, or a 5xx other than busy. */
-            fw_route_done(s, r, rc == CURLE_OK && st < 500, rc != CURLE_OK && !gone);
+            fw_route_done(s, r, rc == CURLE_OK && st < 500, rc != CURLE_OK && !gone, false);
             break;
         }
         pthread_mutex_unlock(&p->mu);
-        fw_route_done(s, r, false, rc != CURLE_OK);
+        fw_route_done(s, r, false, rc != CURLE_OK, true);
     }
     pthread_mutex_lock(&p->mu);
     if (!answered) {
