@@ -3,7 +3,7 @@ EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh jobs/bench_layouts
 EXTRA_DIST += jobs/cluster/setup.sh jobs/cluster/start.sh jobs/cluster/stop.sh
 # The user-facing job scripts, installed under $(pkgdatadir)/jobs.
 nobase_dist_pkgdata_SCRIPTS = jobs/slurm/convert.sbatch jobs/slurm/generate.sbatch \
-	jobs/slurm/serve.sbatch jobs/slurm/bench.sbatch jobs/slurm/wait.sh \
+	jobs/slurm/serve.sbatch jobs/slurm/replica.sbatch jobs/slurm/bench.sbatch jobs/slurm/wait.sh \
 	jobs/mpirun/launch.sh jobs/mpirun/serve.sh jobs/mpirun/generate.sh jobs/mpirun/bench.sh
 nobase_dist_pkgdata_DATA = jobs/slurm/common.sh
 # Scaling studies: runs -> CSV -> gnuplot PNGs.

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages="build-essential autoconf automake pkg-config libopenmpi-dev openmpi-bin
   libhwloc-dev hwloc libhdf5-dev hdf5-tools libjansson-dev libxxhash-dev libpcre2-dev libucx-dev
   ucx-utils
-  libmicrohttpd-dev curl python3 python3-jsonschema clang libclang-rt-14-dev libomp-dev"
+  libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-jsonschema clang libclang-rt-14-dev libomp-dev"
 if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
 if command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

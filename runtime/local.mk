@@ -1,6 +1,7 @@
 # One library, in the folders of its layers (ARCHITECTURE.md): dist (MPI, UCX,
 # hwloc), model (weights, KV cache, the backend interface), cpu (the CPU
-# backend), engine (replica, scheduler, sampling), serve (HTTP), cli (commands).
+# backend), engine (replica, scheduler, sampling), serve (HTTP), route (the
+# front over several serve replicas), cli (commands).
 noinst_LIBRARIES += libfurrow_runtime.a
 libfurrow_runtime_a_SOURCES = \
 	runtime/dist/world.c runtime/dist/world.h \
@@ -22,6 +23,9 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
 	runtime/serve/serve_guard.c runtime/serve/serve_guard.h \
+	runtime/serve/serve_register.c runtime/serve/serve_register.h \
+	runtime/route/route.h runtime/route/route_pool.c runtime/route/route_probe.c \
+	runtime/route/route_proxy.c runtime/route/route_http.c runtime/route/route_scale.c \
 	runtime/cli/cli.c runtime/cli/cli.h \
 	runtime/cli/dispatch.c \
 	runtime/cli/cmd_convert.c \
@@ -32,6 +36,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli/cmd_generate.c \
 	runtime/cli/cmd_batch.c \
 	runtime/cli/cmd_serve.c \
+	runtime/cli/cmd_route.c \
 	runtime/cli/cmd_bench.c runtime/cli/bench_json.c runtime/cli/bench_json.h \
 	runtime/cli/cmd_plan.c \
 	runtime/cli/cmd_topo.c \

@@ -141,6 +141,11 @@ EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
 TESTS += tests/test_serve_hostile.sh
 EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py
 
+# furrow route over three serve replicas: spread, streams, kill -9 under load,
+# late joins, draining, registry and --register; its autoscaler.
+TESTS += tests/test_route.sh tests/test_route_autoscale.sh
+EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh
+
 # Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).
 check_PROGRAMS += tests/test_invariance
 TESTS += tests/test_invariance
@@ -149,9 +154,13 @@ tests_test_invariance_LDADD = $(FWTEST_LIBS)
 # The Slurm job scripts on a real local cluster (tests/slurm.sh starts and stops
 # it; skipped without root or slurm-wlm). One cluster at a time: the scaling
 # test waits for this one.
-TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
-EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh
+TESTS += tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh \
+	tests/test_slurm_autoscale.sh
+EXTRA_DIST += tests/slurm.sh tests/test_slurm_generate.sh tests/test_slurm_scaling.sh tests/test_slurm_requeue.sh \
+	tests/test_slurm_autoscale.sh
 tests/test_slurm_scaling.log: tests/test_slurm_generate.log
+tests/test_slurm_requeue.log: tests/test_slurm_scaling.log
+tests/test_slurm_autoscale.log: tests/test_slurm_requeue.log
 
 # The layers of the code from the object files' symbols (tests/layers.txt).
 TESTS += tests/test_layers.sh

@@ -12,7 +12,7 @@ fw_cluster_stop() { "$FURROW_SRCDIR/jobs/cluster/stop.sh" --state "$fw_state" > 
 trap fw_cluster_stop EXIT
 trap 'exit 1' INT TERM HUP
 "$FURROW_SRCDIR/jobs/cluster/start.sh" --nodes "${FW_NODES:-4}" --cpus 2 --state "$fw_state" \
-  --port "${FW_PORT:-16817}" || { echo "FAIL: the cluster did not start"; cat "$fw_state"/log/* 2>/dev/null | tail -n 30; exit 1; }
+  --port "${FW_PORT:-16817}" ${FW_CRED_EXPIRE:+--cred-expire "$FW_CRED_EXPIRE"} || { echo "FAIL: the cluster did not start"; cat "$fw_state"/log/* 2>/dev/null | tail -n 30; exit 1; }
 . "$fw_state/env.sh"
 # Emulated nodes share this host: MPI over TCP on 127.0.0.1, one thread per
 # rank, no spinning.

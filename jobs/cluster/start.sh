@@ -4,14 +4,16 @@
 # all on 127.0.0.1, everything (config, keys, spools, logs, pids) under one
 # state folder. Waits until every node is idle.
 #
-#   jobs/cluster/start.sh [--nodes N] [--cpus C] [--state DIR] [--port P] [--timeout S]
+#   jobs/cluster/start.sh [--nodes N] [--cpus C] [--state DIR] [--port P] [--timeout S] [--cred-expire S]
 #
+# --cred-expire: the job credential lifetime, which is also how long a requeued
+# job waits before it may start again (Slurm's default, 120 s, unless given).
 # Then: . DIR/env.sh (sets SLURM_CONF) and use sbatch/srun/squeue as usual;
 # jobs/cluster/stop.sh --state DIR stops it. Needs root (slurmd starts jobs as
 # their user) and Debian's slurm-wlm and munge (jobs/cluster/setup.sh).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-nodes=4 cpus=$(nproc) state=$(cd "$here/../.." && pwd)/tmp/cluster port=16817 timeout=60
+nodes=4 cpus=$(nproc) state=$(cd "$here/../.." && pwd)/tmp/cluster port=16817 timeout=60 cred=
 while [ $# -gt 0 ]; do
   case $1 in
     --nodes) nodes=$2; shift 2 ;;
@@ -19,6 +21,7 @@ while [ $# -gt 0 ]; do
     --state) state=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
+    --cred-expire) cred=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "cluster: unknown option $1" >&2; exit 2 ;;
   esac
@@ -63,7 +66,7 @@ SlurmctldPort=$port
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$state/munge/sock
+AuthInfo=socket=$state/munge/sock${cred:+,cred_expire=$cred}
 StateSaveLocation=$state/ctld
 SlurmdSpoolDir=$state/spool/%n
 SlurmctldPidFile=$state/slurmctld.pid

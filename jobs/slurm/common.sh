@@ -7,6 +7,9 @@
 # start, measuring the read speed of --model; its report goes to the job's
 # error output, and a failed check on any node ends the job.
 #
+# --max-requeues N (taken out too; default 3): how many times fw_job_requeue
+# may put a failed job (a rank lost, the hang watchdog fired) back in the queue.
+#
 # Environment (all optional):
 #   FURROW_BIN            the furrow binary (default: the source tree's, else furrow in PATH)
 #   FURROW_LAUNCHER       srun (default: srun --mpi=pmix) or mpirun (Open MPI inside the allocation)
@@ -42,14 +45,26 @@ if [ "${FURROW_NET:-}" = loopback ]; then
   export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 fi
 
-# Takes --doctor out of the script's arguments (this file is sourced: `set --`
-# changes them).
-fw_doctor=0
+# Takes --doctor and --max-requeues N out of the script's arguments (this file
+# is sourced: `set --` changes them).
+fw_doctor=0 fw_max_requeues=3
 fw_args=()
-for fw_a in "$@"; do
-  if [ "$fw_a" = --doctor ]; then fw_doctor=1; else fw_args+=("$fw_a"); fi
+while [ $# -gt 0 ]; do
+  case $1 in
+    --doctor) fw_doctor=1 ;;
+    --max-requeues) fw_max_requeues=${2:-}; shift ;;
+    --max-requeues=*) fw_max_requeues=${1#*=} ;;
+    *) fw_args+=("$1") ;;
+  esac
+  shift
 done
 set -- "${fw_args[@]}"
+case $fw_max_requeues in
+  ''|*[!0-9]*) fw_job_die "--max-requeues needs a number of times, not '$fw_max_requeues'" ;;
+esac
+# scancel sends SIGTERM to this script as to the ranks: a job cancelled is not requeued.
+fw_cancelled=0
+trap 'fw_cancelled=1' TERM
 
 # fw_job_option NAME ARGS...: the value of option NAME in ARGS (empty if absent).
 fw_job_option() {
@@ -106,4 +121,24 @@ fw_job_launch() {
       mpirun -np "$fw_ranks" --map-by "ppr:$fw_rpn:node" --bind-to none ${FURROW_MPIRUN_OPTS:-} "$FURROW_BIN" "$@" ;;
     *) fw_job_die "FURROW_LAUNCHER must be srun or mpirun, not $FURROW_LAUNCHER" ;;
   esac
+}
+
+# fw_job_requeue STATUS: after the ranks ended with STATUS. 0 (done, or stopped
+# by SIGTERM) ends the job. Otherwise (a rank lost, the hang watchdog fired: the
+# ranks exit nonzero) the job asks Slurm to run it again, on healthy nodes,
+# through `scontrol requeue` (the script must be submitted with --requeue), at
+# most --max-requeues times; SLURM_RESTART_COUNT counts them. Slurm starts a
+# requeued job once the job credential expires (AuthInfo cred_expire, 120 s by
+# default).
+fw_job_requeue() {
+  fw_rc=$1
+  [ "$fw_rc" = 0 ] && exit 0
+  [ "$fw_cancelled" = 1 ] && fw_job_die "cancelled; furrow exited $fw_rc"
+  fw_n=${SLURM_RESTART_COUNT:-0}
+  [ "$fw_n" -lt "$fw_max_requeues" ] ||
+    fw_job_die "furrow exited $fw_rc; requeued $fw_n time(s) already (--max-requeues $fw_max_requeues): giving up"
+  echo "furrow job $SLURM_JOB_ID: furrow exited $fw_rc: requeueing (restart $((fw_n + 1)) of at most $fw_max_requeues)" >&2
+  scontrol requeue "$SLURM_JOB_ID" || fw_job_die "scontrol requeue failed (submit with --requeue); furrow exited $fw_rc"
+  sleep 600 # Slurm ends this run now
+  exit "$fw_rc"
 }

@@ -32,6 +32,7 @@ int fw_cmd_logits(int argc, char **argv);
 int fw_cmd_generate(int argc, char **argv);
 int fw_cmd_generate_batch(int argc, char **argv); /* generate --input (runtime/cli/cmd_batch.c) */
 int fw_cmd_serve(int argc, char **argv);
+int fw_cmd_route(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
 int fw_cmd_plan(int argc, char **argv);
 int fw_cmd_topo(int argc, char **argv);

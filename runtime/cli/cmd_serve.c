@@ -3,6 +3,7 @@
  * cancel requests whose clients left, step); the other ranks follow its step
  * plans. SIGTERM (or SIGINT): new requests get 503, those in flight may finish
  * for --shutdown-grace seconds, the rest are cancelled, then every rank stops. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,7 +16,9 @@
 #include "runtime/cli/cli.h"
 #include "runtime/engine/prompt.h"
 #include "runtime/engine/runner.h"
+#include "runtime/route/route.h"
 #include "runtime/serve/serve.h"
+#include "runtime/serve/serve_register.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -44,7 +47,14 @@ static void usage(FILE *f) {
             "                                      with 16 connections of its own, so probes and scrapes\n"
             "                                      are answered while clients hold every main connection\n"
             "                                      (default: none; 0: any free one, printed at start)\n"
-            "  --shutdown-grace S                  on SIGTERM, time for requests in flight (default 5)\n" FW_CLI_RUNNER_HELP
+            "  --shutdown-grace S                  on SIGTERM, time for requests in flight (default 5)\n"
+            "  --register URL                      join the `furrow route` at URL once ready (POST to its\n"
+            "                                      /replicas, again every 5 s), leave it on SIGTERM\n"
+            "  --registry DIR                      join routers reading this folder: a file named after\n"
+            "                                      this replica's URL (written again within 5 s if it\n"
+            "                                      goes), removed on SIGTERM\n"
+            "  --advertise URL                     this replica's URL for --register/--registry (default\n"
+            "                                      http://HOST:PORT, the host name when --host is 0.0.0.0)\n" FW_CLI_RUNNER_HELP
                 FW_CLI_ENGINE_HELP "  -h, --help                          this help\n");
 }
 
@@ -122,6 +132,11 @@ static int engine_loop(fw_serve *s, fw_runner *run, double grace, fw_err *e) {
             s->stopping = true, t_stop = fw_now();
             fprintf(stderr, "furrow serve: signal %d: finishing %lld requests in flight (up to %g s)\n", (int)term_signal,
                     (long long)fw_sched_pending(&run->sched), grace);
+            if (s->reg) { /* routers stop sending first; what still comes gets 503 and goes elsewhere */
+                pthread_mutex_unlock(&s->mu);
+                fw_register_leave(s->reg);
+                pthread_mutex_lock(&s->mu);
+            }
         }
         if (s->stopping && fw_now() - t_stop > grace) cancel_all(&run->sched);
         int64_t pending = fw_sched_pending(&run->sched);
@@ -169,7 +184,7 @@ static const char *base_name(const char *dir) {
 typedef struct serve_args {
     fw_engine_opts eo;
     fw_sched_opts so;
-    const char *host, *port_file, *name;
+    const char *host, *port_file, *name, *router, *registry, *advertise;
     int64_t port, admin_port, max_queue, max_body, timeout, max_conns, max_conns_per_ip;
     double grace, header_timeout;
 } serve_args;
@@ -183,7 +198,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"max-body", required_argument, 0, 'b'},       {"http-timeout", required_argument, 0, 't'},
         {"max-connections", required_argument, 0, 'c'}, {"shutdown-grace", required_argument, 0, 'g'},
         {"header-timeout", required_argument, 0, 'T'}, {"max-connections-per-ip", required_argument, 0, 'i'},
-        {"admin-port", required_argument, 0, 'a'},
+        {"admin-port", required_argument, 0, 'a'},     {"register", required_argument, 0, 'r'},
+        {"registry", required_argument, 0, 'R'},       {"advertise", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},                 FW_CLI_ENGINE_OPTIONS,
         FW_CLI_RUNNER_OPTIONS,                             {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -205,6 +221,19 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case 'H': a->host = optarg; break;
         case 'p': bad = fw_cli_parse_int(optarg, "--port", 0, 65535, &a->port, &e) != 0; break;
         case 'f': a->port_file = optarg; break;
+        case 'r': {
+            char u[256];
+            bad = fw_route_url(optarg, u, sizeof u, &e) != 0 && fw_err_prefix(&e, "--register");
+            a->router = optarg;
+            break;
+        }
+        case 'R': a->registry = optarg; break;
+        case 'A': {
+            char u[256];
+            bad = fw_route_url(optarg, u, sizeof u, &e) != 0 && fw_err_prefix(&e, "--advertise");
+            a->advertise = optarg;
+            break;
+        }
         case 'n': a->name = optarg; break;
         case 'q': bad = fw_cli_parse_int(optarg, "--max-queue", 1, 1 << 20, &a->max_queue, &e) != 0; break;
         case 'b': bad = fw_cli_parse_int(optarg, "--max-body", 64, 1 << 30, &a->max_body, &e) != 0; break;
@@ -295,6 +324,23 @@ static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, 
     return d;
 }
 
+/* Rank 0: joins the routers of --register and --registry under this replica's URL. */
+static int join_routers(fw_serve *s, const serve_args *a, int port, fw_err *e) {
+    if (!a->router && !a->registry) return FW_OK;
+    char self[256], host[200];
+    if (a->advertise) {
+        fw_route_url(a->advertise, self, sizeof self, e);
+    } else {
+        if (strcmp(a->host, "0.0.0.0")) snprintf(host, sizeof host, "%s", a->host);
+        else if (gethostname(host, sizeof host)) snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = 0;
+        snprintf(self, sizeof self, "http://%s:%d", host, port);
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    s->reg = fw_register_start(a->router, a->registry, self, getenv("SLURM_JOB_ID"), e);
+    return s->reg ? FW_OK : FW_ERR;
+}
+
 /* Every request has ended: let their last bytes go out (bounded) before the
  * connections close. */
 static void drain(fw_serve *s) {
@@ -334,6 +380,7 @@ int fw_cmd_serve(int argc, char **argv) {
     a.so.on_token = on_token, a.so.on_finish = on_finish, a.so.arg = &s;
     int rc = fw_runner_open(&run, &en, &w, &a.eo, &a.so, "serve runs", &e);
     if (rc == FW_OK && w.rank == 0 && !(d = start_http(&s, &a, &w, &en, &run, &tok, &e))) rc = FW_ERR;
+    if (rc == FW_OK && w.rank == 0) rc = join_routers(&s, &a, fw_http_port(d), &e);
     if (!fw_world_all_ok(&w, rc == FW_OK)) {
         fw_world_report(&w, "serve", rc ? e.msg : "another rank failed to start");
         rc = FW_ERR;
@@ -353,6 +400,7 @@ int fw_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "furrow serve: rank %d stopped\n", w.rank);
     }
 out:
+    fw_register_free(s.reg); /* leaves, if a failure ended the loop */
     fw_http_stop(d);
     fw_runner_free(&run);
     fw_json_cache_free(s.ctx.json); /* the server is done with its tables */

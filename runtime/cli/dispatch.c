@@ -24,6 +24,7 @@ static const fw_command commands[] = {
     {"logits", fw_cmd_logits, "run a full forward over token ids and write the logits (HDF5)"},
     {"generate", fw_cmd_generate, "generate tokens from a prompt (greedy by default)"},
     {"serve", fw_cmd_serve, "serve an OpenAI-compatible HTTP API (rank 0 of any layout under mpirun)"},
+    {"route", fw_cmd_route, "spread OpenAI requests over several serve replicas (least-loaded, health, retries)"},
     {"bench", fw_cmd_bench, "measure prefill and decode speed against memory bandwidth"},
     {"tokenize", fw_cmd_tokenize, "encode text (or a chat) with the model's tokenizer; print the ids"},
     {"detokenize", fw_cmd_detokenize, "decode token ids to text"},

@@ -52,6 +52,7 @@ typedef struct fw_serve {
     size_t max_body;
     int64_t serial;
     fw_http_job *cancels;      /* gone clients, each holding a reference */
+    struct fw_register *reg;   /* routers to leave on SIGTERM (runtime/serve/serve_register.h), or NULL */
     int answering;             /* accepted requests whose response is not yet fully sent */
     /* Metrics. */
     int http_open;             /* open connections, both listeners */

@@ -1,0 +1,157 @@
+#!/bin/sh
+# furrow route over furrow serve replicas of the golden tiny model, on
+# 127.0.0.1 only: replicas join through the registry folder and through
+# --register; requests spread over them (the router's per-replica counts);
+# streams through the router equal a replica's own, and a client that leaves
+# one stops it on the replica; kill -9 of a replica under
+# a load of concurrent requests loses none (each retried where needed) and
+# takes it out of service; a replica started later joins and gets requests; a
+# drained one gets none, and its heartbeat does not bring it back; a registry
+# replica removes its file on SIGTERM and leaves; replicas out of service for
+# --forget-after are dropped (a dead one's registry file too); SIGTERM makes a
+# replica leave; bad flags
+# and bad /replicas calls are refused by name.
+set -u
+golden=${FURROW_SHARED:-}/golden
+[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
+fail=0
+cd "$FURROW_TMP" || exit 1
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fail=1; }
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive # three replicas and the router share 2 cores
+pids=
+cleanup() { for p in $pids; do kill -9 "$p" 2>/dev/null; done; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+"$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out model --quiet > convert.log 2>&1 ||
+  { cat convert.log; echo "FAIL: convert"; exit 1; }
+
+# start NAME ARGS...: runs a furrow command in the background with --port-file
+# NAME.port; sets port and pid (the process itself, from its start line).
+start() {
+  name=$1; shift
+  rm -f "$name.port"
+  timeout -k 5 600 "$FURROW_BIN" "$@" --port 0 --port-file "$name.port" > "$name.log" 2>&1 &
+  i=0
+  while [ ! -s "$name.port" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+  port=$(cat "$name.port" 2>/dev/null)
+  pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$name.log" | head -n 1)
+  [ -n "$port" ] && [ -n "$pid" ] || { cat "$name.log"; echo "FAIL: $name did not start"; exit 1; }
+  pids="$pids $pid"
+}
+serve() { start "$@" --model model --max-context 256 --max-batch 8; }
+# metric NAME [REPLICA_PORT]: a sample of the router's /metrics (0 when absent).
+metric() {
+  if [ $# = 2 ]; then key="$1{replica=\"http://127.0.0.1:$2\"}"; else key=$1; fi
+  curl -s "$R/metrics" | awk -v k="$key" '$1 == k {v = $2} END {print v + 0}'
+}
+# until_true SECONDS COMMAND...: polls the command every 0.1 s; its last status.
+until_true() {
+  n=$(($1 * 10)); shift
+  while ! "$@"; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
+listed() { curl -s "$R/replicas" | grep -q "\"http://127.0.0.1:$1\""; }
+complete() { curl -s -o /dev/null -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1, 2, 3], "max_tokens": 4}'; }
+
+# Flags: a bad one is refused, naming it.
+for args in "--retries -1" "--poll-interval 0" "--replica ftp://h:1" "--replica http://h:1/v1" "--bogus"; do
+  if "$FURROW_BIN" route $args > flag.txt 2>&1; then bad "route $args was taken"
+  else grep -q -- "${args%% *}" flag.txt && ok "route $args refused: $(head -n 1 flag.txt)" || bad "route $args: $(cat flag.txt)"; fi
+done
+"$FURROW_BIN" route --help | grep -q -- '--registry DIR' && ok "route --help lists the flags" || bad "route --help"
+
+mkdir -p reg
+start router route --registry reg --poll-interval 0.2 --unhealthy-after 2 --forget-after 8
+R=http://127.0.0.1:$port rport=$port rpid=$pid
+serve a serve --registry reg
+aport=$port apid=$pid
+serve b serve --register "$R"
+bport=$port bpid=$pid
+until_true 30 in_service 2 && ok "a registry replica and a --register one joined" ||
+  { bad "replicas in service: $(metric furrow_route_replicas_in_service)"; curl -s "$R/replicas"; cat router.log; exit 1; }
+[ -f "reg/127_0_0_1_$aport" ] && ls -a reg | grep -q '\.tmp' && bad "temporary registry file left" || true
+rm -f "reg/127_0_0_1_$aport"
+until_true 15 test -f "reg/127_0_0_1_$aport" && grep -qx "http://127.0.0.1:$aport" "reg/127_0_0_1_$aport" &&
+  ok "a wrote its registry file again after it was removed" || bad "a's registry file not written again"
+until_true 10 listed "$aport" && until_true 10 in_service 2 || bad "a not back in service"
+
+# Spread: with no load, equal replicas take turns.
+for i in 1 2 3 4 5 6 7 8; do [ "$(complete)" = 200 ] || bad "request $i through the router"; done
+na=$(metric furrow_route_replica_requests_total "$aport") nb=$(metric furrow_route_replica_requests_total "$bport")
+[ "$na" -ge 2 ] && [ "$nb" -ge 2 ] && [ $((na + nb)) = 8 ] && ok "8 requests spread: $na on a, $nb on b" ||
+  bad "8 requests: $na on a, $nb on b"
+curl -s "$R/v1/models" | grep -q '"id":"model"' && ok "GET /v1/models from a replica" || bad "/v1/models"
+python3 "$FURROW_SRCDIR/tests/route_client.py" stream "$rport" "$aport" || fail=1
+python3 "$FURROW_SRCDIR/tests/route_client.py" leave "$rport" "$aport" "$bport" || fail=1
+
+# Bad calls to the router.
+code=$(curl -s -o e.json -w '%{http_code}' "$R/replicas" -d '{"url": "gopher://x"}')
+[ "$code" = 400 ] && grep -q 'http://' e.json && ok "POST /replicas with a bad URL: 400, $(cat e.json)" || bad "bad URL: $code $(cat e.json)"
+code=$(curl -s -o e.json -w '%{http_code}' -X DELETE "$R/replicas?url=http://127.0.0.1:1")
+[ "$code" = 404 ] && ok "DELETE of an unknown replica: 404" || bad "unknown DELETE: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$R/v1/nothing")
+[ "$code" = 404 ] && ok "unknown route: 404" || bad "unknown route: $code"
+
+# kill -9 b while it has requests in flight: every request completes.
+python3 "$FURROW_SRCDIR/tests/route_client.py" load "$rport" 24 6 48 > load.txt 2>&1 &
+loadjob=$!
+b_busy() { [ "$(metric furrow_route_replica_in_flight "$bport")" -ge 1 ]; }
+if until_true 60 b_busy; then
+  kill -9 "$bpid"
+  b_down() { listed "$bport" && [ "$(metric furrow_route_replica_healthy "$bport")" = 0 ] &&
+             [ "$(metric furrow_route_replica_errors_total "$bport")" -ge 1 ]; }
+  until_true 10 b_down && ok "b killed under load: marked unhealthy, $(metric furrow_route_replica_errors_total "$bport") \
+request(s) failed there" || bad "after kill -9: $(curl -s "$R/replicas")"
+  wait $loadjob && cat load.txt || { cat load.txt; bad "requests lost when b was killed"; }
+  retries=$(metric furrow_route_retries_total)
+  [ "$retries" -ge 1 ] && ok "$retries request(s) retried on another replica" || bad "no retry after the kill"
+  [ "$(complete)" = 200 ] && ok "requests still answered by a" || bad "request after the kill"
+else
+  bad "b never had a request in flight"; wait $loadjob
+fi
+
+# A replica started later joins without a restart and gets requests.
+serve c serve --register "$R"
+cport=$port cpid=$pid
+until_true 30 in_service 2 && ok "c, started later, joined" || bad "c did not join: $(curl -s "$R/replicas")"
+for i in 1 2 3 4 5 6; do complete > /dev/null; done
+nc=$(metric furrow_route_replica_requests_total "$cport")
+[ "$nc" -ge 1 ] && ok "c got $nc of 6 requests" || bad "c got no request"
+
+# Drained by request: none go to c, and its heartbeat (every 5 s) does not resume it.
+curl -s -X POST "$R/replicas/drain?url=http://127.0.0.1:$cport" | grep -q '"draining":true' || bad "drain call"
+sleep 6
+for i in 1 2 3 4 5 6; do [ "$(complete)" = 200 ] || bad "request $i with c drained"; done
+[ "$(metric furrow_route_replica_requests_total "$cport")" = "$nc" ] &&
+  [ "$(metric furrow_route_replica_draining "$cport")" = 1 ] &&
+  ok "drained c got none of 6 requests, over a heartbeat" || bad "drained c got requests"
+
+# a (a registry replica) stopped: its file goes, it leaves; with c drained and b dead, nothing is in service.
+kill -TERM "$apid"
+until_true 10 sh -c "[ ! -e reg/127_0_0_1_$aport ] && ! curl -s '$R/replicas' | grep -q ':$aport\"'" &&
+  ok "a left when it removed its registry file on SIGTERM" || bad "a still listed: $(ls reg) $(curl -s "$R/replicas")"
+code=$(curl -s -o e.json -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1], "max_tokens": 2}')
+[ "$code" = 503 ] && grep -q 'no replica' e.json && ok "no replica in service: 503 ($(cat e.json))" ||
+  bad "no replica: $code $(cat e.json)"
+curl -s -X POST "$R/replicas/resume?url=http://127.0.0.1:$cport" > /dev/null
+[ "$(complete)" = 200 ] && ok "c resumed answers" || bad "request after resume"
+
+# Forgotten after --forget-after: b (killed), and a dead replica's registry file, which is removed.
+until_true 30 sh -c "! curl -s '$R/replicas' | grep -q ':$bport\"'" && ok "killed b forgotten after --forget-after 8" ||
+  bad "b still listed: $(curl -s "$R/replicas")"
+echo http://127.0.0.1:9 > reg/dead
+until_true 10 listed 9 || bad "the dead registry replica was not read"
+until_true 20 sh -c "[ ! -e reg/dead ] && ! curl -s '$R/replicas' | grep -q ':9\"'" &&
+  ok "a dead registry replica forgotten, its file removed" || bad "dead registry replica: $(ls reg) $(curl -s "$R/replicas")"
+
+# SIGTERM: c leaves the router (DELETE) and stops cleanly.
+kill -TERM "$cpid"
+until_true 20 sh -c "! kill -0 $cpid 2>/dev/null"
+grep -q 'left http' c.log && ! listed "$cport" && ok "SIGTERM: c left the router ($(grep 'left http' c.log))" ||
+  { bad "c on SIGTERM"; cat c.log; }
+kill -TERM "$rpid"
+until_true 20 sh -c "! kill -0 $rpid 2>/dev/null" && grep -q 'stopping' router.log && ok "the router stops on SIGTERM" ||
+  bad "router on SIGTERM"
+exit $fail

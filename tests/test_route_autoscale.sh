@@ -1,0 +1,86 @@
+#!/bin/sh
+# furrow route's autoscaler on 127.0.0.1, with commands that start and stop
+# furrow serve replicas of the golden tiny model in the background (as sbatch
+# and scancel would jobs): it starts one replica to reach --min-replicas, a
+# second under a burst of requests (queue above the bound), which takes part
+# of the burst; when all are idle it drains and stops the newest, then holds
+# steady. Every request of the burst completes; each decision is in the log
+# and in /metrics. Bad autoscaling flags are refused by name.
+set -u
+golden=${FURROW_SHARED:-}/golden
+[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
+fail=0
+cd "$FURROW_TMP" || exit 1
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fail=1; }
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+until_true() { # SECONDS COMMAND...: polls every 0.1 s
+  n=$(($1 * 10)); shift
+  while ! "$@"; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+
+for args in "--scale-up true" "--min-replicas 2" "--scale-up a --scale-down b --min-replicas 3 --max-replicas 2" \
+            "--scale-up a --scale-down b --cooldown -1"; do
+  if "$FURROW_BIN" route $args > flag.txt 2>&1; then bad "route $args was taken"
+  else ok "route $args refused: $(head -n 1 flag.txt)"; fi
+done
+
+"$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out model --quiet > convert.log 2>&1 ||
+  { cat convert.log; echo "FAIL: convert"; exit 1; }
+
+# The "scheduler": up.sh starts a replica as job 9N and prints its id; down.sh stops job $FURROW_JOB.
+echo 0 > count
+cat > up.sh <<EOF
+#!/bin/sh
+n=\$((\$(cat count) + 1)); echo \$n > count
+SLURM_JOB_ID=9\$n timeout -k 5 600 "$FURROW_BIN" serve --model model --port 0 --max-context 256 --max-batch 1 \\
+  --register "http://127.0.0.1:\$(cat router.port)" < /dev/null > rep9\$n.log 2>&1 &
+echo \$! > pid.9\$n
+echo 9\$n
+EOF
+cat > down.sh <<'EOF'
+#!/bin/sh
+echo "$FURROW_JOB $FURROW_REPLICA" >> downs.txt
+kill -TERM "$(cat "pid.$FURROW_JOB")"
+EOF
+chmod +x up.sh down.sh
+rm -f router.port downs.txt
+timeout -k 5 600 "$FURROW_BIN" route --port 0 --port-file router.port --poll-interval 0.2 --scale-up ./up.sh \
+  --scale-down ./down.sh --min-replicas 1 --max-replicas 2 --scale-up-queue 0.5 --scale-window 1 --cooldown 2 \
+  > router.log 2>&1 &
+router=$!
+cleanup() {
+  kill "$router" 2>/dev/null
+  for f in pid.*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+until_true 20 test -s router.port || { cat router.log; echo "FAIL: the router did not start"; exit 1; }
+R=http://127.0.0.1:$(cat router.port)
+metric() { curl -s "$R/metrics" | awk -v k="$1" '$1 == k {v = $2} END {print v + 0}'; }
+in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
+ups() { metric 'furrow_route_autoscale_actions_total{action="up"}'; }
+downs() { metric 'furrow_route_autoscale_actions_total{action="down"}'; }
+
+until_true 60 in_service 1 && grep -q 'autoscale: up: 0 in service or starting, below --min-replicas 1' router.log &&
+  ok "started the first replica (job 91) for --min-replicas 1" || { bad "no first replica"; cat router.log; exit 1; }
+
+# A burst: 40 requests of 200 tokens, 8 at a time, on replicas that run one at a time.
+python3 "$FURROW_SRCDIR/tests/route_client.py" load "$(cat router.port)" 40 8 200 > load.txt 2>&1 &
+load=$!
+until_true 60 in_service 2 && grep -q 'autoscale: up: mean queue depth' router.log &&
+  ok "a second replica joined under the burst ($(grep -o 'mean queue depth[^;]*' router.log | head -n 1))" ||
+  bad "no second replica under the burst: $(cat router.log)"
+wait $load && cat load.txt || { cat load.txt; bad "requests of the burst failed"; }
+
+# Idle: the newest (job 92) is drained and stopped; one stays.
+stopped() { [ "$(downs)" = 1 ] && in_service 1 && ! kill -0 "$(cat pid.92)" 2>/dev/null; }
+until_true 60 stopped && grep -q '^92 http://127.0.0.1:' downs.txt && grep -q 'autoscale: down: every replica idle' router.log &&
+  ok "idle: job 92 drained and stopped ($(head -n 1 downs.txt))" || bad "no scale-down: $(cat router.log)"
+n92=$(sed -n 's/.*stopped; \([0-9]*\) tokens generated.*/\1/p' rep92.log)
+[ "${n92:-0}" -gt 0 ] && ok "job 92 generated $n92 tokens of the burst before it stopped" || bad "job 92 took no request"
+sleep 4 # two cool-downs: no flapping at the minimum
+[ "$(ups)" = 2 ] && [ "$(downs)" = 1 ] && in_service 1 && [ "$(metric furrow_route_autoscale_failures_total)" = 0 ] &&
+  ok "steady at --min-replicas: 2 up, 1 down, no failures in /metrics" ||
+  bad "after idle: up $(ups), down $(downs), in service $(metric furrow_route_replicas_in_service)"
+exit $fail
