@@ -311,7 +311,7 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
             }
     }
     const uint64_t kv_layer =
-        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) *
+        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)fw_config_kv_width(c) *
         (uint64_t)l->value_bytes;
     for (int p = 0; p < pp; p++)
         for (int r = 0; r < tp; r++) {
