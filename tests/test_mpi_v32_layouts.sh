@@ -18,6 +18,14 @@ for name in tiny-v32-bf16 tiny-v32-fp8; do
     2> "$FURROW_TMP/ref.err" || { cat "$FURROW_TMP/ref.err"; echo "FAIL: single-rank logits"; exit 1; }
   ref_gen=$("$FURROW_BIN" generate --model "$model" --prompt-tokens "$prompt" --max-tokens 10 --ignore-eos 2>/dev/null)
   [ -n "$ref_gen" ] || { echo "FAIL: $name: single-rank generate"; exit 1; }
+  # Two sequences in flight (their decodes in one step, each over its own selection) equal one at a time.
+  p2=$(seq 1500 -29 10 | head -37 | paste -sd, -)
+  ref_two=$(for p in "$prompt" "$p2"; do "$FURROW_BIN" generate --model "$model" --prompt-tokens "$p" --max-tokens 10 \
+            --ignore-eos 2>/dev/null; done)
+  two=$("$FURROW_BIN" generate --model "$model" --prompt-tokens "$prompt" --prompt-tokens "$p2" --max-tokens 10 \
+        --ignore-eos 2>/dev/null)
+  if [ -n "$two" ] && [ "$two" = "$ref_two" ]; then echo "ok: $name: 2 sequences in flight equal one at a time"
+  else echo "FAIL: $name: 2 sequences at once gave"; echo "$two"; echo "one at a time:"; echo "$ref_two"; fail=1; fi
   for layout in "2 2 1" "2 1 2" "4 2 2"; do
     set -- $layout
     np=$1 tp=$2 pp=$3
