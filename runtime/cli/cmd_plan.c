@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR                    a furrow checkpoint (its embedded config)\n"
             "  --config FILE                  a Hugging Face config.json\n"
-            "  --preset NAME                  tiny, small, deepseek-v3 (the 671B config, FP8) or\n"
+            "  --preset NAME                  tiny, tiny-v32, small, deepseek-v3 (the 671B config, FP8) or\n"
             "                                 kimi-k2 (Kimi-K2-Thinking: 1T, INT4 routed experts)\n"
             "  --nodes N                      nodes (default 1)\n"
             "  --ranks-per-node G             ranks (GPUs) per node (default 1)\n"

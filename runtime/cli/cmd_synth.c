@@ -20,6 +20,8 @@ static void usage(FILE *f) {
             "linear weights normal(0, 1/sqrt(in)), norms 1, router bias uniform(0, 0.1).\n\n"
             "geometry (a preset or a config.json, then overrides):\n"
             "  --preset NAME           tiny (default; golden A: hidden 256, 3 layers, 16 experts),\n"
+            "                          tiny-v32 (tiny with DeepSeek-V3.2's indexer: 8 heads of\n"
+            "                          128, top 32 positions; its LayerNorm bias 0),\n"
             "                          small (hidden 2048, 4 layers, 32 experts: 1.7 GB BF16),\n"
             "                          deepseek-v3 (671B, FP8: ~690 GB, needs --force),\n"
             "                          kimi-k2 (1T, INT4 experts in groups of 32: ~594 GB)\n"
@@ -97,15 +99,6 @@ static int copy_tokenizer(const char *dir, const char *out, const fw_config *cfg
     if (!quiet && cfg->vocab_size < FW_DEEPSEEK_V3_TOKENS)
         fprintf(stderr, "furrow synth: the tokenizer has %d tokens, this model's vocabulary %lld: text prompts map ids modulo %lld\n",
                 FW_DEEPSEEK_V3_TOKENS, (long long)cfg->vocab_size, (long long)cfg->vocab_size);
-    return FW_OK;
-}
-
-/* The V3.2 indexer's weights (k_norm's bias, weights_proj's scale) are not among
- * what synth draws yet: refused by name rather than written half-made. */
-static int synth_refuses(const fw_config *c, const char *source, fw_err *e) {
-    if (fw_config_has_indexer(c))
-        return fw_errf(e, "%s: furrow synth does not write DeepSeek-V3.2 sparse attention checkpoints (index_topk %d) "
-                          "yet; convert one (tests/golden_v32/data has tiny ones)", source, c->index_topk);
     return FW_OK;
 }
 
@@ -187,7 +180,7 @@ int fw_cmd_synth(int argc, char **argv) {
     }
 
     fw_config cfg;
-    if (config ? fw_config_load(&cfg, config, &e) || synth_refuses(&cfg, config, &e)
+    if (config ? fw_config_load(&cfg, config, &e)
                : fw_synth_preset(preset ? preset : "tiny", &cfg, &e)) {
         fprintf(stderr, "furrow synth: %s\n", e.msg);
         return 1;
