@@ -541,8 +541,9 @@ static int synth_gen(void *user, const char *name, const fw_tensor_info *in, con
     } else if (in->dtype == FW_DTYPE_F32) {
         uint64_t s = key;
         for (int64_t i = 0; i < rows; i++) ((float *)full)[i] = 0.1f * uniform01(&s);
-    } else {
-        for (int64_t i = 0; i < rows; i++) ((uint16_t *)full)[i] = 0x3F80; /* bf16 1.0 */
+    } else { /* as synth_tensor writes them: norm weights 1, the indexer's LayerNorm bias 0 */
+        const bool bias = strlen(wname) > 5 && !strcmp(wname + strlen(wname) - 5, ".bias");
+        for (int64_t i = 0; i < rows; i++) ((uint16_t *)full)[i] = bias ? 0 : 0x3F80; /* bf16 1.0 */
     }
     for (int64_t r = 0; r < nr; r++)
         memcpy((char *)dst + (size_t)(r * nc) * es, full + (size_t)((r0 + r) * cols + c0) * es, (size_t)nc * es);
