@@ -106,16 +106,17 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     }
 }
 
-/* The T queries at positions pos0.. of a sequence: how many lead with every
- * earlier position to attend (all of them without an indexer; with one, those
- * that have at most index_topk positions to choose from), and the indexer's pick
- * for query t after them: its n positions into b->sel. */
+/* Of the T queries at positions pos0.. of a sequence, how many lead that attend
+ * to every earlier position: all of them without an indexer; with one, those
+ * that have at most index_topk positions to choose from. */
 static int64_t dense_rows(const fw_config *c, int64_t pos0, int64_t T) {
     if (!fw_config_has_indexer(c)) return T;
     int64_t n = c->index_topk - pos0;
     return n < 0 ? 0 : n > T ? T : n;
 }
 
+/* The indexer's pick for query t (at position pos0 + t) of layer l: its n
+ * positions into b->sel, ascending. */
 static int64_t pick(const fw_model *m, int l, const float *lat, int64_t pos0, int64_t t, bufs *b) {
     const fw_config *c = &m->cfg;
     const int64_t KW = fw_config_kv_width(c), S = pos0 + t + 1, ihd = (int64_t)c->index_n_heads * c->index_head_dim;

@@ -897,6 +897,7 @@ def main():
         except Exception as e:
             failures.append(f"{name}: {type(e).__name__}: {e}")
             log(f"FAIL {failures[-1]}")
+            SUMMARY.append(f"{name}: FAILED: {type(e).__name__}: {e}")
             traceback.print_exc()
     log(f"done in {time.time() - t0:.0f} s")
     for line in SUMMARY:
