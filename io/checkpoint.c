@@ -246,7 +246,6 @@ static int read_root(fw_ckpt *ck, fw_err *e) {
         char src[4200];
         snprintf(src, sizeof src, "%s (config_json)", ck->root);
         rc = fw_config_parse(&ck->cfg, json, src, e);
-        if (rc == FW_OK) rc = fw_config_check_runnable(&ck->cfg, src, e);
     }
     if (rc == FW_OK && fw_h5_get_u64(fid, "checkpoint_id", &ck->id) != 0)
         rc = fw_errf(e, "%s: attribute 'checkpoint_id' is missing", ck->root);

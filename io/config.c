@@ -489,12 +489,6 @@ void fw_config_free(fw_config *c) {
     memset(c, 0, sizeof *c);
 }
 
-int fw_config_check_runnable(const fw_config *c, const char *source, fw_err *e) {
-    if (fw_config_has_indexer(c))
-        return fw_errf(e, "%s: DeepSeek-V3.2 sparse attention (index_topk %d, index_n_heads %d) is not implemented "
-                          "yet; furrow would run the model as dense MLA", source, c->index_topk, c->index_n_heads);
-    return FW_OK;
-}
 
 double fw_config_softmax_scale(const fw_config *c) {
     double scale = 1.0 / sqrt((double)fw_config_qk_head_dim(c));

@@ -62,14 +62,16 @@ int fw_config_parse(fw_config *c, const char *json_text, const char *source, fw_
 int fw_config_load(fw_config *c, const char *path, fw_err *e);
 void fw_config_free(fw_config *c);
 
-/* Refuses a parsed config that furrow cannot run yet (DeepSeek-V3.2's sparse
- * attention): the entry points that build or load a runnable model call it. */
-int fw_config_check_runnable(const fw_config *c, const char *source, fw_err *e);
-
 /* Derived values. */
 /* DeepSeek-V3.2 (DeepSeek Sparse Attention): a lightning indexer per layer. */
 static inline bool fw_config_has_indexer(const fw_config *c) { return c->index_topk > 0; }
 static inline int fw_config_qk_head_dim(const fw_config *c) { return c->qk_nope_head_dim + c->qk_rope_head_dim; }
+/* Floats the cache holds per position and layer: the latent (kv_lora_rank), the
+ * rotated k_pe (qk_rope_head_dim) and, with an indexer, its key (index_head_dim),
+ * all in one row so that the indexer's keys are paged with the latent. */
+static inline int64_t fw_config_kv_width(const fw_config *c) {
+    return (int64_t)c->kv_lora_rank + c->qk_rope_head_dim + (c->index_topk > 0 ? c->index_head_dim : 0);
+}
 /* Layer l (0-based, l < num_hidden_layers) uses the MoE FFN. */
 static inline bool fw_config_layer_is_moe(const fw_config *c, int l) {
     return c->n_routed_experts > 0 && l >= c->first_k_dense_replace &&

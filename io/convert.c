@@ -359,7 +359,7 @@ static int convert(conv *c, fw_err *e) {
         return fw_errf(e, "%s already exists: %s holds a furrow checkpoint (remove it or choose another output "
                           "directory)", path, c->out);
     snprintf(path, sizeof path, "%s/config.json", c->hf);
-    if (fw_config_load(&c->cfg, path, e) || fw_config_check_runnable(&c->cfg, path, e)) return FW_ERR;
+    if (fw_config_load(&c->cfg, path, e)) return FW_ERR;
     if (fw_st_dir_open(&c->st, c->hf, e)) return FW_ERR;
     c->st_open = true;
     /* Every tensor but the optional MTP layers' must be in the shards: a config

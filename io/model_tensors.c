@@ -87,6 +87,18 @@ static void walk_layer(walker *w, int l) {
          H * (dn + dv), C, "self_attn.kv_b_proj.weight");
     emit(w, "[hidden_size, num_attention_heads * v_head_dim]", FW_TP_ROW, true, D, H * dv,
          "self_attn.o_proj.weight");
+    if (fw_config_has_indexer(c)) {
+        /* DeepSeek-V3.2's lightning indexer, replicated: every rank selects the same
+         * positions for its heads. DeepSeek's FP8 checkpoint keeps weights_proj BF16. */
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+        emit(w, "[index_n_heads * index_head_dim, q_lora_rank]", FW_TP_REPLICATED, true, ih * id, Q,
+             "self_attn.indexer.wq_b.weight");
+        emit(w, "[index_head_dim, hidden_size]", FW_TP_REPLICATED, true, id, D, "self_attn.indexer.wk.weight");
+        emit(w, "[index_head_dim]", FW_TP_REPLICATED, false, id, 0, "self_attn.indexer.k_norm.weight");
+        emit(w, "[index_head_dim]", FW_TP_REPLICATED, false, id, 0, "self_attn.indexer.k_norm.bias");
+        emit(w, "[index_n_heads, hidden_size]", FW_TP_REPLICATED, false, ih, D,
+             "self_attn.indexer.weights_proj.weight");
+    }
     emit(w, "[hidden_size]", FW_TP_REPLICATED, false, D, 0, "post_attention_layernorm.weight");
 
     /* fw_config_layer_is_moe is stated for l < num_hidden_layers; its rule

@@ -15,7 +15,7 @@
 
 /* ---- presets ---- */
 
-const char *const fw_synth_preset_names[] = {"tiny", "small", "deepseek-v3", "kimi-k2", NULL};
+const char *const fw_synth_preset_names[] = {"tiny", "tiny-v32", "small", "deepseek-v3", "kimi-k2", NULL};
 
 static void preset_common(fw_config *c) {
     memset(c, 0, sizeof *c);
@@ -41,6 +41,12 @@ static void preset_tiny(fw_config *c) {   /* shared/golden tiny-a */
     c->qk_nope_head_dim = 32, c->qk_rope_head_dim = 16, c->v_head_dim = 32;
     c->max_position_embeddings = 256;
     c->yarn.factor = 4, c->yarn.original_max_position = 64;
+}
+
+/* tiny with DeepSeek-V3.2's indexer, as tests/golden_v32's checkpoints */
+static void preset_tiny_v32(fw_config *c) {
+    preset_tiny(c);
+    c->index_n_heads = 8, c->index_head_dim = 128, c->index_topk = 32;
 }
 
 static void preset_small(fw_config *c) {  /* ~1.7 GB BF16: decode is bandwidth-bound */
@@ -75,10 +81,11 @@ const char *fw_synth_preset_weights(const char *name) {
 int fw_synth_preset(const char *name, fw_config *out, fw_err *e) {
     fw_config c;
     if (!strcmp(name, "tiny")) preset_tiny(&c);
+    else if (!strcmp(name, "tiny-v32")) preset_tiny_v32(&c);
     else if (!strcmp(name, "small")) preset_small(&c);
     else if (!strcmp(name, "deepseek-v3")) preset_deepseek_v3(&c);
     else if (!strcmp(name, "kimi-k2")) fw_preset_kimi_k2(&c);
-    else return fw_errf(e, "unknown preset '%s' (tiny, small, deepseek-v3, kimi-k2)", name);
+    else return fw_errf(e, "unknown preset '%s' (tiny, tiny-v32, small, deepseek-v3, kimi-k2)", name);
     if (fw_synth_config_json(&c, e)) return FW_ERR;
     *out = c;
     return FW_OK;
@@ -90,12 +97,18 @@ static int set(json_t *o, const char *key, json_t *v) { return json_object_set_n
 
 static int fill_json(json_t *r, const fw_config *c) {
     int bad = 0;
+    const bool v32 = fw_config_has_indexer(c);
     if (!json_object_get(r, "architectures")) {
         json_t *a = json_array();
-        bad |= json_array_append_new(a, json_string("DeepseekV3ForCausalLM"));
+        bad |= json_array_append_new(a, json_string(v32 ? "DeepseekV32ForCausalLM" : "DeepseekV3ForCausalLM"));
         bad |= set(r, "architectures", a);
     }
-    if (!json_object_get(r, "model_type")) bad |= set(r, "model_type", json_string("deepseek_v3"));
+    if (!json_object_get(r, "model_type")) bad |= set(r, "model_type", json_string(v32 ? "deepseek_v32" : "deepseek_v3"));
+    if (v32) {
+        bad |= set(r, "index_n_heads", json_integer(c->index_n_heads));
+        bad |= set(r, "index_head_dim", json_integer(c->index_head_dim));
+        bad |= set(r, "index_topk", json_integer(c->index_topk));
+    }
     bad |= set(r, "vocab_size", json_integer(c->vocab_size));
     bad |= set(r, "hidden_size", json_integer(c->hidden_size));
     bad |= set(r, "intermediate_size", json_integer(c->intermediate_size));
@@ -356,8 +369,9 @@ static int synth_tensor(fw_ckpt_writer *w, const fw_config *c, const fw_model_te
     if (!data) return fw_errf(e, "synth: tensor '%s': out of memory (%zu bytes)", t->name, bytes);
     float sigma = sigma_of(t->name, cols);
 
-    if (kind == FILL_ONES) {
-        for (int64_t i = 0; i < rows; i++) ((uint16_t *)data)[i] = 0x3F80;   /* bf16 1.0 */
+    if (kind == FILL_ONES) { /* norm weights 1, the indexer's LayerNorm bias 0 */
+        const bool bias = strlen(t->name) > 5 && !strcmp(t->name + strlen(t->name) - 5, ".bias");
+        for (int64_t i = 0; i < rows; i++) ((uint16_t *)data)[i] = bias ? 0 : 0x3F80;   /* bf16 1.0 */
     } else if (kind == FILL_BIAS) {
         uint64_t s = key;
         for (int64_t i = 0; i < rows; i++) ((float *)data)[i] = 0.1f * uniform01(&s);
@@ -527,8 +541,9 @@ static int synth_gen(void *user, const char *name, const fw_tensor_info *in, con
     } else if (in->dtype == FW_DTYPE_F32) {
         uint64_t s = key;
         for (int64_t i = 0; i < rows; i++) ((float *)full)[i] = 0.1f * uniform01(&s);
-    } else {
-        for (int64_t i = 0; i < rows; i++) ((uint16_t *)full)[i] = 0x3F80; /* bf16 1.0 */
+    } else { /* as synth_tensor writes them: norm weights 1, the indexer's LayerNorm bias 0 */
+        const bool bias = strlen(wname) > 5 && !strcmp(wname + strlen(wname) - 5, ".bias");
+        for (int64_t i = 0; i < rows; i++) ((uint16_t *)full)[i] = bias ? 0 : 0x3F80; /* bf16 1.0 */
     }
     for (int64_t r = 0; r < nr; r++)
         memcpy((char *)dst + (size_t)(r * nc) * es, full + (size_t)((r0 + r) * cols + c0) * es, (size_t)nc * es);

@@ -111,6 +111,9 @@ static double layer_cost(const fw_config *c, int l) {
     const double dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const double C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     double attn = (Q > 0 ? Q * D + H * dqk * Q : H * dqk * D) + (C + R) * D + H * (dn + dv) * C + D * H * dv;
+    if (fw_config_has_indexer(c)) /* DeepSeek-V3.2's indexer: wq_b, wk, weights_proj */
+        attn += (double)c->index_n_heads * c->index_head_dim * Q + (double)c->index_head_dim * D +
+                (double)c->index_n_heads * D;
     if (!fw_config_layer_is_moe(c, l)) return attn + 3 * (double)c->intermediate_size * D;
     const double Ie = (double)c->moe_intermediate_size;
     return attn + (double)c->n_routed_experts * D + 3 * Ie * c->n_shared_experts * D +
@@ -311,7 +314,7 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
             }
     }
     const uint64_t kv_layer =
-        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) *
+        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)fw_config_kv_width(c) *
         (uint64_t)l->value_bytes;
     for (int p = 0; p < pp; p++)
         for (int r = 0; r < tp; r++) {

@@ -58,6 +58,15 @@ static bool layer_tensor(const fw_config *c, int l, const char *s, tensor_kind *
     else if (!strcmp(s, "self_attn.kv_a_layernorm.weight")) set1(k, C);
     else if (!strcmp(s, "self_attn.kv_b_proj.weight")) set2(k, H * (dn + dv), C, true);
     else if (!strcmp(s, "self_attn.o_proj.weight")) set2(k, D, H * dv, true);
+    else if (fw_config_has_indexer(c) && !strncmp(s, "self_attn.indexer.", 18)) { /* DeepSeek-V3.2 */
+        const char *t = s + 18;
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+        if (!strcmp(t, "wq_b.weight")) set2(k, ih * id, Q, true);
+        else if (!strcmp(t, "wk.weight")) set2(k, id, D, true);
+        else if (!strcmp(t, "k_norm.weight") || !strcmp(t, "k_norm.bias")) set1(k, id);
+        else if (!strcmp(t, "weights_proj.weight")) set2(k, ih, D, false);
+        else return false;
+    }
     else if (!moe && (!strcmp(s, "mlp.gate_proj.weight") || !strcmp(s, "mlp.up_proj.weight")))
         set2(k, c->intermediate_size, D, true);
     else if (!moe && !strcmp(s, "mlp.down_proj.weight")) set2(k, D, c->intermediate_size, true);

@@ -13,6 +13,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/model/rope.c runtime/model/rope.h \
 	runtime/model/backend.c runtime/model/backend.h \
 	runtime/cpu/cpu.h runtime/cpu/forward.c runtime/cpu/cpu_backend.c \
+	runtime/cpu/indexer.c runtime/cpu/indexer.h \
 	runtime/engine/engine.c runtime/engine/engine.h runtime/engine/engine_top.c \
 	runtime/engine/sched.c runtime/engine/sched.h \
 	runtime/engine/block_map.c runtime/engine/block_map.h \

@@ -17,6 +17,12 @@ tests_golden_check_SOURCES = tests/golden_check.c tests/golden_ref.c tests/golde
 tests_golden_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh
+# DeepSeek-V3.2 parity on tests/golden_v32/data (test_golden_v32.sh drives golden_v32_check).
+check_PROGRAMS += tests/golden_v32_check
+tests_golden_v32_check_SOURCES = tests/golden_v32_check.c tests/golden_ref.c tests/golden_ref.h
+tests_golden_v32_check_LDADD = $(FWTEST_LIBS)
+TESTS += tests/test_golden_v32.sh
+EXTRA_DIST += tests/test_golden_v32.sh
 # convert --quantize on the golden checkpoints (test_convert_quant.sh drives quant_check).
 check_PROGRAMS += tests/quant_check
 tests_quant_check_SOURCES = tests/quant_check.c tests/golden_ref.c tests/golden_ref.h
@@ -75,6 +81,8 @@ EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh 
 # Kimi-K2's geometry (384 experts, 64 heads, one expert group) on several layouts.
 TESTS += tests/test_mpi_kimi_geometry.sh
 EXTRA_DIST += tests/test_mpi_kimi_geometry.sh
+TESTS += tests/test_mpi_v32_layouts.sh
+EXTRA_DIST += tests/test_mpi_v32_layouts.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

@@ -132,14 +132,18 @@ mkcopy tiny-a-fp8 "$T/fp8-as-bf16"
 sed -i '/"quantization_config"/,$d' "$T/fp8-as-bf16/config.json" && echo '"x": 0 }' >> "$T/fp8-as-bf16/config.json"
 expect_fail "FP8 tensors without quantization_config" "F8_E4M3" "$T/fp8-as-bf16" "$T/out-fp8-as-bf16"
 
-# DeepSeek-V3.2 (sparse attention) is parsed but not run: refused by name, never converted as dense MLA.
+# A V3.2 config (sparse attention) over V3 weights: the indexer's tensors are missing, so it is
+# refused, never converted as dense MLA. synth writes them (the indexer's LayerNorm bias 0).
 mkcopy tiny-a-bf16 "$T/v32"
 sed -i 's/"model_type": "deepseek_v3"/"model_type": "deepseek_v32", "index_n_heads": 8, "index_head_dim": 128, "index_topk": 32/' "$T/v32/config.json"
-expect_fail "V3.2 sparse attention" "sparse attention (index_topk 32, index_n_heads 8) is not implemented" "$T/v32" "$T/out-v32"
-"$furrow" synth --config "$T/v32/config.json" --out "$T/synth-v32" --quiet 2> "$T/synth-v32.err" &&
-  bad "synth accepted a V3.2 config" ||
-  { grep -q "sparse attention" "$T/synth-v32.err" && echo "synth v32: $(cat "$T/synth-v32.err")" ||
-    { cat "$T/synth-v32.err"; bad "synth v32: message"; }; }
+expect_fail "V3.2 config over V3 weights" "describes 154 tensors (num_hidden_layers 3, n_routed_experts 16), but the checkpoint's shards hold 139" "$T/v32" "$T/out-v32"
+"$furrow" synth --config "$T/v32/config.json" --out "$T/synth-v32" --quiet || bad "synth of a V3.2 config"
+"$furrow" info "$T/synth-v32" | grep -q '^sparse *DeepSeek-V3.2 indexer: 8 heads of 128, top 32' || bad "synth v32: info"
+h5dump -d /model/layers/2/self_attn/indexer/k_norm/bias "$T/synth-v32"/layers-*.h5 | grep -q '(0): 0, 0, 0' ||
+  bad "synth v32: k_norm bias not 0"
+"$furrow" synth --preset tiny-v32 --fp8 --out "$T/synth-v32p" --quiet &&
+  "$furrow" info "$T/synth-v32p" | grep -q '^sparse *DeepSeek-V3.2 indexer: 8 heads of 128, top 32' ||
+  bad "synth --preset tiny-v32"
 
 # An existing checkpoint is refused and left exactly as it was.
 cksum "$T/tiny-a-bf16"/* > "$T/before.txt"

@@ -238,6 +238,22 @@ static void test_v3(void) {
     check_memory(&c, 8, 2);
     check_memory(&c, 4, 3);
 
+    /* DeepSeek-V3.2: the indexer's key (index_head_dim floats) beside the latent in
+     * every cached position, and the indexer's weights, replicated. */
+    {
+        fw_config v = c;
+        v.index_n_heads = 64, v.index_head_dim = 128, v.index_topk = 2048;
+        fw_mem_estimate m3, m32;
+        CHECK(plan(&c, 1, 1, 1, 1, 0, &e) == FW_OK && fw_plan_mem_per_rank(&c, &L, &m3, &e) == FW_OK, "%s", e.msg);
+        CHECK(plan(&v, 1, 1, 1, 1, 0, &e) == FW_OK && fw_plan_mem_per_rank(&v, &L, &m32, &e) == FW_OK, "%s", e.msg);
+        CHECK(m32.kv_cache == (uint64_t)4096 * (576 + 128) * 4 * 61, "v32 kv %llu", (unsigned long long)m32.kv_cache);
+        /* per layer: wq_b 8192 x 1536 and wk 128 x 7168 FP8, weights_proj 64 x 7168 BF16, k_norm 2 x 128 */
+        const double idx = 61 * (8192.0 * 1536 + 128.0 * 7168 + 2 * (64.0 * 7168 + 2 * 128));
+        CHECK((double)(m32.weights_fp8 + m32.weights_bf16) - (double)(m3.weights_fp8 + m3.weights_bf16) == idx,
+              "v32 indexer weights: %.0f more bytes, want %.0f",
+              (double)(m32.weights_fp8 + m32.weights_bf16) - (double)(m3.weights_fp8 + m3.weights_bf16), idx);
+    }
+
     CHECK(plan(&c, 8, 8, 8, 1, 0, &e) == FW_OK, "%s", e.msg);
     for (int r = 0; r < 8; r++) {
         int f, n;

@@ -1,5 +1,5 @@
 /* The slicer: for the golden tiny config (and variants with q_proj and an MTP
- * layer) under several layouts, every tensor of fw_model_tensors is covered
+ * layer, and DeepSeek-V3.2's indexer) under several layouts, every tensor of fw_model_tensors is covered
  * exactly once per replica by the slices of its stage's tp ranks when split, tp
  * times when replicated; FP8 scale slices cover exactly the blocks of their
  * weight's slice; bad names and shapes are refused by name. */
@@ -157,6 +157,11 @@ int main(void) {
     check_layout(&v, 2, 2, "q_proj + MTP tp 2 pp 2");
     v.fp8 = false;
     check_layout(&v, 4, 3, "bf16 tp 4 pp 3");
+    /* DeepSeek-V3.2: the indexer's tensors, replicated (FP8 wq_b and wk with block scales). */
+    v = c;
+    v.index_n_heads = 8, v.index_head_dim = 128, v.index_topk = 32;
+    check_layout(&v, 2, 2, "v32 tp 2 pp 2");
+    check_layout(&v, 4, 1, "v32 tp 4");
     fw_config_free(&c);
     return check_result();
 }

@@ -67,6 +67,13 @@ h5diff "$T/g1.h5" "$T/g2.h5" logits > /dev/null || bad "synth:tiny differs from 
 fw_mpirun 60 2 "$furrow" logits --model synth:tiny,layers=2,dense=0,seed=3,fp8=1 --tp 2 --tokens 9,8,7 \
   --out "$T/h2.h5" 2> "$T/err.txt" || { cat "$T/err.txt"; bad "fp8 logits in place, tp 2"; }
 h5diff -d 1e-5 "$T/h1.h5" "$T/h2.h5" logits > /dev/null || bad "synth:tiny,fp8 over tp 2 differs from the written checkpoint"
+# DeepSeek-V3.2 (the indexer; 40 tokens > index_topk 32, so selection drops positions) likewise.
+v32toks=$(seq 11 47 1900 | head -40 | paste -sd, -)
+"$furrow" synth --preset tiny-v32 --fp8 --seed 4 --out "$T/v" --quiet || bad "synth v"
+"$furrow" logits --model "$T/v" --tokens "$v32toks" --out "$T/v1.h5" 2> /dev/null || bad "v32 logits on disk"
+"$furrow" logits --model synth:tiny-v32,seed=4,fp8=1 --tokens "$v32toks" --out "$T/v2.h5" 2> /dev/null ||
+  bad "v32 logits in place"
+h5diff "$T/v1.h5" "$T/v2.h5" logits > /dev/null || bad "synth:tiny-v32 differs from the written checkpoint"
 # Quantized weights (--weights, weights=SPEC last in the text): the written
 # checkpoint read over tp 2 (per-channel INT8 scales kept by every column slice
 # of o_proj and down_proj, their chunks checked) equals the in-place model on one

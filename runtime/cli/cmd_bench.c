@@ -308,7 +308,7 @@ static void report(const fw_world *w, const fw_engine *en, const bench_args *a, 
     const double weights = (double)en->model->weight_bytes;
     const double prefill_tps = (double)(B * P) / t_prefill, decode_tps = (double)(B * N) / t_decode;
     const double gflops = 2.0 * tok_params * prefill_tps / 1e9;
-    const double kv_width = (double)(cf->kv_lora_rank + cf->qk_rope_head_dim);
+    const double kv_width = (double)fw_config_kv_width(cf);
     const double kv_bytes = (double)cf->num_hidden_layers * (double)(P + N / 2) * kv_width * 4;
     const double gbs = (tok_bytes + kv_bytes) * decode_tps / 1e9;
     printf("model      %s: %d layers, hidden %lld, %d routed experts (top-%d), %.2f GB of weights on rank 0\n",

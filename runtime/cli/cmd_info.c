@@ -128,6 +128,9 @@ static void print_summary(const char *dir, fw_ckpt *ck, const info_acc *a) {
     else printf("q_proj (no q_lora), ");
     printf("kv_lora %d; qk %d + %d rope, v %d\n", c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim,
            c->v_head_dim);
+    if (fw_config_has_indexer(c))
+        printf("sparse       DeepSeek-V3.2 indexer: %d heads of %d, top %d positions per query\n", c->index_n_heads,
+               c->index_head_dim, c->index_topk);
     if (c->n_routed_experts)
         printf("experts      %d routed, top-%d (%d groups, top-%d), %d shared; expert FFN %lld\n",
                c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,

@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR                    a furrow checkpoint (its embedded config)\n"
             "  --config FILE                  a Hugging Face config.json\n"
-            "  --preset NAME                  tiny, small, deepseek-v3 (the 671B config, FP8) or\n"
+            "  --preset NAME                  tiny, tiny-v32, small, deepseek-v3 (the 671B config, FP8) or\n"
             "                                 kimi-k2 (Kimi-K2-Thinking: 1T, INT4 routed experts)\n"
             "  --nodes N                      nodes (default 1)\n"
             "  --ranks-per-node G             ranks (GPUs) per node (default 1)\n"
@@ -68,7 +68,8 @@ static void usage(FILE *f) {
             "Stages are contiguous layer ranges that balance the matmul parameters a decode\n"
             "token touches (the head counts for the last stage). Memory: the weight slices in\n"
             "their stored types (FP8 block scales, INT4/INT8 scales included), the latent KV\n"
-            "cache of the stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim)\n"
+            "cache of the stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim\n"
+            "[+ index_head_dim for DeepSeek-V3.2's indexer keys])\n"
             "x 4 bytes, 2 on a GPU) and an activation estimate (one prefill chunk of up to 2048\n"
             "tokens or a decode step); the runtime and communication buffers are not counted:\n"
             "leave headroom. KV room: what --mem-per-rank leaves after weights and activations\n"
@@ -187,7 +188,7 @@ static int64_t kv_room(const fw_config *c, const fw_layout *l, uint64_t avail, u
             best = -1;
             break;
         }
-        const uint64_t per_token = (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * (uint64_t)l->value_bytes *
+        const uint64_t per_token = (uint64_t)fw_config_kv_width(c) * (uint64_t)l->value_bytes *
                                    (uint64_t)l->stages[i / l->tp].n_layers;
         const int64_t tokens = (int64_t)((avail - used) / per_token);
         if (tokens < best) best = tokens, *bytes_left = avail - used;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/cpu/indexer.h"
 #include "runtime/model/kvcache.h"
 #include "runtime/model/rope.h"
 
@@ -26,7 +27,8 @@ typedef struct bufs {
     float *x, *h, *y;          /* (T, D) residual stream, normed input, block output */
     float *qa;                 /* (T, q_lora) */
     float *q;                  /* (T, H, dqk) */
-    float *kva;                /* (T, C + R): normed c_kv then rotated k_pe, as cached */
+    float *kva;                /* (T, KW): normed c_kv, rotated k_pe, the indexer key: a cache row */
+    float *kv_a;               /* (T, C + R) kv_a_proj's output before it is spread into kva */
     float *o;                  /* (T, H, dv) */
     float *cos_tab, *sin_tab;  /* (T, R / 2) */
     float *lat_c;              /* naive: (S, C) */
@@ -41,7 +43,13 @@ typedef struct bufs {
     int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
     int32_t *count;            /* (E + 1) */
     float *xe, *ye;            /* (T, D) one expert's tokens in and out */
-    float *lat;                /* (S, C + R) one layer's latent cache gathered from its blocks */
+    float *lat;                /* (S, KW) one layer's cache rows gathered from its blocks */
+    /* DeepSeek-V3.2's indexer (index_topk > 0) */
+    float *qi, *iw;            /* (T, ih, id) queries, (T, ih) head weights */
+    float *score, *stmp;       /* (S) one query's index scores, selection scratch */
+    int32_t *sel;              /* (index_topk) one query's selected positions */
+    float *lat_sel;            /* absorbed: (index_topk, KW) the selected cache rows */
+    float *k_sel, *v_sel;      /* naive: (index_topk, H, dqk), (index_topk, H, dv) */
 } bufs;
 
 static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, bool naive, bool absorbed) {
@@ -55,9 +63,20 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     b->y = take(s, T * D);
     b->qa = take(s, T * max64(1, c->q_lora_rank));
     b->q = take(s, T * H * dqk);
-    b->kva = take(s, T * (C + R));
+    const int64_t KW = fw_config_kv_width(c), K = c->index_topk;
+    b->kva = take(s, T * KW);
+    b->kv_a = take(s, T * (C + R));
     b->o = take(s, T * H * dv);
-    b->lat = take(s, S * (C + R));
+    b->lat = take(s, S * KW);
+    if (fw_config_has_indexer(c)) {
+        b->qi = take(s, T * c->index_n_heads * c->index_head_dim);
+        b->iw = take(s, T * c->index_n_heads);
+        b->score = take(s, S);
+        b->stmp = take(s, S);
+        b->sel = (int32_t *)take(s, K);
+        if (absorbed) b->lat_sel = take(s, K * KW);
+        if (naive) b->k_sel = take(s, K * H * dqk), b->v_sel = take(s, K * H * dv);
+    }
     b->cos_tab = take(s, T * R / 2);
     b->sin_tab = take(s, T * R / 2);
     if (naive) {
@@ -87,12 +106,33 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     }
 }
 
+/* Of the T queries at positions pos0.. of a sequence, how many lead that attend
+ * to every earlier position: all of them without an indexer; with one, those
+ * that have at most index_topk positions to choose from. */
+static int64_t dense_rows(const fw_config *c, int64_t pos0, int64_t T) {
+    if (!fw_config_has_indexer(c)) return T;
+    int64_t n = c->index_topk - pos0;
+    return n < 0 ? 0 : n > T ? T : n;
+}
+
+/* The indexer's pick for query t (at position pos0 + t) of layer l: its n
+ * positions into b->sel, ascending. */
+static int64_t pick(const fw_model *m, int l, const float *lat, int64_t pos0, int64_t t, bufs *b) {
+    const fw_config *c = &m->cfg;
+    const int64_t KW = fw_config_kv_width(c), S = pos0 + t + 1, ihd = (int64_t)c->index_n_heads * c->index_head_dim;
+    fw_indexer_scores(c, b->qi + t * ihd, b->iw + t * c->index_n_heads, lat + c->kv_lora_rank + c->qk_rope_head_dim,
+                      KW, S, b->score);
+    int64_t n = fw_indexer_topk(b->score, S, c->index_topk, b->stmp, b->sel);
+    if (m->index_probe) m->index_probe(m->index_probe_arg, l, pos0 + t, S, b->score, n, b->sel);
+    return n;
+}
+
 /* Naive MLA: expand keys and values of all S cached positions through kv_b. */
-static void attention_naive(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+static void attention_naive(const fw_model *m, int l, const fw_layer *L, const float *lat, int64_t T,
                             int64_t S, bufs *b) {
     const fw_config *c = &m->cfg;
     const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
-    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = fw_config_kv_width(c);
     for (int64_t s = 0; s < S; s++) memcpy(b->lat_c + s * C, lat + s * W, (size_t)C * sizeof(float));
     m->ops->matmul(b->kvx, b->lat_c, &L->kv_b, S); /* (S, H, dn + dv) */
     for (int64_t s = 0; s < S; s++)
@@ -103,16 +143,26 @@ static void attention_naive(const fw_model *m, const fw_layer *L, const float *l
             memcpy(k + dn, lat + s * W + C, (size_t)R * sizeof(float)); /* k_pe, shared by heads */
             memcpy(b->v + (s * H + h) * dv, kv + dn, (size_t)dv * sizeof(float));
         }
-    m->ops->attn_naive(b->o, b->q, b->k, b->v, T, S, H, dqk, dv, m->softmax_scale);
+    const int64_t pos0 = S - T, nd = dense_rows(c, pos0, T);
+    if (nd > 0) m->ops->attn_naive(b->o, b->q, b->k, b->v, nd, pos0 + nd, H, dqk, dv, m->softmax_scale);
+    for (int64_t t = nd; t < T; t++) { /* sparse: the selected keys and values only */
+        const int64_t n = pick(m, l, lat, pos0, t, b);
+        for (int64_t j = 0; j < n; j++) {
+            memcpy(b->k_sel + j * H * dqk, b->k + b->sel[j] * H * dqk, (size_t)(H * dqk) * sizeof(float));
+            memcpy(b->v_sel + j * H * dv, b->v + b->sel[j] * H * dv, (size_t)(H * dv) * sizeof(float));
+        }
+        m->ops->attn_naive(b->o + t * H * dv, b->q + t * H * dqk, b->k_sel, b->v_sel, 1, n, H, dqk, dv,
+                           m->softmax_scale);
+    }
 }
 
 /* Absorbed MLA: q_nope . W_UK per head, attention over the latent cache, then
  * the latent output . W_UV^T per head; kv_b is never expanded per position. */
-static void attention_absorbed(const fw_model *m, const fw_layer *L, const float *lat, int64_t T,
+static void attention_absorbed(const fw_model *m, int l, const fw_layer *L, const float *lat, int64_t T,
                                int64_t S, bufs *b) {
     const fw_config *c = &m->cfg;
     const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
-    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R;
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = fw_config_kv_width(c);
     for (int64_t h = 0; h < H; h++) {
         fw_weight w_uk = fw_weight_view(&L->kv_b, h * (dn + dv), dn, 0, C); /* (dn, C) */
         for (int64_t t = 0; t < T; t++) {
@@ -123,8 +173,17 @@ static void attention_absorbed(const fw_model *m, const fw_layer *L, const float
         for (int64_t t = 0; t < T; t++)
             memcpy(b->q_lat + (t * H + h) * C, b->qh + t * C, (size_t)C * sizeof(float));
     }
-    m->ops->attn_absorbed(b->o_lat, b->q_lat, b->q_pe, lat, W, lat + C, W, T, S, H, C, R,
-                          m->softmax_scale);
+    const int64_t pos0 = S - T, nd = dense_rows(c, pos0, T);
+    if (nd > 0)
+        m->ops->attn_absorbed(b->o_lat, b->q_lat, b->q_pe, lat, W, lat + C, W, nd, pos0 + nd, H, C, R,
+                              m->softmax_scale);
+    for (int64_t t = nd; t < T; t++) { /* sparse: the selected cache rows only */
+        const int64_t n = pick(m, l, lat, pos0, t, b);
+        for (int64_t j = 0; j < n; j++)
+            memcpy(b->lat_sel + j * W, lat + b->sel[j] * W, (size_t)(C + R) * sizeof(float));
+        m->ops->attn_absorbed(b->o_lat + t * H * C, b->q_lat + t * H * C, b->q_pe + t * H * R, b->lat_sel, W,
+                              b->lat_sel + C, W, 1, n, H, C, R, m->softmax_scale);
+    }
     for (int64_t h = 0; h < H; h++) {
         fw_weight w_uv = fw_weight_view(&L->kv_b, h * (dn + dv) + dn, dv, 0, C); /* (dv, C) */
         for (int64_t t = 0; t < T; t++)
@@ -201,7 +260,8 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, c
     const fw_ops *ops = m->ops;
     const int64_t D = c->hidden_size, H = p->heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
-    const int64_t W = C + R, V = c->vocab_size, dv = c->v_head_dim;
+    const int64_t W = fw_config_kv_width(c), V = c->vocab_size, dv = c->v_head_dim;
+    const int64_t ihd = (int64_t)c->index_n_heads * c->index_head_dim;
     const float eps = (float)c->rms_norm_eps;
     int64_t T = 0, S_max = 0, n_out = 0;
     bool naive = false, absorbed = false;
@@ -254,8 +314,13 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, c
         } else {
             ops->matmul(b.q, b.h, &L->q_b, T);
         }
-        ops->matmul(b.kva, b.h, &L->kv_a, T);
-        for (int64_t t = 0; t < T; t++) ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
+        ops->matmul(b.kv_a, b.h, &L->kv_a, T);
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(b.kva + t * W, b.kv_a + t * (C + R), (size_t)(C + R) * sizeof(float));
+            ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
+        }
+        if (fw_config_has_indexer(c)) /* its keys go into the cache rows beside the latent */
+            fw_indexer_project(m, L, b.h, b.qa, T, b.cos_tab, b.sin_tab, b.qi, b.iw, b.kva + C + R, W);
         ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
         ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
         /* ...attention one sequence at a time over its cache, through its block table:
@@ -267,8 +332,9 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, c
             fw_kv_pool_gather(pool, kv->table, l - p->first_layer, S, lat);
             bufs bi = b; /* this sequence's rows of q and o */
             bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
-            if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, L, lat, Ti, S, &bi);
-            else attention_absorbed(m, L, lat, Ti, S, &bi);
+            if (b.qi) bi.qi = b.qi + off * ihd, bi.iw = b.iw + off * c->index_n_heads;
+            if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, l, L, lat, Ti, S, &bi);
+            else attention_absorbed(m, l, L, lat, Ti, S, &bi);
         }
         /* ...and together again through the output projection and the FFN. */
         ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
@@ -306,7 +372,7 @@ int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
         fw_kv_free(kv);
         return fw_errf(e, "KV cache: out of memory");
     }
-    if (fw_kv_pool_init(kv->own, nb, bs, m->part.n_layers, c->kv_lora_rank + c->qk_rope_head_dim, e)) {
+    if (fw_kv_pool_init(kv->own, nb, bs, m->part.n_layers, fw_config_kv_width(c), e)) {
         free(kv->own), kv->own = NULL;
         fw_kv_free(kv);
         return FW_ERR;

@@ -51,8 +51,18 @@ const fw_backend *fw_engine_backend(const char *device) {
     return fw_backend_find(device);
 }
 
+/* DeepSeek-V3.2's sparse attention runs on the CPU backend only so far. */
+static int check_device(const fw_backend *be, const fw_config *c, fw_err *e) {
+    if (fw_config_has_indexer(c) && strcmp(be->name, "cpu") != 0)
+        return fw_errf(e, "--device %s: DeepSeek-V3.2 sparse attention (index_topk %d) has no %s path yet (the "
+                          "indexer, top-k selection and sparse MLA kernels); run it with --device cpu",
+                       be->name, c->index_topk, be->name);
+    return FW_OK;
+}
+
 static int take_layer(void *arg, const fw_model *m, int l, fw_err *e) {
     fw_engine *en = arg;
+    if (check_device(en->be, &m->cfg, e)) return FW_ERR;
     fw_backend_place at = {.opts = &en->backend_opts, .local_rank = en->world->local_rank, .tp_comm = MPI_COMM_NULL};
     return en->be->take_layer(&en->st, m, &at, l, e);
 }
@@ -80,6 +90,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
                                     w->tp_rank, !o->no_verify, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
+    if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, e);
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
     en->context = o->context;

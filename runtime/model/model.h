@@ -23,6 +23,11 @@ typedef struct fw_layer {
     float *kv_a_norm;          /* (C) */
     fw_weight kv_b;            /* (H * (dn + dv), C) */
     fw_weight o;               /* (D, H * dv) */
+    /* DeepSeek-V3.2's lightning indexer (cfg.index_topk > 0), replicated on every rank. */
+    fw_weight ix_wq_b;         /* (ih * id, q_lora): indexer queries from MLA's q latent */
+    fw_weight ix_wk;           /* (id, D): the indexer key, one per token */
+    float *ix_k_norm, *ix_k_bias;  /* (id) LayerNorm of the key */
+    fw_weight ix_w;            /* (ih, D) weights_proj: per-head weights */
     fw_weight gate, up, down;  /* dense FFN: (I, D), (I, D), (D, I) */
     fw_weight router;          /* (E, D) */
     float *router_bias;        /* (E) e_score_correction_bias */
@@ -60,6 +65,12 @@ typedef struct fw_model {
     void (*route_probe)(void *arg, const struct fw_layer *L, const fw_route_params *p, int64_t T,
                         const float *logits, const int32_t *ids);
     void *route_probe_arg;
+    /* Optional, set by tests: called by the CPU forward for each query whose
+     * indexer dropped positions (DeepSeek-V3.2): its index scores over positions
+     * 0..S-1 and the n selected ones, ascending. */
+    void (*index_probe)(void *arg, int layer, int64_t pos, int64_t S, const float *scores, int64_t n,
+                        const int32_t *ids);
+    void *index_probe_arg;
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
 } fw_model;

@@ -235,6 +235,16 @@ static int load_layer(fw_model *m, fw_ckpt *ck, const fw_layout *lay, int l, fw_
         load_weight(m, ck, lay, NAME(n, "%s.self_attn.o_proj.weight", pre), D, H * dv, &L->o, e))
         return FW_ERR;
 
+    if (fw_config_has_indexer(c)) {
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+        if (load_weight(m, ck, lay, NAME(n, "%s.self_attn.indexer.wq_b.weight", pre), ih * id, c->q_lora_rank,
+                        &L->ix_wq_b, e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.self_attn.indexer.wk.weight", pre), id, D, &L->ix_wk, e) ||
+            load_vector(m, ck, NAME(n, "%s.self_attn.indexer.k_norm.weight", pre), id, &L->ix_k_norm, e) ||
+            load_vector(m, ck, NAME(n, "%s.self_attn.indexer.k_norm.bias", pre), id, &L->ix_k_bias, e) ||
+            load_weight(m, ck, lay, NAME(n, "%s.self_attn.indexer.weights_proj.weight", pre), ih, D, &L->ix_w, e))
+            return FW_ERR;
+    }
     L->moe = fw_config_layer_is_moe(c, l);
     if (!L->moe) {
         const int64_t I = c->intermediate_size;

@@ -613,7 +613,9 @@ def read_own(path):
     import h5py
     out = []
     with h5py.File(path, "r") as f:
-        check(f.attrs["indexer_semantics"] == "transformers", f"{path}: not an own reference of transformers' semantics")
+        sem = f.attrs["indexer_semantics"]
+        sem = sem.decode() if isinstance(sem, bytes) else str(sem)
+        check(sem == "transformers", f"{path}: not an own reference of transformers' semantics ({sem})")
         seed = int(f.attrs["seed"])
         for i in sorted(f["prompts"], key=int):
             g = f["prompts"][i]
@@ -897,6 +899,7 @@ def main():
         except Exception as e:
             failures.append(f"{name}: {type(e).__name__}: {e}")
             log(f"FAIL {failures[-1]}")
+            SUMMARY.append(f"{name}: FAILED: {type(e).__name__}: {e}")
             traceback.print_exc()
     log(f"done in {time.time() - t0:.0f} s")
     for line in SUMMARY:

@@ -1,0 +1,31 @@
+/* DeepSeek-V3.2's lightning indexer on the CPU (DeepSeek Sparse Attention): per
+ * token an indexer key beside the latent cache, per query the index scores of
+ * every visible position and the top index_topk of them, which MLA then attends
+ * to (tests/golden_v32/README.md states the forward). This is the exact path, in
+ * float32 without DeepSeek's FP8 rounding of q and k (transformers' semantics). */
+#ifndef FW_RUNTIME_CPU_INDEXER_H
+#define FW_RUNTIME_CPU_INDEXER_H
+
+#include <stdint.h>
+
+#include "runtime/model/model.h"
+
+/* For T tokens: queries qi (T, ih * id) from the q latent cq (T, q_lora), head
+ * weights w (T, ih) (weights_proj * ih^-1/2) and keys (T rows of stride
+ * k_stride, id values each) from the layer's normed input x (T, D); the first
+ * qk_rope_head_dim values of each query head and key rotated with non-interleaved
+ * RoPE at the token's angles (cos/sin tables as the model's, (T, R / 2)). */
+void fw_indexer_project(const fw_model *m, const fw_layer *L, const float *x, const float *cq, int64_t T,
+                        const float *cos_tab, const float *sin_tab, float *qi, float *w, float *keys,
+                        int64_t k_stride);
+
+/* One query's index scores over keys 0..S-1 (rows of stride k_stride):
+ * score[s] = sum_h w[h] relu(id^-1/2 q_h . k_s). */
+void fw_indexer_scores(const fw_config *c, const float *qi, const float *w, const float *keys, int64_t k_stride,
+                       int64_t S, float *score);
+
+/* The min(k, S) positions with the largest scores, ascending, into ids; returns
+ * how many. Ties at the boundary go to the earlier positions. tmp: S floats. */
+int64_t fw_indexer_topk(const float *score, int64_t S, int64_t k, float *tmp, int32_t *ids);
+
+#endif
