@@ -135,7 +135,7 @@ typedef struct impl {
     const fw_ops *ops;
 } impl;
 
-static impl impls[3];
+static impl impls[4];
 static int n_impls;
 
 /* ---- conversions, views ---- */
@@ -241,7 +241,7 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     struct {
         const char *name;
         mm_fn f;
-    } fs[8];
+    } fs[12];
     int nf = 0;
     for (int k = 0; k < n_impls; k++) fs[nf++] = (typeof(fs[0])){impls[k].name, xw ? impls[k].ops->matmul_xw : impls[k].ops->matmul};
     if (!xw && fw_cpu_has_avx2()) { /* both matmul paths at every T (INT4: the AVX2 ones) */
@@ -255,6 +255,10 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     if (!xw && w->type == FW_WTYPE_INT8 && fw_cpu_has_avx512()) {
         fs[nf++] = (typeof(fs[0])){"avx512-gemv", fw_cpu_int8_gemv_avx512};
         fs[nf++] = (typeof(fs[0])){"avx512-gemm", fw_cpu_int8_gemm_avx512};
+    }
+    if (!xw && w->type == FW_WTYPE_BF16 && fw_cpu_has_avx512bf16()) {
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-gemv", fw_cpu_bf16_gemv_avx512bf16};
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-gemm", fw_cpu_bf16_gemm_avx512bf16};
     }
     for (int k = 0; k < nf; k++) {
         char what[160];
@@ -273,12 +277,12 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
 
 static void test_matmul(void) {
     const fw_ops *ref = fw_ops_cpu_ref();
-    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 128, 200, 257}, Ts[] = {1, 3, 8, 37};
+    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 33, 128, 200, 257}, Ts[] = {1, 3, 8, 9, 37};
     for (int ty = 0; ty < 3; ty++) {
         for (int a = 0; a < 4; a++) {
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < 5; b++) {
                 tw p = tw_make((fw_wtype)ty, rows[a], cols[b], cols[b] + (b & 1) * 3);
-                for (int c = 0; c < 4; c++) {
+                for (int c = 0; c < 5; c++) {
                     check_mm(&p.w, Ts[c], false);
                     check_mm(&p.w, Ts[c], true);
                 }
@@ -291,7 +295,7 @@ static void test_matmul(void) {
         const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130}};
         for (int v = 0; v < 4; v++) {
             fw_weight w = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < 5; c++) {
                 check_mm(&w, Ts[c], false);
                 check_mm(&w, Ts[c], true);
             }
@@ -797,6 +801,8 @@ static void test_route(void) {
 
 int main(void) {
     impls[n_impls++] = (impl){"fast", fw_ops_cpu_fast()};
+    if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx512() && fw_cpu_has_avx512())
+        impls[n_impls++] = (impl){"avx512", fw_ops_cpu_fast_avx512()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx2() && fw_cpu_has_avx2()) impls[n_impls++] = (impl){"avx2", fw_ops_cpu_fast_avx2()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_generic()) impls[n_impls++] = (impl){"generic", fw_ops_cpu_fast_generic()};
     fprintf(stderr, "fast ops: %s\n", fw_ops_cpu_fast()->name);

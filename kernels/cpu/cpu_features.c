@@ -19,3 +19,10 @@ bool fw_cpu_has_avx512(void) {
     return fw_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
 }
+
+/* cpuid leaf 7, subleaf 1, EAX bit 5 (not every compiler's __builtin_cpu_supports
+ * knows "avx512bf16"). */
+bool fw_cpu_has_avx512bf16(void) {
+    unsigned a, b, c, d;
+    return fw_cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}

@@ -433,6 +433,13 @@ void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t 
     fw_cpu_matmul_avx2(y, x, w, T);
 }
 
+/* BF16 weights through vdpbf16ps (kernels/cpu/fast_bf16.c); the rest as AVX-512. */
+void fw_cpu_matmul_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+    if (w->type != FW_WTYPE_BF16) fw_cpu_matmul_avx512(y, x, w, T);
+    else if (T <= FW_GEMV_MAX_T) fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
+    else fw_cpu_bf16_gemm_avx512bf16(y, x, w, T);
+}
+
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
 
 #define XW_TB 8 /* tokens per pass over a row group's columns */
