@@ -260,6 +260,10 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
         fs[nf++] = (typeof(fs[0])){"avx512bf16-gemv", fw_cpu_bf16_gemv_avx512bf16};
         fs[nf++] = (typeof(fs[0])){"avx512bf16-gemm", fw_cpu_bf16_gemm_avx512bf16};
     }
+    if (!xw && w->type == FW_WTYPE_FP8 && fw_cpu_fp8_gemv_ok(w) && fw_cpu_has_avx512bf16())
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-fp8-gemv", fw_cpu_fp8_gemv_avx512bf16};
+    if (!xw && (w->type == FW_WTYPE_BF16 || w->type == FW_WTYPE_FP8) && fw_cpu_has_avx512())
+        fs[nf++] = (typeof(fs[0])){"avx512-gemm", fw_cpu_widened_gemm_avx512};
     for (int k = 0; k < nf; k++) {
         char what[160];
         snprintf(what, sizeof what, "%s %s %s [%lld x %lld] ld %lld at (%lld, %lld), T %lld", fs[k].name,
@@ -292,8 +296,9 @@ static void test_matmul(void) {
         /* Views into a parent, with origins off the 128 grid (partial FP8 blocks on
          * every side), and sizes that make the threads split the work. */
         tw p = tw_make((fw_wtype)ty, 700, 900, 905);
-        const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130}};
-        for (int v = 0; v < 4; v++) {
+        const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130},
+                                    {129, 300, 64, 577}, {3, 130, 256, 600}}; /* the last two: FP8 in 64-column steps */
+        for (int v = 0; v < 6; v++) {
             fw_weight w = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
             for (int c = 0; c < 5; c++) {
                 check_mm(&w, Ts[c], false);

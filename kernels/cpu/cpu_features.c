@@ -20,9 +20,11 @@ bool fw_cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512vl");
 }
 
-/* cpuid leaf 7, subleaf 1, EAX bit 5 (not every compiler's __builtin_cpu_supports
- * knows "avx512bf16"). */
+/* AVX512-BF16: cpuid leaf 7, subleaf 1, EAX bit 5 (not every compiler's
+ * __builtin_cpu_supports knows "avx512bf16"); VBMI: leaf 7, ECX bit 1. Every CPU
+ * with the first has the second so far; the FP8 kernels need both. */
 bool fw_cpu_has_avx512bf16(void) {
     unsigned a, b, c, d;
-    return fw_cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+    return fw_cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) &&
+           __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1));
 }

@@ -9,7 +9,7 @@
 bool fw_cpu_has_avx2(void);
 /* Whether it also runs the AVX-512 kernels (F, BW, VL). */
 bool fw_cpu_has_avx512(void);
-/* Whether it also has AVX512-BF16 (vdpbf16ps). */
+/* Whether it also has AVX512-BF16 (vdpbf16ps) and AVX512-VBMI (vpermi2b). */
 bool fw_cpu_has_avx512bf16(void);
 
 /* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs), and
@@ -51,5 +51,13 @@ void fw_cpu_int8_gemm_avx512(float *y, const float *x, const fw_weight *w, int64
  * into two bf16, about f32's accuracy) and the prefill GEMM (x rounded to bf16). */
 void fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
+/* FP8 weights with AVX512-BF16 and VBMI: the GEMV (any T; views whose first column
+ * is on a 64-column boundary of the scale grid: fw_cpu_fp8_gemv_ok, others run
+ * the AVX2 GEMV), e4m3 widened to bf16 in registers by a table lookup. */
+bool fw_cpu_fp8_gemv_ok(const fw_weight *w);
+void fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
+/* BF16 or FP8 on AVX-512 (F, BW, VL): the prefill GEMM of kernels/cpu/gemm512.c over
+ * tiles widened exactly to f32. */
+void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 
 #endif

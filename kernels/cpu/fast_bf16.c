@@ -20,7 +20,7 @@
 #include <omp.h>
 #endif
 
-#define BF_TARGET AVX512_TARGET ",avx512bf16"
+#define BF_TARGET AVX512_TARGET ",avx512bf16,avx512vbmi"
 #define BF_FN __attribute__((target(BF_TARGET)))
 #define BF_INLINE static inline __attribute__((always_inline, target(BF_TARGET)))
 
@@ -218,4 +218,179 @@ BF_FN void fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
         for (int64_t t = 0; t < tt; t++) split_bf16(xs + 2 * t * Kp, xs + (2 * t + 1) * Kp, x + (t0 + t) * K, K, Kp);
         bgv_table[tt - 1](y + t0 * N, xs, Kp, w);
     }
+}
+
+/* ---- FP8 (e4m3, 128 x 128 block scales) ---- */
+
+/* e4m3's magnitude m (7 bits) as bf16 bits: normals rebias the exponent (7 -> 127)
+ * under the 3 mantissa bits, subnormals (m < 8, m * 2^-9) are normal in bf16, and
+ * 0x7F is NaN as in the reference. Every e4m3 value is exact in bf16. */
+#define F8_SUB(m) ((m) == 0 ? 0 : (m) == 1 ? 118 << 7 : (m) == 2 ? 119 << 7 : (m) == 3 ? (119 << 7) | 64 \
+                   : (m) == 4 ? 120 << 7 : (m) == 5 ? (120 << 7) | 32 : (m) == 6 ? (120 << 7) | 64 : (120 << 7) | 96)
+#define F8(m) (uint16_t)((m) == 127 ? 0x7FC0 : (m) >= 8 ? ((m) << 4) + (120 << 7) : F8_SUB(m))
+#define F8X8(b) F8(b), F8(b + 1), F8(b + 2), F8(b + 3), F8(b + 4), F8(b + 5), F8(b + 6), F8(b + 7)
+static const uint16_t fp8_bf16[128] = {F8X8(0),  F8X8(8),  F8X8(16), F8X8(24), F8X8(32), F8X8(40),
+                                       F8X8(48), F8X8(56), F8X8(64), F8X8(72), F8X8(80), F8X8(88),
+                                       F8X8(96), F8X8(104), F8X8(112), F8X8(120)};
+
+/* The table's low and high bytes as vpermi2b tables (entries 0-63, 64-127). */
+typedef struct f8lut {
+    __m512i lo0, lo1, hi0, hi1;
+} f8lut;
+
+BF_INLINE f8lut f8_lut(void) {
+    f8lut l;
+    __m256i b[4], h[4];
+    for (int q = 0; q < 4; q++) {
+        const __m512i v = _mm512_loadu_si512(fp8_bf16 + 32 * q);
+        b[q] = _mm512_cvtepi16_epi8(v);
+        h[q] = _mm512_cvtepi16_epi8(_mm512_srli_epi16(v, 8));
+    }
+    l.lo0 = _mm512_inserti64x4(_mm512_castsi256_si512(b[0]), b[1], 1);
+    l.lo1 = _mm512_inserti64x4(_mm512_castsi256_si512(b[2]), b[3], 1);
+    l.hi0 = _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1);
+    l.hi1 = _mm512_inserti64x4(_mm512_castsi256_si512(h[2]), h[3], 1);
+    return l;
+}
+
+/* 64 e4m3 at p (m: which to load, the rest 0) as two vectors of 32 bf16: *a holds
+ * bytes 0-7, 16-23, 32-39, 48-55 and *b the others (vpunpck's in-lane order; the
+ * activations are permuted to match, f8_xperm). */
+BF_INLINE void f8_widen(const f8lut *l, const uint8_t *p, __mmask64 m, __m512bh *a, __m512bh *b) {
+    const __m512i v = _mm512_maskz_loadu_epi8(m, p);
+    const __m512i lo = _mm512_permutex2var_epi8(l->lo0, v, l->lo1);
+    const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(l->hi0, v, l->hi1), v,
+                                                 _mm512_set1_epi8((char)0x80), 0xF8); /* hi | (v & 0x80) */
+    *a = (__m512bh)_mm512_unpacklo_epi8(lo, hi);
+    *b = (__m512bh)_mm512_unpackhi_epi8(lo, hi);
+}
+
+/* x[n] -> per 64 columns: hi a, hi b, lo a, lo b (32 bf16 each, f8_widen's order),
+ * zero past n; np a multiple of 64. */
+BF_INLINE void f8_xperm(uint16_t *out, uint16_t *tmp, const float *x, int64_t n, int64_t np) {
+    split_bf16(tmp, tmp + np, x, n, np);
+    static const uint16_t order[32] = {0,  1,  2,  3,  4,  5,  6,  7,  16, 17, 18, 19, 20, 21, 22, 23,
+                                       32, 33, 34, 35, 36, 37, 38, 39, 48, 49, 50, 51, 52, 53, 54, 55};
+    const __m512i ia = _mm512_loadu_si512(order);
+    const __m512i ib = _mm512_add_epi16(ia, _mm512_set1_epi16(8));
+    for (int64_t j = 0; j < np; j += 64)
+        for (int h = 0; h < 2; h++) {
+            const __m512i v0 = _mm512_loadu_si512(tmp + h * np + j), v1 = _mm512_loadu_si512(tmp + h * np + j + 32);
+            _mm512_storeu_si512(out + 2 * j + 64 * h, _mm512_permutex2var_epi16(v0, ia, v1));
+            _mm512_storeu_si512(out + 2 * j + 64 * h + 32, _mm512_permutex2var_epi16(v0, ib, v1));
+        }
+}
+
+/* y[t, i0 + r] for r < RB, t < TT; xs: (TT, 2 Kp) from f8_xperm. The view starts on
+ * a 64-column boundary of its scale grid (the caller checks), so a 64-column chunk
+ * lies in one block: each block's sums are scaled once. */
+BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w, int64_t i0, const f8lut *l,
+                         const int RB, const int TT) {
+    const int64_t K = w->cols, N = w->rows;
+    const uint8_t *row[4];
+    const float *srow[4];
+    __m512 tot[8], acc[8]; /* (RB, TT) */
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        row[r] = (const uint8_t *)wrow(w, i0 + r);
+        srow[r] = w->scale + ((w->r0 + i0 + r) / FW_FP8_BLOCK) * w->scale_ld;
+    }
+#pragma GCC unroll 8
+    for (int a = 0; a < RB * TT; a++) tot[a] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < K;) {
+        const int64_t je0 = ((w->c0 + j) / FW_FP8_BLOCK + 1) * FW_FP8_BLOCK - w->c0, je = je0 < K ? je0 : K;
+#pragma GCC unroll 8
+        for (int a = 0; a < RB * TT; a++) acc[a] = _mm512_setzero_ps();
+        for (; j < je; j += 64) {
+            const __mmask64 m = j + 64 <= K ? ~(__mmask64)0 : ((__mmask64)1 << (K - j)) - 1;
+            __m512bh wa[4], wb[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) f8_widen(l, row[r] + j, m, &wa[r], &wb[r]);
+#pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) {
+                const uint16_t *xt = xs + 2 * t * Kp + 2 * j;
+                const __m512bh ha = (__m512bh)_mm512_load_si512(xt), hb = (__m512bh)_mm512_load_si512(xt + 32);
+                const __m512bh la = (__m512bh)_mm512_load_si512(xt + 64), lb = (__m512bh)_mm512_load_si512(xt + 96);
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) {
+                    __m512 s = _mm512_dpbf16_ps(acc[r * TT + t], wa[r], ha);
+                    s = _mm512_dpbf16_ps(s, wb[r], hb);
+                    s = _mm512_dpbf16_ps(s, wa[r], la);
+                    acc[r * TT + t] = _mm512_dpbf16_ps(s, wb[r], lb);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const __m512 sc = _mm512_set1_ps(srow[r][(w->c0 + je - 1) / FW_FP8_BLOCK]);
+#pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) tot[r * TT + t] = _mm512_fmadd_ps(acc[r * TT + t], sc, tot[r * TT + t]);
+        }
+        j = je;
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) y[t * N + i0 + r] = _mm512_reduce_add_ps(tot[r * TT + t]);
+}
+
+#define DEF_F8GV(TT)                                                                                  \
+    BF_FN static void f8gv_##TT(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w) {      \
+        const int64_t N = w->rows, K = w->cols, RB = BG_RB(TT), nb = (N + RB - 1) / RB;              \
+        _Pragma("omp parallel if (N * K >= PAR_MIN_ELEMS)") {                                        \
+            const f8lut l = f8_lut();                                                                \
+            _Pragma("omp for schedule(static)") for (int64_t b = 0; b < nb; b++) {                   \
+                const int64_t i0 = b * RB;                                                           \
+                if (i0 + RB <= N) f8gv_tile(y, xs, Kp, w, i0, &l, BG_RB(TT), TT);                    \
+                else for (int64_t i = i0; i < N; i++) f8gv_tile(y, xs, Kp, w, i, &l, 1, TT);         \
+            }                                                                                        \
+        }                                                                                            \
+    }
+DEF_F8GV(1) DEF_F8GV(2) DEF_F8GV(3) DEF_F8GV(4) DEF_F8GV(5) DEF_F8GV(6) DEF_F8GV(7) DEF_F8GV(8)
+static const bgv_fn f8gv_table[FW_GEMV_MAX_T] = {f8gv_1, f8gv_2, f8gv_3, f8gv_4, f8gv_5, f8gv_6, f8gv_7, f8gv_8};
+
+bool fw_cpu_fp8_gemv_ok(const fw_weight *w) { return w->type == FW_WTYPE_FP8 && w->c0 % 64 == 0; }
+
+BF_FN void fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+    const int64_t N = w->rows, K = w->cols, Kp = (K + 63) / 64 * 64;
+    static _Thread_local uint16_t *xs;
+    static _Thread_local int64_t cap;
+    const int64_t need = 2 * (FW_GEMV_MAX_T + 1) * Kp; /* FW_GEMV_MAX_T tokens and a scratch row */
+    if (!fw_cpu_fp8_gemv_ok(w)) {
+        fw_cpu_matmul_gemv_avx2(y, x, w, T);
+        return;
+    }
+    if (need > cap) {
+        uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
+        if (!nx) {
+            fw_cpu_matmul_gemv_avx2(y, x, w, T);
+            return;
+        }
+        free(xs);
+        xs = nx;
+        cap = need;
+    }
+    uint16_t *tmp = xs + 2 * FW_GEMV_MAX_T * Kp;
+    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
+        const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
+        for (int64_t t = 0; t < tt; t++) f8_xperm(xs + 2 * t * Kp, tmp, x + (t0 + t) * K, K, Kp);
+        f8gv_table[tt - 1](y + t0 * N, xs, Kp, w);
+    }
+}
+
+/* Prefill: kernels/cpu/gemm512.c's f32 GEMM over tiles widened exactly (fp8 x block
+ * scale, as the reference; BF16 by a shift) from rows widened by fw_cpu_widen_row. */
+AVX512_FN static void rows_fill(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
+    _Alignas(64) float buf[FW_GEMM512_KC];
+    for (int64_t r = 0; r < nb; r++) {
+        fw_cpu_widen_row(buf, w, n0 + r, k0, kc);
+        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = buf[k];
+    }
+    const int64_t nbp = (nb + 15) / 16 * 16;
+    for (int64_t r = nb; r < nbp; r++)
+        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = 0;
+}
+
+void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    fw_cpu_gemm512(y, x, w, T, rows_fill);
 }

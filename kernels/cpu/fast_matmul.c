@@ -419,8 +419,8 @@ void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T)
 }
 
 /* INT4 on whole words and INT8 run kernels/cpu/fast_int4.c's and fast_int8.c's
- * AVX-512 kernels; the rest (and INT4 without memory for their buffers) the AVX2
- * paths. */
+ * AVX-512 kernels, BF16's and FP8's prefill gemm512.c's over exactly widened tiles;
+ * the rest (and INT4 without memory for their buffers) the AVX2 paths. */
 void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
     if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) &&
         (T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T)))
@@ -430,14 +430,24 @@ void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t 
         else fw_cpu_int8_gemm_avx512(y, x, w, T);
         return;
     }
+    if ((w->type == FW_WTYPE_BF16 || w->type == FW_WTYPE_FP8) && T > FW_GEMV_MAX_T) {
+        fw_cpu_widened_gemm_avx512(y, x, w, T);
+        return;
+    }
     fw_cpu_matmul_avx2(y, x, w, T);
 }
 
-/* BF16 weights through vdpbf16ps (kernels/cpu/fast_bf16.c); the rest as AVX-512. */
+/* BF16 weights through vdpbf16ps (kernels/cpu/fast_bf16.c), FP8's GEMV too; the
+ * rest as AVX-512. */
 void fw_cpu_matmul_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
-    if (w->type != FW_WTYPE_BF16) fw_cpu_matmul_avx512(y, x, w, T);
-    else if (T <= FW_GEMV_MAX_T) fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
-    else fw_cpu_bf16_gemm_avx512bf16(y, x, w, T);
+    if (w->type == FW_WTYPE_BF16) {
+        if (T <= FW_GEMV_MAX_T) fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
+        else fw_cpu_bf16_gemm_avx512bf16(y, x, w, T);
+    } else if (w->type == FW_WTYPE_FP8 && T <= FW_GEMV_MAX_T && fw_cpu_fp8_gemv_ok(w)) {
+        fw_cpu_fp8_gemv_avx512bf16(y, x, w, T);
+    } else {
+        fw_cpu_matmul_avx512(y, x, w, T);
+    }
 }
 
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */
