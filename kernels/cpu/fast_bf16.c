@@ -155,41 +155,55 @@ BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight
 BF_INLINE void bgv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w, int64_t i0, const int RB,
                         const int TT) {
     const int64_t K = w->cols, N = w->rows;
-    const uint16_t *row[4];
-    __m512 acc[8]; /* (RB, TT) */
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++) row[r] = (const uint16_t *)wrow(w, i0 + r);
+    const uint16_t *row[8];
+    __m512 acc[16]; /* (RB, TT) */
 #pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) row[r] = (const uint16_t *)wrow(w, i0 + r);
+#pragma GCC unroll 16
     for (int a = 0; a < RB * TT; a++) acc[a] = _mm512_setzero_ps();
     for (int64_t j = 0; j < K; j += 32) {
         const __mmask32 m = j + 32 <= K ? 0xFFFFFFFFu : (__mmask32)((1u << (K - j)) - 1);
-        __m512bh wv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, row[r] + j);
+        __m512bh wv[8];
+        if (i0 + 2 * RB <= N) /* rows are short streams: fetch the next tile's line now (as fast_matmul.c) */
 #pragma GCC unroll 8
+            for (int r = 0; r < RB; r++) _mm_prefetch((const char *)(row[r] + RB * w->ld + j), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, row[r] + j);
+#pragma GCC unroll 4
         for (int t = 0; t < TT; t++) {
             const __m512bh hi = (__m512bh)_mm512_load_si512(xs + (2 * t) * Kp + j);
             const __m512bh lo = (__m512bh)_mm512_load_si512(xs + (2 * t + 1) * Kp + j);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < RB; r++) acc[r * TT + t] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[r * TT + t], wv[r], hi), wv[r], lo);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
 #pragma GCC unroll 8
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
         for (int t = 0; t < TT; t++) y[t * N + i0 + r] = _mm512_reduce_add_ps(acc[r * TT + t]);
 }
 
-#define BG_RB(TT) ((TT) == 1 ? 4 : (TT) <= 4 ? 2 : 1)
+/* Rows per tile and tokens of the first pass (as fast_int8.c's AVX-512 GEMV): the
+ * activations' loads are shared by the tile's rows, at most 16 accumulators, and
+ * above 4 tokens a second pass over rows still in cache takes the rest. */
+#define BG_RB(TT) ((TT) == 1 ? 8 : 4)
+#define BG_TA(TT) ((TT) <= 4 ? (TT) : ((TT) + 1) / 2)
 
 #define DEF_BGV(TT)                                                                                   \
     BF_FN static void bgv_##TT(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w) {       \
-        const int64_t N = w->rows, K = w->cols, RB = BG_RB(TT), nb = (N + RB - 1) / RB;              \
+        const int64_t N = w->rows, K = w->cols, RB = BG_RB(TT), TA = BG_TA(TT), nb = (N + RB - 1) / RB; \
         _Pragma("omp parallel for schedule(static) if (N * K >= PAR_MIN_ELEMS)")                     \
         for (int64_t b = 0; b < nb; b++) {                                                           \
             const int64_t i0 = b * RB;                                                               \
-            if (i0 + RB <= N) bgv_tile(y, xs, Kp, w, i0, BG_RB(TT), TT);                             \
-            else for (int64_t i = i0; i < N; i++) bgv_tile(y, xs, Kp, w, i, 1, TT);                  \
+            if (i0 + RB <= N) {                                                                      \
+                bgv_tile(y, xs, Kp, w, i0, BG_RB(TT), BG_TA(TT));                                    \
+                if (TA < (TT)) bgv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i0, BG_RB(TT), (TT) - BG_TA(TT)); \
+            } else {                                                                                 \
+                for (int64_t i = i0; i < N; i++) {                                                   \
+                    bgv_tile(y, xs, Kp, w, i, 1, BG_TA(TT));                                         \
+                    if (TA < (TT)) bgv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i, 1, (TT) - BG_TA(TT)); \
+                }                                                                                    \
+            }                                                                                        \
         }                                                                                            \
     }
 DEF_BGV(1) DEF_BGV(2) DEF_BGV(3) DEF_BGV(4) DEF_BGV(5) DEF_BGV(6) DEF_BGV(7) DEF_BGV(8)
@@ -304,6 +318,9 @@ BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weig
         for (; j < je; j += 64) {
             const __mmask64 m = j + 64 <= K ? ~(__mmask64)0 : ((__mmask64)1 << (K - j)) - 1;
             __m512bh wa[4], wb[4];
+            if (i0 + 2 * RB <= N)
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) _mm_prefetch((const char *)(row[r] + RB * w->ld + j), _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) f8_widen(l, row[r] + j, m, &wa[r], &wb[r]);
 #pragma GCC unroll 8
@@ -334,15 +351,25 @@ BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weig
         for (int t = 0; t < TT; t++) y[t * N + i0 + r] = _mm512_reduce_add_ps(tot[r * TT + t]);
 }
 
+/* As BG_RB/BG_TA with fewer rows: each row holds two widened vectors. */
+#define F8_RB(TT) ((TT) == 1 ? 4 : 2)
+
 #define DEF_F8GV(TT)                                                                                  \
     BF_FN static void f8gv_##TT(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w) {      \
-        const int64_t N = w->rows, K = w->cols, RB = BG_RB(TT), nb = (N + RB - 1) / RB;              \
+        const int64_t N = w->rows, K = w->cols, RB = F8_RB(TT), TA = BG_TA(TT), nb = (N + RB - 1) / RB; \
         _Pragma("omp parallel if (N * K >= PAR_MIN_ELEMS)") {                                        \
             const f8lut l = f8_lut();                                                                \
             _Pragma("omp for schedule(static)") for (int64_t b = 0; b < nb; b++) {                   \
                 const int64_t i0 = b * RB;                                                           \
-                if (i0 + RB <= N) f8gv_tile(y, xs, Kp, w, i0, &l, BG_RB(TT), TT);                    \
-                else for (int64_t i = i0; i < N; i++) f8gv_tile(y, xs, Kp, w, i, &l, 1, TT);         \
+                if (i0 + RB <= N) {                                                                  \
+                    f8gv_tile(y, xs, Kp, w, i0, &l, F8_RB(TT), BG_TA(TT));                           \
+                    if (TA < (TT)) f8gv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i0, &l, F8_RB(TT), (TT) - BG_TA(TT)); \
+                } else {                                                                             \
+                    for (int64_t i = i0; i < N; i++) {                                               \
+                        f8gv_tile(y, xs, Kp, w, i, &l, 1, BG_TA(TT));                                \
+                        if (TA < (TT)) f8gv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i, &l, 1, (TT) - BG_TA(TT)); \
+                    }                                                                                \
+                }                                                                                    \
             }                                                                                        \
         }                                                                                            \
     }
