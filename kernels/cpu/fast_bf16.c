@@ -48,8 +48,9 @@ BF_INLINE void split_bf16(uint16_t *hi, uint16_t *lo, const float *x, int64_t n,
 
 /* ---- prefill GEMM (AVX512-BF16) ---- */
 
-/* y[t, 0 : nb] += sum_p x2[t, p] . tile[p, 0 : nb] for t < MR; x2 holds bf16 pairs. */
-BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t K2, const uint32_t *tile, int64_t kp,
+/* y[t, 0 : nb] += sum_p x2[t, p] . tile[p, 0 : nb] for t < MR; x2 holds pairs of bf16, a
+ * token's hi run then its lo run, L2 pairs each. */
+BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t L2, const uint32_t *tile, int64_t kp,
                         __mmask16 m0, __mmask16 m1, const int MR) {
     __m512 acc[BF_MR][2];
 #pragma GCC unroll 12
@@ -59,8 +60,8 @@ BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t K2, con
         const __m512bh w1 = (__m512bh)_mm512_load_si512(tile + p * BF_NB + 16);
 #pragma GCC unroll 12
         for (int t = 0; t < MR; t++) {
-            const __m512bh xh = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * K2 + p]);
-            const __m512bh xl = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * K2 + K2 + p]);
+            const __m512bh xh = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * L2 + p]);
+            const __m512bh xl = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * L2 + L2 + p]);
             acc[t][0] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[t][0], w0, xh), w0, xl);
             acc[t][1] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[t][1], w1, xh), w1, xl);
         }
@@ -73,14 +74,14 @@ BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t K2, con
     }
 }
 
-BF_FN static void bf_tokens(float *y, int64_t N, const uint32_t *x2, int64_t K2, const uint32_t *tile, int64_t kp,
+BF_FN static void bf_tokens(float *y, int64_t N, const uint32_t *x2, int64_t L2, const uint32_t *tile, int64_t kp,
                             int64_t nb, int64_t nt) {
     const __mmask16 m0 = (__mmask16)(nb >= 16 ? 0xFFFF : (1u << nb) - 1);
     const __mmask16 m1 = (__mmask16)(nb >= 32 ? 0xFFFF : nb <= 16 ? 0 : (1u << (nb - 16)) - 1);
     int64_t t = 0;
-    for (; t + BF_MR <= nt; t += BF_MR) bf_micro(y + t * N, N, x2 + 2 * t * K2, K2, tile, kp, m0, m1, BF_MR);
+    for (; t + BF_MR <= nt; t += BF_MR) bf_micro(y + t * N, N, x2 + 2 * t * L2, L2, tile, kp, m0, m1, BF_MR);
     switch (nt - t) {
-#define BF_CASE(R) case R: bf_micro(y + t * N, N, x2 + 2 * t * K2, K2, tile, kp, m0, m1, R); break;
+#define BF_CASE(R) case R: bf_micro(y + t * N, N, x2 + 2 * t * L2, L2, tile, kp, m0, m1, R); break;
         BF_CASE(1) BF_CASE(2) BF_CASE(3) BF_CASE(4) BF_CASE(5) BF_CASE(6)
         BF_CASE(7) BF_CASE(8) BF_CASE(9) BF_CASE(10) BF_CASE(11)
 #undef BF_CASE
@@ -112,8 +113,11 @@ BF_FN static void bf_fill(uint32_t *tile, const fw_weight *w, int64_t n0, int64_
 BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols;
     if (N <= 0 || T <= 0) return;
-    const int64_t K2 = (K + 1) / 2, Kp = 2 * K2; /* x2: (T, K2) pairs of bf16 */
-    uint32_t *x2 = aligned_alloc(64, (size_t)(2 * T * K2 + 16) * sizeof(uint32_t));
+    /* x2: per token K2 pairs of hi halves, then of lo halves, each run L2 pairs
+     * apart: a multiple of 16 plus 16, so that the micro-kernel's 24 streams do
+     * not fall in one L1 set when K is a multiple of 2048 (4 KB apart). */
+    const int64_t K2 = (K + 1) / 2, Kp = 2 * K2, L2 = (K2 + 15) / 16 * 16 + 16;
+    uint32_t *x2 = aligned_alloc(64, (size_t)(2 * T * L2) * sizeof(uint32_t));
     if (!x2) { /* no memory for the rounded copy: the exact GEMV path needs little */
         fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
         return;
@@ -131,7 +135,7 @@ BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight
 #pragma omp parallel if (N * K * T >= PAR_MIN_ELEMS)
     {
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < T; t++) split_bf16((uint16_t *)(x2 + 2 * t * K2), (uint16_t *)(x2 + 2 * t * K2 + K2), x + t * K, K, Kp);
+        for (int64_t t = 0; t < T; t++) split_bf16((uint16_t *)(x2 + 2 * t * L2), (uint16_t *)(x2 + 2 * t * L2 + L2), x + t * K, K, Kp);
         _Alignas(64) uint32_t tile[BF_KP * BF_NB];
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t bn = 0; bn < nnb; bn++)
@@ -142,7 +146,7 @@ BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight
                 for (int64_t p0 = 0; p0 < K2; p0 += BF_KP) {
                     const int64_t kp = K2 - p0 < BF_KP ? K2 - p0 : BF_KP;
                     bf_fill(tile, w, n0, nb, 2 * p0, kp);
-                    bf_tokens(y + t0 * N + n0, N, x2 + 2 * t0 * K2 + p0, K2, tile, kp, nb, t1 - t0);
+                    bf_tokens(y + t0 * N + n0, N, x2 + 2 * t0 * L2 + p0, L2, tile, kp, nb, t1 - t0);
                 }
             }
     }
