@@ -1,5 +1,5 @@
-/* BF16 weights on AVX512-BF16 (kernels/cpu/fast.h): vdpbf16ps multiplies 32 bf16
- * pairs straight from the weights. Each activation is split into two bf16,
+/* BF16 and FP8 weights on AVX512-BF16 (kernels/cpu/fast.h): vdpbf16ps multiplies 32
+ * bf16 pairs straight from BF16 weights, or from FP8 ones widened in registers. Each activation is split into two bf16,
  * hi = bf16(x) and lo = bf16(x - hi) (16 significant bits), and both are multiplied:
  * rounding x to one bf16, as llama.cpp does, moved the golden tiny-a-bf16 logits by
  * up to 0.5 of max|logit| (tolerance 1e-3); the split keeps them within 3e-5.
@@ -10,7 +10,6 @@
  * - Decode GEMV: rows read 64 bytes at a time into vdpbf16ps, x's halves from L1.
  * Both run at any T (tests call them directly). */
 #include "kernels/cpu/fast.h"
-#include "kernels/cpu/gemm512.h"
 #include "kernels/cpu/simd.h"
 
 #include <immintrin.h>
@@ -110,18 +109,15 @@ BF_FN static void bf_fill(uint32_t *tile, const fw_weight *w, int64_t n0, int64_
     }
 }
 
-BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+BF_FN bool fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols;
-    if (N <= 0 || T <= 0) return;
+    if (N <= 0 || T <= 0) return true;
     /* x2: per token K2 pairs of hi halves, then of lo halves, each run L2 pairs
      * apart: a multiple of 16 plus 16, so that the micro-kernel's 24 streams do
      * not fall in one L1 set when K is a multiple of 2048 (4 KB apart). */
     const int64_t K2 = (K + 1) / 2, Kp = 2 * K2, L2 = (K2 + 15) / 16 * 16 + 16;
     uint32_t *x2 = aligned_alloc(64, (size_t)(2 * T * L2) * sizeof(uint32_t));
-    if (!x2) { /* no memory for the rounded copy: the exact GEMV path needs little */
-        fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
-        return;
-    }
+    if (!x2) return fw_cpu_bf16_gemv_avx512bf16(y, x, w, T); /* needs less memory */
     const int64_t nnb = (N + BF_NB - 1) / BF_NB, ntb = (T + BF_MR - 1) / BF_MR;
 #ifdef _OPENMP
     const int64_t want = 4 * (int64_t)omp_get_max_threads();
@@ -151,6 +147,7 @@ BF_FN void fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight
             }
     }
     free(x2);
+    return true;
 }
 
 /* ---- decode GEMV (AVX512-BF16): y[t, i0 + r] for r < RB, t < TT ---- */
@@ -214,7 +211,7 @@ DEF_BGV(1) DEF_BGV(2) DEF_BGV(3) DEF_BGV(4) DEF_BGV(5) DEF_BGV(6) DEF_BGV(7) DEF
 typedef void (*bgv_fn)(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w);
 static const bgv_fn bgv_table[FW_GEMV_MAX_T] = {bgv_1, bgv_2, bgv_3, bgv_4, bgv_5, bgv_6, bgv_7, bgv_8};
 
-BF_FN void fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+BF_FN bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols, Kp = (K + 31) / 32 * 32;
     /* The split activations of up to FW_GEMV_MAX_T tokens, kept by the calling thread
      * between calls (decode calls this for every weight of every step). */
@@ -223,10 +220,7 @@ BF_FN void fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
     const int64_t need = 2 * FW_GEMV_MAX_T * Kp;
     if (need > cap) {
         uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
-        if (!nx) {
-            fw_cpu_matmul_gemv_avx2(y, x, w, T);
-            return;
-        }
+        if (!nx) return false;
         free(xs);
         xs = nx;
         cap = need;
@@ -236,6 +230,7 @@ BF_FN void fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
         for (int64_t t = 0; t < tt; t++) split_bf16(xs + 2 * t * Kp, xs + (2 * t + 1) * Kp, x + (t0 + t) * K, K, Kp);
         bgv_table[tt - 1](y + t0 * N, xs, Kp, w);
     }
+    return true;
 }
 
 /* ---- FP8 (e4m3, 128 x 128 block scales) ---- */
@@ -382,21 +377,15 @@ static const bgv_fn f8gv_table[FW_GEMV_MAX_T] = {f8gv_1, f8gv_2, f8gv_3, f8gv_4,
 
 bool fw_cpu_fp8_gemv_ok(const fw_weight *w) { return w->type == FW_WTYPE_FP8 && w->c0 % 64 == 0; }
 
-BF_FN void fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+BF_FN bool fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
     const int64_t N = w->rows, K = w->cols, Kp = (K + 63) / 64 * 64;
     static _Thread_local uint16_t *xs;
     static _Thread_local int64_t cap;
     const int64_t need = 2 * (FW_GEMV_MAX_T + 1) * Kp; /* FW_GEMV_MAX_T tokens and a scratch row */
-    if (!fw_cpu_fp8_gemv_ok(w)) {
-        fw_cpu_matmul_gemv_avx2(y, x, w, T);
-        return;
-    }
+    if (!fw_cpu_fp8_gemv_ok(w)) return false;
     if (need > cap) {
         uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
-        if (!nx) {
-            fw_cpu_matmul_gemv_avx2(y, x, w, T);
-            return;
-        }
+        if (!nx) return false;
         free(xs);
         xs = nx;
         cap = need;
@@ -407,21 +396,5 @@ BF_FN void fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight 
         for (int64_t t = 0; t < tt; t++) f8_xperm(xs + 2 * t * Kp, tmp, x + (t0 + t) * K, K, Kp);
         f8gv_table[tt - 1](y + t0 * N, xs, Kp, w);
     }
-}
-
-/* Prefill: kernels/cpu/gemm512.c's f32 GEMM over tiles widened exactly (fp8 x block
- * scale, as the reference; BF16 by a shift) from rows widened by fw_cpu_widen_row. */
-AVX512_FN static void rows_fill(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
-    _Alignas(64) float buf[FW_GEMM512_KC];
-    for (int64_t r = 0; r < nb; r++) {
-        fw_cpu_widen_row(buf, w, n0 + r, k0, kc);
-        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = buf[k];
-    }
-    const int64_t nbp = (nb + 15) / 16 * 16;
-    for (int64_t r = nb; r < nbp; r++)
-        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = 0;
-}
-
-void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
-    fw_cpu_gemm512(y, x, w, T, rows_fill);
+    return true;
 }
