@@ -45,6 +45,24 @@ BF_INLINE void split_bf16(uint16_t *hi, uint16_t *lo, const float *x, int64_t n,
     }
 }
 
+/* x[n] -> hi, mid, lo (bf16) with x = hi + mid + lo exactly (each remainder is exact
+ * in f32, and the last has at most 8 significant bits), zero-filled to np; nothing
+ * is written past np. */
+BF_INLINE void split3_bf16(uint16_t *hi, uint16_t *mid, uint16_t *lo, const float *x, int64_t n, int64_t np) {
+    for (int64_t j = 0; j < np; j += 16) {
+        const __mmask16 m = (__mmask16)(j + 16 <= n ? 0xFFFF : j >= n ? 0 : (1u << (n - j)) - 1);
+        const __mmask16 ms = (__mmask16)(j + 16 <= np ? 0xFFFF : (1u << (np - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+        const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+        const __m512 r1 = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+        const __m256i md = (__m256i)_mm512_cvtneps_pbh(r1);
+        const __m512 r2 = _mm512_sub_ps(r1, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(md), 16)));
+        _mm256_mask_storeu_epi16(hi + j, ms, h);
+        _mm256_mask_storeu_epi16(mid + j, ms, md);
+        _mm256_mask_storeu_epi16(lo + j, ms, (__m256i)_mm512_cvtneps_pbh(r2));
+    }
+}
+
 /* ---- prefill GEMM (AVX512-BF16) ---- */
 
 /* y[t, 0 : nb] += sum_p x2[t, p] . tile[p, 0 : nb] for t < MR; x2 holds pairs of bf16, a
@@ -152,7 +170,7 @@ BF_FN bool fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight
 
 /* ---- decode GEMV (AVX512-BF16): y[t, i0 + r] for r < RB, t < TT ---- */
 
-/* xs: (TT, 2, Kp) bf16, each token's hi then lo halves, zero past K. */
+/* xs: (TT, 3, Kp) bf16, each token's hi, mid and lo parts, zero past K. */
 BF_INLINE void bgv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w, int64_t i0, const int RB,
                         const int TT) {
     const int64_t K = w->cols, N = w->rows;
@@ -172,10 +190,13 @@ BF_INLINE void bgv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weigh
         for (int r = 0; r < RB; r++) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, row[r] + j);
 #pragma GCC unroll 4
         for (int t = 0; t < TT; t++) {
-            const __m512bh hi = (__m512bh)_mm512_load_si512(xs + (2 * t) * Kp + j);
-            const __m512bh lo = (__m512bh)_mm512_load_si512(xs + (2 * t + 1) * Kp + j);
+            const __m512bh hi = (__m512bh)_mm512_load_si512(xs + (3 * t) * Kp + j);
+            const __m512bh md = (__m512bh)_mm512_load_si512(xs + (3 * t + 1) * Kp + j);
+            const __m512bh lo = (__m512bh)_mm512_load_si512(xs + (3 * t + 2) * Kp + j);
 #pragma GCC unroll 8
-            for (int r = 0; r < RB; r++) acc[r * TT + t] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[r * TT + t], wv[r], hi), wv[r], lo);
+            for (int r = 0; r < RB; r++)
+                acc[r * TT + t] =
+                    _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[r * TT + t], wv[r], hi), wv[r], md), wv[r], lo);
         }
     }
 #pragma GCC unroll 8
@@ -198,11 +219,11 @@ BF_INLINE void bgv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weigh
             const int64_t i0 = b * RB;                                                               \
             if (i0 + RB <= N) {                                                                      \
                 bgv_tile(y, xs, Kp, w, i0, BG_RB(TT), BG_TA(TT));                                    \
-                if (TA < (TT)) bgv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i0, BG_RB(TT), (TT) - BG_TA(TT)); \
+                if (TA < (TT)) bgv_tile(y + TA * N, xs + 3 * TA * Kp, Kp, w, i0, BG_RB(TT), (TT) - BG_TA(TT)); \
             } else {                                                                                 \
                 for (int64_t i = i0; i < N; i++) {                                                   \
                     bgv_tile(y, xs, Kp, w, i, 1, BG_TA(TT));                                         \
-                    if (TA < (TT)) bgv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i, 1, (TT) - BG_TA(TT)); \
+                    if (TA < (TT)) bgv_tile(y + TA * N, xs + 3 * TA * Kp, Kp, w, i, 1, (TT) - BG_TA(TT)); \
                 }                                                                                    \
             }                                                                                        \
         }                                                                                            \
@@ -217,7 +238,7 @@ BF_FN bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
      * between calls (decode calls this for every weight of every step). */
     static _Thread_local uint16_t *xs;
     static _Thread_local int64_t cap;
-    const int64_t need = 2 * FW_GEMV_MAX_T * Kp;
+    const int64_t need = 3 * FW_GEMV_MAX_T * Kp;
     if (need > cap) {
         uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
         if (!nx) return false;
@@ -227,7 +248,8 @@ BF_FN bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
     }
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        for (int64_t t = 0; t < tt; t++) split_bf16(xs + 2 * t * Kp, xs + (2 * t + 1) * Kp, x + (t0 + t) * K, K, Kp);
+        for (int64_t t = 0; t < tt; t++)
+            split3_bf16(xs + 3 * t * Kp, xs + (3 * t + 1) * Kp, xs + (3 * t + 2) * Kp, x + (t0 + t) * K, K, Kp);
         bgv_table[tt - 1](y + t0 * N, xs, Kp, w);
     }
     return true;
@@ -278,23 +300,23 @@ BF_INLINE void f8_widen(const f8lut *l, const uint8_t *p, __mmask64 m, __m512bh 
     *b = (__m512bh)_mm512_unpackhi_epi8(lo, hi);
 }
 
-/* x[n] -> per 64 columns: hi a, hi b, lo a, lo b (32 bf16 each, f8_widen's order),
- * zero past n; np a multiple of 64. */
+/* x[n] -> per 64 columns: hi a, hi b, mid a, mid b, lo a, lo b (32 bf16 each,
+ * f8_widen's order), zero past n; np a multiple of 64; tmp holds 3 np. */
 BF_INLINE void f8_xperm(uint16_t *out, uint16_t *tmp, const float *x, int64_t n, int64_t np) {
-    split_bf16(tmp, tmp + np, x, n, np);
+    split3_bf16(tmp, tmp + np, tmp + 2 * np, x, n, np);
     static const uint16_t order[32] = {0,  1,  2,  3,  4,  5,  6,  7,  16, 17, 18, 19, 20, 21, 22, 23,
                                        32, 33, 34, 35, 36, 37, 38, 39, 48, 49, 50, 51, 52, 53, 54, 55};
     const __m512i ia = _mm512_loadu_si512(order);
     const __m512i ib = _mm512_add_epi16(ia, _mm512_set1_epi16(8));
     for (int64_t j = 0; j < np; j += 64)
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < 3; h++) {
             const __m512i v0 = _mm512_loadu_si512(tmp + h * np + j), v1 = _mm512_loadu_si512(tmp + h * np + j + 32);
-            _mm512_storeu_si512(out + 2 * j + 64 * h, _mm512_permutex2var_epi16(v0, ia, v1));
-            _mm512_storeu_si512(out + 2 * j + 64 * h + 32, _mm512_permutex2var_epi16(v0, ib, v1));
+            _mm512_storeu_si512(out + 3 * j + 64 * h, _mm512_permutex2var_epi16(v0, ia, v1));
+            _mm512_storeu_si512(out + 3 * j + 64 * h + 32, _mm512_permutex2var_epi16(v0, ib, v1));
         }
 }
 
-/* y[t, i0 + r] for r < RB, t < TT; xs: (TT, 2 Kp) from f8_xperm. The view starts on
+/* y[t, i0 + r] for r < RB, t < TT; xs: (TT, 3 Kp) from f8_xperm. The view starts on
  * a 64-column boundary of its scale grid (the caller checks), so a 64-column chunk
  * lies in one block: each block's sums are scaled once. */
 BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w, int64_t i0, const f8lut *l,
@@ -324,15 +346,16 @@ BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weig
             for (int r = 0; r < RB; r++) f8_widen(l, row[r] + j, m, &wa[r], &wb[r]);
 #pragma GCC unroll 8
             for (int t = 0; t < TT; t++) {
-                const uint16_t *xt = xs + 2 * t * Kp + 2 * j;
-                const __m512bh ha = (__m512bh)_mm512_load_si512(xt), hb = (__m512bh)_mm512_load_si512(xt + 32);
-                const __m512bh la = (__m512bh)_mm512_load_si512(xt + 64), lb = (__m512bh)_mm512_load_si512(xt + 96);
+                const uint16_t *xt = xs + 3 * t * Kp + 3 * j;
 #pragma GCC unroll 4
                 for (int r = 0; r < RB; r++) {
-                    __m512 s = _mm512_dpbf16_ps(acc[r * TT + t], wa[r], ha);
-                    s = _mm512_dpbf16_ps(s, wb[r], hb);
-                    s = _mm512_dpbf16_ps(s, wa[r], la);
-                    acc[r * TT + t] = _mm512_dpbf16_ps(s, wb[r], lb);
+                    __m512 s = acc[r * TT + t];
+#pragma GCC unroll 3
+                    for (int q = 0; q < 3; q++) { /* hi, mid, lo */
+                        s = _mm512_dpbf16_ps(s, wa[r], (__m512bh)_mm512_load_si512(xt + 64 * q));
+                        s = _mm512_dpbf16_ps(s, wb[r], (__m512bh)_mm512_load_si512(xt + 64 * q + 32));
+                    }
+                    acc[r * TT + t] = s;
                 }
             }
         }
@@ -362,11 +385,11 @@ BF_INLINE void f8gv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weig
                 const int64_t i0 = b * RB;                                                           \
                 if (i0 + RB <= N) {                                                                  \
                     f8gv_tile(y, xs, Kp, w, i0, &l, F8_RB(TT), BG_TA(TT));                           \
-                    if (TA < (TT)) f8gv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i0, &l, F8_RB(TT), (TT) - BG_TA(TT)); \
+                    if (TA < (TT)) f8gv_tile(y + TA * N, xs + 3 * TA * Kp, Kp, w, i0, &l, F8_RB(TT), (TT) - BG_TA(TT)); \
                 } else {                                                                             \
                     for (int64_t i = i0; i < N; i++) {                                               \
                         f8gv_tile(y, xs, Kp, w, i, &l, 1, BG_TA(TT));                                \
-                        if (TA < (TT)) f8gv_tile(y + TA * N, xs + 2 * TA * Kp, Kp, w, i, &l, 1, (TT) - BG_TA(TT)); \
+                        if (TA < (TT)) f8gv_tile(y + TA * N, xs + 3 * TA * Kp, Kp, w, i, &l, 1, (TT) - BG_TA(TT)); \
                     }                                                                                \
                 }                                                                                    \
             }                                                                                        \
@@ -381,7 +404,7 @@ BF_FN bool fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight 
     const int64_t N = w->rows, K = w->cols, Kp = (K + 63) / 64 * 64;
     static _Thread_local uint16_t *xs;
     static _Thread_local int64_t cap;
-    const int64_t need = 2 * (FW_GEMV_MAX_T + 1) * Kp; /* FW_GEMV_MAX_T tokens and a scratch row */
+    const int64_t need = 3 * (FW_GEMV_MAX_T + 1) * Kp; /* FW_GEMV_MAX_T tokens and a scratch row */
     if (!fw_cpu_fp8_gemv_ok(w)) return false;
     if (need > cap) {
         uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
@@ -390,10 +413,10 @@ BF_FN bool fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight 
         xs = nx;
         cap = need;
     }
-    uint16_t *tmp = xs + 2 * FW_GEMV_MAX_T * Kp;
+    uint16_t *tmp = xs + 3 * FW_GEMV_MAX_T * Kp;
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        for (int64_t t = 0; t < tt; t++) f8_xperm(xs + 2 * t * Kp, tmp, x + (t0 + t) * K, K, Kp);
+        for (int64_t t = 0; t < tt; t++) f8_xperm(xs + 3 * t * Kp, tmp, x + (t0 + t) * K, K, Kp);
         f8gv_table[tt - 1](y + t0 * N, xs, Kp, w);
     }
     return true;
