@@ -1,14 +1,16 @@
 /* BF16 and FP8 weights on AVX512-BF16 (kernels/cpu/fast.h): vdpbf16ps multiplies 32
- * bf16 pairs straight from BF16 weights, or from FP8 ones widened in registers. Each activation is split into two bf16,
- * hi = bf16(x) and lo = bf16(x - hi) (16 significant bits), and both are multiplied:
- * rounding x to one bf16, as llama.cpp does, moved the golden tiny-a-bf16 logits by
- * up to 0.5 of max|logit| (tolerance 1e-3); the split keeps them within 3e-5.
- * - Prefill GEMM: a tile of 32 rows x BF_KP column pairs is gathered as dwords (two
+ * bf16 pairs straight from BF16 weights, or from FP8 ones widened in registers. The
+ * activations are split into bf16 parts and each part multiplied:
+ * - decode GEMV: three, hi = bf16(x), mid = bf16(x - hi), lo = the rest, whose sum
+ *   is x exactly (two, 16 significant bits, moved FP8 logits over tp 2 by more than
+ *   test_synth's 1e-5); decode is bound by memory, not by these instructions;
+ * - prefill GEMM: two (hi + lo): one, llama.cpp's rounding, moved the golden
+ *   tiny-a-bf16 logits by up to 0.5 of max|logit| (tolerance 1e-3); two keep them
+ *   within 3e-5. A tile of 32 rows x BF_KP column pairs is gathered as dwords (two
  *   adjacent columns of a row), pair-major, so that one vector holds a pair for 16
  *   rows; the micro-kernel broadcasts a token's hi and lo pairs and accumulates
  *   BF_MR tokens x 32 rows in registers; every token of a work item reuses the tile.
- * - Decode GEMV: rows read 64 bytes at a time into vdpbf16ps, x's halves from L1.
- * Both run at any T (tests call them directly). */
+ * All run at any T (tests call them directly). */
 #include "kernels/cpu/fast.h"
 #include "kernels/cpu/simd.h"
 
