@@ -19,18 +19,26 @@
 #   --work DIR  models and logs (default tmp/llamacpp; models are kept between runs)
 #   --threads N threads for both engines (default 2)
 #   --rounds R  rounds of measurements (default 3)
+#   --specs "S..."  furrow's weights only these (bf16, int8, int8,head, int4,group=32, ...;
+#               default all)
+#   --gguf "G..."   llama.cpp's only these (bf16, Q8_0, Q8_0-bf16head, Q4_0,
+#               Q4_0-bf16head; default all)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-[ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,25p' "$0"; exit 2; }
 llama=$(cd "$1" && pwd)
 shift
 work=$repo/tmp/llamacpp threads=2 rounds=3
+specs="bf16 int8 int8,head int4,group=32 int4,group=32,head int4,group=128 int4,group=128,head"
+ggufs="Q8_0 Q8_0-bf16head Q4_0 Q4_0-bf16head bf16"
 while [ $# -gt 0 ]; do
     case $1 in
     --work) work=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --specs) specs=$2; shift 2 ;;
+    --gguf) ggufs=$2; shift 2 ;;
     *) echo "bench_llamacpp: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +54,6 @@ mkdir -p "$work"
 cd "$work"
 
 [ -f hf/config.json ] || "$py" "$repo/jobs/make_hf_model.py" --out hf
-specs="bf16 int8 int8,head int4,group=32 int4,group=32,head int4,group=128 int4,group=128,head"
 for spec in $specs; do
     d=furrow-$(echo "$spec" | tr ',=' '--')
     [ -f "$d/furrow.h5" ] && continue
@@ -60,9 +67,9 @@ if [ ! -f bf16.gguf ]; then
         { tail -20 convert.log >&2; exit 1; }
 fi
 for q in Q8_0 Q4_0; do
-    [ -f "$q.gguf" ] || "$bin/llama-quantize" bf16.gguf "$q.gguf" "$q" "$threads" > "quantize-$q.log" 2>&1
-    [ -f "$q-bf16head.gguf" ] || "$bin/llama-quantize" --output-tensor-type bf16 bf16.gguf "$q-bf16head.gguf" "$q" \
-        "$threads" > "quantize-$q-bf16head.log" 2>&1
+    case " $ggufs " in *" $q "*) [ -f "$q.gguf" ] || "$bin/llama-quantize" bf16.gguf "$q.gguf" "$q" "$threads" > "quantize-$q.log" 2>&1 ;; esac
+    case " $ggufs " in *" $q-bf16head "*) [ -f "$q-bf16head.gguf" ] || "$bin/llama-quantize" --output-tensor-type bf16 \
+        bf16.gguf "$q-bf16head.gguf" "$q" "$threads" > "quantize-$q-bf16head.log" 2>&1 ;; esac
 done
 
 # Bytes a batch-1 decode step reads from a GGUF: every tensor but the embedding, the
@@ -91,7 +98,7 @@ for r in $(seq "$rounds"); do
         mb=$(sed -n 's/^decode .* \([0-9.]*\) MB streamed per token.*/\1/p' "$m.log")
         echo "$m $(get prefill_tok_s) $(get decode_tok_s) $mb $read_gbs" >> results.txt
     done
-    for g in Q8_0 Q8_0-bf16head Q4_0 Q4_0-bf16head bf16; do
+    for g in $ggufs; do
         # Decode after a 512-token context (-d), as furrow bench decodes after its prompt.
         "$bin/llama-bench" -m "$g.gguf" -p 512 -n 0 -t "$threads" -r 1 -o csv > "llama-$g-pp.csv" 2> "llama-$g.log"
         "$bin/llama-bench" -m "$g.gguf" -p 0 -n 128 -d 512 -t "$threads" -r 1 -o csv > "llama-$g-tg.csv" 2>> "llama-$g.log"

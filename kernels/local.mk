@@ -10,6 +10,7 @@ libfurrow_kernels_a_SOURCES = \
 	kernels/cpu/fast_matmul.c \
 	kernels/cpu/fast_int4.c kernels/cpu/fast_int4.h \
 	kernels/cpu/fast_int8.c \
+	kernels/cpu/fast_bf16.c \
 	kernels/cpu/gemm512.c kernels/cpu/gemm512.h
 
 # A micro-benchmark, never installed: `make kernels/cpu/bench_kernels`; make check

@@ -2,13 +2,14 @@
  * by transformers in float64): logits at every prompt position, the KV-cached
  * decode path teacher-forced on the reference's greedy tokens, free-running
  * greedy tokens, and cached decode against a full forward.
- * usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast] */
+ * usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast|avx512|avx2|generic] */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/fast.h"
 #include "runtime/cpu/cpu.h"
 #include "runtime/engine/sample.h"
 #include "tests/check.h"
@@ -97,10 +98,25 @@ static void check_prompt(fw_model *m, const prompt *p, int idx) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast]\n");
+        fprintf(stderr, "usage: golden_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast|avx512|avx2|generic]\n");
         return 2;
     }
-    const fw_ops *ops = argc > 3 && !strcmp(argv[3], "ref") ? fw_ops_cpu_ref() : fw_ops_cpu_fast();
+    /* Each kernel set this CPU can run, forced: fast is the best of them. */
+    const char *k = argc > 3 ? argv[3] : "fast";
+    const fw_ops *ops = !strcmp(k, "ref")       ? fw_ops_cpu_ref()
+                        : !strcmp(k, "generic") ? fw_ops_cpu_fast_generic()
+                        : !strcmp(k, "avx2")    ? (fw_cpu_has_avx2() ? fw_ops_cpu_fast_avx2() : NULL)
+                        : !strcmp(k, "avx512")  ? (fw_cpu_has_avx512() ? fw_ops_cpu_fast_avx512() : NULL)
+                        : !strcmp(k, "fast")    ? fw_ops_cpu_fast()
+                                                : NULL;
+    if (!ops && (!strcmp(k, "avx2") || !strcmp(k, "avx512"))) {
+        printf("SKIP: this CPU cannot run the %s kernels\n", k);
+        return 0;
+    }
+    if (!ops) {
+        fprintf(stderr, "golden_check: unknown kernel set '%s'\n", k);
+        return 2;
+    }
     fw_err e = {{0}};
     fw_model *m;
     if (fw_model_load(&m, argv[1], ops, NULL, 0, 0, &e)) {

@@ -57,7 +57,7 @@ usage() { # TEXT-EXPECTED ARGS...
 usage "--cuda-graphs: expected on or off" --cuda-graphs maybe
 usage "--cuda-streams: 3 is out of range" --cuda-streams 3
 usage "--collective-timeout: 0 is not a positive number" --collective-timeout 0
-usage "--kernels: expected 'fast' or 'ref'" --kernels slow
+usage "--kernels: expected 'fast', 'avx512', 'avx2', 'generic' or 'ref'" --kernels slow
 usage "--temperature: 'nan' is not a finite number" --temperature nan
 usage "--top-p: 'inf' is not a finite number" --top-p inf
 usage "--top-p must be in (0, 1]" --top-p 0

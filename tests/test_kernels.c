@@ -135,7 +135,7 @@ typedef struct impl {
     const fw_ops *ops;
 } impl;
 
-static impl impls[3];
+static impl impls[4];
 static int n_impls;
 
 /* ---- conversions, views ---- */
@@ -230,6 +230,15 @@ static void int4_gemv_avx512(float *y, const float *x, const fw_weight *w, int64
 static void int4_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
     CHECK(fw_cpu_int4_gemm_avx512(y, x, w, T), "int4 avx512 gemm: no memory");
 }
+static void bf16_gemv(float *y, const float *x, const fw_weight *w, int64_t T) {
+    CHECK(fw_cpu_bf16_gemv_avx512bf16(y, x, w, T), "bf16 gemv: no memory");
+}
+static void bf16_gemm(float *y, const float *x, const fw_weight *w, int64_t T) {
+    CHECK(fw_cpu_bf16_gemm_avx512bf16(y, x, w, T), "bf16 gemm: no memory");
+}
+static void fp8_gemv(float *y, const float *x, const fw_weight *w, int64_t T) {
+    CHECK(fw_cpu_fp8_gemv_avx512bf16(y, x, w, T), "fp8 gemv: refused a view in 64-column steps");
+}
 
 /* Every implementation of matmul (xw: matmul_xw) on w against the reference. */
 static void check_mm(const fw_weight *w, int64_t T, bool xw) {
@@ -241,7 +250,7 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     struct {
         const char *name;
         mm_fn f;
-    } fs[8];
+    } fs[12];
     int nf = 0;
     for (int k = 0; k < n_impls; k++) fs[nf++] = (typeof(fs[0])){impls[k].name, xw ? impls[k].ops->matmul_xw : impls[k].ops->matmul};
     if (!xw && fw_cpu_has_avx2()) { /* both matmul paths at every T (INT4: the AVX2 ones) */
@@ -256,6 +265,14 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
         fs[nf++] = (typeof(fs[0])){"avx512-gemv", fw_cpu_int8_gemv_avx512};
         fs[nf++] = (typeof(fs[0])){"avx512-gemm", fw_cpu_int8_gemm_avx512};
     }
+    if (!xw && w->type == FW_WTYPE_BF16 && fw_cpu_has_avx512bf16()) {
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-gemv", bf16_gemv};
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-gemm", bf16_gemm};
+    }
+    if (!xw && w->type == FW_WTYPE_FP8 && fw_cpu_fp8_gemv_ok(w) && fw_cpu_has_avx512bf16())
+        fs[nf++] = (typeof(fs[0])){"avx512bf16-fp8-gemv", fp8_gemv};
+    if (!xw && (w->type == FW_WTYPE_BF16 || w->type == FW_WTYPE_FP8) && fw_cpu_has_avx512())
+        fs[nf++] = (typeof(fs[0])){"avx512-gemm", fw_cpu_widened_gemm_avx512};
     for (int k = 0; k < nf; k++) {
         char what[160];
         snprintf(what, sizeof what, "%s %s %s [%lld x %lld] ld %lld at (%lld, %lld), T %lld", fs[k].name,
@@ -273,12 +290,12 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
 
 static void test_matmul(void) {
     const fw_ops *ref = fw_ops_cpu_ref();
-    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 128, 200, 257}, Ts[] = {1, 3, 8, 37};
+    const int64_t rows[] = {1, 7, 129, 300}, cols[] = {5, 33, 128, 200, 257}, Ts[] = {1, 3, 8, 9, 37};
     for (int ty = 0; ty < 3; ty++) {
         for (int a = 0; a < 4; a++) {
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < 5; b++) {
                 tw p = tw_make((fw_wtype)ty, rows[a], cols[b], cols[b] + (b & 1) * 3);
-                for (int c = 0; c < 4; c++) {
+                for (int c = 0; c < 5; c++) {
                     check_mm(&p.w, Ts[c], false);
                     check_mm(&p.w, Ts[c], true);
                 }
@@ -288,10 +305,11 @@ static void test_matmul(void) {
         /* Views into a parent, with origins off the 128 grid (partial FP8 blocks on
          * every side), and sizes that make the threads split the work. */
         tw p = tw_make((fw_wtype)ty, 700, 900, 905);
-        const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130}};
-        for (int v = 0; v < 4; v++) {
+        const int64_t views[][4] = {{70, 200, 100, 333}, {0, 300, 129, 257}, {129, 571, 1, 899}, {255, 2, 127, 130},
+                                    {129, 300, 64, 577}, {3, 130, 256, 600}}; /* the last two: FP8 in 64-column steps */
+        for (int v = 0; v < 6; v++) {
             fw_weight w = fw_weight_view(&p.w, views[v][0], views[v][1], views[v][2], views[v][3]);
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < 5; c++) {
                 check_mm(&w, Ts[c], false);
                 check_mm(&w, Ts[c], true);
             }
@@ -797,6 +815,8 @@ static void test_route(void) {
 
 int main(void) {
     impls[n_impls++] = (impl){"fast", fw_ops_cpu_fast()};
+    if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx512() && fw_cpu_has_avx512())
+        impls[n_impls++] = (impl){"avx512", fw_ops_cpu_fast_avx512()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_avx2() && fw_cpu_has_avx2()) impls[n_impls++] = (impl){"avx2", fw_ops_cpu_fast_avx2()};
     if (fw_ops_cpu_fast() != fw_ops_cpu_fast_generic()) impls[n_impls++] = (impl){"generic", fw_ops_cpu_fast_generic()};
     fprintf(stderr, "fast ops: %s\n", fw_ops_cpu_fast()->name);

@@ -4,11 +4,11 @@
  * compute-bound) in GFLOP/s. Every figure is the best of several repeats (other
  * processes may share the machine).
  *
- * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w i 8, default gmaw]
+ * usage: bench_kernels [seconds per repeat, default 0.05] [sections: any of c g m x a w i 8 b, default gmaw]
  *   c: ceilings only, g: + GEMV, m: + GEMM, x: GEMV vs GEMM path for T = 1..16,
  *   a: attention, w: matmul_xw, i: the INT4 kernels per instruction set, 8: the
- *   INT8 kernels per instruction set (the ceilings always run: the others are
- *   reported against them). */
+ *   INT8 kernels per instruction set, b: BF16 and FP8 per kernel set (the
+ *   ceilings always run: the others are reported against them). */
 #include "kernels/ops.h"
 #include "kernels/cpu/ceilings.h"
 #include "kernels/cpu/fast.h"
@@ -351,6 +351,99 @@ static void bench_int8(double read_bw, double fma_gf) {
     }
 }
 
+/* Seconds of one call of each of m->fn = fns[0 .. n), best of `reps` rounds that
+ * call each in turn: on a shared machine a burst of other work then slows all of
+ * them alike, and each one's best is a call that ran alone. */
+static void best_interleaved(mm_arg *m, void (*const *fns)(float *, const float *, const fw_weight *, int64_t), int n,
+                             int reps, double *best) {
+    for (int v = 0; v < n; v++) {
+        m->fn = fns[v];
+        mm_run(m, 0); /* warm up */
+        best[v] = 1e30;
+    }
+    for (int r = 0; r < reps; r++)
+        for (int v = 0; v < n; v++) {
+            m->fn = fns[v];
+            const double t0 = now();
+            mm_run(m, 0);
+            const double t = now() - t0;
+            best[v] = t < best[v] ? t : best[v];
+        }
+}
+
+static void bf16dot_peak(void *p, int64_t it) {
+    (void)it;
+    *(double *)p += fw_ceiling_bf16dot(FMA_ITERS);
+}
+
+/* BF16 and FP8 weights per kernel set: the decode GEMV in GB/s of stored weights
+ * against the read ceiling, the prefill GEMM (T 512) in GFLOP/s against the FMA and
+ * vdpbf16ps ceilings; the sets' calls interleaved (best_interleaved). */
+static void bench_bf16(double read_bw, double fma_gf, double dot_gf) {
+    const int64_t shape[][2] = {{2048, 7168}, {7168, 2048}, {2048, 2048}, {576, 7168}};
+    const int64_t Ts[] = {1, 2, 4, 8};
+    const fw_ops *sets[] = {fw_ops_cpu_fast_avx2(), fw_ops_cpu_fast_avx512(), fw_ops_cpu_fast()};
+    const int nsets = fw_ops_cpu_fast() == fw_ops_cpu_fast_avx512() ? 2 : fw_cpu_has_avx512() ? 3 : 1;
+    for (int ty = 0; ty < 2; ty++) {
+        const fw_wtype t = ty ? FW_WTYPE_FP8 : FW_WTYPE_BF16;
+        printf("\n%s GEMV (GB/s of stored weights, %% of the read ceiling, Gweights/s)\n%-22s %-10s %2s %9s %7s %9s\n",
+               ty ? "FP8" : "BF16", "ops", "shape", "T", "GB/s", "% read", "Gw/s");
+        for (int si = 0; si < 4; si++) {
+            const int64_t N = shape[si][0], K = shape[si][1];
+            const size_t bytes = fw_wtype_bytes(t, N, K);
+            const int nc = (int)((256u << 20) / bytes) + 1;
+            float *sc;
+            fw_weight *w = make_weights(t, N, K, nc, &sc);
+            for (int k = 0; k < 4; k++) {
+                const int64_t T = Ts[k];
+                mm_arg m = {.w = w, .ncopies = nc, .T = T};
+                m.x = malloc((size_t)(T * K) * sizeof(float));
+                m.y = malloc((size_t)(T * N) * sizeof(float));
+                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                void (*fns[3])(float *, const float *, const fw_weight *, int64_t);
+                double best[3];
+                for (int v = 0; v < nsets; v++) fns[v] = sets[v]->matmul;
+                best_interleaved(&m, fns, nsets, 60, best);
+                for (int v = 0; v < nsets; v++) {
+                    const double gbs = (double)bytes / best[v] / 1e9;
+                    char sh[32];
+                    snprintf(sh, sizeof sh, "%lldx%lld", (long long)N, (long long)K);
+                    printf("%-22s %-10s %2lld %9.2f %6.1f%% %9.2f\n", sets[v]->name, sh, (long long)T, gbs,
+                           100 * gbs / read_bw, gbs / (double)bytes * (double)(N * K));
+                    fflush(stdout);
+                }
+                free(m.x);
+                free(m.y);
+            }
+            free_weights(w, nc, sc);
+        }
+        printf("\n%s GEMM, T 512 (GFLOP/s, %% of the f32 FMA and the vdpbf16ps ceilings)\n", ty ? "FP8" : "BF16");
+        const int64_t pshape[][2] = {{2048, 7168}, {7168, 2048}, {2048, 2048}};
+        for (int si = 0; si < 3; si++) {
+            const int64_t N = pshape[si][0], K = pshape[si][1], T = 512;
+            float *sc;
+            fw_weight *w = make_weights(t, N, K, 1, &sc);
+            mm_arg m = {.w = w, .ncopies = 1, .T = T};
+            m.x = malloc((size_t)(T * K) * sizeof(float));
+            m.y = malloc((size_t)(T * N) * sizeof(float));
+            for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+            void (*fns[3])(float *, const float *, const fw_weight *, int64_t);
+            double best[3];
+            for (int v = 0; v < nsets; v++) fns[v] = sets[v]->matmul;
+            best_interleaved(&m, fns, nsets, 8, best);
+            for (int v = 0; v < nsets; v++) {
+                const double gf = 2.0 * (double)(T * N * K) / best[v] / 1e9;
+                printf("%-22s %lldx%lld: %7.1f GFLOP/s %5.1f%% FMA %5.1f%% dot\n", sets[v]->name, (long long)N,
+                       (long long)K, gf, 100 * gf / fma_gf, dot_gf > 0 ? 100 * gf / dot_gf : 0.0);
+                fflush(stdout);
+            }
+            free(m.x);
+            free(m.y);
+            free_weights(w, 1, sc);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) g_budget = atof(argv[1]);
     const char *sections = argc > 2 ? argv[2] : "gmaw";
@@ -378,6 +471,12 @@ int main(int argc, char **argv) {
     printf("read  %.1f GB/s (a read-only stream, like GEMV's)\n", read_bw);
     printf("FMA   %.1f GFLOP/s measured (registers only); nominal peak %.1f GFLOP/s at %.0f MHz\n", fma_gf,
            peak_gf, mhz);
+    double dot_gf = -1;
+    if (fw_ceiling_bf16dot(1) >= 0) {
+        dot_gf = threads() * (double)FMA_ITERS * FW_CEILING_BF16DOT_FLOPS / best_time(bf16dot_peak, &sink) / 1e9;
+        printf("BF16  %.1f GFLOP/s measured (vdpbf16ps, registers only)\n", dot_gf);
+    }
+    if (strchr(sections, 'b')) bench_bf16(read_bw, fma_gf, dot_gf);
 
     if (strchr(sections, 'i')) bench_int4(read_bw, fma_gf);
     if (strchr(sections, '8')) bench_int8(read_bw, fma_gf);

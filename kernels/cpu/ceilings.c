@@ -1,5 +1,6 @@
 #include "kernels/cpu/ceilings.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -90,6 +91,34 @@ __attribute__((target("avx512f"))) static double fma_avx512(int64_t iters) {
         sink += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a5), a11));
     }
     return sink;
+}
+
+/* vdpbf16ps on 12 accumulators (AVX512-BF16): each adds 16 lanes x 2 products, the
+ * peak of the BF16 prefill GEMM. */
+__attribute__((target("avx512f,avx512bf16"))) static double bf16dot_avx512(int64_t iters) {
+    double sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+        __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        const __m512bh m = (__m512bh)_mm512_set1_epi16(0x3F80), c = (__m512bh)_mm512_set1_epi16(0x3300);
+        for (int64_t k = 0; k < iters; k++) {
+#define DP1(a) a = _mm512_dpbf16_ps(a, m, c);
+            DP1(a0) DP1(a1) DP1(a2) DP1(a3) DP1(a4) DP1(a5)
+            DP1(a6) DP1(a7) DP1(a8) DP1(a9) DP1(a10) DP1(a11)
+#undef DP1
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),
+                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+        }
+        sink += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a5), a11));
+    }
+    return sink;
+}
+
+double fw_ceiling_bf16dot(int64_t iters) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5)) || !__builtin_cpu_supports("avx512f")) return -1;
+    return bf16dot_avx512(iters);
 }
 
 /* Flops of one call: FW_CEILING_FMA_FLOPS per iteration per thread on 8 lanes, twice

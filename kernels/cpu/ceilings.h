@@ -22,6 +22,10 @@ double fw_ceiling_fma(int64_t iters);                            /* returns a si
  * it runs on fw_ceiling_fma_lanes() lanes (16 where the CPU has AVX-512). */
 #define FW_CEILING_FMA_FLOPS (12 * 8 * 2)
 int fw_ceiling_fma_lanes(void);
+/* vdpbf16ps throughput: FW_CEILING_BF16DOT_FLOPS per iteration per thread; returns
+ * -1 without AVX512-BF16 (a sink otherwise). */
+double fw_ceiling_bf16dot(int64_t iters);
+#define FW_CEILING_BF16DOT_FLOPS (12 * 16 * 4)
 
 /* Best of several repeats, arrays of `bytes` each (well past the last-level
  * cache). Returns -1 if the arrays cannot be allocated. */

@@ -490,6 +490,22 @@ static const fw_ops fast_avx512_ops = {
     .route = fast_route,
 };
 
+/* AVX-512's, with BF16 weights' matmuls on vdpbf16ps (prefill rounds the
+ * activations to bf16). */
+static const fw_ops fast_avx512bf16_ops = {
+    .name = "cpu-fast-avx512bf16",
+    .embed = fast_embed,
+    .rmsnorm = rmsnorm_avx2,
+    .matmul = fw_cpu_matmul_avx512bf16,
+    .matmul_xw = fw_cpu_matmul_xw_avx512,
+    .rope = fast_rope,
+    .attn_naive = attn_naive_avx2,
+    .attn_absorbed = attn_absorbed_avx2,
+    .silu_mul = fast_silu_mul,
+    .add = fast_add,
+    .route = fast_route,
+};
+
 static const fw_ops fast_generic_ops = {
     .name = "cpu-fast-generic",
     .embed = fast_embed,
@@ -508,6 +524,11 @@ const fw_ops *fw_ops_cpu_fast_generic(void) { return &fast_generic_ops; }
 
 const fw_ops *fw_ops_cpu_fast_avx2(void) { return &fast_avx2_ops; }
 
+const fw_ops *fw_ops_cpu_fast_avx512(void) { return &fast_avx512_ops; }
+
 const fw_ops *fw_ops_cpu_fast(void) {
-    return fw_cpu_has_avx512() ? &fast_avx512_ops : fw_cpu_has_avx2() ? &fast_avx2_ops : &fast_generic_ops;
+    return fw_cpu_has_avx512bf16() ? &fast_avx512bf16_ops
+           : fw_cpu_has_avx512()   ? &fast_avx512_ops
+           : fw_cpu_has_avx2()     ? &fast_avx2_ops
+                                   : &fast_generic_ops;
 }

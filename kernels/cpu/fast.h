@@ -9,11 +9,15 @@
 bool fw_cpu_has_avx2(void);
 /* Whether it also runs the AVX-512 kernels (F, BW, VL). */
 bool fw_cpu_has_avx512(void);
+/* Whether it also has AVX512-BF16 (vdpbf16ps) and AVX512-VBMI (vpermi2b). */
+bool fw_cpu_has_avx512bf16(void);
 
 /* The fast ops without SIMD (what fw_ops_cpu_fast() returns on older CPUs), and
  * with AVX2 alone (what it returns where there is no AVX-512). */
 const fw_ops *fw_ops_cpu_fast_generic(void);
 const fw_ops *fw_ops_cpu_fast_avx2(void);
+/* The AVX-512 (F, BW, VL) table without AVX512-BF16's kernels. */
+const fw_ops *fw_ops_cpu_fast_avx512(void);
 
 /* matmul implementations, callable directly so that tests and benchmarks can
  * run each at any T (fw_ops_cpu_fast's matmul picks GEMV for T <= FW_GEMV_MAX_T). */
@@ -22,6 +26,8 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
 void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4, INT8 */
+/* AVX-512's but BF16 through vdpbf16ps (kernels/cpu/fast_bf16.c). */
+void fw_cpu_matmul_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_xw_avx512(float *y, const float *x, const fw_weight *w, int64_t T); /* AVX2's but INT4 */
 void fw_cpu_matmul_generic(float *y, const float *x, const fw_weight *w, int64_t T);
@@ -40,5 +46,20 @@ void fw_cpu_int8_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T
 /* On AVX-512 (F, BW, VL): the GEMV as above, and the prefill GEMM (any T). */
 void fw_cpu_int8_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_int8_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
+
+/* BF16 weights with AVX512-BF16 (kernels/cpu/fast_bf16.c): the GEMV and the prefill
+ * GEMM (any T; x split into two bf16, about f32's accuracy). false: no memory for
+ * their buffers, y untouched. */
+bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
+bool fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
+/* FP8 weights with AVX512-BF16 and VBMI: the GEMV (any T), e4m3 widened to bf16 in
+ * registers by a table lookup. It takes views whose first column is on a 64-column
+ * boundary of the scale grid (fw_cpu_fp8_gemv_ok); false (y untouched) for others
+ * or without memory for its buffer. */
+bool fw_cpu_fp8_gemv_ok(const fw_weight *w);
+bool fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
+/* BF16 or FP8 on AVX-512 (F, BW, VL): the prefill GEMM of kernels/cpu/gemm512.c over
+ * tiles widened exactly to f32 (kernels/cpu/fast_matmul.c). */
+void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 
 #endif

@@ -15,6 +15,7 @@
 #include "kernels/cpu/fast.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/fast_int4.h"
+#include "kernels/cpu/gemm512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -419,8 +420,8 @@ void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T)
 }
 
 /* INT4 on whole words and INT8 run kernels/cpu/fast_int4.c's and fast_int8.c's
- * AVX-512 kernels; the rest (and INT4 without memory for their buffers) the AVX2
- * paths. */
+ * AVX-512 kernels, BF16's and FP8's prefill gemm512.c's over exactly widened tiles;
+ * the rest (and INT4 without memory for their buffers) the AVX2 paths. */
 void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
     if (w->type == FW_WTYPE_INT4 && fw_cpu_int4_ok(w) &&
         (T <= FW_GEMV_MAX_T ? fw_cpu_int4_gemv_avx512(y, x, w, T) : fw_cpu_int4_gemm_avx512(y, x, w, T)))
@@ -430,7 +431,39 @@ void fw_cpu_matmul_avx512(float *y, const float *x, const fw_weight *w, int64_t 
         else fw_cpu_int8_gemm_avx512(y, x, w, T);
         return;
     }
+    if ((w->type == FW_WTYPE_BF16 || w->type == FW_WTYPE_FP8) && T > FW_GEMV_MAX_T) {
+        fw_cpu_widened_gemm_avx512(y, x, w, T);
+        return;
+    }
     fw_cpu_matmul_avx2(y, x, w, T);
+}
+
+/* Prefill: kernels/cpu/gemm512.c's f32 GEMM over tiles widened exactly (fp8 x block
+ * scale, as the reference; BF16 by a shift) from rows widened by widen_row_avx2. */
+AVX512_FN static void rows_fill(float *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kc) {
+    _Alignas(64) float buf[FW_GEMM512_KC];
+    for (int64_t r = 0; r < nb; r++) {
+        widen_row_avx2(buf, w, n0 + r, k0, kc);
+        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = buf[k];
+    }
+    const int64_t nbp = (nb + 15) / 16 * 16;
+    for (int64_t r = nb; r < nbp; r++)
+        for (int64_t k = 0; k < kc; k++) tile[k * FW_GEMM512_NB + r] = 0;
+}
+
+void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
+    fw_cpu_gemm512(y, x, w, T, rows_fill);
+}
+
+/* BF16 weights through vdpbf16ps (kernels/cpu/fast_bf16.c), FP8's one-token GEMV
+ * too; the rest as AVX-512. */
+void fw_cpu_matmul_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
+    bool done = false; /* false: a view these kernels do not take, or no memory for their buffers */
+    if (w->type == FW_WTYPE_BF16)
+        done = T <= FW_GEMV_MAX_T ? fw_cpu_bf16_gemv_avx512bf16(y, x, w, T) : fw_cpu_bf16_gemm_avx512bf16(y, x, w, T);
+    else if (w->type == FW_WTYPE_FP8 && T == 1) /* above, its 6 vdpbf16ps per 64 weights and token lose to AVX2's */
+        done = fw_cpu_fp8_gemv_avx512bf16(y, x, w, T);
+    if (!done) fw_cpu_matmul_avx512(y, x, w, T);
 }
 
 /* ---- matmul_xw: y[T, N] = x[T, K] . W[K, N] ---- */

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "runtime/cli/cli.h"
+#include "kernels/cpu/fast.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sched.h"
 
@@ -70,7 +71,15 @@ int fw_cli_parse_ids(const char *text, const char *flag, int64_t limit, int32_t 
 int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e) {
     if (!strcmp(text, "fast")) *ops = fw_ops_cpu_fast();
     else if (!strcmp(text, "ref")) *ops = fw_ops_cpu_ref();
-    else return fw_errf(e, "--kernels: expected 'fast' or 'ref', got '%s'", text);
+    else if (!strcmp(text, "generic")) *ops = fw_ops_cpu_fast_generic();
+    else if (!strcmp(text, "avx2") || !strcmp(text, "avx512")) {
+        const bool big = !strcmp(text, "avx512");
+        if (big ? !fw_cpu_has_avx512() : !fw_cpu_has_avx2())
+            return fw_errf(e, "--kernels %s: this CPU lacks %s", text, big ? "AVX-512 F/BW/VL" : "AVX2/FMA/F16C");
+        *ops = big ? fw_ops_cpu_fast_avx512() : fw_ops_cpu_fast_avx2();
+    } else {
+        return fw_errf(e, "--kernels: expected 'fast', 'avx512', 'avx2', 'generic' or 'ref', got '%s'", text);
+    }
     return FW_OK;
 }
 

@@ -40,7 +40,7 @@ int fw_cmd_doctor(int argc, char **argv);
 int fw_cmd_tokenize(int argc, char **argv);
 int fw_cmd_detokenize(int argc, char **argv);
 
-/* --kernels fast|ref: picks the CPU op table. */
+/* --kernels fast|ref|avx512|avx2|generic: picks the CPU op table. */
 int fw_cli_parse_kernels(const char *text, const fw_ops **ops, fw_err *e);
 
 /* getopt_long codes of the options shared by several commands; above any
@@ -85,7 +85,9 @@ enum fw_cli_opt {
     "                                      rank, by node-local rank; needs furrow-cuda)\n"      \
     "  --kernels fast|ref                  fast (default) or the reference paths: the CPU's plain\n" \
     "                                      ops; on a GPU own GEMMs with bf16 activations (no\n"  \
-    "                                      cuBLASLt, no FP8 activations)\n"                     \
+    "                                      cuBLASLt, no FP8 activations); on a CPU also\n"       \
+    "                                      avx512|avx2|generic: fast's kernels of that level\n"  \
+    "                                      (fast picks the best, AVX512-BF16 where present)\n"   \
     "  --cuda-graphs on|off                decode steps as CUDA graphs (default on)\n"          \
     "  --cuda-streams 1|2                  2 (default): a layer's independent work overlaps on a\n" \
     "                                      second stream; 1: one stream (profiling, debugging)\n" \
