@@ -76,7 +76,7 @@ tests_test_chat_LDADD = $(FWTEST_LIBS)
 
 # Many ranks under mpirun (tests/mpi.sh): layouts against one rank, failures.
 TESTS += tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh tests/test_mpi_watchdog.sh
-EXTRA_DIST += tests/mpi.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
+EXTRA_DIST += tests/mpi.sh tests/until.sh tests/test_mpi_layouts.sh tests/test_mpi_failures.sh tests/test_mpi_launch.sh \
 	tests/test_mpi_watchdog.sh
 # Kimi-K2's geometry (384 experts, 64 heads, one expert group) on several layouts.
 TESTS += tests/test_mpi_kimi_geometry.sh

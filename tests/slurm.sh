@@ -33,3 +33,6 @@ fw_sbatch() {
   done
   return $rc
 }
+
+# state JOBID: the job's JobState (RUNNING, PENDING, CANCELLED...).
+state() { scontrol -o show job "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }

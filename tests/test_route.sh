@@ -47,10 +47,7 @@ metric() {
   curl -s "$R/metrics" | awk -v k="$key" '$1 == k {v = $2} END {print v + 0}'
 }
 # until_true SECONDS COMMAND...: polls the command every 0.1 s; its last status.
-until_true() {
-  n=$(($1 * 10)); shift
-  while ! "$@"; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
-}
+. "$FURROW_SRCDIR/tests/until.sh"
 in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
 listed() { curl -s "$R/replicas" | grep -q "\"http://127.0.0.1:$1\""; }
 complete() { curl -s -o /dev/null -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1, 2, 3], "max_tokens": 4}'; }

@@ -14,10 +14,7 @@ cd "$FURROW_TMP" || exit 1
 ok() { echo "ok: $1"; }
 bad() { echo "FAIL: $1"; fail=1; }
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-until_true() { # SECONDS COMMAND...: polls every 0.1 s
-  n=$(($1 * 10)); shift
-  while ! "$@"; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
-}
+. "$FURROW_SRCDIR/tests/until.sh"
 
 for args in "--scale-up true" "--min-replicas 2" "--scale-up a --scale-down b --min-replicas 3 --max-replicas 2" \
             "--scale-up a --scale-down b --cooldown -1"; do

@@ -17,11 +17,7 @@ T=$FURROW_TMP
 fail=0
 ok() { echo "ok: $1"; }
 bad() { echo "FAIL: $1"; fail=1; }
-until_true() { # SECONDS COMMAND...: polls every 0.2 s
-  n=$(($1 * 5)); shift
-  while ! "$@"; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.2; done
-}
-state() { scontrol -o show job "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+. "$FURROW_SRCDIR/tests/until.sh"
 restarts() { scontrol -o show job "$1" | sed -n 's/.* Restarts=\([0-9]*\).*/\1/p'; }
 
 "$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out "$T/model" --quiet > "$T/convert.log" 2>&1 ||

@@ -152,6 +152,15 @@ static void attn_absorbed_run(void *p, int64_t it) {
 
 static float frand(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f; }
 
+/* The weights w (nc copies), random x of T rows, y; free m.x and m.y. */
+static mm_arg mm_arg_new(fw_weight *w, int nc, int64_t T) {
+    mm_arg m = {.w = w, .ncopies = nc, .T = T};
+    m.x = malloc((size_t)(T * w->cols) * sizeof(float));
+    m.y = malloc((size_t)(T * w->rows) * sizeof(float));
+    for (int64_t i = 0; i < T * w->cols; i++) m.x[i] = frand();
+    return m;
+}
+
 /* ncopies random weights [rows, cols] of type t sharing one scale grid. */
 static fw_weight *make_weights(fw_wtype t, int64_t rows, int64_t cols, int ncopies, float **scale) {
     size_t es = fw_wtype_size(t);
@@ -241,10 +250,7 @@ static void bench_int4(double read_bw, double fma_gf) {
             fw_weight *w = make_int4(N, K, G, nc, &sc);
             for (int k = 0; k < 4; k++) {
                 const int64_t T = Ts[k];
-                mm_arg m = {.w = w, .ncopies = nc, .T = T};
-                m.x = malloc((size_t)(T * K) * sizeof(float));
-                m.y = malloc((size_t)(T * N) * sizeof(float));
-                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                mm_arg m = mm_arg_new(w, nc, T);
                 for (int v = 0; v < 2; v++) {
                     if (v > 0 && !fw_cpu_has_avx512()) continue;
                     m.fn = v == 0 ? int4_avx2 : int4_avx512;
@@ -308,10 +314,7 @@ static void bench_int8(double read_bw, double fma_gf) {
         fw_weight *w = make_weights(FW_WTYPE_INT8, N, K, nc, &sc);
         for (int k = 0; k < 4; k++) {
             const int64_t T = Ts[k];
-            mm_arg m = {.w = w, .ncopies = nc, .T = T};
-            m.x = malloc((size_t)(T * K) * sizeof(float));
-            m.y = malloc((size_t)(T * N) * sizeof(float));
-            for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+            mm_arg m = mm_arg_new(w, nc, T);
             for (int v = 0; v < 2; v++) {
                 if (v > 0 && !fw_cpu_has_avx512()) continue;
                 m.fn = gemv[v];
@@ -396,10 +399,7 @@ static void bench_bf16(double read_bw, double fma_gf, double dot_gf) {
             fw_weight *w = make_weights(t, N, K, nc, &sc);
             for (int k = 0; k < 4; k++) {
                 const int64_t T = Ts[k];
-                mm_arg m = {.w = w, .ncopies = nc, .T = T};
-                m.x = malloc((size_t)(T * K) * sizeof(float));
-                m.y = malloc((size_t)(T * N) * sizeof(float));
-                for (int64_t i = 0; i < T * K; i++) m.x[i] = frand();
+                mm_arg m = mm_arg_new(w, nc, T);
                 void (*fns[3])(float *, const float *, const fw_weight *, int64_t);
                 double best[3];
                 for (int v = 0; v < nsets; v++) fns[v] = sets[v]->matmul;

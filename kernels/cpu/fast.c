@@ -460,50 +460,34 @@ static void attn_absorbed_generic(float *o_lat, const float *q_lat, const float 
 
 /* ---- tables ---- */
 
+/* The ops every x86 table shares: all but the matmuls run the AVX2 kernels. */
+#define FAST_AVX2_OPS                                                                                        \
+    .embed = fast_embed, .rmsnorm = rmsnorm_avx2, .rope = fast_rope, .attn_naive = attn_naive_avx2,          \
+    .attn_absorbed = attn_absorbed_avx2, .silu_mul = fast_silu_mul, .add = fast_add, .route = fast_route
+
 static const fw_ops fast_avx2_ops = {
     .name = "cpu-fast-avx2",
-    .embed = fast_embed,
-    .rmsnorm = rmsnorm_avx2,
     .matmul = fw_cpu_matmul_avx2,
     .matmul_xw = fw_cpu_matmul_xw_avx2,
-    .rope = fast_rope,
-    .attn_naive = attn_naive_avx2,
-    .attn_absorbed = attn_absorbed_avx2,
-    .silu_mul = fast_silu_mul,
-    .add = fast_add,
-    .route = fast_route,
+    FAST_AVX2_OPS
 };
 
-/* The same but the matmuls of INT4 and INT8 weights and INT4's matmul_xw (the only
- * ops with AVX-512 kernels so far). */
+/* AVX2's but the matmuls on AVX-512 (INT4 and INT8 weights; BF16 and FP8 prefill
+ * over exactly widened tiles) and INT4's matmul_xw. */
 static const fw_ops fast_avx512_ops = {
     .name = "cpu-fast-avx512",
-    .embed = fast_embed,
-    .rmsnorm = rmsnorm_avx2,
     .matmul = fw_cpu_matmul_avx512,
     .matmul_xw = fw_cpu_matmul_xw_avx512,
-    .rope = fast_rope,
-    .attn_naive = attn_naive_avx2,
-    .attn_absorbed = attn_absorbed_avx2,
-    .silu_mul = fast_silu_mul,
-    .add = fast_add,
-    .route = fast_route,
+    FAST_AVX2_OPS
 };
 
-/* AVX-512's, with BF16 weights' matmuls on vdpbf16ps (prefill rounds the
- * activations to bf16). */
+/* AVX-512's, with BF16 and FP8 weights' matmuls on vdpbf16ps (the activations
+ * split into bf16 parts: fast_bf16.c). */
 static const fw_ops fast_avx512bf16_ops = {
     .name = "cpu-fast-avx512bf16",
-    .embed = fast_embed,
-    .rmsnorm = rmsnorm_avx2,
     .matmul = fw_cpu_matmul_avx512bf16,
     .matmul_xw = fw_cpu_matmul_xw_avx512,
-    .rope = fast_rope,
-    .attn_naive = attn_naive_avx2,
-    .attn_absorbed = attn_absorbed_avx2,
-    .silu_mul = fast_silu_mul,
-    .add = fast_add,
-    .route = fast_route,
+    FAST_AVX2_OPS
 };
 
 static const fw_ops fast_generic_ops = {

@@ -85,18 +85,13 @@ BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t L2, con
             acc[t][1] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[t][1], w1, xh), w1, xl);
         }
     }
-#pragma GCC unroll 12
-    for (int t = 0; t < MR; t++) {
-        float *yt = y + t * N;
-        _mm512_mask_storeu_ps(yt, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yt), acc[t][0]));
-        _mm512_mask_storeu_ps(yt + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yt + 16), acc[t][1]));
-    }
+    tile32_add(y, N, acc, MR, m0, m1);
 }
 
 BF_FN static void bf_tokens(float *y, int64_t N, const uint32_t *x2, int64_t L2, const uint32_t *tile, int64_t kp,
                             int64_t nb, int64_t nt) {
-    const __mmask16 m0 = (__mmask16)(nb >= 16 ? 0xFFFF : (1u << nb) - 1);
-    const __mmask16 m1 = (__mmask16)(nb >= 32 ? 0xFFFF : nb <= 16 ? 0 : (1u << (nb - 16)) - 1);
+    __mmask16 m0, m1;
+    tile32_masks(nb, &m0, &m1);
     int64_t t = 0;
     for (; t + BF_MR <= nt; t += BF_MR) bf_micro(y + t * N, N, x2 + 2 * t * L2, L2, tile, kp, m0, m1, BF_MR);
     switch (nt - t) {
@@ -232,6 +227,18 @@ BF_INLINE void bgv_tile(float *y, const uint16_t *xs, int64_t Kp, const fw_weigh
     }
 DEF_BGV(1) DEF_BGV(2) DEF_BGV(3) DEF_BGV(4) DEF_BGV(5) DEF_BGV(6) DEF_BGV(7) DEF_BGV(8)
 typedef void (*bgv_fn)(float *y, const uint16_t *xs, int64_t Kp, const fw_weight *w);
+
+/* *buf holds at least need values (64-byte aligned; grown, never shrunk: a
+ * thread's scratch kept between calls). False when memory runs out. */
+static bool scratch_fit(uint16_t **buf, int64_t *cap, int64_t need) {
+    if (need <= *cap) return true;
+    uint16_t *nb = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
+    if (!nb) return false;
+    free(*buf);
+    *buf = nb;
+    *cap = need;
+    return true;
+}
 static const bgv_fn bgv_table[FW_GEMV_MAX_T] = {bgv_1, bgv_2, bgv_3, bgv_4, bgv_5, bgv_6, bgv_7, bgv_8};
 
 BF_FN bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
@@ -240,14 +247,7 @@ BF_FN bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight
      * between calls (decode calls this for every weight of every step). */
     static _Thread_local uint16_t *xs;
     static _Thread_local int64_t cap;
-    const int64_t need = 3 * FW_GEMV_MAX_T * Kp;
-    if (need > cap) {
-        uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
-        if (!nx) return false;
-        free(xs);
-        xs = nx;
-        cap = need;
-    }
+    if (!scratch_fit(&xs, &cap, 3 * FW_GEMV_MAX_T * Kp)) return false;
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
         for (int64_t t = 0; t < tt; t++)
@@ -406,15 +406,8 @@ BF_FN bool fw_cpu_fp8_gemv_avx512bf16(float *y, const float *x, const fw_weight 
     const int64_t N = w->rows, K = w->cols, Kp = (K + 63) / 64 * 64;
     static _Thread_local uint16_t *xs;
     static _Thread_local int64_t cap;
-    const int64_t need = 3 * (FW_GEMV_MAX_T + 1) * Kp; /* FW_GEMV_MAX_T tokens and a scratch row */
     if (!fw_cpu_fp8_gemv_ok(w)) return false;
-    if (need > cap) {
-        uint16_t *nx = aligned_alloc(64, (size_t)need * sizeof(uint16_t));
-        if (!nx) return false;
-        free(xs);
-        xs = nx;
-        cap = need;
-    }
+    if (!scratch_fit(&xs, &cap, 3 * (FW_GEMV_MAX_T + 1) * Kp)) return false; /* FW_GEMV_MAX_T tokens, a scratch row */
     uint16_t *tmp = xs + 3 * FW_GEMV_MAX_T * Kp;
     for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
         const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;

@@ -32,18 +32,13 @@ AVX512_INLINE void gm_micro(float *y, int64_t N, const float *x, int64_t K, cons
             acc[t][1] = _mm512_fmadd_ps(w1, xb, acc[t][1]);
         }
     }
-#pragma GCC unroll 12
-    for (int t = 0; t < MR; t++) {
-        float *yt = y + t * N;
-        _mm512_mask_storeu_ps(yt, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yt), acc[t][0]));
-        _mm512_mask_storeu_ps(yt + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yt + 16), acc[t][1]));
-    }
+    tile32_add(y, N, acc, MR, m0, m1);
 }
 
 AVX512_FN static void gm_tokens(float *y, int64_t N, const float *x, int64_t K, const float *tile, int64_t kc,
                                 int64_t nb, int64_t nt) {
-    const __mmask16 m0 = (__mmask16)(nb >= 16 ? 0xFFFF : (1u << nb) - 1);
-    const __mmask16 m1 = (__mmask16)(nb >= 32 ? 0xFFFF : nb <= 16 ? 0 : (1u << (nb - 16)) - 1);
+    __mmask16 m0, m1;
+    tile32_masks(nb, &m0, &m1);
     int64_t t = 0;
     for (; t + GM_MR <= nt; t += GM_MR) gm_micro(y + t * N, N, x + t * K, K, tile, kc, m0, m1, GM_MR);
     switch (nt - t) {
