@@ -22,6 +22,18 @@ const fw_ops *fw_ops_cpu_fast_avx512(void);
 /* matmul implementations, callable directly so that tests and benchmarks can
  * run each at any T (fw_ops_cpu_fast's matmul picks GEMV for T <= FW_GEMV_MAX_T). */
 #define FW_GEMV_MAX_T 8
+
+/* A GEMV of tt tokens (1 <= tt <= FW_GEMV_MAX_T), one per entry of a table. */
+typedef void (*fw_gemv_fn)(float *y, const float *x, const fw_weight *w);
+
+/* y[T, rows] = x[T, cols] . W^T in passes of at most FW_GEMV_MAX_T tokens, pass
+ * of tt tokens by table[tt - 1]. */
+static inline void fw_gemv_passes(const fw_gemv_fn *table, float *y, const float *x, const fw_weight *w, int64_t T) {
+    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
+        const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
+        table[tt - 1](y + t0 * w->rows, x + t0 * w->cols, w);
+    }
+}
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T);  /* T <= 8 */
 void fw_cpu_matmul_gemm_avx2(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_matmul_avx2(float *y, const float *x, const fw_weight *w, int64_t T);

@@ -120,16 +120,11 @@ AVX2_INLINE void gemv_int8_tile(float *y, const float *x, const fw_weight *w, in
 DEF_GEMV_INT8(1) DEF_GEMV_INT8(2) DEF_GEMV_INT8(3) DEF_GEMV_INT8(4)
 DEF_GEMV_INT8(5) DEF_GEMV_INT8(6) DEF_GEMV_INT8(7) DEF_GEMV_INT8(8)
 
-typedef void (*gemv_int8_fn)(float *y, const float *x, const fw_weight *w);
-static const gemv_int8_fn gemv_int8_table[FW_GEMV_MAX_T] = {gemv_int8_1, gemv_int8_2, gemv_int8_3, gemv_int8_4,
+static const fw_gemv_fn gemv_int8_table[FW_GEMV_MAX_T] = {gemv_int8_1, gemv_int8_2, gemv_int8_3, gemv_int8_4,
                                                             gemv_int8_5, gemv_int8_6, gemv_int8_7, gemv_int8_8};
 
 void fw_cpu_int8_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols;
-    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
-        const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        gemv_int8_table[tt - 1](y + t0 * N, x + t0 * K, w);
-    }
+    fw_gemv_passes(gemv_int8_table, y, x, w, T);
 }
 
 /* matmul_xw: y[T, N] = x[T, K] . W, W [K, N] (absorbed attention's per-head views
@@ -258,16 +253,12 @@ AVX512_INLINE void gemv512_tile(float *y, const float *x, const fw_weight *w, in
     }
 DEF_GEMV512_INT8(1) DEF_GEMV512_INT8(2) DEF_GEMV512_INT8(3) DEF_GEMV512_INT8(4)
 DEF_GEMV512_INT8(5) DEF_GEMV512_INT8(6) DEF_GEMV512_INT8(7) DEF_GEMV512_INT8(8)
-static const gemv_int8_fn gemv512_int8_table[FW_GEMV_MAX_T] = {
+static const fw_gemv_fn gemv512_int8_table[FW_GEMV_MAX_T] = {
     gemv512_int8_1, gemv512_int8_2, gemv512_int8_3, gemv512_int8_4,
     gemv512_int8_5, gemv512_int8_6, gemv512_int8_7, gemv512_int8_8};
 
 void fw_cpu_int8_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols;
-    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
-        const int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        gemv512_int8_table[tt - 1](y + t0 * N, x + t0 * K, w);
-    }
+    fw_gemv_passes(gemv512_int8_table, y, x, w, T);
 }
 
 /* GEMM tiles (kernels/cpu/gemm512.h): 16 rows' next 4 bytes gathered as one dword

@@ -264,14 +264,12 @@ DEF_GEMV_TYPE(f32, FW_WTYPE_F32)
 DEF_GEMV_TYPE(bf16, FW_WTYPE_BF16)
 DEF_GEMV_TYPE(fp8, FW_WTYPE_FP8)
 
-typedef void (*gemv_fn)(float *y, const float *x, const fw_weight *w);
 #define GEMV_ROW(TNAME) \
     { gemv_##TNAME##_1, gemv_##TNAME##_2, gemv_##TNAME##_3, gemv_##TNAME##_4, \
       gemv_##TNAME##_5, gemv_##TNAME##_6, gemv_##TNAME##_7, gemv_##TNAME##_8 }
-static const gemv_fn gemv_table[3][FW_GEMV_MAX_T] = {GEMV_ROW(f32), GEMV_ROW(bf16), GEMV_ROW(fp8)};
+static const fw_gemv_fn gemv_table[3][FW_GEMV_MAX_T] = {GEMV_ROW(f32), GEMV_ROW(bf16), GEMV_ROW(fp8)};
 
 void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols;
     if (w->type == FW_WTYPE_INT4) { /* a view inside a word, or no memory: the portable code */
         if (!fw_cpu_int4_ok(w) || !fw_cpu_int4_gemv_avx2(y, x, w, T)) fw_cpu_matmul_generic(y, x, w, T);
         return;
@@ -280,10 +278,7 @@ void fw_cpu_matmul_gemv_avx2(float *y, const float *x, const fw_weight *w, int64
         fw_cpu_int8_gemv_avx2(y, x, w, T);
         return;
     }
-    for (int64_t t0 = 0; t0 < T; t0 += FW_GEMV_MAX_T) {
-        int64_t tt = T - t0 < FW_GEMV_MAX_T ? T - t0 : FW_GEMV_MAX_T;
-        gemv_table[w->type][tt - 1](y + t0 * N, x + t0 * K, w);
-    }
+    fw_gemv_passes(gemv_table[w->type], y, x, w, T);
 }
 
 /* ---- GEMM (prefill) ---- */
