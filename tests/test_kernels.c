@@ -233,9 +233,6 @@ static void int4_gemm_avx512(float *y, const float *x, const fw_weight *w, int64
 static void bf16_gemv(float *y, const float *x, const fw_weight *w, int64_t T) {
     CHECK(fw_cpu_bf16_gemv_avx512bf16(y, x, w, T), "bf16 gemv: no memory");
 }
-static void bf16_gemm(float *y, const float *x, const fw_weight *w, int64_t T) {
-    CHECK(fw_cpu_bf16_gemm_avx512bf16(y, x, w, T), "bf16 gemm: no memory");
-}
 static void fp8_gemv(float *y, const float *x, const fw_weight *w, int64_t T) {
     CHECK(fw_cpu_fp8_gemv_avx512bf16(y, x, w, T), "fp8 gemv: refused a view in 64-column steps");
 }
@@ -267,7 +264,6 @@ static void check_mm(const fw_weight *w, int64_t T, bool xw) {
     }
     if (!xw && w->type == FW_WTYPE_BF16 && fw_cpu_has_avx512bf16()) {
         fs[nf++] = (typeof(fs[0])){"avx512bf16-gemv", bf16_gemv};
-        fs[nf++] = (typeof(fs[0])){"avx512bf16-gemm", bf16_gemm};
     }
     if (!xw && w->type == FW_WTYPE_FP8 && fw_cpu_fp8_gemv_ok(w) && fw_cpu_has_avx512bf16())
         fs[nf++] = (typeof(fs[0])){"avx512bf16-fp8-gemv", fp8_gemv};

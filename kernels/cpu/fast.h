@@ -59,11 +59,9 @@ void fw_cpu_int8_xw_avx2(float *y, const float *x, const fw_weight *w, int64_t T
 void fw_cpu_int8_gemv_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 void fw_cpu_int8_gemm_avx512(float *y, const float *x, const fw_weight *w, int64_t T);
 
-/* BF16 weights with AVX512-BF16 (kernels/cpu/fast_bf16.c): the GEMV and the prefill
- * GEMM (any T; x split into two bf16, about f32's accuracy). false: no memory for
- * their buffers, y untouched. */
+/* BF16 weights with AVX512-BF16 (kernels/cpu/fast_bf16.c): the GEMV (any T; x split
+ * into three bf16 whose sum is x). false: no memory for its buffer, y untouched. */
 bool fw_cpu_bf16_gemv_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
-bool fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T);
 /* FP8 weights with AVX512-BF16 and VBMI: the GEMV (any T), e4m3 widened to bf16 in
  * registers by a table lookup. It takes views whose first column is on a 64-column
  * boundary of the scale grid (fw_cpu_fp8_gemv_ok); false (y untouched) for others

@@ -1,16 +1,13 @@
-/* BF16 and FP8 weights on AVX512-BF16 (kernels/cpu/fast.h): vdpbf16ps multiplies 32
- * bf16 pairs straight from BF16 weights, or from FP8 ones widened in registers. The
- * activations are split into bf16 parts and each part multiplied:
- * - decode GEMV: three, hi = bf16(x), mid = bf16(x - hi), lo = the rest, whose sum
- *   is x exactly (two, 16 significant bits, moved FP8 logits over tp 2 by more than
- *   test_synth's 1e-5); decode is bound by memory, not by these instructions;
- * - prefill GEMM: two (hi + lo): one, llama.cpp's rounding, moved the golden
- *   tiny-a-bf16 logits by up to 0.5 of max|logit| (tolerance 1e-3); two keep them
- *   within 3e-5. A tile of 32 rows x BF_KP column pairs is gathered as dwords (two
- *   adjacent columns of a row), pair-major, so that one vector holds a pair for 16
- *   rows; the micro-kernel broadcasts a token's hi and lo pairs and accumulates
- *   BF_MR tokens x 32 rows in registers; every token of a work item reuses the tile.
- * All run at any T (tests call them directly). */
+/* BF16 and FP8 weights' decode GEMV on AVX512-BF16 (kernels/cpu/fast.h):
+ * vdpbf16ps multiplies 32 bf16 pairs straight from BF16 weights, or from FP8 ones
+ * widened in registers. The activations are split into three bf16 parts, hi =
+ * bf16(x), mid = bf16(x - hi), lo = the rest, whose sum is x exactly, and each part
+ * is multiplied: one part (llama.cpp's rounding) moved the golden tiny-a-bf16
+ * logits by up to 0.5 of max|logit| (tolerance 1e-3), and two (16 significant
+ * bits) moved FP8 logits over tp 2 by more than 1e-5; decode is bound by memory,
+ * not by these instructions. A prefill GEMM on two parts ran no faster than
+ * AVX-512's exactly widened tiles (gemm512.c), which prefill uses. Both run at any
+ * T (tests call them directly). */
 #include "kernels/cpu/fast.h"
 #include "kernels/cpu/simd.h"
 
@@ -25,26 +22,9 @@
 #define BF_FN __attribute__((target(BF_TARGET)))
 #define BF_INLINE static inline __attribute__((always_inline, target(BF_TARGET)))
 
-#define BF_NB 32  /* W rows per tile: two vectors */
-#define BF_KP 128 /* column pairs per tile: 16 KB */
-#define BF_MR 12  /* tokens per micro-kernel: 24 accumulators */
 
 static inline const char *wrow(const fw_weight *w, int64_t i) {
     return (const char *)w->data + (size_t)(i * w->ld) * fw_wtype_size(w->type);
-}
-
-/* x[n] -> hi, lo (bf16, x ~ hi + lo to 16 significant bits), zero-filled to np;
- * nothing is written past np. */
-BF_INLINE void split_bf16(uint16_t *hi, uint16_t *lo, const float *x, int64_t n, int64_t np) {
-    for (int64_t j = 0; j < np; j += 16) {
-        const __mmask16 m = (__mmask16)(j + 16 <= n ? 0xFFFF : j >= n ? 0 : (1u << (n - j)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
-        const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-        const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        const __mmask16 ms = (__mmask16)(j + 16 <= np ? 0xFFFF : (1u << (np - j)) - 1);
-        _mm256_mask_storeu_epi16(hi + j, ms, h);
-        _mm256_mask_storeu_epi16(lo + j, ms, (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hv)));
-    }
 }
 
 /* x[n] -> hi, mid, lo (bf16) with x = hi + mid + lo exactly (each remainder is exact
@@ -63,106 +43,6 @@ BF_INLINE void split3_bf16(uint16_t *hi, uint16_t *mid, uint16_t *lo, const floa
         _mm256_mask_storeu_epi16(mid + j, ms, md);
         _mm256_mask_storeu_epi16(lo + j, ms, (__m256i)_mm512_cvtneps_pbh(r2));
     }
-}
-
-/* ---- prefill GEMM (AVX512-BF16) ---- */
-
-/* y[t, 0 : nb] += sum_p x2[t, p] . tile[p, 0 : nb] for t < MR; x2 holds pairs of bf16, a
- * token's hi run then its lo run, L2 pairs each. */
-BF_INLINE void bf_micro(float *y, int64_t N, const uint32_t *x2, int64_t L2, const uint32_t *tile, int64_t kp,
-                        __mmask16 m0, __mmask16 m1, const int MR) {
-    __m512 acc[BF_MR][2];
-#pragma GCC unroll 12
-    for (int t = 0; t < MR; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < kp; p++) {
-        const __m512bh w0 = (__m512bh)_mm512_load_si512(tile + p * BF_NB);
-        const __m512bh w1 = (__m512bh)_mm512_load_si512(tile + p * BF_NB + 16);
-#pragma GCC unroll 12
-        for (int t = 0; t < MR; t++) {
-            const __m512bh xh = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * L2 + p]);
-            const __m512bh xl = (__m512bh)_mm512_set1_epi32((int)x2[2 * t * L2 + L2 + p]);
-            acc[t][0] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[t][0], w0, xh), w0, xl);
-            acc[t][1] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[t][1], w1, xh), w1, xl);
-        }
-    }
-    tile32_add(y, N, acc, MR, m0, m1);
-}
-
-BF_FN static void bf_tokens(float *y, int64_t N, const uint32_t *x2, int64_t L2, const uint32_t *tile, int64_t kp,
-                            int64_t nb, int64_t nt) {
-    __mmask16 m0, m1;
-    tile32_masks(nb, &m0, &m1);
-    int64_t t = 0;
-    for (; t + BF_MR <= nt; t += BF_MR) bf_micro(y + t * N, N, x2 + 2 * t * L2, L2, tile, kp, m0, m1, BF_MR);
-    switch (nt - t) {
-#define BF_CASE(R) case R: bf_micro(y + t * N, N, x2 + 2 * t * L2, L2, tile, kp, m0, m1, R); break;
-        BF_CASE(1) BF_CASE(2) BF_CASE(3) BF_CASE(4) BF_CASE(5) BF_CASE(6)
-        BF_CASE(7) BF_CASE(8) BF_CASE(9) BF_CASE(10) BF_CASE(11)
-#undef BF_CASE
-    default: break;
-    }
-}
-
-/* tile[p * BF_NB + r] = the pair W[n0 + r, k0 + 2p .. k0 + 2p + 1] for p < kp, 0
- * past the last column and for rows r >= nb. */
-BF_FN static void bf_fill(uint32_t *tile, const fw_weight *w, int64_t n0, int64_t nb, int64_t k0, int64_t kp) {
-    const int64_t K = w->cols;
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)(w->ld * 2)));
-    for (int64_t h = 0; h < BF_NB; h += 16) {
-        const int64_t nr = nb - h < 0 ? 0 : nb - h < 16 ? nb - h : 16;
-        const __mmask16 m = (__mmask16)((1u << nr) - 1);
-        const char *base = wrow(w, n0 + (nr ? h : 0)) + k0 * 2;
-        int64_t p = 0;
-        for (; p < kp && k0 + 2 * p + 2 <= K; p++)
-            _mm512_store_si512(tile + p * BF_NB + h, _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + 4 * p, 1));
-        for (; p < kp; p++) { /* an odd last column: its pair's high half is 0 */
-            uint32_t v[16] = {0};
-            for (int64_t r = 0; r < nr; r++) v[r] = ((const uint16_t *)(base + r * w->ld * 2))[2 * p];
-            _mm512_store_si512(tile + p * BF_NB + h, _mm512_loadu_si512(v));
-        }
-    }
-}
-
-BF_FN bool fw_cpu_bf16_gemm_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
-    const int64_t N = w->rows, K = w->cols;
-    if (N <= 0 || T <= 0) return true;
-    /* x2: per token K2 pairs of hi halves, then of lo halves, each run L2 pairs
-     * apart: a multiple of 16 plus 16, so that the micro-kernel's 24 streams do
-     * not fall in one L1 set when K is a multiple of 2048 (4 KB apart). */
-    const int64_t K2 = (K + 1) / 2, Kp = 2 * K2, L2 = (K2 + 15) / 16 * 16 + 16;
-    uint32_t *x2 = aligned_alloc(64, (size_t)(2 * T * L2) * sizeof(uint32_t));
-    if (!x2) return fw_cpu_bf16_gemv_avx512bf16(y, x, w, T); /* needs less memory */
-    const int64_t nnb = (N + BF_NB - 1) / BF_NB, ntb = (T + BF_MR - 1) / BF_MR;
-#ifdef _OPENMP
-    const int64_t want = 4 * (int64_t)omp_get_max_threads();
-#else
-    const int64_t want = 1;
-#endif
-    int64_t ntg = nnb >= want ? 1 : (want + nnb - 1) / nnb;
-    if (ntg > ntb) ntg = ntb;
-    const int64_t tbg = (ntb + ntg - 1) / ntg; /* token blocks per group */
-    ntg = (ntb + tbg - 1) / tbg;
-#pragma omp parallel if (N * K * T >= PAR_MIN_ELEMS)
-    {
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < T; t++) split_bf16((uint16_t *)(x2 + 2 * t * L2), (uint16_t *)(x2 + 2 * t * L2 + L2), x + t * K, K, Kp);
-        _Alignas(64) uint32_t tile[BF_KP * BF_NB];
-#pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int64_t bn = 0; bn < nnb; bn++)
-            for (int64_t g = 0; g < ntg; g++) {
-                const int64_t n0 = bn * BF_NB, nb = N - n0 < BF_NB ? N - n0 : BF_NB;
-                const int64_t t0 = g * tbg * BF_MR, t1 = t0 + tbg * BF_MR < T ? t0 + tbg * BF_MR : T;
-                for (int64_t t = t0; t < t1; t++) memset(y + t * N + n0, 0, (size_t)nb * sizeof(float));
-                for (int64_t p0 = 0; p0 < K2; p0 += BF_KP) {
-                    const int64_t kp = K2 - p0 < BF_KP ? K2 - p0 : BF_KP;
-                    bf_fill(tile, w, n0, nb, 2 * p0, kp);
-                    bf_tokens(y + t0 * N + n0, N, x2 + 2 * t0 * L2 + p0, L2, tile, kp, nb, t1 - t0);
-                }
-            }
-    }
-    free(x2);
-    return true;
 }
 
 /* ---- decode GEMV (AVX512-BF16): y[t, i0 + r] for r < RB, t < TT ---- */

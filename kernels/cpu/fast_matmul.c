@@ -453,10 +453,12 @@ void fw_cpu_widened_gemm_avx512(float *y, const float *x, const fw_weight *w, in
 /* BF16 weights through vdpbf16ps (kernels/cpu/fast_bf16.c), FP8's one-token GEMV
  * too; the rest as AVX-512. */
 void fw_cpu_matmul_avx512bf16(float *y, const float *x, const fw_weight *w, int64_t T) {
-    bool done = false; /* false: a view these kernels do not take, or no memory for their buffers */
-    if (w->type == FW_WTYPE_BF16)
-        done = T <= FW_GEMV_MAX_T ? fw_cpu_bf16_gemv_avx512bf16(y, x, w, T) : fw_cpu_bf16_gemm_avx512bf16(y, x, w, T);
-    else if (w->type == FW_WTYPE_FP8 && T == 1) /* above, its 6 vdpbf16ps per 64 weights and token lose to AVX2's */
+    /* Every T of the GEMV's range takes the same kernel, so a row's result does not
+     * depend on its batch; prefill takes AVX-512's exactly widened tiles. */
+    bool done = false; /* false: prefill, a view these kernels do not take, or no memory for their buffers */
+    if (w->type == FW_WTYPE_BF16 && T <= FW_GEMV_MAX_T)
+        done = fw_cpu_bf16_gemv_avx512bf16(y, x, w, T);
+    else if (w->type == FW_WTYPE_FP8 && T <= FW_GEMV_MAX_T)
         done = fw_cpu_fp8_gemv_avx512bf16(y, x, w, T);
     if (!done) fw_cpu_matmul_avx512(y, x, w, T);
 }
