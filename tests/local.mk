@@ -22,7 +22,8 @@ check_PROGRAMS += tests/golden_v32_check
 tests_golden_v32_check_SOURCES = tests/golden_v32_check.c tests/golden_ref.c tests/golden_ref.h
 tests_golden_v32_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden_v32.sh
-EXTRA_DIST += tests/test_golden_v32.sh
+EXTRA_DIST += tests/test_golden_v32.sh tests/golden_v32/data tests/golden_v32/README.md tests/golden_v32/make_golden.py \
+	tests/golden_v32/DEVICE_RUN.txt tests/golden_v32/mock
 # convert --quantize on the golden checkpoints (test_convert_quant.sh drives quant_check).
 check_PROGRAMS += tests/quant_check
 tests_quant_check_SOURCES = tests/quant_check.c tests/golden_ref.c tests/golden_ref.h
