@@ -107,9 +107,9 @@ tests_gpu_golden_check_SOURCES = tests/gpu_golden_check.c tests/golden_ref.c tes
 tests_gpu_golden_check_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_gpu_golden_check_LDFLAGS = -Wl,--as-needed
 tests_gpu_golden_check_LDADD = $(FW_GPU_LIBS) $(FWTEST_LIBS) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++
-TESTS += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh
+TESTS += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh
 endif
-EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh
+EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh
 # Row-by-row comparison of two logits files (the GPU layout test uses it).
 check_PROGRAMS += tests/logits_compare
 tests_logits_compare_LDADD = $(FWTEST_LIBS)

@@ -49,8 +49,16 @@ static void usage(FILE *f) {
             "copy bandwidth and bf16 GEMM rate measured in the same run):\n"
             "  --batches LIST                      decode batch sizes (default 1,8,64,256)\n"
             "  --contexts LIST                     cached positions per sequence (default 1024,4096)\n"
-            "  --prefill N                         prefill length (default 4096; 0: none)\n"
+            "  --prefill LIST                      prefill lengths (default 4096; 0: none)\n"
             "  --iters N                           timed repetitions (default 5)\n"
+            "  --tp-sim N                          one GPU runs rank 0's share of a tp N layout of the\n"
+            "                                      whole model (its 1/N of the heads and of the routed\n"
+            "                                      experts, the router over all of them) without the other\n"
+            "                                      ranks; every step is run twice: all-reduces cost nothing,\n"
+            "                                      then each waits as long as --sim-allreduce says\n"
+            "  --sim-allreduce US,GBS              the all-reduce's model: US microseconds of latency plus\n"
+            "                                      2 (N-1)/N x bytes at GBS GB/s of bus bandwidth (ring;\n"
+            "                                      default 24,348: NCCL on 4 NVLink H200s, GPU.md)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -157,14 +165,16 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         {"synthetic", required_argument, 0, 's'}, {"layers", required_argument, 0, 'L'},
         {"dense", required_argument, 0, 'D'},     {"batches", required_argument, 0, 'B'},
         {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
-        {"iters", required_argument, 0, 'I'},
+        {"iters", required_argument, 0, 'I'},     {"tp-sim", required_argument, 0, 'S'},
+        {"sim-allreduce", required_argument, 0, 'A'},
         {"json-output", no_argument, 0, 'J'},     {"tokenizer", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     fw_cli_engine_defaults(&a->eo);
     a->P = 128, a->N = 32, a->B = 1, a->ceilings = true;
     a->steps = (fw_bench_steps){.n_batch = 4, .batch = {1, 8, 64, 256}, .n_context = 2, .context = {1024, 4096},
-                                .prefill = 4096, .iters = 5};
+                                .n_prefill = 1, .prefill = {4096}, .iters = 5, .sim_alpha_us = 24,
+                                .sim_busbw_gbs = 348};
     int64_t layers = 0, dense = -1, v;
     const char *synthetic = NULL;
     int32_t *list = NULL;
@@ -187,22 +197,35 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case 's': synthetic = optarg; break;
         case 'L': bad = fw_cli_parse_int(optarg, "--layers", 1, 1000, &layers, &e); break;
         case 'D': bad = fw_cli_parse_int(optarg, "--dense", 0, 1000, &dense, &e); break;
-        case 'F': bad = fw_cli_parse_int(optarg, "--prefill", 0, 1 << 20, &a->steps.prefill, &e); break;
+        case 'S': bad = fw_cli_parse_int(optarg, "--tp-sim", 1, 1024, &v, &e), a->eo.sim_tp = (int)v; break;
+        case 'A': {
+            char *end;
+            a->steps.sim_alpha_us = strtod(optarg, &end);
+            a->steps.sim_busbw_gbs = *end == ',' ? strtod(end + 1, &end) : 0;
+            if (*end || a->steps.sim_alpha_us < 0 || a->steps.sim_busbw_gbs <= 0)
+                bad = fw_errf(&e, "--sim-allreduce %s: want US,GBS (latency in microseconds, bus bandwidth in GB/s)",
+                              optarg) != 0;
+            break;
+        }
         case 'I': bad = fw_cli_parse_int(optarg, "--iters", 1, 1000, &v, &e), a->steps.iters = (int)v; break;
         case 'B':
-        case 'C': {
-            const bool batches = c == 'B';
-            const char *flag = batches ? "--batches" : "--contexts";
+        case 'C':
+        case 'F': {
+            const bool batches = c == 'B', prefill = c == 'F';
+            const char *flag = batches ? "--batches" : prefill ? "--prefill" : "--contexts";
             const int most = batches ? 8 : 4;
             bad = fw_cli_parse_ids(optarg, flag, 0, &list, &nlist, &e);
             if (!bad && (nlist < 1 || nlist > most)) bad = fw_errf(&e, "%s: 1 to %d values", flag, most) != 0;
             for (int64_t i = 0; !bad && i < nlist; i++) {
-                if (list[i] < 1 || (batches && list[i] > FW_BENCH_MAX_BATCH))
+                if (list[i] < (prefill ? 0 : 1) || (batches && list[i] > FW_BENCH_MAX_BATCH) ||
+                    (prefill && list[i] > (1 << 20)))
                     bad = fw_errf(&e, "%s: %d is out of range", flag, list[i]) != 0;
                 else if (batches) a->steps.batch[i] = list[i];
+                else if (prefill) a->steps.prefill[i] = list[i];
                 else a->steps.context[i] = list[i];
             }
             if (batches) a->steps.n_batch = (int)nlist;
+            else if (prefill) a->steps.n_prefill = list && nlist == 1 && list[0] == 0 ? 0 : (int)nlist;
             else a->steps.n_context = (int)nlist;
             free(list);
             list = NULL;
@@ -362,14 +385,14 @@ int fw_cmd_bench(int argc, char **argv) {
     /* A backend with a step benchmark runs it (and measures its own ceilings). */
     const fw_backend *be = fw_engine_backend(a.eo.device);
     const bool steps = be && be->bench_steps;
-    if (steps) {
+    if (steps) { /* the backend sizes its cache for the steps itself: the engine's is one sequence's */
         a.ceilings = false;
-        a.eo.context = a.steps.prefill;
+        a.eo.context = 1;
         a.eo.n_seqs = 1;
-        for (int i = 0; i < a.steps.n_context; i++)
-            if (a.steps.context[i] + 1 > a.eo.context) a.eo.context = a.steps.context[i] + 1;
-        for (int i = 0; i < a.steps.n_batch; i++)
-            if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+        a.steps.sim_tp = a.eo.sim_tp;
+    } else if (a.eo.sim_tp > 1) {
+        fprintf(stderr, "furrow bench: --tp-sim needs a backend with a step benchmark (--device cuda)\n");
+        return 2;
     } else {
         a.eo.context = a.P + a.N;
         a.eo.n_seqs = (int)a.B;

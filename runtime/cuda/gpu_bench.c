@@ -123,11 +123,6 @@ out:
     return rc;
 }
 
-static void print_split(const fw_gpu_model *g, double div) {
-    for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / div);
-    printf("\n");
-}
-
 static double layers_ms(const fw_gpu_model *g) {
     double s = 0;
     for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) s += g->prof_ms[r];
@@ -159,78 +154,151 @@ static int run(fw_gpu_model *g, int n, fw_gpu_seg *segs, fw_attn_mode mode, floa
     return FW_OK;
 }
 
+/* The step's all-reduces as the model of --tp-sim has them (two a layer and the
+ * embedding's): 0 when they cost nothing. */
+static void set_sim_comm(fw_gpu_model *g, const fw_bench_steps *req, bool on) {
+    const double n = (double)req->sim_tp;
+    g->sim_comm = on && req->sim_tp > 1;
+    g->sim_alpha_us = req->sim_alpha_us;
+    g->sim_us_per_byte = 2.0 * (n - 1) / n / (req->sim_busbw_gbs * 1e3); /* GB/s = 1e3 bytes/us */
+    fw_gpu_drop_graphs(g); /* captured with the other setting */
+}
+
+/* Blocks a sequence of S + 1 positions takes. */
+static int64_t blocks_of(const fw_gpu_model *g, int64_t positions) { return (positions + g->kv_block - 1) / g->kv_block; }
+
+/* The cache for the steps: the largest step's blocks (batch x context, or a
+ * prefill) of those that fit beside the weights; the others are left out. */
+static int size_cache(fw_gpu_model *g, const fw_bench_steps *req, fw_err *e) {
+    const int64_t fit = fw_gpu_kv_fit(g, g->kv_block);
+    if (fit < 1) return fw_errf(e, "bench: no room for a KV cache next to the weights");
+    int64_t need = 1, longest = 1;
+    for (int bi = 0; bi < req->n_batch; bi++)
+        for (int ci = 0; ci < req->n_context; ci++) {
+            const int64_t n = req->batch[bi] * blocks_of(g, req->context[ci] + 1);
+            if (n > fit) continue;
+            need = n > need ? n : need;
+            longest = req->context[ci] + 1 > longest ? req->context[ci] + 1 : longest;
+        }
+    for (int i = 0; i < req->n_prefill; i++) {
+        const int64_t n = blocks_of(g, req->prefill[i]);
+        if (n > fit) continue;
+        need = n > need ? n : need;
+        longest = req->prefill[i] > longest ? req->prefill[i] : longest;
+    }
+    return fw_gpu_kv_init(g, need, g->kv_block, longest, e);
+}
+
 int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err *e) {
     double copy_gbs = 0, tflops = 0;
-    if (ceilings(g, &copy_gbs, &tflops, e)) return FW_ERR;
+    if (ceilings(g, &copy_gbs, &tflops, e) || size_cache(g, req, e)) return FW_ERR;
     const fw_part *p = &g->part;
     const int nl = p->n_layers;
+    const bool sim = req->sim_tp > 1;
     int maxb = 1;
+    int64_t maxp = 0;
     for (int i = 0; i < req->n_batch; i++) maxb = req->batch[i] > maxb ? req->batch[i] : maxb;
+    for (int i = 0; i < req->n_prefill; i++) maxp = req->prefill[i] > maxp ? req->prefill[i] : maxp;
     fw_kv *kvs = calloc((size_t)maxb, sizeof *kvs);
     fw_gpu_seg *segs = calloc((size_t)maxb, sizeof *segs);
-    int32_t *ids = calloc((size_t)(req->prefill > maxb ? req->prefill : maxb), sizeof *ids);
+    int32_t *ids = calloc((size_t)(maxp > maxb ? maxp : maxb), sizeof *ids);
     float *logits = malloc((size_t)maxb * (size_t)p->vocab * sizeof(float));
-    /* Sequence i's blocks: [i * max_blocks, (i + 1) * max_blocks), as the engine lays out its slots. */
     const int64_t mb = g->max_blocks;
     int32_t *tabs = malloc((size_t)(maxb * mb) * sizeof *tabs);
     if (!kvs || !segs || !ids || !logits || !tabs) return fw_errf(e, "out of memory");
-    if (maxb * mb > g->kv_blocks)
-        return fw_errf(e, "bench: batch %d needs %lld KV blocks, the cache has %lld", maxb, (long long)(maxb * mb),
-                       (long long)g->kv_blocks);
-    for (int64_t i = 0; i < maxb * mb; i++) tabs[i] = (int32_t)i;
-    for (int64_t i = 0; i < (req->prefill > maxb ? req->prefill : maxb); i++)
-        ids[i] = (int32_t)((i * 7919 + 13) % g->cfg.vocab_size);
+    for (int64_t i = 0; i < (maxp > maxb ? maxp : maxb); i++) ids[i] = (int32_t)((i * 7919 + 13) % g->cfg.vocab_size);
+    const double kv_gb_block = (double)g->kv_bytes / (double)g->kv_blocks / 1e9;
     if (print) {
         printf("%s\n", g->desc);
         printf("ceilings   (same GPU, same run) device-to-device copy %.0f GB/s (read + write); cuBLASLt bf16 GEMM "
                "8192^3 on random operands %.0f TFLOP/s\n", copy_gbs, tflops);
         printf("stage      %d layers (%d..%d), %lld heads, experts %d..%d, tp %d\n", nl, p->first_layer,
                p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
+        printf("KV cache   %lld blocks of %lld positions, %.2f GB; steps that need more are left out\n",
+               (long long)g->kv_blocks, (long long)g->kv_block, (double)g->kv_bytes / 1e9);
+        if (sim)
+            printf("tp-sim     this GPU runs rank 0 of tp %d alone; the router picks among all %d experts, so the "
+                   "rank's %d get their share of tokens; the +comm columns rerun each step with every all-reduce "
+                   "(2 a layer and the embedding's) a wait of %.1f us + 2(n-1)/n x bytes / %.0f GB/s\n",
+                   req->sim_tp, g->cfg.n_routed_experts, p->exp_n, req->sim_alpha_us, req->sim_busbw_gbs);
         printf("\nstep ms: one forward, wall clock (decode: a CUDA graph); tok/s: tokens of the step per second (decode:\n"
                "batch / step, every sequence one token); gpu ms: the step's device time (events around the graph);\n"
                "layer ms: a layer's share of it (gpu ms less the eager embedding, head and copies, over the layers),\n"
                "from which GB/s, %%copy and TFLOP/s; eager ms and the split: the layers' time run eagerly with\n"
                "events between regions (launch gaps included)\n");
         printf("\nphase   batch  context  step ms    tok/s   gpu ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  eager ms"
-               "  attn-gemm      attn     route  moe-gemm     dense      comm\n");
+               "  attn-gemm      attn     route  moe-gemm     dense      comm%s\n",
+               sim ? " | +comm step ms  +comm tok/s" : "");
     }
     int rc = FW_OK;
     for (int bi = 0; bi < req->n_batch && rc == FW_OK; bi++)
         for (int ci = 0; ci < req->n_context && rc == FW_OK; ci++) {
             const int B = req->batch[bi];
-            const int64_t S = req->context[ci];
-            if (S + 1 > g->cap) continue;
+            const int64_t S = req->context[ci], per = blocks_of(g, S + 1);
+            if (S + 1 > g->cap || B * per > g->kv_blocks) {
+                if (print)
+                    printf("decode  %5d  %7lld  left out: its KV cache (%.1f GB) does not fit beside the weights\n", B,
+                           (long long)S, (double)(B * per) * kv_gb_block);
+                continue;
+            }
             for (int i = 0; i < B; i++) {
+                for (int64_t j = 0; j < per; j++) tabs[i * mb + j] = (int32_t)(i * per + j);
                 kvs[i] = (fw_kv){.cap = g->cap, .len = S, .table = tabs + i * mb};
                 segs[i] = (fw_gpu_seg){&kvs[i], &ids[i], 1};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
-            double wall, gpu;
+            double wall, gpu, wall_c = 0, gpu_c = 0;
             rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall, &gpu, e);
+            const double eager = layers_ms(g) / req->iters;
+            double prof[FW_PROF_N];
+            memcpy(prof, g->prof_ms, sizeof prof);
+            if (rc == FW_OK && sim) {
+                set_sim_comm(g, req, true);
+                rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall_c, &gpu_c, e);
+                set_sim_comm(g, req, false);
+                memcpy(g->prof_ms, prof, sizeof prof);
+            }
             if (rc || !print) continue;
-            double by, fl, eager = layers_ms(g) / req->iters;
+            double by, fl;
             double lay = fmax(gpu - g->prof_ms[FW_PROF_IO] / req->iters, 1e-6);
             step_cost(g, B, S, &by, &fl);
             double gbs = by / (lay / 1e3) / 1e9;
             printf("decode  %5d  %7lld  %7.3f  %7.0f  %7.3f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |  %8.3f ", B,
                    (long long)S, wall * 1e3, B / wall, gpu, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs,
                    fl / (lay / 1e3) / 1e12, eager / nl);
-            print_split(g, (double)req->iters * nl);
+            for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / ((double)req->iters * nl));
+            if (sim) printf(" | %13.3f  %11.0f", wall_c * 1e3, B / wall_c);
+            printf("\n");
         }
-    if (rc == FW_OK && req->prefill > 0 && req->prefill <= g->cap) {
+    for (int pi = 0; pi < req->n_prefill && rc == FW_OK; pi++) {
+        const int64_t P = req->prefill[pi];
+        if (P <= 0) continue;
+        if (P > g->cap || blocks_of(g, P) > g->kv_blocks) {
+            if (print) printf("prefill %5d  %7lld  left out: its KV cache does not fit beside the weights\n", 1, (long long)P);
+            continue;
+        }
+        for (int64_t j = 0; j < blocks_of(g, P); j++) tabs[j] = (int32_t)j;
         kvs[0] = (fw_kv){.cap = g->cap, .len = 0, .table = tabs};
-        segs[0] = (fw_gpu_seg){&kvs[0], ids, req->prefill};
+        segs[0] = (fw_gpu_seg){&kvs[0], ids, P};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
-        double wall, gpu;
-        rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, req->iters > 3 ? 3 : req->iters, &wall, &gpu, e);
-        int it = req->iters > 3 ? 3 : req->iters;
+        const int it = req->iters > 3 ? 3 : req->iters;
+        double wall, gpu, wall_c = 0, gpu_c = 0;
+        rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, it, &wall, &gpu, e);
+        double prof[FW_PROF_N];
+        memcpy(prof, g->prof_ms, sizeof prof);
+        if (rc == FW_OK && sim) {
+            set_sim_comm(g, req, true);
+            rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, it, &wall_c, &gpu_c, e);
+            set_sim_comm(g, req, false);
+            memcpy(g->prof_ms, prof, sizeof prof);
+        }
         if (rc == FW_OK && print) {
-            double lay = layers_ms(g) / it, fl = prefill_flops(g, req->prefill);
-            printf("prefill %5d  %7lld  %7.1f  %7.0f  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |  %8.3f ", 1,
-                   (long long)req->prefill, wall * 1e3, req->prefill / wall, gpu, lay / nl, "-", "-", "-",
-                   fl / (lay / 1e3) / 1e12, lay / nl);
-            print_split(g, (double)it * nl);
-            printf("prefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
+            double lay = layers_ms(g) / it, fl = prefill_flops(g, P);
+            printf("prefill %5d  %7lld  %7.1f  %7.0f  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |  %8.3f ", 1, (long long)P,
+                   wall * 1e3, P / wall, gpu, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12, lay / nl);
+            for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / ((double)it * nl));
+            if (sim) printf(" | %13.1f  %11.0f", wall_c * 1e3, P / wall_c);
+            printf("\nprefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
         }
     }

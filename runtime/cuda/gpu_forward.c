@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/delay.h"
 #include "runtime/cuda/gpu_model.h"
 #include "runtime/model/rope.h"
 
@@ -162,7 +163,11 @@ static int join_side(fw_gpu_model *g, const fw_cuda_ctx *side, fw_err *e) {
 }
 
 static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
-    return g->comm ? fw_gpu_allreduce(g, buf, n, e) : FW_OK;
+    if (g->comm) return fw_gpu_allreduce(g, buf, n, e);
+    if (g->sim_comm &&
+        fw_cuda_delay(&g->ctx, g->sim_alpha_us + g->sim_us_per_byte * (double)n * (double)sizeof *buf))
+        return fw_gpu_fail(g, e);
+    return FW_OK;
 }
 
 /* Layer l's pages of the cache, through the step's block tables. */

@@ -82,6 +82,10 @@ typedef struct fw_gpu_model {
     size_t pinned_bytes;
 
     fw_gpu_comm *comm;          /* NULL without tensor parallelism */
+    /* furrow bench --tp-sim: no other ranks; with sim_comm each all-reduce of b
+     * bytes is a wait of sim_alpha_us + b x sim_us_per_byte (fw_cuda_delay). */
+    bool sim_comm;
+    double sim_alpha_us, sim_us_per_byte;
 
     /* A second stream for the work of a layer that does not depend on the main
      * stream's next kernels (the kv branch of the attention, the shared experts):

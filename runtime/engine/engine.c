@@ -15,8 +15,12 @@
 static int plan_layout(fw_engine *en, const fw_engine_opts *o, fw_err *e) {
     fw_ckpt *ck;
     if (fw_ckpt_open(&ck, o->model_dir, e)) return FW_ERR;
-    fw_plan_request req = {.world = en->world->size, .ranks_per_node = en->world->local_size,
-                           .tp = o->tp, .pp = o->pp, .context = o->context, .batch = 1};
+    const bool sim = o->sim_tp > 1;
+    if (sim && (en->world->size > 1 || (o->tp > 1 && o->tp != o->sim_tp) || o->pp > 1))
+        return fw_errf(e, "--tp-sim %d runs one rank's share on one rank: start one rank, without --tp or --pp",
+                       o->sim_tp);
+    fw_plan_request req = {.world = sim ? o->sim_tp : en->world->size, .ranks_per_node = en->world->local_size,
+                           .tp = sim ? o->sim_tp : o->tp, .pp = sim ? 1 : o->pp, .context = o->context, .batch = 1};
     int rc = fw_plan(fw_ckpt_config(ck), &req, &en->layout, e);
     fw_ckpt_close(ck);
     return rc;
@@ -75,7 +79,8 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     if (fw_topo_load(&en->topo, e) || fw_topo_bind(&en->topo, w->local_rank, w->local_size, e)) return FW_ERR;
     if (plan_layout(en, o, e)) return FW_ERR;
     const fw_layout *lay = &en->layout;
-    if (fw_world_set_layout(w, lay->tp, lay->pp, lay->dp, e)) return FW_ERR;
+    const bool sim = o->sim_tp > 1; /* one rank: the world's layout is 1 x 1 x 1, the model's tp sim_tp */
+    if (fw_world_set_layout(w, sim ? 1 : lay->tp, sim ? 1 : lay->pp, sim ? 1 : lay->dp, e)) return FW_ERR;
     MPI_Comm_split(w->comm, w->dp_rank, w->pp_rank * lay->tp + w->tp_rank, &en->replica);
     MPI_Comm_rank(en->replica, &en->replica_rank);
     MPI_Comm_size(en->replica, &en->replica_size);
@@ -87,7 +92,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 
     double t0 = fw_now();
     /* A backend with its own copy takes each layer as soon as it is loaded, and the host copy is freed. */
-    int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 ? lay : NULL, w->pp_rank,
+    int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 || sim ? lay : NULL, w->pp_rank,
                                     w->tp_rank, !o->no_verify, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, e);
@@ -103,7 +108,7 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         return FW_ERR;
     }
     fw_backend_place at = {.opts = &en->backend_opts, .local_rank = w->local_rank,
-                           .tp_comm = lay->tp > 1 ? w->tp_comm : MPI_COMM_NULL, .comm = &en->comm};
+                           .tp_comm = lay->tp > 1 && !sim ? w->tp_comm : MPI_COMM_NULL, .comm = &en->comm};
     rc = en->be->attach(&en->st, en->model, &at, e);
     if (rc == FW_OK) rc = own_caches(en, o->context, e);
     if (rc == FW_OK) {

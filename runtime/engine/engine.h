@@ -27,6 +27,8 @@ typedef struct fw_engine_opts {
     double watchdog;             /* seconds a step may make no progress (runtime/dist/watchdog.h); 0: off */
     fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
+    int sim_tp;                  /* furrow bench --tp-sim N: this one rank loads and runs rank 0's share of a tp N
+                                  * layout, without the other ranks or collectives (0 or 1: off) */
 } fw_engine_opts;
 
 typedef struct fw_engine {

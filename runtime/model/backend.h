@@ -16,13 +16,18 @@
 #include "runtime/model/model.h"
 
 /* What a backend's step benchmark (furrow bench) measures: decode steps of `batch[i]` sequences at
- * `context[j]` cached positions, and a prefill of `prefill` tokens. */
+ * `context[j]` cached positions, and prefills of `prefill[k]` tokens. With sim_tp > 1 the rank runs
+ * rank 0's share of a tp sim_tp layout alone (fw_engine_opts.sim_tp), and each step is also run with
+ * every all-reduce replaced by a wait of the modelled ring all-reduce: sim_alpha_us + 2 (n - 1) / n x
+ * bytes / sim_busbw_gbs. */
 typedef struct fw_bench_steps {
-    int n_batch, n_context;
+    int n_batch, n_context, n_prefill;
     int batch[8];
     int64_t context[4];
-    int64_t prefill;
+    int64_t prefill[4];
     int iters;
+    int sim_tp;
+    double sim_alpha_us, sim_busbw_gbs;
 } fw_bench_steps;
 
 /* How a backend runs: choices from the command line (runtime/cli/cli.h), the
