@@ -25,6 +25,7 @@ kernels_cpu_bench_kernels_LDADD = libfurrow_kernels.a -lm
 FW_CUDA_SRCS = \
 	kernels/cuda/ctx.cu \
 	kernels/cuda/delay.cu \
+	kernels/cuda/indexer.cu \
 	kernels/cuda/convert.cu \
 	kernels/cuda/embed.cu \
 	kernels/cuda/rmsnorm.cu \
@@ -44,7 +45,7 @@ FW_CUDA_SRCS = \
 	kernels/cuda/moe.cu \
 	kernels/cuda/moe_wgmma.cu \
 	kernels/cuda/moe_fp8.cu
-FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/delay.h kernels/cuda/cuda_common.h kernels/cuda/tc.h kernels/cuda/wgmma.h \
+FW_CUDA_HDRS = kernels/cuda/ops_cuda.h kernels/cuda/delay.h kernels/cuda/indexer.h kernels/cuda/cuda_common.h kernels/cuda/tc.h kernels/cuda/wgmma.h \
 	kernels/cuda/moe_tiles.h kernels/cuda/int4_tc.h kernels/cuda/attn_flash.h kernels/cuda/barrier.h kernels/cuda/mla_decode.h
 EXTRA_DIST += $(FW_CUDA_SRCS) $(FW_CUDA_HDRS)
 # sm_90 code plus compute_90 PTX (later GPUs JIT it); warnings on for the host side.

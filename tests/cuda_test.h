@@ -61,5 +61,7 @@ const char *tname(fw_wtype t);
 
 /* test_cuda_model_ops.c: the ops of the GPU model runtime (MoE, MLA); its failures. */
 int test_model_ops(void);
+/* test_cuda_indexer_ops.c: DeepSeek-V3.2's indexer ops; its failures. */
+int test_indexer_ops(void);
 
 #endif

@@ -97,10 +97,11 @@ EXTRA_DIST += tests/test_generate_text.sh
 if HAVE_CUDA
 check_PROGRAMS += tests/test_cuda_ops
 TESTS += tests/test_cuda_ops
-tests_test_cuda_ops_SOURCES = tests/test_cuda_ops.c tests/test_cuda_model_ops.c tests/cuda_test.h
+tests_test_cuda_ops_SOURCES = tests/test_cuda_ops.c tests/test_cuda_model_ops.c tests/test_cuda_indexer_ops.c \
+	tests/cuda_test.h
 tests_test_cuda_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_test_cuda_ops_LDFLAGS = -Wl,--as-needed
-tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
+tests_test_cuda_ops_LDADD = libfurrow_cuda.a libfurrow_runtime.a libfurrow_kernels.a $(CUDA_LIBS) -lstdc++ -lm
 # The GPU forward against the CPU forward and shared/golden (skipped without a GPU).
 check_PROGRAMS += tests/gpu_golden_check
 tests_gpu_golden_check_SOURCES = tests/gpu_golden_check.c tests/golden_ref.c tests/golden_ref.h

@@ -966,6 +966,7 @@ int main(void) {
     test_matmul_int4();
     test_matmul_xw();
     check_failures_ += test_model_ops();
+    check_failures_ += test_indexer_ops();
     if (!getenv("FW_TEST_NO_TIMING")) test_timing();
     printf("%d comparisons; worst NMSE of the bf16 outputs %.3e (bounds %.0e, %.0e under 64 outputs)\n", n_lines, worst_bf16,
            NMSE_BF16, NMSE_BF16_FEW);

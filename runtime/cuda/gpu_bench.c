@@ -36,8 +36,17 @@ static void step_cost(const fw_gpu_model *g, int B, int64_t S, double *bytes, do
         const fw_gpu_layer *L = &g->layers[l];
         const fw_weight *att[] = {&L->q_a.w, &L->q_b.w, &L->kv_a.w, &L->kv_b.w, &L->o.w};
         for (size_t i = 0; i < 5; i++) by += wbytes(att[i]), fl += 2.0 * B * wparams(att[i]);
-        by += (double)B * (double)(S + 1) * W * 2;            /* the latent cache */
-        fl += 2.0 * B * H * (double)(S + 1) * (W + C);         /* scores and the weighted sum */
+        double seen = (double)(S + 1);                         /* positions attended to */
+        if (fw_config_has_indexer(c)) { /* the indexer reads every key; MLA only the selected rows */
+            const fw_weight *ix[] = {&L->ix_wq_b.w, &L->ix_wk.w, &L->ix_w.w};
+            for (size_t i = 0; i < 3; i++) by += wbytes(ix[i]), fl += 2.0 * B * wparams(ix[i]);
+            const double ih = (double)c->index_n_heads, id = (double)c->index_head_dim;
+            by += (double)B * (double)(S + 1) * id * 4;
+            fl += 2.0 * B * ih * id * (double)(S + 1);
+            seen = fmin(seen, (double)c->index_topk);
+        }
+        by += (double)B * seen * W * 2;                        /* the latent cache */
+        fl += 2.0 * B * H * seen * (W + C);                    /* scores and the weighted sum */
         if (!L->moe) {
             const fw_weight *ffn[] = {&L->gate.w, &L->up.w, &L->down.w};
             for (size_t i = 0; i < 3; i++) by += wbytes(ffn[i]), fl += 2.0 * B * wparams(ffn[i]);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/cuda/delay.h"
+#include "kernels/cuda/indexer.h"
 #include "runtime/cuda/gpu_model.h"
 #include "runtime/model/rope.h"
 
@@ -38,6 +39,11 @@ typedef struct gbufs {
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *ye, *hn;
     void *plan;
+    /* DeepSeek-V3.2's indexer: queries, head weights, keys (fp32); scores of
+     * score_rows queries at a time over the cache's positions; the selections */
+    float *iq, *iw, *ik, *score;
+    int32_t *sel, *nsel, *irow;
+    int64_t score_rows;
 } gbufs;
 
 typedef struct shape {
@@ -86,6 +92,17 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->plan = take(cv, fw_cuda_moe_plan_bytes(P, max64(1, g->part.exp_n)));
         b->eg = take(cv, (size_t)(P * Ie) * bf);
         b->ye = take(cv, (size_t)(P * D) * bf);
+    }
+    if (fw_config_has_indexer(c)) {
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim, K = c->index_topk;
+        b->iq = take(cv, (size_t)(Tt * ih * id) * f);
+        b->iw = take(cv, (size_t)(Tt * ih) * f);
+        b->ik = take(cv, (size_t)(Tt * id) * f);
+        b->sel = take(cv, (size_t)(Tt * K) * 4);
+        b->nsel = take(cv, (size_t)Tt * 4);
+        b->irow = take(cv, (size_t)Tt * 4);
+        b->score_rows = Tt < ((int64_t)128 << 20) / g->cap ? Tt : max64(1, ((int64_t)128 << 20) / g->cap);
+        b->score = take(cv, (size_t)(b->score_rows * g->cap) * f);
     }
     b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
@@ -162,6 +179,29 @@ static int join_side(fw_gpu_model *g, const fw_cuda_ctx *side, fw_err *e) {
     return FW_OK;
 }
 
+/* DeepSeek-V3.2's indexer for the step's tokens: their keys into the cache rows
+ * (after the latent, fp32), then per query the top index_topk of its visible
+ * positions as cache rows in b->sel (runtime/cpu/indexer.c's arithmetic). */
+static int indexer(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_pages *pg, int64_t Tt, gbufs *b, fw_err *e) {
+    const fw_config *c = &g->cfg;
+    const int64_t ih = c->index_n_heads, id = c->index_head_dim, K = c->index_topk, R = c->qk_rope_head_dim;
+    const int64_t col0 = c->kv_lora_rank + R;
+    fw_cuda_ctx *ctx = &g->ctx;
+    CK(fw_cuda_matmul_f32(ctx, b->iq, b->qa, &L->ix_wq_b.w, Tt));
+    CK(fw_cuda_matmul_f32(ctx, b->iw, b->h, &L->ix_w.w, Tt));
+    CK(fw_cuda_matmul_f32(ctx, b->ik, b->h, &L->ix_wk.w, Tt));
+    CK(fw_cuda_index_rope_q(ctx, b->iq, b->cos_tab, b->sin_tab, Tt, ih, id, R));
+    CK(fw_cuda_index_keys(ctx, pg, col0, b->ik, L->ix_k_norm, L->ix_k_bias, 1e-6f, b->cos_tab, b->sin_tab, b->q_seq,
+                          b->q_len, Tt, id, R));
+    for (int64_t t0 = 0; t0 < Tt; t0 += b->score_rows) {
+        const int64_t n = Tt - t0 < b->score_rows ? Tt - t0 : b->score_rows;
+        CK(fw_cuda_index_scores(ctx, b->score, g->cap, b->iq + t0 * ih * id, b->iw + t0 * ih, pg, col0, b->q_seq + t0,
+                                b->q_len + t0, n, ih, id));
+        CK(fw_cuda_index_topk(ctx, b->sel, b->nsel, b->irow, b->score, g->cap, pg, b->q_seq, b->q_len, t0, n, K));
+    }
+    return FW_OK;
+}
+
 static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
     if (g->comm) return fw_gpu_allreduce(g, buf, n, e);
     if (g->sim_comm &&
@@ -172,7 +212,7 @@ static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
 
 /* Layer l's pages of the cache, through the step's block tables. */
 static fw_cuda_pages pages_of(const fw_gpu_model *g, int l, const gbufs *b) {
-    const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
+    const int64_t W = g->kv_w;
     return (fw_cuda_pages){g->kv + (l - g->part.first_layer) * g->kv_blocks * g->kv_block * W, W, g->kv_block,
                            g->kv_block * W, g->max_blocks, b->tab};
 }
@@ -258,7 +298,7 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const in
     CKS(side, fw_cuda_matmul(side, b->kva, b->h, &L->kv_a.w, Tt));
     CKS(side, fw_cuda_rmsnorm_ld(side, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
     CKS(side, fw_cuda_rope(side, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
-    CKS(side, fw_cuda_kv_append(side, &pg, b->kva, b->q_seq, b->q_len, Tt));
+    CKS(side, fw_cuda_kv_append_cols(side, &pg, 0, b->kva, W, b->q_seq, b->q_len, Tt));
     if (c->q_lora_rank > 0) {
         CK(fw_cuda_matmul(ctx, b->qa, b->h, &L->q_a.w, Tt));
         CK(fw_cuda_rmsnorm(ctx, b->qa, b->qa, L->q_a_norm, Tt, c->q_lora_rank, eps));
@@ -277,13 +317,21 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const in
                 return FW_ERR;
         fw_gpu_prof_mark(g, FW_PROF_ATTN);
     } else {
+        const bool sparse = fw_config_has_indexer(c);
+        if (sparse && indexer(g, L, &pg, Tt, b, e)) return FW_ERR;
         CK(fw_cuda_mla_q_absorb(ctx, b->q_lat, b->q, &L->kv_b.w, Tt, H, dn, dv, R, C));
         if (copy2d(g, b->q_pe, R * bf, b->q + dn, dqk * bf, R * bf, Tt * H, e) || join_side(g, side, e)) return FW_ERR;
         fw_gpu_prof_mark(g, FW_PROF_ATTN_GEMM);
 
-        /* Every token of every sequence in one launch, each over its own cache. */
-        CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, &pg, b->q_seq, b->q_len, Tt, g->cap, H, C, R,
-                              g->softmax_scale, b->mla_work));
+        /* Every token of every sequence in one launch, each over its own cache or,
+         * sparse, over its selected rows (a table of one-row blocks a query). */
+        const fw_cuda_pages sp = {pg.base, pg.W, 1, pg.W, c->index_topk, b->sel};
+        if (sparse)
+            CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, &sp, b->irow, b->nsel, Tt, c->index_topk, H, C, R,
+                                  g->softmax_scale, b->mla_work));
+        else
+            CK(fw_cuda_mla_decode(ctx, b->o_lat, b->q_lat, b->q_pe, &pg, b->q_seq, b->q_len, Tt, g->cap, H, C, R,
+                                  g->softmax_scale, b->mla_work));
         fw_gpu_prof_mark(g, FW_PROF_ATTN);
         CK(fw_cuda_mla_o_absorb(ctx, b->o, b->o_lat, &L->kv_b.w, Tt, H, dn, dv, C));
     }
@@ -401,6 +449,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
     const fw_part *p = &g->part;
     const int64_t D = c->hidden_size, R = c->qk_rope_head_dim, V = c->vocab_size;
     if (n < 1) return fw_errf(e, "forward: no sequences");
+    if (fw_config_has_indexer(c)) mode = FW_ATTN_ABSORBED; /* sparse MLA runs in the absorbed form */
     if (!g->kv) return fw_errf(e, "forward: the device has no KV cache");
     int64_t *off = calloc((size_t)n + 1, sizeof *off);
     if (!off) return fw_errf(e, "out of memory");

@@ -164,6 +164,11 @@ static int upload_layer(fw_gpu_model *g, fw_gpu_layer *G, const fw_layer *L, con
         upload_w(g, &G->q_a, &L->q_a, e) || upload_w(g, &G->q_b, &L->q_b, e) || upload_w(g, &G->kv_a, &L->kv_a, e) ||
         upload_as(g, &G->kv_b, &L->kv_b, true, e) || upload_w(g, &G->o, &L->o, e))
         return FW_ERR;
+    if (fw_config_has_indexer(c) &&
+        (upload_w(g, &G->ix_wq_b, &L->ix_wq_b, e) || upload_w(g, &G->ix_wk, &L->ix_wk, e) ||
+         upload_w(g, &G->ix_w, &L->ix_w, e) || upload_vec(g, &G->ix_k_norm, L->ix_k_norm, c->index_head_dim, e) ||
+         upload_vec(g, &G->ix_k_bias, L->ix_k_bias, c->index_head_dim, e)))
+        return FW_ERR;
     if (!L->moe)
         return upload_w(g, &G->gate, &L->gate, e) || upload_w(g, &G->up, &L->up, e) ||
                upload_w(g, &G->down, &L->down, e);
@@ -202,6 +207,7 @@ int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, const fw_
     g->rope_mscale = m->rope_mscale;
     const fw_config *c = &m->cfg;
     const int64_t R = c->qk_rope_head_dim;
+    g->kv_w = c->kv_lora_rank + R + (fw_config_has_indexer(c) ? 2 * c->index_head_dim : 0);
     g->rope_inv_freq = malloc((size_t)(R / 2 > 0 ? R / 2 : 1) * sizeof(float));
     g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers);
     if (!g->rope_inv_freq || !g->layers) return fw_errf(e, "out of memory");
@@ -243,13 +249,12 @@ int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
     const uint64_t avail = (uint64_t)free_b + g->kv_bytes, keep = FW_GPU_WORK_RESERVE + (uint64_t)total_b / 20;
-    const uint64_t per = (uint64_t)(g->part.n_layers * block * (g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim)) *
-                         sizeof(fw_bf16);
+    const uint64_t per = (uint64_t)(g->part.n_layers * block * g->kv_w) * sizeof(fw_bf16);
     return avail > keep && per > 0 ? (int64_t)((avail - keep) / per) : 0;
 }
 
 int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max_context, fw_err *e) {
-    const int64_t W = g->cfg.kv_lora_rank + g->cfg.qk_rope_head_dim;
+    const int64_t W = g->kv_w;
     if (n_blocks < 1 || block < 1 || max_context < 1)
         return fw_errf(e, "KV cache: %lld blocks of %lld positions for %lld-position sequences", (long long)n_blocks,
                        (long long)block, (long long)max_context);
@@ -280,8 +285,9 @@ void fw_gpu_model_free(fw_gpu_model *g) {
     if (g->comm) fw_gpu_comm_free(g);
     for (int l = 0; g->layers && l < g->cfg.num_hidden_layers; l++) {
         fw_gpu_layer *G = &g->layers[l];
-        fw_cuda_weight *ws[] = {&G->q_a, &G->q_b, &G->kv_a, &G->kv_b, &G->o, &G->gate, &G->up, &G->down,
-                                &G->router, &G->sh_gate, &G->sh_up, &G->sh_down};
+        fw_cuda_weight *ws[] = {&G->q_a,    &G->q_b,     &G->kv_a,  &G->kv_b,    &G->o,     &G->gate,
+                                &G->up,     &G->down,    &G->router, &G->sh_gate, &G->sh_up, &G->sh_down,
+                                &G->ix_wq_b, &G->ix_wk,  &G->ix_w};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) free_w(ws[i]);
     }
     free_w(&g->embed);

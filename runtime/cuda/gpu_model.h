@@ -26,6 +26,9 @@ typedef struct fw_gpu_layer {
     fw_cuda_weight gate, up, down;           /* dense FFN */
     fw_cuda_weight router, sh_gate, sh_up, sh_down;
     fw_gpu_experts exp_gate, exp_up, exp_down;
+    /* DeepSeek-V3.2's indexer (cfg.index_topk > 0) */
+    fw_cuda_weight ix_wq_b, ix_wk, ix_w;
+    float *ix_k_norm, *ix_k_bias;
 } fw_gpu_layer;
 
 typedef struct fw_gpu_comm fw_gpu_comm; /* NCCL (gpu_nccl.c) */
@@ -72,7 +75,8 @@ typedef struct fw_gpu_model {
     int64_t kv_blocks, kv_block;
     int64_t cap;                /* positions per sequence at most */
     int64_t max_blocks;         /* table entries per sequence: cap / kv_block rounded up */
-    fw_bf16 *kv;                /* (n_layers, kv_blocks, kv_block, C + R) */
+    int64_t kv_w;               /* bf16 values a row: C + R, then (V3.2) the fp32 index key in 2 x id */
+    fw_bf16 *kv;                /* (n_layers, kv_blocks, kv_block, kv_w) */
     size_t kv_bytes;
 
     /* Work space of a forward, grown on demand, and pinned host staging. */

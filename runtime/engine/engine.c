@@ -55,9 +55,9 @@ const fw_backend *fw_engine_backend(const char *device) {
     return fw_backend_find(device);
 }
 
-/* DeepSeek-V3.2's sparse attention runs on the CPU backend only so far. */
+/* DeepSeek-V3.2's sparse attention runs on the CPU and CUDA backends. */
 static int check_device(const fw_backend *be, const fw_config *c, fw_err *e) {
-    if (fw_config_has_indexer(c) && strcmp(be->name, "cpu") != 0)
+    if (fw_config_has_indexer(c) && strcmp(be->name, "cpu") != 0 && strcmp(be->name, "cuda") != 0)
         return fw_errf(e, "--device %s: DeepSeek-V3.2 sparse attention (index_topk %d) has no %s path yet (the "
                           "indexer, top-k selection and sparse MLA kernels); run it with --device cpu",
                        be->name, c->index_topk, be->name);
