@@ -8,6 +8,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/dist/topo.c runtime/dist/topo.h \
 	runtime/dist/comm.c runtime/dist/comm_ucx.c runtime/dist/comm.h \
 	runtime/dist/watchdog.c runtime/dist/watchdog.h \
+	runtime/dist/energy.c runtime/dist/energy.h \
 	runtime/model/model.h runtime/model/model_load.c \
 	runtime/model/kvcache.c runtime/model/kvcache.h \
 	runtime/model/rope.c runtime/model/rope.h \

@@ -124,6 +124,11 @@ check_PROGRAMS += tests/test_json_grammar
 TESTS += tests/test_json_grammar
 tests_test_json_grammar_LDADD = $(FWTEST_LIBS)
 
+# The energy meter's RAPL reader over fake powercap folders (wraparound, naming, unreadable zones).
+check_PROGRAMS += tests/test_energy
+TESTS += tests/test_energy
+tests_test_energy_LDADD = $(FWTEST_LIBS)
+
 # Continuous batching with a stand-in model: block tables, budgets, preemption.
 check_PROGRAMS += tests/test_sched
 TESTS += tests/test_sched
