@@ -23,8 +23,8 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
 	runtime/engine/job.c runtime/engine/job.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
+	runtime/http/guard.c runtime/http/guard.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
-	runtime/serve/serve_guard.c runtime/serve/serve_guard.h \
 	runtime/serve/serve_register.c runtime/serve/serve_register.h \
 	runtime/route/route.h runtime/route/route_pool.c runtime/route/route_probe.c \
 	runtime/route/route_proxy.c runtime/route/route_http.c runtime/route/route_scale.c \

@@ -31,6 +31,7 @@ typedef struct fw_replica {
     double queue, running, kv_used, kv_total;
     /* Counters. */
     uint64_t requests, errors, retries_from, health_changes;
+    uint64_t connects;         /* TCP connections opened to it for requests (the rest reused one) */
     struct fw_replica *next;
 } fw_replica;
 
@@ -42,6 +43,7 @@ typedef struct fw_route_opts {
     double connect_timeout_s, upstream_timeout_s;
     const char *registry;      /* folder of replica files, or NULL */
     size_t max_body;
+    int max_conns;             /* client connections; more are answered 503 */
     /* The autoscaler (runtime/route/route_scale.c); off without up_cmd. */
     const char *up_cmd, *down_cmd;
     int min_replicas, max_replicas;
@@ -66,6 +68,10 @@ typedef struct fw_route {
     bool stopping;
     uint64_t status_count[600];
     uint64_t retries, no_replica;
+    void *share;               /* CURLSH: the upstream connections, reused by every transfer */
+    pthread_mutex_t share_mu[8]; /* its locks, by curl_lock_data */
+    int http_open;             /* client connections open */
+    uint64_t http_cut;         /* cut by the header or body timeout */
     pthread_t prober;
     pthread_cond_t wake;       /* the prober sleeps here */
     bool prober_started;
@@ -115,6 +121,13 @@ void fw_route_probe_stop(fw_route *s);
 /* One scan of the registry folder (also done by the prober each round). */
 void fw_route_scan_registry(fw_route *s);
 
+/* The connections to the replicas, kept open between requests and shared by
+ * every transfer (libcurl's share interface) so a request does not pay a TCP
+ * connect; fw_route_curl puts an easy handle on them. */
+int fw_route_share_init(fw_route *s, fw_err *e);
+void fw_route_share_free(fw_route *s);
+void fw_route_curl(fw_route *s, void *curl);
+
 /* The upstream side of one client request (runtime/route/route_proxy.c). */
 typedef struct fw_proxy fw_proxy;
 /* Starts forwarding `body` (taken) to `path` on the least-loaded replica, with
@@ -134,8 +147,14 @@ void fw_proxy_release(fw_proxy *p);
 
 /* The HTTP front. */
 typedef struct fw_route_http fw_route_http;
-fw_route_http *fw_route_http_start(fw_route *s, const char *host, int port, int max_conns, int idle_timeout_s,
-                                   fw_err *e);
+typedef struct fw_route_http_opts {
+    const char *host;          /* IPv4 address */
+    int port;                  /* 0: any free one */
+    int idle_timeout_s;        /* a silent connection closes */
+    double header_timeout_s;   /* a request's headers must arrive within this */
+    double body_timeout_s;     /* its body within this of its headers */
+} fw_route_http_opts;
+fw_route_http *fw_route_http_start(fw_route *s, const fw_route_http_opts *o, fw_err *e);
 int fw_route_http_port(const fw_route_http *h);
 void fw_route_http_stop(fw_route_http *h);
 

@@ -233,8 +233,13 @@ char *fw_route_metrics(fw_route *s) {
             "# HELP furrow_route_retries_total Requests sent again to another replica after one failed.\n"
             "# TYPE furrow_route_retries_total counter\nfurrow_route_retries_total %llu\n"
             "# HELP furrow_route_no_replica_total Requests answered 503 because no replica was in service.\n"
-            "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n",
-            (unsigned long long)s->retries, (unsigned long long)s->no_replica);
+            "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n"
+            "# HELP furrow_route_http_connections Open client connections.\n"
+            "# TYPE furrow_route_http_connections gauge\nfurrow_route_http_connections %d\n"
+            "# HELP furrow_route_http_timeouts_total Client connections cut by --header-timeout or --body-timeout.\n"
+            "# TYPE furrow_route_http_timeouts_total counter\nfurrow_route_http_timeouts_total %llu\n",
+            (unsigned long long)s->retries, (unsigned long long)s->no_replica, s->http_open,
+            (unsigned long long)s->http_cut);
     if (s->o.up_cmd)
         fprintf(f,
                 "# HELP furrow_route_autoscale_actions_total Autoscaler decisions carried out, by action.\n"
@@ -266,6 +271,7 @@ char *fw_route_metrics(fw_route *s) {
         {"requests_total", "counter", "Requests sent to the replica (retries included)."},
         {"errors_total", "counter", "Requests that failed on the replica (connection, 5xx, cut stream)."},
         {"retries_total", "counter", "Requests that failed on the replica before their answer began, sent on to another."},
+        {"connects_total", "counter", "TCP connections opened to the replica for requests (the others reused an open one)."},
     };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         fprintf(f, "# HELP furrow_route_replica_%s %s\n# TYPE furrow_route_replica_%s %s\n", names[k][0], names[k][2],
@@ -273,7 +279,7 @@ char *fw_route_metrics(fw_route *s) {
         for (fw_replica *r = s->reps; r; r = r->next) {
             double v[] = {r->healthy, r->draining, r->in_flight, r->queue, r->running,
                           r->kv_total > 0 ? r->kv_used / r->kv_total : 0, (double)r->requests, (double)r->errors,
-                          (double)r->retries_from};
+                          (double)r->retries_from, (double)r->connects};
             fprintf(f, "furrow_route_replica_%s{replica=\"%s\"} %.17g\n", names[k][0], r->url, v[k]);
         }
     }

@@ -31,7 +31,7 @@ static size_t keep(char *data, size_t size, size_t nmemb, void *arg) {
 }
 
 /* GET base+path; the body (malloc'd) when the answer is 200, else NULL. */
-static char *get(const char *base, const char *path, double timeout_s, double connect_s) {
+static char *get(fw_route *s, const char *base, const char *path, double timeout_s, double connect_s) {
     char url[320];
     snprintf(url, sizeof url, "%s%s", base, path);
     CURL *c = curl_easy_init();
@@ -43,6 +43,7 @@ static char *get(const char *base, const char *path, double timeout_s, double co
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_s * 1000));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &g);
+    fw_route_curl(s, c);
     long status = 0;
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -111,8 +112,8 @@ static void probe_all(fw_route *s) {
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < k; i++) {
         double t = s->o.poll_s < 2 ? 2 : s->o.poll_s; /* a busy replica may be slow to answer */
-        char *health = get(urls[i], "/health", t, s->o.connect_timeout_s);
-        char *metrics = health ? get(urls[i], "/metrics", t, s->o.connect_timeout_s) : NULL;
+        char *health = get(s, urls[i], "/health", t, s->o.connect_timeout_s);
+        char *metrics = health ? get(s, urls[i], "/metrics", t, s->o.connect_timeout_s) : NULL;
         pthread_mutex_lock(&s->mu);
         for (fw_replica *r = s->reps; r; r = r->next) {
             if (strcmp(r->url, urls[i])) continue;
