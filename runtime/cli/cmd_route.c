@@ -62,6 +62,9 @@ static void usage(FILE *f) {
             "  --max-replicas N                    in service or starting, at most (default 4)\n"
             "  --scale-up-queue Q                  one more replica when the mean queue depth of those in\n"
             "                                      service stays above Q (default 4)\n"
+            "  --scale-latency-ms MS               one more replica when the mean time to first token on\n"
+            "                                      those in service (their /metrics) stays above MS\n"
+            "                                      (default 0: latency is no reason)\n"
             "  --scale-window S                    how long busy, or all idle, must last (default 30)\n"
             "  --cooldown S                        between two decisions (default 60)\n"
             "  --start-timeout S                   a replica started but not joined after S seconds no\n"
@@ -101,7 +104,7 @@ static int parse_args(int argc, char **argv, route_args *a) {
         {"scale-up-queue", required_argument, 0, 5},   {"scale-window", required_argument, 0, 6},
         {"cooldown", required_argument, 0, 7},         {"start-timeout", required_argument, 0, 8},
         {"forget-after", required_argument, 0, 9},     {"header-timeout", required_argument, 0, 10},
-        {"body-timeout", required_argument, 0, 11},
+        {"body-timeout", required_argument, 0, 11},    {"scale-latency-ms", required_argument, 0, 12},
         {0, 0, 0, 0}};
     a->host = "127.0.0.1";
     a->port = 8080, a->max_conns = 512, a->timeout = 60, a->header_timeout = 10, a->body_timeout = 30;
@@ -169,6 +172,13 @@ static int parse_args(int argc, char **argv, route_args *a) {
         case 9: bad = positive_seconds(optarg, "--forget-after", 0, &a->o.forget_s, &e) != 0; break;
         case 10: bad = positive_seconds(optarg, "--header-timeout", 0.1, &a->header_timeout, &e) != 0; break;
         case 11: bad = positive_seconds(optarg, "--body-timeout", 0.1, &a->body_timeout, &e) != 0; break;
+        case 12: {
+            double ms;
+            bad = fw_cli_parse_double(optarg, "--scale-latency-ms", &ms, &e) != 0 ||
+                  (!(ms >= 0 && ms <= 3600e3) && fw_errf(&e, "--scale-latency-ms must be between 0 and 3600000"));
+            a->o.up_ttft_s = ms / 1e3, scale_flags = true;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -29,6 +29,11 @@ typedef struct fw_replica {
     int in_flight;             /* this router's requests on it now */
     /* From its /metrics, refreshed by the prober. */
     double queue, running, kv_used, kv_total;
+    /* Its time-to-first-token histogram's sum and count at the last read, and
+     * what came since the autoscaler last took it (ttft_new_*); ttft_last: the
+     * mean of the last read's new requests. */
+    bool ttft_seen;
+    double ttft_sum_raw, ttft_count_raw, ttft_new_sum, ttft_new_n, ttft_last;
     /* Counters. */
     uint64_t requests, errors, retries_from, health_changes;
     uint64_t connects;         /* TCP connections opened to it for requests (the rest reused one) */
@@ -48,6 +53,7 @@ typedef struct fw_route_opts {
     const char *up_cmd, *down_cmd;
     int min_replicas, max_replicas;
     double up_queue;           /* mean queue depth per replica in service that calls for one more */
+    double up_ttft_s;          /* mean time to first token that calls for one more (0: not a reason) */
     double window_s;           /* how long busy (or idle) must last before a decision */
     double cooldown_s;         /* between decisions */
     double start_timeout_s;    /* a replica started but not joined after this no longer counts */
@@ -80,7 +86,8 @@ typedef struct fw_route {
     fw_starting starting[FW_MAX_STARTING];
     int n_starting;
     double busy_since, idle_since, last_action;
-    double mean_queue;
+    double slow_since;         /* the mean time to first token above the bound since */
+    double mean_queue, mean_ttft;
     uint64_t scale_ups, scale_downs, scale_failures;
 } fw_route;
 
@@ -111,8 +118,9 @@ void fw_route_parse_metrics(fw_replica *r, const char *text);
 int fw_route_url(const char *in, char *out, size_t n, fw_err *e);
 
 /* One autoscaler decision (each probe round): start a replica (--scale-up)
- * when the mean queue depth stays above the bound, or fewer than the minimum
- * are in service or starting; drain and stop an idle one (--scale-down). */
+ * when the mean queue depth or the mean time to first token stays above its
+ * bound, or fewer than the minimum are in service or starting; drain and stop
+ * an idle one (--scale-down). */
 void fw_route_autoscale(fw_route *s);
 
 /* The prober thread: health checks, /metrics, the registry folder. */
