@@ -28,6 +28,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/serve/serve_register.c runtime/serve/serve_register.h \
 	runtime/route/route.h runtime/route/route_pool.c runtime/route/route_probe.c \
 	runtime/route/route_proxy.c runtime/route/route_http.c runtime/route/route_scale.c \
+	runtime/route/route_conns.c \
 	runtime/cli/cli.c runtime/cli/cli.h \
 	runtime/cli/dispatch.c \
 	runtime/cli/cmd_convert.c \

@@ -230,13 +230,13 @@ int fw_cmd_route(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.wake, NULL);
+    fw_route_conns_init(&s);
     s.o = a.o;
     fw_err e = {{0}};
     int rc = FW_OK;
     for (int i = 0; i < a.n_replicas && !rc; i++) rc = fw_route_add(&s, a.replicas[i], NULL, FW_REP_FLAG, &e) < 0;
     fw_route_http *h = NULL;
     s.o.max_conns = (int)a.max_conns;
-    if (!rc) rc = fw_route_share_init(&s, &e);
     fw_route_http_opts ho = {.host = a.host, .port = (int)a.port, .idle_timeout_s = (int)a.timeout,
                              .header_timeout_s = a.header_timeout, .body_timeout_s = a.body_timeout};
     if (!rc && !(h = fw_route_http_start(&s, &ho, &e))) rc = FW_ERR;
@@ -257,7 +257,7 @@ int fw_cmd_route(int argc, char **argv) {
     pthread_mutex_lock(&s.mu); /* transfers whose clients left end at curl's next progress call */
     while (s.workers) pthread_cond_wait(&s.wake, &s.mu);
     pthread_mutex_unlock(&s.mu);
-    fw_route_share_free(&s); /* no transfer is left */
+    fw_route_conns_free(&s); /* no transfer is left */
     for (fw_replica *r; (r = s.reps);) s.reps = r->next, free(r);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.wake);

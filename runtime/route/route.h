@@ -59,6 +59,9 @@ typedef struct fw_route_opts {
     double start_timeout_s;    /* a replica started but not joined after this no longer counts */
 } fw_route_opts;
 
+/* Idle upstream connections kept at most. */
+#define FW_ROUTE_IDLE_MAX 64
+
 /* A replica the autoscaler started that has not joined yet. */
 typedef struct fw_starting {
     char job[64];
@@ -74,8 +77,13 @@ typedef struct fw_route {
     bool stopping;
     uint64_t status_count[600];
     uint64_t retries, no_replica;
-    void *share;               /* CURLSH: the upstream connections, reused by every transfer */
-    pthread_mutex_t share_mu[8]; /* its locks, by curl_lock_data */
+    /* Idle libcurl handles, each with its open connection to a replica (route_conns.c), oldest first. */
+    pthread_mutex_t conns_mu;
+    struct fw_idle_curl {
+        void *curl;
+        char base[256];        /* the replica its connection goes to */
+    } idle[FW_ROUTE_IDLE_MAX];
+    int n_idle;
     int http_open;             /* client connections open */
     uint64_t http_cut;         /* cut by the header or body timeout */
     pthread_t prober;
@@ -129,12 +137,15 @@ void fw_route_probe_stop(fw_route *s);
 /* One scan of the registry folder (also done by the prober each round). */
 void fw_route_scan_registry(fw_route *s);
 
-/* The connections to the replicas, kept open between requests and shared by
- * every transfer (libcurl's share interface) so a request does not pay a TCP
- * connect; fw_route_curl puts an easy handle on them. */
-int fw_route_share_init(fw_route *s, fw_err *e);
-void fw_route_share_free(fw_route *s);
-void fw_route_curl(fw_route *s, void *curl);
+/* The connections to the replicas, kept open between requests so a request
+ * does not pay a TCP connect (runtime/route/route_conns.c). take: a CURL
+ * handle (options reset) whose open connection, if any, goes to base, or a new
+ * one; NULL out of memory. give: back to the pool after a transfer to base
+ * (keep false: its connection is not worth keeping, the handle is freed). */
+void fw_route_conns_init(fw_route *s);
+void fw_route_conns_free(fw_route *s);
+void *fw_route_curl_take(fw_route *s, const char *base);
+void fw_route_curl_give(fw_route *s, void *curl, const char *base, bool keep);
 
 /* The upstream side of one client request (runtime/route/route_proxy.c). */
 typedef struct fw_proxy fw_proxy;

@@ -34,7 +34,7 @@ static size_t keep(char *data, size_t size, size_t nmemb, void *arg) {
 static char *get(fw_route *s, const char *base, const char *path, double timeout_s, double connect_s) {
     char url[320];
     snprintf(url, sizeof url, "%s%s", base, path);
-    CURL *c = curl_easy_init();
+    CURL *c = fw_route_curl_take(s, base);
     if (!c) return NULL;
     grow g = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -43,11 +43,10 @@ static char *get(fw_route *s, const char *base, const char *path, double timeout
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_s * 1000));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &g);
-    fw_route_curl(s, c);
     long status = 0;
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
+    fw_route_curl_give(s, c, base, rc == CURLE_OK);
     if (rc != CURLE_OK || status != 200) {
         free(g.p);
         return NULL;

@@ -4,7 +4,7 @@
  * to another replica, up to --retries times. A connection that fails takes the
  * replica out of service at once; a 502/503/504 (queue full, shutting down)
  * only moves the request. The client side reads the answer as it comes.
- * Transfers reuse the connections of earlier ones (fw_route_share_init). */
+ * Transfers reuse the connections of earlier ones (route_conns.c). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -104,53 +104,11 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
     return gone; /* nonzero aborts the transfer: the replica cancels the request */
 }
 
-static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg) {
-    fw_route *s = arg;
-    (void)c, (void)a;
-    pthread_mutex_lock(&s->share_mu[(unsigned)d % 8]);
-}
-
-static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
-    fw_route *s = arg;
-    (void)c;
-    pthread_mutex_unlock(&s->share_mu[(unsigned)d % 8]);
-}
-
-int fw_route_share_init(fw_route *s, fw_err *e) {
-    CURLSH *sh = curl_share_init();
-    if (!sh) return fw_errf(e, "cannot set up libcurl's shared connections");
-    for (int i = 0; i < 8; i++) pthread_mutex_init(&s->share_mu[i], NULL);
-    curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(sh, CURLSHOPT_USERDATA, s);
-    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    if (curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
-        curl_share_cleanup(sh);
-        return fw_errf(e, "libcurl cannot share connections (7.57 or later needed)");
-    }
-    s->share = sh;
-    return FW_OK;
-}
-
-void fw_route_share_free(fw_route *s) {
-    if (!s->share) return;
-    curl_share_cleanup(s->share); /* closes the idle connections */
-    s->share = NULL;
-    for (int i = 0; i < 8; i++) pthread_mutex_destroy(&s->share_mu[i]);
-}
-
-void fw_route_curl(fw_route *s, void *curl) {
-    if (!s->share) return;
-    curl_easy_setopt(curl, CURLOPT_SHARE, (CURLSH *)s->share);
-    /* The shared cache keeps this many connections, in use or idle (curl's default is 5). */
-    curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, (long)(s->o.max_conns > 16 ? s->o.max_conns : 16));
-}
-
 /* One try on the replica at url; the curl result; *connects: the new connections it opened. */
 static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf, long *connects) {
     char url[320];
     snprintf(url, sizeof url, "%s%s", base, p->path);
-    CURL *c = curl_easy_init();
+    CURL *c = fw_route_curl_take(p->s, base);
     if (!c) return CURLE_OUT_OF_MEMORY;
     attempt a = {p, c};
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -172,7 +130,6 @@ static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf, long *conn
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    fw_route_curl(p->s, c);
     errbuf[0] = 0;
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
@@ -182,7 +139,7 @@ static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf, long *conn
     pthread_mutex_lock(&p->mu);
     p->status = status;
     pthread_mutex_unlock(&p->mu);
-    curl_easy_cleanup(c);
+    fw_route_curl_give(p->s, c, base, rc == CURLE_OK); /* a failed or aborted transfer's connection is gone */
     curl_slist_free_all(h);
     return rc;
 }
