@@ -156,9 +156,11 @@ TESTS += tests/test_serve_hostile.sh
 EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py
 
 # furrow route over three serve replicas: spread, streams, kill -9 under load,
-# late joins, draining, registry and --register; its autoscaler.
-TESTS += tests/test_route.sh tests/test_route_autoscale.sh tests/test_route_hostile.sh
-EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh tests/test_route_hostile.sh \
+# late joins, draining, registry and --register; its autoscaler (queue depth,
+# time to first token); slow and hostile clients, upstream connection reuse.
+TESTS += tests/test_route.sh tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh tests/test_route_hostile.sh
+EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh \
+	tests/test_route_hostile.sh \
 	tests/route_hostile.py
 
 # Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).

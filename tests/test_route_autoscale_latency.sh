@@ -43,7 +43,7 @@ kill -TERM "$(cat "pid.$FURROW_JOB")"
 EOF
 chmod +x up.sh down.sh
 rm -f router.port downs.txt
-bound=100
+bound=200
 timeout -k 5 600 "$FURROW_BIN" route --port 0 --port-file router.port --poll-interval 0.2 --scale-up ./up.sh \
   --scale-down ./down.sh --min-replicas 1 --max-replicas 2 --scale-up-queue 1000 --scale-latency-ms $bound \
   --scale-window 1 --cooldown 2 > router.log 2>&1 &
@@ -74,8 +74,8 @@ ms=$(awk -v w="$worst" 'BEGIN { printf "%.1f", w * 1000 }')
   ok "$n requests one at a time: mean time to first token at most $ms ms, no second replica" ||
   bad "one at a time: $(ups) up action(s), mean time to first token up to $ms ms"
 
-# A burst: 24 requests of 120 tokens, 6 at a time, on a replica that runs one at a time.
-python3 "$FURROW_SRCDIR/tests/route_client.py" load "$(cat router.port)" 24 6 120 > load.txt 2>&1 &
+# A burst: 24 requests of 200 tokens, 6 at a time, on a replica that runs one at a time.
+python3 "$FURROW_SRCDIR/tests/route_client.py" load "$(cat router.port)" 24 6 200 > load.txt 2>&1 &
 load=$!
 until_true 60 in_service 2 && grep -q 'autoscale: up: mean time to first token' router.log &&
   ok "a second replica joined under the burst ($(grep -o 'mean time to first token[^;]*' router.log | head -n 1))" ||
