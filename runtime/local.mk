@@ -8,6 +8,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/dist/topo.c runtime/dist/topo.h \
 	runtime/dist/comm.c runtime/dist/comm_ucx.c runtime/dist/comm.h \
 	runtime/dist/watchdog.c runtime/dist/watchdog.h \
+	runtime/dist/energy.c runtime/dist/energy.h \
 	runtime/model/model.h runtime/model/model_load.c \
 	runtime/model/kvcache.c runtime/model/kvcache.h \
 	runtime/model/rope.c runtime/model/rope.h \
@@ -22,11 +23,12 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
 	runtime/engine/job.c runtime/engine/job.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
+	runtime/http/guard.c runtime/http/guard.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \
-	runtime/serve/serve_guard.c runtime/serve/serve_guard.h \
 	runtime/serve/serve_register.c runtime/serve/serve_register.h \
 	runtime/route/route.h runtime/route/route_pool.c runtime/route/route_probe.c \
 	runtime/route/route_proxy.c runtime/route/route_http.c runtime/route/route_scale.c \
+	runtime/route/route_conns.c \
 	runtime/cli/cli.c runtime/cli/cli.h \
 	runtime/cli/dispatch.c \
 	runtime/cli/cmd_convert.c \

@@ -125,6 +125,11 @@ check_PROGRAMS += tests/test_json_grammar
 TESTS += tests/test_json_grammar
 tests_test_json_grammar_LDADD = $(FWTEST_LIBS)
 
+# The energy meter's RAPL reader over fake powercap folders (wraparound, naming, unreadable zones).
+check_PROGRAMS += tests/test_energy
+TESTS += tests/test_energy
+tests_test_energy_LDADD = $(FWTEST_LIBS)
+
 # Continuous batching with a stand-in model: block tables, budgets, preemption.
 check_PROGRAMS += tests/test_sched
 TESTS += tests/test_sched
@@ -152,9 +157,12 @@ TESTS += tests/test_serve_hostile.sh
 EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py
 
 # furrow route over three serve replicas: spread, streams, kill -9 under load,
-# late joins, draining, registry and --register; its autoscaler.
-TESTS += tests/test_route.sh tests/test_route_autoscale.sh
-EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh
+# late joins, draining, registry and --register; its autoscaler (queue depth,
+# time to first token); slow and hostile clients, upstream connection reuse.
+TESTS += tests/test_route.sh tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh tests/test_route_hostile.sh
+EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh \
+	tests/test_route_hostile.sh \
+	tests/route_hostile.py
 
 # Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).
 check_PROGRAMS += tests/test_invariance

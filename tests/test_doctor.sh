@@ -8,7 +8,7 @@ set -u
 tmp=${FURROW_TMP:-/tmp}
 fail=0
 checks="hwloc-topology cpu-binding numa-balancing transparent-hugepages swappiness socket-buffers cpu-governor
-memlock open-files checkpoint-read mpi ucx infiniband gpu-driver gpu-persistence gpu-ecc gpu-clocks
+energy-counters memlock open-files checkpoint-read mpi ucx infiniband gpu-driver gpu-persistence gpu-ecc gpu-clocks
 gpu-temperature gpu-nvlink gpu-pcie"
 bad() { echo "FAIL: $*"; fail=1; }
 # status FILE NAME: the status word of check NAME in the text report FILE
@@ -39,6 +39,12 @@ if [ -r /sys/kernel/mm/transparent_hugepage/enabled ]; then
   if grep -q '\[always\]' /sys/kernel/mm/transparent_hugepage/enabled; then w=pass; else w=warn; fi
   [ "$(status "$tmp/out" transparent-hugepages)" = $w ] || bad "transparent-hugepages should $w"
 fi
+rapl=skip
+for f in /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/amd-rapl:*/energy_uj; do
+  [ -e "$f" ] && [ $rapl = skip ] && rapl=warn
+  [ -f "$f" ] && cat "$f" > /dev/null 2>&1 && rapl=pass
+done
+[ "$(status "$tmp/out" energy-counters)" = $rapl ] || bad "energy-counters should $rapl"
 if ! ls /sys/class/infiniband/*/ports/* >/dev/null 2>&1; then
   grep -Eq "^infiniband +skip +no InfiniBand" "$tmp/out" || bad "no IB here: infiniband should skip saying so"
 fi

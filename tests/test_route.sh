@@ -6,7 +6,8 @@
 # one stops it on the replica; kill -9 of a replica under
 # a load of concurrent requests loses none (each retried where needed) and
 # takes it out of service; a replica started later joins and gets requests; a
-# drained one gets none, and its heartbeat does not bring it back; a registry
+# drained one gets none, and its heartbeat does not bring it back; a
+# replica's /metrics has the energy counters, or says why not; a registry
 # replica removes its file on SIGTERM and leaves; replicas out of service for
 # --forget-after are dropped (a dead one's registry file too); SIGTERM makes a
 # replica leave; bad flags
@@ -80,6 +81,25 @@ na=$(metric furrow_route_replica_requests_total "$aport") nb=$(metric furrow_rou
 [ "$na" -ge 2 ] && [ "$nb" -ge 2 ] && [ $((na + nb)) = 8 ] && ok "8 requests spread: $na on a, $nb on b" ||
   bad "8 requests: $na on a, $nb on b"
 curl -s "$R/v1/models" | grep -q '"id":"model"' && ok "GET /v1/models from a replica" || bad "/v1/models"
+
+# Energy in a replica's /metrics: joules by domain where this machine's counters
+# can be read, else the meter marked unavailable with its reason.
+curl -s "http://127.0.0.1:$aport/metrics" > a.metrics
+rapl=0
+for f in /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/amd-rapl:*/energy_uj; do
+  [ -f "$f" ] && cat "$f" > /dev/null 2>&1 && rapl=1
+done
+grep -q '^# TYPE furrow_energy_joules_total counter' a.metrics && grep -q '^furrow_generation_tokens_total [1-9]' a.metrics ||
+  bad "the energy counter or generated tokens are missing from /metrics"
+for m in rapl nvml; do
+  avail=$(sed -n "s/^furrow_energy_meter_available{meter=\"$m\".*} \([01]\)$/\1/p" a.metrics)
+  n=$(grep -c "^furrow_energy_joules_total{meter=\"$m\",domain=\"[^\"]*\"} [0-9][0-9.]*$" a.metrics)
+  if [ "$avail" = 1 ] && [ "$n" -ge 1 ]; then ok "$m energy: $n domain(s) in /metrics"
+  elif [ "$avail" = 0 ] && [ "$n" = 0 ] && grep -q "^furrow_energy_meter_available{meter=\"$m\",reason=\".\+\"} 0$" a.metrics; then
+    ok "$m energy absent, said so: $(grep "meter_available{meter=\"$m\"" a.metrics)"
+  else bad "$m energy in /metrics: available '$avail', $n domain(s)"; grep energy a.metrics; fi
+  [ $m = rapl ] && [ "$avail" != "$rapl" ] && bad "rapl available $avail, but this machine's counters readable: $rapl"
+done
 python3 "$FURROW_SRCDIR/tests/route_client.py" stream "$rport" "$aport" || fail=1
 python3 "$FURROW_SRCDIR/tests/route_client.py" leave "$rport" "$aport" "$bport" || fail=1
 

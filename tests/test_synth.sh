@@ -1,7 +1,8 @@
 #!/bin/sh
 # furrow synth with the real binary: presets and overrides give checkpoints that
 # verify, have the geometry asked for, and are deterministic from the seed; the
-# 671B preset is refused without --force.
+# 671B preset is refused without --force; bench on a synthetic model reports
+# energy per token, or why it cannot.
 set -u
 T=$FURROW_TMP
 furrow=$FURROW_BIN
@@ -100,6 +101,23 @@ gb=$(sed -n 's/.*this model is \([0-9]*\)\..* GB.*/\1/p' "$T/err.txt")
 "$furrow" logits --model synth:tiny,weights=int9 --tokens 1 --out "$T/x.h5" 2> "$T/err.txt"; rc=$?
 [ $rc -ne 0 ] && grep -q "weights: quantization 'int9'" "$T/err.txt" || { cat "$T/err.txt"; bad "synth: bad weights="; }
 "$furrow" bench --help | grep -q 'weights=SPEC' || bad "bench --help lacks weights="
+# bench's energy per token: J/token on the prefill and decode lines where this
+# machine's RAPL counters can be read, else a line naming why not.
+OMP_NUM_THREADS=1 "$furrow" bench --synthetic tiny --prompt 8 --decode 2 --no-ceilings > "$T/bench.txt" 2>&1 ||
+  { cat "$T/bench.txt"; bad "bench --synthetic tiny"; }
+rapl=0
+for f in /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/amd-rapl:*/energy_uj; do
+  [ -f "$f" ] && cat "$f" > /dev/null 2>&1 && rapl=1
+done
+if [ $rapl = 1 ]; then
+  grep -q '^prefill .* tokens/s, [0-9.e+-]* J/token (cpu [0-9.e+-]* J' "$T/bench.txt" &&
+    grep -q '^decode .* tokens/s, [0-9.e+-]* J/token (cpu' "$T/bench.txt" &&
+    grep -q '^figures .* prefill_j_tok=[0-9.e+-]* decode_j_tok=[0-9.e+-]*' "$T/bench.txt" ||
+    { cat "$T/bench.txt"; bad "bench: RAPL is readable here, but no J/token"; }
+else
+  grep -q '^energy  *not read: .*RAPL' "$T/bench.txt" && ! grep -q 'J/token (cpu' "$T/bench.txt" ||
+    { cat "$T/bench.txt"; bad "bench: no RAPL here, and no line saying so (or a CPU figure)"; }
+fi
 "$furrow" logits --model synth:tiny,layers=x --tokens 1 --out "$T/x.h5" 2> "$T/err.txt"; rc=$?
 [ $rc -ne 0 ] && grep -q "bad option 'layers=x'" "$T/err.txt" || { cat "$T/err.txt"; bad "synth: spec with a bad option"; }
 exit $fail

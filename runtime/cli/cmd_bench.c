@@ -11,6 +11,7 @@
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli/cli.h"
 #include "runtime/cli/bench_json.h"
+#include "runtime/dist/energy.h"
 #include "runtime/engine/engine.h"
 
 /* Sequences of one benchmark at most. */
@@ -23,7 +24,9 @@ static void usage(FILE *f) {
             "per decoded token, and this machine's copy/read bandwidth and FMA peak (measured\n"
             "by rank 0 before loading). Under mpirun: compute, all-reduce and pipeline time\n"
             "and bytes moved, per rank. The last line (\"figures\") holds the run's figures as\n"
-            "key=value pairs for scripts (jobs/scaling).\n\n"
+            "key=value pairs for scripts (jobs/scaling). Energy per token of each phase comes from\n"
+            "the nodes' counters (RAPL for the CPU packages where readable, NVML for GPUs), one rank\n"
+            "of each node reading them; a counter not available is said so.\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint (e.g. furrow synth --preset small)\n"
             "  --prompt N                          prefill length (default 128)\n"
@@ -104,7 +107,30 @@ static void per_token(const fw_model *m, double *bytes, double *params) {
 /* Per-rank figures gathered on rank 0. */
 typedef struct rank_stats {
     double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load, rss_mb;
+    /* The node's joules in each phase (CPU packages, GPUs) from its first rank; -1: no counter, or another rank. */
+    double j_prefill[2], j_decode[2];
 } rank_stats;
+
+/* The node's energy of a phase: the meter's totals now less those at its start. */
+static void phase_joules(fw_energy *m, const double start[2], double out[2], double now[2]) {
+    fw_energy_totals(m, &now[0], &now[1]);
+    for (int k = 0; k < 2; k++) out[k] = now[k] < 0 ? -1 : now[k] - start[k];
+}
+
+/* ", X J/token (cpu A J, gpu B J)" of one phase over all nodes; nothing without counters. */
+static void print_energy(const rank_stats *all, int n, bool decode, double tokens) {
+    double j[2] = {-1, -1};
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < 2; k++) {
+            double v = decode ? all[r].j_decode[k] : all[r].j_prefill[k];
+            if (v >= 0) j[k] = (j[k] < 0 ? 0 : j[k]) + v;
+        }
+    if (j[0] < 0 && j[1] < 0) return;
+    printf(", %.4g J/token (", ((j[0] > 0 ? j[0] : 0) + (j[1] > 0 ? j[1] : 0)) / tokens);
+    if (j[0] >= 0) printf("cpu %.4g J", j[0]);
+    if (j[1] >= 0) printf("%sgpu %.4g J", j[0] >= 0 ? ", " : "", j[1]);
+    printf(")");
+}
 
 static void print_ranks(const fw_engine *en, const rank_stats *all, int n, int64_t P, int64_t N) {
     printf("rank  dp pp tp  load s  compute s  allreduce s  p2p s  MB moved/step  weight MB/token  peak MB\n");
@@ -122,9 +148,13 @@ static void print_ranks(const fw_engine *en, const rank_stats *all, int n, int64
  * sets the pace), TTFT (the batch's prefill) and TPOT, and the worst rank's
  * load, compute, communication time and peak memory. */
 static void print_figures(const fw_engine *en, const rank_stats *all, int n, int64_t B, int64_t P, int64_t N) {
-    double t_prefill = 0, t_decode = 0, load = 0, compute = 0, comm = 0, rss = 0, moved = 0;
+    double t_prefill = 0, t_decode = 0, load = 0, compute = 0, comm = 0, rss = 0, moved = 0, j_prefill = -1, j_decode = -1;
     for (int r = 0; r < n; r++) {
         const rank_stats *s = &all[r];
+        for (int k = 0; k < 2; k++) {
+            if (s->j_prefill[k] >= 0) j_prefill = (j_prefill < 0 ? 0 : j_prefill) + s->j_prefill[k];
+            if (s->j_decode[k] >= 0) j_decode = (j_decode < 0 ? 0 : j_decode) + s->j_decode[k];
+        }
         double c = s->t_allreduce + s->t_p2p;
 #define FW_MAX(a, b) ((b) > (a) ? (b) : (a))
         t_prefill = FW_MAX(t_prefill, s->t_prefill);
@@ -139,10 +169,12 @@ static void print_figures(const fw_engine *en, const rank_stats *all, int n, int
     const double dp = en->layout.dp;
     printf("figures    ranks=%d tp=%d pp=%d dp=%d batch=%lld prompt=%lld decode=%lld prefill_tok_s=%.2f "
            "decode_tok_s=%.2f ttft_s=%.4f tpot_s=%.5f load_s=%.3f compute_s=%.3f comm_s=%.3f moved_mb=%.3f "
-           "rank_peak_mb=%.1f\n",
+           "rank_peak_mb=%.1f",
            n, en->layout.tp, en->layout.pp, en->layout.dp, (long long)B, (long long)P, (long long)N,
            dp * (double)(B * P) / t_prefill, dp * (double)(B * N) / t_decode, t_prefill, t_decode / (double)N, load,
            compute, comm, moved / 1e6, rss);
+    if (j_prefill >= 0) printf(" prefill_j_tok=%.6g decode_j_tok=%.6g", j_prefill / (double)(B * P), j_decode / (double)(B * N));
+    printf("\n");
 }
 
 /* What the command line asks for. */
@@ -279,7 +311,7 @@ static void run_steps(fw_world *w, fw_engine *en, const bench_args *a, double t_
 
 /* Prefill of B prompts of P random ids, then N decode steps, through the engine:
  * this rank's times and traffic. */
-static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank_stats *mine) {
+static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank_stats *mine, fw_energy *meter) {
     fw_err e = {{0}};
     const int64_t V = en->model->cfg.vocab_size, B = a->B, P = a->P;
     int32_t *ids = malloc((size_t)(B * P) * sizeof(int32_t));
@@ -293,18 +325,24 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
     int64_t lens[FW_BENCH_MAX_BATCH], ones[FW_BENCH_MAX_BATCH];
     int32_t toks[FW_BENCH_MAX_BATCH];
     for (int64_t b = 0; b < B; b++) in[b] = ids + b * P, lens[b] = P, ones[b] = 1;
-    *mine = (rank_stats){.t_load = en->t_load};
+    *mine = (rank_stats){.t_load = en->t_load, .j_prefill = {-1, -1}, .j_decode = {-1, -1}};
     per_token(en->model, &mine->tok_bytes, &mine->tok_params);
 
+    double j0[2] = {0, 0}, j1[2] = {0, 0}, j2[2];
     MPI_Barrier(w->comm);
+    if (meter) fw_energy_totals(meter, &j0[0], &j0[1]);
     double t0 = fw_now();
     if (fw_engine_forward_many(en, (int)B, in, lens, FW_ATTN_NAIVE, toks, &e)) fw_world_abort(w, "bench", e.msg);
     mine->t_prefill = fw_now() - t0;
+    MPI_Barrier(w->comm); /* the node's energy of a phase is that of all its ranks */
+    if (meter) phase_joules(meter, j0, mine->j_prefill, j1);
     t0 = fw_now();
     for (int64_t b = 0; b < B; b++) in[b] = &toks[b];
     for (int64_t i = 0; i < a->N; i++)
         if (fw_engine_forward_many(en, (int)B, in, ones, FW_ATTN_ABSORBED, toks, &e)) fw_world_abort(w, "bench", e.msg);
     mine->t_decode = fw_now() - t0;
+    MPI_Barrier(w->comm);
+    if (meter) phase_joules(meter, j1, mine->j_decode, j2);
     mine->t_allreduce = en->comm.stats.t_allreduce;
     mine->t_p2p = en->comm.stats.t_p2p;
     mine->bytes_allreduce = (double)en->comm.stats.bytes_allreduce;
@@ -316,7 +354,7 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
 
 /* Rank 0: the end-to-end figures from every rank's. */
 static void report(const fw_world *w, const fw_engine *en, const bench_args *a, const fw_ceilings *ceil,
-                   const rank_stats *all) {
+                   const rank_stats *all, const fw_energy *meter) {
     const fw_config *cf = &en->model->cfg;
     const int64_t B = a->B, P = a->P, N = a->N;
     /* One replica's ranks together stream its bytes; the slowest rank sets the pace. */
@@ -343,14 +381,20 @@ static void report(const fw_world *w, const fw_engine *en, const bench_args *a, 
         printf("machine    copy %.1f GB/s (read+write), read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%d threads)\n",
                ceil->copy_gbs, ceil->read_gbs, ceil->fma_gflops, ceil->threads);
     if (B > 1) printf("batch      %lld sequences, each with its own cache\n", (long long)B);
-    printf("prefill    %lld tokens: %.3f s, %.1f tokens/s, %.1f GFLOP/s in matmuls", (long long)(B * P), t_prefill,
-           prefill_tps, gflops);
+    printf("prefill    %lld tokens: %.3f s, %.1f tokens/s", (long long)(B * P), t_prefill, prefill_tps);
+    print_energy(all, w->size, false, (double)(B * P));
+    printf(", %.1f GFLOP/s in matmuls", gflops);
     if (a->ceilings) printf(" (%.0f%% of FMA peak)", 100 * gflops / ceil->fma_gflops);
-    printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s, %.1f MB streamed per token, %.1f GB/s", (long long)(B * N),
-           t_decode, decode_tps, (tok_bytes + kv_bytes) / 1e6, gbs);
+    printf("\ndecode     %lld tokens: %.3f s, %.2f tokens/s", (long long)(B * N), t_decode, decode_tps);
+    print_energy(all, w->size, true, (double)(B * N));
+    printf(", %.1f MB streamed per token, %.1f GB/s", (tok_bytes + kv_bytes) / 1e6, gbs);
     if (a->ceilings)
         printf(" (%.0f%% of read, %.0f%% of copy bandwidth)", 100 * gbs / ceil->read_gbs, 100 * gbs / ceil->copy_gbs);
     printf("\n");
+    /* Rank 0's node: a counter it lacks is said so (J/token above is of the counters there are). */
+    if (meter->rapl_why[0] || meter->nvml_why[0])
+        printf("energy     not read: %s%s%s\n", meter->rapl_why,
+               meter->rapl_why[0] && meter->nvml_why[0] ? "; " : "", meter->nvml_why);
     if (w->size > 1) print_ranks(en, all, w->size, P, N);
     print_figures(en, all, w->size, B, P, N);
 }
@@ -420,11 +464,17 @@ int fw_cmd_bench(int argc, char **argv) {
         rc = 0;
     } else {
         rank_stats mine;
-        run_end_to_end(&w, &en, &a, &mine);
+        fw_energy meter; /* the node's counters, read by its first rank */
+        if (w.local_rank == 0) {
+            fw_energy_open(&meter, true);
+            fw_energy_start(&meter, 10); /* a long phase cannot miss a RAPL wrap */
+        }
+        run_end_to_end(&w, &en, &a, &mine, w.local_rank == 0 ? &meter : NULL);
+        if (w.local_rank == 0) fw_energy_close(&meter);
         rank_stats *all = w.rank == 0 ? malloc((size_t)w.size * sizeof *all) : NULL;
         if (w.rank == 0 && !all) fw_world_abort(&w, "bench", "out of memory");
         MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
-        if (w.rank == 0) report(&w, &en, &a, &ceil, all);
+        if (w.rank == 0) report(&w, &en, &a, &ceil, all, &meter);
         rc = w.rank == 0 && a.json ? json_output(&en, &a, all) : 0;
         free(all);
     }

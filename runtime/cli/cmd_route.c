@@ -42,9 +42,14 @@ static void usage(FILE *f) {
             "                                      comes back on a new port; default 300; 0: never)\n"
             "  --connect-timeout S                 connecting to a replica (default 2)\n"
             "  --upstream-timeout S                a whole request on a replica (default 0: none)\n"
-            "  --max-connections N                 open client connections at most (default 512)\n"
+            "  --max-connections N                 open client connections at most (default 512); a few\n"
+            "                                      more are accepted only to be answered 503\n"
             "  --http-timeout S                    idle client connections close (default 60)\n"
-            "  --max-body BYTES                    request body limit; more get 413 (default 1048576)\n"
+            "  --header-timeout S                  a request's headers must arrive within S seconds\n"
+            "                                      (default 10); else 408 and the connection closes\n"
+            "  --body-timeout S                    its body within S seconds of its headers (default 30)\n"
+            "  --max-body BYTES                    request body limit; more get 413, a declared length at\n"
+            "                                      once (default 1048576)\n"
             "\nautoscaling (off without --scale-up):\n"
             "  --scale-up CMD                      shell command that starts one replica (e.g. sbatch\n"
             "                                      --parsable jobs/slurm/replica.sbatch ... --register URL);\n"
@@ -57,6 +62,9 @@ static void usage(FILE *f) {
             "  --max-replicas N                    in service or starting, at most (default 4)\n"
             "  --scale-up-queue Q                  one more replica when the mean queue depth of those in\n"
             "                                      service stays above Q (default 4)\n"
+            "  --scale-latency-ms MS               one more replica when the mean time to first token on\n"
+            "                                      those in service (their /metrics) stays above MS\n"
+            "                                      (default 0: latency is no reason)\n"
             "  --scale-window S                    how long busy, or all idle, must last (default 30)\n"
             "  --cooldown S                        between two decisions (default 60)\n"
             "  --start-timeout S                   a replica started but not joined after S seconds no\n"
@@ -71,6 +79,7 @@ typedef struct route_args {
     fw_route_opts o;
     const char *host, *port_file;
     int64_t port, max_conns, timeout;
+    double header_timeout, body_timeout;
     const char **replicas;
     int n_replicas;
 } route_args;
@@ -94,10 +103,11 @@ static int parse_args(int argc, char **argv, route_args *a) {
         {"min-replicas", required_argument, 0, 3},     {"max-replicas", required_argument, 0, 4},
         {"scale-up-queue", required_argument, 0, 5},   {"scale-window", required_argument, 0, 6},
         {"cooldown", required_argument, 0, 7},         {"start-timeout", required_argument, 0, 8},
-        {"forget-after", required_argument, 0, 9},
+        {"forget-after", required_argument, 0, 9},     {"header-timeout", required_argument, 0, 10},
+        {"body-timeout", required_argument, 0, 11},    {"scale-latency-ms", required_argument, 0, 12},
         {0, 0, 0, 0}};
     a->host = "127.0.0.1";
-    a->port = 8080, a->max_conns = 512, a->timeout = 60;
+    a->port = 8080, a->max_conns = 512, a->timeout = 60, a->header_timeout = 10, a->body_timeout = 30;
     a->o = (fw_route_opts){.retries = 2, .poll_s = 1, .unhealthy_after = 2, .connect_timeout_s = 2,
                            .max_body = 1 << 20, .forget_s = 300, .min_replicas = 1, .max_replicas = 4, .up_queue = 4,
                            .window_s = 30, .cooldown_s = 60, .start_timeout_s = 600};
@@ -160,6 +170,15 @@ static int parse_args(int argc, char **argv, route_args *a) {
             bad = positive_seconds(optarg, "--start-timeout", 1, &a->o.start_timeout_s, &e) != 0, scale_flags = true;
             break;
         case 9: bad = positive_seconds(optarg, "--forget-after", 0, &a->o.forget_s, &e) != 0; break;
+        case 10: bad = positive_seconds(optarg, "--header-timeout", 0.1, &a->header_timeout, &e) != 0; break;
+        case 11: bad = positive_seconds(optarg, "--body-timeout", 0.1, &a->body_timeout, &e) != 0; break;
+        case 12: {
+            double ms;
+            bad = fw_cli_parse_double(optarg, "--scale-latency-ms", &ms, &e) != 0 ||
+                  (!(ms >= 0 && ms <= 3600e3) && fw_errf(&e, "--scale-latency-ms must be between 0 and 3600000"));
+            a->o.up_ttft_s = ms / 1e3, scale_flags = true;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -176,6 +195,8 @@ static int parse_args(int argc, char **argv, route_args *a) {
     if (!a->o.up_cmd != !a->o.down_cmd) wrong = "--scale-up and --scale-down go together";
     else if (scale_flags && !a->o.up_cmd) wrong = "the autoscaling flags need --scale-up and --scale-down";
     else if (a->o.min_replicas > a->o.max_replicas) wrong = "--min-replicas is above --max-replicas";
+    else if (a->header_timeout >= (double)a->timeout)
+        wrong = "--header-timeout must be below --http-timeout (the idle timeout would end slow headers first, unanswered)";
     if (wrong) {
         fprintf(stderr, "furrow route: %s\n", wrong);
         return 2;
@@ -209,12 +230,16 @@ int fw_cmd_route(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.wake, NULL);
+    fw_route_conns_init(&s);
     s.o = a.o;
     fw_err e = {{0}};
     int rc = FW_OK;
     for (int i = 0; i < a.n_replicas && !rc; i++) rc = fw_route_add(&s, a.replicas[i], NULL, FW_REP_FLAG, &e) < 0;
     fw_route_http *h = NULL;
-    if (!rc && !(h = fw_route_http_start(&s, a.host, (int)a.port, (int)a.max_conns, (int)a.timeout, &e))) rc = FW_ERR;
+    s.o.max_conns = (int)a.max_conns;
+    fw_route_http_opts ho = {.host = a.host, .port = (int)a.port, .idle_timeout_s = (int)a.timeout,
+                             .header_timeout_s = a.header_timeout, .body_timeout_s = a.body_timeout};
+    if (!rc && !(h = fw_route_http_start(&s, &ho, &e))) rc = FW_ERR;
     if (!rc && a.port_file) rc = write_port(a.port_file, fw_route_http_port(h), &e);
     if (!rc)
         fprintf(stderr, "furrow route: on http://%s:%d; %d replica(s) given%s%s%s; pid %d\n", a.host,
@@ -232,6 +257,7 @@ int fw_cmd_route(int argc, char **argv) {
     pthread_mutex_lock(&s.mu); /* transfers whose clients left end at curl's next progress call */
     while (s.workers) pthread_cond_wait(&s.wake, &s.mu);
     pthread_mutex_unlock(&s.mu);
+    fw_route_conns_free(&s); /* no transfer is left */
     for (fw_replica *r; (r = s.reps);) s.reps = r->next, free(r);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.wake);

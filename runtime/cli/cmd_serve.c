@@ -379,6 +379,15 @@ int fw_cmd_serve(int argc, char **argv) {
     fw_tokenizer *tok = NULL;
     a.so.on_token = on_token, a.so.on_finish = on_finish, a.so.arg = &s;
     int rc = fw_runner_open(&run, &en, &w, &a.eo, &a.so, "serve runs", &e);
+    fw_energy energy;
+    if (w.rank == 0) { /* /metrics' joules: this node's counters, sampled often enough not to miss a RAPL wrap */
+        fw_energy_open(&energy, true);
+        if (energy.rapl_why[0] || energy.nvml_why[0])
+            fprintf(stderr, "furrow serve: energy: %s%s%s\n", energy.rapl_why, energy.rapl_why[0] && energy.nvml_why[0] ? "; " : "",
+                    energy.nvml_why);
+        fw_energy_start(&energy, 10);
+        s.energy = &energy;
+    }
     if (rc == FW_OK && w.rank == 0 && !(d = start_http(&s, &a, &w, &en, &run, &tok, &e))) rc = FW_ERR;
     if (rc == FW_OK && w.rank == 0) rc = join_routers(&s, &a, fw_http_port(d), &e);
     if (!fw_world_all_ok(&w, rc == FW_OK)) {
@@ -406,6 +415,7 @@ out:
     fw_json_cache_free(s.ctx.json); /* the server is done with its tables */
     fw_engine_free(&en);
     fw_tokenizer_free(tok);
+    if (s.energy) fw_energy_close(s.energy);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.wake);
     fw_world_finalize(&w);

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "runtime/cli/doctor.h"
+#include "runtime/dist/energy.h"
 
 /* Automatic NUMA balancing migrates pages of ranks that are already bound to a
  * NUMA node: page faults and copies in the middle of a step. */
@@ -108,12 +109,34 @@ static void check_governor(fw_doctor *d) {
                       "%d of %d CPUs not on performance (e.g. %s)", n - perf, n, other);
 }
 
+/* RAPL energy counters, for the J/token of furrow bench and serve's /metrics:
+ * root-only since Linux 5.10 (a side channel), so a service user cannot read
+ * them unless the site opens them. */
+static void check_energy(fw_doctor *d) {
+    fw_energy m;
+    fw_energy_open(&m, false);
+    char names[256] = "";
+    size_t k = 0;
+    for (int i = 0; i < m.n && k < sizeof names; i++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", m.d[i].name);
+    if (m.n)
+        fw_doctor_add(d, "energy-counters", FW_DOCTOR_PASS, NULL, "RAPL readable: %s", names);
+    else if (strstr(m.rapl_why, "unreadable"))
+        fw_doctor_add(d, "energy-counters", FW_DOCTOR_WARN,
+                      "chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj (or a udev rule doing it at boot)",
+                      "%s: no CPU energy per token", m.rapl_why);
+    else
+        fw_doctor_add(d, "energy-counters", FW_DOCTOR_SKIP, NULL, "%s", m.rapl_why);
+    fw_energy_close(&m);
+}
+
 void fw_doctor_check_kernel(fw_doctor *d) {
     check_numa_balancing(d);
     check_thp(d);
     check_swappiness(d);
     check_socket_buffers(d);
     check_governor(d);
+    check_energy(d);
 }
 
 /* A limit as `ulimit` shows it: in units of `unit` bytes. */

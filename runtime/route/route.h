@@ -29,8 +29,14 @@ typedef struct fw_replica {
     int in_flight;             /* this router's requests on it now */
     /* From its /metrics, refreshed by the prober. */
     double queue, running, kv_used, kv_total;
+    /* Its time-to-first-token histogram's sum and count at the last read, and
+     * what came since the autoscaler last took it (ttft_new_*); ttft_last: the
+     * mean of the last read's new requests. */
+    bool ttft_seen;
+    double ttft_sum_raw, ttft_count_raw, ttft_new_sum, ttft_new_n, ttft_last;
     /* Counters. */
     uint64_t requests, errors, retries_from, health_changes;
+    uint64_t connects;         /* TCP connections opened to it for requests (the rest reused one) */
     struct fw_replica *next;
 } fw_replica;
 
@@ -42,14 +48,19 @@ typedef struct fw_route_opts {
     double connect_timeout_s, upstream_timeout_s;
     const char *registry;      /* folder of replica files, or NULL */
     size_t max_body;
+    int max_conns;             /* client connections; more are answered 503 */
     /* The autoscaler (runtime/route/route_scale.c); off without up_cmd. */
     const char *up_cmd, *down_cmd;
     int min_replicas, max_replicas;
     double up_queue;           /* mean queue depth per replica in service that calls for one more */
+    double up_ttft_s;          /* mean time to first token that calls for one more (0: not a reason) */
     double window_s;           /* how long busy (or idle) must last before a decision */
     double cooldown_s;         /* between decisions */
     double start_timeout_s;    /* a replica started but not joined after this no longer counts */
 } fw_route_opts;
+
+/* Idle upstream connections kept at most. */
+#define FW_ROUTE_IDLE_MAX 64
 
 /* A replica the autoscaler started that has not joined yet. */
 typedef struct fw_starting {
@@ -66,6 +77,15 @@ typedef struct fw_route {
     bool stopping;
     uint64_t status_count[600];
     uint64_t retries, no_replica;
+    /* Idle libcurl handles, each with its open connection to a replica (route_conns.c), oldest first. */
+    pthread_mutex_t conns_mu;
+    struct fw_idle_curl {
+        void *curl;
+        char base[256];        /* the replica its connection goes to */
+    } idle[FW_ROUTE_IDLE_MAX];
+    int n_idle;
+    int http_open;             /* client connections open */
+    uint64_t http_cut;         /* cut by the header or body timeout */
     pthread_t prober;
     pthread_cond_t wake;       /* the prober sleeps here */
     bool prober_started;
@@ -74,7 +94,8 @@ typedef struct fw_route {
     fw_starting starting[FW_MAX_STARTING];
     int n_starting;
     double busy_since, idle_since, last_action;
-    double mean_queue;
+    double slow_since;         /* the mean time to first token above the bound since */
+    double mean_queue, mean_ttft;
     uint64_t scale_ups, scale_downs, scale_failures;
 } fw_route;
 
@@ -105,8 +126,9 @@ void fw_route_parse_metrics(fw_replica *r, const char *text);
 int fw_route_url(const char *in, char *out, size_t n, fw_err *e);
 
 /* One autoscaler decision (each probe round): start a replica (--scale-up)
- * when the mean queue depth stays above the bound, or fewer than the minimum
- * are in service or starting; drain and stop an idle one (--scale-down). */
+ * when the mean queue depth or the mean time to first token stays above its
+ * bound, or fewer than the minimum are in service or starting; drain and stop
+ * an idle one (--scale-down). */
 void fw_route_autoscale(fw_route *s);
 
 /* The prober thread: health checks, /metrics, the registry folder. */
@@ -114,6 +136,16 @@ int fw_route_probe_start(fw_route *s, fw_err *e);
 void fw_route_probe_stop(fw_route *s);
 /* One scan of the registry folder (also done by the prober each round). */
 void fw_route_scan_registry(fw_route *s);
+
+/* The connections to the replicas, kept open between requests so a request
+ * does not pay a TCP connect (runtime/route/route_conns.c). take: a CURL
+ * handle (options reset) whose open connection, if any, goes to base, or a new
+ * one; NULL out of memory. give: back to the pool after a transfer to base
+ * (keep false: its connection is not worth keeping, the handle is freed). */
+void fw_route_conns_init(fw_route *s);
+void fw_route_conns_free(fw_route *s);
+void *fw_route_curl_take(fw_route *s, const char *base);
+void fw_route_curl_give(fw_route *s, void *curl, const char *base, bool keep);
 
 /* The upstream side of one client request (runtime/route/route_proxy.c). */
 typedef struct fw_proxy fw_proxy;
@@ -134,8 +166,14 @@ void fw_proxy_release(fw_proxy *p);
 
 /* The HTTP front. */
 typedef struct fw_route_http fw_route_http;
-fw_route_http *fw_route_http_start(fw_route *s, const char *host, int port, int max_conns, int idle_timeout_s,
-                                   fw_err *e);
+typedef struct fw_route_http_opts {
+    const char *host;          /* IPv4 address */
+    int port;                  /* 0: any free one */
+    int idle_timeout_s;        /* a silent connection closes */
+    double header_timeout_s;   /* a request's headers must arrive within this */
+    double body_timeout_s;     /* its body within this of its headers */
+} fw_route_http_opts;
+fw_route_http *fw_route_http_start(fw_route *s, const fw_route_http_opts *o, fw_err *e);
 int fw_route_http_port(const fw_route_http *h);
 void fw_route_http_stop(fw_route_http *h);
 

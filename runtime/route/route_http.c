@@ -3,7 +3,10 @@
  * comes back as it arrives, a stream chunk by chunk; /replicas is where
  * replicas join (POST) and leave (DELETE), /replicas/drain and /resume where an
  * operator holds one out; /health, /metrics and GET /replicas describe the
- * router. */
+ * router. The connection guard (runtime/http/guard.h) bounds what a slow or
+ * hostile client can hold: headers and body within their timeouts, a declared
+ * body over --max-body refused before it comes, connections beyond
+ * --max-connections answered 503. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* POLLRDHUP */
 #endif
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "runtime/engine/job.h"
+#include "runtime/http/guard.h"
 #include "runtime/route/route.h"
 
 #if MHD_VERSION < 0x00097002
@@ -27,6 +31,7 @@ typedef enum MHD_Result MHD_RESULT;
 
 struct fw_route_http {
     struct MHD_Daemon *d;
+    fw_guard *guard;
     int port;
 };
 
@@ -34,7 +39,7 @@ typedef struct conn {
     fw_route *s;
     char *body;
     size_t len;
-    bool too_big;
+    bool early;                /* answered before its body came: the connection closes after */
 } conn;
 
 /* What a streaming response's callback holds. */
@@ -160,29 +165,37 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url,
     fw_route *s = cls;
     conn *c = *state;
     (void)version;
-    if (!c) {
-        if (!(c = calloc(1, sizeof *c))) return MHD_NO;
+    if (!c) { /* headers are in: refuse a connection over the limit, or a declared body too big, before it comes */
+        if (!fw_guard_request_begin(mc) || !(c = calloc(1, sizeof *c))) return MHD_NO;
         c->s = s;
         *state = c;
-        return MHD_YES;
+        char msg[160];
+        int status = 0;
+        if (fw_guard_over_limit(mc)) {
+            status = 503;
+            snprintf(msg, sizeof msg, "too many connections (--max-connections %d); retry later", s->o.max_conns);
+        } else {
+            status = fw_guard_length_check(mc, s->o.max_body, msg, sizeof msg);
+        }
+        if (!status) return MHD_YES;
+        c->early = true;
+        return send_error(s, mc, status, msg);
     }
     if (*size) {
-        if (c->too_big || c->len + *size > s->o.max_body) {
-            c->too_big = true; /* read and dropped; answered 413 once it is all in */
-        } else {
-            char *b = realloc(c->body, c->len + *size + 1);
-            if (!b) return MHD_NO;
-            memcpy(b + c->len, data, *size);
-            c->body = b, c->len += *size, b[c->len] = 0;
+        if (c->len + *size > s->o.max_body) { /* a chunked body: too late to queue a response */
+            char msg[128];
+            snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes (--max-body)", s->o.max_body);
+            fw_guard_close_with(mc, 413, msg);
+            return MHD_NO;
         }
+        char *b = realloc(c->body, c->len + *size + 1);
+        if (!b) return MHD_NO;
+        memcpy(b + c->len, data, *size);
+        c->body = b, c->len += *size, b[c->len] = 0;
         *size = 0;
         return MHD_YES;
     }
-    if (c->too_big) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes (--max-body)", s->o.max_body);
-        return send_error(s, mc, 413, msg);
-    }
+    fw_guard_body_done(mc);
     bool get = !strcmp(method, "GET");
     if (!strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions"))
         return strcmp(method, "POST") ? send_error(s, mc, 405, "use POST") : forward(c, mc, "POST", url);
@@ -204,16 +217,16 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url,
 
 static void completed(void *cls, struct MHD_Connection *mc, void **state, enum MHD_RequestTerminationCode why) {
     conn *c = *state;
-    (void)cls, (void)mc, (void)why;
+    (void)cls;
+    fw_guard_request_end(mc, why != MHD_REQUEST_TERMINATED_COMPLETED_OK || (c && c->early));
     if (c) free(c->body), free(c);
     *state = NULL;
 }
 
-fw_route_http *fw_route_http_start(fw_route *s, const char *host, int port, int max_conns, int idle_timeout_s,
-                                   fw_err *e) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        fw_errf(e, "--host: '%s' is not an IPv4 address", host);
+fw_route_http *fw_route_http_start(fw_route *s, const fw_route_http_opts *o, fw_err *e) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
+    if (inet_pton(AF_INET, o->host, &a.sin_addr) != 1) {
+        fw_errf(e, "--host: '%s' is not an IPv4 address", o->host);
         return NULL;
     }
     fw_route_http *h = calloc(1, sizeof *h);
@@ -221,17 +234,29 @@ fw_route_http *fw_route_http_start(fw_route *s, const char *host, int port, int 
         fw_errf(e, "out of memory");
         return NULL;
     }
-    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                            (uint16_t)port, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)max_conns, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
-    if (!h->d) {
-        fw_errf(e, "cannot listen on %s:%d", host, port);
+    fw_guard_counts gc = {.mu = &s->mu, .status = s->status_count, .open = &s->http_open, .cut = &s->http_cut};
+    fw_guard_opts go = {.header_timeout_s = o->header_timeout_s, .body_timeout_s = o->body_timeout_s,
+                        .max_open = s->o.max_conns};
+    if (!(h->guard = fw_guard_new(&gc, &go, e))) {
         free(h);
         return NULL;
     }
+    /* Beyond --max-connections the library still takes a few more, for the guard to answer 503. */
+    unsigned hard = (unsigned)s->o.max_conns + (unsigned)(s->o.max_conns / 8 > 16 ? s->o.max_conns / 8 : 16);
+    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                            (uint16_t)o->port, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                            hard, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                            fw_guard_notify, h->guard, MHD_OPTION_END);
+    if (!h->d) {
+        fw_errf(e, "cannot listen on %s:%d", o->host, o->port);
+        fw_guard_free(h->guard);
+        free(h);
+        return NULL;
+    }
+    fw_guard_listener(h->d);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = di ? di->port : port;
+    h->port = di ? di->port : o->port;
     return h;
 }
 
@@ -240,5 +265,6 @@ int fw_route_http_port(const fw_route_http *h) { return h->port; }
 void fw_route_http_stop(fw_route_http *h) {
     if (!h) return;
     MHD_stop_daemon(h->d);
+    fw_guard_free(h->guard); /* after the daemon: its last connections are closed */
     free(h);
 }

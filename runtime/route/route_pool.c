@@ -233,8 +233,13 @@ char *fw_route_metrics(fw_route *s) {
             "# HELP furrow_route_retries_total Requests sent again to another replica after one failed.\n"
             "# TYPE furrow_route_retries_total counter\nfurrow_route_retries_total %llu\n"
             "# HELP furrow_route_no_replica_total Requests answered 503 because no replica was in service.\n"
-            "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n",
-            (unsigned long long)s->retries, (unsigned long long)s->no_replica);
+            "# TYPE furrow_route_no_replica_total counter\nfurrow_route_no_replica_total %llu\n"
+            "# HELP furrow_route_http_connections Open client connections.\n"
+            "# TYPE furrow_route_http_connections gauge\nfurrow_route_http_connections %d\n"
+            "# HELP furrow_route_http_timeouts_total Client connections cut by --header-timeout or --body-timeout.\n"
+            "# TYPE furrow_route_http_timeouts_total counter\nfurrow_route_http_timeouts_total %llu\n",
+            (unsigned long long)s->retries, (unsigned long long)s->no_replica, s->http_open,
+            (unsigned long long)s->http_cut);
     if (s->o.up_cmd)
         fprintf(f,
                 "# HELP furrow_route_autoscale_actions_total Autoscaler decisions carried out, by action.\n"
@@ -246,9 +251,12 @@ char *fw_route_metrics(fw_route *s) {
                 "# HELP furrow_route_autoscale_starting Replicas started that have not joined yet.\n"
                 "# TYPE furrow_route_autoscale_starting gauge\nfurrow_route_autoscale_starting %d\n"
                 "# HELP furrow_route_autoscale_mean_queue_depth Mean queue depth of the replicas in service.\n"
-                "# TYPE furrow_route_autoscale_mean_queue_depth gauge\nfurrow_route_autoscale_mean_queue_depth %.6g\n",
+                "# TYPE furrow_route_autoscale_mean_queue_depth gauge\nfurrow_route_autoscale_mean_queue_depth %.6g\n"
+                "# HELP furrow_route_autoscale_mean_ttft_seconds Mean time to first token on the replicas in service, "
+                "over the last probe round that saw requests get one.\n"
+                "# TYPE furrow_route_autoscale_mean_ttft_seconds gauge\nfurrow_route_autoscale_mean_ttft_seconds %.6g\n",
                 (unsigned long long)s->scale_ups, (unsigned long long)s->scale_downs,
-                (unsigned long long)s->scale_failures, s->n_starting, s->mean_queue);
+                (unsigned long long)s->scale_failures, s->n_starting, s->mean_queue, s->mean_ttft);
     int n = 0, up = 0;
     for (fw_replica *r = s->reps; r; r = r->next) n++, up += r->healthy && !r->draining;
     fprintf(f,
@@ -266,6 +274,8 @@ char *fw_route_metrics(fw_route *s) {
         {"requests_total", "counter", "Requests sent to the replica (retries included)."},
         {"errors_total", "counter", "Requests that failed on the replica (connection, 5xx, cut stream)."},
         {"retries_total", "counter", "Requests that failed on the replica before their answer began, sent on to another."},
+        {"connects_total", "counter", "TCP connections opened to the replica for requests (the others reused an open one)."},
+        {"ttft_seconds", "gauge", "Mean time to first token of the requests that got theirs between the last two reads of its /metrics."},
     };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         fprintf(f, "# HELP furrow_route_replica_%s %s\n# TYPE furrow_route_replica_%s %s\n", names[k][0], names[k][2],
@@ -273,7 +283,7 @@ char *fw_route_metrics(fw_route *s) {
         for (fw_replica *r = s->reps; r; r = r->next) {
             double v[] = {r->healthy, r->draining, r->in_flight, r->queue, r->running,
                           r->kv_total > 0 ? r->kv_used / r->kv_total : 0, (double)r->requests, (double)r->errors,
-                          (double)r->retries_from};
+                          (double)r->retries_from, (double)r->connects, r->ttft_last};
             fprintf(f, "furrow_route_replica_%s{replica=\"%s\"} %.17g\n", names[k][0], r->url, v[k]);
         }
     }
@@ -295,4 +305,15 @@ void fw_route_parse_metrics(fw_replica *r, const char *text) {
     r->running = sample(text, "furrow_running_requests", 0);
     r->kv_used = sample(text, "furrow_kv_blocks_used", 0);
     r->kv_total = sample(text, "furrow_kv_blocks_total", 0);
+    /* Time to first token: what came since the last read (the histogram's sum
+     * and count grow; a restarted replica starts them again at 0). */
+    double sum = sample(text, "furrow_time_to_first_token_seconds_sum", -1),
+           n = sample(text, "furrow_time_to_first_token_seconds_count", -1);
+    if (sum < 0 || n < 0) return;
+    if (r->ttft_seen && n >= r->ttft_count_raw && sum >= r->ttft_sum_raw) {
+        r->ttft_new_n += n - r->ttft_count_raw;
+        r->ttft_new_sum += sum - r->ttft_sum_raw;
+        if (n > r->ttft_count_raw) r->ttft_last = (sum - r->ttft_sum_raw) / (n - r->ttft_count_raw);
+    }
+    r->ttft_seen = true, r->ttft_sum_raw = sum, r->ttft_count_raw = n;
 }

@@ -31,10 +31,10 @@ static size_t keep(char *data, size_t size, size_t nmemb, void *arg) {
 }
 
 /* GET base+path; the body (malloc'd) when the answer is 200, else NULL. */
-static char *get(const char *base, const char *path, double timeout_s, double connect_s) {
+static char *get(fw_route *s, const char *base, const char *path, double timeout_s, double connect_s) {
     char url[320];
     snprintf(url, sizeof url, "%s%s", base, path);
-    CURL *c = curl_easy_init();
+    CURL *c = fw_route_curl_take(s, base);
     if (!c) return NULL;
     grow g = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -46,7 +46,7 @@ static char *get(const char *base, const char *path, double timeout_s, double co
     long status = 0;
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
+    fw_route_curl_give(s, c, base, rc == CURLE_OK);
     if (rc != CURLE_OK || status != 200) {
         free(g.p);
         return NULL;
@@ -111,8 +111,8 @@ static void probe_all(fw_route *s) {
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < k; i++) {
         double t = s->o.poll_s < 2 ? 2 : s->o.poll_s; /* a busy replica may be slow to answer */
-        char *health = get(urls[i], "/health", t, s->o.connect_timeout_s);
-        char *metrics = health ? get(urls[i], "/metrics", t, s->o.connect_timeout_s) : NULL;
+        char *health = get(s, urls[i], "/health", t, s->o.connect_timeout_s);
+        char *metrics = health ? get(s, urls[i], "/metrics", t, s->o.connect_timeout_s) : NULL;
         pthread_mutex_lock(&s->mu);
         for (fw_replica *r = s->reps; r; r = r->next) {
             if (strcmp(r->url, urls[i])) continue;

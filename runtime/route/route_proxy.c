@@ -3,7 +3,8 @@
  * (a stream's first bytes, or a whole non-streaming answer) a failure moves it
  * to another replica, up to --retries times. A connection that fails takes the
  * replica out of service at once; a 502/503/504 (queue full, shutting down)
- * only moves the request. The client side reads the answer as it comes. */
+ * only moves the request. The client side reads the answer as it comes.
+ * Transfers reuse the connections of earlier ones (route_conns.c). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -103,11 +104,11 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
     return gone; /* nonzero aborts the transfer: the replica cancels the request */
 }
 
-/* One try on the replica at url; the curl result. */
-static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf) {
+/* One try on the replica at url; the curl result; *connects: the new connections it opened. */
+static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf, long *connects) {
     char url[320];
     snprintf(url, sizeof url, "%s%s", base, p->path);
-    CURL *c = curl_easy_init();
+    CURL *c = fw_route_curl_take(p->s, base);
     if (!c) return CURLE_OUT_OF_MEMORY;
     attempt a = {p, c};
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -133,10 +134,12 @@ static CURLcode try_once(fw_proxy *p, const char *base, char *errbuf) {
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    *connects = 0;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, connects);
     pthread_mutex_lock(&p->mu);
     p->status = status;
     pthread_mutex_unlock(&p->mu);
-    curl_easy_cleanup(c);
+    fw_route_curl_give(p->s, c, base, rc == CURLE_OK); /* a failed or aborted transfer's connection is gone */
     curl_slist_free_all(h);
     return rc;
 }
@@ -174,7 +177,11 @@ static void *worker(void *arg) {
         pthread_mutex_lock(&p->mu);
         p->n = p->off = 0, p->status = 0, p->ctype[0] = 0;
         pthread_mutex_unlock(&p->mu);
-        CURLcode rc = try_once(p, url, errbuf);
+        long connects;
+        CURLcode rc = try_once(p, url, errbuf, &connects);
+        pthread_mutex_lock(&s->mu);
+        r->connects += (uint64_t)connects; /* r stays in the table until fw_route_done */
+        pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&p->mu);
         bool gone = p->gone, committed = p->committed;
         long st = p->status;

@@ -2,7 +2,11 @@
  * Up (--scale-up, e.g. an sbatch of jobs/slurm/replica.sbatch; its first word
  * of output is taken as the new job's id): fewer replicas in service or
  * starting than --min-replicas, or the mean queue depth of those in service
- * above --scale-up-queue for --scale-window seconds, below --max-replicas.
+ * above --scale-up-queue, or their mean time to first token (from their
+ * /metrics histograms: the requests that got a first token since the last
+ * round) above --scale-latency-ms, for --scale-window seconds, below
+ * --max-replicas. A round in which no request got a first token leaves the
+ * latency's verdict as it was, unless every replica is idle.
  * Down (--scale-down, e.g. scancel; FURROW_JOB and FURROW_REPLICA name the
  * replica): every replica idle for --scale-window seconds, more in service than
  * --min-replicas, none starting; the replica is drained first. Decisions are
@@ -61,17 +65,26 @@ void fw_route_autoscale(fw_route *s) {
             i++;
         }
     int up = 0;
-    double queue = 0;
+    double queue = 0, ttft_sum = 0, ttft_n = 0;
     bool idle = true;
     for (fw_replica *r = s->reps; r; r = r->next) {
-        if (!r->healthy || r->draining) continue;
+        if (!r->healthy || r->draining) {
+            r->ttft_new_sum = r->ttft_new_n = 0;
+            continue;
+        }
         up++, queue += r->queue;
         if (r->queue || r->running || r->in_flight) idle = false;
+        ttft_sum += r->ttft_new_sum, ttft_n += r->ttft_new_n;
+        r->ttft_new_sum = r->ttft_new_n = 0; /* taken: the next round counts what comes next */
     }
     int total = up + s->n_starting;
     s->mean_queue = up ? queue / up : 0;
+    if (ttft_n > 0) s->mean_ttft = ttft_sum / ttft_n;
+    else if (idle) s->mean_ttft = 0;
     bool busy = up && s->mean_queue > o->up_queue;
+    bool slow = up && o->up_ttft_s > 0 && s->mean_ttft > o->up_ttft_s;
     s->busy_since = busy ? (s->busy_since ? s->busy_since : now) : 0;
+    s->slow_since = slow ? (s->slow_since ? s->slow_since : now) : 0;
     s->idle_since = idle && up ? (s->idle_since ? s->idle_since : now) : 0;
     bool cool = !s->last_action || now - s->last_action >= o->cooldown_s;
     char why[200] = "", job[64] = "", url[256] = "";
@@ -83,6 +96,10 @@ void fw_route_autoscale(fw_route *s) {
         action = 1;
         snprintf(why, sizeof why, "mean queue depth %.3g above %g for %.0f s; %d in service, %d starting",
                  s->mean_queue, o->up_queue, now - s->busy_since, up, s->n_starting);
+    } else if (cool && s->slow_since && now - s->slow_since >= o->window_s && total < o->max_replicas) {
+        action = 1;
+        snprintf(why, sizeof why, "mean time to first token %.0f ms above --scale-latency-ms %.0f for %.0f s; %d in "
+                 "service, %d starting", 1e3 * s->mean_ttft, 1e3 * o->up_ttft_s, now - s->slow_since, up, s->n_starting);
     } else if (cool && s->idle_since && now - s->idle_since >= o->window_s && up > o->min_replicas &&
                !s->n_starting) {
         fw_replica *r = idle_one(s);
@@ -95,7 +112,7 @@ void fw_route_autoscale(fw_route *s) {
                      now - s->idle_since, up, o->min_replicas);
         }
     }
-    if (action) s->last_action = now, s->busy_since = s->idle_since = 0;
+    if (action) s->last_action = now, s->busy_since = s->idle_since = s->slow_since = 0;
     pthread_mutex_unlock(&s->mu);
     if (!action) return;
 

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "runtime/dist/energy.h"
 #include "runtime/engine/job.h"
 
 /* One HTTP request in flight: its job, and who still holds it (the HTTP thread
@@ -52,6 +53,7 @@ typedef struct fw_serve {
     size_t max_body;
     int64_t serial;
     fw_http_job *cancels;      /* gone clients, each holding a reference */
+    fw_energy *energy;         /* this node's energy counters (rank 0's node), or NULL */
     struct fw_register *reg;   /* routers to leave on SIGTERM (runtime/serve/serve_register.h), or NULL */
     int answering;             /* accepted requests whose response is not yet fully sent */
     /* Metrics. */

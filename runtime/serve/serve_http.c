@@ -3,7 +3,7 @@
  * server-sent events. A thread waiting for its request's tokens wakes every
  * 100 ms to check whether its client hung up; a client gone frees its slot.
  * Two listeners share the handler: the main one and the admin one (/health
- * and /metrics only); runtime/serve/serve_guard.c bounds their header time. */
+ * and /metrics only); runtime/http/guard.c bounds their header time. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* POLLRDHUP */
 #endif
@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "runtime/serve/serve.h"
-#include "runtime/serve/serve_guard.h"
+#include "runtime/http/guard.h"
 
 /* The admin listener's connections: a few probes and scrapers at a time, and
  * no single address may take all of them. */
@@ -317,47 +317,6 @@ static MHD_RESULT get_route(conn *c, const char *url) {
     return send_error(c, 404, "no such route");
 }
 
-/* The Content-Length headers of a request, as length_check sees them. */
-typedef struct lengths {
-    const char *first;
-    bool differ;
-} lengths;
-
-static MHD_RESULT length_seen(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    lengths *l = cls;
-    (void)kind;
-    if (strcasecmp(key, "Content-Length") || !value) return MHD_YES;
-    if (!l->first) l->first = value;
-    else if (strcmp(l->first, value)) l->differ = true;
-    return MHD_YES;
-}
-
-/* A declared body the server will not take: 413 over --max-body (up to
- * 2^64-1, which the library 0.9.75 takes for "length unknown" and waits on),
- * 400 for Content-Length headers that disagree; 0 when it may come. */
-static int length_check(struct MHD_Connection *mc, size_t max_body, char *msg, size_t n) {
-    lengths l = {0};
-    MHD_get_connection_values(mc, MHD_HEADER_KIND, length_seen, &l);
-    if (!l.first) return 0;
-    if (l.differ) {
-        snprintf(msg, n, "the request has Content-Length headers that disagree");
-        return 400;
-    }
-    size_t digits = strspn(l.first, "0123456789");
-    if (!digits || l.first[digits]) {
-        snprintf(msg, n, "Content-Length is not a number of bytes");
-        return 400;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(l.first, NULL, 10);
-    if (errno == ERANGE || v > max_body) {
-        snprintf(msg, n, "the body (Content-Length %.24s) is over the limit of %zu bytes (--max-body)", l.first,
-                 max_body);
-        return 413;
-    }
-    return 0;
-}
-
 /* The admin listener's routes. */
 static MHD_RESULT admin_route(conn *c, const char *url, const char *method) {
     bool known = !strcmp(url, "/health") || !strcmp(url, "/metrics");
@@ -377,7 +336,7 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *mc, const char *url,
         c->s = s, c->mc = mc, c->holders = 1;
         *state = c;
         char msg[160];
-        int status = length_check(mc, s->max_body, msg, sizeof msg);
+        int status = fw_guard_length_check(mc, s->max_body, msg, sizeof msg);
         if (!status) return MHD_YES;
         c->early = true;
         return send_error(c, status, msg);
@@ -444,7 +403,8 @@ fw_http *fw_http_start(fw_serve *s, const fw_http_opts *o, fw_err *e) {
     }
     h->main_l = (listener){.s = s}, h->admin_l = (listener){.s = s, .admin = true};
     h->admin_port = -1;
-    if (!(h->guard = fw_guard_new(s, o->header_timeout_s, e))) {
+    fw_guard_counts gc = {.mu = &s->mu, .status = s->status_count, .open = &s->http_open, .cut = &s->header_timeouts};
+    if (!(h->guard = fw_guard_new(&gc, &(fw_guard_opts){.header_timeout_s = o->header_timeout_s}, e))) {
         free(h);
         return NULL;
     }

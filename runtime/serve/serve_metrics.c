@@ -25,6 +25,34 @@ static void hist(FILE *f, const char *name, const char *help, const fw_hist *h) 
             name, (unsigned long long)h->n);
 }
 
+/* Joules by meter and domain since serve started (a counter, so J per token
+ * is rate(joules) / rate(furrow_generation_tokens_total)), and per meter
+ * whether it is read, with the reason when it is not. */
+static void energy(FILE *f, fw_energy *m) {
+    if (!m) return;
+    fprintf(f, "# HELP furrow_energy_joules_total Energy of this node (rank 0's) since serve started, by meter "
+               "(rapl: CPU zones, nvml: GPUs) and domain; node-wide, other work on the node included.\n"
+               "# TYPE furrow_energy_joules_total counter\n");
+    fw_energy_sample(m);
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->n; i++)
+        fprintf(f, "furrow_energy_joules_total{meter=\"%s\",domain=\"%s\"} %.6f\n",
+                m->d[i].source == FW_ENERGY_RAPL ? "rapl" : "nvml", m->d[i].name, m->d[i].joules);
+    fprintf(f, "# HELP furrow_energy_meter_available 1 when the meter's counters are read; 0 with the reason.\n"
+               "# TYPE furrow_energy_meter_available gauge\n");
+    const char *why[2] = {m->rapl_why, m->nvml_why}, *name[2] = {"rapl", "nvml"};
+    for (int k = 0; k < 2; k++) {
+        if (!why[k][0]) {
+            fprintf(f, "furrow_energy_meter_available{meter=\"%s\"} 1\n", name[k]);
+            continue;
+        }
+        fprintf(f, "furrow_energy_meter_available{meter=\"%s\",reason=\"", name[k]);
+        for (const char *c = why[k]; *c; c++) fputc(*c == '"' || *c == '\\' || *c == '\n' ? '\'' : *c, f);
+        fprintf(f, "\"} 0\n");
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
 char *fw_serve_metrics(const fw_serve *s) {
     char *buf = NULL;
     size_t len = 0;
@@ -80,6 +108,7 @@ char *fw_serve_metrics(const fw_serve *s) {
             "# TYPE furrow_json_mask_seconds_total counter\nfurrow_json_mask_seconds_total %.9g\n",
             (unsigned long long)s->json_requests, (unsigned long long)s->json_mask_hits,
             (unsigned long long)s->json_mask_misses, s->json_mask_s);
+    energy(f, s->energy);
     hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
     hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
     fclose(f);

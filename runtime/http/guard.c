@@ -1,4 +1,4 @@
-/* The connection guard (serve_guard.h). Answers go out before the library's
+/* The connection guard (guard.h). Answers go out before the library's
  * connection thread could write or close (at accept, in the header wait, or
  * from the handler); the library shuts the socket's write side before it
  * reports a connection closed, so nothing can be answered then. Whether a
@@ -19,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "io/base/clock.h"
-#include "runtime/serve/serve_guard.h"
+#include "runtime/engine/job.h" /* fw_error_json */
+#include "runtime/http/guard.h"
 
 /* Bytes of the first request line read ahead at accept; a longer line is left to the library. */
 #define PEEK_BYTES 8192
@@ -36,14 +38,18 @@ typedef struct guard_conn {
     double t_wait;        /* when it began waiting for a request's headers */
     uint64_t rx0, tx0;    /* the socket's bytes received and sent by then */
     bool in_request;      /* the handler has the headers */
+    bool body_done;       /* and the body */
+    bool over;            /* accepted beyond max_open: answered 503 by the handler */
+    double t_request;     /* when the headers came */
     bool done;            /* answered and ended, or closing after this request */
     bool linger;          /* answered early: drain what still comes after the library closes */
     struct guard_conn *prev, *next;
 } guard_conn;
 
 struct fw_guard {
-    fw_serve *s;
-    double header_timeout;
+    fw_guard_counts n;
+    fw_guard_opts o;
+    int n_open;           /* connections in the list */
     pthread_mutex_t mu;   /* the lists and every record's fields */
     pthread_t watchdog;
     bool stop;
@@ -80,19 +86,19 @@ static bool unanswered(const guard_conn *c) {
     return c->rx0 != UINT64_MAX && tcp_bytes(c->fd, &rx, &tx) && rx > c->rx0 && tx == c->tx0;
 }
 
-static void count(fw_serve *s, int status, int opened, uint64_t cut) {
-    pthread_mutex_lock(&s->mu);
-    if (status > 0 && status < 600) s->status_count[status]++;
-    s->http_open += opened;
-    s->header_timeouts += cut;
-    pthread_mutex_unlock(&s->mu);
+static void count(const fw_guard_counts *n, int status, int opened, uint64_t cut) {
+    pthread_mutex_lock(n->mu);
+    if (status > 0 && status < 600) n->status[status]++;
+    *n->open += opened;
+    *n->cut += cut;
+    pthread_mutex_unlock(n->mu);
 }
 
 /* Writes an error response and ends the socket's write side, and its read
  * side unless the handler's thread ends the connection itself (read_too
  * false): the library's thread then reads end-of-file, its writes fail, and
  * it closes. */
-static void answer_and_end(fw_serve *s, int fd, int status, const char *msg, bool read_too) {
+static void answer_and_end(const fw_guard_counts *s, int fd, int status, const char *msg, bool read_too) {
     json_t *o = fw_error_json(status, msg);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -136,17 +142,24 @@ static int request_line_ok(const unsigned char *b, size_t n) {
            b[m + 7] >= '0' && b[m + 7] <= '9';
 }
 
-/* Under g->mu: cuts the connections whose headers are overdue. */
-static void cut_overdue(fw_guard *g, const char *msg) {
+/* Under g->mu: cuts the connections whose headers, or body, are overdue. */
+static void cut_overdue(fw_guard *g, const char *msg, const char *body_msg) {
     double now = fw_now();
     uint64_t n_cut = 0;
     for (guard_conn *c = g->head; c; c = c->next) {
-        if (c->in_request || c->done || now - c->t_wait < g->header_timeout) continue;
+        if (c->done) continue;
+        if (c->in_request) {
+            if (c->body_done || !(g->o.body_timeout_s > 0) || now - c->t_request < g->o.body_timeout_s) continue;
+            c->done = true, n_cut++;
+            answer_and_end(&g->n, c->fd, 408, body_msg, true);
+            continue;
+        }
+        if (now - c->t_wait < g->o.header_timeout_s) continue;
         c->done = true, n_cut++;
-        if (unanswered(c)) answer_and_end(g->s, c->fd, 408, msg, true); /* part of a request came */
-        else shutdown(c->fd, SHUT_RDWR);                            /* an idle connection */
+        if (unanswered(c)) answer_and_end(&g->n, c->fd, 408, msg, true); /* part of a request came */
+        else shutdown(c->fd, SHUT_RDWR);                             /* an idle connection */
     }
-    if (n_cut) count(g->s, 0, 0, n_cut);
+    if (n_cut) count(&g->n, 0, 0, n_cut);
 }
 
 /* Under g->mu: discards what came on the first n lingering sockets (polled in
@@ -171,13 +184,15 @@ static void drain(fw_guard *g, const struct pollfd *pf, int n) {
  * drains lingering sockets. */
 static void *watch(void *arg) {
     fw_guard *g = arg;
-    char msg[128];
+    char msg[128], body_msg[128];
     snprintf(msg, sizeof msg, "the request's headers did not arrive within %g s (--header-timeout)",
-             g->header_timeout);
+             g->o.header_timeout_s);
+    snprintf(body_msg, sizeof body_msg, "the request's body did not arrive within %g s (--body-timeout)",
+             g->o.body_timeout_s);
     struct pollfd pf[LINGER_MAX];
     pthread_mutex_lock(&g->mu);
     while (!g->stop) {
-        cut_overdue(g, msg);
+        cut_overdue(g, msg, body_msg);
         int n = g->n_linger;
         for (int i = 0; i < n; i++) pf[i] = (struct pollfd){.fd = g->linger[i].fd, .events = POLLIN};
         pthread_mutex_unlock(&g->mu);
@@ -191,13 +206,13 @@ static void *watch(void *arg) {
     return NULL;
 }
 
-fw_guard *fw_guard_new(fw_serve *s, double header_timeout_s, fw_err *e) {
+fw_guard *fw_guard_new(const fw_guard_counts *counts, const fw_guard_opts *o, fw_err *e) {
     fw_guard *g = calloc(1, sizeof *g);
     if (!g) {
         fw_errf(e, "out of memory");
         return NULL;
     }
-    g->s = s, g->header_timeout = header_timeout_s;
+    g->n = *counts, g->o = *o;
     pthread_mutex_init(&g->mu, NULL);
     if (pthread_create(&g->watchdog, NULL, watch, g)) {
         fw_errf(e, "cannot start the HTTP header watchdog thread");
@@ -238,22 +253,25 @@ void fw_guard_notify(void *cls, struct MHD_Connection *mc, void **socket_context
         ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0 && request_line_ok(b, (size_t)n) == 0) {
             c->done = true;
-            answer_and_end(g->s, c->fd, 400, "malformed request line: expected METHOD TARGET HTTP/1.1", true);
+            answer_and_end(&g->n, c->fd, 400, "malformed request line: expected METHOD TARGET HTTP/1.1", true);
         }
         pthread_mutex_lock(&g->mu);
+        c->over = g->o.max_open > 0 && g->n_open >= g->o.max_open;
+        g->n_open++;
         wait_headers(c);
         if (c->rx0 != UINT64_MAX) c->rx0 = c->tx0 = 0; /* what came before accept is part of the request */
         c->next = g->head;
         if (g->head) g->head->prev = c;
         g->head = c;
         pthread_mutex_unlock(&g->mu);
-        count(g->s, 0, 1, 0);
+        count(&g->n, 0, 1, 0);
         return;
     }
     guard_conn *c = *socket_context;
     if (code != MHD_CONNECTION_NOTIFY_CLOSED || !c) return;
     *socket_context = NULL;
     pthread_mutex_lock(&g->mu); /* out of the list before the library closes the socket */
+    g->n_open--;
     if (c->prev) c->prev->next = c->next;
     else g->head = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -262,7 +280,7 @@ void fw_guard_notify(void *cls, struct MHD_Connection *mc, void **socket_context
         if (fd >= 0) g->linger[g->n_linger++] = (struct lingering){.fd = fd, .t_end = fw_now() + LINGER_S};
     }
     pthread_mutex_unlock(&g->mu);
-    count(g->s, 0, -1, 0);
+    count(&g->n, 0, -1, 0);
     free(c);
 }
 
@@ -275,7 +293,7 @@ bool fw_guard_request_begin(struct MHD_Connection *mc) {
     guard_conn *c = find(mc);
     if (!c) return true;
     pthread_mutex_lock(&c->g->mu);
-    c->in_request = true;
+    c->in_request = true, c->body_done = false, c->t_request = fw_now();
     bool open = !c->done;
     pthread_mutex_unlock(&c->g->mu);
     return open;
@@ -298,5 +316,62 @@ void fw_guard_close_with(struct MHD_Connection *mc, int status, const char *msg)
     pthread_mutex_lock(&c->g->mu);
     c->done = c->linger = true;
     pthread_mutex_unlock(&c->g->mu);
-    answer_and_end(c->g->s, ci->connect_fd, status, msg, false);
+    answer_and_end(&c->g->n, ci->connect_fd, status, msg, false);
+}
+
+void fw_guard_body_done(struct MHD_Connection *mc) {
+    guard_conn *c = find(mc);
+    if (!c) return;
+    pthread_mutex_lock(&c->g->mu);
+    c->body_done = true;
+    pthread_mutex_unlock(&c->g->mu);
+}
+
+bool fw_guard_over_limit(struct MHD_Connection *mc) {
+    guard_conn *c = find(mc);
+    return c && c->over; /* set once, before the handler runs */
+}
+
+/* The Content-Length headers of a request, as fw_guard_length_check sees them. */
+typedef struct lengths {
+    const char *first;
+    bool differ;
+} lengths;
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_RESULT;
+#else
+typedef enum MHD_Result MHD_RESULT;
+#endif
+
+static MHD_RESULT length_seen(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    lengths *l = cls;
+    (void)kind;
+    if (strcasecmp(key, "Content-Length") || !value) return MHD_YES;
+    if (!l->first) l->first = value;
+    else if (strcmp(l->first, value)) l->differ = true;
+    return MHD_YES;
+}
+
+int fw_guard_length_check(struct MHD_Connection *mc, size_t max_body, char *msg, size_t n) {
+    lengths l = {0};
+    MHD_get_connection_values(mc, MHD_HEADER_KIND, length_seen, &l);
+    if (!l.first) return 0;
+    if (l.differ) {
+        snprintf(msg, n, "the request has Content-Length headers that disagree");
+        return 400;
+    }
+    size_t digits = strspn(l.first, "0123456789");
+    if (!digits || l.first[digits]) {
+        snprintf(msg, n, "Content-Length is not a number of bytes");
+        return 400;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(l.first, NULL, 10);
+    if (errno == ERANGE || v > max_body) {
+        snprintf(msg, n, "the body (Content-Length %.24s) is over the limit of %zu bytes (--max-body)", l.first,
+                 max_body);
+        return 413;
+    }
+    return 0;
 }

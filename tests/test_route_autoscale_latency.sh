@@ -1,0 +1,94 @@
+#!/bin/sh
+# furrow route's autoscaler on time to first token, on 127.0.0.1, with commands
+# that start and stop furrow serve replicas of the golden tiny model in the
+# background (as sbatch and scancel would jobs); the queue-depth rule is out of
+# reach (--scale-up-queue 1000). Requests one at a time get their first token
+# well under --scale-latency-ms: no second replica. A burst on a replica that
+# runs one request at a time makes the waiting ones' first token late: a second
+# replica starts, with the latency named in the log, and the router's /metrics
+# show the replicas' time to first token; idle again, the new one is drained
+# and stopped. Every request of the burst completes. Bad values are refused.
+set -u
+golden=${FURROW_SHARED:-}/golden
+[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
+fail=0
+cd "$FURROW_TMP" || exit 1
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fail=1; }
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+. "$FURROW_SRCDIR/tests/until.sh"
+
+for args in "--scale-up a --scale-down b --scale-latency-ms -5" "--scale-latency-ms 100"; do
+  if "$FURROW_BIN" route $args > flag.txt 2>&1; then bad "route $args was taken"
+  else ok "route $args refused: $(head -n 1 flag.txt)"; fi
+done
+"$FURROW_BIN" route --help | grep -q -- '--scale-latency-ms MS' && ok "route --help lists --scale-latency-ms" ||
+  bad "route --help"
+
+"$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out model --quiet > convert.log 2>&1 ||
+  { cat convert.log; echo "FAIL: convert"; exit 1; }
+echo 0 > count
+cat > up.sh <<EOF
+#!/bin/sh
+n=\$((\$(cat count) + 1)); echo \$n > count
+SLURM_JOB_ID=9\$n timeout -k 5 600 "$FURROW_BIN" serve --model model --port 0 --max-context 256 --max-batch 1 \\
+  --register "http://127.0.0.1:\$(cat router.port)" < /dev/null > rep9\$n.log 2>&1 &
+echo \$! > pid.9\$n
+echo 9\$n
+EOF
+cat > down.sh <<'EOF'
+#!/bin/sh
+echo "$FURROW_JOB $FURROW_REPLICA" >> downs.txt
+kill -TERM "$(cat "pid.$FURROW_JOB")"
+EOF
+chmod +x up.sh down.sh
+rm -f router.port downs.txt
+bound=200
+timeout -k 5 600 "$FURROW_BIN" route --port 0 --port-file router.port --poll-interval 0.2 --scale-up ./up.sh \
+  --scale-down ./down.sh --min-replicas 1 --max-replicas 2 --scale-up-queue 1000 --scale-latency-ms $bound \
+  --scale-window 1 --cooldown 2 > router.log 2>&1 &
+router=$!
+cleanup() {
+  kill "$router" 2>/dev/null
+  for f in pid.*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+until_true 20 test -s router.port || { cat router.log; echo "FAIL: the router did not start"; exit 1; }
+R=http://127.0.0.1:$(cat router.port)
+metric() { curl -s "$R/metrics" | awk -v k="$1" '$1 == k {v = $2} END {print v + 0}'; }
+in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
+ups() { metric 'furrow_route_autoscale_actions_total{action="up"}'; }
+downs() { metric 'furrow_route_autoscale_actions_total{action="down"}'; }
+until_true 60 in_service 1 || { bad "no first replica"; cat router.log; exit 1; }
+
+# One at a time for 4 s (over the window and a cool-down): first tokens come quickly.
+end=$(($(date +%s) + 4)) n=0 worst=0
+while [ "$(date +%s)" -lt $end ]; do
+  curl -s -o /dev/null "$R/v1/completions" -d '{"prompt": [1, 2, 3], "max_tokens": 4}'; n=$((n + 1))
+  t=$(metric furrow_route_autoscale_mean_ttft_seconds)
+  worst=$(awk -v a="$t" -v b="$worst" 'BEGIN { print (a > b ? a : b) }')
+done
+ms=$(awk -v w="$worst" 'BEGIN { printf "%.1f", w * 1000 }')
+[ "$(ups)" = 1 ] && awk -v w="$worst" -v b=$bound 'BEGIN { exit !(w > 0 && w * 1000 < b) }' &&
+  ok "$n requests one at a time: mean time to first token at most $ms ms, no second replica" ||
+  bad "one at a time: $(ups) up action(s), mean time to first token up to $ms ms"
+
+# A burst: 24 requests of 200 tokens, 6 at a time, on a replica that runs one at a time.
+python3 "$FURROW_SRCDIR/tests/route_client.py" load "$(cat router.port)" 24 6 200 > load.txt 2>&1 &
+load=$!
+until_true 60 in_service 2 && grep -q 'autoscale: up: mean time to first token' router.log &&
+  ok "a second replica joined under the burst ($(grep -o 'mean time to first token[^;]*' router.log | head -n 1))" ||
+  bad "no second replica under the burst: $(cat router.log)"
+grep -q 'autoscale: up: mean queue depth' router.log && bad "the queue rule fired, not the latency one"
+wait $load && cat load.txt || { cat load.txt; bad "requests of the burst failed"; }
+
+stopped() { [ "$(downs)" = 1 ] && in_service 1 && ! kill -0 "$(cat pid.92)" 2>/dev/null; }
+until_true 60 stopped && grep -q '^92 http://127.0.0.1:' downs.txt &&
+  ok "idle: job 92 drained and stopped ($(head -n 1 downs.txt))" || bad "no scale-down: $(cat router.log)"
+curl -s "$R/metrics" > m.txt
+[ "$(ups)" = 2 ] && [ "$(metric furrow_route_autoscale_failures_total)" = 0 ] &&
+  grep -q '^furrow_route_replica_ttft_seconds{replica="http://127.0.0.1:[0-9]*"} 0*[0-9.]*[1-9]' m.txt &&
+  ok "/metrics: 2 up, 1 down, no failures; $(grep '^furrow_route_replica_ttft_seconds' m.txt | head -n 1)" ||
+  bad "after idle: up $(ups), down $(downs); $(grep ttft m.txt)"
+exit $fail
