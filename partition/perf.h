@@ -30,10 +30,17 @@ typedef enum fw_perf_class {
 const char *fw_perf_coll_name(fw_perf_coll k);
 const char *fw_perf_class_name(fw_perf_class c);
 
-/* alpha: seconds per message step; beta: seconds per byte a link carries. */
+#define FW_PERF_MAX_POINTS 24
+/* alpha: seconds per message step; beta: seconds per byte a link carries.
+ * With the measured points (bytes, seconds) of a group of `ranks` ranks, a
+ * message of that group inside their range takes the segment between the two
+ * nearest points (a local alpha-beta: links such as TCP through a token
+ * bucket are not affine over four decades); elsewhere alpha and beta. */
 typedef struct fw_perf_ab {
     double alpha, beta;
     bool set;
+    int ranks, n_points;
+    double m[FW_PERF_MAX_POINTS], t[FW_PERF_MAX_POINTS];
 } fw_perf_ab;
 
 typedef struct fw_perf_links {
@@ -46,8 +53,9 @@ typedef struct fw_perf_links {
  * min(2(n-1), 2 ceil(log2 n)) (ring or tree latency, whichever is shorter, as
  * NCCL picks) and 2(n-1)/n (a ring's bus traffic); all-to-all n-1 and (n-1)/n. */
 void fw_perf_coeffs(fw_perf_coll k, int n, double *c_alpha, double *c_beta);
-/* Seconds of one collective, by the coefficients and the class's parameters;
- * 0 for n < 2 or a parameter pair that is not set. */
+/* Seconds of one collective, by the coefficients and the class's parameters
+ * (or its measured points, as fw_perf_ab says); 0 for n < 2 or a parameter
+ * pair that is not set. */
 double fw_perf_coll_s(const fw_perf_links *L, fw_perf_coll k, fw_perf_class cls, int n, double bytes);
 
 /* Least squares of t ~ a + b x, each point weighted by 1/t^2 (the relative
@@ -63,6 +71,11 @@ int fw_perf_links_load(fw_perf_links *L, const char *path, fw_err *e);
  * NVLink 4, 400 Gb/s InfiniBand per GPU between nodes); see PERFORMANCE.md. */
 int fw_perf_links_builtin(fw_perf_links *L, const char *system, fw_err *e);
 
+/* Seconds of one all-reduce given w, the wait measured beside the compute:
+ * the longer of the transfer and w (a rank that loses its core while the
+ * transfer runs loses nothing). */
+double fw_perf_allreduce_s(const fw_perf_links *L, fw_perf_class cls, int n, double bytes, double wait_s);
+
 /* Compute of one rank's share at one step kind, per layer, and the fixed cost
  * of a step on the last stage (embedding, head, sampling). */
 typedef struct fw_perf_compute_row {
@@ -71,6 +84,8 @@ typedef struct fw_perf_compute_row {
     int64_t tokens;            /* tokens of the step: batch (decode) or the prompt (prefill) */
     double layer_s;            /* one layer of the rank's share */
     double fixed_s;
+    double wait_s;             /* seconds an all-reduce costs beyond its transfer: the ranks of a
+                                  group reaching it apart (CPU ranks sharing cores); 0 on GPUs */
 } fw_perf_compute_row;
 
 #define FW_PERF_MAX_ROWS 64
@@ -83,16 +98,19 @@ typedef struct fw_perf_compute {
 
 /* "furrow-compute" JSON (furrow bench --json, or a GPU bench that writes the
  * same keys): format, version 1, tp, steps[] of {phase, batch, tokens, layer_s,
- * fixed_s}. */
+ * fixed_s, wait_s} (fixed_s and wait_s optional: 0; wait_s: the mean all-reduce
+ * of the measured run, its ranks reaching it apart on shared cores). */
 int fw_perf_compute_load(fw_perf_compute *C, const char *path, fw_err *e);
 /* The per-layer figures of one H100 recorded in GPU.md (a whole layer at tp 1,
- * context 1024, and the 4096-token prefill). */
-void fw_perf_compute_builtin_h100(fw_perf_compute *C);
+ * context 1024, and the 4096-token prefill); system "h200": the decode rows
+ * scaled by the copy bandwidths measured on an H100 and an H200. */
+void fw_perf_compute_builtin(fw_perf_compute *C, const char *system);
 /* Per-layer compute of the share at tp for a step of `tokens` tokens: the row
  * of the same kind with the nearest token count, scaled by the tokens (prefill
  * only) and by measured tp / tp (the layer's work splits evenly over the tp
- * ranks). -1 if there is no row of that kind. */
-double fw_perf_layer_s(const fw_perf_compute *C, bool prefill, int64_t tokens, int tp, double *fixed_s);
+ * ranks); *wait_s the row's as it is. -1 if there is no row of that kind. */
+double fw_perf_layer_s(const fw_perf_compute *C, bool prefill, int64_t tokens, int tp, double *fixed_s,
+                       double *wait_s);
 
 /* One predicted step. */
 typedef struct fw_perf_step {
@@ -108,6 +126,8 @@ typedef struct fw_perf_req {
     int64_t hidden;            /* hidden size */
     int value_bytes;           /* bytes of an activation on the wire (4 CPU, 2 GPU) */
     int ranks_per_node;
+    int nics_per_node;         /* links out of a node: a stage's tp ranks share them for the hops
+                                  to the next stage (0: one per rank) */
     bool together;             /* a one-stage replica runs the batch in one forward */
 } fw_perf_req;
 

@@ -179,3 +179,7 @@ EXTRA_DIST += tests/test_layers.sh tests/layers.py tests/layers.txt
 check_PROGRAMS += tests/test_perf
 TESTS += tests/test_perf
 tests_test_perf_LDADD = $(FWTEST_LIBS)
+
+# The performance model predicts measured CPU runs on emulated nodes (netns, veth, tbf) within 20%.
+TESTS += tests/test_perf_netns.sh
+EXTRA_DIST += tests/test_perf_netns.sh

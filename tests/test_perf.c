@@ -45,7 +45,7 @@ static void test_coeffs(void) {
     fw_perf_coeffs(FW_PERF_ALLTOALL, 4, &a, &b);
     CHECK(a == 3 && b == 0.75, "alltoall 4: %g %g", a, b);
     fw_perf_links L = {0};
-    L.ab[FW_PERF_INTRA][FW_PERF_ALLREDUCE] = (fw_perf_ab){1e-6, 1e-9, true};
+    L.ab[FW_PERF_INTRA][FW_PERF_ALLREDUCE] = (fw_perf_ab){.alpha = 1e-6, .beta = 1e-9, .set = true};
     CHECK(near(fw_perf_coll_s(&L, FW_PERF_ALLREDUCE, FW_PERF_INTRA, 4, 1e6), 4e-6 + 1.5e-3, 1e-9), "4 ranks, 1 MB");
     CHECK(fw_perf_coll_s(&L, FW_PERF_ALLREDUCE, FW_PERF_INTRA, 1, 1e6) == 0, "one rank: nothing");
     CHECK(fw_perf_coll_s(&L, FW_PERF_ALLREDUCE, FW_PERF_INTER, 4, 1e6) == 0, "class not set: nothing");
@@ -80,6 +80,20 @@ static void test_files(void) {
     CHECK(L.ab[FW_PERF_INTER][FW_PERF_ALLREDUCE].set && L.ab[FW_PERF_INTER][FW_PERF_ALLREDUCE].alpha == 5e-5,
           "inter allreduce read");
     CHECK(!L.ab[FW_PERF_INTRA][FW_PERF_ALLREDUCE].set, "intra left unset");
+    /* Measured points: inside their range the segment between the nearest two. */
+    const char *pts = write_tmp("fw_perf_links_pts.json",
+                                "{\"format\": \"furrow-links\", \"version\": 1, \"links\": {\"inter\": {\"sendrecv\":"
+                                " {\"alpha_s\": 1e-4, \"beta_s_per_byte\": 1e-6, \"ranks\": 2,"
+                                " \"points\": [[16, 2e-4], [1024, 1e-3], [16384, 0.13]]}}}}");
+    CHECK(fw_perf_links_load(&L, pts, &e) == FW_OK, "%s", e.msg);
+    CHECK(near(fw_perf_coll_s(&L, FW_PERF_SENDRECV, FW_PERF_INTER, 2, 16384), 0.13, 1e-12), "a measured size");
+    CHECK(near(fw_perf_coll_s(&L, FW_PERF_SENDRECV, FW_PERF_INTER, 2, 8704), 1e-3 + 0.5 * 0.129, 1e-12), "between");
+    CHECK(near(fw_perf_coll_s(&L, FW_PERF_SENDRECV, FW_PERF_INTER, 2, 65536), 1e-4 + 65536e-6, 1e-12), "beyond: alpha-beta");
+    const char *desc = write_tmp("fw_perf_links_desc.json",
+                                 "{\"format\": \"furrow-links\", \"version\": 1, \"links\": {\"inter\": {\"sendrecv\":"
+                                 " {\"alpha_s\": 1e-4, \"beta_s_per_byte\": 1e-6, \"ranks\": 2,"
+                                 " \"points\": [[1024, 1e-3], [16, 2e-4]]}}}}");
+    CHECK(fw_perf_links_load(&L, desc, &e) != FW_OK && strstr(e.msg, "points[1]"), "sizes descending: %s", e.msg);
     const char *neg = write_tmp("fw_perf_links_neg.json",
                                 "{\"format\": \"furrow-links\", \"version\": 1, \"links\": {\"intra\": {\"sendrecv\":"
                                 " {\"alpha_s\": 5e-5, \"beta_s_per_byte\": -1}}}}");
@@ -94,8 +108,8 @@ static void test_files(void) {
                                  "{\"phase\": \"prefill\", \"batch\": 1, \"tokens\": 64, \"layer_s\": 0.016}]}");
     CHECK(fw_perf_compute_load(&C, comp, &e) == FW_OK && C.n_rows == 2 && C.tp == 2, "%s", e.msg);
     double fixed;
-    CHECK(near(fw_perf_layer_s(&C, false, 1, 4, &fixed), 0.001, 1e-12), "decode at tp 4: half of tp 2's");
-    CHECK(near(fw_perf_layer_s(&C, true, 128, 2, &fixed), 0.032, 1e-12), "prefill of 128 tokens: twice 64's");
+    CHECK(near(fw_perf_layer_s(&C, false, 1, 4, &fixed, NULL), 0.001, 1e-12), "decode at tp 4: half of tp 2's");
+    CHECK(near(fw_perf_layer_s(&C, true, 128, 2, &fixed, NULL), 0.032, 1e-12), "prefill of 128 tokens: twice 64's");
     const char *badphase = write_tmp("fw_perf_compute_bad.json",
                                      "{\"format\": \"furrow-compute\", \"version\": 1, \"tp\": 1, \"steps\": ["
                                      "{\"phase\": \"verify\", \"batch\": 4, \"tokens\": 1, \"layer_s\": 0.002}]}");
@@ -109,12 +123,12 @@ static void test_predict(void) {
     fw_config c;
     fw_err e = {{0}};
     CHECK(fw_synth_preset("tiny", &c, &e) == FW_OK, "%s", e.msg);
-    fw_perf_compute C = {.tp = 1, .n_rows = 1, .rows = {{false, 4, 1, 1e-3, 0}}};
+    fw_perf_compute C = {.tp = 1, .n_rows = 1, .rows = {{false, 4, 1, 1e-3, 0, 0}}};
     snprintf(C.source, sizeof C.source, "test");
     fw_perf_links L = {0};
-    L.ab[FW_PERF_INTRA][FW_PERF_ALLREDUCE] = (fw_perf_ab){1e-5, 1e-9, true};
-    L.ab[FW_PERF_INTER][FW_PERF_ALLREDUCE] = (fw_perf_ab){1e-4, 1e-8, true};
-    L.ab[FW_PERF_INTER][FW_PERF_SENDRECV] = (fw_perf_ab){2e-4, 2e-8, true};
+    L.ab[FW_PERF_INTRA][FW_PERF_ALLREDUCE] = (fw_perf_ab){.alpha = 1e-5, .beta = 1e-9, .set = true};
+    L.ab[FW_PERF_INTER][FW_PERF_ALLREDUCE] = (fw_perf_ab){.alpha = 1e-4, .beta = 1e-8, .set = true};
+    L.ab[FW_PERF_INTER][FW_PERF_SENDRECV] = (fw_perf_ab){.alpha = 2e-4, .beta = 2e-8, .set = true};
     fw_perf_req r = {.prefill = false, .batch = 4, .tokens = 1, .hidden = 256, .value_bytes = 4,
                      .ranks_per_node = 2, .together = false};
     /* tp 2 inside a node: 4 sequences one by one, each 3 layers of 0.5 ms and
@@ -134,6 +148,16 @@ static void test_predict(void) {
     CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) == FW_OK, "%s", e.msg);
     const double ar2 = 2e-4 + 1024e-8, arg2 = 2e-4 + 32e-8, bc2 = 2e-4 + 16 * 2e-8;
     CHECK(near(s.step_s, 4 * (3 * 0.5e-3 + 7 * ar2) + arg2 + bc2, 1e-9), "tp 2 over nodes: %g", s.step_s);
+    /* A wait of 1 ms at every all-reduce (CPU ranks reaching it apart) counts
+     * where it is longer than the transfer: the argmax's (0.2 ms), not the
+     * layers' (0.21 ms -> 1 ms: all of them). With 0.1 ms, none. */
+    C.rows[0].wait_s = 1e-3;
+    CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) == FW_OK, "%s", e.msg);
+    CHECK(near(s.step_s, 4 * (3 * 0.5e-3 + 7 * 1e-3) + 1e-3 + bc2, 1e-9), "tp 2 with 1 ms waits: %g", s.step_s);
+    C.rows[0].wait_s = 1e-4;
+    CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) == FW_OK, "%s", e.msg);
+    CHECK(near(s.step_s, 4 * (3 * 0.5e-3 + 7 * ar2) + arg2 + bc2, 1e-9), "tp 2 with 0.1 ms waits: %g", s.step_s);
+    C.rows[0].wait_s = 0;
     /* pp 2 over two nodes: stages of 2 and 1 layers (cost-balanced; the head
      * counts on the last), a hop of 1 KB, pipelined over 4 sequences. */
     q = (fw_plan_request){.world = 2, .ranks_per_node = 1, .tp = 1, .pp = 2};

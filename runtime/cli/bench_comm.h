@@ -9,11 +9,12 @@
 #include "io/base/err.h"
 #include "runtime/dist/world.h"
 
-/* Collective over the world. Send/recv (ping-pong of rank 0 with a rank of its
- * node and with one of another node), all-reduce and all-to-all (within each
+/* Collective over the world. Send/recv (rank 0 to a rank of its node and to
+ * one of another node, 8 messages back to back then an empty reply: seconds
+ * per message), all-reduce and all-to-all (within each
  * node at once, and over the whole world when it spans nodes), at message
- * sizes from 16 bytes to max_bytes (x4 apart), `seconds` of repetitions per
- * size at most; fits alpha and beta per collective and link class and rank 0
+ * sizes from 16 bytes to max_bytes (x4 apart), about `seconds` of repetitions
+ * per size (three rounds, the fastest kept); fits alpha and beta per collective and link class and rank 0
  * writes them to `path` and prints a table. */
 int fw_bench_comm(fw_world *w, const char *path, int64_t max_bytes, double seconds, fw_err *e);
 

@@ -109,7 +109,9 @@ static void per_token(const fw_model *m, double *bytes, double *params) {
 /* Per-rank figures gathered on rank 0. */
 typedef struct rank_stats {
     double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load, rss_mb;
-    double comm_prefill;       /* all-reduce and p2p seconds of the prefill */
+    double comm_prefill;       /* all-reduce, p2p and next-token seconds of the prefill */
+    double t_other;            /* the next tokens' argmax and broadcast */
+    double n_allreduce, ar_prefill, n_ar_prefill; /* all-reduces in all; seconds and count in the prefill */
 } rank_stats;
 
 static void print_ranks(const fw_engine *en, const rank_stats *all, int n, int64_t P, int64_t N) {
@@ -317,7 +319,9 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
     double t0 = fw_now();
     if (fw_engine_forward_many(en, (int)B, in, lens, FW_ATTN_NAIVE, toks, &e)) fw_world_abort(w, "bench", e.msg);
     mine->t_prefill = fw_now() - t0;
-    mine->comm_prefill = en->comm.stats.t_allreduce + en->comm.stats.t_p2p;
+    mine->comm_prefill = en->comm.stats.t_allreduce + en->comm.stats.t_p2p + en->comm.stats.t_other;
+    mine->ar_prefill = en->comm.stats.t_allreduce;
+    mine->n_ar_prefill = (double)en->comm.stats.n_allreduce;
     t0 = fw_now();
     for (int64_t b = 0; b < B; b++) in[b] = &toks[b];
     for (int64_t i = 0; i < a->N; i++)
@@ -325,6 +329,8 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
     mine->t_decode = fw_now() - t0;
     mine->t_allreduce = en->comm.stats.t_allreduce;
     mine->t_p2p = en->comm.stats.t_p2p;
+    mine->t_other = en->comm.stats.t_other;
+    mine->n_allreduce = (double)en->comm.stats.n_allreduce;
     mine->bytes_allreduce = (double)en->comm.stats.bytes_allreduce;
     mine->bytes_p2p = (double)en->comm.stats.bytes_p2p;
     struct rusage ru;
@@ -398,14 +404,20 @@ static int json_output(const fw_engine *en, const bench_args *a, const rank_stat
 /* Rank 0, --json: the per-layer compute of a rank's share, per forward (the
  * engine runs the sequences of a step one by one on CPU ranks): each stage's
  * slowest rank, communication taken out, summed over the stages and divided
- * by the layers; and the run's measured figures beside. */
+ * by the layers; the mean time of an all-reduce (on one node: mostly the
+ * ranks of a group waiting for each other, as cores are shared); and the
+ * run's measured figures beside. */
 static int write_compute_json(const fw_engine *en, const bench_args *a, const rank_stats *all, int n) {
     const fw_layout *l = &en->layout;
-    double dec[FW_MAX_STAGES] = {0}, pre[FW_MAX_STAGES] = {0}, tpot = 0, ttft = 0;
+    double dec[FW_MAX_STAGES] = {0}, pre[FW_MAX_STAGES] = {0}, tpot = 0, ttft = 0, wd = 0, wp = 0;
     for (int r = 0; r < n; r++) {
         const rank_stats *s = &all[r];
         const int st = fw_layout_pp_rank(l, r);
-        const double comm = s->t_allreduce + s->t_p2p;
+        const double comm = s->t_allreduce + s->t_p2p + s->t_other;
+        /* The mean all-reduce of each phase, the slowest rank's. */
+        const double nd = s->n_allreduce - s->n_ar_prefill;
+        if (s->n_ar_prefill > 0 && s->ar_prefill / s->n_ar_prefill > wp) wp = s->ar_prefill / s->n_ar_prefill;
+        if (nd > 0 && (s->t_allreduce - s->ar_prefill) / nd > wd) wd = (s->t_allreduce - s->ar_prefill) / nd;
         const double cp = s->t_prefill - s->comm_prefill, cd = s->t_decode - (comm - s->comm_prefill);
         if (cp > pre[st]) pre[st] = cp;
         if (cd > dec[st]) dec[st] = cd;
@@ -415,14 +427,14 @@ static int write_compute_json(const fw_engine *en, const bench_args *a, const ra
     double d = 0, p = 0;
     for (int s = 0; s < l->pp; s++) d += dec[s], p += pre[s];
     const double L = l->n_layers, fwd_dec = (double)(a->N * a->B), fwd_pre = (double)a->B;
-    json_t *j = json_pack("{s:s,s:i,s:s,s:i,s:i,s:i,s:i,s:[{s:s,s:I,s:i,s:f,s:f},{s:s,s:I,s:I,s:f,s:f}],"
+    json_t *j = json_pack("{s:s,s:i,s:s,s:i,s:i,s:i,s:i,s:[{s:s,s:I,s:i,s:f,s:f,s:f},{s:s,s:I,s:I,s:f,s:f,s:f}],"
                           "s:{s:f,s:f,s:I,s:I,s:I}}",
                           "format", "furrow-compute", "version", 1, "model", a->eo.model_dir, "layers", l->n_layers,
                           "tp", l->tp, "pp", l->pp, "ranks", n, "steps",
                           "phase", "decode", "batch", (json_int_t)a->B, "tokens", 1, "layer_s", d / fwd_dec / L,
-                          "fixed_s", 0.0,
+                          "fixed_s", 0.0, "wait_s", wd,
                           "phase", "prefill", "batch", (json_int_t)a->B, "tokens", (json_int_t)a->P, "layer_s",
-                          p / fwd_pre / L, "fixed_s", 0.0,
+                          p / fwd_pre / L, "fixed_s", 0.0, "wait_s", wp,
                           "measured", "tpot_s", tpot / (double)a->N, "ttft_s", ttft, "batch", (json_int_t)a->B,
                           "prompt", (json_int_t)a->P, "decode", (json_int_t)a->N);
     int rc = !j || json_dump_file(j, a->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(6));

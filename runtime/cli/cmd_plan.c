@@ -65,12 +65,14 @@ static void usage(FILE *f) {
             "  --predict                      instead of the plan: the performance model's step time,\n"
             "                                 tokens/s and latency for the layouts the planner picks\n"
             "                                 on each of --predict-nodes (same ranks per node, --tp,\n"
-            "                                 --pp, --mem-per-rank), at each decode batch and a\n"
-            "                                 prefill (PERFORMANCE.md: the equations); measured\n"
-            "                                 compute + alpha-beta collectives\n"
+            "                                 --pp, --mem-per-rank, --context; each row's batch in\n"
+            "                                 the memory plan), at each decode batch and a prefill\n"
+            "                                 (PERFORMANCE.md: the equations); measured compute +\n"
+            "                                 alpha-beta collectives\n"
             "  --compute FILE                 per-layer compute of a rank's share: furrow-compute JSON\n"
             "                                 (furrow bench --json); default with --device cuda: one\n"
-            "                                 H100's per-layer figures (GPU.md) split over tp\n"
+            "                                 H100's per-layer figures (GPU.md) split over tp (decode\n"
+            "                                 scaled by the copy bandwidth for --system h200)\n"
             "  --links FILE                   link figures measured by furrow bench --comm\n"
             "                                 (furrow-links JSON); override --system's\n"
             "  --system h100|h200             published NVLink 4 / 400 Gb/s InfiniBand figures of\n"
@@ -79,6 +81,9 @@ static void usage(FILE *f) {
             "  --predict-batches LIST         decode batches (default 1,8,64,256)\n"
             "  --predict-prefill N            prefill tokens (default 4096; 0: none)\n"
             "  --predict-prefill-batch B      sequences of the prefill (default 1)\n"
+            "  --nics-per-node N              links out of a node, shared by a stage's tp ranks for\n"
+            "                                 the hops to the next stage (default: one per rank, as\n"
+            "                                 rail-optimized GPU nodes have)\n"
             "  -h, --help                     this help\n\n"
             "Automatic choice: tp is the largest divisor of G that the model allows (heads,\n"
             "vocabulary, dense and shared-expert sizes divisible by tp; tp <= routed experts)\n"
@@ -291,6 +296,7 @@ int fw_cmd_plan(int argc, char **argv) {
         {"links", required_argument, 0, 'K'},       {"system", required_argument, 0, 'S'},
         {"predict-nodes", required_argument, 0, 'N'}, {"predict-batches", required_argument, 0, 'b'},
         {"predict-prefill", required_argument, 0, 'f'}, {"predict-prefill-batch", required_argument, 0, 'F'},
+        {"nics-per-node", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *weights = NULL;
     int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
@@ -303,7 +309,7 @@ int fw_cmd_plan(int argc, char **argv) {
     fw_predict_opts po = {.nodes = {1, 2, 4, 8, 16}, .n_nodes = 5, .batches = {1, 8, 64, 256}, .n_batches = 4,
                           .prefill = 4096, .prefill_batch = 1};
     int32_t *list = NULL;
-    int64_t nlist = 0;
+    int64_t nlist = 0, v = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -338,6 +344,7 @@ int fw_cmd_plan(int argc, char **argv) {
             if (strcmp(optarg, "h100") && strcmp(optarg, "h200")) bad = fw_errf(&e, "--system: expected h100 or h200, got '%s'", optarg);
             break;
         case 'f': bad = fw_cli_parse_int(optarg, "--predict-prefill", 0, 1 << 24, &po.prefill, &e); break;
+        case 'I': bad = fw_cli_parse_int(optarg, "--nics-per-node", 1, 1 << 10, &v, &e), po.nics_per_node = (int)v; break;
         case 'F': bad = fw_cli_parse_int(optarg, "--predict-prefill-batch", 1, 1 << 20, &po.prefill_batch, &e); break;
         case 'N':
         case 'b': {

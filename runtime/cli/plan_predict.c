@@ -19,7 +19,7 @@ int fw_plan_predict(const fw_config *c, const fw_plan_request *base, const fw_pr
     if (o->compute) {
         if (fw_perf_compute_load(&C, o->compute, e)) return fw_err_prefix(e, "--compute");
     } else if (gpu) {
-        fw_perf_compute_builtin_h100(&C);
+        fw_perf_compute_builtin(&C, o->system);
     } else {
         return fw_errf(e, "--predict on CPU ranks needs --compute FILE (furrow bench --json)");
     }
@@ -33,24 +33,31 @@ int fw_plan_predict(const fw_config *c, const fw_plan_request *base, const fw_pr
     printf("\n%5s  %-14s  %-7s  %6s  %10s  %10s  %10s  %10s  %12s  %10s\n", "nodes", "layout", "phase", "batch",
            "step_ms", "compute_ms", "allred_ms", "p2p_ms", "tokens_s", "latency_ms");
     for (int i = 0; i < o->n_nodes; i++) {
-        fw_plan_request rq = *base;
-        rq.world = o->nodes[i] * base->ranks_per_node;
-        fw_layout l;
-        fw_err pe = {{0}};
-        if (fw_plan(c, &rq, &l, &pe)) {
-            printf("%5d  %-14s  (no layout: %s)\n", o->nodes[i], "-", pe.msg);
-            continue;
-        }
-        char lay[32];
-        snprintf(lay, sizeof lay, "tp%dxpp%dxdp%d", l.tp, l.pp, l.dp);
         for (int k = 0; k <= o->n_batches; k++) {
             const bool prefill = k == o->n_batches;
             if (prefill && o->prefill <= 0) break;
-            fw_perf_req r = {.prefill = prefill, .batch = prefill ? 1 : o->batches[k],
+            fw_perf_req r = {.prefill = prefill, .batch = prefill ? o->prefill_batch : o->batches[k],
                              .tokens = prefill ? o->prefill : 1, .hidden = c->hidden_size,
                              .value_bytes = gpu ? 2 : 4, .ranks_per_node = base->ranks_per_node,
+                             .nics_per_node = o->nics_per_node,
                              .together = gpu};
-            if (prefill && o->prefill_batch > 0) r.batch = o->prefill_batch;
+            /* The layout of this row: its batch's KV cache (the prefill's
+             * sequences at least their prompt) must fit as well. */
+            fw_plan_request rq = *base;
+            rq.world = o->nodes[i] * base->ranks_per_node;
+            rq.batch = r.batch;
+            if (prefill && rq.context < o->prefill) rq.context = o->prefill;
+            fw_layout l;
+            fw_err pe = {{0}};
+            if (fw_plan(c, &rq, &l, &pe)) {
+                /* The planner's reason, up to its first clause. */
+                const char *colon = strchr(pe.msg, ':');
+                printf("%5d  %-14s  %-7s  %6lld  (no layout: %.*s)\n", o->nodes[i], "-", prefill ? "prefill" : "decode",
+                       (long long)r.batch, colon ? (int)(colon - pe.msg) : (int)strlen(pe.msg), pe.msg);
+                continue;
+            }
+            char lay[32];
+            snprintf(lay, sizeof lay, "tp%dxpp%dxdp%d", l.tp, l.pp, l.dp);
             fw_perf_step s;
             if (fw_perf_predict(&l, &C, &L, &r, &s, e)) return FW_ERR;
             /* Latency: TPOT of a decode step, TTFT of a prefill. */

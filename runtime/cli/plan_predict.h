@@ -18,10 +18,12 @@ typedef struct fw_predict_opts {
     int n_batches;             /* decode batches */
     int64_t prefill;           /* prefill tokens per sequence; 0: none */
     int64_t prefill_batch;     /* sequences of the prefill (default 1) */
+    int nics_per_node;         /* 0: one per rank */
 } fw_predict_opts;
 
-/* For each node count: the plan of base with world = nodes x ranks per node,
- * then a row per decode batch and the prefill. Prints the table. */
+/* For each node count, a row per decode batch and the prefill: the plan of
+ * base with world = nodes x ranks per node and the row's batch (its KV cache
+ * must fit --mem-per-rank too), and its predicted step. Prints the table. */
 int fw_plan_predict(const fw_config *c, const fw_plan_request *base, const fw_predict_opts *o, fw_err *e);
 
 #endif
