@@ -183,3 +183,7 @@ tests_test_perf_LDADD = $(FWTEST_LIBS)
 # The performance model predicts measured CPU runs on emulated nodes (netns, veth, tbf) within 20%.
 TESTS += tests/test_perf_netns.sh
 EXTRA_DIST += tests/test_perf_netns.sh
+
+# furrow bench --comm and --json on one node, read by furrow plan --predict; refusals.
+TESTS += tests/test_mpi_bench_comm.sh
+EXTRA_DIST += tests/test_mpi_bench_comm.sh
