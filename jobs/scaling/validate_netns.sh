@@ -14,11 +14,12 @@
 # OUT/validation.txt (the table) and OUT/validation.png (predicted against
 # measured, with the +-BOUND% band); exits 1 if a point is off by more than
 # --bound percent, 77 if nodes cannot be emulated here (needs root, ip netns,
-# veth, tc tbf and mpirun).
+# veth, tc tbf and mpirun). --replot: only the table and plot, from
+# OUT/validation.csv.
 #
 #   jobs/scaling/validate_netns.sh --out DIR [--rate 1mbit] [--points "2:1:2:1 2:2:4:1 ..."]
 #                 [--prompt 16] [--decode 8] [--batch 4] [--repeat 3] [--bound 20] [--no-plot]
-#                 [--comm-max 32KiB]
+#                 [--comm-max 32KiB] [--replot]
 #
 # A point is nodes:ranks_per_node:tp:pp (nodes 1 or 2); --comm-max: the
 # largest message the links are measured with (the prefill's hidden states,
@@ -29,7 +30,7 @@
 # --comm keeps the fastest of three rounds of each size likewise. FURROW_BIN: the furrow to run (default: the source tree's).
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
-out= rate=1mbit prompt=16 decode=8 batch=4 repeat=3 bound=20 plot=1 comm_max=32KiB
+out= rate=1mbit prompt=16 decode=8 batch=4 repeat=3 bound=20 plot=1 comm_max=32KiB replot=0
 points="1:1:1:1 1:2:2:1 1:2:1:2 1:4:4:1 1:4:2:2 2:1:2:1 2:1:1:2 2:2:4:1 2:2:2:2"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -43,6 +44,7 @@ while [ $# -gt 0 ]; do
     --bound) bound=$2; shift 2 ;;
     --no-plot) plot=0; shift ;;
     --comm-max) comm_max=$2; shift 2 ;;
+    --replot) replot=1; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "validate: unknown option $1" >&2; exit 2 ;;
   esac
@@ -52,6 +54,10 @@ skip() { echo "validate: cannot emulate nodes here: $*" >&2; exit 77; }
 [ -n "$out" ] || die "--out DIR is required"
 furrow=${FURROW_BIN:-$here/furrow}
 [ -x "$furrow" ] || die "no furrow at $furrow (build it, or set FURROW_BIN)"
+csv=$out/validation.csv
+if [ $replot = 1 ]; then
+  [ -f "$csv" ] || die "--replot: no $csv"
+else  # the runs (the rest of this block, unindented)
 [ "$(id -u)" = 0 ] || skip "not root (ip netns needs it)"
 command -v ip >/dev/null && command -v tc >/dev/null || skip "ip or tc (iproute2) not found"
 command -v mpirun >/dev/null || skip "mpirun not found"
@@ -143,7 +149,7 @@ bench() {  # bench NODES RPN TP PP: OUT/bench-nNrR-tpT-ppP.json (the fastest of 
   fastest "$f" "$out"/runs/bench-"$id"-*.json
 }
 
-csv=$out/validation.csv
+
 echo "nodes,ranks_per_node,tp,pp,phase,batch,tokens,measured_ms,predicted_ms,error_pct,compute_ms,allreduce_ms,p2p_ms" > "$csv"
 for p in $points; do
   IFS=: read -r nodes rpn tp pp <<EOP
@@ -174,6 +180,7 @@ EOP
       printf "%s,%s,%s,%s,%s,%s,%s,%.3f,%.3f,%.1f,%.3f,%.3f,%.3f\n", n, r, t, q, $3, $4, ($3 == "decode" ? 1 : P),
         meas, $5, 100 * ($5 - meas) / meas, $6, $7, $8 }' "$out/runs/predict-n${nodes}r${rpn}-tp$tp-pp$pp.txt" >> "$csv"
 done
+fi
 
 # The table, and whether every point is within the bound.
 awk -F, -v b="$bound" -v rate="$rate" 'NR == 1 { printf "nodes x ranks  tp pp  phase    batch  measured ms  predicted ms  error  (comm in the prediction)\n"; next }
@@ -183,7 +190,8 @@ awk -F, -v b="$bound" -v rate="$rate" 'NR == 1 { printf "nodes x ranks  tp pp  p
   > "$out/validation.txt" && ok=1 || ok=0
 cat "$out/validation.txt"
 if [ $plot = 1 ] && command -v gnuplot >/dev/null; then
-  tail -n +2 "$csv" | awk -F, '{ printf "%s %s \"%sx%s tp%s pp%s %s\"\n", $8, $9, $1, $2, $3, $4, $5 }' > "$out/validation.dat"
+  tail -n +2 "$csv" | awk -F, '{ printf "%s %s \"%sx%s tp%s pp%s %s\"\n", $8, $9, $1, $2, $3, $4, $5 > ("'"$out"'/validation-n" $1 ".dat") }'
+  touch "$out/validation-n1.dat" "$out/validation-n2.dat"
   gnuplot <<GP
 set terminal pngcairo size 800,640 font ",10"
 set output "$out/validation.png"
@@ -196,8 +204,10 @@ set grid
 b = $bound / 100.0
 plot x with lines lc black title "predicted = measured", x * (1 + b) with lines dt 2 lc rgb "gray" title "+-$bound%", \
      x * (1 - b) with lines dt 2 lc rgb "gray" notitle, \
-     "$out/validation.dat" using 1:2 with points pt 7 ps 1.3 lc rgb "blue" title "points", \
-     "" using 1:2:3 with labels offset 1,0.6 left font ",8" notitle
+     "$out/validation-n2.dat" using 1:2 with points pt 7 ps 1.3 lc rgb "blue" title "2 nodes: predicted from other runs", \
+     "" using 1:2:3 with labels offset 1,0.6 left font ",8" notitle, \
+     "$out/validation-n1.dat" using 1:2 with points pt 6 ps 1.3 lc rgb "gray40" title "1 node: compute and waits from the same run", \
+     "" using 1:2:3 with labels offset 1,-0.6 left font ",7" tc rgb "gray40" notitle
 GP
   echo "validate: $out/validation.png" >&2
 fi
