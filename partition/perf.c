@@ -266,7 +266,7 @@ int fw_perf_predict(const fw_layout *l, const fw_perf_compute *C, const fw_perf_
              * stage: across nodes they share the node's links. */
             const int senders = l->tp < rpn ? l->tp : rpn;
             const int nics = r->nics_per_node > 0 ? r->nics_per_node : senders;
-            const double share = hc == FW_PERF_INTER && senders > nics ? (double)(senders + nics - 1) / nics : 1;
+            const double share = hc == FW_PERF_INTER && senders > nics ? ceil((double)senders / nics) : 1;
             hop = fw_perf_coll_s(L, FW_PERF_SENDRECV, hc, 2, msg * share);
         }
         const double slot = comp + ar + hop;
@@ -288,7 +288,7 @@ int fw_perf_predict(const fw_layout *l, const fw_perf_compute *C, const fw_perf_
         if (p->set) other += ceil(log2((double)rep)) * (p->alpha + 4.0 * (double)r->batch * p->beta);
     }
     step += other;
-    const double scale = step > 0 ? (step - other) / sum : 0; /* share of the path: the slots it holds */
+    const double scale = sum > 0 ? (step - other) / sum : 0; /* share of the path: the slots it holds */
     out->compute_s = comp_sum * scale;
     out->allreduce_s = ar_sum * scale;
     out->p2p_s = p2p_sum * scale;

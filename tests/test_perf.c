@@ -168,6 +168,19 @@ static void test_predict(void) {
     const double s0 = l.stages[0].n_layers * 1e-3 + hop, s1 = l.stages[1].n_layers * 1e-3;
     const double want = s0 + s1 + 3 * (s0 > s1 ? s0 : s1) + bc2;
     CHECK(near(s.step_s, want, 1e-9), "pp 2: %g, want %g", s.step_s, want);
+    /* tp 2 x pp 2 on 2 nodes of 2 ranks: both tp ranks of stage 0 send to
+     * the next node; with one link per node they share it (the hop's bytes
+     * twice), with one per rank they do not. */
+    q = (fw_plan_request){.world = 4, .ranks_per_node = 2, .tp = 2, .pp = 2};
+    CHECK(fw_plan(&c, &q, &l, &e) == FW_OK, "%s", e.msg);
+    r.ranks_per_node = 2, r.nics_per_node = 1;
+    CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) == FW_OK, "%s", e.msg);
+    const double shared = s.step_s, extra = 1024 * 2e-8; /* the second sender's 1 KB */
+    r.nics_per_node = 0;
+    CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) == FW_OK, "%s", e.msg);
+    /* The hop is in the first slot and, if stage 0 is the slower, in the 3 after. */
+    CHECK(shared >= s.step_s + extra * (1 - 1e-9) && shared <= s.step_s + 4 * extra * (1 + 1e-9),
+          "shared link: step %g, own links %g", shared, s.step_s);
     /* Compute figures without a prefill row: the error says so. */
     r.prefill = true;
     CHECK(fw_perf_predict(&l, &C, &L, &r, &s, &e) != FW_OK && strstr(e.msg, "prefill"), "%s", e.msg);
