@@ -10,4 +10,4 @@ nobase_dist_pkgdata_DATA = jobs/slurm/common.sh
 nobase_dist_pkgdata_SCRIPTS += jobs/scaling/run.sh jobs/scaling/plot.sh jobs/scaling/validate_netns.sh
 # The README's example study (CPU ranks on one machine).
 EXTRA_DIST += jobs/scaling/example-throughput.png jobs/scaling/example-results.csv \
-	jobs/scaling/example-validation.png jobs/scaling/example-validation.csv
+	jobs/scaling/example-validation.png jobs/scaling/example-validation.csv jobs/scaling/example-validation-throughput.png

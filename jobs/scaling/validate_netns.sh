@@ -11,8 +11,9 @@
 #   3. runs furrow bench at the point and compares its TPOT and TTFT with the
 #      prediction from 1 and 2.
 # Writes OUT/validation.csv (measured and predicted milliseconds, error),
-# OUT/validation.txt (the table) and OUT/validation.png (predicted against
-# measured, with the +-BOUND% band); exits 1 if a point is off by more than
+# OUT/validation.txt (the table), OUT/validation.png (predicted against
+# measured, with the +-BOUND% band) and OUT/validation-throughput.png (tokens/s
+# per configuration, measured beside predicted); exits 1 if a point is off by more than
 # --bound percent, 77 if nodes cannot be emulated here (needs root, ip netns,
 # veth, tc tbf and mpirun). --replot: only the table and plot, from
 # OUT/validation.csv.
@@ -209,6 +210,28 @@ plot x with lines lc black title "predicted = measured", x * (1 + b) with lines 
      "$out/validation-n1.dat" using 1:2 with points pt 6 ps 1.3 lc rgb "gray40" title "1 node: compute and waits from the same run", \
      "" using 1:2:3 with labels offset 1,-0.6 left font ",7" tc rgb "gray40" notitle
 GP
-  echo "validate: $out/validation.png" >&2
+  # Throughput per configuration, measured beside predicted, as the scaling
+  # study's plots: decode and prefill tokens/s (batch x tokens / step).
+  tail -n +2 "$csv" | awk -F, '{ l = sprintf("\"%sx%s tp%s pp%s\"", $1, $2, $3, $4); t = $6 * $7 * 1000
+      printf "%s %g %g\n", l, t / $8, t / $9 > ("'"$out"'/throughput-" $5 ".dat") }'
+  gnuplot <<GP
+set terminal pngcairo size 1000,420 font ",10"
+set output "$out/validation-throughput.png"
+set multiplot layout 1,2 title "furrow on emulated nodes ($rate between them): measured and predicted tokens/s"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -30
+set logscale y
+set grid y
+set key top right
+set ylabel "decode tokens/s"
+plot "$out/throughput-decode.dat" using 2:xtic(1) title "measured" lc rgb "blue", "" using 3 title "predicted" lc rgb "orange"
+set ylabel "prefill tokens/s"
+plot "$out/throughput-prefill.dat" using 2:xtic(1) title "measured" lc rgb "blue", "" using 3 title "predicted" lc rgb "orange"
+unset multiplot
+GP
+  echo "validate: $out/validation.png $out/validation-throughput.png" >&2
 fi
 [ $ok = 1 ]
