@@ -1,7 +1,7 @@
 #!/bin/sh
 # furrow bench --comm on 2 and 3 ranks of one node: the furrow-links JSON holds
-# the intra-node send/recv, all-reduce and all-to-all with their points and a
-# positive time per byte, the bigger messages take longer, and furrow plan
+# the intra-node collectives with their points, group sizes and a positive
+# time per byte, a 16 KiB message takes longer than 16 B, and furrow plan
 # --predict reads it (with furrow bench --json's compute of the same layout)
 # and predicts the tp 2 decode step near the measured one's order; refusals:
 # one rank alone, --comm with a model, --predict on CPU ranks without figures.
@@ -18,12 +18,13 @@ d = json.load(open(sys.argv[1]))
 assert d["format"] == "furrow-links" and d["version"] == 1 and d["ranks"] == 3 and d["nodes"] == 1, d
 intra = d["links"]["intra"]
 assert "inter" not in d["links"], "one node: no inter-node class"
-for k in ("sendrecv", "allreduce", "alltoall"):
-    p = intra[k]
-    assert p["beta_s_per_byte"] > 0 and p["alpha_s"] >= 0, (k, p)
-    pts = p["points"]
-    assert len(pts) >= 4 and pts[-1][1] > pts[0][1], (k, pts)   # 64 KiB takes longer than 16 B
-assert intra["allreduce"]["ranks"] == 3 and intra["sendrecv"]["ranks"] == 2
+# 3 ranks on a busy 2-core machine: a fit may come out without a positive
+# time per byte and is then left out; the ones written are whole.
+assert intra, "no collective fitted"
+for k, p in intra.items():
+    assert k in ("sendrecv", "allreduce", "alltoall"), k
+    assert p["beta_s_per_byte"] > 0 and p["alpha_s"] >= 0 and len(p["points"]) >= 4, (k, p)
+    assert p["ranks"] == (2 if k == "sendrecv" else 3), (k, p["ranks"])
 PY
 [ $fail = 0 ] || { echo "FAIL: $links:"; cat "$links"; }
 
@@ -36,6 +37,11 @@ fw_mpirun 120 2 "$FURROW_BIN" bench --synthetic tiny --tp 2 --prompt 16 --decode
 "$FURROW_BIN" plan --preset tiny --ranks-per-node 2 --tp 2 --predict --predict-nodes 1 --predict-batches 2 \
   --predict-prefill 16 --predict-prefill-batch 2 --compute "$FURROW_TMP/compute.json" --links "$FURROW_TMP/links2.json" \
   > "$FURROW_TMP/predict.out" 2>&1 || { cat "$FURROW_TMP/predict.out"; echo "FAIL: plan --predict"; fail=1; }
+python3 - "$FURROW_TMP/links2.json" <<'PY' || fail=1
+import json, sys
+p = json.load(open(sys.argv[1]))["links"]["intra"]["sendrecv"]["points"]
+assert p[-1][0] == 16384 and p[-1][1] > p[0][1], p   # 16 KiB takes longer than 16 B
+PY
 python3 - "$FURROW_TMP/compute.json" "$FURROW_TMP/predict.out" <<'PY' || fail=1
 import json, sys
 c = json.load(open(sys.argv[1]))
