@@ -7,6 +7,7 @@ nobase_dist_pkgdata_SCRIPTS = jobs/slurm/convert.sbatch jobs/slurm/generate.sbat
 	jobs/mpirun/launch.sh jobs/mpirun/serve.sh jobs/mpirun/generate.sh jobs/mpirun/bench.sh
 nobase_dist_pkgdata_DATA = jobs/slurm/common.sh
 # Scaling studies: runs -> CSV -> gnuplot PNGs.
-nobase_dist_pkgdata_SCRIPTS += jobs/scaling/run.sh jobs/scaling/plot.sh
+nobase_dist_pkgdata_SCRIPTS += jobs/scaling/run.sh jobs/scaling/plot.sh jobs/scaling/validate_netns.sh
 # The README's example study (CPU ranks on one machine).
-EXTRA_DIST += jobs/scaling/example-throughput.png jobs/scaling/example-results.csv
+EXTRA_DIST += jobs/scaling/example-throughput.png jobs/scaling/example-results.csv \
+	jobs/scaling/example-validation.png jobs/scaling/example-validation.csv jobs/scaling/example-validation-throughput.png

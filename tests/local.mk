@@ -183,3 +183,16 @@ tests/test_slurm_autoscale.log: tests/test_slurm_requeue.log
 # The layers of the code from the object files' symbols (tests/layers.txt).
 TESTS += tests/test_layers.sh
 EXTRA_DIST += tests/test_layers.sh tests/layers.py tests/layers.txt
+
+# The performance model: fit, collective coefficients, its files, predicted steps added up by hand.
+check_PROGRAMS += tests/test_perf
+TESTS += tests/test_perf
+tests_test_perf_LDADD = $(FWTEST_LIBS)
+
+# The performance model predicts measured CPU runs on emulated nodes (netns, veth, tbf) within 20%.
+TESTS += tests/test_perf_netns.sh
+EXTRA_DIST += tests/test_perf_netns.sh
+
+# furrow bench --comm and --json on one node, read by furrow plan --predict; refusals.
+TESTS += tests/test_mpi_bench_comm.sh
+EXTRA_DIST += tests/test_mpi_bench_comm.sh

@@ -10,8 +10,10 @@
 #include "io/synth.h"
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/bench_comm.h"
 #include "runtime/cli/bench_json.h"
 #include "runtime/dist/energy.h"
+#include <jansson.h>
 #include "runtime/engine/engine.h"
 
 /* Sequences of one benchmark at most. */
@@ -19,7 +21,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: [mpirun -np N] furrow bench --model DIR [options]\n\n"
+            "usage: [mpirun -np N] furrow bench --model DIR [options]\n"
+            "       mpirun -np N furrow bench --comm FILE [--comm-max SIZE] [--comm-seconds S]\n\n"
             "Measures prefill and decode tokens/s on random token ids, the weight bytes streamed\n"
             "per decoded token, and this machine's copy/read bandwidth and FMA peak (measured\n"
             "by rank 0 before loading). Under mpirun: compute, all-reduce and pipeline time\n"
@@ -38,6 +41,19 @@ static void usage(FILE *f) {
             "                                      mask (json_object, a schema) and without, beside the\n"
             "                                      decode step (needs the model's tokenizer, or --tokenizer)\n"
             "  --tokenizer DIR                     the tokenizer for --json-output (default: --model's)\n"
+            "  --json FILE                         also write the per-layer compute of the ranks' shares\n"
+            "                                      (decode and prefill, communication taken out) as\n"
+            "                                      \"furrow-compute\" JSON, for furrow plan --predict --compute\n"
+            "  --comm FILE                         no model: measure send/recv, all-reduce and all-to-all\n"
+            "                                      between the ranks of this job (within nodes, and across\n"
+            "                                      them) at sizes from 16 B up (send/recv: 8 messages one\n"
+            "                                      way, as pipeline hops go), fit each one's latency alpha\n"
+            "                                      and time per byte beta (least squares), and write them\n"
+            "                                      with the points as \"furrow-links\" JSON for furrow plan\n"
+            "                                      --predict --links\n"
+            "  --comm-max SIZE                     with --comm: the largest message (default 1MiB; x4 apart)\n"
+            "  --comm-seconds S                    with --comm: repetitions per size fill about S seconds\n"
+            "                                      in three rounds, the fastest kept (default 0.2)\n"
             "  --synthetic PRESET                  no checkpoint: random weights of a preset (tiny, small,\n"
             "                                      deepseek-v3) generated in place on each rank\n"
             "  --layers N                          with --synthetic: N layers (default: the preset's)\n"
@@ -109,6 +125,9 @@ typedef struct rank_stats {
     double t_prefill, t_decode, t_allreduce, t_p2p, bytes_allreduce, bytes_p2p, tok_bytes, tok_params, t_load, rss_mb;
     /* The node's joules in each phase (CPU packages, GPUs) from its first rank; -1: no counter, or another rank. */
     double j_prefill[2], j_decode[2];
+    double comm_prefill;       /* all-reduce, p2p and next-token seconds of the prefill */
+    double t_other;            /* the next tokens' argmax and broadcast */
+    double n_allreduce, ar_prefill, n_ar_prefill; /* all-reduces in all; seconds and count in the prefill */
 } rank_stats;
 
 /* The node's energy of a phase: the meter's totals now less those at its start. */
@@ -186,6 +205,10 @@ typedef struct bench_args {
     char spec[128];            /* --synthetic: the in-place model's spec */
     bool json;                 /* --json-output */
     const char *tokenizer;
+    const char *json_path;     /* --json: furrow-compute output */
+    const char *comm_path;     /* --comm: furrow-links output */
+    uint64_t comm_max;
+    double comm_seconds;
 } bench_args;
 
 /* Parses the flags into a; -1 to go on, else the exit status. */
@@ -197,13 +220,16 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         {"synthetic", required_argument, 0, 's'}, {"layers", required_argument, 0, 'L'},
         {"dense", required_argument, 0, 'D'},     {"batches", required_argument, 0, 'B'},
         {"contexts", required_argument, 0, 'C'},  {"prefill", required_argument, 0, 'F'},
-        {"iters", required_argument, 0, 'I'},     {"tp-sim", required_argument, 0, 'S'},
+        {"iters", required_argument, 0, 'I'},     {"tp-sim", required_argument, 0, 'G'},
         {"sim-allreduce", required_argument, 0, 'A'},
         {"json-output", no_argument, 0, 'J'},     {"tokenizer", required_argument, 0, 'T'},
+        {"json", required_argument, 0, 'j'},      {"comm", required_argument, 0, 'c'},
+        {"comm-max", required_argument, 0, 'x'},  {"comm-seconds", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},        FW_CLI_ENGINE_OPTIONS, {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     fw_cli_engine_defaults(&a->eo);
     a->P = 128, a->N = 32, a->B = 1, a->ceilings = true;
+    a->comm_max = 1 << 20, a->comm_seconds = 0.2;
     a->steps = (fw_bench_steps){.n_batch = 4, .batch = {1, 8, 64, 256}, .n_context = 2, .context = {1024, 4096},
                                 .n_prefill = 1, .prefill = {4096}, .iters = 5, .sim_alpha_us = 24,
                                 .sim_busbw_gbs = 348};
@@ -226,10 +252,24 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case 'n': a->ceilings = false; break;
         case 'J': a->json = true; break;
         case 'T': a->tokenizer = optarg; break;
+        case 'j': a->json_path = optarg; break;
+        case 'c': a->comm_path = optarg; break;
+        case 'x':
+            bad = fw_cli_parse_size(optarg, "--comm-max", &a->comm_max, &e);
+            if (!bad && (a->comm_max < 64 || a->comm_max > (UINT64_C(1) << 30)))
+                bad = fw_errf(&e, "--comm-max: %s is outside 64 bytes to 1 GiB", optarg) != 0;
+            break;
+        case 'S': {
+            char *end;
+            a->comm_seconds = strtod(optarg, &end);
+            if (end == optarg || *end || !(a->comm_seconds > 0 && a->comm_seconds <= 60))
+                bad = fw_errf(&e, "--comm-seconds: expected seconds in (0, 60], got '%s'", optarg) != 0;
+            break;
+        }
         case 's': synthetic = optarg; break;
         case 'L': bad = fw_cli_parse_int(optarg, "--layers", 1, 1000, &layers, &e); break;
         case 'D': bad = fw_cli_parse_int(optarg, "--dense", 0, 1000, &dense, &e); break;
-        case 'S': bad = fw_cli_parse_int(optarg, "--tp-sim", 1, 1024, &v, &e), a->eo.sim_tp = (int)v; break;
+        case 'G': bad = fw_cli_parse_int(optarg, "--tp-sim", 1, 1024, &v, &e), a->eo.sim_tp = (int)v; break;
         case 'A': {
             char *end;
             a->steps.sim_alpha_us = strtod(optarg, &end);
@@ -289,6 +329,11 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         fprintf(stderr, "furrow bench: --json-output with --synthetic needs --tokenizer DIR\n");
         return 2;
     }
+    if (a->comm_path && (a->eo.model_dir || optind < argc)) {
+        fprintf(stderr, "furrow bench: --comm measures the links alone: no --model or --synthetic with it\n");
+        return 2;
+    }
+    if (a->comm_path) return -1;
     if (!a->eo.model_dir || optind < argc) {
         fprintf(stderr, "furrow bench: --model or --synthetic is required\n");
         usage(stderr);
@@ -336,6 +381,9 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
     mine->t_prefill = fw_now() - t0;
     MPI_Barrier(w->comm); /* the node's energy of a phase is that of all its ranks */
     if (meter) phase_joules(meter, j0, mine->j_prefill, j1);
+    mine->comm_prefill = en->comm.stats.t_allreduce + en->comm.stats.t_p2p + en->comm.stats.t_other;
+    mine->ar_prefill = en->comm.stats.t_allreduce;
+    mine->n_ar_prefill = (double)en->comm.stats.n_allreduce;
     t0 = fw_now();
     for (int64_t b = 0; b < B; b++) in[b] = &toks[b];
     for (int64_t i = 0; i < a->N; i++)
@@ -345,6 +393,8 @@ static void run_end_to_end(fw_world *w, fw_engine *en, const bench_args *a, rank
     if (meter) phase_joules(meter, j1, mine->j_decode, j2);
     mine->t_allreduce = en->comm.stats.t_allreduce;
     mine->t_p2p = en->comm.stats.t_p2p;
+    mine->t_other = en->comm.stats.t_other;
+    mine->n_allreduce = (double)en->comm.stats.n_allreduce;
     mine->bytes_allreduce = (double)en->comm.stats.bytes_allreduce;
     mine->bytes_p2p = (double)en->comm.stats.bytes_p2p;
     struct rusage ru;
@@ -421,12 +471,66 @@ static int json_output(const fw_engine *en, const bench_args *a, const rank_stat
     return rc ? 1 : 0;
 }
 
+/* Rank 0, --json: the per-layer compute of a rank's share, per forward (the
+ * engine runs the sequences of a step one by one on CPU ranks): each stage's
+ * slowest rank, communication taken out, summed over the stages and divided
+ * by the layers; the mean time of an all-reduce (on one node: mostly the
+ * ranks of a group waiting for each other, as cores are shared); and the
+ * run's measured figures beside. */
+static int write_compute_json(const fw_engine *en, const bench_args *a, const rank_stats *all, int n) {
+    const fw_layout *l = &en->layout;
+    double dec[FW_MAX_STAGES] = {0}, pre[FW_MAX_STAGES] = {0}, tpot = 0, ttft = 0, wd = 0, wp = 0;
+    for (int r = 0; r < n; r++) {
+        const rank_stats *s = &all[r];
+        const int st = fw_layout_pp_rank(l, r);
+        const double comm = s->t_allreduce + s->t_p2p + s->t_other;
+        /* The mean all-reduce of each phase, the slowest rank's. */
+        const double nd = s->n_allreduce - s->n_ar_prefill;
+        if (s->n_ar_prefill > 0 && s->ar_prefill / s->n_ar_prefill > wp) wp = s->ar_prefill / s->n_ar_prefill;
+        if (nd > 0 && (s->t_allreduce - s->ar_prefill) / nd > wd) wd = (s->t_allreduce - s->ar_prefill) / nd;
+        const double cp = s->t_prefill - s->comm_prefill, cd = s->t_decode - (comm - s->comm_prefill);
+        if (cp > pre[st]) pre[st] = cp;
+        if (cd > dec[st]) dec[st] = cd;
+        if (s->t_decode > tpot) tpot = s->t_decode;
+        if (s->t_prefill > ttft) ttft = s->t_prefill;
+    }
+    double d = 0, p = 0;
+    for (int s = 0; s < l->pp; s++) d += dec[s], p += pre[s];
+    const double L = l->n_layers, fwd_dec = (double)(a->N * a->B), fwd_pre = (double)a->B;
+    json_t *j = json_pack("{s:s,s:i,s:s,s:i,s:i,s:i,s:i,s:[{s:s,s:I,s:i,s:f,s:f,s:f},{s:s,s:I,s:I,s:f,s:f,s:f}],"
+                          "s:{s:f,s:f,s:I,s:I,s:I}}",
+                          "format", "furrow-compute", "version", 1, "model", a->eo.model_dir, "layers", l->n_layers,
+                          "tp", l->tp, "pp", l->pp, "ranks", n, "steps",
+                          "phase", "decode", "batch", (json_int_t)a->B, "tokens", 1, "layer_s", d / fwd_dec / L,
+                          "fixed_s", 0.0, "wait_s", wd,
+                          "phase", "prefill", "batch", (json_int_t)a->B, "tokens", (json_int_t)a->P, "layer_s",
+                          p / fwd_pre / L, "fixed_s", 0.0, "wait_s", wp,
+                          "measured", "tpot_s", tpot / (double)a->N, "ttft_s", ttft, "batch", (json_int_t)a->B,
+                          "prompt", (json_int_t)a->P, "decode", (json_int_t)a->N);
+    int rc = !j || json_dump_file(j, a->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
+    if (rc) fprintf(stderr, "furrow bench: cannot write %s\n", a->json_path);
+    json_decref(j);
+    return rc;
+}
+
 int fw_cmd_bench(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* rows reach a log before any abort */
     bench_args a;
     int st = parse_args(argc, argv, &a);
     if (st >= 0) return st;
     /* A backend with a step benchmark runs it (and measures its own ceilings). */
+    if (a.comm_path) {
+        fw_err e = {{0}};
+        fw_world w;
+        if (fw_world_init(&w, NULL, NULL, &e)) {
+            fprintf(stderr, "furrow bench: %s\n", e.msg);
+            return 1;
+        }
+        int rc = fw_bench_comm(&w, a.comm_path, (int64_t)a.comm_max, a.comm_seconds, &e);
+        if (rc && w.rank == 0) fprintf(stderr, "furrow bench --comm: %s\n", e.msg);
+        fw_world_finalize(&w);
+        return rc ? 1 : 0;
+    }
     const fw_backend *be = fw_engine_backend(a.eo.device);
     const bool steps = be && be->bench_steps;
     if (steps) { /* the backend sizes its cache for the steps itself: the engine's is one sequence's */
@@ -476,6 +580,7 @@ int fw_cmd_bench(int argc, char **argv) {
         MPI_Gather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, w.comm);
         if (w.rank == 0) report(&w, &en, &a, &ceil, all, &meter);
         rc = w.rank == 0 && a.json ? json_output(&en, &a, all) : 0;
+        if (w.rank == 0 && a.json_path && write_compute_json(&en, &a, all, w.size)) rc = 1;
         free(all);
     }
     fw_engine_free(&en);

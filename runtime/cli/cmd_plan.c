@@ -14,6 +14,7 @@
 #include "io/quant_spec.h"
 #include "partition/plan.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/plan_predict.h"
 
 #define GB 1e9
 
@@ -21,7 +22,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: furrow plan (--model DIR | --config FILE | --preset NAME) --nodes N --ranks-per-node G\n"
             "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n"
-            "                   [--weights SPEC] [--device cpu|cuda]\n\n"
+            "                   [--weights SPEC] [--device cpu|cuda]\n"
+            "                   [--predict [--compute FILE] [--links FILE] [--system h100|h200]\n"
+            "                    [--predict-nodes LIST] [--predict-batches LIST] [--predict-prefill N]]\n\n"
             "Prints how the model would be split over N x G ranks: tensor x pipeline x data\n"
             "parallel sizes, the layers of each pipeline stage and its share of the work, the\n"
             "routed experts of each tensor-parallel rank, the memory of the fullest rank, the\n"
@@ -59,6 +62,28 @@ static void usage(FILE *f) {
             "  --dtype fp8|bf16               the same as --weights fp8|bf16\n"
             "  --device cpu|cuda              where the ranks run: KV cache and activations in fp32\n"
             "                                 (cpu, default) or bf16 (cuda)\n"
+            "  --predict                      instead of the plan: the performance model's step time,\n"
+            "                                 tokens/s and latency for the layouts the planner picks\n"
+            "                                 on each of --predict-nodes (same ranks per node, --tp,\n"
+            "                                 --pp, --mem-per-rank, --context; each row's batch in\n"
+            "                                 the memory plan), at each decode batch and a prefill\n"
+            "                                 (PERFORMANCE.md: the equations); measured compute +\n"
+            "                                 alpha-beta collectives\n"
+            "  --compute FILE                 per-layer compute of a rank's share: furrow-compute JSON\n"
+            "                                 (furrow bench --json); default with --device cuda: one\n"
+            "                                 H100's per-layer figures (GPU.md) split over tp (decode\n"
+            "                                 scaled by the copy bandwidth for --system h200)\n"
+            "  --links FILE                   link figures measured by furrow bench --comm\n"
+            "                                 (furrow-links JSON); override --system's\n"
+            "  --system h100|h200             published NVLink 4 / 400 Gb/s InfiniBand figures of\n"
+            "                                 HGX H100 / H200 nodes (default with --device cuda: h100)\n"
+            "  --predict-nodes LIST           node counts (default 1,2,4,8,16)\n"
+            "  --predict-batches LIST         decode batches (default 1,8,64,256)\n"
+            "  --predict-prefill N            prefill tokens (default 4096; 0: none)\n"
+            "  --predict-prefill-batch B      sequences of the prefill (default 1)\n"
+            "  --nics-per-node N              links out of a node, shared by a stage's tp ranks for\n"
+            "                                 the hops to the next stage (default: one per rank, as\n"
+            "                                 rail-optimized GPU nodes have)\n"
             "  -h, --help                     this help\n\n"
             "Automatic choice: tp is the largest divisor of G that the model allows (heads,\n"
             "vocabulary, dense and shared-expert sizes divisible by tp; tp <= routed experts)\n"
@@ -267,6 +292,11 @@ int fw_cmd_plan(int argc, char **argv) {
         {"context", required_argument, 0, 'L'},     {"batch", required_argument, 0, 'B'},
         {"dtype", required_argument, 0, 'd'},       {"help", no_argument, 0, 'h'},
         {"device", required_argument, 0, 'D'},      {"weights", required_argument, 0, 'W'},
+        {"predict", no_argument, 0, 'X'},           {"compute", required_argument, 0, 'C'},
+        {"links", required_argument, 0, 'K'},       {"system", required_argument, 0, 'S'},
+        {"predict-nodes", required_argument, 0, 'N'}, {"predict-batches", required_argument, 0, 'b'},
+        {"predict-prefill", required_argument, 0, 'f'}, {"predict-prefill-batch", required_argument, 0, 'F'},
+        {"nics-per-node", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *weights = NULL;
     int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
@@ -275,6 +305,11 @@ int fw_cmd_plan(int argc, char **argv) {
     fw_quant_spec spec;
     fw_err e = {{0}};
     int c, bad = 0;
+    bool predict = false;
+    fw_predict_opts po = {.nodes = {1, 2, 4, 8, 16}, .n_nodes = 5, .batches = {1, 8, 64, 256}, .n_batches = 4,
+                          .prefill = 4096, .prefill_batch = 1};
+    int32_t *list = NULL;
+    int64_t nlist = 0, v = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -301,6 +336,32 @@ int fw_cmd_plan(int argc, char **argv) {
             if (!strcmp(optarg, "cuda")) value_bytes = 2;
             else if (strcmp(optarg, "cpu")) bad = fw_errf(&e, "--device: expected cpu or cuda, got '%s'", optarg);
             break;
+        case 'X': predict = true; break;
+        case 'C': po.compute = optarg; break;
+        case 'K': po.links = optarg; break;
+        case 'S':
+            po.system = optarg;
+            if (strcmp(optarg, "h100") && strcmp(optarg, "h200")) bad = fw_errf(&e, "--system: expected h100 or h200, got '%s'", optarg);
+            break;
+        case 'f': bad = fw_cli_parse_int(optarg, "--predict-prefill", 0, 1 << 24, &po.prefill, &e); break;
+        case 'I': bad = fw_cli_parse_int(optarg, "--nics-per-node", 1, 1 << 10, &v, &e), po.nics_per_node = (int)v; break;
+        case 'F': bad = fw_cli_parse_int(optarg, "--predict-prefill-batch", 1, 1 << 20, &po.prefill_batch, &e); break;
+        case 'N':
+        case 'b': {
+            const char *flag = c == 'N' ? "--predict-nodes" : "--predict-batches";
+            bad = fw_cli_parse_ids(optarg, flag, 0, &list, &nlist, &e);
+            if (!bad && (nlist < 1 || nlist > FW_PREDICT_MAX)) bad = fw_errf(&e, "%s: 1 to %d values", flag, FW_PREDICT_MAX);
+            for (int64_t i = 0; !bad && i < nlist; i++) {
+                if (list[i] < 1 || list[i] > (1 << 20)) bad = fw_errf(&e, "%s: %d is out of range", flag, list[i]);
+                else if (c == 'N') po.nodes[i] = list[i];
+                else po.batches[i] = list[i];
+            }
+            if (c == 'N') po.n_nodes = (int)nlist;
+            else po.n_batches = (int)nlist;
+            free(list);
+            list = NULL;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -366,6 +427,20 @@ int fw_cmd_plan(int argc, char **argv) {
     l = malloc(sizeof *l);
     if (!l) {
         fw_errf(&e, "out of memory");
+        goto done;
+    }
+    if (!predict && (po.compute || po.links || po.system)) {
+        fw_errf(&e, "--compute, --links and --system go with --predict");
+        goto done;
+    }
+    if (predict) {
+        if (!po.system && !po.links && value_bytes == 2) po.system = "h100";
+        print_model(&cfg, what, q);
+        fputs(note, stdout);
+        printf("cluster: nodes of %lld rank%s", (long long)rpn, rpn > 1 ? "s" : "");
+        if (mem) printf(", %.1f GB per rank", mem / GB);
+        printf("; context %lld, plan batch %lld\n", (long long)context, (long long)batch);
+        if (fw_plan_predict(&cfg, &rq, &po, &e) == FW_OK) rc = 0;
         goto done;
     }
     print_model(&cfg, what, q);

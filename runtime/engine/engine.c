@@ -230,6 +230,7 @@ static maxloc shard_max(const fw_engine *en, const float *row) {
  * broadcast to the whole replica. */
 static int greedy_tokens(fw_engine *en, int n, maxloc *mine, int32_t *next, fw_err *e) {
     const fw_part *p = &en->model->part;
+    const double t0 = fw_now();  /* counted as communication (fw_comm_stats.t_other) */
     if (p->pp_rank == p->pp - 1) {
         fw_watch_note(en->wd, "the argmax across the vocabulary shards");
         if (p->tp > 1 && MPI_Allreduce(MPI_IN_PLACE, mine, n, MPI_FLOAT_INT, MPI_MAXLOC, en->world->tp_comm) != MPI_SUCCESS)
@@ -240,6 +241,10 @@ static int greedy_tokens(fw_engine *en, int n, maxloc *mine, int32_t *next, fw_e
     if (en->replica_size > 1 && MPI_Bcast(next, n, MPI_INT32_T, en->head_root, en->replica) != MPI_SUCCESS)
         return fw_errf(e, "broadcasting the next tokens failed");
     fw_watch_note(en->wd, NULL);
+    if (p->tp > 1 || en->replica_size > 1) {
+        en->comm.stats.t_other += fw_now() - t0;
+        en->comm.stats.bytes_other += (uint64_t)n * (sizeof(maxloc) + sizeof(int32_t));
+    }
     return FW_OK;
 }
 
