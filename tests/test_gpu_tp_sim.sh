@@ -5,13 +5,15 @@
 # that each wait 2 ms (7 a step: 2 a layer and the embedding's) the second run
 # is at least 13 ms slower than the first, so a stand-in that never runs or a
 # step that skips the all-reduces fails. Decode steps whose KV cache cannot fit
-# (2e9 positions) are reported as left out, not run. Skipped (77) without a GPU.
+# (2e9 positions) are reported as left out, not run. Its --json (compute only)
+# is read by furrow plan --predict --compute. Skipped (77) without a GPU.
 set -u
 cuda=$FURROW_BUILDDIR/furrow-cuda
 [ -x "$cuda" ] || { echo "SKIP: no furrow-cuda"; exit 77; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || { echo "SKIP: no GPU"; exit 77; }
 out=$FURROW_TMP/tp_sim.txt
 "$FURROW_BIN" bench --synthetic tiny --device cuda --tp-sim 2 --sim-allreduce 2000,100 --iters 2 \
+  --json "$FURROW_TMP/compute.json" \
   --batches 1,8 --contexts 64,2000000000 --prefill 128 > "$out" 2>&1 ||
   { cat "$out"; echo "FAIL: bench --tp-sim 2"; exit 1; }
 cat "$out"
@@ -28,4 +30,7 @@ echo "$rows" | awk '{ if ($3 < $2 + 13) { print "FAIL: batch " $1 ": " $3 " ms w
   { echo "FAIL: the steps whose cache cannot fit were not left out"; fail=1; }
 awk '$1 == "prefill" && $3 == 128 { n = split($0, f, "|"); split(f[n], c, " "); if (c[1] < $4 + 13) exit 1; found = 1 }
   END { exit !found }' "$out" || { echo "FAIL: prefill row missing or its +comm run not slower by the waits"; fail=1; }
+# The compute-only steps feed the performance model.
+"$FURROW_BIN" plan --model synth:tiny --predict --compute "$FURROW_TMP/compute.json" --device cuda \
+  > "$FURROW_TMP/predict.txt" 2>&1 || { cat "$FURROW_TMP/predict.txt"; echo "FAIL: plan --predict on the bench's JSON"; fail=1; }
 exit $fail

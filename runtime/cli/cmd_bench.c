@@ -538,6 +538,7 @@ int fw_cmd_bench(int argc, char **argv) {
         a.eo.context = 1;
         a.eo.n_seqs = 1;
         a.steps.sim_tp = a.eo.sim_tp;
+        a.steps.json_path = a.json_path;
     } else if (a.eo.sim_tp > 1) {
         fprintf(stderr, "furrow bench: --tp-sim needs a backend with a step benchmark (--device cuda)\n");
         return 2;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "io/base/clock.h"
 #include "runtime/cuda/gpu_model.h"
 
@@ -239,7 +241,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                "  attn-gemm      attn     route  moe-gemm     dense      comm%s\n",
                sim ? " | +comm step ms  +comm tok/s" : "");
     }
-    int rc = FW_OK;
+    json_t *rows = json_array(); /* --json: the compute-only steps, per layer of the share */
+    int rc = rows ? FW_OK : fw_errf(e, "out of memory");
     for (int bi = 0; bi < req->n_batch && rc == FW_OK; bi++)
         for (int ci = 0; ci < req->n_context && rc == FW_OK; ci++) {
             const int B = req->batch[bi];
@@ -272,6 +275,9 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
             double lay = fmax(gpu - g->prof_ms[FW_PROF_IO] / req->iters, 1e-6);
             step_cost(g, B, S, &by, &fl);
             double gbs = by / (lay / 1e3) / 1e9;
+            json_array_append_new(rows, json_pack("{s:s,s:i,s:i,s:I,s:f,s:f,s:f}", "phase", "decode", "batch", B,
+                                                  "tokens", 1, "context", (json_int_t)S, "layer_s", lay / nl / 1e3,
+                                                  "fixed_s", (gpu - lay) / 1e3, "wait_s", 0.0));
             printf("decode  %5d  %7lld  %7.3f  %7.0f  %7.3f  %8.3f  %8.1f  %4.0f  %4.0f%%  %7.1f |  %8.3f ", B,
                    (long long)S, wall * 1e3, B / wall, gpu, lay / nl, by / nl / 1e6, gbs, 100 * gbs / copy_gbs,
                    fl / (lay / 1e3) / 1e12, eager / nl);
@@ -303,6 +309,9 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
         }
         if (rc == FW_OK && print) {
             double lay = layers_ms(g) / it, fl = prefill_flops(g, P);
+            json_array_append_new(rows, json_pack("{s:s,s:i,s:I,s:f,s:f,s:f}", "phase", "prefill", "batch", 1, "tokens",
+                                                  (json_int_t)P, "layer_s", lay / nl / 1e3,
+                                                  "fixed_s", fmax(wall * 1e3 - lay, 0) / 1e3, "wait_s", 0.0));
             printf("prefill %5d  %7lld  %7.1f  %7.0f  %7.1f  %8.3f  %8s  %4s  %5s  %7.1f |  %8.3f ", 1, (long long)P,
                    wall * 1e3, P / wall, gpu, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12, lay / nl);
             for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / ((double)it * nl));
@@ -311,6 +320,14 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
         }
     }
+    if (rc == FW_OK && print && req->json_path) {
+        json_t *j = json_pack("{s:s,s:i,s:s,s:i,s:i,s:i,s:O}", "format", "furrow-compute", "version", 1, "model",
+                              g->desc, "layers", nl, "tp", p->tp, "pp", 1, "steps", rows);
+        if (!j || json_dump_file(j, req->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(6)))
+            rc = fw_errf(e, "bench: cannot write %s", req->json_path);
+        json_decref(j);
+    }
+    json_decref(rows);
     free(kvs), free(segs), free(ids), free(logits), free(tabs);
     return rc;
 }

@@ -28,6 +28,7 @@ typedef struct fw_bench_steps {
     int iters;
     int sim_tp;
     double sim_alpha_us, sim_busbw_gbs;
+    const char *json_path;     /* also "furrow-compute" JSON of the compute-only steps (plan --predict --compute) */
 } fw_bench_steps;
 
 /* How a backend runs: choices from the command line (runtime/cli/cli.h), the
