@@ -8,7 +8,7 @@ AM_TESTS_ENVIRONMENT = \
 	FURROW_SRCDIR='$(abs_top_srcdir)'; export FURROW_SRCDIR; \
 	FURROW_BUILDDIR='$(abs_top_builddir)'; export FURROW_BUILDDIR; \
 	MPIRUN='$(MPIRUN)'; export MPIRUN;
-EXTRA_DIST += tests/run-test.sh tests/check.h
+EXTRA_DIST += tests/run-test.sh tests/check.h tests/chat_formats.jsonl
 FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
 
 # Golden parity (test_golden.sh drives golden_check over converted checkpoints).
