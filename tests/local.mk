@@ -140,6 +140,8 @@ EXTRA_DIST += tests/test_prefix_cache.sh
 # JSON output (response_format) through serve (tp 2) and generate --input, validated with jsonschema.
 TESTS += tests/test_json_output.sh
 EXTRA_DIST += tests/test_json_output.sh tests/json_client.py
+TESTS += tests/test_tool_calls.sh
+EXTRA_DIST += tests/test_tool_calls.sh tests/tool_client.py
 
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "io/text/chat.h"
+#include "io/text/chat_reply.h"
 #include "io/text/tokenizer.h"
 #include "tests/check.h"
 
@@ -290,6 +291,88 @@ static void tools_prompt(fw_tokenizer *t) {
     }
 }
 
+static const char reply_tools[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}]";
+
+/* One reply parsed: its content, reasoning (NULL: none) and calls ("name args|name args"). */
+static void reply_is(fw_chat_format f, bool thinking, const char *text, const char *content, const char *reasoning,
+                     const char *calls) {
+    json_t *tools = json_loads(reply_tools, 0, NULL);
+    fw_chat_reply r;
+    fw_err e = {{0}};
+    CHECK(!fw_chat_reply_parse(f, text, strlen(text), thinking, true, tools, &r, &e), "%s", e.msg);
+    char got[1024] = "";
+    for (int i = 0; i < r.n_calls; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s %s", i ? "|" : "", r.calls[i].name,
+                 r.calls[i].arguments);
+    CHECK(r.content && !strcmp(r.content, content), "%s reply %s: content '%s', want '%s'", fw_chat_format_name(f),
+          text, r.content, content);
+    CHECK(reasoning ? r.reasoning && !strcmp(r.reasoning, reasoning) : !r.reasoning,
+          "%s reply %s: reasoning '%s', want '%s'", fw_chat_format_name(f), text, r.reasoning ? r.reasoning : "(none)",
+          reasoning ? reasoning : "(none)");
+    CHECK(!strcmp(got, calls), "%s reply %s: calls '%s', want '%s'", fw_chat_format_name(f), text, got, calls);
+    fw_chat_reply_free(&r);
+    json_decref(tools);
+}
+
+/* Replies as the model writes them, and malformed ones: those are plain content. */
+static void replies(void) {
+    const char *v3 = "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+                     "{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n"
+                     "```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    reply_is(FW_CHAT_V3, false, v3, "Sure.", NULL, "get_weather {\"city\": \"Paris\"}|get_time {}");
+    reply_is(FW_CHAT_V31, false,
+             "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{\"tz\":\"UTC\"}<｜tool▁call▁end｜>"
+             "<｜tool▁calls▁end｜>",
+             "", NULL, "get_time {\"tz\":\"UTC\"}");
+    reply_is(FW_CHAT_V31, true, "<think>hmm</think>ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}"
+                                "<｜tool▁call▁end｜><｜tool▁calls▁end｜>  \n",
+             "ok", "hmm", "get_time {}");
+    reply_is(FW_CHAT_V32, true,
+             "plan</think>Let me look.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+             "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo \"N\"</｜DSML｜parameter>\n"
+             "<｜DSML｜parameter name=\"days\" string=\"false\">[1, 2]</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+             "</｜DSML｜function_calls>",
+             "Let me look.", "plan", "get_weather {\"city\":\"Oslo \\\"N\\\"\",\"days\":[1,2]}");
+    /* thinking: everything is reasoning until </think> */
+    reply_is(FW_CHAT_V31, true, "still thinking", "", "still thinking", "");
+    reply_is(FW_CHAT_V31, false, "a</think>b", "a</think>b", NULL, "");
+    /* malformed calls: the whole reply comes back as content */
+    const char *bad[] = {
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": ", /* cut */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": }\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* bad JSON */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>launch\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* not a tool of the request */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜> and more", /* text after the calls */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>retrieval<｜tool▁sep｜>get_time\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* not a function */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n{}<｜tool▁call▁end｜>"
+        "<｜tool▁calls▁end｜>", /* no ```json fence */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n[1]\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* arguments not an object */
+        "x<｜tool▁calls▁begin｜><｜tool▁calls▁end｜>", /* no call */
+        "x<｜tool▁calls▁begin｜>", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) reply_is(FW_CHAT_V3, false, bad[i], bad[i], NULL, "");
+    reply_is(FW_CHAT_V31, false, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+             "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>", NULL, "");
+    const char *dsml_dup = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">1</｜DSML｜parameter>\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                           "</｜DSML｜function_calls>";
+    reply_is(FW_CHAT_V32, false, dsml_dup, dsml_dup, NULL, ""); /* a parameter twice */
+    const char *dsml_bad = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">nope</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                           "</｜DSML｜function_calls>";
+    reply_is(FW_CHAT_V32, false, dsml_bad, dsml_bad, NULL, ""); /* a non-string value that is not JSON */
+    /* a stream's held-back end: the longest tail that begins a marker */
+    CHECK(fw_chat_marker_tail("abc</thi", 8, "</think>") == 5, "marker tail");
+    CHECK(fw_chat_marker_tail("abc</think", 10, "</think>") == 7 && fw_chat_marker_tail("abc", 3, "</think>") == 0,
+          "marker tail");
+}
+
 int main(void) {
     const char *shared = getenv("FURROW_SHARED");
     if (!shared) SKIP("FURROW_SHARED is not set");
@@ -309,6 +392,7 @@ int main(void) {
     features(t);
     formats(t);
     tools_prompt(t);
+    replies();
     refusals(t, shared);
     fw_tokenizer_free(t);
     return check_result();
