@@ -46,6 +46,19 @@ client "$port" forced
 client "$port" thinking
 stop
 
+# Batch lines (generate --input) with forced calls
+python3 - "$FURROW_SRCDIR/tests" > calls.jsonl <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tool_client import TOOLS
+for k in range(3):
+    print(json.dumps({"id": "c%d" % k, "messages": [{"role": "user", "content": "call %d" % k}], "tools": TOOLS,
+                      "tool_choice": "required", "max_tokens": 400, "seed": k, "temperature": 0.5 * k}))
+PY
+"$FURROW_BIN" generate --model model --max-context 1024 --input calls.jsonl --output calls.out 2> calls.err ||
+  { cat calls.err; bad "generate --input with tools"; }
+python3 "$FURROW_SRCDIR/tests/tool_client.py" batch calls.out || fail=1
+
 # --thinking on with the v3 format is refused at start
 "$FURROW_BIN" serve --model model --port 0 --thinking on > v3think.log 2>&1 && bad "--thinking on with v3 started" ||
   { grep -q "thinking" v3think.log && ok "--thinking on is refused for the v3 format" || { cat v3think.log; bad "--thinking message"; }; }

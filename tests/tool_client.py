@@ -9,6 +9,7 @@ tool_client.py PORT forced         tool_choice "required" and a named function, 
 tool_client.py PORT cut            a forced call cut by max_tokens (malformed: unterminated) comes back as
                                    plain content with finish_reason length, streamed and not
 tool_client.py PORT thinking       chat_template_kwargs.thinking splits reasoning_content out (v3.1)
+tool_client.py batch FILE          generate --input result lines of forced calls: tool_calls that validate
 tool_client.py PORT errors         bad tools / tool_choice / chat_template_kwargs fields get a 400 naming them
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
@@ -190,6 +191,24 @@ def errors():
     print("ok: %d bad tool fields get 4xx naming them; tool conversations are accepted" % len(cases))
 
 
-PORT = int(sys.argv[1])
-{"forced": forced, "cut": cut, "thinking": thinking, "errors": errors}[sys.argv[2]]()
-sys.exit(1 if failures else 0)
+def batch(path):
+    n = 0
+    for line in open(path):
+        r = json.loads(line)
+        calls = r.get("tool_calls") or []
+        check(r.get("finish_reason") == "tool_calls" and len(calls) == 1, "batch line %s: %r" % (r.get("id"), r))
+        for c in calls:
+            c = dict(c, id="batch")
+            valid_call(c, ["get_weather", "book_table"], "batch line %s" % r.get("id"))
+        n += 1
+    check(n == 3, "%d batch lines" % n)
+    print("ok: %d batch lines with forced calls carry tool_calls that validate" % n)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "batch":
+        batch(sys.argv[2])
+    else:
+        PORT = int(sys.argv[1])
+        {"forced": forced, "cut": cut, "thinking": thinking, "errors": errors}[sys.argv[2]]()
+    sys.exit(1 if failures else 0)

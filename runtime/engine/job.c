@@ -552,6 +552,21 @@ json_t *fw_job_result(const fw_job *j) {
                           "completion_tokens", (json_int_t)gen, "total_tokens", (json_int_t)r->n_tokens,
                           "prompt_tokens_details", "cached_tokens", (json_int_t)r->cached_tokens);
     if (o && j->logprobs) json_object_set(o, "logprobs", j->logprobs);
+    fw_chat_reply rp;
+    fw_err e;
+    if (o && fw_job_structured(j) && fw_job_reply(j, &rp, &e) == FW_OK) { /* the split reply beside the text */
+        json_object_set_new(o, "content", json_string(rp.content));
+        if (rp.reasoning) json_object_set_new(o, "reasoning_content", json_string(rp.reasoning));
+        if (rp.n_calls) {
+            json_t *calls = json_array();
+            for (int i = 0; i < rp.n_calls; i++)
+                json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s}}", "type", "function", "function", "name",
+                                                       rp.calls[i].name, "arguments", rp.calls[i].arguments));
+            json_object_set_new(o, "tool_calls", calls);
+            json_object_set_new(o, "finish_reason", json_string("tool_calls"));
+        }
+        fw_chat_reply_free(&rp);
+    }
     return o;
 }
 

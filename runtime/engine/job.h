@@ -93,7 +93,8 @@ void fw_job_stream_parts(fw_job *j, size_t ready, bool ended, size_t *r0, size_t
 bool fw_job_stream_news(const fw_job *j, size_t ready, bool ended);
 /* The whole reply, split (chat jobs; plain content otherwise). */
 int fw_job_reply(const fw_job *j, fw_chat_reply *r, fw_err *e);
-/* The batch result line: {id, text, tokens, finish_reason, usage[, logprobs]}. */
+/* The batch result line: {id, text, tokens, finish_reason, usage[, logprobs]};
+ * a chat line with tools or thinking adds content[, reasoning_content][, tool_calls]. */
 json_t *fw_job_result(const fw_job *j);
 /* {"error": {"message", "type", "param", "code"}} as OpenAI writes it. */
 json_t *fw_error_json(int status, const char *message);
