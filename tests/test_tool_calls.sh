@@ -59,6 +59,30 @@ PY
   { cat calls.err; bad "generate --input with tools"; }
 python3 "$FURROW_SRCDIR/tests/tool_client.py" batch calls.out || fail=1
 
+# The v3.2 format through a batch job: tools (auto) and thinking give reasoning_content (the random model never
+# closes its thinking); a forced call is refused there by name
+python3 - "$FURROW_SRCDIR/tests" > v32.jsonl <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tool_client import TOOLS
+m = [{"role": "user", "content": "hi"}]
+print(json.dumps({"id": "auto", "messages": m, "tools": TOOLS, "max_tokens": 8, "chat_template_kwargs": {"thinking": True}}))
+print(json.dumps({"id": "forced", "messages": m, "tools": TOOLS, "tool_choice": "required"}))
+PY
+"$FURROW_BIN" generate --model model --max-context 1024 --chat-format v3.2 --input v32.jsonl --output v32.out 2> v32.err ||
+  { cat v32.err; bad "generate --input --chat-format v3.2"; }
+python3 - v32.out <<'PY' && ok "v3.2 batch lines: reasoning_content split out, a forced call refused naming tool_choice" || fail=1
+import json, sys
+r = {x["id"]: x for x in map(json.loads, open(sys.argv[1]))}
+a, f = r["auto"], r["forced"]
+assert a["reasoning_content"] == a["text"] and a["content"] == "" and "tool_calls" not in a, a
+assert "tool_choice" in f["error"]["message"], f
+PY
+# generate --chat: an object with messages and tools, the v3.1 format in thinking mode
+"$FURROW_BIN" generate --model model --max-tokens 4 --chat-format v3.1 --thinking on \
+  --chat '{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}' \
+  > chat.out 2> chat.err && ok "generate --chat with tools, --chat-format v3.1 --thinking on" || { cat chat.err; bad "generate --chat v3.1"; }
+
 # --thinking on with the v3 format is refused at start
 "$FURROW_BIN" serve --model model --port 0 --thinking on > v3think.log 2>&1 && bad "--thinking on with v3 started" ||
   { grep -q "thinking" v3think.log && ok "--thinking on is refused for the v3 format" || { cat v3think.log; bad "--thinking message"; }; }

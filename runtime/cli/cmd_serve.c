@@ -311,9 +311,10 @@ static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, 
     s->kv_total = run->pool.n_blocks;
     s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
                           .model_name = s->model_name, .thinking = a->thinking};
+    fw_err fe;
     if (fw_chat_format_resolve(*tok, fw_config_has_indexer(&en->model->cfg) ? "deepseek_v32" : NULL, a->chat_format,
-                               &s->ctx.format, e))
-        return NULL;
+                               &s->ctx.format, &fe))
+        fprintf(stderr, "furrow serve: %s; chat requests will be refused\n", fe.msg);
     if (a->thinking && s->ctx.format == FW_CHAT_V3) {
         fw_errf(e, "--thinking on: the v3 chat format has no thinking mode (--chat-format v3.1 or v3.2)");
         return NULL;

@@ -238,7 +238,7 @@ static int tool_tokens(const fw_job_ctx *c, fw_chat_format f, int *status, fw_er
 static int chat_fields(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
     j->format = c->format;
     j->thinking = c->thinking;
-    if (fw_chat_format_resolve(c->tok, NULL, j->format, &j->format, e)) return *status = 500, FW_ERR;
+    if (fw_chat_format_resolve(c->tok, NULL, j->format, &j->format, e)) return *status = 422, FW_ERR;
     const json_t *kw = json_object_get(b, "chat_template_kwargs");
     if (kw && !json_is_null(kw)) {
         if (!json_is_object(kw)) return REFUSE(400, "'chat_template_kwargs' must be an object");
