@@ -68,6 +68,10 @@ refused "invalid UTF-8" 1 "furrow tokenize: tokenizer: the text is not valid UTF
 refused "missing tokenizer" 1 "furrow tokenize: $tmp/nope.json" $F tokenize --tokenizer "$tmp/nope.json" x
 refused "tool output without content" 1 "message 0 (tool): content is missing or null" \
   $F tokenize --tokenizer "$tok" --chat '[{"role":"tool"}]'
+same "chat v3.1 thinking" "$($F tokenize --tokenizer "$tok" --chat --render --generation-prompt --chat-format v3.1 --thinking '[{"role":"user","content":"hi"}]')" \
+  "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>"
+same "chat v3.2" "$($F tokenize --tokenizer "$tok" --chat --render --chat-format v3.2 '[{"role":"user","content":"hi"}]')" \
+  "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜></think>"
 same "tool conversation" "$($F tokenize --tokenizer "$tok" --chat --render '[{"role":"user","content":"u"},{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","content":"42"}]')" \
   "<｜begin▁of▁sentence｜><｜User｜>u<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f
 \`\`\`json
