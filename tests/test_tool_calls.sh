@@ -6,7 +6,7 @@
 # second server, the v3.1 format, greedy and sampled, streamed and not, parse
 # and validate against the function's parameters; a call cut by max_tokens
 # comes back as text; bad fields get 400s naming them; thinking mode (v3.1)
-# splits reasoning_content out. Then tools on a model whose vocabulary lacks
+# splits reasoning_content out; a long held call streams past --http-timeout. Then tools on a model whose vocabulary lacks
 # the tool-call tokens: a batch line's error names 'tools'.
 set -u
 . "$FURROW_SRCDIR/tests/mpi.sh"
@@ -41,9 +41,10 @@ client "$port" forced
 client "$port" cut
 stop
 
-serve v31 --chat-format v3.1
+serve v31 --chat-format v3.1 --http-timeout 1 --header-timeout 0.5
 client "$port" forced
 client "$port" thinking
+client "$port" long
 stop
 
 # Batch lines (generate --input) with forced calls

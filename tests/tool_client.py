@@ -8,6 +8,8 @@ tool_client.py PORT forced         tool_choice "required" and a named function, 
                                    the same call; the same requests without tool_choice write no call
 tool_client.py PORT cut            a forced call cut by max_tokens (malformed: unterminated) comes back as
                                    plain content with finish_reason length, streamed and not
+tool_client.py PORT long           a streamed forced call that takes seconds (a string without maxLength) on a
+                                   server with --http-timeout 1: its held tokens keep the stream alive to [DONE]
 tool_client.py PORT thinking       chat_template_kwargs.thinking splits reasoning_content out (v3.1)
 tool_client.py batch FILE          generate --input result lines of forced calls: tool_calls that validate
 tool_client.py PORT errors         bad tools / tool_choice / chat_template_kwargs fields get a 400 naming them
@@ -139,6 +141,17 @@ def cut():
     print("ok: an unterminated tool call comes back as text (finish_reason length)")
 
 
+def long():
+    t = [{"type": "function", "function": {"name": "w", "parameters": {
+        "type": "object", "required": ["s"], "properties": {"s": {"type": "string"}}}}}]
+    b = {"messages": [{"role": "user", "content": "write"}], "tools": t, "tool_choice": "required",
+         "max_tokens": 600, "temperature": 1, "seed": 2}
+    m, finish = streamed(b)  # parse_sse: the stream must end with [DONE]
+    check(finish in ("tool_calls", "length"), "a long call: finish_reason %r" % finish)
+    check(bool(m["tool_calls"]) == (finish == "tool_calls"), "a long call: %r, %r" % (finish, m["tool_calls"]))
+    print("ok: a long forced call streams to its end past --http-timeout (finish_reason %s)" % finish)
+
+
 def thinking():
     for stream in (False, True):
         b = {"messages": [{"role": "user", "content": "Think first"}], "max_tokens": 24, "temperature": 0,
@@ -210,5 +223,5 @@ if __name__ == "__main__":
         batch(sys.argv[2])
     else:
         PORT = int(sys.argv[1])
-        {"forced": forced, "cut": cut, "thinking": thinking, "errors": errors}[sys.argv[2]]()
+        {"forced": forced, "cut": cut, "thinking": thinking, "errors": errors, "long": long}[sys.argv[2]]()
     sys.exit(1 if failures else 0)

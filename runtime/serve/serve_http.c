@@ -117,8 +117,7 @@ static bool wait_news(conn *c, bool streaming) {
     for (;;) {
         if (h->done || h->error_status) return true;
         if (streaming && (fw_job_stream_news(&h->job, fw_job_ready(&h->job, false), false) ||
-                          (h->job.req.n_tokens - h->job.req.n_prompt > h->n_sent_tokens &&
-                           h->job.part != FW_PART_TOOLS))) /* a call's tokens go out with it */
+                          h->job.req.n_tokens - h->job.req.n_prompt > h->n_sent_tokens))
             return true;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -242,8 +241,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             fw_job *j = &h->job;
             size_t ready = fw_job_ready(j, h->done);
             int64_t n_gen = j->req.n_tokens - j->req.n_prompt;
-            if (fw_job_stream_news(j, ready, h->done) || (n_gen > h->n_sent_tokens && j->part != FW_PART_TOOLS) ||
-                h->done) {
+            /* new tokens always make a chunk (their token_ids), a held tool call's too: a
+             * stream that sent nothing for --http-timeout seconds would be cut */
+            if (fw_job_stream_news(j, ready, h->done) || n_gen > h->n_sent_tokens || h->done) {
                 size_t r0, r1, c0, c1;
                 fw_job_stream_parts(j, ready, h->done, &r0, &r1, &c0, &c1);
                 const char *t = j->text ? j->text : "";
