@@ -18,7 +18,7 @@ libfurrow_io_a_SOURCES = \
 	io/preset_kimi.c io/preset_kimi.h \
 	io/text/tokenizer.c io/text/tokenizer.h io/text/tok_internal.h \
 	io/text/tok_util.c io/text/tok_bpe.c io/text/tok_pretok.c \
-	io/text/chat.c io/text/chat.h \
+	io/text/chat.c io/text/chat.h io/text/chat_reply.c io/text/chat_reply.h \
 	io/text/data.c io/text/data.h
 EXTRA_DIST += io/FORMAT.md io/text/TOKENIZER.md
 

@@ -21,7 +21,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/runner.c runtime/engine/runner.h \
 	runtime/engine/sample.c runtime/engine/sample.h \
 	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
-	runtime/engine/job.c runtime/engine/job.h \
+	runtime/engine/job.c runtime/engine/job.h runtime/engine/tool_guide.c runtime/engine/tool_guide.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
 	runtime/http/guard.c runtime/http/guard.h \
 	runtime/serve/serve.h runtime/serve/serve_http.c runtime/serve/serve_metrics.c \

@@ -8,7 +8,7 @@ AM_TESTS_ENVIRONMENT = \
 	FURROW_SRCDIR='$(abs_top_srcdir)'; export FURROW_SRCDIR; \
 	FURROW_BUILDDIR='$(abs_top_builddir)'; export FURROW_BUILDDIR; \
 	MPIRUN='$(MPIRUN)'; export MPIRUN;
-EXTRA_DIST += tests/run-test.sh tests/check.h
+EXTRA_DIST += tests/run-test.sh tests/check.h tests/chat_formats.jsonl
 FWTEST_LIBS = $(FW_LIBS) $(FW_EXTERNAL_LIBS) -lm
 
 # Golden parity (test_golden.sh drives golden_check over converted checkpoints).
@@ -146,6 +146,8 @@ EXTRA_DIST += tests/test_prefix_cache.sh
 # JSON output (response_format) through serve (tp 2) and generate --input, validated with jsonschema.
 TESTS += tests/test_json_output.sh
 EXTRA_DIST += tests/test_json_output.sh tests/json_client.py
+TESTS += tests/test_tool_calls.sh
+EXTRA_DIST += tests/test_tool_calls.sh tests/tool_client.py
 
 # furrow serve under mpirun (tp 2) with curl and a standard-library Python client.
 TESTS += tests/test_serve.sh

@@ -129,7 +129,7 @@ def hostile_cases():
         (C, b'{"prompt": [1, 2], "temperature": -1}', 422), (C, b'{"prompt": [1, 2], "temperature": 1e308}', 422),
         (C, b'{"prompt": [1, 2], "top_p": 0}', 422), (C, b'{"prompt": [1, 2], "top_p": 2}', 422),
         (H, b'{"messages": []}', 422), (H, b'{"messages": "hi"}', 400), (H, b'{"messages": [{"role": "user"}]}', 400),
-        (H, b'{"messages": [{"role": "tool", "content": "42"}]}', 422),
+        (H, b'{"messages": [{"role": "critic", "content": "42"}]}', 422),
         (C, b'{"prompt": [1, 2], "model": "gpt-4"}', 404), (C, b'{"prompt": [1, 2], "model": 7}', 400),
         (C, b'{"prompt": [1, 2], "n": 2}', 422), (C, b'{"prompt": [99999999]}', 422), (C, b'{"prompt": [-1]}', 422),
         (C, big, 413), (C, b'{"prompt": [1, 2], "stop": [1, 2]}', 400),

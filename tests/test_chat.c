@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "io/text/chat.h"
+#include "io/text/chat_reply.h"
 #include "io/text/tokenizer.h"
 #include "tests/check.h"
 
@@ -160,11 +161,12 @@ static void refused(fw_tokenizer *t, const char *json, const char *want) {
 }
 
 static void refusals(fw_tokenizer *t, const char *shared) {
-    refused(t, "[{\"role\":\"tool\",\"content\":\"42\"}]", "tool calls are not supported yet");
-    refused(t,
-            "[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"type\":\"function\","
-            "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}]",
-            "tool calls are not supported yet");
+    refused(t, "[{\"role\":\"tool\"}]", "content is missing");
+    refused(t, "[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"type\":\"function\"}]}]",
+            "needs a 'function' object");
+    refused(t, "[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}]",
+            "function.name must be a string");
+    refused(t, "[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]", "only assistant messages");
     refused(t, "[{\"role\":\"developer\",\"content\":\"x\"}]", "unknown role 'developer'");
     refused(t, "[{\"role\":\"user\"}]", "content is missing");
     refused(t, "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}]",
@@ -198,8 +200,177 @@ static void refusals(fw_tokenizer *t, const char *shared) {
         CHECK(0, "load: %s", e.msg);
         return;
     }
-    refused(t2, "[{\"role\":\"user\",\"content\":\"x\"}]", "not DeepSeek-V3's");
+    refused(t2, "[{\"role\":\"user\",\"content\":\"x\"}]", "neither DeepSeek-V3's nor V3.1's");
     fw_tokenizer_free(t2);
+}
+
+/* tests/chat_formats.jsonl: conversations rendered by DeepSeek-V3's and V3.1's
+ * chat templates (jinja2 as transformers runs them) and by V3.2's encoder
+ * (encoding_dsv32.py), with tool calls, tool outputs, thinking on and off; each
+ * line's text must come out byte for byte, or the error it names. */
+static void formats(fw_tokenizer *t) {
+    const char *src = getenv("FURROW_SRCDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/chat_formats.jsonl", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, pass = 0, per[4] = {0};
+    while (getline(&line, &cap, f) > 0) {
+        json_t *c = json_loads(line, 0, NULL);
+        CHECK(c != NULL, "line %d is not JSON", n + 1);
+        if (!c) continue;
+        n++;
+        fw_chat_opts o = {.add_generation_prompt = json_is_true(json_object_get(c, "add_generation_prompt")),
+                          .thinking = json_is_true(json_object_get(c, "thinking")),
+                          .tools = json_object_get(c, "tools")};
+        fw_err e = {{0}};
+        CHECK(!fw_chat_format_parse(json_string_value(json_object_get(c, "format")), &o.format, &e), "%s", e.msg);
+        const char *want = json_string_value(json_object_get(c, "text"));
+        const char *err = json_string_value(json_object_get(c, "error"));
+        const char *name = json_string_value(json_object_get(c, "case"));
+        char *text = NULL;
+        size_t len;
+        int rc = fw_chat_render_ex(t, json_object_get(c, "messages"), &o, &text, &len, &e);
+        bool ok = err ? rc != 0 && strstr(e.msg, err) : rc == 0 && len == strlen(want) && !memcmp(text, want, len);
+        CHECK(ok, "chat_formats line %d (%s, %s, thinking %d, gen %d):\n  got  '%s'\n  want '%s'", n, name,
+              fw_chat_format_name(o.format), o.thinking, o.add_generation_prompt, rc ? e.msg : text,
+              err ? err : want);
+        pass += ok;
+        per[o.format] += ok;
+        /* V3's cases encode to the special tokens' ids, not to their text's pieces */
+        if (ok && !err && o.format == FW_CHAT_V3 && strstr(want, "<｜tool▁call▁begin｜>")) {
+            int32_t *ids;
+            int64_t k;
+            CHECK(!fw_chat_encode_ex(t, json_object_get(c, "messages"), &o, &ids, &k, &e), "%s", e.msg);
+            int calls = 0, seps = 0;
+            for (int64_t i = 0; i < k; i++) calls += ids[i] == 128808, seps += ids[i] == 128814;
+            CHECK(calls > 0 && calls == seps, "line %d: %d <｜tool▁call▁begin｜> ids, %d <｜tool▁sep｜> ids", n, calls,
+                  seps);
+            free(ids);
+        }
+        free(text);
+        json_decref(c);
+    }
+    free(line);
+    fclose(f);
+    fprintf(stderr, "chat_formats.jsonl: %d of %d lines pass (v3 %d, v3.1 %d, v3.2 %d)\n", pass, n, per[FW_CHAT_V3],
+            per[FW_CHAT_V31], per[FW_CHAT_V32]);
+    CHECK(n >= 50 && per[FW_CHAT_V3] > 0 && per[FW_CHAT_V31] > 0 && per[FW_CHAT_V32] > 0, "too few cases");
+}
+
+/* The tools' description in the system prompt (V3 and V3.1: DeepSeek-V3.1's
+ * model card; V3.2: the encoder's, covered by the cases above). */
+static void tools_prompt(fw_tokenizer *t) {
+    const char *json = "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"u\"}],"
+                       "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":\"d\","
+                       "\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}}}]}";
+    for (int v = FW_CHAT_V3; v <= FW_CHAT_V31; v++) {
+        fw_chat_opts o = {.format = (fw_chat_format)v, .add_generation_prompt = true};
+        fw_err e = {{0}};
+        char *text = NULL;
+        size_t len;
+        CHECK(!fw_chat_render_json_ex(t, json, strlen(json), &o, &text, &len, &e), "%s", e.msg);
+        if (!text) continue;
+        const char *want = v == FW_CHAT_V3 ? "<｜begin▁of▁sentence｜>S\n\n## Tools\nYou have access to the following tools:\n"
+                                             "\n### f\nDescription: d\n\nParameters: {\"type\": \"object\", \"properties\": "
+                                             "{\"a\": {\"type\": \"string\"}}}\n\nIMPORTANT: ALWAYS adhere to this exact "
+                                             "format for tool use:\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>"
+                                           : "<｜begin▁of▁sentence｜>S\n\n## Tools\nYou have access to the following tools:\n"
+                                             "\n### f\nDescription: d\n\nParameters: {\"type\": \"object\", \"properties\": "
+                                             "{\"a\": {\"type\": \"string\"}}}\n\nIMPORTANT: ALWAYS adhere to this exact "
+                                             "format for tool use:\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_call_name<｜tool▁sep｜>";
+        CHECK(!strncmp(text, want, strlen(want)), "tools in the %s system prompt:\n%s", fw_chat_format_name(o.format), text);
+        const char *tail = v == FW_CHAT_V3 ? "chain them directly without separators or spaces\n<｜User｜>u<｜Assistant｜>"
+                                           : "chain them directly without separators or spaces\n<｜User｜>u<｜Assistant｜></think>";
+        CHECK(len > strlen(tail) && !strcmp(text + len - strlen(tail), tail), "the %s prompt's end: %s",
+              fw_chat_format_name(o.format), text);
+        free(text);
+    }
+}
+
+static const char reply_tools[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}]";
+
+/* One reply parsed: its content, reasoning (NULL: none) and calls ("name args|name args"). */
+static void reply_is(fw_chat_format f, bool thinking, const char *text, const char *content, const char *reasoning,
+                     const char *calls) {
+    json_t *tools = json_loads(reply_tools, 0, NULL);
+    fw_chat_reply r;
+    fw_err e = {{0}};
+    CHECK(!fw_chat_reply_parse(f, text, strlen(text), thinking, true, tools, &r, &e), "%s", e.msg);
+    char got[1024] = "";
+    for (int i = 0; i < r.n_calls; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s %s", i ? "|" : "", r.calls[i].name,
+                 r.calls[i].arguments);
+    CHECK(r.content && !strcmp(r.content, content), "%s reply %s: content '%s', want '%s'", fw_chat_format_name(f),
+          text, r.content, content);
+    CHECK(reasoning ? r.reasoning && !strcmp(r.reasoning, reasoning) : !r.reasoning,
+          "%s reply %s: reasoning '%s', want '%s'", fw_chat_format_name(f), text, r.reasoning ? r.reasoning : "(none)",
+          reasoning ? reasoning : "(none)");
+    CHECK(!strcmp(got, calls), "%s reply %s: calls '%s', want '%s'", fw_chat_format_name(f), text, got, calls);
+    fw_chat_reply_free(&r);
+    json_decref(tools);
+}
+
+/* Replies as the model writes them, and malformed ones: those are plain content. */
+static void replies(void) {
+    const char *v3 = "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+                     "{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n"
+                     "```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    reply_is(FW_CHAT_V3, false, v3, "Sure.", NULL, "get_weather {\"city\": \"Paris\"}|get_time {}");
+    reply_is(FW_CHAT_V31, false,
+             "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{\"tz\":\"UTC\"}<｜tool▁call▁end｜>"
+             "<｜tool▁calls▁end｜>",
+             "", NULL, "get_time {\"tz\":\"UTC\"}");
+    reply_is(FW_CHAT_V31, true, "<think>hmm</think>ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}"
+                                "<｜tool▁call▁end｜><｜tool▁calls▁end｜>  \n",
+             "ok", "hmm", "get_time {}");
+    reply_is(FW_CHAT_V32, true,
+             "plan</think>Let me look.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+             "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo \"N\"</｜DSML｜parameter>\n"
+             "<｜DSML｜parameter name=\"days\" string=\"false\">[1, 2]</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+             "</｜DSML｜function_calls>",
+             "Let me look.", "plan", "get_weather {\"city\":\"Oslo \\\"N\\\"\",\"days\":[1,2]}");
+    /* thinking: everything is reasoning until </think> */
+    reply_is(FW_CHAT_V31, true, "still thinking", "", "still thinking", "");
+    reply_is(FW_CHAT_V31, false, "a</think>b", "a</think>b", NULL, "");
+    /* malformed calls: the whole reply comes back as content */
+    const char *bad[] = {
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": ", /* cut */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": }\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* bad JSON */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>launch\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* not a tool of the request */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜> and more", /* text after the calls */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>retrieval<｜tool▁sep｜>get_time\n```json\n{}\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* not a function */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n{}<｜tool▁call▁end｜>"
+        "<｜tool▁calls▁end｜>", /* no ```json fence */
+        "x<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n[1]\n```"
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", /* arguments not an object */
+        "x<｜tool▁calls▁begin｜><｜tool▁calls▁end｜>", /* no call */
+        "x<｜tool▁calls▁begin｜>", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) reply_is(FW_CHAT_V3, false, bad[i], bad[i], NULL, "");
+    reply_is(FW_CHAT_V31, false, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+             "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>", NULL, "");
+    const char *dsml_dup = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">1</｜DSML｜parameter>\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                           "</｜DSML｜function_calls>";
+    reply_is(FW_CHAT_V32, false, dsml_dup, dsml_dup, NULL, ""); /* a parameter twice */
+    const char *dsml_bad = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+                           "<｜DSML｜parameter name=\"a\" string=\"false\">nope</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                           "</｜DSML｜function_calls>";
+    reply_is(FW_CHAT_V32, false, dsml_bad, dsml_bad, NULL, ""); /* a non-string value that is not JSON */
+    /* a stream's held-back end: the longest tail that begins a marker */
+    CHECK(fw_chat_marker_tail("abc</thi", 8, "</think>") == 5, "marker tail");
+    CHECK(fw_chat_marker_tail("abc</think", 10, "</think>") == 7 && fw_chat_marker_tail("abc", 3, "</think>") == 0,
+          "marker tail");
 }
 
 int main(void) {
@@ -219,6 +390,9 @@ int main(void) {
     }
     golden(t, shared);
     features(t);
+    formats(t);
+    tools_prompt(t);
+    replies();
     refusals(t, shared);
     fw_tokenizer_free(t);
     return check_result();

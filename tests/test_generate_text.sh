@@ -41,7 +41,7 @@ refuse() { # TEXT-EXPECTED ARGS...
   else echo "FAIL: expected exit 1 and '$want', got $rc: $(cat "$FURROW_TMP/err")"; fail=1; fi
 }
 refuse "not valid UTF-8" --prompt "$(printf 'ab\377cd')"
-refuse "tool calls are not supported" --chat '[{"role":"tool","content":"42"}]'
+refuse "unknown role 'critic'" --chat '[{"role":"critic","content":"42"}]'
 mkdir -p "$FURROW_TMP/none" && "$FURROW_BIN" synth --out "$FURROW_TMP/none/m" --tokenizer none --quiet &&
   refuse "no usable tokenizer" --prompt "hi" --model "$FURROW_TMP/none/m"
 

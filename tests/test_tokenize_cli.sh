@@ -66,8 +66,17 @@ printf 'abc\377def' >"$tmp/bad.txt"
 refused "invalid UTF-8" 1 "furrow tokenize: tokenizer: the text is not valid UTF-8 (byte 0xff at offset 3)" \
   $F tokenize --tokenizer "$tok" --file "$tmp/bad.txt"
 refused "missing tokenizer" 1 "furrow tokenize: $tmp/nope.json" $F tokenize --tokenizer "$tmp/nope.json" x
-refused "tool role" 1 "tool calls are not supported yet" \
-  $F tokenize --tokenizer "$tok" --chat '[{"role":"tool","content":"42"}]'
+refused "tool output without content" 1 "message 0 (tool): content is missing or null" \
+  $F tokenize --tokenizer "$tok" --chat '[{"role":"tool"}]'
+same "chat v3.1 thinking" "$($F tokenize --tokenizer "$tok" --chat --render --generation-prompt --chat-format v3.1 --thinking '[{"role":"user","content":"hi"}]')" \
+  "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>"
+same "chat v3.2" "$($F tokenize --tokenizer "$tok" --chat --render --chat-format v3.2 '[{"role":"user","content":"hi"}]')" \
+  "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜></think>"
+same "tool conversation" "$($F tokenize --tokenizer "$tok" --chat --render '[{"role":"user","content":"u"},{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","content":"42"}]')" \
+  "<｜begin▁of▁sentence｜><｜User｜>u<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f
+\`\`\`json
+{}
+\`\`\`<｜tool▁call▁end｜><｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>42<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"
 refused "no tokenizer" 2 "give one of --model and --tokenizer" $F tokenize hello
 refused "two texts" 2 "give the text as one argument" $F tokenize --tokenizer "$tok" a b
 refused "bad ids" 2 "furrow detokenize:" $F detokenize --tokenizer "$tok" 5,x

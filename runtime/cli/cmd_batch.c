@@ -27,14 +27,18 @@ static void usage(FILE *f) {
             "(a chat) or \"prompt_tokens\", and OpenAI sampling fields: max_tokens (default 16),\n"
             "temperature (default 1), top_p, top_k, min_p, presence_penalty, frequency_penalty,\n"
             "repetition_penalty, seed, stop, stop_token_ids, ignore_eos, logprobs, response_format\n"
-            "(json_object, or json_schema: JSON output, README.md)}. One result line per\n"
-            "id: {id, text, tokens, finish_reason, usage[, logprobs]} or {id, error}. Rerun the same\n"
-            "command after an interruption: ids already in the output are skipped.\n\n"
+            "(json_object, or json_schema: JSON output, README.md), and with messages tools,\n"
+            "tool_choice, chat_template_kwargs}. One result line per id: {id, text, tokens,\n"
+            "finish_reason, usage[, logprobs][, content, reasoning_content, tool_calls]} or {id, error}.\n"
+            "Rerun the same command after an interruption: ids already in the output are skipped.\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
             "  --input FILE, --output FILE         requests in, results out (appended)\n"
             "  --progress SECONDS                  a progress line this often when stderr is not a\n"
-            "                                      terminal (default 10; a bar on a terminal)\n" FW_CLI_RUNNER_HELP
+            "                                      terminal (default 10; a bar on a terminal)\n"
+            "  --chat-format v3|v3.1|v3.2          how messages are rendered and replies split (default:\n"
+            "                                      from the tokenizer's chat_template, v3.2 for V3.2)\n"
+            "  --thinking on|off                   thinking mode of lines that do not say (v3.1, v3.2)\n" FW_CLI_RUNNER_HELP
                 FW_CLI_ENGINE_HELP "  -h, --help                          this help\n");
 }
 
@@ -286,7 +290,11 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"input", required_argument, 0, 'i'},
                                          {"output", required_argument, 0, 'o'}, {"progress", required_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},         FW_CLI_ENGINE_OPTIONS,
+                                         {"chat-format", required_argument, 0, 0x3C0},
+                                         {"thinking", required_argument, 0, 0x3C1},
                                          FW_CLI_RUNNER_OPTIONS,                     {0, 0, 0, 0}};
+    fw_chat_format chat_format = FW_CHAT_AUTO;
+    bool thinking = false;
     fw_engine_opts eo;
     fw_cli_engine_defaults(&eo);
     fw_sched_opts so;
@@ -308,6 +316,11 @@ int fw_cmd_generate_batch(int argc, char **argv) {
         case 'p':
             bad = fw_cli_parse_double(optarg, "--progress", &every, &e) != 0 ||
                   (!(every > 0) && fw_errf(&e, "--progress must be a positive number of seconds"));
+            break;
+        case 0x3C0: bad = fw_chat_format_parse(optarg, &chat_format, &e) && fw_err_prefix(&e, "--chat-format"); break;
+        case 0x3C1:
+            bad = strcmp(optarg, "on") && strcmp(optarg, "off") && fw_errf(&e, "--thinking must be on or off");
+            thinking = !strcmp(optarg, "on");
             break;
         case 'h': usage(stdout); return 0;
         default:
@@ -358,7 +371,14 @@ int fw_cmd_generate_batch(int argc, char **argv) {
     }
     b.t0 = b.t_report = fw_now();
     if (run.leader) {
-        fw_job_ctx ctx = {.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = so.max_context};
+        fw_job_ctx ctx = {.tok = tok, .vocab = en.model->cfg.vocab_size, .max_context = so.max_context,
+                          .thinking = thinking};
+        fw_err fe;
+        if (fw_chat_format_resolve(tok, fw_config_has_indexer(&en.model->cfg) ? "deepseek_v32" : NULL, chat_format,
+                                   &ctx.format, &fe))
+            fprintf(stderr, "furrow generate: %s; lines with messages will be refused\n", fe.msg);
+        if (thinking && ctx.format == FW_CHAT_V3)
+            fw_world_abort(&w, "generate", "--thinking on: the v3 chat format has no thinking mode (--chat-format v3.1 or v3.2)");
         if (b.n_done) fprintf(stderr, "furrow generate: %zu of %zu ids already in %s\n", b.n_done, b.n_total, out_path);
         rc = tok && fw_json_cache_init(&ctx.json, tok, en.model->cfg.vocab_size, (int32_t)en.model->cfg.eos_token_id,
                                        &b.e)

@@ -26,8 +26,13 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
             "  --prompt TEXT                       a text prompt (encoded with BOS by the model's tokenizer)\n"
-            "  --chat JSON|@FILE                   OpenAI-style messages, rendered by DeepSeek-V3's chat\n"
-            "                                      template with the generation prompt\n"
+            "  --chat JSON|@FILE                   OpenAI-style messages (or {\"messages\", \"tools\"}), rendered\n"
+            "                                      in the chat format with the generation prompt\n"
+            "  --chat-format v3|v3.1|v3.2          DeepSeek-V3's template, V3.1's (hybrid thinking) or V3.2's\n"
+            "                                      encoding (default: from tokenizer_config.json's\n"
+            "                                      chat_template, v3.2 for a V3.2 checkpoint without one)\n"
+            "  --thinking on|off                   thinking mode of v3.1/v3.2 (default off, as their\n"
+            "                                      templates; the reply then starts with its reasoning)\n"
             "  --prompt-tokens LIST                comma-separated prompt token ids; repeat it for several\n"
             "                                      sequences at once (one JSON array per line, in order;\n"
             "                                      their decodes share forward passes)\n"
@@ -43,18 +48,25 @@ static void usage(FILE *f) {
 
 /* Rank 0 tokenizes the text prompt or chat and sends the ids to every rank; it
  * keeps the tokenizer for the output. All ranks return the same status. */
-static int text_prompt(fw_world *w, const char *model_dir, const char *text, bool chat, fw_tokenizer **tok,
-                       int32_t **ids, int64_t *T, fw_err *e) {
+static int text_prompt(fw_world *w, const char *model_dir, const char *text, const fw_chat_opts *chat,
+                       fw_tokenizer **tok, int32_t **ids, int64_t *T, fw_err *e) {
     int64_t n = -1;
     if (w->rank == 0) {
         fw_ckpt *ck;
         bool mapped = false;
         if (fw_ckpt_open(&ck, model_dir, e) == FW_OK) {
             int64_t vocab = fw_ckpt_config(ck)->vocab_size;
+            const char *type = fw_config_has_indexer(fw_ckpt_config(ck)) ? "deepseek_v32" : NULL;
             fw_ckpt_close(ck);
             int64_t got;
+            fw_chat_opts o = chat ? *chat : (fw_chat_opts){0};
+            o.add_generation_prompt = true;
             if (fw_prompt_tokenizer(tok, model_dir, e) == FW_OK &&
-                fw_prompt_encode(*tok, text, chat, vocab, ids, &got, &mapped, e) == FW_OK && (n = got) > 0 && mapped)
+                (!chat || fw_chat_format_resolve(*tok, type, chat->format, &o.format, e) == FW_OK) &&
+                (!chat || !o.thinking || o.format != FW_CHAT_V3 ||
+                 fw_errf(e, "--thinking on: the v3 chat format has no thinking mode (--chat-format v3.1 or v3.2)") == FW_OK) &&
+                fw_prompt_encode(*tok, text, chat ? &o : NULL, vocab, ids, &got, &mapped, e) == FW_OK && (n = got) > 0 &&
+                mapped)
                 fprintf(stderr, "furrow generate: the tokenizer has more ids than the model's vocabulary (%lld): "
                                 "prompt ids taken modulo %lld (a small synthetic model)\n",
                         (long long)vocab, (long long)vocab);
@@ -94,6 +106,7 @@ typedef struct gen_args {
     int64_t max_tokens, seed;
     double temperature, top_p;
     bool ignore_eos;
+    fw_chat_opts chat_opts;    /* --chat-format, --thinking */
 } gen_args;
 
 /* Parses the flags into a; -1 to go on, else the exit status. */
@@ -104,6 +117,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {"top-p", required_argument, 0, 'P'},       {"seed", required_argument, 0, 's'},
         {"ignore-eos", no_argument, 0, 'i'},        {"help", no_argument, 0, 'h'},
         {"prompt", required_argument, 0, 'x'},      {"chat", required_argument, 0, 'c'},
+        {"chat-format", required_argument, 0, 0x3C0}, {"thinking", required_argument, 0, 0x3C1},
         FW_CLI_ENGINE_OPTIONS,                      {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     fw_cli_engine_defaults(&a->eo);
@@ -132,6 +146,11 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                   break;
         case 's': bad = fw_cli_parse_int(optarg, "--seed", 0, INT64_MAX, &a->seed, &e); break;
         case 'i': a->ignore_eos = true; break;
+        case 0x3C0: bad = fw_chat_format_parse(optarg, &a->chat_opts.format, &e) && fw_err_prefix(&e, "--chat-format"); break;
+        case 0x3C1:
+            bad = strcmp(optarg, "on") && strcmp(optarg, "off") && fw_errf(&e, "--thinking must be on or off");
+            a->chat_opts.thinking = !strcmp(optarg, "on");
+            break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -295,7 +314,7 @@ int fw_cmd_generate(int argc, char **argv) {
     fw_tokenizer *tok_text = NULL;
     fw_engine en;
     fw_runner run;
-    if (!a.n_prompts && text_prompt(&w, a.eo.model_dir, a.text ? a.text : a.chat, a.chat != NULL, &tok_text,
+    if (!a.n_prompts && text_prompt(&w, a.eo.model_dir, a.text ? a.text : a.chat, a.chat ? &a.chat_opts : NULL, &tok_text,
                                     &g.seqs[0].ids, &g.seqs[0].n_ids, &e)) {
         if (w.rank == 0) fprintf(stderr, "furrow generate: %s\n", e.msg);
         goto no_engine;

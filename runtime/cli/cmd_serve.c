@@ -26,13 +26,21 @@ static void usage(FILE *f) {
             "Serves POST /v1/completions and /v1/chat/completions (stream: true gives server-sent\n"
             "events), GET /v1/models, /health and /metrics (Prometheus) on rank 0. Requests may ask\n"
             "for JSON output (response_format: json_object, or json_schema with a schema of the subset\n"
-            "in README.md): sampling is then constrained so the output parses and validates.\n\n"
+            "in README.md): sampling is then constrained so the output parses and validates. Chat\n"
+            "requests may carry tools (tool_choice none, auto, required or a named function: a\n"
+            "forced call is constrained to the function's parameters schema) and\n"
+            "chat_template_kwargs: {\"thinking\": true} (v3.1, v3.2: reasoning_content is split out).\n\n"
             "options:\n"
             "  --model DIR                         furrow checkpoint\n"
             "  --host ADDR                         IPv4 address to listen on (default 127.0.0.1)\n"
             "  --port N                            TCP port (default 8000; 0: any free one)\n"
             "  --port-file FILE                    write the port there once listening\n"
             "  --served-model-name NAME            the model's name in the API (default: the folder's name)\n"
+            "  --chat-format v3|v3.1|v3.2          how chats are rendered and replies split (default: from\n"
+            "                                      tokenizer_config.json's chat_template, v3.2 for a V3.2\n"
+            "                                      checkpoint without one)\n"
+            "  --thinking on|off                   thinking mode of requests that do not say (v3.1, v3.2;\n"
+            "                                      default off, as DeepSeek's templates)\n"
             "  --max-queue N                       requests waiting at most; more get 503 (default 64)\n"
             "  --max-body BYTES                    request body limit; more get 413 (default 1048576)\n"
             "  --http-timeout S                    idle connections close after S seconds (default 30)\n"
@@ -187,6 +195,8 @@ typedef struct serve_args {
     const char *host, *port_file, *name, *router, *registry, *advertise;
     int64_t port, admin_port, max_queue, max_body, timeout, max_conns, max_conns_per_ip;
     double grace, header_timeout;
+    fw_chat_format chat_format;
+    bool thinking;
 } serve_args;
 
 /* Parses the flags into a; -1 to go on, else the exit status. */
@@ -200,6 +210,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"header-timeout", required_argument, 0, 'T'}, {"max-connections-per-ip", required_argument, 0, 'i'},
         {"admin-port", required_argument, 0, 'a'},     {"register", required_argument, 0, 'r'},
         {"registry", required_argument, 0, 'R'},       {"advertise", required_argument, 0, 'A'},
+        {"chat-format", required_argument, 0, 0x3C0},  {"thinking", required_argument, 0, 0x3C1},
         {"help", no_argument, 0, 'h'},                 FW_CLI_ENGINE_OPTIONS,
         FW_CLI_RUNNER_OPTIONS,                             {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -250,6 +261,11 @@ static int parse_args(int argc, char **argv, serve_args *a) {
             bad = fw_cli_parse_double(optarg, "--shutdown-grace", &a->grace, &e) != 0 ||
                   (!(a->grace >= 0) && fw_errf(&e, "--shutdown-grace must be >= 0 seconds"));
             break;
+        case 0x3C0: bad = fw_chat_format_parse(optarg, &a->chat_format, &e) && fw_err_prefix(&e, "--chat-format"); break;
+        case 0x3C1:
+            bad = strcmp(optarg, "on") && strcmp(optarg, "off") && fw_errf(&e, "--thinking must be on or off");
+            a->thinking = !strcmp(optarg, "on");
+            break;
         case 'h': usage(stdout); return 0;
         default:
             if (!bad) {
@@ -294,7 +310,15 @@ static fw_http *start_http(fw_serve *s, const serve_args *a, const fw_world *w, 
     s->max_queue = (int)a->max_queue, s->max_body = (size_t)a->max_body, s->max_context = run->sched.o.max_context;
     s->kv_total = run->pool.n_blocks;
     s->ctx = (fw_job_ctx){.tok = *tok, .vocab = en->model->cfg.vocab_size, .max_context = s->max_context,
-                          .model_name = s->model_name};
+                          .model_name = s->model_name, .thinking = a->thinking};
+    fw_err fe;
+    if (fw_chat_format_resolve(*tok, fw_config_has_indexer(&en->model->cfg) ? "deepseek_v32" : NULL, a->chat_format,
+                               &s->ctx.format, &fe))
+        fprintf(stderr, "furrow serve: %s; chat requests will be refused\n", fe.msg);
+    if (a->thinking && s->ctx.format == FW_CHAT_V3) {
+        fw_errf(e, "--thinking on: the v3 chat format has no thinking mode (--chat-format v3.1 or v3.2)");
+        return NULL;
+    }
     if (*tok && fw_json_cache_init(&s->ctx.json, *tok, en->model->cfg.vocab_size,
                                    (int32_t)en->model->cfg.eos_token_id, e))
         return NULL;

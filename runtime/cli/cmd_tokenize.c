@@ -24,8 +24,11 @@ static void tokenize_usage(FILE *f) {
             "  --tokenizer-config FILE the tokenizer_config.json to use with --tokenizer\n"
             "  --file F                read the text from F instead of the command line\n"
             "  --add-special           prepend BOS (as tokenizer_config.json's add_bos_token says)\n"
-            "  --chat                  the text is a JSON array of {role, content} messages: render\n"
-            "                          it with the chat template and encode that\n"
+            "  --chat                  the text is a JSON array of OpenAI messages (or {\"messages\",\n"
+            "                          \"tools\", \"chat_template_kwargs\"}): render it in the chat\n"
+            "                          format and encode that\n"
+            "  --chat-format v3|v3.1|v3.2  with --chat: the format (default: the tokenizer's template)\n"
+            "  --thinking              with --chat: thinking mode (v3.1, v3.2)\n"
             "  --generation-prompt     with --chat: end with <｜Assistant｜> (add_generation_prompt)\n"
             "  --render                with --chat: print the rendered text instead of ids\n"
             "  --chunk BYTES           encode the text in pieces of at most BYTES, each ending\n"
@@ -83,7 +86,9 @@ int fw_cmd_tokenize(int argc, char **argv) {
         {"add-special", no_argument, 0, 'a'},       {"chat", no_argument, 0, 'C'},
         {"generation-prompt", no_argument, 0, 'g'}, {"render", no_argument, 0, 'r'},
         {"chunk", required_argument, 0, 'k'},       {"bench", no_argument, 0, 'b'},
+        {"chat-format", required_argument, 0, 'F'}, {"thinking", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    fw_chat_opts chat_opts = {0};
     const char *model_dir = NULL, *tok_file = NULL, *cfg_file = NULL, *file = NULL;
     bool add_special = false, chat = false, gen_prompt = false, render = false, bench = false;
     int64_t chunk = 0;
@@ -101,6 +106,13 @@ int fw_cmd_tokenize(int argc, char **argv) {
         case 'g': gen_prompt = true; break;
         case 'r': render = true; break;
         case 'b': bench = true; break;
+        case 'T': chat_opts.thinking = true; break;
+        case 'F':
+            if (fw_chat_format_parse(optarg, &chat_opts.format, &e)) {
+                fprintf(stderr, "furrow tokenize: --chat-format: %s\n", e.msg);
+                return 2;
+            }
+            break;
         case 'k':
             if (fw_cli_parse_int(optarg, "--chunk", 0, INT64_MAX, &chunk, &e)) {
                 fprintf(stderr, "furrow tokenize: %s\n", e.msg);
@@ -116,7 +128,8 @@ int fw_cmd_tokenize(int argc, char **argv) {
     else if (cfg_file && !tok_file) why = "--tokenizer-config goes with --tokenizer";
     else if (!file && optind != argc - 1) why = "give the text as one argument, or --file";
     else if (file && optind != argc) why = "give the text as an argument or --file, not both";
-    else if ((gen_prompt || render) && !chat) why = "--generation-prompt and --render go with --chat";
+    else if ((gen_prompt || render || chat_opts.format || chat_opts.thinking) && !chat)
+        why = "--generation-prompt, --render, --chat-format and --thinking go with --chat";
     else if (bench && (chat || !file)) why = "--bench needs --file (and no --chat)";
     if (why) {
         fprintf(stderr, "furrow tokenize: %s\n", why);
@@ -142,7 +155,8 @@ int fw_cmd_tokenize(int argc, char **argv) {
     }
     if (chat) {
         size_t rlen;
-        if (fw_chat_render_json(t, text, len, gen_prompt, &rendered, &rlen, &e)) goto done;
+        chat_opts.add_generation_prompt = gen_prompt;
+        if (fw_chat_render_json_ex(t, text, len, &chat_opts, &rendered, &rlen, &e)) goto done;
         if (render) {
             fwrite(rendered, 1, rlen, stdout);
             putchar('\n');

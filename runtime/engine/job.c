@@ -169,12 +169,11 @@ static int token_array(fw_job *j, const json_t *v, const char *key, const fw_job
     return FW_OK;
 }
 
-/* Text or a chat through the tokenizer; ids past a small model's vocabulary wrap. */
-static int encode(fw_job *j, const char *text, size_t len, bool chat, const fw_job_ctx *c, int *status, fw_err *e) {
+/* Text through the tokenizer; ids past a small model's vocabulary wrap. */
+static int encode(fw_job *j, const char *text, size_t len, const fw_job_ctx *c, int *status, fw_err *e) {
     if (!c->tok) return REFUSE(422, "this model has no tokenizer: send token ids");
     int64_t n = 0;
-    int rc = chat ? fw_chat_encode_json(c->tok, text, len, true, &j->prompt, &n, e)
-                  : fw_tokenizer_encode(c->tok, text, len, true, &j->prompt, &n, e);
+    int rc = fw_tokenizer_encode(c->tok, text, len, true, &j->prompt, &n, e);
     if (rc) return *status = 422, FW_ERR;
     if (n == 0) return REFUSE(422, "the prompt encodes to no tokens");
     if (n >= c->max_context)
@@ -190,15 +189,150 @@ static int messages(fw_job *j, const json_t *v, const fw_job_ctx *c, int *status
     size_t i;
     const json_t *m;
     json_array_foreach(v, i, m) {
-        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")) ||
-            !json_is_string(json_object_get(m, "content")))
-            return REFUSE(400, "message %zu must be an object with string 'role' and 'content'", i);
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")))
+            return REFUSE(400, "message %zu must be an object with a string 'role'", i);
+        const json_t *content = json_object_get(m, "content");
+        bool calls = json_object_get(m, "tool_calls") && !json_is_null(json_object_get(m, "tool_calls"));
+        if (!json_is_string(content) && !(calls && (!content || json_is_null(content))) &&
+            !(j->format == FW_CHAT_V32 && !strcmp(json_string_value(json_object_get(m, "role")), "assistant")))
+            return REFUSE(400, "message %zu: 'content' must be a string (null only beside tool_calls)", i);
     }
-    char *text = json_dumps(v, JSON_COMPACT);
-    if (!text) return REFUSE(500, "out of memory");
-    int rc = encode(j, text, strlen(text), true, c, status, e);
-    free(text);
-    return rc;
+    if (!c->tok) return REFUSE(422, "this model has no tokenizer: send token ids");
+    fw_chat_opts o = {.format = j->format, .add_generation_prompt = true, .thinking = j->thinking,
+                      .tools = j->tool_choice != FW_TOOL_CHOICE_NONE ? j->tools : NULL};
+    int64_t n = 0;
+    if (fw_chat_encode_ex(c->tok, v, &o, &j->prompt, &n, e)) return *status = 422, FW_ERR;
+    if (n >= c->max_context)
+        return REFUSE(422, "the prompt has %lld tokens; the maximum context is %lld", (long long)n, (long long)c->max_context);
+    for (int64_t k = 0; k < n; k++) j->prompt[k] = (int32_t)(j->prompt[k] % c->vocab);
+    j->req.n_prompt = n;
+    return FW_OK;
+}
+
+/* A function name as OpenAI allows it: a-z, A-Z, 0-9, _ and -, 1 to 64 bytes. */
+static bool good_name(const char *p) {
+    size_t n = strlen(p);
+    for (const char *q = p; *q; q++)
+        if (!(*q == '_' || *q == '-' || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')))
+            return false;
+    return n >= 1 && n <= 64;
+}
+
+/* The tool-call tokens of the format, each in the tokenizer and the model's vocabulary. */
+static int tool_tokens(const fw_job_ctx *c, fw_chat_format f, int *status, fw_err *e) {
+    if (!c->tok) return REFUSE(422, "'tools': this model has no tokenizer");
+    if (f == FW_CHAT_V32) return FW_OK; /* DSML is text */
+    static const char *const need[] = {"<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
+                                       "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>"};
+    for (size_t k = 0; k < sizeof need / sizeof *need; k++) {
+        int32_t id = fw_tokenizer_token_id(c->tok, need[k]);
+        if (id < 0) return REFUSE(400, "'tools': this model's tokenizer has no %s token", need[k]);
+        if (id >= c->vocab)
+            return REFUSE(400, "'tools': this model's vocabulary (%lld tokens) lacks the tool-call token %s (%d)",
+                          (long long)c->vocab, need[k], id);
+    }
+    return FW_OK;
+}
+
+/* tools, tool_choice, parallel_tool_calls and chat_template_kwargs (chat only). */
+static int chat_fields(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
+    j->format = c->format;
+    j->thinking = c->thinking;
+    if (fw_chat_format_resolve(c->tok, NULL, j->format, &j->format, e)) return *status = 422, FW_ERR;
+    const json_t *kw = json_object_get(b, "chat_template_kwargs");
+    if (kw && !json_is_null(kw)) {
+        if (!json_is_object(kw)) return REFUSE(400, "'chat_template_kwargs' must be an object");
+        const char *key;
+        const json_t *v;
+        json_object_foreach((json_t *)kw, key, v) {
+            if (strcmp(key, "thinking") && strcmp(key, "enable_thinking"))
+                return REFUSE(400, "'chat_template_kwargs.%s': unknown (furrow's formats take 'thinking')", key);
+            if (!json_is_boolean(v)) return REFUSE(400, "'chat_template_kwargs.%s' must be true or false", key);
+            j->thinking = json_is_true(v);
+        }
+    }
+    if (j->thinking && j->format == FW_CHAT_V3)
+        return REFUSE(400, "'chat_template_kwargs.thinking': the v3 chat format has no thinking mode (v3.1, v3.2)");
+    const json_t *ptc = json_object_get(b, "parallel_tool_calls");
+    if (ptc && !json_is_null(ptc) && !json_is_boolean(ptc)) return REFUSE(400, "'parallel_tool_calls' must be true or false");
+    const json_t *tools = json_object_get(b, "tools"), *choice = json_object_get(b, "tool_choice");
+    size_t n = 0;
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) return REFUSE(400, "'tools' must be an array");
+        n = json_array_size(tools);
+        if (n > FW_TOOL_GUIDE_MAX) return REFUSE(400, "'tools' holds at most %d functions", FW_TOOL_GUIDE_MAX);
+        for (size_t i = 0; i < n; i++) {
+            const json_t *t = json_array_get(tools, i), *type = json_object_get(t, "type");
+            const json_t *fn = json_object_get(t, "function");
+            if (!json_is_object(t)) return REFUSE(400, "'tools[%zu]' must be an object", i);
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function"))
+                return REFUSE(400, "'tools[%zu].type' must be \"function\"", i);
+            if (!json_is_object(fn)) return REFUSE(400, "'tools[%zu].function' must be an object", i);
+            const json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description");
+            const json_t *params = json_object_get(fn, "parameters");
+            if (!json_is_string(name)) return REFUSE(400, "'tools[%zu].function.name' is required (a string)", i);
+            if (!good_name(json_string_value(name)))
+                return REFUSE(400, "'tools[%zu].function.name' may hold only a-z, A-Z, 0-9, _ and -, 1 to 64 of them", i);
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(json_string_value(json_object_get(json_object_get(json_array_get(tools, k), "function"), "name")),
+                            json_string_value(name)))
+                    return REFUSE(400, "'tools[%zu].function.name': '%s' is also tools[%zu]'s", i,
+                                  json_string_value(name), k);
+            if (desc && !json_is_null(desc) && !json_is_string(desc))
+                return REFUSE(400, "'tools[%zu].function.description' must be a string", i);
+            if (params && !json_is_null(params)) {
+                const json_t *pt = json_object_get(params, "type");
+                if (!json_is_object(params)) return REFUSE(400, "'tools[%zu].function.parameters' must be a JSON schema object", i);
+                if (pt && !(json_is_string(pt) && !strcmp(json_string_value(pt), "object")))
+                    return REFUSE(400, "'tools[%zu].function.parameters.type' must be \"object\" (arguments are an object)", i);
+            }
+        }
+    }
+    j->tool_choice = n ? FW_TOOL_CHOICE_AUTO : FW_TOOL_CHOICE_NONE;
+    int named = -1;
+    if (choice && !json_is_null(choice)) {
+        if (json_is_string(choice)) {
+            const char *v = json_string_value(choice);
+            if (!strcmp(v, "none")) j->tool_choice = FW_TOOL_CHOICE_NONE;
+            else if (!strcmp(v, "required")) {
+                if (!n) return REFUSE(400, "'tool_choice': \"required\" needs 'tools'");
+                j->tool_choice = FW_TOOL_CHOICE_REQUIRED;
+            } else if (strcmp(v, "auto"))
+                return REFUSE(400, "'tool_choice': unknown value '%s' (none, auto, required, or {\"type\": \"function\", "
+                                   "\"function\": {\"name\": ...}})", v);
+        } else if (json_is_object(choice)) {
+            const json_t *type = json_object_get(choice, "type");
+            const json_t *name = json_object_get(json_object_get(choice, "function"), "name");
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function"))
+                return REFUSE(400, "'tool_choice.type' must be \"function\"");
+            if (!json_is_string(name)) return REFUSE(400, "'tool_choice.function.name' is required (a string)");
+            for (size_t i = 0; i < n && named < 0; i++)
+                if (!strcmp(json_string_value(json_object_get(json_object_get(json_array_get(tools, i), "function"), "name")),
+                            json_string_value(name)))
+                    named = (int)i;
+            if (named < 0) return REFUSE(400, "'tool_choice.function.name': no tool named '%s' in 'tools'", json_string_value(name));
+            j->tool_choice = FW_TOOL_CHOICE_REQUIRED;
+        } else {
+            return REFUSE(400, "'tool_choice' must be a string or an object");
+        }
+    }
+    if (n && tool_tokens(c, j->format, status, e)) return FW_ERR;
+    if (j->tool_choice == FW_TOOL_CHOICE_NONE) return FW_OK;
+    j->tools = json_incref((json_t *)tools);
+    if (j->tool_choice != FW_TOOL_CHOICE_REQUIRED) return FW_OK;
+    if (j->req.json) return REFUSE(400, "'tool_choice': a forced tool call cannot go with a JSON 'response_format'");
+    if (j->req.ignore_eos) return REFUSE(422, "'ignore_eos' cannot go with a forced tool call: the output ends with it");
+    if (j->format == FW_CHAT_V32 || j->thinking)
+        return REFUSE(422, "'tool_choice': a forced tool call is supported in the v3 and v3.1 formats without thinking");
+    if (!c->json) return REFUSE(422, "'tool_choice': this model has no tokenizer, so no forced tool call");
+    json_t *sel = named >= 0 ? json_pack("[O]", json_array_get(tools, (size_t)named)) : json_incref((json_t *)tools);
+    int idx[FW_TOOL_GUIDE_MAX];
+    for (size_t i = 0; i < n; i++) idx[i] = named >= 0 ? named : (int)i;
+    int rc = sel ? fw_tool_guide_build(&j->guide, j->format, sel, idx, c->tok, c->json, c->vocab, e) : fw_errf(e, "out of memory");
+    json_decref(sel);
+    if (rc) return *status = 400, FW_ERR;
+    j->req.tool = j->guide;
+    return FW_OK;
 }
 
 static int prompt(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, fw_err *e) {
@@ -206,11 +340,11 @@ static int prompt(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, 
     const json_t *t = json_object_get(b, "prompt_tokens");
     if (j->kind == FW_JOB_CHAT) {
         if (!m) return REFUSE(400, "'messages' is required");
-        return messages(j, m, c, status, e);
+        return chat_fields(j, b, c, status, e) || messages(j, m, c, status, e) ? FW_ERR : FW_OK;
     }
     if (j->kind == FW_JOB_BATCH && (!!p + !!m + !!t) != 1)
         return REFUSE(400, "each line needs exactly one of 'prompt', 'messages', 'prompt_tokens'");
-    if (m) return messages(j, m, c, status, e);
+    if (m) return chat_fields(j, b, c, status, e) || messages(j, m, c, status, e) ? FW_ERR : FW_OK;
     if (t) {
         if (!json_is_array(t)) return REFUSE(400, "'prompt_tokens' must be an array of integers");
         return token_array(j, t, "prompt_tokens", c, status, e);
@@ -218,7 +352,7 @@ static int prompt(fw_job *j, const json_t *b, const fw_job_ctx *c, int *status, 
     if (!p) return REFUSE(400, "'prompt' is required");
     if (json_is_string(p)) {
         if (json_string_length(p) == 0) return REFUSE(422, "'prompt' is empty");
-        return encode(j, json_string_value(p), json_string_length(p), false, c, status, e);
+        return encode(j, json_string_value(p), json_string_length(p), c, status, e);
     }
     if (json_is_array(p) && json_array_size(p) > 0 && !json_is_integer(json_array_get(p, 0)))
         return REFUSE(422, "one prompt per request: 'prompt' is a string or an array of token ids");
@@ -269,6 +403,8 @@ int fw_job_parse_body(fw_job *j, const char *body, size_t len, fw_job_kind kind,
 void fw_job_free(fw_job *j) {
     fw_req_free(&j->req);
     fw_json_grammar_release(j->req.json);
+    fw_tool_guide_free(j->guide);
+    json_decref(j->tools);
     json_decref(j->id);
     json_decref(j->logprobs);
     free(j->prompt);
@@ -340,6 +476,64 @@ size_t fw_job_ready(const fw_job *j, bool ended) {
     return n > j->sent ? n : j->sent;
 }
 
+bool fw_job_structured(const fw_job *j) {
+    return j->kind != FW_JOB_COMPLETION && (j->thinking || j->tool_choice != FW_TOOL_CHOICE_NONE);
+}
+
+void fw_job_stream_parts(fw_job *j, size_t ready, bool ended, size_t *r0, size_t *r1, size_t *c0, size_t *c1) {
+    *r0 = *r1 = *c0 = *c1 = j->sent;
+    if (!fw_job_structured(j)) {
+        *c1 = j->sent = ready;
+        return;
+    }
+    const char *t = j->text ? j->text : "";
+    if (j->part == FW_PART_REASONING && j->thinking) {
+        static const char open[] = "<think>";
+        size_t n = ready - j->sent;
+        if (j->sent == 0 && n < strlen(open) && !ended && !memcmp(t, open, n)) return; /* may still be "<think>" */
+        if (j->sent == 0 && n >= strlen(open) && !memcmp(t, open, strlen(open))) j->sent = strlen(open);
+        *r0 = *r1 = j->sent;
+        const char *end = fw_chat_find(t + j->sent, ready - j->sent, fw_chat_think_end);
+        if (!end) {
+            size_t hold = ended ? 0 : fw_chat_marker_tail(t + j->sent, ready - j->sent, fw_chat_think_end);
+            *r1 = j->sent = ready - hold;
+            *c0 = *c1 = j->sent;
+            return;
+        }
+        *r1 = (size_t)(end - t);
+        j->sent = *r1 + strlen(fw_chat_think_end);
+        j->part = FW_PART_CONTENT;
+    }
+    j->part = j->part == FW_PART_REASONING ? FW_PART_CONTENT : j->part;
+    *c0 = *c1 = j->sent;
+    if (j->part != FW_PART_CONTENT) return;
+    if (j->tool_choice == FW_TOOL_CHOICE_NONE) {
+        *c1 = j->sent = ready;
+        return;
+    }
+    const char *marker = fw_chat_tool_marker(j->format);
+    const char *at = fw_chat_find(t + j->sent, ready - j->sent, marker);
+    if (at) {
+        *c1 = j->sent = (size_t)(at - t);
+        j->part = FW_PART_TOOLS;
+        return;
+    }
+    *c1 = j->sent = ready - (ended ? 0 : fw_chat_marker_tail(t + j->sent, ready - j->sent, marker));
+}
+
+bool fw_job_stream_news(const fw_job *j, size_t ready, bool ended) {
+    if (ready <= j->sent) return false;
+    fw_job t = *j; /* the split moves only sent and part */
+    size_t r0, r1, c0, c1;
+    fw_job_stream_parts(&t, ready, ended, &r0, &r1, &c0, &c1);
+    return r1 > r0 || c1 > c0 || t.part != j->part;
+}
+
+int fw_job_reply(const fw_job *j, fw_chat_reply *r, fw_err *e) {
+    return fw_chat_reply_parse(j->format, j->text ? j->text : "", j->text_len, j->thinking && fw_job_structured(j),
+                               j->tool_choice != FW_TOOL_CHOICE_NONE && fw_job_structured(j), j->tools, r, e);
+}
+
 json_t *fw_job_result(const fw_job *j) {
     const fw_req *r = &j->req;
     if (r->finish == FW_FINISH_ERROR) {
@@ -358,6 +552,21 @@ json_t *fw_job_result(const fw_job *j) {
                           "completion_tokens", (json_int_t)gen, "total_tokens", (json_int_t)r->n_tokens,
                           "prompt_tokens_details", "cached_tokens", (json_int_t)r->cached_tokens);
     if (o && j->logprobs) json_object_set(o, "logprobs", j->logprobs);
+    fw_chat_reply rp;
+    fw_err e;
+    if (o && fw_job_structured(j) && fw_job_reply(j, &rp, &e) == FW_OK) { /* the split reply beside the text */
+        json_object_set_new(o, "content", json_string(rp.content));
+        if (rp.reasoning) json_object_set_new(o, "reasoning_content", json_string(rp.reasoning));
+        if (rp.n_calls) {
+            json_t *calls = json_array();
+            for (int i = 0; i < rp.n_calls; i++)
+                json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s}}", "type", "function", "function", "name",
+                                                       rp.calls[i].name, "arguments", rp.calls[i].arguments));
+            json_object_set_new(o, "tool_calls", calls);
+            json_object_set_new(o, "finish_reason", json_string("tool_calls"));
+        }
+        fw_chat_reply_free(&rp);
+    }
     return o;
 }
 

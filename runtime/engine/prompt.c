@@ -19,7 +19,7 @@ int fw_prompt_tokenizer(fw_tokenizer **t, const char *model_dir, fw_err *e) {
  * few MB of text. */
 #define CHAT_FILE_MAX_BYTES ((size_t)64 << 20)
 
-int fw_prompt_encode(fw_tokenizer *t, const char *text, bool chat, int64_t vocab, int32_t **ids,
+int fw_prompt_encode(fw_tokenizer *t, const char *text, const fw_chat_opts *chat, int64_t vocab, int32_t **ids,
                      int64_t *n, bool *mapped, fw_err *e) {
     char *owned = NULL;
     size_t len = strlen(text);
@@ -27,7 +27,7 @@ int fw_prompt_encode(fw_tokenizer *t, const char *text, bool chat, int64_t vocab
         if (fw_read_file(text + 1, CHAT_FILE_MAX_BYTES, &owned, &len, e)) return FW_ERR;
         text = owned;
     }
-    int rc = chat ? fw_chat_encode_json(t, text, len, true, ids, n, e)
+    int rc = chat ? fw_chat_encode_json_ex(t, text, len, chat, ids, n, e)
                   : fw_tokenizer_encode(t, text, len, true, ids, n, e);
     free(owned);
     if (rc) return fw_err_prefix(e, chat ? "--chat" : "--prompt");

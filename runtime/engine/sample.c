@@ -73,9 +73,19 @@ int fw_sampler_constrain(fw_sampler *s, fw_json_grammar *g, fw_err *e) {
     return FW_OK;
 }
 
+int fw_sampler_constrain_tool(fw_sampler *s, const fw_tool_guide *g, fw_err *e) {
+    if (g->V != s->V)
+        return fw_errf(e, "the tool guide is for %lld tokens, the sampler for %lld", (long long)g->V, (long long)s->V);
+    if (!(s->ts = malloc(sizeof *s->ts))) return fw_errf(e, "out of memory");
+    s->tool = g;
+    fw_tool_guide_start(g, s->ts);
+    return FW_OK;
+}
+
 void fw_sampler_free(fw_sampler *s) {
     fw_json_grammar_release(s->json);
     free(s->js);
+    free(s->ts);
     free(s->work);
     free(s->idx);
     free(s->counts);
@@ -97,6 +107,7 @@ void fw_sampler_accept(fw_sampler *s, int32_t id) {
         fw_json_state t = *s->js;
         if (fw_json_grammar_accept(s->json, &t, id)) *s->js = t;
     }
+    if (s->tool) fw_tool_guide_accept(s->tool, s->ts, id);
     if (id < 0 || id >= s->V) return;
     if (s->counts) s->counts[id]++;
     if (s->seen) s->seen[id] |= 2;
@@ -105,6 +116,7 @@ void fw_sampler_accept(fw_sampler *s, int32_t id) {
 void fw_sampler_reset(fw_sampler *s) {
     s->n_generated = 0;
     if (s->json) fw_json_start(fw_json_grammar_nodes(s->json), s->js);
+    if (s->tool) fw_tool_guide_start(s->tool, s->ts);
     if (s->counts) memset(s->counts, 0, (size_t)s->V * sizeof(int32_t));
     if (s->seen)
         for (int64_t i = 0; i < s->V; i++) s->seen[i] &= 1; /* the prompt's marks stay */
@@ -123,10 +135,10 @@ static void refuse_init(void) {
 
 /* work = logits, -infinity for the tokens the JSON grammar refuses now. A state with no
  * token (a vocabulary without some byte) lets only EOS through, ending it. */
-static void constrain(fw_sampler *s, const float *logits) {
+static void constrain(fw_sampler *s, fw_json_grammar *g, const fw_json_state *js, const float *logits) {
     double t0 = fw_now();
     bool hit;
-    const uint64_t *m = fw_json_grammar_mask(s->json, s->js, &hit);
+    const uint64_t *m = fw_json_grammar_mask(g, js, &hit);
     if (!hit) s->mask_miss_s += fw_now() - t0;
     float *w = s->work;
     const int64_t V = s->V;
@@ -155,18 +167,33 @@ static void constrain(fw_sampler *s, const float *logits) {
         }
     }
     if (!any) {
-        int32_t eos = fw_json_grammar_eos(s->json);
+        int32_t eos = fw_json_grammar_eos(g);
         if (eos >= 0 && eos < V) w[eos] = 0;
     }
     s->mask_hits += hit, s->mask_misses += !hit;
     s->mask_s += fw_now() - t0;
 }
 
+/* work = logits where a forced tool call allows (its arguments: their grammar's mask). */
+static void constrain_tool(fw_sampler *s, const float *logits) {
+    fw_json_grammar *g = fw_tool_guide_grammar(s->tool, s->ts);
+    if (g) {
+        constrain(s, g, &s->ts->js, logits);
+        return;
+    }
+    int32_t ids[FW_TOOL_GUIDE_MAX];
+    int n;
+    fw_tool_guide_allowed(s->tool, s->ts, ids, &n);
+    for (int64_t i = 0; i < s->V; i++) s->work[i] = -INFINITY;
+    for (int k = 0; k < n; k++) s->work[ids[k]] = logits[ids[k]];
+}
+
 /* work = logits under the JSON mask, with the penalties applied. */
 static void penalise(fw_sampler *s, const float *logits) {
     const int64_t V = s->V;
     float *w = s->work;
-    if (s->json) constrain(s, logits); /* the copy with the mask in the same pass */
+    if (s->tool) constrain_tool(s, logits);
+    else if (s->json) constrain(s, s->json, s->js, logits); /* the copy with the mask in the same pass */
     else memcpy(w, logits, (size_t)V * sizeof(float));
     if (s->seen) {
         float rp = (float)s->p.repetition_penalty;

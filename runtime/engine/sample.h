@@ -15,6 +15,7 @@
 
 #include "io/base/err.h"
 #include "runtime/engine/json_grammar.h"
+#include "runtime/engine/tool_guide.h"
 
 /* The index of the largest logit (the lowest index among equals). */
 int32_t fw_sample_argmax(const float *logits, int64_t V);
@@ -63,6 +64,8 @@ typedef struct fw_sampler {
     int32_t *idx;              /* (V) candidate ids */
     fw_json_grammar *json;     /* JSON output: tokens outside the grammar's mask are never chosen */
     fw_json_state *js;         /* the grammar's state after the accepted tokens */
+    const fw_tool_guide *tool; /* a forced tool call (the request's; outlives the sampler) */
+    fw_tool_state *ts;
     int64_t mask_hits, mask_misses;
     double mask_s;             /* time spent on masks (look-up or walk, and applying) */
     double mask_miss_s;        /* of which the look-ups that walked the trie */
@@ -72,6 +75,8 @@ int fw_sampler_init(fw_sampler *s, const fw_sample_params *p, int64_t V, fw_err 
 void fw_sampler_free(fw_sampler *s);
 /* Constrains the choice to a JSON grammar (a reference is taken). */
 int fw_sampler_constrain(fw_sampler *s, fw_json_grammar *g, fw_err *e);
+/* Constrains the choice to a tool call (runtime/engine/tool_guide.h). */
+int fw_sampler_constrain_tool(fw_sampler *s, const fw_tool_guide *g, fw_err *e);
 /* Marks the prompt's tokens (for the repetition penalty). */
 void fw_sampler_prompt(fw_sampler *s, const int32_t *ids, int64_t n);
 /* Records a generated token: the penalties and the draw counter see it. */

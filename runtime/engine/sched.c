@@ -75,7 +75,8 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     r->tokens = malloc((size_t)r->cap_tokens * sizeof(int32_t));
     r->table = malloc((size_t)fw_kv_blocks_for(s->pool, r->cap_tokens) * sizeof(int32_t));
     bool ok = r->tokens && r->table && fw_sampler_init(&r->sampler, &r->sp, o->vocab, e) == FW_OK;
-    if (ok && r->json && fw_sampler_constrain(&r->sampler, r->json, e)) {
+    if (ok && ((r->json && fw_sampler_constrain(&r->sampler, r->json, e)) ||
+               (r->tool && fw_sampler_constrain_tool(&r->sampler, r->tool, e)))) {
         fw_sampler_free(&r->sampler);
         ok = false;
     }
@@ -171,7 +172,7 @@ static void publish_full(fw_sched *s, fw_req *r) {
  * know nothing of it). */
 static fw_step_logits logits_kind(const fw_req *r) {
     const fw_sample_params *p = &r->sp;
-    if (r->json) return FW_STEP_FULL;
+    if (r->json || r->tool) return FW_STEP_FULL;
     bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
                  p->repetition_penalty == 1;
     return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;

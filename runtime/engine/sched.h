@@ -51,6 +51,7 @@ typedef struct fw_req {
     bool ignore_eos;
     fw_sample_params sp;
     fw_json_grammar *json;     /* JSON output (runtime/engine/json_grammar.h); NULL: free text. The caller's reference */
+    const fw_tool_guide *tool; /* a forced tool call (runtime/engine/tool_guide.h); NULL: none. The caller's */
     void *user;
     /* Kept by the scheduler. */
     int32_t *tokens;           /* (n_tokens) prompt, then generated */

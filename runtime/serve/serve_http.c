@@ -116,8 +116,8 @@ static bool wait_news(conn *c, bool streaming) {
     fw_http_job *h = c->h;
     for (;;) {
         if (h->done || h->error_status) return true;
-        if (streaming && (fw_job_ready(&h->job, false) > h->job.sent || h->job.req.n_tokens - h->job.req.n_prompt >
-                                                                           h->n_sent_tokens))
+        if (streaming && (fw_job_stream_news(&h->job, fw_job_ready(&h->job, false), false) ||
+                          h->job.req.n_tokens - h->job.req.n_prompt > h->n_sent_tokens))
             return true;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -133,26 +133,56 @@ static const char *object_name(const fw_job *j, bool chunk) {
     return "text_completion";
 }
 
+/* What one message or delta holds: content, and in a structured chat reply
+ * reasoning_content and tool_calls. */
+typedef struct parts {
+    const char *content, *reasoning;
+    size_t content_len, reasoning_len;
+    json_t *calls;             /* taken */
+    bool called;               /* finish_reason "tool_calls" */
+} parts;
+
 /* The choice of a response or of one SSE chunk (under s->mu). */
-static json_t *choice(conn *c, const char *text, size_t len, int64_t tok0, int64_t tok1, bool final, bool chunk) {
+static json_t *choice(conn *c, parts *p, int64_t tok0, int64_t tok1, bool final, bool chunk) {
     const fw_job *j = &c->h->job;
-    if (!text) text = "", len = 0; /* no text yet: the first tokens may be held bytes */
+    const char *text = p->content ? p->content : ""; /* no text yet: the first tokens may be held bytes */
+    size_t len = p->content ? p->content_len : 0;
     json_t *ids = json_array();
     for (int64_t i = tok0; i < tok1; i++) json_array_append_new(ids, json_integer(j->req.tokens[j->req.n_prompt + i]));
     json_t *ch = json_pack("{s:i, s:o, s:o}", "index", 0, "token_ids", ids, "finish_reason",
-                           final ? json_string(fw_finish_name(j->req.finish)) : json_null());
+                           !final ? json_null() : json_string(p->called ? "tool_calls" : fw_finish_name(j->req.finish)));
     if (j->kind == FW_JOB_CHAT) {
-        json_t *m = json_pack("{s:s#}", "content", text, (int)len);
+        json_t *m = json_object();
         if (!chunk || !c->sent_role) json_object_set_new(m, "role", json_string("assistant"));
+        /* OpenAI: content null beside tool calls that came with no text */
+        if (!chunk || len || !p->calls)
+            json_object_set_new(m, "content", p->calls && !len && !chunk ? json_null() : json_stringn(text, len));
+        if (j->thinking && (!chunk || p->reasoning_len))
+            json_object_set_new(m, "reasoning_content", json_stringn(p->reasoning ? p->reasoning : "", p->reasoning_len));
+        if (p->calls) json_object_set(m, "tool_calls", p->calls);
         json_object_set_new(ch, chunk ? "delta" : "message", m);
     } else {
         json_object_set_new(ch, "text", json_stringn(text, len));
     }
+    json_decref(p->calls);
+    p->calls = NULL;
     json_t *lp = j->logprobs ? json_array() : NULL;
     for (int64_t i = tok0; lp && i < tok1 && i < (int64_t)json_array_size(j->logprobs); i++)
         json_array_append(lp, json_array_get(j->logprobs, (size_t)i));
     json_object_set_new(ch, "logprobs", lp ? lp : json_null());
     return ch;
+}
+
+/* OpenAI's tool_calls entries of a parsed reply (non-streamed form). */
+static json_t *calls_json(const fw_http_job *h, const fw_chat_reply *r) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < r->n_calls; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "call_%lld_%d", (long long)h->serial, i);
+        json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", i, "id", id, "type", "function",
+                                           "function", "name", r->calls[i].name, "arguments", r->calls[i].arguments));
+    }
+    return a;
 }
 
 static json_t *envelope(conn *c, json_t *ch, bool usage) {
@@ -211,11 +241,48 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             fw_job *j = &h->job;
             size_t ready = fw_job_ready(j, h->done);
             int64_t n_gen = j->req.n_tokens - j->req.n_prompt;
-            if (ready > j->sent || n_gen > h->n_sent_tokens || h->done) {
-                sse(c, envelope(c, choice(c, j->text ? j->text + j->sent : NULL, ready - j->sent, h->n_sent_tokens, n_gen, h->done, true),
-                                h->done));
+            /* new tokens always make a chunk (their token_ids), a held tool call's too: a
+             * stream that sent nothing for --http-timeout seconds would be cut */
+            if (fw_job_stream_news(j, ready, h->done) || n_gen > h->n_sent_tokens || h->done) {
+                size_t r0, r1, c0, c1;
+                fw_job_stream_parts(j, ready, h->done, &r0, &r1, &c0, &c1);
+                const char *t = j->text ? j->text : "";
+                parts p = {.content = t + c0, .content_len = c1 - c0, .reasoning = t + r0, .reasoning_len = r1 - r0};
+                if (h->done && j->part == FW_PART_TOOLS) { /* the calls, or the rest as text */
+                    fw_chat_reply r;
+                    fw_err e;
+                    bool ok = fw_job_reply(j, &r, &e) == FW_OK;
+                    if (ok && r.n_calls) {
+                        if (p.content_len || p.reasoning_len) { /* what came before the calls first */
+                            sse(c, envelope(c, choice(c, &p, h->n_sent_tokens, n_gen, false, true), false));
+                            c->sent_role = true;
+                            h->n_sent_tokens = n_gen;
+                            p = (parts){0};
+                        }
+                        json_t *all = calls_json(h, &r);
+                        for (size_t i = 0; i < json_array_size(all); i++) {
+                            /* as OpenAI streams a call: index, id, type and name, then the arguments */
+                            json_t *x = json_array_get(all, i), *fn = json_object_get(x, "function");
+                            parts head = {.calls = json_pack("[{s:O, s:O, s:s, s:{s:O, s:s}}]", "index",
+                                                             json_object_get(x, "index"), "id", json_object_get(x, "id"),
+                                                             "type", "function", "function", "name",
+                                                             json_object_get(fn, "name"), "arguments", "")};
+                            sse(c, envelope(c, choice(c, &head, h->n_sent_tokens, h->n_sent_tokens, false, true), false));
+                            c->sent_role = true;
+                            parts args = {.calls = json_pack("[{s:O, s:{s:O}}]", "index", json_object_get(x, "index"),
+                                                             "function", "arguments", json_object_get(fn, "arguments"))};
+                            sse(c, envelope(c, choice(c, &args, h->n_sent_tokens, h->n_sent_tokens, false, true), false));
+                        }
+                        json_decref(all);
+                        p.called = true;
+                    } else {
+                        p.content = t + j->sent, p.content_len = j->text_len - j->sent;
+                    }
+                    j->sent = j->text_len;
+                    if (ok) fw_chat_reply_free(&r);
+                }
+                sse(c, envelope(c, choice(c, &p, h->n_sent_tokens, n_gen, h->done, true), h->done));
                 c->sent_role = true;
-                j->sent = ready;
                 h->n_sent_tokens = n_gen;
             }
             if (h->done) c->finished = true;
@@ -269,8 +336,21 @@ static MHD_RESULT submit(conn *c, fw_http_job *h) {
     json_t *o = NULL;
     int status = 200;
     if (here && h->error_status) status = h->error_status, o = fw_error_json(status, h->error_msg);
-    else if (here) o = envelope(c, choice(c, h->job.text ? h->job.text : "", h->job.text_len, 0,
-                                          h->job.req.n_tokens - h->job.req.n_prompt, true, false), true);
+    else if (here) {
+        parts p = {.content = h->job.text ? h->job.text : "", .content_len = h->job.text_len};
+        fw_chat_reply r;
+        fw_err e;
+        bool split = fw_job_structured(&h->job) && fw_job_reply(&h->job, &r, &e) == FW_OK;
+        if (split) {
+            p = (parts){.content = r.content, .content_len = strlen(r.content), .reasoning = r.reasoning,
+                        .reasoning_len = r.reasoning ? strlen(r.reasoning) : 0, .called = r.n_calls > 0,
+                        .calls = r.n_calls ? calls_json(h, &r) : NULL};
+            if (p.calls) /* the non-streamed form has no index */
+                for (size_t i = 0; i < json_array_size(p.calls); i++) json_object_del(json_array_get(p.calls, i), "index");
+        }
+        o = envelope(c, choice(c, &p, 0, h->job.req.n_tokens - h->job.req.n_prompt, true, false), true);
+        if (split) fw_chat_reply_free(&r);
+    }
     pthread_mutex_unlock(&s->mu);
     return here ? send_json(c, status, o) : MHD_NO; /* MHD_NO closes a connection whose client left */
 }

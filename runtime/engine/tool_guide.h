@@ -1,0 +1,70 @@
+/* A forced tool call (tool_choice "required" or a named function): the
+ * sampler may only write the format's call wrapper, one of the allowed
+ * functions' names, arguments that the function's `parameters` schema accepts,
+ * the closing tokens, then EOS.
+ *
+ * The wrapper and the name ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function
+ * <｜tool▁sep｜>NAME\n```json\n" for V3, "...<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>" for
+ * V3.1) are token sequences, one per function, fixed when the guide is built;
+ * while several are still possible the mask allows the next token of each.
+ * The arguments run the JSON grammar of runtime/engine/json_grammar.h (masks
+ * precomputed and cached per schema); once their object closes, the closing
+ * sequence is forced, then EOS. */
+#ifndef FW_RUNTIME_ENGINE_TOOL_GUIDE_H
+#define FW_RUNTIME_ENGINE_TOOL_GUIDE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/base/err.h"
+#include "io/text/chat.h"
+#include "io/text/tokenizer.h"
+#include "runtime/engine/json_grammar.h"
+
+#define FW_TOOL_GUIDE_MAX 128  /* functions one guide can choose from (OpenAI's limit on tools) */
+
+typedef enum fw_tool_phase {
+    FW_TOOL_NAME,              /* the wrapper and the function's name */
+    FW_TOOL_ARGS,              /* the arguments' JSON object */
+    FW_TOOL_CLOSE,             /* the closing tokens */
+    FW_TOOL_EOS,               /* only EOS */
+} fw_tool_phase;
+
+typedef struct fw_tool_state {
+    fw_tool_phase phase;
+    int32_t pos;               /* tokens written in the name or closing phase */
+    int chosen;                /* the function, once its name is complete */
+    uint64_t alive[FW_TOOL_GUIDE_MAX / 64]; /* the functions still possible in the name phase */
+    fw_json_state js;          /* the arguments' grammar state */
+} fw_tool_state;
+
+typedef struct fw_tool_guide {
+    int n;
+    int32_t **seq;             /* (n) each function's opening tokens */
+    int64_t *len;
+    fw_json_grammar **args;    /* (n) each function's arguments grammar */
+    int32_t *close;
+    int64_t n_close;
+    int32_t eos;
+    int64_t V;
+} fw_tool_guide;
+
+/* tools: the functions allowed (OpenAI tools entries, already checked); their
+ * `parameters` compile through cache (path names the field in errors, with
+ * the function's index: "tools[2].function.parameters..."; idx maps each entry
+ * to its index in the request). Every token must be below V: a model whose
+ * vocabulary lacks the tool-call tokens is refused. EOS is the cache's. V3 and
+ * V3.1 only. */
+int fw_tool_guide_build(fw_tool_guide **g, fw_chat_format f, const json_t *tools, const int *idx, fw_tokenizer *t,
+                        fw_json_cache *cache, int64_t V, fw_err *e);
+void fw_tool_guide_free(fw_tool_guide *g);
+void fw_tool_guide_start(const fw_tool_guide *g, fw_tool_state *s);
+/* The tokens allowed now, for a phase other than FW_TOOL_ARGS: ids[0, *n). */
+void fw_tool_guide_allowed(const fw_tool_guide *g, const fw_tool_state *s, int32_t *ids, int *n);
+/* The grammar of the arguments being written (FW_TOOL_ARGS). */
+fw_json_grammar *fw_tool_guide_grammar(const fw_tool_guide *g, const fw_tool_state *s);
+/* Advances by a sampled token (one the mask allowed). */
+void fw_tool_guide_accept(const fw_tool_guide *g, fw_tool_state *s, int32_t id);
+
+#endif
