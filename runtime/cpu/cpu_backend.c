@@ -28,7 +28,7 @@ static int kv_init(void *st, int64_t n_blocks, int64_t block, int64_t max_contex
     const fw_config *c = &s->m->cfg;
     (void)max_context; /* the tables say which blocks a sequence has */
     fw_kv_pool_free(&s->pool);
-    return fw_kv_pool_init(&s->pool, n_blocks, block, s->m->part.n_layers, fw_config_kv_width(c), e);
+    return fw_kv_pool_init(&s->pool, n_blocks, block, fw_model_kv_layers(s->m), fw_config_kv_width(c), e);
 }
 
 /* max_batch requests of 512 tokens, or one of max_context if that is more: the
