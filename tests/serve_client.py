@@ -6,6 +6,8 @@ serve_client.py PORT slow       slow clients do not stop a valid request
 serve_client.py PORT leave      clients that leave mid-stream free their slots and blocks
 serve_client.py PORT busy       a full queue answers 503 with Retry-After
 serve_client.py PORT prefix     repeated prompts and a next chat turn report cached_tokens; /metrics counts them
+serve_client.py PORT spec FILE K  greedy requests at once give FILE's token ids (one JSON array a line, from
+                                `furrow generate`); /metrics counts K positions of drafts, some accepted
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import http.client
@@ -316,8 +318,52 @@ def busy(port):
     return 0
 
 
+def spec_metric(port, name, pos):
+    st, body = get(port, "/metrics")
+    key = '%s{position="%d"} ' % (name, pos)
+    for line in body.decode().splitlines():
+        if line.startswith(key):
+            return float(line.split()[1])
+    return None
+
+
+def spec(port, path, k):
+    """A server with --speculative mtp:K gives greedy's tokens to requests running together."""
+    prompts = [[5, 6, 7, 8], [100, 200], [9] * 7, [1500]]
+    with open(path) as f:
+        want = [json.loads(line) for line in f if line.strip()]
+    got = [None] * len(prompts)
+
+    def one(i):
+        st, _, raw = post(port, "/v1/completions", {"prompt": prompts[i], "max_tokens": len(want[i]),
+                                                     "temperature": 0, "ignore_eos": True})
+        got[i] = json.loads(raw)["choices"][0]["token_ids"] if st == 200 else (st, raw[:200])
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    bad = [i for i in range(len(prompts)) if got[i] != want[i]]
+    for i in bad:
+        print("FAIL: request %d: %s, greedy without speculation %s" % (i, got[i], want[i]))
+    for pos in range(1, k + 1):
+        n = spec_metric(port, "furrow_spec_draft_tokens_total", pos)
+        a = spec_metric(port, "furrow_spec_accepted_tokens_total", pos)
+        r = spec_metric(port, "furrow_spec_acceptance_rate", pos)
+        if n is None or a is None or r is None or not 0 < a < n or abs(r - a / n) > 1e-5:
+            print("FAIL: /metrics, draft position %d: %s of %s accepted, rate %s" % (pos, a, n, r))
+            bad.append(-pos)
+        else:
+            print("ok: draft position %d: %d of %d accepted (%.3f) in /metrics" % (pos, a, n, r))
+    if not bad:
+        print("ok: %d greedy requests at once with --speculative mtp:%d give greedy's tokens" % (len(prompts), k))
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
     port, what = int(sys.argv[1]), sys.argv[2]
     if what == "hostile":
         sys.exit(hostile(port, int(sys.argv[3])))
+    if what == "spec":
+        sys.exit(spec(port, sys.argv[3], int(sys.argv[4])))
     sys.exit({"same": same, "slow": slow, "leave": leave, "busy": busy, "prefix": prefix}[what](port))

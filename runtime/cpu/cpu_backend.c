@@ -47,6 +47,13 @@ static int forward(void *st, int n, const fw_seq_step *q, const int32_t *ids, fl
     return fw_model_forward_seqs(s->m, s->comm, &s->pool, n, q, ids, hidden, logits, e);
 }
 
+static int forward_mtp(void *st, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in, float *h_out,
+                       float *logits, fw_err *e) {
+    cpu_state *s = st;
+    if (!s->pool.data) return fw_errf(e, "forward: the backend has no KV cache");
+    return fw_model_forward_mtp(s->m, s->comm, &s->pool, n, q, ids, h_in, h_out, logits, e);
+}
+
 static const char *describe(void *st) { return ((cpu_state *)st)->desc; }
 
 static void detach(void *st) {
@@ -68,6 +75,7 @@ static const fw_backend cpu_backend = {
     .kv_init = kv_init,
     .kv_default = kv_default,
     .forward = forward,
+    .forward_mtp = forward_mtp,
     .bench_steps = NULL,
     .describe = describe,
     .detach = detach,

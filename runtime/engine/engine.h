@@ -27,6 +27,7 @@ typedef struct fw_engine_opts {
     double watchdog;             /* seconds a step may make no progress (runtime/dist/watchdog.h); 0: off */
     fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
+    int speculative;             /* --speculative mtp:K: K draft tokens a step from the MTP layer (0: none) */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -49,6 +50,7 @@ typedef struct fw_engine {
     void *st;                    /* the backend's state */
     int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
     fw_watchdog *wd;             /* started once loaded: loading has no bound */
+    int speculative;             /* draft tokens a step (the MTP layer loaded on the last stage); 0: none */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
@@ -80,6 +82,11 @@ int fw_engine_kv_pages(fw_engine *en, const struct fw_kv_pool *pool, int64_t max
  * checked first, the same on every rank); the last stage keeps the rows of
  * logits the sequences asked for (n_out each), in order, for what follows. */
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e);
+/* The MTP layer over several sequences' positions (runtime/cpu/cpu.h,
+ * fw_model_forward_mtp): on the last stage only (others return at once); its
+ * logits replace the rows in the shard, for fw_engine_shard_best. */
+int fw_engine_mtp_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in,
+                       float *h_out, fw_err *e);
 /* The last stage's largest logit of its shard of row `row` (layout of MPI_FLOAT_INT). */
 typedef struct fw_engine_best {
     float v;
