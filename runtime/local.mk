@@ -39,6 +39,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli/cmd_serve.c \
 	runtime/cli/cmd_route.c \
 	runtime/cli/cmd_bench.c runtime/cli/bench_json.c runtime/cli/bench_json.h \
+	runtime/cli/bench_spec.c runtime/cli/bench_spec.h \
 	runtime/cli/cmd_plan.c \
 	runtime/cli/cmd_topo.c \
 	runtime/cli/cmd_doctor.c runtime/cli/doctor.c runtime/cli/doctor.h \

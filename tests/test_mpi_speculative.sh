@@ -59,6 +59,12 @@ pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$T/serve.log" | head -n 1)
 [ -n "$pid" ] && kill -TERM "$pid"
 wait $job || bad "serve did not stop cleanly"
 
+# furrow bench --speculative: a row of step times and speed-ups per batch.
+"$furrow" bench --model "$T/m" --speculative mtp:2 --prompt 16 --batches 1,3 --iters 1 > "$T/bench.out" 2>&1 ||
+  { cat "$T/bench.out"; bad "bench --speculative mtp:2"; }
+[ "$(grep -cE '^ +[13] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$T/bench.out")" = 2 ] ||
+  { cat "$T/bench.out"; bad "bench --speculative: expected a row for batch 1 and 3"; }
+
 # Bad uses are refused by name.
 "$furrow" generate --model "$T/m" --prompt-tokens 5 --speculative mtp:3 2> "$T/bad.err" && bad "mtp:3 accepted"
 grep -q -- "--speculative" "$T/bad.err" || bad "mtp:3: the error does not name --speculative"

@@ -11,6 +11,7 @@
 #include "kernels/cpu/ceilings.h"
 #include "runtime/cli/cli.h"
 #include "runtime/cli/bench_json.h"
+#include "runtime/cli/bench_spec.h"
 #include "runtime/engine/engine.h"
 
 /* Sequences of one benchmark at most. */
@@ -51,6 +52,10 @@ static void usage(FILE *f) {
             "  --contexts LIST                     cached positions per sequence (default 1024,4096)\n"
             "  --prefill N                         prefill length (default 4096; 0: none)\n"
             "  --iters N                           timed repetitions (default 5)\n"
+            "\nwith --speculative mtp:K (a checkpoint with an MTP layer; CPU): the step times that\n"
+            "speculative decoding trades at each of --batches (default 1,8,64) after --prompt\n"
+            "cached positions, over --iters, and the decode speed-up they give at acceptance\n"
+            "rates 0.6-0.9 (instead of the end-to-end run)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -145,6 +150,7 @@ typedef struct bench_args {
     fw_bench_steps steps;      /* a backend's step benchmark */
     char spec[128];            /* --synthetic: the in-place model's spec */
     bool json;                 /* --json-output */
+    bool batches_set;          /* --batches given */
     const char *tokenizer;
 } bench_args;
 
@@ -202,7 +208,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                 else if (batches) a->steps.batch[i] = list[i];
                 else a->steps.context[i] = list[i];
             }
-            if (batches) a->steps.n_batch = (int)nlist;
+            if (batches) a->steps.n_batch = (int)nlist, a->batches_set = true;
             else a->steps.n_context = (int)nlist;
             free(list);
             list = NULL;
@@ -370,6 +376,13 @@ int fw_cmd_bench(int argc, char **argv) {
             if (a.steps.context[i] + 1 > a.eo.context) a.eo.context = a.steps.context[i] + 1;
         for (int i = 0; i < a.steps.n_batch; i++)
             if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+    } else if (a.eo.speculative) {
+        if (!a.batches_set) a.steps = (fw_bench_steps){.n_batch = 3, .batch = {1, 8, 64}, .iters = a.steps.iters};
+        a.eo.context = a.P + 2 * a.eo.speculative + 1;
+        a.eo.n_seqs = 1;
+        for (int i = 0; i < a.steps.n_batch; i++)
+            if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+        a.ceilings = false;
     } else {
         a.eo.context = a.P + a.N;
         a.eo.n_seqs = (int)a.B;
@@ -394,6 +407,10 @@ int fw_cmd_bench(int argc, char **argv) {
         fw_world_report(&w, "bench", e.msg);
     } else if (steps) {
         run_steps(&w, &en, &a, t_start);
+        rc = 0;
+    } else if (a.eo.speculative) {
+        if (fw_bench_speculative(&en, a.steps.batch, a.steps.n_batch, a.P, a.steps.iters, w.rank == 0, &e))
+            fw_world_abort(&w, "bench", e.msg);
         rc = 0;
     } else {
         rank_stats mine;
