@@ -18,7 +18,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/sched.c runtime/engine/sched.h \
 	runtime/engine/block_map.c runtime/engine/block_map.h \
 	runtime/engine/runner.c runtime/engine/runner.h \
-	runtime/engine/sample.c runtime/engine/sample.h \
+	runtime/engine/sample.c runtime/engine/sample.h runtime/engine/spec_sample.c runtime/engine/spec_sample.h \
 	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
 	runtime/engine/job.c runtime/engine/job.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \

@@ -1,6 +1,6 @@
 /* Makes a checkpoint whose MTP layer drafts well, for the speculative decoding
  * tests (random weights accept almost nothing):
- *   mtp_craft SRC DST EPS
+ *   mtp_craft SRC DST EPS [SHARP]
  * copies SRC (BF16 or F32, with an MTP layer) to DST with every main layer's
  * o_proj and down projections scaled by EPS: the main model is then close to a
  * bigram model, its next token mostly f(last token), with EPS of context in it.
@@ -8,7 +8,9 @@
  * normed embedding of t_{i+1} alone, its own o_proj and down projections are 0,
  * and its embedding, shared_head.norm and shared_head.head are the model's. Its
  * drafts are right wherever the context does not change the main model's pick,
- * so a run accepts many drafts and rejects some. */
+ * so a run accepts many drafts and rejects some. SHARP (default 1) multiplies
+ * the MTP layer's head: its distribution then differs from the model's at a
+ * temperature, as a test of speculative sampling wants. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@ typedef struct ctx {
     fw_ckpt *src;
     fw_ckpt_writer *w;
     const fw_config *c;
-    double eps;
+    double eps, sharp;
     fw_err *e;
 } ctx;
 
@@ -76,6 +78,8 @@ static int copy(void *user, const char *name, const fw_tensor_info *info, const 
     if (ends(name, "self_attn.o_proj.weight") || ends(name, "down_proj.weight")) {
         const double f = mtp ? 0 : x->eps;
         for (int64_t i = 0; i < n; i++) put(d, in.dtype, i, (float)(f * get(d, in.dtype, i)));
+    } else if (mtp && ends(name, ".shared_head.head.weight") && x->sharp != 1) {
+        for (int64_t i = 0; i < n; i++) put(d, in.dtype, i, (float)(x->sharp * get(d, in.dtype, i)));
     } else if (ends(name, "eh_proj.weight")) { /* [I | 0]: the embedding half alone */
         const int64_t D = in.shape[0];
         for (int64_t r = 0; r < D; r++)
@@ -87,12 +91,12 @@ static int copy(void *user, const char *name, const fw_tensor_info *info, const 
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: mtp_craft SRC DST EPS\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: mtp_craft SRC DST EPS [SHARP]\n");
         return 2;
     }
     fw_err e;
-    ctx x = {.eps = atof(argv[3]), .e = &e};
+    ctx x = {.eps = atof(argv[3]), .sharp = argc == 5 ? atof(argv[4]) : 1, .e = &e};
     if (fw_ckpt_open(&x.src, argv[1], &e)) return fprintf(stderr, "mtp_craft: %s\n", e.msg), 1;
     x.c = fw_ckpt_config(x.src);
     if (x.c->num_nextn_predict_layers < 1) return fprintf(stderr, "mtp_craft: %s has no MTP layer\n", argv[1]), 1;

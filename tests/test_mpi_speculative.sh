@@ -59,6 +59,34 @@ pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$T/serve.log" | head -n 1)
 [ -n "$pid" ] && kill -TERM "$pid"
 wait $job || bad "serve did not stop cleanly"
 
+# Sampling: a vocabulary of 32 so that 400 seeded requests show the
+# distribution, the MTP layer's head sharpened so that its drafts' distribution
+# is far from the model's (drafts taken as they come would show); a plain server
+# and a speculating one (tp 2: the leader's choices reach the other rank) must
+# draw from the same one.
+"$furrow" synth --out "$T/r32" --bf16 --mtp 1 --vocab 32 --seed 5 --quiet && "$FURROW_BUILDDIR/tests/mtp_craft" "$T/r32" \
+  "$T/m32" 0.3 2.5 || bad "the vocabulary-32 checkpoint"
+start_serve() {  # name, ranks, flags...: sets port_<name>
+  n=$1 np=$2; shift 2
+  rm -f "$T/port.$n"
+  fw_mpirun 400 "$np" "$furrow" serve --model "$T/m32" --port 0 --port-file "$T/port.$n" --max-context 64 \
+    --max-batch 8 "$@" > "$T/serve.$n.log" 2>&1 &
+  i=0
+  while [ ! -s "$T/port.$n" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+}
+stop_serve() { p=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$T/serve.$1.log" | head -n 1); [ -n "$p" ] && kill -TERM "$p"; }
+start_serve plain 1
+start_serve spec 2 --tp 2 --speculative mtp:2
+if [ -s "$T/port.plain" ] && [ -s "$T/port.spec" ]; then
+  python3 "$FURROW_SRCDIR/tests/serve_client.py" "$(cat "$T/port.plain")" sampled "$(cat "$T/port.spec")" 400 ||
+    bad "speculative sampling"
+else
+  cat "$T/serve.plain.log" "$T/serve.spec.log"; bad "the sampling servers did not start"
+fi
+stop_serve plain
+stop_serve spec
+wait
+
 # furrow bench --speculative: a row of step times and speed-ups per batch.
 "$furrow" bench --model "$T/m" --speculative mtp:2 --prompt 16 --batches 1,3 --iters 1 > "$T/bench.out" 2>&1 ||
   { cat "$T/bench.out"; bad "bench --speculative mtp:2"; }

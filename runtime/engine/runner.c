@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "io/base/clock.h"
+#include "runtime/engine/spec_sample.h"
 
 /* A plan entry's header on the wire: pos0, tokens (its own and its drafts),
  * blocks, flags (the logits kind, top_k << 8, drafts << 40, speculating << 44),
@@ -86,7 +87,10 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
         r->qm = calloc((size_t)r->group, sizeof *r->qm);
         r->kvm = calloc((size_t)r->group, sizeof *r->kvm);
         r->mtp_at = calloc((size_t)r->group, sizeof *r->mtp_at);
-        if (!r->spec || !r->gacc || !r->gtok || !r->mtp_ids || !r->mtp_h || !r->mtp_hout || !r->qm || !r->kvm || !r->mtp_at) {
+        r->wire_acc = calloc((size_t)r->group * (FW_SPEC_MAX + 2), sizeof *r->wire_acc);
+        if (r->leader) r->probs = malloc((size_t)c->vocab_size * sizeof *r->probs);
+        if (!r->spec || !r->gacc || !r->gtok || !r->mtp_ids || !r->mtp_h || !r->mtp_hout || !r->qm || !r->kvm || !r->mtp_at || !r->wire_acc ||
+            (r->leader && !r->probs)) {
             fw_runner_free(r);
             return fw_errf(e, "runner: out of memory");
         }
@@ -96,7 +100,9 @@ int fw_runner_init(fw_runner *r, fw_engine *en, const fw_sched_opts *o, fw_err *
     r->wire = malloc((size_t)r->wire_cap * sizeof *r->wire);
     r->top_ids = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_ids);
     r->top_vals = malloc((size_t)en->model->part.tp * FW_SAMPLE_TOP_MAX * sizeof *r->top_vals);
-    if (r->leader) r->logits = malloc((size_t)r->group * (size_t)c->vocab_size * sizeof(float));
+    /* Rows a group gathers on the leader: with drafts to verify, 1 + K a sequence. */
+    const int64_t lrows = r->spec_k ? (int64_t)r->group * (FW_SPEC_MAX + 1) : r->group;
+    if (r->leader) r->logits = malloc((size_t)lrows * (size_t)c->vocab_size * sizeof(float));
     r->step_ids = malloc((size_t)so.token_budget * sizeof *r->step_ids);
     r->step_tabs = malloc((size_t)r->group * (size_t)fw_kv_blocks_for(&r->pool, so.max_context) *
                           sizeof *r->step_tabs);
@@ -151,6 +157,8 @@ void fw_runner_free(fw_runner *r) {
     free(r->qm);
     free(r->kvm);
     free(r->mtp_at);
+    free(r->wire_acc);
+    free(r->probs);
     memset(r, 0, sizeof *r);
 }
 
@@ -177,6 +185,35 @@ static int64_t encode(fw_runner *r, const fw_step *st) {
     }
     w[1] = k;
     return k;
+}
+
+/* The drafts of sampled requests among the x rows of MTP logits: drawn by the
+ * leader from their distributions (kept for the verification), then sent to
+ * every rank over the max-locs in best_tok. */
+static int mtp_sampled_drafts(fw_runner *r, int a, int nm, int x, int depth, fw_err *e) {
+    fw_engine *en = r->en;
+    bool any = false;
+    for (int m = 0; m < nm; m++) any |= r->qm[m].n_out && r->kinds[r->mtp_at[m]] == FW_STEP_FULL;
+    if (!any) return FW_OK;
+    if (fw_engine_rows_logits(en, x, r->logits, e)) return FW_ERR;
+    if (r->leader) {
+        const int64_t V = en->model->cfg.vocab_size;
+        for (int m = 0, row = 0; m < nm; m++) {
+            if (!r->qm[m].n_out) continue;
+            const int g = r->mtp_at[m];
+            if (r->kinds[g] == FW_STEP_FULL) {
+                fw_req *req = r->sched.step.e[a + g].req;
+                /* This draft's token index: after the step's accepted drafts and token. */
+                const int64_t index = req->sampler.n_generated + r->gacc[g] + 1 + depth;
+                r->best_tok[row] = fw_spec_draft(&req->sampler, r->logits + (int64_t)row * V, index,
+                                                 req->draft_q + (int64_t)depth * V);
+            }
+            row++;
+        }
+    }
+    if (en->replica_size > 1 && MPI_Bcast(r->best_tok, x, MPI_INT32_T, 0, en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the drafts failed");
+    return FW_OK;
 }
 
 /* The MTP layer after a group's forward, for its speculating entries: over the
@@ -219,6 +256,7 @@ static int mtp_group(fw_runner *r, int a, int b, const int64_t *toff, fw_err *e)
                 x++;
             }
         if (fw_engine_best_tokens(en, x, r->best, r->best_tok, e)) return FW_ERR;
+        if (mtp_sampled_drafts(r, a, nm, x, depth, e)) return FW_ERR;
         /* The drafts, and the chained step's inputs: the draft and the layer's
          * output at the entry's last position, one position on. */
         int nc = 0;
@@ -251,6 +289,34 @@ static int mtp_group(fw_runner *r, int a, int b, const int64_t *toff, fw_err *e)
         nm = nd = nc;
         if (nc == 0) break;
         if (fw_engine_mtp_seqs(en, nc, r->qm, r->mtp_ids, r->mtp_h, r->mtp_hout, e)) return FW_ERR;
+    }
+    return FW_OK;
+}
+
+/* The leader's choices for a group's speculating sampled entries (drafts
+ * accepted, the tokens) to every rank of the replica, into gacc and gtok. */
+static int spec_full(fw_runner *r, int a, int b, fw_err *e) {
+    const int64_t *w = r->wire;
+    const int W = FW_SPEC_MAX + 2;
+    int n = 0;
+    for (int g = 0; g < b - a; g++) {
+        if (r->kinds[g] != FW_STEP_FULL || !FLAG_SPEC(w[2 + HDR * (a + g) + 3])) continue;
+        int32_t *m = r->wire_acc + n++ * W;
+        if (r->leader) {
+            const fw_spec_out *so = &r->spec[a + g];
+            m[0] = so->n_acc;
+            memcpy(m + 1, so->acc, (size_t)so->n_acc * sizeof *m);
+            m[1 + so->n_acc] = r->out[a + g].nonfinite ? -1 : r->out[a + g].id;
+        }
+    }
+    if (n > 0 && r->en->replica_size > 1 &&
+        MPI_Bcast(r->wire_acc, n * W, MPI_INT32_T, 0, r->en->replica) != MPI_SUCCESS)
+        return fw_errf(e, "broadcasting the accepted drafts failed");
+    for (int g = 0, k = 0; g < b - a; g++) {
+        if (r->kinds[g] != FW_STEP_FULL || !FLAG_SPEC(w[2 + HDR * (a + g) + 3])) continue;
+        const int32_t *m = r->wire_acc + k++ * W;
+        r->gacc[g] = m[0];
+        memcpy(r->gtok[g], m + 1, (size_t)(m[0] + 1) * sizeof *m);
     }
     return FW_OK;
 }
@@ -305,10 +371,27 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
     }
     if (full) { /* the group's rows on the leader, for the requests that need a whole row */
         if (fw_engine_rows_logits(en, rows, r->logits, e)) return FW_ERR;
-        for (int g = 0, row = 0; g < b - a; row += (int)q[g].n_out, g++)
-            if (r->leader && kinds[g] == FW_STEP_FULL)
-                fw_sampler_next(&r->sched.step.e[a + g].req->sampler, r->logits + (int64_t)row * en->model->cfg.vocab_size,
-                                &r->out[a + g]);
+        const int64_t V = en->model->cfg.vocab_size;
+        for (int g = 0, row = 0; g < b - a; row += (int)q[g].n_out, g++) {
+            if (!r->leader || kinds[g] != FW_STEP_FULL) continue;
+            fw_req *req = r->sched.step.e[a + g].req;
+            const float *lg = r->logits + (int64_t)row * V;
+            const int nd = FLAG_DRAFTS(w[2 + HDR * (a + g) + 3]);
+            if (!FLAG_SPEC(w[2 + HDR * (a + g) + 3]) || nd == 0) {
+                fw_sampler_next(&req->sampler, lg, &r->out[a + g]);
+                if (r->spec) r->spec[a + g] = (fw_spec_out){0};
+                continue;
+            }
+            int acc;
+            int32_t tok = fw_spec_verify(&req->sampler, lg, nd, r->step_ids + toff[g] + (q[g].T - nd), req->draft_q,
+                                         r->probs, &acc);
+            r->out[a + g] = (fw_sample_out){.id = tok, .nonfinite = tok < 0};
+            r->spec[a + g] = (fw_spec_out){.n_acc = acc};
+            memcpy(r->spec[a + g].acc, r->step_ids + toff[g] + (q[g].T - nd), (size_t)acc * sizeof(int32_t));
+        }
+        /* Every rank learns what the leader's samplers chose for the speculating
+         * requests: the MTP layer runs from there. */
+        if (spec && spec_full(r, a, b, e)) return FW_ERR;
     }
     if (nb > 0) {
         if (fw_engine_best_tokens(en, nb, r->best, r->best_tok, e)) return FW_ERR;
@@ -331,7 +414,7 @@ static int run_group(fw_runner *r, int a, int b, int64_t ktok, int64_t ktab, fw_
     }
     if (spec) {
         for (int g = 0; g < b - a; g++)
-            if (kinds[g] != FW_STEP_ARGMAX) r->gacc[g] = 0;
+            if (kinds[g] != FW_STEP_ARGMAX && kinds[g] != FW_STEP_FULL) r->gacc[g] = 0;
         if (mtp_group(r, a, b, toff, e)) return FW_ERR;
     }
     return FW_OK;

@@ -43,6 +43,8 @@ typedef struct fw_runner {
     fw_seq_step *qm;           /* (group) its sequences */
     fw_kv *kvm;
     int *mtp_at;               /* (group) their entries in the group */
+    int32_t *wire_acc;         /* (group, K + 2) sampled entries' accepted drafts and token, broadcast */
+    float *probs;              /* (vocab) leader: a row's distribution */
     int64_t steps, tokens;     /* counters for reports */
     double last_step_s;
     double t_sent;             /* leader: when the last plan or heartbeat went out */

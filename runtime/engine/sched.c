@@ -1,4 +1,5 @@
 #include "runtime/engine/sched.h"
+#include "runtime/engine/spec_sample.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ void fw_sched_free(fw_sched *s) {
 }
 
 void fw_req_free(fw_req *r) {
+    free(r->draft_q);
+    r->draft_q = NULL;
     free(r->tokens);
     free(r->table);
     fw_sampler_free(&r->sampler);
@@ -92,8 +95,17 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     r->n_computed = 0, r->n_table = 0, r->n_keyed = 0, r->chain = 0, r->cached_tokens = 0;
     r->n_preempted = 0;
     r->finish = FW_FINISH_NONE, r->stop_asked = false;
-    r->spec = o->speculative > 0 && logits_kind(r) == FW_STEP_ARGMAX;
+    /* Greedy requests speculate, and sampled ones whose distribution the tokens
+     * of a step do not change (runtime/engine/spec_sample.h). */
+    r->spec = o->speculative > 0 && !r->json && fw_spec_sample_ok(&r->sp);
     r->n_draft = 0;
+    if (r->spec && r->sp.temperature > 0 && !r->draft_q &&
+        !(r->draft_q = malloc((size_t)FW_SPEC_MAX * (size_t)o->vocab * sizeof(float)))) {
+        fw_sampler_free(&r->sampler);
+        free(r->tokens), free(r->table);
+        r->tokens = NULL, r->table = NULL;
+        return fw_errf(e, "out of memory for a request");
+    }
     r->arrival = s->arrivals++;
     s->waiting[(s->w_head + s->w_len++) % s->w_cap] = r;
     return FW_OK;
@@ -176,7 +188,7 @@ static void publish_full(fw_sched *s, fw_req *r) {
  * know nothing of it). */
 static fw_step_logits logits_kind(const fw_req *r) {
     const fw_sample_params *p = &r->sp;
-    if (r->json) return FW_STEP_FULL;
+    if (r->json || (r->spec && p->temperature > 0)) return FW_STEP_FULL; /* speculative sampling: rank 0's rows */
     bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
                  p->repetition_penalty == 1;
     return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;

@@ -71,6 +71,7 @@ typedef struct fw_req {
     bool spec;                 /* speculates: the MTP layer keeps its cache and drafts (greedy requests) */
     int32_t draft[FW_SPEC_MAX]; /* the MTP layer's guesses of the tokens after the last one */
     int n_draft;
+    float *draft_q;            /* (FW_SPEC_MAX, vocab) sampled requests: the distributions the drafts came from */
 } fw_req;
 
 /* What went wrong for a request that finished with FW_FINISH_ERROR. */
