@@ -92,6 +92,8 @@ wait
   { cat "$T/bench.out"; bad "bench --speculative mtp:2"; }
 [ "$(grep -cE '^ +[13] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$T/bench.out")" = 2 ] ||
   { cat "$T/bench.out"; bad "bench --speculative: expected a row for batch 1 and 3"; }
+set -- $(sed -n 's/^draft 1 accepted \([0-9]*\) of \([0-9]*\) .*/\1 \2/p' "$T/bench.out")
+[ $# = 2 ] && [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] || { cat "$T/bench.out"; bad "bench --speculative: acceptance '$*'"; }
 
 # Bad uses are refused by name.
 "$furrow" generate --model "$T/m" --prompt-tokens 5 --speculative mtp:3 2> "$T/bad.err" && bad "mtp:3 accepted"

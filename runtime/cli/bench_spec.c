@@ -83,12 +83,54 @@ static int timed(spec_bench *s, int g, int64_t T, int64_t n_out, int what, int i
     return FW_OK;
 }
 
+/* The drafts' acceptance along n greedy steps of sequence 0 from position ctx:
+ * each step's token, then the MTP layer's draft (and the chained one) for the
+ * tokens after it, compared with what the next steps choose. */
+static int acceptance(spec_bench *s, int n, int64_t *acc, int64_t *tried, fw_err *e) {
+    fw_engine *en = s->en;
+    const int64_t D = en->model->cfg.hidden_size;
+    int32_t *g = calloc((size_t)n, sizeof *g), *d = calloc((size_t)n * 2, sizeof *d), cur = s->ids[s->ctx];
+    float *h = malloc((size_t)D * sizeof *h);
+    int rc = FW_ERR;
+    if (!g || !d || !h) {
+        fw_errf(e, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        s->kv[0] = en->kvs[0];
+        s->kv[0].len = s->ctx + i;
+        s->q[0] = (fw_seq_step){.kv = &s->kv[0], .T = 1, .n_out = 1, .mode = FW_ATTN_ABSORBED, .hidden_out = true};
+        if (fw_engine_stage_seqs(en, 1, s->q, &cur, e) || argmax_rows(s, 1, e)) goto done;
+        g[i] = cur = s->tok[0];
+        int32_t in = cur;
+        const float *hin = en->hidden;
+        for (int k = 0; k < s->K; k++) { /* the draft of token i + 2 + k */
+            s->kv[0].len = s->ctx + i + k;
+            s->q[0] = (fw_seq_step){.kv = &s->kv[0], .T = 1, .n_out = 1, .mode = FW_ATTN_ABSORBED};
+            if (fw_engine_mtp_seqs(en, 1, s->q, &in, hin, h, e) || argmax_rows(s, 1, e)) goto done;
+            d[i * 2 + k] = in = s->tok[0];
+            hin = h;
+        }
+    }
+    /* As the scheduler counts them: draft k is accepted when it and those before it match. */
+    for (int i = 0; i + s->K < n; i++)
+        for (int k = 0, ok = 1; k < s->K; k++) {
+            tried[k]++;
+            ok = ok && d[i * 2 + k] == g[i + 1 + k];
+            acc[k] += ok;
+        }
+    rc = FW_OK;
+done:
+    free(g), free(d), free(h);
+    return rc;
+}
+
 int fw_bench_speculative(fw_engine *en, const int *batch, int n_batch, int64_t ctx, int iters, bool print,
                          fw_err *e) {
     const int K = en->speculative, dg = en->be->decode_group;
     int Bmax = 0;
     for (int i = 0; i < n_batch; i++) Bmax = batch[i] > Bmax ? batch[i] : Bmax;
-    if (Bmax > en->n_seqs || ctx + 2 * K + 1 > en->context)
+    if (Bmax > en->n_seqs || ctx + FW_BENCH_SPEC_STEPS + 2 * K + 1 > en->context)
         return fw_errf(e, "speculative bench: the engine holds %d sequences of %lld positions", en->n_seqs,
                        (long long)en->context);
     spec_bench s = {.en = en, .K = K, .ctx = ctx};
@@ -114,6 +156,13 @@ int fw_bench_speculative(fw_engine *en, const int *batch, int n_batch, int64_t c
         s.kv[0].len = 0;
         if (fw_engine_mtp_seqs(en, 1, s.q, s.ids, en->hidden, NULL, e)) goto done;
     }
+    int64_t acc[2] = {0}, tried[2] = {0};
+    if (acceptance(&s, FW_BENCH_SPEC_STEPS, acc, tried, e)) goto done;
+    if (print)
+        for (int k = 0; k < K; k++)
+            printf("draft %d accepted %lld of %lld (%.3f) along %d greedy steps of this model\n", k + 1,
+                   (long long)acc[k], (long long)tried[k], tried[k] ? (double)acc[k] / (double)tried[k] : 0.0,
+                   FW_BENCH_SPEC_STEPS);
     if (print)
         printf("speculative mtp:%d at %lld cached positions, fastest of %d; ms per step of the whole batch: t1 a "
                "decode step, tv a verify step (1 + %d tokens a sequence), td the MTP layer's drafting\n"

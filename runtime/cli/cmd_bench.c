@@ -55,7 +55,8 @@ static void usage(FILE *f) {
             "\nwith --speculative mtp:K (a checkpoint with an MTP layer; CPU): the step times that\n"
             "speculative decoding trades at each of --batches (default 1,8,64) after --prompt\n"
             "cached positions, over --iters, and the decode speed-up they give at acceptance\n"
-            "rates 0.6-0.9 (instead of the end-to-end run)\n"
+            "rates 0.6-0.9, after the drafts' acceptance along 32 greedy steps of the model\n"
+            "(instead of the end-to-end run)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -378,7 +379,7 @@ int fw_cmd_bench(int argc, char **argv) {
             if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
     } else if (a.eo.speculative) {
         if (!a.batches_set) a.steps = (fw_bench_steps){.n_batch = 3, .batch = {1, 8, 64}, .iters = a.steps.iters};
-        a.eo.context = a.P + 2 * a.eo.speculative + 1;
+        a.eo.context = a.P + FW_BENCH_SPEC_STEPS + 2 * a.eo.speculative + 1;
         a.eo.n_seqs = 1;
         for (int i = 0; i < a.steps.n_batch; i++)
             if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
