@@ -321,13 +321,17 @@ def busy(port):
     return 0
 
 
-def spec_metric(port, name, pos):
+def spec_metrics(port, pos):
+    """Drafts verified, accepted and the rate at a draft position, from one read of /metrics (the
+    server mirrors them after each step, maybe after a response went out)."""
+    time.sleep(0.5)
     st, body = get(port, "/metrics")
-    key = '%s{position="%d"} ' % (name, pos)
-    for line in body.decode().splitlines():
-        if line.startswith(key):
-            return float(line.split()[1])
-    return None
+    out = []
+    for name in ("furrow_spec_draft_tokens_total", "furrow_spec_accepted_tokens_total", "furrow_spec_acceptance_rate"):
+        key = '%s{position="%d"} ' % (name, pos)
+        v = [float(line.split()[1]) for line in body.decode().splitlines() if line.startswith(key)]
+        out.append(v[0] if v else None)
+    return out
 
 
 def spec(port, path, k):
@@ -350,9 +354,7 @@ def spec(port, path, k):
     for i in bad:
         print("FAIL: request %d: %s, greedy without speculation %s" % (i, got[i], want[i]))
     for pos in range(1, k + 1):
-        n = spec_metric(port, "furrow_spec_draft_tokens_total", pos)
-        a = spec_metric(port, "furrow_spec_accepted_tokens_total", pos)
-        r = spec_metric(port, "furrow_spec_acceptance_rate", pos)
+        n, a, r = spec_metrics(port, pos)
         if n is None or a is None or r is None or not 0 < a < n or abs(r - a / n) > 1e-5:
             print("FAIL: /metrics, draft position %d: %s of %s accepted, rate %s" % (pos, a, n, r))
             bad.append(-pos)
@@ -429,8 +431,7 @@ def sampled(port, port2, n):
             print("ok: token %d: the same distribution with speculation (chi-square %.1f on %d df, critical %.1f at"
                   " 1e-3; %d of %d samples differ)" % (pos + 1, stat, df, crit, n - same, n))
     for k in (1, 2):
-        d = spec_metric(port2, "furrow_spec_draft_tokens_total", k)
-        a = spec_metric(port2, "furrow_spec_accepted_tokens_total", k)
+        d, a, _ = spec_metrics(port2, k)
         if d is None or a is None or not 0 < a < d:
             print("FAIL: draft position %d: %s of %s accepted (both paths must run)" % (k, a, d))
             bad = 1

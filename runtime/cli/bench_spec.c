@@ -137,7 +137,7 @@ int fw_bench_speculative(fw_engine *en, const int *batch, int n_batch, int64_t c
     const int64_t rows = (int64_t)Bmax * (K + 1);
     s.q = calloc((size_t)Bmax, sizeof *s.q);
     s.kv = calloc((size_t)Bmax, sizeof *s.kv);
-    s.ids = calloc((size_t)(rows > ctx ? rows : ctx), sizeof *s.ids);
+    s.ids = calloc((size_t)(rows > ctx ? rows : ctx + 1), sizeof *s.ids);
     s.best = calloc((size_t)rows, sizeof *s.best);
     s.tok = calloc((size_t)rows, sizeof *s.tok);
     int rc = FW_ERR;
@@ -146,7 +146,7 @@ int fw_bench_speculative(fw_engine *en, const int *batch, int n_batch, int64_t c
         goto done;
     }
     const int64_t V = en->model->cfg.vocab_size;
-    for (int64_t i = 0; i < (rows > ctx ? rows : ctx); i++) s.ids[i] = (int32_t)((i * 7919 + 11) % V);
+    for (int64_t i = 0; i < (rows > ctx ? rows : ctx + 1); i++) s.ids[i] = (int32_t)((i * 7919 + 11) % V);
     /* Every sequence's prompt, and its MTP rows, before any timing. */
     for (int i = 0; i < Bmax; i++) {
         s.kv[0] = en->kvs[i];

@@ -340,6 +340,7 @@ static int step_begin(fw_model *m, int n, const fw_seq_step *q, const int32_t *i
         naive |= q[i].mode == FW_ATTN_NAIVE, absorbed |= q[i].mode == FW_ATTN_ABSORBED;
     }
     *s = (scratch){0};
+    *b = (bufs){0}; /* buffers a step does not need stay NULL */
     carve(s, b, m, T, S_max, naive, absorbed, mtp); /* first pass measures */
     s->base = aligned_alloc(64, s->used);
     if (!s->base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s->used);
