@@ -47,7 +47,7 @@ typedef struct fw_config {
     int index_n_heads;                 /* DeepSeek-V3.2 DSA indexer: 64; 0 = no indexer (dense MLA) */
     int index_head_dim;                /* 128 (a power of two: the indexer rotates q and k by a Hadamard) */
     int index_topk;                    /* 2048 earlier tokens kept per query; 0 = dense MLA */
-    int num_nextn_predict_layers;      /* MTP layers stored after the main ones; not run */
+    int num_nextn_predict_layers;      /* MTP layers stored after the main ones (the first drafts for --speculative) */
     bool tie_word_embeddings;          /* false for DeepSeek-V3 */
     int64_t bos_token_id, eos_token_id;
     bool fp8;                          /* quantization_config: fp8 e4m3 */

@@ -31,7 +31,7 @@ typedef struct fw_model_tensor {
     bool quantized;         /* F8_E4M3 + "<name>_scale_inv" in an FP8 checkpoint */
     bool f32;               /* stored F32 in the hub checkpoints (e_score_correction_bias) */
     int layer;              /* -1: not in a layer (embed, final norm, head) */
-    bool mtp;               /* multi-token-prediction layer: optional, not run */
+    bool mtp;               /* multi-token-prediction layer: optional, run only to speculate */
 } fw_model_tensor;
 
 /* Every tensor a checkpoint of this config holds, in model order (embed, layers

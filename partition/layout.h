@@ -37,7 +37,7 @@ typedef struct fw_mem_estimate {
 
 typedef struct fw_layout {
     int world, tp, pp, dp;
-    int n_layers;              /* num_hidden_layers (MTP not run) */
+    int n_layers;              /* num_hidden_layers (the MTP layer, when speculating, rides on the last stage) */
     fw_stage stages[FW_MAX_STAGES];
     int experts_per_rank_max;  /* ceil(E / tp) */
     fw_mem_estimate mem;       /* the rank with the largest need */

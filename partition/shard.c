@@ -180,10 +180,11 @@ static int recognise(const fw_config *c, const char *name, int ndim, const int64
 }
 
 /* Is the tensor on stage pp_rank? Layer tensors follow their layer; MTP layers
- * are never run; embed on the first stage (and the last when the head is tied to
- * it); final norm and head on the last. */
-static bool on_stage(const fw_config *c, const fw_layout *l, const char *name, int layer, int pp_rank) {
-    if (layer >= c->num_hidden_layers) return false;
+ * only when asked (speculative decoding), then on the last stage beside the head
+ * whose hidden states they take; embed on the first stage (and the last when the
+ * head is tied to it); final norm and head on the last. */
+static bool on_stage(const fw_config *c, const fw_layout *l, const char *name, int layer, int pp_rank, bool mtp) {
+    if (layer >= c->num_hidden_layers) return mtp && pp_rank == l->pp - 1;
     if (layer >= 0) return fw_layout_stage_of_layer(l, layer) == pp_rank;
     if (!strncmp(name, "model.embed_tokens.", 19))
         return pp_rank == 0 || (c->tie_word_embeddings && pp_rank == l->pp - 1);
@@ -196,8 +197,8 @@ static int whole(fw_slice *out, int ndim, const int64_t *shape) {
     return FW_OK;
 }
 
-int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name,
-                   int ndim, const int64_t *shape, fw_slice *out, fw_err *e) {
+static int slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name, int ndim,
+                 const int64_t *shape, bool mtp, fw_slice *out, fw_err *e) {
     memset(out, 0, sizeof *out);
     if (l->tp <= 0 || l->pp <= 0 || tp_rank < 0 || tp_rank >= l->tp || pp_rank < 0 || pp_rank >= l->pp)
         return fw_errf(e, "tensor '%s': rank (pp %d, tp %d) is outside the layout (pp %d, tp %d)", name,
@@ -206,7 +207,7 @@ int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_r
     part_kind part;
     if (recognise(c, name, ndim, shape, &k, &part, e)) return FW_ERR;
     out->ndim = ndim;
-    if (!on_stage(c, l, name, k.layer, pp_rank)) return FW_OK;
+    if (!on_stage(c, l, name, k.layer, pp_rank, mtp)) return FW_OK;
 
     fw_tp_role role = fw_model_tensor_role(c, name, NULL);
     int dim;  /* the split dimension */
@@ -251,4 +252,14 @@ int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_r
     out->start[dim] = start;
     out->count[dim] = count;
     return FW_OK;
+}
+
+int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name,
+                   int ndim, const int64_t *shape, fw_slice *out, fw_err *e) {
+    return slice(c, l, pp_rank, tp_rank, name, ndim, shape, false, out, e);
+}
+
+int fw_shard_slice_mtp(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name,
+                       int ndim, const int64_t *shape, fw_slice *out, fw_err *e) {
+    return slice(c, l, pp_rank, tp_rank, name, ndim, shape, true, out, e);
 }

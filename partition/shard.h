@@ -34,5 +34,10 @@ typedef struct fw_slice {
  *  - everything else (norms, q_a_proj, kv_a_proj_with_mqa, router, bias): whole. */
 int fw_shard_slice(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name,
                    int ndim, const int64_t *shape, fw_slice *out, fw_err *e);
+/* fw_shard_slice for a run that speculates with the MTP layers: their tensors are
+ * on the last stage, split as the main layers' (embed_tokens and
+ * shared_head.head by vocabulary rows, eh_proj and the norms whole). */
+int fw_shard_slice_mtp(const fw_config *c, const fw_layout *l, int pp_rank, int tp_rank, const char *name,
+                       int ndim, const int64_t *shape, fw_slice *out, fw_err *e);
 
 #endif

@@ -19,7 +19,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/engine/sched.c runtime/engine/sched.h \
 	runtime/engine/block_map.c runtime/engine/block_map.h \
 	runtime/engine/runner.c runtime/engine/runner.h \
-	runtime/engine/sample.c runtime/engine/sample.h \
+	runtime/engine/sample.c runtime/engine/sample.h runtime/engine/spec_sample.c runtime/engine/spec_sample.h \
 	runtime/engine/json_grammar.h runtime/engine/json_schema.c runtime/engine/json_pda.c runtime/engine/json_mask.c \
 	runtime/engine/job.c runtime/engine/job.h runtime/engine/tool_guide.c runtime/engine/tool_guide.h \
 	runtime/engine/prompt.c runtime/engine/prompt.h \
@@ -43,6 +43,7 @@ libfurrow_runtime_a_SOURCES = \
 	runtime/cli/cmd_bench.c runtime/cli/bench_json.c runtime/cli/bench_json.h \
 	runtime/cli/bench_comm.c runtime/cli/bench_comm.h \
 	runtime/cli/plan_predict.c runtime/cli/plan_predict.h \
+	runtime/cli/bench_spec.c runtime/cli/bench_spec.h \
 	runtime/cli/cmd_plan.c \
 	runtime/cli/cmd_topo.c \
 	runtime/cli/cmd_doctor.c runtime/cli/doctor.c runtime/cli/doctor.h \

@@ -17,6 +17,12 @@ tests_golden_check_SOURCES = tests/golden_check.c tests/golden_ref.c tests/golde
 tests_golden_check_LDADD = $(FWTEST_LIBS)
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh
+# The MTP layer against a float64 reference (test_mtp.sh drives mtp_check).
+check_PROGRAMS += tests/mtp_check tests/mtp_craft
+tests_mtp_check_LDADD = $(FWTEST_LIBS)
+tests_mtp_craft_LDADD = $(FWTEST_LIBS)
+TESTS += tests/test_mtp.sh tests/test_mpi_speculative.sh
+EXTRA_DIST += tests/test_mtp.sh tests/test_mpi_speculative.sh tests/hf_add_mtp.py
 # DeepSeek-V3.2 parity on tests/golden_v32/data (test_golden_v32.sh drives golden_v32_check).
 check_PROGRAMS += tests/golden_v32_check
 tests_golden_v32_check_SOURCES = tests/golden_v32_check.c tests/golden_ref.c tests/golden_ref.h

@@ -6,6 +6,11 @@ serve_client.py PORT slow       slow clients do not stop a valid request
 serve_client.py PORT leave      clients that leave mid-stream free their slots and blocks
 serve_client.py PORT busy       a full queue answers 503 with Retry-After
 serve_client.py PORT prefix     repeated prompts and a next chat turn report cached_tokens; /metrics counts them
+serve_client.py PORT spec FILE K  greedy requests at once give FILE's token ids (one JSON array a line, from
+                                `furrow generate`); /metrics counts K positions of drafts, some accepted
+serve_client.py PORT sampled PORT2 N  N seeded requests at temperature 1 to a plain server (PORT) and a
+                                speculating one (PORT2): the same first tokens, the same distribution of
+                                the next two (a chi-square test of two samples), drafts accepted and rejected
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import http.client
@@ -316,8 +321,131 @@ def busy(port):
     return 0
 
 
+def spec_metrics(port, pos):
+    """Drafts verified, accepted and the rate at a draft position, from one read of /metrics (the
+    server mirrors them after each step, maybe after a response went out)."""
+    time.sleep(0.5)
+    st, body = get(port, "/metrics")
+    out = []
+    for name in ("furrow_spec_draft_tokens_total", "furrow_spec_accepted_tokens_total", "furrow_spec_acceptance_rate"):
+        key = '%s{position="%d"} ' % (name, pos)
+        v = [float(line.split()[1]) for line in body.decode().splitlines() if line.startswith(key)]
+        out.append(v[0] if v else None)
+    return out
+
+
+def spec(port, path, k):
+    """A server with --speculative mtp:K gives greedy's tokens to requests running together."""
+    prompts = [[5, 6, 7, 8], [100, 200], [9] * 7, [1500]]
+    with open(path) as f:
+        want = [json.loads(line) for line in f if line.strip()]
+    got = [None] * len(prompts)
+
+    def one(i):
+        st, _, raw = post(port, "/v1/completions", {"prompt": prompts[i], "max_tokens": len(want[i]),
+                                                     "temperature": 0, "ignore_eos": True})
+        got[i] = json.loads(raw)["choices"][0]["token_ids"] if st == 200 else (st, raw[:200])
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    bad = [i for i in range(len(prompts)) if got[i] != want[i]]
+    for i in bad:
+        print("FAIL: request %d: %s, greedy without speculation %s" % (i, got[i], want[i]))
+    for pos in range(1, k + 1):
+        n, a, r = spec_metrics(port, pos)
+        if n is None or a is None or r is None or not 0 < a < n or abs(r - a / n) > 1e-5:
+            print("FAIL: /metrics, draft position %d: %s of %s accepted, rate %s" % (pos, a, n, r))
+            bad.append(-pos)
+        else:
+            print("ok: draft position %d: %d of %d accepted (%.3f) in /metrics" % (pos, a, n, r))
+    if not bad:
+        print("ok: %d greedy requests at once with --speculative mtp:%d give greedy's tokens" % (len(prompts), k))
+    return 1 if bad else 0
+
+
+def chi2_two(a, b):
+    """Chi-square statistic and degrees of freedom of two samples' counts, categories of
+    fewer than 10 together merged into one."""
+    keys = sorted(set(a) | set(b))
+    big = [k for k in keys if a.get(k, 0) + b.get(k, 0) >= 10]
+    rest = [k for k in keys if k not in big]
+    cats = [(a.get(k, 0), b.get(k, 0)) for k in big]
+    if rest:
+        cats.append((sum(a.get(k, 0) for k in rest), sum(b.get(k, 0) for k in rest)))
+    na, nb = sum(x for x, _ in cats), sum(y for _, y in cats)
+    stat = 0.0
+    for x, y in cats:
+        ea, eb = (x + y) * na / (na + nb), (x + y) * nb / (na + nb)
+        stat += (x - ea) ** 2 / ea + (y - eb) ** 2 / eb
+    return stat, len(cats) - 1
+
+
+def chi2_critical(df, z=3.09):
+    """The chi-square quantile at upper tail 1e-3 (z = 3.09), Wilson and Hilferty's approximation."""
+    h = 2.0 / (9 * df)
+    return df * (1 - h + z * h ** 0.5) ** 3
+
+
+def sampled(port, port2, n):
+    """Speculative sampling keeps the distribution: seeded requests, plain against speculating."""
+    prompt = [5, 6, 7]
+
+    def run(p):
+        out = [None] * n
+
+        def one(lo):
+            for i in range(lo, n, 8):
+                st, _, raw = post(p, "/v1/completions", {"prompt": prompt, "max_tokens": 4, "temperature": 1,
+                                                         "seed": i, "ignore_eos": True})
+                out[i] = json.loads(raw)["choices"][0]["token_ids"] if st == 200 else None
+        threads = [threading.Thread(target=one, args=(lo,)) for lo in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        return out
+    plain, spec = run(port), run(port2)
+    if None in plain or None in spec or any(len(x) != 4 for x in plain + spec):
+        print("FAIL: sampled requests did not all give 4 tokens")
+        return 1
+    bad = 0
+    if [x[0] for x in plain] != [x[0] for x in spec]:
+        print("FAIL: the first token (drawn before any draft) differs between the servers")
+        bad = 1
+    for pos in (1, 2, 3):
+        ca, cb = {}, {}
+        for x in plain:
+            ca[x[pos]] = ca.get(x[pos], 0) + 1
+        for x in spec:
+            cb[x[pos]] = cb.get(x[pos], 0) + 1
+        stat, df = chi2_two(ca, cb)
+        crit = chi2_critical(df)
+        same = sum(1 for x, y in zip(plain, spec) if x[pos] == y[pos])
+        if df < 3 or stat > crit or same == n:
+            print("FAIL: token %d: chi-square %.1f on %d degrees of freedom (critical %.1f at 1e-3); %d of %d equal"
+                  % (pos + 1, stat, df, crit, same, n))
+            bad = 1
+        else:
+            print("ok: token %d: the same distribution with speculation (chi-square %.1f on %d df, critical %.1f at"
+                  " 1e-3; %d of %d samples differ)" % (pos + 1, stat, df, crit, n - same, n))
+    for k in (1, 2):
+        d, a, _ = spec_metrics(port2, k)
+        if d is None or a is None or not 0 < a < d:
+            print("FAIL: draft position %d: %s of %s accepted (both paths must run)" % (k, a, d))
+            bad = 1
+        else:
+            print("ok: draft position %d: %d of %d sampled drafts accepted, the rest resampled" % (k, a, d))
+    return bad
+
+
 if __name__ == "__main__":
     port, what = int(sys.argv[1]), sys.argv[2]
     if what == "hostile":
         sys.exit(hostile(port, int(sys.argv[3])))
+    if what == "sampled":
+        sys.exit(sampled(port, int(sys.argv[3]), int(sys.argv[4])))
+    if what == "spec":
+        sys.exit(spec(port, sys.argv[3], int(sys.argv[4])))
     sys.exit({"same": same, "slow": slow, "leave": leave, "busy": busy, "prefix": prefix}[what](port))

@@ -8,7 +8,9 @@
  * prompts again), arrive over time, with caches from roomy to too small for all
  * (preemption, eviction), budgets from 1 token to plenty, the cache on and off;
  * every request must end with exactly the tokens it gets alone, no step may
- * exceed its budget or batch, and all blocks must be free at the end. */
+ * exceed its budget or batch, and all blocks must be free at the end. The same
+ * with speculation (mtp:1 and mtp:2): drafts written, verified, the rejected
+ * ones rolled back. */
 #include "runtime/engine/sched.h"
 #include "tests/check.h"
 
@@ -95,7 +97,20 @@ static void make_prompt(world *w, int i, int64_t max_context) {
     r->prompt = p;
 }
 
+/* With spec > 0 the requests speculate (fw_sched_opts.speculative): each entry
+ * also writes its drafts' positions, the stand-in greedy verifies them, and a
+ * stand-in draft model proposes the next ones, right two times in three. A
+ * rejected draft's position counted as computed would be read back by a later
+ * step as the sequence's own: the reads below catch it. */
+static void run_spec(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int64_t max_context, bool cache,
+                     int spec);
+
 static void run(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int64_t max_context, bool cache) {
+    run_spec(n_blocks, bs, budget, max_batch, max_context, cache, 0);
+}
+
+static void run_spec(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int64_t max_context, bool cache,
+                     int spec) {
     world w;
     memset(&w, 0, sizeof w);
     fw_err e;
@@ -104,7 +119,7 @@ static void run(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int
     fw_sched s;
     fw_sched_opts o = {.n_blocks = n_blocks, .block_size = bs, .token_budget = budget, .max_batch = max_batch,
                        .max_queue = N_REQ, .max_context = max_context, .vocab = V, .eos = 0, .prefix_cache = cache,
-                       .on_token = on_token, .on_finish = on_finish, .arg = &w};
+                       .speculative = spec, .on_token = on_token, .on_finish = on_finish, .arg = &w};
     CHECK(fw_sched_init(&s, &o, &w.pool, &e) == FW_OK, "%s", e.msg);
     for (int i = 0; i < N_REQ; i++) {
         fw_req *r = &w.req[i];
@@ -114,7 +129,10 @@ static void run(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int
         fw_sample_params_default(&r->sp);
     }
     int submitted = 0, steps = 0;
+    int64_t drafted = 0, accepted = 0;
     fw_sample_out out[64];
+    fw_spec_out sp[64];
+    int32_t seq[1024];
     while ((submitted < N_REQ || fw_sched_pending(&s) > 0) && steps < 100000) {
         if (submitted < N_REQ && (steps % 3 == 0)) /* arrivals between steps */
             CHECK(fw_sched_submit(&s, &w.req[submitted++], &e) == FW_OK, "submit: %s", e.msg);
@@ -127,24 +145,41 @@ static void run(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int
             fw_req *r = x->req;
             int64_t id = r - w.req;
             CHECK(x->pos0 == r->n_computed && x->n >= 1 && x->pos0 + x->n <= r->n_tokens, "bad entry");
-            CHECK(r->n_table * bs >= x->pos0 + x->n, "request %lld: %lld blocks for %lld positions", (long long)id,
-                  (long long)r->n_table, (long long)(x->pos0 + x->n));
+            const int nd = x->n_draft;
+            CHECK(r->n_table * bs >= x->pos0 + x->n + nd, "request %lld: %lld blocks for %lld positions", (long long)id,
+                  (long long)r->n_table, (long long)(x->pos0 + x->n + nd));
+            CHECK(nd == 0 || (spec && x->n == 1 && x->logits != FW_STEP_NONE), "request %lld: %d drafts", (long long)id, nd);
             CHECK(x->pos0 < r->n_tokens, "request %lld: nothing left to compute for its logits", (long long)id);
             for (int64_t p = 0; p < x->pos0; p++) {
                 cell c = w.cells[r->table[p / bs] * bs + p % bs];
                 CHECK(c.prefix == seq_hash(r->tokens, p + 1) && c.pos == p,
                       "request %lld position %lld reads what another sequence wrote", (long long)id, (long long)p);
             }
-            for (int64_t p = x->pos0; p < x->pos0 + x->n; p++) {
+            /* The entry's tokens, then its drafts: what the forward writes. */
+            int64_t len = x->pos0 + x->n;
+            memcpy(seq, r->tokens, (size_t)len * sizeof *seq);
+            memcpy(seq + len, r->draft, (size_t)nd * sizeof *seq);
+            for (int64_t p = x->pos0; p < len + nd; p++) {
                 int32_t b = r->table[p / bs];
                 CHECK(holders(&s, b) == 1 && s.map.ref[b] == 1 && (!cache || !s.map.serial[b]),
                       "request %lld writes position %lld into block %d, shared or published", (long long)id,
                       (long long)p, b);
-                w.cells[b * bs + p % bs] = (cell){seq_hash(r->tokens, p + 1), p};
+                w.cells[b * bs + p % bs] = (cell){seq_hash(seq, p + 1), p};
             }
-            if (x->logits != FW_STEP_NONE) out[k] = (fw_sample_out){.id = next_of(r->tokens, r->n_tokens)};
+            if (x->logits == FW_STEP_NONE) continue;
+            sp[k] = (fw_spec_out){0};
+            while (sp[k].n_acc < nd && r->draft[sp[k].n_acc] == next_of(seq, len)) /* greedy verifies */
+                sp[k].acc[sp[k].n_acc++] = seq[len], len++;
+            drafted += nd, accepted += sp[k].n_acc;
+            out[k] = (fw_sample_out){.id = next_of(seq, len)};
+            seq[len++] = out[k].id;
+            for (int d = 0; d < spec; d++) { /* the next drafts, wrong one time in three */
+                int32_t t = next_of(seq, len);
+                if ((seq_hash(seq, len) >> 7) % 3 == 0) t = (t + 1) % V;
+                sp[k].draft[sp[k].n_draft++] = seq[len++] = t;
+            }
         }
-        fw_sched_commit(&s, out);
+        fw_sched_commit_spec(&s, out, spec ? sp : NULL);
     }
     CHECK(submitted == N_REQ && fw_sched_pending(&s) == 0, "%lld requests still pending after %d steps",
           (long long)fw_sched_pending(&s), steps);
@@ -176,11 +211,13 @@ static void run(int64_t n_blocks, int64_t bs, int64_t budget, int max_batch, int
     }
     CHECK(cached == s.map.hit_tokens, "the requests' cached tokens (%lld) are not the hits (%lld)", (long long)cached,
           (long long)s.map.hit_tokens);
+    if (spec && budget > 1) CHECK(accepted > 0 && accepted < drafted, "%lld of %lld drafts accepted", (long long)accepted,
+                                  (long long)drafted);
     fprintf(stderr, "blocks %lld x %lld, budget %lld, batch %d, context %lld, prefix cache %s: %d steps, %lld "
-            "preemptions, %lld of %lld prompt tokens cached, %lld evictions\n", (long long)n_blocks, (long long)bs,
-            (long long)budget, max_batch, (long long)max_context, cache ? "on" : "off", steps,
-            (long long)s.n_preemptions, (long long)s.map.hit_tokens, (long long)s.map.queried_tokens,
-            (long long)s.map.evictions);
+            "preemptions, %lld of %lld prompt tokens cached, %lld evictions; %lld of %lld drafts accepted (mtp:%d)\n",
+            (long long)n_blocks, (long long)bs, (long long)budget, max_batch, (long long)max_context,
+            cache ? "on" : "off", steps, (long long)s.n_preemptions, (long long)s.map.hit_tokens,
+            (long long)s.map.queried_tokens, (long long)s.map.evictions, (long long)accepted, (long long)drafted, spec);
     fw_sched_free(&s);
     fw_kv_pool_free(&w.pool);
     free(w.cells);
@@ -299,6 +336,12 @@ int main(void) {
         run(7, 4, 5, 3, 28, cache);         /* tiny budget, tiny batch, short context */
         run(40, 1, 1, 4, 40, cache);        /* one token per step */
         run(24, 4, 16, 2, 48, cache);       /* small blocks, two at a time: hits and evictions */
+    }
+    for (int spec = 1; spec <= 2; spec++) { /* speculation: drafts verified, the rejected ones rolled back */
+        run_spec(64, 16, 256, 16, 128, false, spec);
+        run_spec(12, 8, 64, 16, 96, false, spec);
+        run_spec(7, 4, 5, 3, 28, false, spec);
+        run_spec(24, 4, 16, 2, 48, false, spec);
     }
     check_reuse();
     check_refusals();

@@ -130,6 +130,12 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
     }
     case FW_OPT_VERBOSE: o->verbose = true; return 1;
     case FW_OPT_NO_VERIFY: o->no_verify = true; return 1;
+    case FW_OPT_SPECULATIVE:
+        if (strcmp(arg, "mtp:1") && strcmp(arg, "mtp:2"))
+            return fw_errf(e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)",
+                           arg), -1;
+        o->speculative = arg[4] - '0';
+        return 1;
     case FW_OPT_WATCHDOG: {
         double t;
         if (fw_cli_parse_double(arg, "--watchdog", &t, e)) return -1;

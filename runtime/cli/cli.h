@@ -57,6 +57,7 @@ enum fw_cli_opt {
     FW_OPT_COLLECTIVE_TIMEOUT,
     FW_OPT_NO_VERIFY,
     FW_OPT_WATCHDOG,
+    FW_OPT_SPECULATIVE,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -76,7 +77,8 @@ enum fw_cli_opt {
     {"device", required_argument, 0, FW_OPT_DEVICE}, {"cuda-graphs", required_argument, 0, FW_OPT_CUDA_GRAPHS}, \
     {"cuda-streams", required_argument, 0, FW_OPT_CUDA_STREAMS},                                  \
     {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT},                      \
-    {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}, {"watchdog", required_argument, 0, FW_OPT_WATCHDOG}
+    {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}, {"watchdog", required_argument, 0, FW_OPT_WATCHDOG}, \
+    {"speculative", required_argument, 0, FW_OPT_SPECULATIVE}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
@@ -98,7 +100,10 @@ enum fw_cli_opt {
     "  --watchdog S                        a rank making no progress for S seconds in a step (or\n" \
     "                                      waiting S seconds for a stopped rank) ends the job,\n" \
     "                                      naming it (default 300; 0: off; loading is not timed)\n" \
-    "  --verbose                           report the bytes each rank reads\n"
+    "  --verbose                           report the bytes each rank reads\n"                     \
+    "  --speculative mtp:K                 K = 1 or 2 draft tokens a step from the model's MTP\n"  \
+    "                                      layer, verified in one forward (greedy, and sampled\n"    \
+    "                                      without penalties or logprobs; CPU)\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */
 int fw_cli_engine_option(int code, const char *arg, struct fw_engine_opts *o, fw_err *e);

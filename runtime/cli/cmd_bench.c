@@ -14,6 +14,7 @@
 #include "runtime/cli/bench_json.h"
 #include "runtime/dist/energy.h"
 #include <jansson.h>
+#include "runtime/cli/bench_spec.h"
 #include "runtime/engine/engine.h"
 
 /* Sequences of one benchmark at most. */
@@ -78,6 +79,11 @@ static void usage(FILE *f) {
             "  --sim-allreduce US,GBS              the all-reduce's model: US microseconds of latency plus\n"
             "                                      2 (N-1)/N x bytes at GBS GB/s of bus bandwidth (ring;\n"
             "                                      default 24,348: NCCL on 4 NVLink H200s, GPU.md)\n"
+            "\nwith --speculative mtp:K (a checkpoint with an MTP layer; CPU): the step times that\n"
+            "speculative decoding trades at each of --batches (default 1,8,64) after --prompt\n"
+            "cached positions, over --iters, and the decode speed-up they give at acceptance\n"
+            "rates 0.6-0.9, after the drafts' acceptance along 32 greedy steps of the model\n"
+            "(instead of the end-to-end run)\n"
             FW_CLI_ENGINE_HELP
             "  -h, --help                          this help\n");
 }
@@ -204,6 +210,7 @@ typedef struct bench_args {
     fw_bench_steps steps;      /* a backend's step benchmark */
     char spec[128];            /* --synthetic: the in-place model's spec */
     bool json;                 /* --json-output */
+    bool batches_set;          /* --batches given */
     const char *tokenizer;
     const char *json_path;     /* --json: furrow-compute output */
     const char *comm_path;     /* --comm: furrow-links output */
@@ -296,7 +303,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                 else if (prefill) a->steps.prefill[i] = list[i];
                 else a->steps.context[i] = list[i];
             }
-            if (batches) a->steps.n_batch = (int)nlist;
+            if (batches) a->steps.n_batch = (int)nlist, a->batches_set = true;
             else if (prefill) a->steps.n_prefill = list && nlist == 1 && list[0] == 0 ? 0 : (int)nlist;
             else a->steps.n_context = (int)nlist;
             free(list);
@@ -542,6 +549,13 @@ int fw_cmd_bench(int argc, char **argv) {
     } else if (a.eo.sim_tp > 1) {
         fprintf(stderr, "furrow bench: --tp-sim needs a backend with a step benchmark (--device cuda)\n");
         return 2;
+    } else if (a.eo.speculative) {
+        if (!a.batches_set) a.steps = (fw_bench_steps){.n_batch = 3, .batch = {1, 8, 64}, .iters = a.steps.iters};
+        a.eo.context = a.P + FW_BENCH_SPEC_STEPS + 2 * a.eo.speculative + 1;
+        a.eo.n_seqs = 1;
+        for (int i = 0; i < a.steps.n_batch; i++)
+            if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+        a.ceilings = false;
     } else {
         a.eo.context = a.P + a.N;
         a.eo.n_seqs = (int)a.B;
@@ -566,6 +580,10 @@ int fw_cmd_bench(int argc, char **argv) {
         fw_world_report(&w, "bench", e.msg);
     } else if (steps) {
         run_steps(&w, &en, &a, t_start);
+        rc = 0;
+    } else if (a.eo.speculative) {
+        if (fw_bench_speculative(&en, a.steps.batch, a.steps.n_batch, a.P, a.steps.iters, w.rank == 0, &e))
+            fw_world_abort(&w, "bench", e.msg);
         rc = 0;
     } else {
         rank_stats mine;

@@ -244,6 +244,11 @@ static int lead(fw_runner *run, gen_run *g, const gen_args *a, double *t_prefill
         if (step == 0) *t_prefill = fw_now() - t0, t0 = fw_now();
     }
     *t_decode = fw_now() - t0;
+    const fw_sched *s = &run->sched;
+    for (int j = 0; j < run->spec_k; j++)
+        fprintf(stderr, "furrow generate: draft %d accepted %lld of %lld (%.3f)\n", j + 1,
+                (long long)s->spec_accepted[j], (long long)s->spec_proposed[j],
+                s->spec_proposed[j] ? (double)s->spec_accepted[j] / (double)s->spec_proposed[j] : 0.0);
     for (int i = 0; i < g->n && a->max_tokens > 0; i++)
         if (g->seqs[i].req.finish == FW_FINISH_ERROR) {
             char msg[512];

@@ -119,7 +119,7 @@ static void print_summary(const char *dir, fw_ckpt *ck, const info_acc *a) {
     printf("checkpoint   %s (furrow checkpoint, format_version %d)\n", dir, FW_CKPT_FORMAT_VERSION);
     if (*fw_ckpt_source(ck)) printf("source       %s\n", fw_ckpt_source(ck));
     printf("layers       %d (%d dense, %d MoE)", L, L - moe, moe);
-    if (c->num_nextn_predict_layers) printf(" + %d MTP (not run)", c->num_nextn_predict_layers);
+    if (c->num_nextn_predict_layers) printf(" + %d MTP (the draft of --speculative mtp:K)", c->num_nextn_predict_layers);
     printf("\n");
     printf("dims         hidden %lld, vocab %lld, dense FFN %lld%s\n", (long long)c->hidden_size,
            (long long)c->vocab_size, (long long)c->intermediate_size, c->tie_word_embeddings ? ", tied embeddings" : "");

@@ -174,6 +174,10 @@ static int engine_loop(fw_serve *s, fw_runner *run, double grace, fw_err *e) {
         s->prefix_blocks = m->n_published;
         s->prefix_queried = (uint64_t)m->queried_tokens, s->prefix_hits = (uint64_t)m->hit_tokens;
         s->prefix_evictions = (uint64_t)m->evictions;
+        s->spec_k = run->spec_k;
+        for (int j = 0; j < run->spec_k && j < 2; j++)
+            s->spec_proposed[j] = (uint64_t)run->sched.spec_proposed[j],
+            s->spec_accepted[j] = (uint64_t)run->sched.spec_accepted[j];
         pthread_mutex_unlock(&s->mu);
     }
 }

@@ -21,6 +21,16 @@ const fw_backend *fw_cpu_backend(void);
 int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
                           const int32_t *ids, float *hidden, float *logits, fw_err *e);
 
+/* The MTP layer (m->mtp, last stage) over n sequences' T tokens each: ids the
+ * next token of each position (t_{i+1}), h_in (sum T, D) the main model's
+ * final-normed hidden states of those positions (fw_seq_step.hidden_out) or the
+ * layer's own h_out of the position before; its cache rows are the pool's layer
+ * after the stage's (fw_model_kv_layers). Writes h_out (sum T, D; NULL: not
+ * wanted), the layer's output before shared_head.norm, and logits (sum n_out,
+ * vocab shard) for t_{i+2}. Advances each cache's length. */
+int fw_model_forward_mtp(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
+                         const int32_t *ids, const float *h_in, float *h_out, float *logits, fw_err *e);
+
 /* A sequence of at most cap positions with blocks of its own (tests and tools
  * that run the model without an engine), and the forward of T of its tokens:
  * the logits of the last n_out. */

@@ -28,7 +28,7 @@ static int kv_init(void *st, int64_t n_blocks, int64_t block, int64_t max_contex
     const fw_config *c = &s->m->cfg;
     (void)max_context; /* the tables say which blocks a sequence has */
     fw_kv_pool_free(&s->pool);
-    return fw_kv_pool_init(&s->pool, n_blocks, block, s->m->part.n_layers, fw_config_kv_width(c), e);
+    return fw_kv_pool_init(&s->pool, n_blocks, block, fw_model_kv_layers(s->m), fw_config_kv_width(c), e);
 }
 
 /* max_batch requests of 512 tokens, or one of max_context if that is more: the
@@ -45,6 +45,13 @@ static int forward(void *st, int n, const fw_seq_step *q, const int32_t *ids, fl
     cpu_state *s = st;
     if (!s->pool.data) return fw_errf(e, "forward: the backend has no KV cache");
     return fw_model_forward_seqs(s->m, s->comm, &s->pool, n, q, ids, hidden, logits, e);
+}
+
+static int forward_mtp(void *st, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in, float *h_out,
+                       float *logits, fw_err *e) {
+    cpu_state *s = st;
+    if (!s->pool.data) return fw_errf(e, "forward: the backend has no KV cache");
+    return fw_model_forward_mtp(s->m, s->comm, &s->pool, n, q, ids, h_in, h_out, logits, e);
 }
 
 static const char *describe(void *st) { return ((cpu_state *)st)->desc; }
@@ -68,6 +75,7 @@ static const fw_backend cpu_backend = {
     .kv_init = kv_init,
     .kv_default = kv_default,
     .forward = forward,
+    .forward_mtp = forward_mtp,
     .bench_steps = NULL,
     .describe = describe,
     .detach = detach,

@@ -25,6 +25,7 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 typedef struct bufs {
     float *x, *h, *y;          /* (T, D) residual stream, normed input, block output */
+    float *cat;                /* MTP: (T, 2 D) the normed embedding and hidden state side by side */
     float *qa;                 /* (T, q_lora) */
     float *q;                  /* (T, H, dqk) */
     float *kva;                /* (T, KW): normed c_kv, rotated k_pe, the indexer key: a cache row */
@@ -52,7 +53,8 @@ typedef struct bufs {
     float *k_sel, *v_sel;      /* naive: (index_topk, H, dqk), (index_topk, H, dv) */
 } bufs;
 
-static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, bool naive, bool absorbed) {
+static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, bool naive, bool absorbed,
+                  bool mtp) {
     const fw_config *c = &m->cfg;
     const int64_t D = c->hidden_size, H = m->part.heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
@@ -60,6 +62,7 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     int64_t F = max64(c->intermediate_size, c->moe_intermediate_size * max64(1, c->n_shared_experts));
     b->x = take(s, T * D);
     b->h = take(s, T * D);
+    b->cat = mtp ? take(s, T * 2 * D) : NULL;
     b->y = take(s, T * D);
     b->qa = take(s, T * max64(1, c->q_lora_rank));
     b->q = take(s, T * H * dqk);
@@ -246,6 +249,64 @@ static int allreduce(fw_comm *comm, float *buf, int64_t n, fw_err *e) {
     return comm ? fw_comm_allreduce(comm, buf, n, e) : FW_OK;
 }
 
+/* One decoder layer over the T tokens of n sequences in b->x (the residual
+ * stream, updated in place); its cache rows are layer `slot` of the pool. */
+static int layer_forward(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
+                         const fw_layer *L, int l, int slot, int64_t T, bufs *bp, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    const fw_ops *ops = m->ops;
+    const int64_t D = c->hidden_size, H = m->part.heads, C = c->kv_lora_rank;
+    const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
+    const int64_t W = fw_config_kv_width(c), dv = c->v_head_dim;
+    const int64_t ihd = (int64_t)c->index_n_heads * c->index_head_dim;
+    const float eps = (float)c->rms_norm_eps;
+    bufs b = *bp;
+    float *lat = b.lat; /* (S, C + R) */
+
+    /* Every token of every sequence together through the projections... */
+    ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
+    if (c->q_lora_rank > 0) {
+        ops->matmul(b.qa, b.h, &L->q_a, T);
+        ops->rmsnorm(b.qa, b.qa, L->q_a_norm, T, c->q_lora_rank, eps);
+        ops->matmul(b.q, b.qa, &L->q_b, T);
+    } else {
+        ops->matmul(b.q, b.h, &L->q_b, T);
+    }
+    ops->matmul(b.kv_a, b.h, &L->kv_a, T);
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(b.kva + t * W, b.kv_a + t * (C + R), (size_t)(C + R) * sizeof(float));
+        ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
+    }
+    if (fw_config_has_indexer(c)) /* its keys go into the cache rows beside the latent */
+        fw_indexer_project(m, L, b.h, b.qa, T, b.cos_tab, b.sin_tab, b.qi, b.iw, b.kva + C + R, W);
+    ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
+    ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
+    /* ...attention one sequence at a time over its cache, through its block table:
+     * the new rows out, the whole sequence back in... */
+    for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) {
+        fw_kv *kv = q[i].kv;
+        const int64_t pos0 = kv->len, Ti = q[i].T, S = pos0 + Ti;
+        fw_kv_pool_scatter(pool, kv->table, slot, pos0, Ti, b.kva + off * W);
+        fw_kv_pool_gather(pool, kv->table, slot, S, lat);
+        bufs bi = b; /* this sequence's rows of q and o */
+        bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
+        if (b.qi) bi.qi = b.qi + off * ihd, bi.iw = b.iw + off * c->index_n_heads;
+        if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, l, L, lat, Ti, S, &bi);
+        else attention_absorbed(m, l, L, lat, Ti, S, &bi);
+    }
+    /* ...and together again through the output projection and the FFN. */
+    ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
+    if (allreduce(comm, b.y, T * D, e)) return FW_ERR;
+    ops->add(b.x, b.y, T * D);
+
+    ops->rmsnorm(b.h, b.x, L->ffn_norm, T, D, eps);
+    if (L->moe) moe(m, L, T, &b);
+    else swiglu(m, &L->gate, &L->up, &L->down, b.y, b.h, T, &b);
+    if (allreduce(comm, b.y, T * D, e)) return FW_ERR;
+    ops->add(b.x, b.y, T * D);
+    return FW_OK;
+}
+
 int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, float *hidden, int64_t T,
                      fw_attn_mode mode, float *logits, int64_t n_out, fw_err *e) {
     if (!kv->own) return fw_errf(e, "forward: the sequence has no blocks of its own (fw_kv_init)");
@@ -253,16 +314,12 @@ int fw_model_forward(fw_model *m, fw_comm *comm, fw_kv *kv, const int32_t *ids, 
     return fw_model_forward_seqs(m, comm, kv->own, 1, &q, ids, hidden, logits, e);
 }
 
-int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
-                          const int32_t *ids, float *hidden, float *logits, fw_err *e) {
+/* The checks, the scratch and the RoPE tables of a step of n sequences (ids
+ * checked where given); *T and *n_out: their sums. */
+static int step_begin(fw_model *m, int n, const fw_seq_step *q, const int32_t *ids, bool mtp, scratch *s, bufs *b,
+                      int64_t *T_out, int64_t *n_out_sum, fw_err *e) {
     const fw_config *c = &m->cfg;
-    const fw_part *p = &m->part;
-    const fw_ops *ops = m->ops;
-    const int64_t D = c->hidden_size, H = p->heads, C = c->kv_lora_rank;
-    const int64_t R = c->qk_rope_head_dim, dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim;
-    const int64_t W = fw_config_kv_width(c), V = c->vocab_size, dv = c->v_head_dim;
-    const int64_t ihd = (int64_t)c->index_n_heads * c->index_head_dim;
-    const float eps = (float)c->rms_norm_eps;
+    const int64_t R = c->qk_rope_head_dim, V = c->vocab_size;
     int64_t T = 0, S_max = 0, n_out = 0;
     bool naive = false, absorbed = false;
     for (int i = 0; i < n; i++) {
@@ -273,7 +330,7 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, c
         if (S > kv->cap)
             return fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
                            (long long)pos0, (long long)q[i].T, (long long)kv->cap);
-        if (p->has_embed)
+        if (ids)
             for (int64_t t = 0; t < q[i].T; t++)
                 if (ids[T + t] < 0 || ids[T + t] >= V)
                     return fw_errf(e, "token id %d at position %lld is outside the vocabulary [0, %lld)",
@@ -282,79 +339,91 @@ int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, c
         S_max = S > S_max ? S : S_max;
         naive |= q[i].mode == FW_ATTN_NAIVE, absorbed |= q[i].mode == FW_ATTN_ABSORBED;
     }
-
-    scratch s = {0};
-    bufs b;
-    carve(&s, &b, m, T, S_max, naive, absorbed); /* first pass measures */
-    s.base = aligned_alloc(64, s.used);
-    if (!s.base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s.used);
-    s.used = 0;
-    carve(&s, &b, m, T, S_max, naive, absorbed);
-
-    int rc = FW_ERR;
+    *s = (scratch){0};
+    *b = (bufs){0}; /* buffers a step does not need stay NULL */
+    carve(s, b, m, T, S_max, naive, absorbed, mtp); /* first pass measures */
+    s->base = aligned_alloc(64, s->used);
+    if (!s->base) return fw_errf(e, "forward: out of memory for %zu bytes of scratch", s->used);
+    s->used = 0;
+    carve(s, b, m, T, S_max, naive, absorbed, mtp);
     for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) /* each sequence at its own positions */
-        fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, q[i].kv->len, q[i].T, b.cos_tab + off * R / 2,
-                       b.sin_tab + off * R / 2);
+        fw_rope_tables(m->rope_inv_freq, m->rope_mscale, R, q[i].kv->len, q[i].T, b->cos_tab + off * R / 2,
+                       b->sin_tab + off * R / 2);
+    *T_out = T, *n_out_sum = n_out;
+    return FW_OK;
+}
+
+/* The last n_out rows of each sequence of x through a norm and a head, one
+ * sequence after another: logits (sum n_out, vocab shard). */
+static void heads(const fw_model *m, int n, const fw_seq_step *q, const float *x, const float *norm,
+                  const fw_weight *head, int64_t n_out, float *logits, bufs *b) {
+    const int64_t D = m->cfg.hidden_size;
+    if (n_out == 0) return;
+    for (int i = 0, off = 0, r = 0; i < n; off += (int)q[i].T, r += (int)q[i].n_out, i++)
+        m->ops->rmsnorm(b->h + r * D, x + (off + q[i].T - q[i].n_out) * D, norm, q[i].n_out, D,
+                        (float)m->cfg.rms_norm_eps);
+    m->ops->matmul(logits, b->h, head, n_out); /* (n_out, vocab shard) */
+}
+
+int fw_model_forward_seqs(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
+                          const int32_t *ids, float *hidden, float *logits, fw_err *e) {
+    const fw_part *p = &m->part;
+    const int64_t D = m->cfg.hidden_size;
+    scratch s;
+    bufs b;
+    int64_t T, n_out;
+    if (step_begin(m, n, q, p->has_embed ? ids : NULL, false, &s, &b, &T, &n_out, e)) return FW_ERR;
+    int rc = FW_ERR;
     if (p->has_embed) {
-        ops->embed(b.x, &m->embed, ids, T, p->vocab0); /* zero rows outside the vocab shard */
+        m->ops->embed(b.x, &m->embed, ids, T, p->vocab0); /* zero rows outside the vocab shard */
         if (allreduce(comm, b.x, T * D, e)) goto done;
     } else {
         memcpy(b.x, hidden, (size_t)(T * D) * sizeof(float));
     }
-    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
-        const fw_layer *L = &m->layers[l];
-        float *lat = b.lat; /* (S, C + R) */
-
-        /* Every token of every sequence together through the projections... */
-        ops->rmsnorm(b.h, b.x, L->attn_norm, T, D, eps);
-        if (c->q_lora_rank > 0) {
-            ops->matmul(b.qa, b.h, &L->q_a, T);
-            ops->rmsnorm(b.qa, b.qa, L->q_a_norm, T, c->q_lora_rank, eps);
-            ops->matmul(b.q, b.qa, &L->q_b, T);
-        } else {
-            ops->matmul(b.q, b.h, &L->q_b, T);
-        }
-        ops->matmul(b.kv_a, b.h, &L->kv_a, T);
-        for (int64_t t = 0; t < T; t++) {
-            memcpy(b.kva + t * W, b.kv_a + t * (C + R), (size_t)(C + R) * sizeof(float));
-            ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
-        }
-        if (fw_config_has_indexer(c)) /* its keys go into the cache rows beside the latent */
-            fw_indexer_project(m, L, b.h, b.qa, T, b.cos_tab, b.sin_tab, b.qi, b.iw, b.kva + C + R, W);
-        ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
-        ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
-        /* ...attention one sequence at a time over its cache, through its block table:
-         * the new rows out, the whole sequence back in... */
-        for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++) {
-            fw_kv *kv = q[i].kv;
-            const int64_t pos0 = kv->len, Ti = q[i].T, S = pos0 + Ti;
-            fw_kv_pool_scatter(pool, kv->table, l - p->first_layer, pos0, Ti, b.kva + off * W);
-            fw_kv_pool_gather(pool, kv->table, l - p->first_layer, S, lat);
-            bufs bi = b; /* this sequence's rows of q and o */
-            bi.q = b.q + off * H * dqk, bi.o = b.o + off * H * dv;
-            if (b.qi) bi.qi = b.qi + off * ihd, bi.iw = b.iw + off * c->index_n_heads;
-            if (q[i].mode == FW_ATTN_NAIVE) attention_naive(m, l, L, lat, Ti, S, &bi);
-            else attention_absorbed(m, l, L, lat, Ti, S, &bi);
-        }
-        /* ...and together again through the output projection and the FFN. */
-        ops->matmul(b.y, b.o, &L->o, T); /* row-parallel: a partial sum under TP */
-        if (allreduce(comm, b.y, T * D, e)) goto done;
-        ops->add(b.x, b.y, T * D);
-
-        ops->rmsnorm(b.h, b.x, L->ffn_norm, T, D, eps);
-        if (L->moe) moe(m, L, T, &b);
-        else swiglu(m, &L->gate, &L->up, &L->down, b.y, b.h, T, &b);
-        if (allreduce(comm, b.y, T * D, e)) goto done;
-        ops->add(b.x, b.y, T * D);
-    }
+    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
+        if (layer_forward(m, comm, pool, n, q, &m->layers[l], l, l - p->first_layer, T, &b, e)) goto done;
     if (!p->has_head) {
         memcpy(hidden, b.x, (size_t)(T * D) * sizeof(float));
-    } else if (n_out > 0) {
-        /* The last n_out rows of each sequence, one after another. */
-        for (int i = 0, off = 0, r = 0; i < n; off += (int)q[i].T, r += (int)q[i].n_out, i++)
-            ops->rmsnorm(b.h + r * D, b.x + (off + q[i].T - q[i].n_out) * D, m->final_norm, q[i].n_out, D, eps);
-        ops->matmul(logits, b.h, &m->head, n_out); /* (n_out, vocab shard) */
+    } else {
+        /* The final-normed rows the MTP layer takes, at the sequences' offsets. */
+        for (int i = 0, off = 0; i < n; off += (int)q[i].T, i++)
+            if (q[i].hidden_out)
+                m->ops->rmsnorm(hidden + off * D, b.x + off * D, m->final_norm, q[i].T, D, (float)m->cfg.rms_norm_eps);
+        heads(m, n, q, b.x, m->final_norm, &m->head, n_out, logits, &b);
     }
+    for (int i = 0; i < n; i++) q[i].kv->len += q[i].T;
+    rc = FW_OK;
+done:
+    free(s.base);
+    return rc;
+}
+
+int fw_model_forward_mtp(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, const fw_seq_step *q,
+                         const int32_t *ids, const float *h_in, float *h_out, float *logits, fw_err *e) {
+    const fw_mtp *t = m->mtp;
+    const fw_ops *ops = m->ops;
+    const int64_t D = m->cfg.hidden_size;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    if (!t) return fw_errf(e, "forward: the MTP layer is not loaded on this rank");
+    scratch s;
+    bufs b;
+    int64_t T, n_out;
+    if (step_begin(m, n, q, ids, true, &s, &b, &T, &n_out, e)) return FW_ERR;
+    int rc = FW_ERR;
+    /* x = eh_proj(cat(enorm(embed(next token)), hnorm(h))), the embedding first. */
+    ops->embed(b.y, &t->embed, ids, T, m->part.vocab0); /* vocabulary-parallel, as the model's */
+    if (allreduce(comm, b.y, T * D, e)) goto done;
+    ops->rmsnorm(b.h, b.y, t->enorm, T, D, eps);
+    ops->rmsnorm(b.y, h_in, t->hnorm, T, D, eps);
+    for (int64_t r = 0; r < T; r++) {
+        memcpy(b.cat + r * 2 * D, b.h + r * D, (size_t)D * sizeof(float));
+        memcpy(b.cat + r * 2 * D + D, b.y + r * D, (size_t)D * sizeof(float));
+    }
+    ops->matmul(b.x, b.cat, &t->eh_proj, T); /* (T, D), whole on every rank */
+    if (layer_forward(m, comm, pool, n, q, &t->layer, m->cfg.num_hidden_layers, m->part.n_layers, T, &b, e))
+        goto done;
+    if (h_out) memcpy(h_out, b.x, (size_t)(T * D) * sizeof(float));
+    heads(m, n, q, b.x, t->head_norm, &t->head, n_out, logits, &b);
     for (int i = 0; i < n; i++) q[i].kv->len += q[i].T;
     rc = FW_OK;
 done:
@@ -372,7 +441,7 @@ int fw_kv_init(fw_kv *kv, const fw_model *m, int64_t cap, fw_err *e) {
         fw_kv_free(kv);
         return fw_errf(e, "KV cache: out of memory");
     }
-    if (fw_kv_pool_init(kv->own, nb, bs, m->part.n_layers, fw_config_kv_width(c), e)) {
+    if (fw_kv_pool_init(kv->own, nb, bs, fw_model_kv_layers(m), fw_config_kv_width(c), e)) {
         free(kv->own), kv->own = NULL;
         fw_kv_free(kv);
         return FW_ERR;

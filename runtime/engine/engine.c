@@ -96,6 +96,13 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
                                     w->tp_rank, !o->no_verify, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, e);
+    en->speculative = o->speculative;
+    if (rc == FW_OK && o->speculative > 0) {
+        if (!en->be->forward_mtp)
+            rc = fw_errf(e, "--speculative mtp: the %s backend cannot run the MTP layer yet", en->be->name);
+        else
+            rc = fw_model_load_mtp(en->model, o->model_dir, w->size > 1 ? lay : NULL, e);
+    }
     if (rc == FW_OK && w->size > 1) rc = fw_comm_init(&en->comm, w->tp_comm, w->pp_comm, o->transport, e);
     en->n_seqs = o->n_seqs > 1 ? o->n_seqs : 1;
     en->context = o->context;
@@ -342,6 +349,12 @@ int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32
     if (en->be->forward(en->st, n, q, ids, en->hidden, en->shard, e)) return FW_ERR;
     if (!p->has_head && fw_comm_send_next(&en->comm, en->hidden, T * D, e)) return FW_ERR;
     return FW_OK;
+}
+
+int fw_engine_mtp_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in,
+                       float *h_out, fw_err *e) {
+    if (!en->model->part.has_head) return FW_OK;
+    return en->be->forward_mtp(en->st, n, q, ids, h_in, h_out, en->shard, e);
 }
 
 fw_engine_best fw_engine_shard_best(const fw_engine *en, int row) {

@@ -29,6 +29,7 @@ typedef struct fw_engine_opts {
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */
     int sim_tp;                  /* furrow bench --tp-sim N: this one rank loads and runs rank 0's share of a tp N
                                   * layout, without the other ranks or collectives (0 or 1: off) */
+    int speculative;             /* --speculative mtp:K: K draft tokens a step from the MTP layer (0: none) */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -51,6 +52,7 @@ typedef struct fw_engine {
     void *st;                    /* the backend's state */
     int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
     fw_watchdog *wd;             /* started once loaded: loading has no bound */
+    int speculative;             /* draft tokens a step (the MTP layer loaded on the last stage); 0: none */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
@@ -82,6 +84,11 @@ int fw_engine_kv_pages(fw_engine *en, const struct fw_kv_pool *pool, int64_t max
  * checked first, the same on every rank); the last stage keeps the rows of
  * logits the sequences asked for (n_out each), in order, for what follows. */
 int fw_engine_stage_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, fw_err *e);
+/* The MTP layer over several sequences' positions (runtime/cpu/cpu.h,
+ * fw_model_forward_mtp): on the last stage only (others return at once); its
+ * logits replace the rows in the shard, for fw_engine_shard_best. */
+int fw_engine_mtp_seqs(fw_engine *en, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in,
+                       float *h_out, fw_err *e);
 /* The last stage's largest logit of its shard of row `row` (layout of MPI_FLOAT_INT). */
 typedef struct fw_engine_best {
     float v;

@@ -24,6 +24,7 @@ typedef struct fw_runner {
     fw_seq_step *q;            /* (group) a group's sequences */
     fw_kv *kv;
     int *kinds;
+    int64_t *toff;             /* (group) each entry's first token in step_ids */
     fw_sample_out *out;        /* (max_batch) */
     fw_engine_best *best;      /* (max_batch) */
     int32_t *best_tok;
@@ -31,6 +32,19 @@ typedef struct fw_runner {
     int32_t *top_ids;          /* (tp * FW_SAMPLE_TOP_MAX) top-k candidates */
     float *top_vals;
     int max_batch;
+    int64_t group_tokens;      /* tokens of a decode group at most */
+    /* Speculative decoding (--speculative mtp:K) */
+    int spec_k;                /* draft tokens a step; 0: none */
+    fw_spec_out *spec;         /* (max_batch) leader: the step's accepted drafts and next drafts */
+    int *gacc;                 /* (group) drafts accepted per entry of a group, on every rank */
+    int32_t (*gtok)[FW_SPEC_MAX + 1];  /* (group) the greedy tokens of its rows */
+    int32_t *mtp_ids;          /* the MTP layer's next-token inputs */
+    float *mtp_h, *mtp_hout;   /* its hidden states in and out */
+    fw_seq_step *qm;           /* (group) its sequences */
+    fw_kv *kvm;
+    int *mtp_at;               /* (group) their entries in the group */
+    int32_t *wire_acc;         /* (group, K + 2) sampled entries' accepted drafts and token, broadcast */
+    float *probs;              /* (vocab) leader: a row's distribution */
     int64_t steps, tokens;     /* counters for reports */
     double last_step_s;
     double t_sent;             /* leader: when the last plan or heartbeat went out */

@@ -1,4 +1,5 @@
 #include "runtime/engine/sched.h"
+#include "runtime/engine/spec_sample.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,11 +53,15 @@ void fw_sched_free(fw_sched *s) {
 }
 
 void fw_req_free(fw_req *r) {
+    free(r->draft_q);
+    r->draft_q = NULL;
     free(r->tokens);
     free(r->table);
     fw_sampler_free(&r->sampler);
     r->tokens = NULL, r->table = NULL;
 }
+
+static fw_step_logits logits_kind(const fw_req *r);
 
 int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     const fw_sched_opts *o = &s->o;
@@ -91,6 +96,17 @@ int fw_sched_submit(fw_sched *s, fw_req *r, fw_err *e) {
     r->n_computed = 0, r->n_table = 0, r->n_keyed = 0, r->chain = 0, r->cached_tokens = 0;
     r->n_preempted = 0;
     r->finish = FW_FINISH_NONE, r->stop_asked = false;
+    /* Greedy requests speculate, and sampled ones whose distribution the tokens
+     * of a step do not change (runtime/engine/spec_sample.h). */
+    r->spec = o->speculative > 0 && !r->json && fw_spec_sample_ok(&r->sp);
+    r->n_draft = 0;
+    if (r->spec && r->sp.temperature > 0 && !r->draft_q &&
+        !(r->draft_q = malloc((size_t)FW_SPEC_MAX * (size_t)o->vocab * sizeof(float)))) {
+        fw_sampler_free(&r->sampler);
+        free(r->tokens), free(r->table);
+        r->tokens = NULL, r->table = NULL;
+        return fw_errf(e, "out of memory for a request");
+    }
     r->arrival = s->arrivals++;
     s->waiting[(s->w_head + s->w_len++) % s->w_cap] = r;
     return FW_OK;
@@ -108,6 +124,7 @@ static void release_blocks(fw_sched *s, fw_req *r) {
     for (int64_t i = r->n_table - 1; i >= 0; i--) fw_block_map_release(&s->map, r->table[i]);
     r->n_table = 0, r->n_keyed = 0, r->chain = 0;
     r->n_computed = 0;
+    r->n_draft = 0; /* the MTP layer's cache is recomputed with the rest */
 }
 
 static void finish(fw_sched *s, fw_req *r, fw_finish why) {
@@ -172,17 +189,37 @@ static void publish_full(fw_sched *s, fw_req *r) {
  * know nothing of it). */
 static fw_step_logits logits_kind(const fw_req *r) {
     const fw_sample_params *p = &r->sp;
-    if (r->json || r->tool) return FW_STEP_FULL;
+    if (r->json || r->tool || (r->spec && p->temperature > 0)) return FW_STEP_FULL; /* speculative sampling: rank 0's rows */
     bool plain = p->temperature <= 0 && p->logprobs < 0 && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
                  p->repetition_penalty == 1;
     return plain ? FW_STEP_ARGMAX : fw_sampler_top_only(p, FW_SAMPLE_TOP_MAX) ? FW_STEP_TOP : FW_STEP_FULL;
 }
 
-static void add_entry(fw_sched *s, fw_req *r, int64_t n) {
+static void add_entry(fw_sched *s, fw_req *r, int64_t n, int nd) {
     fw_step_entry *x = &s->step.e[s->step.n++];
-    x->req = r, x->pos0 = r->n_computed, x->n = n;
+    x->req = r, x->pos0 = r->n_computed, x->n = n, x->n_draft = nd;
     x->logits = r->n_computed + n == r->n_tokens ? logits_kind(r) : FW_STEP_NONE;
-    s->step.n_tokens += n;
+    s->step.n_tokens += n + nd;
+}
+
+/* Drafts a decode verifies: as many as it has, while the request has room for
+ * them and the token after them (its tokens, max_tokens). */
+static int drafts_now(const fw_sched *s, const fw_req *r, int64_t n, int64_t budget) {
+    if (!r->spec || n != 1 || r->n_computed + 1 != r->n_tokens) return 0;
+    int64_t room = r->cap_tokens - r->n_tokens - 1, left = r->max_tokens - (r->n_tokens - r->n_prompt) - 1;
+    int64_t nd = r->n_draft;
+    if (nd > room) nd = room;
+    if (nd > left) nd = left;
+    if (nd > budget - 1) nd = budget - 1;
+    (void)s;
+    return nd > 0 ? (int)nd : 0;
+}
+
+/* Positions a speculating entry may write: its tokens, its drafts and the
+ * chained MTP step's one after them, within the request's table. */
+static int64_t table_upto(const fw_sched *s, const fw_req *r, int64_t n, int nd) {
+    int64_t upto = r->n_computed + n + nd + (r->spec ? s->o.speculative - 1 : 0);
+    return upto < r->cap_tokens ? upto : r->cap_tokens;
 }
 
 /* Running requests that were asked to stop (or finished) end, freeing their blocks. */
@@ -213,20 +250,21 @@ const fw_step *fw_sched_plan(fw_sched *s) {
         fw_req *r = s->running[i];
         int64_t n = r->n_tokens - r->n_computed;
         if (n > budget) n = budget;
-        while (s->n_running > i && !grow_table(s, r, r->n_computed + n)) preempt_youngest(s);
+        int nd = drafts_now(s, r, n, budget);
+        while (s->n_running > i && !grow_table(s, r, table_upto(s, r, n, nd))) preempt_youngest(s);
         if (i >= s->n_running) break; /* it was the youngest itself */
-        add_entry(s, r, n);
-        budget -= n;
+        add_entry(s, r, n, nd);
+        budget -= n + nd;
     }
     /* Waiting requests in order while there is room, budget and blocks for the whole prompt. */
     while (s->w_len > 0 && budget > 0 && s->n_running < s->o.max_batch) {
         fw_req *r = s->waiting[s->w_head];
         if (!admit(s, r)) break;
         int64_t n = r->n_tokens - r->n_computed < budget ? r->n_tokens - r->n_computed : budget;
-        grow_table(s, r, r->n_computed + n);
+        if (!grow_table(s, r, table_upto(s, r, n, 0))) grow_table(s, r, r->n_computed + n);
         s->w_head = (s->w_head + 1) % s->w_cap, s->w_len--;
         s->running[s->n_running++] = r;
-        add_entry(s, r, n);
+        add_entry(s, r, n, 0);
         budget -= n;
     }
     return &s->step;
@@ -239,25 +277,48 @@ static bool is_stop_id(const fw_req *r, int32_t id, int32_t eos) {
     return false;
 }
 
-void fw_sched_commit(fw_sched *s, const fw_sample_out *out) {
+/* Appends a generated token; false when the request is done. */
+static bool push_token(fw_sched *s, fw_req *r, const fw_sample_out *o) {
+    int32_t id = o->id;
+    r->tokens[r->n_tokens++] = id;
+    fw_sampler_accept(&r->sampler, id);
+    if (s->o.on_token) s->o.on_token(r, o, s->o.arg);
+    if (r->stop_asked) return false; /* a stop string: leaves at the next plan */
+    if (is_stop_id(r, id, s->o.eos)) fw_sched_stop(s, r, FW_FINISH_STOP);
+    else if (r->n_tokens - r->n_prompt >= r->max_tokens || r->n_tokens >= s->o.max_context)
+        fw_sched_stop(s, r, FW_FINISH_LENGTH);
+    return !r->stop_asked;
+}
+
+void fw_sched_commit(fw_sched *s, const fw_sample_out *out) { fw_sched_commit_spec(s, out, NULL); }
+
+void fw_sched_commit_spec(fw_sched *s, const fw_sample_out *out, const fw_spec_out *spec) {
     for (int i = 0; i < s->step.n; i++) {
         fw_step_entry *x = &s->step.e[i];
         fw_req *r = x->req;
+        const fw_spec_out *sp = spec && r->spec ? &spec[i] : NULL;
         r->n_computed += x->n;
+        r->n_draft = 0;
         if (x->logits == FW_STEP_NONE || !out[i].nonfinite) publish_full(s, r);
         if (x->logits == FW_STEP_NONE) continue;
+        for (int j = 0; j < x->n_draft; j++) s->spec_proposed[j]++;
+        bool going = true;
+        /* The accepted drafts: their latent rows are in the cache already. */
+        for (int j = 0; sp && j < sp->n_acc && going; j++) {
+            s->spec_accepted[j]++;
+            r->n_computed++;
+            publish_full(s, r);
+            going = push_token(s, r, &(fw_sample_out){.id = sp->acc[j]});
+        }
+        if (!going) continue;
         if (out[i].nonfinite) { /* never a token drawn from NaNs, nor a block shared */
             fw_sched_stop(s, r, FW_FINISH_ERROR);
             continue;
         }
-        int32_t id = out[i].id;
-        r->tokens[r->n_tokens++] = id;
-        fw_sampler_accept(&r->sampler, id);
-        if (s->o.on_token) s->o.on_token(r, &out[i], s->o.arg);
-        if (r->stop_asked) continue; /* a stop string: leaves at the next plan */
-        if (is_stop_id(r, id, s->o.eos)) fw_sched_stop(s, r, FW_FINISH_STOP);
-        else if (r->n_tokens - r->n_prompt >= r->max_tokens || r->n_tokens >= s->o.max_context)
-            fw_sched_stop(s, r, FW_FINISH_LENGTH);
+        if (push_token(s, r, &out[i]) && sp) {
+            r->n_draft = sp->n_draft;
+            memcpy(r->draft, sp->draft, sizeof r->draft);
+        }
     }
     /* Finished requests leave now, so their blocks are free for the next plan. */
     leave_stopped(s);

@@ -29,7 +29,8 @@
 #include "runtime/engine/sample.h"
 
 #define FW_SCHED_MAX_STOP_IDS 16
-#define FW_SCHED_BUSY 1        /* fw_sched_submit: the waiting queue is full */
+#define FW_SCHED_BUSY 1
+#define FW_SPEC_MAX 2          /* draft tokens a step at most (--speculative mtp:K) */        /* fw_sched_submit: the waiting queue is full */
 
 typedef enum fw_finish {
     FW_FINISH_NONE,
@@ -68,6 +69,10 @@ typedef struct fw_req {
     int64_t n_keyed;           /* blocks of the table whose tokens the block map knows (found or published) */
     uint64_t chain;            /* the serial of the cached block for those, the next one's parent */
     int64_t cached_tokens;     /* prompt tokens found in the prefix cache at the first admission */
+    bool spec;                 /* speculates: the MTP layer keeps its cache and drafts (greedy requests) */
+    int32_t draft[FW_SPEC_MAX]; /* the MTP layer's guesses of the tokens after the last one */
+    int n_draft;
+    float *draft_q;            /* (FW_SPEC_MAX, vocab) sampled requests: the distributions the drafts came from */
 } fw_req;
 
 /* What went wrong for a request that finished with FW_FINISH_ERROR. */
@@ -82,6 +87,8 @@ typedef struct fw_sched_opts {
     int64_t vocab;
     int32_t eos;
     bool prefix_cache;         /* share full blocks between requests with the same prefix */
+    int speculative;           /* draft tokens a step for greedy requests (the runner's MTP layer); 0: none.
+                                * A cached block's MTP rows depend on the token after it: no prefix cache then */
     /* Called on every generated token (o->id), then on a request leaving the
      * scheduler (finish set); after on_finish the scheduler forgets it. */
     void (*on_token)(fw_req *r, const fw_sample_out *o, void *arg);
@@ -97,11 +104,23 @@ typedef enum fw_step_logits {
     FW_STEP_TOP,               /* top_k <= FW_SAMPLE_TOP_MAX, no penalties: the shards' top_k candidates */
 } fw_step_logits;
 
+/* A speculating request's step entry also carries its drafts: the forward
+ * runs its n tokens then the n_draft drafts after them and verifies them. */
 typedef struct fw_step_entry {
     fw_req *req;
     int64_t pos0, n;
     fw_step_logits logits;
+    int n_draft;
 } fw_step_entry;
+
+/* What a speculating entry's step gave besides its token (fw_sample_out): the
+ * drafts accepted (the tokens before it) and the next step's drafts. */
+typedef struct fw_spec_out {
+    int n_acc;
+    int32_t acc[FW_SPEC_MAX];
+    int n_draft;
+    int32_t draft[FW_SPEC_MAX];
+} fw_spec_out;
 
 typedef struct fw_step {
     int n;
@@ -119,6 +138,7 @@ typedef struct fw_sched {
     int n_running;
     int64_t arrivals;
     int64_t n_preemptions;
+    int64_t spec_proposed[FW_SPEC_MAX], spec_accepted[FW_SPEC_MAX];  /* drafts by position in the step */
     fw_step step;
 } fw_sched;
 
@@ -133,6 +153,8 @@ void fw_sched_stop(fw_sched *s, fw_req *r, fw_finish why);
 const fw_step *fw_sched_plan(fw_sched *s);
 /* Records the step's sampled tokens (out[i] for entry i where it sampled). */
 void fw_sched_commit(fw_sched *s, const fw_sample_out *out);
+/* The same with speculation: spec[i] for entry i (NULL: none speculated). */
+void fw_sched_commit_spec(fw_sched *s, const fw_sample_out *out, const fw_spec_out *spec);
 /* Requests waiting and running. */
 static inline int64_t fw_sched_pending(const fw_sched *s) { return s->w_len + s->n_running; }
 /* Frees a request's scheduler memory (after on_finish, by its owner). */

@@ -77,6 +77,14 @@ typedef struct fw_backend {
      * shard), others their output to `hidden`. Advances each cache's length. */
     int (*forward)(void *st, int n, const fw_seq_step *q, const int32_t *ids, float *hidden, float *logits,
                    fw_err *e);
+    /* The MTP layer (speculative decoding's draft) on the last stage: ids the
+     * next token of each position, h_in (sum T, D) the final-normed hidden states
+     * the forward wrote with fw_seq_step.hidden_out (or h_out of a chained step);
+     * h_out (sum T, D) its output before shared_head.norm (NULL: not wanted),
+     * logits (sum n_out, vocab shard). Its cache rows are the layer after the
+     * stage's in the same blocks. NULL where the backend cannot run it. */
+    int (*forward_mtp)(void *st, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in, float *h_out,
+                       float *logits, fw_err *e);
     /* The step benchmark that `furrow bench` runs on this backend (collective over the replica; prints
      * where `print`); NULL where the backend has none. */
     int (*bench_steps)(void *st, const fw_bench_steps *req, bool print, fw_err *e);

@@ -35,6 +35,21 @@ typedef struct fw_layer {
     fw_weight sh_gate, sh_up, sh_down;         /* shared experts: (Is, D), (Is, D), (D, Is) */
 } fw_layer;
 
+/* DeepSeek-V3's multi-token-prediction module, model.layers.{num_hidden_layers}:
+ * for position i, x = eh_proj(cat(enorm(embed(t_{i+1})), hnorm(h_i))) with h_i
+ * the main model's final-normed hidden state (or the module's own output when it
+ * is chained on its own draft), then a full decoder layer over its own latent
+ * cache, then shared_head.norm and shared_head.head give logits for t_{i+2}.
+ * Held by the last stage only, vocabulary rows split as the model's. */
+typedef struct fw_mtp {
+    fw_layer layer;            /* MLA + the dense or MoE FFN, as a main layer */
+    fw_weight embed;           /* (vocab shard, D) its embed_tokens (the model's in DeepSeek's checkpoints) */
+    float *enorm, *hnorm;      /* (D) */
+    fw_weight eh_proj;         /* (D, 2 D) */
+    float *head_norm;          /* (D) shared_head.norm */
+    fw_weight head;            /* (vocab shard, D) shared_head.head */
+} fw_mtp;
+
 /* This rank's part of the model (all of it on a single rank). */
 typedef struct fw_part {
     int tp, tp_rank, pp, pp_rank;
@@ -53,6 +68,7 @@ typedef struct fw_model {
     fw_weight head;            /* (V, D) */
     float *final_norm;         /* (D) */
     fw_layer *layers;          /* [num_hidden_layers]; only the stage's are loaded */
+    fw_mtp *mtp;               /* the first MTP layer (fw_model_load_mtp, last stage), or NULL */
     float *rope_inv_freq;      /* (R / 2) YaRN-corrected */
     float rope_mscale;         /* multiplies cos and sin (1 for DeepSeek-V3) */
     float softmax_scale;
@@ -83,6 +99,10 @@ typedef struct fw_model {
 int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *layout,
                   int pp_rank, int tp_rank, fw_err *e);
 void fw_model_free(fw_model *m);
+/* Loads the first MTP layer into m->mtp on the stage that holds the head (does
+ * nothing on others): an error naming the tensor when the checkpoint has none
+ * (num_nextn_predict_layers 0, or converted without it). */
+int fw_model_load_mtp(fw_model *m, const char *dir, const fw_layout *layout, fw_err *e);
 
 /* Called with each layer as soon as it is loaded. FW_OK: the callee has its own
  * copy (a device's), and the loader frees the layer's host weights, so a rank
@@ -118,6 +138,11 @@ typedef struct fw_seq_step {
     int64_t T;
     int64_t n_out;
     fw_attn_mode mode;
+    bool hidden_out;           /* the last stage also writes the final-normed hidden state of each of the T
+                                * rows to `hidden`, at the sequence's offset (the MTP layer's input) */
 } fw_seq_step;
+
+/* Layers of the stage's cache: its own, and the MTP layer's after them where it is loaded. */
+static inline int fw_model_kv_layers(const fw_model *m) { return m->part.n_layers + (m->mtp ? 1 : 0); }
 
 #endif

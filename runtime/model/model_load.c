@@ -10,6 +10,7 @@
 
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "io/model_tensors.h"
 #include "partition/shard.h"
 #include "runtime/model/rope.h"
 
@@ -48,7 +49,9 @@ static int slice_of(const fw_model *m, const fw_layout *lay, const char *name, i
         *sl = (fw_slice){.needed = true, .ndim = ndim, .start = {0, 0}, .count = {shape[0], ndim > 1 ? shape[1] : 1}};
         return FW_OK;
     }
-    if (fw_shard_slice(&m->cfg, lay, m->part.pp_rank, m->part.tp_rank, name, ndim, shape, sl, e)) return FW_ERR;
+    int (*fn)(const fw_config *, const fw_layout *, int, int, const char *, int, const int64_t *, fw_slice *,
+              fw_err *) = fw_model_tensor_layer(name) >= m->cfg.num_hidden_layers ? fw_shard_slice_mtp : fw_shard_slice;
+    if (fn(&m->cfg, lay, m->part.pp_rank, m->part.tp_rank, name, ndim, shape, sl, e)) return FW_ERR;
     if (!sl->needed) return fw_errf(e, "tensor '%s' is not assigned to rank (pp %d, tp %d)", name, m->part.pp_rank, m->part.tp_rank);
     return FW_OK;
 }
@@ -209,9 +212,8 @@ static int load_vector(fw_model *m, fw_ckpt *ck, const char *name, int64_t n, fl
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-static int load_layer(fw_model *m, fw_ckpt *ck, const fw_layout *lay, int l, fw_err *e) {
+static int load_layer(fw_model *m, fw_ckpt *ck, const fw_layout *lay, int l, fw_layer *L, fw_err *e) {
     const fw_config *c = &m->cfg;
-    fw_layer *L = &m->layers[l];
     const int64_t D = c->hidden_size, H = c->num_attention_heads;
     const int64_t dqk = fw_config_qk_head_dim(c), dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t C = c->kv_lora_rank, R = c->qk_rope_head_dim;
@@ -245,7 +247,9 @@ static int load_layer(fw_model *m, fw_ckpt *ck, const fw_layout *lay, int l, fw_
             load_weight(m, ck, lay, NAME(n, "%s.self_attn.indexer.weights_proj.weight", pre), ih, D, &L->ix_w, e))
             return FW_ERR;
     }
-    L->moe = fw_config_layer_is_moe(c, l);
+    /* fw_config_layer_is_moe's rule, extended to the MTP layers as io/model_tensors.c does. */
+    L->moe = c->n_routed_experts > 0 && l >= c->first_k_dense_replace &&
+             (c->moe_layer_freq <= 1 || l % c->moe_layer_freq == 0);
     if (!L->moe) {
         const int64_t I = c->intermediate_size;
         return load_weight(m, ck, lay, NAME(n, "%s.mlp.gate_proj.weight", pre), I, D, &L->gate, e) ||
@@ -344,7 +348,7 @@ int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, c
     m->softmax_scale = (float)fw_config_softmax_scale(c);
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++) {
         const int64_t mark = m->n_allocs;
-        if (load_layer(m, ck, lay, l, e)) goto done;
+        if (load_layer(m, ck, lay, l, &m->layers[l], e)) goto done;
         if (taken) {
             if (taken(arg, m, l, e)) {
                 fw_err_prefix(e, "layer %d", l);
@@ -365,6 +369,43 @@ done:
     }
     *out = m;
     return FW_OK;
+}
+
+int fw_model_load_mtp(fw_model *m, const char *dir, const fw_layout *lay, fw_err *e) {
+    const fw_config *c = &m->cfg;
+    if (!m->part.has_head) return FW_OK;
+    if (c->num_nextn_predict_layers < 1)
+        return fw_errf(e, "%s has no MTP layer (num_nextn_predict_layers is 0): speculative decoding with mtp needs "
+                          "one (DeepSeek-V3's model.layers.61; furrow synth --mtp 1)", dir);
+    fw_ckpt *ck;
+    if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
+    const int l = c->num_hidden_layers;
+    const int64_t D = c->hidden_size, V = c->vocab_size;
+    char n[256];
+    fw_mtp *t = model_alloc(m, sizeof *t);
+    int rc = FW_ERR;
+    if (!t) {
+        fw_errf(e, "out of memory");
+        goto done;
+    }
+    memset(t, 0, sizeof *t);
+    if (!fw_ckpt_has(ck, NAME(n, "model.layers.%d.eh_proj.weight", l))) {
+        fw_errf(e, "tensor '%s' is missing: the checkpoint was converted without its MTP layer", n);
+        goto done;
+    }
+    if (load_weight(m, ck, lay, NAME(n, "model.layers.%d.embed_tokens.weight", l), V, D, &t->embed, e) ||
+        load_vector(m, ck, NAME(n, "model.layers.%d.enorm.weight", l), D, &t->enorm, e) ||
+        load_vector(m, ck, NAME(n, "model.layers.%d.hnorm.weight", l), D, &t->hnorm, e) ||
+        load_weight(m, ck, lay, NAME(n, "model.layers.%d.eh_proj.weight", l), D, 2 * D, &t->eh_proj, e) ||
+        load_vector(m, ck, NAME(n, "model.layers.%d.shared_head.norm.weight", l), D, &t->head_norm, e) ||
+        load_weight(m, ck, lay, NAME(n, "model.layers.%d.shared_head.head.weight", l), V, D, &t->head, e) ||
+        load_layer(m, ck, lay, l, &t->layer, e))
+        goto done;
+    m->mtp = t;
+    rc = FW_OK;
+done:
+    fw_ckpt_close(ck);
+    return rc ? fw_err_prefix(e, "loading the MTP layer of %s", dir) : FW_OK;
 }
 
 void fw_model_free(fw_model *m) {

@@ -67,6 +67,8 @@ typedef struct fw_serve {
     uint64_t prefix_queried, prefix_hits, prefix_evictions;
     uint64_t json_requests, json_mask_hits, json_mask_misses; /* JSON output, counted as requests end */
     double json_mask_s;
+    int spec_k;                /* --speculative mtp:K; 0: none */
+    uint64_t spec_proposed[2], spec_accepted[2];  /* draft tokens by position in the step, mirrored after each */
     fw_hist step_s, ttft_s;
 } fw_serve;
 

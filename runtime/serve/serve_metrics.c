@@ -109,6 +109,20 @@ char *fw_serve_metrics(const fw_serve *s) {
             (unsigned long long)s->json_requests, (unsigned long long)s->json_mask_hits,
             (unsigned long long)s->json_mask_misses, s->json_mask_s);
     energy(f, s->energy);
+    if (s->spec_k > 0) {
+        static const char *const what[3][2] = {
+            {"furrow_spec_draft_tokens_total", "Draft tokens of the MTP layer verified, by position in the step."},
+            {"furrow_spec_accepted_tokens_total", "Of those, accepted (greedy chose the same token)."},
+            {"furrow_spec_acceptance_rate", "Accepted over verified since the start (0 before any)."}};
+        for (int m = 0; m < 3; m++) {
+            fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", what[m][0], what[m][1], what[m][0], m < 2 ? "counter" : "gauge");
+            for (int j = 0; j < s->spec_k && j < 2; j++) {
+                const uint64_t p = s->spec_proposed[j], a = s->spec_accepted[j];
+                if (m < 2) fprintf(f, "%s{position=\"%d\"} %llu\n", what[m][0], j + 1, (unsigned long long)(m ? a : p));
+                else fprintf(f, "%s{position=\"%d\"} %.6g\n", what[m][0], j + 1, p ? (double)a / (double)p : 0.0);
+            }
+        }
+    }
     hist(f, "furrow_step_seconds", "Time of one engine step (all ranks).", &s->step_s);
     hist(f, "furrow_time_to_first_token_seconds", "From a request's arrival to its first token.", &s->ttft_s);
     fclose(f);
