@@ -6,16 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "io/ckpt_h5.h"
+#include "io/ckpt_map.h"
 #include "io/ckpt_sums.h"
 
 typedef struct ck_file {
     char *name;                 /* "layers-000-003.h5", relative to the directory */
     char *path;
     hid_t fid;                  /* negative until opened */
+    fw_ckpt_mapping *map;       /* NULL until a tensor of it is mapped */
 } ck_file;
 
 typedef struct ck_entry {
@@ -40,6 +44,7 @@ struct fw_ckpt {
     void *gen_user;
     bool verify;                /* check each read's chunks against their checksums */
     uint64_t bytes_verified;
+    uint64_t bytes_mapped;
 };
 
 /* Read-only opens without HDF5's file locks: a finished checkpoint has no
@@ -51,7 +56,11 @@ static hid_t open_ro(const char *path) {
     if (fapl >= 0) H5Pset_file_locking(fapl, 0, 1);
 #endif
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    /* H5Pclose would clear the error stack that says why the open failed (a
+     * truncated file): the caller's fw_h5_errf reads it. */
+    hid_t why = fid < 0 ? H5Eget_current_stack() : H5I_INVALID_HID;
     if (fapl >= 0) H5Pclose(fapl);
+    if (why >= 0) H5Eset_current_stack(why);
     return fid;
 }
 
@@ -86,6 +95,7 @@ static int file_index(fw_ckpt *ck, const char *name, fw_err *e) {
     f->name = strdup(name);
     f->path = join(ck->dir, name);
     f->fid = H5I_INVALID_HID;
+    f->map = NULL;
     if (!f->name || !f->path) {
         free(f->name);
         free(f->path);
@@ -327,6 +337,7 @@ void fw_ckpt_close(fw_ckpt *ck) {
     if (ck->gen) ck->gen(ck->gen_user, NULL, NULL, NULL, NULL, NULL, NULL); /* release */
     for (int i = 0; i < ck->n_files; i++) {
         if (ck->files[i].fid >= 0) H5Fclose(ck->files[i].fid);
+        fw_ckpt_mapping_release(ck->files[i].map);
         free(ck->files[i].name);
         free(ck->files[i].path);
     }
@@ -348,6 +359,8 @@ const fw_config *fw_ckpt_config(const fw_ckpt *ck) { return &ck->cfg; }
 void fw_ckpt_set_verify(fw_ckpt *ck, bool on) { ck->verify = on && !ck->gen; }
 
 uint64_t fw_ckpt_bytes_verified(const fw_ckpt *ck) { return ck->bytes_verified; }
+
+uint64_t fw_ckpt_bytes_mapped(const fw_ckpt *ck) { return ck->bytes_mapped; }
 
 const char *fw_ckpt_source(const fw_ckpt *ck) { return ck->source ? ck->source : ""; }
 
@@ -380,7 +393,10 @@ static hid_t file_get(const fw_ckpt *ck, int i, fw_err *e) {
 
 static hid_t open_dataset(const fw_ckpt *ck, const ck_entry *t, fw_err *e) {
     hid_t fid = file_get(ck, t->file, e);
-    if (fid < 0) return fid;
+    if (fid < 0) {
+        fw_err_prefix(e, "tensor '%s'", t->name);
+        return fid;
+    }
     hid_t d = H5Dopen2(fid, t->obj, H5P_DEFAULT);
     if (d < 0) fw_h5_errf(e, "%s: tensor '%s': cannot open dataset %s", ck->files[t->file].path, t->name, t->obj);
     return d;
@@ -526,25 +542,35 @@ static int check_chunks(const fw_ckpt *ck, const ck_entry *t, const int64_t *chu
     return bad >= 0 ? corrupt(ck, t, chunk, bad, e) : FW_OK;
 }
 
-int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
-                 fw_err *e) {
-    ck_entry *t = lookup(ck, name, e);
-    if (!t) return FW_ERR;
+/* The hyperslab (start, count; NULL: all) checked against the tensor's shape;
+ * *empty when it holds no element. */
+static int slab_of(const fw_ckpt *ck, const ck_entry *t, const int64_t *start, const int64_t *count, hsize_t *s,
+                   hsize_t *c, bool *empty, fw_err *e) {
     const fw_tensor_info *in = &t->info;
-    hsize_t s[8], c[8];
-    bool empty = false;
+    *empty = false;
     for (int i = 0; i < in->ndim; i++) {
         int64_t a = start ? start[i] : 0, n = count ? count[i] : in->shape[i];
         if (a < 0 || n < 0 || a > in->shape[i] || n > in->shape[i] - a) {
             char shape[160];
             format_shape(shape, sizeof shape, in->ndim, in->shape);
             return fw_errf(e, "%s: tensor '%s' %s: requested [%lld, %lld) in dimension %d is out of range", ck->dir,
-                           name, shape, (long long)a, (long long)a + (long long)n, i);
+                           t->name, shape, (long long)a, (long long)a + (long long)n, i);
         }
         s[i] = (hsize_t)a;
         c[i] = (hsize_t)n;
-        empty |= n == 0;
+        *empty |= n == 0;
     }
+    return FW_OK;
+}
+
+int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
+                 fw_err *e) {
+    ck_entry *t = lookup(ck, name, e);
+    if (!t) return FW_ERR;
+    const fw_tensor_info *in = &t->info;
+    hsize_t s[8], c[8];
+    bool empty;
+    if (slab_of(ck, t, start, count, s, c, &empty, e)) return FW_ERR;
     if (empty) return FW_OK;
     if (ck->gen) {
         int64_t a[8], c8[8];
@@ -565,6 +591,87 @@ int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int6
     }
     free(sums);
     return rc;
+}
+
+/* The data file's mapping, made on first use. */
+static fw_ckpt_mapping *mapping_get(fw_ckpt *ck, int i, fw_err *e) {
+    ck_file *f = &ck->files[i];
+    if (!f->map && fw_mapping_open(&f->map, f->path, e)) return NULL;
+    return f->map;
+}
+
+/* Where the slice lies in the mapped file: FW_CKPT_NOT_MAPPED with *why when it
+ * is not one aligned run. The dataset's whole extent must lie inside the file. */
+static int locate(fw_ckpt *ck, const ck_entry *t, hid_t d, const hsize_t *s, const hsize_t *c,
+                  const unsigned char **p, const char **why, fw_err *e) {
+    const fw_tensor_info *in = &t->info;
+    const char *path = ck->files[t->file].path;
+    for (int i = 1; i < in->ndim; i++)
+        if (s[i] != 0 || (int64_t)c[i] != in->shape[i]) {
+            *why = "a slice of columns is not one run of the file";
+            return FW_CKPT_NOT_MAPPED;
+        }
+    uint64_t row = fw_dtype_size(in->dtype), off;
+    for (int i = 1; i < in->ndim; i++) row *= (uint64_t)in->shape[i];
+    int r = fw_h5_data_run(d, in->ndim, in->shape, fw_dtype_size(in->dtype), &off, why);
+    if (r < 0) return fw_h5_errf(e, "%s: tensor '%s': cannot read its storage layout", path, t->name);
+    if (r > 0) return FW_CKPT_NOT_MAPPED;
+    fw_ckpt_mapping *m = mapping_get(ck, t->file, e);
+    if (!m) return FW_ERR;
+    const uint64_t total = row * (uint64_t)in->shape[0];
+    if (off > m->size || total > m->size - off)
+        return fw_errf(e, "%s: tensor '%s': its data [%llu, %llu) lies past the end of the file (%zu bytes): the "
+                          "file is truncated (restore or re-convert it)", path, t->name, (unsigned long long)off,
+                       (unsigned long long)(off + total), m->size);
+    *p = m->base + off + row * s[0];
+    if ((uintptr_t)*p % 64) {
+        *why = "its data is not 64-byte aligned in the file";
+        return FW_CKPT_NOT_MAPPED;
+    }
+    return FW_OK;
+}
+
+int fw_ckpt_map(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, const void **data,
+                fw_ckpt_mapping **hold, const char **why, fw_err *e) {
+    *data = NULL;
+    *hold = NULL;
+    *why = "";
+    ck_entry *t = lookup(ck, name, e);
+    if (!t) return FW_ERR;
+    const fw_tensor_info *in = &t->info;
+    hsize_t s[8], c[8];
+    bool empty;
+    if (slab_of(ck, t, start, count, s, c, &empty, e)) return FW_ERR;
+    if (ck->gen || empty) {
+        *why = ck->gen ? "a generated checkpoint has no file" : "empty";
+        return FW_CKPT_NOT_MAPPED;
+    }
+    hid_t d = open_dataset(ck, t, e);
+    if (d < 0) return FW_ERR;
+    const unsigned char *p = NULL;
+    int64_t chunk[8], a[8], n[8];
+    uint64_t *sums = NULL, bytes = fw_dtype_size(in->dtype);
+    for (int i = 0; i < in->ndim; i++) bytes *= c[i], a[i] = (int64_t)s[i], n[i] = (int64_t)c[i];
+    int rc = check_identity(ck, t, d, e);
+    if (rc == FW_OK) rc = locate(ck, t, d, s, c, &p, why, e);
+    if (rc == FW_OK && ck->verify) rc = chunk_sums_of(ck, t, d, chunk, &sums, e);
+    H5Dclose(d);
+    if (rc != FW_OK) {
+        free(sums);
+        return rc;
+    }
+    /* Read ahead now: the first touch (the checksums, or the first forward)
+     * then finds the pages coming in. */
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p / pg * pg;
+    madvise((void *)lo, (size_t)((uintptr_t)p + bytes - lo), MADV_WILLNEED);
+    if (sums) rc = check_chunks(ck, t, chunk, sums, a, n, p, &ck->bytes_verified, e);
+    free(sums);
+    if (rc != FW_OK) return rc;
+    *data = p;
+    *hold = ck->files[t->file].map;
+    (*hold)->refs++;
+    ck->bytes_mapped += bytes;
+    return FW_OK;
 }
 
 int fw_ckpt_foreach(fw_ckpt *ck, fw_ckpt_visit_fn fn, void *user, fw_err *e) {

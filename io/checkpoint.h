@@ -15,6 +15,9 @@
 #include "io/base/err.h"
 
 #define FW_CKPT_FORMAT_VERSION 2
+/* The writer places every object of at least this many bytes (each tensor's
+ * data, each chunk) at a multiple of it in its file. */
+#define FW_CKPT_ALIGN 64
 
 typedef struct fw_tensor_info {
     fw_dtype dtype;
@@ -59,6 +62,25 @@ bool fw_ckpt_has(const fw_ckpt *ck, const char *name);
  * NULL: the whole tensor. */
 int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count,
                  void *dst, fw_err *e);
+
+/* Mapping instead of reading (io/FORMAT.md, "Mapping"): the data files mapped
+ * read-only and shared, so that ranks of a node share the page cache's copy and a
+ * warm start reads nothing. A mapping lives until its last holder releases it. */
+typedef struct fw_ckpt_mapping fw_ckpt_mapping;
+void fw_ckpt_mapping_release(fw_ckpt_mapping *m);
+#define FW_CKPT_NOT_MAPPED 1
+/* Points *data at the hyperslab (start, count, as fw_ckpt_read) inside the
+ * mapped data file, after the same checks as fw_ckpt_read (identity, and its
+ * whole chunks against their checksums when verifying), and gives the caller a
+ * reference to the mapping in *hold. FW_CKPT_NOT_MAPPED with *why when the slice
+ * is not one run of the file, 64-byte aligned (a column slice, a filtered,
+ * compact or differently chunked dataset, a generated checkpoint): read it
+ * instead. A dataset whose data would lie past the end of its file is an error
+ * naming it (a truncated file), never a fault on first touch. */
+int fw_ckpt_map(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, const void **data,
+                fw_ckpt_mapping **hold, const char **why, fw_err *e);
+/* Bytes handed out by fw_ckpt_map so far. */
+uint64_t fw_ckpt_bytes_mapped(const fw_ckpt *ck);
 
 /* Tensors in the checkpoint, for `furrow info`: calls fn for each, in name order. */
 typedef int (*fw_ckpt_visit_fn)(void *user, const char *name, const fw_tensor_info *info,

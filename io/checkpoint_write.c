@@ -80,9 +80,12 @@ int fw_ckpt_writer_open(fw_ckpt_writer **out, const char *dir, const fw_config *
         return fw_errf(e, "%s: out of memory", dir);
     }
     int rc = fw_stage_open(&w->stage, dir, FW_CKPT_ROOT, e);
-    /* HDF5 1.10 object formats: fixed-array chunk indexes, compact groups. */
+    /* HDF5 1.10 object formats: fixed-array chunk indexes, compact groups. Data
+     * on 64-byte boundaries, so that a reader can map it and hand the kernels
+     * aligned rows (io/FORMAT.md, "Mapping"). */
     if (rc == FW_OK && ((w->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-                        H5Pset_libver_bounds(w->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0))
+                        H5Pset_libver_bounds(w->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+                        H5Pset_alignment(w->fapl, FW_CKPT_ALIGN, FW_CKPT_ALIGN) < 0))
         rc = fw_h5_errf(e, "%s: cannot set up HDF5 file access", dir);
     if (rc != FW_OK) {
         fw_ckpt_writer_abort(w);

@@ -10,7 +10,7 @@ libfurrow_io_a_SOURCES = \
 	io/safetensors.c io/safetensors.h \
 	io/h5out.c io/h5out.h \
 	io/ckpt_h5.c io/ckpt_h5.h io/ckpt_sums.c io/ckpt_sums.h \
-	io/h5_fail.c io/ckpt_stage.c io/ckpt_stage.h \
+	io/h5_fail.c io/ckpt_stage.c io/ckpt_stage.h io/ckpt_map.c io/ckpt_map.h \
 	io/checkpoint.c io/checkpoint_write.c io/checkpoint.h io/ckpt_open.c \
 	io/model_tensors.c io/model_tensors.h \
 	io/convert.c io/convert.h io/convert_quant.c io/convert_quant.h \

@@ -1,4 +1,4 @@
-EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh jobs/bench_layouts.sh jobs/bench_tokenizer.sh jobs/bench_transformers_layer.py jobs/bench_serving.py
+EXTRA_DIST += jobs/README.md jobs/setup.sh jobs/quickstart.sh jobs/bench_layouts.sh jobs/bench_load.sh jobs/bench_tokenizer.sh jobs/bench_transformers_layer.py jobs/bench_serving.py
 # A real Slurm cluster on one machine (tests and demos).
 EXTRA_DIST += jobs/cluster/setup.sh jobs/cluster/start.sh jobs/cluster/stop.sh
 # The user-facing job scripts, installed under $(pkgdatadir)/jobs.

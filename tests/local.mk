@@ -90,6 +90,9 @@ TESTS += tests/test_mpi_kimi_geometry.sh
 EXTRA_DIST += tests/test_mpi_kimi_geometry.sh
 TESTS += tests/test_mpi_v32_layouts.sh
 EXTRA_DIST += tests/test_mpi_v32_layouts.sh
+# Mapped and read weights: the same logits, fallbacks by layout, truncated files.
+TESTS += tests/test_mpi_load.sh
+EXTRA_DIST += tests/test_mpi_load.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

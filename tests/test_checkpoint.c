@@ -417,6 +417,97 @@ static void test_synth(const char *base) {
     }
 }
 
+/* fw_ckpt_map: the writer's tensors map where their chunks are whole rows (all
+ * but the row-parallel ones), 64-byte aligned, holding the written bytes; a
+ * column slice and column-chunked tensors are refused for a read instead; a
+ * damaged chunk is caught on the mapped bytes; a file truncated under an open
+ * checkpoint is an error naming the tensor, not a fault. */
+static void test_map(const char *base, const fw_config *c) {
+    char dir[2100], file[2200];
+    fw_err e;
+    snprintf(dir, sizeof dir, "%s/map", base);
+    CHECK(write_all(dir, c, -1, &e) == FW_OK, "write: %s", e.msg);
+    fw_ckpt *ck;
+    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_OK, "open: %s", e.msg);
+    if (!ck) return;
+    int mapped = 0, refused = 0;
+    for (int64_t i = 0; i < n_tensors; i++) {
+        const tensor *t = &tensors[i];
+        const void *p;
+        fw_ckpt_mapping *h;
+        const char *why;
+        int rc = fw_ckpt_map(ck, t->name, NULL, NULL, &p, &h, &why, &e);
+        bool row_parallel = !strstr(t->name, "_scale_inv") &&
+                            (strstr(t->name, "o_proj.weight") ||
+                             (strstr(t->name, "down_proj.weight") && !strstr(t->name, "mlp.experts.")));
+        bool small = t->bytes < FW_CKPT_ALIGN;   /* below the writer's alignment threshold */
+        if (rc == FW_OK) {
+            mapped++;
+            CHECK(!row_parallel, "%s (column chunks) was mapped", t->name);
+            CHECK((uintptr_t)p % 64 == 0 && !memcmp(p, t->data, t->bytes), "%s: mapped bytes differ or misaligned",
+                  t->name);
+            fw_ckpt_mapping_release(h);
+        } else {
+            refused++;
+            CHECK(rc == FW_CKPT_NOT_MAPPED, "map %s: %s", t->name, e.msg);
+            CHECK((row_parallel && strstr(why, "rows")) || (small && strstr(why, "aligned")), "%s not mapped: %s",
+                  t->name, why);
+        }
+    }
+    CHECK(mapped > 0 && refused > 0, "mapped %d, refused %d", mapped, refused);
+    CHECK(fw_ckpt_bytes_mapped(ck) > 0, "bytes mapped");
+    /* A row slice maps in place; a column slice does not. */
+    const char *emb = "model.embed_tokens.weight";
+    const tensor *te = get(emb);
+    const void *p;
+    fw_ckpt_mapping *h;
+    const char *why;
+    int64_t s0[2] = {128, 0}, c0[2] = {256, te->shape[1]}, s1[2] = {0, 32}, c1[2] = {256, 32};
+    CHECK(fw_ckpt_map(ck, emb, s0, c0, &p, &h, &why, &e) == FW_OK &&
+              !memcmp(p, te->data + (size_t)(128 * te->shape[1]) * 2, (size_t)(256 * te->shape[1]) * 2),
+          "row slice: %s", e.msg);
+    fw_ckpt_mapping_release(h);
+    CHECK(fw_ckpt_map(ck, emb, s1, c1, &p, &h, &why, &e) == FW_CKPT_NOT_MAPPED && strstr(why, "column"),
+          "column slice: %s", why);
+    fw_ckpt_close(ck);
+
+    /* A damaged row chunk of the embedding, read through the mapping. */
+    snprintf(file, sizeof file, "%s/base.h5", dir);
+    corrupt(file, "/model/embed_tokens/weight");
+    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_OK, "open: %s", e.msg);
+    if (!ck) return;
+    int64_t sa[2] = {0, 0};
+    CHECK(fw_ckpt_map(ck, emb, sa, c0, &p, &h, &why, &e) == FW_ERR && strstr(e.msg, "corrupt") && strstr(e.msg, emb),
+          "mapped damaged chunk: %s", e.msg);
+    fw_ckpt_set_verify(ck, false);
+    CHECK(fw_ckpt_map(ck, emb, sa, c0, &p, &h, &why, &e) == FW_OK, "unchecked map: %s", e.msg);
+    fw_ckpt_mapping_release(h);
+    fw_ckpt_close(ck);
+
+    /* Truncated after the checkpoint opened the file (HDF5 refuses a truncated
+     * file at open): the mapping is checked against the file's size. */
+    snprintf(file, sizeof file, "%s/layers-002-002.h5", dir);
+    CHECK(fw_ckpt_open(&ck, dir, &e) == FW_OK, "open: %s", e.msg);
+    if (!ck) return;
+    const char *last = "model.layers.2.mlp.experts.0.gate_proj.weight";
+    fw_tensor_info in;
+    CHECK(fw_ckpt_info(ck, last, &in, &e) == FW_OK, "info: %s", e.msg);
+    struct stat st;
+    CHECK(stat(file, &st) == 0 && truncate(file, st.st_size / 2) == 0, "truncate %s", file);
+    int truncated = 0;
+    for (int64_t i = 0; i < n_tensors; i++) {
+        if (strncmp(tensors[i].name, "model.layers.2.", 15)) continue;
+        int rc = fw_ckpt_map(ck, tensors[i].name, NULL, NULL, &p, &h, &why, &e);
+        if (rc == FW_OK) fw_ckpt_mapping_release(h);
+        if (rc == FW_ERR && strstr(e.msg, "truncated")) {
+            truncated++;
+            CHECK(strstr(e.msg, tensors[i].name) != NULL, "truncated, unnamed: %s", e.msg);
+        }
+    }
+    CHECK(truncated > 0, "no mapping of the truncated file was refused");
+    fw_ckpt_close(ck);
+}
+
 int main(void) {
     const char *tmp = getenv("FURROW_TMP");
     char base[2048], dir[4096];
@@ -447,6 +538,7 @@ int main(void) {
     test_foreign_file(base, &c);
     test_version(dir);
     test_synth(base);
+    test_map(base, &c);
 
     for (int64_t i = 0; i < n_tensors; i++) free(tensors[i].data);
     free(tensors);

@@ -88,6 +88,7 @@ void fw_cli_engine_defaults(fw_engine_opts *o) {
     o->ops = fw_ops_cpu_fast();
     o->backend = (fw_backend_opts){.reference = false, .graphs = true, .streams = 2, .collective_timeout = 300};
     o->watchdog = 300;
+    o->load = FW_LOAD_MMAP;
 #ifdef FW_HAVE_UCX
     o->transport = FW_PP_UCX;
 #else
@@ -135,6 +136,11 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
             return fw_errf(e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)",
                            arg), -1;
         o->speculative = arg[4] - '0';
+        return 1;
+    case FW_OPT_LOAD:
+        if (!strcmp(arg, "mmap")) o->load = FW_LOAD_MMAP;
+        else if (!strcmp(arg, "read")) o->load = FW_LOAD_READ;
+        else return fw_errf(e, "--load: expected mmap or read, got '%s'", arg), -1;
         return 1;
     case FW_OPT_WATCHDOG: {
         double t;

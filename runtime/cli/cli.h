@@ -58,6 +58,7 @@ enum fw_cli_opt {
     FW_OPT_NO_VERIFY,
     FW_OPT_WATCHDOG,
     FW_OPT_SPECULATIVE,
+    FW_OPT_LOAD,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -78,7 +79,8 @@ enum fw_cli_opt {
     {"cuda-streams", required_argument, 0, FW_OPT_CUDA_STREAMS},                                  \
     {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT},                      \
     {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}, {"watchdog", required_argument, 0, FW_OPT_WATCHDOG}, \
-    {"speculative", required_argument, 0, FW_OPT_SPECULATIVE}
+    {"speculative", required_argument, 0, FW_OPT_SPECULATIVE}, \
+    {"load", required_argument, 0, FW_OPT_LOAD}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
@@ -97,6 +99,11 @@ enum fw_cli_opt {
     "                                      (default 300)\n"                                     \
     "  --no-verify                         skip the checksums of the slices each rank reads (on by\n" \
     "                                      default: a damaged checkpoint is refused by name)\n"  \
+    "  --load mmap|read                    mmap (default): map the weights from the checkpoint's\n" \
+    "                                      files where they are stored as one aligned run (shared\n" \
+    "                                      with the node's other ranks through the page cache; a\n" \
+    "                                      warm start reads nothing), reading the rest; read: read\n" \
+    "                                      every slice into memory of its own\n"                 \
     "  --watchdog S                        a rank making no progress for S seconds in a step (or\n" \
     "                                      waiting S seconds for a stopped rank) ends the job,\n" \
     "                                      naming it (default 300; 0: off; loading is not timed)\n" \

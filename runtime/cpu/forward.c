@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "runtime/cpu/indexer.h"
 #include "runtime/model/kvcache.h"
@@ -22,6 +25,27 @@ static float *take(scratch *s, int64_t n_floats) {
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Steps of at most this many tokens may run a layer's experts side by side
+ * (moe): their inputs, hidden states and outputs then each have rows of their own. */
+#define SPREAD_MAX_T 8
+
+/* Whether n independent pieces of work (heads, experts) go one per thread in a
+ * single parallel region, each piece's ops running on its thread alone, rather
+ * than one after another with each op's own parallel region: when there are
+ * at least as many pieces as threads, and nested regions run on one thread
+ * (OpenMP's default), so a decode step waits at one barrier instead of one per
+ * op. Each op's result does not depend on how many threads ran it, so both
+ * ways give the same bits. */
+static bool spread(int64_t n) {
+#ifdef _OPENMP
+    const int nt = omp_get_max_threads();
+    return nt > 1 && n >= nt && !omp_in_parallel() && omp_get_max_active_levels() <= 1;
+#else
+    (void)n;
+    return false;
+#endif
+}
 
 typedef struct bufs {
     float *x, *h, *y;          /* (T, D) residual stream, normed input, block output */
@@ -43,7 +67,8 @@ typedef struct bufs {
     int32_t *rid;              /* (T, k) chosen experts */
     int32_t *order;            /* (T * k) (token, slot) pairs grouped by expert */
     int32_t *count;            /* (E + 1) */
-    float *xe, *ye;            /* (T, D) one expert's tokens in and out */
+    float *xe, *ye;            /* (T, D) one expert's tokens in and out; spread: (T * k, D), every expert's */
+    float *ge, *ue;            /* spread: (T * k, Ie) every expert's FFN hidden */
     float *lat;                /* (S, KW) one layer's cache rows gathered from its blocks */
     /* DeepSeek-V3.2's indexer (index_topk > 0) */
     float *qi, *iw;            /* (T, ih, id) queries, (T, ih) head weights */
@@ -89,12 +114,12 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
         b->v = take(s, S * H * dv);
     }
     if (absorbed) {
-        b->qn = take(s, T * dn);
-        b->qh = take(s, T * C);
+        b->qn = take(s, H * T * dn);   /* a (T, dn) and (T, C) slice per head */
+        b->qh = take(s, H * T * C);
         b->q_lat = take(s, T * H * C);
         b->q_pe = take(s, T * H * R);
         b->o_lat = take(s, T * H * C);
-        b->oh = take(s, T * dv);
+        b->oh = take(s, H * T * dv);
     }
     b->g = take(s, T * F);
     b->u = take(s, T * F);
@@ -104,8 +129,13 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
         b->rid = (int32_t *)take(s, T * k);
         b->order = (int32_t *)take(s, T * k);
         b->count = (int32_t *)take(s, E + 1);
-        b->xe = take(s, T * D);
-        b->ye = take(s, T * D);
+        const int64_t Te = T <= SPREAD_MAX_T ? T * k : T;
+        b->xe = take(s, Te * D);
+        b->ye = take(s, Te * D);
+        if (T <= SPREAD_MAX_T) {
+            b->ge = take(s, T * k * c->moe_intermediate_size);
+            b->ue = take(s, T * k * c->moe_intermediate_size);
+        }
     }
 }
 
@@ -166,15 +196,19 @@ static void attention_absorbed(const fw_model *m, int l, const fw_layer *L, cons
     const fw_config *c = &m->cfg;
     const int64_t H = m->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = fw_config_kv_width(c);
+    const bool par = spread(H);
+    (void)par;   /* without OpenMP */
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t h = 0; h < H; h++) {
         fw_weight w_uk = fw_weight_view(&L->kv_b, h * (dn + dv), dn, 0, C); /* (dn, C) */
+        float *qn = b->qn + h * T * dn, *qh = b->qh + h * T * C;
         for (int64_t t = 0; t < T; t++) {
-            memcpy(b->qn + t * dn, b->q + (t * H + h) * dqk, (size_t)dn * sizeof(float));
+            memcpy(qn + t * dn, b->q + (t * H + h) * dqk, (size_t)dn * sizeof(float));
             memcpy(b->q_pe + (t * H + h) * R, b->q + (t * H + h) * dqk + dn, (size_t)R * sizeof(float));
         }
-        m->ops->matmul_xw(b->qh, b->qn, &w_uk, T); /* (T, C) */
+        m->ops->matmul_xw(qh, qn, &w_uk, T); /* (T, C) */
         for (int64_t t = 0; t < T; t++)
-            memcpy(b->q_lat + (t * H + h) * C, b->qh + t * C, (size_t)C * sizeof(float));
+            memcpy(b->q_lat + (t * H + h) * C, qh + t * C, (size_t)C * sizeof(float));
     }
     const int64_t pos0 = S - T, nd = dense_rows(c, pos0, T);
     if (nd > 0)
@@ -187,23 +221,30 @@ static void attention_absorbed(const fw_model *m, int l, const fw_layer *L, cons
         m->ops->attn_absorbed(b->o_lat + t * H * C, b->q_lat + t * H * C, b->q_pe + t * H * R, b->lat_sel, W,
                               b->lat_sel + C, W, 1, n, H, C, R, m->softmax_scale);
     }
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t h = 0; h < H; h++) {
         fw_weight w_uv = fw_weight_view(&L->kv_b, h * (dn + dv) + dn, dv, 0, C); /* (dv, C) */
+        float *qh = b->qh + h * T * C, *oh = b->oh + h * T * dv;
         for (int64_t t = 0; t < T; t++)
-            memcpy(b->qh + t * C, b->o_lat + (t * H + h) * C, (size_t)C * sizeof(float));
-        m->ops->matmul(b->oh, b->qh, &w_uv, T); /* (T, dv) */
+            memcpy(qh + t * C, b->o_lat + (t * H + h) * C, (size_t)C * sizeof(float));
+        m->ops->matmul(oh, qh, &w_uv, T); /* (T, dv) */
         for (int64_t t = 0; t < T; t++)
-            memcpy(b->o + (t * H + h) * dv, b->oh + t * dv, (size_t)dv * sizeof(float));
+            memcpy(b->o + (t * H + h) * dv, oh + t * dv, (size_t)dv * sizeof(float));
     }
 }
 
-/* y = down(silu(gate(x)) * up(x)) for n rows of x. */
+/* y = down(silu(gate(x)) * up(x)) for n rows of x; g, u: (n, gate rows) scratch. */
+static void swiglu_in(const fw_model *m, const fw_weight *gate, const fw_weight *up, const fw_weight *down,
+                      float *y, const float *x, int64_t n, float *g, float *u) {
+    m->ops->matmul(g, x, gate, n);
+    m->ops->matmul(u, x, up, n);
+    m->ops->silu_mul(g, g, u, n * gate->rows);
+    m->ops->matmul(y, g, down, n);
+}
+
 static void swiglu(const fw_model *m, const fw_weight *gate, const fw_weight *up, const fw_weight *down,
                    float *y, const float *x, int64_t n, bufs *b) {
-    m->ops->matmul(b->g, x, gate, n);
-    m->ops->matmul(b->u, x, up, n);
-    m->ops->silu_mul(b->g, b->g, b->u, n * gate->rows);
-    m->ops->matmul(y, b->g, down, n);
+    swiglu_in(m, gate, up, down, y, x, n, b->g, b->u);
 }
 
 /* DeepSeekMoE: shared experts on every token plus the routed top-k, y (T, D).
@@ -219,9 +260,6 @@ static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
     m->ops->route(b->rid, b->rw, b->rlog, L->router_bias, T, &rp);
     if (m->route_probe) m->route_probe(m->route_probe_arg, L, &rp, T, b->rlog, b->rid);
 
-    if (c->n_shared_experts > 0) swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
-    else memset(b->y, 0, (size_t)(T * D) * sizeof(float));
-
     /* Group the (token, slot) pairs by expert so each expert runs once on its tokens. */
     memset(b->count, 0, (size_t)(E + 1) * sizeof(int32_t));
     for (int64_t i = 0; i < T * k; i++) b->count[b->rid[i] + 1]++;
@@ -230,7 +268,41 @@ static void moe(const fw_model *m, const fw_layer *L, int64_t T, bufs *b) {
     for (int64_t x = E; x > 0; x--) b->count[x] = b->count[x - 1]; /* back to start offsets */
     b->count[0] = 0;
 
-    for (int64_t x = m->part.exp_first; x < m->part.exp_first + m->part.exp_n; x++) {
+    /* A few tokens: the shared experts and each routed expert with tokens are
+     * pieces of one parallel region, each on one thread, its rows at its pairs'
+     * offsets; the routed outputs are then added in expert order, as below. */
+    const int64_t x0 = m->part.exp_first, x1 = x0 + m->part.exp_n, shared = c->n_shared_experts > 0;
+    int64_t busy = 0;
+    for (int64_t x = x0; x < x1; x++) busy += b->count[x + 1] > b->count[x];
+    if (T <= SPREAD_MAX_T && spread(busy + shared)) {
+        const int64_t Ie = c->moe_intermediate_size;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t x = x0 - shared; x < x1; x++) {
+            if (x < x0) {
+                swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
+                continue;
+            }
+            const int32_t *pairs = b->order + b->count[x];
+            const int64_t n = b->count[x + 1] - b->count[x], at = b->count[x];
+            if (n == 0) continue;
+            for (int64_t i = 0; i < n; i++)
+                memcpy(b->xe + (at + i) * D, b->h + (pairs[i] / k) * D, (size_t)D * sizeof(float));
+            swiglu_in(m, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], b->ye + at * D, b->xe + at * D, n,
+                      b->ge + at * Ie, b->ue + at * Ie);
+        }
+        if (!shared) memset(b->y, 0, (size_t)(T * D) * sizeof(float));
+        for (int64_t x = x0; x < x1; x++)
+            for (int64_t i = b->count[x]; i < b->count[x + 1]; i++) {
+                float w = b->rw[b->order[i]], *y = b->y + (b->order[i] / k) * D;
+                const float *ye = b->ye + i * D;
+                for (int64_t d = 0; d < D; d++) y[d] += w * ye[d];
+            }
+        return;
+    }
+
+    if (shared) swiglu(m, &L->sh_gate, &L->sh_up, &L->sh_down, b->y, b->h, T, b);
+    else memset(b->y, 0, (size_t)(T * D) * sizeof(float));
+    for (int64_t x = x0; x < x1; x++) {
         const int32_t *pairs = b->order + b->count[x];
         int64_t n = b->count[x + 1] - b->count[x];
         if (n == 0) continue;

@@ -92,8 +92,9 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
 
     double t0 = fw_now();
     /* A backend with its own copy takes each layer as soon as it is loaded, and the host copy is freed. */
+    const fw_load_opts lo = {.verify = !o->no_verify, .mode = o->load};
     int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 || sim ? lay : NULL, w->pp_rank,
-                                    w->tp_rank, !o->no_verify, en->be->take_layer ? take_layer : NULL, en, e);
+                                    w->tp_rank, &lo, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
     if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, e);
     en->speculative = o->speculative;
@@ -132,18 +133,20 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
     if (fw_watchdog_start(&en->wd, w, o->watchdog, e)) return FW_ERR;
     en->comm.wd = en->wd;
     if (o->verbose) {
-        unsigned long long mine[2] = {en->model->bytes_read, en->model->bytes_verified}, *all = NULL;
+        unsigned long long mine[3] = {en->model->bytes_read, en->model->bytes_verified, en->model->bytes_mapped};
+        unsigned long long *all = NULL;
         double t = en->t_load, *ts = NULL;
         if (w->rank == 0) all = malloc((size_t)w->size * sizeof mine), ts = malloc((size_t)w->size * sizeof *ts);
-        MPI_Gather(mine, 2, MPI_UNSIGNED_LONG_LONG, all, 2, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
+        MPI_Gather(mine, 3, MPI_UNSIGNED_LONG_LONG, all, 3, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
         MPI_Gather(&t, 1, MPI_DOUBLE, ts, 1, MPI_DOUBLE, 0, w->comm);
         if (w->rank == 0) {
             unsigned long long total = 0;
             for (int r = 0; r < w->size; r++) {
                 fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights in %.3f s, %llu of them "
-                        "checked against their checksums\n", r, fw_layout_dp_rank(lay, r), fw_layout_pp_rank(lay, r),
-                        fw_layout_tp_rank(lay, r), all[2 * r], ts[r], all[2 * r + 1]);
-                total += all[2 * r];
+                        "checked against their checksums, %llu mapped\n", r, fw_layout_dp_rank(lay, r),
+                        fw_layout_pp_rank(lay, r), fw_layout_tp_rank(lay, r), all[3 * r], ts[r], all[3 * r + 1],
+                        all[3 * r + 2]);
+                total += all[3 * r];
             }
             fprintf(stderr, "all ranks: read %llu bytes of weights\n", total);
             free(all);

@@ -24,6 +24,7 @@ typedef struct fw_engine_opts {
     int n_seqs;                  /* sequences in flight (0 or 1: one) */
     bool verbose;                /* report bytes read per rank */
     bool no_verify;              /* skip the checkpoint's chunk checksums while loading */
+    fw_load_mode load;           /* map the weights (default) or read them */
     double watchdog;             /* seconds a step may make no progress (runtime/dist/watchdog.h); 0: off */
     fw_backend_opts backend;     /* how it runs */
     const char *device;          /* the backend: "cpu" (NULL: the default) or one this binary links ("cuda") */

@@ -75,6 +75,7 @@ typedef struct fw_model {
     uint64_t weight_bytes;     /* bytes of weights held */
     uint64_t bytes_read;       /* bytes read from the checkpoint */
     uint64_t bytes_verified;   /* of those, checked against their chunk checksums */
+    uint64_t bytes_mapped;     /* of bytes_read, mapped from the files rather than copied */
     /* Optional, set by tests: called by the CPU forward with each MoE layer's
      * router logits (T, E) and chosen experts (T, top_k) (the GPU parity test
      * measures how close each token's routing was to another choice). */
@@ -89,6 +90,9 @@ typedef struct fw_model {
     void *index_probe_arg;
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
+    bool map;                  /* loading maps slices where it can (FW_LOAD_MMAP) */
+    struct fw_ckpt_mapping **maps;   /* the mapped data files weights point into, released by fw_model_free */
+    int n_maps;
 } fw_model;
 
 /* Loads this rank's slices of the checkpoint in `dir` for the rank at (pp_rank,
@@ -104,14 +108,25 @@ void fw_model_free(fw_model *m);
  * (num_nextn_predict_layers 0, or converted without it). */
 int fw_model_load_mtp(fw_model *m, const char *dir, const fw_layout *layout, fw_err *e);
 
+/* How weights come from the checkpoint. */
+typedef enum fw_load_mode {
+    FW_LOAD_MMAP,  /* mapped read-only from the files where their layout allows (one aligned run), else read */
+    FW_LOAD_READ,  /* every slice read into memory of its own */
+} fw_load_mode;
+typedef struct fw_load_opts {
+    bool verify;               /* check every slice's whole chunks against their checksums */
+    fw_load_mode mode;
+} fw_load_opts;
+
 /* Called with each layer as soon as it is loaded. FW_OK: the callee has its own
  * copy (a device's), and the loader frees the layer's host weights, so a rank
  * never holds its whole part twice. The layer keeps only its `moe` flag. */
 typedef int (*fw_layer_taken_fn)(void *arg, const fw_model *m, int l, fw_err *e);
-/* fw_model_load, handing every layer to `taken` (NULL: keep them all); verify
- * false skips the chunk checksums (io/checkpoint.h, fw_ckpt_set_verify). */
+/* fw_model_load, handing every layer to `taken` (NULL: keep them all), with
+ * options (NULL: verify, map). A mapped layer handed to `taken` stays mapped
+ * (the page cache's pages, not the rank's memory). */
 int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
-                           int tp_rank, bool verify, fw_layer_taken_fn taken, void *arg, fw_err *e);
+                           int tp_rank, const fw_load_opts *lo, fw_layer_taken_fn taken, void *arg, fw_err *e);
 
 /* One sequence's view of the paged latent KV cache (runtime/model/kvcache.h): per
  * layer and position, the normalised compressed KV (C = kv_lora_rank values)

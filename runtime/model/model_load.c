@@ -56,10 +56,40 @@ static int slice_of(const fw_model *m, const fw_layout *lay, const char *name, i
     return FW_OK;
 }
 
-/* Reads a slice of a tensor into fresh memory; counts the bytes read. */
-static void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt, const fw_slice *sl,
-                        fw_err *e) {
+/* Keeps a reference to the mapping `h` (one per data file) until fw_model_free. */
+static int hold_mapping(fw_model *m, fw_ckpt_mapping *h, fw_err *e) {
+    for (int i = 0; i < m->n_maps; i++)
+        if (m->maps[i] == h) {
+            fw_ckpt_mapping_release(h);   /* held already */
+            return FW_OK;
+        }
+    fw_ckpt_mapping **a = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *a);
+    if (!a) {
+        fw_ckpt_mapping_release(h);
+        return fw_errf(e, "out of memory");
+    }
+    m->maps = a;
+    m->maps[m->n_maps++] = h;
+    return FW_OK;
+}
+
+/* A slice of a tensor, mapped from its file where it can be (FW_LOAD_MMAP), else
+ * read into fresh memory; counts the bytes. */
+static const void *read_slice(fw_model *m, fw_ckpt *ck, const char *name, fw_dtype dt, const fw_slice *sl,
+                              fw_err *e) {
     size_t bytes = (size_t)sl->count[0] * (size_t)(sl->ndim > 1 ? sl->count[1] : 1) * fw_dtype_size(dt);
+    if (m->map) {
+        const void *p;
+        fw_ckpt_mapping *h;
+        const char *why;
+        int r = fw_ckpt_map(ck, name, sl->start, sl->count, &p, &h, &why, e);
+        if (r == FW_ERR || (r == FW_OK && hold_mapping(m, h, e))) return NULL;
+        if (r == FW_OK) {
+            m->bytes_read += bytes;
+            m->bytes_mapped += bytes;
+            return p;
+        }
+    }
     void *data = model_alloc(m, bytes);
     if (!data) {
         fw_errf(e, "tensor '%s': out of memory (%zu bytes)", name, bytes);
@@ -307,21 +337,24 @@ static void free_since(fw_model *m, int64_t mark) {
 
 int fw_model_load(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay,
                   int pp_rank, int tp_rank, fw_err *e) {
-    return fw_model_load_streamed(out, dir, ops, lay, pp_rank, tp_rank, true, NULL, NULL, e);
+    return fw_model_load_streamed(out, dir, ops, lay, pp_rank, tp_rank, NULL, NULL, NULL, e);
 }
 
 int fw_model_load_streamed(fw_model **out, const char *dir, const fw_ops *ops, const fw_layout *lay, int pp_rank,
-                           int tp_rank, bool verify, fw_layer_taken_fn taken, void *arg, fw_err *e) {
+                           int tp_rank, const fw_load_opts *lo, fw_layer_taken_fn taken, void *arg, fw_err *e) {
     *out = NULL;
+    const fw_load_opts defaults = {.verify = true, .mode = FW_LOAD_MMAP};
+    if (!lo) lo = &defaults;
     fw_ckpt *ck;
     if (fw_ckpt_open(&ck, dir, e)) return FW_ERR;
-    fw_ckpt_set_verify(ck, verify);
+    fw_ckpt_set_verify(ck, lo->verify);
     fw_model *m = calloc(1, sizeof *m);
     if (!m) {
         fw_ckpt_close(ck);
         return fw_errf(e, "out of memory");
     }
     m->ops = ops;
+    m->map = lo->mode == FW_LOAD_MMAP;
     m->cfg = *fw_ckpt_config(ck);
     m->cfg.json = NULL; /* owned by the checkpoint; not needed after loading */
     const fw_config *c = &m->cfg;
@@ -412,5 +445,7 @@ void fw_model_free(fw_model *m) {
     if (!m) return;
     for (int64_t i = 0; i < m->n_allocs; i++) free(m->allocs[i]);
     free(m->allocs);
+    for (int i = 0; i < m->n_maps; i++) fw_ckpt_mapping_release(m->maps[i]);
+    free(m->maps);
     free(m);
 }
