@@ -15,7 +15,7 @@
 
 /* ---- presets ---- */
 
-const char *const fw_synth_preset_names[] = {"tiny", "tiny-v32", "small", "deepseek-v3", "kimi-k2", NULL};
+const char *const fw_synth_preset_names[] = {"tiny", "tiny-v32", "small", "deepseek-v3", "deepseek-v3.2", "kimi-k2", NULL};
 
 static void preset_common(fw_config *c) {
     memset(c, 0, sizeof *c);
@@ -74,6 +74,12 @@ static void preset_deepseek_v3(fw_config *c) {   /* inference/configs/config_671
     c->fp8 = true;
 }
 
+/* DeepSeek-V3.2(-Exp): V3's geometry with the lightning indexer (its config.json) */
+static void preset_deepseek_v32(fw_config *c) {
+    preset_deepseek_v3(c);
+    c->index_n_heads = 64, c->index_head_dim = 128, c->index_topk = 2048;
+}
+
 const char *fw_synth_preset_weights(const char *name) {
     return strcmp(name, "kimi-k2") == 0 ? FW_PRESET_KIMI_K2_WEIGHTS : NULL;
 }
@@ -84,8 +90,9 @@ int fw_synth_preset(const char *name, fw_config *out, fw_err *e) {
     else if (!strcmp(name, "tiny-v32")) preset_tiny_v32(&c);
     else if (!strcmp(name, "small")) preset_small(&c);
     else if (!strcmp(name, "deepseek-v3")) preset_deepseek_v3(&c);
+    else if (!strcmp(name, "deepseek-v3.2")) preset_deepseek_v32(&c);
     else if (!strcmp(name, "kimi-k2")) fw_preset_kimi_k2(&c);
-    else return fw_errf(e, "unknown preset '%s' (tiny, tiny-v32, small, deepseek-v3, kimi-k2)", name);
+    else return fw_errf(e, "unknown preset '%s' (tiny, tiny-v32, small, deepseek-v3, deepseek-v3.2, kimi-k2)", name);
     if (fw_synth_config_json(&c, e)) return FW_ERR;
     *out = c;
     return FW_OK;

@@ -26,6 +26,7 @@
  *   small        hidden 2048, 4 layers (1 dense + 3 MoE), 16 heads, 32 experts top-4 + 1 shared,
  *                expert dim 1024, vocab 32768: 0.83B parameters, 1.66 GB in BF16
  *   deepseek-v3  the published 671B config (FP8, 61 layers + 1 MTP layer)
+ *   deepseek-v3.2 the same with DeepSeek-V3.2's indexer (64 heads of 128, top 2048)
  *   kimi-k2      Moonshot's Kimi-K2-Thinking (1T: 384 experts, 64 heads; io/preset_kimi.h) */
 int fw_synth_preset(const char *name, fw_config *out, fw_err *e);
 /* The quantization spec of the release's weights where its config alone does not
