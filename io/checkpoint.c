@@ -563,14 +563,21 @@ static int slab_of(const fw_ckpt *ck, const ck_entry *t, const int64_t *start, c
     return FW_OK;
 }
 
+/* The named tensor, with the slab of start/count in s and c; NULL after an error. */
+static ck_entry *lookup_slab(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, hsize_t *s,
+                             hsize_t *c, bool *empty, fw_err *e) {
+    ck_entry *t = lookup(ck, name, e);
+    if (!t || slab_of(ck, t, start, count, s, c, empty, e)) return NULL;
+    return t;
+}
+
 int fw_ckpt_read(fw_ckpt *ck, const char *name, const int64_t *start, const int64_t *count, void *dst,
                  fw_err *e) {
-    ck_entry *t = lookup(ck, name, e);
-    if (!t) return FW_ERR;
-    const fw_tensor_info *in = &t->info;
     hsize_t s[8], c[8];
     bool empty;
-    if (slab_of(ck, t, start, count, s, c, &empty, e)) return FW_ERR;
+    ck_entry *t = lookup_slab(ck, name, start, count, s, c, &empty, e);
+    if (!t) return FW_ERR;
+    const fw_tensor_info *in = &t->info;
     if (empty) return FW_OK;
     if (ck->gen) {
         int64_t a[8], c8[8];
@@ -636,12 +643,11 @@ int fw_ckpt_map(fw_ckpt *ck, const char *name, const int64_t *start, const int64
     *data = NULL;
     *hold = NULL;
     *why = "";
-    ck_entry *t = lookup(ck, name, e);
-    if (!t) return FW_ERR;
-    const fw_tensor_info *in = &t->info;
     hsize_t s[8], c[8];
     bool empty;
-    if (slab_of(ck, t, start, count, s, c, &empty, e)) return FW_ERR;
+    ck_entry *t = lookup_slab(ck, name, start, count, s, c, &empty, e);
+    if (!t) return FW_ERR;
+    const fw_tensor_info *in = &t->info;
     if (ck->gen || empty) {
         *why = ck->gen ? "a generated checkpoint has no file" : "empty";
         return FW_CKPT_NOT_MAPPED;
