@@ -165,15 +165,14 @@ EXTRA_DIST += tests/test_serve.sh tests/serve_client.py
 # furrow serve against hostile clients: slots held, slow headers, malformed
 # request lines, absurd Content-Length; the admin port; the per-address limit.
 TESTS += tests/test_serve_hostile.sh
-EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py
+EXTRA_DIST += tests/test_serve_hostile.sh tests/serve_hostile.py tests/raw_http.py
 
 # furrow route over three serve replicas: spread, streams, kill -9 under load,
 # late joins, draining, registry and --register; its autoscaler (queue depth,
 # time to first token); slow and hostile clients, upstream connection reuse.
 TESTS += tests/test_route.sh tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh tests/test_route_hostile.sh
 EXTRA_DIST += tests/test_route.sh tests/route_client.py tests/test_route_autoscale.sh tests/test_route_autoscale_latency.sh \
-	tests/test_route_hostile.sh \
-	tests/route_hostile.py
+	tests/test_route_hostile.sh tests/route_hostile.py tests/route_common.sh
 
 # Decode groups need matmuls whose rows do not depend on each other (runtime/engine/runner.h).
 check_PROGRAMS += tests/test_invariance

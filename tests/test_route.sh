@@ -13,43 +13,10 @@
 # replica leave; bad flags
 # and bad /replicas calls are refused by name.
 set -u
-golden=${FURROW_SHARED:-}/golden
-[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
-fail=0
-cd "$FURROW_TMP" || exit 1
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fail=1; }
-export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive # three replicas and the router share 2 cores
-pids=
-cleanup() { for p in $pids; do kill -9 "$p" 2>/dev/null; done; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. "$FURROW_SRCDIR/tests/route_common.sh"
+convert_golden
 
-"$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out model --quiet > convert.log 2>&1 ||
-  { cat convert.log; echo "FAIL: convert"; exit 1; }
-
-# start NAME ARGS...: runs a furrow command in the background with --port-file
-# NAME.port; sets port and pid (the process itself, from its start line).
-start() {
-  name=$1; shift
-  rm -f "$name.port"
-  timeout -k 5 600 "$FURROW_BIN" "$@" --port 0 --port-file "$name.port" > "$name.log" 2>&1 &
-  i=0
-  while [ ! -s "$name.port" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-  port=$(cat "$name.port" 2>/dev/null)
-  pid=$(sed -n 's/.*; pid \([0-9]*\)$/\1/p' "$name.log" | head -n 1)
-  [ -n "$port" ] && [ -n "$pid" ] || { cat "$name.log"; echo "FAIL: $name did not start"; exit 1; }
-  pids="$pids $pid"
-}
 serve() { start "$@" --model model --max-context 256 --max-batch 8; }
-# metric NAME [REPLICA_PORT]: a sample of the router's /metrics (0 when absent).
-metric() {
-  if [ $# = 2 ]; then key="$1{replica=\"http://127.0.0.1:$2\"}"; else key=$1; fi
-  curl -s "$R/metrics" | awk -v k="$key" '$1 == k {v = $2} END {print v + 0}'
-}
-# until_true SECONDS COMMAND...: polls the command every 0.1 s; its last status.
-. "$FURROW_SRCDIR/tests/until.sh"
-in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
 listed() { curl -s "$R/replicas" | grep -q "\"http://127.0.0.1:$1\""; }
 complete() { curl -s -o /dev/null -w '%{http_code}' "$R/v1/completions" -d '{"prompt": [1, 2, 3], "max_tokens": 4}'; }
 

@@ -7,14 +7,7 @@
 # steady. Every request of the burst completes; each decision is in the log
 # and in /metrics. Bad autoscaling flags are refused by name.
 set -u
-golden=${FURROW_SHARED:-}/golden
-[ -n "${FURROW_SHARED:-}" ] && [ -d "$golden/tiny-a-bf16" ] || { echo "SKIP: no shared/golden"; exit 77; }
-fail=0
-cd "$FURROW_TMP" || exit 1
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fail=1; }
-export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-. "$FURROW_SRCDIR/tests/until.sh"
+. "$FURROW_SRCDIR/tests/route_common.sh"
 
 for args in "--scale-up true" "--min-replicas 2" "--scale-up a --scale-down b --min-replicas 3 --max-replicas 2" \
             "--scale-up a --scale-down b --cooldown -1"; do
@@ -22,42 +15,9 @@ for args in "--scale-up true" "--min-replicas 2" "--scale-up a --scale-down b --
   else ok "route $args refused: $(head -n 1 flag.txt)"; fi
 done
 
-"$FURROW_BIN" convert --hf "$golden/tiny-a-bf16" --out model --quiet > convert.log 2>&1 ||
-  { cat convert.log; echo "FAIL: convert"; exit 1; }
+convert_golden
 
-# The "scheduler": up.sh starts a replica as job 9N and prints its id; down.sh stops job $FURROW_JOB.
-echo 0 > count
-cat > up.sh <<EOF
-#!/bin/sh
-n=\$((\$(cat count) + 1)); echo \$n > count
-SLURM_JOB_ID=9\$n timeout -k 5 600 "$FURROW_BIN" serve --model model --port 0 --max-context 256 --max-batch 1 \\
-  --register "http://127.0.0.1:\$(cat router.port)" < /dev/null > rep9\$n.log 2>&1 &
-echo \$! > pid.9\$n
-echo 9\$n
-EOF
-cat > down.sh <<'EOF'
-#!/bin/sh
-echo "$FURROW_JOB $FURROW_REPLICA" >> downs.txt
-kill -TERM "$(cat "pid.$FURROW_JOB")"
-EOF
-chmod +x up.sh down.sh
-rm -f router.port downs.txt
-timeout -k 5 600 "$FURROW_BIN" route --port 0 --port-file router.port --poll-interval 0.2 --scale-up ./up.sh \
-  --scale-down ./down.sh --min-replicas 1 --max-replicas 2 --scale-up-queue 0.5 --scale-window 1 --cooldown 2 \
-  > router.log 2>&1 &
-router=$!
-cleanup() {
-  kill "$router" 2>/dev/null
-  for f in pid.*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-until_true 20 test -s router.port || { cat router.log; echo "FAIL: the router did not start"; exit 1; }
-R=http://127.0.0.1:$(cat router.port)
-metric() { curl -s "$R/metrics" | awk -v k="$1" '$1 == k {v = $2} END {print v + 0}'; }
-in_service() { [ "$(metric furrow_route_replicas_in_service)" = "$1" ]; }
-ups() { metric 'furrow_route_autoscale_actions_total{action="up"}'; }
-downs() { metric 'furrow_route_autoscale_actions_total{action="down"}'; }
+autoscale_router --min-replicas 1 --max-replicas 2 --scale-up-queue 0.5 --scale-window 1 --cooldown 2
 
 until_true 60 in_service 1 && grep -q 'autoscale: up: 0 in service or starting, below --min-replicas 1' router.log &&
   ok "started the first replica (job 91) for --min-replicas 1" || { bad "no first replica"; cat router.log; exit 1; }
