@@ -20,16 +20,23 @@ cat "$out"
 fail=0
 grep -q "^stage .* 2 heads, experts 0\.\.7, tp 2$" "$out" || { echo "FAIL: the stage is not rank 0 of tp 2"; fail=1; }
 grep -q "^tp-sim " "$out" || { echo "FAIL: no tp-sim line"; fail=1; }
-# decode rows: step ms is field 4, +comm step ms the field after the last '|'.
-rows=$(awk '$1 == "decode" && $3 == 64 { n = split($0, f, "|"); split(f[n], c, " "); \
+# decode rows: step ms is field 4, +comm step ms the first after the second '|' (J/tok after a third).
+rows=$(awk '$1 == "decode" && $3 == 64 { split($0, f, "|"); split(f[3], c, " "); \
   print $2, $4, c[1] }' "$out")
 [ "$(echo "$rows" | grep -c .)" -eq 2 ] || { echo "FAIL: want 2 decode rows, got: $rows"; fail=1; }
 echo "$rows" | awk '{ if ($3 < $2 + 13) { print "FAIL: batch " $1 ": " $3 " ms with all-reduces of 2 ms vs " $2 " ms"; bad = 1 } }
   END { exit bad }' || fail=1
 [ "$(grep -c "^decode .* 2000000000  left out" "$out")" -eq 2 ] ||
   { echo "FAIL: the steps whose cache cannot fit were not left out"; fail=1; }
-awk '$1 == "prefill" && $3 == 128 { n = split($0, f, "|"); split(f[n], c, " "); if (c[1] < $4 + 13) exit 1; found = 1 }
+awk '$1 == "prefill" && $3 == 128 { split($0, f, "|"); split(f[3], c, " "); if (c[1] < $4 + 13) exit 1; found = 1 }
   END { exit !found }' "$out" || { echo "FAIL: prefill row missing or its +comm run not slower by the waits"; fail=1; }
+# Energy: J/tok per step from the GPUs' counters, or why they were not read.
+if grep -q "^energy     J/tok" "$out"; then
+  awk '$1 == "decode" && $3 == 64 { n = split($0, f, "|"); if (!(f[n] + 0 > 0)) bad = 1; seen = 1 } END { exit bad || !seen }' "$out" ||
+    { echo "FAIL: a decode row without a positive J/tok"; fail=1; }
+else
+  grep -q "^energy     not read: ." "$out" || { echo "FAIL: no energy line"; fail=1; }
+fi
 # The compute-only steps feed the performance model.
 "$FURROW_BIN" plan --model synth:tiny --predict --compute "$FURROW_TMP/compute.json" --device cuda \
   > "$FURROW_TMP/predict.txt" 2>&1 || { cat "$FURROW_TMP/predict.txt"; echo "FAIL: plan --predict on the bench's JSON"; fail=1; }

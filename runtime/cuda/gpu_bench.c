@@ -14,6 +14,7 @@
 
 #include "io/base/clock.h"
 #include "runtime/cuda/gpu_model.h"
+#include "runtime/dist/energy.h"
 
 static double wbytes(const fw_weight *w) {
     if (!w->data) return 0;
@@ -165,6 +166,28 @@ static int run(fw_gpu_model *g, int n, fw_gpu_seg *segs, fw_attn_mode mode, floa
     return FW_OK;
 }
 
+/* Joules of this node's GPUs per token of a step (NVML's counters move in whole
+ * millijoules, a few times a second): the step repeated, lengths restored,
+ * for at least half a second. -1 without a GPU counter. */
+static double joules_per_token(fw_gpu_model *g, fw_energy *m, int n, fw_gpu_seg *segs, fw_attn_mode mode,
+                               float *logits, int64_t tokens, fw_err *e) {
+    double cpu, j0, j1;
+    fw_energy_totals(m, &cpu, &j0);
+    if (j0 < 0) return -1;
+    int64_t len0[256];
+    for (int i = 0; i < n; i++) len0[i] = segs[i].kv->len;
+    const double t0 = fw_now();
+    int64_t reps = 0;
+    do {
+        for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
+        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return -2;
+        reps++;
+    } while (fw_now() - t0 < 0.5);
+    for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
+    fw_energy_totals(m, &cpu, &j1);
+    return (j1 - j0) / (double)(reps * tokens);
+}
+
 /* The step's all-reduces as the model of --tp-sim has them (two a layer and the
  * embedding's): 0 when they cost nothing. */
 static void set_sim_comm(fw_gpu_model *g, const fw_bench_steps *req, bool on) {
@@ -219,6 +242,11 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
     if (!kvs || !segs || !ids || !logits || !tabs) return fw_errf(e, "out of memory");
     for (int64_t i = 0; i < (maxp > maxb ? maxp : maxb); i++) ids[i] = (int32_t)((i * 7919 + 13) % g->cfg.vocab_size);
     const double kv_gb_block = (double)g->kv_bytes / (double)g->kv_blocks / 1e9;
+    fw_energy meter; /* the GPUs' energy counters (NVML), for J/token */
+    fw_energy_open(&meter, true);
+    double cpu_j, gpu_j;
+    fw_energy_totals(&meter, &cpu_j, &gpu_j);
+    const bool joules = gpu_j >= 0;
     if (print) {
         printf("%s\n", g->desc);
         printf("ceilings   (same GPU, same run) device-to-device copy %.0f GB/s (read + write); cuBLASLt bf16 GEMM "
@@ -227,6 +255,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                p->first_layer + nl - 1, (long long)p->heads, p->exp_first, p->exp_first + p->exp_n - 1, p->tp);
         printf("KV cache   %lld blocks of %lld positions, %.2f GB; steps that need more are left out\n",
                (long long)g->kv_blocks, (long long)g->kv_block, (double)g->kv_bytes / 1e9);
+        if (joules) printf("energy     J/tok: the GPUs' joules (NVML) per token, the step repeated for 0.5 s\n");
+        else printf("energy     not read: %s\n", meter.nvml_why);
         if (sim)
             printf("tp-sim     this GPU runs rank 0 of tp %d alone; the router picks among all %d experts, so the "
                    "rank's %d get their share of tokens; the +comm columns rerun each step with every all-reduce "
@@ -238,8 +268,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                "from which GB/s, %%copy and TFLOP/s; eager ms and the split: the layers' time run eagerly with\n"
                "events between regions (launch gaps included)\n");
         printf("\nphase   batch  context  step ms    tok/s   gpu ms  layer ms  MB/layer  GB/s  %%copy  TFLOP/s |  eager ms"
-               "  attn-gemm      attn     route  moe-gemm     dense      comm%s\n",
-               sim ? " | +comm step ms  +comm tok/s" : "");
+               "  attn-gemm      attn     route  moe-gemm     dense      comm%s%s\n",
+               sim ? " | +comm step ms  +comm tok/s" : "", joules ? " |  J/tok" : "");
     }
     json_t *rows = json_array(); /* --json: the compute-only steps, per layer of the share */
     int rc = rows ? FW_OK : fw_errf(e, "out of memory");
@@ -270,6 +300,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                 set_sim_comm(g, req, false);
                 memcpy(g->prof_ms, prof, sizeof prof);
             }
+            const double jt = rc == FW_OK && joules ? joules_per_token(g, &meter, B, segs, FW_ATTN_ABSORBED, logits, B, e) : -1;
+            if (jt < -1.5) rc = FW_ERR;
             if (rc || !print) continue;
             double by, fl;
             double lay = fmax(gpu - g->prof_ms[FW_PROF_IO] / req->iters, 1e-6);
@@ -283,6 +315,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                    fl / (lay / 1e3) / 1e12, eager / nl);
             for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / ((double)req->iters * nl));
             if (sim) printf(" | %13.3f  %11.0f", wall_c * 1e3, B / wall_c);
+            if (joules) printf(" | %6.3f", jt);
             printf("\n");
         }
     for (int pi = 0; pi < req->n_prefill && rc == FW_OK; pi++) {
@@ -307,6 +340,8 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
             set_sim_comm(g, req, false);
             memcpy(g->prof_ms, prof, sizeof prof);
         }
+        const double jt = rc == FW_OK && joules ? joules_per_token(g, &meter, 1, segs, FW_ATTN_NAIVE, logits, P, e) : -1;
+        if (jt < -1.5) rc = FW_ERR;
         if (rc == FW_OK && print) {
             double lay = layers_ms(g) / it, fl = prefill_flops(g, P);
             json_array_append_new(rows, json_pack("{s:s,s:i,s:I,s:f,s:f,s:f}", "phase", "prefill", "batch", 1, "tokens",
@@ -316,6 +351,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                    wall * 1e3, P / wall, gpu, lay / nl, "-", "-", "-", fl / (lay / 1e3) / 1e12, lay / nl);
             for (int r = FW_PROF_ATTN_GEMM; r < FW_PROF_N; r++) printf(" %9.3f", g->prof_ms[r] / ((double)it * nl));
             if (sim) printf(" | %13.1f  %11.0f", wall_c * 1e3, P / wall_c);
+            if (joules) printf(" | %6.4f", jt);
             printf("\nprefill: %.0f%% of the bf16 GEMM ceiling in the layers (%.1f TFLOP/s)\n",
                    100 * fl / (lay / 1e3) / 1e12 / tflops, fl / (lay / 1e3) / 1e12);
         }
@@ -328,6 +364,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
         json_decref(j);
     }
     json_decref(rows);
+    fw_energy_close(&meter);
     free(kvs), free(segs), free(ids), free(logits), free(tabs);
     return rc;
 }
