@@ -65,12 +65,15 @@ __global__ void index_rope_q_kernel(float *q, const float *__restrict__ cos_tab,
     }
 }
 
-template <int IH>
+/* VEC: the key rows and their fp32 keys 16-byte aligned, id a multiple of 4:
+ * four values of a key and of each head's query a load (four FMAs a shared
+ * memory read instead of one). */
+template <int IH, bool VEC>
 __global__ void __launch_bounds__(IX_KEYS) index_scores_kernel(float *score, int64_t ld, const float *__restrict__ q,
                                                                const float *__restrict__ w, fw_cuda_pages pg,
                                                                int64_t col0, const int32_t *__restrict__ q_seq,
                                                                const int32_t *__restrict__ q_len, int id) {
-    extern __shared__ float qs[]; /* [IH][id], then [IH] weights */
+    extern __shared__ __align__(16) float qs[]; /* [IH][id], then [IH] weights */
     float *ws = qs + IH * id;
     const int64_t t = blockIdx.y;
     const float scale = rsqrtf((float)id), wscale = rsqrtf((float)IH);
@@ -87,10 +90,21 @@ __global__ void __launch_bounds__(IX_KEYS) index_scores_kernel(float *score, int
     float acc[IH];
 #pragma unroll
     for (int h = 0; h < IH; h++) acc[h] = 0.0f;
-    for (int d = 0; d < id; d++) {
-        const float kv = k[d];
+    if (VEC) {
+        for (int d = 0; d < id; d += 4) {
+            const float4 kv = *(const float4 *)(k + d);
 #pragma unroll
-        for (int h = 0; h < IH; h++) acc[h] += qs[h * id + d] * kv;
+            for (int h = 0; h < IH; h++) {
+                const float4 qv = *(const float4 *)(qs + h * id + d);
+                acc[h] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+            }
+        }
+    } else {
+        for (int d = 0; d < id; d++) {
+            const float kv = k[d];
+#pragma unroll
+            for (int h = 0; h < IH; h++) acc[h] += qs[h * id + d] * kv;
+        }
     }
     float r = 0.0f;
 #pragma unroll
@@ -232,13 +246,21 @@ extern "C" int fw_cuda_index_scores(fw_cuda_ctx *ctx, float *score, int64_t ld, 
                             (long long)ld, (long long)ih, (long long)id);
     if (T == 0) return FW_CUDA_OK;
     const dim3 grid((unsigned)fw_ceil_div(ld, IX_KEYS), (unsigned)T);
+    const bool vec = id % 4 == 0 && (pg->W * 2) % 16 == 0 && (pg->block_stride * 2) % 16 == 0 && (col0 * 2) % 16 == 0 &&
+                     fw_ptr_align(pg->base) >= 16;
+#define IX_SCORES(N)                                                                                             \
+    (vec ? index_scores_kernel<N, true><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq,   \
+                                                                               q_len, (int)id)                  \
+         : index_scores_kernel<N, false><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq,  \
+                                                                                q_len, (int)id))
     switch (ih) {
-    case 8: index_scores_kernel<8><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq, q_len, (int)id); break;
-    case 16: index_scores_kernel<16><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq, q_len, (int)id); break;
-    case 32: index_scores_kernel<32><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq, q_len, (int)id); break;
-    case 64: index_scores_kernel<64><<<grid, IX_KEYS, smem, ctx->stream>>>(score, ld, q, w, *pg, col0, q_seq, q_len, (int)id); break;
+    case 8: IX_SCORES(8); break;
+    case 16: IX_SCORES(16); break;
+    case 32: IX_SCORES(32); break;
+    case 64: IX_SCORES(64); break;
     default: return fw_cuda_errf(ctx, "fw_cuda_index_scores: %lld indexer heads (8, 16, 32 or 64 run)", (long long)ih);
     }
+#undef IX_SCORES
     FW_CUDA_LAUNCHED(ctx);
     return FW_CUDA_OK;
 }
