@@ -46,6 +46,10 @@ if until_true 90 in_service 1 && [ "$(complete)" = 200 ]; then
 else
   bad "the replica did not join"; cat "$T/replica.err" "$T/router.log"; scancel "$job"; exit 1
 fi
+# Slurm forwards the job's stderr to the file on its own time: the line with the pid may
+# arrive after the replica has registered.
+pid_known() { [ -n "$(pid_of "$T/replica.err")" ]; }
+until_true 20 pid_known || { bad "no pid in replica.err"; cat "$T/replica.err"; scancel "$job"; exit 1; }
 pid=$(pid_of "$T/replica.err")
 url1=$(healthy_urls)
 
