@@ -198,6 +198,19 @@ static void set_sim_comm(fw_gpu_model *g, const fw_bench_steps *req, bool on) {
     fw_gpu_drop_graphs(g); /* captured with the other setting */
 }
 
+/* The step run again with the modelled all-reduces (--tp-sim): its wall time;
+ * the region times of the run before are kept. */
+static int run_with_comm(fw_gpu_model *g, const fw_bench_steps *req, int n, fw_gpu_seg *segs, fw_attn_mode mode,
+                         float *logits, int iters, double *wall, fw_err *e) {
+    double prof[FW_PROF_N], gpu;
+    memcpy(prof, g->prof_ms, sizeof prof);
+    set_sim_comm(g, req, true);
+    const int rc = run(g, n, segs, mode, logits, iters, wall, &gpu, e);
+    set_sim_comm(g, req, false);
+    memcpy(g->prof_ms, prof, sizeof prof);
+    return rc;
+}
+
 /* Blocks a sequence of S + 1 positions takes. */
 static int64_t blocks_of(const fw_gpu_model *g, int64_t positions) { return (positions + g->kv_block - 1) / g->kv_block; }
 
@@ -289,17 +302,10 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
                 segs[i] = (fw_gpu_seg){&kvs[i], &ids[i], 1};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
-            double wall, gpu, wall_c = 0, gpu_c = 0;
+            double wall, gpu, wall_c = 0;
             rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall, &gpu, e);
             const double eager = layers_ms(g) / req->iters;
-            double prof[FW_PROF_N];
-            memcpy(prof, g->prof_ms, sizeof prof);
-            if (rc == FW_OK && sim) {
-                set_sim_comm(g, req, true);
-                rc = run(g, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall_c, &gpu_c, e);
-                set_sim_comm(g, req, false);
-                memcpy(g->prof_ms, prof, sizeof prof);
-            }
+            if (rc == FW_OK && sim) rc = run_with_comm(g, req, B, segs, FW_ATTN_ABSORBED, logits, req->iters, &wall_c, e);
             const double jt = rc == FW_OK && joules ? joules_per_token(g, &meter, B, segs, FW_ATTN_ABSORBED, logits, B, e) : -1;
             if (jt < -1.5) rc = FW_ERR;
             if (rc || !print) continue;
@@ -330,16 +336,9 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
         segs[0] = (fw_gpu_seg){&kvs[0], ids, P};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
         const int it = req->iters > 3 ? 3 : req->iters;
-        double wall, gpu, wall_c = 0, gpu_c = 0;
+        double wall, gpu, wall_c = 0;
         rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, it, &wall, &gpu, e);
-        double prof[FW_PROF_N];
-        memcpy(prof, g->prof_ms, sizeof prof);
-        if (rc == FW_OK && sim) {
-            set_sim_comm(g, req, true);
-            rc = run(g, 1, segs, FW_ATTN_NAIVE, logits, it, &wall_c, &gpu_c, e);
-            set_sim_comm(g, req, false);
-            memcpy(g->prof_ms, prof, sizeof prof);
-        }
+        if (rc == FW_OK && sim) rc = run_with_comm(g, req, 1, segs, FW_ATTN_NAIVE, logits, it, &wall_c, e);
         const double jt = rc == FW_OK && joules ? joules_per_token(g, &meter, 1, segs, FW_ATTN_NAIVE, logits, P, e) : -1;
         if (jt < -1.5) rc = FW_ERR;
         if (rc == FW_OK && print) {
