@@ -19,6 +19,9 @@
 #define LOGIT_TOL 1e-3   /* max |logit - ref| / max |ref| at each position */
 #define MARGIN_TOL 1e-3  /* greedy tokens must match where the margin exceeds this */
 #define SCORE_TOL 1e-4   /* index scores: max |score - ref| / max |ref| of the row */
+/* The same with DeepSeek's FP8 rounding: float32 inputs land on the other side of
+ * an e4m3 rounding boundary now and then (a code apart is 1/8 to 1/16 of a value). */
+#define SCORE_TOL_FP8 1e-2
 #define DENSE_MIN 1e-1   /* dense attention must miss the reference by at least this */
 
 /* The reference's indexer over the T = prompt + greedy positions of one prompt. */
@@ -175,7 +178,8 @@ static void check_prompt(fw_model *m, const prompt *p, const ixref *r, int idx) 
     printf("prompt %d: %lld indexer rows probed, score error %.3g, %lld selections compared, %lld differ\n", idx,
            (long long)px.rows, px.score_err, (long long)px.compared, (long long)px.mismatched);
     CHECK(px.mismatched == 0, "prompt %d: %lld selections differ from the reference's", idx, (long long)px.mismatched);
-    CHECK(px.score_err < SCORE_TOL, "prompt %d: index scores differ from the reference by %.3g", idx, px.score_err);
+    CHECK(px.score_err < (m->index_fp8 ? SCORE_TOL_FP8 : SCORE_TOL),
+          "prompt %d: index scores differ from the reference by %.3g", idx, px.score_err);
     CHECK(px.rows >= 3 * sparse * r->layers, "prompt %d: %lld indexer rows probed, expected at least %lld", idx,
           (long long)px.rows, (long long)(3 * sparse * r->layers));
     CHECK(px.compared * 10 >= px.rows * 9, "prompt %d: only %lld of %lld selections were clear enough to compare",
@@ -209,7 +213,7 @@ static void check_prompt(fw_model *m, const prompt *p, const ixref *r, int idx) 
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: golden_v32_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast]\n");
+        fprintf(stderr, "usage: golden_v32_check CHECKPOINT_DIR REFERENCE.h5 [ref|fast] [exact|fp8]\n");
         return 2;
     }
     const fw_ops *ops = argc > 3 && !strcmp(argv[3], "ref") ? fw_ops_cpu_ref() : fw_ops_cpu_fast();
@@ -220,6 +224,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     CHECK(fw_config_has_indexer(&m->cfg), "%s has no indexer (not a DeepSeek-V3.2 checkpoint)", argv[1]);
+    m->index_fp8 = argc > 4 && !strcmp(argv[4], "fp8"); /* against reference-dsfp8.h5 */
     hid_t f = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECK(f >= 0, "cannot open %s", argv[2]);
     int n = 0, sparse = 0;
@@ -234,7 +239,7 @@ int main(int argc, char **argv) {
         n++;
     }
     CHECK(n > 0 && sparse > 0, "%s holds %d prompts, %d longer than index_topk", argv[2], n, sparse);
-    printf("%d prompts checked with kernels '%s'\n", n, ops->name);
+    printf("%d prompts checked with kernels '%s', %s indexer\n", n, ops->name, m->index_fp8 ? "FP8" : "exact");
     if (f >= 0) H5Fclose(f);
     fw_model_free(m);
     return check_result();

@@ -1,10 +1,11 @@
 /* The GPU's DeepSeek-V3.2 indexer ops (kernels/cuda/indexer.h) against the CPU's
- * (runtime/cpu/indexer.c) and a plain LayerNorm + RoPE here: keys written into a
- * paged cache of rows C + R + 2 id wide (fp32 keys after the latent), the
- * latent columns untouched; queries rotated; scores over each query's visible
- * positions against fw_indexer_scores on the same keys and queries; the top-k as
- * cache rows exactly as fw_indexer_topk picks positions (ties included, earliest
- * first), for queries that see fewer and more positions than k. */
+ * (runtime/cpu/indexer.c) and a plain LayerNorm + RoPE here: keys rounded to FP8
+ * (fw_indexer_fp8_round) and written into a paged cache after the latent, the
+ * latent columns untouched; queries rotated and rounded, their weights scaled;
+ * scores over each query's visible positions against a float64 sum over the
+ * GPU's own codes; the top-k as cache rows exactly as fw_indexer_topk picks
+ * positions (ties included, earliest first), for queries that see fewer and
+ * more positions than k. */
 #include <math.h>
 #include <string.h>
 
@@ -27,12 +28,41 @@ static void ref_key(float *k, int64_t id, int64_t R, const float *w, const float
     }
 }
 
+/* FP8 roundings of vectors against the CPU's: the GPU's float32 LayerNorm and
+ * RoPE put a value on the other side of an e4m3 rounding boundary now and then,
+ * so codes may differ by one step (a scale by one power of two, rarely). */
+typedef struct round_stats {
+    int64_t values, codes_off, far, vectors, scales_off;
+} round_stats;
+
+static void round_compare(round_stats *st, const uint8_t *got, float gs, const uint8_t *want, float ws, int64_t n) {
+    st->vectors++;
+    st->scales_off += gs != ws;
+    for (int64_t i = 0; i < n; i++) {
+        st->values++;
+        if (got[i] == want[i]) continue;
+        st->codes_off++;
+        const float a = fw_fp8e4m3_to_f32(got[i]) * gs, b = fw_fp8e4m3_to_f32(want[i]) * ws;
+        /* one e4m3 step: 1/8 of the value, or 2^-9 of the scale near zero */
+        st->far += fabsf(a - b) > fmaxf(0.13f * fmaxf(fabsf(a), fabsf(b)), ldexpf(fmaxf(gs, ws), -8));
+    }
+}
+
+static void round_check(const round_stats *st, const char *op, const char *shape) {
+    CHECK(st->far == 0 && st->codes_off * 100 <= st->values && st->scales_off * 100 <= st->vectors,
+          "%s %s: %lld of %lld codes differ (%lld by more than a step), %lld of %lld scales", op, shape,
+          (long long)st->codes_off, (long long)st->values, (long long)st->far, (long long)st->scales_off,
+          (long long)st->vectors);
+    printf("%-16s %-48s %lld of %lld codes one step off, %lld of %lld scales\n", op, shape, (long long)st->codes_off,
+           (long long)st->values, (long long)st->scales_off, (long long)st->vectors);
+}
+
 /* nseq sequences of lens[s] positions in pages of bs rows (a shuffled block table);
  * queries: each sequence's last position, and every position of sequence 0. */
 static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id, int64_t R, int64_t K, int64_t bs,
                           int64_t score_rows) {
     char shape[128];
-    const int64_t C = 64, W = C + R + 2 * id;
+    const int64_t C = 64, col0 = (C + R + 7) / 8 * 8, W = col0 + fw_cuda_index_key_cols(id);
     int64_t cap = 0, npos = 0;
     for (int s = 0; s < nseq; s++) cap = lens[s] > cap ? lens[s] : cap, npos += lens[s];
     snprintf(shape, sizeof shape, "seqs %d cap %lld ih %lld id %lld R %lld k %lld block %lld", nseq, (long long)cap,
@@ -67,21 +97,26 @@ static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id,
     CU(fw_cuda_upload(&ctx, dp(dseq), seq, (size_t)npos * 4));
     CU(fw_cuda_upload(&ctx, dp(dlen), len, (size_t)npos * 4));
     const fw_cuda_pages pg = {dp(dpool), W, bs, bs * W, mb, dp(dtab)};
-    const int64_t col0 = C + R;
     uint16_t *pool = malloc((size_t)(nblk * bs * W) * 2);
-    float *keys = hnew(npos * id), *ref = hnew(npos * id);
+    uint8_t *kcode = malloc((size_t)(npos * id)), *rcode = malloc((size_t)id);
+    float *kscale = hnew(npos), *ref = hnew(id);
     if (op_ok(fw_cuda_index_keys(&ctx, &pg, col0, dp(dk), dp(dw), dp(db), 1e-6f, dp(dcs), dp(dsn), dp(dseq), dp(dlen),
                                  npos, id, R), "index_keys")) {
         CU(fw_cuda_download(&ctx, pool, dp(dpool), (size_t)(nblk * bs * W) * 2));
         int64_t moved = 0;
+        round_stats st = {0};
         for (int64_t t = 0; t < npos; t++) {
             const int64_t row = (int64_t)tab[seq[t] * mb + (len[t] - 1) / bs] * bs + (len[t] - 1) % bs;
-            memcpy(keys + t * id, pool + row * W + col0, (size_t)id * 4);
-            memcpy(ref + t * id, kraw + t * id, (size_t)id * 4);
-            ref_key(ref + t * id, id, R, lnw, lnb, cs + t * R / 2, sn + t * R / 2);
+            const uint8_t *kr = (const uint8_t *)(pool + row * W + col0);
+            memcpy(kcode + t * id, kr, (size_t)id);
+            memcpy(&kscale[t], kr + id, 4);
+            memcpy(ref, kraw + t * id, (size_t)id * 4);
+            ref_key(ref, id, R, lnw, lnb, cs + t * R / 2, sn + t * R / 2);
+            const float rs = fw_indexer_fp8_round(ref, id, rcode);
+            round_compare(&st, kcode + t * id, kscale[t], rcode, rs, id);
             for (int64_t d = 0; d < col0; d++) moved += fw_bf16_to_f32(pool[row * W + d]) != pool0[row * W + d];
         }
-        compare("index_keys", shape, "LayerNorm + RoPE", keys, ref, npos * id, NMSE_F32);
+        round_check(&st, "index_keys", shape);
         CHECK(moved == 0, "index_keys %s: %lld latent values changed", shape, (long long)moved);
     }
     /* Queries: every position of sequence 0, then the last of each other sequence. */
@@ -97,7 +132,7 @@ static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id,
         memcpy(qcs + t * R / 2, cs + pos * R / 2, (size_t)(R / 2) * 4);
         memcpy(qsn + t * R / 2, sn + pos * R / 2, (size_t)(R / 2) * 4);
     }
-    float *q = hrand_bf16(T * ih * id, 1.0f), *qref = hnew(T * ih * id), *qrot = hnew(T * ih * id);
+    float *q = hrand_bf16(T * ih * id, 1.0f), *qref = hnew(T * ih * id);
     float *w = hrand_bf16(T * ih, 1.0f);
     memcpy(qref, q, (size_t)(T * ih * id) * 4);
     for (int64_t t = 0; t < T; t++)
@@ -109,36 +144,63 @@ static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id,
             }
         }
     dbuf dq = df32(q, T * ih * id), diw = df32(w, T * ih), dqcs = df32(qcs, T * R / 2), dqsn = df32(qsn, T * R / 2);
+    dbuf dq8 = dnew((size_t)(T * ih * id));
     dbuf dqseq = dnew((size_t)T * 4), dqlen = dnew((size_t)T * 4), dscore = dnew((size_t)(score_rows * cap) * 4);
     dbuf dsel = dnew((size_t)(T * K) * 4), dnsel = dnew((size_t)T * 4), drow = dnew((size_t)T * 4);
     CU(fw_cuda_upload(&ctx, dp(dqseq), qseq, (size_t)T * 4));
     CU(fw_cuda_upload(&ctx, dp(dqlen), qlen, (size_t)T * 4));
-    if (op_ok(fw_cuda_index_rope_q(&ctx, dp(dq), dp(dqcs), dp(dqsn), T, ih, id, R), "index_rope_q")) {
-        CU(fw_cuda_download(&ctx, qrot, dp(dq), (size_t)(T * ih * id) * 4));
-        compare("index_rope_q", shape, "halves", qrot, qref, T * ih * id, NMSE_F32);
+    /* The CPU's rounding of the rotated queries, and the weights it implies. */
+    uint8_t *qcode = malloc((size_t)(T * ih * id)), *qcref = malloc((size_t)(T * ih * id));
+    float *wgpu = hnew(T * ih), *wref = hnew(T * ih), *qs_ref = hnew(T * ih);
+    for (int64_t i = 0; i < T * ih; i++) {
+        qs_ref[i] = fw_indexer_fp8_round(qref + i * id, id, qcref + i * id);
+        wref[i] = w[i] / sqrtf((float)ih) / sqrtf((float)id) * qs_ref[i];
     }
-    fw_config cf = {0};
-    cf.index_n_heads = (int)ih, cf.index_head_dim = (int)id;
-    float *sc = hnew(score_rows * cap), *scref = hnew(cap), *tmp = hnew(cap), *wsc = hnew(ih);
+    if (op_ok(fw_cuda_index_queries(&ctx, dp(dq8), dp(diw), dp(dq), dp(dqcs), dp(dqsn), T, ih, id, R),
+              "index_queries")) {
+        CU(fw_cuda_download(&ctx, qcode, dp(dq8), (size_t)(T * ih * id)));
+        CU(fw_cuda_download(&ctx, wgpu, dp(diw), (size_t)(T * ih) * 4));
+        round_stats st = {0};
+        int64_t bad_w = 0;
+        for (int64_t i = 0; i < T * ih; i++) {
+            /* the scale a head's weight carries: the GPU's, read back from it */
+            const float gs = w[i] != 0 ? wgpu[i] / (w[i] / sqrtf((float)ih) / sqrtf((float)id)) : qs_ref[i];
+            round_compare(&st, qcode + i * id, gs, qcref + i * id, qs_ref[i], id);
+            bad_w += w[i] != 0 && fabsf(wgpu[i] - wref[i]) > 1e-6f * fabsf(wref[i]) && gs == qs_ref[i];
+        }
+        round_check(&st, "index_queries", shape);
+        CHECK(bad_w == 0, "index_queries %s: %lld head weights off", shape, (long long)bad_w);
+    }
+    float *sc = hnew(score_rows * cap), *scref = hnew(cap), *tmp = hnew(cap);
+    float *kval = hnew(npos * id), *qval = hnew(T * ih * id); /* the codes' values */
+    for (int64_t i = 0; i < npos * id; i++) kval[i] = fw_fp8e4m3_to_f32(kcode[i]);
+    for (int64_t i = 0; i < T * ih * id; i++) qval[i] = fw_fp8e4m3_to_f32(qcode[i]);
     int32_t *sel = malloc((size_t)(T * K) * 4), *nsel = malloc((size_t)T * 4), *row = malloc((size_t)T * 4);
     int32_t *pick = malloc((size_t)K * 4);
     int64_t bad_sel = 0, bad_inf = 0;
     double worst = 0;
     for (int64_t t0 = 0; t0 < T; t0 += score_rows) {
         const int64_t n = T - t0 < score_rows ? T - t0 : score_rows;
-        if (!op_ok(fw_cuda_index_scores(&ctx, dp(dscore), cap, (float *)dp(dq) + t0 * ih * id, (float *)dp(diw) + t0 * ih,
-                                        &pg, col0, (int32_t *)dp(dqseq) + t0, (int32_t *)dp(dqlen) + t0, n, ih, id),
-                   "index_scores") ||
+        if (!op_ok(fw_cuda_index_scores(&ctx, dp(dscore), cap, (uint8_t *)dp(dq8) + t0 * ih * id,
+                                        (float *)dp(diw) + t0 * ih, &pg, col0, (int32_t *)dp(dqseq) + t0,
+                                        (int32_t *)dp(dqlen) + t0, n, ih, id), "index_scores") ||
             !op_ok(fw_cuda_index_topk(&ctx, dp(dsel), dp(dnsel), dp(drow), dp(dscore), cap, &pg, dp(dqseq), dp(dqlen),
                                       t0, n, K), "index_topk"))
             break;
         CU(fw_cuda_download(&ctx, sc, dp(dscore), (size_t)(n * cap) * 4));
         for (int64_t j = 0; j < n; j++) {
             const int64_t t = t0 + j, S = qlen[t];
-            /* The CPU's scores over the keys as the GPU stored them, its weights pre-scaled as fw_indexer_project does. */
-            const float *kq = keys + first[qseq[t]] * id;
-            for (int64_t h = 0; h < ih; h++) wsc[h] = w[t * ih + h] / sqrtf((float)ih);
-            fw_indexer_scores(&cf, qrot + t * ih * id, wsc, kq, id, S, scref);
+            /* float64 over the GPU's own codes: key scale x sum_h w'_h relu(q8_h . k8) */
+            const float *kc = kval + first[qseq[t]] * id;
+            for (int64_t p = 0; p < S; p++) {
+                double acc = 0;
+                for (int64_t h = 0; h < ih; h++) {
+                    double d = 0;
+                    for (int64_t i = 0; i < id; i++) d += (double)qval[(t * ih + h) * id + i] * kc[p * id + i];
+                    if (d > 0) acc += (double)wgpu[t * ih + h] * d;
+                }
+                scref[p] = (float)(acc * kscale[first[qseq[t]] + p]);
+            }
             double num = 0, den = 0;
             for (int64_t p = 0; p < S; p++)
                 num += (sc[j * cap + p] - scref[p]) * (sc[j * cap + p] - scref[p]), den += scref[p] * scref[p];
@@ -155,8 +217,8 @@ static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id,
     CU(fw_cuda_download(&ctx, row, dp(drow), (size_t)T * 4));
     for (int64_t t0 = 0; t0 < T; t0 += score_rows) {
         const int64_t n = T - t0 < score_rows ? T - t0 : score_rows;
-        CU(fw_cuda_index_scores(&ctx, dp(dscore), cap, (float *)dp(dq) + t0 * ih * id, (float *)dp(diw) + t0 * ih, &pg,
-                                col0, (int32_t *)dp(dqseq) + t0, (int32_t *)dp(dqlen) + t0, n, ih, id));
+        CU(fw_cuda_index_scores(&ctx, dp(dscore), cap, (uint8_t *)dp(dq8) + t0 * ih * id, (float *)dp(diw) + t0 * ih,
+                                &pg, col0, (int32_t *)dp(dqseq) + t0, (int32_t *)dp(dqlen) + t0, n, ih, id));
         CU(fw_cuda_download(&ctx, sc, dp(dscore), (size_t)(n * cap) * 4));
         for (int64_t j = 0; j < n; j++) {
             const int64_t t = t0 + j, m = fw_indexer_topk(sc + j * cap, qlen[t], K, tmp, pick);
@@ -170,11 +232,12 @@ static void check_indexer(int nseq, const int64_t *lens, int64_t ih, int64_t id,
           (long long)bad_sel, (long long)T);
     printf("%-16s %-48s %lld queries, %lld select exactly\n", "index_topk", shape, (long long)T, (long long)(T - bad_sel));
     dbuf *all[] = {&dpool, &dtab, &dk, &dw, &db, &dcs, &dsn, &dseq, &dlen, &dq, &diw, &dqcs, &dqsn, &dqseq, &dqlen,
-                   &dscore, &dsel, &dnsel, &drow};
+                   &dscore, &dsel, &dnsel, &drow, &dq8};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) check_guards(*all[i], "indexer", shape), dfree(all[i]);
     free(tab), free(perm), free(kraw), free(lnw), free(lnb), free(cs), free(sn), free(seq), free(len), free(pool0);
-    free(pool), free(keys), free(ref), free(qseq), free(qlen), free(qcs), free(qsn), free(q), free(qref), free(qrot);
-    free(first), free(w), free(sc), free(scref), free(tmp), free(wsc), free(sel), free(nsel), free(row), free(pick);
+    free(pool), free(kcode), free(rcode), free(kscale), free(ref), free(qseq), free(qlen), free(qcs), free(qsn), free(q);
+    free(qref), free(first), free(w), free(sc), free(scref), free(tmp), free(sel), free(nsel), free(row), free(pick);
+    free(qcode), free(qcref), free(wgpu), free(wref), free(qs_ref), free(kval), free(qval);
 }
 
 /* Scores with many exact ties (a few distinct values): the GPU's selection must

@@ -3,7 +3,8 @@
 # with `furrow convert` and checks furrow's sparse attention against their
 # references (golden_v32_check: logits, greedy tokens, the indexer's scores and
 # selections, and that dense attention would fail), with the fast and the
-# reference kernels. The reference is transformers' (reference.h5) once it has
+# reference kernels, and the FP8 indexer path (DeepSeek's rounding of q and k)
+# against reference-dsfp8.h5. The reference is transformers' (reference.h5) once it has
 # been made on a GPU machine (tests/golden_v32/DEVICE_RUN.txt); until then the
 # generator's own float64 forward of the same semantics (reference-own.h5).
 set -u
@@ -25,5 +26,12 @@ for name in tiny-v32-bf16 tiny-v32-fp8; do
     echo "== $name against $(basename "$ref"), kernels $kernels"
     "$check" "$out" "$ref" "$kernels" || { echo "FAIL: $name ($kernels)"; fail=1; }
   done
+  # DeepSeek's FP8 indexer arithmetic (the GPU's) against its own reference; the
+  # exact reference must then fail (the rounding moves selections on these models).
+  echo "== $name against reference-dsfp8.h5, FP8 indexer"
+  "$check" "$out" "$data/$name/reference-dsfp8.h5" fast fp8 || { echo "FAIL: $name (fp8 indexer)"; fail=1; }
+  if "$check" "$out" "$ref" fast fp8 > "$FURROW_TMP/$name.fp8-exact" 2>&1; then
+    echo "FAIL: $name: the FP8 indexer also passes against the exact reference (the check cannot tell them apart)"; fail=1
+  fi
 done
 exit $fail

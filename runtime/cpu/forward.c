@@ -349,8 +349,14 @@ static int layer_forward(fw_model *m, fw_comm *comm, fw_kv_pool *pool, int n, co
         memcpy(b.kva + t * W, b.kv_a + t * (C + R), (size_t)(C + R) * sizeof(float));
         ops->rmsnorm(b.kva + t * W, b.kva + t * W, L->kv_a_norm, 1, C, eps);
     }
-    if (fw_config_has_indexer(c)) /* its keys go into the cache rows beside the latent */
+    if (fw_config_has_indexer(c)) { /* its keys go into the cache rows beside the latent */
         fw_indexer_project(m, L, b.h, b.qa, T, b.cos_tab, b.sin_tab, b.qi, b.iw, b.kva + C + R, W);
+        if (m->index_fp8) {
+            const int64_t id = c->index_head_dim;
+            for (int64_t i = 0; i < T * c->index_n_heads; i++) fw_indexer_fp8_round(b.qi + i * id, id, NULL);
+            for (int64_t t = 0; t < T; t++) fw_indexer_fp8_round(b.kva + t * W + C + R, id, NULL);
+        }
+    }
     ops->rope(b.kva + C, T, 1, W, 0, R, b.cos_tab, b.sin_tab);
     ops->rope(b.q + dn, T, H, H * dqk, dqk, R, b.cos_tab, b.sin_tab);
     /* ...attention one sequence at a time over its cache, through its block table:

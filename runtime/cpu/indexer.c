@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/ops.h"
+
 /* Rotates pairs (v[i], v[i + R/2]) (the indexer's RoPE; MLA's pairs are interleaved). */
 static void rope_half(float *v, int64_t R, const float *cs, const float *sn) {
     const int64_t h = R / 2;
@@ -91,4 +93,28 @@ int64_t fw_indexer_topk(const float *score, int64_t S, int64_t k, float *tmp, in
     for (int64_t s = 0; s < S; s++)
         if (score[s] > thr || (score[s] == thr && ties-- > 0)) ids[n++] = (int32_t)s;
     return n;
+}
+
+float fw_indexer_fp8_round(float *v, int64_t id, uint8_t *q8) {
+    for (int64_t h = 1; h < id; h *= 2)
+        for (int64_t i = 0; i < id; i += 2 * h)
+            for (int64_t j = i; j < i + h; j++) {
+                const float a = v[j], b = v[j + h];
+                v[j] = a + b, v[j + h] = a - b;
+            }
+    const float norm = 1.0f / sqrtf((float)id);
+    float amax = 0;
+    for (int64_t i = 0; i < id; i++) {
+        v[i] *= norm;
+        amax = fmaxf(amax, fabsf(v[i]));
+    }
+    int ex; /* x = m 2^ex, m in [0.5, 1): ceil(log2 x) is ex, or ex - 1 for m = 0.5 */
+    const float m = frexpf(fmaxf(amax, 1e-4f) / 448.0f, &ex);
+    const float scale = ldexpf(1.0f, m == 0.5f ? ex - 1 : ex);
+    for (int64_t i = 0; i < id; i++) {
+        const uint8_t b = fw_f32_to_fp8e4m3(v[i] / scale);
+        if (q8) q8[i] = b;
+        v[i] = fw_fp8e4m3_to_f32(b) * scale;
+    }
+    return scale;
 }

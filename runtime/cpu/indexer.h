@@ -1,8 +1,9 @@
 /* DeepSeek-V3.2's lightning indexer on the CPU (DeepSeek Sparse Attention): per
  * token an indexer key beside the latent cache, per query the index scores of
  * every visible position and the top index_topk of them, which MLA then attends
- * to (tests/golden_v32/README.md states the forward). This is the exact path, in
- * float32 without DeepSeek's FP8 rounding of q and k (transformers' semantics). */
+ * to (tests/golden_v32/README.md states the forward). The exact path is float32
+ * without DeepSeek's FP8 rounding of q and k (transformers' semantics); the FP8
+ * path rounds them as DeepSeek's inference code does (the GPU's arithmetic). */
 #ifndef FW_RUNTIME_CPU_INDEXER_H
 #define FW_RUNTIME_CPU_INDEXER_H
 
@@ -27,5 +28,13 @@ void fw_indexer_scores(const fw_config *c, const float *qi, const float *w, cons
 /* The min(k, S) positions with the largest scores, ascending, into ids; returns
  * how many. Ties at the boundary go to the earlier positions. tmp: S floats. */
 int64_t fw_indexer_topk(const float *score, int64_t S, int64_t k, float *tmp, int32_t *ids);
+
+/* DeepSeek's FP8 rounding of one indexer query head or key (id values, in
+ * place): the Hadamard rotation (Sylvester order, scaled by id^-1/2), then e4m3
+ * with a power-of-two scale 2^ceil(log2(max(amax, 1e-4) / 448)). v becomes the
+ * dequantized values, q8 (if not NULL) the e4m3 codes; returns the scale. The
+ * rotation is orthogonal, so exact-path scores over rounded q and k are
+ * DeepSeek's fp8_index scores. id a power of two. */
+float fw_indexer_fp8_round(float *v, int64_t id, uint8_t *q8);
 
 #endif

@@ -44,7 +44,7 @@ static void step_cost(const fw_gpu_model *g, int B, int64_t S, double *bytes, do
             const fw_weight *ix[] = {&L->ix_wq_b.w, &L->ix_wk.w, &L->ix_w.w};
             for (size_t i = 0; i < 3; i++) by += wbytes(ix[i]), fl += 2.0 * B * wparams(ix[i]);
             const double ih = (double)c->index_n_heads, id = (double)c->index_head_dim;
-            by += (double)B * (double)(S + 1) * id * 4;
+            by += (double)B * (double)(S + 1) * (id + 4); /* e4m3 keys and their scales */
             fl += 2.0 * B * ih * id * (double)(S + 1);
             seen = fmin(seen, (double)c->index_topk);
         }

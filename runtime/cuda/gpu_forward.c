@@ -39,9 +39,11 @@ typedef struct gbufs {
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *ye, *hn;
     void *plan;
-    /* DeepSeek-V3.2's indexer: queries, head weights, keys (fp32); scores of
-     * score_rows queries at a time over the cache's positions; the selections */
+    /* DeepSeek-V3.2's indexer: queries (fp32, then e4m3 codes), head weights,
+     * keys (fp32); scores of score_rows queries at a time over the cache's
+     * positions; the selections */
     float *iq, *iw, *ik, *score;
+    uint8_t *iq8;
     int32_t *sel, *nsel, *irow;
     int64_t score_rows;
 } gbufs;
@@ -96,6 +98,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
     if (fw_config_has_indexer(c)) {
         const int64_t ih = c->index_n_heads, id = c->index_head_dim, K = c->index_topk;
         b->iq = take(cv, (size_t)(Tt * ih * id) * f);
+        b->iq8 = take(cv, (size_t)(Tt * ih * id));
         b->iw = take(cv, (size_t)(Tt * ih) * f);
         b->ik = take(cv, (size_t)(Tt * id) * f);
         b->sel = take(cv, (size_t)(Tt * K) * 4);
@@ -180,22 +183,23 @@ static int join_side(fw_gpu_model *g, const fw_cuda_ctx *side, fw_err *e) {
 }
 
 /* DeepSeek-V3.2's indexer for the step's tokens: their keys into the cache rows
- * (after the latent, fp32), then per query the top index_topk of its visible
- * positions as cache rows in b->sel (runtime/cpu/indexer.c's arithmetic). */
+ * (after the latent, FP8 as DeepSeek rounds them), then per query the top
+ * index_topk of its visible positions as cache rows in b->sel (the FP8 path of
+ * runtime/cpu/indexer.h). */
 static int indexer(fw_gpu_model *g, const fw_gpu_layer *L, const fw_cuda_pages *pg, int64_t Tt, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
     const int64_t ih = c->index_n_heads, id = c->index_head_dim, K = c->index_topk, R = c->qk_rope_head_dim;
-    const int64_t col0 = c->kv_lora_rank + R;
+    const int64_t col0 = g->ix_col;
     fw_cuda_ctx *ctx = &g->ctx;
     CK(fw_cuda_matmul_f32(ctx, b->iq, b->qa, &L->ix_wq_b.w, Tt));
     CK(fw_cuda_matmul_f32(ctx, b->iw, b->h, &L->ix_w.w, Tt));
     CK(fw_cuda_matmul_f32(ctx, b->ik, b->h, &L->ix_wk.w, Tt));
-    CK(fw_cuda_index_rope_q(ctx, b->iq, b->cos_tab, b->sin_tab, Tt, ih, id, R));
+    CK(fw_cuda_index_queries(ctx, b->iq8, b->iw, b->iq, b->cos_tab, b->sin_tab, Tt, ih, id, R));
     CK(fw_cuda_index_keys(ctx, pg, col0, b->ik, L->ix_k_norm, L->ix_k_bias, 1e-6f, b->cos_tab, b->sin_tab, b->q_seq,
                           b->q_len, Tt, id, R));
     for (int64_t t0 = 0; t0 < Tt; t0 += b->score_rows) {
         const int64_t n = Tt - t0 < b->score_rows ? Tt - t0 : b->score_rows;
-        CK(fw_cuda_index_scores(ctx, b->score, g->cap, b->iq + t0 * ih * id, b->iw + t0 * ih, pg, col0, b->q_seq + t0,
+        CK(fw_cuda_index_scores(ctx, b->score, g->cap, b->iq8 + t0 * ih * id, b->iw + t0 * ih, pg, col0, b->q_seq + t0,
                                 b->q_len + t0, n, ih, id));
         CK(fw_cuda_index_topk(ctx, b->sel, b->nsel, b->irow, b->score, g->cap, pg, b->q_seq, b->q_len, t0, n, K));
     }

@@ -75,7 +75,8 @@ typedef struct fw_gpu_model {
     int64_t kv_blocks, kv_block;
     int64_t cap;                /* positions per sequence at most */
     int64_t max_blocks;         /* table entries per sequence: cap / kv_block rounded up */
-    int64_t kv_w;               /* bf16 values a row: C + R, then (V3.2) the fp32 index key in 2 x id */
+    int64_t kv_w;               /* bf16 values a row: C + R, then (V3.2) the index key from ix_col */
+    int64_t ix_col;             /* V3.2: id e4m3 codes and their fp32 scale from this bf16 column (16-byte aligned) */
     fw_bf16 *kv;                /* (n_layers, kv_blocks, kv_block, kv_w) */
     size_t kv_bytes;
 

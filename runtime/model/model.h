@@ -88,6 +88,9 @@ typedef struct fw_model {
     void (*index_probe)(void *arg, int layer, int64_t pos, int64_t S, const float *scores, int64_t n,
                         const int32_t *ids);
     void *index_probe_arg;
+    /* DeepSeek-V3.2's indexer with DeepSeek's FP8 rounding of q and k (the GPU's
+     * arithmetic) instead of the exact float32 path; set by tests on the CPU. */
+    bool index_fp8;
     void **allocs;             /* everything loaded, for fw_model_free */
     int64_t n_allocs, cap_allocs;
     bool map;                  /* loading maps slices where it can (FW_LOAD_MMAP) */
