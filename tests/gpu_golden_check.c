@@ -348,6 +348,7 @@ int main(int argc, char **argv) {
      * weights widened in registers); the cuBLASLt FP8 path is reported after. */
     const bool fp8 = m->layers[0].kv_a.type == FW_WTYPE_FP8;
     sparse_model = fw_config_has_indexer(&m->cfg);
+    m->index_fp8 = sparse_model; /* the CPU forward in the GPU's indexer arithmetic (DeepSeek's FP8) */
     if (sparse_model) printf("DeepSeek-V3.2: pools bounded by SPARSE_SHARE within GPU_FLIP_TOL (selection near-ties)\n");
     g.ctx.opt.mm_policy = fp8 ? FW_CUDA_MM_OWN : FW_CUDA_MM_AUTO;
     printf("matmuls: %s\n", fp8 ? "own kernels (FP8 weights, bf16 activations)" : "cuBLASLt bf16 / own GEMV");
