@@ -945,7 +945,8 @@ static void test_timing(void) {
     free(x);
 }
 
-int main(void) {
+/* argv[1] "indexer": only the V3.2 indexer ops (a quick rerun while working on them). */
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int n = 0;
     fw_cuda_device_count(&n);
@@ -955,6 +956,11 @@ int main(void) {
         return 1;
     }
     printf("device 0: %s (sm_%d%d)\n", ctx.device_name, ctx.cc_major, ctx.cc_minor);
+    if (argc > 1 && !strcmp(argv[1], "indexer")) {
+        check_failures_ += test_indexer_ops();
+        fw_cuda_ctx_free(&ctx);
+        return check_result();
+    }
     test_convert();
     test_embed();
     test_rmsnorm();
