@@ -72,7 +72,9 @@ typedef struct bufs {
     float *lat;                /* (S, KW) one layer's cache rows gathered from its blocks */
     /* DeepSeek-V3.2's indexer (index_topk > 0) */
     float *qi, *iw;            /* (T, ih, id) queries, (T, ih) head weights */
-    float *score, *stmp;       /* (S) one query's index scores, selection scratch */
+    float *score, *stmp;       /* (score_rows, S) queries' index scores, (S) selection scratch */
+    float *ilog;               /* (score_rows, ih, S) their heads' dot products */
+    int64_t score_rows;        /* queries scored together */
     int32_t *sel;              /* (index_topk) one query's selected positions */
     float *lat_sel;            /* absorbed: (index_topk, KW) the selected cache rows */
     float *k_sel, *v_sel;      /* naive: (index_topk, H, dqk), (index_topk, H, dv) */
@@ -99,7 +101,11 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
     if (fw_config_has_indexer(c)) {
         b->qi = take(s, T * c->index_n_heads * c->index_head_dim);
         b->iw = take(s, T * c->index_n_heads);
-        b->score = take(s, S);
+        /* as many queries as keep the heads' dot products near 64 MB */
+        const int64_t ih = c->index_n_heads, rows = ((int64_t)16 << 20) / (ih * max64(1, S));
+        b->score_rows = rows < 1 ? 1 : rows > T ? T : rows;
+        b->score = take(s, b->score_rows * S);
+        b->ilog = take(s, b->score_rows * ih * S);
         b->stmp = take(s, S);
         b->sel = (int32_t *)take(s, K);
         if (absorbed) b->lat_sel = take(s, K * KW);
@@ -148,15 +154,27 @@ static int64_t dense_rows(const fw_config *c, int64_t pos0, int64_t T) {
     return n < 0 ? 0 : n > T ? T : n;
 }
 
-/* The indexer's pick for query t (at position pos0 + t) of layer l: its n
- * positions into b->sel, ascending. */
-static int64_t pick(const fw_model *m, int l, const float *lat, int64_t pos0, int64_t t, bufs *b) {
+/* Index scores of queries t .. t + score_rows - 1 (of T, at positions pos0 +
+ * t ..) into b->score (rows of S = pos0 + T), when t starts such a chunk of the
+ * sparse rows nd .. T - 1; returns query t's row. */
+static const float *score_row(const fw_model *m, const float *lat, int64_t pos0, int64_t nd, int64_t T, int64_t t,
+                              bufs *b) {
     const fw_config *c = &m->cfg;
-    const int64_t KW = fw_config_kv_width(c), S = pos0 + t + 1, ihd = (int64_t)c->index_n_heads * c->index_head_dim;
-    fw_indexer_scores(c, b->qi + t * ihd, b->iw + t * c->index_n_heads, lat + c->kv_lora_rank + c->qk_rope_head_dim,
-                      KW, S, b->score);
-    int64_t n = fw_indexer_topk(b->score, S, c->index_topk, b->stmp, b->sel);
-    if (m->index_probe) m->index_probe(m->index_probe_arg, l, pos0 + t, S, b->score, n, b->sel);
+    const int64_t r = (t - nd) % b->score_rows, ihd = (int64_t)c->index_n_heads * c->index_head_dim;
+    if (r == 0) {
+        const int64_t nq = T - t < b->score_rows ? T - t : b->score_rows;
+        fw_indexer_scores(m, b->qi + t * ihd, b->iw + t * c->index_n_heads, lat + c->kv_lora_rank +
+                          c->qk_rope_head_dim, fw_config_kv_width(c), pos0 + t, nq, b->ilog, b->score, pos0 + T);
+    }
+    return b->score + r * (pos0 + T);
+}
+
+/* The indexer's pick for query t (at position pos0 + t) of layer l from its
+ * scores: its n positions into b->sel, ascending. */
+static int64_t pick(const fw_model *m, int l, int64_t pos0, int64_t t, const float *score, bufs *b) {
+    const int64_t S = pos0 + t + 1;
+    int64_t n = fw_indexer_topk(score, S, m->cfg.index_topk, b->stmp, b->sel);
+    if (m->index_probe) m->index_probe(m->index_probe_arg, l, pos0 + t, S, score, n, b->sel);
     return n;
 }
 
@@ -179,7 +197,7 @@ static void attention_naive(const fw_model *m, int l, const fw_layer *L, const f
     const int64_t pos0 = S - T, nd = dense_rows(c, pos0, T);
     if (nd > 0) m->ops->attn_naive(b->o, b->q, b->k, b->v, nd, pos0 + nd, H, dqk, dv, m->softmax_scale);
     for (int64_t t = nd; t < T; t++) { /* sparse: the selected keys and values only */
-        const int64_t n = pick(m, l, lat, pos0, t, b);
+        const int64_t n = pick(m, l, pos0, t, score_row(m, lat, pos0, nd, T, t, b), b);
         for (int64_t j = 0; j < n; j++) {
             memcpy(b->k_sel + j * H * dqk, b->k + b->sel[j] * H * dqk, (size_t)(H * dqk) * sizeof(float));
             memcpy(b->v_sel + j * H * dv, b->v + b->sel[j] * H * dv, (size_t)(H * dv) * sizeof(float));
@@ -215,7 +233,7 @@ static void attention_absorbed(const fw_model *m, int l, const fw_layer *L, cons
         m->ops->attn_absorbed(b->o_lat, b->q_lat, b->q_pe, lat, W, lat + C, W, nd, pos0 + nd, H, C, R,
                               m->softmax_scale);
     for (int64_t t = nd; t < T; t++) { /* sparse: the selected cache rows only */
-        const int64_t n = pick(m, l, lat, pos0, t, b);
+        const int64_t n = pick(m, l, pos0, t, score_row(m, lat, pos0, nd, T, t, b), b);
         for (int64_t j = 0; j < n; j++)
             memcpy(b->lat_sel + j * W, lat + b->sel[j] * W, (size_t)(C + R) * sizeof(float));
         m->ops->attn_absorbed(b->o_lat + t * H * C, b->q_lat + t * H * C, b->q_pe + t * H * R, b->lat_sel, W,

@@ -40,21 +40,25 @@ void fw_indexer_project(const fw_model *m, const fw_layer *L, const float *x, co
     }
 }
 
-void fw_indexer_scores(const fw_config *c, const float *qi, const float *w, const float *keys, int64_t k_stride,
-                       int64_t S, float *score) {
-    const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+void fw_indexer_scores(const fw_model *m, const float *qi, const float *w, const float *keys, int64_t k_stride,
+                       int64_t p0, int64_t nq, float *logits, float *score, int64_t ld) {
+    const fw_config *c = &m->cfg;
+    const int64_t ih = c->index_n_heads, id = c->index_head_dim, S = p0 + nq;
+    const fw_weight kw = {.type = FW_WTYPE_F32, .rows = S, .cols = id, .ld = k_stride, .data = keys};
+    m->ops->matmul(logits, qi, &kw, nq * ih); /* (nq * ih, S) */
     const float scale = 1.0f / sqrtf((float)id);
-    for (int64_t s = 0; s < S; s++) {
-        const float *k = keys + s * k_stride;
-        float acc = 0;
+#pragma omp parallel for schedule(static) if (nq > 1)
+    for (int64_t q = 0; q < nq; q++) {
+        float *row = score + q * ld;
+        const int64_t n = p0 + q + 1;
+        for (int64_t s = 0; s < n; s++) row[s] = 0;
         for (int64_t h = 0; h < ih; h++) {
-            const float *q = qi + h * id;
-            float d = 0;
-            for (int64_t j = 0; j < id; j++) d += q[j] * k[j];
-            d *= scale;
-            if (d > 0) acc += w[h] * d;
+            const float *lg = logits + (q * ih + h) * S, wh = w[q * ih + h];
+            for (int64_t s = 0; s < n; s++) {
+                const float d = lg[s] * scale;
+                row[s] += d > 0 ? wh * d : 0.0f;
+            }
         }
-        score[s] = acc;
     }
 }
 

@@ -20,10 +20,14 @@ void fw_indexer_project(const fw_model *m, const fw_layer *L, const float *x, co
                         const float *cos_tab, const float *sin_tab, float *qi, float *w, float *keys,
                         int64_t k_stride);
 
-/* One query's index scores over keys 0..S-1 (rows of stride k_stride):
- * score[s] = sum_h w[h] relu(id^-1/2 q_h . k_s). */
-void fw_indexer_scores(const fw_config *c, const float *qi, const float *w, const float *keys, int64_t k_stride,
-                       int64_t S, float *score);
+/* Index scores of nq consecutive queries of one sequence, at positions p0 ..
+ * p0 + nq - 1 (qi (nq, ih * id), w (nq, ih)), over its keys 0 .. p0 + nq - 1
+ * (rows of stride k_stride): row q of score (stride ld) gets
+ * score[s] = sum_h w[h] relu(id^-1/2 q_h . k_s) for s <= p0 + q (the rest of
+ * the row is left alone). The dot products are one matmul of the queries' heads
+ * against the keys into logits: nq * ih * (p0 + nq) floats of scratch. */
+void fw_indexer_scores(const fw_model *m, const float *qi, const float *w, const float *keys, int64_t k_stride,
+                       int64_t p0, int64_t nq, float *logits, float *score, int64_t ld);
 
 /* The min(k, S) positions with the largest scores, ascending, into ids; returns
  * how many. Ties at the boundary go to the earlier positions. tmp: S floats. */
