@@ -44,6 +44,7 @@ typedef struct fw_layout {
     int mem_pp_rank, mem_tp_rank; /* where that rank sits */
     int64_t context, batch;    /* what the KV and activation estimates assume */
     int value_bytes;           /* bytes per KV value and activation: 4 (CPU, fp32), 2 (GPU, bf16) */
+    int mtp;                   /* draft tokens a step when the plan speculates with the MTP layer (0: none) */
     bool tp_auto, pp_auto;     /* chosen by fw_plan rather than requested */
     bool requantized;          /* the estimate stores the tensors `quant` covers as it says, the rest as
                                   the config does (plan --weights); false: all as the config does */

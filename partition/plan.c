@@ -200,7 +200,8 @@ static uint64_t act_bytes(const fw_config *c, const fw_layout *l, bool head) {
                               2 * (dense > moe ? dense : moe) + (head ? c->vocab_size / tp : 0);
     const int64_t P = l->context < PREFILL_CHUNK ? l->context : PREFILL_CHUNK;
     const int64_t prefill = P * per_token + Hl * P * P;
-    const int64_t decode = l->batch * per_token + l->batch * Hl * l->context;
+    const int64_t B = l->batch * (1 + l->mtp); /* a speculative step verifies 1 + K tokens a sequence */
+    const int64_t decode = B * per_token + B * Hl * l->context;
     return (uint64_t)l->value_bytes * (uint64_t)(prefill > decode ? prefill : decode);
 }
 
@@ -267,8 +268,10 @@ static uint64_t int_bytes(stored st, const fw_model_tensor *t, uint64_t rows, ui
 /* Adds one tensor's slice on rank (p, r) to m. *needed: whether the rank holds any of it. */
 static int add_tensor(const fw_config *c, const fw_layout *l, const fw_model_tensor *t, stored st, int p, int r,
                       fw_mem_estimate *m, bool *needed, fw_err *e) {
+    int (*slice)(const fw_config *, const fw_layout *, int, int, const char *, int, const int64_t *, fw_slice *,
+                 fw_err *) = t->mtp ? fw_shard_slice_mtp : fw_shard_slice;
     fw_slice s;
-    if (fw_shard_slice(c, l, p, r, t->name, t->ndim, t->shape, &s, e)) return FW_ERR;
+    if (slice(c, l, p, r, t->name, t->ndim, t->shape, &s, e)) return FW_ERR;
     *needed = s.needed;
     if (!s.needed) return FW_OK;
     const uint64_t n = slice_elems(&s);
@@ -277,7 +280,7 @@ static int add_tensor(const fw_config *c, const fw_layout *l, const fw_model_ten
         int64_t sshape[2];
         snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
         fw_model_tensor_scale_shape(c, t->shape, sshape);
-        if (fw_shard_slice(c, l, p, r, sname, 2, sshape, &s, e)) return FW_ERR;
+        if (slice(c, l, p, r, sname, 2, sshape, &s, e)) return FW_ERR;
         m->weights_fp8 += n;
         m->weights_scales += 4 * slice_elems(&s);
         m->weights_f32 += 4 * slice_elems(&s);
@@ -302,10 +305,10 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
     memset(out, 0, (size_t)tp * (size_t)pp * sizeof *out);
     for (int64_t i = 0; i < ts->n; i++) {
         const fw_model_tensor *t = &ts->t[i];
-        if (t->mtp) continue;  /* never run */
-        /* A layer's tensors live on its stage; the others on the first or last. */
-        int p0 = t->layer >= 0 ? fw_layout_stage_of_layer(l, t->layer) : 0;
-        int p1 = t->layer >= 0 ? p0 : pp - 1;
+        if (t->mtp && !l->mtp) continue;  /* loaded only to speculate */
+        /* A layer's tensors live on its stage, the MTP layer's on the last; the others on the first or last. */
+        int p0 = t->mtp ? pp - 1 : t->layer >= 0 ? fw_layout_stage_of_layer(l, t->layer) : 0;
+        int p1 = t->mtp || t->layer >= 0 ? p0 : pp - 1;
         for (int p = p0; p <= p1; p += (p1 - p0 > 0 ? p1 - p0 : 1))
             for (int r = 0; r < tp; r++) {
                 bool needed;
@@ -320,7 +323,7 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
         for (int r = 0; r < tp; r++) {
             fw_mem_estimate *m = &out[p * tp + r];
             m->weights = m->weights_bf16 + m->weights_fp8 + m->weights_f32 + m->weights_int4 + m->weights_int8;
-            m->kv_cache = kv_layer * (uint64_t)l->stages[p].n_layers;
+            m->kv_cache = kv_layer * (uint64_t)(l->stages[p].n_layers + (l->mtp && p == pp - 1 ? 1 : 0));
             m->activations = act_bytes(c, l, l->stages[p].has_head);
             m->total = m->weights + m->kv_cache + m->activations;
         }
@@ -330,9 +333,9 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
 /* Stages, experts and memory of (tp, pp); world and dp are the caller's; l->quant
  * and l->requantized are set (they chose ts->st). */
 static int fill_layout(const fw_config *c, const tensors *ts, int tp, int pp, int64_t context, int64_t batch,
-                       int value_bytes, fw_layout *l, fw_err *e) {
+                       int value_bytes, int mtp, fw_layout *l, fw_err *e) {
     l->tp = tp, l->pp = pp, l->n_layers = c->num_hidden_layers;
-    l->context = context, l->batch = batch, l->value_bytes = value_bytes;
+    l->context = context, l->batch = batch, l->value_bytes = value_bytes, l->mtp = mtp;
     l->experts_per_rank_max = c->n_routed_experts > 0 ? (c->n_routed_experts + tp - 1) / tp : 0;
     if (fill_stages(c, l, e)) return FW_ERR;
     fw_mem_estimate *m = malloc((size_t)tp * (size_t)pp * sizeof *m);
@@ -401,7 +404,7 @@ static void alternative(const fw_config *c, const fw_quant_spec *q, const fw_lay
     fw_err ignored;
     if (tensors_list(c, q, &ts, &ignored)) return;
     char h[24];
-    if (!fill_layout(c, &ts, l->tp, l->pp, l->context, l->batch, l->value_bytes, x, &ignored))
+    if (!fill_layout(c, &ts, l->tp, l->pp, l->context, l->batch, l->value_bytes, l->mtp, x, &ignored))
         app(msg, n, "; %s would need %s per rank at tp %d x pp %d (%s)", what, human(h, sizeof h, x->mem.total),
             l->tp, l->pp, x->mem.total <= avail ? "fits" : "does not fit either");
     tensors_free(&ts);
@@ -427,7 +430,7 @@ static int mem_error(const fw_config *c, const tensors *ts, const fw_plan_reques
     int lo = l->pp + 1, hi = maxpp, found = 0;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (fill_layout(c, ts, l->tp, mid, l->context, l->batch, l->value_bytes, x, e)) break;
+        if (fill_layout(c, ts, l->tp, mid, l->context, l->batch, l->value_bytes, l->mtp, x, e)) break;
         if (x->mem.total <= rq->mem_per_rank) found = mid, hi = mid - 1;
         else lo = mid + 1;
     }
@@ -487,6 +490,10 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
     if (rq->tp < 0) return fw_errf(e, "tensor parallel size %d must be positive (0: choose)", rq->tp);
     if (rq->pp < 0) return fw_errf(e, "pipeline parallel size %d must be positive (0: choose)", rq->pp);
     if (rq->ranks_per_node < 0) return fw_errf(e, "ranks per node %d must be positive", rq->ranks_per_node);
+    if (rq->mtp < 0 || rq->mtp > 2) return fw_errf(e, "speculative draft tokens %d: 1 or 2 (0: none)", rq->mtp);
+    if (rq->mtp && c->num_nextn_predict_layers < 1)
+        return fw_errf(e, "speculative decoding with mtp needs an MTP layer, and this model has none "
+                          "(num_nextn_predict_layers is 0)");
     if (rq->context < 0 || rq->batch < 0)
         return fw_errf(e, "context %lld and batch %lld must be positive", (long long)rq->context,
                        (long long)rq->batch);
@@ -530,7 +537,7 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
     if (rq->weights) out->quant = *rq->weights;
     int rc = FW_ERR;
     if (pp > 0) {
-        if (fill_layout(c, &ts, tp, pp, context, batch, vb, out, e)) goto done;
+        if (fill_layout(c, &ts, tp, pp, context, batch, vb, rq->mtp, out, e)) goto done;
     } else {
         /* Smallest pp that fits; with no memory limit the most the world allows. */
         out->pp_auto = true;
@@ -542,13 +549,13 @@ int fw_plan(const fw_config *c, const fw_plan_request *rq, fw_layout *out, fw_er
                 last = d;
                 continue;
             }
-            if (fill_layout(c, &ts, tp, d, context, batch, vb, out, e)) goto done;
+            if (fill_layout(c, &ts, tp, d, context, batch, vb, rq->mtp, out, e)) goto done;
             pp = d;
             if (out->mem.total <= rq->mem_per_rank) break;
         }
         if (!rq->mem_per_rank) {
             pp = last;
-            if (fill_layout(c, &ts, tp, pp, context, batch, vb, out, e)) goto done;
+            if (fill_layout(c, &ts, tp, pp, context, batch, vb, rq->mtp, out, e)) goto done;
         }
     }
     out->world = world;

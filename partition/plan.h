@@ -20,6 +20,9 @@ typedef struct fw_plan_request {
     int64_t context;           /* tokens per sequence for the KV estimate (default 4096) */
     int64_t batch;             /* sequences for the KV and activation estimate (default 1) */
     int value_bytes;           /* bytes per KV value and activation (0: 4, the CPU's fp32; 2: a GPU's bf16) */
+    int mtp;                   /* speculative decoding with K = mtp draft tokens a step: the MTP layer's
+                                  weights and KV cache on the last stage, decode steps of batch x (1 + K)
+                                  tokens (0: none; the layer is then never loaded) */
     const fw_quant_spec *weights; /* NULL: every tensor as the config stores it (fp8 block-quantized,
                                      compressed-tensors INT4, or BF16); else the tensors it covers
                                      quantized as it says and the rest as the config stores them */

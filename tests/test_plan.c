@@ -70,11 +70,12 @@ static fw_config load(const char *json, const char *name) {
 static fw_layout L;  /* 8 KiB+: not on the stack of every call */
 
 static const fw_quant_spec *weights;  /* plan()'s request: NULL, or what test_quantized sets */
+static int mtp;                       /* plan()'s request: speculative draft tokens (0: none) */
 
 static int plan(const fw_config *c, int world, int rpn, int tp, int pp, double mem_gb, fw_err *e) {
     fw_plan_request rq = {.world = world, .ranks_per_node = rpn, .tp = tp, .pp = pp,
                           .mem_per_rank = (uint64_t)(mem_gb * 1e9), .context = 4096, .batch = 1,
-                          .weights = weights};
+                          .mtp = mtp, .weights = weights};
     memset(e, 0, sizeof *e);
     return fw_plan(c, &rq, &L, e);
 }
@@ -252,6 +253,35 @@ static void test_v3(void) {
         CHECK((double)(m32.weights_fp8 + m32.weights_bf16) - (double)(m3.weights_fp8 + m3.weights_bf16) == idx,
               "v32 indexer weights: %.0f more bytes, want %.0f",
               (double)(m32.weights_fp8 + m32.weights_bf16) - (double)(m3.weights_fp8 + m3.weights_bf16), idx);
+    }
+
+    /* Speculative decoding: the MTP layer (model.layers.61: a MoE layer plus enorm, hnorm, eh_proj and its
+     * own embedding and head) and its KV cache on the last stage only; without --speculative none of it. */
+    {
+        fw_mem_estimate m0[2], m1[2];
+        CHECK(plan(&c, 2, 2, 1, 2, 0, &e) == FW_OK && fw_plan_mem_per_rank(&c, &L, m0, &e) == FW_OK, "%s", e.msg);
+        mtp = 1;
+        CHECK(plan(&c, 2, 2, 1, 2, 0, &e) == FW_OK && fw_plan_mem_per_rank(&c, &L, m1, &e) == FW_OK, "%s", e.msg);
+        mtp = 0;
+        uint64_t with, without;
+        CHECK(fw_plan_weight_bytes(&c, NULL, true, &with, &e) == FW_OK &&
+              fw_plan_weight_bytes(&c, NULL, false, &without, &e) == FW_OK, "%s", e.msg);
+        CHECK(m1[0].weights == m0[0].weights && m1[0].kv_cache == m0[0].kv_cache, "mtp: stage 0 changed");
+        CHECK(m1[1].weights - m0[1].weights == with - without, "mtp: last stage +%llu weight bytes, the layer has %llu",
+              (unsigned long long)(m1[1].weights - m0[1].weights), (unsigned long long)(with - without));
+        /* at least the routed experts of a MoE layer (FP8) and a BF16 embedding and head */
+        const double floor = 256.0 * 3 * 2048 * 7168 + 2 * 2.0 * 129280 * 7168;
+        CHECK((double)(with - without) > floor, "mtp layer: %llu bytes, less than %.0f",
+              (unsigned long long)(with - without), floor);
+        CHECK(m1[1].kv_cache - m0[1].kv_cache == (uint64_t)4096 * 576 * 4, "mtp: last stage KV +%llu",
+              (unsigned long long)(m1[1].kv_cache - m0[1].kv_cache));
+        CHECK(m1[1].activations >= m0[1].activations, "mtp: activations shrank");
+        fw_config none = c;
+        none.num_nextn_predict_layers = 0;
+        mtp = 2;
+        CHECK(plan(&none, 1, 1, 1, 1, 0, &e) == FW_ERR && strstr(e.msg, "num_nextn_predict_layers"),
+              "mtp without an MTP layer: %s", e.msg);
+        mtp = 0;
     }
 
     CHECK(plan(&c, 8, 8, 8, 1, 0, &e) == FW_OK, "%s", e.msg);

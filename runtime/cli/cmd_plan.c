@@ -22,7 +22,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: furrow plan (--model DIR | --config FILE | --preset NAME) --nodes N --ranks-per-node G\n"
             "                   [--tp N] [--pp N] [--mem-per-rank SIZE] [--context L] [--batch B]\n"
-            "                   [--weights SPEC] [--device cpu|cuda]\n"
+            "                   [--weights SPEC] [--device cpu|cuda] [--speculative mtp:K]\n"
             "                   [--predict [--compute FILE] [--links FILE] [--system h100|h200]\n"
             "                    [--predict-nodes LIST] [--predict-batches LIST] [--predict-prefill N]]\n\n"
             "Prints how the model would be split over N x G ranks: tensor x pipeline x data\n"
@@ -63,6 +63,10 @@ static void usage(FILE *f) {
             "  --dtype fp8|bf16               the same as --weights fp8|bf16\n"
             "  --device cpu|cuda              where the ranks run: KV cache and activations in fp32\n"
             "                                 (cpu, default) or bf16 (cuda)\n"
+            "  --speculative mtp:K            plan for speculative decoding with K = 1 or 2 draft\n"
+            "                                 tokens a step: the MTP layer's weights and KV cache on\n"
+            "                                 the last stage, decode steps of batch x (1 + K) tokens\n"
+            "                                 (without it the MTP layer is never loaded and not counted)\n"
             "  --predict                      instead of the plan: the performance model's step time,\n"
             "                                 tokens/s and latency for the layouts the planner picks\n"
             "                                 on each of --predict-nodes (same ranks per node, --tp,\n"
@@ -214,8 +218,9 @@ static int64_t kv_room(const fw_config *c, const fw_layout *l, uint64_t avail, u
             best = -1;
             break;
         }
+        const bool mtp_here = l->mtp && i / l->tp == l->pp - 1; /* the MTP layer's cache too */
         const uint64_t per_token = (uint64_t)fw_config_kv_width(c) * (uint64_t)l->value_bytes *
-                                   (uint64_t)l->stages[i / l->tp].n_layers;
+                                   (uint64_t)(l->stages[i / l->tp].n_layers + mtp_here);
         const int64_t tokens = (int64_t)((avail - used) / per_token);
         if (tokens < best) best = tokens, *bytes_left = avail - used;
     }
@@ -225,8 +230,10 @@ static int64_t kv_room(const fw_config *c, const fw_layout *l, uint64_t avail, u
 
 static void print_memory(const fw_config *c, const fw_layout *l, uint64_t avail) {
     const fw_mem_estimate *m = &l->mem;
-    printf("\nmemory of the fullest rank (stage %d, tp rank %d; context %lld x batch %lld):\n", l->mem_pp_rank,
+    printf("\nmemory of the fullest rank (stage %d, tp rank %d; context %lld x batch %lld", l->mem_pp_rank,
            l->mem_tp_rank, (long long)l->context, (long long)l->batch);
+    if (l->mtp) printf("; speculative mtp:%d, the MTP layer on stage %d", l->mtp, l->pp - 1);
+    printf("):\n");
     char b[6][32], kinds[200] = "";
     const struct { const char *name; uint64_t v; } k[] = {
         {"int4", m->weights_int4}, {"int8", m->weights_int8}, {"fp8", m->weights_fp8},
@@ -297,11 +304,11 @@ int fw_cmd_plan(int argc, char **argv) {
         {"links", required_argument, 0, 'K'},       {"system", required_argument, 0, 'S'},
         {"predict-nodes", required_argument, 0, 'N'}, {"predict-batches", required_argument, 0, 'b'},
         {"predict-prefill", required_argument, 0, 'f'}, {"predict-prefill-batch", required_argument, 0, 'F'},
-        {"nics-per-node", required_argument, 0, 'I'},
+        {"nics-per-node", required_argument, 0, 'I'}, {"speculative", required_argument, 0, 'Q'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *config_path = NULL, *preset = NULL, *weights = NULL;
     int64_t nodes = 1, rpn = 1, tp = 0, pp = 0, context = 0, batch = 1;
-    int value_bytes = 4;
+    int value_bytes = 4, mtp = 0;
     uint64_t mem = 0;
     fw_quant_spec spec;
     fw_err e = {{0}};
@@ -336,6 +343,12 @@ int fw_cmd_plan(int argc, char **argv) {
         case 'D':
             if (!strcmp(optarg, "cuda")) value_bytes = 2;
             else if (strcmp(optarg, "cpu")) bad = fw_errf(&e, "--device: expected cpu or cuda, got '%s'", optarg);
+            break;
+        case 'Q':
+            if (strcmp(optarg, "mtp:1") && strcmp(optarg, "mtp:2"))
+                bad = fw_errf(&e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)",
+                              optarg);
+            else mtp = optarg[4] - '0';
             break;
         case 'X': predict = true; break;
         case 'C': po.compute = optarg; break;
@@ -424,7 +437,7 @@ int fw_cmd_plan(int argc, char **argv) {
                                 ? cfg.max_position_embeddings : 4096;
     fw_plan_request rq = {.world = (int)(nodes * rpn), .ranks_per_node = (int)rpn, .tp = (int)tp, .pp = (int)pp,
                           .mem_per_rank = mem, .context = context, .batch = batch, .value_bytes = value_bytes,
-                          .weights = q};
+                          .mtp = mtp, .weights = q};
     l = malloc(sizeof *l);
     if (!l) {
         fw_errf(&e, "out of memory");
