@@ -2,8 +2,8 @@
 # Tool calls on the tiny synthetic model with DeepSeek-V3's full vocabulary (so
 # the tool-call tokens exist; its random weights never write a call by
 # themselves): furrow serve on tp 2 with a Python client (tests/tool_client.py):
-# forced calls (tool_choice required and named) in the v3 format and, on a
-# second server, the v3.1 format, greedy and sampled, streamed and not, parse
+# forced calls (tool_choice required and named) in the v3 format and, on
+# other servers, the v3.1 and v3.2 formats, greedy and sampled, streamed and not, parse
 # and validate against the function's parameters; a call cut by max_tokens
 # comes back as text; bad fields get 400s naming them; thinking mode (v3.1)
 # splits reasoning_content out; a long held call streams past --http-timeout. Then tools on a model whose vocabulary lacks
@@ -47,6 +47,11 @@ client "$port" thinking
 client "$port" long
 stop
 
+serve v32 --chat-format v3.2
+client "$port" forced
+client "$port" cut
+stop
+
 # Batch lines (generate --input) with forced calls
 python3 - "$FURROW_SRCDIR/tests" > calls.jsonl <<'PY'
 import json, sys
@@ -61,23 +66,42 @@ PY
 python3 "$FURROW_SRCDIR/tests/tool_client.py" batch calls.out || fail=1
 
 # The v3.2 format through a batch job: tools (auto) and thinking give reasoning_content (the random model never
-# closes its thinking); a forced call is refused there by name
+# closes its thinking); forced calls write DSML parameters whose values are JSON (string="false"), which parse
+# and validate; a forced call in thinking mode is refused by name
 python3 - "$FURROW_SRCDIR/tests" > v32.jsonl <<'PY'
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from tool_client import TOOLS
 m = [{"role": "user", "content": "hi"}]
 print(json.dumps({"id": "auto", "messages": m, "tools": TOOLS, "max_tokens": 8, "chat_template_kwargs": {"thinking": True}}))
-print(json.dumps({"id": "forced", "messages": m, "tools": TOOLS, "tool_choice": "required"}))
+print(json.dumps({"id": "think-forced", "messages": m, "tools": TOOLS, "tool_choice": "required",
+                  "chat_template_kwargs": {"thinking": True}}))
+for k, choice in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}, "required"]):
+    print(json.dumps({"id": "forced%d" % k, "messages": m, "tools": TOOLS, "tool_choice": choice, "max_tokens": 400,
+                      "seed": k, "temperature": 0.6 * k}))
 PY
 "$FURROW_BIN" generate --model model --max-context 1024 --chat-format v3.2 --input v32.jsonl --output v32.out 2> v32.err ||
   { cat v32.err; bad "generate --input --chat-format v3.2"; }
-python3 - v32.out <<'PY' && ok "v3.2 batch lines: reasoning_content split out, a forced call refused naming tool_choice" || fail=1
-import json, sys
-r = {x["id"]: x for x in map(json.loads, open(sys.argv[1]))}
-a, f = r["auto"], r["forced"]
+python3 - "$FURROW_SRCDIR/tests" v32.out <<'PY' && ok "v3.2 batch lines: reasoning_content split out; forced DSML calls validate; thinking + forced refused" || fail=1
+import json, re, sys
+sys.path.insert(0, sys.argv[1])
+import jsonschema
+from tool_client import SCHEMA
+r = {x["id"]: x for x in map(json.loads, open(sys.argv[2]))}
+a, t = r["auto"], r["think-forced"]
 assert a["reasoning_content"] == a["text"] and a["content"] == "" and "tool_calls" not in a, a
-assert "tool_choice" in f["error"]["message"], f
+assert "tool_choice" in t["error"]["message"], t
+for k in range(3):
+    f = r["forced%d" % k]
+    assert f["finish_reason"] == "tool_calls" and len(f["tool_calls"]) == 1, f
+    fn = f["tool_calls"][0]["function"]
+    assert k != 1 or fn["name"] == "get_weather", f
+    jsonschema.validate(json.loads(fn["arguments"]), SCHEMA[fn["name"]])
+    # the text is DeepSeek-V3.2's DSML block, one parameter tag a JSON value
+    body = '\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="%s">\n' % fn["name"]
+    assert f["text"].startswith(body) and f["text"].endswith("</｜DSML｜invoke>\n</｜DSML｜function_calls>"), f["text"]
+    tags = re.findall(r'<｜DSML｜parameter name="(\w+)" string="false">', f["text"])
+    assert tags == list(json.loads(fn["arguments"])), (tags, fn)
 PY
 # generate --chat: an object with messages and tools, the v3.1 format in thinking mode
 "$FURROW_BIN" generate --model model --max-tokens 4 --chat-format v3.1 --thinking on \

@@ -322,8 +322,7 @@ static int chat_fields(fw_job *j, const json_t *b, const fw_job_ctx *c, int *sta
     if (j->tool_choice != FW_TOOL_CHOICE_REQUIRED) return FW_OK;
     if (j->req.json) return REFUSE(400, "'tool_choice': a forced tool call cannot go with a JSON 'response_format'");
     if (j->req.ignore_eos) return REFUSE(422, "'ignore_eos' cannot go with a forced tool call: the output ends with it");
-    if (j->format == FW_CHAT_V32 || j->thinking)
-        return REFUSE(422, "'tool_choice': a forced tool call is supported in the v3 and v3.1 formats without thinking");
+    if (j->thinking) return REFUSE(422, "'tool_choice': a forced tool call is not supported in thinking mode");
     if (!c->json) return REFUSE(422, "'tool_choice': this model has no tokenizer, so no forced tool call");
     json_t *sel = named >= 0 ? json_pack("[O]", json_array_get(tools, (size_t)named)) : json_incref((json_t *)tools);
     int idx[FW_TOOL_GUIDE_MAX];

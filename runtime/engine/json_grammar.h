@@ -88,6 +88,9 @@ typedef struct fw_json_nodes {
  * (README.md, "JSON output"); the error names the field: `path` then the
  * keywords down to it ("response_format.json_schema.schema.properties.age.type"). */
 int fw_json_nodes_compile(fw_json_nodes *g, const json_t *schema, const char *path, fw_err *e);
+/* The same for a value of any type (a tool call's parameter); the check alone. */
+int fw_json_nodes_compile_any(fw_json_nodes *g, const json_t *schema, const char *path, fw_err *e);
+int fw_json_schema_object_root(const json_t *schema, const char *path, fw_err *e);
 void fw_json_nodes_free(fw_json_nodes *g);
 
 /* The byte automaton (runtime/engine/json_pda.c). */
@@ -96,6 +99,9 @@ void fw_json_start(const fw_json_nodes *g, fw_json_state *s);
 bool fw_json_feed(const fw_json_nodes *g, fw_json_state *s, const uint8_t *b, size_t n);
 /* The value is complete: only the end of the output may follow. */
 bool fw_json_complete(const fw_json_state *s);
+/* Complete, or complete at the next byte that cannot continue it (a top-level
+ * number or enum value): where a value may end before what follows it. */
+bool fw_json_can_end(const fw_json_nodes *g, const fw_json_state *s);
 /* The state's bytes for the mask cache: counters that cannot change a mask
  * (more than `longest` characters from a bound) are clamped. Returns the length. */
 size_t fw_json_key(const fw_json_nodes *g, const fw_json_state *s, uint32_t longest, uint8_t *key);
@@ -108,9 +114,12 @@ typedef struct fw_json_grammar fw_json_grammar;
  * but `eos`, which is allowed exactly where the value is complete. */
 int fw_json_cache_init(fw_json_cache **c, const fw_tokenizer *t, int64_t V, int32_t eos, fw_err *e);
 void fw_json_cache_free(fw_json_cache *c);
+int32_t fw_json_cache_eos(const fw_json_cache *c);
 /* The grammar of a schema (NULL: json_object), compiled or found by its
  * compact text (keys in their order); a reference the caller releases. Thread-safe. */
 int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **g, fw_err *e);
+/* The same for a value of any type (fw_json_nodes_compile_any). */
+int fw_json_grammar_get_any(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **g, fw_err *e);
 /* Its masks and bytes need the cache alive; a last release does not. */
 fw_json_grammar *fw_json_grammar_ref(fw_json_grammar *g);
 void fw_json_grammar_release(fw_json_grammar *g);

@@ -178,6 +178,13 @@ void fw_json_cache_free(fw_json_cache *c) {
 
 int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **out, fw_err *e) {
     *out = NULL;
+    /* before the cache: a value grammar of the same text may be there */
+    return fw_json_schema_object_root(schema, path, e) ? FW_ERR : fw_json_grammar_get_any(c, schema, path, out, e);
+}
+
+int fw_json_grammar_get_any(fw_json_cache *c, const json_t *schema, const char *path, fw_json_grammar **out,
+                            fw_err *e) {
+    *out = NULL;
     /* Keys stay in their order: properties are written in it. */
     char *text = schema ? json_dumps(schema, JSON_COMPACT) : strdup("");
     if (!text) return fw_errf(e, "out of memory");
@@ -201,7 +208,7 @@ int fw_json_grammar_get(fw_json_cache *c, const json_t *schema, const char *path
     g->c = c, g->text = text;
     atomic_init(&g->refs, 1);
     g->words = (c->V + 63) / 64;
-    if (fw_json_nodes_compile(&g->nodes, schema, path, e)) {
+    if (fw_json_nodes_compile_any(&g->nodes, schema, path, e)) {
         grammar_free(g);
         return FW_ERR;
     }
@@ -240,6 +247,7 @@ void fw_json_grammar_release(fw_json_grammar *g) {
 const fw_json_nodes *fw_json_grammar_nodes(const fw_json_grammar *g) { return &g->nodes; }
 int64_t fw_json_grammar_vocab(const fw_json_grammar *g) { return g->c->V; }
 int32_t fw_json_grammar_eos(const fw_json_grammar *g) { return g->c->eos; }
+int32_t fw_json_cache_eos(const fw_json_cache *c) { return c->eos; }
 
 bool fw_json_grammar_accept(const fw_json_grammar *g, fw_json_state *s, int32_t id) {
     const fw_json_cache *c = g->c;

@@ -282,6 +282,16 @@ static bool step(const fw_json_nodes *g, fw_json_state *s, uint8_t c) {
     }
 }
 
+bool fw_json_can_end(const fw_json_nodes *g, const fw_json_state *s) {
+    if (fw_json_complete(s)) return true;
+    if (s->depth != 2) return false;
+    fw_json_frame f = s->f[1];
+    const fw_json_node *n = &g->v[f.node];
+    if (n->kind == FW_JN_NUMBER || n->kind == FW_JN_INTEGER) return number(&f, n->kind == FW_JN_INTEGER, ' ') < 0;
+    if (n->kind == FW_JN_ENUM) return enumeration(&f, n, ' ') < 0;
+    return false;
+}
+
 bool fw_json_feed(const fw_json_nodes *g, fw_json_state *s, const uint8_t *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (!is_ws(b[i])) s->ws = 0;

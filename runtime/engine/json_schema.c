@@ -331,18 +331,27 @@ static int compile(fw_json_nodes *g, const json_t *s, const char *path, int dept
     return union_node(g, alt, n, sub, e);
 }
 
+int fw_json_schema_object_root(const json_t *schema, const char *path, fw_err *e) {
+    if (!schema) return FW_OK;
+    if (!json_is_object(schema)) return fw_errf(e, "%s: a schema must be an object", path);
+    const json_t *t = json_object_get(schema, "type");
+    if (!json_is_string(t) || strcmp(json_string_value(t), "object"))
+        return fw_errf(e, "%s.type: the top-level schema must be of type \"object\"", path);
+    return FW_OK;
+}
+
 int fw_json_nodes_compile(fw_json_nodes *g, const json_t *schema, const char *path, fw_err *e) {
+    memset(g, 0, sizeof *g);
+    return fw_json_schema_object_root(schema, path, e) ? FW_ERR : fw_json_nodes_compile_any(g, schema, path, e);
+}
+
+int fw_json_nodes_compile_any(fw_json_nodes *g, const json_t *schema, const char *path, fw_err *e) {
     memset(g, 0, sizeof *g);
     if (generic(g, e)) goto fail;
     int root = G_OBJECT;
     if (schema) {
         if (!json_is_object(schema)) {
             fw_errf(e, "%s: a schema must be an object", path);
-            goto fail;
-        }
-        const json_t *t = json_object_get(schema, "type");
-        if (!json_is_string(t) || strcmp(json_string_value(t), "object")) {
-            fw_errf(e, "%s.type: the top-level schema must be of type \"object\"", path);
             goto fail;
         }
         if ((root = compile(g, schema, path, 1, e)) < 0) goto fail;

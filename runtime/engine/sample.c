@@ -179,6 +179,11 @@ static void constrain_tool(fw_sampler *s, const float *logits) {
     fw_json_grammar *g = fw_tool_guide_grammar(s->tool, s->ts);
     if (g) {
         constrain(s, g, &s->ts->js, logits);
+        if (s->tool->format == FW_CHAT_V32) { /* a parameter's value: its closing tag, never EOS */
+            const int32_t end = fw_tool_guide_value_end(s->tool, s->ts), eos = s->tool->eos;
+            if (eos >= 0 && eos < s->V) s->work[eos] = -INFINITY;
+            if (end >= 0) s->work[end] = logits[end];
+        }
         return;
     }
     int32_t ids[FW_TOOL_GUIDE_MAX];
