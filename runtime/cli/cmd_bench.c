@@ -560,6 +560,10 @@ int fw_cmd_bench(int argc, char **argv) {
         a.eo.n_seqs = 1;
         for (int i = 0; i < a.steps.n_batch; i++)
             if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+        /* The engine's step buffers (hidden states, logits) hold context rows: a GPU verifies the whole batch's
+         * 1 + K rows a sequence in one forward. */
+        if (a.eo.context < (int64_t)a.eo.n_seqs * (1 + a.eo.speculative))
+            a.eo.context = (int64_t)a.eo.n_seqs * (1 + a.eo.speculative);
         a.ceilings = false;
     } else {
         a.eo.context = a.P + a.N;
