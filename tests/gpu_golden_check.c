@@ -179,8 +179,8 @@ static int make_slots(fw_gpu_model *g, int64_t cap, fw_err *e) {
 
 static int gpu_run(fw_gpu_model *g, fw_kv *kv, const int32_t *ids, int64_t T, fw_attn_mode mode, float *logits,
                    int64_t n_out, fw_err *e) {
-    fw_gpu_seg s = {kv, ids, T};
-    return fw_gpu_forward(g, 1, &s, NULL, mode, logits, n_out, e);
+    fw_gpu_seg s = {kv, ids, T, n_out, false};
+    return fw_gpu_forward(g, 1, &s, NULL, mode, logits, e);
 }
 
 static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const prompt *other, int idx) {
@@ -247,20 +247,20 @@ static void check_prompt(fw_model *m, fw_gpu_model *g, const prompt *p, const pr
         k0.len = 0;
         CHECK(gpu_run(g, &k0, other->tokens, other->n_tok, FW_ATTN_NAIVE, alone + V, 1, &e) == FW_OK, "%s", e.msg);
         k0.len = 0;
-        fw_gpu_seg segs[2] = {{&k0, p->tokens, L}, {&k1, other->tokens, other->n_tok}};
-        CHECK(fw_gpu_forward(g, 2, segs, NULL, FW_ATTN_NAIVE, both, 1, &e) == FW_OK, "%s", e.msg);
+        fw_gpu_seg segs[2] = {{&k0, p->tokens, L, 1, false}, {&k1, other->tokens, other->n_tok, 1, false}};
+        CHECK(fw_gpu_forward(g, 2, segs, NULL, FW_ATTN_NAIVE, both, &e) == FW_OK, "%s", e.msg);
         double b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
         printf("prompt %d: batched with another prompt vs alone: %.3g, %.3g\n", idx, b0, b1);
         CHECK(b0 < BATCH_TOL && b1 < BATCH_TOL, "prompt %d: batched prefill differs from alone (%.3g, %.3g)", idx, b0,
               b1);
         /* One batched decode step of both sequences equals each step alone. */
         int32_t t0 = p->greedy[0], t1 = other->greedy[0];
-        fw_gpu_seg step[2] = {{&k0, &t0, 1}, {&k1, &t1, 1}};
-        CHECK(fw_gpu_forward(g, 2, step, NULL, FW_ATTN_ABSORBED, both, 1, &e) == FW_OK, "%s", e.msg);
+        fw_gpu_seg step[2] = {{&k0, &t0, 1, 1, false}, {&k1, &t1, 1, 1, false}};
+        CHECK(fw_gpu_forward(g, 2, step, NULL, FW_ATTN_ABSORBED, both, &e) == FW_OK, "%s", e.msg);
         k0.len = L, k1.len = other->n_tok;
         CHECK(gpu_run(g, &k0, &t0, 1, FW_ATTN_ABSORBED, alone, 1, &e) == FW_OK, "%s", e.msg);
-        fw_gpu_seg one = {&k1, &t1, 1};
-        CHECK(fw_gpu_forward(g, 1, &one, NULL, FW_ATTN_ABSORBED, alone + V, 1, &e) == FW_OK, "%s", e.msg);
+        fw_gpu_seg one = {&k1, &t1, 1, 1, false};
+        CHECK(fw_gpu_forward(g, 1, &one, NULL, FW_ATTN_ABSORBED, alone + V, &e) == FW_OK, "%s", e.msg);
         b0 = rel_err(both, alone, V), b1 = rel_err(both + V, alone + V, V);
         printf("prompt %d: batched decode step vs alone: %.3g, %.3g\n", idx, b0, b1);
         CHECK(b0 < BATCH_TOL && b1 < BATCH_TOL, "prompt %d: batched decode differs from alone (%.3g, %.3g)", idx, b0,

@@ -118,11 +118,22 @@ tests_gpu_golden_check_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_gpu_golden_check_LDFLAGS = -Wl,--as-needed
 tests_gpu_golden_check_LDADD = $(FW_GPU_LIBS) $(FWTEST_LIBS) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++
 TESTS += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh
+# Speculative decoding on the GPU: the MTP layer and verification steps against the CPU (gpu_mtp_check), greedy
+# tokens with and without --speculative, bench --speculative (skipped without a GPU).
+check_PROGRAMS += tests/gpu_mtp_check
+tests_gpu_mtp_check_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
+tests_gpu_mtp_check_LDFLAGS = -Wl,--as-needed
+tests_gpu_mtp_check_LDADD = $(FW_GPU_LIBS) $(FWTEST_LIBS) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++
+TESTS += tests/test_gpu_mtp.sh
 endif
-EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh
+EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh \
+	tests/test_gpu_mtp.sh
 # Row-by-row comparison of two logits files (the GPU layout test uses it).
 check_PROGRAMS += tests/logits_compare
 tests_logits_compare_LDADD = $(FWTEST_LIBS)
+# Whether two tokens nearly tie at a logits file's last position (test_gpu_mtp.sh).
+check_PROGRAMS += tests/logits_gap
+tests_logits_gap_LDADD = $(FWTEST_LIBS)
 
 # Sampling against a plain reference (penalties, temperature, top-k/p, min-p, seeds, logprobs).
 check_PROGRAMS += tests/test_sample

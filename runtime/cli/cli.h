@@ -110,7 +110,7 @@ enum fw_cli_opt {
     "  --verbose                           report the bytes each rank reads\n"                     \
     "  --speculative mtp:K                 K = 1 or 2 draft tokens a step from the model's MTP\n"  \
     "                                      layer, verified in one forward (greedy, and sampled\n"    \
-    "                                      without penalties or logprobs; CPU)\n"
+    "                                      without penalties or logprobs; CPU and GPU)\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */
 int fw_cli_engine_option(int code, const char *arg, struct fw_engine_opts *o, fw_err *e);

@@ -79,7 +79,7 @@ static void usage(FILE *f) {
             "  --sim-allreduce US,GBS              the all-reduce's model: US microseconds of latency plus\n"
             "                                      2 (N-1)/N x bytes at GBS GB/s of bus bandwidth (ring;\n"
             "                                      default 24,348: NCCL on 4 NVLink H200s, GPU.md)\n"
-            "\nwith --speculative mtp:K (a checkpoint with an MTP layer; CPU): the step times that\n"
+            "\nwith --speculative mtp:K (a checkpoint with an MTP layer; CPU or --device cuda): the step times that\n"
             "speculative decoding trades at each of --batches (default 1,8,64) after --prompt\n"
             "cached positions, over --iters, and the decode speed-up they give at acceptance\n"
             "rates 0.6-0.9, after the drafts' acceptance along 32 greedy steps of the model\n"
@@ -539,7 +539,12 @@ int fw_cmd_bench(int argc, char **argv) {
         return rc ? 1 : 0;
     }
     const fw_backend *be = fw_engine_backend(a.eo.device);
-    const bool steps = be && be->bench_steps;
+    if (a.eo.speculative && a.eo.sim_tp > 1) {
+        fprintf(stderr, "furrow bench: --speculative and --tp-sim are separate benchmarks; give one of them\n");
+        return 2;
+    }
+    /* --speculative runs the engine's own steps on any backend (bench_spec.c) instead of the step benchmark. */
+    const bool steps = be && be->bench_steps && !a.eo.speculative;
     if (steps) { /* the backend sizes its cache for the steps itself: the engine's is one sequence's */
         a.ceilings = false;
         a.eo.context = 1;
@@ -555,6 +560,10 @@ int fw_cmd_bench(int argc, char **argv) {
         a.eo.n_seqs = 1;
         for (int i = 0; i < a.steps.n_batch; i++)
             if (a.steps.batch[i] > a.eo.n_seqs) a.eo.n_seqs = a.steps.batch[i];
+        /* The engine's step buffers (hidden states, logits) hold context rows: a GPU verifies the whole batch's
+         * 1 + K rows a sequence in one forward. */
+        if (a.eo.context < (int64_t)a.eo.n_seqs * (1 + a.eo.speculative))
+            a.eo.context = (int64_t)a.eo.n_seqs * (1 + a.eo.speculative);
         a.ceilings = false;
     } else {
         a.eo.context = a.P + a.N;

@@ -38,20 +38,45 @@ static int64_t kv_default(void *st, int64_t block, int64_t max_batch, int64_t ma
     return want < fit ? want : fit;
 }
 
-/* One step: the GPU's forward takes one attention mode and one count of output
- * rows for all its sequences, as the runner's groups have (decodes together, a
- * prompt chunk alone). */
+/* The backend's steps as the GPU's segments (each with its ids from `ids`, in
+ * sequence order; NULL: none). */
+static fw_gpu_seg *segs_of(int n, const fw_seq_step *q, const int32_t *ids, fw_err *e) {
+    fw_gpu_seg *segs = calloc((size_t)n, sizeof *segs);
+    if (!segs) {
+        fw_errf(e, "out of memory");
+        return NULL;
+    }
+    for (int64_t i = 0, t = 0; i < n; t += q[i].T, i++)
+        segs[i] = (fw_gpu_seg){q[i].kv, ids ? ids + t : NULL, q[i].T, q[i].n_out, q[i].hidden_out};
+    return segs;
+}
+
+/* One step: the GPU's forward takes one attention mode for all its sequences,
+ * as the runner's groups have (decodes and verifications together, a prompt
+ * chunk alone). */
 static int forward(void *st, int n, const fw_seq_step *q, const int32_t *ids, float *hidden, float *logits,
                    fw_err *e) {
-    fw_gpu_seg *segs = calloc((size_t)n, sizeof *segs);
-    if (!segs) return fw_errf(e, "out of memory");
-    int rc = FW_OK;
-    for (int64_t i = 0, t = 0; i < n && rc == FW_OK; t += q[i].T, i++) {
-        if (q[i].mode != q[0].mode || q[i].n_out != q[0].n_out)
-            rc = fw_errf(e, "--device cuda: the sequences of one step differ in attention mode or output rows");
-        segs[i] = (fw_gpu_seg){q[i].kv, ids ? ids + t : NULL, q[i].T};
-    }
-    if (rc == FW_OK) rc = fw_gpu_forward(st, n, segs, hidden, q[0].mode, logits, q[0].n_out, e);
+    for (int i = 1; i < n; i++)
+        if (q[i].mode != q[0].mode) return fw_errf(e, "--device cuda: the sequences of one step differ in attention mode");
+    fw_gpu_seg *segs = segs_of(n, q, ids, e);
+    if (!segs) return FW_ERR;
+    int rc = fw_gpu_forward(st, n, segs, hidden, q[0].mode, logits, e);
+    free(segs);
+    return rc;
+}
+
+/* The MTP layer's steps mix the runner's modes (a position alone absorbed, the
+ * accepted drafts' rows naive); both give the same attention, and the absorbed
+ * form serves all of them at once unless every sequence asks for the naive. */
+static int forward_mtp(void *st, int n, const fw_seq_step *q, const int32_t *ids, const float *h_in, float *h_out,
+                       float *logits, fw_err *e) {
+    fw_attn_mode mode = FW_ATTN_NAIVE;
+    for (int i = 0; i < n; i++)
+        if (q[i].mode == FW_ATTN_ABSORBED) mode = FW_ATTN_ABSORBED;
+    if (!ids) return fw_errf(e, "the MTP layer needs the next token of each position");
+    fw_gpu_seg *segs = segs_of(n, q, ids, e);
+    if (!segs) return FW_ERR;
+    int rc = fw_gpu_forward_mtp(st, n, segs, h_in, h_out, mode, logits, e);
     free(segs);
     return rc;
 }
@@ -80,6 +105,7 @@ static const fw_backend cuda_backend = {
     .kv_init = kv_init,
     .kv_default = kv_default,
     .forward = forward,
+    .forward_mtp = forward_mtp,
     .bench_steps = bench_steps,
     .describe = describe,
     .detach = detach,

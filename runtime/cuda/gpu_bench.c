@@ -156,7 +156,7 @@ static int run(fw_gpu_model *g, int n, fw_gpu_seg *segs, fw_attn_mode mode, floa
         g->prof = it >= 2 + iters;
         g->time_gpu = it >= 2 && it < 2 + iters;
         double t0 = fw_now();
-        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return FW_ERR;
+        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, e)) return FW_ERR;
         if (it >= 2 && it < 2 + iters) t += fw_now() - t0;
     }
     g->prof = g->time_gpu = false;
@@ -180,7 +180,7 @@ static double joules_per_token(fw_gpu_model *g, fw_energy *m, int n, fw_gpu_seg 
     int64_t reps = 0;
     do {
         for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
-        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, 1, e)) return -2;
+        if (fw_gpu_forward(g, n, segs, NULL, mode, logits, e)) return -2;
         reps++;
     } while (fw_now() - t0 < 0.5);
     for (int i = 0; i < n; i++) segs[i].kv->len = len0[i];
@@ -299,7 +299,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
             for (int i = 0; i < B; i++) {
                 for (int64_t j = 0; j < per; j++) tabs[i * mb + j] = (int32_t)(i * per + j);
                 kvs[i] = (fw_kv){.cap = g->cap, .len = S, .table = tabs + i * mb};
-                segs[i] = (fw_gpu_seg){&kvs[i], &ids[i], 1};
+                segs[i] = (fw_gpu_seg){&kvs[i], &ids[i], 1, 1, false};
             }
             memset(g->prof_ms, 0, sizeof g->prof_ms);
             double wall, gpu, wall_c = 0;
@@ -333,7 +333,7 @@ int fw_gpu_bench(fw_gpu_model *g, const fw_bench_steps *req, bool print, fw_err 
         }
         for (int64_t j = 0; j < blocks_of(g, P); j++) tabs[j] = (int32_t)j;
         kvs[0] = (fw_kv){.cap = g->cap, .len = 0, .table = tabs};
-        segs[0] = (fw_gpu_seg){&kvs[0], ids, P};
+        segs[0] = (fw_gpu_seg){&kvs[0], ids, P, 1, false};
         memset(g->prof_ms, 0, sizeof g->prof_ms);
         const int it = req->iters > 3 ? 3 : req->iters;
         double wall, gpu, wall_c = 0;

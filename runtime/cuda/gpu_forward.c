@@ -38,6 +38,7 @@ typedef struct gbufs {
     fw_bf16 *lat, *lat_c, *kvx;            /* naive */
     fw_bf16 *q_lat, *q_pe, *o_lat;         /* absorbed */
     fw_bf16 *g, *u, *eg, *ye, *hn;
+    fw_bf16 *cat;                          /* the MTP layer's [enorm(embed); hnorm(h)] (Tt, 2 D) */
     void *plan;
     /* DeepSeek-V3.2's indexer: queries (fp32, then e4m3 codes), head weights,
      * keys (fp32); scores of score_rows queries at a time over the cache's
@@ -49,11 +50,12 @@ typedef struct gbufs {
 } gbufs;
 
 typedef struct shape {
-    int64_t Tt, Smax, n_rows; /* tokens, longest context, head rows */
+    int64_t Tt, Smax, n_rows; /* tokens, longest context, head rows (the segments' n_out summed) */
     int n;                    /* sequences */
+    bool hidden;              /* some segment wants its final-normed hidden states */
 } shape;
 
-static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, fw_attn_mode mode) {
+static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, fw_attn_mode mode, bool mtp) {
     const fw_config *c = &g->cfg;
     const int64_t Tt = s->Tt, S = s->Smax, D = c->hidden_size, H = g->part.heads, C = c->kv_lora_rank;
     const int64_t R = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R;
@@ -107,6 +109,7 @@ static void carve(carver *cv, gbufs *b, const fw_gpu_model *g, const shape *s, f
         b->score_rows = Tt < ((int64_t)128 << 20) / g->cap ? Tt : max64(1, ((int64_t)128 << 20) / g->cap);
         b->score = take(cv, (size_t)(b->score_rows * g->cap) * f);
     }
+    if (mtp) b->cat = take(cv, (size_t)(Tt * 2 * D) * bf);
     b->hn = take(cv, (size_t)(s->n_rows * D) * bf);
     b->logits = take(cv, (size_t)(s->n_rows * max64(1, g->part.vocab)) * f);
 }
@@ -214,11 +217,12 @@ static int allreduce(fw_gpu_model *g, fw_bf16 *buf, int64_t n, fw_err *e) {
     return FW_OK;
 }
 
-/* Layer l's pages of the cache, through the step's block tables. */
-static fw_cuda_pages pages_of(const fw_gpu_model *g, int l, const gbufs *b) {
+/* Cache layer kvl's pages (the stage's layers in order, then the MTP layer's),
+ * through the step's block tables. */
+static fw_cuda_pages pages_of(const fw_gpu_model *g, int kvl, const gbufs *b) {
     const int64_t W = g->kv_w;
-    return (fw_cuda_pages){g->kv + (l - g->part.first_layer) * g->kv_blocks * g->kv_block * W, W, g->kv_block,
-                           g->kv_block * W, g->max_blocks, b->tab};
+    return (fw_cuda_pages){g->kv + kvl * g->kv_blocks * g->kv_block * W, W, g->kv_block, g->kv_block * W,
+                           g->max_blocks, b->tab};
 }
 
 /* Naive MLA for sequence `seq` of the step: its S cached positions gathered in
@@ -283,10 +287,10 @@ static int moe(fw_gpu_model *g, const fw_gpu_layer *L, int64_t T, gbufs *b, fw_e
     return FW_OK;
 }
 
-static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const int64_t *off, int64_t Tt,
-                 fw_attn_mode mode, gbufs *b, fw_err *e) {
+/* Decoder layer L over the step's tokens in b->x, its cache rows in cache layer kvl. */
+static int layer(fw_gpu_model *g, const fw_gpu_layer *L, int kvl, int n, const fw_gpu_seg *segs, const int64_t *off,
+                 int64_t Tt, fw_attn_mode mode, gbufs *b, fw_err *e) {
     const fw_config *c = &g->cfg;
-    const fw_gpu_layer *L = &g->layers[l];
     const int64_t D = c->hidden_size, H = g->part.heads, C = c->kv_lora_rank, R = c->qk_rope_head_dim;
     const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + R, W = C + R, bf = sizeof(fw_bf16);
     const float eps = (float)c->rms_norm_eps;
@@ -298,7 +302,7 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const in
      * (graph-safe); joined before attention reads the cache. */
     fw_cuda_ctx *side;
     if (fork_side(g, &side, e)) return FW_ERR;
-    const fw_cuda_pages pg = pages_of(g, l, b);
+    const fw_cuda_pages pg = pages_of(g, kvl, b);
     CKS(side, fw_cuda_matmul(side, b->kva, b->h, &L->kv_a.w, Tt));
     CKS(side, fw_cuda_rmsnorm_ld(side, b->kva, W, b->kva, W, L->kv_a_norm, Tt, C, eps));
     CKS(side, fw_cuda_rope(side, b->kva + C, Tt, 1, W, 0, R, b->cos_tab, b->sin_tab));
@@ -359,11 +363,50 @@ static int layer(fw_gpu_model *g, int l, int n, const fw_gpu_seg *segs, const in
     return FW_OK;
 }
 
+/* The last n_out rows of each segment through `norm` and `head`: logits (sum
+ * n_out, vocab shard) into the staging. */
+static int heads(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh,
+                 const float *norm, const fw_cuda_weight *head, gbufs *b, const staging *h, fw_err *e) {
+    const int64_t D = g->cfg.hidden_size;
+    if (sh->n_rows == 0) return FW_OK;
+    for (int64_t i = 0, r = 0; i < n; r += segs[i].n_out, i++)
+        if (segs[i].n_out > 0 &&
+            copy_async(g, b->hn + r * D, b->x + (off[i + 1] - segs[i].n_out) * D,
+                       (size_t)(segs[i].n_out * D) * sizeof(fw_bf16), cudaMemcpyDeviceToDevice, e))
+            return FW_ERR;
+    CK(fw_cuda_rmsnorm(&g->ctx, b->hn, b->hn, norm, sh->n_rows, D, (float)g->cfg.rms_norm_eps));
+    CK(fw_cuda_matmul_f32(&g->ctx, b->logits, b->hn, &head->w, sh->n_rows));
+    return copy_async(g, h->logits, b->logits, (size_t)(sh->n_rows * g->part.vocab) * sizeof(float),
+                      cudaMemcpyDeviceToHost, e);
+}
+
+/* The MTP layer's input (runtime/model/model.h, fw_mtp): x = eh_proj(cat(enorm(
+ * embed(next token)), hnorm(h))), the ids and h (fp32) from the staging. */
+static int mtp_input(fw_gpu_model *g, const fw_gpu_mtp *t, const shape *sh, gbufs *b, const staging *h, fw_err *e) {
+    const int64_t D = g->cfg.hidden_size, Tt = sh->Tt, bf = sizeof(fw_bf16);
+    const float eps = (float)g->cfg.rms_norm_eps;
+    fw_cuda_ctx *ctx = &g->ctx;
+    if (copy_async(g, b->ids, h->ids, (size_t)Tt * 4, cudaMemcpyHostToDevice, e) ||
+        copy_async(g, b->hid, h->hid, (size_t)(Tt * D) * sizeof(float), cudaMemcpyHostToDevice, e))
+        return FW_ERR;
+    CK(fw_cuda_embed(ctx, b->x, &t->embed.w, b->ids, Tt, g->part.vocab0)); /* vocabulary-parallel, as the model's */
+    if (allreduce(g, b->x, Tt * D, e)) return FW_ERR;
+    CK(fw_cuda_rmsnorm(ctx, b->h, b->x, t->enorm, Tt, D, eps));
+    CK(fw_cuda_f32_to_bf16(ctx, b->y, b->hid, Tt * D));
+    CK(fw_cuda_rmsnorm(ctx, b->y, b->y, t->hnorm, Tt, D, eps));
+    if (copy2d(g, b->cat, 2 * D * bf, b->h, D * bf, D * bf, Tt, e) ||
+        copy2d(g, b->cat + D, 2 * D * bf, b->y, D * bf, D * bf, Tt, e))
+        return FW_ERR;
+    CK(fw_cuda_matmul(ctx, b->x, b->cat, &t->eh_proj.w, Tt)); /* (Tt, D), whole on every rank */
+    return FW_OK;
+}
+
 /* The device work of a forward, enqueued on the stream without waiting: inputs
- * from the pinned staging, outputs (logits or hidden) back into it. This is what
- * a CUDA graph captures for decode steps. */
+ * from the pinned staging, outputs (logits, hidden states) back into it. This is
+ * what a CUDA graph captures for decode and verification steps. With t, the MTP
+ * layer instead of the stage's layers. */
 static int enqueue(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh, fw_attn_mode mode,
-                   int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
+                   gbufs *b, const staging *h, const fw_gpu_mtp *t, fw_err *e) {
     const fw_config *c = &g->cfg;
     const fw_part *p = &g->part;
     const int64_t D = c->hidden_size, Tt = sh->Tt;
@@ -375,7 +418,9 @@ static int enqueue(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t
         copy_async(g, b->q_len, h->len, (size_t)Tt * 4, cudaMemcpyHostToDevice, e) ||
         copy_async(g, b->tab, h->tab, (size_t)(sh->n * g->max_blocks) * 4, cudaMemcpyHostToDevice, e))
         return FW_ERR;
-    if (p->has_embed) {
+    if (t) {
+        if (mtp_input(g, t, sh, b, h, e)) return FW_ERR;
+    } else if (p->has_embed) {
         if (copy_async(g, b->ids, h->ids, (size_t)Tt * 4, cudaMemcpyHostToDevice, e)) return FW_ERR;
         CK(fw_cuda_embed(&g->ctx, b->x, &g->embed.w, b->ids, Tt, p->vocab0));
         if (allreduce(g, b->x, Tt * D, e)) return FW_ERR; /* zero rows outside the vocabulary shard */
@@ -384,48 +429,64 @@ static int enqueue(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t
         CK(fw_cuda_f32_to_bf16(&g->ctx, b->x, b->hid, Tt * D));
     }
     fw_gpu_prof_mark(g, FW_PROF_IO);
-    for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
-        if (layer(g, l, n, segs, off, Tt, mode, b, e)) return FW_ERR;
-    if (!p->has_head) {
+    if (t) {
+        if (layer(g, &t->layer, p->n_layers, n, segs, off, Tt, mode, b, e)) return FW_ERR;
+    } else {
+        for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
+            if (layer(g, &g->layers[l], l - p->first_layer, n, segs, off, Tt, mode, b, e)) return FW_ERR;
+    }
+    if (!t && !p->has_head) {
         CK(fw_cuda_bf16_to_f32(&g->ctx, b->hid, b->x, Tt * D));
         if (copy_async(g, h->hid, b->hid, (size_t)(Tt * D) * sizeof(float), cudaMemcpyDeviceToHost, e)) return FW_ERR;
-    } else if (n_out > 0) {
-        for (int i = 0; i < n; i++)
-            if (copy_async(g, b->hn + (int64_t)i * n_out * D, b->x + (off[i + 1] - n_out) * D,
-                           (size_t)(n_out * D) * sizeof(fw_bf16), cudaMemcpyDeviceToDevice, e))
+    } else {
+        /* The hidden states the MTP layer takes: the main model's final-normed
+         * rows, or the MTP layer's own output before its head's norm. */
+        if (sh->hidden) {
+            if (!t) CK(fw_cuda_rmsnorm(&g->ctx, b->h, b->x, g->final_norm, Tt, D, (float)c->rms_norm_eps));
+            CK(fw_cuda_bf16_to_f32(&g->ctx, b->hid, t ? b->x : b->h, Tt * D));
+            if (copy_async(g, h->hid, b->hid, (size_t)(Tt * D) * sizeof(float), cudaMemcpyDeviceToHost, e))
                 return FW_ERR;
-        CK(fw_cuda_rmsnorm(&g->ctx, b->hn, b->hn, g->final_norm, sh->n_rows, D, (float)c->rms_norm_eps));
-        CK(fw_cuda_matmul_f32(&g->ctx, b->logits, b->hn, &g->head.w, sh->n_rows));
-        if (copy_async(g, h->logits, b->logits, (size_t)(sh->n_rows * p->vocab) * sizeof(float),
-                       cudaMemcpyDeviceToHost, e))
+        }
+        if (heads(g, n, segs, off, sh, t ? t->head_norm : g->final_norm, t ? &t->head : &g->head, b, h, e))
             return FW_ERR;
     }
     fw_gpu_prof_mark(g, FW_PROF_IO);
     return FW_OK;
 }
 
-/* Decode steps of n sequences (one token each) replay a CUDA graph captured on
- * the second such step (the first grows the work space and warms cuBLASLt):
- * one launch instead of dozens per layer. Any reallocation drops the graphs. */
-static bool graphable(const fw_gpu_model *g, int n, const fw_gpu_seg *segs, fw_attn_mode mode, int64_t n_out) {
-    if (g->prof || mode != FW_ATTN_ABSORBED || n_out > 1 || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
+/* A captured step's slot: (tokens a sequence, hidden states out, sequences). */
+static int graph_key(int64_t T, bool hidden, int n) {
+    return (int)(((T - 1) * 2 + (hidden ? 1 : 0)) * (FW_GPU_MAX_GRAPH_BATCH + 1) + n);
+}
+
+/* Decode steps of n sequences (one token each) and verification steps (1 + K
+ * tokens each, every row's logits) replay a CUDA graph captured on the second
+ * such step (the first grows the work space and warms cuBLASLt): one launch
+ * instead of dozens per layer. Any reallocation drops the graphs. The MTP
+ * layer's steps run eagerly. */
+static bool graphable(const fw_gpu_model *g, int n, const fw_gpu_seg *segs, fw_attn_mode mode, bool mtp) {
+    if (mtp || g->prof || mode != FW_ATTN_ABSORBED || n > FW_GPU_MAX_GRAPH_BATCH || !g->graphs_on) return false;
+    const int64_t T = segs[0].T;
+    if (T > FW_GPU_MAX_GRAPH_T) return false;
     for (int i = 0; i < n; i++)
-        if (segs[i].T != 1) return false;
+        if (segs[i].T != T || segs[i].hidden_out != segs[0].hidden_out || (g->part.has_head && segs[i].n_out != T))
+            return false;
     return true;
 }
 
-static int run_graph(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh,
-                     int64_t n_out, gbufs *b, const staging *h, fw_err *e) {
-    cudaGraphExec_t *exec = (cudaGraphExec_t *)&g->graph_exec[n];
+static int run_graph(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const int64_t *off, const shape *sh, gbufs *b,
+                     const staging *h, fw_err *e) {
+    const int key = graph_key(segs[0].T, sh->hidden, n);
+    cudaGraphExec_t *exec = (cudaGraphExec_t *)&g->graph_exec[key];
     if (!*exec) {
-        if (!g->graph_warm[n]) { /* first step of this batch size: eager */
-            g->graph_warm[n] = true;
-            return enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, n_out, b, h, e);
+        if (!g->graph_warm[key]) { /* first step of this shape: eager */
+            g->graph_warm[key] = true;
+            return enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, b, h, NULL, e);
         }
         cudaGraph_t graph;
         if (cudaStreamBeginCapture(g->ctx.stream, cudaStreamCaptureModeRelaxed) != cudaSuccess)
             return fw_errf(e, "GPU %d: cannot start a CUDA graph capture", g->ctx.device);
-        int rc = enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, n_out, b, h, e);
+        int rc = enqueue(g, n, segs, off, sh, FW_ATTN_ABSORBED, b, h, NULL, e);
         cudaError_t st = cudaStreamEndCapture(g->ctx.stream, &graph);
         if (rc) return FW_ERR;
         if (st != cudaSuccess) return fw_errf(e, "GPU %d: capturing the decode step: %s", g->ctx.device, cudaGetErrorString(st));
@@ -447,21 +508,28 @@ static bool step_events(fw_gpu_model *g) {
     return true;
 }
 
-int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
-                   int64_t n_out, fw_err *e) {
+/* A step of the stage's layers (t NULL) or of the MTP layer t: h_in the hidden
+ * states in (a later stage's input, the MTP layer's), h_out those out (an earlier
+ * stage's output, the segments' final-normed rows with hidden_out, the MTP
+ * layer's output); NULL where none. */
+static int step(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const float *h_in, float *h_out, fw_attn_mode mode,
+                float *logits, const fw_gpu_mtp *t, fw_err *e) {
     const fw_config *c = &g->cfg;
     const fw_part *p = &g->part;
     const int64_t D = c->hidden_size, R = c->qk_rope_head_dim, V = c->vocab_size;
+    const bool ids_in = t || p->has_embed, head = t || p->has_head;
     if (n < 1) return fw_errf(e, "forward: no sequences");
     if (fw_config_has_indexer(c)) mode = FW_ATTN_ABSORBED; /* sparse MLA runs in the absorbed form */
     if (!g->kv) return fw_errf(e, "forward: the device has no KV cache");
+    if (!ids_in && !h_in) return fw_errf(e, "forward: no hidden states in");
     int64_t *off = calloc((size_t)n + 1, sizeof *off);
     if (!off) return fw_errf(e, "out of memory");
-    shape sh = {0, 0, 0, n};
+    shape sh = {0, 0, 0, n, false};
     int rc = FW_OK;
     for (int i = 0; i < n && rc == FW_OK; i++) {
         const fw_gpu_seg *s = &segs[i];
-        if (s->T <= 0 || n_out < 0 || n_out > s->T) rc = fw_errf(e, "forward: bad token count %lld", (long long)s->T);
+        if (s->T <= 0 || s->n_out < 0 || s->n_out > s->T)
+            rc = fw_errf(e, "forward: bad token count %lld (%lld outputs)", (long long)s->T, (long long)s->n_out);
         else if (s->kv->len + s->T > (s->kv->cap < g->cap ? s->kv->cap : g->cap))
             rc = fw_errf(e, "context is full: %lld + %lld tokens exceed the cache's %lld positions",
                          (long long)s->kv->len, (long long)s->T, (long long)(s->kv->cap < g->cap ? s->kv->cap : g->cap));
@@ -469,18 +537,21 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
             if (!s->kv->table || s->kv->table[j] < 0 || s->kv->table[j] >= g->kv_blocks)
                 rc = fw_errf(e, "forward: sequence %d: block %lld of its table is not one of the cache's %lld", i,
                              (long long)j, (long long)g->kv_blocks);
-        for (int64_t t = 0; rc == FW_OK && p->has_embed && t < s->T; t++)
-            if (s->ids[t] < 0 || s->ids[t] >= V)
-                rc = fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", s->ids[t], (long long)V);
+        if (rc == FW_OK && ids_in && !s->ids) rc = fw_errf(e, "forward: sequence %d has no token ids", i);
+        for (int64_t j = 0; rc == FW_OK && ids_in && j < s->T; j++)
+            if (s->ids[j] < 0 || s->ids[j] >= V)
+                rc = fw_errf(e, "token id %d is outside the vocabulary [0, %lld)", s->ids[j], (long long)V);
         off[i + 1] = off[i] + s->T;
         sh.Smax = max64(sh.Smax, s->kv->len + s->T);
+        if (head) sh.n_rows += s->n_out;
+        sh.hidden |= t ? h_out != NULL : p->has_head && s->hidden_out;
     }
-    const bool graph = rc == FW_OK && graphable(g, n, segs, mode, n_out);
+    if (rc == FW_OK && sh.hidden && !h_out) rc = fw_errf(e, "forward: hidden states asked for, but nowhere to put them");
+    const bool graph = rc == FW_OK && graphable(g, n, segs, mode, t != NULL);
     sh.Tt = off[n];
-    sh.n_rows = (int64_t)n * n_out;
     carver cv = {0};
     gbufs b = {0}; /* buffers a step does not use stay NULL */
-    carve(&cv, &b, g, &sh, mode);
+    carve(&cv, &b, g, &sh, mode, t != NULL);
     const size_t half = (size_t)(sh.Tt * R / 2);
     const size_t out_floats = (size_t)max64(sh.Tt * D, sh.n_rows * max64(1, p->vocab));
     size_t pinned = (size_t)sh.Tt * 12 + (size_t)(n * g->max_blocks) * 4 + 2 * half * sizeof(float) + (size_t)(sh.Tt * D) * sizeof(float) +
@@ -491,7 +562,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
         return FW_ERR;
     }
     cv = (carver){g->work, 0};
-    carve(&cv, &b, g, &sh, mode);
+    carve(&cv, &b, g, &sh, mode, t != NULL);
 
     /* Host side of the step: ids, positions and RoPE tables into pinned memory. */
     staging h;
@@ -499,7 +570,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
     h.cos = (float *)(h.tab + n * g->max_blocks), h.sin = h.cos + half, h.hid = h.sin + half;
     h.logits = h.hid + sh.Tt * D;
     for (int i = 0; i < n; i++) {
-        if (segs[i].ids) memcpy(h.ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
+        if (ids_in) memcpy(h.ids + off[i], segs[i].ids, (size_t)segs[i].T * 4);
         for (int64_t j = 0; j < segs[i].T; j++)
             h.seq[off[i] + j] = i, h.len[off[i] + j] = (int32_t)(segs[i].kv->len + j + 1);
         const int64_t nb = (segs[i].kv->len + segs[i].T + g->kv_block - 1) / g->kv_block;
@@ -508,7 +579,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
         fw_rope_tables(g->rope_inv_freq, g->rope_mscale, R, segs[i].kv->len, segs[i].T, h.cos + off[i] * R / 2,
                        h.sin + off[i] * R / 2);
     }
-    if (!p->has_embed) memcpy(h.hid, hidden, (size_t)(sh.Tt * D) * sizeof(float));
+    if (t || !p->has_embed) memcpy(h.hid, h_in, (size_t)(sh.Tt * D) * sizeof(float));
     /* The ops' scratch (quantized activations, padded outputs) may have grown in an
      * eager step since a graph captured its old address: such graphs are stale. */
     if (g->ctx.scratch != g->graph_scratch[0] || g->side.scratch != g->graph_scratch[1]) {
@@ -518,7 +589,7 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
     g->n_prof = 0;
     const bool timed = g->time_gpu && step_events(g);
     if (timed) cudaEventRecord((cudaEvent_t)g->step_ev[0], g->ctx.stream);
-    rc = graph ? run_graph(g, n, segs, off, &sh, n_out, &b, &h, e) : enqueue(g, n, segs, off, &sh, mode, n_out, &b, &h, e);
+    rc = graph ? run_graph(g, n, segs, off, &sh, &b, &h, e) : enqueue(g, n, segs, off, &sh, mode, &b, &h, t, e);
     if (timed) cudaEventRecord((cudaEvent_t)g->step_ev[1], g->ctx.stream);
     if (rc == FW_OK && g->comm) rc = fw_gpu_comm_wait(g, e); /* never block on a stuck collective */
     if (rc == FW_OK && fw_cuda_sync(&g->ctx)) rc = fw_gpu_fail(g, e);
@@ -527,12 +598,30 @@ int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden
     if (rc == FW_OK && timed &&
         cudaEventElapsedTime(&ms, (cudaEvent_t)g->step_ev[0], (cudaEvent_t)g->step_ev[1]) == cudaSuccess)
         g->gpu_ms += ms;
-    if (rc == FW_OK && !p->has_head) memcpy(hidden, h.hid, (size_t)(sh.Tt * D) * sizeof(float));
-    else if (rc == FW_OK && n_out > 0) memcpy(logits, h.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float));
+    if (rc == FW_OK && !head) {
+        memcpy(h_out, h.hid, (size_t)(sh.Tt * D) * sizeof(float));
+    } else if (rc == FW_OK) {
+        for (int i = 0; i < n && sh.hidden; i++) /* the rows asked for, at the segments' offsets */
+            if (t || segs[i].hidden_out)
+                memcpy(h_out + off[i] * D, h.hid + off[i] * D, (size_t)(segs[i].T * D) * sizeof(float));
+        if (sh.n_rows > 0) memcpy(logits, h.logits, (size_t)(sh.n_rows * p->vocab) * sizeof(float));
+    }
     if (rc == FW_OK)
         for (int i = 0; i < n; i++) segs[i].kv->len += segs[i].T;
     free(off);
     return rc;
+}
+
+int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
+                   fw_err *e) {
+    return step(g, n, segs, hidden, hidden, mode, logits, NULL, e);
+}
+
+int fw_gpu_forward_mtp(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const float *h_in, float *h_out,
+                       fw_attn_mode mode, float *logits, fw_err *e) {
+    if (!g->mtp) return fw_errf(e, "forward: the MTP layer is not on this GPU");
+    if (!h_in) return fw_errf(e, "forward: the MTP layer needs the hidden states of its positions");
+    return step(g, n, segs, h_in, h_out, mode, logits, g->mtp, e);
 }
 
 void fw_gpu_prof_mark(fw_gpu_model *g, fw_gpu_region r) {

@@ -8,7 +8,7 @@
 #include <string.h>
 
 void fw_gpu_drop_graphs(fw_gpu_model *g) {
-    for (int i = 0; i <= FW_GPU_MAX_GRAPH_BATCH; i++) {
+    for (int i = 0; i < FW_GPU_GRAPH_KEYS; i++) {
         if (g->graph_exec[i]) cudaGraphExecDestroy((cudaGraphExec_t)g->graph_exec[i]);
         g->graph_exec[i] = NULL;
         g->graph_warm[i] = false;
@@ -227,6 +227,22 @@ int fw_gpu_upload_layer(fw_gpu_model *g, const fw_model *m, int l, fw_err *e) {
     return FW_OK;
 }
 
+/* The MTP layer (m->mtp) the host model loaded, its decoder layer as a main one. */
+static int upload_mtp(fw_gpu_model *g, const fw_model *m, fw_err *e) {
+    const fw_mtp *h = m->mtp;
+    const int64_t D = m->cfg.hidden_size;
+    fw_gpu_mtp *t = calloc(1, sizeof *t);
+    if (!t) return fw_errf(e, "out of memory");
+    g->mtp = t;
+    if (upload_layer(g, &t->layer, &h->layer, m, e) || upload_w(g, &t->embed, &h->embed, e) ||
+        upload_w(g, &t->eh_proj, &h->eh_proj, e) || upload_w(g, &t->head, &h->head, e) ||
+        upload_vec(g, &t->enorm, h->enorm, D, e) || upload_vec(g, &t->hnorm, h->hnorm, D, e) ||
+        upload_vec(g, &t->head_norm, h->head_norm, D, e))
+        return fw_err_prefix(e, "uploading the MTP layer");
+    t->layer.on_device = true;
+    return FW_OK;
+}
+
 int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e) {
     const fw_part *p = &m->part;
     if ((p->has_embed && upload_w(g, &g->embed, &m->embed, e)) || (p->has_head && upload_w(g, &g->head, &m->head, e)) ||
@@ -234,6 +250,8 @@ int fw_gpu_model_finish(fw_gpu_model *g, const fw_model *m, fw_err *e) {
         return fw_err_prefix(e, "uploading the model");
     for (int l = p->first_layer; l < p->first_layer + p->n_layers; l++)
         if (fw_gpu_upload_layer(g, m, l, e)) return FW_ERR;
+    if (m->mtp && !g->mtp && upload_mtp(g, m, e)) return FW_ERR;
+    g->kv_layers = fw_model_kv_layers(m);
     describe(g);
     return FW_OK;
 }
@@ -254,7 +272,7 @@ int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
     const uint64_t avail = (uint64_t)free_b + g->kv_bytes, keep = FW_GPU_WORK_RESERVE + (uint64_t)total_b / 20;
-    const uint64_t per = (uint64_t)(g->part.n_layers * block * g->kv_w) * sizeof(fw_bf16);
+    const uint64_t per = (uint64_t)(g->kv_layers * block * g->kv_w) * sizeof(fw_bf16);
     return avail > keep && per > 0 ? (int64_t)((avail - keep) / per) : 0;
 }
 
@@ -267,7 +285,7 @@ int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max
     if (g->kv && fw_cuda_sync(&g->ctx)) return fw_gpu_fail(g, e);
     fw_cuda_free(g->kv);
     g->kv = NULL, g->kv_bytes = 0;
-    const size_t bytes = (size_t)(g->part.n_layers * n_blocks * block * W) * sizeof(fw_bf16);
+    const size_t bytes = (size_t)(g->kv_layers * n_blocks * block * W) * sizeof(fw_bf16);
     if (fw_cuda_malloc(&g->ctx, (void **)&g->kv, bytes)) {
         g->kv = NULL;
         return fw_errf(e, "GPU %d: no room for a KV cache of %lld blocks x %lld positions (%.2f GB): %s", g->ctx.device,
@@ -294,6 +312,14 @@ void fw_gpu_model_free(fw_gpu_model *g) {
                                 &G->up,     &G->down,    &G->router, &G->sh_gate, &G->sh_up, &G->sh_down,
                                 &G->ix_wq_b, &G->ix_wk,  &G->ix_w};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) free_w(ws[i]);
+    }
+    if (g->mtp) {
+        fw_gpu_layer *G = &g->mtp->layer;
+        fw_cuda_weight *ws[] = {&G->q_a,    &G->q_b,     &G->kv_a,  &G->kv_b,    &G->o,     &G->gate,
+                                &G->up,     &G->down,    &G->router, &G->sh_gate, &G->sh_up, &G->sh_down,
+                                &G->ix_wq_b, &G->ix_wk,  &G->ix_w,   &g->mtp->embed, &g->mtp->eh_proj, &g->mtp->head};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) free_w(ws[i]);
+        free(g->mtp);
     }
     free_w(&g->embed);
     free_w(&g->head);

@@ -31,15 +31,26 @@ typedef struct fw_gpu_layer {
     float *ix_k_norm, *ix_k_bias;
 } fw_gpu_layer;
 
+/* The MTP layer (speculative decoding's draft, runtime/model/model.h fw_mtp) on
+ * the last stage: its cache rows are the cache's layer after the stage's. */
+typedef struct fw_gpu_mtp {
+    fw_gpu_layer layer;
+    fw_cuda_weight embed, eh_proj, head;
+    float *enorm, *hnorm, *head_norm;
+} fw_gpu_mtp;
+
 typedef struct fw_gpu_comm fw_gpu_comm; /* NCCL (gpu_nccl.c) */
 
 /* One sequence's part of a batched forward on the GPU: T tokens at its cache's
  * positions kv->len .. kv->len + T - 1 (the backend's fw_seq_step, with its ids;
- * the forward takes one attention mode and output count for all). */
+ * the forward takes one attention mode for all): the logits of its last n_out,
+ * and with hidden_out the final-normed hidden state of each of its rows. */
 typedef struct fw_gpu_seg {
     fw_kv *kv;
     const int32_t *ids;
     int64_t T;
+    int64_t n_out;
+    bool hidden_out;
 } fw_gpu_seg;
 
 /* Where a forward's time goes (furrow bench --device cuda): events recorded on
@@ -56,6 +67,12 @@ typedef enum fw_gpu_region {
 } fw_gpu_region;
 #define FW_PROF_MAX_EVENTS 1024
 #define FW_GPU_MAX_GRAPH_BATCH 256
+/* Tokens a sequence of a captured step: 1 (decode) or 1 + K (verifying K <= 2
+ * drafts of --speculative mtp:K). */
+#define FW_GPU_MAX_GRAPH_T 3
+/* A captured step's key: tokens a sequence, whether it writes the hidden states
+ * (the MTP layer's input), sequences. */
+#define FW_GPU_GRAPH_KEYS (FW_GPU_MAX_GRAPH_T * 2 * (FW_GPU_MAX_GRAPH_BATCH + 1))
 
 typedef struct fw_gpu_model {
     fw_cuda_ctx ctx;
@@ -66,6 +83,8 @@ typedef struct fw_gpu_model {
     fw_cuda_weight embed, head;
     float *final_norm;
     fw_gpu_layer *layers;       /* [num_hidden_layers]; the stage's are set */
+    fw_gpu_mtp *mtp;            /* the MTP layer where the host model has it loaded (m->mtp), or NULL */
+    int kv_layers;              /* layers of the cache: the stage's, and the MTP layer's */
     void **allocs;              /* device allocations besides the fw_cuda_weights */
     int64_t n_allocs, cap_allocs;
     uint64_t weight_bytes;
@@ -102,8 +121,8 @@ typedef struct fw_gpu_model {
 
     bool graphs_on;             /* decode steps as CUDA graphs (--cuda-graphs) */
     double collective_timeout;  /* seconds (--collective-timeout) */
-    void *graph_exec[FW_GPU_MAX_GRAPH_BATCH + 1]; /* by batch size */
-    bool graph_warm[FW_GPU_MAX_GRAPH_BATCH + 1];
+    void *graph_exec[FW_GPU_GRAPH_KEYS]; /* by (T, hidden, batch size): graph_key in gpu_forward.c */
+    bool graph_warm[FW_GPU_GRAPH_KEYS];
     void *graph_scratch[2]; /* the main and side contexts' scratch when the graphs were made */
 
     bool prof;                  /* time regions (costs an event per region; no graphs) */
@@ -134,9 +153,16 @@ int fw_gpu_kv_init(fw_gpu_model *g, int64_t n_blocks, int64_t block, int64_t max
 int64_t fw_gpu_kv_fit(fw_gpu_model *g, int64_t block);
 void fw_gpu_model_free(fw_gpu_model *g);
 
-/* The batched forward of runtime/model/backend.h on this GPU (gpu_forward.c). */
+/* The batched forward of runtime/model/backend.h on this GPU (gpu_forward.c):
+ * logits (sum of the segments' n_out, vocab shard). */
 int fw_gpu_forward(fw_gpu_model *g, int n, const fw_gpu_seg *segs, float *hidden, fw_attn_mode mode, float *logits,
-                   int64_t n_out, fw_err *e);
+                   fw_err *e);
+/* The MTP layer over the segments (fw_backend.forward_mtp): ids the next token
+ * of each row, h_in (sum T, D) the final-normed hidden states, h_out (sum T, D;
+ * NULL: not wanted) its output before shared_head.norm, logits (sum n_out,
+ * vocab shard). Advances each cache's length. */
+int fw_gpu_forward_mtp(fw_gpu_model *g, int n, const fw_gpu_seg *segs, const float *h_in, float *h_out,
+                       fw_attn_mode mode, float *logits, fw_err *e);
 
 /* Tensor parallelism over NCCL (gpu_nccl.c): a communicator for tp_comm's ranks
  * (unique id from its rank 0 over MPI, then a barrier), and an in-place bf16 sum
