@@ -16,6 +16,16 @@ for name in tiny-v32-bf16 tiny-v32-fp8; do
   "$FURROW_BIN" convert --hf "$data/$name" --out "$model" --quiet > /dev/null || { echo "FAIL: convert $name"; exit 1; }
   fw_mpirun 60 1 "$FURROW_BIN" logits --model "$model" --tokens "$tokens" --out "$FURROW_TMP/ref.h5" \
     2> "$FURROW_TMP/ref.err" || { cat "$FURROW_TMP/ref.err"; echo "FAIL: single-rank logits"; exit 1; }
+  # --indexer exact (float32 scores, transformers' arithmetic) is another computation than the default FP8 one
+  # (DeepSeek's): on these near-tied models it selects other positions, so the logits move
+  fw_mpirun 60 1 "$FURROW_BIN" logits --model "$model" --tokens "$tokens" --out "$FURROW_TMP/exact.h5" \
+    --indexer exact 2> "$FURROW_TMP/exact.err" || { cat "$FURROW_TMP/exact.err"; echo "FAIL: --indexer exact"; exit 1; }
+  if h5diff -q -d 1e-2 "$FURROW_TMP/ref.h5" "$FURROW_TMP/exact.h5" /logits /logits; then
+    echo "FAIL: $name: --indexer exact gives the FP8 indexer's logits"; fail=1
+  else echo "ok: $name: --indexer exact and fp8 differ"; fi
+  "$FURROW_BIN" logits --model "$model" --tokens 1,2 --out "$FURROW_TMP/x.h5" --indexer fp16 2> "$FURROW_TMP/bad.err" &&
+    { echo "FAIL: --indexer fp16 accepted"; fail=1; }
+  grep -q "indexer: expected fp8 or exact" "$FURROW_TMP/bad.err" || { cat "$FURROW_TMP/bad.err"; echo "FAIL: --indexer message"; fail=1; }
   ref_gen=$("$FURROW_BIN" generate --model "$model" --prompt-tokens "$prompt" --max-tokens 10 --ignore-eos 2>/dev/null)
   [ -n "$ref_gen" ] || { echo "FAIL: $name: single-rank generate"; exit 1; }
   # Two sequences in flight (their decodes in one step, each over its own selection) equal one at a time.

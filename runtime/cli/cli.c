@@ -137,6 +137,11 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
                            arg), -1;
         o->speculative = arg[4] - '0';
         return 1;
+    case FW_OPT_INDEXER:
+        if (!strcmp(arg, "fp8")) o->index_exact = false;
+        else if (!strcmp(arg, "exact")) o->index_exact = true;
+        else return fw_errf(e, "--indexer: expected fp8 or exact, got '%s'", arg), -1;
+        return 1;
     case FW_OPT_LOAD:
         if (!strcmp(arg, "mmap")) o->load = FW_LOAD_MMAP;
         else if (!strcmp(arg, "read")) o->load = FW_LOAD_READ;

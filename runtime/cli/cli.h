@@ -59,6 +59,7 @@ enum fw_cli_opt {
     FW_OPT_WATCHDOG,
     FW_OPT_SPECULATIVE,
     FW_OPT_LOAD,
+    FW_OPT_INDEXER,
     FW_OPT_KV_BLOCKS = 1100,
     FW_OPT_BLOCK_SIZE,
     FW_OPT_MAX_BATCH,
@@ -80,7 +81,7 @@ enum fw_cli_opt {
     {"collective-timeout", required_argument, 0, FW_OPT_COLLECTIVE_TIMEOUT},                      \
     {"no-verify", no_argument, 0, FW_OPT_NO_VERIFY}, {"watchdog", required_argument, 0, FW_OPT_WATCHDOG}, \
     {"speculative", required_argument, 0, FW_OPT_SPECULATIVE}, \
-    {"load", required_argument, 0, FW_OPT_LOAD}
+    {"load", required_argument, 0, FW_OPT_LOAD}, {"indexer", required_argument, 0, FW_OPT_INDEXER}
 #define FW_CLI_ENGINE_HELP                                                      \
     "  --tp N, --tensor-parallel-size N    ranks per tensor-parallel group (default: automatic)\n" \
     "  --pp N, --pipeline-parallel-size N  pipeline stages (default: automatic)\n"        \
@@ -110,7 +111,11 @@ enum fw_cli_opt {
     "  --verbose                           report the bytes each rank reads\n"                     \
     "  --speculative mtp:K                 K = 1 or 2 draft tokens a step from the model's MTP\n"  \
     "                                      layer, verified in one forward (greedy, and sampled\n"    \
-    "                                      without penalties or logprobs; CPU and GPU)\n"
+    "                                      without penalties or logprobs; CPU and GPU)\n" \
+    "  --indexer fp8|exact                 DeepSeek-V3.2's index scores: fp8 (default), DeepSeek's\n" \
+    "                                      arithmetic (q and k Hadamard-rotated and rounded to\n" \
+    "                                      e4m3, as its inference code and the GPU do); exact:\n" \
+    "                                      float32 without the rounding (transformers'; CPU only)\n"
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */
 int fw_cli_engine_option(int code, const char *arg, struct fw_engine_opts *o, fw_err *e);

@@ -56,17 +56,20 @@ const fw_backend *fw_engine_backend(const char *device) {
 }
 
 /* DeepSeek-V3.2's sparse attention runs on the CPU and CUDA backends. */
-static int check_device(const fw_backend *be, const fw_config *c, fw_err *e) {
+static int check_device(const fw_backend *be, const fw_config *c, bool index_exact, fw_err *e) {
     if (fw_config_has_indexer(c) && strcmp(be->name, "cpu") != 0 && strcmp(be->name, "cuda") != 0)
         return fw_errf(e, "--device %s: DeepSeek-V3.2 sparse attention (index_topk %d) has no %s path yet (the "
                           "indexer, top-k selection and sparse MLA kernels); run it with --device cpu",
                        be->name, c->index_topk, be->name);
+    if (fw_config_has_indexer(c) && index_exact && strcmp(be->name, "cpu") != 0)
+        return fw_errf(e, "--indexer exact: the %s backend scores with DeepSeek's FP8 indexer only (the exact "
+                          "float32 path runs with --device cpu)", be->name);
     return FW_OK;
 }
 
 static int take_layer(void *arg, const fw_model *m, int l, fw_err *e) {
     fw_engine *en = arg;
-    if (check_device(en->be, &m->cfg, e)) return FW_ERR;
+    if (check_device(en->be, &m->cfg, en->index_exact, e)) return FW_ERR;
     fw_backend_place at = {.opts = &en->backend_opts, .local_rank = en->world->local_rank, .tp_comm = MPI_COMM_NULL};
     return en->be->take_layer(&en->st, m, &at, l, e);
 }
@@ -90,13 +93,15 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         return fw_errf(e, "--device %s: this binary has no %s backend (configure --with-cuda builds furrow-cuda)",
                        o->device, o->device);
 
+    en->index_exact = o->index_exact;
     double t0 = fw_now();
     /* A backend with its own copy takes each layer as soon as it is loaded, and the host copy is freed. */
     const fw_load_opts lo = {.verify = !o->no_verify, .mode = o->load};
     int rc = fw_model_load_streamed(&en->model, o->model_dir, o->ops, w->size > 1 || sim ? lay : NULL, w->pp_rank,
                                     w->tp_rank, &lo, en->be->take_layer ? take_layer : NULL, en, e);
     en->t_load = fw_now() - t0;
-    if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, e);
+    if (rc == FW_OK) rc = check_device(en->be, &en->model->cfg, o->index_exact, e);
+    if (rc == FW_OK) en->model->index_fp8 = !o->index_exact;
     en->speculative = o->speculative;
     if (rc == FW_OK && o->speculative > 0) {
         if (!en->be->forward_mtp)

@@ -31,6 +31,8 @@ typedef struct fw_engine_opts {
     int sim_tp;                  /* furrow bench --tp-sim N: this one rank loads and runs rank 0's share of a tp N
                                   * layout, without the other ranks or collectives (0 or 1: off) */
     int speculative;             /* --speculative mtp:K: K draft tokens a step from the MTP layer (0: none) */
+    bool index_exact;            /* --indexer exact: DeepSeek-V3.2's index scores in float32 without the FP8
+                                  * rounding of q and k (CPU only; default: DeepSeek's FP8 arithmetic) */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -54,6 +56,7 @@ typedef struct fw_engine {
     int32_t *tabs;               /* the kvs' block tables, one run of blocks each */
     fw_watchdog *wd;             /* started once loaded: loading has no bound */
     int speculative;             /* draft tokens a step (the MTP layer loaded on the last stage); 0: none */
+    bool index_exact;            /* --indexer exact (checked against the backend as layers load) */
 } fw_engine;
 
 /* Plans the layout, binds this rank, loads its slices. Collective: if any rank
