@@ -74,6 +74,7 @@ typedef struct bufs {
     float *qi, *iw;            /* (T, ih, id) queries, (T, ih) head weights */
     float *score, *stmp;       /* (score_rows, S) queries' index scores, (S) selection scratch */
     float *ilog;               /* (score_rows, ih, S) their heads' dot products */
+    uint16_t *keys16;          /* (S, id) the keys as bf16 (the FP8 indexer's: exact) */
     int64_t score_rows;        /* queries scored together */
     int32_t *sel;              /* (index_topk) one query's selected positions */
     float *lat_sel;            /* absorbed: (index_topk, KW) the selected cache rows */
@@ -106,6 +107,7 @@ static void carve(scratch *s, bufs *b, const fw_model *m, int64_t T, int64_t S, 
         b->score_rows = rows < 1 ? 1 : rows > T ? T : rows;
         b->score = take(s, b->score_rows * S);
         b->ilog = take(s, b->score_rows * ih * S);
+        b->keys16 = m->index_fp8 ? (uint16_t *)take(s, (S * c->index_head_dim + 1) / 2) : NULL;
         b->stmp = take(s, S);
         b->sel = (int32_t *)take(s, K);
         if (absorbed) b->lat_sel = take(s, K * KW);
@@ -164,7 +166,8 @@ static const float *score_row(const fw_model *m, const float *lat, int64_t pos0,
     if (r == 0) {
         const int64_t nq = T - t < b->score_rows ? T - t : b->score_rows;
         fw_indexer_scores(m, b->qi + t * ihd, b->iw + t * c->index_n_heads, lat + c->kv_lora_rank +
-                          c->qk_rope_head_dim, fw_config_kv_width(c), pos0 + t, nq, b->ilog, b->score, pos0 + T);
+                          c->qk_rope_head_dim, fw_config_kv_width(c), pos0 + t, nq, b->keys16, b->ilog, b->score,
+                          pos0 + T);
     }
     return b->score + r * (pos0 + T);
 }

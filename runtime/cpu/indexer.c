@@ -41,10 +41,15 @@ void fw_indexer_project(const fw_model *m, const fw_layer *L, const float *x, co
 }
 
 void fw_indexer_scores(const fw_model *m, const float *qi, const float *w, const float *keys, int64_t k_stride,
-                       int64_t p0, int64_t nq, float *logits, float *score, int64_t ld) {
+                       int64_t p0, int64_t nq, uint16_t *keys16, float *logits, float *score, int64_t ld) {
     const fw_config *c = &m->cfg;
     const int64_t ih = c->index_n_heads, id = c->index_head_dim, S = p0 + nq;
-    const fw_weight kw = {.type = FW_WTYPE_F32, .rows = S, .cols = id, .ld = k_stride, .data = keys};
+    fw_weight kw = {.type = FW_WTYPE_F32, .rows = S, .cols = id, .ld = k_stride, .data = keys};
+    if (keys16) {
+        for (int64_t s = 0; s < S; s++)
+            for (int64_t d = 0; d < id; d++) keys16[s * id + d] = fw_f32_to_bf16(keys[s * k_stride + d]);
+        kw = (fw_weight){.type = FW_WTYPE_BF16, .rows = S, .cols = id, .ld = id, .data = keys16};
+    }
     m->ops->matmul(logits, qi, &kw, nq * ih); /* (nq * ih, S) */
     const float scale = 1.0f / sqrtf((float)id);
 #pragma omp parallel for schedule(static) if (nq > 1)

@@ -25,9 +25,11 @@ void fw_indexer_project(const fw_model *m, const fw_layer *L, const float *x, co
  * (rows of stride k_stride): row q of score (stride ld) gets
  * score[s] = sum_h w[h] relu(id^-1/2 q_h . k_s) for s <= p0 + q (the rest of
  * the row is left alone). The dot products are one matmul of the queries' heads
- * against the keys into logits: nq * ih * (p0 + nq) floats of scratch. */
+ * against the keys into logits: nq * ih * (p0 + nq) floats of scratch. With
+ * keys16 ((p0 + nq) * id of scratch) the keys go through it as bf16, the faster
+ * matmul: exact only for keys that bf16 holds, as fw_indexer_fp8_round's. */
 void fw_indexer_scores(const fw_model *m, const float *qi, const float *w, const float *keys, int64_t k_stride,
-                       int64_t p0, int64_t nq, float *logits, float *score, int64_t ld);
+                       int64_t p0, int64_t nq, uint16_t *keys16, float *logits, float *score, int64_t ld);
 
 /* The min(k, S) positions with the largest scores, ascending, into ids; returns
  * how many. Ties at the boundary go to the earlier positions. tmp: S floats. */
