@@ -128,12 +128,10 @@ TESTS += tests/test_gpu_mtp.sh
 endif
 EXTRA_DIST += tests/test_gpu_golden.sh tests/test_gpu_layouts.sh tests/test_gpu_serve.sh tests/test_gpu_tp_sim.sh \
 	tests/test_gpu_mtp.sh
-# Row-by-row comparison of two logits files (the GPU layout test uses it).
+# Row-by-row comparison of two logits files (the GPU layout test), and with --gap
+# whether two tokens nearly tie at a file's last position (test_gpu_mtp.sh).
 check_PROGRAMS += tests/logits_compare
 tests_logits_compare_LDADD = $(FWTEST_LIBS)
-# Whether two tokens nearly tie at a logits file's last position (test_gpu_mtp.sh).
-check_PROGRAMS += tests/logits_gap
-tests_logits_gap_LDADD = $(FWTEST_LIBS)
 
 # Sampling against a plain reference (penalties, temperature, top-k/p, min-p, seeds, logprobs).
 check_PROGRAMS += tests/test_sample

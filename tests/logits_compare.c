@@ -2,11 +2,18 @@
  * relative error max |a - b| / max |b| of each row; at least SHARE of the rows
  * within TOL and none beyond MAX. For GPU layouts, whose bf16 sums differ in
  * order from one GPU's and so may flip a routing near-tie (shared/golden/README.md).
- * usage: logits_compare A.h5 B.h5 TOL SHARE MAX */
+ * usage: logits_compare A.h5 B.h5 TOL SHARE MAX
+ *
+ * --gap: whether two tokens nearly tie at the last position of a file:
+ * |logit[A] - logit[B]| / max |logit| below TOL. A GPU run whose tokens part
+ * from another's where the two choices nearly tie may do so from the summation
+ * order alone (a batch or a verify step of other shape); elsewhere it is a bug.
+ * usage: logits_compare --gap FILE.h5 A B TOL   (exit 0: a near-tie, 1: a clear choice, 2: bad input) */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static float *read_logits(const char *path, hsize_t dims[2]) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -24,7 +31,32 @@ static float *read_logits(const char *path, hsize_t dims[2]) {
     return v;
 }
 
+static int gap(char **argv) {
+    hsize_t dims[2] = {0, 0};
+    float *v = read_logits(argv[2], dims);
+    const long a = atol(argv[3]), b = atol(argv[4]);
+    if (!v || dims[0] == 0 || a < 0 || b < 0 || (hsize_t)a >= dims[1] || (hsize_t)b >= dims[1]) {
+        fprintf(stderr, "logits_compare --gap: cannot read %s, or token %ld or %ld is outside its vocabulary\n",
+                argv[2], a, b);
+        free(v);
+        return 2;
+    }
+    const float *row = v + (dims[0] - 1) * dims[1];
+    double m = 0;
+    hsize_t best = 0;
+    for (hsize_t c = 0; c < dims[1]; c++) {
+        m = fmax(m, fabs((double)row[c]));
+        if (row[c] > row[best]) best = c;
+    }
+    const double g = fabs((double)row[a] - row[b]) / (m > 0 ? m : 1);
+    printf("logit[%ld] %.6g, logit[%ld] %.6g, max |logit| %.6g, argmax %llu: gap %.3g of max |logit| (near-tie below %s)\n",
+           a, row[a], b, row[b], m, (unsigned long long)best, g, argv[5]);
+    free(v);
+    return g < atof(argv[5]) ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "--gap")) return gap(argv);
     if (argc != 6) {
         fprintf(stderr, "usage: logits_compare A.h5 B.h5 TOL SHARE MAX\n");
         return 2;

@@ -44,7 +44,7 @@ gen() {  # name, device, flags...: the ids on stdout to $T/name.out, stderr to $
 accepted() { sed -n "s/^furrow generate: draft $2 accepted \([0-9]*\) of \([0-9]*\).*/\1 \2/p" "$T/$1.err"; }
 # Run $2's tokens against run $1's (prompts $3, ';'-separated), sequence by
 # sequence: where one differs, its first differing token, and whether the two
-# choices nearly tie there (logits_gap over the GPU's logits of the prompt and
+# choices nearly tie there (logits_compare --gap over the GPU's logits of the prompt and
 # the tokens before it: within NEAR of max |logit|). A verify step sums in
 # another order than a one-token step (as a batch does), so a near-tie may flip
 # and the rest of that sequence differs; at most one sequence of a comparison
@@ -77,7 +77,7 @@ PY
     fw_mpirun 300 1 "$furrow" logits --device cuda --model "$T/m" --tokens "$prefix" --out "$T/gap.h5" < /dev/null > /dev/null 2>&1 ||
       { echo "  furrow logits failed"; exit 1; }
     printf "  sequence %s token %s: " "$i" "$j"
-    "$FURROW_BUILDDIR/tests/logits_gap" "$T/gap.h5" "$x" "$y" $NEAR || exit 1
+    "$FURROW_BUILDDIR/tests/logits_compare" --gap "$T/gap.h5" "$x" "$y" $NEAR || exit 1
     echo "  a near-tie: the rest of that sequence not compared"
   done
 }
