@@ -66,10 +66,15 @@ int64_t fw_chunk_check(const void *buf, int ndim, const int64_t *shape, const in
     }
     /* Chunks are hashed independently, so the threads split them: a mapped
      * load's checksums are most of its time, and each chunk's first touch
-     * faults its pages in on the thread that hashes it. */
+     * faults its pages in on the thread that hashes it. Only a large slab:
+     * below ~1 ms of hashing, a parallel region's barrier costs as much when
+     * another process holds a core (a routed expert's slab is ~1 MB). */
+    uint64_t slab = esize;
+    for (int i = 0; i < ndim; i++) slab *= (uint64_t)count[i];
     int64_t first_bad = total;
     uint64_t ok_bytes = 0;
-#pragma omp parallel for schedule(dynamic, 4) reduction(min : first_bad) reduction(+ : ok_bytes) if (total > 8)
+#pragma omp parallel for schedule(dynamic, 4) reduction(min : first_bad) reduction(+ : ok_bytes) \
+    if (total > 8 && slab >= (16u << 20))
     for (int64_t j = 0; j < total; j++) {
         int64_t g[8], off[8], len[8], rel[8], k = 0, r = j;
         for (int i = ndim - 1; i >= 0; i--) g[i] = lo[i] + r % span[i], r /= span[i];
