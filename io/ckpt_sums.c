@@ -52,34 +52,52 @@ void fw_chunk_sums(const void *data, int ndim, const int64_t *shape, const int64
 
 int64_t fw_chunk_check(const void *buf, int ndim, const int64_t *shape, const int64_t *chunk, size_t esize,
                        const int64_t *start, const int64_t *count, const uint64_t *sums, uint64_t *checked) {
-    int64_t lo[8] = {0}, hi[8] = {0}, grid[8] = {0}, g[8] = {0}, off[8] = {0}, len[8] = {0};
+    int64_t lo[8] = {0}, grid[8] = {0}, span[8] = {0}, total = 1;
     *checked = 0;
     for (int i = 0; i < ndim; i++) {
         /* Whole chunks only: those starting at or after start, ending by its end
          * (the tensor's last, shorter chunk ends at the tensor's end). */
         grid[i] = (shape[i] + chunk[i] - 1) / chunk[i];
         lo[i] = (start[i] + chunk[i] - 1) / chunk[i];
-        int64_t end = start[i] + count[i];
-        hi[i] = end == shape[i] ? grid[i] : end / chunk[i];
-        if (lo[i] >= hi[i]) return -1;
-        g[i] = lo[i];
+        int64_t end = start[i] + count[i], hi = end == shape[i] ? grid[i] : end / chunk[i];
+        if (lo[i] >= hi) return -1;
+        span[i] = hi - lo[i];
+        total *= span[i];
     }
-    XXH3_state_t st;
-    for (;;) {
-        int64_t k = 0, rel[8] = {0};
+    /* Chunks are hashed independently, so the threads split them: a mapped
+     * load's checksums are most of its time, and each chunk's first touch
+     * faults its pages in on the thread that hashes it. Only a large slab:
+     * below ~1 ms of hashing, a parallel region's barrier costs as much when
+     * another process holds a core (a routed expert's slab is ~1 MB). */
+    uint64_t slab = esize;
+    for (int i = 0; i < ndim; i++) slab *= (uint64_t)count[i];
+    int64_t first_bad = total;
+    uint64_t ok_bytes = 0;
+#pragma omp parallel for schedule(dynamic, 4) reduction(min : first_bad) reduction(+ : ok_bytes) \
+    if (total > 8 && slab >= (16u << 20))
+    for (int64_t j = 0; j < total; j++) {
+        int64_t g[8], off[8], len[8], rel[8], k = 0, r = j;
+        for (int i = ndim - 1; i >= 0; i--) g[i] = lo[i] + r % span[i], r /= span[i];
         for (int i = 0; i < ndim; i++) k = k * grid[i] + g[i];
         chunk_box(ndim, shape, chunk, g, off, len);
         for (int i = 0; i < ndim; i++) rel[i] = off[i] - start[i];
+        XXH3_state_t st;
         XXH3_64bits_reset(&st);
         hash_region(&st, buf, ndim, count, esize, rel, len);
-        if (XXH3_64bits_digest(&st) != sums[k]) return k;
+        if (XXH3_64bits_digest(&st) != sums[k]) {
+            if (j < first_bad) first_bad = j;
+            continue;
+        }
         uint64_t b = esize;
         for (int i = 0; i < ndim; i++) b *= (uint64_t)len[i];
-        *checked += b;
-        int i = ndim - 1;
-        while (i >= 0 && ++g[i] == hi[i]) g[i] = lo[i], i--;
-        if (i < 0) return -1;
+        ok_bytes += b;
     }
+    *checked = ok_bytes;
+    if (first_bad == total) return -1;
+    int64_t g[8], k = 0;
+    for (int i = ndim - 1; i >= 0; i--) g[i] = lo[i] + first_bad % span[i], first_bad /= span[i];
+    for (int i = 0; i < ndim; i++) k = k * grid[i] + g[i];
+    return k;
 }
 
 uint64_t fw_manifest_checksum(const char *config_json, const fw_manifest_entry *t, int64_t n) {

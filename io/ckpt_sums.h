@@ -19,7 +19,7 @@ void fw_chunk_sums(const void *data, int ndim, const int64_t *shape, const int64
 
 /* Checks the chunks lying wholly inside the hyperslab [start, start + count)
  * that `buf` holds (row-major, dims `count`) against sums. Returns the grid
- * index of the first chunk that differs, or -1; *checked = bytes compared. */
+ * index of the first chunk that differs, or -1; *checked = bytes that matched. */
 int64_t fw_chunk_check(const void *buf, int ndim, const int64_t *shape, const int64_t *chunk, size_t esize,
                        const int64_t *start, const int64_t *count, const uint64_t *sums, uint64_t *checked);
 

@@ -93,6 +93,9 @@ EXTRA_DIST += tests/test_mpi_v32_layouts.sh
 # Mapped and read weights: the same logits, fallbacks by layout, truncated files.
 TESTS += tests/test_mpi_load.sh
 EXTRA_DIST += tests/test_mpi_load.sh
+# NUMA: each rank's memory on its cores' node (hwloc's synthetic two-node topology).
+TESTS += tests/test_topo_numa.sh
+EXTRA_DIST += tests/test_topo_numa.sh
 
 # Test scratch space (tests/run-test.sh puts each test's files there).
 clean-local:

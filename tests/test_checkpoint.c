@@ -1,8 +1,9 @@
 /* The checkpoint writer and reader: a tiny FP8 model written tensor by tensor,
  * read back whole and by hyperslabs, range errors, corruption caught by verify
  * and by every read of the damaged chunk, an edited config, a relinked tensor
- * and a foreign data file refused, a wrong format_version, writer refusals, and
- * synth's determinism. */
+ * and a foreign data file refused, a wrong format_version, writer refusals,
+ * synth's determinism, and the chunk check of a slab large enough to be split
+ * between threads. */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/ckpt_sums.h"
 #include "io/model_tensors.h"
 #include "io/synth.h"
 #include "tests/check.h"
@@ -508,6 +510,37 @@ static void test_map(const char *base, const fw_config *c) {
     fw_ckpt_close(ck);
 }
 
+/* A slab of 20 MB, whose chunks the OpenMP threads share: every chunk passes,
+ * then with two damaged the first in grid order is named, whole or from a slab
+ * that starts a few chunks in, and only the intact chunks count as checked. */
+static void test_chunk_check_threads(void) {
+    const int64_t shape[2] = {5000, 2048}, chunk[2] = {64, 2048}, all[2] = {0, 0};
+    const size_t esize = 2, row = 2048 * esize, bytes = 5000 * row;
+    uint8_t *buf = malloc(bytes);
+    int64_t n = fw_chunk_count(2, shape, chunk);
+    uint64_t *sums = malloc((size_t)n * sizeof *sums), checked = 0;
+    CHECK(buf && sums && n == 79, "chunk test setup (%lld chunks)", (long long)n);
+    if (!buf || !sums) return;
+    for (size_t i = 0; i < bytes; i++) buf[i] = next_byte();
+    fw_chunk_sums(buf, 2, shape, chunk, esize, sums);
+    int64_t bad = fw_chunk_check(buf, 2, shape, chunk, esize, all, shape, sums, &checked);
+    CHECK(bad == -1 && checked == bytes, "intact 20 MB: bad %lld, %llu of %zu bytes checked", (long long)bad,
+          (unsigned long long)checked, bytes);
+    const int64_t start[2] = {3 * 64, 0}, count[2] = {70 * 64, 2048};
+    bad = fw_chunk_check(buf + 3 * 64 * row, 2, shape, chunk, esize, start, count, sums, &checked);
+    CHECK(bad == -1 && checked == (uint64_t)(70 * 64) * row, "intact slab of chunks 3-72: bad %lld, %llu bytes",
+          (long long)bad, (unsigned long long)checked);
+    buf[40 * 64 * row + 17] ^= 1;
+    buf[12 * 64 * row + 5 * row + 3] ^= 0x80;
+    bad = fw_chunk_check(buf, 2, shape, chunk, esize, all, shape, sums, &checked);
+    CHECK(bad == 12 && checked == bytes - 2 * 64 * row, "damaged chunks 12 and 40: first bad %lld, %llu bytes",
+          (long long)bad, (unsigned long long)checked);
+    bad = fw_chunk_check(buf + 3 * 64 * row, 2, shape, chunk, esize, start, count, sums, &checked);
+    CHECK(bad == 12, "damaged chunks 12 and 40 from a slab at chunk 3: first bad %lld", (long long)bad);
+    free(buf);
+    free(sums);
+}
+
 int main(void) {
     const char *tmp = getenv("FURROW_TMP");
     char base[2048], dir[4096];
@@ -539,6 +572,7 @@ int main(void) {
     test_version(dir);
     test_synth(base);
     test_map(base, &c);
+    test_chunk_check_threads();
 
     for (int64_t i = 0; i < n_tensors; i++) free(tensors[i].data);
     free(tensors);

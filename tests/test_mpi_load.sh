@@ -11,9 +11,9 @@ golden=${FURROW_SHARED:-}/golden
 command -v h5repack > /dev/null || { echo "SKIP: no h5repack"; exit 77; }
 fail=0
 tokens=0,5,100,2000,17,3,44,1023,512,7
-# "rank 0 (...): read R bytes of weights in T s, V of them checked ..., M mapped": R and M of rank 0.
+# "rank 0 (...): read R bytes of weights in T s, V of them checked ..., M mapped; memory ...": R and M of rank 0.
 read_of() { sed -n 's/^rank 0 (.*: read \([0-9]*\) bytes.*/\1/p' "$1"; }
-mapped_of() { sed -n 's/^rank 0 (.*, \([0-9]*\) mapped$/\1/p' "$1"; }
+mapped_of() { sed -n 's/^rank 0 (.*, \([0-9]*\) mapped;.*/\1/p' "$1"; }
 
 "$FURROW_BIN" generate --help 2>&1 | grep -q -- "--load mmap|read" ||
   { echo "FAIL: --load is not in --help"; fail=1; }

@@ -14,9 +14,11 @@ static void usage(FILE *f) {
             "usage: [mpirun -np N] furrow topo\n\n"
             "Prints each node's topology as hwloc sees it (inside the cpuset the launcher\n"
             "gave) and, for every rank, its node-local rank, the cores it binds to, their\n"
-            "NUMA node, its GPU (by PCI bus id) and its OpenMP threads. A rank that the\n"
-            "launcher bound (mpirun --bind-to, srun --cpu-bind) keeps that binding; an\n"
-            "unbound rank takes an even share of its node's cores.\n\n"
+            "NUMA node, its GPU (by PCI bus id), its OpenMP threads and where its memory\n"
+            "goes. A rank that the launcher bound (mpirun --bind-to, srun --cpu-bind)\n"
+            "keeps that binding; an unbound rank takes an even share of its node's cores.\n"
+            "On a machine with several NUMA nodes, a rank whose cores lie in one binds\n"
+            "its memory to that node too.\n\n"
             "options:\n"
             "  -h, --help   this help\n");
 }
@@ -59,8 +61,8 @@ int fw_cmd_topo(int argc, char **argv) {
     rank_line mine, *all = w.rank == 0 ? calloc((size_t)w.size, sizeof *all) : NULL;
     int n = snprintf(mine.text, sizeof mine.text, "%4d  %-16s %5d  %-12s %5s  %4d  ", w.rank, w.host,
                      w.local_rank, t.cpuset, t.inherited ? "yes" : "no", t.numa_of_binding);
-    if (t.gpu_index >= 0) snprintf(mine.text + n, sizeof mine.text - (size_t)n, "%-13s %d", t.pci[t.gpu_index].busid, t.threads);
-    else snprintf(mine.text + n, sizeof mine.text - (size_t)n, "%-13s %d", "-", t.threads);
+    snprintf(mine.text + n, sizeof mine.text - (size_t)n, "%-13s %7d  %s", t.gpu_index >= 0 ? t.pci[t.gpu_index].busid : "-",
+             t.threads, t.mem_note);
 
     /* The node summary, once per node, from its local rank 0. */
     rank_line node = {{0}};
@@ -77,7 +79,7 @@ int fw_cmd_topo(int argc, char **argv) {
     if (w.rank == 0) {
         for (int r = 0; r < w.size; r++)
             if (nodes[r].text[0]) printf("%s\n", nodes[r].text);
-        printf("\nrank  host             local  cores        bound  NUMA  GPU           threads\n");
+        printf("\nrank  host             local  cores        bound  NUMA  GPU           threads  memory\n");
         for (int r = 0; r < w.size; r++) printf("%s\n", all[r].text);
     }
     free(all);

@@ -1,5 +1,6 @@
 #include "runtime/dist/topo.h"
 
+#include <errno.h>
 #include <hwloc.h>
 #include <omp.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ int fw_topo_load(fw_topo *t, fw_err *e) {
     memset(t, 0, sizeof *t);
     t->gpu_index = -1;
     t->numa_of_binding = -1;
+    t->mem_node = -1;
     hwloc_topology_t hw;
     if (hwloc_topology_init(&hw)) return fw_errf(e, "hwloc: topology init failed");
     hwloc_topology_set_io_types_filter(hw, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
@@ -88,6 +90,32 @@ static int gpu_of(const fw_topo *t, int r) {
     for (int i = 0, g = 0; i < t->n_pci; i++)
         if (t->pci[i].gpu && g++ == r % t->n_gpus) return i;
     return -1;
+}
+
+/* With several NUMA nodes, a rank whose cores lie in one keeps its memory there:
+ * the weights it reads, its caches, and page-cache pages it faults in from disk
+ * (pages already cached elsewhere stay where they are). Bound before the OpenMP
+ * threads start, so they inherit the policy (Linux keeps one per thread). A
+ * refusal (a container without the right) leaves the kernel's default, first
+ * touch, and says so. */
+static void bind_memory(fw_topo *t, hwloc_topology_t hw) {
+    t->mem_node = -1;
+    if (t->n_numa < 2) {
+        snprintf(t->mem_note, sizeof t->mem_note, "not bound (one NUMA node)");
+        return;
+    }
+    if (t->numa_of_binding < 0) {
+        snprintf(t->mem_note, sizeof t->mem_note, "first touch (its cores span NUMA nodes)");
+        return;
+    }
+    hwloc_obj_t node = hwloc_get_numanode_obj_by_os_index(hw, (unsigned)t->numa_of_binding);
+    if (!node || hwloc_set_membind(hw, node->nodeset, HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET)) {
+        snprintf(t->mem_note, sizeof t->mem_note, "first touch (binding to NUMA node %d failed: %s)",
+                 t->numa_of_binding, node ? strerror(errno) : "no such node");
+        return;
+    }
+    t->mem_node = t->numa_of_binding;
+    snprintf(t->mem_note, sizeof t->mem_note, "bound to NUMA node %d", t->mem_node);
 }
 
 int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e) {
@@ -143,6 +171,8 @@ int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e) {
     hwloc_cpuset_to_nodeset(hw, set, nodes);
     if (hwloc_bitmap_weight(nodes) == 1) t->numa_of_binding = hwloc_bitmap_first(nodes);
     hwloc_bitmap_free(nodes);
+
+    bind_memory(t, hw);
 
     t->threads = t->bound_cores;
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(t->threads);

@@ -26,6 +26,8 @@ typedef struct fw_topo {
     char cpuset[256];          /* hwloc list syntax, e.g. "0-3,8" */
     int bound_cores;           /* cores in the binding */
     int numa_of_binding;       /* -1 if it spans several */
+    int mem_node;              /* NUMA node its memory is bound to, -1 none */
+    char mem_note[96];         /* where its memory goes, and why */
     int gpu_index;             /* index into pci[] of this rank's GPU, -1 none */
     bool inherited;            /* the launcher had already bound this process */
     int threads;               /* OpenMP threads to use */
@@ -35,8 +37,10 @@ typedef struct fw_topo {
 int fw_topo_load(fw_topo *t, fw_err *e);
 /* Binds this process (its threads) to a share of the allowed cores: when the
  * launcher bound it to a subset, that subset; otherwise the node's cores split
- * evenly among local_size ranks (one core per rank when oversubscribed). Sets
- * OpenMP's thread count to the cores bound, unless OMP_NUM_THREADS is set. */
+ * evenly among local_size ranks (one core per rank when oversubscribed). Where
+ * the machine has several NUMA nodes and the cores lie in one, its memory is
+ * bound to that node too (mem_node, mem_note). Sets OpenMP's thread count to
+ * the cores bound, unless OMP_NUM_THREADS is set. */
 int fw_topo_bind(fw_topo *t, int local_rank, int local_size, fw_err *e);
 void fw_topo_free(fw_topo *t);
 

@@ -1,6 +1,7 @@
 #include "runtime/dist/watchdog.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@ struct fw_watchdog {
     slot *mine;
     int depth;                 /* sections open (the main thread's) */
     pthread_t thread;
+    pthread_mutex_t mu;        /* with wake: stop ends the thread's nap at once */
+    pthread_cond_t wake;
     _Atomic int quit;
 };
 
@@ -55,12 +58,25 @@ static void peers(const fw_watchdog *wd, int64_t now, char *msg, size_t size) {
     }
 }
 
+/* Waits 0.1 s, or less when stop asks the thread to end (the process's exit
+ * would otherwise wait out the rest of a sleep); true when it should end. */
+static bool nap(fw_watchdog *wd) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += 100 * 1000 * 1000;
+    if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+    pthread_mutex_lock(&wd->mu);
+    while (!atomic_load(&wd->quit) && pthread_cond_timedwait(&wd->wake, &wd->mu, &until) == 0) {}
+    bool quit = atomic_load(&wd->quit);
+    pthread_mutex_unlock(&wd->mu);
+    return quit;
+}
+
 static void *watch(void *arg) {
     fw_watchdog *wd = arg;
     slot *me = wd->mine;
     const int64_t bound = (int64_t)(wd->seconds * 1e9);
-    while (!atomic_load(&wd->quit)) {
-        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    while (!nap(wd)) {
         int64_t now = now_ns(), busy = atomic_load(&me->busy_ns);
         atomic_store(&me->alive_ns, now);
         const char *note = atomic_load(&me->note);
@@ -100,8 +116,16 @@ int fw_watchdog_start(fw_watchdog **out, const fw_world *w, double seconds, fw_e
     wd->mine->pid = (int)getpid();
     atomic_store(&wd->mine->alive_ns, now_ns());
     MPI_Barrier(w->node_comm); /* every slot written before any thread reads it */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* nap's deadline */
+    pthread_cond_init(&wd->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&wd->mu, NULL);
     int rc = pthread_create(&wd->thread, NULL, watch, wd);
     if (rc != 0) {
+        pthread_cond_destroy(&wd->wake);
+        pthread_mutex_destroy(&wd->mu);
         MPI_Win_free(&wd->win);
         free(wd);
         return fw_errf(e, "watchdog: cannot start its thread");
@@ -112,8 +136,13 @@ int fw_watchdog_start(fw_watchdog **out, const fw_world *w, double seconds, fw_e
 
 void fw_watchdog_stop(fw_watchdog *wd) {
     if (!wd) return;
+    pthread_mutex_lock(&wd->mu);
     atomic_store(&wd->quit, 1);
+    pthread_cond_signal(&wd->wake);
+    pthread_mutex_unlock(&wd->mu);
     pthread_join(wd->thread, NULL);
+    pthread_cond_destroy(&wd->wake);
+    pthread_mutex_destroy(&wd->mu);
     MPI_Win_free(&wd->win);
     free(wd);
 }

@@ -1,9 +1,28 @@
 #include "runtime/dist/world.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* A process that no launcher started (no mpirun, srun or PMI variables) is a job
+ * of one rank: Open MPI would fork an orted for it and start UCX's PML, ~0.35 s of
+ * its 0.4 s MPI_Init here, with no peer to reach. The user's own OMPI_MCA_
+ * settings win; other MPIs ignore these names. set[] says which it set: MPI_Init
+ * has read them once it returns, and they are taken out again then, so that no
+ * job this process starts (furrow route's scale commands) inherits them. */
+static const char *const singleton_mca[][2] = {{"OMPI_MCA_ess_singleton_isolated", "1"}, {"OMPI_MCA_pml", "ob1"}};
+enum { N_SINGLETON_MCA = sizeof singleton_mca / sizeof *singleton_mca };
+
+static void singleton_defaults(bool set[N_SINGLETON_MCA]) {
+    static const char *const launched[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_FD"};
+    for (int i = 0; i < N_SINGLETON_MCA; i++) set[i] = false;
+    for (size_t i = 0; i < sizeof launched / sizeof *launched; i++)
+        if (getenv(launched[i])) return;
+    for (int i = 0; i < N_SINGLETON_MCA; i++)
+        if (!getenv(singleton_mca[i][0])) set[i] = setenv(singleton_mca[i][0], singleton_mca[i][1], 0) == 0;
+}
 
 int fw_world_init(fw_world *w, int *argc, char ***argv, fw_err *e) {
     memset(w, 0, sizeof *w);
@@ -11,9 +30,13 @@ int fw_world_init(fw_world *w, int *argc, char ***argv, fw_err *e) {
     int inited = 0, provided;
     MPI_Initialized(&inited);
     if (!inited) {
+        bool set[N_SINGLETON_MCA];
+        singleton_defaults(set);
         /* FUNNELED: only the main thread calls MPI; OpenMP threads compute. */
-        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-            return fw_errf(e, "MPI_Init_thread failed");
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        for (int i = 0; i < N_SINGLETON_MCA; i++)
+            if (set[i]) unsetenv(singleton_mca[i][0]);
+        if (rc != MPI_SUCCESS) return fw_errf(e, "MPI_Init_thread failed");
         w->initialized_mpi = true;
     }
     MPI_Comm_dup(MPI_COMM_WORLD, &w->comm);

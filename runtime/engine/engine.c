@@ -141,21 +141,27 @@ int fw_engine_init(fw_engine *en, fw_world *w, const fw_engine_opts *o, fw_err *
         unsigned long long mine[3] = {en->model->bytes_read, en->model->bytes_verified, en->model->bytes_mapped};
         unsigned long long *all = NULL;
         double t = en->t_load, *ts = NULL;
-        if (w->rank == 0) all = malloc((size_t)w->size * sizeof mine), ts = malloc((size_t)w->size * sizeof *ts);
+        char *mems = NULL;
+        const int mlen = (int)sizeof en->topo.mem_note;
+        if (w->rank == 0)
+            all = malloc((size_t)w->size * sizeof mine), ts = malloc((size_t)w->size * sizeof *ts),
+            mems = malloc((size_t)w->size * (size_t)mlen);
         MPI_Gather(mine, 3, MPI_UNSIGNED_LONG_LONG, all, 3, MPI_UNSIGNED_LONG_LONG, 0, w->comm);
         MPI_Gather(&t, 1, MPI_DOUBLE, ts, 1, MPI_DOUBLE, 0, w->comm);
+        MPI_Gather(en->topo.mem_note, mlen, MPI_CHAR, mems, mlen, MPI_CHAR, 0, w->comm);
         if (w->rank == 0) {
             unsigned long long total = 0;
             for (int r = 0; r < w->size; r++) {
                 fprintf(stderr, "rank %d (dp %d, pp %d, tp %d): read %llu bytes of weights in %.3f s, %llu of them "
-                        "checked against their checksums, %llu mapped\n", r, fw_layout_dp_rank(lay, r),
+                        "checked against their checksums, %llu mapped; memory %.*s\n", r, fw_layout_dp_rank(lay, r),
                         fw_layout_pp_rank(lay, r), fw_layout_tp_rank(lay, r), all[3 * r], ts[r], all[3 * r + 1],
-                        all[3 * r + 2]);
+                        all[3 * r + 2], mlen, mems + (size_t)r * (size_t)mlen);
                 total += all[3 * r];
             }
             fprintf(stderr, "all ranks: read %llu bytes of weights\n", total);
             free(all);
             free(ts);
+            free(mems);
         }
     }
     return FW_OK;
