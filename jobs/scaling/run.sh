@@ -58,11 +58,11 @@ rcols="study,nodes,ranks_per_node,tp,pp,batch,prompt,decode,rank,dp_rank,pp_rank
 # word on the first rank that ended; not the ranks the launcher stopped after it.
 # The log's last lines where none of them is there.
 failure() {
-  why=$(grep -a -i -E '^furrow|error|fail|fault|signal|abort|killed|cancelled|time limit|noticed' "$1" |
+  why=$(grep -a -i -E '^furrow|error|fail|fault|signal|abort|killed|cancelled|time limit|noticed' "$1" 2>/dev/null |
     grep -a -v -E '^furrow job( [0-9]+)?: ([0-9]+ node\(s\) x|layout |furrow doctor on)|^ *[0-9]+ +/' |
     grep -a -v -E ': Terminated$|Terminating StepId|Force Terminated|STEP [0-9.]+ ON [^ ]+ CANCELLED AT [^ ]+ \*\*\*$' |
     head -n 8)
-  [ -n "$why" ] || why=$(tail -n 5 "$1")
+  [ -n "$why" ] || why=$(tail -n 5 "$1" 2>/dev/null || true)
   echo "$why" | sed 's/^/  /'
 }
 
