@@ -57,13 +57,15 @@ fi
 # A failed run says why: a stand-in furrow whose rank 0 fails with a message
 # while the other ranks wait until srun ends them. The report must carry rank
 # 0's message and srun's word on task 0, which come before srun's notes on the
-# ranks it then stopped.
+# ranks it then stopped. (Rank 0 waits 2 s before it exits: srun, ending the
+# step at once, can drop output it has not forwarded yet.)
 fake=$FURROW_TMP/failing-furrow
 cat > "$fake" <<EOF
 #!/bin/sh
 [ "\$1" = plan ] && exec "$FURROW_BIN" "\$@"
 [ "\${SLURM_PROCID:-0}" = 0 ] || exec sleep 60
 echo "furrow bench: rank 0 (stand-in): cannot read the model" >&2
+sleep 2
 exit 1
 EOF
 chmod +x "$fake"
