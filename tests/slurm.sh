@@ -19,19 +19,10 @@ trap 'exit 1' INT TERM HUP
 export FURROW_NET=loopback OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 # fw_sbatch SECONDS NAME ARGS...: submits and waits for the job (cancelled after
 # SECONDS); its output in $FURROW_TMP/NAME.out and .err; the job's exit status.
-# A job that dies of a segfault is run once more, and says so: Open MPI 4.1's TCP
-# transport sometimes crashes inside MPI_Init between emulated nodes (README,
-# "Running on a cluster"); a job that fails again, or fails otherwise, fails.
 fw_sbatch() {
   limit=$1 name=$2; shift 2
-  for try in 1 2; do
-    job=$(sbatch --parsable --time=5 -o "$FURROW_TMP/$name.out" -e "$FURROW_TMP/$name.err" "$@") || return 1
-    "$FURROW_SRCDIR/jobs/slurm/wait.sh" "$job" "$limit" && return 0
-    rc=$?
-    grep -Eq 'Segmentation fault|signal 11|SIGSEGV' "$FURROW_TMP/$name.err" "$FURROW_TMP/$name.out" 2>/dev/null || return $rc
-    [ $try = 1 ] && echo "note: job $name crashed with a segfault; running it once more"
-  done
-  return $rc
+  job=$(sbatch --parsable --time=5 -o "$FURROW_TMP/$name.out" -e "$FURROW_TMP/$name.err" "$@") || return 1
+  "$FURROW_SRCDIR/jobs/slurm/wait.sh" "$job" "$limit"
 }
 
 # state JOBID: the job's JobState (RUNNING, PENDING, CANCELLED...).

@@ -53,4 +53,28 @@ if grep -q '1 run(s), 6 already' "$FURROW_TMP/run2.err" && [ "$(wc -l < "$csv")"
 else
   cat "$FURROW_TMP/run2.err"; echo "FAIL: rerun ($(wc -l < "$csv") lines)"; fail=1
 fi
+
+# A failed run says why: a stand-in furrow whose rank 0 fails with a message
+# while the other ranks wait until srun ends them. The report must carry rank
+# 0's message and srun's word on task 0, which come before srun's notes on the
+# ranks it then stopped. (Rank 0 waits 2 s before it exits: srun, ending the
+# step at once, can drop output it has not forwarded yet.)
+fake=$FURROW_TMP/failing-furrow
+cat > "$fake" <<EOF
+#!/bin/sh
+[ "\$1" = plan ] && exec "$FURROW_BIN" "\$@"
+[ "\${SLURM_PROCID:-0}" = 0 ] || exec sleep 60
+echo "furrow bench: rank 0 (stand-in): cannot read the model" >&2
+sleep 2
+exit 1
+EOF
+chmod +x "$fake"
+if FURROW_BIN=$fake study --out "$FURROW_TMP/failing" --points strong:4:1:2:2:4 2> "$FURROW_TMP/run3.err"; then
+  cat "$FURROW_TMP/run3.err"; echo "FAIL: a run whose rank 0 failed passed"; fail=1
+elif grep -q 'rank 0 (stand-in): cannot read the model' "$FURROW_TMP/run3.err" &&
+     grep -q 'task 0: Exited with exit code 1' "$FURROW_TMP/run3.err"; then
+  echo "ok: a failed run shows rank 0's error and the task that failed first"
+else
+  cat "$FURROW_TMP/run3.err"; echo "FAIL: the failed run's report does not name its cause"; fail=1
+fi
 exit $fail

@@ -53,6 +53,19 @@ rcsv=$out/ranks.csv
 rcols="study,nodes,ranks_per_node,tp,pp,batch,prompt,decode,rank,dp_rank,pp_rank,tp_rank,load_s,compute_s,allreduce_s,p2p_s,moved_mb_per_step,weight_mb_per_token,peak_mb"
 [ -f "$rcsv" ] || echo "$rcols" > "$rcsv"
 
+# The lines of a failed run's log that say what went wrong, in the order they
+# came: furrow's and the job script's messages, a rank's crash, the launcher's
+# word on the first rank that ended; not the ranks the launcher stopped after it.
+# The log's last lines where none of them is there.
+failure() {
+  why=$(grep -a -i -E '^furrow|error|fail|fault|signal|abort|killed|cancelled|time limit|noticed' "$1" 2>/dev/null |
+    grep -a -v -E '^furrow job( [0-9]+)?: ([0-9]+ node\(s\) x|layout |furrow doctor on)|^ *[0-9]+ +/' |
+    grep -a -v -E ': Terminated$|Terminating StepId|Force Terminated|STEP [0-9.]+ ON [^ ]+ CANCELLED AT [^ ]+ \*\*\*$' |
+    head -n 8)
+  [ -n "$why" ] || why=$(tail -n 5 "$1" 2>/dev/null || true)
+  echo "$why" | sed 's/^/  /'
+}
+
 ran=0 kept=0
 for p in $points; do
   IFS=: read -r study nodes rpn tp pp batch <<EOP
@@ -84,7 +97,7 @@ EOP
     r=$((r + 1))
     # A failed run is reported and left out; the point fails only if no run succeeded.
     if [ $ok = 0 ] || [ -z "$fig" ]; then
-      tail -n 5 "$log.err" >&2; echo "scaling: $id: run failed (log: $log.err)" >&2; continue
+      echo "scaling: $id: run failed (log: $log.err):" >&2; failure "$log.err" >&2; continue
     fi
     tps=$(echo "$fig" | sed -n 's/.*decode_tok_s=\([0-9.]*\).*/\1/p')
     if awk -v a="$tps" -v b="$best_tps" 'BEGIN { exit !(a > b) }'; then best=$log best_tps=$tps; fi

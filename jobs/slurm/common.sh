@@ -35,10 +35,9 @@ esac
 [ $((fw_ranks % fw_nodes)) -eq 0 ] || fw_job_die "$fw_ranks tasks do not split evenly over $fw_nodes nodes"
 fw_rpn=$((fw_ranks / fw_nodes))
 
-# Emulated nodes share one host's cores too: waiting ranks yield them. (Open
-# MPI 4.1's btl tcp now and then crashes in MPI_Init there, a NULL callback in
-# its connection handler: 3 of ~70 four-rank jobs under load. Its pml ucx over
-# TCP avoids that but reports endpoint timeouts on stdout at MPI_Finalize.)
+# Emulated nodes share one host's cores too: waiting ranks yield them. (pml
+# ob1 rather than ucx: UCX over TCP reports endpoint timeouts on stdout at
+# MPI_Finalize.)
 if [ "${FURROW_NET:-}" = loopback ]; then
   export OMPI_MCA_btl=self,tcp OMPI_MCA_pml=ob1 OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
   export UCX_TLS=tcp,self UCX_NET_DEVICES=lo
