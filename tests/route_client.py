@@ -3,14 +3,17 @@
 route_client.py stream ROUTER DIRECT      streams through the router equal the same requests sent to a replica
                                           (tokens, text, logprobs, finish reason, usage); a stream's first event
                                           comes through while the replica is still generating it
-route_client.py load PORT N CONC MAXTOK   N greedy requests, CONC at a time: each answers 200 with the tokens of
-                                          the same request sent alone first
+route_client.py load PORT N CONC MAXTOK [UNTIL]
+                                          N greedy requests, CONC at a time: each answers 200 with the tokens of
+                                          the same request sent alone first; with UNTIL (a file), more until it
+                                          exists, then 2 CONC more (at most 20 N; fails if it never appears)
 route_client.py leave ROUTER PORT...     a client that leaves a stream through the router after its first event
                                           stops the request on the replica (PORT...: the replicas)
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -90,38 +93,54 @@ def stream(router, direct):
     return first_event_early(router) | (1 if bad else 0)
 
 
-def load(port, n, conc, max_tokens):
+def load(port, n, conc, max_tokens, until=None):
     body = {"prompt": [3, 1, 4, 1, 5, 9, 2, 6], "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
     st, _, raw = post(port, "/v1/completions", body)
     assert st == 200, (st, raw[:300])
     ref = json.loads(raw)["choices"][0]["token_ids"]
     assert len(ref) == max_tokens
-    results = [None] * n
+    results = {}
     lock = threading.Lock()
     nxt = [0]
+    stop_at = [None]  # with `until`: once that file exists, 2 * conc more requests (N at least)
+
+    def next_index():
+        with lock:
+            i = nxt[0]
+            if until and stop_at[0] is None and os.path.exists(until):
+                stop_at[0] = max(n, i + 2 * conc)
+            limit = n if not until else stop_at[0] if stop_at[0] is not None else 20 * n
+            if i >= limit:
+                return None
+            nxt[0] += 1
+            return i
 
     def worker():
         while True:
-            with lock:
-                i = nxt[0]
-                nxt[0] += 1
-            if i >= n:
+            i = next_index()
+            if i is None:
                 return
             try:
                 st, _, raw = post(port, "/v1/completions", body)
-                results[i] = (st, json.loads(raw)["choices"][0]["token_ids"] if st == 200 else raw[:300])
+                r = (st, json.loads(raw)["choices"][0]["token_ids"] if st == 200 else raw[:300])
             except Exception as e:  # a lost request: reported below
-                results[i] = (-1, repr(e))
+                r = (-1, repr(e))
+            with lock:
+                results[i] = r
     threads = [threading.Thread(target=worker) for _ in range(conc)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=600)
-    bad = [(i, r) for i, r in enumerate(results) if r is None or r[0] != 200 or r[1] != ref]
+    sent = nxt[0]
+    bad = [(i, results.get(i)) for i in range(sent) if results.get(i) is None or results[i][0] != 200 or results[i][1] != ref]
     for i, r in bad[:5]:
         print("FAIL: request %d: %s" % (i, r))
+    if until and stop_at[0] is None:
+        print("FAIL: %s never appeared during %d requests" % (until, sent))
+        return 1
     if not bad:
-        print("ok: %d requests, %d at a time: every one answered 200 with the tokens of the request alone" % (n, conc))
+        print("ok: %d requests, %d at a time: every one answered 200 with the tokens of the request alone" % (sent, conc))
     return 1 if bad else 0
 
 
@@ -166,7 +185,8 @@ def main():
     if mode == "leave":
         return leave(int(sys.argv[2]), [int(x) for x in sys.argv[3:]])
     if mode == "load":
-        return load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                    sys.argv[6] if len(sys.argv) > 6 else None)
     print("unknown mode", mode)
     return 2
 
