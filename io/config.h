@@ -72,6 +72,17 @@ static inline int fw_config_qk_head_dim(const fw_config *c) { return c->qk_nope_
 static inline int64_t fw_config_kv_width(const fw_config *c) {
     return (int64_t)c->kv_lora_rank + c->qk_rope_head_dim + (c->index_topk > 0 ? c->index_head_dim : 0);
 }
+/* A GPU cache row in bf16 columns (runtime/cuda/gpu_model.c): the latent and
+ * k_pe, then, with an indexer, from a 16-byte aligned column, the key's
+ * index_head_dim e4m3 codes, its fp32 scale and padding to 16 bytes
+ * (kernels/cuda/indexer.h). */
+static inline int64_t fw_config_gpu_index_col(const fw_config *c) {
+    return ((int64_t)c->kv_lora_rank + c->qk_rope_head_dim + 7) / 8 * 8;
+}
+static inline int64_t fw_config_gpu_kv_cols(const fw_config *c) {
+    return c->index_topk > 0 ? fw_config_gpu_index_col(c) + c->index_head_dim / 2 + 8
+                             : (int64_t)c->kv_lora_rank + c->qk_rope_head_dim;
+}
 /* Layer l (0-based, l < num_hidden_layers) uses the MoE FFN. */
 static inline bool fw_config_layer_is_moe(const fw_config *c, int l) {
     return c->n_routed_experts > 0 && l >= c->first_k_dense_replace &&

@@ -317,8 +317,7 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
             }
     }
     const uint64_t kv_layer =
-        (uint64_t)l->context * (uint64_t)l->batch * (uint64_t)fw_config_kv_width(c) *
-        (uint64_t)l->value_bytes;
+        (uint64_t)l->context * (uint64_t)l->batch * fw_plan_kv_bytes(c, l->value_bytes);
     for (int p = 0; p < pp; p++)
         for (int r = 0; r < tp; r++) {
             fw_mem_estimate *m = &out[p * tp + r];
@@ -328,6 +327,11 @@ static int mem_ranks(const fw_config *c, const tensors *ts, const fw_layout *l, 
             m->total = m->weights + m->kv_cache + m->activations;
         }
     return FW_OK;
+}
+
+uint64_t fw_plan_kv_bytes(const fw_config *c, int value_bytes) {
+    if (value_bytes == 2) return 2 * (uint64_t)fw_config_gpu_kv_cols(c);
+    return (uint64_t)fw_config_kv_width(c) * (uint64_t)value_bytes;
 }
 
 /* Stages, experts and memory of (tp, pp); world and dp are the caller's; l->quant

@@ -33,6 +33,10 @@ typedef struct fw_plan_request {
  * than layers, world != tp * pp * dp, not enough memory per rank). */
 int fw_plan(const fw_config *c, const fw_plan_request *req, fw_layout *out, fw_err *e);
 
+/* Bytes one layer's KV cache holds per position: fw_config_kv_width values of
+ * value_bytes (4: a CPU's floats), or a GPU's bf16 row (2: fw_config_gpu_kv_cols). */
+uint64_t fw_plan_kv_bytes(const fw_config *c, int value_bytes);
+
 /* Memory of every rank of one replica: out[pp_rank * tp + tp_rank] (tp * pp
  * entries), by the same rules as fw_layout.mem (l->quant included). */
 int fw_plan_mem_per_rank(const fw_config *c, const fw_layout *l, fw_mem_estimate *out, fw_err *e);

@@ -248,6 +248,13 @@ static void test_v3(void) {
         CHECK(plan(&c, 1, 1, 1, 1, 0, &e) == FW_OK && fw_plan_mem_per_rank(&c, &L, &m3, &e) == FW_OK, "%s", e.msg);
         CHECK(plan(&v, 1, 1, 1, 1, 0, &e) == FW_OK && fw_plan_mem_per_rank(&v, &L, &m32, &e) == FW_OK, "%s", e.msg);
         CHECK(m32.kv_cache == (uint64_t)4096 * (576 + 128) * 4 * 61, "v32 kv %llu", (unsigned long long)m32.kv_cache);
+        /* on a GPU: bf16 latent and k_pe, then the key's 128 e4m3 bytes, its fp32 scale and 12 bytes of padding */
+        fw_plan_request g = {.world = 1, .ranks_per_node = 1, .tp = 1, .pp = 1, .context = 4096, .batch = 1,
+                             .value_bytes = 2};
+        fw_mem_estimate mg;
+        CHECK(fw_plan(&v, &g, &L, &e) == FW_OK && fw_plan_mem_per_rank(&v, &L, &mg, &e) == FW_OK, "%s", e.msg);
+        CHECK(mg.kv_cache == (uint64_t)4096 * (576 * 2 + 128 + 16) * 61, "v32 GPU kv %llu",
+              (unsigned long long)mg.kv_cache);
         /* per layer: wq_b 8192 x 1536 and wk 128 x 7168 FP8, weights_proj 64 x 7168 BF16, k_norm 2 x 128 */
         const double idx = 61 * (8192.0 * 1536 + 128.0 * 7168 + 2 * (64.0 * 7168 + 2 * 128));
         CHECK((double)(m32.weights_fp8 + m32.weights_bf16) - (double)(m3.weights_fp8 + m3.weights_bf16) == idx,

@@ -99,11 +99,12 @@ static void usage(FILE *f) {
             "token touches (the head counts for the last stage). Memory: the weight slices in\n"
             "their stored types (FP8 block scales, INT4/INT8 scales included), the latent KV\n"
             "cache of the stage's layers (context x batch x (kv_lora_rank + qk_rope_head_dim\n"
-            "[+ index_head_dim for DeepSeek-V3.2's indexer keys])\n"
-            "x 4 bytes, 2 on a GPU) and an activation estimate (one prefill chunk of up to 2048\n"
-            "tokens or a decode step); the runtime and communication buffers are not counted:\n"
-            "leave headroom. KV room: what --mem-per-rank leaves after weights and activations\n"
-            "on the tightest rank, in tokens of KV cache (all sequences together).\n");
+            "[+ index_head_dim for DeepSeek-V3.2's indexer keys]) x 4 bytes; on a GPU bf16, the\n"
+            "indexer's key as index_head_dim e4m3 bytes + 16) and an activation estimate (one\n"
+            "prefill chunk of up to 2048 tokens or a decode step); the runtime and communication\n"
+            "buffers are not counted: leave headroom. KV room: what --mem-per-rank leaves after\n"
+            "weights and activations on the tightest rank, in tokens of KV cache (all sequences\n"
+            "together).\n");
 }
 
 /* Bytes with a unit that keeps 3 significant digits (decimal units). */
@@ -219,7 +220,7 @@ static int64_t kv_room(const fw_config *c, const fw_layout *l, uint64_t avail, u
             break;
         }
         const bool mtp_here = l->mtp && i / l->tp == l->pp - 1; /* the MTP layer's cache too */
-        const uint64_t per_token = (uint64_t)fw_config_kv_width(c) * (uint64_t)l->value_bytes *
+        const uint64_t per_token = fw_plan_kv_bytes(c, l->value_bytes) *
                                    (uint64_t)(l->stages[i / l->tp].n_layers + mtp_here);
         const int64_t tokens = (int64_t)((avail - used) / per_token);
         if (tokens < best) best = tokens, *bytes_left = avail - used;

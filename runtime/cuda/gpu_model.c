@@ -209,10 +209,10 @@ int fw_gpu_model_begin(fw_gpu_model *g, const fw_model *m, int device, const fw_
     g->rope_mscale = m->rope_mscale;
     const fw_config *c = &m->cfg;
     const int64_t R = c->qk_rope_head_dim;
-    /* V3.2's index key after the latent, 16-byte aligned for the score kernel's
-     * loads: id e4m3 bytes, the fp32 scale, padding (kernels/cuda/indexer.h). */
-    g->ix_col = (c->kv_lora_rank + R + 7) / 8 * 8;
-    g->kv_w = fw_config_has_indexer(c) ? g->ix_col + fw_cuda_index_key_cols(c->index_head_dim) : c->kv_lora_rank + R;
+    g->ix_col = fw_config_gpu_index_col(c);
+    g->kv_w = fw_config_gpu_kv_cols(c);
+    if (fw_config_has_indexer(c) && g->kv_w != g->ix_col + fw_cuda_index_key_cols(c->index_head_dim))
+        return fw_errf(e, "GPU %d: the cache row's layout and the indexer kernels' disagree", device);
     g->rope_inv_freq = malloc((size_t)(R / 2 > 0 ? R / 2 : 1) * sizeof(float));
     g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers);
     if (!g->rope_inv_freq || !g->layers) return fw_errf(e, "out of memory");
