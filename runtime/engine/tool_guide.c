@@ -135,12 +135,36 @@ void fw_tool_guide_start(const fw_tool_guide *g, fw_tool_state *s) {
     for (int i = 0; i < g->n; i++) set_alive(s, i);
 }
 
-/* V3.2, FW_TOOL_PARAM: candidate k's tokens (k < n_params: parameter k's opening tag; n_params: the
- * call's closing tokens). */
+/* The token sequences the name and parameter phases choose among: candidate k's
+ * tokens and their count. Name: function k's opening. V3.2 parameter: k <
+ * n_params parameter k's opening tag, k == n_params the call's closing tokens. */
+static int candidates(const fw_tool_guide *g, const fw_tool_state *s) {
+    return s->phase == FW_TOOL_NAME ? g->n : g->n_params[s->chosen] + 1;
+}
+
 static const int32_t *cand(const fw_tool_guide *g, const fw_tool_state *s, int k, int64_t *len) {
+    if (s->phase == FW_TOOL_NAME) return *len = g->len[k], g->seq[k];
     const int np = g->n_params[s->chosen];
     if (k == np) return *len = g->n_close, g->close;
     return *len = g->params[s->chosen][k].n_open, g->params[s->chosen][k].open;
+}
+
+/* Drops the candidates that do not continue with id; returns the one id
+ * completes, or -1. */
+static int narrow(const fw_tool_guide *g, fw_tool_state *s, int32_t id) {
+    const int m = candidates(g, s);
+    for (int k = 0; k < m; k++) {
+        int64_t len;
+        const int32_t *seq = cand(g, s, k, &len);
+        if (alive(s, k) && (s->pos >= len || seq[s->pos] != id)) drop(s, k);
+    }
+    s->pos++;
+    for (int k = 0; k < m; k++) {
+        int64_t len;
+        cand(g, s, k, &len);
+        if (alive(s, k) && s->pos == len) return k;
+    }
+    return -1;
 }
 
 /* V3.2: the choice after the invoke tag or a parameter: parameters next .. the first required one (none
@@ -161,10 +185,10 @@ static void enter_param(const fw_tool_guide *g, fw_tool_state *s) {
 void fw_tool_guide_allowed(const fw_tool_guide *g, const fw_tool_state *s, int32_t *ids, int *n) {
     *n = 0;
     if (s->phase == FW_TOOL_NAME || s->phase == FW_TOOL_PARAM) {
-        const int m = s->phase == FW_TOOL_NAME ? g->n : g->n_params[s->chosen] + 1;
+        const int m = candidates(g, s);
         for (int i = 0; i < m; i++) {
             int64_t len;
-            const int32_t *seq = s->phase == FW_TOOL_NAME ? (len = g->len[i], g->seq[i]) : cand(g, s, i, &len);
+            const int32_t *seq = cand(g, s, i, &len);
             if (!alive(s, i) || s->pos >= len) continue;
             int32_t id = seq[s->pos];
             bool dup = false;
@@ -197,43 +221,28 @@ static void enter_close(const fw_tool_guide *g, fw_tool_state *s) {
 
 void fw_tool_guide_accept(const fw_tool_guide *g, fw_tool_state *s, int32_t id) {
     switch (s->phase) {
-    case FW_TOOL_NAME:
-        for (int i = 0; i < g->n; i++)
-            if (alive(s, i) && (s->pos >= g->len[i] || g->seq[i][s->pos] != id)) drop(s, i);
-        s->pos++;
-        for (int i = 0; i < g->n; i++)
-            if (alive(s, i) && s->pos == g->len[i]) {
-                s->chosen = i;
-                if (g->format == FW_CHAT_V32) {
-                    s->next = 0;
-                    enter_param(g, s);
-                } else {
-                    s->phase = FW_TOOL_ARGS;
-                    fw_json_start(fw_json_grammar_nodes(g->args[i]), &s->js);
-                }
-                break;
-            }
-        break;
-    case FW_TOOL_PARAM: {
-        const int np = g->n_params[s->chosen];
-        for (int k = 0; k <= np; k++) {
-            int64_t len;
-            const int32_t *seq = cand(g, s, k, &len);
-            if (alive(s, k) && (s->pos >= len || seq[s->pos] != id)) drop(s, k);
+    case FW_TOOL_NAME: {
+        const int i = narrow(g, s, id);
+        if (i < 0) break;
+        s->chosen = i;
+        if (g->format == FW_CHAT_V32) {
+            s->next = 0;
+            enter_param(g, s);
+        } else {
+            s->phase = FW_TOOL_ARGS;
+            fw_json_start(fw_json_grammar_nodes(g->args[i]), &s->js);
         }
-        s->pos++;
-        for (int k = 0; k <= np; k++) {
-            int64_t len;
-            cand(g, s, k, &len);
-            if (!alive(s, k) || s->pos != len) continue;
-            if (k == np) {
-                s->phase = FW_TOOL_EOS;
-            } else {
-                s->param = k, s->next = k + 1;
-                s->phase = FW_TOOL_ARGS;
-                fw_json_start(fw_json_grammar_nodes(g->params[s->chosen][k].value), &s->js);
-            }
-            break;
+        break;
+    }
+    case FW_TOOL_PARAM: {
+        const int k = narrow(g, s, id);
+        if (k < 0) break;
+        if (k == g->n_params[s->chosen]) {
+            s->phase = FW_TOOL_EOS;
+        } else {
+            s->param = k, s->next = k + 1;
+            s->phase = FW_TOOL_ARGS;
+            fw_json_start(fw_json_grammar_nodes(g->params[s->chosen][k].value), &s->js);
         }
         break;
     }
