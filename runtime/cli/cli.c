@@ -131,12 +131,7 @@ int fw_cli_engine_option(int code, const char *arg, fw_engine_opts *o, fw_err *e
     }
     case FW_OPT_VERBOSE: o->verbose = true; return 1;
     case FW_OPT_NO_VERIFY: o->no_verify = true; return 1;
-    case FW_OPT_SPECULATIVE:
-        if (strcmp(arg, "mtp:1") && strcmp(arg, "mtp:2"))
-            return fw_errf(e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)",
-                           arg), -1;
-        o->speculative = arg[4] - '0';
-        return 1;
+    case FW_OPT_SPECULATIVE: return fw_cli_parse_speculative(arg, &o->speculative, e) ? -1 : 1;
     case FW_OPT_INDEXER:
         if (!strcmp(arg, "fp8")) o->index_exact = false;
         else if (!strcmp(arg, "exact")) o->index_exact = true;
@@ -214,5 +209,12 @@ int fw_cli_parse_size(const char *text, const char *flag, uint64_t *out, fw_err 
         if (*u) return fw_errf(e, "%s: unknown unit in '%s' (use K, M, G, T or KiB, MiB, GiB, TiB)", flag, text);
     }
     *out = (uint64_t)(v * unit);
+    return FW_OK;
+}
+
+int fw_cli_parse_speculative(const char *arg, int *k, fw_err *e) {
+    if (strcmp(arg, "mtp:1") && strcmp(arg, "mtp:2"))
+        return fw_errf(e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)", arg);
+    *k = arg[4] - '0';
     return FW_OK;
 }

@@ -116,6 +116,8 @@ enum fw_cli_opt {
     "                                      arithmetic (q and k Hadamard-rotated and rounded to\n" \
     "                                      e4m3, as its inference code and the GPU do); exact:\n" \
     "                                      float32 without the rounding (transformers'; CPU only)\n"
+/* --speculative mtp:K (K = 1 or 2) into *k. */
+int fw_cli_parse_speculative(const char *arg, int *k, fw_err *e);
 struct fw_engine_opts;
 /* Handles one of FW_CLI_ENGINE_OPTIONS; returns 1 if `code` was one, -1 on a bad value. */
 int fw_cli_engine_option(int code, const char *arg, struct fw_engine_opts *o, fw_err *e);

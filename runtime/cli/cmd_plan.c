@@ -345,12 +345,7 @@ int fw_cmd_plan(int argc, char **argv) {
             if (!strcmp(optarg, "cuda")) value_bytes = 2;
             else if (strcmp(optarg, "cpu")) bad = fw_errf(&e, "--device: expected cpu or cuda, got '%s'", optarg);
             break;
-        case 'Q':
-            if (strcmp(optarg, "mtp:1") && strcmp(optarg, "mtp:2"))
-                bad = fw_errf(&e, "--speculative: '%s' is not mtp:1 or mtp:2 (draft tokens a step from the MTP layer)",
-                              optarg);
-            else mtp = optarg[4] - '0';
-            break;
+        case 'Q': bad = fw_cli_parse_speculative(optarg, &mtp, &e); break;
         case 'X': predict = true; break;
         case 'C': po.compute = optarg; break;
         case 'K': po.links = optarg; break;
